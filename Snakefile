@@ -1,0 +1,31 @@
+# ganmatch: remove confounding from face datasets by matching images in a GAN's latent space.
+# The DAG: download -> index -> align -> project -> embeddings -> attributes -> distances
+#          -> matching -> balance -> outcomes -> figures. All logic lives in src/ganmatch/.
+
+from snakemake.utils import min_version
+
+min_version("8.0")
+
+
+configfile: "config/config.yaml"
+
+
+report: "workflow/report/workflow.rst"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/download.smk"
+include: "workflow/rules/align.smk"
+include: "workflow/rules/project.smk"
+include: "workflow/rules/embeddings.smk"
+include: "workflow/rules/attributes.smk"
+include: "workflow/rules/distances.smk"
+include: "workflow/rules/matching.smk"
+include: "workflow/rules/balance.smk"
+include: "workflow/rules/figures.smk"
+
+
+rule all:
+    input:
+        get_final_output(),
+    default_target: True

@@ -1,0 +1,98 @@
+"""Latent-space linear attribute models (InterFaceGAN-style) and the attributes table used for balance.
+
+One logistic regression per attribute on an embedding; its unit normal is the attribute's editing direction.
+Dataset labels, where present, take precedence over predictions in the attributes table.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold, cross_val_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from .errors import InputDataError
+
+
+class LatentAttributeModel:
+    """One linear classifier per attribute on an embedding; `directions_` holds their unit normals."""
+
+    def __init__(self, C: float = 1.0, cv_folds: int = 5, random_state: int = 0):
+        self.C = C
+        self.cv_folds = cv_folds
+        self.random_state = random_state
+
+    def _make(self):
+        return make_pipeline(StandardScaler(), LogisticRegression(C=self.C, max_iter=2000))
+
+    def fit(self, X: np.ndarray, labels: pd.DataFrame) -> LatentAttributeModel:
+        """Fit every column of `labels` (0/1, NaN = unlabelled) on rows of X; record CV accuracy."""
+        if not np.isfinite(X).all():
+            raise InputDataError("attribute model: the embedding has NaN or inf values; check the projection shard tables.")
+        self.models_, self.directions_, rows = {}, {}, []
+        for name in labels.columns:
+            y = labels[name].to_numpy()
+            known = ~pd.isna(y)
+            yk = y[known].astype(int)
+            if len(np.unique(yk)) < 2:
+                rows.append({"attribute": name, "n_labelled": int(known.sum()), "cv_accuracy": np.nan, "base_rate": float(yk.mean()) if len(yk) else np.nan})
+                continue
+            folds = min(self.cv_folds, int(np.bincount(yk).min()))
+            acc = np.nan
+            if folds >= 2:
+                cv = StratifiedKFold(folds, shuffle=True, random_state=self.random_state)
+                acc = float(cross_val_score(self._make(), X[known], yk, cv=cv).mean())
+            model = self._make().fit(X[known], yk)
+            self.models_[name] = model
+            scaler, clf = model[0], model[1]
+            normal = clf.coef_[0] / scaler.scale_
+            self.directions_[name] = (normal / np.linalg.norm(normal)).astype(np.float32)
+            rows.append({"attribute": name, "n_labelled": int(known.sum()), "cv_accuracy": acc, "base_rate": float(yk.mean())})
+        self.cv_table_ = pd.DataFrame(rows)
+        return self
+
+    def predict_proba(self, X: np.ndarray) -> pd.DataFrame:
+        """Predicted probability of each fitted attribute, one column per attribute."""
+        return pd.DataFrame({name: m.predict_proba(X)[:, 1] for name, m in self.models_.items()})
+
+
+def conditional_direction(directions: dict[str, np.ndarray], target: str, condition: list[str]) -> np.ndarray:
+    """Unit direction of `target` with the `condition` attributes' directions projected out."""
+    d = directions[target].astype(np.float64)
+    basis = np.stack([directions[c] for c in condition], axis=1).astype(np.float64)
+    q, _ = np.linalg.qr(basis)
+    d = d - q @ (q.T @ d)
+    return (d / np.linalg.norm(d)).astype(np.float32)
+
+
+def attributes_table(index: pd.DataFrame, ids: np.ndarray, X: np.ndarray, covariates: list[str],
+                     C: float = 1.0, cv_folds: int = 5, random_state: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Build the attributes table (label > prediction) and the cross-validated accuracy table.
+
+    Models are fitted on the `train` split's labels (all labelled rows if there is no split column).
+    """
+    rows = index.set_index("image_id").loc[ids]
+    labels = pd.DataFrame({c: rows[c].to_numpy(dtype=float) if c in rows.columns else np.full(len(rows), np.nan) for c in covariates})
+    train = labels.copy()
+    if "split" in rows.columns:
+        train[rows["split"].to_numpy() != "train"] = np.nan
+    model = LatentAttributeModel(C=C, cv_folds=cv_folds, random_state=random_state).fit(X, train)
+    probs = model.predict_proba(X)
+    out = pd.DataFrame({"image_id": np.asarray(ids)})
+    for c in covariates:
+        prob = probs[c].to_numpy() if c in probs else np.full(len(out), np.nan)
+        label = labels[c].to_numpy()
+        has = ~np.isnan(label)
+        predicted = np.where(np.isnan(prob), np.nan, (prob >= 0.5).astype(float))
+        out[c] = np.where(has, label, predicted)
+        out[f"{c}_prob"] = prob.astype(np.float32)
+        out[f"{c}_source"] = np.where(has, "label", "predicted")
+    cv = model.cv_table_
+    test = ~train.notna().to_numpy() & labels.notna().to_numpy()
+    cv["test_accuracy"] = [
+        float(((probs[c].to_numpy() >= 0.5) == labels[c].to_numpy())[test[:, j]].mean()) if c in probs and test[:, j].any() else np.nan
+        for j, c in enumerate(covariates)
+    ]
+    return out, cv

@@ -1,0 +1,148 @@
+"""The embedded demo: a planted-confounding face-like dataset rendered by a seeded StyleGAN2 generator.
+
+No face dataset or face GAN ships offline, so the demo builds one whose ground truth is known:
+latents are drawn around identity centres, each covariate is a threshold of a known direction in W,
+the treatment depends on the covariates (confounding), and every photo is rendered, then misaligned by a
+random similarity transform whose landmarks are recorded, exactly as a detector would report them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .align import canonical_landmarks, similarity_warp
+
+# Covariate -> (base-rate threshold on its standard-normal score, effect on the treatment's logit).
+# Signs follow CelebA-HQ's confounding (men: older, smile less, more glasses, no makeup, darker skin more often).
+PLANTED = {
+    "young": (-0.7, -1.0),
+    "smiling": (0.1, -0.5),
+    "eyeglasses": (1.2, 1.0),
+    "makeup": (0.3, -1.4),
+    "dark_skin": (1.0, 0.6),
+}
+TREATMENT_SEPARATION = 1.5  # the treatment's own latent coordinate: +/- this many SDs
+OUTCOME_WEIGHTS = {"young": 0.8, "smiling": 0.6, "makeup": -0.7}  # confounded terms of the planted outcome
+
+
+@dataclass
+class DemoData:
+    """Everything the demo 'download' writes: labels, true latents, landmarks and raw photos."""
+
+    labels: pd.DataFrame
+    latents: np.ndarray  # float32 (N, w_dim), the true W of each photo
+    landmarks: pd.DataFrame
+    photos: np.ndarray  # uint8 (N, raw, raw, 3), misaligned
+    directions: pd.DataFrame  # unit direction in W of the treatment and each covariate
+
+
+def semantic_directions(generator, n: int, seed: int = 0) -> np.ndarray:
+    """Orthonormal (n, w_dim) directions along which the generator's images change most at the mean w.
+
+    These are the top right-singular vectors of the Jacobian of G at w_avg (the closed-form idea of SeFa),
+    so planted attributes are visible in the pixels and recoverable by projection.
+    """
+    w_avg = generator.mean_w(2000, seed=seed).detach()
+
+    def render(w):
+        return generator.synthesis(w[None], noise_mode="const").flatten()
+
+    jac = torch.autograd.functional.jacobian(render, w_avg)  # (pixels, w_dim)
+    _, _, vh = torch.linalg.svd(jac, full_matrices=False)
+    return vh[:n].numpy().astype(np.float64)
+
+
+def _basis(directions: np.ndarray) -> np.ndarray:
+    """Complete the semantic directions to an orthonormal basis of W (columns)."""
+    w_dim = directions.shape[1]
+    rest = np.eye(w_dim) - directions.T @ directions
+    u, s, _ = np.linalg.svd(rest)
+    return np.concatenate([directions.T, u[:, : w_dim - len(directions)]], axis=1)
+
+
+def simulate(generator, cfg: dict, seed: int) -> DemoData:
+    """Draw identities, photos, covariates, treatment and outcome; render and misalign every photo."""
+    rng = np.random.default_rng(seed)
+    names = list(PLANTED)
+    n_sem = 1 + len(names)  # treatment direction first
+    dirs = semantic_directions(generator, n_sem, seed=seed)
+    basis = _basis(dirs)
+    w_dim = basis.shape[0]
+    w_avg = generator.mean_w(2000, seed=seed).detach().numpy().astype(np.float64)
+    w_scale = float(np.sqrt(np.mean(np.var(generator.mapping(torch.randn(2000, generator.z_dim, generator=torch.Generator().manual_seed(seed))).detach().numpy(), axis=0))))
+
+    n_id = cfg["n_identities"]
+    lo, hi = cfg["photos_per_identity"]
+    # identity-level coordinates: attribute scores ~ N(0, 1), nuisance ~ N(0, nuisance_scale^2)
+    coords = rng.standard_normal((n_id, w_dim))
+    coords[:, n_sem:] *= cfg["nuisance_scale"]
+    scores = coords[:, 1:n_sem]
+    logit = sum(PLANTED[c][1] * scores[:, j] for j, c in enumerate(names))
+    treated = (rng.random(n_id) < 1.0 / (1.0 + np.exp(-logit))).astype(int)
+    coords[:, 0] = (2 * treated - 1) * TREATMENT_SEPARATION + 0.2 * rng.standard_normal(n_id)
+
+    n_photos = rng.integers(lo, hi + 1, size=n_id)
+    owner = np.repeat(np.arange(n_id), n_photos)
+    photo = coords[owner] + cfg["photo_spread"] * rng.standard_normal((len(owner), w_dim)) * np.r_[0.0, np.ones(w_dim - 1)]
+    latents = (w_avg + w_scale * photo @ basis.T).astype(np.float32)
+
+    labels = pd.DataFrame({
+        "image_id": [f"img{i:05d}" for i in range(len(owner))],
+        "identity": [f"id{k:04d}" for k in owner],
+        "male": treated[owner],
+    })
+    for j, c in enumerate(names):
+        labels[c] = (photo[:, 1 + j] > PLANTED[c][0]).astype(int)
+    test_ids = rng.random(n_id) < cfg["test_fraction"]
+    labels["split"] = np.where(test_ids[owner], "test", "train")
+    noise = rng.standard_normal(len(owner))
+    labels["outcome"] = cfg["effect"] * labels["male"] + sum(w * labels[c] for c, w in OUTCOME_WEIGHTS.items()) + 0.5 * noise
+
+    photos, marks = render_misaligned(generator, latents, cfg, rng)
+    landmarks = pd.DataFrame(marks.reshape(len(owner), 10), columns=[f"{a}{i}" for i in range(5) for a in "xy"])
+    landmarks.insert(0, "image_id", labels["image_id"])
+    directions = pd.DataFrame(dirs.astype(np.float32), index=["male", *names]).reset_index(names="attribute")
+    return DemoData(labels, latents, landmarks, photos, directions)
+
+
+def render(generator, latents: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """Render W latents to uint8 (N, size, size, 3) images with the generator's constant noise."""
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(latents), batch_size):
+            w = torch.from_numpy(latents[start : start + batch_size])
+            img = generator.synthesis(w, noise_mode="const")
+            out.append(to_uint8(img))
+    return np.concatenate(out)
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """(N, 3, H, W) images in [-1, 1] -> uint8 (N, H, W, 3)."""
+    x = ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return x.permute(0, 2, 3, 1).cpu().numpy()
+
+
+def render_misaligned(generator, latents, cfg, rng):
+    """Render each latent, then place it in a raw photo by a random similarity transform.
+
+    The aligned frame's canonical landmarks move with the photo, so the stored landmarks are exactly what an
+    ideal detector would report; alignment must undo the transform.
+    """
+    aligned = render(generator, latents)
+    size = aligned.shape[1]
+    raw = cfg["raw_size"]
+    mis = cfg["misalign"]
+    base = canonical_landmarks(size)
+    photos = np.empty((len(aligned), raw, raw, 3), np.uint8)
+    marks = np.empty((len(aligned), 5, 2), np.float64)
+    centre_shift = (raw - size) / 2.0
+    for i, img in enumerate(aligned):
+        angle = rng.uniform(-mis["rotate_deg"], mis["rotate_deg"])
+        scale = (raw / size) * 0.6 * (1.0 + rng.uniform(-mis["scale"], mis["scale"]))
+        shift = rng.uniform(-mis["shift"], mis["shift"], size=2) * raw + centre_shift
+        photos[i], marks[i] = similarity_warp(img, base, angle, scale, shift, (raw, raw))
+    return photos, marks

@@ -1,0 +1,50 @@
+"""Per-image embeddings gathered into one float32 matrix each: GAN latents, pixels, face descriptors."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from .errors import InputDataError
+from .io import read_npy, read_parquet, read_rgb
+
+
+def gather_latents(shard_tables: Sequence[str], shard_arrays: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Concatenate projection shards, keeping only images whose projection succeeded; W+ is flattened."""
+    ids, blocks = [], []
+    for table_path, array_path in zip(shard_tables, shard_arrays, strict=True):
+        table = read_parquet(table_path)
+        arr = read_npy(array_path)
+        if len(arr) != len(table):
+            raise InputDataError(f"{array_path}: {len(arr)} latents but {table_path} has {len(table)} rows; delete both and rerun.")
+        ok = (table["status"] == "ok").to_numpy()
+        ids.append(table["image_id"].to_numpy()[ok])
+        blocks.append(arr[ok].reshape(int(ok.sum()), -1))
+    return np.concatenate(ids).astype(str), np.concatenate(blocks).astype(np.float32)
+
+
+def aligned_images(shard_tables: Sequence[str]) -> pd.DataFrame:
+    """The accepted rows of the aligned shard tables (image_id, aligned_path, landmarks)."""
+    table = pd.concat([read_parquet(p) for p in shard_tables], ignore_index=True)
+    return table[table["status"] == "ok"].reset_index(drop=True)
+
+
+def pixel_embedding(paths: Sequence[str], size: int = 16) -> np.ndarray:
+    """Downsampled RGB pixels scaled to [0, 1]: the offline stand-in for a perceptual embedding."""
+    out = np.empty((len(paths), size * size * 3), np.float32)
+    for i, path in enumerate(paths):
+        img = Image.fromarray(read_rgb(path)).resize((size, size), Image.BILINEAR)
+        out[i] = np.asarray(img, np.float32).reshape(-1) / 255.0
+    return out
+
+
+def compute_embedding(kind: str, aligned: pd.DataFrame, params: dict) -> np.ndarray:
+    """Embedding of the aligned images by kind ('pixel' here; face descriptors from ganmatch.face_embeddings)."""
+    if kind == "pixel":
+        return pixel_embedding(aligned["aligned_path"].tolist(), size=params.get("size", 16))
+    from . import face_embeddings
+
+    return face_embeddings.embed_images(kind, aligned["aligned_path"].tolist(), **{k: v for k, v in params.items() if k != "kind"})

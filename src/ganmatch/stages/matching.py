@@ -1,0 +1,48 @@
+"""Run one configured matching method on the embeddings and attributes of the accepted images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..errors import InputDataError
+from ..io import read_npy, read_parquet
+from ..matching import MatchData, MatchResult, match
+
+
+def load_embeddings(files: list[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Pairs of (<name>.npy, <name>.parquet) -> {name: (ids, X)}."""
+    npys = sorted(f for f in map(str, files) if f.endswith(".npy"))
+    out = {}
+    for npy in npys:
+        ids = read_parquet(npy[: -len(".npy")] + ".parquet")["image_id"].to_numpy(str)
+        out[Path(npy).stem] = (ids, read_npy(npy))
+    return out
+
+
+def run_method(name: str, spec: dict, index: pd.DataFrame, attributes: pd.DataFrame, embedding_files: list[str],
+               treatment: str, covariates: list[str], seed: int = 0) -> MatchResult:
+    """Restrict to images present in every embedding and the attributes table, then call `match`."""
+    embeddings = load_embeddings(embedding_files)
+    ids = attributes["image_id"].to_numpy(str)
+    for emb_ids, _ in embeddings.values():
+        ids = ids[np.isin(ids, emb_ids)]
+    if len(ids) == 0:
+        raise InputDataError(f"matching '{name}': no image has every embedding it needs ({', '.join(embeddings)}).")
+    rows = index.set_index("image_id").loc[ids]
+    aligned = {}
+    for emb, (emb_ids, X) in embeddings.items():
+        pos = pd.Series(np.arange(len(emb_ids)), index=emb_ids).loc[ids].to_numpy()
+        aligned[emb] = np.asarray(X[pos], np.float32)
+    data = MatchData(
+        ids=ids, treated=rows[treatment].to_numpy(int), embeddings=aligned,
+        identity=rows["identity"].astype(str).to_numpy(),
+        covariates=attributes.set_index("image_id").loc[ids].reset_index(),
+    )
+    params = {k: v for k, v in spec.items() if k != "method"}
+    result = match(spec["method"], data, random_state=seed, **params)
+    result.pairs["method"] = name
+    result.pairs["embedding"] = spec.get("embedding", "")
+    return result

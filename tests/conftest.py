@@ -1,0 +1,53 @@
+"""Shared fixtures: the repository root, a tiny demo config, and a runner for Snakemake itself."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+WORKFLOW_FILES = ["Snakefile", "workflow", "config", "src", "envs", "profiles"]
+
+# A tiny demo: 40 identities (~100 photos) in 2 shards, few projection steps; same DAG as the default.
+TINY = {
+    "shard_size": 60,
+    "demo": {"n_identities": 40},
+    "project": {"steps": 40, "batch_size": 60},
+    "distances": {"k": 20},
+}
+
+
+def copy_workflow(dest: Path) -> Path:
+    """Copy the workflow (not results or resources) into `dest`."""
+    for name in WORKFLOW_FILES:
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        elif src.exists():
+            shutil.copy2(src, dest / name)
+    return dest
+
+
+def snakemake(workdir: Path, *args: str, check: bool = True, timeout: int = 900) -> subprocess.CompletedProcess:
+    """Run the real Snakemake CLI in `workdir` with the test interpreter's environment."""
+    env = dict(os.environ, PYTHONPATH=str(workdir / "src"), OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", *args]
+    proc = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}")
+    return proc
+
+
+@pytest.fixture(scope="session")
+def tiny_config_args() -> list[str]:
+    """`--config` overrides that shrink the demo for tests (nested keys as YAML)."""
+    import yaml
+
+    return ["--config", *[f"{k}={yaml.safe_dump(v, default_flow_style=True).strip()}" for k, v in TINY.items()]]

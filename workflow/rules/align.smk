@@ -1,0 +1,25 @@
+# Stage 2: FFHQ-style alignment of every image, one job per shard; bad images are recorded, not fatal.
+
+
+def align_inputs(wildcards):
+    inputs = {"index": f"{RES}/images.parquet"}
+    if config["align"]["detector"] == "table":
+        inputs["landmarks"] = f"{RAW}/landmarks.parquet"
+    return inputs
+
+
+rule align_shard:
+    """Detect (or read) landmarks and write aligned crops for one shard of the index."""
+    input:
+        unpack(align_inputs),
+    output:
+        table=f"{RES}/aligned/shard_{{shard}}.parquet",
+        images=directory(f"{RES}/aligned/shard_{{shard}}"),
+    params:
+        align=config["align"],
+    log:
+        f"{LOGS}/align/shard_{{shard}}.log",
+    conda:
+        "../../envs/faces.yaml"
+    script:
+        f"{SCRIPTS}/align_shard.py"

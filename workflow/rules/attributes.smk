@@ -1,0 +1,21 @@
+# Stage 5: attributes per image: dataset labels where present, latent-space linear models otherwise.
+
+
+rule predict_attributes:
+    """Fit one linear model per covariate on an embedding; write the attributes and CV accuracy tables."""
+    input:
+        index=f"{RES}/images.parquet",
+        embedding=embedding_files(config["attributes"]["embedding"]),
+    output:
+        table=f"{RES}/attributes.parquet",
+        cv=f"{RES}/attributes_cv.parquet",
+    params:
+        covariates=config["covariates"],
+        attributes=config["attributes"],
+        seed=config["seed"],
+    log:
+        f"{LOGS}/attributes.log",
+    conda:
+        "../../envs/core.yaml"
+    script:
+        f"{SCRIPTS}/predict_attributes.py"

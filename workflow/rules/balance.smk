@@ -1,0 +1,39 @@
+# Stage 8: covariate balance before and after each matching method (cobalt-style long tables).
+
+
+rule balance_method:
+    """Balance statistics, group means and sample sizes for one matching method."""
+    input:
+        index=f"{RES}/images.parquet",
+        attributes=f"{RES}/attributes.parquet",
+        matches=f"{RES}/matches/{{method}}.parquet",
+    output:
+        table=f"{RES}/balance/{{method}}.parquet",
+        means=f"{RES}/balance/{{method}}_means.parquet",
+        sizes=f"{RES}/balance/{{method}}_sizes.parquet",
+    params:
+        treatment=config["treatment"],
+        covariates=config["covariates"],
+        threshold=config["balance"].get("threshold", 0.1),
+    log:
+        f"{LOGS}/balance/{{method}}.log",
+    conda:
+        "../../envs/core.yaml"
+    script:
+        f"{SCRIPTS}/balance_method.py"
+
+
+rule balance_summary:
+    """All methods' balance tables and group means in one table each."""
+    input:
+        tables=expand(f"{RES}/balance/{{method}}.parquet", method=config["matching"]["methods"]),
+        means=expand(f"{RES}/balance/{{method}}_means.parquet", method=config["matching"]["methods"]),
+    output:
+        table=f"{RES}/balance/summary.parquet",
+        means=f"{RES}/balance/group_means.parquet",
+    log:
+        f"{LOGS}/balance/summary.log",
+    conda:
+        "../../envs/core.yaml"
+    script:
+        f"{SCRIPTS}/balance_summary.py"

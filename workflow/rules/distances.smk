@@ -1,0 +1,20 @@
+# Stage 6: exact k nearest neighbours per embedding, within the whole set and across treatment groups.
+
+
+rule compute_neighbours:
+    """Blockwise exact kNN in float32 (bounded memory) for one embedding."""
+    input:
+        index=f"{RES}/images.parquet",
+        embedding=lambda wildcards: embedding_files(wildcards.embedding),
+    output:
+        f"{RES}/neighbours/{{embedding}}.parquet",
+    params:
+        distances=config["distances"],
+        treatment=config["treatment"],
+    threads: 2
+    log:
+        f"{LOGS}/distances/{{embedding}}.log",
+    conda:
+        "../../envs/core.yaml"
+    script:
+        f"{SCRIPTS}/compute_neighbours.py"

@@ -1,0 +1,22 @@
+# Stage 7: match treated and control images, one matches table per configured method.
+
+
+rule match_groups:
+    """Run one configured matching method (name -> method and parameters in config.matching.methods)."""
+    input:
+        index=f"{RES}/images.parquet",
+        attributes=f"{RES}/attributes.parquet",
+        embeddings=lambda wildcards: [f for e in match_embeddings(wildcards.method) for f in embedding_files(e)],
+    output:
+        f"{RES}/matches/{{method}}.parquet",
+    params:
+        spec=lambda wildcards: config["matching"]["methods"][wildcards.method],
+        treatment=config["treatment"],
+        covariates=config["covariates"],
+        seed=config["seed"],
+    log:
+        f"{LOGS}/matching/{{method}}.log",
+    conda:
+        "../../envs/core.yaml"
+    script:
+        f"{SCRIPTS}/match_groups.py"

@@ -1,0 +1,25 @@
+# Stage 3: project every aligned image into the generator's latent space (GPU when present).
+
+
+rule project_shard:
+    """Batched latent optimisation for one shard; failed images are marked in the shard table."""
+    input:
+        table=f"{RES}/aligned/shard_{{shard}}.parquet",
+        weights=config["project"].get("weights", []),
+    output:
+        latents=f"{RES}/latents/shard_{{shard}}.npy",
+        table=f"{RES}/latents/shard_{{shard}}.parquet",
+    params:
+        project=config["project"],
+        seed=config["seed"],
+    threads: 2
+    resources:
+        gpu=1 if config["project"].get("gpu", False) else 0,
+        mem_mb=4000,
+        runtime=240,
+    log:
+        f"{LOGS}/project/shard_{{shard}}.log",
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        f"{SCRIPTS}/project_shard.py"

@@ -1,0 +1,15 @@
+"""Run one configured matching method and write its matches table."""
+
+from ganmatch import io
+from ganmatch.stages import matching as matching_stage
+from ganmatch.logs import script_logging
+
+log = script_logging(snakemake)  # noqa: F821
+p, inp = snakemake.params, snakemake.input  # noqa: F821
+result = matching_stage.run_method(
+    name=snakemake.wildcards.method, spec=p.spec, index=io.read_parquet(inp.index),  # noqa: F821
+    attributes=io.read_parquet(inp.attributes), embedding_files=inp.embeddings,
+    treatment=p.treatment, covariates=p.covariates, seed=p.seed,
+)
+log.info("%s: %s", snakemake.wildcards.method, result.info)  # noqa: F821
+io.write_parquet(result.pairs, snakemake.output[0])  # noqa: F821
