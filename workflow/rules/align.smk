@@ -1,13 +1,6 @@
 # Stage 2: FFHQ-style alignment of every image, one job per shard; bad images are recorded, not fatal.
 
 
-def align_inputs(wildcards):
-    inputs = {"index": f"{RES}/images.parquet"}
-    if config["align"]["detector"] == "table":
-        inputs["landmarks"] = f"{RAW}/landmarks.parquet"
-    return inputs
-
-
 rule align_shard:
     """Detect (or read) landmarks and write aligned crops for one shard of the index."""
     input:

@@ -3,15 +3,9 @@
 
 import math
 import os
-import sys
 
 import pandas as pd
 from snakemake.utils import validate
-
-_SRC = os.path.join(workflow.basedir, "src")
-if _SRC not in sys.path:
-    sys.path.insert(0, _SRC)
-os.environ["PYTHONPATH"] = os.pathsep.join(p for p in [_SRC, os.environ.get("PYTHONPATH", "")] if p)
 
 from ganmatch.config import validate_config
 
@@ -71,3 +65,28 @@ def get_final_output():
     targets += [f"{RES}/neighbours/{e}.parquet" for e in active_embeddings()]
     targets += [f"{RES}/figures/{name}.pdf" for name in config["figures"]]
     return targets
+
+
+# Input functions of the stage rules.
+
+
+def index_inputs(wildcards):
+    if config["source"] == "demo":
+        return {"labels": f"{RAW}/labels.parquet", "images": f"{RAW}/images"}
+    return {}
+
+
+def align_inputs(wildcards):
+    inputs = {"index": f"{RES}/images.parquet"}
+    if config["align"]["detector"] == "table":
+        inputs["landmarks"] = f"{RAW}/landmarks.parquet"
+    return inputs
+
+
+def embedding_inputs(wildcards):
+    if config["embeddings"][wildcards.embedding]["kind"] == "latent":
+        return {
+            "tables": shard_outputs(f"{RES}/latents/shard_{{shard}}.parquet")(wildcards),
+            "arrays": shard_outputs(f"{RES}/latents/shard_{{shard}}.npy")(wildcards),
+        }
+    return {"tables": shard_outputs(f"{RES}/aligned/shard_{{shard}}.parquet")(wildcards)}

@@ -22,12 +22,6 @@ if config["source"] == "demo":
             f"{SCRIPTS}/download_demo.py"
 
 
-def index_inputs(wildcards):
-    if config["source"] == "demo":
-        return {"labels": f"{RAW}/labels.parquet", "images": f"{RAW}/images"}
-    return {}
-
-
 checkpoint index_images:
     """The image index (id, path, identity, split, shard, treatment, labels); it fixes the shards."""
     input:

@@ -1,0 +1,274 @@
+"""Exact k nearest neighbours and small dense distance matrices, blockwise in float32.
+
+The paper held six dense 30k x 30k float64 matrices; here neighbours are found block by block: a float32
+matmul ranks candidates cheaply, a rigorous bound on its rounding error says which candidates could still
+be among the k nearest, and those are re-scored with the exact pair kernel (`_pair_sq`). The distances
+returned are therefore the same float32 numbers `pairwise` gives for the same pair, and the neighbours are
+exactly the k smallest of them (ties broken by the lower index), whatever the block size.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from .errors import InputDataError
+
+# float32 unit roundoff, used in the matmul error bound
+_U32 = float(np.finfo(np.float32).eps) / 2
+# extra candidates taken per row beyond k before the error bound is checked
+_MARGIN = 16
+# the largest dense matrix `pairwise` builds without `force=True` (elements)
+MAX_DENSE = 25_000_000
+
+
+# ---------------------------------------------------------------- metrics (row transforms + pair kernel)
+
+
+def _prepare_euclidean(X: np.ndarray) -> np.ndarray:
+    return X
+
+
+def _prepare_cosine(X: np.ndarray) -> np.ndarray:
+    norms = np.sqrt(np.einsum("ij,ij->i", X, X, dtype=np.float64))
+    if np.any(norms == 0):
+        raise InputDataError(f"cosine distance: {int(np.sum(norms == 0))} row(s) have zero norm (first: row "
+                             f"{int(np.argmax(norms == 0))}); drop them or use metric 'euclidean'.")
+    return (X / norms[:, None]).astype(np.float32)
+
+
+def _finish_euclidean(sq: np.ndarray) -> np.ndarray:
+    return np.sqrt(sq, dtype=np.float32)
+
+
+def _finish_cosine(sq: np.ndarray) -> np.ndarray:
+    # for unit vectors 1 - cos = |x - y|^2 / 2
+    return (sq * np.float32(0.5)).astype(np.float32)
+
+
+METRICS = {
+    "euclidean": {"prepare": _prepare_euclidean, "finish": _finish_euclidean,
+                  "label": "Euclidean (L2) distance"},
+    "cosine": {"prepare": _prepare_cosine, "finish": _finish_cosine,
+               "label": "cosine distance, 1 - cos(x, y)"},
+}
+
+
+def _pair_sq(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Squared L2 of broadcast row pairs, summed over the last axis in float32.
+
+    Every caller reduces a fresh contiguous (..., D) array along its last axis, so the value for a pair
+    depends only on its two rows: `knn` and `pairwise` agree to the bit.
+    """
+    d = np.subtract(a, b, dtype=np.float32)
+    np.square(d, out=d)
+    return np.add.reduce(d, axis=-1)
+
+
+# ---------------------------------------------------------------- validation
+
+
+def _as_matrix(X, name: str) -> np.ndarray:
+    """float32 C-contiguous (n, d) view of X; W+ latents (n, 18, 512) are flattened; NaN rows are an error."""
+    X = np.asarray(X)
+    if X.ndim == 1:
+        raise InputDataError(f"{name}: expected a 2-D array (rows = images), got shape {X.shape}.")
+    if X.ndim > 2:
+        X = X.reshape(X.shape[0], -1)
+    X = np.ascontiguousarray(X, dtype=np.float32)
+    if X.shape[1] == 0:
+        raise InputDataError(f"{name}: rows have no features (shape {X.shape}).")
+    bad = ~np.isfinite(X).all(axis=1)
+    if bad.any():
+        rows = np.flatnonzero(bad)
+        raise InputDataError(f"{name}: {len(rows)} row(s) contain NaN or inf (first rows: {rows[:5].tolist()}); "
+                             "drop those images or fix the embedding stage.")
+    return X
+
+
+def _metric(metric: str) -> dict:
+    if metric not in METRICS:
+        raise InputDataError(f"unknown metric '{metric}'; choose one of {sorted(METRICS)} (config key distances.metric).")
+    return METRICS[metric]
+
+
+# ---------------------------------------------------------------- dense
+
+
+def pairwise(X, Y=None, metric: str = "euclidean", force: bool = False, block_size: int = 256) -> np.ndarray:
+    """Dense float32 distance matrix between rows of X and Y (default X), for small problems only.
+
+    Raises InputDataError when it would exceed MAX_DENSE elements unless `force=True`.
+    """
+    spec = _metric(metric)
+    X = spec["prepare"](_as_matrix(X, "X"))
+    Y = X if Y is None else spec["prepare"](_as_matrix(Y, "Y"))
+    if X.shape[1] != Y.shape[1]:
+        raise InputDataError(f"X has {X.shape[1]} features but Y has {Y.shape[1]}.")
+    n, m = len(X), len(Y)
+    if n * m > MAX_DENSE and not force:
+        raise InputDataError(f"a dense {n} x {m} distance matrix is too big; use knn()/neighbour_table() "
+                             "or pass force=True.")
+    out = np.empty((n, m), np.float32)
+    # rows per step so that a (rows, cols, d) float32 temporary stays near 32 MB
+    cols = max(1, min(m, block_size))
+    rows = max(1, int(8_000_000 // max(1, cols * X.shape[1])))
+    for j0 in range(0, m, cols):
+        yb = Y[None, j0:j0 + cols, :]
+        for i0 in range(0, n, rows):
+            out[i0:i0 + rows, j0:j0 + cols] = spec["finish"](_pair_sq(X[i0:i0 + rows, None, :], yb))
+    return out
+
+
+# ---------------------------------------------------------------- kNN
+
+
+def _refine(Xp: np.ndarray, Yp: np.ndarray, qrows: np.ndarray, cols: np.ndarray, budget: int = 4_000_000) -> np.ndarray:
+    """Exact squared distances of the pairs (qrows[i], cols[i, j]) with the shared pair kernel."""
+    out = np.empty(cols.shape, np.float32)
+    if cols.size == 0:
+        return out
+    step = max(1, budget // max(1, cols.shape[1] * Xp.shape[1]))
+    for s in range(0, len(qrows), step):
+        q = qrows[s:s + step]
+        out[s:s + step] = _pair_sq(Xp[q][:, None, :], Yp[cols[s:s + step]])
+    return out
+
+
+def _select(dist: np.ndarray, cols: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The k smallest per row ordered by (distance, column)."""
+    order = np.lexsort((cols, dist), axis=-1)[:, :k]
+    return np.take_along_axis(cols, order, axis=1), np.take_along_axis(dist, order, axis=1)
+
+
+def knn(X: np.ndarray, k: int, metric: str = "euclidean", Y: np.ndarray | None = None, exclude_self: bool = True,
+        block_size: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+    """Exact k nearest rows of Y (default X) for each row of X, blockwise with bounded memory.
+
+    Returns (idx int64 (n, k'), dist float32 (n, k')) sorted by (distance, index); k' = min(k, available).
+    `exclude_self` (only when Y is None) drops each row from its own list. Memory is about
+    block_size x len(Y) float32 plus the inputs.
+    """
+    spec = _metric(metric)
+    if not isinstance(k, (int, np.integer)) or k < 1:
+        raise InputDataError(f"k must be a positive integer, got {k!r} (config key distances.k).")
+    same = Y is None
+    Xp = spec["prepare"](_as_matrix(X, "X"))
+    Yp = Xp if same else spec["prepare"](_as_matrix(Y, "Y"))
+    if Xp.shape[1] != Yp.shape[1]:
+        raise InputDataError(f"X has {Xp.shape[1]} features but Y has {Yp.shape[1]}.")
+    n, m = len(Xp), len(Yp)
+    self_ex = same and exclude_self
+    available = m - 1 if self_ex else m
+    kk = min(int(k), available)
+    if kk < int(k):
+        warnings.warn(f"knn: asked for k={k} neighbours but only {max(available, 0)} are available; "
+                      f"returning {max(kk, 0)} per row.", stacklevel=2)
+    if kk <= 0 or n == 0:
+        return np.zeros((n, 0), np.int64), np.zeros((n, 0), np.float32)
+
+    # centred copies make the matmul's rounding error (relative to the norms) small
+    mu = Yp.mean(axis=0, dtype=np.float64)
+    Xc = (Xp - mu).astype(np.float32)
+    Yc = Xc if same else (Yp - mu).astype(np.float32)
+    ny = np.einsum("ij,ij->i", Yc, Yc, dtype=np.float64)
+    nx = ny if same else np.einsum("ij,ij->i", Xc, Xc, dtype=np.float64)
+    Ym2 = Yc * np.float32(-2.0)
+    ny32 = ny.astype(np.float32)
+    # |a - d2| <= err for the matmul estimate a of any pair's squared distance and for the kernel's d2
+    d = Xp.shape[1]
+    ymax = float(np.sqrt(ny.max()))
+    err = (4.0 * (d + 8) * _U32 * (np.sqrt(nx) + ymax) ** 2 + 1e-30).astype(np.float64)
+
+    m_take = min(kk + _MARGIN, available)
+    idx_out = np.empty((n, kk), np.int64)
+    dist_out = np.empty((n, kk), np.float32)
+    for i0 in range(0, n, block_size):
+        i1 = min(n, i0 + block_size)
+        rows = np.arange(i0, i1)
+        A = Xc[i0:i1] @ Ym2.T
+        A += ny32
+        if self_ex:
+            A[rows - i0, rows] = np.inf
+        if m_take < m:
+            cand = np.argpartition(A, m_take - 1, axis=1)[:, :m_take]
+        else:
+            cand = np.broadcast_to(np.arange(m), (i1 - i0, m)).copy()
+        cvals = np.take_along_axis(A, cand, axis=1).astype(np.float64)
+        a_k = np.partition(cvals, kk - 1, axis=1)[:, kk - 1]
+        # estimates are offset by -|x|^2; anything at most a_k + 2 err (+ sqrt rounding slack) may be a top-k pair
+        thr = a_k + 2 * err[rows] + 8 * _U32 * np.abs(a_k + nx[rows]) + 1e-30
+        if m_take < available:
+            unsafe = cvals.max(axis=1) <= thr
+        else:
+            unsafe = np.zeros(i1 - i0, bool)
+        sq = _refine(Xp, Yp, rows, cand)
+        fin = spec["finish"](sq)
+        bi, bd = _select(fin, cand, kk)
+        idx_out[i0:i1], dist_out[i0:i1] = bi, bd
+        # rows whose margin did not cover every possible contender: re-score all contenders
+        for r in np.flatnonzero(unsafe):
+            cols = np.flatnonzero(A[r] <= thr[r])
+            if self_ex:
+                cols = cols[cols != i0 + r]
+            fin_r = spec["finish"](_refine(Xp, Yp, np.array([i0 + r]), cols[None, :]))
+            bi, bd = _select(fin_r, cols[None, :], kk)
+            idx_out[i0 + r], dist_out[i0 + r] = bi[0], bd[0]
+    return idx_out, dist_out
+
+
+# ---------------------------------------------------------------- tables
+
+
+def _table(ids: np.ndarray, qpos: np.ndarray, npos: np.ndarray, idx: np.ndarray, dist: np.ndarray,
+           scope: str) -> pd.DataFrame:
+    kk = idx.shape[1]
+    return pd.DataFrame({
+        "query": np.repeat(ids[qpos], kk),
+        "neighbour": ids[npos[idx.ravel()]] if idx.size else np.array([], dtype=ids.dtype),
+        "distance": dist.ravel().astype(np.float32),
+        "rank": np.tile(np.arange(1, kk + 1, dtype=np.int32), len(qpos)),
+        "scope": scope,
+    })
+
+
+def neighbour_table(ids: Sequence[str], X: np.ndarray, k: int, metric: str = "euclidean",
+                    treated: np.ndarray | None = None, block_size: int = 2048) -> pd.DataFrame:
+    """Long neighbours table: query, neighbour, distance (float32), rank (1-based), scope.
+
+    scope "all": the k nearest among the whole set (self excluded); with `treated` (0/1 per row) also
+    scope "cross": the k nearest among the other treatment group.
+    """
+    ids = np.asarray(ids).astype(str)
+    X = _as_matrix(X, "embedding")
+    if len(ids) != len(X):
+        raise InputDataError(f"neighbour_table: {len(ids)} ids but {len(X)} embedding rows.")
+    if len(np.unique(ids)) != len(ids):
+        raise InputDataError("neighbour_table: image ids are not unique.")
+    allpos = np.arange(len(ids))
+    idx, dist = knn(X, k, metric, exclude_self=True, block_size=block_size)
+    parts = [_table(ids, allpos, allpos, idx, dist, "all")]
+    if treated is not None:
+        t = _treatment(treated, len(ids))
+        for g in (1, 0):
+            q, c = np.flatnonzero(t == g), np.flatnonzero(t != g)
+            if len(c) == 0 or len(q) == 0:
+                warnings.warn(f"neighbour_table: treatment group {1 - g} is empty; no cross neighbours.", stacklevel=2)
+                continue
+            idx, dist = knn(X[q], k, metric, Y=X[c], exclude_self=False, block_size=block_size)
+            parts.append(_table(ids, q, c, idx, dist, "cross"))
+    out = pd.concat(parts, ignore_index=True)
+    out["distance"] = out["distance"].astype(np.float32)
+    return out
+
+
+def _treatment(treated, n: int) -> np.ndarray:
+    t = np.asarray(treated)
+    if t.shape != (n,):
+        raise InputDataError(f"treatment has shape {t.shape}, expected ({n},).")
+    if pd.isna(t).any() or not np.isin(t, [0, 1]).all():
+        raise InputDataError("treatment must be 0/1 for every row (config key treatment).")
+    return t.astype(np.int8)
