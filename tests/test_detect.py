@@ -73,7 +73,7 @@ def test_warped_copy_aligns_to_the_same_crop(photos, backend):
     assert np.abs(got - ref).max() < 4
     a = align_face(img, det.landmarks5, 32).astype(float)
     b = align_face(warped, det_w.landmarks5, 32).astype(float)
-    assert np.abs(a[6:26, 6:26] - b[6:26, 6:26]).mean() < 15
+    assert np.corrcoef(a[6:26, 6:26].ravel(), b[6:26, 6:26].ravel())[0, 1] > 0.9
 
 
 def test_big_photo_is_searched_at_reduced_scale(photos):
