@@ -47,7 +47,9 @@ def test_canonical_landmarks_quad_is_output_square():
     for size in (64, 256, 1024):
         lm = canonical_landmarks(size)
         quad = ffhq_quad(lm)
-        np.testing.assert_allclose(quad, [[-0.5, -0.5], [-0.5, size - 0.5], [size - 0.5, size - 0.5], [size - 0.5, -0.5]], atol=1e-9)
+        np.testing.assert_allclose(
+            quad, [[-0.5, -0.5], [-0.5, size - 0.5], [size - 0.5, size - 0.5], [size - 0.5, -0.5]], atol=1e-9
+        )
         assert lm[0, 1] == lm[1, 1] and lm[1, 0] - lm[0, 0] == pytest.approx(size / 4)
         assert lm[3, 1] > lm[2, 1] > lm[0, 1]  # mouth below nose below eyes
 
@@ -60,7 +62,11 @@ def test_align_already_aligned_is_identity(face):
 
 @pytest.mark.parametrize(
     "angle,scale,shift,shape",
-    [(20.0, 1.3, (30.0, -10.0), (220, 220)), (-35.0, 1.1, (-20.0, 15.0), (160, 200)), (8.0, 3.0, (120.0, 130.0), (400, 420))],
+    [
+        (20.0, 1.3, (30.0, -10.0), (220, 220)),
+        (-35.0, 1.1, (-20.0, 15.0), (160, 200)),
+        (8.0, 3.0, (120.0, 130.0), (400, 420)),
+    ],
 )
 def test_similarity_warp_then_align_recovers(face, angle, scale, shift, shape):
     lm = canonical_landmarks(S)

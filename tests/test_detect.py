@@ -155,7 +155,7 @@ def test_align_images_never_stops(tmp_path, photos):
     table = align_images(paths, ids, FaceDetector(), 64, tmp_path / "aligned")
     assert list(table["image_id"]) == ids
     assert list(table["status"]) == ["ok", "rejected", "rejected", "rejected", "rejected"]
-    reasons = dict(zip(table["image_id"], table["reason"]))
+    reasons = dict(zip(table["image_id"], table["reason"], strict=True))
     assert reasons["ok"] == "" and "empty file" in reasons["zero"] and "unreadable" in reasons["junk"]
     assert "no face found" in reasons["blank"] and "not found" in reasons["missing"]
     out = np.asarray(Image.open(table.loc[0, "aligned_path"]))

@@ -31,3 +31,12 @@ def test_parquet_bytes_deterministic(tmp_path):
     io.write_parquet(df, tmp_path / "1.parquet")
     io.write_parquet(df, tmp_path / "2.parquet")
     assert (tmp_path / "1.parquet").read_bytes() == (tmp_path / "2.parquet").read_bytes()
+
+
+def test_outputs_get_umask_permissions(tmp_path):
+    import os
+
+    io.write_json({"a": 1}, tmp_path / "x.json")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (tmp_path / "x.json").stat().st_mode & 0o777 == 0o666 & ~mask

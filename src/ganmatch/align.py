@@ -29,7 +29,9 @@ _MOUTH_HALF_WIDTH = 0.09
 def _as_landmarks(landmarks5) -> np.ndarray:
     pts = np.asarray(landmarks5, dtype=np.float64)
     if pts.shape != (5, 2) or not np.all(np.isfinite(pts)):
-        raise ValueError(f"landmarks must be a finite (5, 2) array in {LANDMARK_NAMES} order, got shape {pts.shape}")
+        raise ValueError(
+            f"landmarks must be a finite (5, 2) array in {LANDMARK_NAMES} order, got shape {pts.shape}"
+        )
     return pts
 
 
@@ -111,7 +113,9 @@ def _border(mode: str) -> int:
     return modes[mode]
 
 
-def warp_affine(image: np.ndarray, to_out: np.ndarray, shape_hw: tuple[int, int], border: str = "reflect") -> np.ndarray:
+def warp_affine(
+    image: np.ndarray, to_out: np.ndarray, shape_hw: tuple[int, int], border: str = "reflect"
+) -> np.ndarray:
     """Resample `image` into an output of `shape_hw` under the raw->output matrix `to_out`.
 
     When the output shrinks the image by 2x or more, the relevant part of the image is first reduced by an
@@ -141,7 +145,9 @@ def warp_affine(image: np.ndarray, to_out: np.ndarray, shape_hw: tuple[int, int]
         sx, sy = small.shape[1] / w, small.shape[0] / h
         # small-pixel centre u maps to raw centre (u + 0.5) / s - 0.5
         to_raw = np.array([[1 / sx, 0, 0.5 / sx - 0.5], [0, 1 / sy, 0.5 / sy - 0.5]])
-        to_out = np.hstack([to_out[:, :2] @ to_raw[:, :2], (to_out[:, :2] @ to_raw[:, 2] + to_out[:, 2])[:, None]])
+        to_out = np.hstack(
+            [to_out[:, :2] @ to_raw[:, :2], (to_out[:, :2] @ to_raw[:, 2] + to_out[:, 2])[:, None]]
+        )
         img = small
     return cv2.warpAffine(
         img,
@@ -159,7 +165,9 @@ def _check_image(image: np.ndarray) -> np.ndarray:
     return img
 
 
-def align_face(image: np.ndarray, landmarks5: np.ndarray, output_size: int, border: str = "reflect") -> np.ndarray:
+def align_face(
+    image: np.ndarray, landmarks5: np.ndarray, output_size: int, border: str = "reflect"
+) -> np.ndarray:
     """Warp a uint8 HxWx3 photo so the face's FFHQ quad fills an `output_size` square crop.
 
     Outside the photo the crop is filled by `border` ("reflect", "edge" or "constant" black).

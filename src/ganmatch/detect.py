@@ -38,15 +38,16 @@ def face_models_dir() -> Path:
 
 
 def dlib_model_path(name: str) -> Path:
-    """Path of one shipped dlib model: 'shape_predictor_68_face_landmarks.dat', 'shape_predictor_5_face_landmarks.dat',
-    'dlib_face_recognition_resnet_model_v1.dat' or 'mmod_human_face_detector.dat'."""
+    """Path of one shipped dlib model: 'shape_predictor_68_face_landmarks.dat',
+    'shape_predictor_5_face_landmarks.dat', 'dlib_face_recognition_resnet_model_v1.dat' or
+    'mmod_human_face_detector.dat'."""
     path = face_models_dir() / name
     if not path.is_file():
         raise WeightsError(f"{path}: missing dlib model file; reinstall face_recognition_models")
     return path
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def dlib_hog_detector():
     """dlib's frontal HOG + linear SVM face detector."""
     import dlib
@@ -54,7 +55,7 @@ def dlib_hog_detector():
     return dlib.get_frontal_face_detector()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def dlib_cnn_detector():
     """dlib's MMOD CNN face detector (more robust to pose, slow on CPU)."""
     import dlib
@@ -62,7 +63,7 @@ def dlib_cnn_detector():
     return dlib.cnn_face_detection_model_v1(str(dlib_model_path("mmod_human_face_detector.dat")))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def shape_predictor(points: int = 68):
     """dlib's 68- or 5-point shape predictor."""
     import dlib
@@ -72,7 +73,7 @@ def shape_predictor(points: int = 68):
     return dlib.shape_predictor(str(dlib_model_path(f"shape_predictor_{points}_face_landmarks.dat")))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def mtcnn_model(min_face_size: int = 20, device: str = "cpu"):
     """facenet-pytorch's MTCNN with its packaged P/R/O-net weights."""
     from facenet_pytorch import MTCNN
@@ -172,12 +173,16 @@ class FaceDetector:
             raise ConfigError(f"align.detector: unknown backend {self.backend!r}; use one of {BACKENDS}")
         policy = _POLICY_ALIASES.get(self.policy, self.policy)
         if policy not in POLICIES:
-            raise ConfigError(f"align.policy: unknown policy {self.policy!r}; use one of {POLICIES} or 'reject'")
+            raise ConfigError(
+                f"align.policy: unknown policy {self.policy!r}; use one of {POLICIES} or 'reject'"
+            )
         source = self.landmarks
         if source == "auto":
             source = "mtcnn" if self.backend == "mtcnn" else "dlib68"
         if source not in LANDMARK_SOURCES or (source == "mtcnn" and self.backend != "mtcnn"):
-            raise ConfigError(f"align.landmarks: {self.landmarks!r} does not fit backend {self.backend!r}; use auto or dlib68")
+            raise ConfigError(
+                f"align.landmarks: {self.landmarks!r} does not fit backend {self.backend!r}; use auto or dlib68"
+            )
         return policy, source
 
     def detect_all(self, image: np.ndarray) -> list[Detection]:
@@ -185,7 +190,9 @@ class FaceDetector:
         _, source = self._check()
         img = np.ascontiguousarray(image)
         if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
-            raise ImageError(f"image must be uint8 HxWx3, got {img.dtype} {img.shape}; load it with ganmatch.images.load_image")
+            raise ImageError(
+                f"image must be uint8 HxWx3, got {img.dtype} {img.shape}; load it with ganmatch.images.load_image"
+            )
         small, factor = _shrink(img, self.max_side)
         if self.backend == "mtcnn":
             found = self._mtcnn(small)
@@ -201,7 +208,9 @@ class FaceDetector:
                 pts5 = landmarks68_to_5(pts68)
             else:
                 pts5 = _unshrink(np.asarray(pts5, np.float64), factor)
-            dets.append(Detection(box=box, landmarks5=pts5, score=float(score), n_faces=len(found), landmarks68=pts68))
+            dets.append(
+                Detection(box=box, landmarks5=pts5, score=float(score), n_faces=len(found), landmarks68=pts68)
+            )
         dets.sort(key=lambda d: -d.size)
         return dets
 
@@ -216,11 +225,14 @@ class FaceDetector:
         if not dets:
             return None
         if policy == "reject_multiple" and len(dets) > 1:
-            raise ImageError(f"{len(dets)} faces found and align.policy is reject_multiple; crop the photo or use policy largest")
+            raise ImageError(
+                f"{len(dets)} faces found and align.policy is reject_multiple; crop the photo or use policy largest"
+            )
         chosen = max(dets, key=lambda d: d.score) if policy == "first" else dets[0]
         if chosen.size < self.min_face_size:
             raise ImageError(
-                f"face too small ({chosen.size:.0f} px < min_face_size {self.min_face_size}); use a larger photo or lower align.min_face_size"
+                f"face too small ({chosen.size:.0f} px < min_face_size {self.min_face_size}); "
+                "use a larger photo or lower align.min_face_size"
             )
         return chosen
 
@@ -241,14 +253,23 @@ class FaceDetector:
         boxes, probs, points = model.detect(Image.fromarray(image), landmarks=True)
         if boxes is None:
             return []
-        return [(np.asarray(b, np.float64), float(p), np.asarray(q, np.float64)) for b, p, q in zip(boxes, probs, points)]
+        return [
+            (np.asarray(b, np.float64), float(p), np.asarray(q, np.float64))
+            for b, p, q in zip(boxes, probs, points, strict=True)
+        ]
 
     def _dlib(self, image: np.ndarray):
         if self.backend == "dlib_cnn":
             hits = dlib_cnn_detector()(image, int(self.upsample))
-            return [((h.rect.left(), h.rect.top(), h.rect.right(), h.rect.bottom()), float(h.confidence), None) for h in hits]
+            return [
+                ((h.rect.left(), h.rect.top(), h.rect.right(), h.rect.bottom()), float(h.confidence), None)
+                for h in hits
+            ]
         rects, scores, _ = dlib_hog_detector().run(image, int(self.upsample), 0.0)
-        return [((r.left(), r.top(), r.right(), r.bottom()), float(s), None) for r, s in zip(rects, scores)]
+        return [
+            ((r.left(), r.top(), r.right(), r.bottom()), float(s), None)
+            for r, s in zip(rects, scores, strict=True)
+        ]
 
     def __repr__(self) -> str:
         return (
@@ -279,8 +300,15 @@ def _unshrink(points: np.ndarray, factor: float) -> np.ndarray:
 # ---------------------------------------------------------------- whole shards
 
 
-def align_images(paths, ids, detector: FaceDetector | None, output_size: int, out_dir, landmarks=None,
-                 max_pixels: int | None = None):
+def align_images(
+    paths,
+    ids,
+    detector: FaceDetector | None,
+    output_size: int,
+    out_dir,
+    landmarks=None,
+    max_pixels: int | None = None,
+):
     """Read, detect, FFHQ-align and write each photo as `<out_dir>/<image_id>.png`; one row per image.
 
     Landmarks come from `landmarks` (a table with image_id and x0..y4, e.g. shipped with a dataset) when
@@ -309,7 +337,9 @@ def align_images(paths, ids, detector: FaceDetector | None, output_size: int, ou
             row.update(width=image.shape[1], height=image.shape[0])
             if marks is not None:
                 if image_id not in marks.index:
-                    raise ImageError(f"{path}: no landmarks for {image_id} in the landmarks table; add them or use a detector")
+                    raise ImageError(
+                        f"{path}: no landmarks for {image_id} in the landmarks table; add them or use a detector"
+                    )
                 pts = marks.loc[image_id].to_numpy(np.float64).reshape(5, 2)
             else:
                 det, reason = detector.locate(image)
@@ -325,7 +355,18 @@ def align_images(paths, ids, detector: FaceDetector | None, output_size: int, ou
         except (ImageError, ValueError, OSError) as err:
             row["reason"] = str(err)
         rows.append(row)
-    columns = ["image_id", "aligned_path", "status", "reason", *LANDMARK_COLUMNS, "det_score", "n_faces", "face_size", "width", "height"]
+    columns = [
+        "image_id",
+        "aligned_path",
+        "status",
+        "reason",
+        *LANDMARK_COLUMNS,
+        "det_score",
+        "n_faces",
+        "face_size",
+        "width",
+        "height",
+    ]
     return pd.DataFrame(rows, columns=columns)
 
 

@@ -9,8 +9,10 @@ exactly the k smallest of them (ties broken by the lower index), whatever the bl
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
@@ -57,15 +59,14 @@ METRICS = {
 }
 
 
-def _pair_sq(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Squared L2 of broadcast row pairs, summed over the last axis in float32.
+def _pair_sq(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Squared L2 of broadcast row pairs: float32 differences, squared and summed over the last axis.
 
     Every caller reduces a fresh contiguous (..., D) array along its last axis, so the value for a pair
     depends only on its two rows: `knn` and `pairwise` agree to the bit.
     """
-    d = np.subtract(a, b, dtype=np.float32)
-    np.square(d, out=d)
-    return np.add.reduce(d, axis=-1)
+    d = np.subtract(a, b, out=out, dtype=np.float32)
+    return np.einsum("...k,...k->...", d, d)
 
 
 # ---------------------------------------------------------------- validation
@@ -123,19 +124,51 @@ def pairwise(X, Y=None, metric: str = "euclidean", force: bool = False, block_si
     return out
 
 
+def prepare(X, metric: str = "euclidean", name: str = "X") -> np.ndarray:
+    """Validated float32 rows transformed for `metric` (unit rows for cosine), for `pair_distances`."""
+    return _metric(metric)["prepare"](_as_matrix(X, name))
+
+
+def pair_distances(Xp: np.ndarray, Yp: np.ndarray, rows, cols, metric: str = "euclidean") -> np.ndarray:
+    """Distances of the pairs (Xp[rows[i]], Yp[cols[i]]) for rows already passed through `prepare`.
+
+    Bit-identical to the same pairs in `pairwise` and `knn`.
+    """
+    rows = np.atleast_1d(np.asarray(rows, np.int64))
+    cols = np.atleast_1d(np.asarray(cols, np.int64))
+    return _metric(metric)["finish"](_refine(Xp, Yp, rows, cols[:, None]))[:, 0]
+
+
 # ---------------------------------------------------------------- kNN
 
 
-def _refine(Xp: np.ndarray, Yp: np.ndarray, qrows: np.ndarray, cols: np.ndarray, budget: int = 4_000_000) -> np.ndarray:
+def _refine(Xp: np.ndarray, Yp: np.ndarray, qrows: np.ndarray, cols: np.ndarray, budget: int = 1_000_000) -> np.ndarray:
     """Exact squared distances of the pairs (qrows[i], cols[i, j]) with the shared pair kernel."""
     out = np.empty(cols.shape, np.float32)
     if cols.size == 0:
         return out
     step = max(1, budget // max(1, cols.shape[1] * Xp.shape[1]))
-    for s in range(0, len(qrows), step):
-        q = qrows[s:s + step]
-        out[s:s + step] = _pair_sq(Xp[q][:, None, :], Yp[cols[s:s + step]])
+
+    def work(s: int) -> None:
+        g = Yp[cols[s:s + step]]
+        out[s:s + step] = _pair_sq(Xp[qrows[s:s + step]][:, None, :], g, out=g)
+
+    starts = range(0, len(qrows), step)
+    if len(starts) > 1 and _n_threads() > 1:  # numpy releases the GIL in gather, subtract and einsum
+        with ThreadPoolExecutor(_n_threads()) as pool:
+            list(pool.map(work, starts))
+    else:
+        for s in starts:
+            work(s)
     return out
+
+
+def _n_threads() -> int:
+    """Worker threads: OMP_NUM_THREADS if set (the pipeline's thread limit), else the CPU count."""
+    try:
+        return max(1, int(os.environ.get("OMP_NUM_THREADS", "")))
+    except ValueError:
+        return max(1, os.cpu_count() or 1)
 
 
 def _select(dist: np.ndarray, cols: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -144,16 +177,38 @@ def _select(dist: np.ndarray, cols: np.ndarray, k: int) -> tuple[np.ndarray, np.
     return np.take_along_axis(cols, order, axis=1), np.take_along_axis(dist, order, axis=1)
 
 
+def _smallest(A: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
+    """Columns and values of the m smallest entries per row, values ascending (ties in any order)."""
+    if m >= A.shape[1]:
+        cols = np.argsort(A, axis=1, kind="stable")
+    else:
+        try:  # torch's multi-threaded top-k is several times faster than numpy's argpartition
+            import torch
+
+            v, i = torch.topk(torch.from_numpy(A), m, dim=1, largest=False, sorted=True)
+            return i.numpy().astype(np.int64), v.numpy()
+        except ImportError:
+            cols = np.argpartition(A, m - 1, axis=1)[:, :m]
+            vals = np.take_along_axis(A, cols, axis=1)
+            cols = np.take_along_axis(cols, np.argsort(vals, axis=1, kind="stable"), axis=1)
+    return cols.astype(np.int64), np.take_along_axis(A, cols, axis=1)
+
+
 def knn(X: np.ndarray, k: int, metric: str = "euclidean", Y: np.ndarray | None = None, exclude_self: bool = True,
         block_size: int = 2048) -> tuple[np.ndarray, np.ndarray]:
     """Exact k nearest rows of Y (default X) for each row of X, blockwise with bounded memory.
 
-    Returns (idx int64 (n, k'), dist float32 (n, k')) sorted by (distance, index); k' = min(k, available).
-    `exclude_self` (only when Y is None) drops each row from its own list. Memory is about
-    block_size x len(Y) float32 plus the inputs.
+    Returns (idx int64 (n, k'), dist float32 (n, k')) sorted by (distance, index); k' = min(k, available),
+    with a warning when k' < k. `exclude_self` (only when Y is None) drops each row from its own list.
+    Memory is about block_size x len(Y) float32 beyond the inputs.
+
+    How it stays exact: a float32 matmul of centred rows estimates every squared distance a with
+    |a - d2| <= err (a rigorous rounding bound); the candidates are the smallest estimates, and a row
+    whose candidates might miss a pair with estimate <= a_k + 2 err is re-searched with more candidates.
+    All candidates are re-scored with `_pair_sq` and the k smallest by (distance, index) are kept.
     """
     spec = _metric(metric)
-    if not isinstance(k, (int, np.integer)) or k < 1:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise InputDataError(f"k must be a positive integer, got {k!r} (config key distances.k).")
     same = Y is None
     Xp = spec["prepare"](_as_matrix(X, "X"))
@@ -170,53 +225,44 @@ def knn(X: np.ndarray, k: int, metric: str = "euclidean", Y: np.ndarray | None =
     if kk <= 0 or n == 0:
         return np.zeros((n, 0), np.int64), np.zeros((n, 0), np.float32)
 
-    # centred copies make the matmul's rounding error (relative to the norms) small
-    mu = Yp.mean(axis=0, dtype=np.float64)
-    Xc = (Xp - mu).astype(np.float32)
-    Yc = Xc if same else (Yp - mu).astype(np.float32)
+    # centred copies keep the matmul's rounding error (relative to the norms) small; float32 centring
+    # adds at most a few roundoffs per coordinate, which `err` covers
+    mu = Yp.mean(axis=0, dtype=np.float64).astype(np.float32)
+    Xc = Xp - mu
+    Yc = Xc if same else Yp - mu
     ny = np.einsum("ij,ij->i", Yc, Yc, dtype=np.float64)
     nx = ny if same else np.einsum("ij,ij->i", Xc, Xc, dtype=np.float64)
-    Ym2 = Yc * np.float32(-2.0)
     ny32 = ny.astype(np.float32)
-    # |a - d2| <= err for the matmul estimate a of any pair's squared distance and for the kernel's d2
+    # estimates a = |y|^2 - 2 x.y are offset by -|x|^2; err bounds their error and the kernel's
     d = Xp.shape[1]
-    ymax = float(np.sqrt(ny.max()))
-    err = (4.0 * (d + 8) * _U32 * (np.sqrt(nx) + ymax) ** 2 + 1e-30).astype(np.float64)
+    err = 4.0 * (d + 8) * _U32 * (np.sqrt(nx) + float(np.sqrt(ny.max()))) ** 2
 
-    m_take = min(kk + _MARGIN, available)
+    margin = _MARGIN
+    buf = np.empty((min(block_size, n), m), np.float32)
     idx_out = np.empty((n, kk), np.int64)
     dist_out = np.empty((n, kk), np.float32)
     for i0 in range(0, n, block_size):
         i1 = min(n, i0 + block_size)
         rows = np.arange(i0, i1)
-        A = Xc[i0:i1] @ Ym2.T
+        A = np.matmul(Xc[i0:i1] * np.float32(-2.0), Yc.T, out=buf[: i1 - i0])
         A += ny32
         if self_ex:
             A[rows - i0, rows] = np.inf
-        if m_take < m:
-            cand = np.argpartition(A, m_take - 1, axis=1)[:, :m_take]
-        else:
-            cand = np.broadcast_to(np.arange(m), (i1 - i0, m)).copy()
-        cvals = np.take_along_axis(A, cand, axis=1).astype(np.float64)
-        a_k = np.partition(cvals, kk - 1, axis=1)[:, kk - 1]
-        # estimates are offset by -|x|^2; anything at most a_k + 2 err (+ sqrt rounding slack) may be a top-k pair
-        thr = a_k + 2 * err[rows] + 8 * _U32 * np.abs(a_k + nx[rows]) + 1e-30
-        if m_take < available:
-            unsafe = cvals.max(axis=1) <= thr
-        else:
-            unsafe = np.zeros(i1 - i0, bool)
-        sq = _refine(Xp, Yp, rows, cand)
-        fin = spec["finish"](sq)
-        bi, bd = _select(fin, cand, kk)
-        idx_out[i0:i1], dist_out[i0:i1] = bi, bd
-        # rows whose margin did not cover every possible contender: re-score all contenders
-        for r in np.flatnonzero(unsafe):
-            cols = np.flatnonzero(A[r] <= thr[r])
-            if self_ex:
-                cols = cols[cols != i0 + r]
-            fin_r = spec["finish"](_refine(Xp, Yp, np.array([i0 + r]), cols[None, :]))
-            bi, bd = _select(fin_r, cols[None, :], kk)
-            idx_out[i0 + r], dist_out[i0 + r] = bi[0], bd[0]
+        m_take = min(kk + margin, available)
+        cand, cvals = _smallest(A, m_take)
+        a_k = cvals[:, kk - 1].astype(np.float64)
+        thr = a_k + 2 * err[rows] + 8 * _U32 * np.abs(a_k + nx[rows])
+        unsafe = np.flatnonzero(cvals[:, -1] <= thr) if m_take < available else np.zeros(0, np.int64)
+        fin = spec["finish"](_refine(Xp, Yp, rows, cand))
+        idx_out[i0:i1], dist_out[i0:i1] = _select(fin, cand, kk)
+        if len(unsafe):
+            # some rows may have contenders beyond the margin: take all of them, and widen the margin
+            count = (A[unsafe] <= thr[unsafe, None]).sum(axis=1)
+            m2 = int(min(available, count.max() + 1))
+            cand2, _ = _smallest(A[unsafe], m2)
+            fin2 = spec["finish"](_refine(Xp, Yp, rows[unsafe], cand2))
+            idx_out[i0 + unsafe], dist_out[i0 + unsafe] = _select(fin2, cand2, kk)
+            margin = max(margin, min(available, int(1.25 * count.max())) - kk)
     return idx_out, dist_out
 
 

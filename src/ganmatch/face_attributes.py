@@ -27,8 +27,16 @@ from .errors import WeightsError
 from .face_embeddings import _landmarks_for, as_images, face_crop
 
 ATTRIBUTE_COLUMNS = (
-    "gender_male_prob", "gender_confidence", "age", "age_confidence",
-    "yaw", "pitch", "roll", "sharpness", "brightness", "face_size",
+    "gender_male_prob",
+    "gender_confidence",
+    "age",
+    "age_confidence",
+    "yaw",
+    "pitch",
+    "roll",
+    "sharpness",
+    "brightness",
+    "face_size",
 )
 
 GENDER_CHIP, AGE_CHIP, CHIP_PADDING = 32, 64, 0.2
@@ -46,7 +54,9 @@ FACE_MODEL_3D = np.array(
         [23.0, 30.7, -5.0],
     ]
 )
-FACE_MODEL_3D[:, :2] -= FACE_MODEL_3D[:, :2].mean(0)  # centred, so a frontal face's landmark centroid is on the axis
+FACE_MODEL_3D[:, :2] -= FACE_MODEL_3D[:, :2].mean(
+    0
+)  # centred, so a frontal face's landmark centroid is on the axis
 
 
 # ---------------------------------------------------------------- gender and age
@@ -60,12 +70,12 @@ def age_gender_models_dir() -> Path:
     return Path(list(spec.submodule_search_locations)[0]) / "models"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _manifest() -> dict:
     return json.loads((age_gender_models_dir() / "manifest.json").read_text())
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def age_gender_session(task: str):
     """onnxruntime session for "gender" or "age", single-threaded like the package runs it."""
     import onnxruntime as ort
@@ -101,7 +111,7 @@ def age_gender_chips(images, landmarks5=None) -> tuple[np.ndarray, np.ndarray]:
     marks = _landmarks_for(imgs, landmarks5)
     g = np.empty((len(imgs), GENDER_CHIP, GENDER_CHIP, 3), np.uint8)
     a = np.empty((len(imgs), AGE_CHIP, AGE_CHIP, 3), np.uint8)
-    for i, (im, pts) in enumerate(zip(imgs, marks)):
+    for i, (im, pts) in enumerate(zip(imgs, marks, strict=True)):
         shape = dlib_shape(im, box_from_landmarks(pts), 5)
         g[i] = dlib.extract_image_chip(im, dlib.get_face_chip_details(shape, GENDER_CHIP, CHIP_PADDING))
         a[i] = dlib.extract_image_chip(im, dlib.get_face_chip_details(shape, AGE_CHIP, CHIP_PADDING))
@@ -153,8 +163,9 @@ def matrix_to_euler(rot: np.ndarray) -> tuple[float, float, float]:
 def head_pose(landmarks5) -> pd.DataFrame:
     """yaw, pitch, roll (degrees) per face from five landmarks, by cv2.solvePnP on a generic 3-D face.
 
-    Landmarks are first moved (centroid on the optical axis) and scaled, not rotated, into a fixed 256 px virtual camera with a 50 degree
-    field of view, so the answer does not depend on the unknown focal length or photo size. SQPnP finds the global optimum.
+    Landmarks are first moved (centroid on the optical axis) and scaled, not rotated, into a fixed 256 px
+    virtual camera with a 50 degree field of view, so the answer does not depend on the unknown focal
+    length or photo size; pose is relative to the viewing ray. SQPnP finds the global optimum.
     """
     import cv2
 
@@ -166,8 +177,12 @@ def head_pose(landmarks5) -> pd.DataFrame:
     for pts in marks:
         quad = ffhq_quad(pts)
         side = np.hypot(*(quad[3] - quad[0]))
-        norm = (pts - pts.mean(0)) * (size / 2 / side) + size / 2  # quad spans half the frame, centroid on axis
-        ok, rvec, _ = cv2.solvePnP(FACE_MODEL_3D, norm.reshape(5, 1, 2), camera, None, flags=cv2.SOLVEPNP_SQPNP)
+        norm = (pts - pts.mean(0)) * (
+            size / 2 / side
+        ) + size / 2  # quad spans half the frame, centroid on axis
+        ok, rvec, _ = cv2.solvePnP(
+            FACE_MODEL_3D, norm.reshape(5, 1, 2), camera, None, flags=cv2.SOLVEPNP_SQPNP
+        )
         if not ok:
             rows.append((np.nan, np.nan, np.nan))
             continue
@@ -189,7 +204,7 @@ def quality_proxies(images, landmarks5=None, face_sizes=None) -> pd.DataFrame:
     imgs = as_images(images)
     marks = _landmarks_for(imgs, landmarks5)
     sharp, bright, sizes = [], [], []
-    for im, pts in zip(imgs, marks):
+    for im, pts in zip(imgs, marks, strict=True):
         gray = cv2.cvtColor(face_crop(im, pts, 128), cv2.COLOR_RGB2GRAY)
         sharp.append(float(cv2.Laplacian(gray.astype(np.float64), cv2.CV_64F).var()))
         bright.append(float(gray.mean()))
@@ -221,5 +236,7 @@ def predict_face_attributes(images, landmarks5=None, raw_landmarks5=None) -> pd.
     pose_marks = marks if raw_landmarks5 is None else np.asarray(raw_landmarks5, np.float64).reshape(-1, 5, 2)
     ag = predict_age_gender(imgs, marks)
     pose = head_pose(pose_marks)
-    quality = quality_proxies(imgs, marks, face_sizes=face_size(pose_marks) if raw_landmarks5 is not None else None)
+    quality = quality_proxies(
+        imgs, marks, face_sizes=face_size(pose_marks) if raw_landmarks5 is not None else None
+    )
     return pd.concat([ag, pose, quality], axis=1)[list(ATTRIBUTE_COLUMNS)]

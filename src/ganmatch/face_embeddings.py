@@ -61,7 +61,10 @@ def as_images(images) -> list[np.ndarray]:
 
 def _landmarks_for(images: list[np.ndarray], landmarks5) -> list[np.ndarray]:
     if landmarks5 is None:
-        return [canonical_landmarks(im.shape[0]) if im.shape[0] == im.shape[1] else _non_square(im) for im in images]
+        return [
+            canonical_landmarks(im.shape[0]) if im.shape[0] == im.shape[1] else _non_square(im)
+            for im in images
+        ]
     marks = np.asarray(landmarks5, dtype=np.float64).reshape(len(images), 5, 2)
     return list(marks)
 
@@ -83,7 +86,7 @@ def face_crop(image: np.ndarray, landmarks5: np.ndarray, size: int, margin: floa
 # ---------------------------------------------------------------- dlib
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def dlib_face_recognizer():
     """dlib's ResNet face recognition model (128-d descriptors) from face_recognition_models."""
     import dlib
@@ -98,7 +101,7 @@ def dlib_chips(images, landmarks5=None) -> np.ndarray:
     imgs = as_images(images)
     marks = _landmarks_for(imgs, landmarks5)
     chips = np.empty((len(imgs), DLIB_CHIP_SIZE, DLIB_CHIP_SIZE, 3), np.uint8)
-    for i, (im, pts) in enumerate(zip(imgs, marks)):
+    for i, (im, pts) in enumerate(zip(imgs, marks, strict=True)):
         shape = dlib_shape(im, box_from_landmarks(pts), 5)
         chips[i] = dlib.get_face_chip(im, shape, size=DLIB_CHIP_SIZE, padding=DLIB_CHIP_PADDING)
     return chips
@@ -123,7 +126,9 @@ def dlib_descriptors(images, landmarks5=None, num_jitters: int = 0, batch_size: 
 
 
 @functools.lru_cache(maxsize=4)
-def load_facenet(weights: str | None = None, allow_random: bool = False, random_state: int = 0, device: str = "cpu"):
+def load_facenet(
+    weights: str | None = None, allow_random: bool = False, random_state: int = 0, device: str = "cpu"
+):
     """InceptionResnetV1 in eval mode with weights from a local facenet-pytorch state dict.
 
     `weights=None` needs `allow_random=True` and gives seeded random weights (for tests and smoke runs; the
@@ -144,7 +149,9 @@ def load_facenet(weights: str | None = None, allow_random: bool = False, random_
     else:
         path = Path(weights)
         if not path.is_file():
-            raise WeightsError(f"{path}: FaceNet weights not found; download {FACENET_URLS['vggface2']} there")
+            raise WeightsError(
+                f"{path}: FaceNet weights not found; download {FACENET_URLS['vggface2']} there"
+            )
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as err:  # noqa: BLE001 - any unpickling failure means a bad file
@@ -153,7 +160,9 @@ def load_facenet(weights: str | None = None, allow_random: bool = False, random_
         model = InceptionResnetV1(pretrained=None)
         missing, unexpected = model.load_state_dict(state, strict=False)
         if missing or unexpected:
-            raise WeightsError(f"{path}: does not fit InceptionResnetV1 (missing {missing[:3]}, unexpected {unexpected[:3]})")
+            raise WeightsError(
+                f"{path}: does not fit InceptionResnetV1 (missing {missing[:3]}, unexpected {unexpected[:3]})"
+            )
     return model.eval().to(device)
 
 
@@ -172,8 +181,14 @@ def facenet_embeddings(
 
     imgs = as_images(images)
     marks = _landmarks_for(imgs, landmarks5)
-    crops = np.stack([face_crop(im, pts, FACENET_SIZE, margin) for im, pts in zip(imgs, marks)]) if imgs else np.empty((0, FACENET_SIZE, FACENET_SIZE, 3), np.uint8)
-    model = load_facenet(None if weights is None else str(weights), bool(allow_random), int(random_state), device)
+    crops = (
+        np.stack([face_crop(im, pts, FACENET_SIZE, margin) for im, pts in zip(imgs, marks, strict=True)])
+        if imgs
+        else np.empty((0, FACENET_SIZE, FACENET_SIZE, 3), np.uint8)
+    )
+    model = load_facenet(
+        None if weights is None else str(weights), bool(allow_random), int(random_state), device
+    )
     out = np.empty((len(crops), 512), np.float32)
     with torch.inference_mode():
         for start in range(0, len(crops), batch_size):
@@ -207,9 +222,19 @@ def hog_embeddings(images, landmarks5=None, size: int = 64, cell: int = 8) -> np
     imgs = as_images(images)
     marks = _landmarks_for(imgs, landmarks5)
     feats = []
-    for im, pts in zip(imgs, marks):
-        crop = face_crop(im, pts, size, margin=0.1).astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
-        feats.append(hog(crop, orientations=9, pixels_per_cell=(cell, cell), cells_per_block=(2, 2), feature_vector=True))
+    for im, pts in zip(imgs, marks, strict=True):
+        crop = face_crop(im, pts, size, margin=0.1).astype(np.float32) @ np.array(
+            [0.299, 0.587, 0.114], np.float32
+        )
+        feats.append(
+            hog(
+                crop,
+                orientations=9,
+                pixels_per_cell=(cell, cell),
+                cells_per_block=(2, 2),
+                feature_vector=True,
+            )
+        )
     return np.asarray(feats, np.float32).reshape(len(imgs), -1)
 
 

@@ -102,15 +102,21 @@ def load_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
     except ImageError:
         raise
     except (UnidentifiedImageError, Image.DecompressionBombError) as err:
-        raise _error(path, f"unreadable ({type(err).__name__}: {err})", "convert it to PNG or JPEG, or remove it") from err
+        raise _error(
+            path, f"unreadable ({type(err).__name__}: {err})", "convert it to PNG or JPEG, or remove it"
+        ) from err
     except (OSError, SyntaxError, ValueError, EOFError) as err:
         raise _error(path, f"corrupt or truncated ({err})", "re-download or remove it") from err
     if min(rgb.shape[:2]) < MIN_SIDE:
-        raise _error(path, f"too small ({rgb.shape[1]} x {rgb.shape[0]} px)", f"use images of at least {MIN_SIDE} px")
+        raise _error(
+            path, f"too small ({rgb.shape[1]} x {rgb.shape[0]} px)", f"use images of at least {MIN_SIDE} px"
+        )
     return np.ascontiguousarray(rgb, dtype=np.uint8)
 
 
-def try_load_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray | None, str]:
+def try_load_image(
+    path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> tuple[np.ndarray | None, str]:
     """`load_image` that returns (image, "") or (None, reason) instead of raising."""
     try:
         return load_image(path, max_pixels=max_pixels), ""

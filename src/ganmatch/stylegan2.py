@@ -188,6 +188,8 @@ class Generator(nn.Module):
         if channels is not None:
             self.channels.update({int(k): int(v) for k, v in channels.items()})
         self.resolutions = [2**i for i in range(2, self.log_size + 1)]
+        if min(self.channels[r] for r in self.resolutions) < 1:
+            raise ValueError(f"every resolution needs >= 1 channel, got {self.channels}; raise channel_base")
 
         self.mlp = nn.ModuleList(
             EqualLinear(z_dim if i == 0 else w_dim, w_dim, lr_mul=lr_mlp, activation=True) for i in range(n_mlp))

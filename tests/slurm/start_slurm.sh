@@ -9,8 +9,9 @@
 #
 # Needs root. Environment knobs (all optional):
 #   SLURM_PARTITION   name of the single partition (default: debug)
-#   SLURM_FAKE_GPUS   advertise this many "gpu" GRES without devices (default: 0). Only for checking
-#                     that a GPU request is *scheduled*; nothing runs on a GPU.
+#   SLURM_FAKE_GPUS=1 advertise one "gpu" GRES backed by /dev/null on a GPU-less machine (default: 0).
+#                     Only for checking that a GPU request is *scheduled* (sbatch --gpus=1); nothing
+#                     runs on a GPU. Machines with /dev/nvidia* get their real GPUs as GRES instead.
 #   SLURM_CONF_DIR    where slurm.conf goes (default: /etc/slurm)
 set -euo pipefail
 
@@ -97,9 +98,11 @@ if [ "$GPU_DEVS" -gt 0 ]; then
     last=$(( GPU_DEVS - 1 ))
     echo "Name=gpu File=/dev/nvidia[0-$last]" > "$CONF_DIR/gres.conf"
 elif [ "$FAKE_GPUS" -gt 0 ]; then
+    FAKE_GPUS=1   # one device file per GPU; /dev/null can back only one
     GRES_LINE="GresTypes=gpu"
     NODE_GRES="Gres=gpu:$FAKE_GPUS"
-    echo "Name=gpu Count=$FAKE_GPUS" > "$CONF_DIR/gres.conf"
+    # slurmd counts a gpu GRES only when it has a device file, so the fake one points at /dev/null.
+    echo "Name=gpu File=/dev/null" > "$CONF_DIR/gres.conf"
 fi
 
 mkdir -p "$LOG_DIR" "$RUN_DIR" /var/spool/slurmctld /var/spool/slurmd

@@ -15,8 +15,7 @@ def method_balance(index: pd.DataFrame, attributes: pd.DataFrame, matches: pd.Da
     treated = index.set_index("image_id").loc[ids, treatment].to_numpy(int)
     cov = attributes[covariates].astype(float).reset_index(drop=True)
     weights = matched_weights(ids, matches)
-    table = balance_table(cov, treated, weights)
-    table["balanced"] = table["value"].abs() < threshold if "threshold" not in table else table["balanced"]
+    table = balance_table(cov, treated, weights, thresholds={"smd": threshold})
     out = {"table": table, "means": group_means(cov, treated, weights), "sizes": sample_sizes(treated, weights)}
     for df in out.values():
         df["method"] = method

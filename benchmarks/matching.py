@@ -1,0 +1,252 @@
+"""Benchmark of exact kNN and greedy constrained matching (issue 6), on synthetic data.
+
+Each case runs in its own process (so peak memory is its own) with BLAS/torch threads limited:
+- knn: k=100 exact neighbours of N x D float32 (D=512, and 18 x 512 W+ with --full), time and peak RSS,
+  against one raw float32 matmul X @ X.T of the same size;
+- constrained: greedy constrained matching (gan distance, facial penalty, vgg references) at N;
+- dense: the reference-style algorithm (full matrices, a deep copy of the cost matrix per step) at small N,
+  and our heap version on the same data for the time ratio.
+
+Default run (a few minutes on 2 cores): N=10,000.  `--full`: N=30,000, W+ and 1,200 pairs (run once).
+Writes benchmarks/results/matching.csv and matching.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def _limit_threads(n: int) -> None:
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(n)
+
+
+def _peak_gb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+
+
+def _rss_gb() -> float:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1024**3
+
+
+# ---------------------------------------------------------------- synthetic data
+
+
+def synthetic_faces(n: int, seed: int = 0, d_gan: int = 512, d_face: int = 128, d_vgg: int = 256):
+    """Identities with 1-9 photos, gender per identity, a gan embedding, a facial embedding in which photos
+    of one identity lie within ~0.4 (a few look-alike identities across genders within 0.6), and a vgg
+    embedding; 10% of photos wear glasses."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    sizes = rng.integers(1, 10, size=n)
+    sizes = sizes[: np.searchsorted(np.cumsum(sizes), n) + 1]
+    sizes[-1] -= sizes.sum() - n
+    n_id = len(sizes)
+    ident = np.repeat(np.arange(n_id), sizes)
+    male = (rng.random(n_id) < 0.42).astype(int)[ident]
+    gan = (rng.normal(size=(n_id, d_gan))[ident] * 3 + rng.normal(size=(n, d_gan)) * 2).astype(np.float32)
+    look = rng.integers(0, n_id // 3, size=n_id)  # look-alike groups of ~3 identities
+    face = rng.normal(size=(n_id // 3 + 1, d_face))[look] + 0.45 * rng.normal(size=(n_id, d_face))
+    face = face / np.linalg.norm(face, axis=1, keepdims=True)
+    facial = (face[ident] + rng.normal(size=(n, d_face)) * 0.02).astype(np.float32)
+    vgg = (rng.normal(size=(n_id, d_vgg))[ident] + rng.normal(size=(n, d_vgg)) * 0.5).astype(np.float32)
+    glasses = (rng.random(n) < 0.1).astype(int)
+    ids = np.array([f"img{i:06d}" for i in range(n)])
+    return ids, male, ident.astype(str), gan, facial, vgg, pd.DataFrame({"eyeglasses": glasses})
+
+
+# ---------------------------------------------------------------- cases (run in a child process)
+
+
+def case_knn(n: int, d: int, k: int, nlat: int = 1) -> dict:
+    import numpy as np
+
+    from ganmatch import distances
+
+    X = np.random.default_rng(0).normal(size=(n, nlat * d)).astype(np.float32)
+    base = _rss_gb()
+    t = time.perf_counter()
+    idx, _ = distances.knn(X, k)
+    sec = time.perf_counter() - t
+    return {"case": "knn", "n": n, "dim": f"{nlat}x{d}" if nlat > 1 else str(d), "k": k, "seconds": sec,
+            "peak_gb": _peak_gb(), "extra_gb": _peak_gb() - base, "input_gb": X.nbytes / 1024**3}
+
+
+def case_matmul(n: int, d: int, nlat: int = 1) -> dict:
+    import numpy as np
+
+    X = np.random.default_rng(0).normal(size=(n, nlat * d)).astype(np.float32)
+    base = _rss_gb()
+    t = time.perf_counter()
+    G = X @ X.T
+    sec = time.perf_counter() - t
+    del G
+    return {"case": "matmul", "n": n, "dim": f"{nlat}x{d}" if nlat > 1 else str(d), "seconds": sec,
+            "peak_gb": _peak_gb(), "extra_gb": _peak_gb() - base}
+
+
+def case_constrained(n: int, n_pairs: int, k: int = 100) -> dict:
+    import warnings
+
+    from ganmatch.matching import MatchData, match
+
+    ids, male, ident, gan, facial, vgg, cov = synthetic_faces(n)
+    data = MatchData(ids=ids, treated=male, embeddings={"gan": gan, "facial": facial, "vgg": vgg},
+                     identity=ident, covariates=cov)
+    base = _rss_gb()
+    t = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = match("greedy_constrained", data, n_pairs=n_pairs, k=k)
+    sec = time.perf_counter() - t
+    return {"case": "greedy_constrained", "n": n, "dim": "512/128/256", "k": k, "seconds": sec,
+            "peak_gb": _peak_gb(), "extra_gb": _peak_gb() - base, "pairs": int(len(res.pairs)),
+            "penalised": int(res.pairs["penalised"].sum()) if len(res.pairs) else 0,
+            "refills": res.info["n_refills"]}
+
+
+def dense_reference_style(gan, facial, vgg, male, ident, glasses, n_pairs, thr=0.6, gap=(1e-2, 1e6)):
+    """The paper's loop: dense matrices, and each step deep-copies and masks the whole cost matrix."""
+    import copy
+
+    import numpy as np
+
+    from ganmatch import distances
+
+    n = len(gan)
+    D = distances.pairwise(gan, gan, force=True).astype(np.float64)
+    F = distances.pairwise(facial, facial, force=True).astype(np.float64)
+    V = distances.pairwise(vgg, vgg, force=True).astype(np.float64)
+    cost = D + 1e6 * (F > thr)
+    counts = np.bincount(np.unique(ident, return_inverse=True)[1])[np.unique(ident, return_inverse=True)[1]]
+    alive = counts >= 2
+    out = []
+    while len(out) < n_pairs:
+        C = copy.deepcopy(cost)
+        C[~alive, :] = np.inf
+        C[:, ~alive] = np.inf
+        C[male == 0, :] = np.inf
+        C[:, male == 1] = np.inf
+        while True:
+            j = int(np.argmin(C))
+            a, b = divmod(j, n)
+            if not np.isfinite(C[a, b]):
+                return out
+            ra = np.flatnonzero((ident == ident[a]) & (np.arange(n) != a) & (glasses != 1))
+            rb = np.flatnonzero((ident == ident[b]) & (np.arange(n) != b) & (glasses != 1))
+            g = np.abs(V[a, ra][:, None] - V[b, rb][None, :]) if len(ra) and len(rb) else np.zeros((0, 0))
+            ok = (g >= gap[0]) & (g <= gap[1])
+            if ok.any():
+                break
+            C[a, b] = np.inf
+            cost[a, b] = np.inf
+        out.append((a, b))
+        alive &= ~np.isin(ident, [ident[a], ident[b]])
+    return out
+
+
+def case_dense(n: int, n_pairs: int) -> dict:
+    import warnings
+
+    from ganmatch.matching import MatchData, match
+
+    ids, male, ident, gan, facial, vgg, cov = synthetic_faces(n)
+    base = _rss_gb()
+    t = time.perf_counter()
+    ref = dense_reference_style(gan, facial, vgg, male, ident, cov["eyeglasses"].to_numpy(), n_pairs)
+    sec_dense = time.perf_counter() - t
+    data = MatchData(ids=ids, treated=male, embeddings={"gan": gan, "facial": facial, "vgg": vgg},
+                     identity=ident, covariates=cov)
+    t = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = match("greedy_constrained", data, n_pairs=n_pairs)
+    sec = time.perf_counter() - t
+    same = [(ids[a], ids[b]) for a, b in ref] == list(zip(res.pairs.treated_id, res.pairs.control_id, strict=True))
+    return {"case": "dense_reference", "n": n, "dim": "512/128/256", "seconds": sec_dense, "heap_seconds": sec,
+            "pairs": len(ref), "same_pairs": bool(same), "peak_gb": _peak_gb(), "extra_gb": _peak_gb() - base}
+
+
+CASES = {"knn": case_knn, "matmul": case_matmul, "constrained": case_constrained, "dense": case_dense}
+
+
+# ---------------------------------------------------------------- driver
+
+
+def run_child(threads: int, name: str, **kw) -> dict:
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        env[var] = str(threads)
+    cmd = [sys.executable, __file__, "--child", json.dumps({"name": name, "threads": threads, **kw})]
+    print("running", name, kw, flush=True)
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        print(out.stderr[-3000:], file=sys.stderr)
+        return {"case": name, **kw, "error": out.stderr.strip().splitlines()[-1] if out.stderr else "failed"}
+    row = json.loads(out.stdout.strip().splitlines()[-1])
+    print("  ->", row, flush=True)
+    return row
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--full", action="store_true", help="N=30,000, W+ 30,000 x 18 x 512, 1,200 pairs")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.child:
+        spec = json.loads(args.child)
+        _limit_threads(spec.pop("threads"))
+        try:
+            import torch
+
+            torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+        except ImportError:
+            pass
+        print(json.dumps(CASES[spec.pop("name")](**spec)))
+        return
+
+    import pandas as pd
+
+    n = 30_000 if args.full else 10_000
+    pairs = 1_200 if args.full else 400
+    rows = [run_child(args.threads, "matmul", n=n, d=512), run_child(args.threads, "knn", n=n, d=512, k=100)]
+    if args.full:
+        rows += [run_child(args.threads, "matmul", n=n, d=512, nlat=18),
+                 run_child(args.threads, "knn", n=n, d=512, k=100, nlat=18)]
+    rows.append(run_child(args.threads, "constrained", n=n, n_pairs=pairs))
+    for nd in ([2_000, 4_000] if args.full else [2_000]):
+        rows.append(run_child(args.threads, "dense", n=nd, n_pairs=round(pairs * nd / n)))
+    df = pd.DataFrame(rows)
+    mm = df[df["case"] == "matmul"].set_index("dim")["seconds"]
+    df["ratio_to_matmul"] = [r.seconds / mm[r.dim] if r.case == "knn" and r.dim in mm else None
+                             for r in df.itertuples()]
+    if "heap_seconds" in df:
+        df["dense_over_heap"] = df["seconds"] / df["heap_seconds"]
+    df["threads"] = args.threads
+    df["cpu"] = os.cpu_count()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    df.to_csv(RESULTS / "matching.csv", index=False)
+    head = "# Distances and matching benchmark\n\n" + \
+        f"`python benchmarks/matching.py{' --full' if args.full else ''}` ({args.threads} threads, " \
+        f"{time.strftime('%Y-%m-%d')}). peak_gb = peak RSS of the case's process; extra_gb = above its inputs.\n\n"
+    (RESULTS / "matching.md").write_text(head + df.to_markdown(index=False, floatfmt=".3g") + "\n")
+    print(df.to_string())
+
+
+if __name__ == "__main__":
+    main()

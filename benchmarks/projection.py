@@ -1,0 +1,97 @@
+"""Projection throughput: image-steps per second for batch sizes 1..64 (writes benchmarks/results/projection.{csv,md}).
+
+Per-step time is (T(2k steps) - T(k steps)) / k, each T the fastest of 3 runs, so the one-off setup (w statistics, model transfer) cancels.
+Presets: "demo" is the demo's random generator (32 px, 32 channels, 32-d latents); "ffhq256" is the
+official 256 px architecture (paper256: channel_base 16384, 512-d, 8-layer mapping) with random weights,
+which costs the same per step as the real one. `--perceptual vgg` times the VGG loss with random
+VGG weights (same compute as the pretrained one). The official projector optimises one image at a time,
+so batch size 1 is its throughput and the speed-up column is relative to it.
+
+    PYTHONPATH=src python benchmarks/projection.py --preset demo --device cpu --threads 1
+    PYTHONPATH=src python benchmarks/projection.py --preset ffhq256 --device cuda --perceptual vgg --batch-sizes 1,64
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ganmatch.io import atomic_path
+from ganmatch.project import LatentProjector, tensor_to_uint8
+from ganmatch.stylegan2 import make_generator
+
+PRESETS = {
+    "demo": dict(size=32, z_dim=32, w_dim=32, n_mlp=8, channels={4: 32, 8: 32, 16: 32, 32: 32}),
+    "ffhq256": dict(size=256, z_dim=512, w_dim=512, n_mlp=8, channel_base=16384, channel_max=512),
+}
+RESULTS = Path(__file__).parent / "results"
+
+
+def time_steps(gen, images, steps, **kw) -> float:
+    """Wall-clock seconds of a projection with this many steps (synchronised on CUDA)."""
+    proj = LatentProjector(gen, steps=steps, batch_size=len(images), return_reconstructions=False, **kw)
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    proj.project(images)
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return time.perf_counter() - t0
+
+
+def run(preset: str, device: str, batch_sizes: list[int], steps: int, space: str, perceptual: str | None,
+        seed: int = 0, repeats: int = 3) -> pd.DataFrame:
+    gen = make_generator(**PRESETS[preset], seed=seed)
+    with torch.no_grad():
+        w = gen.mapping(torch.randn(max(batch_sizes), gen.z_dim, generator=torch.Generator().manual_seed(1)))
+        images = np.concatenate([tensor_to_uint8(gen.synthesis(c)) for c in w.split(8)])
+    kw = dict(space=space, perceptual=perceptual, device=device, perceptual_pretrained=False)
+    rows = []
+    for b in batch_sizes:
+        time_steps(gen, images[:b], 1, **kw)  # warm-up (allocations, cuDNN autotune)
+        # fastest of `repeats` runs: the least disturbed by other load on a shared machine
+        t1 = min(time_steps(gen, images[:b], steps, **kw) for _ in range(repeats))
+        t2 = min(time_steps(gen, images[:b], 2 * steps, **kw) for _ in range(repeats))
+        per_step = max(t2 - t1, 1e-9) / steps
+        rows.append(dict(preset=preset, size=gen.size, device=device, threads=torch.get_num_threads(), space=space,
+                         perceptual=perceptual or "pixel", batch_size=b, sec_per_step=per_step,
+                         images_per_sec=b / per_step))
+        print(rows[-1], flush=True)
+    df = pd.DataFrame(rows)
+    df["speedup_vs_batch1"] = df["images_per_sec"] / df["images_per_sec"].iloc[0]
+    return df
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--preset", choices=sorted(PRESETS), default="demo")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--batch-sizes", default="1,2,4,8,16,32,64")
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--space", choices=["w", "w+"], default="w")
+    ap.add_argument("--perceptual", choices=["pixel", "vgg"], default="pixel")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", default=str(RESULTS / "projection"))
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    df = run(args.preset, args.device, [int(b) for b in args.batch_sizes.split(",")], args.steps, args.space,
+             None if args.perceptual == "pixel" else args.perceptual)
+    out = Path(args.out)
+    with atomic_path(out.with_suffix(".csv"), ".csv") as tmp:
+        df.to_csv(tmp, index=False, float_format="%.5g")
+    head = (f"# Projection throughput\n\nMachine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
+            f"{args.threads} thread(s). Steps timed: {args.steps} (difference of {2 * args.steps}- and "
+            f"{args.steps}-step runs).\n`images_per_sec` = images x optimisation steps per second; "
+            "batch size 1 is the official projector's one-image-at-a-time throughput.\n\n")
+    with atomic_path(out.with_suffix(".md"), ".md") as tmp:
+        tmp.write_text(head + df.to_markdown(index=False, floatfmt=".4g") + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,120 @@
+"""Balance statistics worked out by hand, the long table's contract, and neighbour quality."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ganmatch import balance
+from ganmatch.errors import InputDataError
+
+X = np.array([1.0, 2.0, 3.0, 4.0])
+T = np.array([1, 1, 0, 0])
+
+
+def test_weighted_mean_var_ess():
+    assert balance.weighted_mean(X, [1, 1, 0, 2]) == pytest.approx((1 + 2 + 8) / 4)
+    assert balance.weighted_var([1.0, 3.0]) == pytest.approx(2.0)
+    # reliability weights (cobalt): m = 5/3, sum w (x - m)^2 = 24/9, denominator 3 - 5/3
+    assert balance.weighted_var([1.0, 3.0], [2, 1]) == pytest.approx((24 / 9) / (4 / 3))
+    assert balance.ess([1, 1, 0, 2]) == pytest.approx(16 / 6)
+    assert np.isnan(balance.weighted_mean(X, np.zeros(4)))
+
+
+def test_smd_by_hand():
+    # means 1.5 vs 3.5, both variances 0.5 -> pooled SD sqrt(0.5)
+    assert balance.weighted_smd(X, T) == pytest.approx(-2 / np.sqrt(0.5))
+    # matched sample drops unit 0 and 3: means 2 vs 3, still divided by the unmatched pooled SD
+    assert balance.weighted_smd(X, T, [0, 1, 1, 0]) == pytest.approx(-1 / np.sqrt(0.5))
+    assert balance.weighted_smd(X, T, pooled_sd=2.0) == pytest.approx(-1.0)
+    assert balance.weighted_smd([1, 1, 1, 1], T) == 0.0
+    assert balance.weighted_smd([1, 1, 0, 0], T) == np.inf
+
+
+def test_var_ratio_and_ecdf_by_hand():
+    x = np.array([0.0, 4.0, 1.0, 3.0])
+    assert balance.var_ratio(x, T) == pytest.approx(8.0 / 2.0)
+    assert np.isnan(balance.var_ratio([0, 1, 1, 0], T))  # binary: not reported, as cobalt
+    # treated {0, 1}, control {2, 3}: eCDF gaps over 0,1,2,3 are .5, 1, .5, 0
+    assert balance.ecdf_stats([0, 1, 2, 3], T) == pytest.approx((0.5, 1.0))
+    # binary: KS max is the difference in proportions
+    assert balance.ks_max([1, 0, 1, 1], T) == pytest.approx(0.5)
+    # weights: treated unit 0 (x=0) has weight 3
+    assert balance.ecdf_stats([0, 1, 2, 3], T, [3, 1, 1, 1])[0] == pytest.approx((0.75 + 1 + 0.5 + 0) / 4)
+
+
+def test_balance_table_contract_and_values():
+    cov = pd.DataFrame({"x": X, "flag": [1, 0, 1, 1]})
+    w = np.array([0.0, 1.0, 1.0, 0.0])
+    tab = balance.balance_table(cov, T, w)
+    assert list(tab.columns) == balance.balance_columns()
+    assert set(tab["stat"]) == set(balance.DESCRIPTIVE) | set(balance.STATS)
+    assert set(tab["sample"]) == {"unmatched", "matched"}
+    assert len(tab) == 2 * 2 * (len(balance.DESCRIPTIVE) + len(balance.STATS))
+    v = tab.set_index(["covariate", "stat", "sample"])["value"]
+    assert v["x", "smd", "unmatched"] == pytest.approx(-2 / np.sqrt(0.5))
+    assert v["x", "smd", "matched"] == pytest.approx(-1 / np.sqrt(0.5))
+    assert v["flag", "mean_treated", "unmatched"] == 0.5 and v["flag", "mean_control", "unmatched"] == 1
+    assert v["flag", "mean_treated", "matched"] == 0.0
+    b = tab.set_index(["covariate", "stat", "sample"])
+    assert b.loc[("x", "smd", "unmatched"), "threshold"] == 0.1
+    assert not b.loc[("x", "smd", "unmatched"), "balanced"]
+    assert pd.isna(b.loc[("x", "mean_treated", "unmatched"), "balanced"])
+    loose = balance.balance_table(cov, T, None, thresholds={"smd": 5.0})
+    assert set(loose["sample"]) == {"unmatched"}
+    assert loose.set_index(["covariate", "stat"]).loc[("x", "smd"), "balanced"]
+
+
+def test_weights_that_copy_the_treated_distribution_balance_it():
+    x = np.array([1.0, 2.0, 2.0, 0.0, 0.0, 1.0, 2.0, 2.0, -1.0])
+    t = np.array([1, 1, 1, 0, 0, 0, 0, 0, 0])
+    w = np.array([1, 1, 1, 0, 0, 1, 1, 1, 0], float)  # controls 1, 2, 2 mirror the treated 1, 2, 2
+    tab = balance.balance_table(pd.DataFrame({"x": x}), t, w).set_index(["stat", "sample"])["value"]
+    assert abs(tab["smd", "unmatched"]) > 0.1
+    assert tab["smd", "matched"] == pytest.approx(0) and tab["ks_max", "matched"] == pytest.approx(0)
+    assert tab["var_ratio", "matched"] == pytest.approx(1)
+
+
+def test_sample_sizes_and_group_means():
+    w = np.array([1.0, 0.0, 1.0, 2.0])
+    sz = balance.sample_sizes(T, w).set_index("group")
+    assert sz.loc["treated", ["all", "matched", "unmatched"]].tolist() == [2, 1, 1]
+    assert sz.loc["control", "ess"] == pytest.approx(9 / 5)
+    gm = balance.group_means(pd.DataFrame({"x": X}), T, None).set_index(["group", "sample"])
+    row = gm.loc[("treated", "unmatched")]
+    assert row["mean"] == 1.5 and row["n"] == 2
+    assert row["se"] == pytest.approx(np.sqrt(0.5 / 2))
+    assert row["ci_high"] - row["mean"] == pytest.approx(1.959963984540054 * row["se"])
+    gm = balance.group_means(pd.DataFrame({"x": X}), T, w)
+    assert set(gm["sample"]) == {"unmatched", "matched"}
+
+
+def test_bad_input():
+    cov = pd.DataFrame({"x": [1.0, np.nan, 2.0, 3.0]})
+    with pytest.raises(InputDataError, match=r"\['x'\]"):
+        balance.balance_table(cov, T, None)
+    with pytest.raises(InputDataError, match="no members"):
+        balance.balance_table(pd.DataFrame({"x": X}), np.ones(4, int), None)
+    with pytest.raises(InputDataError, match="weights"):
+        balance.balance_table(pd.DataFrame({"x": X}), T, np.array([1, -1, 0, 0]))
+    with pytest.raises(InputDataError, match="0/1"):
+        balance.balance_table(pd.DataFrame({"x": X}), np.array([1, 2, 0, 0]), None)
+
+
+def test_neighbour_quality_by_hand():
+    identity = pd.Series(["A", "A", "B", "C"], index=["a1", "a2", "b1", "c1"])
+    attrs = pd.DataFrame({"image_id": ["a1", "a2", "b1", "c1"], "young": [1, 0, 1, 1], "smiling": [0, 0, 1, 1]})
+    nb = pd.DataFrame({
+        "query": ["a1", "a1", "a2", "a2", "b1", "b1", "c1", "c1"],
+        "neighbour": ["b1", "a2", "a1", "c1", "a1", "c1", "b1", "a2"],
+        "distance": np.arange(8, dtype=np.float32), "rank": [1, 2] * 4, "scope": "all",
+    })
+    q = balance.neighbour_quality(nb, identity, attrs, ks=(1, 2)).iloc[0]
+    # queries with another photo of their identity: a1 (top1 b1: miss; top2 has a2) and a2 (top1 a1: hit)
+    assert q["err_top1"] == pytest.approx(0.5) and q["err_top2"] == 0.0
+    # other identity among top-1 rows: a1->b1, b1->a1, c1->b1 differ; a2->a1 same -> 3/4
+    assert q["other_top1"] == pytest.approx(0.75) and q["other_top2"] == pytest.approx(6 / 8)
+    # |young| diffs at rank 1: a1-b1 0, a2-a1 1, b1-a1 0, c1-b1 0
+    assert q["diff_young"] == pytest.approx(0.25) and q["diff_smiling"] == pytest.approx(0.5)
+    assert q["n_queries"] == 4 and q["scope"] == "all"
