@@ -48,7 +48,8 @@ def covariate_means(means: pd.DataFrame, pdf: str, png: str | None = None, treat
     for ax, method in zip(axes[0], methods, strict=True):
         sub = means[means["method"] == method]
         for (sample, group), dx in offsets.items():
-            rows = sub[(sub["sample"] == sample) & (sub["group"] == group)].set_index("covariate").reindex(covs)
+            name = "treated" if group == 1 else "control"  # balance.group_means labels groups by name
+            rows = sub[(sub["sample"] == sample) & (sub["group"] == name)].set_index("covariate").reindex(covs)
             y = rows["mean"].to_numpy(float)
             err = np.vstack([y - rows["ci_low"].to_numpy(float), rows["ci_high"].to_numpy(float) - y])
             ax.errorbar(x + dx, y, yerr=err, linestyle="none", capsize=2, color=GROUP_COLOURS[group],
