@@ -7,7 +7,10 @@ from snakemake.utils import min_version
 min_version("8.0")
 
 
-configfile: "config/config.yaml"
+# The demo config is the default; a --configfile on the command line replaces it (dataset configs are complete).
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
 
 
 report: "workflow/report/workflow.rst"
@@ -18,10 +21,12 @@ include: "workflow/rules/download.smk"
 include: "workflow/rules/align.smk"
 include: "workflow/rules/project.smk"
 include: "workflow/rules/embeddings.smk"
+include: "workflow/rules/faces.smk"
 include: "workflow/rules/attributes.smk"
 include: "workflow/rules/distances.smk"
 include: "workflow/rules/matching.smk"
 include: "workflow/rules/balance.smk"
+include: "workflow/rules/outcomes.smk"
 include: "workflow/rules/figures.smk"
 
 

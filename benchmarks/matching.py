@@ -99,6 +99,21 @@ def case_matmul(n: int, d: int, nlat: int = 1) -> dict:
             "peak_gb": _peak_gb(), "extra_gb": _peak_gb() - base}
 
 
+def case_matmul_blocked(n: int, d: int, nlat: int = 1, block: int = 2048) -> dict:
+    """The same product computed in row blocks into one reused buffer: the matmul work inside knn."""
+    import numpy as np
+
+    X = np.random.default_rng(0).normal(size=(n, nlat * d)).astype(np.float32)
+    buf = np.empty((block, n), np.float32)
+    base = _rss_gb()
+    t = time.perf_counter()
+    for i0 in range(0, n, block):
+        np.matmul(X[i0:i0 + block], X.T, out=buf[: min(block, n - i0)])
+    sec = time.perf_counter() - t
+    return {"case": "matmul_blocked", "n": n, "dim": f"{nlat}x{d}" if nlat > 1 else str(d), "seconds": sec,
+            "peak_gb": _peak_gb(), "extra_gb": _peak_gb() - base}
+
+
 def case_constrained(n: int, n_pairs: int, k: int = 100) -> dict:
     import warnings
 
@@ -181,7 +196,7 @@ def case_dense(n: int, n_pairs: int) -> dict:
             "pairs": len(ref), "same_pairs": bool(same), "peak_gb": _peak_gb(), "extra_gb": _peak_gb() - base}
 
 
-CASES = {"knn": case_knn, "matmul": case_matmul, "constrained": case_constrained, "dense": case_dense}
+CASES = {"knn": case_knn, "matmul": case_matmul, "matmul_blocked": case_matmul_blocked, "constrained": case_constrained, "dense": case_dense}
 
 
 # ---------------------------------------------------------------- driver
@@ -206,6 +221,8 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--full", action="store_true", help="N=30,000, W+ 30,000 x 18 x 512, 1,200 pairs")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--only", help="comma-separated cases to run (matmul,matmul_blocked,knn,wplus,constrained,dense)")
+    ap.add_argument("--append", action="store_true", help="keep the rows of earlier runs (results/matching.jsonl)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
@@ -224,26 +241,47 @@ def main(argv=None) -> None:
 
     n = 30_000 if args.full else 10_000
     pairs = 1_200 if args.full else 400
-    rows = [run_child(args.threads, "matmul", n=n, d=512), run_child(args.threads, "knn", n=n, d=512, k=100)]
-    if args.full:
-        rows += [run_child(args.threads, "matmul", n=n, d=512, nlat=18),
-                 run_child(args.threads, "knn", n=n, d=512, k=100, nlat=18)]
-    rows.append(run_child(args.threads, "constrained", n=n, n_pairs=pairs))
+    plan = [("matmul", "matmul", {"n": n, "d": 512}), ("matmul_blocked", "matmul_blocked", {"n": n, "d": 512}),
+            ("knn", "knn", {"n": n, "d": 512, "k": 100})]
+    if args.full:  # one raw 30k x 9216 product segfaulted inside OpenBLAS here: the blocked one stands in
+        plan += [("wplus", "matmul_blocked", {"n": n, "d": 512, "nlat": 18}),
+                 ("wplus", "knn", {"n": n, "d": 512, "k": 100, "nlat": 18})]
+    plan.append(("constrained", "constrained", {"n": n, "n_pairs": pairs}))
     for nd in ([2_000, 4_000] if args.full else [2_000]):
-        rows.append(run_child(args.threads, "dense", n=nd, n_pairs=round(pairs * nd / n)))
+        plan.append(("dense", "dense", {"n": nd, "n_pairs": round(pairs * nd / n)}))
+    only = set(args.only.split(",")) if args.only else None
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    log = RESULTS / "matching.jsonl"
+    rows = [json.loads(x) for x in log.read_text().splitlines() if x.strip()] if args.append and log.exists() else []
+    with open(log, "w") as fh:
+        for row in rows:
+            fh.write(json.dumps(row) + "\n")
+        for group, name, kw in plan:
+            if only is None or group in only:
+                row = run_child(args.threads, name, **kw) | {"load_avg": round(os.getloadavg()[0], 1)}
+                rows.append(row)
+                fh.write(json.dumps(row) + "\n")
+                fh.flush()
     df = pd.DataFrame(rows)
     mm = df[df["case"] == "matmul"].set_index("dim")["seconds"]
+    mb = df[df["case"] == "matmul_blocked"].set_index("dim")["seconds"]
     df["ratio_to_matmul"] = [r.seconds / mm[r.dim] if r.case == "knn" and r.dim in mm else None
                              for r in df.itertuples()]
+    df["ratio_to_blocked_matmul"] = [r.seconds / mb[r.dim] if r.case == "knn" and r.dim in mb else None
+                                     for r in df.itertuples()]
     if "heap_seconds" in df:
         df["dense_over_heap"] = df["seconds"] / df["heap_seconds"]
     df["threads"] = args.threads
     df["cpu"] = os.cpu_count()
     RESULTS.mkdir(parents=True, exist_ok=True)
     df.to_csv(RESULTS / "matching.csv", index=False)
-    head = "# Distances and matching benchmark\n\n" + \
-        f"`python benchmarks/matching.py{' --full' if args.full else ''}` ({args.threads} threads, " \
-        f"{time.strftime('%Y-%m-%d')}). peak_gb = peak RSS of the case's process; extra_gb = above its inputs.\n\n"
+    head = (
+        "# Distances and matching benchmark\n\n"
+        f"`python benchmarks/matching.py{' --full' if args.full else ''}` ({args.threads} threads, "
+        f"{time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores shared with other jobs: load_avg is the 1-minute "
+        "load when the case ended, and times grow with it). peak_gb = peak RSS of the case's process (includes ~0.6 GB of Python + "
+        "torch); extra_gb = above the process after loading its inputs.\n\n"
+    )
     (RESULTS / "matching.md").write_text(head + df.to_markdown(index=False, floatfmt=".3g") + "\n")
     print(df.to_string())
 

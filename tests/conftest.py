@@ -46,8 +46,10 @@ def snakemake(workdir: Path, *args: str, check: bool = True, timeout: int = 900)
 
 
 @pytest.fixture(scope="session")
-def tiny_config_args() -> list[str]:
-    """`--config` overrides that shrink the demo for tests (nested keys as YAML)."""
+def tiny_config_args(tmp_path_factory) -> list[str]:
+    """Arguments that run the default demo config shrunk by an overlay config file (merged key by key)."""
     import yaml
 
-    return ["--config", *[f"{k}={yaml.safe_dump(v, default_flow_style=True).strip()}" for k, v in TINY.items()]]
+    overlay = tmp_path_factory.mktemp("config") / "tiny.yaml"
+    overlay.write_text(yaml.safe_dump(TINY))
+    return ["--configfile", str(ROOT / "config/config.yaml"), str(overlay)]

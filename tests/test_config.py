@@ -4,8 +4,8 @@ import copy
 
 import pytest
 import yaml
-
 from conftest import ROOT
+
 from ganmatch.config import load_schema, validate_config
 from ganmatch.errors import ConfigError
 

@@ -60,6 +60,16 @@ def test_many_ties_take_the_wide_search(monkeypatch):
     assert (idx == o).all() and (dist == d).all()
 
 
+def test_chunked_matmul_for_wide_embeddings(monkeypatch):
+    monkeypatch.setattr(distances, "_CHUNK", 8)
+    rng = np.random.default_rng(6)
+    X = (rng.normal(size=(200, 30)) + 2).astype(np.float32)
+    for metric in ("euclidean", "cosine"):
+        idx, dist = distances.knn(X, 7, metric, block_size=64)
+        o, d = brute(X, 7, metric)
+        assert (idx == o).all() and (dist == d).all()
+
+
 def test_high_offset_data_stays_exact():
     rng = np.random.default_rng(2)
     X = (rng.normal(size=(300, 64)) * 0.01 + 1000).astype(np.float32)

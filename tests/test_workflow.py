@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import copy_workflow, snakemake
 
 pytestmark = pytest.mark.slow

@@ -68,11 +68,26 @@ def conditional_direction(directions: dict[str, np.ndarray], target: str, condit
 
 
 def attributes_table(index: pd.DataFrame, ids: np.ndarray, X: np.ndarray, covariates: list[str],
-                     C: float = 1.0, cv_folds: int = 5, random_state: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+                     C: float = 1.0, cv_folds: int = 5, random_state: int = 0,
+                     predictions: pd.DataFrame | None = None, treatment: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Build the attributes table (label > prediction) and the cross-validated accuracy table.
 
     Models are fitted on the `train` split's labels (all labelled rows if there is no split column).
+    `predictions` (image_id, `<name>_prob`, optional `<name>_confidence`; e.g. the face models' table) fill
+    unlabelled rows before the embedding models do, and add a `<name>_confidence` column. With `treatment`,
+    a treatment the index lacks (or has gaps in) is resolved here the same way and added to the table.
     """
+    ids = np.asarray(ids)
+    if len(ids) != len(X):
+        raise InputDataError(f"attributes: {len(ids)} image ids but {len(X)} embedding rows; rebuild the embedding.")
+    dup = pd.unique(ids[pd.Series(ids).duplicated().to_numpy()])
+    if len(dup):
+        raise InputDataError(f"attributes: duplicate image ids in the embedding, e.g. {list(dup[:5])}.")
+    unknown = ids[~np.isin(ids, index["image_id"].to_numpy())]
+    if len(unknown):
+        raise InputDataError(f"attributes: {len(unknown)} embedding ids are not in the image index, e.g. {list(unknown[:5])}.")
+    if treatment and (treatment not in index.columns or index[treatment].isna().any()) and treatment not in covariates:
+        covariates = [*covariates, treatment]
     rows = index.set_index("image_id").loc[ids]
     labels = pd.DataFrame({c: rows[c].to_numpy(dtype=float) if c in rows.columns else np.full(len(rows), np.nan) for c in covariates})
     train = labels.copy()
@@ -81,14 +96,19 @@ def attributes_table(index: pd.DataFrame, ids: np.ndarray, X: np.ndarray, covari
     model = LatentAttributeModel(C=C, cv_folds=cv_folds, random_state=random_state).fit(X, train)
     probs = model.predict_proba(X)
     out = pd.DataFrame({"image_id": np.asarray(ids)})
+    given = None if predictions is None else predictions.astype({"image_id": str}).set_index("image_id").reindex(ids.astype(str))
     for c in covariates:
         prob = probs[c].to_numpy() if c in probs else np.full(len(out), np.nan)
+        if given is not None and f"{c}_prob" in given.columns:  # e.g. the face models: they come before the embedding's
+            prob = np.where(given[f"{c}_prob"].isna(), prob, given[f"{c}_prob"].to_numpy(float))
         label = labels[c].to_numpy()
         has = ~np.isnan(label)
         predicted = np.where(np.isnan(prob), np.nan, (prob >= 0.5).astype(float))
         out[c] = np.where(has, label, predicted)
         out[f"{c}_prob"] = prob.astype(np.float32)
         out[f"{c}_source"] = np.where(has, "label", "predicted")
+        if given is not None and f"{c}_confidence" in given.columns:
+            out[f"{c}_confidence"] = given[f"{c}_confidence"].to_numpy(np.float32)
     cv = model.cv_table_
     test = ~train.notna().to_numpy() & labels.notna().to_numpy()
     cv["test_accuracy"] = [

@@ -165,9 +165,9 @@ def _check(covariates: pd.DataFrame, treated, weights):
         if weights.shape != (n,) or not np.isfinite(weights).all() or (weights < 0).any():
             raise InputDataError(f"balance: weights must be finite, >= 0, one per row ({n} rows).")
     X = covariates.apply(pd.to_numeric, errors="coerce").astype(np.float64)
-    bad = [c for c in X if X[c].isna().any()]
+    bad = [c for c in X if not np.isfinite(X[c]).all()]
     if bad:
-        raise InputDataError(f"balance: covariate column(s) {bad} have missing or non-numeric values.")
+        raise InputDataError(f"balance: covariate column(s) {bad} have missing, non-numeric or infinite values.")
     return X, t, weights
 
 

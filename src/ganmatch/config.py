@@ -88,5 +88,10 @@ def _check_references(config: dict) -> None:
             problems.append(
                 f"'align.output_size' is {config['align']['output_size']} but 'demo.resolution' is {demo['resolution']}; they must be equal."
             )
+    if config.get("source") == "folder":  # the user's own files: no rule makes them, so they must exist now
+        folder = config.get("folder") or {}
+        for key in ("path", "labels"):
+            if folder.get(key) and not Path(folder[key]).exists():
+                problems.append(f"'folder.{key}' is '{folder[key]}', which does not exist (relative paths start at {Path.cwd()}).")
     if problems:
         raise ConfigError("invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems))

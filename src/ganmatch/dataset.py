@@ -19,23 +19,46 @@ def assign_shards(index: pd.DataFrame, shard_size: int) -> pd.DataFrame:
     return out
 
 
-def check_index(index: pd.DataFrame, treatment: str, covariates: list[str], source: str = "image index") -> None:
-    """Fail early, naming the column, on duplicate ids, missing columns or labels that are not 0/1."""
-    required = ["image_id", "path", "identity", treatment]
+def check_index(index: pd.DataFrame, treatment: str, covariates: list[str], source: str = "image index",
+                partial_labels: bool = False) -> None:
+    """Fail early, naming the column, on duplicate ids, missing columns or labels that are not 0/1.
+
+    With `partial_labels` (a folder of photos) the treatment and covariate labels may be absent or have gaps:
+    the attributes stage predicts them (see `with_treatment`); the labels that are given must still be 0/1.
+    """
+    required = ["image_id", "path", "identity"] + ([] if partial_labels else [treatment])
     missing = [c for c in required if c not in index.columns]
     if missing:
         raise InputDataError(f"{source}: missing column(s) {missing}; it has {list(index.columns)}.")
     dup = index["image_id"][index["image_id"].duplicated()]
     if len(dup):
         raise InputDataError(f"{source}: duplicate image_id values, e.g. {list(dup[:5])}; image ids must be unique.")
-    for col in [treatment, *[c for c in covariates if c in index.columns]]:
+    for col in [c for c in [treatment, *covariates] if c in index.columns]:
         values = set(pd.unique(index[col].dropna()))
         if not values <= {0, 1}:
             raise InputDataError(f"{source}: column '{col}' must hold 0/1 labels, found {sorted(values)[:6]}.")
-        if index[col].isna().any():
+        if index[col].isna().any() and not partial_labels:
             raise InputDataError(f"{source}: column '{col}' has {int(index[col].isna().sum())} missing values.")
-    if index[treatment].nunique() < 2:
+    if not partial_labels and index[treatment].nunique() < 2:
         raise InputDataError(f"{source}: treatment column '{treatment}' has only one group; matching needs both 0 and 1.")
+
+
+def with_treatment(index: pd.DataFrame, attributes: pd.DataFrame | None, treatment: str) -> pd.DataFrame:
+    """The index with its treatment column as resolved by the attributes stage, where that stage has it.
+
+    For a folder of photos the treatment may be missing from the index (or partly labelled); the attributes
+    table then holds it (label > prediction). Adapters that need the treatment call this first.
+    """
+    if attributes is not None and treatment in attributes.columns:
+        resolved = attributes.astype({"image_id": str}).set_index("image_id")[treatment]
+        if resolved.isna().any():
+            raise InputDataError(f"treatment '{treatment}': {int(resolved.isna().sum())} images have neither a label nor a "
+                                 "prediction; label them in folder.labels or set face_attributes.activate: true.")
+        return index.assign(**{treatment: index["image_id"].astype(str).map(resolved).to_numpy()})
+    if treatment not in index.columns or index[treatment].isna().any():
+        raise InputDataError(f"treatment '{treatment}' is neither fully in the image index nor in the attributes table; "
+                             "add it to the labels CSV (folder.labels) or predict it (face_attributes.activate: true).")
+    return index
 
 
 def demo_index(labels: pd.DataFrame, image_dir: str | Path) -> pd.DataFrame:

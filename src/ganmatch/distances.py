@@ -10,6 +10,7 @@ exactly the k smallest of them (ties broken by the lower index), whatever the bl
 from __future__ import annotations
 
 import os
+import threading
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -23,6 +24,8 @@ from .errors import InputDataError
 _U32 = float(np.finfo(np.float32).eps) / 2
 # extra candidates taken per row beyond k before the error bound is checked
 _MARGIN = 16
+# features per matmul call; bounds the float32 matmul's rounding error for wide (W+) embeddings
+_CHUNK = 512
 # the largest dense matrix `pairwise` builds without `force=True` (elements)
 MAX_DENSE = 25_000_000
 
@@ -43,12 +46,12 @@ def _prepare_cosine(X: np.ndarray) -> np.ndarray:
 
 
 def _finish_euclidean(sq: np.ndarray) -> np.ndarray:
-    return np.sqrt(sq, dtype=np.float32)
+    return np.sqrt(sq).astype(np.float32)
 
 
 def _finish_cosine(sq: np.ndarray) -> np.ndarray:
     # for unit vectors 1 - cos = |x - y|^2 / 2
-    return (sq * np.float32(0.5)).astype(np.float32)
+    return (sq * 0.5).astype(np.float32)
 
 
 METRICS = {
@@ -60,12 +63,12 @@ METRICS = {
 
 
 def _pair_sq(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """Squared L2 of broadcast row pairs: float32 differences, squared and summed over the last axis.
-
-    Every caller reduces a fresh contiguous (..., D) array along its last axis, so the value for a pair
-    depends only on its two rows: `knn` and `pairwise` agree to the bit.
+    """Squared L2 of broadcast float32 row pairs, in float64: the differences are exact and the sum is
+    accurate to ~1e-12, so the float32 distance made from it is the true distance correctly rounded
+    (up to rare float64 ties). Every caller reduces a fresh contiguous (..., d) array along its last axis,
+    so a pair's value depends only on its two rows: `knn`, `pairwise` and `pair_distances` agree to the bit.
     """
-    d = np.subtract(a, b, out=out, dtype=np.float32)
+    d = np.subtract(a, b, out=out, dtype=np.float64)
     return np.einsum("...k,...k->...", d, d)
 
 
@@ -144,14 +147,19 @@ def pair_distances(Xp: np.ndarray, Yp: np.ndarray, rows, cols, metric: str = "eu
 
 def _refine(Xp: np.ndarray, Yp: np.ndarray, qrows: np.ndarray, cols: np.ndarray, budget: int = 1_000_000) -> np.ndarray:
     """Exact squared distances of the pairs (qrows[i], cols[i, j]) with the shared pair kernel."""
-    out = np.empty(cols.shape, np.float32)
+    out = np.empty(cols.shape, np.float64)
     if cols.size == 0:
         return out
     step = max(1, budget // max(1, cols.shape[1] * Xp.shape[1]))
 
+    local = threading.local()
+
     def work(s: int) -> None:
         g = Yp[cols[s:s + step]]
-        out[s:s + step] = _pair_sq(Xp[qrows[s:s + step]][:, None, :], g, out=g)
+        if not hasattr(local, "buf"):  # one float64 scratch per thread: no page faults per step
+            local.buf = np.empty(step * cols.shape[1] * Xp.shape[1], np.float64)
+        scratch = local.buf[: g.size].reshape(g.shape)
+        out[s:s + step] = _pair_sq(Xp[qrows[s:s + step]][:, None, :], g, out=scratch)
 
     starts = range(0, len(qrows), step)
     if len(starts) > 1 and _n_threads() > 1:  # numpy releases the GIL in gather, subtract and einsum
@@ -233,25 +241,34 @@ def knn(X: np.ndarray, k: int, metric: str = "euclidean", Y: np.ndarray | None =
     ny = np.einsum("ij,ij->i", Yc, Yc, dtype=np.float64)
     nx = ny if same else np.einsum("ij,ij->i", Xc, Xc, dtype=np.float64)
     ny32 = ny.astype(np.float32)
-    # estimates a = |y|^2 - 2 x.y are offset by -|x|^2; err bounds their error and the kernel's
+    # estimates a = |y|^2 - 2 x.y are offset by -|x|^2. The matmul runs over feature chunks of at most
+    # _CHUNK (accumulated in float32), so its rounding error is bounded by (chunk + n_chunks) roundoffs of
+    # |x||y| instead of d; the pair kernel's own error is a few float32 roundoffs of the squared distance.
     d = Xp.shape[1]
-    err = 4.0 * (d + 8) * _U32 * (np.sqrt(nx) + float(np.sqrt(ny.max()))) ** 2
+    chunks = [(c0, min(d, c0 + _CHUNK)) for c0 in range(0, d, _CHUNK)]
+    err = 4.0 * (min(d, _CHUNK) + len(chunks) + 8) * _U32 * (np.sqrt(nx) + float(np.sqrt(ny.max()))) ** 2
+    gamma = 2 * _U32
 
     margin = _MARGIN
     buf = np.empty((min(block_size, n), m), np.float32)
+    part = np.empty_like(buf) if len(chunks) > 1 else None
     idx_out = np.empty((n, kk), np.int64)
     dist_out = np.empty((n, kk), np.float32)
     for i0 in range(0, n, block_size):
         i1 = min(n, i0 + block_size)
         rows = np.arange(i0, i1)
-        A = np.matmul(Xc[i0:i1] * np.float32(-2.0), Yc.T, out=buf[: i1 - i0])
+        A = buf[: i1 - i0]
+        xb = Xc[i0:i1] * np.float32(-2.0)
+        np.matmul(xb[:, :chunks[0][1]], Yc[:, :chunks[0][1]].T, out=A)
+        for c0, c1 in chunks[1:]:
+            A += np.matmul(xb[:, c0:c1], Yc[:, c0:c1].T, out=part[: i1 - i0])
         A += ny32
         if self_ex:
             A[rows - i0, rows] = np.inf
         m_take = min(kk + margin, available)
         cand, cvals = _smallest(A, m_take)
         a_k = cvals[:, kk - 1].astype(np.float64)
-        thr = a_k + 2 * err[rows] + 8 * _U32 * np.abs(a_k + nx[rows])
+        thr = a_k + 2 * err[rows] + (3 * gamma + 8 * _U32) * (np.abs(a_k + nx[rows]) + err[rows])
         unsafe = np.flatnonzero(cvals[:, -1] <= thr) if m_take < available else np.zeros(0, np.int64)
         fin = spec["finish"](_refine(Xp, Yp, rows, cand))
         idx_out[i0:i1], dist_out[i0:i1] = _select(fin, cand, kk)

@@ -4,6 +4,7 @@
 rule predict_attributes:
     """Fit one linear model per covariate on an embedding; write the attributes and CV accuracy tables."""
     input:
+        unpack(face_attribute_inputs),
         index=f"{RES}/images.parquet",
         embedding=embedding_files(config["attributes"]["embedding"]),
     output:
@@ -11,6 +12,7 @@ rule predict_attributes:
         cv=f"{RES}/attributes_cv.parquet",
     params:
         covariates=config["covariates"],
+        treatment=config["treatment"],
         attributes=config["attributes"],
         seed=config["seed"],
     log:

@@ -4,6 +4,7 @@
 rule compute_neighbours:
     """Blockwise exact kNN in float32 (bounded memory) for one embedding."""
     input:
+        unpack(treatment_inputs),
         index=f"{RES}/images.parquet",
         embedding=lambda wildcards: embedding_files(wildcards.embedding),
     output:

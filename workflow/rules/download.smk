@@ -10,6 +10,7 @@ if config["source"] == "demo":
             landmarks=f"{RAW}/landmarks.parquet",
             latents=f"{RAW}/true_latents.npy",
             directions=f"{RAW}/directions.parquet",
+            truth=f"{RAW}/truth.json",
             weights=config["project"]["weights"],
         params:
             demo=config["demo"],
@@ -20,6 +21,66 @@ if config["source"] == "demo":
             "../../envs/torch.yaml"
         script:
             f"{SCRIPTS}/download_demo.py"
+
+
+if config["source"] == "celeba_hq":
+
+    localrules: fetch_celeba_hq_images  # needs the internet: on a cluster it runs where snakemake runs
+
+    rule fetch_celeba_hq_images:
+        """Link celeba_hq.local_dir and/or fetch the 30,000 images from celeba_hq.sources, verified; one bad image is a row of the table."""
+        input:
+            mapping=celeba_hq_config()["mapping"],
+        output:
+            report=f"{RAW}/images_fetch.parquet",
+        params:  # what defines the images; sources, local_dir, retries etc. are read from the config (no rerun)
+            content={k: celeba_hq_config().get(k) for k in ("image_dir", "file_pattern", "subsample", "verify")},
+        log:
+            f"{LOGS}/download/celeba_hq_images.log",
+        conda:
+            "../../envs/core.yaml"
+        script:
+            f"{SCRIPTS}/download_celeba_hq_images.py"
+
+
+if download_paths(annotations=True):
+
+    localrules: download_celeba_annotations  # needs the internet: on a cluster it runs where snakemake runs
+
+    rule download_celeba_annotations:
+        """One CelebA annotation file of downloads.files (e.g. list_attr_celeba.txt): resumable, retried, md5-verified."""
+        output:
+            "{annotation}",
+        wildcard_constraints:
+            annotation=path_constraint(download_paths(annotations=True)),
+        params:  # the checksums define the file; mirrors and retries are read from the config (no rerun)
+            checksum=lambda wildcards, output: download_checksum(output[0]),
+        log:
+            f"{LOGS}/download/{{annotation}}.log",
+        conda:
+            "../../envs/core.yaml"
+        script:
+            f"{SCRIPTS}/download_file.py"
+
+
+if download_paths(annotations=False):
+
+    localrules: download_weights  # needs the internet: on a cluster it runs where snakemake runs
+
+    rule download_weights:
+        """Any other file of downloads.files (GAN and FaceNet weights): resumable, retried, sha256-verified or locked."""
+        output:
+            "{weights_file}",
+        wildcard_constraints:
+            weights_file=path_constraint(download_paths(annotations=False)),
+        params:  # the checksums define the file; mirrors and retries are read from the config (no rerun)
+            checksum=lambda wildcards, output: download_checksum(output[0]),
+        log:
+            f"{LOGS}/download/{{weights_file}}.log",
+        conda:
+            "../../envs/core.yaml"
+        script:
+            f"{SCRIPTS}/download_file.py"
 
 
 checkpoint index_images:

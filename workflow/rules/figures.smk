@@ -1,4 +1,7 @@
 # Stage 10: the paper's figures, each a target that rebuilds alone: results/<dataset>/figures/<name>.pdf
+# Every rule writes <name>.pdf (in the report), <name>.png and <name>.parquet (the numbers drawn).
+
+METHOD_MATCHES = expand(f"{RES}/matches/{{method}}.parquet", method=config["matching"]["methods"])
 
 
 rule figure_covariate_means:
@@ -17,3 +20,138 @@ rule figure_covariate_means:
         "../../envs/core.yaml"
     script:
         f"{SCRIPTS}/figure_covariate_means.py"
+
+
+rule figure_love_plot:
+    """|SMD| per covariate before and after every matching method, with the balance threshold."""
+    input:
+        summary=f"{RES}/balance/summary.parquet",
+    output:
+        pdf=report(f"{RES}/figures/love_plot.pdf", caption="../report/love_plot.rst", category="Balance"),
+        png=f"{RES}/figures/love_plot.png",
+        data=f"{RES}/figures/love_plot.parquet",
+    params:
+        threshold=config["balance"].get("threshold", 0.1),
+    log:
+        f"{LOGS}/figures/love_plot.log",
+    conda:
+        "../../envs/core.yaml"
+    script:
+        f"{SCRIPTS}/figure_love_plot.py"
+
+
+rule figure_propensity_overlap:
+    """Propensity-score distributions by group before and after each matching method."""
+    input:
+        index=f"{RES}/images.parquet",
+        attributes=f"{RES}/attributes.parquet",
+        matches=METHOD_MATCHES,
+    output:
+        pdf=report(f"{RES}/figures/propensity_overlap.pdf", caption="../report/propensity_overlap.rst", category="Balance"),
+        png=f"{RES}/figures/propensity_overlap.png",
+        data=f"{RES}/figures/propensity_overlap.parquet",
+    params:
+        treatment=config["treatment"],
+        covariates=config["covariates"],
+    log:
+        f"{LOGS}/figures/propensity_overlap.log",
+    conda:
+        "../../envs/core.yaml"
+    script:
+        f"{SCRIPTS}/figure_propensity_overlap.py"
+
+
+rule figure_matched_pairs:
+    """A grid of matched treated/control images (and reference photos) per method, closest to farthest."""
+    input:
+        matches=METHOD_MATCHES,
+        aligned=shard_outputs(f"{RES}/aligned/shard_{{shard}}.parquet"),
+    output:
+        pdf=report(f"{RES}/figures/matched_pairs.pdf", caption="../report/matched_pairs.rst", category="Matches"),
+        png=f"{RES}/figures/matched_pairs.png",
+        data=f"{RES}/figures/matched_pairs.parquet",
+    params:
+        treatment=config["treatment"],
+    log:
+        f"{LOGS}/figures/matched_pairs.log",
+    conda:
+        "../../envs/core.yaml"
+    script:
+        f"{SCRIPTS}/figure_matched_pairs.py"
+
+
+rule figure_distance_distributions:
+    """Distances to the k nearest neighbours per embedding, same vs different identity."""
+    input:
+        index=f"{RES}/images.parquet",
+        neighbours=expand(f"{RES}/neighbours/{{embedding}}.parquet", embedding=active_embeddings()),
+    output:
+        pdf=report(f"{RES}/figures/distance_distributions.pdf", caption="../report/distance_distributions.rst", category="Embeddings"),
+        png=f"{RES}/figures/distance_distributions.png",
+        data=f"{RES}/figures/distance_distributions.parquet",
+    params:
+        thresholds={e: verification_threshold(e) for e in verification_embeddings()},
+    log:
+        f"{LOGS}/figures/distance_distributions.log",
+    conda:
+        "../../envs/core.yaml"
+    script:
+        f"{SCRIPTS}/figure_distance_distributions.py"
+
+
+rule figure_neighbour_quality:
+    """Identity retrieval error and attribute mismatch of nearest neighbours per embedding (table + figure)."""
+    input:
+        index=f"{RES}/images.parquet",
+        attributes=f"{RES}/attributes.parquet",
+        neighbours=expand(f"{RES}/neighbours/{{embedding}}.parquet", embedding=active_embeddings()),
+    output:
+        pdf=report(f"{RES}/figures/neighbour_quality.pdf", caption="../report/neighbour_quality.rst", category="Embeddings"),
+        png=f"{RES}/figures/neighbour_quality.png",
+        data=f"{RES}/figures/neighbour_quality.parquet",
+        csv=f"{RES}/figures/neighbour_quality.csv",
+    params:
+        covariates=config["covariates"],
+    log:
+        f"{LOGS}/figures/neighbour_quality.log",
+    conda:
+        "../../envs/core.yaml"
+    script:
+        f"{SCRIPTS}/figure_neighbour_quality.py"
+
+
+rule figure_projection_quality:
+    """Originals vs GAN reconstructions (latents re-rendered) and loss/PSNR histograms of the projection."""
+    input:
+        tables=shard_outputs(f"{RES}/latents/shard_{{shard}}.parquet"),
+        latents=shard_outputs(f"{RES}/latents/shard_{{shard}}.npy"),
+        aligned=shard_outputs(f"{RES}/aligned/shard_{{shard}}.parquet"),
+        weights=config["project"].get("weights", []),
+    output:
+        pdf=report(f"{RES}/figures/projection_quality.pdf", caption="../report/projection_quality.rst", category="Projection"),
+        png=f"{RES}/figures/projection_quality.png",
+        data=f"{RES}/figures/projection_quality.parquet",
+    params:
+        n_examples=8,
+    log:
+        f"{LOGS}/figures/projection_quality.log",
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        f"{SCRIPTS}/figure_projection_quality.py"
+
+
+rule figure_outcomes:
+    """Forest plot of the naive and matched treatment effect estimates with 95% intervals."""
+    input:
+        outcomes=f"{RES}/outcomes.parquet",
+    output:
+        pdf=report(f"{RES}/figures/outcomes.pdf", caption="../report/outcomes.rst", category="Outcomes"),
+        png=f"{RES}/figures/outcomes.png",
+        data=f"{RES}/figures/outcomes.parquet",
+    log:
+        f"{LOGS}/figures/outcomes.log",
+    conda:
+        "../../envs/core.yaml"
+    script:
+        f"{SCRIPTS}/figure_outcomes.py"

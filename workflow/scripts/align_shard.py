@@ -1,8 +1,8 @@
 """Align one shard of the index; unusable images become rejected rows, never a failed job."""
 
 from ganmatch import io
-from ganmatch.stages import align as align_stage
 from ganmatch.logs import script_logging
+from ganmatch.stages import align as align_stage
 
 log = script_logging(snakemake)  # noqa: F821
 shard = int(snakemake.wildcards.shard)  # noqa: F821

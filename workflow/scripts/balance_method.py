@@ -1,8 +1,8 @@
 """Balance before and after one matching method."""
 
 from ganmatch import io
-from ganmatch.stages import balance as balance_stage
 from ganmatch.logs import script_logging
+from ganmatch.stages import balance as balance_stage
 
 log = script_logging(snakemake)  # noqa: F821
 p, inp, out = snakemake.params, snakemake.input, snakemake.output  # noqa: F821

@@ -18,4 +18,5 @@ io.write_parquet(data.labels, out.labels)
 io.write_parquet(data.landmarks, out.landmarks)
 io.write_parquet(data.directions, out.directions)
 io.write_npy(data.latents, out.latents)
+io.write_json({"outcome": cfg["effect"]}, out.truth)  # the planted treatment effect, for the outcome stage
 save_generator(generator, out.weights)

@@ -15,7 +15,8 @@ else:
     from ganmatch import celeba
 
     index = celeba.index_from_config(snakemake.config)  # noqa: F821
-dataset.check_index(index, p.treatment, p.covariates, source=str(Path(snakemake.output.index).name))  # noqa: F821
+dataset.check_index(index, p.treatment, p.covariates, source=str(Path(snakemake.output.index).name),  # noqa: F821
+                    partial_labels=p.source == "folder")  # photos: the attributes stage predicts missing labels
 index = dataset.assign_shards(index, p.shard_size)
 log.info("%d images in %d shards", len(index), index["shard"].max() + 1)
 io.write_parquet(index, snakemake.output.index)  # noqa: F821

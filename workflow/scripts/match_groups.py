@@ -1,8 +1,8 @@
 """Run one configured matching method and write its matches table."""
 
 from ganmatch import io
-from ganmatch.stages import matching as matching_stage
 from ganmatch.logs import script_logging
+from ganmatch.stages import matching as matching_stage
 
 log = script_logging(snakemake)  # noqa: F821
 p, inp = snakemake.params, snakemake.input  # noqa: F821

@@ -1,8 +1,8 @@
 """Project one shard of aligned images into the generator's latent space."""
 
 from ganmatch import io
-from ganmatch.stages import project as project_stage
 from ganmatch.logs import script_logging
+from ganmatch.stages import project as project_stage
 
 log = script_logging(snakemake)  # noqa: F821
 aligned = io.read_parquet(snakemake.input.table)  # noqa: F821

@@ -36,7 +36,8 @@ def align_shard(rows: pd.DataFrame, params: dict, out_dir: str | Path, landmarks
     if marks is None and detector is None:
         from ..detect import FaceDetector
 
-        detector = FaceDetector(backend=params["detector"], policy=params.get("policy", "largest"))
+        detector = FaceDetector(backend=params["detector"], policy=params.get("policy", "largest"),
+                                min_face_size=params.get("min_face_size", 40))
     records = []
     for image_id, path in zip(rows["image_id"], rows["path"], strict=True):
         record = {"image_id": image_id, "aligned_path": "", "status": "rejected", "reason": ""}

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..dataset import with_treatment
 from ..errors import InputDataError
 from ..io import read_npy, read_parquet
 from ..matching import MatchData, MatchResult, match
@@ -18,7 +19,11 @@ def load_embeddings(files: list[str]) -> dict[str, tuple[np.ndarray, np.ndarray]
     out = {}
     for npy in npys:
         ids = read_parquet(npy[: -len(".npy")] + ".parquet")["image_id"].to_numpy(str)
-        out[Path(npy).stem] = (ids, read_npy(npy))
+        X = read_npy(npy)
+        if len(ids) != len(X) or len(np.unique(ids)) != len(ids):
+            raise InputDataError(f"{npy}: {len(X)} rows for {len(ids)} ids (unique: {len(np.unique(ids))}); "
+                                 "embedding ids must be unique, one per row. Delete the embedding and rerun.")
+        out[Path(npy).stem] = (ids, X)
     return out
 
 
@@ -31,7 +36,7 @@ def run_method(name: str, spec: dict, index: pd.DataFrame, attributes: pd.DataFr
         ids = ids[np.isin(ids, emb_ids)]
     if len(ids) == 0:
         raise InputDataError(f"matching '{name}': no image has every embedding it needs ({', '.join(embeddings)}).")
-    rows = index.set_index("image_id").loc[ids]
+    rows = with_treatment(index, attributes, treatment).set_index("image_id").loc[ids]
     aligned = {}
     for emb, (emb_ids, X) in embeddings.items():
         pos = pd.Series(np.arange(len(emb_ids)), index=emb_ids).loc[ids].to_numpy()

@@ -25,6 +25,7 @@ def project_shard(aligned: pd.DataFrame, weights: str, params: dict, seed: int =
     projector = LatentProjector(
         generator, space=params.get("space", "w"), steps=params.get("steps", 200), lr=params.get("lr", 0.1),
         batch_size=params.get("batch_size", 32), device=params.get("device", "auto"), random_state=seed,
+        perceptual=params.get("perceptual"),
     )
     if len(ok) == 0:
         shape = (0, generator.w_dim) if params.get("space", "w") == "w" else (0, generator.n_latent, generator.w_dim)

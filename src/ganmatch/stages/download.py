@@ -1,0 +1,106 @@
+"""Download-stage adapters: one configured file (annotations, weights), or the CelebA-HQ images.
+
+The images are many and come from unofficial copies, so one bad image is a row of the fetch table,
+not a failed job; the job fails only when more than `max_failed_fraction` of them are unusable, and
+then says what to put where by hand.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from .. import celeba
+from ..download import download_entry, fetch_manifest
+from ..errors import DownloadError
+from ..io import write_parquet
+
+IMAGE_DEFAULTS = {"local_dir": None, "sources": [], "verify": "final_md5", "max_failed_fraction": 0.01}
+HQ_SIZE = 1024
+
+
+def download_configured(path: str, downloads: dict, **kwargs) -> Path:
+    """Download the `downloads.files` entry whose `path` is `path` (resumable, retried, verified)."""
+    entries = [e for e in (downloads.get("files") or {}).values() if e["path"] == str(path)]
+    if not entries:
+        raise DownloadError(f"no downloads.files entry has path {path}; add one with its urls and sha256 (or sha256: null).")
+    return download_entry(entries[0], lock=downloads.get("lock"), retries=downloads.get("retries", 3),
+                          timeout=downloads.get("timeout", 60), **kwargs)
+
+
+def link_local_images(names: list[str], local_dir: str | os.PathLike, image_dir: str | os.PathLike) -> int:
+    """Symlink every `names` file of `local_dir` into `image_dir` (absent ones are left for the fetch); return the count."""
+    local_dir, image_dir = Path(local_dir).resolve(), Path(image_dir)
+    if not local_dir.is_dir():
+        raise DownloadError(f"celeba_hq.local_dir {local_dir} is not a folder; point it at your CelebA-HQ images or set it to null.")
+    image_dir.mkdir(parents=True, exist_ok=True)
+    linked = 0
+    for name in names:
+        src, dest = local_dir / name, image_dir / name
+        if src.is_file() and not dest.exists():
+            if dest.is_symlink():  # a dangling link from an earlier folder
+                dest.unlink()
+            dest.symlink_to(src)
+            linked += 1
+    return linked
+
+
+def image_check(verify: str):
+    """`check(path, entry)` for `fetch_manifest`; any decoding error becomes a DownloadError (a table row)."""
+
+    def check(path: Path, entry: dict) -> None:
+        try:
+            if verify == "final_md5":
+                celeba.check_final_md5(path, entry["final_md5"])
+            elif verify == "decode":
+                from PIL import Image
+
+                with Image.open(path) as im:
+                    im.load()
+                    if im.size != (HQ_SIZE, HQ_SIZE):
+                        raise DownloadError(f"{path}: {im.size[0]} x {im.size[1]} px, CelebA-HQ images are {HQ_SIZE} x {HQ_SIZE}.")
+        except DownloadError:
+            raise
+        except Exception as err:  # noqa: BLE001 - an unreadable image is a row of the table, not a crash
+            raise DownloadError(f"{path}: unreadable image ({err}).") from err
+
+    return check
+
+
+def fetch_celeba_hq_images(celeba_cfg: dict, downloads: dict, report: str | os.PathLike) -> pd.DataFrame:
+    """Link `local_dir` and/or fetch from `sources` every CelebA-HQ image into `image_dir`; write the fetch table.
+
+    The table (`path, status (ok|present|failed), reason, idx`) goes to `report`, its failures also to
+    `<report stem>.failed.tsv` (kept when the job fails). DownloadError when too many images failed.
+    """
+    cfg = {**celeba.CONFIG_DEFAULTS, **IMAGE_DEFAULTS, **(celeba_cfg or {})}
+    mapping = celeba.read_hq_mapping(cfg["mapping"])
+    if cfg.get("subsample"):
+        mapping = mapping.sort_values("idx").head(int(cfg["subsample"])).reset_index(drop=True)
+    entries = celeba.celeba_hq_manifest(mapping, cfg["sources"] or None, cfg["file_pattern"])
+    if cfg.get("local_dir"):
+        link_local_images([e["path"] for e in entries], cfg["local_dir"], cfg["image_dir"])
+    check = None if cfg["verify"] == "none" else image_check(cfg["verify"])
+    table = fetch_manifest(entries, cfg["image_dir"], check=check, retries=downloads.get("retries", 3),
+                           timeout=downloads.get("timeout", 60))
+    table["idx"] = mapping["idx"].to_numpy()
+    report = Path(report)
+    failed = table[table["status"] == "failed"]
+    failed_path = report.with_name(report.stem + ".failed.tsv")
+    if len(failed):
+        failed.to_csv(failed_path, sep="\t", index=False)
+    else:
+        failed_path.unlink(missing_ok=True)
+    share = len(failed) / max(1, len(table))
+    if share > cfg["max_failed_fraction"]:
+        where = f"from {', '.join(cfg['sources'])}" if cfg["sources"] else "(no celeba_hq.sources configured)"
+        raise DownloadError(
+            f"{len(failed)} of {len(table)} CelebA-HQ images are missing or failed verification {where}; the first: "
+            f"{failed['reason'].iloc[0]} The list is in {failed_path}. Put the images, named like "
+            f"{entries[0]['path']} (celeba_hq.file_pattern), in {cfg['image_dir']} by hand, or set celeba_hq.local_dir "
+            f"to a folder that holds them, or raise celeba_hq.max_failed_fraction (now {cfg['max_failed_fraction']}) "
+            "to go on without them. See docs/downloads.md.")
+    write_parquet(table, report)
+    return table

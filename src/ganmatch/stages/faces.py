@@ -1,0 +1,74 @@
+"""Face attributes of the aligned real photos: the shipped gender/age models, head pose, quality proxies.
+
+One row per accepted (status "ok") face of the aligned shard tables. Besides the raw predictions
+(`ganmatch.face_attributes.ATTRIBUTE_COLUMNS`, each with its confidence where the model gives one), the
+table carries binary proxies in the form `ganmatch.attributes.attributes_table` reads as predictions:
+`<name>_prob` and `<name>_confidence` for `male`, `young` and `frontal`. They are noisy proxies; dataset
+labels, where present, take precedence in the attributes table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..align import LANDMARK_COLUMNS
+from ..embeddings import aligned_images
+
+PROXIES = ("male", "young", "frontal")
+"""Covariates (and treatments) that the face models can fill when the labels lack them."""
+
+
+def age_below_prob(aligned_paths: Sequence[str], years: float) -> np.ndarray:
+    """P(age < `years`) per aligned face: the age network's probability mass on the classes below `years`."""
+    from .. import face_attributes as fa
+
+    if len(aligned_paths) == 0:
+        return np.zeros(0)
+    _, chips = fa.age_gender_chips(list(aligned_paths))
+    probs = fa._run("age", chips).astype(np.float64)  # (n, 81) class probabilities, softmax in the graph
+    ages = np.asarray(fa._manifest()["models"]["age"]["age_weights"], np.float64)
+    return probs[:, ages < years].sum(axis=1)
+
+
+def proxy_columns(pred: pd.DataFrame, young_prob: np.ndarray, frontal_within: float) -> pd.DataFrame:
+    """`<name>_prob` / `<name>_confidence` for the PROXIES from the raw predictions.
+
+    male: the gender model's probability; young: P(age below the threshold) from the age distribution;
+    frontal: |yaw| and |pitch| within `frontal_within` degrees, a geometric measurement (probability 0 or 1,
+    no model confidence).
+    """
+    male = pred["gender_male_prob"].to_numpy(np.float64)
+    young = np.asarray(young_prob, np.float64)
+    frontal = ((pred["yaw"].abs() <= frontal_within) & (pred["pitch"].abs() <= frontal_within)).to_numpy(np.float64)
+    frontal[pred[["yaw", "pitch"]].isna().any(axis=1).to_numpy()] = np.nan
+    return pd.DataFrame({
+        "male_prob": male, "male_confidence": np.maximum(male, 1 - male),
+        "young_prob": young, "young_confidence": np.maximum(young, 1 - young),
+        "frontal_prob": frontal, "frontal_confidence": np.full(len(pred), np.nan),
+    })
+
+
+def face_attribute_table(shard_tables: Sequence[str], params: dict | None = None) -> pd.DataFrame:
+    """Face attributes of every accepted face in the aligned shard tables (image_id first).
+
+    `params`: `young_below` (years, default 30) and `frontal_within` (degrees, default 15). Pose and face
+    size use the landmarks found in the original photo; gender, age and quality use the aligned crop.
+    """
+    from ..face_attributes import ATTRIBUTE_COLUMNS, predict_face_attributes
+
+    params = params or {}
+    ok = aligned_images(shard_tables)
+    paths = ok["aligned_path"].tolist()
+    raw = ok[list(LANDMARK_COLUMNS)].to_numpy(np.float64).reshape(-1, 5, 2)
+    if len(ok) == 0:
+        pred = pd.DataFrame({c: np.zeros(0) for c in ATTRIBUTE_COLUMNS})
+    else:
+        pred = predict_face_attributes(paths, raw_landmarks5=raw).reset_index(drop=True)
+    young = age_below_prob(paths, float(params.get("young_below", 30.0)))
+    proxies = proxy_columns(pred, young, float(params.get("frontal_within", 15.0)))
+    out = pd.concat([ok[["image_id"]].reset_index(drop=True), pred, proxies], axis=1)
+    out["image_id"] = out["image_id"].astype(str)
+    return out

@@ -1,0 +1,53 @@
+"""Outcome analysis stage: treatment effects before and after each matching, and face-verification bias."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..dataset import with_treatment
+from ..io import read_parquet
+from ..outcomes import estimate_outcomes, reference_distances, verification_bias
+
+
+def read_matches(files: list[str]) -> dict[str, pd.DataFrame]:
+    """matches/<name>.parquet files -> {name: table}."""
+    return {Path(f).stem: read_parquet(f) for f in map(str, files)}
+
+
+def analysed_images(index: pd.DataFrame, attributes: pd.DataFrame) -> pd.DataFrame:
+    """The images that reached the attributes stage: the population every estimate refers to."""
+    return index[index["image_id"].isin(attributes["image_id"])].reset_index(drop=True)
+
+
+def outcome_effects(index: pd.DataFrame, attributes: pd.DataFrame, match_files: list[str], outcomes: list[str],
+                    treatment: str, truth: dict | None, n_boot: int, alpha: float, seed: int) -> pd.DataFrame:
+    """Naive and matched estimates (ATT) with bootstrap intervals, tests and Rosenbaum Gamma per outcome."""
+    images = analysed_images(with_treatment(index, attributes, treatment), attributes)
+    table = images[["image_id", treatment, *outcomes]]
+    return estimate_outcomes(table, treatment, read_matches(match_files), columns=outcomes, truth=truth or {},
+                             n_boot=n_boot, alpha=alpha, random_state=seed)
+
+
+def face_verification(index: pd.DataFrame, attributes: pd.DataFrame, ids: np.ndarray, X: np.ndarray,
+                      match_files: list[str], treatment: str, threshold: float, n_boot: int, alpha: float,
+                      seed: int, exclude_column: str | None = "eyeglasses") -> pd.DataFrame:
+    """Distance of each photo to a same-identity reference and verification accuracy by group.
+
+    As in the reference study, photos with eyeglasses are never used as references (when that column exists).
+    """
+    images = analysed_images(with_treatment(index, attributes, treatment), attributes).set_index("image_id")
+    keep = np.isin(ids, images.index)
+    ids, X = ids[keep], X[keep]
+    exclude = None
+    if exclude_column and exclude_column in attributes.columns:
+        att = attributes.set_index("image_id")[exclude_column]
+        exclude = att.index[att == 1].astype(str)
+    ref = reference_distances(ids, images.loc[ids, "identity"].astype(str).to_numpy(), X, exclude=exclude, random_state=seed)
+    distance = ref.set_index("image_id")["distance"]
+    bias = verification_bias(distance, images[treatment], threshold=threshold, matches=read_matches(match_files),
+                             n_boot=n_boot, alpha=alpha, random_state=seed)
+    bias.insert(0, "threshold", float(threshold))
+    return bias

@@ -1,0 +1,257 @@
+"""Figure functions on small synthetic tables: files written, and the numbers drawn are the numbers given."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ganmatch import figures
+from ganmatch.balance import balance_table, group_means
+from ganmatch.errors import InputDataError
+from ganmatch.matching import matched_weights
+from ganmatch.plots import method_styles
+
+COVS = ["young", "smiling", "eyeglasses"]
+
+
+def _written(tmp_path, name):
+    pdf, png = tmp_path / f"{name}.pdf", tmp_path / f"{name}.png"
+    return str(pdf), str(png)
+
+
+def _check_files(pdf, png):
+    from PIL import Image
+
+    with open(pdf, "rb") as fh:
+        assert fh.read(5) == b"%PDF-"
+    with Image.open(png) as im:
+        assert im.size[0] > 200 and im.size[1] > 100
+
+
+@pytest.fixture(scope="module")
+def sample():
+    """60 images, 3 binary covariates confounded with the treatment, 2 photos per identity, 2 methods."""
+    rng = np.random.default_rng(0)
+    n = 60
+    treated = (rng.random(n) < 0.4).astype(int)
+    X = pd.DataFrame({c: (rng.random(n) < 0.3 + 0.3 * treated * (i % 2)).astype(float) for i, c in enumerate(COVS)})
+    ids = np.array([f"img{i:03d}" for i in range(n)])
+    identity = pd.Series([f"id{i // 2:02d}" for i in range(n)], index=ids)
+    t_ids, c_ids = ids[treated == 1], ids[treated == 0]
+    k = min(len(t_ids), len(c_ids))
+    matches = {
+        "gan_greedy": pd.DataFrame({"treated_id": t_ids[:k], "control_id": c_ids[:k], "distance": np.linspace(0.5, 2, k),
+                                    "weight": 1.0, "method": "gan_greedy", "embedding": "gan"}),
+        "pixel_optimal": pd.DataFrame({"treated_id": t_ids[: k - 3], "control_id": c_ids[3:k],
+                                       "distance": np.linspace(1, 3, k - 3), "weight": 1.0, "method": "pixel_optimal",
+                                       "embedding": "pixel"}),
+    }
+    return {"ids": ids, "treated": treated, "X": X, "identity": identity, "matches": matches}
+
+
+def _summary(sample):
+    frames, means = [], []
+    for name, pairs in sample["matches"].items():
+        w = matched_weights(sample["ids"], pairs)
+        frames.append(balance_table(sample["X"], sample["treated"], w).assign(method=name))
+        means.append(group_means(sample["X"], sample["treated"], w).assign(method=name))
+    return pd.concat(frames, ignore_index=True), pd.concat(means, ignore_index=True)
+
+
+def test_method_styles_are_consistent_whatever_the_order():
+    a = method_styles(["b", "a", "naive"])
+    b = method_styles(["naive", "a", "b", "a"])
+    assert a == b and a["a"]["color"] != a["b"]["color"]
+    assert a["naive"]["color"] == figures.BEFORE_COLOUR
+    many = method_styles([f"m{i}" for i in range(12)])  # more methods than colours still works
+    assert len(many) == 13
+
+
+def test_covariate_means_draws_group_means(tmp_path, sample):
+    _, means = _summary(sample)
+    pdf, png = _written(tmp_path, "cm")
+    data = figures.covariate_means(means, pdf, png, treatment="male")
+    _check_files(pdf, png)
+    pd.testing.assert_frame_equal(data, means.reset_index(drop=True))
+
+
+def test_covariate_means_plots_every_point(tmp_path, sample, monkeypatch):
+    """Groups named "control"/"treated" (as balance.group_means writes them) are drawn, not dropped."""
+    _, means = _summary(sample)
+    drawn = []
+    real = figures.plt.Axes.errorbar
+
+    def spy(self, x, y, *args, **kwargs):
+        drawn.append(np.asarray(y, float))
+        return real(self, x, y, *args, **kwargs)
+
+    monkeypatch.setattr(figures.plt.Axes, "errorbar", spy)
+    figures.covariate_means(means, *_written(tmp_path, "cm2"), treatment="male")
+    ys = np.concatenate(drawn)
+    assert len(ys) == len(means) and np.isfinite(ys).all()
+    assert np.allclose(np.sort(ys), np.sort(means["mean"].to_numpy()))
+
+
+def test_love_plot_data_agree_with_balance_table(tmp_path, sample):
+    summary, _ = _summary(sample)
+    pdf, png = _written(tmp_path, "love")
+    data = figures.love_plot(summary, pdf, png)
+    _check_files(pdf, png)
+    smd = summary[summary["stat"] == "smd"]
+    assert len(data) == len(smd)
+    merged = data.merge(smd, on=["covariate", "method", "sample"])
+    assert np.allclose(merged["smd"], merged["value"])
+    assert np.allclose(merged["abs_smd"], merged["value"].abs())
+    assert set(data["method"]) == {"gan_greedy", "pixel_optimal"}
+    assert (data["threshold"] == 0.1).all()
+
+
+def test_love_plot_needs_smd_rows(tmp_path):
+    bad = pd.DataFrame({"covariate": ["a"], "stat": ["ks_max"], "sample": ["matched"], "value": [0.1], "method": ["m"]})
+    with pytest.raises(InputDataError, match="smd"):
+        figures.love_plot(bad, *_written(tmp_path, "bad"))
+
+
+def test_propensity_overlap_uses_matched_weights(tmp_path, sample):
+    att = sample["X"].assign(image_id=sample["ids"])
+    treated = pd.Series(sample["treated"], index=sample["ids"])
+    pdf, png = _written(tmp_path, "po")
+    data = figures.propensity_overlap(att, treated, COVS, sample["matches"], pdf, png, treatment="male")
+    _check_files(pdf, png)
+    assert set(data["sample"]) == {"unmatched", "gan_greedy", "pixel_optimal"}
+    assert (data.query("sample == 'unmatched'").shape[0]) == len(sample["ids"])
+    greedy = data[data["sample"] == "gan_greedy"]
+    pairs = sample["matches"]["gan_greedy"]
+    assert set(greedy["image_id"]) == set(pairs["treated_id"]) | set(pairs["control_id"])
+    assert data["propensity"].between(0, 1).all()
+    # the same score in every panel
+    score = data.drop_duplicates("image_id").set_index("image_id")["propensity"]
+    assert np.allclose(greedy.set_index("image_id")["propensity"], score.loc[greedy["image_id"]])
+
+
+def test_matched_pairs_grid_with_reference_images(tmp_path, sample):
+    from ganmatch.io import write_png
+
+    images = {}
+    for i, image_id in enumerate(sample["ids"]):
+        path = tmp_path / f"{image_id}.png"
+        write_png(np.full((16, 16, 3), (i * 4) % 255, np.uint8), path)
+        images[image_id] = str(path)
+    matches = pd.concat(sample["matches"].values(), ignore_index=True)
+    matches["treated_ref"] = matches["treated_id"]
+    matches["control_ref"] = None  # a missing reference is drawn as an empty tile
+    pdf, png = _written(tmp_path, "pairs")
+    data = figures.matched_pairs(matches, images, pdf, png, n_pairs=4, treatment="male")
+    _check_files(pdf, png)
+    assert data.groupby("method").size().to_dict() == {"gan_greedy": 4, "pixel_optimal": 4}
+    greedy = data[data["method"] == "gan_greedy"]
+    assert greedy["distance"].is_monotonic_increasing
+    assert greedy["distance"].iloc[0] == matches.query("method == 'gan_greedy'")["distance"].min()
+    assert greedy["distance"].iloc[-1] == matches.query("method == 'gan_greedy'")["distance"].max()
+    assert {"treated_ref", "control_ref"} <= set(data.columns)
+
+
+def _neighbours(sample, scale):
+    rng = np.random.default_rng(1)
+    ids = sample["ids"]
+    rows = []
+    for i, q in enumerate(ids):
+        partner = ids[i + 1] if i % 2 == 0 else ids[i - 1]  # the same identity
+        others = rng.choice(np.setdiff1d(ids, [q, partner]), 3, replace=False)
+        for rank, (nb, d) in enumerate([(partner, 0.3 * scale)] + [(o, scale * (1 + r)) for r, o in enumerate(others)], 1):
+            rows.append({"query": q, "neighbour": nb, "distance": d, "rank": rank, "scope": "all"})
+    return pd.DataFrame(rows)
+
+
+def test_distance_distributions_split_by_identity(tmp_path, sample):
+    nb = {"gan": _neighbours(sample, 1.0), "dlib": _neighbours(sample, 0.5)}
+    pdf, png = _written(tmp_path, "dd")
+    data = figures.distance_distributions(nb, sample["identity"], pdf, png, thresholds={"dlib": 0.6})
+    _check_files(pdf, png)
+    n = len(sample["ids"])
+    counts = data.groupby(["embedding", "relation"])["count"].sum()
+    assert counts[("gan", "same identity")] == n and counts[("gan", "different identity")] == 3 * n
+    assert data.query("embedding == 'gan' and relation == 'same identity'")["median"].iloc[0] == pytest.approx(0.3)
+    dens = data[(data["embedding"] == "dlib") & (data["relation"] == "same identity")]
+    assert np.sum(dens["density"] * (dens["bin_right"] - dens["bin_left"])) == pytest.approx(1.0)
+    assert data.query("embedding == 'dlib'")["bin_right"].max() >= 0.6
+
+
+def test_neighbour_quality_table_and_figure(tmp_path, sample):
+    from ganmatch.balance import neighbour_quality
+
+    nb = {"gan": _neighbours(sample, 1.0), "pixel": _neighbours(sample, 2.0)}
+    att = sample["X"].assign(image_id=sample["ids"])
+    table = figures.neighbour_quality_table(nb, sample["identity"], att)
+    assert list(table["embedding"]) == ["gan", "pixel"] and table.columns[0] == "embedding"
+    direct = neighbour_quality(nb["gan"], sample["identity"], att)
+    assert table.iloc[0]["err_top1"] == direct.iloc[0]["err_top1"] == 0.0
+    pdf, png = _written(tmp_path, "nq")
+    data = figures.neighbour_quality(table, pdf, png)
+    _check_files(pdf, png)
+    pd.testing.assert_frame_equal(data, table)
+    figures.write_csv(data, tmp_path / "nq.csv")
+    back = pd.read_csv(tmp_path / "nq.csv")
+    assert np.allclose(back["err_top1"], table["err_top1"])
+
+
+def test_projection_quality_marks_examples(tmp_path):
+    rng = np.random.default_rng(0)
+    table = pd.DataFrame({"image_id": [f"i{k}" for k in range(20)], "status": "ok", "reason": "",
+                          "loss": rng.random(20) * 0.05, "psnr": 25 + 20 * rng.random(20), "steps": 10})
+    originals = rng.integers(0, 255, (4, 16, 16, 3), dtype=np.uint8)
+    recons = originals.copy()
+    recons[0] = 255 - recons[0]
+    pdf, png = _written(tmp_path, "pq")
+    data = figures.projection_quality(table, ["i0", "i1", "i2", "i3"], originals, recons, pdf, png)
+    _check_files(pdf, png)
+    assert data["shown"].sum() == 4
+    assert data.loc[1, "psnr_rerender"] >= 99  # identical images
+    assert data.loc[0, "psnr_rerender"] < 15
+    assert data.loc[~data["shown"], "psnr_rerender"].isna().all()
+
+
+def test_projection_examples_rerender_latents(tmp_path):
+    """Latents re-rendered with the saved generator reproduce the images they were rendered from."""
+    import torch
+
+    from ganmatch.io import write_png
+    from ganmatch.project import tensor_to_uint8
+    from ganmatch.stylegan2 import Generator
+    from ganmatch.weights import save_generator
+
+    torch.manual_seed(0)
+    gen = Generator(size=16, z_dim=8, w_dim=8, n_mlp=1, channels={4: 8, 8: 8, 16: 8}).eval()
+    weights = tmp_path / "g.pt"
+    save_generator(gen, weights)
+    latents = np.random.default_rng(0).normal(size=(5, 8)).astype(np.float32)
+    with torch.no_grad():
+        images = tensor_to_uint8(gen.synthesis(torch.from_numpy(latents)))
+    paths = {}
+    for k, im in enumerate(images):
+        paths[f"i{k}"] = str(tmp_path / f"i{k}.png")
+        write_png(im, paths[f"i{k}"])
+    table = pd.DataFrame({"image_id": list(paths), "status": ["ok", "ok", "failed", "ok", "ok"],
+                          "loss": 0.01, "psnr": [30.0, 40.0, 0.0, 20.0, 35.0]})
+    ids, originals, recons = figures.projection_examples(table, latents, paths, str(weights), n=3)
+    assert ids == ["i3", "i4", "i1"]  # worst, middle, best PSNR; the failed image is never shown
+    assert np.abs(originals.astype(int) - recons.astype(int)).max() <= 1
+
+
+def test_outcomes_forest_synthetic_table(tmp_path):
+    table = pd.DataFrame({
+        "outcome": ["outcome"] * 3 + ["smiles"] * 3, "kind": ["numeric"] * 3 + ["binary"] * 3,
+        "method": ["gan_greedy", "naive", "propensity"] * 2, "embedding": ["gan", "", ""] * 2,
+        "estimate": [1.1, 1.6, 1.2, 0.1, 0.2, 0.05], "ci_low": [0.7, 1.3, 0.8, -0.05, 0.1, -0.1],
+        "ci_high": [1.5, 1.9, 1.6, 0.25, 0.3, 0.2], "n_pairs": pd.array([45, pd.NA, 40] * 2, dtype="Int64"),
+        "n_treated": pd.array([45, 104, 40] * 2, dtype="Int64"), "n_control": pd.array([45, 299, 40] * 2, dtype="Int64"),
+        "p_value": 0.01, "test": "t", "gamma": np.nan, "truth": [1.0] * 3 + [np.nan] * 3,
+    })
+    pdf, png = _written(tmp_path, "forest")
+    data = figures.outcomes_forest(table, pdf, png)
+    _check_files(pdf, png)
+    assert len(data) == len(table)
+    assert list(data.loc[data["outcome"] == "outcome", "method"]) == ["naive", "gan_greedy", "propensity"]
+    merged = data.merge(table, on=["outcome", "method"], suffixes=("", "_in"))
+    assert np.allclose(merged["estimate"], merged["estimate_in"]) and np.allclose(merged["ci_low"], merged["ci_low_in"])

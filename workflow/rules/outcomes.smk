@@ -1,0 +1,42 @@
+# Stage 9: outcomes compared across groups before and after matching (treatment effects, face-verification bias).
+
+
+rule estimate_outcomes:
+    """Naive and matched effect of the treatment on each configured outcome, with CIs, tests and Rosenbaum Gamma."""
+    input:
+        unpack(outcome_inputs),
+    output:
+        f"{RES}/outcomes.parquet",
+    params:
+        outcomes=config.get("outcomes", []),
+        treatment=config["treatment"],
+        analysis=config.get("outcome_analysis", {}),
+        seed=config["seed"],
+    log:
+        f"{LOGS}/outcomes/effects.log",
+    conda:
+        "../../envs/core.yaml"
+    script:
+        f"{SCRIPTS}/estimate_outcomes.py"
+
+
+rule verification_bias:
+    """Same-identity verification by a face-recognition embedding, by group, on all images and each matched set."""
+    input:
+        index=f"{RES}/images.parquet",
+        attributes=f"{RES}/attributes.parquet",
+        embedding=lambda wildcards: embedding_files(wildcards.embedding),
+        matches=expand(f"{RES}/matches/{{method}}.parquet", method=config["matching"]["methods"]),
+    output:
+        f"{RES}/outcomes/verification_{{embedding}}.parquet",
+    params:
+        treatment=config["treatment"],
+        analysis=config.get("outcome_analysis", {}),
+        threshold=lambda wildcards: verification_threshold(wildcards.embedding),
+        seed=config["seed"],
+    log:
+        f"{LOGS}/outcomes/verification_{{embedding}}.log",
+    conda:
+        "../../envs/core.yaml"
+    script:
+        f"{SCRIPTS}/verification_bias.py"
