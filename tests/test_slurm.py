@@ -37,8 +37,8 @@ SMALL_CONFIG = {
 # $GANMATCH_FAULT_RULE gets its command replaced by a failing one. SLURM runs that job and it fails.
 FAULT_SBATCH = """#!/usr/bin/env bash
 marker="$GANMATCH_FAULT_MARKER"
-if [ -e "$marker" ] && [[ " $* " == *" rule_${GANMATCH_FAULT_RULE}"* ]]; then
-    rm -f "$marker"
+# Jobs may be submitted concurrently: the rename claims the marker for exactly one submission.
+if [[ " $* " == *" rule_${GANMATCH_FAULT_RULE}"* ]] && mv "$marker" "$marker.claimed" 2>/dev/null; then
     args=()
     for a in "$@"; do
         case "$a" in
@@ -164,8 +164,18 @@ def copy_repository(dest: Path) -> Path:
         if src.is_file() and not rel.startswith("tests/"):
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / rel)
-    (dest / "small.yaml").write_text(yaml.safe_dump(SMALL_CONFIG))
+    # A --configfile replaces config/config.yaml, so small.yaml is the whole demo config, shrunk.
+    config = yaml.safe_load((dest / "config/config.yaml").read_text())
+    (dest / "small.yaml").write_text(yaml.safe_dump(merge(config, SMALL_CONFIG), sort_keys=False))
     return dest
+
+
+def merge(base: dict, override: dict) -> dict:
+    """`base` with `override` merged in, nested mappings key by key."""
+    out = dict(base)
+    for key, value in override.items():
+        out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
 
 
 def snakemake_cmd(*args: str) -> list[str]:
@@ -181,7 +191,9 @@ def run(work: Path, *args: str, check: bool = True, env: dict | None = None) -> 
         snakemake_cmd(*args), cwd=work, env=env or run_env(work), capture_output=True, text=True, timeout=1200
     )
     if check and proc.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-6000:]}")
+        raise AssertionError(
+            f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
+        )
     return proc
 
 

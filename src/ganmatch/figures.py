@@ -11,6 +11,7 @@ from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
+from matplotlib.ticker import FuncFormatter
 
 from .errors import InputDataError
 from .plots import (  # noqa: F401 - GROUP_COLOURS, group_labels, save_figure are part of this module's API
@@ -21,6 +22,7 @@ from .plots import (  # noqa: F401 - GROUP_COLOURS, group_labels, save_figure ar
     group_labels,
     histogram,
     method_styles,
+    panel_grid,
     plt,
     pretty,
     save_figure,
@@ -60,12 +62,11 @@ def covariate_means(means: pd.DataFrame, pdf: str, png: str | None = None, treat
     code = means["group"].map(GROUP_CODES)
     methods = list(dict.fromkeys(means["method"]))
     covs = list(dict.fromkeys(means["covariate"]))
-    fig, axes = plt.subplots(1, len(methods), figsize=(1.5 + 1.1 * len(covs) * len(methods), 3.8), squeeze=False,
-                             sharey=True)
+    fig, axes = panel_grid(len(methods), panel=(0.4 + 1.0 * len(covs), 3.4), sharey=True)
     x = np.arange(len(covs))
     offsets = dict(zip([("unmatched", 0), ("unmatched", 1), ("matched", 0), ("matched", 1)], (-0.27, -0.09, 0.09, 0.27),
                        strict=True))
-    for ax, method in zip(axes[0], methods, strict=True):
+    for ax, method in zip(axes, methods, strict=True):
         sub = means[means["method"] == method]
         for (sample, group), dx in offsets.items():
             rows = sub[(sub["sample"] == sample) & (code[sub.index] == group)].set_index("covariate").reindex(covs)
@@ -78,9 +79,11 @@ def covariate_means(means: pd.DataFrame, pdf: str, png: str | None = None, treat
         ax.set_title(pretty(method), fontsize=10)
         ax.set_ylim(-0.05, 1.05)
         ax.grid(axis="y", alpha=0.3)
-    axes[0][0].set_ylabel("mean of covariate (fraction with attribute)")
-    axes[0][-1].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False)
-    fig.suptitle("Covariate means per group before and after matching (95% intervals)", fontsize=10, y=1.02)
+    for ax in axes[:: 2 if len(axes) == 4 else 3]:
+        ax.set_ylabel("mean of covariate\n(fraction with attribute)")
+    axes[min(len(axes), 2 if len(axes) == 4 else 3) - 1].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8,
+                                                              frameon=False)
+    fig.suptitle("Covariate means per group before and after matching (95% intervals)", fontsize=10)
     save_figure(fig, pdf, png)
     return means.reset_index(drop=True)
 
@@ -168,10 +171,9 @@ def propensity_overlap(attributes: pd.DataFrame, treated: pd.Series, covariates:
                 for m, p in matches.items()]
     labels = group_labels(treatment)
     edges = np.linspace(0, 1, bins + 1)
-    fig, axes = plt.subplots(1, len(samples), figsize=(0.6 + 3.0 * len(samples), 3.4), squeeze=False, sharey=True,
-                             layout="constrained")
+    fig, axes = panel_grid(len(samples), panel=(3.0, 2.9), sharey=True)
     rows = []
-    for ax, (name, title, w, colour) in zip(axes[0], samples, strict=True):
+    for ax, (name, title, w, colour) in zip(axes, samples, strict=True):
         for g, sign in ((1, 1), (0, -1)):
             sel = (t == g) & (w > 0)
             dens = histogram(score[sel], edges, w[sel])
@@ -180,14 +182,13 @@ def propensity_overlap(attributes: pd.DataFrame, treated: pd.Series, covariates:
             rows.append(pd.DataFrame({"image_id": ids[sel], "group": "treated" if g else "control",
                                       "propensity": score[sel], "sample": name, "weight": w[sel]}))
         ax.axhline(0, color="k", linewidth=0.8)
-        ax.set_xlim(0, 1)
+        ax.set_xlim(-0.03, 1.03)  # a margin keeps neighbouring panels' 1.0 and 0.0 labels apart
         ax.set_title(title, fontsize=9, color=colour)
         ax.set_xlabel("propensity score")
         ax.legend(fontsize=7, frameon=False, loc="upper left")
-    ax0 = axes[0][0]
-    ax0.set_ylabel(f"density ({labels[1]} up, {labels[0]} down)")
-    ticks = ax0.get_yticks()
-    ax0.set_yticks(ticks, [f"{abs(v):g}" for v in ticks])
+    for ax in axes[:: 2 if len(axes) == 4 else 3]:
+        ax.set_ylabel(f"density ({labels[1]} up,\n{labels[0]} down)")
+    axes[0].yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{abs(v):g}"))  # shared by every panel
     fig.suptitle("Propensity-score overlap by group; score = P(treated | covariates), logistic regression", fontsize=10)
     save_figure(fig, pdf, png)
     return pd.concat(rows, ignore_index=True)
@@ -347,11 +348,13 @@ def neighbour_quality(table: pd.DataFrame, pdf: str, png: str | None = None) -> 
     for i, emb in enumerate(embeddings):
         dx = (i - (len(embeddings) - 1) / 2) * width
         if emb in scope_all.index:
-            ax1.bar(np.arange(len(err_cols)) + dx, scope_all.loc[emb, err_cols].to_numpy(float), width,
-                    color=colours[emb], label=emb)
+            bars = ax1.bar(np.arange(len(err_cols)) + dx, scope_all.loc[emb, err_cols].to_numpy(float), width,
+                           color=colours[emb], label=emb)
+            ax1.bar_label(bars, fmt="%.2f", fontsize=6, padding=1)
         if emb in cross.index:
-            ax2.bar(np.arange(len(diff_cols)) + dx, cross.loc[emb, diff_cols].to_numpy(float), width,
-                    color=colours[emb], label=emb)
+            bars = ax2.bar(np.arange(len(diff_cols)) + dx, cross.loc[emb, diff_cols].to_numpy(float), width,
+                           color=colours[emb], label=emb)
+            ax2.bar_label(bars, fmt="%.2f", fontsize=6, padding=1)
     ax1.set_xticks(range(len(err_cols)), [f"top-{c[len('err_top'):]}" for c in err_cols])
     ax1.set_ylabel("identity retrieval error (fraction)")
     ax1.set_xlabel("neighbours searched (within all images)")
