@@ -53,3 +53,35 @@ def tiny_config_args(tmp_path_factory) -> list[str]:
     overlay = tmp_path_factory.mktemp("config") / "tiny.yaml"
     overlay.write_text(yaml.safe_dump(TINY))
     return ["--configfile", str(ROOT / "config/config.yaml"), str(overlay)]
+
+
+# Real face photos that ship offline, shared by the face tests.
+
+# Five MTCNN-order landmarks (eyes, nose, mouth corners) of the two photos, by hand, x, y in pixels.
+PHOTO_LANDMARKS = {
+    "astronaut": [[205.4, 101.5], [246.9, 103.1], [225.1, 129.2], [201.2, 139.6], [245.1, 141.1]],
+    "hopper": [[220.3, 189.9], [308.5, 187.1], [269.2, 238.9], [230.4, 282.6], [306.8, 279.6]],
+}
+
+
+def real_photos() -> dict:
+    """skimage's astronaut and matplotlib's Grace Hopper, as uint8 RGB arrays."""
+    import matplotlib.cbook as cbook
+    import numpy as np
+    from PIL import Image
+    from skimage import data
+
+    with cbook.get_sample_data("grace_hopper.jpg") as fh:
+        hopper = np.asarray(Image.open(fh).convert("RGB"))
+    return {"astronaut": data.astronaut(), "hopper": hopper}
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Run a module's torch models on one thread (faster and steadier on a shared 2-core machine)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import ROOT
+from conftest import ROOT, real_photos
 from PIL import Image
 
 from ganmatch import attributes, distances
@@ -33,25 +33,11 @@ SCHEMA = load_schema(ROOT / "config/schema.yaml")
 
 
 @pytest.fixture(scope="module")
-def _one_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
 def bad_folder(tmp_path_factory):
     """A folder with two real faces in awkward formats and every kind of unusable file."""
-    import matplotlib.cbook as cbook
-    from skimage import data
-
     src = tmp_path_factory.mktemp("photos")
-    astronaut = Image.fromarray(data.astronaut())
-    with cbook.get_sample_data("grace_hopper.jpg") as fh:
-        hopper = Image.open(fh).convert("RGB")
+    photos = real_photos()
+    astronaut, hopper = Image.fromarray(photos["astronaut"]), Image.fromarray(photos["hopper"])
     astronaut.save(src / "rgb.jpg", quality=90)
     hopper.convert("L").save(src / "gray.png")  # grayscale: converted, face found
     astronaut.convert("CMYK").save(src / "cmyk.jpg", quality=90)  # CMYK JPEG: converted, face found
@@ -80,7 +66,7 @@ EXPECTED_REASONS = {
 }
 
 
-def test_align_stage_rejects_bad_photos_with_reasons_and_aligns_the_rest(bad_folder, tmp_path, _one_thread):
+def test_align_stage_rejects_bad_photos_with_reasons_and_aligns_the_rest(bad_folder, tmp_path, one_torch_thread):
     params = {"detector": "mtcnn", "output_size": 64, "policy": "largest"}
     table = align_stage.align_shard(bad_folder, params, tmp_path / "aligned")
     assert list(table["image_id"]) == list(bad_folder["image_id"])  # every file has exactly one row, in order

@@ -5,6 +5,7 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import real_photos
 from PIL import Image
 
 from ganmatch.align import align_face, alignment_matrix, similarity_warp, transform_points
@@ -15,23 +16,13 @@ BACKENDS = ["mtcnn", "dlib"]
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread(one_torch_thread):
     yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
 def photos():
-    import matplotlib.cbook as cbook
-    from skimage import data
-
-    with cbook.get_sample_data("grace_hopper.jpg") as fh:
-        hopper = np.asarray(Image.open(fh).convert("RGB"))
-    return {"astronaut": data.astronaut(), "hopper": hopper}
+    return real_photos()
 
 
 # where the faces are (eye centres, by hand from the photos), x, y

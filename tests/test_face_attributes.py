@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from PIL import Image
+from conftest import PHOTO_LANDMARKS, real_photos
 
 from ganmatch.align import (
     align_face,
@@ -22,21 +22,14 @@ from ganmatch.face_attributes import (
     quality_proxies,
 )
 
-LANDMARKS = {
-    "astronaut": [[205.4, 101.5], [246.9, 103.1], [225.1, 129.2], [201.2, 139.6], [245.1, 141.1]],
-    "hopper": [[220.3, 189.9], [308.5, 187.1], [269.2, 238.9], [230.4, 282.6], [306.8, 279.6]],
-}
+LANDMARKS = PHOTO_LANDMARKS
 S = 128
 
 
 @pytest.fixture(scope="module")
 def photos():
-    import matplotlib.cbook as cbook
-    from skimage import data
-
-    with cbook.get_sample_data("grace_hopper.jpg") as fh:
-        hopper = np.asarray(Image.open(fh).convert("RGB"))
-    return [data.astronaut(), hopper], np.array([LANDMARKS["astronaut"], LANDMARKS["hopper"]])
+    p = real_photos()
+    return [p["astronaut"], p["hopper"]], np.array([LANDMARKS["astronaut"], LANDMARKS["hopper"]])
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from conftest import PHOTO_LANDMARKS, real_photos
 from PIL import Image
 
 from ganmatch.align import align_face
@@ -17,31 +18,22 @@ from ganmatch.face_embeddings import (
 )
 
 # MTCNN landmarks of the two shipped photos (fixed here so these tests do not depend on the detector)
-LANDMARKS = {
-    "astronaut": [[205.4, 101.5], [246.9, 103.1], [225.1, 129.2], [201.2, 139.6], [245.1, 141.1]],
-    "hopper": [[220.3, 189.9], [308.5, 187.1], [269.2, 238.9], [230.4, 282.6], [306.8, 279.6]],
-}
+LANDMARKS = PHOTO_LANDMARKS
 S = 160
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread(one_torch_thread):
     yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
 def crops():
     """Aligned crops: astronaut, its mirror image, a half-size astronaut photo, Grace Hopper, her mirror image."""
     import cv2
-    import matplotlib.cbook as cbook
-    from skimage import data
 
-    with cbook.get_sample_data("grace_hopper.jpg") as fh:
-        hopper = np.asarray(Image.open(fh).convert("RGB"))
-    ast = data.astronaut()
+    photos = real_photos()
+    hopper, ast = photos["hopper"], photos["astronaut"]
     la, lh = np.array(LANDMARKS["astronaut"]), np.array(LANDMARKS["hopper"])
     a = align_face(ast, la, S)
     half = cv2.resize(ast, (256, 256), interpolation=cv2.INTER_AREA)
