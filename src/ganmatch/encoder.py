@@ -26,9 +26,20 @@ from ganmatch.io import atomic_path
 from ganmatch.project import SPACES, images_to_tensor, multiscale_mse, tensor_to_uint8
 
 FORMAT = "ganmatch-encoder/1"
+TRAINING_PARAMS = ("n_train", "epochs", "batch_size", "lr", "pixel_weight", "truncation_psi", "latent_jitter",
+                   "random_state")  # saved with the weights, for the record
 
 
 # ------------------------------------------------------------------------------------------ network
+
+@torch.no_grad()
+def w_statistics(generator, seed: int = 0, n: int = 10000) -> tuple[Tensor, float]:
+    """Mean w and the spread of w (RMS over coordinates) of the mapping, from n seeded z, as the projector has them."""
+    z = torch.randn(n, generator.z_dim, generator=torch.Generator().manual_seed(int(seed)))
+    w = generator.mapping(z.to(generator.w_avg.device)).cpu()
+    mean = w.mean(0)
+    return mean, float((w - mean).square().mean().sqrt())
+
 
 class ResBlock(nn.Module):
     """Two 3x3 convs with leaky ReLU, the first with stride 2; a strided 1x1 conv on the skip path."""
@@ -72,13 +83,15 @@ class LatentEncoder:
 
     `space`: "w" predicts (N, w_dim), "w+" (N, n_latent, w_dim). `input_size`: images are resized to
     min(input_size, generator size) before encoding, which bounds the cost for large generators.
-    `truncation_psi` < 1 draws training latents nearer the mean. Fitted attributes: `net_`, `w_mean_`,
-    `w_scale_` (the latent standardisation), `history_` (mean training loss per epoch), `fit_seconds_`.
+    `truncation_psi` < 1 draws training latents nearer the mean; `latent_jitter` adds isotropic noise (in units
+    of w's spread) so latents off the mapping's distribution, as projections of real photos are, are covered.
+    Fitted attributes: `net_`, `w_mean_` and `w_scale_` (mean and spread of the mapping's w: the units of
+    the targets and of `latent_error`), `history_` (mean training loss per epoch), `fit_seconds_`.
     """
 
     def __init__(self, generator=None, space: str = "w", n_train: int = 4000, epochs: int = 8,
                  batch_size: int = 64, lr: float = 2e-3, pixel_weight: float = 0.0, truncation_psi: float = 1.0,
-                 channels: int = 16, input_size: int = 64, random_state: int = 0):
+                 latent_jitter: float = 0.5, channels: int = 16, input_size: int = 64, random_state: int = 0):
         self.generator = generator
         self.space = space
         self.n_train = n_train
@@ -87,6 +100,7 @@ class LatentEncoder:
         self.lr = lr
         self.pixel_weight = pixel_weight
         self.truncation_psi = truncation_psi
+        self.latent_jitter = latent_jitter
         self.channels = channels
         self.input_size = input_size
         self.random_state = random_state
@@ -119,12 +133,16 @@ class LatentEncoder:
     def sample_pairs(self, n: int, seed: int) -> tuple[Tensor, Tensor]:
         """n training pairs: latents w (n, w_dim) and encoder inputs (n, 3, s, s), rendered as uint8 first."""
         g = self.generator
-        z = torch.randn(n, g.z_dim, generator=torch.Generator().manual_seed(int(seed)))
+        _, w_scale = w_statistics(g, seed)
+        rng = torch.Generator().manual_seed(int(seed) + 2)
+        z = torch.randn(n, g.z_dim, generator=rng)
         ws, xs = [], []
         for chunk in z.split(256):
             w = g.mapping(chunk)
             if self.truncation_psi != 1:
                 w = g.w_avg.lerp(w, float(self.truncation_psi))
+            if self.latent_jitter:
+                w = w + float(self.latent_jitter) * w_scale * torch.randn(w.shape, generator=rng)
             img = tensor_to_uint8(g.synthesis(w, noise_mode="const"))
             ws.append(w.float())
             xs.append(images_to_tensor(img, min(int(self.input_size), g.size)))
@@ -139,8 +157,7 @@ class LatentEncoder:
         gen = self.generator.cpu().eval().requires_grad_(False)
         self.arch_ = self._arch()
         w, x = self.sample_pairs(int(self.n_train), seed=self.random_state)
-        self.w_mean_ = w.mean(0)
-        self.w_scale_ = float((w - self.w_mean_).square().mean().sqrt())
+        self.w_mean_, self.w_scale_ = w_statistics(gen, self.random_state)
         u = (w - self.w_mean_) / self.w_scale_
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.random_state)
@@ -164,7 +181,7 @@ class LatentEncoder:
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-                running += float(loss) * len(idx)
+                running += float(loss.detach()) * len(idx)
                 step += 1
             self.history_.append(running / n)
         self.net_ = net.eval().requires_grad_(False)
@@ -210,7 +227,8 @@ def save_encoder(encoder: LatentEncoder, path: str | os.PathLike) -> None:
     state = {k: v.detach().cpu().clone() for k, v in encoder.net_.state_dict().items()}
     ckpt = {"format": FORMAT, "arch": dict(encoder.arch_), "w_mean": encoder.w_mean_.detach().cpu().clone(),
             "w_scale": float(encoder.w_scale_), "state_dict": state,
-            "history": [float(h) for h in encoder.history_], "fit_seconds": float(encoder.fit_seconds_)}
+            "history": [float(h) for h in encoder.history_], "fit_seconds": float(encoder.fit_seconds_),
+            "params": {k: getattr(encoder, k) for k in TRAINING_PARAMS}}
     with atomic_path(path, ".pt") as tmp:
         torch.save(ckpt, tmp)
 
@@ -245,7 +263,8 @@ def load_encoder(path: str | os.PathLike, generator=None) -> LatentEncoder:
         net.load_state_dict(ckpt["state_dict"])
     except (RuntimeError, KeyError) as exc:
         raise WeightsError(f"{path}: weights do not fit the encoder {arch} ({exc})") from exc
-    enc = LatentEncoder(generator, space=arch["space"], channels=arch["channels"], input_size=arch["size"])
+    params = {k: v for k, v in (ckpt.get("params") or {}).items() if k in TRAINING_PARAMS}
+    enc = LatentEncoder(generator, space=arch["space"], channels=arch["channels"], input_size=arch["size"], **params)
     enc.arch_, enc.net_ = dict(arch), net.eval().requires_grad_(False)
     enc.w_mean_, enc.w_scale_ = ckpt["w_mean"].float(), float(ckpt["w_scale"])
     enc.history_, enc.fit_seconds_ = list(ckpt.get("history", [])), float(ckpt.get("fit_seconds", 0.0))

@@ -76,6 +76,16 @@ def get_final_output():
 # Input functions of the stage rules.
 
 
+def encoder_input(wildcards):
+    """The trained encoder, which projection shards start from when project.init is encoder."""
+    return {"encoder": f"{RES}/encoder.pt"} if config["project"].get("init") == "encoder" else {}
+
+
+def projection_params():
+    """The project block as shard jobs see it: the encoder's settings reach them through its file only."""
+    return {k: v for k, v in config["project"].items() if k not in ("init", "encoder")}
+
+
 def celeba_hq_config():
     """The celeba_hq block over its defaults (ganmatch.celeba.CONFIG_DEFAULTS)."""
     from ganmatch.celeba import CONFIG_DEFAULTS

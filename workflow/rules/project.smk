@@ -4,13 +4,14 @@
 rule project_shard:
     """Batched latent optimisation for one shard; failed images are marked in the shard table."""
     input:
+        unpack(encoder_input),
         table=f"{RES}/aligned/shard_{{shard}}.parquet",
         weights=config["project"].get("weights", []),
     output:
         latents=f"{RES}/latents/shard_{{shard}}.npy",
         table=f"{RES}/latents/shard_{{shard}}.parquet",
     params:
-        project=config["project"],
+        project=projection_params(),
         seed=config["seed"],
     threads: 2
     resources:
@@ -23,3 +24,24 @@ rule project_shard:
         "../../envs/torch.yaml"
     script:
         f"{SCRIPTS}/project_shard.py"
+
+
+rule train_encoder:
+    """Train the encoder that gives the projection its starting latents (project.init: encoder); runs once."""
+    input:
+        weights=config["project"].get("weights", []),
+    output:
+        encoder=f"{RES}/encoder.pt",
+    params:
+        project={k: config["project"].get(k) for k in ("space", "encoder")},
+        seed=config["seed"],
+    threads: 2
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    log:
+        f"{LOGS}/project/train_encoder.log",
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        f"{SCRIPTS}/train_encoder.py"

@@ -1,4 +1,4 @@
-"""Project one shard of aligned images with a saved generator."""
+"""Project one shard of aligned images with a saved generator; train the optional encoder initialisation."""
 
 from __future__ import annotations
 
@@ -8,11 +8,29 @@ import pandas as pd
 from ..io import read_rgb
 
 COLUMNS = ["image_id", "status", "reason", "loss", "psnr", "steps"]
+ENCODER_KEYS = ("n_train", "epochs", "batch_size", "lr", "latent_jitter", "channels")  # project.encoder keys
+
+
+def train_encoder(weights: str, params: dict, seed: int = 0, threads: int | None = None):
+    """The fitted `LatentEncoder` for this generator, projection space and `project.encoder` settings."""
+    import torch
+
+    from ..encoder import LatentEncoder
+    from ..weights import load_generator
+
+    if threads:
+        torch.set_num_threads(threads)
+    settings = params.get("encoder") or {}
+    return LatentEncoder(load_generator(weights), space=params.get("space", "w"), random_state=seed,
+                         **{k: settings[k] for k in ENCODER_KEYS if k in settings}).fit()
 
 
 def project_shard(aligned: pd.DataFrame, weights: str, params: dict, seed: int = 0,
-                  threads: int | None = None) -> tuple[np.ndarray, pd.DataFrame]:
-    """Latents (rows = the returned table's rows) and the per-image table for the accepted images."""
+                  threads: int | None = None, encoder: str | None = None) -> tuple[np.ndarray, pd.DataFrame]:
+    """Latents (rows = the returned table's rows) and the per-image table for the accepted images.
+
+    With an `encoder` file (project.init: encoder) the projection starts from its predictions, else from mean w.
+    """
     import torch
 
     from ..project import LatentProjector
@@ -31,7 +49,12 @@ def project_shard(aligned: pd.DataFrame, weights: str, params: dict, seed: int =
         shape = (0, generator.w_dim) if params.get("space", "w") == "w" else (0, generator.n_latent, generator.w_dim)
         return np.zeros(shape, np.float32), pd.DataFrame(columns=COLUMNS)
     images = np.stack([read_rgb(p) for p in ok["aligned_path"]])
-    result = projector.project(images)
+    init = None
+    if encoder:  # project.init: encoder (the rule passes the file only then)
+        from ..encoder import load_encoder
+
+        init = load_encoder(encoder, generator).predict(images)
+    result = projector.project(images, init=init)
     table = pd.DataFrame({
         "image_id": ok["image_id"], "status": result.status, "reason": result.reason,
         "loss": result.loss, "psnr": result.psnr, "steps": result.steps,
