@@ -152,3 +152,13 @@ def test_neighbour_table_contract():
         distances.neighbour_table(ids, X, 3, treated=np.full(40, 2))
     with pytest.raises(InputDataError, match="unique"):
         distances.neighbour_table(["a"] * 40, X, 3)
+
+
+def test_pairwise_memmap_equals_in_memory(tmp_path):
+    rng = np.random.default_rng(3)
+    X, Y = rng.standard_normal((37, 5)).astype(np.float32), rng.standard_normal((23, 5)).astype(np.float32)
+    dense = distances.pairwise(X, Y)
+    mapped = distances.pairwise(X, Y, out_path=tmp_path / "d.npy", block_size=4)
+    assert isinstance(mapped, np.memmap) and mapped.dtype == np.float32
+    assert np.array_equal(np.asarray(mapped), dense)
+    assert [p.name for p in tmp_path.iterdir()] == ["d.npy"]  # no temporary left behind

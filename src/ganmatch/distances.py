@@ -102,10 +102,13 @@ def _metric(metric: str) -> dict:
 # ---------------------------------------------------------------- dense
 
 
-def pairwise(X, Y=None, metric: str = "euclidean", force: bool = False, block_size: int = 256) -> np.ndarray:
+def pairwise(X, Y=None, metric: str = "euclidean", force: bool = False, block_size: int = 256,
+             out_path=None) -> np.ndarray:
     """Dense float32 distance matrix between rows of X and Y (default X), for small problems only.
 
-    Raises InputDataError when it would exceed MAX_DENSE elements unless `force=True`.
+    Raises InputDataError when it would exceed MAX_DENSE elements unless `force=True`. With `out_path`
+    the matrix is filled block by block into a float32 `.npy` memmap there (written atomically) and
+    returned read-only mapped, so it never has to fit in RAM.
     """
     spec = _metric(metric)
     X = spec["prepare"](_as_matrix(X, "X"))
@@ -116,7 +119,23 @@ def pairwise(X, Y=None, metric: str = "euclidean", force: bool = False, block_si
     if n * m > MAX_DENSE and not force:
         raise InputDataError(f"a dense {n} x {m} distance matrix is too big; use knn()/neighbour_table() "
                              "or pass force=True.")
-    out = np.empty((n, m), np.float32)
+    if out_path is None:
+        out = np.empty((n, m), np.float32)
+        _fill_pairwise(out, X, Y, spec, block_size)
+        return out
+    from .io import atomic_path
+
+    with atomic_path(out_path, ".npy") as tmp:
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, m))
+        _fill_pairwise(out, X, Y, spec, block_size)
+        out.flush()
+        del out
+    return np.load(out_path, mmap_mode="r", allow_pickle=False)
+
+
+def _fill_pairwise(out: np.ndarray, X: np.ndarray, Y: np.ndarray, spec: dict, block_size: int) -> None:
+    """Fill `out` (n, m) with distances, one block at a time."""
+    n, m = out.shape
     # rows per step so that a (rows, cols, d) float32 temporary stays near 32 MB
     cols = max(1, min(m, block_size))
     rows = max(1, int(8_000_000 // max(1, cols * X.shape[1])))
@@ -124,7 +143,6 @@ def pairwise(X, Y=None, metric: str = "euclidean", force: bool = False, block_si
         yb = Y[None, j0:j0 + cols, :]
         for i0 in range(0, n, rows):
             out[i0:i0 + rows, j0:j0 + cols] = spec["finish"](_pair_sq(X[i0:i0 + rows, None, :], yb))
-    return out
 
 
 def prepare(X, metric: str = "euclidean", name: str = "X") -> np.ndarray:
