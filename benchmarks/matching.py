@@ -262,7 +262,8 @@ def main(argv=None) -> None:
                 rows.append(row)
                 fh.write(json.dumps(row) + "\n")
                 fh.flush()
-    df = pd.DataFrame(rows)
+    # a case measured again (e.g. --append --only wplus) replaces its earlier row
+    df = pd.DataFrame(rows).drop_duplicates(subset=["case", "n", "dim"], keep="last").reset_index(drop=True)
     mm = df[df["case"] == "matmul"].set_index("dim")["seconds"]
     mb = df[df["case"] == "matmul_blocked"].set_index("dim")["seconds"]
     df["ratio_to_matmul"] = [r.seconds / mm[r.dim] if r.case == "knn" and r.dim in mm else None
