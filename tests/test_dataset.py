@@ -56,3 +56,9 @@ def test_folder_index_with_labels(tmp_path):
 def test_folder_index_missing_folder_names_path(tmp_path):
     with pytest.raises(InputDataError, match="does not exist; set folder.path"):
         folder_index(tmp_path / "nope")
+
+
+def test_folder_index_keeps_suffix_only_for_clashing_names(tmp_path):
+    for name in ["a.jpg", "a.png", "b.jpg"]:
+        (tmp_path / name).write_bytes(b"")
+    assert folder_index(tmp_path)["image_id"].tolist() == ["a_jpg", "a_png", "b"]

@@ -272,7 +272,7 @@ CONFIG_DEFAULTS = {
     "attributes": "resources/celeba_hq/list_attr_celeba.txt",
     "partition": None,
     "image_dir": "resources/celeba_hq/images",
-    "file_pattern": "{idx}.jpg",
+    "file_pattern": "{idx:05d}.png",  # lossless copies, so the final_md5 check applies (JPEG copies: verify: decode)
     "test_fraction": 0.2,
     "subsample": None,
 }

@@ -68,6 +68,9 @@ def validate_config(config: dict, schema: dict | str | Path, source: str = "conf
     _check_references(config)
 
 
+RESERVED_METHOD_NAMES = {"summary", "group_means"}  # file names the balance stage uses itself
+
+
 def _check_references(config: dict) -> None:
     """Cross-key checks the schema cannot express (names that must refer to other blocks)."""
     embeddings = set(config.get("embeddings", {}))
@@ -76,6 +79,13 @@ def _check_references(config: dict) -> None:
     if att is not None and att not in embeddings:
         problems.append(f"'attributes.embedding' is '{att}', which is not among embeddings: {', '.join(sorted(embeddings))}.")
     for name, spec in config.get("matching", {}).get("methods", {}).items():
+        if name in RESERVED_METHOD_NAMES:
+            problems.append(f"'matching.methods.{name}': this name is reserved for the balance outputs; rename the method.")
+        if spec.get("method") == "greedy_constrained":
+            missing = [k for k in ("embedding", "constraint_embedding", "reference_embedding") if k not in spec]
+            if missing:
+                problems.append(f"'matching.methods.{name}' (greedy_constrained) must name {', '.join(missing)} "
+                                "(null for no constraint or no reference).")
         for key in ("embedding", "constraint_embedding", "reference_embedding"):
             emb = spec.get(key)
             if emb is not None and emb not in embeddings:

@@ -77,8 +77,11 @@ def folder_index(folder: str | Path, labels_csv: str | Path | None = None) -> pd
     if not files:
         raise InputDataError(f"photo folder '{folder}' has no images ({', '.join(IMAGE_SUFFIXES)}).")
     rel = [str(p.relative_to(folder)) for p in files]
+    ids = pd.Series([Path(r).with_suffix("").as_posix().replace("/", "__") for r in rel])
+    clash = ids.duplicated(keep=False)  # a.jpg and a.png: keep the suffix to tell them apart
+    ids[clash] = [Path(r).as_posix().replace("/", "__").replace(".", "_") for r in np.asarray(rel)[clash.to_numpy()]]
     index = pd.DataFrame({
-        "image_id": [Path(r).with_suffix("").as_posix().replace("/", "__") for r in rel],
+        "image_id": ids.tolist(),
         "path": [str(p) for p in files],
         "file": rel,
     })

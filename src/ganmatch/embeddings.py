@@ -6,10 +6,9 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-from PIL import Image
 
 from .errors import InputDataError
-from .io import read_npy, read_parquet, read_rgb
+from .io import read_npy, read_parquet
 
 
 def gather_latents(shard_tables: Sequence[str], shard_arrays: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -32,19 +31,8 @@ def aligned_images(shard_tables: Sequence[str]) -> pd.DataFrame:
     return table[table["status"] == "ok"].reset_index(drop=True)
 
 
-def pixel_embedding(paths: Sequence[str], size: int = 16) -> np.ndarray:
-    """Downsampled RGB pixels scaled to [0, 1]: the offline stand-in for a perceptual embedding."""
-    out = np.empty((len(paths), size * size * 3), np.float32)
-    for i, path in enumerate(paths):
-        img = Image.fromarray(read_rgb(path)).resize((size, size), Image.BILINEAR)
-        out[i] = np.asarray(img, np.float32).reshape(-1) / 255.0
-    return out
-
-
 def compute_embedding(kind: str, aligned: pd.DataFrame, params: dict) -> np.ndarray:
-    """Embedding of the aligned images by kind ('pixel' here; face descriptors from ganmatch.face_embeddings)."""
-    if kind == "pixel":
-        return pixel_embedding(aligned["aligned_path"].tolist(), size=params.get("size", 16))
+    """Embedding of the aligned images by kind (pixel, dlib, facenet, hog; see ganmatch.face_embeddings)."""
     from . import face_embeddings
 
     return face_embeddings.embed_images(kind, aligned["aligned_path"].tolist(), **{k: v for k, v in params.items() if k != "kind"})

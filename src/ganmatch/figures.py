@@ -29,7 +29,6 @@ from .plots import (  # noqa: F401 - GROUP_COLOURS, group_labels, save_figure ar
     show_image,
 )
 
-DLIB_THRESHOLD = 0.6  # dlib's same-person distance on its 128-d descriptors
 RELATION_COLOURS = {"same identity": "#2c7fb8", "different identity": "#969696"}
 EMBEDDING_PALETTE = ["#66c2a5", "#fc8d62", "#8da0cb", "#e78ac3", "#a6d854", "#ffd92f"]
 

@@ -9,6 +9,7 @@ import pandas as pd
 from snakemake.utils import validate
 
 from ganmatch.config import validate_config
+from ganmatch.errors import ConfigError
 
 validate_config(config, os.path.join(workflow.basedir, "config/schema.yaml"))
 validate(config, schema="../../config/schema.yaml")
@@ -138,7 +139,8 @@ def index_inputs(wildcards):
         # weights file reruns only the rules that read it, not the index and everything after it
         inputs["weights"] = [ancient(p) for p in needed_weights()]
         return inputs
-    return {}
+    labels = (config.get("folder") or {}).get("labels")
+    return {"labels": labels} if labels else {}
 
 
 def align_inputs(wildcards):
@@ -223,7 +225,7 @@ def drop_latent_embeddings():
     for name in latent:
         del config["embeddings"][name]
     if not config["embeddings"] or not config["matching"]["methods"]:
-        raise ValueError("\n".join(lines) + "\n  Nothing is left to match on: add a non-latent embedding (dlib, pixel) and a matching method on it.")
+        raise ConfigError("\n".join(lines) + "\n  Nothing is left to match on: add a non-latent embedding (dlib, pixel) and a matching method on it.")
     if config["attributes"]["embedding"] in latent:
         config["attributes"]["embedding"] = next(iter(config["embeddings"]))
         lines.append(f"  Attribute models are fitted on '{config['attributes']['embedding']}' instead.")

@@ -12,7 +12,6 @@ rule match_groups:
     params:
         spec=lambda wildcards: config["matching"]["methods"][wildcards.method],
         treatment=config["treatment"],
-        covariates=config["covariates"],
         seed=config["seed"],
     log:
         f"{LOGS}/matching/{{method}}.log",

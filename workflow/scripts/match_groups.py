@@ -9,7 +9,7 @@ p, inp = snakemake.params, snakemake.input  # noqa: F821
 result = matching_stage.run_method(
     name=snakemake.wildcards.method, spec=p.spec, index=io.read_parquet(inp.index),  # noqa: F821
     attributes=io.read_parquet(inp.attributes), embedding_files=inp.embeddings,
-    treatment=p.treatment, covariates=p.covariates, seed=p.seed,
+    treatment=p.treatment, seed=p.seed,
 )
 log.info("%s: %s", snakemake.wildcards.method, result.info)  # noqa: F821
 io.write_parquet(result.pairs, snakemake.output[0])  # noqa: F821

@@ -7,11 +7,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..align import align_face
+from ..align import LANDMARK_COLUMNS, align_face
 from ..errors import ImageError
 from ..io import write_png
-
-LANDMARK_COLUMNS = [f"{a}{i}" for i in range(5) for a in "xy"]
 
 
 def _landmarks_from_table(table: pd.DataFrame | None):

@@ -15,7 +15,7 @@ import pandas as pd
 from .. import celeba
 from ..download import download_entry, fetch_manifest
 from ..errors import DownloadError
-from ..io import write_parquet
+from ..io import atomic_path, write_parquet
 
 IMAGE_DEFAULTS = {"local_dir": None, "sources": [], "verify": "final_md5", "max_failed_fraction": 0.01}
 HQ_SIZE = 1024
@@ -90,7 +90,8 @@ def fetch_celeba_hq_images(celeba_cfg: dict, downloads: dict, report: str | os.P
     failed = table[table["status"] == "failed"]
     failed_path = report.with_name(report.stem + ".failed.tsv")
     if len(failed):
-        failed.to_csv(failed_path, sep="\t", index=False)
+        with atomic_path(failed_path, ".tsv") as tmp:
+            failed.to_csv(tmp, sep="\t", index=False)
     else:
         failed_path.unlink(missing_ok=True)
     share = len(failed) / max(1, len(table))

@@ -28,7 +28,7 @@ def load_embeddings(files: list[str]) -> dict[str, tuple[np.ndarray, np.ndarray]
 
 
 def run_method(name: str, spec: dict, index: pd.DataFrame, attributes: pd.DataFrame, embedding_files: list[str],
-               treatment: str, covariates: list[str], seed: int = 0) -> MatchResult:
+               treatment: str, seed: int = 0) -> MatchResult:
     """Restrict to images present in every embedding and the attributes table, then call `match`."""
     embeddings = load_embeddings(embedding_files)
     ids = attributes["image_id"].to_numpy(str)

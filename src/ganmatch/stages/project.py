@@ -7,7 +7,6 @@ import pandas as pd
 
 from ..io import read_rgb
 
-COLUMNS = ["image_id", "status", "reason", "loss", "psnr", "steps"]
 ENCODER_KEYS = ("n_train", "epochs", "batch_size", "lr", "latent_jitter", "channels")  # project.encoder keys
 
 
@@ -33,7 +32,7 @@ def project_shard(aligned: pd.DataFrame, weights: str, params: dict, seed: int =
     """
     import torch
 
-    from ..project import LatentProjector
+    from ..project import LatentProjector, result_table
     from ..weights import load_generator
 
     if threads:
@@ -47,7 +46,8 @@ def project_shard(aligned: pd.DataFrame, weights: str, params: dict, seed: int =
     )
     if len(ok) == 0:
         shape = (0, generator.w_dim) if params.get("space", "w") == "w" else (0, generator.n_latent, generator.w_dim)
-        return np.zeros(shape, np.float32), pd.DataFrame(columns=COLUMNS)
+        empty = {"image_id": "str", "status": "str", "reason": "str", "loss": "float32", "psnr": "float32", "steps": "int64"}
+        return np.zeros(shape, np.float32), pd.DataFrame({c: pd.Series(dtype=t) for c, t in empty.items()})
     images = np.stack([read_rgb(p) for p in ok["aligned_path"]])
     init = None
     if encoder:  # project.init: encoder (the rule passes the file only then)
@@ -55,8 +55,4 @@ def project_shard(aligned: pd.DataFrame, weights: str, params: dict, seed: int =
 
         init = load_encoder(encoder, generator).predict(images)
     result = projector.project(images, init=init)
-    table = pd.DataFrame({
-        "image_id": ok["image_id"], "status": result.status, "reason": result.reason,
-        "loss": result.loss, "psnr": result.psnr, "steps": result.steps,
-    })
-    return result.latents.astype(np.float32), table
+    return result.latents.astype(np.float32), result_table(ok["image_id"], result)
