@@ -181,7 +181,7 @@ class FaceDetector:
             source = "mtcnn" if self.backend == "mtcnn" else "dlib68"
         if source not in LANDMARK_SOURCES or (source == "mtcnn" and self.backend != "mtcnn"):
             raise ConfigError(
-                f"align.landmarks: {self.landmarks!r} does not fit backend {self.backend!r}; use auto or dlib68"
+                f"FaceDetector(landmarks={self.landmarks!r}) does not fit backend {self.backend!r}; use auto or dlib68"
             )
         return policy, source
 

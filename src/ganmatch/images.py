@@ -94,7 +94,7 @@ def load_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
                         raise _error(
                             path,
                             f"too large ({width} x {height} px > max_pixels {max_pixels})",
-                            "downscale it or raise images.max_pixels",
+                            "downscale it (the limit is the max_pixels argument of ganmatch.images.load_image)",
                         )
                 im.load()
                 im = ImageOps.exif_transpose(im)
