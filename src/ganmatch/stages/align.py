@@ -15,7 +15,7 @@ from ..io import write_png
 def _landmarks_from_table(table: pd.DataFrame | None):
     if table is None:
         return None
-    return table.set_index("image_id")[LANDMARK_COLUMNS]
+    return table.set_index("image_id")[list(LANDMARK_COLUMNS)]  # a list: a tuple would be one column key
 
 
 def align_shard(rows: pd.DataFrame, params: dict, out_dir: str | Path, landmarks: pd.DataFrame | None = None,
