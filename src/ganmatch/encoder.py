@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from ganmatch.errors import InputDataError, WeightsError
 from ganmatch.io import atomic_path
 from ganmatch.project import SPACES, images_to_tensor, multiscale_mse, tensor_to_uint8
+from ganmatch.weights import read_checkpoint
 
 FORMAT = "ganmatch-encoder/1"
 TRAINING_PARAMS = ("n_train", "epochs", "batch_size", "lr", "pixel_weight", "truncation_psi", "latent_jitter",
@@ -240,14 +241,7 @@ def load_encoder(path: str | os.PathLike, generator=None) -> LatentEncoder:
         raise WeightsError(f"{path}: encoder file not found; train it with the train_encoder rule")
     if not zipfile.is_zipfile(path):
         raise WeightsError(f"{path}: not a '{FORMAT}' checkpoint (not a torch.save archive)")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any failure means the file is not ours
-        raise WeightsError(f"{path}: not a readable '{FORMAT}' checkpoint ({exc})") from exc
-    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        got = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
-        raise WeightsError(f"{path}: expected an encoder checkpoint with format '{FORMAT}', found {got!r}; "
-                           "write it with ganmatch.encoder.save_encoder")
+    ckpt = read_checkpoint(path, FORMAT, "ganmatch.encoder.save_encoder")
     arch = ckpt.get("arch")
     keys = ("size", "generator_size", "w_dim", "n_latent", "space", "n_rows", "channels")
     if not isinstance(arch, dict) or any(k not in arch for k in keys):

@@ -44,6 +44,18 @@ def save_generator(gen: Generator, path: str | os.PathLike) -> None:
         torch.save({"format": FORMAT, "config": dict(gen.config), "state_dict": state}, tmp)
 
 
+def read_checkpoint(path, fmt: str, writer: str, map_location="cpu") -> dict:
+    """Load one of our torch.save checkpoints safely (weights_only) and check its format tag."""
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any failure means the file is not ours
+        raise WeightsError(f"{path}: not a readable '{fmt}' checkpoint ({exc})") from exc
+    if not isinstance(ckpt, dict) or ckpt.get("format") != fmt:
+        got = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise WeightsError(f"{path}: expected a checkpoint with format '{fmt}', found {got!r}; write it with {writer}")
+    return ckpt
+
+
 def load_generator(path: str | os.PathLike, map_location: str | torch.device = "cpu",
                    size: int | None = None) -> Generator:
     """Read a generator in eval mode from our format or, if `path` is an official pickle, from that.
@@ -56,14 +68,7 @@ def load_generator(path: str | os.PathLike, map_location: str | torch.device = "
     if not zipfile.is_zipfile(path):  # torch.save writes zip archives; official files are plain pickles
         gen = load_official_pickle(path, size=size)
         return gen.to(map_location)
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any failure means the file is not ours
-        raise WeightsError(f"{path}: not a readable '{FORMAT}' checkpoint ({exc})") from exc
-    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        got = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
-        raise WeightsError(f"{path}: expected a checkpoint with format '{FORMAT}', found {got!r}; "
-                           "write it with ganmatch.weights.save_generator")
+    ckpt = read_checkpoint(path, FORMAT, "ganmatch.weights.save_generator", map_location)
     config = ckpt.get("config")
     if not isinstance(config, dict):
         raise WeightsError(f"{path}: checkpoint has no 'config' dict")
