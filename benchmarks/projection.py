@@ -3,12 +3,15 @@
 Per-step time is (T(2k steps) - T(k steps)) / k, each T the fastest of 3 runs, so the one-off setup (w statistics, model transfer) cancels.
 Presets: "demo" is the demo's random generator (32 px, 32 channels, 32-d latents); "ffhq256" is the
 official 256 px architecture (paper256: channel_base 16384, 512-d, 8-layer mapping) with random weights,
-which costs the same per step as the real one. `--perceptual vgg` times the VGG loss with random
+which costs the same per step as the real one; "ffhq1024" likewise the official 1024 px one (channel_base 32768). `--perceptual vgg` times the VGG loss with random
 VGG weights (same compute as the pretrained one). The official projector optimises one image at a time,
 so batch size 1 is its throughput and the speed-up column is relative to it.
 
     PYTHONPATH=src python benchmarks/projection.py --preset demo --device cpu --threads 1
     PYTHONPATH=src python benchmarks/projection.py --preset ffhq256 --device cuda --perceptual vgg --batch-sizes 1,64
+
+Each run replaces its own rows (same preset, device, threads, space, loss and batch size) in the table and
+keeps the others, so CPU and GPU runs accumulate into one table.
 """
 
 from __future__ import annotations
@@ -29,7 +32,9 @@ from ganmatch.stylegan2 import make_generator
 PRESETS = {
     "demo": dict(size=32, z_dim=32, w_dim=32, n_mlp=8, channels={4: 32, 8: 32, 16: 32, 32: 32}),
     "ffhq256": dict(size=256, z_dim=512, w_dim=512, n_mlp=8, channel_base=16384, channel_max=512),
+    "ffhq1024": dict(size=1024, z_dim=512, w_dim=512, n_mlp=8, channel_base=32768, channel_max=512),
 }
+KEY = ["preset", "size", "device", "threads", "space", "perceptual", "batch_size"]
 RESULTS = Path(__file__).parent / "results"
 
 
@@ -60,12 +65,22 @@ def run(preset: str, device: str, batch_sizes: list[int], steps: int, space: str
         t2 = min(time_steps(gen, images[:b], 2 * steps, **kw) for _ in range(repeats))
         per_step = max(t2 - t1, 1e-9) / steps
         rows.append(dict(preset=preset, size=gen.size, device=device, threads=torch.get_num_threads(), space=space,
-                         perceptual=perceptual or "pixel", batch_size=b, sec_per_step=per_step,
+                         perceptual=perceptual or "pixel", batch_size=b, steps_timed=steps, sec_per_step=per_step,
                          images_per_sec=b / per_step))
         print(rows[-1], flush=True)
     df = pd.DataFrame(rows)
     df["speedup_vs_batch1"] = df["images_per_sec"] / df["images_per_sec"].iloc[0]
     return df
+
+
+def merge(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
+    """`old` rows not re-measured in `new`, then `new`; sorted so each configuration's batch sizes sit together."""
+    if old.empty:
+        return new
+    old = old.astype({k: new[k].dtype for k in KEY if k in old})
+    kept = old.merge(new[KEY], on=KEY, how="left", indicator=True)
+    kept = kept[kept["_merge"] == "left_only"].drop(columns="_merge")
+    return pd.concat([kept, new], ignore_index=True).sort_values(KEY, kind="stable", ignore_index=True)
 
 
 def main() -> None:
@@ -77,18 +92,22 @@ def main() -> None:
     ap.add_argument("--space", choices=["w", "w+"], default="w")
     ap.add_argument("--perceptual", choices=["pixel", "vgg"], default="pixel")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--repeats", type=int, default=3, help="runs per timing; the fastest counts")
     ap.add_argument("--out", default=str(RESULTS / "projection"))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     df = run(args.preset, args.device, [int(b) for b in args.batch_sizes.split(",")], args.steps, args.space,
-             None if args.perceptual == "pixel" else args.perceptual)
+             None if args.perceptual == "pixel" else args.perceptual, repeats=args.repeats)
     out = Path(args.out)
+    csv = out.with_suffix(".csv")
+    df = merge(pd.read_csv(csv) if csv.exists() else pd.DataFrame(), df)
     with atomic_path(out.with_suffix(".csv"), ".csv") as tmp:
         df.to_csv(tmp, index=False, float_format="%.5g")
-    head = (f"# Projection throughput\n\nMachine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
-            f"{args.threads} thread(s). Steps timed: {args.steps} (difference of {2 * args.steps}- and "
-            f"{args.steps}-step runs).\n`images_per_sec` = images x optimisation steps per second; "
-            "batch size 1 is the official projector's one-image-at-a-time throughput.\n\n")
+    head = (f"# Projection throughput\n\nLast run: {platform.processor() or platform.machine()}, torch {torch.__version__}"
+            f"{', ' + torch.cuda.get_device_name() if torch.cuda.is_available() else ''}. `sec_per_step` is the "
+            "difference of runs of 2 x `steps_timed` and `steps_timed` steps, divided by `steps_timed`.\n"
+            "`images_per_sec` = images x optimisation steps per second; batch size 1 is the official projector's "
+            "one-image-at-a-time throughput, and `speedup_vs_batch1` is relative to it within a configuration.\n\n")
     with atomic_path(out.with_suffix(".md"), ".md") as tmp:
         tmp.write_text(head + df.to_markdown(index=False, floatfmt=".4g") + "\n")
 

@@ -136,3 +136,25 @@ def test_bad_arguments(gen, truth):
         LatentProjector(gen, space="z").project(truth[1])
     with pytest.raises(InputDataError, match="init"):
         LatentProjector(gen).project(truth[1], init=np.zeros((2, 16)))
+
+
+def test_vgg_distance_is_zero_on_itself_and_grows_with_the_difference():
+    """The LPIPS-style distance against cached target features: 0 for the same image, larger when further."""
+    from ganmatch.project import VGGDistance
+
+    torch.manual_seed(0)
+    vgg = VGGDistance(pretrained=False)  # random weights: same computation, no download
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    feats = vgg.features(x)
+    assert len(feats) == len(VGGDistance.CUTS)
+    assert torch.allclose(vgg(x, feats), torch.zeros(2), atol=1e-6)
+    near, far = vgg(x + 0.05 * torch.randn_like(x), feats), vgg(-x, feats)
+    assert (near > 0).all() and (far > near).all()
+
+
+def test_vgg_loss_projection_lowers_the_loss(gen, truth):
+    """The perceptual path runs end to end (targets' features are computed once) and improves on the start."""
+    kw = dict(space="w", lr=0.2, batch_size=3, perceptual="vgg", perceptual_pretrained=False)
+    start = LatentProjector(gen, steps=1, **kw).project(truth[1][:3])
+    end = LatentProjector(gen, steps=40, **kw).project(truth[1][:3])
+    assert np.isfinite(end.loss).all() and (end.loss < start.loss).all()

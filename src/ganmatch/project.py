@@ -110,22 +110,26 @@ class VGGDistance(torch.nn.Module):
         except Exception as exc:  # noqa: BLE001 - offline without cached weights
             raise WeightsError(f"VGG16 ImageNet weights unavailable ({exc}); put vgg16-397923af.pth in "
                                f"{torch.hub.get_dir()}/checkpoints or use perceptual: null") from exc
-        self.features = vgg.features[: self.CUTS[-1]].eval().requires_grad_(False)
+        self.features_net = vgg.features[: self.CUTS[-1]].eval().requires_grad_(False)
         self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406])[None, :, None, None])
         self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225])[None, :, None, None])
 
-    def forward(self, x: Tensor, y: Tensor) -> Tensor:
+    def features(self, x: Tensor) -> list[Tensor]:
+        """Channel-unit-normalised feature maps at each cut; computed once for the targets, every step for x."""
         if x.shape[-1] > 256:
-            x, y = F.interpolate(x, size=256, mode="area"), F.interpolate(y, size=256, mode="area")
-        h = torch.cat([x, y])
-        h = ((h + 1) / 2 - self.mean) / self.std
-        out = h.new_zeros(x.shape[0])
-        start = 0
+            x = F.interpolate(x, size=256, mode="area")
+        h = ((x + 1) / 2 - self.mean) / self.std
+        feats, start = [], 0
         for cut in self.CUTS:
-            h = self.features[start:cut](h)
+            h = self.features_net[start:cut](h)
             start = cut
-            f = h / (h.square().sum(dim=1, keepdim=True) + 1e-10).sqrt()
-            fx, fy = f.chunk(2)
+            feats.append(h / (h.square().sum(dim=1, keepdim=True) + 1e-10).sqrt())
+        return feats
+
+    def forward(self, x: Tensor, target_features: list[Tensor]) -> Tensor:
+        """Per-image distance (B,) between images x and targets given by their `features`."""
+        out = x.new_zeros(x.shape[0])
+        for fx, fy in zip(self.features(x), target_features, strict=True):
             out = out + (fx - fy).square().sum(dim=1).mean(dim=(1, 2))
         return out
 
@@ -231,17 +235,27 @@ class LatentProjector:
             reason=["non-finite loss" if f else "" for f in failed],
             reconstructions=recon if self.return_reconstructions else None)
 
-    def _loss(self, gen, u, noises, target, step_noise):
+    def _amp(self, device: torch.device) -> bool:
+        return self.mixed_precision and device.type == "cuda"
+
+    def _target_features(self, target: Tensor) -> list[Tensor] | None:
+        """VGG features of the targets, computed once per batch (they do not change during the optimisation)."""
+        if self.vgg_ is None:
+            return None
+        with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=self._amp(target.device)):
+            return self.vgg_.features(target)
+
+    def _loss(self, gen, u, noises, target, target_features, step_noise):
         """Per-image loss (B,) of latents u (in w spreads around w_avg)."""
         w = self.w_avg_ + self.w_scale_ * (u + step_noise)
-        amp = self.mixed_precision and target.device.type == "cuda"
+        amp = self._amp(target.device)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
             img = gen.synthesis(w, noise_mode="const", noises=noises)
         img = img.float()
         loss = multiscale_mse(img, target)
         if self.vgg_ is not None:
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
-                loss = loss + self.vgg_(img, target).float()
+                loss = loss + self.vgg_(img, target_features).float()
         if noises is not None and self.noise_weight:
             loss = loss + self.noise_weight * noise_regularize(noises)
         return loss
@@ -268,6 +282,7 @@ class LatentProjector:
                       for c in gen.convs]
             params += noises
         opt = torch.optim.Adam(params, lr=self.lr, betas=(0.9, 0.999))
+        target_features = self._target_features(target)
         best = torch.full((b,), float("inf"), device=device)
         best_u = u.detach().clone()
         best_noises = None if noises is None else [x.detach().clone() for x in noises]
@@ -282,7 +297,7 @@ class LatentProjector:
                 group["lr"] = lr_schedule(t, self.lr, self.lr_rampup, self.lr_rampdown)
             scale = self.latent_noise * max(0.0, 1.0 - t / 0.75) ** 2
             step_noise = (torch.randn(shape, generator=rng) * scale).to(device) if scale > 0 else 0.0
-            loss = self._loss(gen, u, noises, target, step_noise)
+            loss = self._loss(gen, u, noises, target, target_features, step_noise)
             finite = torch.isfinite(loss)
             failed |= active & ~finite
             active &= finite
@@ -315,7 +330,7 @@ class LatentProjector:
                     if not bool(active.any()):
                         break
         with torch.no_grad():  # final evaluation of the best latents (also catches a NaN at the last step)
-            loss = self._loss(gen, best_u, best_noises, target, 0.0)
+            loss = self._loss(gen, best_u, best_noises, target, target_features, 0.0)
             failed |= ~torch.isfinite(loss) & ~failed
             w = self.w_avg_ + self.w_scale_ * best_u
             amp = self.mixed_precision and device.type == "cuda"

@@ -1,0 +1,35 @@
+"""Benchmark scripts stay runnable and their result tables accumulate (no timing is asserted here)."""
+
+import importlib.util
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+
+@pytest.fixture(scope="module")
+def projection_bench():
+    path = Path(__file__).parents[1] / "benchmarks" / "projection.py"
+    spec = importlib.util.spec_from_file_location("bench_projection", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_projection_benchmark_runs_and_reports_speedup_against_batch_one(projection_bench):
+    df = projection_bench.run("demo", "cpu", [1, 2], steps=1, space="w", perceptual=None, repeats=1)
+    assert list(df["batch_size"]) == [1, 2]
+    assert df["speedup_vs_batch1"].iloc[0] == 1.0
+    assert (df["sec_per_step"] > 0).all() and set(projection_bench.KEY) <= set(df.columns)
+
+
+def test_projection_results_merge_replaces_only_remeasured_rows(projection_bench):
+    row = dict(preset="demo", size=32, device="cpu", threads=1, space="w", perceptual="pixel", steps_timed=20)
+    old = pd.DataFrame([dict(row, batch_size=1, sec_per_step=1.0), dict(row, batch_size=2, sec_per_step=1.0)])
+    new = pd.DataFrame([dict(row, batch_size=2, sec_per_step=0.5), dict(row, device="cuda", batch_size=1,
+                                                                         sec_per_step=0.1)])
+    merged = projection_bench.merge(old, new)
+    assert len(merged) == 3
+    assert merged.set_index(["device", "batch_size"])["sec_per_step"].to_dict() == {
+        ("cpu", 1): 1.0, ("cpu", 2): 0.5, ("cuda", 1): 0.1}
+    assert projection_bench.merge(pd.DataFrame(), new).equals(new)
