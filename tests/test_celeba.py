@@ -11,6 +11,7 @@ import pytest
 
 from ganmatch import celeba, dataset, download
 from ganmatch.errors import DownloadError, InputDataError
+from ganmatch.stages.download import image_check
 
 ROOT = Path(__file__).resolve().parents[1]
 MAPPING = ROOT / "resources" / "celeba_hq" / "celeba_hq_mapping.txt"
@@ -217,7 +218,7 @@ def test_manifest_checks_final_md5_offline(tmp_path):
         Image.fromarray(img).save(tmp_path / f"{i:05d}.png")
     entries = celeba.celeba_hq_manifest(mapping, None)
     assert entries[0] == {"path": "00000.png", "urls": [], "final_md5": good}
-    table = download.fetch_manifest(entries, tmp_path, check=celeba.manifest_check(lossless=True), retries=1, backoff=0)
+    table = download.fetch_manifest(entries, tmp_path, check=image_check("final_md5"), retries=1, backoff=0)
     assert table["status"].tolist() == ["present", "failed"]
     assert "no URL" in table["reason"][1]
     urls = celeba.celeba_hq_manifest(mapping, ["http://a/x/", "http://b/y"])[1]["urls"]

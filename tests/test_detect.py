@@ -9,8 +9,9 @@ from conftest import real_photos
 from PIL import Image
 
 from ganmatch.align import align_face, alignment_matrix, similarity_warp, transform_points
-from ganmatch.detect import Detection, FaceDetector, align_images, box_from_landmarks, face_models_dir
+from ganmatch.detect import Detection, FaceDetector, box_from_landmarks, face_models_dir
 from ganmatch.errors import ConfigError, ImageError
+from ganmatch.stages.align import align_shard
 
 BACKENDS = ["mtcnn", "dlib"]
 
@@ -134,7 +135,7 @@ def test_model_files_found_without_importing_the_package():
     assert "face_recognition_models" not in sys.modules
 
 
-def test_align_images_never_stops(tmp_path, photos):
+def test_align_shard_never_stops(tmp_path, photos):
     src = tmp_path / "raw"
     src.mkdir()
     Image.fromarray(photos["astronaut"]).save(src / "ok.jpg", quality=90)
@@ -143,7 +144,8 @@ def test_align_images_never_stops(tmp_path, photos):
     Image.fromarray(np.full((200, 200, 3), 90, np.uint8)).save(src / "blank.png")
     ids = ["ok", "zero", "junk", "blank", "missing"]
     paths = [src / "ok.jpg", src / "zero.jpg", src / "junk.png", src / "blank.png", src / "missing.png"]
-    table = align_images(paths, ids, FaceDetector(), 64, tmp_path / "aligned")
+    rows = pd.DataFrame({"image_id": ids, "path": [str(p) for p in paths]})
+    table = align_shard(rows, {"output_size": 64}, tmp_path / "aligned", detector=FaceDetector())
     assert list(table["image_id"]) == ids
     assert list(table["status"]) == ["ok", "rejected", "rejected", "rejected", "rejected"]
     reasons = dict(zip(table["image_id"], table["reason"], strict=True))
@@ -155,6 +157,6 @@ def test_align_images_never_stops(tmp_path, photos):
     assert table.loc[1:, "x0"].isna().all()
     # landmarks from a table instead of a detector
     marks = table.loc[[0], ["image_id", "x0", "y0", "x1", "y1", "x2", "y2", "x3", "y3", "x4", "y4"]]
-    again = align_images(paths[:2], ids[:2], None, 64, tmp_path / "aligned2", landmarks=pd.DataFrame(marks))
+    again = align_shard(rows[:2], {"output_size": 64}, tmp_path / "aligned2", landmarks=pd.DataFrame(marks))
     assert list(again["status"]) == ["ok", "rejected"]
     np.testing.assert_array_equal(np.asarray(Image.open(again.loc[0, "aligned_path"])), out)

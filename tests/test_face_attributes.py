@@ -53,6 +53,14 @@ def test_gender_and_age_on_real_photos(aligned):
     assert ((out.age_confidence > 0) & (out.age_confidence <= 1)).all()
 
 
+def test_age_below_comes_from_the_same_age_run(aligned):
+    young = predict_face_attributes(*aligned, age_below=30)
+    assert list(young.columns) == [*ATTRIBUTE_COLUMNS, "age_below_prob"]
+    assert young.age_below_prob.iloc[1] < 0.05  # Grace Hopper, 80, is not below 30
+    older = predict_age_gender(*aligned, age_below=90).age_below_prob
+    assert (older >= young.age_below_prob).all() and np.allclose(older, 1, atol=1e-3)
+
+
 def test_raw_photos_give_the_same_answer(photos, aligned):
     images, marks = photos
     raw = predict_age_gender(images, marks)

@@ -254,16 +254,6 @@ def celeba_hq_manifest(mapping: pd.DataFrame, base_url: str | list[str] | None, 
     return entries
 
 
-def manifest_check(lossless: bool):
-    """A `check(path, entry)` for `fetch_manifest`: pixel md5 for lossless copies, none for JPEGs."""
-
-    def check(path: Path, entry: dict) -> None:
-        if lossless and entry.get("final_md5"):
-            check_final_md5(path, entry["final_md5"])
-
-    return check
-
-
 # ---------------------------------------------------------------- config entry point
 
 CONFIG_DEFAULTS = {

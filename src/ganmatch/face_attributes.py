@@ -24,7 +24,7 @@ import pandas as pd
 from .align import ffhq_quad
 from .detect import box_from_landmarks, dlib_shape
 from .errors import WeightsError
-from .face_embeddings import _landmarks_for, as_images, face_crop
+from .face_embeddings import as_images, face_crop, landmarks_for
 
 ATTRIBUTE_COLUMNS = (
     "gender_male_prob",
@@ -108,7 +108,7 @@ def age_gender_chips(images, landmarks5=None) -> tuple[np.ndarray, np.ndarray]:
     import dlib
 
     imgs = as_images(images)
-    marks = _landmarks_for(imgs, landmarks5)
+    marks = landmarks_for(imgs, landmarks5)
     g = np.empty((len(imgs), GENDER_CHIP, GENDER_CHIP, 3), np.uint8)
     a = np.empty((len(imgs), AGE_CHIP, AGE_CHIP, 3), np.uint8)
     for i, (im, pts) in enumerate(zip(imgs, marks, strict=True)):
@@ -118,15 +118,24 @@ def age_gender_chips(images, landmarks5=None) -> tuple[np.ndarray, np.ndarray]:
     return g, a
 
 
-def predict_age_gender(images, landmarks5=None) -> pd.DataFrame:
-    """gender_male_prob, gender_confidence (max class prob), age (expected years), age_confidence (max class prob)."""
+def age_below_prob(age_probs: np.ndarray, years: float) -> np.ndarray:
+    """P(age < `years`) per face: the age network's (n, 81) class probabilities summed over classes below `years`."""
+    ages = np.asarray(_manifest()["models"]["age"]["age_weights"], np.float64)
+    return age_probs.astype(np.float64)[:, ages < years].sum(axis=1)
+
+
+def predict_age_gender(images, landmarks5=None, age_below: float | None = None) -> pd.DataFrame:
+    """gender_male_prob, gender_confidence (max class prob), age (expected years), age_confidence (max class prob).
+
+    With `age_below` (years) also age_below_prob, P(age < age_below), from the same run of the age network.
+    """
     g_chips, a_chips = age_gender_chips(images, landmarks5)
     gender = _run("gender", g_chips)
     age = _run("age", a_chips)
     weights = np.asarray(_manifest()["models"]["age"]["age_weights"], np.float64)
     labels = _manifest()["models"]["gender"]["labels"]
     male = gender[:, labels.index("male")].astype(np.float64)
-    return pd.DataFrame(
+    table = pd.DataFrame(
         {
             "gender_male_prob": male,
             "gender_confidence": np.maximum(male, 1 - male),
@@ -134,6 +143,9 @@ def predict_age_gender(images, landmarks5=None) -> pd.DataFrame:
             "age_confidence": age.max(axis=1).astype(np.float64) if len(age) else np.zeros(0),
         }
     )
+    if age_below is not None:
+        table["age_below_prob"] = age_below_prob(age, age_below)
+    return table
 
 
 # ---------------------------------------------------------------- head pose
@@ -202,7 +214,7 @@ def quality_proxies(images, landmarks5=None, face_sizes=None) -> pd.DataFrame:
     import cv2
 
     imgs = as_images(images)
-    marks = _landmarks_for(imgs, landmarks5)
+    marks = landmarks_for(imgs, landmarks5)
     sharp, bright, sizes = [], [], []
     for im, pts in zip(imgs, marks, strict=True):
         gray = cv2.cvtColor(face_crop(im, pts, 128), cv2.COLOR_RGB2GRAY)
@@ -224,19 +236,21 @@ def face_size(landmarks5) -> np.ndarray:
 # ---------------------------------------------------------------- all together
 
 
-def predict_face_attributes(images, landmarks5=None, raw_landmarks5=None) -> pd.DataFrame:
+def predict_face_attributes(images, landmarks5=None, raw_landmarks5=None, age_below: float | None = None) -> pd.DataFrame:
     """All attributes, one row per image in input order (columns `ATTRIBUTE_COLUMNS`).
 
     `images` are aligned crops (or raw photos) with their `landmarks5` (default: canonical landmarks of the
     crop). `raw_landmarks5`, the landmarks in the original photos, give head roll and the face size in the
-    original photo; without them pose and size come from `landmarks5`.
+    original photo; without them pose and size come from `landmarks5`. With `age_below` (years) a last
+    column age_below_prob holds P(age < age_below) (see `predict_age_gender`).
     """
     imgs = as_images(images)
-    marks = np.stack(_landmarks_for(imgs, landmarks5)) if imgs else np.zeros((0, 5, 2))
+    marks = np.stack(landmarks_for(imgs, landmarks5)) if imgs else np.zeros((0, 5, 2))
     pose_marks = marks if raw_landmarks5 is None else np.asarray(raw_landmarks5, np.float64).reshape(-1, 5, 2)
-    ag = predict_age_gender(imgs, marks)
+    ag = predict_age_gender(imgs, marks, age_below)
     pose = head_pose(pose_marks)
     quality = quality_proxies(
         imgs, marks, face_sizes=face_size(pose_marks) if raw_landmarks5 is not None else None
     )
-    return pd.concat([ag, pose, quality], axis=1)[list(ATTRIBUTE_COLUMNS)]
+    extra = [] if age_below is None else ["age_below_prob"]
+    return pd.concat([ag, pose, quality], axis=1)[[*ATTRIBUTE_COLUMNS, *extra]]

@@ -59,7 +59,8 @@ def as_images(images) -> list[np.ndarray]:
     return out
 
 
-def _landmarks_for(images: list[np.ndarray], landmarks5) -> list[np.ndarray]:
+def landmarks_for(images: list[np.ndarray], landmarks5) -> list[np.ndarray]:
+    """The five landmarks per image: given ones, or the canonical FFHQ positions for already-aligned square crops."""
     if landmarks5 is None:
         return [
             canonical_landmarks(im.shape[0]) if im.shape[0] == im.shape[1] else _non_square(im)
@@ -99,7 +100,7 @@ def dlib_chips(images, landmarks5=None) -> np.ndarray:
     import dlib
 
     imgs = as_images(images)
-    marks = _landmarks_for(imgs, landmarks5)
+    marks = landmarks_for(imgs, landmarks5)
     chips = np.empty((len(imgs), DLIB_CHIP_SIZE, DLIB_CHIP_SIZE, 3), np.uint8)
     for i, (im, pts) in enumerate(zip(imgs, marks, strict=True)):
         shape = dlib_shape(im, box_from_landmarks(pts), 5)
@@ -180,7 +181,7 @@ def facenet_embeddings(
     import torch
 
     imgs = as_images(images)
-    marks = _landmarks_for(imgs, landmarks5)
+    marks = landmarks_for(imgs, landmarks5)
     crops = (
         np.stack([face_crop(im, pts, FACENET_SIZE, margin) for im, pts in zip(imgs, marks, strict=True)])
         if imgs
@@ -220,7 +221,7 @@ def hog_embeddings(images, landmarks5=None, size: int = 64, cell: int = 8) -> np
     from skimage.feature import hog
 
     imgs = as_images(images)
-    marks = _landmarks_for(imgs, landmarks5)
+    marks = landmarks_for(imgs, landmarks5)
     feats = []
     for im, pts in zip(imgs, marks, strict=True):
         crop = face_crop(im, pts, size, margin=0.1).astype(np.float32) @ np.array(

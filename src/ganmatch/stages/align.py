@@ -13,6 +13,7 @@ from ..io import write_png
 
 
 def _landmarks_from_table(table: pd.DataFrame | None):
+    """The x0..y4 landmarks indexed by image_id, or None without a table (then a detector finds them)."""
     if table is None:
         return None
     return table.set_index("image_id")[list(LANDMARK_COLUMNS)]  # a list: a tuple would be one column key

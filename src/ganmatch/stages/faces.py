@@ -21,18 +21,6 @@ PROXIES = ("male", "young", "frontal")
 """Covariates (and treatments) that the face models can fill when the labels lack them."""
 
 
-def age_below_prob(aligned_paths: Sequence[str], years: float) -> np.ndarray:
-    """P(age < `years`) per aligned face: the age network's probability mass on the classes below `years`."""
-    from .. import face_attributes as fa
-
-    if len(aligned_paths) == 0:
-        return np.zeros(0)
-    _, chips = fa.age_gender_chips(list(aligned_paths))
-    probs = fa._run("age", chips).astype(np.float64)  # (n, 81) class probabilities, softmax in the graph
-    ages = np.asarray(fa._manifest()["models"]["age"]["age_weights"], np.float64)
-    return probs[:, ages < years].sum(axis=1)
-
-
 def proxy_columns(pred: pd.DataFrame, young_prob: np.ndarray, frontal_within: float) -> pd.DataFrame:
     """`<name>_prob` / `<name>_confidence` for the PROXIES from the raw predictions.
 
@@ -65,9 +53,11 @@ def face_attribute_table(shard_tables: Sequence[str], params: dict | None = None
     raw = ok[list(LANDMARK_COLUMNS)].to_numpy(np.float64).reshape(-1, 5, 2)
     if len(ok) == 0:
         pred = pd.DataFrame({c: np.zeros(0) for c in ATTRIBUTE_COLUMNS})
+        young = np.zeros(0)
     else:
-        pred = predict_face_attributes(paths, raw_landmarks5=raw).reset_index(drop=True)
-    young = age_below_prob(paths, float(params.get("young_below", 30.0)))
+        years = float(params.get("young_below", 30.0))
+        pred = predict_face_attributes(paths, raw_landmarks5=raw, age_below=years).reset_index(drop=True)
+        young = pred.pop("age_below_prob").to_numpy()
     proxies = proxy_columns(pred, young, float(params.get("frontal_within", 15.0)))
     out = pd.concat([ok[["image_id"]].reset_index(drop=True), pred, proxies], axis=1)
     out["image_id"] = out["image_id"].astype(str)
