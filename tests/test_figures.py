@@ -8,7 +8,7 @@ import pytest
 
 from ganmatch import figures
 from ganmatch.balance import balance_table, group_means
-from ganmatch.errors import InputDataError
+from ganmatch.errors import ConfigError, InputDataError
 from ganmatch.matching import matched_weights
 from ganmatch.plots import method_styles
 
@@ -128,6 +128,99 @@ def test_propensity_overlap_uses_matched_weights(tmp_path, sample):
     # the same score in every panel
     score = data.drop_duplicates("image_id").set_index("image_id")["propensity"]
     assert np.allclose(greedy.set_index("image_id")["propensity"], score.loc[greedy["image_id"]])
+
+
+def _propensity_study(tmp_path):
+    """80 images, covariates a/b and a 4-d embedding "e" that only 70 of them have; all three drive the treatment."""
+    from ganmatch.io import write_npy, write_parquet
+
+    rng = np.random.default_rng(1)
+    n = 80
+    ids = np.array([f"img{i:03d}" for i in range(n)])
+    X = rng.normal(size=(n, 4)).astype(np.float32)
+    att = pd.DataFrame({"image_id": ids, "a": rng.normal(size=n), "b": (rng.random(n) < 0.5).astype(float)})
+    male = (rng.random(n) < 1 / (1 + np.exp(-(att["a"] + 1.5 * X[:, 0] - 0.5 * att["b"])))).astype(int)
+    index = pd.DataFrame({"image_id": ids, "identity": [f"id{i // 2}" for i in range(n)], "male": male})
+    have = rng.permutation(n)[:70]  # the embedding's own row order
+    write_npy(X[have], tmp_path / "e.npy")
+    write_parquet(pd.DataFrame({"image_id": ids[have]}), tmp_path / "e.parquet")
+    return index, att, [str(tmp_path / "e.npy"), str(tmp_path / "e.parquet")], ids[np.sort(have)]
+
+
+def _run_script(name, monkeypatch, **sections):
+    """Run workflow/scripts/<name>.py with a stand-in for Snakemake's `snakemake` object."""
+    import logging
+    import runpy
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from ganmatch import logs
+
+    class Named(list):
+        def __init__(self, **items):
+            super().__init__(items.values())
+            self.__dict__.update(items)
+
+    monkeypatch.setattr(logs, "script_logging", lambda smk: logging.getLogger("ganmatch.test"))
+    smk = SimpleNamespace(rule=name, log=[], wildcards=Named(), **{k: Named(**v) for k, v in sections.items()})
+    script = Path(__file__).resolve().parents[1] / "workflow" / "scripts" / f"{name}.py"
+    runpy.run_path(str(script), init_globals={"snakemake": smk}, run_name="__main__")
+
+
+def test_propensity_overlap_draws_the_scores_the_propensity_matcher_used(tmp_path, monkeypatch):
+    """The figure's script shows, for every image the `propensity` method matched, the score it matched on
+    (its covariates, embedding, C, sample), not a score of its own."""
+    from ganmatch.io import write_parquet
+    from ganmatch.stages import matching as matching_stage
+
+    index, att, emb_files, sample_ids = _propensity_study(tmp_path)
+    write_parquet(index, tmp_path / "images.parquet")
+    write_parquet(att, tmp_path / "attributes.parquet")
+    spec = {"method": "propensity", "embedding": "e", "covariates": ["a", "b"], "C": 0.3, "caliper": None,
+            "ratio": 2, "replace": True}
+    pairs = matching_stage.run_method("ps", spec, index, att, emb_files, "male", seed=3).pairs
+    write_parquet(pairs, tmp_path / "ps.parquet")
+    out = {k: str(tmp_path / f"po.{k}") for k in ("pdf", "png")} | {"data": str(tmp_path / "po.parquet")}
+    with pytest.warns(UserWarning, match="10 image"):  # the 10 images without the embedding are not drawn
+        _run_script("figure_propensity_overlap", monkeypatch,
+                    input={"index": str(tmp_path / "images.parquet"), "attributes": str(tmp_path / "attributes.parquet"),
+                           "matches": [str(tmp_path / "ps.parquet")], "embeddings": emb_files},
+                    output=out, params={"treatment": "male", "covariates": ["a", "b"], "score_method": "ps",
+                                        "score_spec": spec, "seed": 3})
+    _check_files(out["pdf"], out["png"])
+    drawn = pd.read_parquet(out["data"])
+    assert set(drawn.loc[drawn["sample"] == "unmatched", "image_id"]) == set(sample_ids)
+    shown = drawn[drawn["sample"] == "ps"].set_index("image_id")["propensity"]
+    used = pd.concat([pd.Series(pairs["treated_logit"].to_numpy(), index=pairs["treated_id"]),
+                      pd.Series(pairs["control_logit"].to_numpy(), index=pairs["control_id"])])
+    used = 1 / (1 + np.exp(-used.groupby(level=0).first()))
+    assert set(shown.index) == set(used.index)
+    np.testing.assert_allclose(shown.loc[used.index].to_numpy(), used.to_numpy(), rtol=1e-12, atol=1e-12)
+    # the figure's former own score (covariates only, all images) is a different score: the check above bites
+    own = pd.Series(figures.fit_propensity(att[["a", "b"]], index["male"]), index=att["image_id"])
+    assert not np.allclose(own.loc[used.index].to_numpy(), used.to_numpy(), atol=1e-3)
+
+
+def test_propensity_spec_follows_the_configured_method():
+    from ganmatch.stages.matching import propensity_spec
+
+    methods = {"g": {"method": "greedy", "embedding": "gan"}, "ps": {"method": "propensity", "embedding": "gan"},
+               "ps2": {"method": "propensity", "covariates": ["a"]}}
+    assert propensity_spec(methods, ["a", "b"]) == ("ps", methods["ps"])
+    assert propensity_spec({"g": methods["g"]}, ["a", "b"]) == (None, {"method": "propensity", "covariates": ["a", "b"]})
+
+
+def test_propensity_scores_without_a_propensity_method_are_the_covariate_fit(tmp_path):
+    from ganmatch.stages import matching as matching_stage
+
+    index, att, _, _ = _propensity_study(tmp_path)
+    name, spec = matching_stage.propensity_spec({"g": {"method": "greedy", "embedding": "e"}}, ["a", "b"])
+    scores = matching_stage.propensity_scores(name, spec, index, att, [], "male", seed=0)
+    assert list(scores["image_id"]) == list(att["image_id"])
+    np.testing.assert_allclose(scores["propensity"], figures.fit_propensity(att[["a", "b"]], index["male"]))
+    np.testing.assert_allclose(scores["propensity"], 1 / (1 + np.exp(-scores["logit"])))
+    with pytest.raises(ConfigError, match="not 'propensity'"):
+        matching_stage.propensity_scores("g", {"method": "greedy"}, index, att, [], "male")
 
 
 def test_matched_pairs_grid_with_reference_images(tmp_path, sample):

@@ -12,6 +12,8 @@ import pytest
 from ganmatch import distances, matching
 from ganmatch.errors import ConfigError, InputDataError
 from ganmatch.matching import MatchData, match, matched_weights
+from ganmatch.matching.data import features
+from ganmatch.matching.propensity import _nearest_on_line
 
 
 def make_data(X, treated, **kw):
@@ -235,16 +237,16 @@ def test_greedy_constrained_needs_identity():
 def test_nearest_on_line_known_answers():
     lt = np.array([0.0, 1.0, 5.0])
     lc = np.array([0.9, 0.2, 4.0, 10.0])
-    t, c, d = matching._nearest_on_line(lt, lc, np.array([0, 1, 2]), 1, False, np.inf)
+    t, c, d = _nearest_on_line(lt, lc, np.array([0, 1, 2]), 1, False, np.inf)
     assert list(zip(t, c, strict=True)) == [(0, 1), (1, 0), (2, 2)] and np.allclose(d, [0.2, 0.1, 1.0])
     # order matters without replacement: treated 1 first takes control 0 (0.9), treated 0 then takes 1
-    t, c, _ = matching._nearest_on_line(lt, lc, np.array([1, 0, 2]), 1, False, np.inf)
+    t, c, _ = _nearest_on_line(lt, lc, np.array([1, 0, 2]), 1, False, np.inf)
     assert list(zip(t, c, strict=True)) == [(1, 0), (0, 1), (2, 2)]
     # with replacement both can use the same control; caliper drops treated 2 (1.0 > 0.5)
-    t, c, _ = matching._nearest_on_line(np.array([0.8, 1.0, 5.0]), lc, np.array([0, 1, 2]), 1, True, 0.5)
+    t, c, _ = _nearest_on_line(np.array([0.8, 1.0, 5.0]), lc, np.array([0, 1, 2]), 1, True, 0.5)
     assert list(zip(t, c, strict=True)) == [(0, 0), (1, 0)]
     # 2:1
-    t, c, _ = matching._nearest_on_line(lt, lc, np.array([0, 1]), 2, False, np.inf)
+    t, c, _ = _nearest_on_line(lt, lc, np.array([0, 1]), 2, False, np.inf)
     assert list(zip(t, c, strict=True)) == [(0, 1), (0, 0), (1, 2), (1, 3)]
 
 
@@ -336,7 +338,7 @@ def test_mahalanobis_exact_strata():
     assert res.pairs["distance"].is_monotonic_increasing
     # without strata, on the whitened features, it is plain greedy
     plain = match("mahalanobis", data, covariates=["a", "b"])
-    Z = matching.whiten(matching._features(data, "m", None, ["a", "b"])).astype(np.float32)
+    Z = matching.whiten(features(data, "m", None, ["a", "b"])).astype(np.float32)
     t, cc = np.flatnonzero(treated), np.flatnonzero(1 - treated)
     ref = dense_greedy(Z[t], Z[cc])
     assert pairs_of(plain) == [(data.ids[t[a]], data.ids[cc[b]]) for a, b in ref]

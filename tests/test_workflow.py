@@ -126,6 +126,12 @@ def test_figure_data_agree_with_the_pipeline_tables(demo_run):
     overlap = pd.read_parquet(fig / "propensity_overlap.parquet")
     matched = set(overlap.loc[overlap["sample"] == "gan_greedy", "image_id"])
     assert matched == set(matches["treated_id"]) | set(matches["control_id"])
+    # the overlap figure draws the scores the propensity method matched on
+    ps = pd.read_parquet(res / "matches/propensity.parquet")
+    logit = pd.concat([pd.Series(ps["treated_logit"].to_numpy(), index=ps["treated_id"]),
+                       pd.Series(ps["control_logit"].to_numpy(), index=ps["control_id"])]).groupby(level=0).first()
+    drawn = overlap[overlap["sample"] == "propensity"].set_index("image_id")["propensity"]
+    assert np.allclose(drawn.loc[logit.index], 1 / (1 + np.exp(-logit)))
     latents = pd.concat([pd.read_parquet(p) for p in sorted((res / "latents").glob("shard_*.parquet"))])
     proj = pd.read_parquet(fig / "projection_quality.parquet")
     assert len(proj) == len(latents) and proj["shown"].sum() > 0

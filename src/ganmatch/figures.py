@@ -7,6 +7,7 @@ which the workflow writes next to the figure. Colours per group and method come 
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 
 import numpy as np
@@ -133,29 +134,29 @@ def love_plot(summary: pd.DataFrame, pdf: str, png: str | None = None, threshold
 
 
 def fit_propensity(covariates: pd.DataFrame, treated, C: float = 1.0) -> np.ndarray:
-    """P(treated | covariates): logistic regression on standardised covariates (the figure's own score)."""
-    from .matching import PropensityModel
+    """P(treated | covariates): the `propensity` matcher's model (`matching.propensity_model`) on these covariates."""
+    from .matching import MatchData, propensity_model
 
-    X = covariates.apply(pd.to_numeric, errors="coerce").astype(float).to_numpy()
-    if np.isnan(X).any():
-        raise InputDataError("propensity_overlap: covariates have missing or non-numeric values.")
-    sd = X.std(axis=0)
-    Z = (X - X.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
-    return PropensityModel(C=C).fit(Z, np.asarray(treated, int)).propensity_
+    data = MatchData(ids=np.arange(len(covariates)), treated=np.asarray(treated, int),
+                     covariates=covariates.reset_index(drop=True))
+    return propensity_model(data, covariates=list(covariates.columns), C=C).propensity_
 
 
 def propensity_overlap(attributes: pd.DataFrame, treated: pd.Series, covariates: list[str],
                        matches: Mapping[str, pd.DataFrame], pdf: str, png: str | None = None,
-                       treatment: str = "treated", bins: int = 20) -> pd.DataFrame:
+                       treatment: str = "treated", bins: int = 20, scores: pd.Series | None = None,
+                       score_label: str = "P(treated | covariates), logistic regression") -> pd.DataFrame:
     """Propensity-score distributions of the two groups before matching and after each method (mirrored).
 
-    The score is fitted here (`fit_propensity`, treatment on the attributes table's `covariates`, all
-    images), so every panel shows the same score; matched samples are weighted as in the ATT
-    (`matching.matched_weights`). Returns image_id, group, propensity, sample, weight (rows with weight > 0).
+    The score is `scores` (propensity by image_id; the workflow passes the ones its `propensity` method matched
+    on, `stages.matching.propensity_scores`; images without one are not drawn), else fitted here on the
+    `covariates` (`fit_propensity`). Every panel shows the same score (described by `score_label` in the title);
+    matched samples are weighted as in the ATT (`matching.matched_weights`). Returns image_id, group,
+    propensity, sample, weight (rows with weight > 0 and a score).
     """
     from .matching import matched_weights
 
-    _need(attributes, ["image_id", *covariates], "propensity_overlap")
+    _need(attributes, ["image_id", *([] if scores is not None else covariates)], "propensity_overlap")
     ids = attributes["image_id"].astype(str).to_numpy()
     treated = treated.copy()
     treated.index = treated.index.astype(str)
@@ -163,7 +164,19 @@ def propensity_overlap(attributes: pd.DataFrame, treated: pd.Series, covariates:
     if pd.isna(t).any():
         raise InputDataError("propensity_overlap: some attribute rows have no treatment value in the index.")
     t = t.astype(int)
-    score = fit_propensity(attributes[covariates], t)
+    if scores is None:
+        score = fit_propensity(attributes[covariates], t)
+    else:
+        scores = pd.Series(np.asarray(scores, float), index=scores.index.astype(str))
+        if scores.index.has_duplicates:
+            raise InputDataError("propensity_overlap: the propensity scores name some image more than once.")
+        score = scores.reindex(ids).to_numpy()
+        if np.isnan(score).all():
+            raise InputDataError("propensity_overlap: no attribute row has a propensity score.")
+    scored = ~np.isnan(score)
+    if not scored.all():
+        warnings.warn(f"propensity_overlap: {int((~scored).sum())} image(s) have no propensity score and are not "
+                      "drawn.", stacklevel=2)
     samples = [("unmatched", "before matching", np.ones(len(ids)), BEFORE_COLOUR)]
     styles = method_styles(matches)
     samples += [(m, f"after matching: {pretty(m)}", matched_weights(ids, p), styles[m]["color"])
@@ -174,7 +187,7 @@ def propensity_overlap(attributes: pd.DataFrame, treated: pd.Series, covariates:
     rows = []
     for ax, (name, title, w, colour) in zip(axes, samples, strict=True):
         for g, sign in ((1, 1), (0, -1)):
-            sel = (t == g) & (w > 0)
+            sel = (t == g) & (w > 0) & scored
             dens = histogram(score[sel], edges, w[sel])
             ax.bar(edges[:-1], sign * dens, width=np.diff(edges), align="edge", color=GROUP_COLOURS[g], alpha=0.8,
                    label=f"{labels[g]} (n = {int(sel.sum())})")
@@ -188,7 +201,7 @@ def propensity_overlap(attributes: pd.DataFrame, treated: pd.Series, covariates:
     for ax in axes[:: 2 if len(axes) == 4 else 3]:
         ax.set_ylabel(f"density ({labels[1]} up,\n{labels[0]} down)")
     axes[0].yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{abs(v):g}"))  # shared by every panel
-    fig.suptitle("Propensity-score overlap by group; score = P(treated | covariates), logistic regression", fontsize=10)
+    fig.suptitle(f"Propensity-score overlap by group; score = {score_label}", fontsize=10)
     save_figure(fig, pdf, png)
     return pd.concat(rows, ignore_index=True)
 

@@ -10,6 +10,7 @@ from snakemake.utils import validate
 
 from ganmatch.config import validate_config
 from ganmatch.errors import ConfigError
+from ganmatch.stages.matching import propensity_spec
 
 validate_config(config, os.path.join(workflow.basedir, "config/schema.yaml"))
 validate(config, schema="../../config/schema.yaml")
@@ -247,3 +248,14 @@ def face_attribute_inputs(wildcards):
 def treatment_inputs(wildcards):
     """For a folder of photos the treatment may be predicted: it is then read from the attributes table."""
     return {"attributes": f"{RES}/attributes.parquet"} if config["source"] == "folder" else {}
+
+
+def overlap_propensity():
+    """(name, spec) of the score the overlap figure shows: the first `propensity` method's, else the covariates'."""
+    return propensity_spec(config["matching"]["methods"], config["covariates"])
+
+
+def overlap_embedding_files(wildcards):
+    """The embeddings that method reads (the same files as its match_groups job), so the samples agree."""
+    name = overlap_propensity()[0]
+    return [f for e in match_embeddings(name) for f in embedding_files(e)] if name else []

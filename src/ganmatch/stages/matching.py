@@ -1,16 +1,18 @@
-"""Run one configured matching method on the embeddings and attributes of the accepted images."""
+"""Run one configured matching method on the embeddings and attributes of the accepted images, and recompute
+the propensity score a `propensity` method matched on (for figures)."""
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from ..dataset import with_treatment
-from ..errors import InputDataError
+from ..errors import ConfigError, InputDataError
 from ..io import read_npy, read_parquet
-from ..matching import MatchData, MatchResult, match
+from ..matching import MatchData, MatchResult, match, propensity_model
 
 
 def load_embeddings(files: list[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -27,9 +29,9 @@ def load_embeddings(files: list[str]) -> dict[str, tuple[np.ndarray, np.ndarray]
     return out
 
 
-def run_method(name: str, spec: dict, index: pd.DataFrame, attributes: pd.DataFrame, embedding_files: list[str],
-               treatment: str, seed: int = 0) -> MatchResult:
-    """Restrict to images present in every embedding and the attributes table, then call `match`."""
+def match_data(name: str, index: pd.DataFrame, attributes: pd.DataFrame, embedding_files: list[str],
+               treatment: str) -> MatchData:
+    """The sample a method matches: the images present in every embedding it reads and in the attributes table."""
     embeddings = load_embeddings(embedding_files)
     ids = attributes["image_id"].to_numpy(str)
     for emb_ids, _ in embeddings.values():
@@ -41,13 +43,41 @@ def run_method(name: str, spec: dict, index: pd.DataFrame, attributes: pd.DataFr
     for emb, (emb_ids, X) in embeddings.items():
         pos = pd.Series(np.arange(len(emb_ids)), index=emb_ids).loc[ids].to_numpy()
         aligned[emb] = np.asarray(X[pos], np.float32)
-    data = MatchData(
+    return MatchData(
         ids=ids, treated=rows[treatment].to_numpy(int), embeddings=aligned,
         identity=rows["identity"].astype(str).to_numpy(),
         covariates=attributes.set_index("image_id").loc[ids].reset_index(),
     )
+
+
+def run_method(name: str, spec: dict, index: pd.DataFrame, attributes: pd.DataFrame, embedding_files: list[str],
+               treatment: str, seed: int = 0) -> MatchResult:
+    """Restrict to images present in every embedding and the attributes table, then call `match`."""
+    data = match_data(name, index, attributes, embedding_files, treatment)
     params = {k: v for k, v in spec.items() if k != "method"}
     result = match(spec["method"], data, random_state=seed, **params)
     result.pairs["method"] = name
     result.pairs["embedding"] = spec.get("embedding", "")
     return result
+
+
+def propensity_spec(methods: dict[str, dict], covariates: list[str]) -> tuple[str | None, dict]:
+    """(name, spec) of the propensity score to show: the first configured `propensity` method's, so a figure
+    shows the scores that method matched on; else (None, treatment on the balance `covariates`)."""
+    for name, spec in methods.items():
+        if spec["method"] == "propensity":
+            return name, spec
+    return None, {"method": "propensity", "covariates": list(covariates)}
+
+
+def propensity_scores(name: str | None, spec: dict, index: pd.DataFrame, attributes: pd.DataFrame,
+                      embedding_files: list[str], treatment: str, seed: int = 0) -> pd.DataFrame:
+    """image_id, logit, propensity: the score the `propensity` method `spec` matches on (`run_method` with the
+    same arguments), for every image of its sample."""
+    if spec["method"] != "propensity":
+        raise ConfigError(f"propensity scores: method '{name}' is '{spec['method']}', not 'propensity'.")
+    data = match_data(name or "propensity", index, attributes, embedding_files, treatment)
+    takes = inspect.signature(propensity_model).parameters
+    params = {k: v for k, v in spec.items() if k in takes and k not in ("data", "random_state")}
+    model = propensity_model(data, random_state=seed, **params)
+    return pd.DataFrame({"image_id": data.ids, "logit": model.logit_, "propensity": model.propensity_})

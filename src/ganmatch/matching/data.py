@@ -1,0 +1,177 @@
+"""The data every matcher reads (`MatchData`), the result it returns (`MatchResult`), and the helpers the
+matchers share: result assembly, group split, calipers, feature matrices and ATT weights of a matches table."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from .. import distances
+from ..errors import ConfigError, InputDataError
+
+PAIR_COLUMNS = ["treated_id", "control_id", "distance", "weight", "subclass", "method", "embedding"]
+
+
+@dataclass
+class MatchData:
+    """Everything a matcher may use, rows aligned with `ids`."""
+
+    ids: np.ndarray
+    treated: np.ndarray
+    embeddings: dict[str, np.ndarray] = field(default_factory=dict)
+    identity: np.ndarray | None = None
+    covariates: pd.DataFrame | None = None
+
+    def __post_init__(self):
+        self.ids = np.asarray(self.ids).astype(str)
+        n = len(self.ids)
+        if len(np.unique(self.ids)) != n:
+            raise InputDataError("MatchData: image ids are not unique.")
+        self.treated = distances._treatment(self.treated, n).astype(np.int64)
+        for name, X in self.embeddings.items():
+            if len(X) != n:
+                raise InputDataError(f"MatchData: embedding '{name}' has {len(X)} rows for {n} ids.")
+        if self.identity is not None:
+            self.identity = np.asarray(self.identity).astype(str)
+            if self.identity.shape != (n,):
+                raise InputDataError(f"MatchData: identity has shape {self.identity.shape}, expected ({n},).")
+        if self.covariates is not None:
+            if len(self.covariates) != n:
+                raise InputDataError(f"MatchData: covariates have {len(self.covariates)} rows for {n} ids.")
+            self.covariates = self.covariates.reset_index(drop=True)
+
+    def embedding(self, name: str) -> np.ndarray:
+        """The named embedding as a float32 (n, d) matrix without NaN (W+ is flattened)."""
+        if name not in self.embeddings:
+            raise ConfigError(f"matching: embedding '{name}' is not available; have {sorted(self.embeddings)} "
+                              "(config key matching.methods.<name>.embedding).")
+        return distances._as_matrix(self.embeddings[name], f"embedding '{name}'")
+
+
+@dataclass
+class MatchResult:
+    """The matches table and a dict describing the run (method, counts, caliper, warnings)."""
+
+    pairs: pd.DataFrame
+    info: dict
+
+
+def _empty_pairs(extra: dict | None = None) -> pd.DataFrame:
+    cols = {"treated_id": pd.Series([], dtype=str), "control_id": pd.Series([], dtype=str),
+            "distance": pd.Series([], dtype=np.float64), "weight": pd.Series([], dtype=np.float64),
+            "subclass": pd.Series([], dtype=np.int64), "method": pd.Series([], dtype=str),
+            "embedding": pd.Series([], dtype=str)}
+    for k, dtype in (extra or {}).items():
+        cols[k] = pd.Series([], dtype=dtype)
+    return pd.DataFrame(cols)
+
+
+def make_result(data: MatchData, method: str, embedding: str, t_pos, c_pos, dist, info: dict,
+                weight=None, subclass=None, extra: dict | None = None) -> MatchResult:
+    """Assemble pairs (positions into data.ids) and info; an empty result carries a warning."""
+    t_pos, c_pos = np.asarray(t_pos, np.int64), np.asarray(c_pos, np.int64)
+    if len(t_pos) == 0:
+        msg = f"{method}: no pair was matched (check the caliper/threshold or the group sizes)."
+        warnings.warn(msg, stacklevel=3)
+        info.setdefault("warnings", []).append(msg)
+        pairs = _empty_pairs({k: (np.asarray(v).dtype if len(np.asarray(v)) else object)
+                              for k, v in (extra or {}).items()})
+    else:
+        pairs = pd.DataFrame({
+            "treated_id": data.ids[t_pos], "control_id": data.ids[c_pos],
+            "distance": np.asarray(dist, np.float64),
+            "weight": np.ones(len(t_pos)) if weight is None else np.asarray(weight, np.float64),
+            "subclass": np.arange(1, len(t_pos) + 1) if subclass is None else np.asarray(subclass, np.int64),
+            "method": method, "embedding": embedding,
+        })
+        for k, v in (extra or {}).items():
+            pairs[k] = v
+    info = {"method": method, "embedding": embedding, "n_treated": int(data.treated.sum()),
+            "n_control": int((data.treated == 0).sum()), "n_matched": int(len(pairs)),
+            "n_treated_matched": int(pairs["treated_id"].nunique()),
+            "n_control_matched": int(pairs["control_id"].nunique()), **info}
+    info.setdefault("warnings", [])
+    return MatchResult(pairs=pairs, info=info)
+
+
+def split_groups(data: MatchData, method: str) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of the treated and of the control rows; an empty group is an input error."""
+    t, c = np.flatnonzero(data.treated == 1), np.flatnonzero(data.treated == 0)
+    if len(t) == 0 or len(c) == 0:
+        empty = "treated" if len(t) == 0 else "control"
+        raise InputDataError(f"{method}: the {empty} group has no members; check the treatment column.")
+    return t, c
+
+
+def resolve_caliper(nearest: np.ndarray, caliper=None, caliper_sd=None, caliper_quantile=None) -> float:
+    """Absolute caliper from one of: `caliper` (distance), `caliper_sd` (SDs of the treated units'
+    nearest cross-group distances) or `caliper_quantile` (quantile of those distances); inf if none."""
+    given = [x is not None for x in (caliper, caliper_sd, caliper_quantile)]
+    if sum(given) > 1:
+        raise ConfigError("matching: give at most one of caliper, caliper_sd, caliper_quantile.")
+    if caliper is not None:
+        if caliper < 0:
+            raise ConfigError(f"matching: caliper must be >= 0, got {caliper}.")
+        return float(caliper)
+    if caliper_sd is not None:
+        if caliper_sd < 0:
+            raise ConfigError(f"matching: caliper_sd must be >= 0, got {caliper_sd}.")
+        return float(caliper_sd) * float(np.std(nearest, ddof=1)) if len(nearest) > 1 else np.inf
+    if caliper_quantile is not None:
+        if not 0 <= caliper_quantile <= 1:
+            raise ConfigError(f"matching: caliper_quantile must be in [0, 1], got {caliper_quantile}.")
+        return float(np.quantile(nearest, caliper_quantile)) if len(nearest) else np.inf
+    return np.inf
+
+
+def features(data: MatchData, method: str, embedding: str | None, covariates: list[str] | None,
+             standardize: bool = True) -> np.ndarray:
+    """float64 design matrix: the embedding's columns and/or the named covariates, each standardised."""
+    parts = []
+    if embedding:
+        parts.append(data.embedding(embedding).astype(np.float64))
+    if covariates:
+        if data.covariates is None:
+            raise InputDataError(f"{method}: covariates {covariates} asked for but no covariate table was given.")
+        missing = [c for c in covariates if c not in data.covariates]
+        if missing:
+            raise ConfigError(f"{method}: covariates {missing} are not columns of the attributes table.")
+        C = data.covariates[list(covariates)].apply(pd.to_numeric, errors="coerce").to_numpy(np.float64)
+        if np.isnan(C).any():
+            raise InputDataError(f"{method}: covariates {covariates} have missing or non-numeric values.")
+        parts.append(C)
+    if not parts:
+        raise ConfigError(f"{method}: give an embedding and/or covariates to match on.")
+    Z = np.hstack(parts)
+    if standardize:
+        sd = Z.std(axis=0)
+        Z = (Z - Z.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
+    return Z
+
+
+def matched_weights(ids, pairs: pd.DataFrame) -> np.ndarray:
+    """ATT matching weights per id (0 for unmatched), MatchIt style.
+
+    Matched treated units get 1. A control gets the sum of its pairs' weights (1/k for k:1 matching), and
+    control weights are scaled to sum to the number of distinct matched controls.
+    """
+    ids = np.asarray(ids).astype(str)
+    w = np.zeros(len(ids))
+    if pairs is None or len(pairs) == 0:
+        return w
+    pos = pd.Series(np.arange(len(ids)), index=ids)
+    missing = ~pairs["treated_id"].astype(str).isin(pos.index) | ~pairs["control_id"].astype(str).isin(pos.index)
+    if missing.any():
+        raise InputDataError(f"matched_weights: {int(missing.sum())} pair(s) name ids that are not in the sample.")
+    tpos = pos.loc[pairs["treated_id"].astype(str)].to_numpy()
+    cpos = pos.loc[pairs["control_id"].astype(str)].to_numpy()
+    pw = pairs["weight"].to_numpy(float) if "weight" in pairs else np.ones(len(pairs))
+    w[np.unique(tpos)] = 1.0
+    wc = np.bincount(cpos, weights=pw, minlength=len(ids))
+    ctrl = np.unique(cpos)
+    if wc[ctrl].sum() > 0:
+        w[ctrl] += wc[ctrl] * len(ctrl) / wc[ctrl].sum()
+    return w
