@@ -17,6 +17,7 @@ keeps the others, so CPU and GPU runs accumulate into one table.
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import time
 from pathlib import Path
@@ -34,7 +35,8 @@ PRESETS = {
     "ffhq256": dict(size=256, z_dim=512, w_dim=512, n_mlp=8, channel_base=16384, channel_max=512),
     "ffhq1024": dict(size=1024, z_dim=512, w_dim=512, n_mlp=8, channel_base=32768, channel_max=512),
 }
-KEY = ["preset", "size", "device", "threads", "space", "perceptual", "batch_size"]
+KEY = ["machine", "preset", "size", "device", "threads", "space", "perceptual", "batch_size"]
+CONFIG = [k for k in KEY if k != "batch_size"]
 RESULTS = Path(__file__).parent / "results"
 
 
@@ -48,6 +50,20 @@ def time_steps(gen, images, steps, **kw) -> float:
     if torch.cuda.is_available():
         torch.cuda.synchronize()
     return time.perf_counter() - t0
+
+
+def machine_name(device: str) -> str:
+    """What ran the timing: the GPU's name for CUDA, else the CPU architecture and core count."""
+    if device.startswith("cuda") and torch.cuda.is_available():
+        return torch.cuda.get_device_name(torch.device(device))
+    return f"{platform.machine()} {os.cpu_count()} cores"
+
+
+def with_speedup(df: pd.DataFrame) -> pd.DataFrame:
+    """`speedup_vs_batch1`: throughput over the batch-1 row of the same configuration (NaN without one)."""
+    base = df[df["batch_size"] == 1].set_index(CONFIG)["images_per_sec"]
+    ref = df[CONFIG].apply(tuple, axis=1).map(base.to_dict())
+    return df.assign(speedup_vs_batch1=df["images_per_sec"] / ref.astype(float))
 
 
 def run(preset: str, device: str, batch_sizes: list[int], steps: int, space: str, perceptual: str | None,
@@ -64,23 +80,34 @@ def run(preset: str, device: str, batch_sizes: list[int], steps: int, space: str
         t1 = min(time_steps(gen, images[:b], steps, **kw) for _ in range(repeats))
         t2 = min(time_steps(gen, images[:b], 2 * steps, **kw) for _ in range(repeats))
         per_step = max(t2 - t1, 1e-9) / steps
-        rows.append(dict(preset=preset, size=gen.size, device=device, threads=torch.get_num_threads(), space=space,
+        rows.append(dict(machine=machine_name(device), preset=preset, size=gen.size, device=device, threads=torch.get_num_threads(), space=space,
                          perceptual=perceptual or "pixel", batch_size=b, steps_timed=steps, sec_per_step=per_step,
                          images_per_sec=b / per_step))
         print(rows[-1], flush=True)
-    df = pd.DataFrame(rows)
-    df["speedup_vs_batch1"] = df["images_per_sec"] / df["images_per_sec"].iloc[0]
-    return df
+    return with_speedup(pd.DataFrame(rows))
 
 
 def merge(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
     """`old` rows not re-measured in `new`, then `new`; sorted so each configuration's batch sizes sit together."""
     if old.empty:
-        return new
+        return with_speedup(new)
     old = old.astype({k: new[k].dtype for k in KEY if k in old})
     kept = old.merge(new[KEY], on=KEY, how="left", indicator=True)
     kept = kept[kept["_merge"] == "left_only"].drop(columns="_merge")
-    return pd.concat([kept, new], ignore_index=True).sort_values(KEY, kind="stable", ignore_index=True)
+    merged = pd.concat([kept, new], ignore_index=True).sort_values(KEY, kind="stable", ignore_index=True)
+    return with_speedup(merged)
+
+
+def write_tables(df: pd.DataFrame, out: Path) -> None:
+    """The CSV (the numbers) and the Markdown table (for reading) beside it, each written atomically."""
+    with atomic_path(out.with_suffix(".csv"), ".csv") as tmp:
+        df.to_csv(tmp, index=False, float_format="%.5g")
+    head = ("# Projection throughput\n\n`machine` is what ran each row. `sec_per_step` is the difference of runs "
+            "of 2 x `steps_timed` and `steps_timed` steps, divided by `steps_timed` (the fastest of several runs).\n"
+            "`images_per_sec` = images x optimisation steps per second; batch size 1 is the official projector's "
+            "one-image-at-a-time throughput, and `speedup_vs_batch1` is relative to it within a configuration.\n\n")
+    with atomic_path(out.with_suffix(".md"), ".md") as tmp:
+        tmp.write_text(head + df.to_markdown(index=False, floatfmt=".4g") + "\n")
 
 
 def main() -> None:
@@ -100,16 +127,7 @@ def main() -> None:
              None if args.perceptual == "pixel" else args.perceptual, repeats=args.repeats)
     out = Path(args.out)
     csv = out.with_suffix(".csv")
-    df = merge(pd.read_csv(csv) if csv.exists() else pd.DataFrame(), df)
-    with atomic_path(out.with_suffix(".csv"), ".csv") as tmp:
-        df.to_csv(tmp, index=False, float_format="%.5g")
-    head = (f"# Projection throughput\n\nLast run: {platform.processor() or platform.machine()}, torch {torch.__version__}"
-            f"{', ' + torch.cuda.get_device_name() if torch.cuda.is_available() else ''}. `sec_per_step` is the "
-            "difference of runs of 2 x `steps_timed` and `steps_timed` steps, divided by `steps_timed`.\n"
-            "`images_per_sec` = images x optimisation steps per second; batch size 1 is the official projector's "
-            "one-image-at-a-time throughput, and `speedup_vs_batch1` is relative to it within a configuration.\n\n")
-    with atomic_path(out.with_suffix(".md"), ".md") as tmp:
-        tmp.write_text(head + df.to_markdown(index=False, floatfmt=".4g") + "\n")
+    write_tables(merge(pd.read_csv(csv) if csv.exists() else pd.DataFrame(), df), out)
 
 
 if __name__ == "__main__":

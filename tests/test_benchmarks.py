@@ -24,12 +24,16 @@ def test_projection_benchmark_runs_and_reports_speedup_against_batch_one(project
 
 
 def test_projection_results_merge_replaces_only_remeasured_rows(projection_bench):
-    row = dict(preset="demo", size=32, device="cpu", threads=1, space="w", perceptual="pixel", steps_timed=20)
-    old = pd.DataFrame([dict(row, batch_size=1, sec_per_step=1.0), dict(row, batch_size=2, sec_per_step=1.0)])
-    new = pd.DataFrame([dict(row, batch_size=2, sec_per_step=0.5), dict(row, device="cuda", batch_size=1,
-                                                                         sec_per_step=0.1)])
+    row = dict(machine="x86_64 2 cores", preset="demo", size=32, device="cpu", threads=1, space="w",
+               perceptual="pixel", steps_timed=20)
+    old = pd.DataFrame([dict(row, batch_size=1, sec_per_step=1.0, images_per_sec=1.0),
+                        dict(row, batch_size=2, sec_per_step=1.0, images_per_sec=2.0)])
+    new = pd.DataFrame([dict(row, batch_size=2, sec_per_step=0.5, images_per_sec=4.0),
+                        dict(row, machine="H100", device="cuda", batch_size=2, sec_per_step=0.1, images_per_sec=20.0)])
     merged = projection_bench.merge(old, new)
     assert len(merged) == 3
-    assert merged.set_index(["device", "batch_size"])["sec_per_step"].to_dict() == {
-        ("cpu", 1): 1.0, ("cpu", 2): 0.5, ("cuda", 1): 0.1}
-    assert projection_bench.merge(pd.DataFrame(), new).equals(new)
+    by = merged.set_index(["device", "batch_size"])
+    assert by["sec_per_step"].to_dict() == {("cpu", 1): 1.0, ("cpu", 2): 0.5, ("cuda", 2): 0.1}
+    # the speed-up is against the batch-1 row of the same configuration, kept from the earlier run
+    assert by.loc[("cpu", 2), "speedup_vs_batch1"] == 4.0
+    assert pd.isna(by.loc[("cuda", 2), "speedup_vs_batch1"])  # no batch-1 row on that machine

@@ -223,3 +223,12 @@ def test_manifest_checks_final_md5_offline(tmp_path):
     assert "no URL" in table["reason"][1]
     urls = celeba.celeba_hq_manifest(mapping, ["http://a/x/", "http://b/y"])[1]["urls"]
     assert urls == ["http://a/x/00001.png", "http://b/y/00001.png"]
+
+
+def test_final_md5_check_names_a_manifest_entry_without_one(tmp_path):
+    """Asked to verify by final_md5 an entry that has none: a row-level error that says so, not a KeyError."""
+    from PIL import Image
+
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / "00000.png")
+    with pytest.raises(DownloadError, match="no final_md5 in its manifest entry"):
+        image_check("final_md5")(tmp_path / "00000.png", {"path": "00000.png", "urls": []})

@@ -174,8 +174,9 @@ def propensity_overlap(attributes: pd.DataFrame, treated: pd.Series, covariates:
         if np.isnan(score).all():
             raise InputDataError("propensity_overlap: no attribute row has a propensity score.")
     scored = ~np.isnan(score)
-    if not scored.all():
-        warnings.warn(f"propensity_overlap: {int((~scored).sum())} image(s) have no propensity score and are not "
+    n_unscored = int((~scored).sum())
+    if n_unscored:
+        warnings.warn(f"propensity_overlap: {n_unscored} image(s) have no propensity score and are not "
                       "drawn.", stacklevel=2)
     samples = [("unmatched", "before matching", np.ones(len(ids)), BEFORE_COLOUR)]
     styles = method_styles(matches)
@@ -201,7 +202,8 @@ def propensity_overlap(attributes: pd.DataFrame, treated: pd.Series, covariates:
     for ax in axes[:: 2 if len(axes) == 4 else 3]:
         ax.set_ylabel(f"density ({labels[1]} up,\n{labels[0]} down)")
     axes[0].yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{abs(v):g}"))  # shared by every panel
-    fig.suptitle(f"Propensity-score overlap by group; score = {score_label}", fontsize=10)
+    unscored = f"\n({n_unscored} image(s) without a score not drawn)" if n_unscored else ""
+    fig.suptitle(f"Propensity-score overlap by group; score = {score_label}{unscored}", fontsize=10)
     save_figure(fig, pdf, png)
     return pd.concat(rows, ignore_index=True)
 

@@ -236,6 +236,7 @@ class LatentProjector:
             reconstructions=recon if self.return_reconstructions else None)
 
     def _amp(self, device: torch.device) -> bool:
+        """Mixed precision (bf16 autocast) is used only on CUDA."""
         return self.mixed_precision and device.type == "cuda"
 
     def _target_features(self, target: Tensor) -> list[Tensor] | None:
@@ -333,7 +334,7 @@ class LatentProjector:
             loss = self._loss(gen, best_u, best_noises, target, target_features, 0.0)
             failed |= ~torch.isfinite(loss) & ~failed
             w = self.w_avg_ + self.w_scale_ * best_u
-            amp = self.mixed_precision and device.type == "cuda"
+            amp = self._amp(device)
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
                 img = gen.synthesis(w, noise_mode="const", noises=best_noises)
         return (w.float().cpu().numpy(), loss.float().cpu().numpy(), steps.cpu().numpy(),

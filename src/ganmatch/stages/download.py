@@ -53,6 +53,9 @@ def image_check(verify: str):
     def check(path: Path, entry: dict) -> None:
         try:
             if verify == "final_md5":
+                if not entry.get("final_md5"):
+                    raise DownloadError(f"{path}: no final_md5 in its manifest entry, so it cannot be verified; "
+                                        "use verify: decode (or sha256) for this source.")
                 celeba.check_final_md5(path, entry["final_md5"])
             elif verify == "decode":
                 from PIL import Image

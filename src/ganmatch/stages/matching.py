@@ -76,7 +76,7 @@ def propensity_scores(name: str | None, spec: dict, index: pd.DataFrame, attribu
     same arguments), for every image of its sample."""
     if spec["method"] != "propensity":
         raise ConfigError(f"propensity scores: method '{name}' is '{spec['method']}', not 'propensity'.")
-    data = match_data(name or "propensity", index, attributes, embedding_files, treatment)
+    data = match_data(name or "propensity_overlap", index, attributes, embedding_files, treatment)
     takes = inspect.signature(propensity_model).parameters
     params = {k: v for k, v in spec.items() if k in takes and k not in ("data", "random_state")}
     model = propensity_model(data, random_state=seed, **params)
