@@ -8,7 +8,7 @@ import pytest
 
 from ganmatch import figures
 from ganmatch.balance import balance_table, group_means
-from ganmatch.errors import ConfigError, InputDataError
+from ganmatch.errors import InputDataError
 from ganmatch.matching import matched_weights
 from ganmatch.plots import method_styles
 
@@ -169,7 +169,7 @@ def _run_script(name, monkeypatch, **sections):
 
 def test_propensity_overlap_draws_the_scores_the_propensity_matcher_used(tmp_path, monkeypatch):
     """The figure's script shows, for every image the `propensity` method matched, the score it matched on
-    (its covariates, embedding, C, sample), not a score of its own."""
+    (its covariates, embedding, C, sample), as the matcher wrote it, not a score of its own."""
     from ganmatch.io import write_parquet
     from ganmatch.stages import matching as matching_stage
 
@@ -178,15 +178,18 @@ def test_propensity_overlap_draws_the_scores_the_propensity_matcher_used(tmp_pat
     write_parquet(att, tmp_path / "attributes.parquet")
     spec = {"method": "propensity", "embedding": "e", "covariates": ["a", "b"], "C": 0.3, "caliper": None,
             "ratio": 2, "replace": True}
-    pairs = matching_stage.run_method("ps", spec, index, att, emb_files, "male", seed=3).pairs
+    result = matching_stage.run_method("ps", spec, index, att, emb_files, "male", seed=3)
+    pairs, scores = result.pairs, matching_stage.score_table(result)
     write_parquet(pairs, tmp_path / "ps.parquet")
+    write_parquet(scores, tmp_path / "ps.scores.parquet")
+    assert sorted(scores["image_id"]) == sorted(sample_ids)  # the whole sample, matched or not
     out = {k: str(tmp_path / f"po.{k}") for k in ("pdf", "png")} | {"data": str(tmp_path / "po.parquet")}
     with pytest.warns(UserWarning, match="10 image"):  # the 10 images without the embedding are not drawn
         _run_script("figure_propensity_overlap", monkeypatch,
                     input={"index": str(tmp_path / "images.parquet"), "attributes": str(tmp_path / "attributes.parquet"),
-                           "matches": [str(tmp_path / "ps.parquet")], "embeddings": emb_files},
+                           "matches": [str(tmp_path / "ps.parquet")], "scores": [str(tmp_path / "ps.scores.parquet")]},
                     output=out, params={"treatment": "male", "covariates": ["a", "b"], "score_method": "ps",
-                                        "score_spec": spec, "seed": 3})
+                                        "score_spec": spec})
     _check_files(out["pdf"], out["png"])
     drawn = pd.read_parquet(out["data"])
     assert set(drawn.loc[drawn["sample"] == "unmatched", "image_id"]) == set(sample_ids)
@@ -210,17 +213,27 @@ def test_propensity_spec_follows_the_configured_method():
     assert propensity_spec({"g": methods["g"]}, ["a", "b"]) == (None, {"method": "propensity", "covariates": ["a", "b"]})
 
 
-def test_propensity_scores_without_a_propensity_method_are_the_covariate_fit(tmp_path):
+def test_propensity_overlap_without_a_propensity_method_fits_the_covariates(tmp_path, monkeypatch):
+    """No propensity method configured: the figure shows P(treated | covariates) for every image."""
+    from ganmatch.io import write_parquet
     from ganmatch.stages import matching as matching_stage
 
-    index, att, _, _ = _propensity_study(tmp_path)
-    name, spec = matching_stage.propensity_spec({"g": {"method": "greedy", "embedding": "e"}}, ["a", "b"])
-    scores = matching_stage.propensity_scores(name, spec, index, att, [], "male", seed=0)
-    assert list(scores["image_id"]) == list(att["image_id"])
-    np.testing.assert_allclose(scores["propensity"], figures.fit_propensity(att[["a", "b"]], index["male"]))
-    np.testing.assert_allclose(scores["propensity"], 1 / (1 + np.exp(-scores["logit"])))
-    with pytest.raises(ConfigError, match="not 'propensity'"):
-        matching_stage.propensity_scores("g", {"method": "greedy"}, index, att, [], "male")
+    index, att, emb_files, _ = _propensity_study(tmp_path)
+    write_parquet(index, tmp_path / "images.parquet")
+    write_parquet(att, tmp_path / "attributes.parquet")
+    result = matching_stage.run_method("g", {"method": "greedy", "embedding": "e"}, index, att, emb_files, "male")
+    assert matching_stage.score_table(result).empty and list(matching_stage.score_table(result).columns) == [
+        "image_id", "logit", "propensity"]
+    write_parquet(result.pairs, tmp_path / "g.parquet")
+    out = {k: str(tmp_path / f"po.{k}") for k in ("pdf", "png")} | {"data": str(tmp_path / "po.parquet")}
+    _run_script("figure_propensity_overlap", monkeypatch,
+                input={"index": str(tmp_path / "images.parquet"), "attributes": str(tmp_path / "attributes.parquet"),
+                       "matches": [str(tmp_path / "g.parquet")], "scores": []},
+                output=out, params={"treatment": "male", "covariates": ["a", "b"], "score_method": "",
+                                    "score_spec": {}})
+    before = pd.read_parquet(out["data"]).query("sample == 'unmatched'").set_index("image_id")["propensity"]
+    own = pd.Series(figures.fit_propensity(att[["a", "b"]], index["male"]), index=att["image_id"])
+    np.testing.assert_allclose(before.loc[own.index].to_numpy(), own.to_numpy())
 
 
 def test_matched_pairs_grid_with_reference_images(tmp_path, sample):

@@ -149,7 +149,7 @@ def propensity_overlap(attributes: pd.DataFrame, treated: pd.Series, covariates:
     """Propensity-score distributions of the two groups before matching and after each method (mirrored).
 
     The score is `scores` (propensity by image_id; the workflow passes the ones its `propensity` method matched
-    on, `stages.matching.propensity_scores`; images without one are not drawn), else fitted here on the
+    on, as it wrote them to matches/scores/<name>.parquet; images without one are not drawn), else fitted here on the
     `covariates` (`fit_propensity`). Every panel shows the same score (described by `score_label` in the title);
     matched samples are weighted as in the ATT (`matching.matched_weights`). Returns image_id, group,
     propensity, sample, weight (rows with weight > 0 and a score).

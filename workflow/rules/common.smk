@@ -255,7 +255,7 @@ def overlap_propensity():
     return propensity_spec(config["matching"]["methods"], config["covariates"])
 
 
-def overlap_embedding_files(wildcards):
-    """The embeddings that method reads (the same files as its match_groups job), so the samples agree."""
+def overlap_scores(wildcards):
+    """The per-image scores that propensity method wrote while matching (none: the figure fits on the covariates)."""
     name = overlap_propensity()[0]
-    return [f for e in match_embeddings(name) for f in embedding_files(e)] if name else []
+    return [f"{RES}/matches/scores/{name}.parquet"] if name else []

@@ -42,12 +42,12 @@ rule figure_love_plot:
 
 rule figure_propensity_overlap:
     """Propensity-score distributions by group before and after each matching method; the score is the one the
-    propensity matching method matched on (recomputed by the same code), else a fit on the covariates."""
+    propensity matching method matched on (the scores it wrote), else a fit on the covariates."""
     input:
         index=f"{RES}/images.parquet",
         attributes=f"{RES}/attributes.parquet",
         matches=METHOD_MATCHES,
-        embeddings=overlap_embedding_files,
+        scores=overlap_scores,
     output:
         pdf=report(f"{RES}/figures/propensity_overlap.pdf", caption="../report/propensity_overlap.rst", category="Balance"),
         png=f"{RES}/figures/propensity_overlap.png",
@@ -57,7 +57,6 @@ rule figure_propensity_overlap:
         covariates=config["covariates"],
         score_method=lambda wildcards: overlap_propensity()[0] or "",
         score_spec=lambda wildcards: overlap_propensity()[1],
-        seed=config["seed"],
     log:
         f"{LOGS}/figures/propensity_overlap.log",
     conda:

@@ -8,7 +8,8 @@ rule match_groups:
         attributes=f"{RES}/attributes.parquet",
         embeddings=lambda wildcards: [f for e in match_embeddings(wildcards.method) for f in embedding_files(e)],
     output:
-        f"{RES}/matches/{{method}}.parquet",
+        pairs=f"{RES}/matches/{{method}}.parquet",
+        scores=f"{RES}/matches/scores/{{method}}.parquet",  # the score it matched on, per image (propensity only)
     params:
         spec=lambda wildcards: config["matching"]["methods"][wildcards.method],
         treatment=config["treatment"],

@@ -1,15 +1,14 @@
 """Propensity-score overlap by group, before and after each matching method.
 
-The score is the one the configured `propensity` matching method matched on, recomputed on its sample by the
-code that method runs (`stages.matching.propensity_scores`); without such a method, a logistic regression of
-the treatment on the covariates. Every method's panel shows the same score.
+The score is the one the configured `propensity` matching method matched on, as it wrote it while matching
+(matches/scores/<name>.parquet); without such a method, a logistic regression of the treatment on the
+covariates. Every method's panel shows the same score.
 """
 
 from pathlib import Path
 
 from ganmatch import dataset, figures, io
 from ganmatch.logs import script_logging
-from ganmatch.stages import matching as matching_stage
 
 log = script_logging(snakemake)  # noqa: F821
 inp, out, p = snakemake.input, snakemake.output, snakemake.params  # noqa: F821
@@ -17,12 +16,15 @@ index, attributes = io.read_parquet(inp.index), io.read_parquet(inp.attributes)
 treated = dataset.with_treatment(index, attributes, p.treatment).set_index("image_id")[p.treatment]
 matches = {Path(f).stem: io.read_parquet(f) for f in inp.matches}
 name, spec = p.score_method or None, p.score_spec
-scores = matching_stage.propensity_scores(name, spec, index, attributes, list(inp.embeddings), p.treatment, p.seed)
-on = [f"{spec['embedding']} embedding"] if spec.get("embedding") else []
-on += ["covariates"] if spec.get("covariates") else []
-label = f"P(treated | {' + '.join(on)})" + (f" of matching method '{name}'" if name else ", logistic regression")
-log.info("score: %s on %d images", label, len(scores))
+scores = None
+if name:
+    scores = io.read_parquet(inp.scores[0]).set_index("image_id")["propensity"]
+    on = [f"{spec['embedding']} embedding"] if spec.get("embedding") else []
+    on += ["covariates"] if spec.get("covariates") else []
+    label = f"P(treated | {' + '.join(on)}) of matching method '{name}'"
+    log.info("score: %s on %d images", label, len(scores))
+else:
+    label = "P(treated | covariates), logistic regression"
 data = figures.propensity_overlap(attributes, treated, p.covariates, matches, out.pdf, out.png,
-                                  treatment=p.treatment, scores=scores.set_index("image_id")["propensity"],
-                                  score_label=label)
+                                  treatment=p.treatment, scores=scores, score_label=label)
 io.write_parquet(data, out.data)

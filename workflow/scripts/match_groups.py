@@ -1,4 +1,5 @@
-"""Run one configured matching method and write its matches table."""
+"""Run one configured matching method and write its matches table and its per-image scores (empty unless the
+method matches on a score)."""
 
 from ganmatch import io
 from ganmatch.logs import script_logging
@@ -12,4 +13,5 @@ result = matching_stage.run_method(
     treatment=p.treatment, seed=p.seed,
 )
 log.info("%s: %s", snakemake.wildcards.method, result.info)  # noqa: F821
-io.write_parquet(result.pairs, snakemake.output[0])  # noqa: F821
+io.write_parquet(result.pairs, snakemake.output.pairs)  # noqa: F821
+io.write_parquet(matching_stage.score_table(result), snakemake.output.scores)  # noqa: F821

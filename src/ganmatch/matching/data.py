@@ -53,10 +53,12 @@ class MatchData:
 
 @dataclass
 class MatchResult:
-    """The matches table and a dict describing the run (method, counts, caliper, warnings)."""
+    """The matches table, a dict describing the run (method, counts, caliper, warnings) and, for methods that
+    match on a scalar score, that score for every image of the sample (MatchIt's `distance`), else None."""
 
     pairs: pd.DataFrame
     info: dict
+    scores: pd.DataFrame | None = None
 
 
 def _empty_pairs(extra: dict | None = None) -> pd.DataFrame:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 from ..errors import ConfigError
 from .data import MatchData, MatchResult, features, make_result, split_groups
@@ -94,7 +95,8 @@ def match_propensity(data: MatchData, covariates: list[str] | None = None, embed
     t_idx, c_idx = split_groups(data, "propensity")
     if ratio < 1:
         raise ConfigError(f"propensity: ratio must be >= 1, got {ratio}.")
-    logit = propensity_model(data, covariates, embedding, C, random_state).logit_
+    model = propensity_model(data, covariates, embedding, C, random_state)
+    logit = model.logit_
     cal = np.inf if caliper is None else float(caliper) * (float(np.std(logit, ddof=1)) if std_caliper else 1.0)
     lt, lc = logit[t_idx], logit[c_idx]
     if order == "random":
@@ -113,5 +115,8 @@ def match_propensity(data: MatchData, covariates: list[str] | None = None, embed
     info = {"caliper": cal, "caliper_sd_units": caliper if std_caliper else None, "order": order, "ratio": ratio,
             "replace": replace, "logit_sd": float(np.std(logit, ddof=1))}
     extra = {"treated_logit": lt[ti], "control_logit": lc[ci]}
-    return make_result(data, "propensity", embedding or "", t_idx[ti], c_idx[ci], d, info, weight=weight,
-                       subclass=subclass, extra=extra)
+    result = make_result(data, "propensity", embedding or "", t_idx[ti], c_idx[ci], d, info, weight=weight,
+                         subclass=subclass, extra=extra)
+    result.scores = pd.DataFrame({"image_id": np.asarray(data.ids).astype(str), "logit": logit,
+                                  "propensity": model.propensity_})
+    return result

@@ -1,18 +1,17 @@
-"""Run one configured matching method on the embeddings and attributes of the accepted images, and recompute
-the propensity score a `propensity` method matched on (for figures)."""
+"""Run one configured matching method on the embeddings and attributes of the accepted images; a method that
+matches on a score (propensity) also writes that score per image, which the overlap figure draws."""
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from ..dataset import with_treatment
-from ..errors import ConfigError, InputDataError
+from ..errors import InputDataError
 from ..io import read_npy, read_parquet
-from ..matching import MatchData, MatchResult, match, propensity_model
+from ..matching import MatchData, MatchResult, match
 
 
 def load_embeddings(files: list[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -70,14 +69,11 @@ def propensity_spec(methods: dict[str, dict], covariates: list[str]) -> tuple[st
     return None, {"method": "propensity", "covariates": list(covariates)}
 
 
-def propensity_scores(name: str | None, spec: dict, index: pd.DataFrame, attributes: pd.DataFrame,
-                      embedding_files: list[str], treatment: str, seed: int = 0) -> pd.DataFrame:
-    """image_id, logit, propensity: the score the `propensity` method `spec` matches on (`run_method` with the
-    same arguments), for every image of its sample."""
-    if spec["method"] != "propensity":
-        raise ConfigError(f"propensity scores: method '{name}' is '{spec['method']}', not 'propensity'.")
-    data = match_data(name or "propensity_overlap", index, attributes, embedding_files, treatment)
-    takes = inspect.signature(propensity_model).parameters
-    params = {k: v for k, v in spec.items() if k in takes and k not in ("data", "random_state")}
-    model = propensity_model(data, random_state=seed, **params)
-    return pd.DataFrame({"image_id": data.ids, "logit": model.logit_, "propensity": model.propensity_})
+SCORE_COLUMNS = {"image_id": str, "logit": float, "propensity": float}
+
+
+def score_table(result: MatchResult) -> pd.DataFrame:
+    """The per-image score a method matched on (image_id, logit, propensity); empty for methods without one."""
+    if result.scores is None:
+        return pd.DataFrame({c: pd.Series([], dtype=t) for c, t in SCORE_COLUMNS.items()})
+    return result.scores[list(SCORE_COLUMNS)].astype(SCORE_COLUMNS)
