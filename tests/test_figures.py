@@ -209,8 +209,8 @@ def test_propensity_spec_follows_the_configured_method():
 
     methods = {"g": {"method": "greedy", "embedding": "gan"}, "ps": {"method": "propensity", "embedding": "gan"},
                "ps2": {"method": "propensity", "covariates": ["a"]}}
-    assert propensity_spec(methods, ["a", "b"]) == ("ps", methods["ps"])
-    assert propensity_spec({"g": methods["g"]}, ["a", "b"]) == (None, {"method": "propensity", "covariates": ["a", "b"]})
+    assert propensity_spec(methods) == ("ps", methods["ps"])
+    assert propensity_spec({"g": methods["g"]}) == (None, {})
 
 
 def test_propensity_overlap_without_a_propensity_method_fits_the_covariates(tmp_path, monkeypatch):

@@ -251,8 +251,8 @@ def treatment_inputs(wildcards):
 
 
 def overlap_propensity():
-    """(name, spec) of the score the overlap figure shows: the first `propensity` method's, else the covariates'."""
-    return propensity_spec(config["matching"]["methods"], config["covariates"])
+    """(name, spec) of the propensity method whose score the overlap figure shows; (None, {}): it fits its own."""
+    return propensity_spec(config["matching"]["methods"])
 
 
 def overlap_scores(wildcards):

@@ -28,9 +28,9 @@ def load_embeddings(files: list[str]) -> dict[str, tuple[np.ndarray, np.ndarray]
     return out
 
 
-def match_data(name: str, index: pd.DataFrame, attributes: pd.DataFrame, embedding_files: list[str],
-               treatment: str) -> MatchData:
-    """The sample a method matches: the images present in every embedding it reads and in the attributes table."""
+def run_method(name: str, spec: dict, index: pd.DataFrame, attributes: pd.DataFrame, embedding_files: list[str],
+               treatment: str, seed: int = 0) -> MatchResult:
+    """Restrict to images present in every embedding and the attributes table, then call `match`."""
     embeddings = load_embeddings(embedding_files)
     ids = attributes["image_id"].to_numpy(str)
     for emb_ids, _ in embeddings.values():
@@ -42,17 +42,11 @@ def match_data(name: str, index: pd.DataFrame, attributes: pd.DataFrame, embeddi
     for emb, (emb_ids, X) in embeddings.items():
         pos = pd.Series(np.arange(len(emb_ids)), index=emb_ids).loc[ids].to_numpy()
         aligned[emb] = np.asarray(X[pos], np.float32)
-    return MatchData(
+    data = MatchData(
         ids=ids, treated=rows[treatment].to_numpy(int), embeddings=aligned,
         identity=rows["identity"].astype(str).to_numpy(),
         covariates=attributes.set_index("image_id").loc[ids].reset_index(),
     )
-
-
-def run_method(name: str, spec: dict, index: pd.DataFrame, attributes: pd.DataFrame, embedding_files: list[str],
-               treatment: str, seed: int = 0) -> MatchResult:
-    """Restrict to images present in every embedding and the attributes table, then call `match`."""
-    data = match_data(name, index, attributes, embedding_files, treatment)
     params = {k: v for k, v in spec.items() if k != "method"}
     result = match(spec["method"], data, random_state=seed, **params)
     result.pairs["method"] = name
@@ -60,13 +54,12 @@ def run_method(name: str, spec: dict, index: pd.DataFrame, attributes: pd.DataFr
     return result
 
 
-def propensity_spec(methods: dict[str, dict], covariates: list[str]) -> tuple[str | None, dict]:
-    """(name, spec) of the propensity score to show: the first configured `propensity` method's, so a figure
-    shows the scores that method matched on; else (None, treatment on the balance `covariates`)."""
+def propensity_spec(methods: dict[str, dict]) -> tuple[str | None, dict]:
+    """(name, spec) of the first configured `propensity` method, whose scores a figure shows; (None, {}) if none."""
     for name, spec in methods.items():
         if spec["method"] == "propensity":
             return name, spec
-    return None, {"method": "propensity", "covariates": list(covariates)}
+    return None, {}
 
 
 SCORE_COLUMNS = {"image_id": str, "logit": float, "propensity": float}
