@@ -23,6 +23,7 @@ from .plots import (  # noqa: F401 - GROUP_COLOURS, group_labels, save_figure ar
     group_labels,
     histogram,
     method_styles,
+    panel_columns,
     panel_grid,
     plt,
     pretty,
@@ -79,9 +80,10 @@ def covariate_means(means: pd.DataFrame, pdf: str, png: str | None = None, treat
         ax.set_title(pretty(method), fontsize=10)
         ax.set_ylim(-0.05, 1.05)
         ax.grid(axis="y", alpha=0.3)
-    for ax in axes[:: 2 if len(axes) == 4 else 3]:
+    cols = panel_columns(len(axes))
+    for ax in axes[::cols]:
         ax.set_ylabel("mean of covariate\n(fraction with attribute)")
-    axes[min(len(axes), 2 if len(axes) == 4 else 3) - 1].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8,
+    axes[cols - 1].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8,
                                                               frameon=False)
     fig.suptitle("Covariate means per group before and after matching (95% intervals)", fontsize=10)
     save_figure(fig, pdf, png)
@@ -199,7 +201,7 @@ def propensity_overlap(attributes: pd.DataFrame, treated: pd.Series, covariates:
         ax.set_title(title, fontsize=9, color=colour)
         ax.set_xlabel("propensity score")
         ax.legend(fontsize=7, frameon=False, loc="upper left")
-    for ax in axes[:: 2 if len(axes) == 4 else 3]:
+    for ax in axes[:: panel_columns(len(axes))]:
         ax.set_ylabel(f"density ({labels[1]} up,\n{labels[0]} down)")
     axes[0].yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{abs(v):g}"))  # shared by every panel
     unscored = f"\n({n_unscored} image(s) without a score not drawn)" if n_unscored else ""

@@ -51,6 +51,11 @@ def read_parquet(path: str | os.PathLike, columns: list[str] | None = None) -> p
     return pd.read_parquet(path, columns=columns)
 
 
+def read_named_parquets(paths) -> dict[str, pd.DataFrame]:
+    """<dir>/<name>.parquet files -> {name: table} (one matches or neighbours table per method or embedding)."""
+    return {Path(p).stem: read_parquet(p) for p in map(str, paths)}
+
+
 def write_npy(array: np.ndarray, path: str | os.PathLike) -> None:
     """Write an array to `.npy` atomically."""
     with atomic_path(path, ".npy") as tmp:

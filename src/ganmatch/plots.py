@@ -81,10 +81,15 @@ def histogram(values, bins, weights=None) -> np.ndarray:
     return np.divide(counts, counts.sum() * np.diff(bins), out=np.zeros_like(counts, dtype=float), where=total > 0)
 
 
+def panel_columns(n: int, max_cols: int = 3) -> int:
+    """Columns of `panel_grid` for `n` panels: at most `max_cols`, and 4 panels as 2 x 2."""
+    return 2 if n == 4 else min(n, max_cols)
+
+
 def panel_grid(n: int, max_cols: int = 3, panel: tuple[float, float] = (3.0, 3.0), **kwargs):
     """A figure with `n` panels wrapped into rows of at most `max_cols` (4 panels make 2 x 2);
     returns (fig, axes) with axes a flat list of the `n` used panels, unused ones removed."""
-    cols = 2 if n == 4 else min(n, max_cols)
+    cols = panel_columns(n, max_cols)
     rows = -(-n // cols)
     fig, grid = plt.subplots(rows, cols, figsize=(0.8 + panel[0] * cols, 0.6 + panel[1] * rows), squeeze=False,
                              layout="constrained", **kwargs)

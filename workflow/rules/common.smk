@@ -19,6 +19,7 @@ DS = config["dataset"]
 RES = f"results/{DS}"
 RAW = f"resources/{DS}"
 LOGS = f"logs/{DS}"
+METHOD_MATCHES = expand(f"{RES}/matches/{{method}}.parquet", method=config["matching"]["methods"])
 SCRIPTS = "../scripts"
 
 
@@ -183,7 +184,7 @@ def outcome_inputs(wildcards):
     inputs = {
         "index": f"{RES}/images.parquet",
         "attributes": f"{RES}/attributes.parquet",
-        "matches": expand(f"{RES}/matches/{{method}}.parquet", method=config["matching"]["methods"]),
+        "matches": METHOD_MATCHES,
     }
     if config["source"] == "demo":
         inputs["truth"] = f"{RAW}/truth.json"

@@ -1,9 +1,6 @@
 # Stage 10: the paper's figures, each a target that rebuilds alone: results/<dataset>/figures/<name>.pdf
 # Every rule writes <name>.pdf (in the report), <name>.png and <name>.parquet (the numbers drawn).
 
-METHOD_MATCHES = expand(f"{RES}/matches/{{method}}.parquet", method=config["matching"]["methods"])
-
-
 rule figure_covariate_means:
     """Covariate means per group before and after matching, 95% intervals, one panel per method."""
     input:
@@ -30,8 +27,6 @@ rule figure_love_plot:
         pdf=report(f"{RES}/figures/love_plot.pdf", caption="../report/love_plot.rst", category="Balance"),
         png=f"{RES}/figures/love_plot.png",
         data=f"{RES}/figures/love_plot.parquet",
-    params:
-        threshold=config["balance"].get("threshold", 0.1),
     log:
         f"{LOGS}/figures/love_plot.log",
     conda:

@@ -10,7 +10,9 @@ rule estimate_outcomes:
     params:
         outcomes=config.get("outcomes", []),
         treatment=config["treatment"],
-        analysis=config.get("outcome_analysis", {}),
+        n_boot=config.get("outcome_analysis", {}).get("n_boot", 2000),
+        alpha=config.get("outcome_analysis", {}).get("alpha", 0.05),
+        truth=config.get("outcome_analysis", {}).get("truth", {}),
         seed=config["seed"],
     log:
         f"{LOGS}/outcomes/effects.log",
@@ -26,12 +28,13 @@ rule verification_bias:
         index=f"{RES}/images.parquet",
         attributes=f"{RES}/attributes.parquet",
         embedding=lambda wildcards: embedding_files(wildcards.embedding),
-        matches=expand(f"{RES}/matches/{{method}}.parquet", method=config["matching"]["methods"]),
+        matches=METHOD_MATCHES,
     output:
         f"{RES}/outcomes/verification_{{embedding}}.parquet",
     params:
         treatment=config["treatment"],
-        analysis=config.get("outcome_analysis", {}),
+        n_boot=config.get("outcome_analysis", {}).get("n_boot", 2000),
+        alpha=config.get("outcome_analysis", {}).get("alpha", 0.05),
         threshold=lambda wildcards: verification_threshold(wildcards.embedding),
         seed=config["seed"],
     log:

@@ -5,8 +5,6 @@ The score is the one the configured `propensity` matching method matched on, as 
 covariates. Every method's panel shows the same score.
 """
 
-from pathlib import Path
-
 from ganmatch import dataset, figures, io
 from ganmatch.logs import script_logging
 
@@ -14,7 +12,7 @@ log = script_logging(snakemake)  # noqa: F821
 inp, out, p = snakemake.input, snakemake.output, snakemake.params  # noqa: F821
 index, attributes = io.read_parquet(inp.index), io.read_parquet(inp.attributes)
 treated = dataset.with_treatment(index, attributes, p.treatment).set_index("image_id")[p.treatment]
-matches = {Path(f).stem: io.read_parquet(f) for f in inp.matches}
+matches = io.read_named_parquets(inp.matches)
 name, spec = p.score_method or None, p.score_spec
 scores = None
 if name:

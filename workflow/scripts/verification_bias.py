@@ -9,8 +9,8 @@ p, inp = snakemake.params, snakemake.input  # noqa: F821
 table = outcome_stage.face_verification(
     io.read_parquet(inp.index), io.read_parquet(inp.attributes),
     io.read_parquet(inp.embedding[1])["image_id"].to_numpy(str), io.read_npy(inp.embedding[0]),
-    inp.matches, p.treatment, threshold=p.threshold, n_boot=p.analysis.get("n_boot", 2000),
-    alpha=p.analysis.get("alpha", 0.05), seed=p.seed,
+    inp.matches, p.treatment, threshold=p.threshold, n_boot=p.n_boot, alpha=p.alpha,
+    seed=p.seed,
 )
 log.info("verification:\n%s", table.to_string())
 io.write_parquet(table, snakemake.output[0])  # noqa: F821

@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 
 from ..dataset import with_treatment
-from ..io import read_parquet
+from ..io import read_named_parquets
 from ..outcomes import estimate_outcomes, reference_distances, verification_bias
-
-
-def read_matches(files: list[str]) -> dict[str, pd.DataFrame]:
-    """matches/<name>.parquet files -> {name: table}."""
-    return {Path(f).stem: read_parquet(f) for f in map(str, files)}
 
 
 def analysed_images(index: pd.DataFrame, attributes: pd.DataFrame) -> pd.DataFrame:
@@ -27,7 +20,7 @@ def outcome_effects(index: pd.DataFrame, attributes: pd.DataFrame, match_files: 
     """Naive and matched estimates (ATT) with bootstrap intervals, tests and Rosenbaum Gamma per outcome."""
     images = analysed_images(with_treatment(index, attributes, treatment), attributes)
     table = images[["image_id", treatment, *outcomes]]
-    return estimate_outcomes(table, treatment, read_matches(match_files), columns=outcomes, truth=truth or {},
+    return estimate_outcomes(table, treatment, read_named_parquets(match_files), columns=outcomes, truth=truth or {},
                              n_boot=n_boot, alpha=alpha, random_state=seed)
 
 
@@ -47,7 +40,7 @@ def face_verification(index: pd.DataFrame, attributes: pd.DataFrame, ids: np.nda
         exclude = att.index[att == 1].astype(str)
     ref = reference_distances(ids, images.loc[ids, "identity"].astype(str).to_numpy(), X, exclude=exclude, random_state=seed)
     distance = ref.set_index("image_id")["distance"]
-    bias = verification_bias(distance, images[treatment], threshold=threshold, matches=read_matches(match_files),
+    bias = verification_bias(distance, images[treatment], threshold=threshold, matches=read_named_parquets(match_files),
                              n_boot=n_boot, alpha=alpha, random_state=seed)
     bias.insert(0, "threshold", float(threshold))
     return bias
