@@ -218,6 +218,22 @@ def test_fetch_manifest_records_failures_and_skips_present(server, tmp_path):
     assert [r[0] for r in server.requests] == ["/b.bin", "/b.bin"]
 
 
+
+def test_present_file_failing_its_check_is_fetched_again_without_a_checksum(server, tmp_path):
+    """No sha256/md5 known (CelebA-HQ entries): a present, corrupt file is re-downloaded, not reported "ok"."""
+    (tmp_path / "a.bin").write_bytes(b"corrupt")
+
+    def check(path, entry):
+        if path.read_bytes() != PAYLOAD:
+            raise DownloadError(f"{path}: not the expected content")
+
+    entries = [{"path": "a.bin", "url": f"{server.url}/weights.bin"}]
+    table = dl.fetch_manifest(entries, tmp_path, check=check, retries=1, timeout=5, backoff=0)
+    assert table["status"].tolist() == ["ok"]
+    assert (tmp_path / "a.bin").read_bytes() == PAYLOAD
+    assert [r[0] for r in server.requests] == ["/weights.bin"]
+
+
 # ---------------------------------------------------------------- safe extraction
 
 

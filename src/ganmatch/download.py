@@ -254,17 +254,17 @@ def download(
     hint = manual_hint(urls, dest, want_sha, md5, lock)
 
     if dest.exists():
-        if not (want_sha or md5):
-            if lock is not None:
-                record_hash(lock, dest, file_hash(dest), url="(present before first download)")
-            log.info("%s exists and has no known checksum; using it as is", dest)
-            return dest
-        try:
+        try:  # the `check` hook runs even without a checksum: a present file that fails it is fetched again
             _check_part(dest, want_sha, md5, check)
-            return dest
         except DownloadError as err:
             log.warning("%s exists but fails verification (%s); downloading it again", dest, err)
             dest.unlink()
+        else:
+            if not (want_sha or md5):
+                if lock is not None:
+                    record_hash(lock, dest, file_hash(dest), url="(present before first download)")
+                log.info("%s exists and has no known checksum; using it as is", dest)
+            return dest
 
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
