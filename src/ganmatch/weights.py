@@ -25,15 +25,6 @@ from ganmatch.stylegan2 import Generator
 
 FORMAT = "ganmatch-stylegan2/1"
 
-# Official stylegan2-ada-pytorch generators (FFHQ). sha256 is filled in once the files are fetched and checked.
-OFFICIAL_WEIGHTS = {
-    "ffhq1024": {"url": "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/ffhq.pkl",
-                 "size": 1024, "sha256": None},
-    "ffhq256": {"url": "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/"
-                       "transfer-learning-source-nets/ffhq-res256-mirror-paper256-noaug.pkl",
-                "size": 256, "sha256": None},
-}
-
 
 # ----------------------------------------------------------------------------------------- our format
 

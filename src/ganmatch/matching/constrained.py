@@ -140,11 +140,11 @@ def match_greedy_constrained(data: MatchData, embedding: str = "gan", metric: st
                 continue
             cols, fd = fl.idx[t], fl.dist[t]
             if not fl.complete[t] and len(fd) and fd[-1] <= threshold:
-                fd = distances.pairwise(F[t_idx[t]:t_idx[t] + 1], F[c_idx], constraint_metric, force=True)[0]
+                fd = distances.pairwise(fl.Xt[t:t + 1], fl.Xc, constraint_metric, force=True)[0]
                 cols = np.arange(len(c_idx))
             cols = cols[fd <= threshold]
             if len(cols):
-                d = distances.pairwise(X[t_idx[t]:t_idx[t] + 1], X[c_idx[cols]], metric, force=True)[0]
+                d = distances.pairwise(lists.Xt[t:t + 1], lists.Xc[cols], metric, force=True)[0]
                 o = np.lexsort((cols, d))
                 sat[t] = (cols[o], d[o])
     sat_pos = dict.fromkeys(sat, 0)

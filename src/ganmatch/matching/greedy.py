@@ -60,9 +60,6 @@ class CrossLists:
                 i, d = distances.knn(self.Xt[t:t + 1], kk, self.metric, Y=self.Xc[live], exclude_self=False)
             self.extra[t] = (live[i[0]], d[0])
 
-    def advance(self, t: int) -> None:
-        self.pos[t] += 1
-
 
 def greedy_pairs(Xt: np.ndarray, Xc: np.ndarray, metric: str = "euclidean", caliper: float = np.inf,
                  n_pairs: int | None = None, k: int = 100, lists: CrossLists | None = None):
@@ -114,6 +111,6 @@ def match_greedy(data: MatchData, embedding: str, metric: str = "euclidean", cal
     X = data.embedding(embedding)
     lists = CrossLists(X[t_idx], X[c_idx], metric, k)
     cal = resolve_caliper(lists.nearest(), caliper, caliper_sd, caliper_quantile)
-    ti, ci, d = greedy_pairs(X[t_idx], X[c_idx], metric, cal, n_pairs, k, lists=lists)
+    ti, ci, d = greedy_pairs(lists.Xt, lists.Xc, metric, cal, n_pairs, k, lists=lists)  # no second copy
     info = {"caliper": cal, "metric": metric, "k": k, "n_refills": lists.n_refills}
     return make_result(data, "greedy", embedding, t_idx[ti], c_idx[ci], d, info)
