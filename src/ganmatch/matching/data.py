@@ -129,6 +129,18 @@ def resolve_caliper(nearest: np.ndarray, caliper=None, caliper_sd=None, caliper_
     return np.inf
 
 
+def caliper_between(Xt: np.ndarray, Xc: np.ndarray, metric: str = "euclidean", caliper=None, caliper_sd=None,
+                    caliper_quantile=None) -> float:
+    """`resolve_caliper` for treated rows Xt against controls Xc; the cross-group nearest distances it may
+    need are searched only for a relative (sd or quantile) caliper."""
+    nearest = np.zeros(0)
+    if caliper_sd is not None or caliper_quantile is not None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            nearest = distances.knn(Xt, 1, metric, Y=Xc, exclude_self=False)[1][:, 0].astype(np.float64)
+    return resolve_caliper(nearest, caliper, caliper_sd, caliper_quantile)
+
+
 def features(data: MatchData, method: str, embedding: str | None, covariates: list[str] | None,
              standardize: bool = True) -> np.ndarray:
     """float64 design matrix: the embedding's columns and/or the named covariates, each standardised."""

@@ -3,14 +3,11 @@ embedding, optionally exact within categorical strata."""
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pandas as pd
 
-from .. import distances
 from ..errors import ConfigError
-from .data import MatchData, MatchResult, features, make_result, resolve_caliper, split_groups
+from .data import MatchData, MatchResult, caliper_between, features, make_result, split_groups
 from .greedy import greedy_pairs
 
 
@@ -42,10 +39,7 @@ def match_mahalanobis(data: MatchData, embedding: str | None = None, covariates:
         strata = pd.factorize(pd.MultiIndex.from_frame(data.covariates[list(exact)].astype(str)))[0]
     else:
         strata = np.zeros(len(data.ids), np.int64)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        _, nn = distances.knn(Z[t_all], 1, Y=Z[c_all], exclude_self=False)
-    cal = resolve_caliper(nn[:, 0].astype(np.float64), caliper, caliper_sd, caliper_quantile)
+    cal = caliper_between(Z[t_all], Z[c_all], "euclidean", caliper, caliper_sd, caliper_quantile)
     found = []
     for s in np.unique(strata):
         t_idx, c_idx = t_all[strata[t_all] == s], c_all[strata[c_all] == s]

@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 
 from .. import distances
-from .data import MatchData, MatchResult, make_result, resolve_caliper, split_groups
+from .data import MatchData, MatchResult, caliper_between, make_result, split_groups
 
 
 def optimal_pairs(Xt: np.ndarray, Xc: np.ndarray, metric: str = "euclidean", caliper: float = np.inf,
@@ -61,12 +61,7 @@ def match_optimal(data: MatchData, embedding: str, metric: str = "euclidean", ca
     """Optimal 1:1 matching minimising the total distance in one embedding (see `optimal_pairs`)."""
     t_idx, c_idx = split_groups(data, "optimal")
     X = data.embedding(embedding)
-    cal = np.inf
-    if any(v is not None for v in (caliper, caliper_sd, caliper_quantile)):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            _, nn = distances.knn(X[t_idx], 1, metric, Y=X[c_idx], exclude_self=False)
-        cal = resolve_caliper(nn[:, 0].astype(np.float64), caliper, caliper_sd, caliper_quantile)
+    cal = caliper_between(X[t_idx], X[c_idx], metric, caliper, caliper_sd, caliper_quantile)
     ti, ci, d, dense = optimal_pairs(X[t_idx], X[c_idx], metric, cal, k)
     o = np.lexsort((ti, d))
     info = {"caliper": cal, "metric": metric, "k": k, "solver": "dense" if dense else "sparse_knn",
