@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from ganmatch.errors import InputDataError, WeightsError
 from ganmatch.io import atomic_path
-from ganmatch.project import SPACES, images_to_tensor, multiscale_mse, tensor_to_uint8
+from ganmatch.project import SPACES, images_to_tensor, multiscale_mse, tensor_to_uint8, w_statistics
 from ganmatch.weights import read_checkpoint
 
 FORMAT = "ganmatch-encoder/1"
@@ -32,15 +32,6 @@ TRAINING_PARAMS = ("n_train", "epochs", "batch_size", "lr", "pixel_weight", "tru
 
 
 # ------------------------------------------------------------------------------------------ network
-
-@torch.no_grad()
-def w_statistics(generator, seed: int = 0, n: int = 10000) -> tuple[Tensor, float]:
-    """Mean w and the spread of w (RMS over coordinates) of the mapping, from n seeded z, as the projector has them."""
-    z = torch.randn(n, generator.z_dim, generator=torch.Generator().manual_seed(int(seed)))
-    w = generator.mapping(z.to(generator.w_avg.device)).cpu()
-    mean = w.mean(0)
-    return mean, float((w - mean).square().mean().sqrt())
-
 
 class ResBlock(nn.Module):
     """Two 3x3 convs with leaky ReLU, the first with stride 2; a strided 1x1 conv on the skip path."""
@@ -131,10 +122,12 @@ class LatentEncoder:
     # -- training data
 
     @torch.no_grad()
-    def sample_pairs(self, n: int, seed: int) -> tuple[Tensor, Tensor]:
-        """n training pairs: latents w (n, w_dim) and encoder inputs (n, 3, s, s), rendered as uint8 first."""
+    def sample_pairs(self, n: int, seed: int, w_scale: float | None = None) -> tuple[Tensor, Tensor]:
+        """n training pairs: latents w (n, w_dim) and encoder inputs (n, 3, s, s), rendered as uint8 first.
+        `w_scale` is w's spread from `w_statistics(generator, seed)`, computed here when not given."""
         g = self.generator
-        _, w_scale = w_statistics(g, seed)
+        if w_scale is None:
+            _, w_scale = w_statistics(g, seed)
         rng = torch.Generator().manual_seed(int(seed) + 2)
         z = torch.randn(n, g.z_dim, generator=rng)
         ws, xs = [], []
@@ -157,8 +150,8 @@ class LatentEncoder:
         t0 = time.perf_counter()
         gen = self.generator.cpu().eval().requires_grad_(False)
         self.arch_ = self._arch()
-        w, x = self.sample_pairs(int(self.n_train), seed=self.random_state)
         self.w_mean_, self.w_scale_ = w_statistics(gen, self.random_state)
+        w, x = self.sample_pairs(int(self.n_train), seed=self.random_state, w_scale=self.w_scale_)
         u = (w - self.w_mean_) / self.w_scale_
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.random_state)

@@ -62,6 +62,16 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device("cpu")
 
 
+@torch.no_grad()
+def w_statistics(generator, seed: int = 0, n: int = 10000) -> tuple[Tensor, float]:
+    """Mean w and the spread of w (RMS over coordinates) of the mapping from n seeded z, on the generator's device;
+    the projector optimises in these units and the encoder predicts in them."""
+    z = torch.randn(n, generator.z_dim, generator=torch.Generator().manual_seed(int(seed)))
+    w = generator.mapping(z.to(generator.w_avg.device))
+    mean = w.mean(0)
+    return mean, float((w - mean).square().mean().sqrt())
+
+
 def lr_schedule(t: float, lr: float, rampup: float = 0.05, rampdown: float = 0.25) -> float:
     """Learning rate at progress t in [0, 1]: linear warm-up over `rampup`, cosine decay over the last `rampdown`."""
     ramp = min(1.0, (1.0 - t) / rampdown) if rampdown > 0 else 1.0
@@ -209,11 +219,7 @@ class LatentProjector:
         n = len(target)
         if init is not None and len(init) != n:
             raise InputDataError(f"init has {len(init)} rows for {n} images")
-        with torch.no_grad():
-            samples = gen.mapping(torch.randn(10000, gen.z_dim, generator=torch.Generator().manual_seed(
-                self.random_state)).to(device))
-            self.w_avg_ = samples.mean(0)
-            self.w_scale_ = float((samples - self.w_avg_).square().mean().sqrt())
+        self.w_avg_, self.w_scale_ = w_statistics(gen, self.random_state)
         self.vgg_ = VGGDistance(self.perceptual_pretrained).to(device) if self.perceptual == "vgg" else None
         parts = []
         for b, start in enumerate(range(0, n, self.batch_size)):
