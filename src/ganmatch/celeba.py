@@ -265,16 +265,30 @@ CONFIG_DEFAULTS = {
     "file_pattern": "{idx:05d}.png",  # lossless copies, so the final_md5 check applies (JPEG copies: verify: decode)
     "test_fraction": 0.2,
     "subsample": None,
+    "local_dir": None,  # image fetching: see stages.download.fetch_celeba_hq_images
+    "sources": [],
+    "verify": "final_md5",
+    "max_failed_fraction": 0.01,
 }
+
+
+def config_block(celeba_cfg: dict | None) -> dict:
+    """The workflow config's `celeba_hq` block over CONFIG_DEFAULTS: one view for the index, the fetch and the rules."""
+    return {**CONFIG_DEFAULTS, **(celeba_cfg or {})}
+
+
+def hq_mapping(cfg: dict) -> pd.DataFrame:
+    """The mapping rows a run uses: all, or the first `subsample` by HQ index (the index and the fetch agree)."""
+    mapping = read_hq_mapping(cfg["mapping"])
+    if cfg.get("subsample"):
+        mapping = mapping.sort_values("idx").head(int(cfg["subsample"])).reset_index(drop=True)
+    return mapping
 
 
 def index_from_config(config: dict) -> pd.DataFrame:
     """The CelebA-HQ image index from the workflow config's `celeba_hq` block (see CONFIG_DEFAULTS)."""
-    cfg = {**CONFIG_DEFAULTS, **(config.get("celeba_hq") or {})}
-    mapping = read_hq_mapping(cfg["mapping"])
-    if cfg.get("subsample"):
-        n = int(cfg["subsample"])
-        mapping = mapping.sort_values("idx").head(n).reset_index(drop=True)
+    cfg = config_block(config.get("celeba_hq"))
+    mapping = hq_mapping(cfg)
     attributes = read_celeba_attributes(cfg["attributes"]) if cfg.get("attributes") else None
     partition = read_eval_partition(cfg["partition"]) if cfg.get("partition") else None
     return build_celeba_hq_index(

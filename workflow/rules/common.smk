@@ -50,8 +50,9 @@ def project_active():
 
 
 def active_embeddings():
-    """Embeddings that can be built: latent ones need the projection stage."""
-    return [name for name, spec in config["embeddings"].items() if spec["kind"] != "latent" or project_active()]
+    """Embeddings the run builds: the configured ones (`drop_latent_embeddings` has already removed latent ones
+    when projection is off)."""
+    return list(config["embeddings"])
 
 
 def embedding_files(name):
@@ -90,10 +91,10 @@ def projection_params():
 
 
 def celeba_hq_config():
-    """The celeba_hq block over its defaults (ganmatch.celeba.CONFIG_DEFAULTS)."""
-    from ganmatch.celeba import CONFIG_DEFAULTS
+    """The celeba_hq block over its defaults (ganmatch.celeba.config_block)."""
+    from ganmatch.celeba import config_block
 
-    return {**CONFIG_DEFAULTS, **(config.get("celeba_hq") or {})}
+    return config_block(config.get("celeba_hq"))
 
 
 def celeba_annotation_paths():
@@ -114,7 +115,7 @@ def download_paths(annotations):
 def needed_weights():
     """Weights files of downloads.files that this config reads (the generator, face-embedding weights)."""
     used = [config["project"].get("weights")] if project_active() else []
-    used += [spec.get("weights") for name, spec in config["embeddings"].items() if name in active_embeddings()]
+    used += [spec.get("weights") for spec in config["embeddings"].values()]
     return [p for p in download_paths(annotations=False) if p in used]
 
 
@@ -171,7 +172,7 @@ FACE_RECOGNITION_THRESHOLDS = {"dlib": 0.6}  # the descriptor's own same-person 
 
 def verification_embeddings():
     """Face-recognition embeddings whose same-identity verification is compared across groups."""
-    return [name for name, spec in config["embeddings"].items() if spec["kind"] in ("dlib", "facenet") and name in active_embeddings()]
+    return [name for name, spec in config["embeddings"].items() if spec["kind"] in ("dlib", "facenet")]
 
 
 def verification_threshold(embedding):

@@ -17,7 +17,6 @@ from ..download import download_entry, fetch_manifest
 from ..errors import DownloadError
 from ..io import atomic_path, write_parquet
 
-IMAGE_DEFAULTS = {"local_dir": None, "sources": [], "verify": "final_md5", "max_failed_fraction": 0.01}
 HQ_SIZE = 1024
 
 
@@ -78,10 +77,8 @@ def fetch_celeba_hq_images(celeba_cfg: dict, downloads: dict, report: str | os.P
     The table (`path, status (ok|present|failed), reason, idx`) goes to `report`, its failures also to
     `<report stem>.failed.tsv` (kept when the job fails). DownloadError when too many images failed.
     """
-    cfg = {**celeba.CONFIG_DEFAULTS, **IMAGE_DEFAULTS, **(celeba_cfg or {})}
-    mapping = celeba.read_hq_mapping(cfg["mapping"])
-    if cfg.get("subsample"):
-        mapping = mapping.sort_values("idx").head(int(cfg["subsample"])).reset_index(drop=True)
+    cfg = celeba.config_block(celeba_cfg)
+    mapping = celeba.hq_mapping(cfg)
     entries = celeba.celeba_hq_manifest(mapping, cfg["sources"] or None, cfg["file_pattern"])
     if cfg.get("local_dir"):
         link_local_images([e["path"] for e in entries], cfg["local_dir"], cfg["image_dir"])
