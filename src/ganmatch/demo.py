@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .align import canonical_landmarks, similarity_warp
+from .align import LANDMARK_COLUMNS, canonical_landmarks, similarity_warp
+from .project import tensor_to_uint8
 
 # Covariate -> (base rate, effect on the treatment's logit). Signs and sizes follow CelebA-HQ's confounding
 # (men: older, smile less, wear glasses more often, no makeup, darker skin more often; see seed-notes).
@@ -110,7 +111,7 @@ def simulate(generator, cfg: dict, seed: int) -> DemoData:
     labels["outcome"] = cfg["effect"] * labels["male"] + sum(w * labels[c] for c, w in OUTCOME_WEIGHTS.items()) + 0.5 * noise
 
     photos, marks = render_misaligned(generator, latents, cfg, rng)
-    landmarks = pd.DataFrame(marks.reshape(len(owner), 10), columns=[f"{a}{i}" for i in range(5) for a in "xy"])
+    landmarks = pd.DataFrame(marks.reshape(len(owner), 10), columns=list(LANDMARK_COLUMNS))
     landmarks.insert(0, "image_id", labels["image_id"])
     directions = pd.DataFrame(dirs.astype(np.float32), index=["male", *names]).reset_index(names="attribute")
     return DemoData(labels, latents, landmarks, photos, directions)
@@ -123,14 +124,8 @@ def render(generator, latents: np.ndarray, batch_size: int = 64) -> np.ndarray:
         for start in range(0, len(latents), batch_size):
             w = torch.from_numpy(latents[start : start + batch_size])
             img = generator.synthesis(w, noise_mode="const")
-            out.append(to_uint8(img))
+            out.append(tensor_to_uint8(img))
     return np.concatenate(out)
-
-
-def to_uint8(images: torch.Tensor) -> np.ndarray:
-    """(N, 3, H, W) images in [-1, 1] -> uint8 (N, H, W, 3)."""
-    x = ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    return x.permute(0, 2, 3, 1).cpu().numpy()
 
 
 def render_misaligned(generator, latents, cfg, rng):

@@ -35,4 +35,4 @@ def compute_embedding(kind: str, aligned: pd.DataFrame, params: dict) -> np.ndar
     """Embedding of the aligned images by kind (pixel, dlib, facenet, hog; see ganmatch.face_embeddings)."""
     from . import face_embeddings
 
-    return face_embeddings.embed_images(kind, aligned["aligned_path"].tolist(), **{k: v for k, v in params.items() if k != "kind"})
+    return face_embeddings.embed_images(kind, aligned["aligned_path"].tolist(), **params)
