@@ -343,6 +343,25 @@ def test_projection_examples_rerender_latents(tmp_path):
     ids, originals, recons = figures.projection_examples(table, latents, paths, str(weights), n=3)
     assert ids == ["i3", "i4", "i1"]  # worst, middle, best PSNR; the failed image is never shown
     assert np.abs(originals.astype(int) - recons.astype(int)).max() <= 1
+    # the workflow passes memory-mapped shards stacked by row position: the same rows, the same figure
+    from ganmatch.embeddings import StackedRows
+
+    stacked = StackedRows([latents[:2], latents[2:3], latents[3:]])
+    assert len(stacked) == 5 and np.array_equal(stacked[[4, 0, 2]], latents[[4, 0, 2]])
+    with pytest.raises(IndexError):
+        stacked[[5]]
+    again = figures.projection_examples(table, stacked, paths, str(weights), n=3)
+    assert again[0] == ids and np.array_equal(again[2], recons)
+
+
+def test_latent_shards_check_each_array_against_its_table(tmp_path):
+    from ganmatch.embeddings import latent_shards
+    from ganmatch.io import write_npy, write_parquet
+
+    write_parquet(pd.DataFrame({"image_id": ["a", "b"], "status": "ok"}), tmp_path / "s0.parquet")
+    write_npy(np.zeros((3, 4), np.float32), tmp_path / "s0.npy")
+    with pytest.raises(InputDataError, match="3 latents but .*s0.parquet has 2 rows"):
+        latent_shards([str(tmp_path / "s0.parquet")], [str(tmp_path / "s0.npy")])
 
 
 def test_outcomes_forest_synthetic_table(tmp_path):

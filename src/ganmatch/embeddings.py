@@ -11,14 +11,41 @@ from .errors import InputDataError
 from .io import read_npy, read_parquet
 
 
+def latent_shards(shard_tables: Sequence[str], shard_arrays: Sequence[str]) -> tuple[list[pd.DataFrame], list[np.ndarray]]:
+    """The projection shard tables and their latent arrays (memory-mapped), each array checked against its table."""
+    tables, arrays = [], []
+    for table_path, array_path in zip(shard_tables, shard_arrays, strict=True):
+        table = read_parquet(table_path)
+        arr = read_npy(array_path, mmap=True)
+        if len(arr) != len(table):
+            raise InputDataError(f"{array_path}: {len(arr)} latents but {table_path} has {len(table)} rows; delete both and rerun.")
+        tables.append(table)
+        arrays.append(arr)
+    return tables, arrays
+
+
+class StackedRows:
+    """Shard arrays read as one stacked array by row position (`rows[pos]`), touching only the rows asked for."""
+
+    def __init__(self, arrays: Sequence[np.ndarray]):
+        self.arrays = list(arrays)
+        self.offsets = np.cumsum([0, *map(len, self.arrays)])
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def __getitem__(self, pos) -> np.ndarray:
+        pos = np.asarray(pos, np.int64)
+        if pos.size and (pos.min() < 0 or pos.max() >= len(self)):
+            raise IndexError(f"row positions must be in [0, {len(self)})")
+        shard = np.searchsorted(self.offsets, pos, side="right") - 1
+        return np.stack([self.arrays[s][p - self.offsets[s]] for s, p in zip(shard, pos, strict=True)])
+
+
 def gather_latents(shard_tables: Sequence[str], shard_arrays: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """Concatenate projection shards, keeping only images whose projection succeeded; W+ is flattened."""
     ids, blocks = [], []
-    for table_path, array_path in zip(shard_tables, shard_arrays, strict=True):
-        table = read_parquet(table_path)
-        arr = read_npy(array_path)
-        if len(arr) != len(table):
-            raise InputDataError(f"{array_path}: {len(arr)} latents but {table_path} has {len(table)} rows; delete both and rerun.")
+    for table, arr in zip(*latent_shards(shard_tables, shard_arrays), strict=True):
         ok = (table["status"] == "ok").to_numpy()
         ids.append(table["image_id"].to_numpy()[ok])
         blocks.append(arr[ok].reshape(int(ok.sum()), -1))

@@ -410,7 +410,8 @@ def projection_examples(table: pd.DataFrame, latents: np.ndarray, aligned_paths:
                         n: int = 8) -> tuple[list[str], np.ndarray, np.ndarray]:
     """`n` projected images spread over PSNR (worst to best): their ids, originals and re-rendered latents.
 
-    `table`/`latents` are the concatenated latent shard tables and arrays (same row order).
+    `table`/`latents` are the concatenated latent shard tables and their latents in the same row order (an array,
+    or `embeddings.StackedRows` over the memory-mapped shards, so only the chosen rows are read).
     """
     from .io import read_rgb
 
