@@ -112,12 +112,12 @@ def match_greedy_constrained(data: MatchData, embedding: str = "gan", metric: st
             continue
         ref_ok &= data.covariates[col].to_numpy() != value
     refs = _References(codes, R, reference_metric, ref_ok, tuple(reference_gap))
-    same_group = np.zeros(len(codes), np.int64)
-    for i in range(len(codes)):
-        same_group[i] = np.sum(ref_ok[refs.members[int(codes[i])]]) - int(ref_ok[i])
+    # other photos of the same person that may serve as its reference
+    same_group = np.bincount(codes, weights=ref_ok)[codes].astype(np.int64) - ref_ok
     selectable = (n_photos[codes] >= min_photos) & (same_group > 0)
 
     id_alive = np.ones(codes.max() + 1, bool)
+    c_codes = codes[c_idx]
     c_sel = selectable[c_idx]
     alive_c = c_sel.copy()
     cost_cap = np.inf if caliper is None else float(caliper)
@@ -193,7 +193,7 @@ def match_greedy_constrained(data: MatchData, embedding: str = "gan", metric: st
         out.append((t_idx[t], c_idx[c], d, rt, rc, stream == 1 and F is not None, gap))
         for g in (codes[t_idx[t]], codes[c_idx[c]]):
             id_alive[g] = False
-        alive_c &= id_alive[codes[c_idx]]
+        alive_c &= id_alive[c_codes]
 
     info = {"caliper": cost_cap, "metric": metric, "k": k, "mode": mode, "threshold": threshold,
             "n_selectable_treated": int(selectable[t_idx].sum()), "n_selectable_control": int(c_sel.sum()),
