@@ -10,15 +10,16 @@ from ..io import read_named_parquets
 from ..outcomes import estimate_outcomes, reference_distances, verification_bias
 
 
-def analysed_images(index: pd.DataFrame, attributes: pd.DataFrame) -> pd.DataFrame:
-    """The images that reached the attributes stage: the population every estimate refers to."""
+def analysed_images(index: pd.DataFrame, attributes: pd.DataFrame, treatment: str) -> pd.DataFrame:
+    """The images that reached the attributes stage, with their treatment: the population every estimate refers to."""
+    index = with_treatment(index, attributes, treatment)
     return index[index["image_id"].isin(attributes["image_id"])].reset_index(drop=True)
 
 
 def outcome_effects(index: pd.DataFrame, attributes: pd.DataFrame, match_files: list[str], outcomes: list[str],
                     treatment: str, truth: dict | None, n_boot: int, alpha: float, seed: int) -> pd.DataFrame:
     """Naive and matched estimates (ATT) with bootstrap intervals, tests and Rosenbaum Gamma per outcome."""
-    images = analysed_images(with_treatment(index, attributes, treatment), attributes)
+    images = analysed_images(index, attributes, treatment)
     table = images[["image_id", treatment, *outcomes]]
     return estimate_outcomes(table, treatment, read_named_parquets(match_files), columns=outcomes, truth=truth or {},
                              n_boot=n_boot, alpha=alpha, random_state=seed)
@@ -31,7 +32,7 @@ def face_verification(index: pd.DataFrame, attributes: pd.DataFrame, ids: np.nda
 
     As in the reference study, photos with eyeglasses are never used as references (when that column exists).
     """
-    images = analysed_images(with_treatment(index, attributes, treatment), attributes).set_index("image_id")
+    images = analysed_images(index, attributes, treatment).set_index("image_id")
     keep = np.isin(ids, images.index)
     ids, X = ids[keep], X[keep]
     exclude = None
