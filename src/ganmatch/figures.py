@@ -277,7 +277,7 @@ def matched_pairs(matches: pd.DataFrame, images: Mapping, pdf: str, png: str | N
                             fontsize=6.5, labelpad=2)
             d_ax.xaxis.set_label_coords(1.0 + 0.05, -0.04)
         top = axes[0][col0 + len(roles) // 2 - (1 if len(roles) == 2 else 0)]
-        top.annotate(pretty(method), xy=(1.0 if len(roles) == 2 else 1.0, 1.32), xycoords="axes fraction",
+        top.annotate(pretty(method), xy=(1.0, 1.32), xycoords="axes fraction",
                      ha="center", fontsize=9, fontweight="bold")
     fig.suptitle("Matched pairs, closest to farthest\n(d: matching distance, #rank among all pairs)", fontsize=9)
     fig.subplots_adjust(hspace=0.45, wspace=0.08)
