@@ -39,6 +39,13 @@ class ProjectionResult:
     reason: list[str]
     reconstructions: np.ndarray | None  # uint8 (N, size, size, 3)
 
+    @classmethod
+    def empty(cls, generator, space: str = "w") -> ProjectionResult:
+        """The result of projecting no image (a shard whose images were all rejected)."""
+        shape = (0, generator.w_dim) if space == "w" else (0, generator.n_latent, generator.w_dim)
+        return cls(np.zeros(shape, np.float32), np.zeros(0, np.float32), np.zeros(0, np.float32),
+                   np.zeros(0, np.int64), [], [], np.zeros((0, generator.size, generator.size, 3), np.uint8))
+
 
 def result_table(image_ids, result: ProjectionResult):
     """The latent shard table (image_id, status, reason, loss, psnr, steps), rows in the result's order."""
@@ -46,9 +53,9 @@ def result_table(image_ids, result: ProjectionResult):
 
     if len(image_ids) != len(result.loss):
         raise InputDataError(f"{len(image_ids)} image ids for {len(result.loss)} projected images")
-    return pd.DataFrame({"image_id": [str(i) for i in image_ids], "status": result.status,
-                         "reason": result.reason, "loss": result.loss, "psnr": result.psnr,
-                         "steps": result.steps.astype(np.int64)})
+    text = {c: pd.Series(v, dtype="str") for c, v in  # str even when empty (pandas would make it float)
+            (("image_id", [str(i) for i in image_ids]), ("status", result.status), ("reason", result.reason))}
+    return pd.DataFrame({**text, "loss": result.loss, "psnr": result.psnr, "steps": result.steps.astype(np.int64)})
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -227,9 +234,7 @@ class LatentProjector:
             parts.append(self._project_batch(gen, target[sl].to(device), None if init is None else init[sl],
                                              seed=self.random_state * 100003 + b))
         if not parts:
-            shape = (0, gen.w_dim) if self.space == "w" else (0, gen.n_latent, gen.w_dim)
-            return ProjectionResult(np.zeros(shape, np.float32), np.zeros(0, np.float32), np.zeros(0, np.float32),
-                                    np.zeros(0, np.int64), [], [], np.zeros((0, gen.size, gen.size, 3), np.uint8))
+            return ProjectionResult.empty(gen, self.space)
         lat, loss, steps, failed, recon = (list(x) for x in zip(*parts, strict=True))
         latents = np.concatenate(lat)
         recon = np.concatenate(recon)

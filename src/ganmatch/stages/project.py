@@ -7,8 +7,6 @@ import pandas as pd
 
 from ..io import read_rgb
 
-ENCODER_KEYS = ("n_train", "epochs", "batch_size", "lr", "latent_jitter", "channels")  # project.encoder keys
-
 
 def train_encoder(weights: str, params: dict, seed: int = 0, threads: int | None = None):
     """The fitted `LatentEncoder` for this generator, projection space and `project.encoder` settings."""
@@ -19,9 +17,9 @@ def train_encoder(weights: str, params: dict, seed: int = 0, threads: int | None
 
     if threads:
         torch.set_num_threads(threads)
-    settings = params.get("encoder") or {}
+    settings = params.get("encoder") or {}  # the schema's project.encoder keys are LatentEncoder's parameters
     return LatentEncoder(load_generator(weights), space=params.get("space", "w"), random_state=seed,
-                         **{k: settings[k] for k in ENCODER_KEYS if k in settings}).fit()
+                         **settings).fit()
 
 
 def project_shard(aligned: pd.DataFrame, weights: str, params: dict, seed: int = 0,
@@ -32,7 +30,7 @@ def project_shard(aligned: pd.DataFrame, weights: str, params: dict, seed: int =
     """
     import torch
 
-    from ..project import LatentProjector, result_table
+    from ..project import LatentProjector, ProjectionResult, result_table
     from ..weights import load_generator
 
     if threads:
@@ -45,9 +43,8 @@ def project_shard(aligned: pd.DataFrame, weights: str, params: dict, seed: int =
         perceptual=params.get("perceptual"),
     )
     if len(ok) == 0:
-        shape = (0, generator.w_dim) if params.get("space", "w") == "w" else (0, generator.n_latent, generator.w_dim)
-        empty = {"image_id": "str", "status": "str", "reason": "str", "loss": "float32", "psnr": "float32", "steps": "int64"}
-        return np.zeros(shape, np.float32), pd.DataFrame({c: pd.Series(dtype=t) for c, t in empty.items()})
+        empty = ProjectionResult.empty(generator, projector.space)
+        return empty.latents, result_table([], empty)
     images = np.stack([read_rgb(p) for p in ok["aligned_path"]])
     init = None
     if encoder:  # project.init: encoder (the rule passes the file only then)
