@@ -19,7 +19,6 @@ DS = config["dataset"]
 RES = f"results/{DS}"
 RAW = f"resources/{DS}"
 LOGS = f"logs/{DS}"
-METHOD_MATCHES = expand(f"{RES}/matches/{{method}}.parquet", method=config["matching"]["methods"])
 SCRIPTS = "../scripts"
 
 
@@ -236,6 +235,8 @@ def drop_latent_embeddings():
 
 
 drop_latent_embeddings()
+# after the drop above: the matches of the methods that will run
+METHOD_MATCHES = expand(f"{RES}/matches/{{method}}.parquet", method=config["matching"]["methods"])
 
 
 def face_attributes_active():
