@@ -195,7 +195,7 @@ def test_schema_rules_are_all_covered():
 def test_folder_paths_that_do_not_exist_are_named(tmp_path, key, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "photos").mkdir()
-    (tmp_path / "labels.csv").write_text("file,male\n")
+    (tmp_path / "labels.csv").write_text("file,male,young,smiling,eyeglasses,makeup,dark_skin,outcome\n")
     config = _default_config()
     config["source"] = "folder"
     config["folder"] = {"path": "photos", "labels": "labels.csv"}

@@ -147,8 +147,8 @@ def test_dry_run_of_the_paper_config_shows_every_download(tmp_path):
     out = snakemake(work, "-n", "--configfile", "config/celeba_hq.yaml").stdout
     for rule in ("download_celeba_annotations", "download_weights", "fetch_celeba_hq_images", "index_images"):
         assert f"rule {rule}:" in out or f"checkpoint {rule}:" in out, rule
-    for path in ("resources/celeba_hq/list_attr_celeba.txt", "resources/weights/stylegan2-ada-ffhq256.pkl",
-                 "resources/weights/20180402-114759-vggface2.pt"):
+    for path in ("resources/celeba_hq/list_attr_celeba.txt", "resources/celeba_hq/weights/stylegan2-ada-ffhq256.pkl",
+                 "resources/celeba_hq/weights/20180402-114759-vggface2.pt"):
         assert f"output: {path}" in out, path
     assert "stylegan2-ada-ffhq1024.pkl" not in out  # configured but not used at 256 px
 
@@ -177,8 +177,8 @@ def test_download_rules_and_index_against_a_local_server(tmp_path, server):
     snakemake(work, "--configfile", "config/celeba_hq.yaml", "local.yaml", "--", "results/celeba_hq/images.parquet")
     raw = work / "resources/celeba_hq"
     assert hashlib.md5((raw / "list_attr_celeba.txt").read_bytes()).hexdigest() == attr_md5
-    assert (work / "resources/weights/stylegan2-ada-ffhq256.pkl").read_bytes() == b"not really a generator"
-    lock = (work / "resources/downloads.lock.json").read_text()
+    assert (work / "resources/celeba_hq/weights/stylegan2-ada-ffhq256.pkl").read_bytes() == b"not really a generator"
+    lock = (work / "resources/celeba_hq/downloads.lock.json").read_text()
     assert "weights/stylegan2-ada-ffhq256.pkl" in lock and "weights/20180402-114759-vggface2.pt" in lock
     fetch = pd.read_parquet(raw / "images_fetch.parquet")
     assert (fetch["status"] == "ok").all() and len(fetch) == N

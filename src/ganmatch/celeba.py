@@ -20,6 +20,14 @@ from .errors import ConfigError, DownloadError, InputDataError
 
 MAPPING_COLUMNS = ["idx", "orig_idx", "orig_file", "proc_md5", "final_md5"]
 N_ATTRIBUTES = 40
+# CelebA's attribute columns, in list_attr_celeba.txt's order (Liu et al. 2015).
+CELEBA_ATTRIBUTES = (
+    "5_o_Clock_Shadow Arched_Eyebrows Attractive Bags_Under_Eyes Bald Bangs Big_Lips Big_Nose Black_Hair Blond_Hair "
+    "Blurry Brown_Hair Bushy_Eyebrows Chubby Double_Chin Eyeglasses Goatee Gray_Hair Heavy_Makeup High_Cheekbones Male "
+    "Mouth_Slightly_Open Mustache Narrow_Eyes No_Beard Oval_Face Pale_Skin Pointy_Nose Receding_Hairline Rosy_Cheeks "
+    "Sideburns Smiling Straight_Hair Wavy_Hair Wearing_Earrings Wearing_Hat Wearing_Lipstick Wearing_Necklace "
+    "Wearing_Necktie Young"
+).split()
 
 # Short names used in configs -> CelebA attribute columns (lower-cased). Others map by lower-casing.
 ATTRIBUTE_ALIASES = {

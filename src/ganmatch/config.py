@@ -8,6 +8,7 @@ from pathlib import Path
 import jsonschema
 import yaml
 
+from .checks import check_config
 from .errors import ConfigError
 
 
@@ -37,7 +38,7 @@ def _describe(error: jsonschema.ValidationError, schema: dict) -> str:
     """One line per error: the dotted key, what is wrong, and the allowed keys or values."""
     where = ".".join(str(p) for p in error.absolute_path) or "<top level>"
     if error.validator == "additionalProperties":
-        node = _subschema(schema, error.absolute_path)
+        node = error.schema if "properties" in error.schema else _subschema(schema, error.absolute_path)
         allowed = sorted(node.get("properties", {}))
         extra = sorted(set(error.instance) - set(allowed))
         lines = []
@@ -51,6 +52,11 @@ def _describe(error: jsonschema.ValidationError, schema: dict) -> str:
         return f"'{where}' is {error.instance!r}; allowed values: {', '.join(map(str, error.validator_value))}."
     if error.validator == "type":
         return f"'{where}' is {error.instance!r} ({type(error.instance).__name__}); expected type {error.validator_value}."
+    if error.validator == "const":
+        return f"'{where}' is {error.instance!r}; expected {error.validator_value!r}."
+    if error.validator == "anyOf" and all("required" in s for s in error.validator_value):
+        need = " or ".join(r for s in error.validator_value for r in s["required"])
+        return f"'{where}': give {need}."
     if error.validator == "required":
         return f"'{where}': {error.message}."
     return f"'{where}': {error.message}."
@@ -65,43 +71,4 @@ def validate_config(config: dict, schema: dict | str | Path, source: str = "conf
     if errors:
         lines = "\n".join(f"  - {_describe(e, schema)}" for e in errors)
         raise ConfigError(f"invalid configuration ({source}):\n{lines}\nFix the key(s) above; config/schema.yaml documents every key.")
-    _check_references(config)
-
-
-RESERVED_METHOD_NAMES = {"summary", "group_means"}  # file names the balance stage uses itself
-
-
-def _check_references(config: dict) -> None:
-    """Cross-key checks the schema cannot express (names that must refer to other blocks)."""
-    embeddings = set(config.get("embeddings", {}))
-    problems = []
-    att = config.get("attributes", {}).get("embedding")
-    if att is not None and att not in embeddings:
-        problems.append(f"'attributes.embedding' is '{att}', which is not among embeddings: {', '.join(sorted(embeddings))}.")
-    for name, spec in config.get("matching", {}).get("methods", {}).items():
-        if name in RESERVED_METHOD_NAMES:
-            problems.append(f"'matching.methods.{name}': this name is reserved for the balance outputs; rename the method.")
-        if spec.get("method") == "greedy_constrained":
-            missing = [k for k in ("embedding", "constraint_embedding", "reference_embedding") if k not in spec]
-            if missing:
-                problems.append(f"'matching.methods.{name}' (greedy_constrained) must name {', '.join(missing)} "
-                                "(null for no constraint or no reference).")
-        for key in ("embedding", "constraint_embedding", "reference_embedding"):
-            emb = spec.get(key)
-            if emb is not None and emb not in embeddings:
-                problems.append(
-                    f"'matching.methods.{name}.{key}' is '{emb}', which is not among embeddings: {', '.join(sorted(embeddings))}."
-                )
-    if config.get("source") == "demo":
-        demo = config.get("demo") or {}
-        if demo.get("resolution") and demo["resolution"] != config["align"]["output_size"]:
-            problems.append(
-                f"'align.output_size' is {config['align']['output_size']} but 'demo.resolution' is {demo['resolution']}; they must be equal."
-            )
-    if config.get("source") == "folder":  # the user's own files: no rule makes them, so they must exist now
-        folder = config.get("folder") or {}
-        for key in ("path", "labels"):
-            if folder.get(key) and not Path(folder[key]).exists():
-                problems.append(f"'folder.{key}' is '{folder[key]}', which does not exist (relative paths start at {Path.cwd()}).")
-    if problems:
-        raise ConfigError("invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems))
+    check_config(config)

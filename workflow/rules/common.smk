@@ -8,6 +8,7 @@ import re
 import pandas as pd
 from snakemake.utils import validate
 
+from ganmatch.checks import demo_generator_path
 from ganmatch.config import validate_config
 from ganmatch.errors import ConfigError
 from ganmatch.stages.matching import propensity_spec
@@ -43,9 +44,14 @@ def shard_outputs(pattern):
     return inner
 
 
+def generator_weights():
+    """The generator weights file: the demo's own render (resources/<dataset>/generator.pt), else project.weights."""
+    return demo_generator_path(config) if config["source"] == "demo" else config["project"].get("weights", [])
+
+
 def project_active():
     """Projection runs when activated and its generator weights exist or a rule makes them (see below)."""
-    return bool(config["project"]["activate"]) and weights_obtainable(config["project"].get("weights", ""))
+    return bool(config["project"]["activate"]) and weights_obtainable(generator_weights())
 
 
 def active_embeddings():
@@ -113,7 +119,7 @@ def download_paths(annotations):
 
 def needed_weights():
     """Weights files of downloads.files that this config reads (the generator, face-embedding weights)."""
-    used = [config["project"].get("weights")] if project_active() else []
+    used = [generator_weights()] if project_active() else []
     used += [spec.get("weights") for spec in config["embeddings"].values()]
     return [p for p in download_paths(annotations=False) if p in used]
 
@@ -211,7 +217,7 @@ def drop_latent_embeddings():
     latent = [name for name, spec in config["embeddings"].items() if spec["kind"] == "latent"]
     if project_active() or not latent:
         return
-    weights = config["project"].get("weights", "")
+    weights = generator_weights()
     if config["project"]["activate"]:
         why = (f"project.activate is true but the generator weights '{weights}' do not exist. Put the official "
                "StyleGAN2 pickle there (e.g. FFHQ 256 px: stylegan2-ffhq-256x256.pkl from NVIDIA's stylegan2-ada-pytorch "

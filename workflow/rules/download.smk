@@ -11,7 +11,7 @@ if config["source"] == "demo":
             latents=f"{RAW}/true_latents.npy",
             directions=f"{RAW}/directions.parquet",
             truth=f"{RAW}/truth.json",
-            weights=config["project"]["weights"],
+            weights=generator_weights(),
         params:
             demo=config["demo"],
             seed=config["seed"],

@@ -125,7 +125,7 @@ rule figure_projection_quality:
         tables=shard_outputs(f"{RES}/latents/shard_{{shard}}.parquet"),
         latents=shard_outputs(f"{RES}/latents/shard_{{shard}}.npy"),
         aligned=shard_outputs(f"{RES}/aligned/shard_{{shard}}.parquet"),
-        weights=config["project"].get("weights", []),
+        weights=generator_weights(),
     output:
         pdf=report(f"{RES}/figures/projection_quality.pdf", caption="../report/projection_quality.rst", category="Projection"),
         png=f"{RES}/figures/projection_quality.png",

@@ -6,7 +6,7 @@ rule project_shard:
     input:
         unpack(encoder_input),
         table=f"{RES}/aligned/shard_{{shard}}.parquet",
-        weights=config["project"].get("weights", []),
+        weights=generator_weights(),
     output:
         latents=f"{RES}/latents/shard_{{shard}}.npy",
         table=f"{RES}/latents/shard_{{shard}}.parquet",
@@ -29,7 +29,7 @@ rule project_shard:
 rule train_encoder:
     """Train the encoder that gives the projection its starting latents (project.init: encoder); runs once."""
     input:
-        weights=config["project"].get("weights", []),
+        weights=generator_weights(),
     output:
         encoder=f"{RES}/encoder.pt",
     params:
