@@ -136,7 +136,19 @@ SAMPLES = ["unmatched", "matched"]
 
 def balance_columns() -> list[str]:
     """Columns of the long balance table."""
-    return ["covariate", "stat", "sample", "value", "threshold", "balanced"]
+    return ["covariate", "stat", "sample", "value", "threshold", "balanced", "status"]
+
+
+def _status(value: float, balanced) -> str:
+    """What a reader should take from one statistic: balanced, not balanced, or not estimable (never 'balanced')."""
+    if pd.isna(balanced):
+        return "not estimable" if not np.isfinite(value) and not np.isinf(value) else ""
+    return "balanced" if balanced else "not balanced"
+
+
+def too_few_pairs(n_pairs: int, min_pairs: int) -> str:
+    """The status of a matched sample too small to judge, e.g. 'too few pairs (1 < 10)'; '' when large enough."""
+    return f"too few pairs ({n_pairs} < {min_pairs})" if n_pairs < min_pairs else ""
 
 
 def _judge(value: float, threshold: float, compare: str):
@@ -172,8 +184,12 @@ def _check(covariates: pd.DataFrame, treated, weights):
 
 
 def balance_table(covariates: pd.DataFrame, treated: np.ndarray, weights: np.ndarray | None = None,
-                  thresholds: dict | None = None) -> pd.DataFrame:
-    """Long balance table: covariate, stat, sample (unmatched/matched), value, threshold, balanced.
+                  thresholds: dict | None = None, min_pairs: int = 1) -> pd.DataFrame:
+    """Long balance table: covariate, stat, sample (unmatched/matched), value, threshold, balanced, status.
+
+    A matched sample with fewer than `min_pairs` matched treated units is judged by nobody: its rows get
+    balanced = NA and status 'too few pairs (n < min)'; a statistic that cannot be computed (NaN) is
+    'not estimable'. Neither is ever counted as balanced.
 
     stats: mean/sd per group and every entry of `STATS`; the matched sample (only when `weights` is given)
     uses the weights, and SMDs in both samples divide by the unmatched groups' pooled SD.
@@ -195,11 +211,18 @@ def balance_table(covariates: pd.DataFrame, treated: np.ndarray, weights: np.nda
                 vals[name] = fn(x, t, w, pooled_sd=sd0) if name == "smd" else fn(x, t, w)
             for name, value in vals.items():
                 threshold = thr.get(name) if name in STATS else None
+                judged = _judge(value, threshold, STATS[name]["compare"]) if name in STATS else pd.NA
                 rows.append({"covariate": cov, "stat": name, "sample": sample, "value": float(value),
-                             "threshold": np.nan if threshold is None else float(threshold),
-                             "balanced": _judge(value, threshold, STATS[name]["compare"]) if name in STATS else pd.NA})
+                             "threshold": np.nan if threshold is None else float(threshold), "balanced": judged,
+                             "status": _status(float(value), judged) if name in STATS else ""})
     out = pd.DataFrame(rows, columns=balance_columns())
     out["balanced"] = out["balanced"].astype("boolean")
+    if weights is not None:
+        few = too_few_pairs(int(((weights > 0) & (t == 1)).sum()), min_pairs)
+        if few:
+            matched = (out["sample"] == "matched").to_numpy()
+            out.loc[matched, "balanced"] = pd.NA
+            out.loc[matched & (out["status"] != ""), "status"] = few
     return out
 
 

@@ -61,6 +61,13 @@ def with_treatment(index: pd.DataFrame, attributes: pd.DataFrame | None, treatme
     return index
 
 
+def mixed_treatment_identities(identity, treated) -> np.ndarray:
+    """Identities (sorted) whose photos carry both treatment values."""
+    frame = pd.DataFrame({"identity": np.asarray(identity).astype(str), "t": np.asarray(treated, float)}).dropna()
+    spread = frame.groupby("identity")["t"].agg(["min", "max"])
+    return np.sort(spread.index[spread["min"] != spread["max"]].to_numpy())
+
+
 def demo_index(labels: pd.DataFrame, image_dir: str | Path) -> pd.DataFrame:
     """Index for the demo: labels plus the path of each rendered photo."""
     out = labels.copy()
@@ -68,7 +75,98 @@ def demo_index(labels: pd.DataFrame, image_dir: str | Path) -> pd.DataFrame:
     return out
 
 
-def folder_index(folder: str | Path, labels_csv: str | Path | None = None) -> pd.DataFrame:
+RESERVED_LABEL_COLUMNS = ("image_id", "path", "shard")  # the index makes these itself
+
+
+def image_ids(relative_paths: list[str]) -> list[str]:
+    """Unique, readable image ids for files of one folder: the path without its suffix, '/' -> '__'.
+
+    Ids that would collide keep their suffix (a.jpg, a.png -> a_jpg, a_png); any still colliding (a/b.jpg
+    and a__b.jpg) get a short hash of their relative path, until every id is unique: one-to-one for any layout.
+    """
+    import hashlib
+
+    stem = [Path(r).with_suffix("").as_posix().replace("/", "__") for r in relative_paths]
+    ids = list(stem)
+    for attempt in range(len(relative_paths) + 1):
+        clash = pd.Series(ids).duplicated(keep=False).to_numpy()
+        if not clash.any():
+            return ids
+        for i in np.flatnonzero(clash):
+            if attempt == 0:
+                ids[i] = Path(relative_paths[i]).as_posix().replace("/", "__").replace(".", "_")
+            else:
+                digest = hashlib.sha1(f"{attempt}:{relative_paths[i]}".encode()).hexdigest()[:8]
+                ids[i] = f"{stem[i]}~{digest}"
+    raise AssertionError("unreachable: hashed ids are unique")
+
+
+def _csv_line(row: int) -> int:
+    """The line of a CSV file holding data row `row` (line 1 is the header)."""
+    return int(row) + 2
+
+
+def read_labels(labels_csv: str | Path, files: list[str], label_columns: list[str] = (),
+                allow_unmatched: bool = False) -> pd.DataFrame:
+    """The user's labels CSV, checked: a `file` column naming photos of the folder once each, no reserved
+    column, 0/1 (or empty) values in `label_columns`. Every error names the CSV file, its line and column.
+
+    Rows that match no photo stop the run with their list and case-insensitive near matches, unless
+    `allow_unmatched` (then they are dropped with a warning).
+    """
+    import warnings
+
+    where = f"labels file '{labels_csv}'"
+    try:
+        labels = pd.read_csv(labels_csv, dtype={"file": str, "identity": str})
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as err:
+        raise InputDataError(f"{where} cannot be read as CSV ({err}); save it as comma-separated UTF-8 text "
+                             "with a header line.") from err
+    if "file" not in labels.columns:
+        raise InputDataError(f"{where} needs a 'file' column with paths relative to the photo folder; "
+                             f"its columns are {list(labels.columns)}.")
+    reserved = [c for c in RESERVED_LABEL_COLUMNS if c in labels.columns]
+    if reserved:
+        raise InputDataError(f"{where}: column(s) {reserved} are made by the pipeline itself (reserved: "
+                             f"{', '.join(RESERVED_LABEL_COLUMNS)}); rename or remove them.")
+    missing_file = labels["file"].isna()
+    if missing_file.any():
+        raise InputDataError(f"{where}: line(s) {[_csv_line(i) for i in np.flatnonzero(missing_file)][:10]} have an "
+                             "empty 'file' cell.")
+    labels["file"] = labels["file"].str.strip().map(lambda f: Path(f).as_posix())
+    dup = labels["file"].duplicated(keep=False)
+    if dup.any():
+        first = labels.loc[dup, "file"].iloc[0]
+        lines = [_csv_line(i) for i in np.flatnonzero(labels["file"] == first)]
+        raise InputDataError(f"{where}: file '{first}' is listed more than once (lines {lines}; "
+                             f"{int(dup.sum())} duplicated rows in all); keep one row per photo.")
+    for col in [c for c in dict.fromkeys(label_columns) if c in labels.columns]:
+        values = pd.to_numeric(labels[col], errors="coerce")
+        bad = (labels[col].notna() & ~values.isin([0, 1])).to_numpy()
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise InputDataError(f"{where}, line {_csv_line(i)}, column '{col}': '{labels[col].iloc[i]}' is not 0 or 1 "
+                                 f"({int(bad.sum())} such cell(s)); labels are 0/1, or empty to have them predicted.")
+        labels[col] = values
+    unmatched = ~labels["file"].isin(files)
+    if unmatched.any():
+        by_lower = {f.lower(): f for f in files}
+        listed = []
+        for i in np.flatnonzero(unmatched)[:20]:
+            name = labels["file"].iloc[i]
+            near = by_lower.get(name.lower())
+            listed.append(f"line {_csv_line(i)}: '{name}'" + (f" (did you mean '{near}'?)" if near else ""))
+        msg = (f"{where}: {int(unmatched.sum())} row(s) match no photo of the folder (file names are case-sensitive "
+               "paths relative to folder.path):\n    " + "\n    ".join(listed))
+        if not allow_unmatched:
+            raise InputDataError(msg + "\nFix the names, remove the rows, or set labels.allow_unmatched: true to drop them.")
+        warnings.warn(msg + "\nThese rows are dropped (labels.allow_unmatched: true).", stacklevel=2)
+        labels = labels[~unmatched]
+    return labels
+
+
+def folder_index(folder: str | Path, labels_csv: str | Path | None = None, label_columns: list[str] = (),
+                 allow_unmatched: bool = False) -> pd.DataFrame:
     """Index for a folder of the user's photos; an optional CSV (column `file`) adds identity and labels."""
     folder = Path(folder)
     if not folder.is_dir():
@@ -76,20 +174,11 @@ def folder_index(folder: str | Path, labels_csv: str | Path | None = None) -> pd
     files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     if not files:
         raise InputDataError(f"photo folder '{folder}' has no images ({', '.join(IMAGE_SUFFIXES)}).")
-    rel = [str(p.relative_to(folder)) for p in files]
-    ids = pd.Series([Path(r).with_suffix("").as_posix().replace("/", "__") for r in rel])
-    clash = ids.duplicated(keep=False)  # a.jpg and a.png: keep the suffix to tell them apart
-    ids[clash] = [Path(r).as_posix().replace("/", "__").replace(".", "_") for r in np.asarray(rel)[clash.to_numpy()]]
-    index = pd.DataFrame({
-        "image_id": ids.tolist(),
-        "path": [str(p) for p in files],
-        "file": rel,
-    })
+    rel = [p.relative_to(folder).as_posix() for p in files]
+    index = pd.DataFrame({"image_id": image_ids(rel), "path": [str(p) for p in files], "file": rel})
     if labels_csv:
-        labels = pd.read_csv(labels_csv)
-        if "file" not in labels.columns:
-            raise InputDataError(f"labels file '{labels_csv}' needs a 'file' column with paths relative to {folder}.")
-        index = index.merge(labels, on="file", how="left")
+        labels = read_labels(labels_csv, rel, label_columns, allow_unmatched)
+        index = index.merge(labels, on="file", how="left", validate="one_to_one")
     if "identity" not in index.columns:
         index["identity"] = index["image_id"]
     index["identity"] = index["identity"].fillna(index["image_id"]).astype(str)

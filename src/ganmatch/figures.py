@@ -107,6 +107,7 @@ def love_plot(summary: pd.DataFrame, pdf: str, png: str | None = None, threshold
                          "sample": smd["sample"].to_numpy(), "smd": smd["value"].to_numpy(float)})
     data["abs_smd"] = data["smd"].abs()
     data["threshold"] = float(threshold)
+    data["status"] = smd["status"].to_numpy() if "status" in smd else ""
     before = data[data["sample"] == "unmatched"].groupby("covariate", sort=False)["abs_smd"].max()
     covs = list(before.sort_values().index) + [c for c in dict.fromkeys(data["covariate"]) if c not in before.index]
     y = {c: i for i, c in enumerate(covs)}
@@ -118,11 +119,15 @@ def love_plot(summary: pd.DataFrame, pdf: str, png: str | None = None, threshold
     ax.scatter(b["abs_smd"], b["covariate"].map(y), s=40, facecolors="none", edgecolors=BEFORE_COLOUR, linewidths=1.5,
                label="before matching", zorder=3)
     span = 0.5 / max(1, len(methods))
+    flags = _method_flags(smd)
     for k, method in enumerate(methods):
         a = data[(data["sample"] == "matched") & (data["method"] == method)]
         dy = (k - (len(methods) - 1) / 2) * span if len(methods) > 1 else 0.0
-        ax.scatter(a["abs_smd"], a["covariate"].map(y) + dy, s=36, color=styles[method]["color"],
-                   marker=styles[method]["marker"], label=f"after matching: {pretty(method)}", zorder=4)
+        flag = flags.get(method, "")
+        colour = styles[method]["color"]
+        ax.scatter(a["abs_smd"], a["covariate"].map(y) + dy, s=36, marker=styles[method]["marker"], zorder=4,
+                   facecolors="none" if flag else colour, edgecolors=colour,
+                   label=f"after matching: {pretty(method)}" + (f" [{flag}: not judged]" if flag else ""))
     ax.set_yticks(range(len(covs)), [pretty(c) for c in covs])
     ax.set_ylim(-0.6, len(covs) - 0.4)
     ax.set_xlim(left=0, right=max(float(np.nanmax(data["abs_smd"].replace(np.inf, np.nan).to_numpy(), initial=0)),
@@ -133,6 +138,14 @@ def love_plot(summary: pd.DataFrame, pdf: str, png: str | None = None, threshold
     ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False)
     save_figure(fig, pdf, png)
     return data
+
+
+def _method_flags(smd: pd.DataFrame) -> dict[str, str]:
+    """method -> its matched sample's 'too few pairs (...)' status, for methods the balance stage did not judge."""
+    if "status" not in smd:
+        return {}
+    few = smd[(smd["sample"] == "matched") & smd["status"].astype(str).str.startswith("too few pairs")]
+    return dict(zip(few["method"], few["status"], strict=True))
 
 
 def fit_propensity(covariates: pd.DataFrame, treated, C: float = 1.0) -> np.ndarray:
@@ -487,8 +500,10 @@ def outcomes_forest(outcomes: pd.DataFrame, pdf: str, png: str | None = None) ->
         ticks = []
         for yi, (_, r) in zip(y, sub.iterrows(), strict=True):
             st = styles[str(r["method"])]
+            flagged = str(r.get("status", "ok")) not in ("ok", "nan", "<NA>")
             ax.errorbar(r["estimate"], yi, xerr=[[r["estimate"] - r["ci_low"]], [r["ci_high"] - r["estimate"]]],
-                        fmt=st["marker"], color=st["color"], capsize=3, markersize=6)
+                        fmt=st["marker"], color=st["color"], capsize=3, markersize=6,
+                        markerfacecolor="none" if flagged else st["color"])
             ticks.append(_forest_label(r))
         ax.axvline(0, color="k", linewidth=0.8, linestyle=":")
         truth = sub["truth"].dropna().unique() if "truth" in sub else []
@@ -514,4 +529,6 @@ def _forest_label(row) -> str:
         n = f"{row['n_treated']} + {row['n_control']}" if pd.notna(row.get("n_treated")) else "?"
         return f"naive, unmatched (n = {n})"
     n = f"{row['n_pairs']} pairs" if pd.notna(row.get("n_pairs")) else "?"
-    return f"{pretty(row['method'])} (n = {n})"
+    status = str(row.get("status", "ok"))
+    flag = f"\n[{status}]" if status not in ("ok", "nan", "<NA>") else ""
+    return f"{pretty(row['method'])} (n = {n}){flag}"

@@ -21,7 +21,7 @@ from .errors import InputDataError
 KINDS = ("numeric", "binary")
 TABLE_COLUMNS = [
     "outcome", "kind", "method", "embedding", "estimate", "ci_low", "ci_high", "n_pairs", "n_treated",
-    "n_control", "p_value", "test", "gamma", "truth", "error", "covers",
+    "n_control", "p_value", "test", "gamma", "truth", "error", "covers", "status",
 ]  # the tidy outcomes table, in this order
 BIAS_COLUMNS = ["sample", "stat", "group", "value", "ci_low", "ci_high", "n", "p_value"]
 
@@ -327,7 +327,7 @@ def _treated_series(treated, outcomes: pd.DataFrame) -> pd.Series:
 
 def estimate_outcomes(outcomes: pd.DataFrame, treated, matches: dict[str, pd.DataFrame], columns=None,
                       truth: dict | None = None, kinds: dict | None = None, n_boot: int = 2000, alpha: float = 0.05,
-                      random_state: int = 0) -> pd.DataFrame:
+                      random_state: int = 0, min_pairs: int = 1) -> pd.DataFrame:
     """The outcomes table: per outcome, the naive difference and each matching's ATT, in one tidy frame.
 
     outcomes: `image_id` plus outcome columns (all non-id columns except the treatment when `columns` is None).
@@ -335,6 +335,7 @@ def estimate_outcomes(outcomes: pd.DataFrame, treated, matches: dict[str, pd.Dat
     matches: name -> matches table (`treated_id`, `control_id`, optional `weight`, `embedding`).
     truth: outcome -> true effect (the demo's planted one); adds `truth`, `error` (estimate - truth) and
     `covers` (truth inside the interval). Columns: TABLE_COLUMNS. Naive rows have no n_pairs and no gamma.
+    `status` is 'ok', 'too few pairs (n < min_pairs)' or 'not estimable (...)' (no estimate or no interval).
     """
     if "image_id" not in outcomes.columns:
         raise InputDataError("outcome table lacks column 'image_id'")
@@ -370,7 +371,19 @@ def estimate_outcomes(outcomes: pd.DataFrame, treated, matches: dict[str, pd.Dat
     out["covers"] = covers.astype("boolean").mask(out["truth"].isna())
     for c in ("n_pairs", "n_treated", "n_control"):
         out[c] = out[c].astype("Int64")
+    out["status"] = [estimate_status(r, min_pairs) for r in out.itertuples()]
     return out[TABLE_COLUMNS].reset_index(drop=True)
+
+
+def estimate_status(row, min_pairs: int = 1) -> str:
+    """'ok', 'too few pairs (n < min)' for a matched row below `min_pairs`, or 'not estimable (...)'."""
+    if row.method != "naive" and pd.notna(row.n_pairs) and int(row.n_pairs) < min_pairs:
+        return f"too few pairs ({int(row.n_pairs)} < {min_pairs})"
+    if not np.isfinite(row.estimate):
+        return "not estimable (no estimate)"
+    if not (np.isfinite(row.ci_low) and np.isfinite(row.ci_high)):
+        return "not estimable (no interval)"
+    return "ok"
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ rule predict_attributes:
         treatment=config["treatment"],
         attributes=config["attributes"],
         seed=config["seed"],
+        mixed_treatment=config.get("identities", {}).get("mixed_treatment", "stop"),
     log:
         f"{LOGS}/attributes.log",
     conda:

@@ -15,6 +15,7 @@ rule balance_method:
         treatment=config["treatment"],
         covariates=config["covariates"],
         threshold=config["balance"].get("threshold", 0.1),
+        min_pairs=config["balance"].get("min_pairs", 10),
     log:
         f"{LOGS}/balance/{{method}}.log",
     conda:

@@ -255,8 +255,8 @@ def face_attribute_inputs(wildcards):
 
 
 def treatment_inputs(wildcards):
-    """For a folder of photos the treatment may be predicted: it is then read from the attributes table."""
-    return {"attributes": f"{RES}/attributes.parquet"} if config["source"] == "folder" else {}
+    """The attributes table resolves the treatment (a prediction for photos; the identity policy for every source)."""
+    return {"attributes": f"{RES}/attributes.parquet"}
 
 
 def overlap_propensity():

@@ -92,6 +92,7 @@ checkpoint index_images:
     params:
         source=config["source"],
         folder=config.get("folder", {}),
+        allow_unmatched=config.get("labels", {}).get("allow_unmatched", False),
         treatment=config["treatment"],
         covariates=config["covariates"],
         shard_size=config["shard_size"],

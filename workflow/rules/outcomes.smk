@@ -14,6 +14,7 @@ rule estimate_outcomes:
         alpha=config.get("outcome_analysis", {}).get("alpha", 0.05),
         truth=config.get("outcome_analysis", {}).get("truth", {}),
         seed=config["seed"],
+        min_pairs=config["balance"].get("min_pairs", 10),
     log:
         f"{LOGS}/outcomes/effects.log",
     conda:

@@ -4,19 +4,27 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ..balance import balance_table, group_means, sample_sizes
+import logging
+
+from ..balance import balance_table, group_means, sample_sizes, too_few_pairs
 from ..dataset import with_treatment
 from ..matching import matched_weights
 
+log = logging.getLogger("ganmatch")
+
 
 def method_balance(index: pd.DataFrame, attributes: pd.DataFrame, matches: pd.DataFrame, treatment: str,
-                   covariates: list[str], threshold: float, method: str) -> dict[str, pd.DataFrame]:
-    """Balance of `covariates` among the images of the attributes table, unmatched vs matched."""
+                   covariates: list[str], threshold: float, method: str, min_pairs: int = 10) -> dict[str, pd.DataFrame]:
+    """Balance of `covariates` among the images of the attributes table, unmatched vs matched; a method with fewer
+    than `min_pairs` matched treated units is flagged 'too few pairs' (logged), never 'balanced'."""
     ids = attributes["image_id"].to_numpy(str)
     treated = with_treatment(index, attributes, treatment).set_index("image_id").loc[ids, treatment].to_numpy(int)
     cov = attributes[covariates].astype(float).reset_index(drop=True)
     weights = matched_weights(ids, matches)
-    table = balance_table(cov, treated, weights, thresholds={"smd": threshold})
+    table = balance_table(cov, treated, weights, thresholds={"smd": threshold}, min_pairs=min_pairs)
+    few = too_few_pairs(int(((weights > 0) & (treated == 1)).sum()), min_pairs)
+    if few:
+        log.warning("method %s: %s; its balance is not judged (balance.min_pairs).", method, few)
     out = {"table": table, "means": group_means(cov, treated, weights), "sizes": sample_sizes(treated, weights)}
     for df in out.values():
         df["method"] = method

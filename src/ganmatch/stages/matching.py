@@ -3,6 +3,7 @@ matches on a score (propensity) also writes that score per image, which the over
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,8 @@ from ..dataset import with_treatment
 from ..errors import InputDataError
 from ..io import read_npy, read_parquet
 from ..matching import MatchData, MatchResult, match
+
+log = logging.getLogger("ganmatch")
 
 
 def load_embeddings(files: list[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -49,9 +52,20 @@ def run_method(name: str, spec: dict, index: pd.DataFrame, attributes: pd.DataFr
     )
     params = {k: v for k, v in spec.items() if k != "method"}
     result = match(spec["method"], data, random_state=seed, **params)
+    flag_same_identity(result.pairs, data, name)
     result.pairs["method"] = name
     result.pairs["embedding"] = spec.get("embedding", "")
     return result
+
+
+def flag_same_identity(pairs: pd.DataFrame, data: MatchData, name: str) -> None:
+    """Add `same_identity` (both photos show one person); warn when any pair does (identities.mixed_treatment: allow)."""
+    identity = pd.Series(data.identity, index=data.ids)
+    same = identity.reindex(pairs["treated_id"].astype(str)).to_numpy() == identity.reindex(pairs["control_id"].astype(str)).to_numpy()
+    pairs["same_identity"] = same.astype(bool)
+    if same.any():
+        log.warning("matching '%s': %d pairs match two photos of one identity (allowed by identities.mixed_treatment: "
+                    "allow; flagged same_identity).", name, int(same.sum()))
 
 
 def propensity_spec(methods: dict[str, dict]) -> tuple[str | None, dict]:

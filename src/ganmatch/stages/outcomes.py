@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pandas as pd
 
 from ..dataset import with_treatment
 from ..io import read_named_parquets
 from ..outcomes import estimate_outcomes, reference_distances, verification_bias
+
+log = logging.getLogger("ganmatch")
 
 
 def analysed_images(index: pd.DataFrame, attributes: pd.DataFrame, treatment: str) -> pd.DataFrame:
@@ -17,12 +21,17 @@ def analysed_images(index: pd.DataFrame, attributes: pd.DataFrame, treatment: st
 
 
 def outcome_effects(index: pd.DataFrame, attributes: pd.DataFrame, match_files: list[str], outcomes: list[str],
-                    treatment: str, truth: dict | None, n_boot: int, alpha: float, seed: int) -> pd.DataFrame:
-    """Naive and matched estimates (ATT) with bootstrap intervals, tests and Rosenbaum Gamma per outcome."""
+                    treatment: str, truth: dict | None, n_boot: int, alpha: float, seed: int,
+                    min_pairs: int = 10) -> pd.DataFrame:
+    """Naive and matched estimates (ATT) with bootstrap intervals, tests and Rosenbaum Gamma per outcome;
+    estimates that are too small or cannot be estimated are flagged in `status` and logged."""
     images = analysed_images(index, attributes, treatment)
     table = images[["image_id", treatment, *outcomes]]
-    return estimate_outcomes(table, treatment, read_named_parquets(match_files), columns=outcomes, truth=truth or {},
-                             n_boot=n_boot, alpha=alpha, random_state=seed)
+    out = estimate_outcomes(table, treatment, read_named_parquets(match_files), columns=outcomes, truth=truth or {},
+                            n_boot=n_boot, alpha=alpha, random_state=seed, min_pairs=min_pairs)
+    for r in out[out["status"] != "ok"].itertuples():
+        log.warning("outcome %s, method %s: %s", r.outcome, r.method, r.status)
+    return out
 
 
 def face_verification(index: pd.DataFrame, attributes: pd.DataFrame, ids: np.ndarray, X: np.ndarray,
