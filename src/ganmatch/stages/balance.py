@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import pandas as pd
-
 import logging
+
+import pandas as pd
 
 from ..balance import balance_table, group_means, sample_sizes, too_few_pairs
 from ..dataset import with_treatment
