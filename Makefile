@@ -1,7 +1,8 @@
 # Two entry points, as in the README: `make demo` installs and runs the whole default DAG, `make test` runs the tests.
+# `make test-fast` runs the unit tests only (no Snakemake run, under a minute) while developing.
 PY ?= python
 
-.PHONY: install demo test lint
+.PHONY: install demo test test-fast
 
 install:
 	$(PY) -m pip install -e ".[test]"
@@ -13,3 +14,6 @@ test:
 	ruff check src tests workflow/scripts benchmarks
 	snakemake --lint
 	$(PY) -m pytest -q
+
+test-fast:
+	GANMATCH_FAST_TESTS=1 $(PY) -m pytest -q -x -m "not slow and not slurm"

@@ -36,7 +36,9 @@ def copy_workflow(dest: Path) -> Path:
 
 
 def snakemake(workdir: Path, *args: str, check: bool = True, timeout: int = 900) -> subprocess.CompletedProcess:
-    """Run the real Snakemake CLI in `workdir` with the test interpreter's environment."""
+    """Run the real Snakemake CLI in `workdir` with the test interpreter's environment (never in `make test-fast`)."""
+    if os.environ.get("GANMATCH_FAST_TESTS"):
+        raise AssertionError("a test that runs Snakemake must be marked @pytest.mark.slow (make test-fast runs none)")
     env = dict(os.environ, PYTHONPATH=str(workdir / "src"), OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "snakemake", "--cores", "2", *args]
     proc = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout)
@@ -45,14 +47,34 @@ def snakemake(workdir: Path, *args: str, check: bool = True, timeout: int = 900)
     return proc
 
 
-@pytest.fixture(scope="session")
-def tiny_config_args(tmp_path_factory) -> list[str]:
-    """Arguments that run the default demo config shrunk by an overlay config file (merged key by key)."""
+def schema_block(name: str, **given) -> dict:
+    """A config block as the workflow passes it to a stage: `given` over config/schema.yaml's defaults."""
+    from ganmatch.config import fill_defaults
+
+    return fill_defaults({name: given}, ROOT / "config/schema.yaml")[name]
+
+
+TINY_ARGS = ("--configfile", "config/config.yaml", "tiny.yaml")  # relative: the same in every work directory
+
+
+def tiny_workdir(path: Path) -> Path:
+    """A copy of the workflow with the tiny overlay (conftest.TINY) as tiny.yaml beside it."""
     import yaml
 
-    overlay = tmp_path_factory.mktemp("config") / "tiny.yaml"
-    overlay.write_text(yaml.safe_dump(TINY))
-    return ["--configfile", str(ROOT / "config/config.yaml"), str(overlay)]
+    work = copy_workflow(path)
+    (work / "tiny.yaml").write_text(yaml.safe_dump(TINY))
+    return work
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory):
+    """One complete Snakemake run of the tiny demo, shared by every test module of the session that needs one.
+
+    Tests may delete and rebuild outputs (deterministic), never change the config of this directory.
+    """
+    work = tiny_workdir(tmp_path_factory.mktemp("demo"))
+    proc = snakemake(work, *TINY_ARGS)
+    return work, proc, list(TINY_ARGS)
 
 
 # Real face photos that ship offline, shared by the face tests.

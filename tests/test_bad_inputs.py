@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import ROOT, real_photos
+from conftest import ROOT, real_photos, schema_block
 from PIL import Image
 
 from ganmatch import attributes, distances
@@ -67,7 +67,7 @@ EXPECTED_REASONS = {
 
 
 def test_align_stage_rejects_bad_photos_with_reasons_and_aligns_the_rest(bad_folder, tmp_path, one_torch_thread):
-    params = {"detector": "mtcnn", "output_size": 64, "policy": "largest"}
+    params = schema_block("align", detector="mtcnn", output_size=64, policy="largest")
     table = align_stage.align_shard(bad_folder, params, tmp_path / "aligned")
     assert list(table["image_id"]) == list(bad_folder["image_id"])  # every file has exactly one row, in order
     status = dict(zip(table["image_id"], table["status"], strict=True))

@@ -178,15 +178,14 @@ def test_missing_treatment_and_missing_identity_are_clear(subsample, identities)
         celeba.build_celeba_hq_index(subsample, identities.iloc[:1000], None, image_dir="img")
 
 
-def test_index_from_config(tmp_path, mapping):
+def test_celeba_hq_index(tmp_path, mapping):
     write_attributes(tmp_path / "attr.txt", mapping["orig_file"].tolist()[:50] + ["000001.jpg"], seed=3)
     sub = tmp_path / "map.txt"
     sub.write_text("\n".join(MAPPING.read_text().splitlines()[:51]) + "\n")
     # the attribute file must cover the subsample; extra rows are fine
-    cfg = {"treatment": "male", "covariates": ["smiling"], "seed": 0,
-           "celeba_hq": {"mapping": str(sub), "identities": str(IDENTITIES), "attributes": str(tmp_path / "attr.txt"),
-                         "image_dir": "imgs", "file_pattern": "{idx:05d}.png", "test_fraction": 0.2, "subsample": 20}}
-    index = celeba.index_from_config(cfg)
+    cfg = {"mapping": str(sub), "identities": str(IDENTITIES), "attributes": str(tmp_path / "attr.txt"), "partition": None,
+           "image_dir": "imgs", "file_pattern": "{idx:05d}.png", "test_fraction": 0.2, "subsample": 20}
+    index = celeba.celeba_hq_index(cfg, "male", ["smiling"], seed=0)
     assert len(index) == 20 and index["path"].iloc[0] == str(Path("imgs/00000.png"))
     assert {"male", "smiling", "identity", "split"} <= set(index.columns)
 

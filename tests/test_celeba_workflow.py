@@ -75,6 +75,13 @@ def server(tmp_path):
 # ---------------------------------------------------------------- adapters (fast)
 
 
+def celeba_block(**given) -> dict:
+    """A `celeba_hq` block as the workflow passes it: `given` over the schema's defaults."""
+    from ganmatch.config import fill_defaults
+
+    return fill_defaults({"celeba_hq": given}, ROOT / "config/schema.yaml")["celeba_hq"]
+
+
 def test_fetch_links_local_folder_downloads_the_rest_and_records_failures(tmp_path, server):
     www, url = server
     meta = tiny_celeba(tmp_path)
@@ -85,10 +92,10 @@ def test_fetch_links_local_folder_downloads_the_rest_and_records_failures(tmp_pa
     for i in (3, 4):
         shutil.copy(tmp_path / "png" / f"{i:05d}.png", www)
     shutil.copy(tmp_path / "png" / "00000.png", www / "00005.png")  # wrong pixels for image 5
-    cfg = {"mapping": str(meta["mapping"]), "image_dir": str(tmp_path / "images"), "file_pattern": "{idx:05d}.png",
-           "local_dir": str(local), "sources": [url], "max_failed_fraction": 0.2}
+    cfg = celeba_block(mapping=str(meta["mapping"]), image_dir=str(tmp_path / "images"), file_pattern="{idx:05d}.png",
+                       local_dir=str(local), sources=[url], max_failed_fraction=0.2)
     report = tmp_path / "fetch.parquet"
-    table = stage.fetch_celeba_hq_images(cfg, {"retries": 1, "timeout": 5}, report)
+    table = stage.fetch_celeba_hq_images(cfg, 1, 5, report)
     status = dict(zip(table["idx"], table["status"], strict=True))
     assert status == {0: "present", 1: "present", 2: "present", 3: "ok", 4: "ok", 5: "failed"}
     assert (tmp_path / "images/00000.png").is_symlink()  # linked, not copied
@@ -97,14 +104,14 @@ def test_fetch_links_local_folder_downloads_the_rest_and_records_failures(tmp_pa
     assert pd.read_parquet(report).equals(table)
     assert pd.read_csv(tmp_path / "fetch.failed.tsv", sep="\t")["path"].tolist() == ["00005.png"]
     # a rerun verifies what is there and touches nothing
-    assert (stage.fetch_celeba_hq_images(cfg, {"retries": 1}, report)["status"] == "present").sum() == 5
+    assert (stage.fetch_celeba_hq_images(cfg, 1, 5, report)["status"] == "present").sum() == 5
 
 
 def test_fetch_fails_with_a_manual_hint_when_too_many_images_are_missing(tmp_path):
     meta = tiny_celeba(tmp_path)
-    cfg = {"mapping": str(meta["mapping"]), "image_dir": str(tmp_path / "images"), "file_pattern": "{idx:05d}.png"}
+    cfg = celeba_block(mapping=str(meta["mapping"]), image_dir=str(tmp_path / "images"), file_pattern="{idx:05d}.png")
     with pytest.raises(DownloadError) as err:
-        stage.fetch_celeba_hq_images(cfg, {}, tmp_path / "fetch.parquet")
+        stage.fetch_celeba_hq_images(cfg, 3, 60, tmp_path / "fetch.parquet")
     msg = str(err.value)
     assert f"6 of {N}" in msg and "by hand" in msg and str(tmp_path / "images") in msg and "local_dir" in msg
     assert not (tmp_path / "fetch.parquet").exists()
@@ -125,13 +132,13 @@ def test_download_configured_picks_the_entry_by_path(tmp_path, server):
     www, url = server
     (www / "w.bin").write_bytes(b"weights" * 100)
     dest = tmp_path / "w.pkl"
-    downloads = {"lock": str(tmp_path / "lock.json"), "retries": 1, "timeout": 5,
-                 "files": {"gen": {"urls": [f"{url}/w.bin"], "path": str(dest), "sha256": None}}}
-    assert stage.download_configured(str(dest), downloads, progress=False) == dest
+    downloads = {"lock": str(tmp_path / "lock.json"), "retries": 1, "timeout": 5}
+    entry = {"urls": [f"{url}/w.bin"], "path": str(dest), "sha256": None}
+    assert stage.download_configured(str(dest), entry, downloads, progress=False) == dest
     assert dest.read_bytes() == b"weights" * 100
     assert hashlib.sha256(dest.read_bytes()).hexdigest() in (tmp_path / "lock.json").read_text()
     with pytest.raises(DownloadError, match="no downloads.files entry"):
-        stage.download_configured(str(tmp_path / "other.pkl"), downloads)
+        stage.download_configured(str(tmp_path / "other.pkl"), entry, downloads)
 
 
 # ---------------------------------------------------------------- the workflow (Snakemake itself)
@@ -187,3 +194,10 @@ def test_download_rules_and_index_against_a_local_server(tmp_path, server):
     assert len(index) == N and index["identity"].nunique() == 3 and index["male"].tolist() == [1, 0] * 3
     assert {"young", "smiling", "eyeglasses", "makeup", "shard"} <= set(index.columns)
     assert all(Path(work / p).is_file() for p in index["path"])
+    # every value a job reads arrives through its params: a new test_fraction reruns the index, not the downloads
+    overlay["celeba_hq"]["test_fraction"] = 0.5
+    (work / "changed.yaml").write_text(yaml.safe_dump(overlay))
+    plan = snakemake(work, "-n", "--configfile", "config/celeba_hq.yaml", "changed.yaml", "--",
+                     "results/celeba_hq/images.parquet").stdout
+    assert "checkpoint index_images:" in plan and "Params have changed" in plan
+    assert "rule fetch_celeba_hq_images:" not in plan and "rule download_weights:" not in plan

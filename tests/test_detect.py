@@ -5,7 +5,7 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import real_photos
+from conftest import real_photos, schema_block
 from PIL import Image
 
 from ganmatch.align import align_face, alignment_matrix, similarity_warp, transform_points
@@ -145,7 +145,8 @@ def test_align_shard_never_stops(tmp_path, photos):
     ids = ["ok", "zero", "junk", "blank", "missing"]
     paths = [src / "ok.jpg", src / "zero.jpg", src / "junk.png", src / "blank.png", src / "missing.png"]
     rows = pd.DataFrame({"image_id": ids, "path": [str(p) for p in paths]})
-    table = align_shard(rows, {"output_size": 64}, tmp_path / "aligned", detector=FaceDetector())
+    table = align_shard(rows, schema_block("align", detector="mtcnn", output_size=64), tmp_path / "aligned",
+                        detector=FaceDetector())
     assert list(table["image_id"]) == ids
     assert list(table["status"]) == ["ok", "rejected", "rejected", "rejected", "rejected"]
     reasons = dict(zip(table["image_id"], table["reason"], strict=True))
@@ -157,6 +158,7 @@ def test_align_shard_never_stops(tmp_path, photos):
     assert table.loc[1:, "x0"].isna().all()
     # landmarks from a table instead of a detector
     marks = table.loc[[0], ["image_id", "x0", "y0", "x1", "y1", "x2", "y2", "x3", "y3", "x4", "y4"]]
-    again = align_shard(rows[:2], {"output_size": 64}, tmp_path / "aligned2", landmarks=pd.DataFrame(marks))
+    again = align_shard(rows[:2], schema_block("align", detector="table", output_size=64), tmp_path / "aligned2",
+                        landmarks=pd.DataFrame(marks))
     assert list(again["status"]) == ["ok", "rejected"]
     np.testing.assert_array_equal(np.asarray(Image.open(again.loc[0, "aligned_path"])), out)

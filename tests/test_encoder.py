@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import ROOT, copy_workflow, snakemake
+from conftest import ROOT, copy_workflow, schema_block, snakemake
 
 from ganmatch.encoder import FORMAT, LatentEncoder, load_encoder, save_encoder
 from ganmatch.errors import InputDataError, WeightsError
@@ -126,12 +126,13 @@ def test_shard_stage_starts_from_the_encoder_file(gen, encoder, held_out, tmp_pa
         io.write_png(img, path)
     aligned = pd.DataFrame({"image_id": [p.stem for p in paths], "aligned_path": [str(p) for p in paths], "status": "ok"})
     save_encoder(encoder, tmp_path / "encoder.pt")
-    params = {"steps": 1, "batch_size": 6, "device": "cpu"}  # one step keeps the starting latents (best seen)
+    params = schema_block("project", activate=True, steps=1, batch_size=6, device="cpu")  # one step keeps the start
     from_encoder, _ = stage.project_shard(aligned, tmp_path / "generator.pt", params, encoder=tmp_path / "encoder.pt")
     np.testing.assert_allclose(from_encoder, encoder.predict(held_out[1][:6]), atol=1e-5)
     from_mean, _ = stage.project_shard(aligned, tmp_path / "generator.pt", params)
     assert np.abs(from_mean - from_mean.mean(0)).max() < 1e-6  # every image starts at mean w
-    trained = stage.train_encoder(tmp_path / "generator.pt", {"space": "w+", "encoder": {"n_train": 16, "epochs": 1}})
+    trained = stage.train_encoder(tmp_path / "generator.pt",
+                                  schema_block("project", activate=True, space="w+", encoder={"n_train": 16, "epochs": 1}))
     assert trained.arch_["space"] == "w+" and trained.n_train == 16
 
 

@@ -32,7 +32,7 @@ def pairs_table(treated_ids, control_ids, weight=None, embedding="gan"):
 def test_paired_difference_by_hand():
     y = pd.Series([3.0, 5.0, 4.0, 1.0, 2.0, 6.0], index=["t1", "t2", "t3", "c1", "c2", "c3"])
     pairs = pairs_table(["t1", "t2", "t3"], ["c1", "c2", "c3"])
-    y_t, y_c, w, cl = oc.matched_pairs(pairs, y)
+    y_t, y_c, w, cl = oc.paired_outcomes(pairs, y)
     np.testing.assert_array_equal(y_t - y_c, [2.0, 3.0, -2.0])
     assert oc.att_estimate(y_t, y_c, w) == pytest.approx(1.0)
     # paired t by hand: mean 1, sd sqrt(7), t = 1 / (sqrt(7)/sqrt(3)), df 2
@@ -44,7 +44,7 @@ def test_k_to_one_weights_count_each_treated_once():
     # t1 has two controls (weights 1 each -> normalised to 1/2), t2 one control.
     y = pd.Series({"t1": 10.0, "t2": 4.0, "c1": 2.0, "c2": 4.0, "c3": 1.0})
     pairs = pairs_table(["t1", "t1", "t2"], ["c1", "c2", "c3"], weight=[1.0, 1.0, 1.0])
-    y_t, y_c, w, cl = oc.matched_pairs(pairs, y)
+    y_t, y_c, w, cl = oc.paired_outcomes(pairs, y)
     np.testing.assert_allclose(w, [0.5, 0.5, 1.0])
     # contrasts: t1: 10 - 3 = 7, t2: 4 - 1 = 3 -> ATT 5
     np.testing.assert_allclose(oc.treated_contrasts(y_t, y_c, w, cl), [7.0, 3.0])
@@ -53,10 +53,10 @@ def test_k_to_one_weights_count_each_treated_once():
 
 def test_matched_pairs_drops_missing_and_rejects_unknown_ids():
     y = pd.Series({"t1": 1.0, "t2": np.nan, "c1": 0.0, "c2": 0.0})
-    y_t, y_c, w, cl = oc.matched_pairs(pairs_table(["t1", "t2"], ["c1", "c2"]), y)
+    y_t, y_c, w, cl = oc.paired_outcomes(pairs_table(["t1", "t2"], ["c1", "c2"]), y)
     assert len(y_t) == 1
     with pytest.raises(InputDataError, match="no row"):
-        oc.matched_pairs(pairs_table(["t1"], ["zz"]), y)
+        oc.paired_outcomes(pairs_table(["t1"], ["zz"]), y)
 
 
 def test_naive_difference_matches_welch_and_two_proportion():

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import copy_workflow, snakemake
+from conftest import copy_workflow, schema_block, snakemake
 
 GOOD = ["astronaut.png", "astronaut_flipped.jpg", "astronaut_rotated.jpg", "astronaut_gray.jpg", "astronaut_exif.jpg",
         "hopper.jpg", "hopper_flipped.png", "hopper_small.jpg", "hopper_cmyk.jpg", "hopper_16bit.png"]
@@ -194,12 +194,12 @@ def test_face_attribute_table_of_an_aligned_shard(tmp_path):
         Image.open(fh).convert("RGB").save(tmp_path / "hopper.jpg")
     (tmp_path / "empty.png").write_bytes(b"")
     rows = pd.DataFrame({"image_id": ["hopper", "empty"], "path": [str(tmp_path / "hopper.jpg"), str(tmp_path / "empty.png")]})
-    shard = align_shard(rows, {"detector": "dlib", "output_size": 128}, tmp_path / "aligned")
+    shard = align_shard(rows, schema_block("align", detector="dlib", output_size=128), tmp_path / "aligned")
     shard.to_parquet(tmp_path / "shard_0.parquet")
     table = face_attribute_table([str(tmp_path / "shard_0.parquet")], {"young_below": 30, "frontal_within": 15})
     assert table["image_id"].tolist() == ["hopper"]  # the rejected image has no row
     row = table.iloc[0]
     assert row["age"] > 60 and row["young_prob"] < 0.05 and row["young_confidence"] > 0.95
     assert row["male_prob"] == row["gender_male_prob"] and row["frontal_prob"] == 1.0
-    older = face_attribute_table([str(tmp_path / "shard_0.parquet")], {"young_below": 90})
+    older = face_attribute_table([str(tmp_path / "shard_0.parquet")], schema_block("face_attributes", young_below=90))
     assert older["young_prob"].iloc[0] > 0.95  # the threshold moves the probability mass

@@ -20,22 +20,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
-from conftest import ROOT, TINY, copy_workflow, snakemake
+from conftest import ROOT, TINY_ARGS, snakemake, tiny_workdir
 
 # The README's recovery commands after a crash, a kill or a power loss (run in the same directory):
 #   snakemake --unlock
 #   snakemake --cores 2 --rerun-incomplete
 UNLOCK = ("--unlock",)
 RESUME = ("--rerun-incomplete",)
-CONFIG = ("--configfile", "config/config.yaml", "tiny.yaml")  # the demo config shrunk by an overlay (conftest.TINY)
+CONFIG = TINY_ARGS  # the demo config shrunk by an overlay (conftest.TINY)
 TABLES = ("*.parquet", "*.npy")
-
-
-def _workdir(path: Path) -> Path:
-    work = copy_workflow(path)
-    (work / "tiny.yaml").write_text(yaml.safe_dump(TINY))
-    return work
 
 
 def _digests(root: Path, patterns=TABLES) -> dict[str, str]:
@@ -73,17 +66,15 @@ def _wait_for(predicate, proc: subprocess.Popen, timeout: float, what: str) -> N
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory) -> Path:
-    """One uninterrupted run of the tiny demo."""
-    work = _workdir(tmp_path_factory.mktemp("reference"))
-    snakemake(work, *CONFIG)
-    return work
+def reference(demo_run) -> Path:
+    """One uninterrupted run of the tiny demo (the session's shared run)."""
+    return demo_run[0]
 
 
 @pytest.fixture(scope="module")
 def interrupted(tmp_path_factory) -> dict:
     """A run killed with SIGKILL inside a projection job, a concurrent run refused meanwhile, then recovery."""
-    work = _workdir(tmp_path_factory.mktemp("interrupted"))
+    work = tiny_workdir(tmp_path_factory.mktemp("interrupted"))
     env = dict(os.environ, PYTHONPATH=str(work / "src"), OMP_NUM_THREADS="1")
     with open(work / "first.out", "w") as out:
         proc = subprocess.Popen([sys.executable, "-m", "snakemake", "--cores", "2", *CONFIG], cwd=work, env=env,

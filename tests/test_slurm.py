@@ -375,6 +375,7 @@ def test_job_failing_once_is_retried(slurm_run, local_run, tmp_path):
 # --- the profiles themselves (no SLURM needed) -----------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("profile", ["profiles/slurm", "profiles/local"])
 def test_profile_is_accepted_by_snakemake(profile, tmp_path):
     """Snakemake parses the profile (every key an option, every resource expression valid)."""

@@ -10,14 +10,6 @@ from conftest import copy_workflow, snakemake
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def demo_run(tmp_path_factory, tiny_config_args):
-    """One complete run of the default DAG (shrunk), shared by the tests below."""
-    work = copy_workflow(tmp_path_factory.mktemp("demo"))
-    proc = snakemake(work, *tiny_config_args)
-    return work, proc, tiny_config_args
-
-
 def test_every_target_built_and_tables_sane(demo_run):
     work, _, _ = demo_run
     res = work / "results/demo"

@@ -264,45 +264,21 @@ def celeba_hq_manifest(mapping: pd.DataFrame, base_url: str | list[str] | None, 
 
 # ---------------------------------------------------------------- config entry point
 
-CONFIG_DEFAULTS = {
-    "mapping": "resources/celeba_hq/celeba_hq_mapping.txt",
-    "identities": "resources/celeba_hq/identity_CelebA.txt",
-    "attributes": "resources/celeba_hq/list_attr_celeba.txt",
-    "partition": None,
-    "image_dir": "resources/celeba_hq/images",
-    "file_pattern": "{idx:05d}.png",  # lossless copies, so the final_md5 check applies (JPEG copies: verify: decode)
-    "test_fraction": 0.2,
-    "subsample": None,
-    "local_dir": None,  # image fetching: see stages.download.fetch_celeba_hq_images
-    "sources": [],
-    "verify": "final_md5",
-    "max_failed_fraction": 0.01,
-}
-
-
-def config_block(celeba_cfg: dict | None) -> dict:
-    """The workflow config's `celeba_hq` block over CONFIG_DEFAULTS: one view for the index, the fetch and the rules."""
-    return {**CONFIG_DEFAULTS, **(celeba_cfg or {})}
-
-
 def hq_mapping(cfg: dict) -> pd.DataFrame:
     """The mapping rows a run uses: all, or the first `subsample` by HQ index (the index and the fetch agree)."""
     mapping = read_hq_mapping(cfg["mapping"])
-    if cfg.get("subsample"):
+    if cfg["subsample"]:
         mapping = mapping.sort_values("idx").head(int(cfg["subsample"])).reset_index(drop=True)
     return mapping
 
 
-def index_from_config(config: dict) -> pd.DataFrame:
-    """The CelebA-HQ image index from the workflow config's `celeba_hq` block (see CONFIG_DEFAULTS)."""
-    cfg = config_block(config.get("celeba_hq"))
+def celeba_hq_index(cfg: dict, treatment: str, covariates: list[str], seed: int) -> pd.DataFrame:
+    """The CelebA-HQ image index from the config's `celeba_hq` block (defaults filled by validation)."""
     mapping = hq_mapping(cfg)
-    attributes = read_celeba_attributes(cfg["attributes"]) if cfg.get("attributes") else None
-    partition = read_eval_partition(cfg["partition"]) if cfg.get("partition") else None
+    attributes = read_celeba_attributes(cfg["attributes"]) if cfg["attributes"] else None
+    partition = read_eval_partition(cfg["partition"]) if cfg["partition"] else None
     return build_celeba_hq_index(
         mapping, read_identities(cfg["identities"]), attributes,
-        image_dir=cfg["image_dir"], file_pattern=cfg["file_pattern"],
-        treatment=config.get("treatment", "male"), covariates=config.get("covariates", []),
-        partition=partition, test_fraction=float(cfg["test_fraction"]), seed=int(config.get("seed", 0)),
+        image_dir=cfg["image_dir"], file_pattern=cfg["file_pattern"], treatment=treatment, covariates=covariates,
+        partition=partition, test_fraction=float(cfg["test_fraction"]), seed=int(seed),
     )
-

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import difflib
 from pathlib import Path
 
@@ -62,8 +63,56 @@ def _describe(error: jsonschema.ValidationError, schema: dict) -> str:
     return f"'{where}': {error.message}."
 
 
-def validate_config(config: dict, schema: dict | str | Path, source: str = "config") -> None:
-    """Raise ConfigError listing every problem in `config`, each naming its key and the allowed values."""
+def _resolve_ref(node: dict, schema: dict) -> dict:
+    """A subschema with its `$ref` (to `#/$defs/<name>`) merged under its own keys."""
+    while "$ref" in node:
+        target = schema
+        for part in node["$ref"].lstrip("#/").split("/"):
+            target = target[part]
+        node = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
+    return node
+
+
+def _has_defaults(node: dict, schema: dict) -> bool:
+    node = _resolve_ref(node, schema)
+    return any("default" in _resolve_ref(p, schema) or _has_defaults(p, schema) for p in node.get("properties", {}).values())
+
+
+def _fill(instance, node: dict, schema: dict):
+    """`instance` with the defaults of `node` filled in, recursively (blocks with defaults are created)."""
+    node = _resolve_ref(node, schema)
+    if not isinstance(instance, dict):
+        return instance
+    out = dict(instance)
+    for key, sub in node.get("properties", {}).items():
+        sub = _resolve_ref(sub, schema)
+        if key not in out:
+            if "default" in sub:
+                out[key] = copy.deepcopy(sub["default"])
+            elif sub.get("type") == "object" and _has_defaults(sub, schema):
+                out[key] = {}
+        if key in out:
+            out[key] = _fill(out[key], sub, schema)
+    extra = node.get("additionalProperties")
+    if isinstance(extra, dict):
+        for key in set(out) - set(node.get("properties", {})):
+            out[key] = _fill(out[key], extra, schema)
+    for branch in node.get("allOf", []):
+        if "if" in branch and jsonschema.Draft202012Validator(branch["if"]).is_valid(out):
+            out = _fill(out, branch["then"], schema)
+    return out
+
+
+def fill_defaults(config: dict, schema: dict | str | Path) -> dict:
+    """A copy of a valid `config` with every schema default filled in: the one place defaults live."""
+    if not isinstance(schema, dict):
+        schema = load_schema(schema)
+    return _fill(config, schema, schema)
+
+
+def validate_config(config: dict, schema: dict | str | Path, source: str = "config") -> dict:
+    """Raise ConfigError listing every problem in `config`, each naming its key and the allowed values;
+    return the config with every default of the schema filled in (`fill_defaults`)."""
     if not isinstance(schema, dict):
         schema = load_schema(schema)
     validator = jsonschema.Draft202012Validator(schema)
@@ -72,3 +121,4 @@ def validate_config(config: dict, schema: dict | str | Path, source: str = "conf
         lines = "\n".join(f"  - {_describe(e, schema)}" for e in errors)
         raise ConfigError(f"invalid configuration ({source}):\n{lines}\nFix the key(s) above; config/schema.yaml documents every key.")
     check_config(config)
+    return fill_defaults(config, schema)

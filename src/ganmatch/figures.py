@@ -148,15 +148,6 @@ def _method_flags(smd: pd.DataFrame) -> dict[str, str]:
     return dict(zip(few["method"], few["status"], strict=True))
 
 
-def fit_propensity(covariates: pd.DataFrame, treated, C: float = 1.0) -> np.ndarray:
-    """P(treated | covariates): the `propensity` matcher's model (`matching.propensity_model`) on these covariates."""
-    from .matching import MatchData, propensity_model
-
-    data = MatchData(ids=np.arange(len(covariates)), treated=np.asarray(treated, int),
-                     covariates=covariates.reset_index(drop=True))
-    return propensity_model(data, covariates=list(covariates.columns), C=C).propensity_
-
-
 def propensity_overlap(attributes: pd.DataFrame, treated: pd.Series, covariates: list[str],
                        matches: Mapping[str, pd.DataFrame], pdf: str, png: str | None = None,
                        treatment: str = "treated", bins: int = 20, scores: pd.Series | None = None,
@@ -165,7 +156,7 @@ def propensity_overlap(attributes: pd.DataFrame, treated: pd.Series, covariates:
 
     The score is `scores` (propensity by image_id; the workflow passes the ones its `propensity` method matched
     on, as it wrote them to matches/scores/<name>.parquet; images without one are not drawn), else fitted here on the
-    `covariates` (`fit_propensity`). Every panel shows the same score (described by `score_label` in the title);
+    `covariates` (`matching.propensity_scores`). Every panel shows the same score (described by `score_label` in the title);
     matched samples are weighted as in the ATT (`matching.matched_weights`). Returns image_id, group,
     propensity, sample, weight (rows with weight > 0 and a score).
     """
@@ -180,7 +171,9 @@ def propensity_overlap(attributes: pd.DataFrame, treated: pd.Series, covariates:
         raise InputDataError("propensity_overlap: some attribute rows have no treatment value in the index.")
     t = t.astype(int)
     if scores is None:
-        score = fit_propensity(attributes[covariates], t)
+        from .matching import propensity_scores
+
+        score = propensity_scores(attributes[covariates], t)
     else:
         scores = pd.Series(np.asarray(scores, float), index=scores.index.astype(str))
         if scores.index.has_duplicates:
@@ -226,7 +219,7 @@ def propensity_overlap(attributes: pd.DataFrame, treated: pd.Series, covariates:
 # ---------------------------------------------------------------- matches
 
 
-def _pick_spread(values: np.ndarray, n: int) -> np.ndarray:
+def spread_positions(values: np.ndarray, n: int) -> np.ndarray:
     """Positions of `n` items spread evenly over the sorted `values` (best, ..., median, ..., worst)."""
     order = np.argsort(values, kind="stable")
     if len(order) <= n:
@@ -265,7 +258,7 @@ def matched_pairs(matches: pd.DataFrame, images: Mapping, pdf: str, png: str | N
     for method in methods:
         sub = matches[matches["method"] == method].reset_index(drop=True)
         rank = sub["distance"].rank(method="first").astype(int)
-        pos = _pick_spread(sub["distance"].to_numpy(float), n_pairs)
+        pos = spread_positions(sub["distance"].to_numpy(float), n_pairs)
         pick = sub.loc[pos].assign(distance_rank=rank[pos].to_numpy(), n_pairs_total=len(sub), row=np.arange(len(pos)))
         shown.append(pick)
     data = pd.concat(shown, ignore_index=True) if shown else matches.head(0)
@@ -348,20 +341,10 @@ def distance_distributions(neighbours: Mapping[str, pd.DataFrame], identity: pd.
     return pd.concat(rows, ignore_index=True)
 
 
-def neighbour_quality_table(neighbours: Mapping[str, pd.DataFrame], identity: pd.Series, attributes: pd.DataFrame,
-                            ks=(1, 5, 10)) -> pd.DataFrame:
-    """`balance.neighbour_quality` for every embedding, stacked with an `embedding` column first."""
-    from .balance import neighbour_quality as quality
-
-    frames = [quality(nb, identity, attributes, ks=ks).assign(embedding=name) for name, nb in neighbours.items()]
-    out = pd.concat(frames, ignore_index=True)
-    return out[["embedding", *[c for c in out.columns if c != "embedding"]]]
-
-
 def neighbour_quality(table: pd.DataFrame, pdf: str, png: str | None = None) -> pd.DataFrame:
     """The paper's nearest-neighbour table as a figure: identity retrieval error at top-k (scope "all") and
     the attribute mismatch between an image and its nearest neighbour in the other group (scope "cross").
-    `table` is `neighbour_quality_table` output; it is returned unchanged.
+    `table` is `distances.retrieval_quality_table` output; it is returned unchanged.
     """
     _need(table, ["embedding", "scope"], "neighbour_quality")
     embeddings = list(dict.fromkeys(table["embedding"]))
@@ -404,37 +387,6 @@ def neighbour_quality(table: pd.DataFrame, pdf: str, png: str | None = None) -> 
 
 
 # ---------------------------------------------------------------- projection
-
-
-def reconstruct(weights: str, latents: np.ndarray, device: str = "cpu") -> np.ndarray:
-    """Re-render W or W+ latents with the generator in `weights` (constant noise): uint8 (N, size, size, 3)."""
-    import torch
-
-    from .project import tensor_to_uint8
-    from .weights import load_generator
-
-    generator = load_generator(weights, map_location=device)
-    with torch.no_grad():
-        images = generator.synthesis(torch.as_tensor(np.asarray(latents, np.float32), device=device))
-    return tensor_to_uint8(images)
-
-
-def projection_examples(table: pd.DataFrame, latents: np.ndarray, aligned_paths: Mapping[str, str], weights: str,
-                        n: int = 8) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """`n` projected images spread over PSNR (worst to best): their ids, originals and re-rendered latents.
-
-    `table`/`latents` are the concatenated latent shard tables and their latents in the same row order (an array,
-    or `embeddings.StackedRows` over the memory-mapped shards, so only the chosen rows are read).
-    """
-    from .io import read_rgb
-
-    ok = np.flatnonzero((table["status"] == "ok").to_numpy()) if "status" in table else np.arange(len(table))
-    if len(ok) == 0:
-        raise InputDataError("projection_quality: no image was projected successfully.")
-    pos = ok[_pick_spread(table["psnr"].to_numpy(float)[ok], n)]
-    ids = table["image_id"].astype(str).to_numpy()[pos].tolist()
-    originals = np.stack([read_rgb(aligned_paths[i]) for i in ids])
-    return ids, originals, reconstruct(weights, latents[pos])
 
 
 def projection_quality(table: pd.DataFrame, ids: list[str], originals: np.ndarray, reconstructions: np.ndarray,

@@ -68,6 +68,27 @@ def read_npy(path: str | os.PathLike, mmap: bool = False) -> np.ndarray:
     return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
 
 
+def read_embedding(npy: str | os.PathLike, ids: str | os.PathLike | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """An embedding as (ids, X): `<name>.npy` and its row ids `<name>.parquet` (column image_id), checked to be
+    one unique id per row. The one reader of the embedding file pair."""
+    from .errors import InputDataError
+
+    npy = str(npy)
+    ids_path = str(ids) if ids is not None else npy[: -len(".npy")] + ".parquet"
+    image_ids = read_parquet(ids_path, columns=["image_id"])["image_id"].to_numpy(str)
+    X = read_npy(npy)
+    if len(image_ids) != len(X) or len(np.unique(image_ids)) != len(image_ids):
+        raise InputDataError(f"{npy}: {len(X)} rows for {len(image_ids)} ids (unique: {len(np.unique(image_ids))}); "
+                             "embedding ids must be unique, one per row. Delete the embedding and rerun.")
+    return image_ids, X
+
+
+def write_embedding(ids, X: np.ndarray, npy: str | os.PathLike, ids_path: str | os.PathLike) -> None:
+    """Write an embedding's float32 rows and their ids (the pair `read_embedding` reads)."""
+    write_npy(X, npy)
+    write_parquet(pd.DataFrame({"image_id": np.asarray(ids)}), ids_path)
+
+
 def write_json(obj, path: str | os.PathLike) -> None:
     """Write JSON atomically with sorted keys, so reruns are byte-identical."""
     with atomic_path(path, ".json") as tmp:

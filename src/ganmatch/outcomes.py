@@ -96,7 +96,7 @@ def naive_difference(y, treated, kind: str | None = None, alpha: float = 0.05) -
 # ----------------------------------------------------------------------------------------------------------
 # matched pairs
 
-def matched_pairs(pairs: pd.DataFrame, outcome: pd.Series):
+def paired_outcomes(pairs: pd.DataFrame, outcome: pd.Series):
     """Pair-level outcomes of a matches table: (y_treated, y_control, weight, cluster) as numpy arrays.
 
     `outcome` is indexed by image_id. Weights (column `weight`, default 1) are normalised to sum to 1 within
@@ -358,7 +358,7 @@ def estimate_outcomes(outcomes: pd.DataFrame, treated, matches: dict[str, pd.Dat
         rows.append({"outcome": col, "kind": kind, "method": "naive", "embedding": "", "n_pairs": pd.NA,
                      "gamma": np.nan, **naive})
         for name, pairs in matches.items():
-            y_t, y_c, w, cl = matched_pairs(pairs, y)
+            y_t, y_c, w, cl = paired_outcomes(pairs, y)
             res = matched_estimate(y_t, y_c, w, cl, kind, n_boot=n_boot, alpha=alpha, random_state=random_state)
             present = y.reindex(pairs["treated_id"].astype(str)).notna().to_numpy() & \
                 y.reindex(pairs["control_id"].astype(str)).notna().to_numpy()
@@ -471,7 +471,7 @@ def verification_bias(distance: pd.Series, treated: pd.Series, threshold: float 
         add("all", stat, "difference", res["estimate"], res["n_treated"] + res["n_control"],
             res["ci_low"], res["ci_high"], res["p_value"])
     for name, pairs in (matches or {}).items():
-        y_t, y_c, w, cl = matched_pairs(pairs, distance)
+        y_t, y_c, w, cl = paired_outcomes(pairs, distance)
         _distribution_rows(add, name, "treated", y_t, w, threshold)
         _distribution_rows(add, name, "control", y_c, w, threshold)
         for stat in outcomes:

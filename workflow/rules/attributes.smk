@@ -6,7 +6,7 @@ rule predict_attributes:
     input:
         unpack(face_attribute_inputs),
         index=f"{RES}/images.parquet",
-        embedding=embedding_files(config["attributes"]["embedding"]),
+        embedding=embedding_files(PLAN.attributes_embedding),
     output:
         table=f"{RES}/attributes.parquet",
         cv=f"{RES}/attributes_cv.parquet",
@@ -15,7 +15,7 @@ rule predict_attributes:
         treatment=config["treatment"],
         attributes=config["attributes"],
         seed=config["seed"],
-        mixed_treatment=config.get("identities", {}).get("mixed_treatment", "stop"),
+        mixed_treatment=config["identities"]["mixed_treatment"],
     log:
         f"{LOGS}/attributes.log",
     conda:

@@ -14,8 +14,8 @@ rule balance_method:
     params:
         treatment=config["treatment"],
         covariates=config["covariates"],
-        threshold=config["balance"].get("threshold", 0.1),
-        min_pairs=config["balance"].get("min_pairs", 10),
+        threshold=config["balance"]["threshold"],
+        min_pairs=config["balance"]["min_pairs"],
     log:
         f"{LOGS}/balance/{{method}}.log",
     conda:
@@ -27,8 +27,8 @@ rule balance_method:
 rule balance_summary:
     """All methods' balance tables and group means in one table each."""
     input:
-        tables=expand(f"{RES}/balance/{{method}}.parquet", method=config["matching"]["methods"]),
-        means=expand(f"{RES}/balance/{{method}}_means.parquet", method=config["matching"]["methods"]),
+        tables=expand(f"{RES}/balance/{{method}}.parquet", method=PLAN.methods),
+        means=expand(f"{RES}/balance/{{method}}_means.parquet", method=PLAN.methods),
     output:
         table=f"{RES}/balance/summary.parquet",
         means=f"{RES}/balance/group_means.parquet",

@@ -30,11 +30,13 @@ if config["source"] == "celeba_hq":
     rule fetch_celeba_hq_images:
         """Link celeba_hq.local_dir and/or fetch the 30,000 images from celeba_hq.sources, verified; one bad image is a row of the table."""
         input:
-            mapping=celeba_hq_config()["mapping"],
+            mapping=config["celeba_hq"]["mapping"],
         output:
             report=f"{RAW}/images_fetch.parquet",
-        params:  # what defines the images; sources, local_dir, retries etc. are read from the config (no rerun)
-            content={k: celeba_hq_config().get(k) for k in ("image_dir", "file_pattern", "subsample", "verify")},
+        params:  # the keys the fetch reads, so that e.g. a new test_fraction reruns the index but not the fetch
+            celeba_hq=celeba_fetch_settings(),
+            retries=config["downloads"]["retries"],
+            timeout=config["downloads"]["timeout"],
         log:
             f"{LOGS}/download/celeba_hq_images.log",
         conda:
@@ -53,8 +55,9 @@ if download_paths(annotations=True):
             "{annotation}",
         wildcard_constraints:
             annotation=path_constraint(download_paths(annotations=True)),
-        params:  # the checksums define the file; mirrors and retries are read from the config (no rerun)
-            checksum=lambda wildcards, output: download_checksum(output[0]),
+        params:
+            entry=lambda wildcards, output: download_entry(output[0]),
+            downloads=download_settings(),
         log:
             f"{LOGS}/download/{{annotation}}.log",
         conda:
@@ -73,8 +76,9 @@ if download_paths(annotations=False):
             "{weights_file}",
         wildcard_constraints:
             weights_file=path_constraint(download_paths(annotations=False)),
-        params:  # the checksums define the file; mirrors and retries are read from the config (no rerun)
-            checksum=lambda wildcards, output: download_checksum(output[0]),
+        params:
+            entry=lambda wildcards, output: download_entry(output[0]),
+            downloads=download_settings(),
         log:
             f"{LOGS}/download/{{weights_file}}.log",
         conda:
@@ -91,8 +95,7 @@ checkpoint index_images:
         index=f"{RES}/images.parquet",
     params:
         source=config["source"],
-        folder=config.get("folder", {}),
-        allow_unmatched=config.get("labels", {}).get("allow_unmatched", False),
+        spec=index_params(),
         treatment=config["treatment"],
         covariates=config["covariates"],
         shard_size=config["shard_size"],

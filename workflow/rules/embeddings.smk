@@ -9,7 +9,7 @@ rule compute_embedding:
         npy=f"{RES}/embeddings/{{embedding}}.npy",
         ids=f"{RES}/embeddings/{{embedding}}.parquet",
     params:
-        spec=lambda wildcards: config["embeddings"][wildcards.embedding],
+        spec=lambda wildcards: PLAN.embeddings[wildcards.embedding],
     log:
         f"{LOGS}/embeddings/{{embedding}}.log",
     conda:

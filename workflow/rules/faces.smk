@@ -10,7 +10,7 @@ rule predict_face_attributes:
     output:
         f"{RES}/face_attributes.parquet",
     params:
-        face_attributes=config.get("face_attributes", {}),
+        face_attributes=config["face_attributes"],
     log:
         f"{LOGS}/face_attributes.log",
     conda:

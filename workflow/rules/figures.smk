@@ -83,13 +83,13 @@ rule figure_distance_distributions:
     """Distances to the k nearest neighbours per embedding, same vs different identity."""
     input:
         index=f"{RES}/images.parquet",
-        neighbours=expand(f"{RES}/neighbours/{{embedding}}.parquet", embedding=active_embeddings()),
+        neighbours=expand(f"{RES}/neighbours/{{embedding}}.parquet", embedding=PLAN.embeddings),
     output:
         pdf=report(f"{RES}/figures/distance_distributions.pdf", caption="../report/distance_distributions.rst", category="Embeddings"),
         png=f"{RES}/figures/distance_distributions.png",
         data=f"{RES}/figures/distance_distributions.parquet",
     params:
-        thresholds={e: verification_threshold(e) for e in verification_embeddings()},
+        thresholds=PLAN.verification,
     log:
         f"{LOGS}/figures/distance_distributions.log",
     conda:
@@ -103,7 +103,7 @@ rule figure_neighbour_quality:
     input:
         index=f"{RES}/images.parquet",
         attributes=f"{RES}/attributes.parquet",
-        neighbours=expand(f"{RES}/neighbours/{{embedding}}.parquet", embedding=active_embeddings()),
+        neighbours=expand(f"{RES}/neighbours/{{embedding}}.parquet", embedding=PLAN.embeddings),
     output:
         pdf=report(f"{RES}/figures/neighbour_quality.pdf", caption="../report/neighbour_quality.rst", category="Embeddings"),
         png=f"{RES}/figures/neighbour_quality.png",

@@ -11,7 +11,7 @@ rule match_groups:
         pairs=f"{RES}/matches/{{method}}.parquet",
         scores=f"{RES}/matches/scores/{{method}}.parquet",  # the score it matched on, per image (propensity only)
     params:
-        spec=lambda wildcards: config["matching"]["methods"][wildcards.method],
+        spec=lambda wildcards: PLAN.methods[wildcards.method],
         treatment=config["treatment"],
         seed=config["seed"],
     log:

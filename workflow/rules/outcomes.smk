@@ -8,13 +8,13 @@ rule estimate_outcomes:
     output:
         f"{RES}/outcomes.parquet",
     params:
-        outcomes=config.get("outcomes", []),
+        outcomes=config["outcomes"],
         treatment=config["treatment"],
-        n_boot=config.get("outcome_analysis", {}).get("n_boot", 2000),
-        alpha=config.get("outcome_analysis", {}).get("alpha", 0.05),
-        truth=config.get("outcome_analysis", {}).get("truth", {}),
+        n_boot=config["outcome_analysis"]["n_boot"],
+        alpha=config["outcome_analysis"]["alpha"],
+        truth=config["outcome_analysis"]["truth"],
         seed=config["seed"],
-        min_pairs=config["balance"].get("min_pairs", 10),
+        min_pairs=config["balance"]["min_pairs"],
     log:
         f"{LOGS}/outcomes/effects.log",
     conda:
@@ -34,9 +34,9 @@ rule verification_bias:
         f"{RES}/outcomes/verification_{{embedding}}.parquet",
     params:
         treatment=config["treatment"],
-        n_boot=config.get("outcome_analysis", {}).get("n_boot", 2000),
-        alpha=config.get("outcome_analysis", {}).get("alpha", 0.05),
-        threshold=lambda wildcards: verification_threshold(wildcards.embedding),
+        n_boot=config["outcome_analysis"]["n_boot"],
+        alpha=config["outcome_analysis"]["alpha"],
+        threshold=lambda wildcards: PLAN.verification[wildcards.embedding],
         seed=config["seed"],
     log:
         f"{LOGS}/outcomes/verification_{{embedding}}.log",

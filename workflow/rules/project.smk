@@ -15,7 +15,7 @@ rule project_shard:
         seed=config["seed"],
     threads: 2
     resources:
-        gpu=1 if config["project"].get("gpu", False) else 0,
+        gpu=1 if config["project"]["gpu"] else 0,
         mem_mb=4000,
         runtime=240,
     log:
@@ -33,7 +33,7 @@ rule train_encoder:
     output:
         encoder=f"{RES}/encoder.pt",
     params:
-        project={k: config["project"].get(k) for k in ("space", "encoder")},
+        project={k: config["project"][k] for k in ("space", "encoder")},
         seed=config["seed"],
     threads: 2
     resources:

@@ -1,14 +1,7 @@
-"""Align one shard of the index; unusable images become rejected rows, never a failed job."""
+"""Align one shard of the index (FFHQ crop); a bad image is a rejected row."""
 
-from ganmatch import io
 from ganmatch.logs import script_logging
-from ganmatch.stages import align as align_stage
+from ganmatch.stages.align import align_shard_job
 
-log = script_logging(snakemake)  # noqa: F821
-shard = int(snakemake.wildcards.shard)  # noqa: F821
-index = io.read_parquet(snakemake.input.index)  # noqa: F821
-rows = index[index["shard"] == shard]
-landmarks = io.read_parquet(snakemake.input.landmarks) if "landmarks" in snakemake.input.keys() else None  # noqa: F821
-table = align_stage.align_shard(rows, snakemake.params.align, snakemake.output.images, landmarks=landmarks)  # noqa: F821
-log.info("aligned %d, rejected %d", (table.status == "ok").sum(), (table.status != "ok").sum())
-io.write_parquet(table, snakemake.output.table)  # noqa: F821
+script_logging(snakemake)
+align_shard_job(snakemake.input, snakemake.output, snakemake.params, shard=int(snakemake.wildcards.shard))

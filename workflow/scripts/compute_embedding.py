@@ -1,17 +1,7 @@
 """Gather one embedding into a float32 matrix plus its row ids."""
 
-import pandas as pd
-
-from ganmatch import embeddings, io
 from ganmatch.logs import script_logging
+from ganmatch.stages.embeddings import compute_embedding_job
 
-log = script_logging(snakemake)  # noqa: F821
-spec, inp = snakemake.params.spec, snakemake.input  # noqa: F821
-if spec["kind"] == "latent":
-    ids, X = embeddings.gather_latents(inp.tables, inp.arrays)
-else:
-    aligned = embeddings.aligned_images(inp.tables)
-    ids, X = aligned["image_id"].to_numpy(str), embeddings.compute_embedding(spec["kind"], aligned, spec)
-log.info("embedding %s: %d x %d", snakemake.wildcards.embedding, *X.shape)  # noqa: F821
-io.write_npy(X, snakemake.output.npy)  # noqa: F821
-io.write_parquet(pd.DataFrame({"image_id": ids}), snakemake.output.ids)  # noqa: F821
+script_logging(snakemake)
+compute_embedding_job(snakemake.input, snakemake.output, snakemake.params, name=snakemake.wildcards.embedding)

@@ -1,10 +1,7 @@
-"""The paper's main figure: covariate means per group before and after matching."""
+"""Covariate means per group before and after matching (the paper's main figure)."""
 
-from ganmatch import figures, io
 from ganmatch.logs import script_logging
+from ganmatch.stages.figures import covariate_means_job
 
-script_logging(snakemake)  # noqa: F821
-out = snakemake.output  # noqa: F821
-data = figures.covariate_means(io.read_parquet(snakemake.input.means), out.pdf, out.png,  # noqa: F821
-                               treatment=snakemake.params.treatment)  # noqa: F821
-io.write_parquet(data, out.data)
+script_logging(snakemake)
+covariate_means_job(snakemake.input, snakemake.output, snakemake.params)

@@ -1,9 +1,7 @@
-"""Forest plot of the naive and matched treatment effect estimates."""
+"""Forest plot of the naive and matched effect estimates."""
 
-from ganmatch import figures, io
 from ganmatch.logs import script_logging
+from ganmatch.stages.figures import outcomes_job
 
-script_logging(snakemake)  # noqa: F821
-out = snakemake.output  # noqa: F821
-data = figures.outcomes_forest(io.read_parquet(snakemake.input.outcomes), out.pdf, out.png)  # noqa: F821
-io.write_parquet(data, out.data)
+script_logging(snakemake)
+outcomes_job(snakemake.input, snakemake.output)

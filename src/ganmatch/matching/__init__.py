@@ -16,12 +16,12 @@ from .data import PAIR_COLUMNS, MatchData, MatchResult, matched_weights
 from .greedy import greedy_pairs, match_greedy
 from .mahalanobis import match_mahalanobis, whiten
 from .optimal import match_optimal, optimal_pairs
-from .propensity import PropensityModel, match_propensity, propensity_model
+from .propensity import PropensityModel, match_propensity, propensity_model, propensity_scores
 
 __all__ = [
     "MATCHERS", "PAIR_COLUMNS", "MatchData", "MatchResult", "PropensityModel", "greedy_pairs", "match",
     "match_greedy", "match_greedy_constrained", "match_mahalanobis", "match_optimal", "match_propensity",
-    "matched_weights", "optimal_pairs", "propensity_model", "whiten",
+    "matched_weights", "optimal_pairs", "propensity_model", "propensity_scores", "whiten",
 ]
 
 MATCHERS: dict[str, Callable[..., MatchResult]] = {

@@ -120,3 +120,10 @@ def match_propensity(data: MatchData, covariates: list[str] | None = None, embed
     result.scores = pd.DataFrame({"image_id": np.asarray(data.ids).astype(str), "logit": logit,
                                   "propensity": model.propensity_})
     return result
+
+
+def propensity_scores(covariates: pd.DataFrame, treated, C: float = 1.0) -> np.ndarray:
+    """P(treated | covariates) from the `propensity` matcher's model on these covariates (no matching)."""
+    data = MatchData(ids=np.arange(len(covariates)), treated=np.asarray(treated, int),
+                     covariates=covariates.reset_index(drop=True))
+    return propensity_model(data, covariates=list(covariates.columns), C=C).propensity_

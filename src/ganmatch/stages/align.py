@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,8 @@ import pandas as pd
 from ..align import LANDMARK_COLUMNS, align_face
 from ..errors import ImageError
 from ..io import write_png
+
+log = logging.getLogger("ganmatch")
 
 
 def _landmarks_from_table(table: pd.DataFrame | None):
@@ -35,8 +38,8 @@ def align_shard(rows: pd.DataFrame, params: dict, out_dir: str | Path, landmarks
     if marks is None and detector is None:
         from ..detect import FaceDetector
 
-        detector = FaceDetector(backend=params["detector"], policy=params.get("policy", "largest"),
-                                min_face_size=params.get("min_face_size", 40))
+        detector = FaceDetector(backend=params["detector"], policy=params["policy"],
+                                min_face_size=params["min_face_size"])
     records = []
     for image_id, path in zip(rows["image_id"], rows["path"], strict=True):
         record = {"image_id": image_id, "aligned_path": "", "status": "rejected", "reason": ""}
@@ -61,3 +64,14 @@ def align_shard(rows: pd.DataFrame, params: dict, out_dir: str | Path, landmarks
             record["reason"] = str(err)
         records.append(record)
     return pd.DataFrame(records, columns=["image_id", "aligned_path", "status", "reason", *LANDMARK_COLUMNS])
+
+
+def align_shard_job(inp, out, params, shard: int) -> None:
+    """The align_shard rule: align the index rows of one shard; write the crops and the shard table."""
+    from ..io import read_parquet, write_parquet
+
+    index = read_parquet(inp.index)
+    landmarks = read_parquet(inp.landmarks) if "landmarks" in inp.keys() else None
+    table = align_shard(index[index["shard"] == shard], params.align, out.images, landmarks=landmarks)
+    log.info("aligned %d, rejected %d", (table.status == "ok").sum(), (table.status != "ok").sum())
+    write_parquet(table, out.table)

@@ -59,10 +59,23 @@ def attribute_tables(index: pd.DataFrame, ids: np.ndarray, X: np.ndarray, covari
                      attributes: dict, seed: int, predictions: pd.DataFrame | None = None,
                      mixed_treatment: str = "stop") -> tuple[pd.DataFrame, pd.DataFrame]:
     """The attributes table (label > face-model prediction > latent model) and the CV table."""
-    table, cv = attributes_table(index, ids, X, covariates, C=attributes.get("C", 1.0),
-                                 cv_folds=attributes.get("cv_folds", 5), random_state=seed,
+    table, cv = attributes_table(index, ids, X, covariates, C=attributes["C"], cv_folds=attributes["cv_folds"],
+                                 random_state=seed,
                                  predictions=predictions, treatment=treatment)
     if treatment in table.columns and table[treatment].isna().any():
         raise InputDataError(f"treatment '{treatment}': {int(table[treatment].isna().sum())} images have neither a label "
                              "nor a prediction; label them in folder.labels or set face_attributes.activate: true.")
     return apply_identity_policy(table, index, treatment, mixed_treatment), cv
+
+
+def predict_attributes_job(inp, out, params) -> None:
+    """The predict_attributes rule: the attributes table and the attribute models' CV table."""
+    from ..io import read_embedding, read_parquet, write_parquet
+
+    face = read_parquet(inp.face_attributes) if "face_attributes" in inp.keys() else None
+    ids, X = read_embedding(inp.embedding[0], inp.embedding[1])
+    table, cv = attribute_tables(read_parquet(inp.index), ids, X, params.covariates, params.treatment,
+                                 params.attributes, params.seed, predictions=face, mixed_treatment=params.mixed_treatment)
+    log.info("attribute models:\n%s", cv.to_string())
+    write_parquet(table, out.table)
+    write_parquet(cv, out.cv)

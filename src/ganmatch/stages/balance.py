@@ -29,3 +29,23 @@ def method_balance(index: pd.DataFrame, attributes: pd.DataFrame, matches: pd.Da
     for df in out.values():
         df["method"] = method
     return out
+
+
+def balance_method_job(inp, out, params, method: str) -> None:
+    """The balance_method rule: balance, group means and sample sizes of one method."""
+    from ..io import read_parquet, write_parquet
+
+    tables = method_balance(read_parquet(inp.index), read_parquet(inp.attributes), read_parquet(inp.matches),
+                            treatment=params.treatment, covariates=params.covariates, threshold=params.threshold,
+                            min_pairs=params.min_pairs, method=method)
+    log.info("balance:\n%s", tables["table"].query("stat == 'smd'").to_string())
+    for key in ("table", "means", "sizes"):
+        write_parquet(tables[key], out[key])
+
+
+def balance_summary_job(inp, out) -> None:
+    """The balance_summary rule: every method's balance table and group means, concatenated."""
+    from ..io import read_parquet, write_parquet
+
+    write_parquet(pd.concat([read_parquet(p) for p in inp.tables], ignore_index=True), out.table)
+    write_parquet(pd.concat([read_parquet(p) for p in inp.means], ignore_index=True), out.means)

@@ -7,6 +7,7 @@ then says what to put where by hand.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -17,16 +18,19 @@ from ..download import download_entry, fetch_manifest
 from ..errors import DownloadError
 from ..io import atomic_path, write_parquet
 
+log = logging.getLogger("ganmatch")
+
 HQ_SIZE = 1024
 
 
-def download_configured(path: str, downloads: dict, **kwargs) -> Path:
-    """Download the `downloads.files` entry whose `path` is `path` (resumable, retried, verified)."""
-    entries = [e for e in (downloads.get("files") or {}).values() if e["path"] == str(path)]
+def download_configured(path: str, entry: dict, downloads: dict, **kwargs) -> Path:
+    """Download the `downloads.files` entry for `path` (resumable, retried, verified); `downloads` holds the
+    lock file, retries and timeout."""
+    entries = [entry] if entry and entry.get("path") == str(path) else []
     if not entries:
         raise DownloadError(f"no downloads.files entry has path {path}; add one with its urls and sha256 (or sha256: null).")
-    return download_entry(entries[0], lock=downloads.get("lock"), retries=downloads.get("retries", 3),
-                          timeout=downloads.get("timeout", 60), **kwargs)
+    return download_entry(entries[0], lock=downloads["lock"], retries=downloads["retries"], timeout=downloads["timeout"],
+                          **kwargs)
 
 
 def link_local_images(names: list[str], local_dir: str | os.PathLike, image_dir: str | os.PathLike) -> int:
@@ -71,20 +75,18 @@ def image_check(verify: str):
     return check
 
 
-def fetch_celeba_hq_images(celeba_cfg: dict, downloads: dict, report: str | os.PathLike) -> pd.DataFrame:
+def fetch_celeba_hq_images(cfg: dict, retries: int, timeout: float, report: str | os.PathLike) -> pd.DataFrame:
     """Link `local_dir` and/or fetch from `sources` every CelebA-HQ image into `image_dir`; write the fetch table.
 
     The table (`path, status (ok|present|failed), reason, idx`) goes to `report`, its failures also to
     `<report stem>.failed.tsv` (kept when the job fails). DownloadError when too many images failed.
     """
-    cfg = celeba.config_block(celeba_cfg)
     mapping = celeba.hq_mapping(cfg)
     entries = celeba.celeba_hq_manifest(mapping, cfg["sources"] or None, cfg["file_pattern"])
-    if cfg.get("local_dir"):
+    if cfg["local_dir"]:
         link_local_images([e["path"] for e in entries], cfg["local_dir"], cfg["image_dir"])
     check = None if cfg["verify"] == "none" else image_check(cfg["verify"])
-    table = fetch_manifest(entries, cfg["image_dir"], check=check, retries=downloads.get("retries", 3),
-                           timeout=downloads.get("timeout", 60))
+    table = fetch_manifest(entries, cfg["image_dir"], check=check, retries=retries, timeout=timeout)
     table["idx"] = mapping["idx"].to_numpy()
     report = Path(report)
     failed = table[table["status"] == "failed"]
@@ -105,3 +107,37 @@ def fetch_celeba_hq_images(celeba_cfg: dict, downloads: dict, report: str | os.P
             "to go on without them. See docs/downloads.md.")
     write_parquet(table, report)
     return table
+
+
+def download_file_job(out, params) -> None:
+    """The download rules: one configured file (CelebA annotations, GAN or face-recognition weights)."""
+    path = download_configured(out[0], params.entry, params.downloads)
+    log.info("%s verified (sha256 %s, md5 %s)", path, params.entry.get("sha256"), params.entry.get("md5"))
+
+
+def fetch_celeba_hq_images_job(out, params) -> None:
+    """The fetch_celeba_hq_images rule: link and/or fetch the CelebA-HQ images, verified."""
+    table = fetch_celeba_hq_images(params.celeba_hq, params.retries, params.timeout, out.report)
+    log.info("CelebA-HQ images: %s", table["status"].value_counts().to_dict())
+
+
+def download_demo_job(out, params) -> None:
+    """The download_demo rule: materialise the planted-confounding demo as files, like a real download."""
+    from .. import demo, io
+    from ..stylegan2 import make_generator
+    from ..weights import save_generator
+
+    cfg, seed = params.demo, params.seed
+    generator = make_generator(size=cfg["resolution"], z_dim=cfg["z_dim"], w_dim=cfg["w_dim"], n_mlp=cfg["n_mlp"],
+                               channels={r: cfg["channels"] for r in (4, 8, 16, 32, 64, 128, 256)}, seed=seed)
+    data = demo.simulate(generator, cfg, seed=seed)
+    log.info("demo: %d photos, %d identities, treated share %.2f", len(data.labels), data.labels.identity.nunique(),
+             data.labels.male.mean())
+    for image_id, photo in zip(data.labels["image_id"], data.photos, strict=True):
+        io.write_png(photo, f"{out.images}/{image_id}.png")
+    io.write_parquet(data.labels, out.labels)
+    io.write_parquet(data.landmarks, out.landmarks)
+    io.write_parquet(data.directions, out.directions)
+    io.write_npy(data.latents, out.latents)
+    io.write_json({"outcome": cfg["effect"]}, out.truth)  # the planted treatment effect, for the outcome stage
+    save_generator(generator, out.weights)

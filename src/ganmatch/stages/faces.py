@@ -9,6 +9,7 @@ labels, where present, take precedence in the attributes table.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 import numpy as np
@@ -16,6 +17,8 @@ import pandas as pd
 
 from ..align import LANDMARK_COLUMNS
 from ..embeddings import aligned_images
+
+log = logging.getLogger("ganmatch")
 
 PROXIES = ("male", "young", "frontal")
 """Covariates (and treatments) that the face models can fill when the labels lack them."""
@@ -39,15 +42,14 @@ def proxy_columns(pred: pd.DataFrame, young_prob: np.ndarray, frontal_within: fl
     })
 
 
-def face_attribute_table(shard_tables: Sequence[str], params: dict | None = None) -> pd.DataFrame:
+def face_attribute_table(shard_tables: Sequence[str], params: dict) -> pd.DataFrame:
     """Face attributes of every accepted face in the aligned shard tables (image_id first).
 
-    `params`: `young_below` (years, default 30) and `frontal_within` (degrees, default 15). Pose and face
+    `params`: the face_attributes block, `young_below` (years) and `frontal_within` (degrees). Pose and face
     size use the landmarks found in the original photo; gender, age and quality use the aligned crop.
     """
     from ..face_attributes import ATTRIBUTE_COLUMNS, predict_face_attributes
 
-    params = params or {}
     ok = aligned_images(shard_tables)
     paths = ok["aligned_path"].tolist()
     raw = ok[list(LANDMARK_COLUMNS)].to_numpy(np.float64).reshape(-1, 5, 2)
@@ -55,10 +57,19 @@ def face_attribute_table(shard_tables: Sequence[str], params: dict | None = None
         pred = pd.DataFrame({c: np.zeros(0) for c in ATTRIBUTE_COLUMNS})
         young = np.zeros(0)
     else:
-        years = float(params.get("young_below", 30.0))
+        years = float(params["young_below"])
         pred = predict_face_attributes(paths, raw_landmarks5=raw, age_below=years).reset_index(drop=True)
         young = pred.pop("age_below_prob").to_numpy()
-    proxies = proxy_columns(pred, young, float(params.get("frontal_within", 15.0)))
+    proxies = proxy_columns(pred, young, float(params["frontal_within"]))
     out = pd.concat([ok[["image_id"]].reset_index(drop=True), pred, proxies], axis=1)
     out["image_id"] = out["image_id"].astype(str)
     return out
+
+
+def predict_face_attributes_job(inp, out, params) -> None:
+    """The predict_face_attributes rule: the face models on every accepted face."""
+    from ..io import write_parquet
+
+    table = face_attribute_table(inp.tables, params.face_attributes)
+    log.info("face attributes of %d faces:\n%s", len(table), table.describe().T.to_string())
+    write_parquet(table, out[0])

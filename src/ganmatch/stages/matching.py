@@ -11,7 +11,7 @@ import pandas as pd
 
 from ..dataset import with_treatment
 from ..errors import InputDataError
-from ..io import read_npy, read_parquet
+from ..io import read_embedding, read_parquet, write_parquet
 from ..matching import MatchData, MatchResult, match
 
 log = logging.getLogger("ganmatch")
@@ -19,16 +19,7 @@ log = logging.getLogger("ganmatch")
 
 def load_embeddings(files: list[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Pairs of (<name>.npy, <name>.parquet) -> {name: (ids, X)}."""
-    npys = sorted(f for f in map(str, files) if f.endswith(".npy"))
-    out = {}
-    for npy in npys:
-        ids = read_parquet(npy[: -len(".npy")] + ".parquet")["image_id"].to_numpy(str)
-        X = read_npy(npy)
-        if len(ids) != len(X) or len(np.unique(ids)) != len(ids):
-            raise InputDataError(f"{npy}: {len(X)} rows for {len(ids)} ids (unique: {len(np.unique(ids))}); "
-                                 "embedding ids must be unique, one per row. Delete the embedding and rerun.")
-        out[Path(npy).stem] = (ids, X)
-    return out
+    return {Path(npy).stem: read_embedding(npy) for npy in sorted(f for f in map(str, files) if f.endswith(".npy"))}
 
 
 def run_method(name: str, spec: dict, index: pd.DataFrame, attributes: pd.DataFrame, embedding_files: list[str],
@@ -84,3 +75,13 @@ def score_table(result: MatchResult) -> pd.DataFrame:
     if result.scores is None:
         return pd.DataFrame({c: pd.Series([], dtype=t) for c, t in SCORE_COLUMNS.items()})
     return result.scores[list(SCORE_COLUMNS)].astype(SCORE_COLUMNS)
+
+
+def match_groups_job(inp, out, params, method: str) -> None:
+    """The match_groups rule: one configured method's pairs and per-image scores."""
+    result = run_method(name=method, spec=params.spec, index=read_parquet(inp.index),
+                        attributes=read_parquet(inp.attributes), embedding_files=inp.embeddings,
+                        treatment=params.treatment, seed=params.seed)
+    log.info("%s: %s", method, result.info)
+    write_parquet(result.pairs, out.pairs)
+    write_parquet(score_table(result), out.scores)

@@ -22,3 +22,15 @@ def embedding_neighbours(index: pd.DataFrame, attributes: pd.DataFrame | None, i
         log.warning("%d images without a treatment value (dropped by identities.mixed_treatment) are left out.",
                     int((~keep).sum()))
     return neighbour_table(ids[keep], X[keep], k=k, metric=metric, treated=treated[keep].astype(int))
+
+
+def compute_neighbours_job(inp, out, params) -> None:
+    """The compute_neighbours rule: the neighbour table of one embedding."""
+    from ..io import read_embedding, read_parquet, write_parquet
+
+    attributes = read_parquet(inp.attributes) if "attributes" in inp.keys() else None
+    ids, X = read_embedding(inp.embedding[0], inp.embedding[1])
+    table = embedding_neighbours(read_parquet(inp.index), attributes, ids, X, params.treatment,
+                                 k=params.distances["k"], metric=params.distances["metric"])
+    log.info("%d neighbour rows", len(table))
+    write_parquet(table, out[0])

@@ -54,3 +54,29 @@ def face_verification(index: pd.DataFrame, attributes: pd.DataFrame, ids: np.nda
                              n_boot=n_boot, alpha=alpha, random_state=seed)
     bias.insert(0, "threshold", float(threshold))
     return bias
+
+
+def estimate_outcomes_job(inp, out, params) -> None:
+    """The estimate_outcomes rule: naive and matched effects on every configured outcome."""
+    import json
+
+    from ..io import read_parquet, write_parquet
+
+    truth = json.loads(open(inp.truth).read()) if "truth" in inp.keys() else params.truth
+    table = outcome_effects(read_parquet(inp.index), read_parquet(inp.attributes), inp.matches, params.outcomes,
+                            params.treatment, truth, n_boot=params.n_boot, alpha=params.alpha, seed=params.seed,
+                            min_pairs=params.min_pairs)
+    log.info("outcomes:\n%s", table.to_string())
+    write_parquet(table, out[0])
+
+
+def verification_bias_job(inp, out, params) -> None:
+    """The verification_bias rule: same-identity verification by group, before and after matching."""
+    from ..io import read_embedding, read_parquet, write_parquet
+
+    ids, X = read_embedding(inp.embedding[0], inp.embedding[1])
+    table = face_verification(read_parquet(inp.index), read_parquet(inp.attributes), ids, X, inp.matches,
+                              params.treatment, threshold=params.threshold, n_boot=params.n_boot, alpha=params.alpha,
+                              seed=params.seed)
+    log.info("verification:\n%s", table.to_string())
+    write_parquet(table, out[0])

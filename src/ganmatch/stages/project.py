@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pandas as pd
 
 from ..io import read_rgb
+
+log = logging.getLogger("ganmatch")
 
 
 def train_encoder(weights: str, params: dict, seed: int = 0, threads: int | None = None):
@@ -17,9 +21,8 @@ def train_encoder(weights: str, params: dict, seed: int = 0, threads: int | None
 
     if threads:
         torch.set_num_threads(threads)
-    settings = params.get("encoder") or {}  # the schema's project.encoder keys are LatentEncoder's parameters
-    return LatentEncoder(load_generator(weights), space=params.get("space", "w"), random_state=seed,
-                         **settings).fit()
+    # the schema's project.encoder keys are LatentEncoder's parameters
+    return LatentEncoder(load_generator(weights), space=params["space"], random_state=seed, **params["encoder"]).fit()
 
 
 def project_shard(aligned: pd.DataFrame, weights: str, params: dict, seed: int = 0,
@@ -38,9 +41,8 @@ def project_shard(aligned: pd.DataFrame, weights: str, params: dict, seed: int =
     generator = load_generator(weights)
     ok = aligned[aligned["status"] == "ok"].reset_index(drop=True)
     projector = LatentProjector(
-        generator, space=params.get("space", "w"), steps=params.get("steps", 200), lr=params.get("lr", 0.1),
-        batch_size=params.get("batch_size", 32), device=params.get("device", "auto"), random_state=seed,
-        perceptual=params.get("perceptual"),
+        generator, space=params["space"], steps=params["steps"], lr=params["lr"], batch_size=params["batch_size"],
+        device=params["device"], random_state=seed, perceptual=params["perceptual"],
     )
     if len(ok) == 0:
         empty = ProjectionResult.empty(generator, projector.space)
@@ -53,3 +55,24 @@ def project_shard(aligned: pd.DataFrame, weights: str, params: dict, seed: int =
         init = load_encoder(encoder, generator).predict(images)
     result = projector.project(images, init=init)
     return result.latents.astype(np.float32), result_table(ok["image_id"], result)
+
+
+def project_shard_job(inp, out, params, threads: int | None = None) -> None:
+    """The project_shard rule: latents and the per-image table of one aligned shard."""
+    from ..io import read_parquet, write_npy, write_parquet
+
+    latents, table = project_shard(read_parquet(inp.table), inp.weights, params.project, seed=params.seed,
+                                   threads=threads, encoder=inp.get("encoder"))
+    log.info("projected %d images, median PSNR %.1f dB", len(table), table["psnr"].median() if len(table) else float("nan"))
+    write_npy(latents, out.latents)
+    write_parquet(table, out.table)
+
+
+def train_encoder_job(inp, out, params, threads: int | None = None) -> None:
+    """The train_encoder rule: fit the latent encoder once on the generator's own (w, G(w)) pairs."""
+    from ..encoder import save_encoder
+
+    encoder = train_encoder(inp.weights, params.project, seed=params.seed, threads=threads)
+    log.info("encoder trained in %.1f s, training loss per epoch %s", encoder.fit_seconds_,
+             [round(h, 4) for h in encoder.history_])
+    save_encoder(encoder, out.encoder)

@@ -1,0 +1,103 @@
+"""Figure stage: each figure rule's job reads its tables, draws with `ganmatch.figures` and writes the
+PDF, the PNG and the numbers drawn (Parquet)."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+
+from .. import embeddings, figures
+from ..dataset import with_treatment
+from ..distances import retrieval_quality_table
+from ..errors import InputDataError
+from ..io import read_named_parquets, read_parquet, read_rgb, write_parquet
+
+log = logging.getLogger("ganmatch")
+
+
+def _aligned_paths(shard_tables) -> dict[str, str]:
+    aligned = embeddings.aligned_images(shard_tables)
+    return dict(zip(aligned["image_id"].astype(str), aligned["aligned_path"], strict=True))
+
+
+def covariate_means_job(inp, out, params) -> None:
+    data = figures.covariate_means(read_parquet(inp.means), out.pdf, out.png, treatment=params.treatment)
+    write_parquet(data, out.data)
+
+
+def love_plot_job(inp, out, params=None) -> None:
+    write_parquet(figures.love_plot(read_parquet(inp.summary), out.pdf, out.png), out.data)
+
+
+def propensity_overlap_job(inp, out, params) -> None:
+    """Overlap of the score the configured `propensity` method matched on (as it wrote it while matching); without
+    such a method, of a logistic regression of the treatment on the covariates. Every panel shows the same score."""
+    index, attributes = read_parquet(inp.index), read_parquet(inp.attributes)
+    treated = with_treatment(index, attributes, params.treatment).set_index("image_id")[params.treatment]
+    name, spec = params.score_method or None, params.score_spec
+    scores = None
+    if name:
+        scores = read_parquet(inp.scores[0]).set_index("image_id")["propensity"]
+        on = [f"{spec['embedding']} embedding"] if spec.get("embedding") else []
+        on += ["covariates"] if spec.get("covariates") else []
+        label = f"P(treated | {' + '.join(on)}) of matching method '{name}'"
+        log.info("score: %s on %d images", label, len(scores))
+    else:
+        label = "P(treated | covariates), logistic regression"
+    data = figures.propensity_overlap(attributes, treated, params.covariates, read_named_parquets(inp.matches), out.pdf,
+                                      out.png, treatment=params.treatment, scores=scores, score_label=label)
+    write_parquet(data, out.data)
+
+
+def matched_pairs_job(inp, out, params) -> None:
+    matches = pd.concat([read_parquet(f) for f in inp.matches], ignore_index=True)
+    data = figures.matched_pairs(matches, _aligned_paths(inp.aligned), out.pdf, out.png, treatment=params.treatment)
+    write_parquet(data, out.data)
+
+
+def distance_distributions_job(inp, out, params) -> None:
+    identity = read_parquet(inp.index).set_index("image_id")["identity"]
+    data = figures.distance_distributions(read_named_parquets(inp.neighbours), identity, out.pdf, out.png,
+                                          thresholds=params.thresholds)
+    write_parquet(data, out.data)
+
+
+def neighbour_quality_job(inp, out, params) -> None:
+    identity = read_parquet(inp.index).set_index("image_id")["identity"]
+    attributes = read_parquet(inp.attributes, columns=["image_id", *params.covariates])
+    table = retrieval_quality_table(read_named_parquets(inp.neighbours), identity, attributes)
+    data = figures.neighbour_quality(table, out.pdf, out.png)
+    write_parquet(data, out.data)
+    figures.write_csv(data, out.csv)
+
+
+def projection_examples(table: pd.DataFrame, latents, aligned_paths: dict[str, str], weights: str,
+                        n: int = 8) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """`n` projected images spread over PSNR (worst to best): their ids, originals and re-rendered latents.
+
+    `table`/`latents` are the concatenated latent shard tables and their latents in the same row order (an array,
+    or `embeddings.StackedRows` over the memory-mapped shards, so only the chosen rows are read).
+    """
+    from ..project import render_latents
+
+    ok = np.flatnonzero((table["status"] == "ok").to_numpy()) if "status" in table else np.arange(len(table))
+    if len(ok) == 0:
+        raise InputDataError("projection_quality: no image was projected successfully.")
+    pos = ok[figures.spread_positions(table["psnr"].to_numpy(float)[ok], n)]
+    ids = table["image_id"].astype(str).to_numpy()[pos].tolist()
+    originals = np.stack([read_rgb(aligned_paths[i]) for i in ids])
+    return ids, originals, render_latents(weights, latents[pos])
+
+
+def projection_quality_job(inp, out, params) -> None:
+    tables, arrays = embeddings.latent_shards(inp.tables, inp.latents)
+    table = pd.concat(tables, ignore_index=True)
+    ids, originals, recons = projection_examples(table, embeddings.StackedRows(arrays), _aligned_paths(inp.aligned),
+                                                 inp.weights, n=params.n_examples)
+    write_parquet(figures.projection_quality(table, ids, originals, recons, out.pdf, out.png), out.data)
+
+
+def outcomes_job(inp, out, params=None) -> None:
+    write_parquet(figures.outcomes_forest(read_parquet(inp.outcomes), out.pdf, out.png), out.data)

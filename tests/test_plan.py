@@ -1,0 +1,115 @@
+"""The config resolved once: every default from the schema, and the run plan (ganmatch.plan.resolve)."""
+
+from __future__ import annotations
+
+import copy
+import re
+
+import pytest
+import yaml
+from conftest import ROOT
+
+from ganmatch.config import fill_defaults, load_schema, validate_config
+from ganmatch.errors import ConfigError
+from ganmatch.plan import resolve
+
+SCHEMA = load_schema(ROOT / "config/schema.yaml")
+
+
+def _config(name: str = "config") -> dict:
+    return yaml.safe_load((ROOT / f"config/{name}.yaml").read_text())
+
+
+def _photos(tmp_path, monkeypatch, **patch) -> dict:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "photos").mkdir(exist_ok=True)
+    config = _config("photos")
+    config.update(patch)
+    return validate_config(config, SCHEMA)
+
+
+def _defaults(node: dict, path=()):
+    """(dotted key, default) of every property of the schema with a default outside $defs and maps."""
+    for key, sub in node.get("properties", {}).items():
+        if "default" in sub:
+            yield ".".join((*path, key)), sub["default"]
+        yield from _defaults(sub, (*path, key))
+
+
+def test_validation_fills_every_default_of_the_schema_and_keeps_given_values():
+    config = validate_config(_config(), SCHEMA)
+    for key, _default in _defaults(SCHEMA):
+        node = config
+        for part in key.split(".")[:-1]:
+            node = node[part]
+        assert key.split(".")[-1] in node, key
+    assert config["project"]["steps"] == 100  # given in config.yaml, not the schema's 200
+    assert config["outcome_analysis"] == {"n_boot": 2000, "alpha": 0.05, "truth": {}, "thresholds": {}}
+    greedy = config["matching"]["methods"]["gan_greedy"]
+    assert greedy["k"] == 100 and greedy["metric"] == "euclidean" and "order" not in greedy
+    assert config["matching"]["methods"]["propensity"]["std_caliper"] is True
+
+
+def test_fill_defaults_does_not_touch_its_input():
+    config = _config()
+    before = copy.deepcopy(config)
+    fill_defaults(config, SCHEMA)
+    assert config == before
+
+
+def test_the_demo_plan_runs_every_stage():
+    config = validate_config(_config(), SCHEMA)
+    before = copy.deepcopy(config)
+    plan = resolve(config)
+    assert config == before  # resolve never edits the config
+    assert plan.project_active and plan.generator_weights == "resources/demo/generator.pt"
+    assert list(plan.embeddings) == ["gan", "pixel"] and len(plan.methods) == 4
+    assert plan.attributes_embedding == "gan" and plan.figures == config["figures"] and plan.messages == []
+    assert plan.method_embeddings("gan_greedy") == ["gan"]
+
+
+def test_without_generator_weights_the_gan_stage_and_its_methods_drop_out(tmp_path, monkeypatch):
+    config = _photos(tmp_path, monkeypatch, project={"activate": True, "weights": "weights/g.pkl"})
+    config["matching"]["methods"]["gan_greedy"] = {"method": "greedy", "embedding": "gan"}
+    config["attributes"]["embedding"] = "gan"
+    plan = resolve(config, exists=lambda path: False)
+    assert not plan.project_active and "gan" not in plan.embeddings and "gan_greedy" not in plan.methods
+    assert plan.attributes_embedding == "dlib" and "projection_quality" not in plan.figures
+    message = plan.messages[0]
+    assert "'weights/g.pkl' (project.weights) do not exist" in message and "gan_greedy" in message
+    assert "fitted on 'dlib' instead" in message
+    assert plan.verification == {"dlib": 0.6}
+    assert resolve(config, exists=lambda path: True).project_active
+
+
+def test_nothing_left_to_match_on_is_an_error(tmp_path, monkeypatch):
+    config = _photos(tmp_path, monkeypatch, project={"activate": False})
+    config["embeddings"] = {"gan": {"kind": "latent"}}
+    config["attributes"]["embedding"] = "gan"
+    config["matching"]["methods"] = {"g": {"method": "greedy", "embedding": "gan"}}
+    with pytest.raises(ConfigError, match="Nothing is left to match on"):
+        resolve(config)
+
+
+def test_verification_thresholds_come_from_the_config_or_the_descriptor(tmp_path, monkeypatch):
+    config = _photos(tmp_path, monkeypatch, outcome_analysis={"thresholds": {"dlib": 0.55}})
+    config["embeddings"]["fn"] = {"kind": "facenet", "allow_random": True}
+    assert resolve(config).verification == {"dlib": 0.55, "fn": 1.0}
+
+
+def test_rules_and_stages_have_no_fallback_defaults():
+    """Defaults live in the schema only: no `config.get(...)` or `.get(key, default)` on config values in the
+    rules, and no `params.get(key, default)` in the stage adapters."""
+    offenders = []
+    for path in [*sorted((ROOT / "workflow/rules").glob("*.smk")), *sorted((ROOT / "src/ganmatch/stages").glob("*.py"))]:
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            if re.search(r"config\.get\(|config\[[^\]]+\]\.get\(\"\w+\", |params\.get\(\"\w+\", ", line):
+                offenders.append(f"{path.relative_to(ROOT)}:{n}: {line.strip()}")
+    assert offenders == []
+
+
+def test_every_script_is_one_call_into_a_stage_adapter():
+    for path in sorted((ROOT / "workflow/scripts").glob("*.py")):
+        code = [line for line in path.read_text().splitlines() if line and not line.startswith(("#", '"""'))]
+        calls = [line for line in code if not line.startswith(("from ", "import ", "script_logging("))]
+        assert len(calls) == 1 and re.match(r"\w+_job\(", calls[0]), (path.name, calls)
