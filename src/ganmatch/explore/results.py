@@ -125,14 +125,15 @@ def wide_balance(long: pd.DataFrame) -> tuple[pd.DataFrame, float | None]:
         for sample, tag in (("unmatched", "before"), ("matched", "after")):
             if (stat, sample) in piv.columns:
                 out[f"{stat}_{tag}"] = piv[(stat, sample)].reindex(out.index).astype(float)
+    lead = {}
     for tag in ("before", "after"):
         if f"smd_{tag}" in out:
-            out[f"abs_smd_{tag}"] = out[f"smd_{tag}"].abs()
+            lead[f"abs_smd_{tag}"] = out[f"smd_{tag}"].abs()
     smd = long[long["stat"] == "smd"]
     threshold = float(smd["threshold"].dropna().iloc[0]) if "threshold" in smd and smd["threshold"].notna().any() else None
-    if "abs_smd_after" in out and threshold is not None:
-        out["balanced"] = out["abs_smd_after"] < threshold
-    return out.reset_index(), threshold
+    if "abs_smd_after" in lead and threshold is not None:
+        lead["balanced"] = lead["abs_smd_after"] < threshold
+    return pd.concat([pd.DataFrame(lead, index=out.index), out], axis=1).reset_index(), threshold
 
 
 def embedding_rows(root: Path) -> dict[str, tuple[pd.Series, np.ndarray]]:

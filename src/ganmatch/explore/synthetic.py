@@ -68,8 +68,9 @@ def random_pairs(rng, treated: np.ndarray, control: np.ndarray, n: int) -> tuple
 
 
 def write_synthetic_run(root: str | Path, dataset: str = "synthetic", n_images: int = 300, n_pairs: int = 40,
-                        shard_size: int = 100, render: bool = True, seed: int = 0) -> Path:
-    """Write a complete results folder under `root`; returns `<root>/results/<dataset>`."""
+                        shard_size: int = 100, render: bool = True, face_dim: int = 32, seed: int = 0) -> Path:
+    """Write a complete results folder under `root`; returns `<root>/results/<dataset>`. `face_dim` is the size
+    of the stand-in face-recognition embedding ('facial': photos of one person close together)."""
     from ..demo import render as render_latents
     from ..stages.balance import method_balance
     from ..weights import save_generator
@@ -111,8 +112,8 @@ def write_synthetic_run(root: str | Path, dataset: str = "synthetic", n_images: 
         write_npy(W[keep], res / "latents" / f"shard_{k}.npy")
 
     good = np.flatnonzero(~rejected & ~failed)
-    facial = (np.repeat(rng.standard_normal(((n_images + 2) // 3, 32)), 3, axis=0)[:n_images]
-              + 0.3 * rng.standard_normal((n_images, 32))).astype(np.float32) / 8
+    facial = (np.repeat(rng.standard_normal(((n_images + 2) // 3, face_dim)), 3, axis=0)[:n_images]
+              + 0.3 * rng.standard_normal((n_images, face_dim))).astype(np.float32) / np.sqrt(2 * face_dim)
     for name, X in (("gan", W), ("facial", facial)):
         write_npy(X[good], res / "embeddings" / f"{name}.npy")
         write_parquet(pd.DataFrame({"image_id": ids[good]}), res / "embeddings" / f"{name}.parquet")
