@@ -9,7 +9,6 @@ joined onto a file-system path.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 from flask import Flask, Response, abort, render_template, request, send_file, url_for
@@ -274,7 +273,3 @@ def query_url(endpoint: str, args, **changes) -> str:
         else:
             params[k] = v
     return url_for(endpoint, **params)
-
-
-def template_folder() -> Path:
-    return Path(__file__).parent / "templates"

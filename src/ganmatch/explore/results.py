@@ -6,7 +6,7 @@ every embedding, balance tables pivoted wide), so a request only filters, sorts 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -51,7 +51,6 @@ class Run:
     figures: dict[str, Path]
     attributes_cv: pd.DataFrame | None = None
     outcomes: pd.DataFrame | None = None
-    warnings: list[str] = field(default_factory=list)
 
 
 def table(root: Path, rel: str, required: bool = False) -> pd.DataFrame | None:
