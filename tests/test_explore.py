@@ -204,6 +204,10 @@ def test_interpolation_ends_are_the_pair_and_the_strip_is_capped(client, run_dir
 
 
 def test_images_and_figures_are_served_only_from_the_runs_maps(client, run_dir):
+    fig = get(client, "/figure/love_plot.png")
+    assert fig.data == (run_dir / "figures" / "love_plot.png").read_bytes()
+    assert 'src="/figure/love_plot.png"' in get(client, "/").get_data(as_text=True)
+    get(client, "/figure/love_plot.pdf.png", 404)
     img = get(client, "/image/img00000")
     assert img.data == (run_dir / "aligned" / "shard_0" / "img00000.png").read_bytes()
     assert img.headers["X-Content-Type-Options"] == "nosniff"

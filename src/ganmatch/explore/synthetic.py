@@ -68,9 +68,11 @@ def random_pairs(rng, treated: np.ndarray, control: np.ndarray, n: int) -> tuple
 
 
 def write_synthetic_run(root: str | Path, dataset: str = "synthetic", n_images: int = 300, n_pairs: int = 40,
-                        shard_size: int = 100, render: bool = True, face_dim: int = 32, seed: int = 0) -> Path:
+                        shard_size: int = 100, render: bool = True, face_dim: int = 32, figures: bool = True,
+                        seed: int = 0) -> Path:
     """Write a complete results folder under `root`; returns `<root>/results/<dataset>`. `face_dim` is the size
-    of the stand-in face-recognition embedding ('facial': photos of one person close together)."""
+    of the stand-in face-recognition embedding ('facial': photos of one person close together); `figures` adds
+    the love plot (the overview's gallery)."""
     from ..demo import render as render_latents
     from ..stages.balance import method_balance
     from ..weights import save_generator
@@ -147,7 +149,13 @@ def write_synthetic_run(root: str | Path, dataset: str = "synthetic", n_images: 
         for key, suffix in (("table", ""), ("means", "_means"), ("sizes", "_sizes")):
             write_parquet(bal[key], res / "balance" / f"{name}{suffix}.parquet")
         tables.append(bal["table"])
-    write_parquet(pd.concat(tables, ignore_index=True), res / "balance" / "summary.parquet")
+    summary = pd.concat(tables, ignore_index=True)
+    write_parquet(summary, res / "balance" / "summary.parquet")
+    if figures:
+        from ..figures import love_plot
+
+        write_parquet(love_plot(summary, str(res / "figures" / "love_plot.pdf"), str(res / "figures" / "love_plot.png")),
+                      res / "figures" / "love_plot.parquet")
     write_directions(res)
     return res
 
