@@ -231,7 +231,7 @@ def test_stored_paths_cannot_point_outside_the_results_folder(tmp_path):
                           "aligned_path": ["../../../secret.png", "/etc/passwd", "results/x/aligned/shard_0/link.png",
                                            "results/x/aligned/shard_0/ok.png"]})
     paths = image_paths(root.resolve(), table)
-    assert all(p.is_relative_to(root.resolve()) for p in paths.values())
+    assert all(Path(p).is_relative_to(root.resolve()) for p in paths.values())
     assert inside(root.resolve(), paths["c"]) is None  # a symlink out of the folder is refused
     assert inside(root.resolve(), paths["d"]) == (root / "aligned" / "shard_0" / "ok.png").resolve()
 

@@ -47,7 +47,7 @@ class Run:
     covariates: list[str]
     methods: dict[str, Method]
     embeddings: list[str]
-    images: dict[str, Path]
+    images: dict[str, str]
     figures: dict[str, Path]
     attributes_cv: pd.DataFrame | None = None
     outcomes: pd.DataFrame | None = None
@@ -74,24 +74,25 @@ def shard_tables(root: Path, folder: str) -> pd.DataFrame | None:
     return pd.concat([table(root, str(p.relative_to(root))) for p in paths], ignore_index=True)
 
 
-def inside(root: Path, path: Path) -> Path | None:
+def inside(root: Path, path: str | Path) -> Path | None:
     """`path` resolved (symlinks followed) if it is a file inside `root`, else None."""
     try:
-        real = path.resolve(strict=True)
+        real = Path(path).resolve(strict=True)
     except (OSError, RuntimeError):
         return None
     return real if real.is_file() and real.is_relative_to(root) else None
 
 
-def image_paths(root: Path, aligned: pd.DataFrame) -> dict[str, Path]:
+def image_paths(root: Path, aligned: pd.DataFrame) -> dict[str, str]:
     """image_id -> its aligned PNG under `root/aligned/shard_<k>/` (the last two parts of `aligned_path`, so a
-    moved results folder still works and no stored path can point outside it)."""
+    moved results folder still works and no stored path can point outside it), as a string (30,000 Paths are slow)."""
     ok = aligned[aligned["status"] == "ok"]
+    base = str(root / "aligned")
     out = {}
     for image_id, rel in zip(ok["image_id"].astype(str), ok["aligned_path"].astype(str), strict=True):
-        parts = Path(rel).parts[-2:]
-        if len(parts) == 2 and parts[0].startswith("shard_") and ".." not in parts:
-            out[image_id] = root / "aligned" / parts[0] / parts[1]
+        parts = rel.replace("\\", "/").rsplit("/", 2)[-2:]
+        if len(parts) == 2 and parts[0].startswith("shard_") and parts[1] not in ("", ".", "..") and "\0" not in rel:
+            out[image_id] = f"{base}/{parts[0]}/{parts[1]}"
     return out
 
 
