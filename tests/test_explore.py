@@ -326,3 +326,20 @@ def test_cli_help_lists_the_explore_subcommand(capsys):
     with pytest.raises(SystemExit):
         main(["explore", "--help"])
     assert "--allow-remote" in capsys.readouterr().out
+
+
+def test_w_plus_latents_edit_every_layer(run_dir, tmp_path):
+    """A W+ run (n, layers, w_dim): the same latent repeated per layer renders and edits as its W latent."""
+    copy = tmp_path / "results" / "synthetic"
+    shutil.copytree(run_dir, copy)
+    for npy in copy.glob("latents/shard_*.npy"):
+        W = np.load(npy)
+        np.save(npy, np.repeat(W[:, None, :], 8, axis=1))
+    weights = run_dir.parents[1] / "resources" / "synthetic" / "generator.pt"
+    plus, _ = load_editor(load_run(copy), weights)
+    flat, _ = load_editor(load_run(run_dir), weights)
+    assert plus.latent("img00000").shape == (8, 16)
+    for edits in ({}, {"male": 2.0, "young": -1.0}):
+        assert plus.render(plus.edited("img00000", edits)[None]) == flat.render(flat.edited("img00000", edits)[None])
+    assert plus.scores(plus.edited("img00000", {"male": 2.0}))["male"] == pytest.approx(
+        flat.scores(flat.edited("img00000", {"male": 2.0}))["male"], abs=1e-4)
