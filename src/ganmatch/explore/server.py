@@ -62,7 +62,8 @@ def serve(results: str, host: str = "127.0.0.1", port: int = 8050, allow_remote:
     if not 1 <= threads <= 32:
         raise ConfigError(f"--threads {threads}: use 1 to 32")
     torch.set_num_threads(min(2, torch.get_num_threads()))
-    app = build(results, weights, trusted_hosts=LOOPBACK_HOSTS if is_loopback(host) else None,
+    trusted = [*LOOPBACK_HOSTS, host] if is_loopback(host) else None  # e.g. --host 127.0.0.2
+    app = build(results, weights, trusted_hosts=trusted,
                 log=lambda msg: print(msg, file=sys.stderr))
     server = make_server(app, host, port, threads)
     shown = f"[{host}]" if ":" in host else host
