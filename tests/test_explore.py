@@ -143,6 +143,10 @@ def test_editor_page_has_a_slider_per_direction_and_the_interpolation(client, ru
     assert "male|young,smiling" in html  # a conditional direction
     html = get(client, "/editor?method=constrained&pair=3").get_data(as_text=True)
     assert 'id="interp-slider"' in html and "/api/strip?method=constrained&amp;pair=3&amp;n=9" in html
+    html = get(client, "/editor?image=img00040&ipage=2").get_data(as_text=True)
+    assert "page 2 of" in html and html.count('class="current"') == 1
+    get(client, "/editor?ipage=0", 400)
+    get(client, "/editor?ipage=99", 400)
     get(client, "/editor?image=nope", 404)
     get(client, "/editor?method=constrained&pair=0", 400)
     get(client, "/editor?method=constrained&pair=25", 400)

@@ -24,6 +24,7 @@ from .results import Run, inside
 MAX_QUERY = 2048            # bytes of query string a request may carry
 LOOPBACK_HOSTS = ["127.0.0.1", "localhost", "[::1]", "::1"]
 REJECTED_PER_PAGE = 50
+THUMBS_PER_PAGE = 36
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
        "form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
 
@@ -131,7 +132,7 @@ def create_app(run: Run, editor: Editor | None = None, editor_note: str = "",
 
     @app.get("/editor")
     def editor_page():
-        p = Params(request.args, {"image", "method", "pair"})
+        p = Params(request.args, {"image", "method", "pair", "ipage"})
         if editor is None:
             return render_template("editor.html", page="editor", note=editor_note)
         method = p.choice("method", methods, None)
@@ -151,6 +152,9 @@ def create_app(run: Run, editor: Editor | None = None, editor_note: str = "",
         pos = int(editor.ids[image])
         ids = editor.image_ids
         neighbours = {"prev": ids[pos - 1] if pos > 0 else None, "next": ids[pos + 1] if pos + 1 < len(ids) else None}
+        n_ipages = -(-len(ids) // THUMBS_PER_PAGE)
+        ipage = p.int("ipage", pos // THUMBS_PER_PAGE + 1, 1, n_ipages)
+        thumbs = list(ids[(ipage - 1) * THUMBS_PER_PAGE: ipage * THUMBS_PER_PAGE])
         directions = editor.directions
         rows = [] if directions is None else [
             dict(r, sd=editor.sd[str(r["direction"])], score=s)
@@ -161,6 +165,7 @@ def create_app(run: Run, editor: Editor | None = None, editor_note: str = "",
                                has_directions=directions is not None, max_strength=MAX_STRENGTH,
                                method=method, pair=pair, rank=None if pair is None else int(pair["rank"]),
                                neighbours=neighbours, n_images=len(ids), max_batch=MAX_BATCH,
+                               thumbs=thumbs, ipage=ipage, n_ipages=n_ipages,
                                has_image_file=image in run.images)
 
     @app.get("/image/<path:image_id>")
