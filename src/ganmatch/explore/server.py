@@ -65,7 +65,11 @@ def serve(results: str, host: str = "127.0.0.1", port: int = 8050, allow_remote:
     trusted = [*LOOPBACK_HOSTS, host] if is_loopback(host) else None  # e.g. --host 127.0.0.2
     app = build(results, weights, trusted_hosts=trusted,
                 log=lambda msg: print(msg, file=sys.stderr))
-    server = make_server(app, host, port, threads)
+    try:
+        server = make_server(app, host, port, threads)
+    except OSError as exc:
+        raise ConfigError(f"--host {host} --port {port}: cannot listen there ({exc.strerror or exc}); "
+                          "choose another --port (0 picks a free one)") from exc
     shown = f"[{host}]" if ":" in host else host
     print(f"ganmatch explore: serving {results} at http://{shown}:{server.effective_port}/ (Ctrl-C to stop)", flush=True)
     try:
