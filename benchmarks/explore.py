@@ -35,7 +35,7 @@ URLS = [
     ("overview", "/"),
     ("overview: rejected page 10", "/?rpage=10"),
     ("balance", "/balance?method=constrained"),
-    ("balance: sorted by |SMD| after", "/balance?method=constrained&sort=abs_smd_after&order=desc"),
+    ("balance: sorted by abs SMD after", "/balance?method=constrained&sort=abs_smd_after&order=desc"),
     ("pairs: first 50", "/pairs?method=constrained"),
     ("pairs: 200 per page", "/pairs?method=constrained&per_page=200"),
     ("pairs: last page, sorted by distance desc", "/pairs?method=gan_greedy&sort=distance&order=desc&page={last}"),
@@ -139,6 +139,8 @@ def write(rows: list[dict], facts: dict) -> None:
     df["date"] = datetime.date.today().isoformat()
     df.round(1).to_csv(RESULTS / "explore.csv", index=False)
     table = df[["request", "median_ms", "max_ms", "bytes"]].round(1).to_markdown(index=False)
+    pages = df[~df["request"].str.startswith(("api:", "aligned"))]
+    renders = df[df["request"].isin(["api: render, 2 edits", "api: interpolate"])]
     text = f"""# Explorer benchmark
 
 `python benchmarks/explore.py` ({facts['n_images']:,} images in shards of 100, {facts['n_methods']} methods of
@@ -148,6 +150,8 @@ load average {facts['load_avg']:.1f} at the end; {df['date'][0]}). Each request 
 requests after one warm-up. Render requests use new strengths every time, so the render cache never answers.
 Generator: {facts['generator']}.
 
+- targets (issue 21): every page under 1,000 ms, an edit render under 100 ms. Worst page request:
+  {pages['max_ms'].max():.0f} ms; worst single-frame render (edit or interpolation): {renders['max_ms'].max():.0f} ms
 - start-up (read the folder, build the tables, load the generator, until the server answers): {facts['startup_s']:.1f} s
 - server peak memory (VmHWM): {facts['server_peak_mb']:.0f} MB
 

@@ -309,6 +309,8 @@ def test_server_binds_loopback_by_default_and_needs_a_flag_for_other_hosts(run_d
     check_host("::1", False)
     assert main(["explore", str(run_dir), "--host", "0.0.0.0"]) == 2
     assert "--allow-remote" in capsys.readouterr().err
+    assert main(["explore", str(run_dir), "--threads", "0"]) == 2
+    assert "--threads 0" in capsys.readouterr().err
     with pytest.warns(UserWarning, match="no login"):
         check_host("0.0.0.0", True)
     server = make_server(build(str(run_dir), log=lambda m: None), "127.0.0.1", 0, threads=2)

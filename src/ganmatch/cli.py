@@ -29,12 +29,14 @@ def add_explore(subparsers) -> None:
                    help="generator weights for the editor (default: resources/<dataset>/generator.pt beside "
                         "the results folder's project, <dataset> being the folder's name)")
     p.add_argument("--threads", type=int, default=4, help="request threads of the server (default 4)")
+    p.add_argument("--render-threads", type=int, default=1,
+                   help="torch threads for the generator (default 1; raise it for a 256-1024 px generator)")
 
     def run(args) -> int:
         from .explore.server import serve
 
         serve(args.results, host=args.host, port=args.port, allow_remote=args.allow_remote,
-              weights=args.weights, threads=args.threads)
+              weights=args.weights, threads=args.threads, render_threads=args.render_threads)
         return 0
 
     p.set_defaults(run=run)

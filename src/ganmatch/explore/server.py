@@ -54,14 +54,15 @@ def make_server(app, host: str = "127.0.0.1", port: int = 8050, threads: int = 4
 
 
 def serve(results: str, host: str = "127.0.0.1", port: int = 8050, allow_remote: bool = False,
-          weights: str | None = None, threads: int = 4) -> None:
-    """Run the explorer on `results` until interrupted."""
+          weights: str | None = None, threads: int = 4, render_threads: int = 1) -> None:
+    """Run the explorer on `results` until interrupted; the generator renders on `render_threads` torch threads
+    (1 answers a small generator's renders fastest on a busy machine; more help a 256-1024 px one)."""
     import torch
 
     check_host(host, allow_remote)
-    if not 1 <= threads <= 32:
-        raise ConfigError(f"--threads {threads}: use 1 to 32")
-    torch.set_num_threads(min(2, torch.get_num_threads()))
+    if not 1 <= threads <= 32 or not 1 <= render_threads <= 64:
+        raise ConfigError(f"--threads {threads} --render-threads {render_threads}: use 1 to 32 and 1 to 64")
+    torch.set_num_threads(render_threads)
     trusted = [*LOOPBACK_HOSTS, host] if is_loopback(host) else None  # e.g. --host 127.0.0.2
     app = build(results, weights, trusted_hosts=trusted,
                 log=lambda msg: print(msg, file=sys.stderr))
