@@ -73,31 +73,23 @@ def create_app(run: Run, editor: Editor | None = None, editor_note: str = "",
         rows, rpage, n_rpages = page_of(run.rejected, p.int("rpage", 1, 1, 10**6), REJECTED_PER_PAGE)
         reasons = (run.rejected.groupby(["stage", "reason"]).size().rename("images").reset_index()
                    .sort_values("images", ascending=False).head(20))
-        summary = [{"name": m.name, "embedding": m.embedding, "pairs": len(m.pairs),
-                    "max_smd_before": m.balance["abs_smd_before"].max() if m.balance is not None and "abs_smd_before" in m.balance else None,
-                    "max_smd_after": m.balance["abs_smd_after"].max() if m.balance is not None and "abs_smd_after" in m.balance else None,
-                    "n_unbalanced": int((~m.balance["balanced"]).sum()) if m.balance is not None and "balanced" in m.balance else None}
-                   for m in methods.values()]
         return render_template("overview.html", page="overview", rejected=rows, rpage=rpage, n_rpages=n_rpages,
-                               reasons=reasons, summary=summary, editor_note=editor_note)
+                               reasons=reasons, summary=[m.summary() for m in methods.values()], editor_note=editor_note)
 
     @app.get("/balance")
     def balance():
         p = Params(request.args, {"method", "sort", "order"})
         name = method_param(p)
         m = methods.get(name)
-        wide, plot, columns = None, None, []
+        columns = list(m.balance.columns) if m is not None and m.balance is not None else ["covariate"]
+        sort = p.choice("sort", columns, "covariate")
+        order = p.choice("order", {"asc", "desc"}, "asc")
+        wide, plot = None, None
         if m is not None and m.balance is not None:
-            columns = [c for c in m.balance.columns]
-            sort = p.choice("sort", columns, "covariate")
-            desc = p.choice("order", {"asc", "desc"}, "asc") == "desc"
-            wide = m.balance.sort_values(sort, ascending=not desc, kind="stable", na_position="last")
+            wide = m.balance.sort_values(sort, ascending=order == "asc", kind="stable", na_position="last")
             plot = charts.love_plot(m.balance, m.threshold)
-        else:
-            p.choice("sort", {"covariate"}, None)
-            p.choice("order", {"asc", "desc"}, "asc")
         return render_template("balance.html", page="balance", method=m, wide=wide, plot=plot, columns=columns,
-                               sort=request.args.get("sort", "covariate"), order=request.args.get("order", "asc"))
+                               sort=sort, order=order)
 
     def pair_query(p: Params, pairs) -> PairQuery:
         covs = {c: p.choice(f"f_{c}", COVARIATE_FILTERS, None) for c in run.covariates if f"t_{c}" in pairs}

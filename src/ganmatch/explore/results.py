@@ -33,6 +33,14 @@ class Method:
     has_penalised: bool = False
     has_gap: bool = False
 
+    def summary(self) -> dict:
+        """The overview's row: pairs, max |SMD| before and after, covariates above the threshold."""
+        bal = self.balance if self.balance is not None else pd.DataFrame()
+        return {"name": self.name, "embedding": self.embedding, "pairs": len(self.pairs),
+                "max_smd_before": bal["abs_smd_before"].max() if "abs_smd_before" in bal else None,
+                "max_smd_after": bal["abs_smd_after"].max() if "abs_smd_after" in bal else None,
+                "n_unbalanced": int((~bal["balanced"]).sum()) if "balanced" in bal else None}
+
 
 @dataclass
 class Run:
