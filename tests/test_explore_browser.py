@@ -40,7 +40,10 @@ c.width = img.naturalWidth; c.height = img.naturalHeight;
 const g = c.getContext('2d'); g.drawImage(img, 0, 0);
 return Array.from(g.getImageData(0, 0, c.width, c.height).data).join(',');
 """
-BROKEN_IMAGES = "return Array.from(document.images).filter(i => !i.complete || i.naturalWidth === 0).map(i => i.src);"
+# images still loading (lazy ones out of view excepted) or loaded broken
+BROKEN_IMAGES = ("return Array.from(document.images).filter(i => (i.loading !== 'lazy' && !i.complete) "
+                 "|| (i.complete && i.naturalWidth === 0)).map(i => i.src);")
+THUMBS_LOADED = "return Array.from(document.querySelectorAll('.thumbs img')).every(i => i.complete && i.naturalWidth > 0);"
 
 
 @pytest.fixture(scope="module")
@@ -99,6 +102,9 @@ def test_every_page_opens_and_the_editor_re_renders_when_a_slider_moves(browser,
     errors += console_errors(browser)
 
     open_page(browser, f"{base_url}/editor?method=constrained&pair=2", "Latent editor", "editor")
+    browser.find_element(By.CSS_SELECTOR, "#image-browser summary").click()  # the thumbnail picker opens and loads
+    WebDriverWait(browser, 30).until(lambda d: d.execute_script(THUMBS_LOADED))
+    browser.find_element(By.CSS_SELECTOR, "#image-browser summary").click()
     image = browser.find_element(By.ID, "edit-image")
     before = browser.execute_script(PIXELS, image)
     assert before
