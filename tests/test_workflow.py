@@ -153,3 +153,29 @@ def test_report_gathers_every_figure(demo_run):
     assert any(n.endswith("report.html") for n in names)
     for name in _figures(work):
         assert any(n.endswith(f"/{name}.pdf") for n in names), name
+
+
+def test_explorer_serves_every_page_of_the_run(demo_run, tmp_path):
+    """`ganmatch explore` on the run's own folder (a copy, with edit directions beside its latents when the run
+    has none): every page answers and the editor renders the run's latents with its generator."""
+    import shutil
+
+    from ganmatch.explore.server import build
+    from ganmatch.explore.synthetic import write_directions
+
+    work, _, _ = demo_run
+    copy = tmp_path / "results" / "demo"
+    shutil.copytree(work / "results" / "demo", copy)
+    if not (copy / "edits" / "directions.npy").exists():
+        write_directions(copy)
+    app = build(str(copy), weights=str(work / "resources" / "demo" / "generator.pt"), log=print)
+    client = app.test_client()
+    methods = sorted(p.stem for p in (copy / "matches").glob("*.parquet"))
+    pages = ["/", "/editor", "/editor?method=gan_greedy&pair=1", "/api/render?image=img00000&edit=male:2",
+             "/api/strip?method=gan_greedy&pair=1&n=5"]
+    pages += [f"/{page}?method={m}" for m in methods for page in ("balance", "pairs")]
+    for url in pages:
+        resp = client.get(url, headers={"Host": "127.0.0.1"})
+        assert resp.status_code == 200, (url, resp.get_data(as_text=True)[:300])
+    overview = client.get("/", headers={"Host": "127.0.0.1"}).get_data(as_text=True)
+    assert "Treatment <b>male</b>" in overview and "Editor: <a" in overview

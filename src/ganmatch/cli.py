@@ -1,0 +1,70 @@
+"""The `ganmatch` command: one subcommand per tool (`ganmatch explore results/<dataset>`, ...).
+
+A subcommand is a function `add_<name>(subparsers)` that adds its parser and sets `run` to a callable
+taking the parsed arguments and returning an exit code; add it to `SUBCOMMANDS` to register it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from .errors import GanmatchError
+
+
+def add_explore(subparsers) -> None:
+    """`ganmatch explore RESULTS`: browse a run's outputs and edit faces in a local web app."""
+    p = subparsers.add_parser(
+        "explore", help="browse a run's results in a local web app (read-only)",
+        description="Start a local web app over results/<dataset>/: overview, balance, matched pairs and, "
+                    "when the GAN stage ran, a latent editor. Reads the folder, never writes to it.")
+    p.add_argument("results", help="a run's results folder, e.g. results/demo")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to bind (default 127.0.0.1; any other needs --allow-remote)")
+    p.add_argument("--port", type=int, default=8050, help="port to listen on (default 8050; 0 picks a free one)")
+    p.add_argument("--allow-remote", action="store_true",
+                   help="allow binding an address other machines can reach (the app has no login)")
+    p.add_argument("--weights", default=None,
+                   help="generator weights for the editor (default: resources/<dataset>/generator.pt beside "
+                        "the results folder's project, <dataset> being the folder's name)")
+    p.add_argument("--threads", type=int, default=4, help="request threads of the server (default 4)")
+    p.add_argument("--render-threads", type=int, default=1,
+                   help="torch threads for the generator (default 1; raise it for a 256-1024 px generator)")
+
+    def run(args) -> int:
+        from .explore.server import serve
+
+        serve(args.results, host=args.host, port=args.port, allow_remote=args.allow_remote,
+              weights=args.weights, threads=args.threads, render_threads=args.render_threads)
+        return 0
+
+    p.set_defaults(run=run)
+
+
+SUBCOMMANDS: list[Callable] = [add_explore]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser with every registered subcommand."""
+    parser = argparse.ArgumentParser(prog="ganmatch", description="ganmatch tools (the pipeline itself runs with snakemake)")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for add in SUBCOMMANDS:
+        add(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `ganmatch` console script; a GanmatchError prints its message and exits 2."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except GanmatchError as exc:
+        print(f"ganmatch {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,351 @@
+"""`ganmatch explore`: every route over HTTP (Flask's test client), path traversal and malformed parameters,
+the editor's renders, the loopback-only server and the CLI. Runs on a small synthetic results folder."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import threading
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from ganmatch.cli import main
+from ganmatch.errors import InputDataError
+from ganmatch.explore import create_app, load_editor, load_run
+from ganmatch.explore.editor import MAX_BATCH, MAX_STRENGTH
+from ganmatch.explore.pairs import PairQuery, filter_pairs, page_of
+from ganmatch.explore.results import image_paths, inside
+from ganmatch.explore.server import build, check_host, make_server
+from ganmatch.explore.synthetic import write_synthetic_run
+
+HOST = {"Host": "127.0.0.1:8050"}
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, one_torch_thread) -> Path:
+    return write_synthetic_run(tmp_path_factory.mktemp("explore"), n_images=150, n_pairs=24, shard_size=60)
+
+
+@pytest.fixture(scope="module")
+def client(run_dir):
+    return build(str(run_dir), log=lambda msg: None).test_client()
+
+
+def get(client, url, status=200):
+    resp = client.get(url, headers=HOST)
+    assert resp.status_code == status, (url, resp.status_code, resp.get_data(as_text=True)[:500])
+    return resp
+
+
+def png(resp) -> np.ndarray:
+    assert resp.mimetype == "image/png"
+    return np.asarray(Image.open(io.BytesIO(resp.data)).convert("RGB"))
+
+
+# ---------------------------------------------------------------- pages
+
+
+def test_overview_shows_counts_per_stage_rejected_images_methods_and_figures(client, run_dir):
+    html = get(client, "/").get_data(as_text=True)
+    aligned = pd.concat([pd.read_parquet(p) for p in sorted(run_dir.glob("aligned/shard_*.parquet"))])
+    n_rejected = int((aligned["status"] != "ok").sum())
+    assert n_rejected > 0
+    assert f"<td>alignment</td><td class=\"num\">150</td><td class=\"num\">{150 - n_rejected}</td>" in html
+    assert "Rejected images (" in html and "no face found" in html
+    for name in ("gan_greedy", "constrained", "propensity"):
+        assert f'href="/pairs?method={name}"' in html and f'href="/balance?method={name}"' in html
+    assert "Treatment <b>male</b>" in html
+
+
+def test_overview_pages_through_rejected_images(client):
+    html = get(client, "/?rpage=1").get_data(as_text=True)
+    assert "page 1 of 1" in html
+    get(client, "/?rpage=0", 400)
+    get(client, "/?rpage=x", 400)
+
+
+def test_balance_page_per_method_has_love_plot_threshold_and_sortable_table(client, run_dir):
+    for method in ("gan_greedy", "constrained", "propensity"):
+        html = get(client, f"/balance?method={method}").get_data(as_text=True)
+        assert '<svg id="love-plot"' in html and "threshold 0.1" in html
+        for cov in ("young", "smiling", "eyeglasses"):
+            assert f"<td class=\"\">{cov}</td>" in html
+    long = pd.read_parquet(run_dir / "balance" / "constrained.parquet")
+    smd = long[(long["stat"] == "smd") & (long["sample"] == "matched")].set_index("covariate")["value"]
+    html = get(client, "/balance?method=constrained&sort=abs_smd_after&order=desc").get_data(as_text=True)
+    shown = [c for c in ("young", "smiling", "eyeglasses") if f"<td class=\"\">{c}</td>" in html]
+    order = sorted(shown, key=lambda c: html.index(f"<td class=\"\">{c}</td>"))
+    assert order == list(smd.abs().sort_values(ascending=False).index)
+    get(client, "/balance?method=nope", 400)
+    get(client, "/balance?method=constrained&sort=__class__", 400)
+
+
+def test_pairs_page_lists_every_pair_sorted_filtered_and_paginated(client, run_dir):
+    pairs = pd.read_parquet(run_dir / "matches" / "constrained.parquet")
+    html = get(client, "/pairs?method=constrained&per_page=25").get_data(as_text=True)
+    assert f"{len(pairs)} of {len(pairs)} pairs" in html and "page 1 of 1" in html
+    assert html.count('alt="treated img') == len(pairs) and html.count('alt="treated ref ') == len(pairs)
+    for i in pairs["treated_id"]:
+        assert f"/image/{i}" in html
+    # sorted by distance, descending: the farthest pair first
+    html = get(client, "/pairs?method=constrained&sort=distance&order=desc&per_page=25").get_data(as_text=True)
+    far = pairs.sort_values("distance").iloc[-1]["treated_id"]
+    assert html.index(f"/image/{far}") < html.index(f"/image/{pairs.sort_values('distance').iloc[0]['treated_id']}")
+    # flags and covariate filters
+    n_pen = int(pairs["penalised"].sum())
+    html = get(client, "/pairs?method=constrained&penalised=yes").get_data(as_text=True)
+    assert f"{n_pen} of {len(pairs)} pairs" in html
+    gap = float(pairs["reference_gap"].median())
+    html = get(client, f"/pairs?method=constrained&gap_min={gap}").get_data(as_text=True)
+    assert f"{int((pairs['reference_gap'] >= gap).sum())} of {len(pairs)} pairs" in html
+    html = get(client, "/pairs?method=gan_greedy&f_young=differ&f_smiling=same").get_data(as_text=True)
+    assert "pairs pass the filters" in html
+    # face-recognition ("facial") distance and the reference photos' distance are shown
+    assert "<dt>facial</dt>" in html
+    html = get(client, "/pairs?method=constrained").get_data(as_text=True)
+    assert "<dt>refs facial</dt>" in html and "<dt>ref. gap</dt>" in html
+
+
+def test_pair_filters_are_exact(run_dir):
+    run = load_run(run_dir)
+    pairs = run.methods["gan_greedy"].pairs
+    out = filter_pairs(pairs, PairQuery(covariates={"young": "same", "smiling": "1"}))
+    assert ((out["t_young"] == out["c_young"]) & (out["t_smiling"] == 1) & (out["c_smiling"] == 1)).all()
+    rest = pairs.drop(out.index)
+    assert not ((rest["t_young"] == rest["c_young"]) & (rest["t_smiling"] == 1) & (rest["c_smiling"] == 1)).any()
+    out = filter_pairs(pairs, PairQuery(sort="dist_facial", descending=True))
+    assert out["dist_facial"].is_monotonic_decreasing
+    page, no, n = page_of(pairs, 99, 10)
+    assert no == n == 3 and len(page) == len(pairs) - 20
+    assert (pairs["rank"] == np.arange(1, len(pairs) + 1)).all() and pairs["distance"].is_monotonic_increasing
+
+
+def test_pairs_page_rejects_malformed_filters(client):
+    for q in ("f_young=maybe", "penalised=1", "gap_min=-1", "gap_min=nan", "gap_max=inf", "gap_max=1e999",
+              "dist_max=0x10", "page=0", "page=1.5", "per_page=7", "per_page=1000000", "sort=treated_id",
+              "order=sideways", "f_nope=same", "method=constrained&method=gan_greedy", "page=99999999999"):
+        get(client, f"/pairs?{q}", 400)
+    get(client, "/pairs?page=999999", 200)  # past the end: the last page
+
+
+def test_editor_page_has_a_slider_per_direction_and_the_interpolation(client, run_dir):
+    directions = pd.read_parquet(run_dir / "edits" / "directions.parquet")
+    html = get(client, "/editor").get_data(as_text=True)
+    usable = directions[~directions["skipped"]]
+    assert html.count('class="direction"') == len(usable)
+    for d in usable["direction"]:
+        assert f'data-direction="{d}"' in html
+    assert "male|young,smiling" in html  # a conditional direction
+    html = get(client, "/editor?method=constrained&pair=3").get_data(as_text=True)
+    assert 'id="interp-slider"' in html and "/api/strip?method=constrained&amp;pair=3&amp;n=9" in html
+    html = get(client, "/editor?image=img00040&ipage=2").get_data(as_text=True)
+    assert "page 2 of" in html and html.count('class="current"') == 1
+    get(client, "/editor?ipage=0", 400)
+    get(client, "/editor?ipage=99", 400)
+    get(client, "/editor?image=nope", 404)
+    get(client, "/editor?method=constrained&pair=0", 400)
+    get(client, "/editor?method=constrained&pair=25", 400)
+
+
+# ---------------------------------------------------------------- renders
+
+
+def test_render_moves_the_latent_along_a_direction_and_changes_the_image(client):
+    base = png(get(client, "/api/render?image=img00000"))
+    assert base.shape == (32, 32, 3)
+    edited = png(get(client, "/api/render?image=img00000&edit=male:3"))
+    assert np.abs(edited.astype(int) - base).mean() > 1
+    both = png(get(client, "/api/render?image=img00000&edit=male:3&edit=young:-2"))
+    assert not np.array_equal(both, edited)
+    scores = get(client, "/api/scores?image=img00000&edit=male:3").get_json()["scores"]
+    plain = get(client, "/api/scores?image=img00000").get_json()["scores"]
+    assert scores["male"] == pytest.approx(plain["male"] + 3, abs=1e-4)
+
+
+def test_render_equals_the_generator_on_the_runs_own_latent(client, run_dir):
+    from ganmatch.demo import render
+    from ganmatch.weights import load_generator
+
+    table = pd.read_parquet(run_dir / "latents" / "shard_0.parquet")
+    W = np.load(run_dir / "latents" / "shard_0.npy")
+    i = int(np.flatnonzero(table["status"] == "ok")[0])
+    expected = render(load_generator(run_dir.parents[1] / "resources" / "synthetic" / "generator.pt"), W[i:i + 1])[0]
+    assert np.array_equal(png(get(client, f"/api/render?image={table['image_id'][i]}")), expected)
+
+
+def test_render_rejects_bad_edits(client):
+    for q in ("edit=male:nan", "edit=male:inf", f"edit=male:{MAX_STRENGTH + 1}", "edit=male:1,5", "edit=male",
+              "edit=nope:1", "edit=male:1&edit=male:2", "edit=male:0x1", "edit=male:1e309", "image=img00000&x=1"):
+        get(client, f"/api/render?image=img00000&{q}", 400)
+    too_many = "&".join(f"edit=male:{i % 3}" for i in range(20))
+    get(client, f"/api/render?image=img00000&{too_many}", 400)
+    get(client, "/api/render?image=nope", 404)
+    get(client, "/api/render", 404)
+
+
+def test_interpolation_ends_are_the_pair_and_the_strip_is_capped(client, run_dir):
+    pairs = load_run(run_dir).methods["gan_greedy"].pairs
+    t0 = png(get(client, "/api/interpolate?method=gan_greedy&pair=1&t=0"))
+    t1 = png(get(client, "/api/interpolate?method=gan_greedy&pair=1&t=1"))
+    assert np.array_equal(t0, png(get(client, f"/api/render?image={pairs['treated_id'][0]}")))
+    assert np.array_equal(t1, png(get(client, f"/api/render?image={pairs['control_id'][0]}")))
+    strip = png(get(client, "/api/strip?method=gan_greedy&pair=1&n=5"))
+    assert strip.shape == (32, 5 * 32, 3)
+    assert np.array_equal(strip[:, :32], t0) and np.array_equal(strip[:, -32:], t1)
+    get(client, f"/api/strip?method=gan_greedy&pair=1&n={MAX_BATCH + 1}", 400)
+    for q in ("t=1.5", "t=-0.1", "t=nan", "pair=0", "pair=999", "pair=x"):
+        get(client, f"/api/interpolate?method=gan_greedy&{q}", 400)
+    get(client, "/api/interpolate?method=nope&pair=1", 400)
+    get(client, "/api/interpolate?pair=1", 400)
+
+
+# ---------------------------------------------------------------- files and security
+
+
+def test_images_and_figures_are_served_only_from_the_runs_maps(client, run_dir):
+    fig = get(client, "/figure/love_plot.png")
+    assert fig.data == (run_dir / "figures" / "love_plot.png").read_bytes()
+    assert 'src="/figure/love_plot.png"' in get(client, "/").get_data(as_text=True)
+    get(client, "/figure/love_plot.pdf.png", 404)
+    img = get(client, "/image/img00000")
+    assert img.data == (run_dir / "aligned" / "shard_0" / "img00000.png").read_bytes()
+    assert img.headers["X-Content-Type-Options"] == "nosniff"
+    for url in ("/image/../../images.parquet", "/image/..%2f..%2fimages.parquet", "/image/%2e%2e/images.parquet",
+                "/image//etc/passwd", "/image/img00000/../../../images.parquet", "/image/images.parquet",
+                "/figure/../images", "/figure/%2e%2e%2fimages.png", "/static/../app.py", "/static/%2e%2e/app.py",
+                "/static/..%2fapp.py", "/image/img00000%00.png", "/edits/directions.npy", "/images.parquet"):
+        resp = client.get(url, headers=HOST, follow_redirects=True)  # werkzeug redirects // to /
+        assert resp.status_code in (400, 404), (url, resp.status_code)
+        assert b"PAR1" not in resp.data and b"import" not in resp.data
+
+
+def test_stored_paths_cannot_point_outside_the_results_folder(tmp_path):
+    root = tmp_path / "results" / "x"
+    (root / "aligned" / "shard_0").mkdir(parents=True)
+    secret = tmp_path / "secret.png"
+    secret.write_bytes(b"secret")
+    (root / "aligned" / "shard_0" / "link.png").symlink_to(secret)
+    (root / "aligned" / "shard_0" / "ok.png").write_bytes(b"png")
+    table = pd.DataFrame({"image_id": ["a", "b", "c", "d"], "status": "ok",
+                          "aligned_path": ["../../../secret.png", "/etc/passwd", "results/x/aligned/shard_0/link.png",
+                                           "results/x/aligned/shard_0/ok.png"]})
+    paths = image_paths(root.resolve(), table)
+    assert all(Path(p).is_relative_to(root.resolve()) for p in paths.values())
+    assert inside(root.resolve(), paths["c"]) is None  # a symlink out of the folder is refused
+    assert inside(root.resolve(), paths["d"]) == (root / "aligned" / "shard_0" / "ok.png").resolve()
+
+
+def test_requests_are_capped_and_only_read(client):
+    get(client, "/pairs?" + "x" * 3000, 414)
+    get(client, "/pairs?method=" + "g" * 300, 400)
+    assert client.post("/", data=b"x" * 10, headers=HOST).status_code in (405, 413)
+    assert client.post("/api/render", headers=HOST).status_code == 405
+    assert client.get("/", headers={"Host": "attacker.example"}).status_code == 400  # DNS rebinding
+    resp = get(client, "/")
+    assert "script-src 'self'" in resp.headers["Content-Security-Policy"]
+    assert resp.headers["X-Frame-Options"] == "DENY"
+
+
+def test_every_route_answers(client):
+    """Every rule of the app is exercised (a new route must be added to this list and tested above)."""
+    app = client.application
+    routes = {r.rule for r in app.url_map.iter_rules()}
+    assert routes == {"/", "/balance", "/pairs", "/editor", "/image/<path:image_id>", "/figure/<name>.png",
+                      "/api/render", "/api/scores", "/api/interpolate", "/api/strip", "/favicon.ico",
+                      "/static/<path:filename>"}
+    for url in ("/favicon.ico", "/static/explore.js", "/static/explore.css"):
+        get(client, url)
+    get(client, "/nope", 404)
+
+
+# ---------------------------------------------------------------- runs without the editor, bad folders
+
+
+def test_a_run_without_weights_or_directions_still_serves_and_says_why(run_dir, tmp_path):
+    run = load_run(run_dir)
+    editor, note = load_editor(run, tmp_path / "missing.pt")
+    assert editor is None and "missing.pt" in note and "--weights" in note
+    c = create_app(run, editor, note).test_client()
+    assert "The editor is off" in get(c, "/editor").get_data(as_text=True)
+    assert "missing.pt" in get(c, "/api/render?image=img00000", 404).get_data(as_text=True)
+    get(c, "/")
+    copy = tmp_path / "results" / "synthetic"
+    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("edits"))
+    editor, note = load_editor(load_run(copy), run_dir.parents[1] / "resources" / "synthetic" / "generator.pt")
+    assert editor is not None and editor.directions is None
+    c = create_app(load_run(copy), editor).test_client()
+    assert "run the edit stage" in get(c, "/editor?method=gan_greedy&pair=1").get_data(as_text=True)
+    get(c, "/api/interpolate?method=gan_greedy&pair=1&t=0.5")
+    get(c, "/api/render?image=img00000&edit=male:1", 400)
+
+
+def test_broken_directions_turn_the_editor_off_with_the_file_named(run_dir, tmp_path):
+    copy = tmp_path / "results" / "synthetic"
+    shutil.copytree(run_dir, copy)
+    np.save(copy / "edits" / "directions.npy", np.zeros((2, 7), np.float32))
+    editor, note = load_editor(load_run(copy), run_dir.parents[1] / "resources" / "synthetic" / "generator.pt")
+    assert editor is None and "directions" in note and "(n, 16)" in note
+
+
+def test_a_folder_that_is_not_a_run_is_named(tmp_path):
+    with pytest.raises(InputDataError, match="images.parquet"):
+        load_run(tmp_path)
+    with pytest.raises(InputDataError, match="no such folder"):
+        load_run(tmp_path / "nope")
+    assert main(["explore", str(tmp_path)]) == 2
+
+
+# ---------------------------------------------------------------- server and CLI
+
+
+def test_server_binds_loopback_by_default_and_needs_a_flag_for_other_hosts(run_dir, capsys):
+    check_host("127.0.0.1", False)
+    check_host("localhost", False)
+    check_host("::1", False)
+    assert main(["explore", str(run_dir), "--host", "0.0.0.0"]) == 2
+    assert "--allow-remote" in capsys.readouterr().err
+    assert main(["explore", str(run_dir), "--threads", "0"]) == 2
+    assert "--threads 0" in capsys.readouterr().err
+    with pytest.warns(UserWarning, match="no login"):
+        check_host("0.0.0.0", True)
+    server = make_server(build(str(run_dir), log=lambda m: None), "127.0.0.1", 0, threads=2)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        assert server.effective_host == "127.0.0.1"
+        with urllib.request.urlopen(f"http://127.0.0.1:{server.effective_port}/pairs?method=constrained", timeout=30) as resp:
+            assert resp.status == 200 and b"Matched pairs" in resp.read()
+    finally:
+        server.close()
+        thread.join(10)
+
+
+def test_cli_help_lists_the_explore_subcommand(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0 and "explore" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["explore", "--help"])
+    assert "--allow-remote" in capsys.readouterr().out
+
+
+def test_w_plus_latents_edit_every_layer(run_dir, tmp_path):
+    """A W+ run (n, layers, w_dim): the same latent repeated per layer renders and edits as its W latent."""
+    copy = tmp_path / "results" / "synthetic"
+    shutil.copytree(run_dir, copy)
+    for npy in copy.glob("latents/shard_*.npy"):
+        W = np.load(npy)
+        np.save(npy, np.repeat(W[:, None, :], 8, axis=1))
+    weights = run_dir.parents[1] / "resources" / "synthetic" / "generator.pt"
+    plus, _ = load_editor(load_run(copy), weights)
+    flat, _ = load_editor(load_run(run_dir), weights)
+    assert plus.latent("img00000").shape == (8, 16)
+    for edits in ({}, {"male": 2.0, "young": -1.0}):
+        assert plus.render(plus.edited("img00000", edits)[None]) == flat.render(flat.edited("img00000", edits)[None])
+    assert plus.scores(plus.edited("img00000", {"male": 2.0}))["male"] == pytest.approx(
+        flat.scores(flat.edited("img00000", {"male": 2.0}))["male"], abs=1e-4)
