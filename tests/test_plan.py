@@ -113,3 +113,17 @@ def test_every_script_is_one_call_into_a_stage_adapter():
         code = [line for line in path.read_text().splitlines() if line and not line.startswith(("#", '"""'))]
         calls = [line for line in code if not line.startswith(("from ", "import ", "script_logging("))]
         assert len(calls) == 1 and re.match(r"\w+_job\(", calls[0]), (path.name, calls)
+
+
+def test_ganmatch_plan_prints_the_run_plan_and_names_bad_keys(capsys, monkeypatch, tmp_path):
+    from ganmatch.cli import main
+
+    monkeypatch.chdir(ROOT)
+    assert main(["plan"]) == 0
+    out = capsys.readouterr().out
+    assert "GAN stage: on, generator resources/demo/generator.pt" in out
+    assert "gan_greedy: greedy(embedding=gan, caliper_quantile=0.6, metric=euclidean, k=100)" in out
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("matching: {methods: {gan_greedy: {caliper_quantil: 0.5}}}\n")
+    assert main(["plan", "--configfile", "config/config.yaml", str(bad)]) == 2
+    assert "Did you mean 'caliper_quantile'?" in capsys.readouterr().err

@@ -42,7 +42,63 @@ def add_explore(subparsers) -> None:
     p.set_defaults(run=run)
 
 
-SUBCOMMANDS: list[Callable] = [add_explore]
+def _merge(base: dict, extra: dict) -> dict:
+    """`extra` over `base`, key by key (how Snakemake merges several --configfile files)."""
+    out = dict(base)
+    for key, value in extra.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def describe_plan(plan, config: dict) -> str:
+    """The run plan as text: what runs, on which embeddings, with which methods and settings, and what is skipped."""
+    ds = plan.dataset
+    lines = [f"dataset {ds} (source {config['source']}): writes only resources/{ds}/ and results/{ds}/",
+             f"treatment {config['treatment']}; covariates {', '.join(config['covariates'])}"
+             + (f"; outcomes {', '.join(config['outcomes'])}" if config["outcomes"] else ""),
+             f"GAN stage: {'on, generator ' + str(plan.generator_weights) if plan.project_active else 'skipped'}",
+             "embeddings: " + ", ".join(f"{n} ({s['kind']})" for n, s in plan.embeddings.items()),
+             f"attribute models on: {plan.attributes_embedding}",
+             "matching methods:"]
+    for name, spec in plan.methods.items():
+        settings = ", ".join(f"{k}={v}" for k, v in spec.items() if k != "method")
+        lines.append(f"  {name}: {spec['method']}({settings})")
+    if plan.verification:
+        lines.append("face verification: " + ", ".join(f"{e} (threshold {t:g})" for e, t in plan.verification.items()))
+    lines.append("figures: " + ", ".join(f"results/{ds}/figures/{f}.pdf" for f in plan.figures))
+    lines += plan.messages
+    return "\n".join(lines)
+
+
+def add_plan(subparsers) -> None:
+    """`ganmatch plan [--configfile FILE ...]`: validate a config and print what a run would build."""
+    p = subparsers.add_parser(
+        "plan", help="validate a config and print its run plan (nothing runs)",
+        description="Validate the config as the workflow does at start-up (schema, paths, columns, matching "
+                    "parameters; every default filled in) and print the run plan: GAN stage, embeddings, matching "
+                    "methods with their resolved settings, figures and what is skipped.")
+    p.add_argument("--configfile", nargs="+", default=["config/config.yaml"],
+                   help="config file(s), later ones merged key by key over earlier ones (as snakemake --configfile)")
+    p.add_argument("--schema", default="config/schema.yaml", help="the schema (default config/schema.yaml)")
+
+    def run(args) -> int:
+        import yaml
+
+        from .config import validate_config
+        from .plan import resolve
+
+        config: dict = {}
+        for path in args.configfile:
+            with open(path) as fh:
+                config = _merge(config, yaml.safe_load(fh) or {})
+        config = validate_config(config, args.schema, source=" + ".join(args.configfile))
+        print(describe_plan(resolve(config), config))
+        return 0
+
+    p.set_defaults(run=run)
+
+
+SUBCOMMANDS: list[Callable] = [add_explore, add_plan]
 
 
 def build_parser() -> argparse.ArgumentParser:
