@@ -9,7 +9,7 @@ import pytest
 from ganmatch import figures
 from ganmatch.balance import balance_table, group_means
 from ganmatch.errors import InputDataError
-from ganmatch.matching import matched_weights
+from ganmatch.matching import matched_weights, propensity_scores
 from ganmatch.plots import method_styles
 
 COVS = ["young", "smiling", "eyeglasses"]
@@ -200,7 +200,7 @@ def test_propensity_overlap_draws_the_scores_the_propensity_matcher_used(tmp_pat
     assert set(shown.index) == set(used.index)
     np.testing.assert_allclose(shown.loc[used.index].to_numpy(), used.to_numpy(), rtol=1e-12, atol=1e-12)
     # the figure's former own score (covariates only, all images) is a different score: the check above bites
-    own = pd.Series(figures.fit_propensity(att[["a", "b"]], index["male"]), index=att["image_id"])
+    own = pd.Series(propensity_scores(att[["a", "b"]], index["male"]), index=att["image_id"])
     assert not np.allclose(own.loc[used.index].to_numpy(), used.to_numpy(), atol=1e-3)
 
 
@@ -232,7 +232,7 @@ def test_propensity_overlap_without_a_propensity_method_fits_the_covariates(tmp_
                 output=out, params={"treatment": "male", "covariates": ["a", "b"], "score_method": "",
                                     "score_spec": {}})
     before = pd.read_parquet(out["data"]).query("sample == 'unmatched'").set_index("image_id")["propensity"]
-    own = pd.Series(figures.fit_propensity(att[["a", "b"]], index["male"]), index=att["image_id"])
+    own = pd.Series(propensity_scores(att[["a", "b"]], index["male"]), index=att["image_id"])
     np.testing.assert_allclose(before.loc[own.index].to_numpy(), own.to_numpy())
 
 
@@ -285,13 +285,13 @@ def test_distance_distributions_split_by_identity(tmp_path, sample):
 
 
 def test_neighbour_quality_table_and_figure(tmp_path, sample):
-    from ganmatch.balance import neighbour_quality
+    from ganmatch.distances import retrieval_quality, retrieval_quality_table
 
     nb = {"gan": _neighbours(sample, 1.0), "pixel": _neighbours(sample, 2.0)}
     att = sample["X"].assign(image_id=sample["ids"])
-    table = figures.neighbour_quality_table(nb, sample["identity"], att)
+    table = retrieval_quality_table(nb, sample["identity"], att)
     assert list(table["embedding"]) == ["gan", "pixel"] and table.columns[0] == "embedding"
-    direct = neighbour_quality(nb["gan"], sample["identity"], att)
+    direct = retrieval_quality(nb["gan"], sample["identity"], att)
     assert table.iloc[0]["err_top1"] == direct.iloc[0]["err_top1"] == 0.0
     pdf, png = _written(tmp_path, "nq")
     data = figures.neighbour_quality(table, pdf, png)
@@ -324,6 +324,7 @@ def test_projection_examples_rerender_latents(tmp_path):
 
     from ganmatch.io import write_png
     from ganmatch.project import tensor_to_uint8
+    from ganmatch.stages.figures import projection_examples
     from ganmatch.stylegan2 import Generator
     from ganmatch.weights import save_generator
 
@@ -340,7 +341,7 @@ def test_projection_examples_rerender_latents(tmp_path):
         write_png(im, paths[f"i{k}"])
     table = pd.DataFrame({"image_id": list(paths), "status": ["ok", "ok", "failed", "ok", "ok"],
                           "loss": 0.01, "psnr": [30.0, 40.0, 0.0, 20.0, 35.0]})
-    ids, originals, recons = figures.projection_examples(table, latents, paths, str(weights), n=3)
+    ids, originals, recons = projection_examples(table, latents, paths, str(weights), n=3)
     assert ids == ["i3", "i4", "i1"]  # worst, middle, best PSNR; the failed image is never shown
     assert np.abs(originals.astype(int) - recons.astype(int)).max() <= 1
     # the workflow passes memory-mapped shards stacked by row position: the same rows, the same figure
@@ -350,7 +351,7 @@ def test_projection_examples_rerender_latents(tmp_path):
     assert len(stacked) == 5 and np.array_equal(stacked[[4, 0, 2]], latents[[4, 0, 2]])
     with pytest.raises(IndexError):
         stacked[[5]]
-    again = figures.projection_examples(table, stacked, paths, str(weights), n=3)
+    again = projection_examples(table, stacked, paths, str(weights), n=3)
     assert again[0] == ids and np.array_equal(again[2], recons)
 
 
