@@ -137,7 +137,7 @@ def test_missing_weights_skip_gan_with_a_clear_message(tmp_path):
     (work / "on.yaml").write_text("project: {activate: true}\nmatching: {methods: {gan_greedy: {method: greedy, embedding: gan}}}\n")
     proc = snakemake(work, "--configfile", "config/photos.yaml", "on.yaml", "-n")
     err = proc.stdout + proc.stderr
-    assert "generator weights 'weights/stylegan2-ada-ffhq256.pkl' do not exist" in err
+    assert "generator weights 'weights/stylegan2-ada-ffhq256.pkl' (project.weights) do not exist" in err
     assert "Skipping the GAN stage: latent embedding(s) gan" in err and "gan_greedy" in err
     assert "rule project_shard" not in err and "match_groups" in err
 
