@@ -66,6 +66,28 @@ def validate_config(config: dict, schema: dict | str | Path, source: str = "conf
         lines = "\n".join(f"  - {_describe(e, schema)}" for e in errors)
         raise ConfigError(f"invalid configuration ({source}):\n{lines}\nFix the key(s) above; config/schema.yaml documents every key.")
     _check_references(config)
+    _check_constrained_semantics(config)
+
+
+def _check_constrained_semantics(config: dict) -> None:
+    """greedy_constrained with semantics 'reference' (its default) refuses settings the reference loop has no
+    place for, at start-up rather than in the matching job."""
+    problems = []
+    for name, spec in config.get("matching", {}).get("methods", {}).items():
+        if spec.get("method") != "greedy_constrained" or spec.get("semantics", "reference") != "reference":
+            continue
+        key = f"matching.methods.{name}"
+        if spec.get("mode", "penalty") != "penalty":
+            problems.append(f"'{key}.mode' is '{spec['mode']}'; semantics 'reference' only penalises (mode: penalty).")
+        if "reference_embedding" in spec and spec["reference_embedding"] is None:
+            problems.append(f"'{key}.reference_embedding' is null; semantics 'reference' chooses references by a distance.")
+        if spec.get("min_photos", 2) != 2:
+            problems.append(f"'{key}.min_photos' is {spec['min_photos']}; semantics 'reference' fixes it at 2.")
+        if spec.get("caliper") is not None:
+            problems.append(f"'{key}.caliper' is set; semantics 'reference' has no caliper.")
+    if problems:
+        raise ConfigError("invalid configuration:\n" + "\n".join(f"  - {p} Or set semantics: corrected."
+                                                                  for p in problems))
 
 
 RESERVED_METHOD_NAMES = {"summary", "group_means"}  # file names the balance stage uses itself
