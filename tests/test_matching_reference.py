@@ -238,3 +238,34 @@ def test_missing_reference_distances_or_identities_are_named():
         check_constrained_inputs("paper", spec, index.drop(columns="identity"), emb, ids)
     emb["vgg"] = (ids, np.zeros((3, 2)))
     check_constrained_inputs("paper", spec, index, emb, ids)
+
+
+# ---------------------------------------------------------------- the reference study's propensity matching
+
+
+def test_propensity_reference_setting_matches_the_reference_loop():
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(3)
+    n = 600
+    Z = rng.normal(size=(n, 8)).astype(np.float32)
+    treated = (rng.random(n) < 1 / (1 + np.exp(-(Z[:, 0] * 1.5 - 0.6)))).astype(int)
+    assert treated.sum() < n - treated.sum()           # the treated group is the smaller one, as men in CelebA-HQ
+    data = MatchData(ids=np.array([f"i{j}" for j in range(n)]), treated=treated, embeddings={"gan_mean": Z})
+    res = match("propensity", data, embedding="gan_mean", standardize=False, max_iter=100, score="propensity",
+                caliper=0.1, std_caliper=False, order="reference", random_state=42)
+    # the reference: sklearn defaults on the raw features, the smaller group in np.random.seed(42) order,
+    # each taking the first remaining control (index order) with the smallest |p difference| if within 0.1
+    p = LogisticRegression(random_state=42).fit(Z, treated).predict_proba(Z)[:, 1]
+    t_pos, c_pos = np.flatnonzero(treated == 1), list(np.flatnonzero(treated == 0))
+    np.random.seed(42)
+    want = []
+    for i in np.random.permutation(len(t_pos)):
+        d = np.abs(p[t_pos[i]] - p[c_pos])
+        if d.min() <= 0.1:
+            j = int(np.argmin(d))
+            want.append((f"i{t_pos[i]}", f"i{c_pos.pop(j)}"))
+    assert pairs_of(res) == want and 0 < len(want) < treated.sum()
+    assert res.info["score"] == "propensity"
+    scores = res.scores.set_index("image_id")["propensity"]
+    assert np.allclose(scores.to_numpy(), p)

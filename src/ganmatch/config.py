@@ -67,6 +67,7 @@ def validate_config(config: dict, schema: dict | str | Path, source: str = "conf
         raise ConfigError(f"invalid configuration ({source}):\n{lines}\nFix the key(s) above; config/schema.yaml documents every key.")
     _check_references(config)
     _check_constrained_semantics(config)
+    _check_precomputed_embeddings(config)
 
 
 def _check_constrained_semantics(config: dict) -> None:
@@ -88,6 +89,15 @@ def _check_constrained_semantics(config: dict) -> None:
     if problems:
         raise ConfigError("invalid configuration:\n" + "\n".join(f"  - {p} Or set semantics: corrected."
                                                                   for p in problems))
+
+
+def _check_precomputed_embeddings(config: dict) -> None:
+    """An embedding of kind precomputed reads its rows from `path`, which must name a .npy file."""
+    problems = [f"'embeddings.{name}.path' must name the .npy file of a precomputed embedding (its ids in the "
+                ".parquet beside it)." for name, spec in config.get("embeddings", {}).items()
+                if spec.get("kind") == "precomputed" and not str(spec.get("path", "")).endswith(".npy")]
+    if problems:
+        raise ConfigError("invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems))
 
 
 RESERVED_METHOD_NAMES = {"summary", "group_means"}  # file names the balance stage uses itself

@@ -161,6 +161,8 @@ def embedding_inputs(wildcards):
     inputs = {"tables": shard_outputs(f"{RES}/aligned/shard_{{shard}}.parquet")(wildcards)}
     if config["embeddings"][wildcards.embedding].get("weights"):
         inputs["weights"] = config["embeddings"][wildcards.embedding]["weights"]
+    if config["embeddings"][wildcards.embedding].get("path"):  # kind precomputed
+        inputs["precomputed"] = config["embeddings"][wildcards.embedding]["path"]
     return inputs
 
 

@@ -8,7 +8,7 @@ from ganmatch.logs import script_logging
 log = script_logging(snakemake)  # noqa: F821
 spec, inp = snakemake.params.spec, snakemake.input  # noqa: F821
 if spec["kind"] == "latent":
-    ids, X = embeddings.gather_latents(inp.tables, inp.arrays)
+    ids, X = embeddings.gather_latents(inp.tables, inp.arrays, spec.get("reduce"))
 else:
     aligned = embeddings.aligned_images(inp.tables)
     ids, X = aligned["image_id"].to_numpy(str), embeddings.compute_embedding(spec["kind"], aligned, spec)

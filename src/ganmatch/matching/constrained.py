@@ -109,6 +109,11 @@ def match_greedy_constrained(data: MatchData, embedding: str = "gan", metric: st
                           "(config key matching.methods.<name>.semantics).")
     if data.identity is None:
         raise InputDataError("greedy_constrained needs image identities (column identity of the image index).")
+    try:
+        reference_gap = tuple(float(x) for x in reference_gap)
+    except (TypeError, ValueError):
+        raise ConfigError(f"greedy_constrained: reference_gap must be two numbers [low, high], got {reference_gap!r} "
+                          "(config key matching.methods.<name>.reference_gap; YAML reads 1.0e6 as text, write 1.0e+6).") from None
     t_idx, c_idx = split_groups(data, "greedy_constrained")
     X = data.embedding(embedding)
     F = data.embedding(constraint_embedding) if constraint_embedding else None

@@ -50,7 +50,8 @@ def run_method(name: str, spec: dict, index: pd.DataFrame, attributes: pd.DataFr
         covariates=attributes.set_index("image_id").loc[ids].reset_index(),
     )
     params = {k: v for k, v in spec.items() if k != "method"}
-    result = match(spec["method"], data, random_state=seed, **params)
+    params.setdefault("random_state", seed)   # a method's own random_state (e.g. the paper's 42) wins
+    result = match(spec["method"], data, **params)
     result.pairs["method"] = name
     result.pairs["embedding"] = spec.get("embedding", "")
     return result
