@@ -11,6 +11,8 @@ rule compute_neighbours:
         f"{RES}/neighbours/{{embedding}}.parquet",
     params:
         distances=config["distances"],
+        # an embedding's own metric (vgg: l1, as the reference study) wins over distances.metric
+        metric=lambda wildcards: config["embeddings"][wildcards.embedding].get("metric", config["distances"]["metric"]),
         treatment=config["treatment"],
     threads: 2
     log:

@@ -10,6 +10,6 @@ ids = io.read_parquet(snakemake.input.embedding[1])["image_id"].to_numpy(str)  #
 attributes = io.read_parquet(snakemake.input.attributes) if "attributes" in snakemake.input.keys() else None  # noqa: F821
 index = dataset.with_treatment(io.read_parquet(snakemake.input.index), attributes, p.treatment)  # noqa: F821
 treated = index.set_index("image_id").loc[ids, p.treatment].to_numpy()
-table = distances.neighbour_table(ids, X, k=p.distances["k"], metric=p.distances.get("metric", "euclidean"), treated=treated)
+table = distances.neighbour_table(ids, X, k=p.distances["k"], metric=p.metric, treated=treated)
 log.info("%d neighbour rows", len(table))
 io.write_parquet(table, snakemake.output[0])  # noqa: F821
