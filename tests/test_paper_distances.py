@@ -90,3 +90,107 @@ def test_facenet_casia_state_dict_loads(tmp_path):
     emb = face_embeddings.embed_images("facenet", [img, img[::-1]], weights=str(path))
     assert emb.shape == (2, 512) and np.allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-4)
     face_embeddings.load_facenet.cache_clear()
+
+
+def test_a_web_page_is_not_recorded_as_the_file(tmp_path):
+    """A file host's sign-in page (FairFace's weights live on Google Drive) is refused, not hashed into the lock."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from ganmatch import download as dl
+    from ganmatch.errors import DownloadError
+
+    class Page(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):  # noqa: N802
+            body = b"<!DOCTYPE html><html><body>Google Drive can't scan this file</body></html>"
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        lock = tmp_path / "lock.json"
+        with pytest.raises(DownloadError, match="web page"):
+            dl.download(f"http://127.0.0.1:{srv.server_address[1]}/f.pt", tmp_path / "f.pt", lock=lock,
+                        retries=1, backoff=0, progress=False)
+        assert not (tmp_path / "f.pt").exists() and not lock.exists()
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+# ---------------------------------------------------------------- FairFace: the Race covariate
+
+
+@pytest.fixture(scope="module")
+def fairface_weights(tmp_path_factory):
+    """A FairFace-shaped state dict (ResNet-34, 18 outputs) with seeded random weights, saved as the real
+    file is (a DataParallel 'module.' prefix is accepted too)."""
+    import torch
+    from torchvision.models import resnet34
+
+    torch.manual_seed(2)
+    model = resnet34(weights=None)
+    model.fc = torch.nn.Linear(512, 18)
+    path = tmp_path_factory.mktemp("ff") / "fairface_alldata_20191111.pt"
+    torch.save({f"module.{k}": v for k, v in model.state_dict().items()}, path)
+    return path, model.eval()
+
+
+def test_fairface_predicts_race_with_probabilities(fairface_weights):
+    import torch
+
+    from ganmatch.face_embeddings import face_crop, landmarks_for
+    from ganmatch.fairface import RACES, predict_race
+
+    path, model = fairface_weights
+    rng = np.random.default_rng(0)
+    imgs = [rng.integers(0, 256, (64, 64, 3), dtype=np.uint8) for _ in range(3)]
+    table = predict_race(imgs, weights=str(path))
+    assert list(table.columns) == ["race", "race_prob", "black_prob", "fairface_male_prob", "fairface_age"]
+    # the same chip through the model by hand: 224 px, ImageNet-normalised, softmax over the first 7 logits
+    chip = face_crop(imgs[0], landmarks_for(imgs[:1], None)[0], 224, 0.25).astype(np.float32) / 255.0
+    x = (chip - np.array([0.485, 0.456, 0.406], np.float32)) / np.array([0.229, 0.224, 0.225], np.float32)
+    with torch.no_grad():
+        z = model(torch.from_numpy(x).permute(2, 0, 1)[None]).numpy()[0].astype(np.float64)
+    p = np.exp(z[:7] - z[:7].max())
+    p /= p.sum()
+    assert table.loc[0, "race"] == RACES[7][int(np.argmax(p))]
+    assert np.isclose(table.loc[0, "black_prob"], p[1], atol=1e-4) and np.isclose(table.loc[0, "race_prob"], p.max(), atol=1e-4)
+    four = predict_race(imgs, weights=str(path), races=4)
+    assert set(four["race"]) <= set(RACES[4]) and "fairface_age" not in four
+
+
+def test_race_label_takes_precedence_and_black_is_a_covariate(fairface_weights, tmp_path):
+    from ganmatch.attributes import attributes_table
+    from ganmatch.stages.faces import race_columns
+
+    path, _ = fairface_weights
+    rng = np.random.default_rng(1)
+    imgs = [rng.integers(0, 256, (48, 48, 3), dtype=np.uint8) for _ in range(6)]
+    from PIL import Image
+
+    paths = []
+    for i, im in enumerate(imgs):
+        paths.append(str(tmp_path / f"{i}.png"))
+        Image.fromarray(im).save(paths[-1])
+    race = race_columns(paths, str(path))
+    assert {"race", "race_prob", "black_prob", "black_confidence"} <= set(race.columns)
+    ids = np.array([f"img{i}" for i in range(6)])
+    import pandas as pd
+
+    index = pd.DataFrame({"image_id": ids, "split": "train", "race": [None, "Indian", None, None, None, None],
+                          "black": [np.nan, 1.0, np.nan, np.nan, np.nan, np.nan]})
+    preds = pd.concat([pd.DataFrame({"image_id": ids}), race], axis=1)
+    X = rng.normal(size=(6, 3)).astype(np.float32)
+    table, _ = attributes_table(index, ids, X, ["black"], cv_folds=2, predictions=preds)
+    assert table["race_source"].tolist() == ["predicted", "label", "predicted", "predicted", "predicted", "predicted"]
+    assert table.loc[1, "race"] == "Indian" and table.loc[0, "race"] == race.loc[0, "race"]
+    assert table["black_source"].tolist()[:2] == ["predicted", "label"]
+    assert np.allclose(table.loc[[0, 2], "black_prob"], race.loc[[0, 2], "black_prob"])
+    assert table.loc[0, "black"] == float(race.loc[0, "black_prob"] >= 0.5)

@@ -115,6 +115,8 @@ def needed_weights():
     """Weights files of downloads.files that this config reads (the generator, face-embedding weights)."""
     used = [config["project"].get("weights")] if project_active() else []
     used += [spec.get("weights") for spec in config["embeddings"].values()]
+    if face_attributes_active():  # FairFace (the Race covariate)
+        used.append((config.get("face_attributes") or {}).get("fairface_weights"))
     return [p for p in download_paths(annotations=False) if p in used]
 
 

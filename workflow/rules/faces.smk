@@ -4,8 +4,10 @@
 
 
 rule predict_face_attributes:
-    """Gender and age (with confidences), head pose and quality proxies for every accepted aligned face."""
+    """Gender and age (with confidences), head pose and quality proxies for every accepted aligned face; with
+    face_attributes.fairface_weights also FairFace's race (the paper's Race=Black covariate)."""
     input:
+        unpack(lambda wildcards: {"fairface": fairface_weights()} if fairface_weights() else {}),
         tables=shard_outputs(f"{RES}/aligned/shard_{{shard}}.parquet"),
     output:
         f"{RES}/face_attributes.parquet",
@@ -17,3 +19,8 @@ rule predict_face_attributes:
         "../../envs/faces.yaml"
     script:
         f"{SCRIPTS}/predict_face_attributes.py"
+
+
+def fairface_weights():
+    """The FairFace weights file this config reads, or None."""
+    return (config.get("face_attributes") or {}).get("fairface_weights")
