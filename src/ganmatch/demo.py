@@ -54,6 +54,26 @@ class DemoData:
     face_truth: dict | None = None
 
 
+def planted_group_means() -> dict:
+    """The covariate means per group that the planted confounding implies in the population (enumerating the
+    independent covariates and the treatment's logistic model), in the layout of resources/paper/reported.json:
+    unmatched [control, treated]; matched: the target of matching for the treated (ATT), the treated means
+    for both groups."""
+    import itertools
+
+    names = list(PLANTED)
+    base = np.array([PLANTED[c][0] for c in names])
+    effect = np.array([PLANTED[c][1] for c in names])
+    combos = np.array(list(itertools.product([0, 1], repeat=len(names))), float)
+    p_combo = np.prod(np.where(combos == 1, base, 1 - base), axis=1)
+    p_male = 1.0 / (1.0 + np.exp(-(TREATMENT_INTERCEPT + combos @ effect)))
+    treated = (p_combo * p_male) @ combos / (p_combo * p_male).sum()
+    control = (p_combo * (1 - p_male)) @ combos / (p_combo * (1 - p_male)).sum()
+    return {"source": "planted: ganmatch.demo.PLANTED base rates and treatment model (population values)",
+            "group_means": {"unmatched": {c: [float(control[j]), float(treated[j])] for j, c in enumerate(names)},
+                            "matched": {c: [float(treated[j]), float(treated[j])] for j, c in enumerate(names)}}}
+
+
 def face_descriptors(owner: np.ndarray, glasses: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
     """A simulated face recogniser: identity-level unit descriptors (FACE_DIM) with per-photo noise.
 

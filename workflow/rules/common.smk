@@ -266,3 +266,33 @@ def overlap_scores(wildcards):
     """The per-image scores that propensity method wrote while matching (none: the figure fits on the covariates)."""
     name = overlap_propensity()[0]
     return [f"{RES}/matches/scores/{name}.parquet"] if name else []
+
+
+# Paper reproduction (issue 15): the FairFace weights and the paper_comparison figure's inputs.
+
+
+def fairface_weights():
+    """The FairFace weights file this config reads, or None."""
+    return (config.get("face_attributes") or {}).get("fairface_weights")
+
+
+def paper_comparison_method():
+    """The method compared with the paper: paper_comparison.method, else the first greedy_constrained one,
+    else the first method."""
+    methods = config["matching"]["methods"]
+    name = (config.get("paper_comparison") or {}).get("method")
+    return name or next((m for m, s in methods.items() if s["method"] == "greedy_constrained"), next(iter(methods)))
+
+
+def paper_comparison_inputs(wildcards):
+    ref = (config.get("paper_comparison") or {}).get("reference")
+    spec = config["matching"]["methods"].get(paper_comparison_method(), {})
+    used = [e for e in (spec.get("embedding"), spec.get("constraint_embedding")) if e in config["embeddings"]]
+    return {
+        "means": f"{RES}/balance/group_means.parquet",
+        "reference": ref or (f"{RAW}/truth.json" if config["source"] == "demo" else "resources/paper/reported.json"),
+        "index": f"{RES}/images.parquet",
+        "attributes": f"{RES}/attributes.parquet",
+        "neighbours": expand(f"{RES}/neighbours/{{embedding}}.parquet", embedding=active_embeddings()),
+        "embeddings": [f for e in dict.fromkeys(used) for f in embedding_files(e)],
+    }

@@ -20,7 +20,3 @@ rule predict_face_attributes:
     script:
         f"{SCRIPTS}/predict_face_attributes.py"
 
-
-def fairface_weights():
-    """The FairFace weights file this config reads, or None."""
-    return (config.get("face_attributes") or {}).get("fairface_weights")
