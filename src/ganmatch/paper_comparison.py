@@ -114,8 +114,8 @@ def paper_comparison(means: pd.DataFrame, nn: pd.DataFrame, pdf: str, png: str |
     (filled) beside the paper's rows (hatched). Returns `means` (the drawn numbers of the left panel)."""
     covs = list(dict.fromkeys(means["covariate"]))
     err_cols = [c for c in ("err_top1", "err_top5", "err_top10") if c in nn.columns]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(6.0 + 1.0 * len(covs), 3.8),
-                                   gridspec_kw={"width_ratios": [max(3, 2 * len(covs)), 5]})
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(7.5 + 1.0 * len(covs), 3.8),
+                                   gridspec_kw={"width_ratios": [max(3, 2 * len(covs)), 5], "wspace": 0.75})
     x = np.arange(len(covs))
     labels = {"control": f"not {treatment}", "treated": treatment}
     for si, sample in enumerate(("unmatched", "matched")):
@@ -158,7 +158,7 @@ def paper_comparison(means: pd.DataFrame, nn: pd.DataFrame, pdf: str, png: str |
     ax2.set_title("Nearest neighbours: this run vs the paper (hatched)", fontsize=9)
     ax2.legend(fontsize=7, frameon=False, loc="lower right")
     fig.suptitle("This run next to the paper's reported numbers" if reference_label == "paper"
-                 else f"This run next to the {reference_label}", fontsize=10)
+                 else f"This run next to the {reference_label}", fontsize=10, y=1.08)
     save_figure(fig, pdf, png)
     return means.reset_index(drop=True)
 
