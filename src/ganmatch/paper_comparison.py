@@ -176,11 +176,13 @@ def run_nn_quality(neighbours: Mapping[str, pd.DataFrame], constrained: pd.DataF
 
 def build(means: pd.DataFrame, reference_path: str, method: str, spec: dict, neighbours: Mapping[str, pd.DataFrame],
           embeddings: Mapping[str, tuple[np.ndarray, np.ndarray]], identity: pd.Series, attributes: pd.DataFrame,
-          k: int, pdf: str, png: str | None = None, treatment: str = "treated") -> tuple[pd.DataFrame, pd.DataFrame]:
+          k: int, pdf: str, png: str | None = None, treatment: str = "treated", paper_path: str | None = None
+          ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Everything the paper_comparison figure shows: the means beside the reference, and the nearest-neighbour
     table (the run's embeddings, "<embedding> + <constraint> constraint" when `method` is greedy_constrained
-    with a constraint, and the reference's rows). `embeddings`: name -> (ids, X)."""
+    with a constraint, and the paper's rows from `paper_path`, else the reference's). `embeddings`: name -> (ids, X)."""
     reference = load_reference(reference_path)
+    paper = load_reference(paper_path) if paper_path else reference
     table = means_comparison(means, reference, method)
     constrained, name = None, ""
     emb, con = spec.get("embedding"), spec.get("constraint_embedding")
@@ -194,7 +196,7 @@ def build(means: pd.DataFrame, reference_path: str, method: str, spec: dict, nei
                                              spec.get("constraint_metric", "euclidean"))
         name = f"{emb} + {con} constraint"
     nn = neighbour_comparison(run_nn_quality(neighbours, constrained, identity, attributes, name),
-                              reference.get("neighbour_quality"))
+                              paper.get("neighbour_quality"))
     label = "paper" if "neighbour_quality" in reference else "planted truth"
     paper_comparison(table, nn, pdf, png, reference_label=label, treatment=treatment)
     return table, nn

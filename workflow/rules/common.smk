@@ -291,6 +291,7 @@ def paper_comparison_inputs(wildcards):
     return {
         "means": f"{RES}/balance/group_means.parquet",
         "reference": ref or (f"{RAW}/truth.json" if config["source"] == "demo" else "resources/paper/reported.json"),
+        "paper": "resources/paper/reported.json",  # the paper's nearest-neighbour rows, on every dataset
         "index": f"{RES}/images.parquet",
         "attributes": f"{RES}/attributes.parquet",
         "neighbours": expand(f"{RES}/neighbours/{{embedding}}.parquet", embedding=active_embeddings()),

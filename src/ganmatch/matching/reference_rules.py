@@ -166,7 +166,7 @@ def reference_pairs(X, F, R, treated, codes, ref_ok, metric="euclidean", constra
     P = float(penalty) if F is not None else 0.0
     if F is not None:
         F = np.asarray(F, np.float32)
-        sat = _threshold_streams(lists, F[rows], F[cols], constraint_metric, threshold, k)
+        sat = _threshold_streams(lists, F[rows], F[cols], constraint_metric, threshold, min(k, 16))
     else:
         sat = {}
     row_codes, col_codes = codes[rows], codes[cols]
