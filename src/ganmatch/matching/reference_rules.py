@@ -230,7 +230,9 @@ def reference_pairs(X, F, R, treated, codes, ref_ok, metric="euclidean", constra
             if not col_alive[c]:
                 heapq.heappop(heap)
                 continue
-            run.iterations = int(limit)   # re-picked: nothing changes, every remaining iteration picks it
+            # re-picked: nothing changes, so every remaining iteration picks it again (without a limit the
+            # reference would never stop; here it stops)
+            run.iterations = int(limit) if np.isfinite(limit) else run.iterations + 1
             break
         if not col_alive[c] or (r, c) in skipped:
             heapq.heappop(heap)
