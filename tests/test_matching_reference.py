@@ -269,3 +269,18 @@ def test_propensity_reference_setting_matches_the_reference_loop():
     assert res.info["score"] == "propensity"
     scores = res.scores.set_index("image_id")["propensity"]
     assert np.allclose(scores.to_numpy(), p)
+
+
+def test_references_come_from_all_photos_glasses_included():
+    # A: a0, a1 (treated); H: h0, h1 (glasses), h2 (controls). h0-a0 is the closest pair; the closest reference
+    # gap is with h1 (|1.5 - 1| = 0.5 against |3 - 1| = 2 for h2): the reference takes h1 despite its glasses,
+    # the corrected reading only the glasses-free h2
+    ident = ["A", "A", "H", "H", "H"]
+    data = data_of([0.0, 50.0, 0.1, 60.0, 70.0], [0.0, 0.0, 0.1, 0.1, 5.0], [0.0, 1.0, 0.0, 1.5, 3.0],
+                   [1, 1, 0, 0, 0], ident, [0, 0, 0, 1, 0])
+    assert rows(run(data, n_pairs=1)) == [("i0", "i2", "i1", "i3", False)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = match("greedy_constrained", data, semantics="corrected", threshold=0.6, n_pairs=1,
+                    reference_gap=(1e-2, 1e6))
+    assert rows(res) == [("i0", "i2", "i1", "i4", False)]
