@@ -284,3 +284,19 @@ def test_references_come_from_all_photos_glasses_included():
         res = match("greedy_constrained", data, semantics="corrected", threshold=0.6, n_pairs=1,
                     reference_gap=(1e-2, 1e6))
     assert rows(res) == [("i0", "i2", "i1", "i4", False)]
+
+
+def test_ties_go_row_major_over_controls_then_treated():
+    # (i4, i2) and (i6, i0) both cost 1: the reference's argmin runs over the controls first (i4 < i6),
+    # the corrected reading over the treated first (i0 < i2)
+    ident = ["A", "A", "B", "B", "C", "C", "D", "D"]
+    X = [0.0, 100.0, 10.0, 200.0, 11.0, 300.0, -1.0, 400.0]
+    F = [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0]
+    R = [0.0, 1.0, 0.0, 2.0, 0.0, 3.0, 0.0, 5.0]
+    data = data_of(X, F, R, [1, 1, 1, 1, 0, 0, 0, 0], ident, np.zeros(8, int))
+    assert pairs_of(run(data, n_pairs=2)) == [("i2", "i4"), ("i0", "i6")]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = match("greedy_constrained", data, semantics="corrected", threshold=0.6, n_pairs=2,
+                    reference_gap=(1e-2, 1e6))
+    assert pairs_of(res) == [("i0", "i6"), ("i2", "i4")]
