@@ -3,9 +3,10 @@
 Each case runs in its own process (so peak memory is its own) with BLAS/torch threads limited:
 - knn: k=100 exact neighbours of N x D float32 (D=512, and 18 x 512 W+ with --full), time and peak RSS,
   against one raw float32 matmul X @ X.T of the same size;
-- constrained: greedy constrained matching (gan distance, facial penalty, vgg references) at N;
-- dense: the reference-style algorithm (full matrices, a deep copy of the cost matrix per step) at small N,
-  and our heap version on the same data for the time ratio.
+- constrained: greedy constrained matching (gan distance, facial penalty, vgg references) at N, with the
+  reference study's semantics and with the corrected ones;
+- dense: the reference rules on full matrices (`dense_reference_pairs`) at small N, and our heap version on
+  the same data for the time ratio and a check that both give the same pairs.
 
 Default run (a few minutes on 2 cores): N=10,000.  `--full`: N=30,000, W+ and 1,200 pairs (run once).
 Writes benchmarks/results/matching.csv and matching.md.
@@ -114,7 +115,7 @@ def case_matmul_blocked(n: int, d: int, nlat: int = 1, block: int = 2048) -> dic
             "peak_gb": _peak_gb(), "extra_gb": _peak_gb() - base}
 
 
-def case_constrained(n: int, n_pairs: int, k: int = 100) -> dict:
+def case_constrained(n: int, n_pairs: int, k: int = 100, semantics: str = "reference") -> dict:
     import warnings
 
     from ganmatch.matching import MatchData, match
@@ -126,74 +127,43 @@ def case_constrained(n: int, n_pairs: int, k: int = 100) -> dict:
     t = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        res = match("greedy_constrained", data, n_pairs=n_pairs, k=k)
+        res = match("greedy_constrained", data, n_pairs=n_pairs, k=k, semantics=semantics)
     sec = time.perf_counter() - t
-    return {"case": "greedy_constrained", "n": n, "dim": "512/128/256", "k": k, "seconds": sec,
+    return {"case": f"greedy_constrained ({semantics})", "n": n, "dim": "512/128/256", "k": k, "seconds": sec,
             "peak_gb": _peak_gb(), "extra_gb": _peak_gb() - base, "pairs": int(len(res.pairs)),
             "penalised": int(res.pairs["penalised"].sum()) if len(res.pairs) else 0,
-            "refills": res.info["n_refills"]}
-
-
-def dense_reference_style(gan, facial, vgg, male, ident, glasses, n_pairs, thr=0.6, gap=(1e-2, 1e6)):
-    """The paper's loop: dense matrices, and each step deep-copies and masks the whole cost matrix."""
-    import copy
-
-    import numpy as np
-
-    from ganmatch import distances
-
-    n = len(gan)
-    D = distances.pairwise(gan, gan, force=True).astype(np.float64)
-    F = distances.pairwise(facial, facial, force=True).astype(np.float64)
-    V = distances.pairwise(vgg, vgg, force=True).astype(np.float64)
-    cost = D + 1e6 * (F > thr)
-    counts = np.bincount(np.unique(ident, return_inverse=True)[1])[np.unique(ident, return_inverse=True)[1]]
-    alive = counts >= 2
-    out = []
-    while len(out) < n_pairs:
-        C = copy.deepcopy(cost)
-        C[~alive, :] = np.inf
-        C[:, ~alive] = np.inf
-        C[male == 0, :] = np.inf
-        C[:, male == 1] = np.inf
-        while True:
-            j = int(np.argmin(C))
-            a, b = divmod(j, n)
-            if not np.isfinite(C[a, b]):
-                return out
-            ra = np.flatnonzero((ident == ident[a]) & (np.arange(n) != a) & (glasses != 1))
-            rb = np.flatnonzero((ident == ident[b]) & (np.arange(n) != b) & (glasses != 1))
-            g = np.abs(V[a, ra][:, None] - V[b, rb][None, :]) if len(ra) and len(rb) else np.zeros((0, 0))
-            ok = (g >= gap[0]) & (g <= gap[1])
-            if ok.any():
-                break
-            C[a, b] = np.inf
-            cost[a, b] = np.inf
-        out.append((a, b))
-        alive &= ~np.isin(ident, [ident[a], ident[b]])
-    return out
+            "skipped": res.info.get("n_skipped", 0), "refills": res.info["n_refills"]}
 
 
 def case_dense(n: int, n_pairs: int) -> dict:
+    """The reference rules read literally on full matrices (`dense_reference_pairs`, which holds the n x n
+    cost matrix and slices it every iteration, as the reference) against the heap version on the same data."""
     import warnings
 
+    import pandas as pd
+
     from ganmatch.matching import MatchData, match
+    from ganmatch.matching.reference_rules import dense_reference_pairs
 
     ids, male, ident, gan, facial, vgg, cov = synthetic_faces(n)
+    codes = pd.factorize(ident)[0]
     base = _rss_gb()
     t = time.perf_counter()
-    ref = dense_reference_style(gan, facial, vgg, male, ident, cov["eyeglasses"].to_numpy(), n_pairs)
+    ref = dense_reference_pairs(gan, facial, vgg, male, codes, cov["eyeglasses"].to_numpy() != 1, n_pairs=n_pairs)
     sec_dense = time.perf_counter() - t
     data = MatchData(ids=ids, treated=male, embeddings={"gan": gan, "facial": facial, "vgg": vgg},
                      identity=ident, covariates=cov)
     t = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        res = match("greedy_constrained", data, n_pairs=n_pairs)
+        res = match("greedy_constrained", data, n_pairs=n_pairs, semantics="reference")
     sec = time.perf_counter() - t
-    same = [(ids[a], ids[b]) for a, b in ref] == list(zip(res.pairs.treated_id, res.pairs.control_id, strict=True))
+    want = [(ids[p[0]], ids[p[1]], ids[p[2]], ids[p[3]]) for p in ref.pairs]
+    got = list(zip(res.pairs.treated_id, res.pairs.control_id, res.pairs.treated_ref, res.pairs.control_ref,
+                   strict=True))
     return {"case": "dense_reference", "n": n, "dim": "512/128/256", "seconds": sec_dense, "heap_seconds": sec,
-            "pairs": len(ref), "same_pairs": bool(same), "peak_gb": _peak_gb(), "extra_gb": _peak_gb() - base}
+            "pairs": len(ref.pairs), "skipped": len(ref.skipped), "same_pairs": bool(want == got),
+            "peak_gb": _peak_gb(), "extra_gb": _peak_gb() - base}
 
 
 CASES = {"knn": case_knn, "matmul": case_matmul, "matmul_blocked": case_matmul_blocked, "constrained": case_constrained, "dense": case_dense}
@@ -247,6 +217,7 @@ def main(argv=None) -> None:
         plan += [("wplus", "matmul_blocked", {"n": n, "d": 512, "nlat": 18}),
                  ("wplus", "knn", {"n": n, "d": 512, "k": 100, "nlat": 18})]
     plan.append(("constrained", "constrained", {"n": n, "n_pairs": pairs}))
+    plan.append(("constrained", "constrained", {"n": n, "n_pairs": pairs, "semantics": "corrected"}))
     for nd in ([2_000, 4_000] if args.full else [2_000]):
         plan.append(("dense", "dense", {"n": nd, "n_pairs": round(pairs * nd / n)}))
     only = set(args.only.split(",")) if args.only else None

@@ -13,7 +13,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-WORKFLOW_FILES = ["Snakefile", "workflow", "config", "src", "envs", "profiles"]
+WORKFLOW_FILES = ["Snakefile", "workflow", "config", "src", "envs", "profiles", "resources/paper"]
 
 # A tiny demo: 40 identities (~100 photos) in 2 shards, few projection steps; same DAG as the default.
 TINY = {
@@ -25,7 +25,7 @@ TINY = {
 
 
 def copy_workflow(dest: Path) -> Path:
-    """Copy the workflow (not results or resources) into `dest`."""
+    """Copy the workflow (not results or downloaded resources; the shipped resources/paper numbers) into `dest`."""
     for name in WORKFLOW_FILES:
         src = ROOT / name
         if src.is_dir():

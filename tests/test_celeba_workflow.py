@@ -155,7 +155,8 @@ def test_dry_run_of_the_paper_config_shows_every_download(tmp_path):
     for rule in ("download_celeba_annotations", "download_weights", "fetch_celeba_hq_images", "index_images"):
         assert f"rule {rule}:" in out or f"checkpoint {rule}:" in out, rule
     for path in ("resources/celeba_hq/list_attr_celeba.txt", "resources/celeba_hq/weights/stylegan2-ada-ffhq256.pkl",
-                 "resources/celeba_hq/weights/20180402-114759-vggface2.pt"):
+                 "resources/celeba_hq/weights/20180402-114759-vggface2.pt", "resources/celeba_hq/weights/20180408-102900-casia-webface.pt",
+                 "resources/celeba_hq/weights/vgg16-397923af.pth", "resources/celeba_hq/weights/fairface_alldata_20191111.pt"):
         assert f"output: {path}" in out, path
     assert "stylegan2-ada-ffhq1024.pkl" not in out  # configured but not used at 256 px
 
@@ -169,6 +170,8 @@ def test_download_rules_and_index_against_a_local_server(tmp_path, server):
     shutil.copy(tmp_path / "list_attr_celeba.txt", www)
     (www / "gen.pkl").write_bytes(b"not really a generator")
     (www / "facenet.pt").write_bytes(b"not really facenet")
+    for name in ("casia.pt", "vgg16.pth", "fairface.pt"):  # the paper's other weights (issue 15)
+        (www / name).write_bytes(f"not really {name}".encode())
     for i in range(N):
         shutil.copy(tmp_path / "png" / f"{i:05d}.png", www)
     attr_md5 = hashlib.md5((tmp_path / "list_attr_celeba.txt").read_bytes()).hexdigest()
@@ -178,6 +181,9 @@ def test_download_rules_and_index_against_a_local_server(tmp_path, server):
             "celeba_attributes": {"urls": [f"{url}/list_attr_celeba.txt"], "md5": attr_md5},
             "stylegan2_ffhq256": {"urls": [f"{url}/gen.pkl"]},
             "facenet_vggface2": {"urls": [f"{url}/facenet.pt"]},
+            "facenet_casia": {"urls": [f"{url}/casia.pt"]},
+            "vgg16": {"urls": [f"{url}/vgg16.pth"]},
+            "fairface": {"urls": [f"{url}/fairface.pt"]},
         }},
     }
     (work / "local.yaml").write_text(yaml.safe_dump(overlay))
@@ -187,6 +193,8 @@ def test_download_rules_and_index_against_a_local_server(tmp_path, server):
     assert (work / "resources/celeba_hq/weights/stylegan2-ada-ffhq256.pkl").read_bytes() == b"not really a generator"
     lock = (work / "resources/celeba_hq/downloads.lock.json").read_text()
     assert "weights/stylegan2-ada-ffhq256.pkl" in lock and "weights/20180402-114759-vggface2.pt" in lock
+    for name in ("20180408-102900-casia-webface.pt", "vgg16-397923af.pth", "fairface_alldata_20191111.pt"):
+        assert f"weights/{name}" in lock, name
     fetch = pd.read_parquet(raw / "images_fetch.parquet")
     assert (fetch["status"] == "ok").all() and len(fetch) == N
     assert [celeba.pixel_md5(raw / "images" / p) for p in fetch["path"]] == meta["md5s"]

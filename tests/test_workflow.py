@@ -7,6 +7,8 @@ import pandas as pd
 import pytest
 from conftest import copy_workflow, snakemake
 
+from ganmatch import distances
+
 pytestmark = pytest.mark.slow
 
 
@@ -179,3 +181,66 @@ def test_explorer_serves_every_page_of_the_run(demo_run, tmp_path):
         assert resp.status_code == 200, (url, resp.get_data(as_text=True)[:300])
     overview = client.get("/", headers={"Host": "127.0.0.1"}).get_data(as_text=True)
     assert "Treatment <b>male</b>" in overview and "Editor: <a" in overview
+
+
+def test_paper_method_runs_in_the_demo_against_its_truth(demo_run):
+    """gan_constrained (semantics reference) on the simulated face recogniser: the stage's pairs are the dense
+    re-expression's on the stage's own inputs; penalties follow the recogniser's threshold; references are
+    other photos of the same person; pairs within the threshold are planted look-alikes; the recogniser's
+    error rates are the truth file's; paper_comparison draws against the planted means."""
+    import json
+
+    from ganmatch.matching.reference_rules import dense_reference_pairs
+
+    work, _, _ = demo_run
+    res, raw = work / "results/demo", work / "resources/demo"
+    truth = json.loads((raw / "truth.json").read_text())
+    face = truth["face_recognition"]
+    index = pd.read_parquet(res / "images.parquet").set_index("image_id")
+    attributes = pd.read_parquet(res / "attributes.parquet").set_index("image_id")
+    emb = {}
+    for name in ("gan", "face", "pixel"):
+        emb[name] = pd.DataFrame(np.load(res / f"embeddings/{name}.npy"),
+                                 index=pd.read_parquet(res / f"embeddings/{name}.parquet")["image_id"])
+    ids = attributes.index[attributes.index.isin(emb["gan"].index)].to_numpy(str)
+    F = emb["face"].loc[ids].to_numpy(np.float32)
+    ident = index.loc[ids, "identity"].to_numpy(str)
+    # the recogniser's error rates, measured on the embedding the stage wrote, are the planted ones
+    d = distances.pairwise(F, F).astype(np.float64)
+    upper = np.triu(np.ones_like(d, bool), 1)
+    same = (ident[:, None] == ident[None, :]) & upper
+    diff = (ident[:, None] != ident[None, :]) & upper
+    assert face["threshold"] == 0.6
+    assert abs(float(np.mean(d[same] > 0.6)) - face["false_non_match_rate"]) < 0.08
+    assert float(np.mean(d[diff] <= 0.6)) < 0.02
+
+    pairs = pd.read_parquet(res / "matches/gan_constrained.parquet")
+    assert len(pairs) > 0 and {"treated_ref", "control_ref", "penalised", "reference_gap"} <= set(pairs.columns)
+    codes = pd.factorize(ident)[0]
+    want = dense_reference_pairs(emb["gan"].loc[ids].to_numpy(np.float32), F, emb["pixel"].loc[ids].to_numpy(np.float32),
+                                 index.loc[ids, "male"].to_numpy(int), codes, attributes.loc[ids, "eyeglasses"].to_numpy() != 1,
+                                 threshold=0.6, gap=(0.01, 1e6), n_pairs=60)
+    assert list(zip(pairs.treated_id, pairs.control_id, pairs.treated_ref, pairs.control_ref, strict=True)) == [
+        (ids[t], ids[c], ids[rt], ids[rc]) for t, c, rt, rc, *_ in want.pairs]
+    pos = pd.Series(np.arange(len(ids)), index=ids)
+    fd = d[pos.loc[pairs.treated_id], pos.loc[pairs.control_id]]
+    assert (pairs["penalised"].to_numpy() == (fd > 0.6)).all()
+    person = index["identity"]
+    assert (person.loc[pairs.treated_ref].to_numpy() == person.loc[pairs.treated_id].to_numpy()).all()
+    assert (person.loc[pairs.control_ref].to_numpy() == person.loc[pairs.control_id].to_numpy()).all()
+    assert (pairs.treated_ref != pairs.treated_id).all() and (pairs.control_ref != pairs.control_id).all()
+    used = pd.concat([person.loc[pairs.treated_id], person.loc[pairs.control_id]])
+    assert used.is_unique  # whole identities leave after a match
+    lookalikes = {frozenset(p) for p in face["lookalike_pairs"]}
+    for t, c in zip(pairs.treated_id[~pairs.penalised], pairs.control_id[~pairs.penalised], strict=True):
+        assert frozenset((person[t], person[c])) in lookalikes
+
+    comparison = pd.read_parquet(res / "figures/paper_comparison.parquet")
+    assert set(comparison["method"]) == {"gan_constrained"}
+    planted = truth["covariate_means"]["group_means"]
+    row = comparison[(comparison.covariate == "makeup") & (comparison.group == "control") & (comparison["sample"] == "unmatched")]
+    assert np.isclose(row["reference"].iloc[0], planted["unmatched"]["makeup"][0])
+    nn = pd.read_csv(res / "figures/paper_comparison_neighbours.csv")
+    assert "gan + face constraint" in set(nn.embedding) and "gan + facial constraint" in set(nn.embedding)
+    ours = nn[nn.source == "this run"].set_index("embedding")
+    assert ours.loc["gan + face constraint", "err_top1"] <= ours.loc["gan", "err_top1"]

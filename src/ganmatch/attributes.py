@@ -67,6 +67,17 @@ def conditional_direction(directions: dict[str, np.ndarray], target: str, condit
     return (d / np.linalg.norm(d)).astype(np.float32)
 
 
+def race_table(rows: pd.DataFrame, given: pd.DataFrame) -> pd.DataFrame:
+    """race (the index's `race` label where present, else FairFace's), race_prob (FairFace) and race_source,
+    rows aligned with `rows` (the index rows of the embedding's ids)."""
+    predicted = given["race"].astype(object).to_numpy()
+    label = rows["race"].astype(object).to_numpy() if "race" in rows.columns else np.full(len(rows), None, object)
+    has = pd.notna(label)
+    return pd.DataFrame({"race": np.where(has, label, predicted),
+                         "race_prob": given["race_prob"].to_numpy(np.float32),
+                         "race_source": np.where(has, "label", np.where(pd.notna(predicted), "predicted", ""))})
+
+
 def attributes_table(index: pd.DataFrame, ids: np.ndarray, X: np.ndarray, covariates: list[str],
                      C: float = 1.0, cv_folds: int = 5, random_state: int = 0,
                      predictions: pd.DataFrame | None = None, treatment: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -109,6 +120,8 @@ def attributes_table(index: pd.DataFrame, ids: np.ndarray, X: np.ndarray, covari
         out[f"{c}_source"] = np.where(has, "label", "predicted")
         if given is not None and f"{c}_confidence" in given.columns:
             out[f"{c}_confidence"] = given[f"{c}_confidence"].to_numpy(np.float32)
+    if given is not None and "race" in given.columns:  # FairFace's categorical race: labels first, as above
+        out = out.join(race_table(rows, given))
     cv = model.cv_table_
     test = ~train.notna().to_numpy() & labels.notna().to_numpy()
     cv["test_accuracy"] = [

@@ -186,7 +186,7 @@ def method_problems(config: dict) -> list[str]:
         method = spec.get("method")
         if method not in MATCHERS:
             continue  # the schema names the allowed methods
-        accepted = set(inspect.signature(MATCHERS[method]).parameters) - {"data", "random_state"}
+        accepted = set(inspect.signature(MATCHERS[method]).parameters) - {"data"}
         for param in sorted(set(spec) - accepted - {"method"}):
             hint = difflib.get_close_matches(param, sorted(accepted), n=1)
             did = f" Did you mean '{hint[0]}'?" if hint else ""
@@ -231,10 +231,36 @@ def reference_problems(config: dict) -> list[str]:
     return problems
 
 
+def constrained_semantics_problems(config: dict) -> list[str]:
+    """greedy_constrained with semantics 'reference' (its default) refuses settings the reference loop has no
+    place for, at start-up rather than in the matching job."""
+    problems = []
+    for name, spec in ((config.get("matching") or {}).get("methods") or {}).items():
+        if spec.get("method") != "greedy_constrained" or spec.get("semantics", "reference") != "reference":
+            continue
+        key = f"matching.methods.{name}"
+        if spec.get("mode", "penalty") != "penalty":
+            problems.append(f"'{key}.mode' is '{spec['mode']}'; semantics 'reference' only penalises (mode: penalty).")
+        if "reference_embedding" in spec and spec["reference_embedding"] is None:
+            problems.append(f"'{key}.reference_embedding' is null; semantics 'reference' chooses references by a distance.")
+        if spec.get("min_photos", 2) != 2:
+            problems.append(f"'{key}.min_photos' is {spec['min_photos']}; semantics 'reference' fixes it at 2.")
+        if spec.get("caliper") is not None:
+            problems.append(f"'{key}.caliper' is set; semantics 'reference' has no caliper.")
+    return [f"{p} Or set semantics: corrected." for p in problems]
+
+
+def precomputed_problems(config: dict) -> list[str]:
+    """An embedding of kind precomputed reads its rows from `path`, which must name a .npy file."""
+    return [f"'embeddings.{name}.path' must name the .npy file of a precomputed embedding (its ids in the .parquet "
+            "beside it)." for name, spec in (config.get("embeddings") or {}).items()
+            if spec.get("kind") == "precomputed" and not str(spec.get("path", "")).endswith(".npy")]
+
+
 def check_config(config: dict, cwd: str | os.PathLike | None = None) -> None:
     """Raise one ConfigError listing every path, column and method problem of a schema-valid config."""
     problems = (reference_problems(config) + path_problems(config, cwd) + column_problems(config)
-                + method_problems(config))
+                + method_problems(config) + constrained_semantics_problems(config) + precomputed_problems(config))
     if problems:
         raise ConfigError("invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems)
                           + "\nFix the key(s) above; config/schema.yaml documents every key.")

@@ -31,15 +31,83 @@ TREATMENT_SEPARATION = 1.5  # the treatment's own latent coordinate: +/- this ma
 OUTCOME_WEIGHTS = {"young": 0.8, "smiling": 0.6, "makeup": -0.7}  # confounded terms of the planted outcome
 
 
+# The simulated face recogniser (an identity-level descriptor standing in for dlib's, same threshold).
+FACE_THRESHOLD = 0.6        # same person when the L2 distance of two descriptors is at most this (dlib's rule)
+FACE_DIM = 64               # descriptor length (unit vectors)
+FACE_NOISE = 0.038         # typical per-photo noise per coordinate: same-person distances ~0.4, ~6% above 0.6
+FACE_NOISE_SPREAD = 0.35    # log-SD of the per-photo noise level: some photos are much worse (false rejections)
+FACE_GLASSES_NOISE = 1.4    # glasses multiply a photo's noise level (recognisers do worse on them)
+FACE_LOOKALIKES = 0.25      # share of people with a look-alike: another person within the threshold's reach
+
+
 @dataclass
 class DemoData:
-    """Everything the demo 'download' writes: labels, true latents, landmarks and raw photos."""
+    """Everything the demo 'download' writes: labels, true latents, landmarks and raw photos, and the
+    simulated face recogniser's descriptors with its truth (look-alike pairs, error rates)."""
 
     labels: pd.DataFrame
     latents: np.ndarray  # float32 (N, w_dim), the true W of each photo
     landmarks: pd.DataFrame
     photos: np.ndarray  # uint8 (N, raw, raw, 3), misaligned
     directions: pd.DataFrame  # unit direction in W of the treatment and each covariate
+    faces: np.ndarray | None = None  # float32 (N, FACE_DIM) unit descriptors, rows as labels
+    face_truth: dict | None = None
+
+
+def planted_group_means() -> dict:
+    """The covariate means per group that the planted confounding implies in the population (enumerating the
+    independent covariates and the treatment's logistic model), in the layout of resources/paper/reported.json:
+    unmatched [control, treated]; matched: the target of matching for the treated (ATT), the treated means
+    for both groups."""
+    import itertools
+
+    names = list(PLANTED)
+    base = np.array([PLANTED[c][0] for c in names])
+    effect = np.array([PLANTED[c][1] for c in names])
+    combos = np.array(list(itertools.product([0, 1], repeat=len(names))), float)
+    p_combo = np.prod(np.where(combos == 1, base, 1 - base), axis=1)
+    p_male = 1.0 / (1.0 + np.exp(-(TREATMENT_INTERCEPT + combos @ effect)))
+    treated = (p_combo * p_male) @ combos / (p_combo * p_male).sum()
+    control = (p_combo * (1 - p_male)) @ combos / (p_combo * (1 - p_male)).sum()
+    return {"source": "planted: ganmatch.demo.PLANTED base rates and treatment model (population values)",
+            "group_means": {"unmatched": {c: [float(control[j]), float(treated[j])] for j, c in enumerate(names)},
+                            "matched": {c: [float(treated[j]), float(treated[j])] for j, c in enumerate(names)}}}
+
+
+def face_descriptors(owner: np.ndarray, glasses: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
+    """A simulated face recogniser: identity-level unit descriptors (FACE_DIM) with per-photo noise.
+
+    Each person gets a random code; FACE_LOOKALIKES of them are paired with another person (any gender)
+    whose code is pulled towards theirs, so the pair's photos sit around the threshold (false matches, what
+    lets a cross-gender match satisfy the constraint, as the paper's 301 of 1,200). Each photo adds noise
+    whose level is lognormal (bad photos are falsely rejected) and larger with glasses. Returns the
+    descriptors and a truth dict: threshold, look-alike identity pairs, and the false non-match / match
+    rates over all photo pairs of the same / different people.
+    """
+    n_id = int(owner.max()) + 1
+    code = rng.standard_normal((n_id, FACE_DIM))
+    code /= np.linalg.norm(code, axis=1, keepdims=True)
+    perm = rng.permutation(n_id)
+    n_pairs = int(round(FACE_LOOKALIKES * n_id / 2))
+    pairs = perm[: 2 * n_pairs].reshape(-1, 2)
+    for a, b in pairs:  # b moves to within ~0.35 of a on the sphere
+        v = code[b] - (code[b] @ code[a]) * code[a]
+        v /= np.linalg.norm(v)
+        angle = rng.uniform(0.15, 0.45)
+        code[b] = np.cos(angle) * code[a] + np.sin(angle) * v
+    level = FACE_NOISE * np.exp(FACE_NOISE_SPREAD * rng.standard_normal(len(owner)))
+    level *= np.where(glasses == 1, FACE_GLASSES_NOISE, 1.0)
+    desc = code[owner] + level[:, None] * rng.standard_normal((len(owner), FACE_DIM))
+    desc = (desc / np.linalg.norm(desc, axis=1, keepdims=True)).astype(np.float32)
+    d = np.sqrt(np.maximum(0.0, 2.0 - 2.0 * desc.astype(np.float64) @ desc.T.astype(np.float64)))
+    upper = np.triu(np.ones_like(d, bool), 1)
+    same = (owner[:, None] == owner[None, :]) & upper
+    diff = (owner[:, None] != owner[None, :]) & upper
+    truth = {"threshold": FACE_THRESHOLD, "dim": FACE_DIM,
+             "lookalike_pairs": [[f"id{a:04d}", f"id{b:04d}"] for a, b in pairs],
+             "false_non_match_rate": float(np.mean(d[same] > FACE_THRESHOLD)),
+             "false_match_rate": float(np.mean(d[diff] <= FACE_THRESHOLD))}
+    return desc, truth
 
 
 def semantic_directions(generator, n: int, seed: int = 0) -> np.ndarray:
@@ -114,7 +182,8 @@ def simulate(generator, cfg: dict, seed: int) -> DemoData:
     landmarks = pd.DataFrame(marks.reshape(len(owner), 10), columns=list(LANDMARK_COLUMNS))
     landmarks.insert(0, "image_id", labels["image_id"])
     directions = pd.DataFrame(dirs.astype(np.float32), index=["male", *names]).reset_index(names="attribute")
-    return DemoData(labels, latents, landmarks, photos, directions)
+    faces, face_truth = face_descriptors(owner, labels["eyeglasses"].to_numpy(), np.random.default_rng([seed, 15]))
+    return DemoData(labels, latents, landmarks, photos, directions, faces, face_truth)
 
 
 def render(generator, latents: np.ndarray, batch_size: int = 64) -> np.ndarray:

@@ -54,12 +54,32 @@ def _finish_cosine(sq: np.ndarray) -> np.ndarray:
     return (sq * 0.5).astype(np.float32)
 
 
+def _finish_l1(total: np.ndarray) -> np.ndarray:
+    return total.astype(np.float32)
+
+
+def _pair_l1(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """L1 of broadcast float32 row pairs, in float64 (exact differences, accurate sum): like `_pair_sq`,
+    a pair's value depends only on its two rows, so `knn`, `pairwise` and `pair_distances` agree to the bit."""
+    d = np.subtract(a, b, out=out, dtype=np.float64)
+    np.abs(d, out=d)
+    return d.sum(axis=-1)
+
+
 METRICS = {
     "euclidean": {"prepare": _prepare_euclidean, "finish": _finish_euclidean,
                   "label": "Euclidean (L2) distance"},
     "cosine": {"prepare": _prepare_cosine, "finish": _finish_cosine,
                "label": "cosine distance, 1 - cos(x, y)"},
+    # the reference study's perceptual (VGG) distance; no matmul shortcut exists, so knn computes every
+    # pair exactly (O(n m d): see docs/scaling.md)
+    "l1": {"prepare": _prepare_euclidean, "finish": _finish_l1, "label": "L1 (Manhattan) distance",
+           "kernel": "l1"},
 }
+
+
+def _kernel(spec: dict):
+    return _pair_l1 if spec.get("kernel") == "l1" else _pair_sq
 
 
 def _pair_sq(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
@@ -142,7 +162,7 @@ def _fill_pairwise(out: np.ndarray, X: np.ndarray, Y: np.ndarray, spec: dict, bl
     for j0 in range(0, m, cols):
         yb = Y[None, j0:j0 + cols, :]
         for i0 in range(0, n, rows):
-            out[i0:i0 + rows, j0:j0 + cols] = spec["finish"](_pair_sq(X[i0:i0 + rows, None, :], yb))
+            out[i0:i0 + rows, j0:j0 + cols] = spec["finish"](_kernel(spec)(X[i0:i0 + rows, None, :], yb))
 
 
 def prepare(X, metric: str = "euclidean", name: str = "X") -> np.ndarray:
@@ -157,14 +177,16 @@ def pair_distances(Xp: np.ndarray, Yp: np.ndarray, rows, cols, metric: str = "eu
     """
     rows = np.atleast_1d(np.asarray(rows, np.int64))
     cols = np.atleast_1d(np.asarray(cols, np.int64))
-    return _metric(metric)["finish"](_refine(Xp, Yp, rows, cols[:, None]))[:, 0]
+    spec = _metric(metric)
+    return spec["finish"](_refine(Xp, Yp, rows, cols[:, None], kernel=_kernel(spec)))[:, 0]
 
 
 # ---------------------------------------------------------------- kNN
 
 
-def _refine(Xp: np.ndarray, Yp: np.ndarray, qrows: np.ndarray, cols: np.ndarray, budget: int = 1_000_000) -> np.ndarray:
-    """Exact squared distances of the pairs (qrows[i], cols[i, j]) with the shared pair kernel."""
+def _refine(Xp: np.ndarray, Yp: np.ndarray, qrows: np.ndarray, cols: np.ndarray, budget: int = 1_000_000,
+            kernel=_pair_sq) -> np.ndarray:
+    """Exact squared distances (or L1 sums) of the pairs (qrows[i], cols[i, j]) with the shared pair kernel."""
     out = np.empty(cols.shape, np.float64)
     if cols.size == 0:
         return out
@@ -177,7 +199,7 @@ def _refine(Xp: np.ndarray, Yp: np.ndarray, qrows: np.ndarray, cols: np.ndarray,
         if not hasattr(local, "buf"):  # one float64 scratch per thread: no page faults per step
             local.buf = np.empty(step * cols.shape[1] * Xp.shape[1], np.float64)
         scratch = local.buf[: g.size].reshape(g.shape)
-        out[s:s + step] = _pair_sq(Xp[qrows[s:s + step]][:, None, :], g, out=scratch)
+        out[s:s + step] = kernel(Xp[qrows[s:s + step]][:, None, :], g, out=scratch)
 
     starts = range(0, len(qrows), step)
     if len(starts) > 1 and _n_threads() > 1:  # numpy releases the GIL in gather, subtract and einsum
@@ -250,6 +272,8 @@ def knn(X: np.ndarray, k: int, metric: str = "euclidean", Y: np.ndarray | None =
                       f"returning {max(kk, 0)} per row.", stacklevel=2)
     if kk <= 0 or n == 0:
         return np.zeros((n, 0), np.int64), np.zeros((n, 0), np.float32)
+    if spec.get("kernel") == "l1":
+        return _knn_exhaustive(Xp, Yp, kk, spec, self_ex)
 
     # centred copies keep the matmul's rounding error (relative to the norms) small; float32 centring
     # adds at most a few roundoffs per coordinate, which `err` covers
@@ -298,6 +322,23 @@ def knn(X: np.ndarray, k: int, metric: str = "euclidean", Y: np.ndarray | None =
             fin2 = spec["finish"](_refine(Xp, Yp, rows[unsafe], cand2))
             idx_out[i0 + unsafe], dist_out[i0 + unsafe] = _select(fin2, cand2, kk)
             margin = max(margin, min(available, int(1.25 * count.max())) - kk)
+    return idx_out, dist_out
+
+
+def _knn_exhaustive(Xp: np.ndarray, Yp: np.ndarray, kk: int, spec: dict, self_ex: bool, block_size: int = 128):
+    """Exact kNN by computing every pair with the metric's kernel (metrics without a matmul form: L1)."""
+    n, m = len(Xp), len(Yp)
+    idx_out = np.empty((n, kk), np.int64)
+    dist_out = np.empty((n, kk), np.float32)
+    buf = np.empty((min(block_size, n), m), np.float32)
+    for i0 in range(0, n, block_size):
+        i1 = min(n, i0 + block_size)
+        D = buf[: i1 - i0]
+        _fill_pairwise(D, Xp[i0:i1], Yp, spec, 256)
+        if self_ex:
+            D[np.arange(i1 - i0), np.arange(i0, i1)] = np.inf
+        cols = np.broadcast_to(np.arange(m), D.shape)
+        idx_out[i0:i1], dist_out[i0:i1] = _select(D, cols, kk)
     return idx_out, dist_out
 
 

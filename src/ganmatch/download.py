@@ -215,7 +215,22 @@ def _progress_bar(name: str, total: int | None, initial: int):
     return tqdm(total=total, initial=initial, unit="B", unit_scale=True, desc=name, file=sys.stderr, leave=False)
 
 
-def _check_part(part: Path, sha256: str | None, md5: str | None, check: Callable[[Path], None] | None) -> None:
+def _refuse_web_page(part: Path, dest: Path) -> None:
+    """A server that answers with a web page (a sign-in or "too large to scan" page of a file host) has not sent
+    the file: refuse it before its hash could be recorded as the file's."""
+    if dest.suffix.lower() in (".html", ".htm", ".txt", ".csv", ".tsv", ".json"):
+        return
+    with open(part, "rb") as fh:
+        head = fh.read(512).lstrip().lower()
+    if head.startswith((b"<!doctype html", b"<html")):
+        raise DownloadError(f"{dest}: the server sent a web page instead of the file (a file host's sign-in or "
+                            "confirmation page); download it by hand and put it there.")
+
+
+def _check_part(part: Path, sha256: str | None, md5: str | None, check: Callable[[Path], None] | None,
+                dest: Path | None = None) -> None:
+    if dest is not None:
+        _refuse_web_page(part, dest)
     verify_file(part, sha256=sha256, md5=md5)
     if check is not None:
         check(part)
@@ -285,7 +300,7 @@ def download(
                     time.sleep(backoff * 2**attempt)
                 continue
             try:
-                _check_part(part, want_sha, md5, check)
+                _check_part(part, want_sha, md5, check, dest=dest)
             except DownloadError as err:
                 part.unlink(missing_ok=True)
                 errors.append(f"{u}: {err}")

@@ -42,13 +42,20 @@ class StackedRows:
         return np.stack([self.arrays[s][p - self.offsets[s]] for s, p in zip(shard, pos, strict=True)])
 
 
-def gather_latents(shard_tables: Sequence[str], shard_arrays: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Concatenate projection shards, keeping only images whose projection succeeded; W+ is flattened."""
+def gather_latents(shard_tables: Sequence[str], shard_arrays: Sequence[str], reduce: str | None = None
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Concatenate projection shards, keeping only images whose projection succeeded; W+ is flattened, or with
+    `reduce="mean"` averaged over its layers (the reference study's "restricted style space" for propensity)."""
+    if reduce not in (None, "mean"):
+        raise InputDataError(f"latent embedding: reduce must be 'mean' or absent, got '{reduce}' (config key embeddings.<name>.reduce).")
     ids, blocks = [], []
     for table, arr in zip(*latent_shards(shard_tables, shard_arrays), strict=True):
         ok = (table["status"] == "ok").to_numpy()
         ids.append(table["image_id"].to_numpy()[ok])
-        blocks.append(arr[ok].reshape(int(ok.sum()), -1))
+        rows = arr[ok]
+        if reduce == "mean" and rows.ndim == 3:
+            rows = rows.astype(np.float64).mean(axis=1)
+        blocks.append(rows.reshape(int(ok.sum()), -1))
     return np.concatenate(ids).astype(str), np.concatenate(blocks).astype(np.float32)
 
 
@@ -58,8 +65,29 @@ def aligned_images(shard_tables: Sequence[str]) -> pd.DataFrame:
     return table[table["status"] == "ok"].reset_index(drop=True)
 
 
+def precomputed_rows(image_ids: Sequence[str], path: str) -> np.ndarray:
+    """Rows of a precomputed embedding (`path`: float32 .npy, its ids in the sibling .parquet, column image_id)
+    in the order of `image_ids`; every image must have a row."""
+    ids_path = str(path)[: -len(".npy")] + ".parquet" if str(path).endswith(".npy") else None
+    if ids_path is None:
+        raise InputDataError(f"embeddings: precomputed path '{path}' must be a .npy file (its ids in a .parquet beside it).")
+    ids = read_parquet(ids_path)["image_id"].astype(str)
+    X = read_npy(path)
+    if len(ids) != len(X) or ids.duplicated().any():
+        raise InputDataError(f"{path}: {len(X)} rows for {len(ids)} ids in {ids_path} (ids must be unique, one per row).")
+    pos = pd.Series(np.arange(len(ids)), index=ids.to_numpy())
+    missing = [i for i in image_ids if i not in pos.index]
+    if missing:
+        raise InputDataError(f"{path}: no row for {len(missing)} image(s) (first: {missing[:3]}); "
+                             "the precomputed embedding must cover every accepted image (config key embeddings.<name>.path).")
+    return np.asarray(X[pos.loc[list(image_ids)].to_numpy()], np.float32)
+
+
 def compute_embedding(kind: str, aligned: pd.DataFrame, params: dict) -> np.ndarray:
-    """Embedding of the aligned images by kind (pixel, dlib, facenet, hog; see ganmatch.face_embeddings)."""
+    """Embedding of the aligned images by kind (pixel, dlib, facenet, hog; see ganmatch.face_embeddings), or the
+    rows of a precomputed one (kind precomputed: e.g. the demo's simulated face recogniser)."""
+    if kind == "precomputed":
+        return precomputed_rows(aligned["image_id"].astype(str).tolist(), params["path"])
     from . import face_embeddings
 
     return face_embeddings.embed_images(kind, aligned["aligned_path"].tolist(), **params)

@@ -9,6 +9,10 @@ landmarks default to `canonical_landmarks(S)`, or can be passed (e.g. the raw la
 - "facenet": InceptionResnetV1 on a 160 x 160 crop of the face box (as MTCNN would give it), L2-normalised
   512-d. Weights come from a local file (VGGFace2 / CASIA-WebFace state dicts of facenet-pytorch);
   `allow_random=True` uses seeded random weights (tests, offline smoke runs only).
+- "vgg": the reference study's perceptual features (scripts/01_calc_vgg_dists_pairwise.py): torchvision VGG16
+  ImageNet features after relu1_2, relu2_2, relu3_3 and relu4_3 of the ImageNet-normalised image resized to
+  112 x 112, concatenated (~1.5 M numbers), compared with the L1 distance (`metric: l1`). `pool: g`
+  average-pools each map to a g x g grid first (960 g^2 numbers; docs/scaling.md gives the full form's cost).
 - "pixel": area-downsampled RGB in [0, 1]; "hog": histogram of oriented gradients of the face region.
 """
 
@@ -30,6 +34,12 @@ FACENET_URLS = {
     "casia-webface": "https://github.com/timesler/facenet-pytorch/releases/download/v2.2.9/20180408-102900-casia-webface.pt",
 }
 """Where facenet-pytorch publishes its two weight files (for a checksummed download rule)."""
+
+VGG16_URL = "https://download.pytorch.org/models/vgg16-397923af.pth"
+"""torchvision's VGG16 ImageNet weights (the file name carries the first 8 hex digits of its sha256)."""
+VGG_SLICES = ((0, 4), (4, 9), (9, 16), (16, 23))  # torchvision vgg16.features up to relu1_2, 2_2, 3_3, 4_3
+VGG_SIZE = 112
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 DLIB_CHIP_SIZE, DLIB_CHIP_PADDING = 150, 0.25
 FACENET_SIZE = 160
@@ -199,6 +209,74 @@ def facenet_embeddings(
     return out
 
 
+# ---------------------------------------------------------------- VGG perceptual features
+
+
+@functools.lru_cache(maxsize=2)
+def load_vgg16_features(weights: str | None = None, allow_random: bool = False, random_state: int = 0,
+                        device: str = "cpu"):
+    """torchvision VGG16 `features[:23]` (to relu4_3) in eval mode, weights from a local state dict
+    (vgg16-397923af.pth); `weights=None` needs `allow_random=True` (seeded random weights, tests only)."""
+    import torch
+    from torchvision.models.vgg import cfgs, make_layers
+
+    with torch.random.fork_rng(devices=[]):  # the convolutional part only: the 100 M-parameter head is unused
+        torch.manual_seed(random_state)
+        features = make_layers(cfgs["D"], batch_norm=False)
+    if weights is None:
+        if not allow_random:
+            raise WeightsError("face embedding 'vgg' needs weights: set embeddings.<name>.weights to a local file "
+                               f"(download {VGG16_URL}) or allow_random: true for a smoke run")
+    else:
+        path = Path(weights)
+        if not path.is_file():
+            raise WeightsError(f"{path}: VGG16 weights not found; download {VGG16_URL} there")
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:  # noqa: BLE001 - any unpickling failure means a bad file
+            raise WeightsError(f"{path}: not a loadable state dict ({err}); re-download it") from err
+        state = {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
+        try:
+            features.load_state_dict(state)
+        except RuntimeError as err:
+            raise WeightsError(f"{path}: does not fit torchvision's VGG16 ({str(err)[:200]})") from err
+    features = features[: VGG_SLICES[-1][1]]
+    for layer in features:
+        if hasattr(layer, "inplace"):
+            layer.inplace = False  # each block's output is kept
+    return features.eval().to(device)
+
+
+def vgg_embeddings(images, weights: str | None = None, allow_random: bool = False, random_state: int = 0,
+                   pool: int | None = 4, batch_size: int = 16, device: str = "cpu") -> np.ndarray:
+    """VGG16 relu1_2/2_2/3_3/4_3 features of ImageNet-normalised images resized to 112 x 112, each map
+    average-pooled to `pool` x `pool` (None: full maps, ~1.5 M numbers), flattened and concatenated (N, D)."""
+    import torch
+    import torch.nn.functional as F
+
+    imgs = as_images(images)
+    model = load_vgg16_features(None if weights is None else str(weights), bool(allow_random), int(random_state),
+                                device)
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    out = []
+    with torch.inference_mode():
+        for start in range(0, len(imgs), batch_size):
+            # as the reference: [0, 1], ImageNet-normalise, then bilinear resize to 112 x 112 (align_corners=False)
+            xs = [(torch.from_numpy(np.ascontiguousarray(im[..., :3])).permute(2, 0, 1)[None].float() / 255.0
+                   - mean) / std for im in imgs[start:start + batch_size]]
+            x = torch.cat([F.interpolate(xi, size=(VGG_SIZE, VGG_SIZE), mode="bilinear", align_corners=False)
+                           for xi in xs]).to(device)
+            parts = []
+            for a, b in VGG_SLICES:
+                x = model[a:b](x)
+                f = F.adaptive_avg_pool2d(x, int(pool)) if pool else x
+                parts.append(f.flatten(1).cpu().numpy())
+            out.append(np.concatenate(parts, axis=1))
+    dim = 960 * int(pool) ** 2 if pool else sum(c * (VGG_SIZE // 2 ** i) ** 2 for i, c in enumerate((64, 128, 256, 512)))
+    return np.concatenate(out).astype(np.float32) if out else np.empty((0, dim), np.float32)
+
+
 # ---------------------------------------------------------------- cheap fallbacks
 
 
@@ -242,6 +320,7 @@ def hog_embeddings(images, landmarks5=None, size: int = 64, cell: int = 8) -> np
 EMBEDDERS = {
     "dlib": dlib_descriptors,
     "facenet": facenet_embeddings,
+    "vgg": vgg_embeddings,
     "pixel": pixel_embeddings,
     "hog": hog_embeddings,
 }
@@ -250,11 +329,11 @@ EMBEDDERS = {
 def embed_images(name: str, images: Sequence | np.ndarray, **params) -> np.ndarray:
     """Embedding `name` (a key of `EMBEDDERS`) of aligned images or their paths, (N, D) float32 in input order.
 
-    `params` go to the embedder (e.g. weights=..., allow_random=..., size=...); a "kind" key is ignored.
+    `params` go to the embedder (e.g. weights=..., allow_random=..., size=...); "kind" and "metric" keys are ignored.
     """
     from .errors import ConfigError
 
-    params = {k: v for k, v in params.items() if k != "kind"}
+    params = {k: v for k, v in params.items() if k not in ("kind", "metric")}  # metric: for the kNN stage
     if name not in EMBEDDERS:
         raise ConfigError(f"embeddings: unknown face embedding {name!r}; use one of {sorted(EMBEDDERS)}")
     return np.ascontiguousarray(EMBEDDERS[name](images, **params), dtype=np.float32)

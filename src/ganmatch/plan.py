@@ -31,6 +31,8 @@ class RunPlan:
     methods: dict[str, dict]
     attributes_embedding: str
     verification: dict[str, float]
+    knn_metric: dict[str, str]
+    paper_comparison_method: str
     figures: list[str]
     messages: list[str] = field(default_factory=list)
 
@@ -86,8 +88,16 @@ def resolve(config: dict, exists: Callable[[str], bool] = os.path.exists) -> Run
     thresholds = config["outcome_analysis"]["thresholds"]
     verification = {name: float(thresholds.get(name, FACE_RECOGNITION_THRESHOLDS[spec["kind"]]))
                     for name, spec in embeddings.items() if spec["kind"] in VERIFICATION_KINDS}
+    # an embedding's own metric (vgg: l1, as the reference study) wins over distances.metric
+    knn_metric = {name: spec.get("metric") or config["distances"]["metric"] for name, spec in embeddings.items()}
+    # the method the paper_comparison figure shows: its config key, else the first greedy_constrained, else the first
+    compared = config["paper_comparison"]["method"] or next(
+        (m for m, spec in methods.items() if spec["method"] == "greedy_constrained"), next(iter(methods)))
+    if compared not in methods:
+        raise ConfigError(f"'paper_comparison.method' is '{compared}', which is not among the matching methods that run: "
+                          f"{', '.join(methods)}.")
     skip = {"projection_quality": not active, "outcomes": not config["outcomes"]}
     figures = [name for name in config["figures"] if not skip.get(name)]
     return RunPlan(dataset=config["dataset"], project_active=active, generator_weights=weights, embeddings=embeddings,
                    methods=methods, attributes_embedding=attributes_embedding, verification=verification,
-                   figures=figures, messages=messages)
+                   knn_metric=knn_metric, paper_comparison_method=compared, figures=figures, messages=messages)

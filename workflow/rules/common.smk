@@ -107,6 +107,8 @@ def needed_weights():
     """Weights files of downloads.files that this config reads (the generator, face-embedding weights)."""
     used = [PLAN.generator_weights] if PLAN.project_active else []
     used += [spec.get("weights") for spec in PLAN.embeddings.values()]
+    if config["face_attributes"]["activate"]:  # FairFace (the Race covariate)
+        used.append(config["face_attributes"]["fairface_weights"])
     return [p for p in download_paths(annotations=False) if p in used]
 
 
@@ -166,6 +168,8 @@ def embedding_inputs(wildcards):
     inputs = {"tables": shard_outputs(f"{RES}/aligned/shard_{{shard}}.parquet")(wildcards)}
     if spec.get("weights"):
         inputs["weights"] = spec["weights"]
+    if spec.get("path"):  # kind precomputed
+        inputs["precomputed"] = spec["path"]
     return inputs
 
 
@@ -207,3 +211,27 @@ def overlap_scores(wildcards):
     """The per-image scores that propensity method wrote while matching (none: the figure fits on the covariates)."""
     name = overlap_propensity()[0]
     return [f"{RES}/matches/scores/{name}.parquet"] if name else []
+
+
+# Paper reproduction (issue 15): the FairFace weights and the paper_comparison figure's inputs.
+
+
+def fairface_inputs(wildcards):
+    """The FairFace weights (the Race covariate) when configured."""
+    weights = config["face_attributes"]["fairface_weights"]
+    return {"fairface": weights} if weights else {}
+
+
+def paper_comparison_inputs(wildcards):
+    ref = config["paper_comparison"]["reference"]
+    spec = PLAN.methods[PLAN.paper_comparison_method]
+    used = [e for e in (spec.get("embedding"), spec.get("constraint_embedding")) if e in PLAN.embeddings]
+    return {
+        "means": f"{RES}/balance/group_means.parquet",
+        "reference": ref or (f"{RAW}/truth.json" if config["source"] == "demo" else "resources/paper/reported.json"),
+        "paper": "resources/paper/reported.json",  # the paper's nearest-neighbour rows, on every dataset
+        "index": f"{RES}/images.parquet",
+        "attributes": f"{RES}/attributes.parquet",
+        "neighbours": expand(f"{RES}/neighbours/{{embedding}}.parquet", embedding=PLAN.embeddings),
+        "embeddings": [f for e in dict.fromkeys(used) for f in embedding_files(e)],
+    }

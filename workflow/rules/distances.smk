@@ -11,6 +11,7 @@ rule compute_neighbours:
         f"{RES}/neighbours/{{embedding}}.parquet",
     params:
         distances=config["distances"],
+        metric=lambda wildcards: PLAN.knn_metric[wildcards.embedding],
         treatment=config["treatment"],
     threads: 2
     log:

@@ -3,7 +3,8 @@
 if config["source"] == "demo":
 
     rule download_demo:
-        """Materialise the planted-confounding demo: seeded generator weights, raw photos, labels, landmarks."""
+        """Materialise the planted-confounding demo: seeded generator weights, raw photos, labels, landmarks,
+        and a simulated face recogniser's descriptors (an embedding of kind `precomputed`)."""
         output:
             images=directory(f"{RAW}/images"),
             labels=f"{RAW}/labels.parquet",
@@ -11,6 +12,8 @@ if config["source"] == "demo":
             latents=f"{RAW}/true_latents.npy",
             directions=f"{RAW}/directions.parquet",
             truth=f"{RAW}/truth.json",
+            faces=f"{RAW}/face_descriptors.npy",
+            face_ids=f"{RAW}/face_descriptors.parquet",
             weights=generator_weights(),
         params:
             demo=config["demo"],

@@ -4,8 +4,10 @@
 
 
 rule predict_face_attributes:
-    """Gender and age (with confidences), head pose and quality proxies for every accepted aligned face."""
+    """Gender and age (with confidences), head pose and quality proxies for every accepted aligned face; with
+    face_attributes.fairface_weights also FairFace's race (the paper's Race=Black covariate)."""
     input:
+        unpack(fairface_inputs),
         tables=shard_outputs(f"{RES}/aligned/shard_{{shard}}.parquet"),
     output:
         f"{RES}/face_attributes.parquet",
@@ -17,3 +19,4 @@ rule predict_face_attributes:
         "../../envs/faces.yaml"
     script:
         f"{SCRIPTS}/predict_face_attributes.py"
+

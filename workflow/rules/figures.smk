@@ -154,3 +154,27 @@ rule figure_outcomes:
         "../../envs/core.yaml"
     script:
         f"{SCRIPTS}/figure_outcomes.py"
+
+
+rule figure_paper_comparison:
+    """This run next to the paper: covariate means before/after the paper's method beside the reported numbers
+    (the planted truth on the demo), and the nearest-neighbour table with the paper's rows."""
+    input:
+        unpack(paper_comparison_inputs),
+    output:
+        pdf=report(f"{RES}/figures/paper_comparison.pdf", caption="../report/paper_comparison.rst", category="Balance"),
+        png=f"{RES}/figures/paper_comparison.png",
+        data=f"{RES}/figures/paper_comparison.parquet",
+        nn=f"{RES}/figures/paper_comparison_neighbours.csv",
+    params:
+        method=PLAN.paper_comparison_method,
+        spec=PLAN.methods[PLAN.paper_comparison_method],
+        k=config["distances"]["k"],
+        treatment=config["treatment"],
+        covariates=config["covariates"],
+    log:
+        f"{LOGS}/figures/paper_comparison.log",
+    conda:
+        "../../envs/core.yaml"
+    script:
+        f"{SCRIPTS}/figure_paper_comparison.py"

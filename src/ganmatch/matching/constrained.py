@@ -13,6 +13,7 @@ from .. import distances
 from ..errors import ConfigError, InputDataError
 from .data import MatchData, MatchResult, make_result, split_groups
 from .greedy import CrossLists
+from .reference_rules import ReferenceRun, reference_pairs
 
 
 class _References:
@@ -73,10 +74,20 @@ def match_greedy_constrained(data: MatchData, embedding: str = "gan", metric: st
                              reference_embedding: str | None = "vgg", reference_metric: str = "euclidean",
                              reference_exclude: dict | None = None, reference_gap: tuple = (1e-2, 1e6),
                              min_photos: int = 2, n_pairs: int | None = 1200, caliper: float | None = None,
-                             k: int = 100, random_state: int | None = None) -> MatchResult:
+                             k: int = 100, random_state: int | None = None, semantics: str = "reference",
+                             skip_cost: float = 1e5) -> MatchResult:
     """The reference study's greedy constrained matching, driven by neighbour lists and a heap.
 
-    Exact semantics (the dense version is a loop over the full matrices):
+    `semantics="reference"` (default) reproduces csinva/matching-with-gans pair for pair, quirks included
+    (see `reference_rules`): constant-row images dropped, an identity's only eligible photo kept as its
+    reference, references among all other photos, a pair whose closest reference gap falls outside
+    `reference_gap` skipped for that iteration and demoted to `skip_cost`, `n_pairs` iterations at most,
+    ties row-major over (controls x treated). It needs mode "penalty", a reference embedding, `min_photos`
+    2 and no caliper.
+
+    `semantics="corrected"` is the cleaned-up reading below (references must pass `reference_exclude`, a
+    pair without admissible references is never matched, skips do not use up the `n_pairs` budget, ties go
+    to the lower treated position). Its exact semantics (the dense version is a loop over the full matrices):
     - cost(t, c) = D(t, c) in `embedding`, plus `penalty` when the `constraint_embedding` distance
       F(t, c) > `threshold` (mode "penalty", as the paper: +1e6), or the pair is forbidden (mode "hard");
       `constraint_embedding=None` means no constraint.
@@ -93,8 +104,16 @@ def match_greedy_constrained(data: MatchData, embedding: str = "gan", metric: st
     """
     if mode not in ("penalty", "hard"):
         raise ConfigError(f"greedy_constrained: mode must be 'penalty' or 'hard', got '{mode}'.")
+    if semantics not in ("reference", "corrected"):
+        raise ConfigError(f"greedy_constrained: semantics must be 'reference' or 'corrected', got '{semantics}' "
+                          "(config key matching.methods.<name>.semantics).")
     if data.identity is None:
         raise InputDataError("greedy_constrained needs image identities (column identity of the image index).")
+    try:
+        reference_gap = tuple(float(x) for x in reference_gap)
+    except (TypeError, ValueError):
+        raise ConfigError(f"greedy_constrained: reference_gap must be two numbers [low, high], got {reference_gap!r} "
+                          "(config key matching.methods.<name>.reference_gap; YAML reads 1.0e6 as text, write 1.0e+6).") from None
     t_idx, c_idx = split_groups(data, "greedy_constrained")
     X = data.embedding(embedding)
     F = data.embedding(constraint_embedding) if constraint_embedding else None
@@ -102,6 +121,8 @@ def match_greedy_constrained(data: MatchData, embedding: str = "gan", metric: st
     codes = pd.factorize(data.identity)[0]
     n_photos = np.bincount(codes)
     warn = []
+    if F is not None:
+        check_threshold_scale(F, constraint_metric, codes, threshold, constraint_embedding)
     if reference_exclude is None:
         cov_cols = set(data.covariates.columns) if data.covariates is not None else set()
         reference_exclude = {"eyeglasses": 1} if "eyeglasses" in cov_cols else {}
@@ -111,6 +132,13 @@ def match_greedy_constrained(data: MatchData, embedding: str = "gan", metric: st
             warn.append(f"reference_exclude: column '{col}' not in the covariates; ignored.")
             continue
         ref_ok &= data.covariates[col].to_numpy() != value
+    if semantics == "reference":
+        _check_reference_params(mode, R, min_photos, caliper)
+        run = reference_pairs(X, F, R, data.treated, codes, ref_ok, metric, constraint_metric, reference_metric,
+                              threshold, penalty, skip_cost, tuple(reference_gap), n_pairs, k)
+        return _reference_result(data, embedding, run, warn, n_pairs,
+                                 {"metric": metric, "k": k, "mode": mode, "threshold": threshold,
+                                  "semantics": semantics, "skip_cost": skip_cost})
     refs = _References(codes, R, reference_metric, ref_ok, tuple(reference_gap))
     # other photos of the same person that may serve as its reference
     same_group = np.bincount(codes, weights=ref_ok)[codes].astype(np.int64) - ref_ok
@@ -196,6 +224,7 @@ def match_greedy_constrained(data: MatchData, embedding: str = "gan", metric: st
         alive_c &= id_alive[c_codes]
 
     info = {"caliper": cost_cap, "metric": metric, "k": k, "mode": mode, "threshold": threshold,
+            "semantics": semantics,
             "n_selectable_treated": int(selectable[t_idx].sum()), "n_selectable_control": int(c_sel.sum()),
             "n_penalised": int(sum(o[5] for o in out)), "n_refills": lists.n_refills, "warnings": warn}
     if n_pairs is not None and len(out) < n_pairs:
@@ -205,3 +234,61 @@ def match_greedy_constrained(data: MatchData, embedding: str = "gan", metric: st
     extra = {"treated_ref": data.ids[np.asarray(cols[3], np.int64)], "control_ref": data.ids[np.asarray(cols[4], np.int64)],
              "penalised": np.asarray(cols[5], bool), "reference_gap": np.asarray(cols[6], np.float64)}
     return make_result(data, "greedy_constrained", embedding, cols[0], cols[1], cols[2], info, extra=extra)
+
+
+def _check_reference_params(mode: str, R, min_photos: int, caliper) -> None:
+    """Settings that have no meaning in the reference study's loop stop the run instead of being ignored."""
+    bad = []
+    if mode != "penalty":
+        bad.append(f"mode '{mode}' (the reference only penalises: mode: penalty)")
+    if R is None:
+        bad.append("no reference_embedding (the reference always chooses references by a distance)")
+    if min_photos != 2:
+        bad.append(f"min_photos {min_photos} (the reference's rule is fixed: single-photo identities only)")
+    if caliper is not None:
+        bad.append(f"caliper {caliper} (the reference has none)")
+    if bad:
+        raise ConfigError("greedy_constrained with semantics 'reference' cannot take " + "; ".join(bad)
+                          + " (config keys matching.methods.<name>.*); use semantics: corrected for these.")
+
+
+def check_threshold_scale(F: np.ndarray, metric: str, codes: np.ndarray, threshold: float, name: str | None,
+                          n_sample: int = 4000, seed: int = 0) -> None:
+    """Stop when `threshold` lies outside the constraint embedding's distances (every sampled pair, same
+    person or not, above it or below it): the value was meant for another embedding's scale."""
+    n = len(F)
+    if n < 2:
+        return
+    rng = np.random.default_rng(seed)
+    a = rng.integers(0, n, n_sample)
+    b = (a + rng.integers(1, n, n_sample)) % n
+    order = np.argsort(codes, kind="stable")
+    same = np.flatnonzero(codes[order][1:] == codes[order][:-1])[:n_sample]
+    a = np.r_[a, order[same]]
+    b = np.r_[b, order[same + 1]]
+    Fp = distances.prepare(F, metric, f"embedding '{name}'")
+    d = distances.pair_distances(Fp, Fp, a, b, metric)
+    lo, hi = float(d.min()), float(d.max())
+    if not lo <= threshold <= hi:
+        raise ConfigError(f"greedy_constrained: threshold {threshold} is outside the scale of the constraint "
+                          f"embedding '{name}' ({metric} distances of sampled pairs span {lo:.4g} - {hi:.4g}); "
+                          "set matching.methods.<name>.threshold for this embedding (dlib: 0.6; FaceNet on "
+                          "unit vectors: about 1.1).")
+
+
+def _reference_result(data: MatchData, embedding: str, run: ReferenceRun, warn: list, n_pairs, info: dict):
+    """Matches table and info of a reference-semantics run (skipped pairs listed in the info)."""
+    ids = data.ids
+    info = {**info, "caliper": np.inf, "n_selectable_treated": run.n_selectable[0],
+            "n_selectable_control": run.n_selectable[1], "n_constant_rows": run.n_constant,
+            "n_penalised": int(sum(p[5] for p in run.pairs)), "n_skipped": len(run.skipped),
+            "iterations": run.iterations, "n_refills": run.n_refills,
+            "skipped": [(str(ids[t]), str(ids[c]), round(g, 6)) for t, c, g in run.skipped], "warnings": warn}
+    if n_pairs is not None and len(run.pairs) < n_pairs:
+        warn.append(f"greedy_constrained (reference): {len(run.pairs)} pairs from {run.iterations} iterations "
+                    f"of the {n_pairs} allowed ({len(run.skipped)} skipped for their reference gap).")
+        warnings.warn(warn[-1], stacklevel=3)
+    cols = list(zip(*run.pairs, strict=True)) if run.pairs else [[]] * 7
+    extra = {"treated_ref": ids[np.asarray(cols[2], np.int64)], "control_ref": ids[np.asarray(cols[3], np.int64)],
+             "penalised": np.asarray(cols[5], bool), "reference_gap": np.asarray(cols[6], np.float64)}
+    return make_result(data, "greedy_constrained", embedding, cols[0], cols[1], cols[4], info, extra=extra)

@@ -38,7 +38,7 @@ class CrossLists:
     def head(self, t: int, alive: np.ndarray, accept: Callable[[int, int], bool] | None = None):
         """(distance, control) of t's first live control that `accept(t, c)` allows, or None."""
         while True:
-            cols, dist = self.extra.get(t, (self.idx[t], self.dist[t]))
+            cols, dist = self.stream(t)
             p = int(self.pos[t])
             while p < len(cols) and not (alive[cols[p]] and (accept is None or accept(t, int(cols[p])))):
                 p += 1
@@ -47,18 +47,28 @@ class CrossLists:
                 return float(dist[p]), int(cols[p])
             if self.complete[t]:
                 return None
-            live = np.flatnonzero(alive)
-            self.n_refills += 1
-            self.pos[t] = 0
-            kk = min(len(live), 2 * max(len(cols), 1))
-            self.complete[t] = kk >= len(live)
-            if kk == 0:
-                self.extra[t] = (live, np.zeros(0, np.float32))
+            if not self.refill(t, alive):
                 return None
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                i, d = distances.knn(self.Xt[t:t + 1], kk, self.metric, Y=self.Xc[live], exclude_self=False)
-            self.extra[t] = (live[i[0]], d[0])
+
+    def stream(self, t: int) -> tuple[np.ndarray, np.ndarray]:
+        """t's current list (controls, distances) in (distance, control) order; `pos[t]` is its cursor."""
+        return self.extra.get(t, (self.idx[t], self.dist[t]))
+
+    def refill(self, t: int, alive: np.ndarray) -> bool:
+        """Search t's row again among the live controls with twice its list's length; False if none is live."""
+        live = np.flatnonzero(alive)
+        self.n_refills += 1
+        self.pos[t] = 0
+        kk = min(len(live), 2 * max(len(self.stream(t)[0]), 1))
+        self.complete[t] = kk >= len(live)
+        if kk == 0:
+            self.extra[t] = (live, np.zeros(0, np.float32))
+            return False
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            i, d = distances.knn(self.Xt[t:t + 1], kk, self.metric, Y=self.Xc[live], exclude_self=False)
+        self.extra[t] = (live[i[0]], d[0])
+        return True
 
 
 def greedy_pairs(Xt: np.ndarray, Xc: np.ndarray, metric: str = "euclidean", caliper: float = np.inf,

@@ -16,21 +16,28 @@ class PropensityModel:
         self.C, self.max_iter, self.random_state = C, max_iter, random_state
 
     def fit(self, Z: np.ndarray, treated: np.ndarray) -> PropensityModel:
+        import warnings
+
+        from sklearn.exceptions import ConvergenceWarning
         from sklearn.linear_model import LogisticRegression
 
         self.model_ = LogisticRegression(C=self.C, max_iter=self.max_iter, random_state=self.random_state)
-        self.model_.fit(Z, treated)
+        with warnings.catch_warnings(record=True) as caught:  # the reference's 100 lbfgs steps stop early
+            warnings.simplefilter("always", ConvergenceWarning)
+            self.model_.fit(Z, treated)
+        self.converged_ = not any(issubclass(w.category, ConvergenceWarning) for w in caught)
         self.logit_ = self.model_.decision_function(Z)
         self.propensity_ = 1.0 / (1.0 + np.exp(-self.logit_))
         return self
 
 
 def propensity_model(data: MatchData, covariates: list[str] | None = None, embedding: str | None = None,
-                     C: float = 1.0, random_state: int | None = 0) -> PropensityModel:
-    """The model `match_propensity` matches on, fitted on all of `data`: treatment on the standardised
+                     C: float = 1.0, random_state: int | None = 0, standardize: bool = True,
+                     max_iter: int = 2000) -> PropensityModel:
+    """The model `match_propensity` matches on, fitted on all of `data`: treatment on the (standardised)
     covariates and/or embedding. Anything that shows "the propensity score" of a matching uses this."""
-    Z = features(data, "propensity", embedding, covariates)
-    return PropensityModel(C=C, random_state=random_state).fit(Z, data.treated)
+    Z = features(data, "propensity", embedding, covariates, standardize=standardize)
+    return PropensityModel(C=C, max_iter=max_iter, random_state=random_state).fit(Z, data.treated)
 
 
 def _nearest_on_line(score_t: np.ndarray, score_c: np.ndarray, order: np.ndarray, ratio: int, replace: bool,
@@ -83,38 +90,48 @@ def _nearest_on_line(score_t: np.ndarray, score_c: np.ndarray, order: np.ndarray
 
 def match_propensity(data: MatchData, covariates: list[str] | None = None, embedding: str | None = None,
                      C: float = 1.0, ratio: int = 1, replace: bool = False, caliper: float | None = 0.2,
-                     std_caliper: bool = True, order: str = "random", random_state: int | None = 0
-                     ) -> MatchResult:
+                     std_caliper: bool = True, order: str = "random", random_state: int | None = 0,
+                     score: str = "logit", standardize: bool = True, max_iter: int = 2000) -> MatchResult:
     """Propensity-score matching: logistic regression of treatment on standardised covariates and/or an
     embedding, then ratio:1 nearest neighbour on the logit propensity, treated units in `order`
-    ("random" with `random_state`, "largest"/"smallest" propensity first, or "data").
+    ("random" with `random_state`, "largest"/"smallest" propensity first, or "data"; "reference" = numpy's
+    legacy `np.random.seed(random_state); np.random.permutation`, the reference study's order).
 
-    `caliper` is in SDs of the logit propensity when `std_caliper` (Austin's 0.2), else absolute;
-    None for no caliper. `distance` is |logit difference|; pair weights are 1/(controls of the treated).
+    `caliper` is in SDs of the score when `std_caliper` (Austin's 0.2 SD of the logit), else absolute;
+    None for no caliper. `score` "propensity" matches on the raw probability instead of the logit (the
+    reference study: caliper 0.1 on it); `standardize` false and `max_iter` 100 fit the model as the
+    reference (sklearn defaults on the raw features). `distance` is |score difference|; pair weights are
+    1/(controls of the treated).
     """
     t_idx, c_idx = split_groups(data, "propensity")
     if ratio < 1:
         raise ConfigError(f"propensity: ratio must be >= 1, got {ratio}.")
-    model = propensity_model(data, covariates, embedding, C, random_state)
+    if score not in ("logit", "propensity"):
+        raise ConfigError(f"propensity: score must be 'logit' or 'propensity', got '{score}'.")
+    model = propensity_model(data, covariates, embedding, C, random_state, standardize, max_iter)
     logit = model.logit_
-    cal = np.inf if caliper is None else float(caliper) * (float(np.std(logit, ddof=1)) if std_caliper else 1.0)
-    lt, lc = logit[t_idx], logit[c_idx]
+    s = logit if score == "logit" else model.propensity_
+    cal = np.inf if caliper is None else float(caliper) * (float(np.std(s, ddof=1)) if std_caliper else 1.0)
+    lt, lc = s[t_idx], s[c_idx]
     if order == "random":
         seq = np.random.default_rng(random_state).permutation(len(t_idx))
+    elif order == "reference":
+        seq = np.random.RandomState(random_state).permutation(len(t_idx))
     elif order in ("largest", "smallest"):
         seq = np.lexsort((np.arange(len(lt)), -lt if order == "largest" else lt))
     elif order == "data":
         seq = np.arange(len(t_idx))
     else:
-        raise ConfigError(f"propensity: order must be random, largest, smallest or data; got '{order}'.")
+        raise ConfigError(f"propensity: order must be random, reference, largest, smallest or data; got '{order}'.")
     ti, ci, d = _nearest_on_line(lt, lc, seq, int(ratio), bool(replace), cal)
     n_per = np.bincount(ti, minlength=len(t_idx))
     weight = 1.0 / n_per[ti] if len(ti) else None
     first: dict[int, int] = {}  # subclasses numbered in matching order
     subclass = np.array([first.setdefault(int(t), len(first) + 1) for t in ti], np.int64) if len(ti) else None
     info = {"caliper": cal, "caliper_sd_units": caliper if std_caliper else None, "order": order, "ratio": ratio,
-            "replace": replace, "logit_sd": float(np.std(logit, ddof=1))}
-    extra = {"treated_logit": lt[ti], "control_logit": lc[ci]}
+            "replace": replace, "logit_sd": float(np.std(logit, ddof=1)), "score": score,
+            "converged": model.converged_}
+    extra = {"treated_logit": logit[t_idx][ti], "control_logit": logit[c_idx][ci]}
     result = make_result(data, "propensity", embedding or "", t_idx[ti], c_idx[ci], d, info, weight=weight,
                          subclass=subclass, extra=extra)
     result.scores = pd.DataFrame({"image_id": np.asarray(data.ids).astype(str), "logit": logit,

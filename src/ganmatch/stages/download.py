@@ -139,5 +139,9 @@ def download_demo_job(out, params) -> None:
     io.write_parquet(data.landmarks, out.landmarks)
     io.write_parquet(data.directions, out.directions)
     io.write_npy(data.latents, out.latents)
-    io.write_json({"outcome": cfg["effect"]}, out.truth)  # the planted treatment effect, for the outcome stage
+    io.write_npy(data.faces, out.faces)
+    io.write_parquet(data.labels[["image_id"]], out.face_ids)
+    # the planted treatment effect (for the outcome stage) and the simulated face recogniser's truth
+    io.write_json({"outcome": cfg["effect"], "face_recognition": data.face_truth,
+                   "covariate_means": demo.planted_group_means()}, out.truth)
     save_generator(generator, out.weights)

@@ -14,7 +14,7 @@ def compute_embedding_job(inp, out, params, name: str) -> None:
     """The compute_embedding rule: one embedding as float32 rows plus their image ids."""
     spec = params.spec
     if spec["kind"] == "latent":
-        ids, X = embeddings.gather_latents(inp.tables, inp.arrays)
+        ids, X = embeddings.gather_latents(inp.tables, inp.arrays, spec.get("reduce"))
     else:
         aligned = embeddings.aligned_images(inp.tables)
         ids, X = aligned["image_id"].to_numpy(str), embeddings.compute_embedding(spec["kind"], aligned, spec)

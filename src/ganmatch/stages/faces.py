@@ -42,11 +42,21 @@ def proxy_columns(pred: pd.DataFrame, young_prob: np.ndarray, frontal_within: fl
     })
 
 
+def race_columns(paths: list, weights: str, races: int = 7) -> pd.DataFrame:
+    """FairFace's race, race_prob, black_prob (+ black_confidence, the form the attributes stage reads) per face."""
+    from ..fairface import predict_race
+
+    table = predict_race(paths, weights=weights, races=races)
+    table["black_confidence"] = np.maximum(table["black_prob"], 1 - table["black_prob"])
+    return table.reset_index(drop=True)
+
+
 def face_attribute_table(shard_tables: Sequence[str], params: dict) -> pd.DataFrame:
     """Face attributes of every accepted face in the aligned shard tables (image_id first).
 
-    `params`: the face_attributes block, `young_below` (years) and `frontal_within` (degrees). Pose and face
-    size use the landmarks found in the original photo; gender, age and quality use the aligned crop.
+    `params`: the face_attributes block, `young_below` (years) and `frontal_within` (degrees); with
+    `fairface_weights` also FairFace's race columns (`race_columns`). Pose and face size use the landmarks
+    found in the original photo; gender, age, race and quality use the aligned crop.
     """
     from ..face_attributes import ATTRIBUTE_COLUMNS, predict_face_attributes
 
@@ -61,7 +71,10 @@ def face_attribute_table(shard_tables: Sequence[str], params: dict) -> pd.DataFr
         pred = predict_face_attributes(paths, raw_landmarks5=raw, age_below=years).reset_index(drop=True)
         young = pred.pop("age_below_prob").to_numpy()
     proxies = proxy_columns(pred, young, float(params["frontal_within"]))
-    out = pd.concat([ok[["image_id"]].reset_index(drop=True), pred, proxies], axis=1)
+    parts = [ok[["image_id"]].reset_index(drop=True), pred, proxies]
+    if params["fairface_weights"]:
+        parts.append(race_columns(paths, params["fairface_weights"], int(params["fairface_races"])))
+    out = pd.concat(parts, axis=1)
     out["image_id"] = out["image_id"].astype(str)
     return out
 

@@ -101,3 +101,19 @@ def projection_quality_job(inp, out, params) -> None:
 
 def outcomes_job(inp, out, params=None) -> None:
     write_parquet(figures.outcomes_forest(read_parquet(inp.outcomes), out.pdf, out.png), out.data)
+
+
+def paper_comparison_job(inp, out, params) -> None:
+    """This run next to the paper's reported numbers (or the demo's planted truth): covariate means and nearest
+    neighbours of the compared method."""
+    from .. import paper_comparison
+    from .matching import load_embeddings
+
+    means, nn = paper_comparison.build(
+        read_parquet(inp.means), inp.reference, params.method, params.spec, read_named_parquets(inp.neighbours),
+        load_embeddings(inp.embeddings), read_parquet(inp.index).set_index("image_id")["identity"],
+        read_parquet(inp.attributes, columns=["image_id", *params.covariates]), params.k, out.pdf, out.png,
+        params.treatment, paper_path=inp.paper,
+    )
+    write_parquet(means, out.data)
+    figures.write_csv(nn, out.nn)

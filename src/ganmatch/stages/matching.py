@@ -27,6 +27,8 @@ def run_method(name: str, spec: dict, index: pd.DataFrame, attributes: pd.DataFr
     """Restrict to images present in every embedding and the attributes table, then call `match`."""
     embeddings = load_embeddings(embedding_files)
     ids = attributes["image_id"].to_numpy(str)
+    if spec["method"] == "greedy_constrained":
+        check_constrained_inputs(name, spec, index, embeddings, ids)
     for emb_ids, _ in embeddings.values():
         ids = ids[np.isin(ids, emb_ids)]
     if len(ids) == 0:
@@ -42,7 +44,8 @@ def run_method(name: str, spec: dict, index: pd.DataFrame, attributes: pd.DataFr
         covariates=attributes.set_index("image_id").loc[ids].reset_index(),
     )
     params = {k: v for k, v in spec.items() if k != "method"}
-    result = match(spec["method"], data, random_state=seed, **params)
+    params.setdefault("random_state", seed)   # a method's own random_state (e.g. the paper's 42) wins
+    result = match(spec["method"], data, **params)
     flag_same_identity(result.pairs, data, name)
     result.pairs["method"] = name
     result.pairs["embedding"] = spec.get("embedding", "")
@@ -57,6 +60,25 @@ def flag_same_identity(pairs: pd.DataFrame, data: MatchData, name: str) -> None:
     if same.any():
         log.warning("matching '%s': %d pairs match two photos of one identity (allowed by identities.mixed_treatment: "
                     "allow; flagged same_identity).", name, int(same.sum()))
+
+
+def check_constrained_inputs(name: str, spec: dict, index: pd.DataFrame, embeddings: dict, ids: np.ndarray) -> None:
+    """greedy_constrained chooses references among each person's photos: an identity column is required, and
+    a reference embedding missing for images the match embedding has would silently change who is
+    selectable and which photo is a reference, so it is an error rather than a quiet drop."""
+    if "identity" not in index.columns:
+        raise InputDataError(f"matching '{name}' (greedy_constrained): the image index has no 'identity' column; "
+                             "give the dataset identities or use another matching method.")
+    ref = spec.get("reference_embedding")
+    if ref is None or ref not in embeddings or spec.get("embedding") not in embeddings:
+        return
+    have = ids[np.isin(ids, embeddings[spec["embedding"]][0])]
+    missing = have[~np.isin(have, embeddings[ref][0])]
+    if len(missing):
+        raise InputDataError(f"matching '{name}': the reference embedding '{ref}' (key matching.methods.{name}."
+                             f"reference_embedding) is missing for {len(missing)} image(s) that have "
+                             f"'{spec['embedding']}' (first: {missing[:3].tolist()}); recompute embeddings/{ref} "
+                             "or choose a reference embedding every image has.")
 
 
 def propensity_spec(methods: dict[str, dict]) -> tuple[str | None, dict]:

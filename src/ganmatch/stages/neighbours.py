@@ -31,6 +31,6 @@ def compute_neighbours_job(inp, out, params) -> None:
     attributes = read_parquet(inp.attributes) if "attributes" in inp.keys() else None
     ids, X = read_embedding(inp.embedding[0], inp.embedding[1])
     table = embedding_neighbours(read_parquet(inp.index), attributes, ids, X, params.treatment,
-                                 k=params.distances["k"], metric=params.distances["metric"])
+                                 k=params.distances["k"], metric=params.metric)
     log.info("%d neighbour rows", len(table))
     write_parquet(table, out[0])
