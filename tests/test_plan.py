@@ -63,9 +63,10 @@ def test_the_demo_plan_runs_every_stage():
     plan = resolve(config)
     assert config == before  # resolve never edits the config
     assert plan.project_active and plan.generator_weights == "resources/demo/generator.pt"
-    assert list(plan.embeddings) == ["gan", "pixel"] and len(plan.methods) == 4
+    assert list(plan.embeddings) == ["gan", "pixel", "face"] and len(plan.methods) == 5
     assert plan.attributes_embedding == "gan" and plan.figures == config["figures"] and plan.messages == []
     assert plan.method_embeddings("gan_greedy") == ["gan"]
+    assert plan.paper_comparison_method == "gan_constrained" and plan.knn_metric["gan"] == "euclidean"
 
 
 def test_without_generator_weights_the_gan_stage_and_its_methods_drop_out(tmp_path, monkeypatch):

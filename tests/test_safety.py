@@ -156,7 +156,7 @@ def test_method_schema_blocks_mirror_the_matchers_signatures():
 
     for method, fn in MATCHERS.items():
         props = defs[method]["properties"]
-        params = {k: p for k, p in inspect.signature(fn).parameters.items() if k not in ("data", "random_state")}
+        params = {k: p for k, p in inspect.signature(fn).parameters.items() if k != "data"}
         assert set(props) - {"method"} == set(params), method
         for key, p in params.items():
             default = resolve(props[key]).get("default")

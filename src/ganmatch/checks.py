@@ -117,9 +117,22 @@ def path_problems(config: dict, cwd: str | os.PathLike | None = None) -> list[st
 # ---------------------------------------------------------------- which columns exist
 
 
+def _model_columns(config: dict) -> tuple[set[str], list[str]]:
+    """Columns the face models will predict (face_attributes.activate; FairFace's `black` with its weights)."""
+    face = config.get("face_attributes") or {}
+    if not face.get("activate"):
+        return set(), []
+    columns, where = set(FACE_PROXIES), [f"the face models' predictions ({', '.join(FACE_PROXIES)}; face_attributes.activate)"]
+    if face.get("fairface_weights"):
+        columns.add("black")
+        where.append("FairFace's black (face_attributes.fairface_weights)")
+    return columns, where
+
+
 def available_columns(config: dict) -> tuple[set[str] | None, str]:
     """(columns the treatment and covariates may name, where they come from); None when unknown at start-up."""
     source = config.get("source")
+    models, model_where = _model_columns(config)
     if source == "demo":
         from .demo import PLANTED
 
@@ -127,18 +140,17 @@ def available_columns(config: dict) -> tuple[set[str] | None, str]:
     if source == "celeba_hq":
         from .celeba import ATTRIBUTE_ALIASES, CELEBA_ATTRIBUTES
 
-        return ({a.lower() for a in CELEBA_ATTRIBUTES} | set(ATTRIBUTE_ALIASES),
-                "CelebA's 40 attribute columns (any case) and the aliases of ganmatch.celeba.ATTRIBUTE_ALIASES")
+        return ({a.lower() for a in CELEBA_ATTRIBUTES} | set(ATTRIBUTE_ALIASES) | models,
+                " or ".join(["CelebA's 40 attribute columns (any case) and the aliases of ganmatch.celeba.ATTRIBUTE_ALIASES",
+                             *model_where]))
     folder = config.get("folder") or {}
     columns, where = set(), []
     if folder.get("labels") and Path(folder["labels"]).is_file():
         with open(folder["labels"], newline="") as fh:
             columns |= set(next(csv.reader(fh), []))
         where.append(f"the columns of folder.labels ({folder['labels']})")
-    if (config.get("face_attributes") or {}).get("activate"):
-        columns |= set(FACE_PROXIES)
-        where.append(f"the face models' predictions ({', '.join(FACE_PROXIES)}; face_attributes.activate)")
-    return columns, " or ".join(where) or "nothing: folder.labels is unset and face_attributes.activate is false"
+    return columns | models, " or ".join(where + model_where) or \
+        "nothing: folder.labels is unset and face_attributes.activate is false"
 
 
 def _column_key(config: dict, name: str) -> str:
