@@ -119,19 +119,9 @@ def match_greedy_constrained(data: MatchData, embedding: str = "gan", metric: st
     F = data.embedding(constraint_embedding) if constraint_embedding else None
     R = data.embedding(reference_embedding) if reference_embedding else None
     codes = pd.factorize(data.identity)[0]
-    n_photos = np.bincount(codes)
-    warn = []
     if F is not None:
         check_threshold_scale(F, constraint_metric, codes, threshold, constraint_embedding)
-    if reference_exclude is None:
-        cov_cols = set(data.covariates.columns) if data.covariates is not None else set()
-        reference_exclude = {"eyeglasses": 1} if "eyeglasses" in cov_cols else {}
-    ref_ok = np.ones(len(data.ids), bool)
-    for col, value in reference_exclude.items():
-        if data.covariates is None or col not in data.covariates:
-            warn.append(f"reference_exclude: column '{col}' not in the covariates; ignored.")
-            continue
-        ref_ok &= data.covariates[col].to_numpy() != value
+    ref_ok, warn = reference_eligible(data, reference_exclude)
     if semantics == "reference":
         _check_reference_params(mode, R, min_photos, caliper)
         run = reference_pairs(X, F, R, data.treated, codes, ref_ok, metric, constraint_metric, reference_metric,
@@ -139,93 +129,16 @@ def match_greedy_constrained(data: MatchData, embedding: str = "gan", metric: st
         return _reference_result(data, embedding, run, warn, n_pairs,
                                  {"metric": metric, "k": k, "mode": mode, "threshold": threshold,
                                   "semantics": semantics, "skip_cost": skip_cost})
+    selectable = selectable_images(codes, ref_ok, min_photos)
     refs = _References(codes, R, reference_metric, ref_ok, tuple(reference_gap))
-    # other photos of the same person that may serve as its reference
-    same_group = np.bincount(codes, weights=ref_ok)[codes].astype(np.int64) - ref_ok
-    selectable = (n_photos[codes] >= min_photos) & (same_group > 0)
-
-    id_alive = np.ones(codes.max() + 1, bool)
-    c_codes = codes[c_idx]
-    c_sel = selectable[c_idx]
-    alive_c = c_sel.copy()
-    cost_cap = np.inf if caliper is None else float(caliper)
-
-    def admissible(t: int, c: int) -> bool:
-        return refs.pair(int(t_idx[t]), int(c_idx[c])) is not None
-
-    Fp = distances.prepare(F, constraint_metric) if F is not None else None
-
-    def fdist(t: int, c: int) -> float:
-        return float(distances.pair_distances(Fp, Fp, t_idx[t], c_idx[c], constraint_metric)[0])
-
     lists = CrossLists(X[t_idx], X[c_idx], metric, k)
-    # S-streams: per treated, the controls within the constraint threshold, sorted by (D, control)
-    sat: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-    if F is not None:
-        fl = CrossLists(F[t_idx], F[c_idx], constraint_metric, k)
-        for t in range(len(t_idx)):
-            if not selectable[t_idx[t]]:
-                continue
-            cols, fd = fl.idx[t], fl.dist[t]
-            if not fl.complete[t] and len(fd) and fd[-1] <= threshold:
-                fd = distances.pairwise(fl.Xt[t:t + 1], fl.Xc, constraint_metric, force=True)[0]
-                cols = np.arange(len(c_idx))
-            cols = cols[fd <= threshold]
-            if len(cols):
-                d = distances.pairwise(lists.Xt[t:t + 1], lists.Xc[cols], metric, force=True)[0]
-                o = np.lexsort((cols, d))
-                sat[t] = (cols[o], d[o])
-    sat_pos = dict.fromkeys(sat, 0)
-
-    def sat_head(t: int):
-        cols, d = sat[t]
-        p = sat_pos[t]
-        while p < len(cols) and not (alive_c[cols[p]] and admissible(t, int(cols[p]))):
-            p += 1
-        sat_pos[t] = p
-        return (float(d[p]), int(cols[p])) if p < len(cols) else None
-
-    def viol_accept(t: int, c: int) -> bool:
-        return (F is None or fdist(t, c) > threshold) and admissible(t, c)
-
-    use_viol = F is None or mode == "penalty"
-    extra_cost = 0.0 if F is None else float(penalty)
-    heap = []  # (cost, t, c, stream) with stream 0 = within threshold, 1 = penalised / unconstrained
-
-    def push(t: int, stream: int):
-        h = sat_head(t) if stream == 0 else lists.head(t, alive_c, viol_accept)
-        if h is not None:
-            heapq.heappush(heap, (h[0] + (extra_cost if stream == 1 else 0.0), t, h[1], stream, h[0]))
-
-    for t in range(len(t_idx)):
-        if not selectable[t_idx[t]]:
-            continue
-        if t in sat:
-            push(t, 0)
-        if use_viol:
-            push(t, 1)
-
-    limit = np.inf if n_pairs is None else int(n_pairs)
-    out = []
-    while heap and len(out) < limit:
-        cost, t, c, stream, d = heap[0]
-        if cost > cost_cap:
-            break
-        heapq.heappop(heap)
-        if not id_alive[codes[t_idx[t]]]:
-            continue
-        if not alive_c[c]:
-            push(t, stream)
-            continue
-        rt, rc, gap = refs.pair(int(t_idx[t]), int(c_idx[c]))
-        out.append((t_idx[t], c_idx[c], d, rt, rc, stream == 1 and F is not None, gap))
-        for g in (codes[t_idx[t]], codes[c_idx[c]]):
-            id_alive[g] = False
-        alive_c &= id_alive[c_codes]
-
-    info = {"caliper": cost_cap, "metric": metric, "k": k, "mode": mode, "threshold": threshold,
+    streams = threshold_streams(lists, F, t_idx, c_idx, selectable, constraint_metric, metric, threshold, k)
+    search = _ConstrainedHeap(lists, streams, refs, F, t_idx, c_idx, codes, selectable, constraint_metric, threshold,
+                              penalty if mode == "penalty" else None)
+    out = search.run(n_pairs, caliper)
+    info = {"caliper": search.cost_cap, "metric": metric, "k": k, "mode": mode, "threshold": threshold,
             "semantics": semantics,
-            "n_selectable_treated": int(selectable[t_idx].sum()), "n_selectable_control": int(c_sel.sum()),
+            "n_selectable_treated": int(selectable[t_idx].sum()), "n_selectable_control": int(selectable[c_idx].sum()),
             "n_penalised": int(sum(o[5] for o in out)), "n_refills": lists.n_refills, "warnings": warn}
     if n_pairs is not None and len(out) < n_pairs:
         warn.append(f"greedy_constrained: found {len(out)} admissible pairs of the {n_pairs} asked for.")
@@ -234,6 +147,128 @@ def match_greedy_constrained(data: MatchData, embedding: str = "gan", metric: st
     extra = {"treated_ref": data.ids[np.asarray(cols[3], np.int64)], "control_ref": data.ids[np.asarray(cols[4], np.int64)],
              "penalised": np.asarray(cols[5], bool), "reference_gap": np.asarray(cols[6], np.float64)}
     return make_result(data, "greedy_constrained", embedding, cols[0], cols[1], cols[2], info, extra=extra)
+
+
+# ---------------------------------------------------------------- the parts: eligibility, candidate lists, heap
+
+
+def reference_eligible(data: MatchData, reference_exclude: dict | None) -> tuple[np.ndarray, list[str]]:
+    """Photos that may serve as a reference (not excluded by `reference_exclude`, {column: value}; default
+    {"eyeglasses": 1} when that covariate exists), and warnings for excluded columns the data lacks."""
+    if reference_exclude is None:
+        cov_cols = set(data.covariates.columns) if data.covariates is not None else set()
+        reference_exclude = {"eyeglasses": 1} if "eyeglasses" in cov_cols else {}
+    ref_ok, warn = np.ones(len(data.ids), bool), []
+    for col, value in reference_exclude.items():
+        if data.covariates is None or col not in data.covariates:
+            warn.append(f"reference_exclude: column '{col}' not in the covariates; ignored.")
+            continue
+        ref_ok &= data.covariates[col].to_numpy() != value
+    return ref_ok, warn
+
+
+def selectable_images(codes: np.ndarray, ref_ok: np.ndarray, min_photos: int) -> np.ndarray:
+    """Images whose identity has >= `min_photos` photos and another photo that may serve as its reference."""
+    same_group = np.bincount(codes, weights=ref_ok)[codes].astype(np.int64) - ref_ok
+    return (np.bincount(codes)[codes] >= min_photos) & (same_group > 0)
+
+
+def threshold_streams(lists: CrossLists, F: np.ndarray | None, t_idx: np.ndarray, c_idx: np.ndarray,
+                      selectable: np.ndarray, constraint_metric: str, metric: str, threshold: float,
+                      k: int) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """Per selectable treated position: the controls within the constraint threshold, sorted by (D, control).
+
+    Found from the constraint embedding's own neighbour lists (complete when its k-th distance is still within
+    the threshold: then a full row); D is the matching distance of `lists`."""
+    streams: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    if F is None:
+        return streams
+    fl = CrossLists(F[t_idx], F[c_idx], constraint_metric, k)
+    for t in range(len(t_idx)):
+        if not selectable[t_idx[t]]:
+            continue
+        cols, fd = fl.idx[t], fl.dist[t]
+        if not fl.complete[t] and len(fd) and fd[-1] <= threshold:
+            fd = distances.pairwise(fl.Xt[t:t + 1], fl.Xc, constraint_metric, force=True)[0]
+            cols = np.arange(len(c_idx))
+        cols = cols[fd <= threshold]
+        if len(cols):
+            d = distances.pairwise(lists.Xt[t:t + 1], lists.Xc[cols], metric, force=True)[0]
+            o = np.lexsort((cols, d))
+            streams[t] = (cols[o], d[o])
+    return streams
+
+
+class _ConstrainedHeap:
+    """The corrected semantics' greedy search: one heap over two streams per treated image (controls within
+    the threshold, and penalised or unconstrained ones), lazily advanced as identities are removed."""
+
+    def __init__(self, lists, streams, refs, F, t_idx, c_idx, codes, selectable, constraint_metric, threshold,
+                 penalty):
+        self.lists, self.streams, self.refs = lists, streams, refs
+        self.t_idx, self.c_idx, self.codes, self.selectable = t_idx, c_idx, codes, selectable
+        self.F, self.threshold, self.constraint_metric = F, threshold, constraint_metric
+        self.Fp = distances.prepare(F, constraint_metric) if F is not None else None
+        self.alive_c = selectable[c_idx].copy()
+        self.id_alive = np.ones(codes.max() + 1, bool)
+        self.stream_pos = dict.fromkeys(streams, 0)
+        self.use_violating = F is None or penalty is not None
+        self.extra_cost = 0.0 if F is None else float(penalty or 0.0)
+        self.heap: list = []  # (cost, t, c, stream, distance); stream 0 = within threshold, 1 = penalised
+        self.cost_cap = np.inf
+
+    def admissible(self, t: int, c: int) -> bool:
+        return self.refs.pair(int(self.t_idx[t]), int(self.c_idx[c])) is not None
+
+    def _stream_head(self, t: int):
+        cols, d = self.streams[t]
+        p = self.stream_pos[t]
+        while p < len(cols) and not (self.alive_c[cols[p]] and self.admissible(t, int(cols[p]))):
+            p += 1
+        self.stream_pos[t] = p
+        return (float(d[p]), int(cols[p])) if p < len(cols) else None
+
+    def _violating(self, t: int, c: int) -> bool:
+        if self.F is not None:
+            f = float(distances.pair_distances(self.Fp, self.Fp, self.t_idx[t], self.c_idx[c], self.constraint_metric)[0])
+            if f <= self.threshold:
+                return False
+        return self.admissible(t, c)
+
+    def push(self, t: int, stream: int) -> None:
+        h = self._stream_head(t) if stream == 0 else self.lists.head(t, self.alive_c, self._violating)
+        if h is not None:
+            heapq.heappush(self.heap, (h[0] + (self.extra_cost if stream == 1 else 0.0), t, h[1], stream, h[0]))
+
+    def run(self, n_pairs: int | None, caliper: float | None) -> list[tuple]:
+        """(treated, control, distance, treated_ref, control_ref, penalised, gap) per pair, in matching order."""
+        self.cost_cap = np.inf if caliper is None else float(caliper)
+        for t in range(len(self.t_idx)):
+            if not self.selectable[self.t_idx[t]]:
+                continue
+            if t in self.streams:
+                self.push(t, 0)
+            if self.use_violating:
+                self.push(t, 1)
+        limit = np.inf if n_pairs is None else int(n_pairs)
+        c_codes = self.codes[self.c_idx]
+        out = []
+        while self.heap and len(out) < limit:
+            cost, t, c, stream, d = self.heap[0]
+            if cost > self.cost_cap:
+                break
+            heapq.heappop(self.heap)
+            if not self.id_alive[self.codes[self.t_idx[t]]]:
+                continue
+            if not self.alive_c[c]:
+                self.push(t, stream)
+                continue
+            rt, rc, gap = self.refs.pair(int(self.t_idx[t]), int(self.c_idx[c]))
+            out.append((self.t_idx[t], self.c_idx[c], d, rt, rc, stream == 1 and self.F is not None, gap))
+            for g in (self.codes[self.t_idx[t]], self.codes[self.c_idx[c]]):
+                self.id_alive[g] = False
+            self.alive_c &= self.id_alive[c_codes]
+        return out
 
 
 def _check_reference_params(mode: str, R, min_photos: int, caliper) -> None:
