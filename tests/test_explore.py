@@ -20,7 +20,7 @@ from ganmatch.explore import create_app, load_editor, load_run
 from ganmatch.explore.editor import MAX_BATCH, MAX_STRENGTH
 from ganmatch.explore.pairs import PairQuery, filter_pairs, page_of
 from ganmatch.explore.results import image_paths, inside
-from ganmatch.explore.server import build, check_host, make_server
+from ganmatch.explore.server import build_app, check_host, make_server
 from ganmatch.explore.synthetic import write_synthetic_run
 
 HOST = {"Host": "127.0.0.1:8050"}
@@ -33,7 +33,7 @@ def run_dir(tmp_path_factory, one_torch_thread) -> Path:
 
 @pytest.fixture(scope="module")
 def client(run_dir):
-    return build(str(run_dir), log=lambda msg: None).test_client()
+    return build_app(str(run_dir), log=lambda msg: None).test_client()
 
 
 def get(client, url, status=200):
@@ -313,7 +313,7 @@ def test_server_binds_loopback_by_default_and_needs_a_flag_for_other_hosts(run_d
     assert "--threads 0" in capsys.readouterr().err
     with pytest.warns(UserWarning, match="no login"):
         check_host("0.0.0.0", True)
-    server = make_server(build(str(run_dir), log=lambda m: None), "127.0.0.1", 0, threads=2)
+    server = make_server(build_app(str(run_dir), log=lambda m: None), "127.0.0.1", 0, threads=2)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:

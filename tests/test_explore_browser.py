@@ -25,7 +25,7 @@ from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
-from ganmatch.explore.server import build, make_server  # noqa: E402
+from ganmatch.explore.server import build_app, make_server  # noqa: E402
 from ganmatch.explore.synthetic import write_synthetic_run  # noqa: E402
 
 CHROMIUM_FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -49,7 +49,7 @@ THUMBS_LOADED = "return Array.from(document.querySelectorAll('.thumbs img')).eve
 @pytest.fixture(scope="module")
 def base_url(tmp_path_factory, one_torch_thread):
     run_dir = write_synthetic_run(tmp_path_factory.mktemp("browser"), n_images=90, n_pairs=12, shard_size=50)
-    server = make_server(build(str(run_dir), log=lambda m: None), "127.0.0.1", 0, threads=4)
+    server = make_server(build_app(str(run_dir), log=lambda m: None), "127.0.0.1", 0, threads=4)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.effective_port}"

@@ -162,7 +162,7 @@ def test_explorer_serves_every_page_of_the_run(demo_run, tmp_path):
     has none): every page answers and the editor renders the run's latents with its generator."""
     import shutil
 
-    from ganmatch.explore.server import build
+    from ganmatch.explore.server import build_app
     from ganmatch.explore.synthetic import write_directions
 
     work, _, _ = demo_run
@@ -170,7 +170,7 @@ def test_explorer_serves_every_page_of_the_run(demo_run, tmp_path):
     shutil.copytree(work / "results" / "demo", copy)
     if not (copy / "edits" / "directions.npy").exists():
         write_directions(copy)
-    app = build(str(copy), weights=str(work / "resources" / "demo" / "generator.pt"), log=print)
+    app = build_app(str(copy), weights=str(work / "resources" / "demo" / "generator.pt"), log=print)
     client = app.test_client()
     methods = sorted(p.stem for p in (copy / "matches").glob("*.parquet"))
     pages = ["/", "/editor", "/editor?method=gan_greedy&pair=1", "/api/render?image=img00000&edit=male:2",

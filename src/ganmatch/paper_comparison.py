@@ -174,7 +174,7 @@ def run_nn_quality(neighbours: Mapping[str, pd.DataFrame], constrained: pd.DataF
     return neighbour_quality_table(tables, identity, attributes)
 
 
-def build(means: pd.DataFrame, reference_path: str, method: str, spec: dict, neighbours: Mapping[str, pd.DataFrame],
+def comparison_tables(means: pd.DataFrame, reference_path: str, method: str, spec: dict, neighbours: Mapping[str, pd.DataFrame],
           embeddings: Mapping[str, tuple[np.ndarray, np.ndarray]], identity: pd.Series, attributes: pd.DataFrame,
           k: int, pdf: str, png: str | None = None, treatment: str = "treated", paper_path: str | None = None
           ) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -87,7 +87,7 @@ def create_app(run: Run, editor: Editor | None = None, editor_note: str = "",
         wide, plot = None, None
         if m is not None and m.balance is not None:
             wide = m.balance.sort_values(sort, ascending=order == "asc", kind="stable", na_position="last")
-            plot = charts.love_plot(m.balance, m.threshold)
+            plot = charts.love_plot_svg(m.balance, m.threshold)
         return render_template("balance.html", page="balance", method=m, wide=wide, plot=plot, columns=columns,
                                sort=sort, order=order)
 

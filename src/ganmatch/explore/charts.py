@@ -22,7 +22,7 @@ def nice_axis(x: float) -> tuple[float, float]:
     return step * math.ceil(x / step), step
 
 
-def love_plot(wide: pd.DataFrame, threshold: float | None) -> dict:
+def love_plot_svg(wide: pd.DataFrame, threshold: float | None) -> dict:
     """Points (x in px) for |SMD| before and after per covariate, the threshold line and axis ticks."""
     before = wide.get("abs_smd_before", pd.Series(dtype=float)).fillna(0.0)
     after = wide.get("abs_smd_after", pd.Series(dtype=float)).fillna(0.0)

@@ -158,7 +158,7 @@ def embedding_rows(root: Path) -> dict[str, tuple[pd.Series, np.ndarray]]:
     return out
 
 
-def pair_distances(pairs: pd.DataFrame, embeddings: dict[str, tuple[pd.Series, np.ndarray]], a: str, b: str) -> dict[str, np.ndarray]:
+def pair_embedding_distances(pairs: pd.DataFrame, embeddings: dict[str, tuple[pd.Series, np.ndarray]], a: str, b: str) -> dict[str, np.ndarray]:
     """Euclidean distance between the images in columns a and b of `pairs`, in every embedding (NaN where an
     image has no row)."""
     out = {}
@@ -190,10 +190,10 @@ def enrich_pairs(pairs: pd.DataFrame, attributes: pd.DataFrame | None, covariate
             vals = att.reindex(df[col])
             for c in covariates:
                 df[f"{side}_{c}"] = vals[c].to_numpy(float)
-    for name, d in pair_distances(df, embeddings, "treated_id", "control_id").items():
+    for name, d in pair_embedding_distances(df, embeddings, "treated_id", "control_id").items():
         df[f"dist_{name}"] = d
     if all(c in df for c in REF_COLUMNS):
-        for name, d in pair_distances(df, embeddings, *REF_COLUMNS).items():
+        for name, d in pair_embedding_distances(df, embeddings, *REF_COLUMNS).items():
             df[f"refdist_{name}"] = d
     return df
 

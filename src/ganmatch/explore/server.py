@@ -36,7 +36,7 @@ def check_host(host: str, allow_remote: bool) -> None:
                   "(no login, no TLS)", stacklevel=2)
 
 
-def build(results: str, weights: str | None = None, trusted_hosts: list[str] | None = LOOPBACK_HOSTS, log=print):
+def build_app(results: str, weights: str | None = None, trusted_hosts: list[str] | None = LOOPBACK_HOSTS, log=print):
     """Load the run and the editor and build the app (what `serve` runs; tests and benchmarks reuse it)."""
     run = load_run(results)
     editor, note = load_editor(run, weights)
@@ -64,7 +64,7 @@ def serve(results: str, host: str = "127.0.0.1", port: int = 8050, allow_remote:
         raise ConfigError(f"--threads {threads} --render-threads {render_threads}: use 1 to 32 and 1 to 64")
     torch.set_num_threads(render_threads)
     trusted = [*LOOPBACK_HOSTS, host] if is_loopback(host) else None  # e.g. --host 127.0.0.2
-    app = build(results, weights, trusted_hosts=trusted,
+    app = build_app(results, weights, trusted_hosts=trusted,
                 log=lambda msg: print(msg, file=sys.stderr))
     try:
         server = make_server(app, host, port, threads)

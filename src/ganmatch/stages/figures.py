@@ -109,7 +109,7 @@ def paper_comparison_job(inp, out, params) -> None:
     from .. import paper_comparison
     from .matching import load_embeddings
 
-    means, nn = paper_comparison.build(
+    means, nn = paper_comparison.comparison_tables(
         read_parquet(inp.means), inp.reference, params.method, params.spec, read_named_parquets(inp.neighbours),
         load_embeddings(inp.embeddings), read_parquet(inp.index).set_index("image_id")["identity"],
         read_parquet(inp.attributes, columns=["image_id", *params.covariates]), params.k, out.pdf, out.png,
