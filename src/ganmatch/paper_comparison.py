@@ -166,12 +166,12 @@ def paper_comparison(means: pd.DataFrame, nn: pd.DataFrame, pdf: str, png: str |
 def run_nn_quality(neighbours: Mapping[str, pd.DataFrame], constrained: pd.DataFrame | None, identity: pd.Series,
                    attributes: pd.DataFrame, constrained_name: str) -> pd.DataFrame:
     """The run's nearest-neighbour quality per embedding, plus the constrained-cost row when given."""
-    from .figures import neighbour_quality_table
+    from .distances import retrieval_quality_table
 
     tables = dict(neighbours)
     if constrained is not None:
         tables[constrained_name] = constrained
-    return neighbour_quality_table(tables, identity, attributes)
+    return retrieval_quality_table(tables, identity, attributes)
 
 
 def comparison_tables(means: pd.DataFrame, reference_path: str, method: str, spec: dict, neighbours: Mapping[str, pd.DataFrame],
