@@ -228,18 +228,10 @@ def load_vgg16_features(weights: str | None = None, allow_random: bool = False, 
             raise WeightsError("face embedding 'vgg' needs weights: set embeddings.<name>.weights to a local file "
                                f"(download {VGG16_URL}) or allow_random: true for a smoke run")
     else:
-        path = Path(weights)
-        if not path.is_file():
-            raise WeightsError(f"{path}: VGG16 weights not found; download {VGG16_URL} there")
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as err:  # noqa: BLE001 - any unpickling failure means a bad file
-            raise WeightsError(f"{path}: not a loadable state dict ({err}); re-download it") from err
-        state = {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
-        try:
-            features.load_state_dict(state)
-        except RuntimeError as err:
-            raise WeightsError(f"{path}: does not fit torchvision's VGG16 ({str(err)[:200]})") from err
+        from .weights import load_state_dict_file
+
+        load_state_dict_file(features, weights, lambda k: k[len("features."):] if k.startswith("features.") else None,
+                             "torchvision's VGG16", f"download {VGG16_URL} there")
     features = features[: VGG_SLICES[-1][1]]
     for layer in features:
         if hasattr(layer, "inplace"):

@@ -45,18 +45,10 @@ def load_fairface(weights: str | None = None, allow_random: bool = False, random
             raise WeightsError("FairFace needs weights: set face_attributes.fairface_weights to "
                                f"{FAIRFACE_WEIGHTS[7]} (from {FAIRFACE_SOURCE})")
     else:
-        path = Path(weights)
-        if not path.is_file():
-            raise WeightsError(f"{path}: FairFace weights not found; get {path.name} from {FAIRFACE_SOURCE}")
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as err:  # noqa: BLE001 - any unpickling failure means a bad file
-            raise WeightsError(f"{path}: not a loadable state dict ({err}); re-download it") from err
-        state = {k.removeprefix("module."): v for k, v in state.items()}
-        try:
-            model.load_state_dict(state)
-        except RuntimeError as err:
-            raise WeightsError(f"{path}: does not fit FairFace's ResNet-34 ({str(err)[:200]})") from err
+        from .weights import load_state_dict_file
+
+        load_state_dict_file(model, weights, lambda k: k.removeprefix("module."), "FairFace's ResNet-34",
+                             f"get {Path(weights).name} from {FAIRFACE_SOURCE}")
     return model.eval().to(device)
 
 

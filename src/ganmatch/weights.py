@@ -251,3 +251,24 @@ def load_official_pickle(path: str | os.PathLike, size: int | None = None, key: 
     if not isinstance(record, PersistentRecord):
         raise WeightsError(f"{path}: expected key {key!r} holding a Generator; keys are {sorted(map(str, data))}")
     return generator_from_record(record, source=str(path), size=size)
+
+
+def load_state_dict_file(module, path: str | Path, rename=lambda key: key, what: str = "the model",
+                         missing_hint: str = "download it there"):
+    """Load a torch state dict file (tensors only, never arbitrary pickles) into `module`; keys pass through
+    `rename` (None drops a key). Every failure is a WeightsError naming the file and the fix."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"{path}: {what} weights not found; {missing_hint}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unpickling failure means a bad file
+        raise WeightsError(f"{path}: not a loadable state dict ({err}); re-download it") from err
+    state = {new: v for k, v in state.items() if (new := rename(k)) is not None}
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as err:
+        raise WeightsError(f"{path}: does not fit {what} ({str(err)[:200]})") from err
+    return module

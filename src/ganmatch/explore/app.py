@@ -160,23 +160,22 @@ def create_app(run: Run, editor: Editor | None = None, editor_note: str = "",
                                thumbs=thumbs, ipage=ipage, n_ipages=n_ipages,
                                has_image_file=image in run.images)
 
+    def send_known_png(key: str, files: dict, what: str, max_age: int):
+        """A PNG of the results folder looked up by id in `files` (never a path from the request)."""
+        Params(request.args, set())
+        known_id(key, files, what)
+        path = inside(run.root, files[key])
+        if path is None:
+            raise NotFound(f"the {what} file is missing")
+        return send_file(path, mimetype="image/png", max_age=max_age)
+
     @app.get("/image/<path:image_id>")
     def image(image_id: str):
-        Params(request.args, set())
-        known_id(image_id, run.images, "aligned image")
-        path = inside(run.root, run.images[image_id])
-        if path is None:
-            raise NotFound("the aligned image file is missing")
-        return send_file(path, mimetype="image/png", max_age=3600)
+        return send_known_png(image_id, run.images, "aligned image", 3600)
 
     @app.get("/figure/<name>.png")
     def figure(name: str):
-        Params(request.args, set())
-        known_id(name, run.figures, "figure")
-        path = inside(run.root, run.figures[name])
-        if path is None:
-            raise NotFound("the figure file is missing")
-        return send_file(path, mimetype="image/png", max_age=60)
+        return send_known_png(name, run.figures, "figure", 60)
 
     def need_editor() -> Editor:
         if editor is None:
