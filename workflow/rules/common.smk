@@ -69,10 +69,12 @@ def get_final_output():
     targets = [f"{RES}/balance/summary.parquet", f"{RES}/attributes_cv.parquet"]
     targets += [f"{RES}/neighbours/{e}.parquet" for e in active_embeddings()]
     skip = {"projection_quality": not project_active(), "outcomes": not config.get("outcomes")}
+    skip.update(skipped_edit_figures())  # workflow/rules/edit.smk
     targets += [f"{RES}/figures/{name}.pdf" for name in config["figures"] if not skip.get(name)]
     if config.get("outcomes"):
         targets.append(f"{RES}/outcomes.parquet")
     targets += [f"{RES}/outcomes/verification_{e}.parquet" for e in verification_embeddings()]
+    targets += edit_targets()  # workflow/rules/edit.smk
     return targets
 
 

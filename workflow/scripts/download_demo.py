@@ -18,5 +18,6 @@ io.write_parquet(data.labels, out.labels)
 io.write_parquet(data.landmarks, out.landmarks)
 io.write_parquet(data.directions, out.directions)
 io.write_npy(data.latents, out.latents)
-io.write_json({"outcome": cfg["effect"]}, out.truth)  # the planted treatment effect, for the outcome stage
+# the planted treatment effect (for the outcome stage) and how attributes follow from a latent (for the edit stage)
+io.write_json({"outcome": cfg["effect"], "latent": data.latent_truth}, out.truth)
 save_generator(generator, out.weights)
