@@ -122,15 +122,15 @@ def simulate(generator, cfg: dict, seed: int) -> DemoData:
 
 
 def planted_coordinates(W: np.ndarray, directions: pd.DataFrame, latent_truth: dict) -> pd.DataFrame:
-    """Each planted attribute's coordinate of W latents, in units of its separation (+1 with it, -1 without).
+    """Each planted attribute's coordinate of W latents in units of its separation: the distance between the
+    centres of faces with and without it (2 x `demo.separation`), so the centres sit at +0.5 and -0.5.
 
-    The attribute is present where the coordinate is positive; a move of 2 is the full distance between the
-    two groups' centres. W+ latents are averaged over layers first.
+    The attribute is present where the coordinate is positive. W+ latents are averaged over layers first.
     """
     W = np.asarray(W, np.float64)
     W = W.mean(axis=1) if W.ndim == 3 else W
     centred = (W - np.asarray(latent_truth["w_avg"])) / latent_truth["w_scale"]
-    return pd.DataFrame({r.attribute: centred @ np.asarray(r[1:], np.float64) / latent_truth["separation"][r.attribute]
+    return pd.DataFrame({r.attribute: centred @ np.asarray(r[1:], np.float64) / (2 * latent_truth["separation"][r.attribute])
                          for r in directions.itertuples(index=False)})
 
 

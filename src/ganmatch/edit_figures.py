@@ -10,7 +10,16 @@ import numpy as np
 import pandas as pd
 
 from .io import read_rgb
-from .plots import BEFORE_COLOUR, GROUP_COLOURS, method_styles, panel_grid, plt, pretty, save_figure
+from .plots import (
+    BEFORE_COLOUR,
+    GROUP_COLOURS,
+    group_labels,
+    method_styles,
+    panel_grid,
+    plt,
+    pretty,
+    save_figure,
+)
 
 
 def _mosaic(paths: list[list[str]], pad: int = 2) -> np.ndarray:
@@ -48,7 +57,8 @@ def edit_grid(edits: pd.DataFrame, selection: pd.DataFrame, pdf: str, png: str |
         ax.set_title(d.replace("|", "\n| "), fontsize=7)
         drawn += [{"direction": d, "image_id": i, "strength": s, "path": sub.at[(i, s), "path"]} for i in ids for s in strengths]
     fig.supxlabel("edit strength (SDs of the attribute score)", fontsize=8)
-    fig.suptitle(f"Edits along each direction (T = {treatment}, C = control)", fontsize=9)
+    names = group_labels(treatment)
+    fig.suptitle(f"Edits along each direction (rows: T = {names[1]}, C = {names[0]})", fontsize=9)
     save_figure(fig, pdf, png)
     return pd.DataFrame(drawn)
 
@@ -80,7 +90,7 @@ def leakage_heatmap(leakage: pd.DataFrame, pdf: str, png: str | None = None) -> 
     data = leakage[leakage["strength"] == top].copy()
     sources = list(dict.fromkeys(data["source"]))
     units = {"model": "change in SDs of the attribute score (latent models)",
-             "truth": "true change in units of the attribute's separation (demo)"}
+             "truth": "true change in units of the attribute's separation (planted, demo)"}
     directions = list(dict.fromkeys(data.sort_values("conditional", kind="stable")["direction"]))
     measured = list(dict.fromkeys(data["measured"]))
     fig, axes = panel_grid(len(sources), max_cols=2, panel=(0.75 * len(measured) + 2.2, 0.42 * len(directions) + 1.2))
@@ -119,6 +129,10 @@ def transects_figure(table: pd.DataFrame, pdf: str, png: str | None = None) -> p
         ax.fill_between(sub["strength"], sub["ci_low"], sub["ci_high"], color="#1f77b4", alpha=0.25, linewidth=0)
         ax.plot(sub["strength"], sub["estimate"], "o-", color="#1f77b4", markersize=3)
         ax.axhline(0, color="k", linewidth=0.6, linestyle=":")
+        lo, hi = float(min(sub["ci_low"].min(), 0)), float(max(sub["ci_high"].max(), 0))
+        if hi - lo < 0.1:  # a flat line stays flat instead of magnifying rounding noise
+            mid = (hi + lo) / 2
+            ax.set_ylim(mid - 0.05, mid + 0.05)
         ax.set_title(pretty(name), fontsize=8)
         ax.set_xlabel("edit strength (SD)", fontsize=7)
         ax.set_ylabel("mean change", fontsize=7)

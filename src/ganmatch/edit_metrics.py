@@ -96,3 +96,33 @@ def with_observational(transect: pd.DataFrame, outcomes: pd.DataFrame) -> pd.Dat
                      n_images=obs["n_treated"].fillna(0) + obs["n_control"].fillna(0))
     cols = list(transect.columns)
     return pd.concat([transect, obs.reindex(columns=cols)], ignore_index=True)
+
+
+def demo_acceptance(directions: pd.DataFrame, edits: pd.DataFrame, transects: pd.DataFrame, treated: pd.Series,
+                    treatment: str, covariates: list[str], outcome: str = "outcome") -> dict:
+    """The demo's checks of the edit stage against its planted truth, as numbers.
+
+    `min_planted_cosine` over the plain directions of the treatment and covariates; for the treatment's conditional
+    edit at the largest strength, `max_covariate_shift` (largest mean |true change| of a covariate, in units of its
+    separation) and `share_crossed` (images pushed towards the other group whose planted treatment changed sides);
+    and the experimental effect on `outcome` with its interval and whether it covers the planted effect.
+    """
+    plain = directions[(directions["conditional_on"] == "") & directions["attribute"].isin([treatment, *covariates])]
+    cond = directions[(directions["attribute"] == treatment) & (directions["conditional_on"] != "") & (directions["row"] >= 0)]
+    out = {"min_planted_cosine": float(plain["planted_cosine"].min()),
+           "cosines": plain.set_index("attribute")["planted_cosine"].round(3).to_dict()}
+    if len(cond):
+        d = cond["direction"].iloc[0]
+        top = edits["strength"].abs().max()
+        ce = edits[(edits["direction"] == d) & (edits["strength"].abs() == top)]
+        out["conditional_direction"] = d
+        out["max_covariate_shift"] = float(max(ce[f"true_delta_{c}"].abs().mean() for c in covariates))
+        out["max_covariate_shift_any_image"] = float(max(ce[f"true_delta_{c}"].abs().max() for c in covariates))
+        towards = ce[(ce["strength"] > 0) == (ce["image_id"].map(treated) == 0)]
+        out["share_crossed"] = float(towards[f"true_flip_{treatment}"].mean())
+    exp = transects[(transects["kind"] == "experimental") & (transects["outcome"] == outcome)]
+    if len(exp):
+        r = exp.iloc[0]
+        out.update(effect=float(r["estimate"]), ci_low=float(r["ci_low"]), ci_high=float(r["ci_high"]),
+                   truth=float(r["truth"]), covers=bool(r["covers"]))
+    return out

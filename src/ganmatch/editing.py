@@ -34,6 +34,8 @@ def fit_directions(W: np.ndarray, labels: pd.DataFrame, conditionals: dict[str, 
                    random_state: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
     """Fit one direction per column of `labels` (0/1, NaN unknown) and the conditional ones; table + unit array.
 
+    The models are logistic regressions on W scaled by one number (geometry kept, see `IsotropicScaler`).
+
     An attribute with fewer than `min_positives` positives (or negatives) is a row with its `skipped` reason and
     `row == -1`; a conditional direction whose target or conditions were skipped is skipped too. `norm` is the
     classifier normal's length in W (its logit is `norm * score + intercept`); for a conditional direction it is
@@ -57,7 +59,8 @@ def fit_directions(W: np.ndarray, labels: pd.DataFrame, conditionals: dict[str, 
         if not reason:
             usable[name] = y
     if usable:
-        model = LatentAttributeModel(C=C, cv_folds=cv_folds, random_state=random_state).fit(W, pd.DataFrame(usable))
+        model = LatentAttributeModel(C=C, cv_folds=cv_folds, random_state=random_state, isotropic=True)
+        model.fit(W, pd.DataFrame(usable))
         accuracy = model.cv_table_.set_index("attribute")["cv_accuracy"]
         for name, pipe in model.models_.items():
             scaler, clf = pipe[0], pipe[1]
