@@ -121,3 +121,27 @@ def test_edit_shard_renders_every_edit_and_measures_drift(tmp_path):
     cond = out[(out["direction"] == "a|b") & (out["strength"] == 1)]
     np.testing.assert_allclose(cond["delta_b"], 0.0, atol=1e-4)  # b's score does not move
     assert (cond["delta_a"] > 0).all() and (cond["score_after"] > cond["score_before"]).all()
+
+
+def test_select_images_takes_ids_groups_and_matched_pairs_of_projected_images(tmp_path):
+    from ganmatch.errors import ConfigError
+    from ganmatch.stages import edit as edit_stage
+
+    ids = [f"i{k}" for k in range(10)]
+    index = pd.DataFrame({"image_id": ids, "identity": ids, "male": [1, 0] * 5})
+    shards = []
+    for k, part in enumerate((ids[:5], ids[5:])):
+        t = pd.DataFrame({"image_id": part, "status": "ok"})
+        if k == 1:
+            t.loc[0, "status"] = "failed"  # i5 has no latent
+        t.to_parquet(tmp_path / f"s{k}.parquet")
+        shards.append(str(tmp_path / f"s{k}.parquet"))
+    pd.DataFrame({"treated_id": ["i0", "i2"], "control_id": ["i5", "i3"], "distance": [0.1, 0.2]}).to_parquet(tmp_path / "m.parquet")
+    sel = edit_stage.select_images(index, index[["image_id"]], shards, {"m": str(tmp_path / "m.parquet")}, "male",
+                                   {"ids": ["i9"], "per_group": 1, "max_pairs": 2})
+    assert sel["image_id"].is_unique and "i5" not in set(sel["image_id"])
+    assert sel.iloc[0]["image_id"] == "i9" and sel.iloc[0]["source"] == "ids"
+    assert {"i0", "i2", "i3"} <= set(sel["image_id"]) and (sel["source"] == "per_group").sum() <= 2
+    assert sel.set_index("image_id").loc["i9", "shard"] == 1
+    with pytest.raises(ConfigError, match="edit.images.ids"):
+        edit_stage.select_images(index, index[["image_id"]], shards, {}, "male", {"ids": ["i5"]})

@@ -135,7 +135,7 @@ def edit_shard(selection: pd.DataFrame, shard: int, latent_table: pd.DataFrame, 
     """Edit this shard's selected images along every fitted direction at every strength; render them to PNGs.
 
     Returns the edited latents (rows = table rows) and the edit table: image_id, direction, attribute,
-    conditional_on, strength, step (W units), path (PNG), score_before/after (the target model's logit), then per
+    conditional_on, conditional, strength, step (W units), path (PNG), score_before/after (the target model's logit), then per
     plain attribute `delta_<a>` (score change in SDs of its score) and `flip_<a>` (predicted class changed), and
     per embedding `drift_<e>` (distance of the rendered edit from the rendered original).
     """
@@ -167,6 +167,7 @@ def edit_shard(selection: pd.DataFrame, shard: int, latent_table: pd.DataFrame, 
         "direction": np.tile(np.repeat(kept["direction"].to_numpy(), ns), n),
         "attribute": np.tile(np.repeat(kept["attribute"].to_numpy(), ns), n),
         "conditional_on": np.tile(np.repeat(kept["conditional_on"].to_numpy(), ns), n),
+        "conditional": np.tile(np.repeat(kept["conditional_on"].to_numpy() != "", ns), n),
         "strength": np.tile(strengths, n * nd),
         "step": steps.reshape(-1),
     })
