@@ -70,7 +70,7 @@ def run(preset: str, device: str, batch_sizes: list[int], n_images: int, repeats
         t = min(time_edits(gen, Wb, direction, b, device) for _ in range(repeats))
         rows.append({"machine": machine_name(device), "preset": preset, "size": gen.size, "device": device,
                      "threads": torch.get_num_threads(), "batch_size": b, "n_images": n, "seconds": t,
-                     "images_per_sec": n / t})
+                     "images_per_sec": n / t, "load_avg": os.getloadavg()[0]})
     df = pd.DataFrame(rows)
     base = df.loc[df["batch_size"] == 1, "images_per_sec"]
     df["speedup_vs_batch1"] = df["images_per_sec"] / (float(base.iloc[0]) if len(base) else np.nan)
@@ -90,7 +90,9 @@ def write(df: pd.DataFrame, out: Path = RESULTS) -> None:
         df.to_csv(tmp, index=False, float_format="%.6g")
     text = ("# Edit throughput\n\n`images_per_sec`: latents moved along a direction and rendered by the generator per "
             "second (PNG writing excluded), the fastest of 3 runs after a warm-up; `speedup_vs_batch1` within one "
-            "machine, preset and device. GPU rows: none yet (no GPU was lent when this table was made); run "
+            "machine, preset and device; `load_avg`: the machine's 1-minute load average after the row (other jobs "
+            "slow small batches most; the first rows were measured on a 2-core machine shared at load ~10, so they are "
+            "pessimistic). GPU rows: none yet (no GPU was lent when this table was made); run "
             "`python benchmarks/editing.py --preset ffhq256 --device cuda` on one to add them.\n\n"
             + df.to_markdown(index=False, floatfmt=".4g") + "\n")
     with atomic_path(out / "editing.md", ".md") as tmp:
