@@ -201,7 +201,7 @@ def summarise(tables: list[pd.DataFrame], arrays: list[np.ndarray], index: pd.Da
               selection_latents: tuple[pd.DataFrame, list[np.ndarray]] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """All edits in one table with identity drift over each embedding's same-person threshold (`drift_<e>_ratio`),
     the outcomes evaluated on the edited latents (`outcome_<o>`, `outcome_before_<o>`: the latent models'
-    probabilities `p_<a>`, and on the demo the planted outcome and planted attribute changes `true_delta_<a>`,
+    probabilities `p_<a>`, each face recogniser's distance to the original `verify_<e>`, and on the demo the planted outcome and planted attribute changes `true_delta_<a>`,
     in units of its separation), and the leakage table. `selection_latents` (rows, arrays of `latent_rows`) give
     the originals' latents for the demo truth."""
     from ..io import read_npy
@@ -224,6 +224,9 @@ def summarise(tables: list[pd.DataFrame], arrays: list[np.ndarray], index: pd.Da
         limit = thresholds.get(name) or edit_metrics.same_person_threshold(X, rows.map(identity).to_numpy())
         edits[f"drift_{name}_threshold"] = np.float32(limit)
         edits[f"drift_{name}_ratio"] = (edits[f"drift_{name}"] / limit).astype(np.float32)
+        if name in thresholds:  # a face recogniser: its verification distance to the original is a transect outcome
+            edits[f"outcome_before_verify_{name}"] = np.float32(0.0)
+            edits[f"outcome_verify_{name}"] = edits[f"drift_{name}"].astype(np.float32)
     W0 = gather(*selection_latents, edits["image_id"]) if selection_latents else None
     if truth and planted is not None:
         from ..demo import planted_coordinates, planted_outcome
