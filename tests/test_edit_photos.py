@@ -60,5 +60,7 @@ def test_with_an_official_pickle_the_edit_stage_runs_on_photos(tmp_path):
     edits = pd.read_parquet(res / "edits.parquet")
     assert len(edits) > 0 and {"drift_dlib", "drift_dlib_ratio", "drift_gan"} <= set(edits.columns)
     assert (edits["drift_dlib_threshold"] == 0.6).all()  # dlib's own same-person threshold
+    transects = pd.read_parquet(res / "transects.parquet")
+    assert {"verify_dlib", "p_male"} <= set(transects["outcome"])  # a verification distance and a model's output
     for name in ("edits", "edit_leakage", "interpolations"):
         assert (work / f"results/photos/figures/{name}.png").stat().st_size > 0
