@@ -89,7 +89,7 @@ def write(df: pd.DataFrame, out: Path = RESULTS) -> None:
     with atomic_path(out / "editing.csv", ".csv") as tmp:
         df.to_csv(tmp, index=False, float_format="%.6g")
     text = ("# Edit throughput\n\n`images_per_sec`: latents moved along a direction and rendered by the generator per "
-            "second (PNG writing excluded), the fastest of 3 runs after a warm-up; `speedup_vs_batch1` within one "
+            "second (PNG writing excluded), the fastest of `--repeats` runs after a warm-up (3; the 256 px rows: 2); `speedup_vs_batch1` within one "
             "machine, preset and device; `load_avg`: the machine's 1-minute load average after the row (other jobs "
             "slow small batches most; the first rows were measured on a 2-core machine shared at load ~10, so they are "
             "pessimistic). GPU rows: none yet (no GPU was lent when this table was made); run "
