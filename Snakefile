@@ -1,6 +1,7 @@
 # ganmatch: remove confounding from face datasets by matching images in a GAN's latent space.
 # The DAG: download -> index -> align -> project -> embeddings -> attributes -> distances
-#          -> matching -> balance -> outcomes -> figures; edit (directions, edits, transects) after projection. All logic lives in src/ganmatch/.
+#          -> matching -> balance -> outcomes -> figures, and edit (directions, edits, transects)
+#          after projection. All logic lives in src/ganmatch/.
 
 from snakemake.utils import min_version
 
