@@ -1,6 +1,7 @@
 # ganmatch: remove confounding from face datasets by matching images in a GAN's latent space.
 # The DAG: download -> index -> align -> project -> embeddings -> attributes -> distances
-#          -> matching -> balance -> outcomes -> figures. All logic lives in src/ganmatch/.
+#          -> matching -> balance -> outcomes -> figures, and edit (directions, edits, transects)
+#          after projection. All logic lives in src/ganmatch/.
 
 from snakemake.utils import min_version
 
@@ -17,6 +18,7 @@ report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/edit_common.smk"
 include: "workflow/rules/download.smk"
 include: "workflow/rules/align.smk"
 include: "workflow/rules/project.smk"
@@ -28,6 +30,7 @@ include: "workflow/rules/matching.smk"
 include: "workflow/rules/balance.smk"
 include: "workflow/rules/outcomes.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/edit.smk"
 
 
 rule all:

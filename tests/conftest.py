@@ -21,6 +21,7 @@ TINY = {
     "demo": {"n_identities": 40},
     "project": {"steps": 40, "batch_size": 60},
     "distances": {"k": 20},
+    "edit": {"min_positives": 3, "images": {"per_group": 6}},  # ~6 photos wear eyeglasses in the tiny demo
 }
 
 

@@ -37,3 +37,15 @@ def test_projection_results_merge_replaces_only_remeasured_rows(projection_bench
     # the speed-up is against the batch-1 row of the same configuration, kept from the earlier run
     assert by.loc[("cpu", 2), "speedup_vs_batch1"] == 4.0
     assert pd.isna(by.loc[("cuda", 2), "speedup_vs_batch1"])  # no batch-1 row on that machine
+
+
+def test_editing_benchmark_runs_and_merges():
+    path = Path(__file__).parents[1] / "benchmarks" / "editing.py"
+    spec = importlib.util.spec_from_file_location("bench_editing", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    df = module.run("demo", "cpu", [1, 2], n_images=4, repeats=1)
+    assert list(df["batch_size"]) == [1, 2] and (df["images_per_sec"] > 0).all()
+    assert df["speedup_vs_batch1"].iloc[0] == 1.0
+    merged = module.merge(df, df.assign(images_per_sec=1.0).iloc[1:])
+    assert len(merged) == 2 and merged.set_index("batch_size").loc[2, "images_per_sec"] == 1.0

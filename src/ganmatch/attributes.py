@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold, cross_val_score
 from sklearn.pipeline import make_pipeline
@@ -16,16 +17,36 @@ from sklearn.preprocessing import StandardScaler
 from .errors import InputDataError
 
 
-class LatentAttributeModel:
-    """One linear classifier per attribute on an embedding; `directions_` holds their unit normals."""
+class IsotropicScaler(TransformerMixin, BaseEstimator):
+    """Centre, then divide every coordinate by one scale (the RMS spread): keeps the latent space's geometry,
+    so a classifier's normal is a direction in W, not in a per-coordinate rescaled space."""
 
-    def __init__(self, C: float = 1.0, cv_folds: int = 5, random_state: int = 0):
+    def fit(self, X, y=None):
+        X = np.asarray(X, np.float64)
+        self.mean_ = X.mean(axis=0)
+        self.scale_ = np.full(X.shape[1], float(np.sqrt(((X - self.mean_) ** 2).mean())) or 1.0)
+        return self
+
+    def transform(self, X):
+        return (np.asarray(X, np.float64) - self.mean_) / self.scale_
+
+
+class LatentAttributeModel:
+    """One linear classifier per attribute on an embedding; `directions_` holds their unit normals.
+
+    `isotropic=True` scales all coordinates by one number (for editing directions: per-coordinate standardising
+    tilts the normal away from the attribute's direction in W, e.g. cosine 0.84 instead of 0.99 on the demo).
+    """
+
+    def __init__(self, C: float = 1.0, cv_folds: int = 5, random_state: int = 0, isotropic: bool = False):
         self.C = C
         self.cv_folds = cv_folds
         self.random_state = random_state
+        self.isotropic = isotropic
 
     def _make(self):
-        return make_pipeline(StandardScaler(), LogisticRegression(C=self.C, max_iter=2000))
+        scaler = IsotropicScaler() if self.isotropic else StandardScaler()
+        return make_pipeline(scaler, LogisticRegression(C=self.C, max_iter=2000))
 
     def fit(self, X: np.ndarray, labels: pd.DataFrame) -> LatentAttributeModel:
         """Fit every column of `labels` (0/1, NaN = unlabelled) on rows of X; record CV accuracy."""

@@ -269,10 +269,33 @@ def precomputed_problems(config: dict) -> list[str]:
             if spec.get("kind") == "precomputed" and not str(spec.get("path", "")).endswith(".npy")]
 
 
+def edit_problems(config: dict) -> list[str]:
+    """The edit block: it must choose images, and name known matching methods and attributes."""
+    edit = config.get("edit") or {}
+    problems = []
+    methods = set(config.get("matching", {}).get("methods", {}))
+    images = edit.get("images") or {}
+    for key, block in (("images", images), ("interpolation", edit.get("interpolation") or {})):
+        for name in block.get("methods") or []:
+            if name not in methods:
+                problems.append(f"'edit.{key}.methods' names '{name}', which is not among matching.methods: {', '.join(sorted(methods))}.")
+    if edit.get("activate", True) and "images" in edit and not (
+            images.get("ids") or images.get("per_group", 1) > 0 or (images.get("methods") and images.get("max_pairs", 1) > 0)):
+        problems.append("'edit.images' chooses no image: list ids, set per_group > 0, or name matching methods with max_pairs > 0.")
+    known = set(edit.get("attributes") or [config.get("treatment"), *config.get("covariates", [])])
+    for target, condition in (edit.get("conditional") or {}).items():
+        unknown = [a for a in [target, *condition] if a not in known]
+        if unknown:
+            problems.append(f"'edit.conditional.{target}' uses {', '.join(unknown)}, which get no direction; "
+                            f"use attributes among: {', '.join(sorted(map(str, known)))}.")
+    return problems
+
+
 def check_config(config: dict, cwd: str | os.PathLike | None = None) -> None:
     """Raise one ConfigError listing every path, column and method problem of a schema-valid config."""
     problems = (reference_problems(config) + path_problems(config, cwd) + column_problems(config)
-                + method_problems(config) + constrained_semantics_problems(config) + precomputed_problems(config))
+                + method_problems(config) + constrained_semantics_problems(config) + precomputed_problems(config)
+                + edit_problems(config))
     if problems:
         raise ConfigError("invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems)
                           + "\nFix the key(s) above; config/schema.yaml documents every key.")

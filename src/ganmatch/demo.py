@@ -50,6 +50,7 @@ class DemoData:
     landmarks: pd.DataFrame
     photos: np.ndarray  # uint8 (N, raw, raw, 3), misaligned
     directions: pd.DataFrame  # unit direction in W of the treatment and each covariate
+    latent_truth: dict  # how attributes and the outcome follow from a latent (see `planted_coordinates`)
     faces: np.ndarray | None = None  # float32 (N, FACE_DIM) unit descriptors, rows as labels
     face_truth: dict | None = None
 
@@ -182,8 +183,33 @@ def simulate(generator, cfg: dict, seed: int) -> DemoData:
     landmarks = pd.DataFrame(marks.reshape(len(owner), 10), columns=list(LANDMARK_COLUMNS))
     landmarks.insert(0, "image_id", labels["image_id"])
     directions = pd.DataFrame(dirs.astype(np.float32), index=["male", *names]).reset_index(names="attribute")
+    latent_truth = {"w_avg": w_avg.tolist(), "w_scale": w_scale, "effect": float(cfg["effect"]),
+                    "separation": {"male": TREATMENT_SEPARATION, **{c: float(cfg["separation"]) for c in names}},
+                    "outcome_weights": dict(OUTCOME_WEIGHTS)}
     faces, face_truth = face_descriptors(owner, labels["eyeglasses"].to_numpy(), np.random.default_rng([seed, 15]))
-    return DemoData(labels, latents, landmarks, photos, directions, faces, face_truth)
+    return DemoData(labels, latents, landmarks, photos, directions, latent_truth, faces, face_truth)
+
+
+def planted_coordinates(W: np.ndarray, directions: pd.DataFrame, latent_truth: dict) -> pd.DataFrame:
+    """Each planted attribute's coordinate of W latents in units of its separation: the distance between the
+    centres of faces with and without it (2 x `demo.separation`), so the centres sit at +0.5 and -0.5.
+
+    The attribute is present where the coordinate is positive. W+ latents are averaged over layers first.
+    """
+    W = np.asarray(W, np.float64)
+    W = W.mean(axis=1) if W.ndim == 3 else W
+    centred = (W - np.asarray(latent_truth["w_avg"])) / latent_truth["w_scale"]
+    return pd.DataFrame({r.attribute: centred @ np.asarray(r[1:], np.float64) / (2 * latent_truth["separation"][r.attribute])
+                         for r in directions.itertuples(index=False)})
+
+
+def planted_outcome(W: np.ndarray, directions: pd.DataFrame, latent_truth: dict, treatment: str = "male") -> np.ndarray:
+    """The demo outcome as a function of the latent, without its noise: effect * treated + weighted covariates."""
+    present = planted_coordinates(W, directions, latent_truth) > 0
+    out = latent_truth["effect"] * present[treatment].to_numpy(float)
+    for name, weight in latent_truth["outcome_weights"].items():
+        out = out + weight * present[name].to_numpy(float)
+    return out
 
 
 def render(generator, latents: np.ndarray, batch_size: int = 64) -> np.ndarray:

@@ -18,6 +18,7 @@ from .errors import ConfigError
 FACE_RECOGNITION_THRESHOLDS = {"dlib": 0.6, "facenet": 1.0}  # each descriptor's own same-person distance
 VERIFICATION_KINDS = ("dlib", "facenet")
 METHOD_EMBEDDING_KEYS = ("embedding", "constraint_embedding", "reference_embedding")
+EDIT_FIGURES = ("edits", "interpolations", "edit_leakage", "transects")
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,8 @@ class RunPlan:
     verification: dict[str, float]
     knn_metric: dict[str, str]
     paper_comparison_method: str
+    edit_active: bool
+    transect_direction: str
     figures: list[str]
     messages: list[str] = field(default_factory=list)
 
@@ -59,6 +62,15 @@ def _skip_message(config: dict, weights: str | None) -> str:
                 "official StyleGAN2 pickle there (e.g. FFHQ 256 px: stylegan2-ffhq-256x256.pkl from NVIDIA's stylegan2-ada-"
                 "pytorch release, read by ganmatch.weights.load_generator), or add a downloads.files entry with that path.")
     return "project.activate is false."
+
+
+def transect_direction(config: dict) -> str:
+    """The direction the transects follow: the treatment's conditional one if configured, else its plain one
+    ("" when the treatment gets no direction)."""
+    edit, treatment = config["edit"], config["treatment"]
+    if treatment in (edit["conditional"] or {}):
+        return f"{treatment}|{','.join(c for c in edit['conditional'][treatment] if c != treatment)}"
+    return treatment if treatment in (edit["attributes"] or [treatment]) else ""
 
 
 def resolve(config: dict, exists: Callable[[str], bool] = os.path.exists) -> RunPlan:
@@ -96,8 +108,19 @@ def resolve(config: dict, exists: Callable[[str], bool] = os.path.exists) -> Run
     if compared not in methods:
         raise ConfigError(f"'paper_comparison.method' is '{compared}', which is not among the matching methods that run: "
                           f"{', '.join(methods)}.")
-    skip = {"projection_quality": not active, "outcomes": not config["outcomes"]}
+    edit = config["edit"]
+    edit_active = bool(edit["activate"]) and active
+    if edit["activate"] and not active:
+        messages.append("ganmatch: skipping the edit stage (directions, edits, transects, interpolations): it edits "
+                        "projected latents and the GAN stage is off (see the message above).")
+    transect = transect_direction(config)
+    skip = {"projection_quality": not active, "outcomes": not config["outcomes"],
+            **dict.fromkeys(EDIT_FIGURES, not edit_active)}
+    skip["transects"] = skip["transects"] or not transect
+    skip["interpolations"] = skip["interpolations"] or not (edit["interpolation"]["methods"]
+                                                            or edit["interpolation"]["n_identities"])
     figures = [name for name in config["figures"] if not skip.get(name)]
     return RunPlan(dataset=config["dataset"], project_active=active, generator_weights=weights, embeddings=embeddings,
                    methods=methods, attributes_embedding=attributes_embedding, verification=verification,
-                   knn_metric=knn_metric, paper_comparison_method=compared, figures=figures, messages=messages)
+                   knn_metric=knn_metric, paper_comparison_method=compared, edit_active=edit_active,
+                   transect_direction=transect, figures=figures, messages=messages)

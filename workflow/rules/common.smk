@@ -65,6 +65,7 @@ def get_final_output():
     if config["outcomes"]:
         targets.append(f"{RES}/outcomes.parquet")
     targets += [f"{RES}/outcomes/verification_{e}.parquet" for e in PLAN.verification]
+    targets += edit_targets()  # workflow/rules/edit_common.smk
     return targets
 
 

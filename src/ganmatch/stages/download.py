@@ -141,7 +141,8 @@ def download_demo_job(out, params) -> None:
     io.write_npy(data.latents, out.latents)
     io.write_npy(data.faces, out.faces)
     io.write_parquet(data.labels[["image_id"]], out.face_ids)
-    # the planted treatment effect (for the outcome stage) and the simulated face recogniser's truth
+    # the planted treatment effect (for the outcome stage), the simulated face recogniser's truth, the planted
+    # population means (paper_comparison) and how attributes follow from a latent (the edit stage)
     io.write_json({"outcome": cfg["effect"], "face_recognition": data.face_truth,
-                   "covariate_means": demo.planted_group_means()}, out.truth)
+                   "covariate_means": demo.planted_group_means(), "latent": data.latent_truth}, out.truth)
     save_generator(generator, out.weights)
