@@ -63,6 +63,7 @@ def describe_plan(plan, config: dict) -> str:
     for name, spec in plan.methods.items():
         settings = ", ".join(f"{k}={v}" for k, v in spec.items() if k != "method")
         lines.append(f"  {name}: {spec['method']}({settings})")
+    lines.append(f"edit stage: {'on, transects along ' + (plan.transect_direction or '(none)') if plan.edit_active else 'off'}")
     if plan.verification:
         lines.append("face verification: " + ", ".join(f"{e} (threshold {t:g})" for e, t in plan.verification.items()))
     lines.append("figures: " + ", ".join(f"results/{ds}/figures/{f}.pdf" for f in plan.figures))
