@@ -19,6 +19,7 @@ FACE_RECOGNITION_THRESHOLDS = {"dlib": 0.6, "facenet": 1.0}  # each descriptor's
 VERIFICATION_KINDS = ("dlib", "facenet")
 METHOD_EMBEDDING_KEYS = ("embedding", "constraint_embedding", "reference_embedding")
 EDIT_FIGURES = ("edits", "interpolations", "edit_leakage", "transects")
+UNRENDERABLE_KINDS = ("precomputed",)  # descriptors computed elsewhere: an edited face cannot be embedded
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ class RunPlan:
     paper_comparison_method: str
     edit_active: bool
     transect_direction: str
+    drift_embeddings: dict[str, dict]
     figures: list[str]
     messages: list[str] = field(default_factory=list)
 
@@ -114,6 +116,8 @@ def resolve(config: dict, exists: Callable[[str], bool] = os.path.exists) -> Run
         messages.append("ganmatch: skipping the edit stage (directions, edits, transects, interpolations): it edits "
                         "projected latents and the GAN stage is off (see the message above).")
     transect = transect_direction(config)
+    # identity drift of an edit is measured in every embedding that can be computed on a rendered face
+    drift = {name: spec for name, spec in embeddings.items() if spec["kind"] not in UNRENDERABLE_KINDS}
     skip = {"projection_quality": not active, "outcomes": not config["outcomes"],
             **dict.fromkeys(EDIT_FIGURES, not edit_active)}
     skip["transects"] = skip["transects"] or not transect
@@ -123,4 +127,4 @@ def resolve(config: dict, exists: Callable[[str], bool] = os.path.exists) -> Run
     return RunPlan(dataset=config["dataset"], project_active=active, generator_weights=weights, embeddings=embeddings,
                    methods=methods, attributes_embedding=attributes_embedding, verification=verification,
                    knn_metric=knn_metric, paper_comparison_method=compared, edit_active=edit_active,
-                   transect_direction=transect, figures=figures, messages=messages)
+                   transect_direction=transect, drift_embeddings=drift, figures=figures, messages=messages)

@@ -64,7 +64,7 @@ rule edit_shard:
         images=directory(f"{RES}/edits/shard_{{shard}}"),
     params:
         edit={k: EDIT[k] for k in ("strengths", "bound", "batch_size", "device")},
-        embeddings=lambda wildcards: dict(PLAN.embeddings),
+        embeddings=lambda wildcards: PLAN.drift_embeddings,
     threads: 2
     resources:
         gpu=1 if EDIT["gpu"] else 0,
@@ -86,13 +86,13 @@ rule edit_summary:
         edit_tables=shard_outputs(f"{RES}/edits/shard_{{shard}}.parquet"),
         edit_arrays=shard_outputs(f"{RES}/edits/shard_{{shard}}.npy"),
         index=f"{RES}/images.parquet",
-        embeddings=lambda wildcards: [f for e in PLAN.embeddings for f in embedding_files(e)],
+        embeddings=lambda wildcards: [f for e in PLAN.drift_embeddings for f in embedding_files(e)],
     output:
         edits=f"{RES}/edits/edits.parquet",
         leakage=f"{RES}/edits/leakage.parquet",
     params:
-        embeddings=lambda wildcards: list(PLAN.embeddings),
-        thresholds=lambda wildcards: dict(PLAN.verification),
+        embeddings=lambda wildcards: list(PLAN.drift_embeddings),
+        thresholds=lambda wildcards: {e: t for e, t in PLAN.verification.items() if e in PLAN.drift_embeddings},
         outcomes=config["outcomes"],
         treatment=config["treatment"],
     log:
