@@ -31,7 +31,7 @@ def _photos(n: int) -> list[np.ndarray]:
     from PIL import Image
     from skimage import data
 
-    from ganmatch.align import similarity_warp
+    from ganmatch.faces.align import similarity_warp
 
     with cbook.get_sample_data("grace_hopper.jpg") as fh:
         hopper = np.asarray(Image.open(fh).convert("RGB"))
@@ -79,11 +79,11 @@ def main(argv=None) -> pd.DataFrame:
     torch.set_num_threads(THREADS)
     cv2.setNumThreads(THREADS)
 
-    from ganmatch.align import align_face
-    from ganmatch.detect import FaceDetector
-    from ganmatch.face_attributes import head_pose, predict_age_gender, quality_proxies
-    from ganmatch.face_embeddings import embed_images
-    from ganmatch.images import load_image
+    from ganmatch.faces.align import align_face
+    from ganmatch.faces.detect import FaceDetector
+    from ganmatch.faces.face_attributes import head_pose, predict_age_gender, quality_proxies
+    from ganmatch.faces.face_embeddings import embed_images
+    from ganmatch.faces.images import load_image
 
     photos = _photos(args.n)
     tmp = Path(tempfile.mkdtemp(prefix="ganmatch_bench_"))

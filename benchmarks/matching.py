@@ -76,7 +76,7 @@ def synthetic_faces(n: int, seed: int = 0, d_gan: int = 512, d_face: int = 128, 
 def case_knn(n: int, d: int, k: int, nlat: int = 1) -> dict:
     import numpy as np
 
-    from ganmatch import distances
+    from ganmatch.analysis import distances
 
     X = np.random.default_rng(0).normal(size=(n, nlat * d)).astype(np.float32)
     base = _rss_gb()

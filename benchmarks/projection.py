@@ -26,9 +26,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ganmatch.io import atomic_path
-from ganmatch.project import LatentProjector, tensor_to_uint8
-from ganmatch.stylegan2 import make_generator
+from ganmatch.data.io import atomic_path
+from ganmatch.gan.project import LatentProjector, tensor_to_uint8
+from ganmatch.gan.stylegan2 import make_generator
 
 PRESETS = {
     "demo": dict(size=32, z_dim=32, w_dim=32, n_mlp=8, channels={4: 32, 8: 32, 16: 32, 32: 32}),

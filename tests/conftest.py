@@ -50,7 +50,7 @@ def snakemake(workdir: Path, *args: str, check: bool = True, timeout: int = 900)
 
 def schema_block(name: str, **given) -> dict:
     """A config block as the workflow passes it to a stage: `given` over config/schema.yaml's defaults."""
-    from ganmatch.config import fill_defaults
+    from ganmatch.settings.config import fill_defaults
 
     return fill_defaults({name: given}, ROOT / "config/schema.yaml")[name]
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from ganmatch.align import (
+from ganmatch.faces.align import (
     LANDMARK_NAMES,
     align_face,
     alignment_matrix,

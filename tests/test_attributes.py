@@ -3,7 +3,7 @@
 import numpy as np
 import pandas as pd
 
-from ganmatch.attributes import LatentAttributeModel, attributes_table, conditional_direction
+from ganmatch.analysis.attributes import LatentAttributeModel, attributes_table, conditional_direction
 
 
 def _data(n=600, d=8, seed=0):

@@ -18,10 +18,10 @@ import yaml
 from conftest import ROOT, real_photos, schema_block
 from PIL import Image
 
-from ganmatch import attributes, distances
-from ganmatch.config import load_schema, validate_config
+from ganmatch.analysis import attributes, distances
 from ganmatch.errors import ConfigError, InputDataError
 from ganmatch.matching import MatchData, match
+from ganmatch.settings.config import load_schema, validate_config
 from ganmatch.stages import align as align_stage
 from ganmatch.stages import balance as balance_stage
 from ganmatch.stages import matching as matching_stage
@@ -306,9 +306,9 @@ def test_no_unrestricted_unpickling_or_extraction_anywhere():
             if name.endswith("np.load") and kw.get("allow_pickle") != "False":
                 problems.append(where + " without allow_pickle=False")
             if name.endswith("extractall"):
-                problems.append(where + " (use ganmatch.download.safe_extract)")
+                problems.append(where + " (use ganmatch.data.download.safe_extract)")
             if name.endswith(".extract") and path.name != "download.py":
-                problems.append(where + " (use ganmatch.download.safe_extract)")
+                problems.append(where + " (use ganmatch.data.download.safe_extract)")
         for node in ast.walk(tree):
             if isinstance(node, ast.ClassDef):
                 bases = [ast.unparse(b) for b in node.bases]

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ganmatch import balance, distances
+from ganmatch.analysis import balance, distances
 from ganmatch.errors import InputDataError
 
 X = np.array([1.0, 2.0, 3.0, 4.0])

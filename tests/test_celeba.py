@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ganmatch import celeba, dataset, download
+from ganmatch.data import celeba, dataset, download
 from ganmatch.errors import DownloadError, InputDataError
 from ganmatch.stages.download import image_check
 

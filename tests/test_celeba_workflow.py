@@ -20,7 +20,7 @@ import yaml
 from conftest import ROOT, copy_workflow, snakemake
 from PIL import Image
 
-from ganmatch import celeba
+from ganmatch.data import celeba
 from ganmatch.errors import DownloadError
 from ganmatch.stages import download as stage
 
@@ -77,7 +77,7 @@ def server(tmp_path):
 
 def celeba_block(**given) -> dict:
     """A `celeba_hq` block as the workflow passes it: `given` over the schema's defaults."""
-    from ganmatch.config import fill_defaults
+    from ganmatch.settings.config import fill_defaults
 
     return fill_defaults({"celeba_hq": given}, ROOT / "config/schema.yaml")["celeba_hq"]
 

@@ -6,8 +6,8 @@ import pytest
 import yaml
 from conftest import ROOT
 
-from ganmatch.config import load_schema, validate_config
 from ganmatch.errors import ConfigError
+from ganmatch.settings.config import load_schema, validate_config
 
 SCHEMA = load_schema(ROOT / "config/schema.yaml")
 

@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from ganmatch.dataset import assign_shards, check_index, folder_index
+from ganmatch.data.dataset import assign_shards, check_index, folder_index
 from ganmatch.errors import InputDataError
 
 

@@ -8,9 +8,9 @@ import pytest
 from conftest import real_photos, schema_block
 from PIL import Image
 
-from ganmatch.align import align_face, alignment_matrix, similarity_warp, transform_points
-from ganmatch.detect import Detection, FaceDetector, box_from_landmarks, face_models_dir
 from ganmatch.errors import ConfigError, ImageError
+from ganmatch.faces.align import align_face, alignment_matrix, similarity_warp, transform_points
+from ganmatch.faces.detect import Detection, FaceDetector, box_from_landmarks, face_models_dir
 from ganmatch.stages.align import align_shard
 
 BACKENDS = ["mtcnn", "dlib"]

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ganmatch import distances
+from ganmatch.analysis import distances
 from ganmatch.errors import InputDataError
 
 

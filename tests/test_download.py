@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from ganmatch import download as dl
+from ganmatch.data import download as dl
 from ganmatch.errors import DownloadError
 
 PAYLOAD = bytes(range(256)) * 1000  # 256,000 bytes: several chunks at chunk_size 16 KiB

@@ -12,7 +12,7 @@ from conftest import copy_workflow, snakemake
 from test_photos_workflow import make_photo_folder
 from test_weights import CH, _fake_official_modules, _official_like_generator, _Persistent
 
-from ganmatch.stylegan2 import make_generator
+from ganmatch.gan.stylegan2 import make_generator
 
 SKIP = "skipping the edit stage"
 

@@ -4,8 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ganmatch import edit_metrics, editing
-from ganmatch.config import validate_config
+from ganmatch.analysis import edit_metrics
+from ganmatch.gan import editing
+from ganmatch.settings.config import validate_config
 
 
 def planted_data(n=400, w_dim=8, seed=0):
@@ -98,9 +99,9 @@ def test_edit_config_errors_name_the_key(tmp_path):
 
 
 def test_edit_shard_renders_every_edit_and_measures_drift(tmp_path):
+    from ganmatch.gan.stylegan2 import make_generator
+    from ganmatch.gan.weights import save_generator
     from ganmatch.stages import edit as edit_stage
-    from ganmatch.stylegan2 import make_generator
-    from ganmatch.weights import save_generator
 
     gen = make_generator(size=16, z_dim=8, w_dim=8, n_mlp=1, channels={4: 8, 8: 8, 16: 8}, seed=0)
     save_generator(gen, tmp_path / "g.pt")

@@ -6,10 +6,10 @@ import torch
 import yaml
 from conftest import ROOT, copy_workflow, schema_block, snakemake
 
-from ganmatch.encoder import FORMAT, LatentEncoder, load_encoder, save_encoder
 from ganmatch.errors import InputDataError, WeightsError
-from ganmatch.project import LatentProjector, tensor_to_uint8
-from ganmatch.stylegan2 import make_generator
+from ganmatch.gan.encoder import FORMAT, LatentEncoder, load_encoder, save_encoder
+from ganmatch.gan.project import LatentProjector, tensor_to_uint8
+from ganmatch.gan.stylegan2 import make_generator
 
 torch.set_num_threads(1)
 
@@ -85,7 +85,7 @@ def test_save_load_round_trip(gen, encoder, held_out, tmp_path):
 
 
 def test_wrong_files_raise_weights_error_naming_the_file(gen, encoder, tmp_path):
-    from ganmatch.weights import save_generator
+    from ganmatch.gan.weights import save_generator
 
     missing = tmp_path / "nothing.pt"
     with pytest.raises(WeightsError, match="nothing.pt"):
@@ -116,9 +116,9 @@ def test_bad_parameters_and_unfitted_use(gen, held_out):
 def test_shard_stage_starts_from_the_encoder_file(gen, encoder, held_out, tmp_path):
     import pandas as pd
 
-    from ganmatch import io
+    from ganmatch.data import io
+    from ganmatch.gan.weights import save_generator
     from ganmatch.stages import project as stage
-    from ganmatch.weights import save_generator
 
     save_generator(gen, tmp_path / "generator.pt")
     paths = [tmp_path / f"img{i}.png" for i in range(6)]

@@ -168,8 +168,8 @@ def test_render_moves_the_latent_along_a_direction_and_changes_the_image(client)
 
 
 def test_render_equals_the_generator_on_the_runs_own_latent(client, run_dir):
-    from ganmatch.demo import render
-    from ganmatch.weights import load_generator
+    from ganmatch.data.demo import render
+    from ganmatch.gan.weights import load_generator
 
     table = pd.read_parquet(run_dir / "latents" / "shard_0.parquet")
     W = np.load(run_dir / "latents" / "shard_0.npy")

@@ -4,14 +4,14 @@ import numpy as np
 import pytest
 from conftest import PHOTO_LANDMARKS, real_photos
 
-from ganmatch.align import (
+from ganmatch.faces.align import (
     align_face,
     alignment_matrix,
     canonical_landmarks,
     similarity_warp,
     transform_points,
 )
-from ganmatch.face_attributes import (
+from ganmatch.faces.face_attributes import (
     ATTRIBUTE_COLUMNS,
     FACE_MODEL_3D,
     euler_to_matrix,

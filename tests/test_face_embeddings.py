@@ -6,9 +6,9 @@ import torch
 from conftest import PHOTO_LANDMARKS, real_photos
 from PIL import Image
 
-from ganmatch.align import align_face
 from ganmatch.errors import ConfigError, WeightsError
-from ganmatch.face_embeddings import (
+from ganmatch.faces.align import align_face
+from ganmatch.faces.face_embeddings import (
     EMBEDDERS,
     dlib_chips,
     embed_images,

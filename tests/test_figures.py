@@ -6,11 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ganmatch import figures
-from ganmatch.balance import balance_table, group_means
+from ganmatch.analysis.balance import balance_table, group_means
 from ganmatch.errors import InputDataError
 from ganmatch.matching import matched_weights, propensity_scores
-from ganmatch.plots import method_styles
+from ganmatch.report import figures
+from ganmatch.report.plots import method_styles
 
 COVS = ["young", "smiling", "eyeglasses"]
 
@@ -132,7 +132,7 @@ def test_propensity_overlap_uses_matched_weights(tmp_path, sample):
 
 def _propensity_study(tmp_path):
     """80 images, covariates a/b and a 4-d embedding "e" that only 70 of them have; all three drive the treatment."""
-    from ganmatch.io import write_npy, write_parquet
+    from ganmatch.data.io import write_npy, write_parquet
 
     rng = np.random.default_rng(1)
     n = 80
@@ -170,7 +170,7 @@ def _run_script(name, monkeypatch, **sections):
 def test_propensity_overlap_draws_the_scores_the_propensity_matcher_used(tmp_path, monkeypatch):
     """The figure's script shows, for every image the `propensity` method matched, the score it matched on
     (its covariates, embedding, C, sample), as the matcher wrote it, not a score of its own."""
-    from ganmatch.io import write_parquet
+    from ganmatch.data.io import write_parquet
     from ganmatch.stages import matching as matching_stage
 
     index, att, emb_files, sample_ids = _propensity_study(tmp_path)
@@ -215,7 +215,7 @@ def test_propensity_spec_follows_the_configured_method():
 
 def test_propensity_overlap_without_a_propensity_method_fits_the_covariates(tmp_path, monkeypatch):
     """No propensity method configured: the figure shows P(treated | covariates) for every image."""
-    from ganmatch.io import write_parquet
+    from ganmatch.data.io import write_parquet
     from ganmatch.stages import matching as matching_stage
 
     index, att, emb_files, _ = _propensity_study(tmp_path)
@@ -237,7 +237,7 @@ def test_propensity_overlap_without_a_propensity_method_fits_the_covariates(tmp_
 
 
 def test_matched_pairs_grid_with_reference_images(tmp_path, sample):
-    from ganmatch.io import write_png
+    from ganmatch.data.io import write_png
 
     images = {}
     for i, image_id in enumerate(sample["ids"]):
@@ -285,7 +285,7 @@ def test_distance_distributions_split_by_identity(tmp_path, sample):
 
 
 def test_neighbour_quality_table_and_figure(tmp_path, sample):
-    from ganmatch.distances import retrieval_quality, retrieval_quality_table
+    from ganmatch.analysis.distances import retrieval_quality, retrieval_quality_table
 
     nb = {"gan": _neighbours(sample, 1.0), "pixel": _neighbours(sample, 2.0)}
     att = sample["X"].assign(image_id=sample["ids"])
@@ -322,11 +322,11 @@ def test_projection_examples_rerender_latents(tmp_path):
     """Latents re-rendered with the saved generator reproduce the images they were rendered from."""
     import torch
 
-    from ganmatch.io import write_png
-    from ganmatch.project import tensor_to_uint8
+    from ganmatch.data.io import write_png
+    from ganmatch.gan.project import tensor_to_uint8
+    from ganmatch.gan.stylegan2 import Generator
+    from ganmatch.gan.weights import save_generator
     from ganmatch.stages.figures import projection_examples
-    from ganmatch.stylegan2 import Generator
-    from ganmatch.weights import save_generator
 
     torch.manual_seed(0)
     gen = Generator(size=16, z_dim=8, w_dim=8, n_mlp=1, channels={4: 8, 8: 8, 16: 8}).eval()
@@ -345,7 +345,7 @@ def test_projection_examples_rerender_latents(tmp_path):
     assert ids == ["i3", "i4", "i1"]  # worst, middle, best PSNR; the failed image is never shown
     assert np.abs(originals.astype(int) - recons.astype(int)).max() <= 1
     # the workflow passes memory-mapped shards stacked by row position: the same rows, the same figure
-    from ganmatch.embeddings import StackedRows
+    from ganmatch.analysis.embeddings import StackedRows
 
     stacked = StackedRows([latents[:2], latents[2:3], latents[3:]])
     assert len(stacked) == 5 and np.array_equal(stacked[[4, 0, 2]], latents[[4, 0, 2]])
@@ -356,8 +356,8 @@ def test_projection_examples_rerender_latents(tmp_path):
 
 
 def test_latent_shards_check_each_array_against_its_table(tmp_path):
-    from ganmatch.embeddings import latent_shards
-    from ganmatch.io import write_npy, write_parquet
+    from ganmatch.analysis.embeddings import latent_shards
+    from ganmatch.data.io import write_npy, write_parquet
 
     write_parquet(pd.DataFrame({"image_id": ["a", "b"], "status": "ok"}), tmp_path / "s0.parquet")
     write_npy(np.zeros((3, 4), np.float32), tmp_path / "s0.npy")

@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from ganmatch.errors import ImageError
-from ganmatch.images import load_image, try_load_image
+from ganmatch.faces.images import load_image, try_load_image
 
 
 @pytest.fixture(scope="module")

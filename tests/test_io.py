@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ganmatch import io
+from ganmatch.data import io
 
 
 def test_parquet_and_npy_roundtrip(tmp_path):

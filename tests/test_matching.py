@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ganmatch import distances, matching
+from ganmatch import matching
+from ganmatch.analysis import distances
 from ganmatch.errors import ConfigError, InputDataError
 from ganmatch.matching import MatchData, match, matched_weights
 from ganmatch.matching.data import features
@@ -259,7 +260,7 @@ def confounded(n=1200, seed=0):
 
 
 def test_propensity_improves_balance_and_respects_caliper():
-    from ganmatch.balance import weighted_smd
+    from ganmatch.analysis.balance import weighted_smd
 
     data, cov, treated = confounded()
     res = match("propensity", data, covariates=["a", "b", "c"], random_state=42)

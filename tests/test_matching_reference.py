@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ganmatch import distances
+from ganmatch.analysis import distances
 from ganmatch.errors import ConfigError
 from ganmatch.matching import MatchData, match
 from ganmatch.matching.reference_rules import dense_reference_pairs, reference_pairs, selectable
@@ -206,7 +206,7 @@ def test_config_refuses_reference_settings_at_start_up():
     import yaml
     from conftest import ROOT
 
-    from ganmatch.config import load_schema, validate_config
+    from ganmatch.settings.config import load_schema, validate_config
 
     schema = load_schema(ROOT / "config/schema.yaml")
     config = yaml.safe_load((ROOT / "config/config.yaml").read_text())

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from ganmatch import outcomes as oc
+from ganmatch.analysis import outcomes as oc
 from ganmatch.errors import InputDataError
 
 # Morton et al. (1982) lead in children's blood, 33 exposed/control pairs (Rosenbaum 2002, Observational

@@ -10,8 +10,9 @@ import pandas as pd
 import pytest
 from conftest import ROOT
 
-from ganmatch import distances, paper_comparison
+from ganmatch.analysis import distances
 from ganmatch.errors import InputDataError
+from ganmatch.report import paper_comparison
 
 
 def toy_means():
@@ -42,7 +43,7 @@ def test_means_sit_beside_the_reported_numbers():
 
 
 def test_demo_truth_is_a_reference(tmp_path):
-    from ganmatch import demo
+    from ganmatch.data import demo
 
     path = tmp_path / "truth.json"
     path.write_text(json.dumps({"outcome": 1.0, "covariate_means": demo.planted_group_means()}))

@@ -6,8 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ganmatch import distances, face_embeddings
+from ganmatch.analysis import distances
 from ganmatch.errors import WeightsError
+from ganmatch.faces import face_embeddings
 
 
 def test_l1_metric_is_exact_and_consistent():
@@ -97,7 +98,7 @@ def test_a_web_page_is_not_recorded_as_the_file(tmp_path):
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    from ganmatch import download as dl
+    from ganmatch.data import download as dl
     from ganmatch.errors import DownloadError
 
     class Page(BaseHTTPRequestHandler):
@@ -145,8 +146,8 @@ def fairface_weights(tmp_path_factory):
 def test_fairface_predicts_race_with_probabilities(fairface_weights):
     import torch
 
-    from ganmatch.face_embeddings import face_crop, landmarks_for
-    from ganmatch.fairface import RACES, predict_race
+    from ganmatch.faces.face_embeddings import face_crop, landmarks_for
+    from ganmatch.faces.fairface import RACES, predict_race
 
     path, model = fairface_weights
     rng = np.random.default_rng(0)
@@ -167,7 +168,7 @@ def test_fairface_predicts_race_with_probabilities(fairface_weights):
 
 
 def test_race_label_takes_precedence_and_black_is_a_covariate(fairface_weights, tmp_path):
-    from ganmatch.attributes import attributes_table
+    from ganmatch.analysis.attributes import attributes_table
     from ganmatch.stages.faces import race_columns
 
     path, _ = fairface_weights

@@ -146,7 +146,7 @@ def test_missing_weights_skip_gan_with_a_clear_message(tmp_path):
 
 
 def test_face_predictions_fill_unlabelled_covariates_and_treatment_labels_first():
-    from ganmatch.attributes import attributes_table
+    from ganmatch.analysis.attributes import attributes_table
 
     ids = np.array(["a", "b", "c", "d"])
     index = pd.DataFrame({"image_id": ids, "young": [1.0, np.nan, np.nan, 0.0], "male": [np.nan, 1.0, np.nan, np.nan]})
@@ -165,7 +165,7 @@ def test_face_predictions_fill_unlabelled_covariates_and_treatment_labels_first(
 
 
 def test_treatment_comes_from_attributes_when_the_index_lacks_it():
-    from ganmatch.dataset import check_index, with_treatment
+    from ganmatch.data.dataset import check_index, with_treatment
     from ganmatch.errors import InputDataError
 
     index = pd.DataFrame({"image_id": ["a", "b", "c"], "path": ["x"] * 3, "identity": ["a", "b", "c"]})
@@ -196,7 +196,7 @@ def test_face_attribute_table_of_an_aligned_shard(tmp_path):
     rows = pd.DataFrame({"image_id": ["hopper", "empty"], "path": [str(tmp_path / "hopper.jpg"), str(tmp_path / "empty.png")]})
     shard = align_shard(rows, schema_block("align", detector="dlib", output_size=128), tmp_path / "aligned")
     shard.to_parquet(tmp_path / "shard_0.parquet")
-    table = face_attribute_table([str(tmp_path / "shard_0.parquet")], {"young_below": 30, "frontal_within": 15})
+    table = face_attribute_table([str(tmp_path / "shard_0.parquet")], schema_block("face_attributes", young_below=30, frontal_within=15))
     assert table["image_id"].tolist() == ["hopper"]  # the rejected image has no row
     row = table.iloc[0]
     assert row["age"] > 60 and row["young_prob"] < 0.05 and row["young_confidence"] > 0.95

@@ -1,4 +1,4 @@
-"""The config resolved once: every default from the schema, and the run plan (ganmatch.plan.resolve)."""
+"""The config resolved once: every default from the schema, and the run plan (ganmatch.settings.plan.resolve)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import pytest
 import yaml
 from conftest import ROOT
 
-from ganmatch.config import fill_defaults, load_schema, validate_config
 from ganmatch.errors import ConfigError
-from ganmatch.plan import resolve
+from ganmatch.settings.config import fill_defaults, load_schema, validate_config
+from ganmatch.settings.plan import resolve
 
 SCHEMA = load_schema(ROOT / "config/schema.yaml")
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from ganmatch.errors import InputDataError
-from ganmatch.project import (
+from ganmatch.gan.project import (
     LatentProjector,
     ProjectionResult,
     images_to_tensor,
@@ -17,7 +17,7 @@ from ganmatch.project import (
     result_table,
     tensor_to_uint8,
 )
-from ganmatch.stylegan2 import make_generator
+from ganmatch.gan.stylegan2 import make_generator
 
 torch.set_num_threads(1)
 
@@ -140,7 +140,7 @@ def test_bad_arguments(gen, truth):
 
 def test_vgg_distance_is_zero_on_itself_and_grows_with_the_difference():
     """The LPIPS-style distance against cached target features: 0 for the same image, larger when further."""
-    from ganmatch.project import VGGDistance
+    from ganmatch.gan.project import VGGDistance
 
     torch.manual_seed(0)
     vgg = VGGDistance(pretrained=False)  # random weights: same computation, no download

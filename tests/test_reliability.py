@@ -159,7 +159,7 @@ _SLOW_WRITER = textwrap.dedent("""
     import sys, time
     import numpy as np, pandas as pd
     sys.path.insert(0, {src!r})
-    from ganmatch import io
+    from ganmatch.data import io
 
     kind, target = sys.argv[1], sys.argv[2]
     if kind == "npy":
@@ -179,7 +179,7 @@ _SLOW_WRITER = textwrap.dedent("""
 
 @pytest.mark.parametrize("kind", ["npy", "parquet"])
 def test_kill_during_a_shard_write_leaves_no_target_and_a_rerun_works(tmp_path, kind):
-    from ganmatch import io
+    from ganmatch.data import io
 
     target = tmp_path / f"latents/shard_0.{kind}"
     script = tmp_path / "writer.py"

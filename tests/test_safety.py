@@ -19,12 +19,12 @@ import pytest
 import yaml
 from conftest import ROOT, copy_workflow, snakemake
 
-from ganmatch import dataset
-from ganmatch.balance import balance_table
-from ganmatch.config import load_schema, validate_config
+from ganmatch.analysis.balance import balance_table
+from ganmatch.analysis.outcomes import estimate_outcomes
+from ganmatch.data import dataset
 from ganmatch.errors import ConfigError, InputDataError
 from ganmatch.matching import MATCHERS, MatchData
-from ganmatch.outcomes import estimate_outcomes
+from ganmatch.settings.config import load_schema, validate_config
 from ganmatch.stages import attributes as attributes_stage
 from ganmatch.stages import matching as matching_stage
 
@@ -40,7 +40,7 @@ def _problems(config: dict, cwd=None) -> str:
         if cwd is None:
             validate_config(config, SCHEMA)
         else:
-            from ganmatch.checks import check_config
+            from ganmatch.settings.checks import check_config
 
             check_config(config, cwd)
     return str(err.value)
@@ -99,7 +99,7 @@ def test_user_inputs_are_never_outputs(tmp_path):
 
 
 def test_shipped_configs_pass_the_start_up_checks(tmp_path, monkeypatch):
-    from ganmatch.checks import check_config
+    from ganmatch.settings.checks import check_config
 
     for name in ("config", "celeba_hq"):
         check_config(yaml.safe_load((ROOT / f"config/{name}.yaml").read_text()), ROOT)
@@ -291,7 +291,7 @@ def test_outcome_estimates_that_cannot_be_estimated_are_flagged():
 
 
 def test_love_plot_marks_methods_with_too_few_pairs(tmp_path):
-    from ganmatch.figures import love_plot
+    from ganmatch.report.figures import love_plot
 
     cov = pd.DataFrame({"young": np.r_[np.ones(10), np.zeros(10)], "smiling": np.tile([0, 1], 10)})
     treated = np.r_[np.ones(10, int), np.zeros(10, int)]
@@ -303,7 +303,7 @@ def test_love_plot_marks_methods_with_too_few_pairs(tmp_path):
 
     assert (tmp_path / "l.png").exists()
     plt.close("all")
-    from ganmatch.figures import _method_flags
+    from ganmatch.report.figures import _method_flags
 
     assert _method_flags(summary[summary["stat"] == "smd"]) == {"tiny": "too few pairs (1 < 5)"}
 
@@ -314,7 +314,7 @@ def test_love_plot_marks_methods_with_too_few_pairs(tmp_path):
 JOB = """
 import sys, time, types
 from pathlib import Path
-from ganmatch import io
+from ganmatch.data import io
 from ganmatch.logs import script_logging
 out = Path(sys.argv[1]) / "table.parquet"
 smk = types.SimpleNamespace(rule="demo_rule", input=[], output=[str(out)], log=[str(Path(sys.argv[1]) / "job.log")])

@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from ganmatch.stylegan2 import (
+from ganmatch.gan.stylegan2 import (
     Generator,
     default_channels,
     make_generator,

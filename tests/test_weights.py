@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from ganmatch.errors import WeightsError
-from ganmatch.stylegan2 import make_generator
-from ganmatch.weights import (
+from ganmatch.gan.stylegan2 import make_generator
+from ganmatch.gan.weights import (
     load_generator,
     load_official_pickle,
     official_name_map,

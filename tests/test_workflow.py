@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from conftest import copy_workflow, snakemake
 
-from ganmatch import distances
+from ganmatch.analysis import distances
 
 pytestmark = pytest.mark.slow
 
@@ -256,7 +256,7 @@ def test_edit_stage_recovers_the_planted_directions_and_effect(demo_run):
     assert array.dtype == np.float32 and array.shape[0] == (directions["row"] >= 0).sum()
     assert {"direction", "attribute", "conditional_on", "cv_accuracy", "norm", "n_positive", "skipped", "row",
             "score_sd"} <= set(directions.columns)
-    from ganmatch.edit_metrics import demo_acceptance
+    from ganmatch.analysis.edit_metrics import demo_acceptance
 
     edits = pd.read_parquet(res / "edits.parquet")
     transects = pd.read_parquet(res / "transects.parquet")

@@ -10,7 +10,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from .errors import GanmatchError
+from ganmatch.errors import GanmatchError
 
 
 def add_explore(subparsers) -> None:
@@ -33,7 +33,7 @@ def add_explore(subparsers) -> None:
                    help="torch threads for the generator (default 1; raise it for a 256-1024 px generator)")
 
     def run(args) -> int:
-        from .explore.server import serve
+        from ganmatch.explore.server import serve
 
         serve(args.results, host=args.host, port=args.port, allow_remote=args.allow_remote,
               weights=args.weights, threads=args.threads, render_threads=args.render_threads)
@@ -85,8 +85,8 @@ def add_plan(subparsers) -> None:
     def run(args) -> int:
         import yaml
 
-        from .config import validate_config
-        from .plan import resolve
+        from ganmatch.settings.config import validate_config
+        from ganmatch.settings.plan import resolve
 
         config: dict = {}
         for path in args.configfile:

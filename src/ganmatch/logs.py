@@ -30,7 +30,7 @@ def report_failures(rule: str, outputs: list[str], logs: list[str], terminal) ->
     """On an uncaught error: log the traceback, print its message on `terminal`, remove temporary files.
 
     SIGTERM (Snakemake or SLURM cancelling the job) becomes SystemExit, so the `finally` of every open
-    `ganmatch.io.atomic_path` removes its temporary file before the process ends.
+    `ganmatch.data.io.atomic_path` removes its temporary file before the process ends.
     """
 
     def on_error(kind, error, tb):
@@ -50,7 +50,7 @@ def report_failures(rule: str, outputs: list[str], logs: list[str], terminal) ->
 
 
 def remove_temporaries(outputs: list[str]) -> list[str]:
-    """Delete the hidden temporary files `ganmatch.io.atomic_path` makes beside `outputs` (.<name>.XXXX<suffix>)."""
+    """Delete the hidden temporary files `ganmatch.data.io.atomic_path` makes beside `outputs` (.<name>.XXXX<suffix>)."""
     removed = []
     for out in outputs:
         path = Path(out)

@@ -1,5 +1,5 @@
 # Workflow-side helpers only: validation, the run plan, paths, shard bookkeeping, input functions and targets.
-# Decisions (what runs, with which settings) come from ganmatch.plan.resolve; every computation is a call into
+# Decisions (what runs, with which settings) come from ganmatch.settings.plan.resolve; every computation is a call into
 # the ganmatch package from workflow/scripts/. Nothing here edits `config` after validation has filled its defaults.
 
 import math
@@ -9,8 +9,8 @@ import sys
 
 import pandas as pd
 
-from ganmatch.config import validate_config
-from ganmatch.plan import resolve
+from ganmatch.settings.config import validate_config
+from ganmatch.settings.plan import resolve
 from ganmatch.stages.matching import propensity_spec
 
 # Validation checks every key and value (stopping before any job, naming the key) and fills in every default of

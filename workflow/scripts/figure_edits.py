@@ -1,4 +1,4 @@
-"""Figure `edits` of the edit stage (ganmatch.edit_figures.edit_grid)."""
+"""Figure `edits` of the edit stage (ganmatch.report.edit_figures.edit_grid)."""
 
 from ganmatch.logs import script_logging
 from ganmatch.stages.edit import edits_figure_job

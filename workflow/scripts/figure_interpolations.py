@@ -1,4 +1,4 @@
-"""Figure `interpolations` of the edit stage (ganmatch.edit_figures.interpolation_strips)."""
+"""Figure `interpolations` of the edit stage (ganmatch.report.edit_figures.interpolation_strips)."""
 
 from ganmatch.logs import script_logging
 from ganmatch.stages.edit import interpolations_figure_job

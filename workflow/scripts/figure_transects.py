@@ -1,4 +1,4 @@
-"""Figure `transects` of the edit stage (ganmatch.edit_figures.transects_figure)."""
+"""Figure `transects` of the edit stage (ganmatch.report.edit_figures.transects_figure)."""
 
 from ganmatch.logs import script_logging
 from ganmatch.stages.edit import transects_figure_job

@@ -15,11 +15,19 @@ from flask import Flask, Response, abort, render_template, request, send_file, u
 from flask.globals import request_ctx
 from werkzeug.exceptions import BadRequest, HTTPException, NotFound, RequestEntityTooLarge
 
-from . import charts
-from .editor import MAX_BATCH, MAX_STRENGTH, Editor
-from .pairs import COVARIATE_FILTERS, FLAG_FILTERS, PER_PAGE, PairQuery, filter_pairs, page_of, sort_keys
-from .params import Params, known_id, parse_float
-from .results import Run, inside
+from ganmatch.explore import charts
+from ganmatch.explore.editor import MAX_BATCH, MAX_STRENGTH, Editor
+from ganmatch.explore.pairs import (
+    COVARIATE_FILTERS,
+    FLAG_FILTERS,
+    PER_PAGE,
+    PairQuery,
+    filter_pairs,
+    page_of,
+    sort_keys,
+)
+from ganmatch.explore.params import Params, known_id, parse_float
+from ganmatch.explore.results import Run, inside
 
 MAX_QUERY = 2048            # bytes of query string a request may carry
 LOOPBACK_HOSTS = ["127.0.0.1", "localhost", "[::1]", "::1"]

@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..embeddings import StackedRows, latent_shards
-from ..errors import GanmatchError, InputDataError
-from ..io import read_npy
-from .results import Run, table
+from ganmatch.analysis.embeddings import StackedRows, latent_shards
+from ganmatch.data.io import read_npy
+from ganmatch.errors import GanmatchError, InputDataError
+from ganmatch.explore.results import Run, table
 
 MAX_STRENGTH = 5.0      # slider range in SDs, either way
 MAX_BATCH = 16          # frames one request may render
@@ -125,7 +125,7 @@ class Editor:
         """One PNG of the latents' images side by side (at most MAX_BATCH), memoised by latent bytes."""
         from PIL import Image
 
-        from ..demo import render
+        from ganmatch.data.demo import render
 
         latents = np.ascontiguousarray(latents, np.float32)
         if not 1 <= len(latents) <= MAX_BATCH:
@@ -152,7 +152,7 @@ def default_weights(root: Path) -> Path:
 
 def load_editor(run: Run, weights: str | Path | None = None) -> tuple[Editor | None, str]:
     """(the editor, "") when the GAN stage ran and the generator loads, else (None, why not)."""
-    from ..weights import load_generator
+    from ganmatch.gan.weights import load_generator
 
     tables = sorted(run.root.glob("latents/shard_*.parquet"), key=lambda p: (len(p.name), p.name))
     if not tables:

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..errors import InputDataError
-from ..io import read_npy, read_parquet
+from ganmatch.data.io import read_npy, read_parquet
+from ganmatch.errors import InputDataError
 
 INDEX_COLUMNS = {"image_id", "path", "identity", "split", "shard"}
 BALANCE_STATS = ["smd", "var_ratio", "ks_max", "mean_treated", "mean_control"]

@@ -6,10 +6,10 @@ import ipaddress
 import sys
 import warnings
 
-from ..errors import ConfigError
-from .app import LOOPBACK_HOSTS, create_app
-from .editor import load_editor
-from .results import load_run
+from ganmatch.errors import ConfigError
+from ganmatch.explore.app import LOOPBACK_HOSTS, create_app
+from ganmatch.explore.editor import load_editor
+from ganmatch.explore.results import load_run
 
 MAX_HEADER_BYTES = 16 * 1024
 MAX_BODY_BYTES = 1024

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..attributes import LatentAttributeModel, conditional_direction
-from ..io import read_parquet, write_npy, write_parquet, write_png
+from ganmatch.analysis.attributes import LatentAttributeModel, conditional_direction
+from ganmatch.data.io import read_parquet, write_npy, write_parquet, write_png
 
 COVARIATES = ["young", "smiling", "eyeglasses"]
 TREATMENT = "male"
@@ -26,7 +26,7 @@ REJECT_REASONS = ["no face found", "image is too small (12 x 12 px)", "cannot de
 
 def demo_generator(seed: int = 0):
     """The default demo's generator architecture (32 px, w_dim 16), seeded."""
-    from ..stylegan2 import make_generator
+    from ganmatch.gan.stylegan2 import make_generator
 
     return make_generator(size=32, z_dim=16, w_dim=16, n_mlp=2, channels={r: 32 for r in (4, 8, 16, 32)}, seed=seed)
 
@@ -44,7 +44,7 @@ def draw_latents(generator, n: int, seed: int) -> np.ndarray:
 
 def plant_labels(generator, W: np.ndarray, seed: int) -> pd.DataFrame:
     """Covariates = signs along the generator's most visible directions; treatment confounded with them."""
-    from ..demo import semantic_directions
+    from ganmatch.data.demo import semantic_directions
 
     rng = np.random.default_rng(seed)
     dirs = semantic_directions(generator, 1 + len(COVARIATES), seed=seed)
@@ -73,9 +73,9 @@ def write_synthetic_run(root: str | Path, dataset: str = "synthetic", n_images: 
     """Write a complete results folder under `root`; returns `<root>/results/<dataset>`. `face_dim` is the size
     of the stand-in face-recognition embedding ('facial': photos of one person close together); `figures` adds
     the love plot (the overview's gallery)."""
-    from ..demo import render as render_latents
-    from ..stages.balance import method_balance
-    from ..weights import save_generator
+    from ganmatch.data.demo import render as render_latents
+    from ganmatch.gan.weights import save_generator
+    from ganmatch.stages.balance import method_balance
 
     root = Path(root)
     res = root / "results" / dataset
@@ -120,7 +120,7 @@ def write_synthetic_run(root: str | Path, dataset: str = "synthetic", n_images: 
         write_npy(X[good], res / "embeddings" / f"{name}.npy")
         write_parquet(pd.DataFrame({"image_id": ids[good]}), res / "embeddings" / f"{name}.parquet")
 
-    from ..attributes import attributes_table
+    from ganmatch.analysis.attributes import attributes_table
 
     attributes, cv = attributes_table(index, ids[good], W[good], COVARIATES, cv_folds=3, random_state=seed)
     write_parquet(attributes, res / "attributes.parquet")
@@ -152,7 +152,7 @@ def write_synthetic_run(root: str | Path, dataset: str = "synthetic", n_images: 
     summary = pd.concat(tables, ignore_index=True)
     write_parquet(summary, res / "balance" / "summary.parquet")
     if figures:
-        from ..figures import love_plot
+        from ganmatch.report.figures import love_plot
 
         write_parquet(love_plot(summary, str(res / "figures" / "love_plot.pdf"), str(res / "figures" / "love_plot.png")),
                       res / "figures" / "love_plot.parquet")
@@ -167,7 +167,7 @@ def write_directions(results: str | Path, conditional: dict[str, list[str]] | No
     Stands in for the edit stage where it has not run (tests, screenshots); writes only under `results/edits/`.
     A covariate without both classes gets a skipped row with its reason.
     """
-    from ..embeddings import gather_latents
+    from ganmatch.analysis.embeddings import gather_latents
 
     res = Path(results)
     tables = sorted(res.glob("latents/shard_*.parquet"), key=lambda p: (len(p.name), p.name))

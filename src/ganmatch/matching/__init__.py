@@ -10,13 +10,18 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 
-from ..errors import ConfigError
-from .constrained import match_greedy_constrained
-from .data import PAIR_COLUMNS, MatchData, MatchResult, matched_weights
-from .greedy import greedy_pairs, match_greedy
-from .mahalanobis import match_mahalanobis, whiten
-from .optimal import match_optimal, optimal_pairs
-from .propensity import PropensityModel, match_propensity, propensity_model, propensity_scores
+from ganmatch.errors import ConfigError
+from ganmatch.matching.constrained import match_greedy_constrained
+from ganmatch.matching.data import PAIR_COLUMNS, MatchData, MatchResult, matched_weights
+from ganmatch.matching.greedy import greedy_pairs, match_greedy
+from ganmatch.matching.mahalanobis import match_mahalanobis, whiten
+from ganmatch.matching.optimal import match_optimal, optimal_pairs
+from ganmatch.matching.propensity import (
+    PropensityModel,
+    match_propensity,
+    propensity_model,
+    propensity_scores,
+)
 
 __all__ = [
     "MATCHERS", "PAIR_COLUMNS", "MatchData", "MatchResult", "PropensityModel", "greedy_pairs", "match",

@@ -9,11 +9,11 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from .. import distances
-from ..errors import ConfigError, InputDataError
-from .data import MatchData, MatchResult, make_result, split_groups
-from .greedy import CrossLists
-from .reference_rules import ReferenceRun, reference_pairs
+from ganmatch.analysis import distances
+from ganmatch.errors import ConfigError, InputDataError
+from ganmatch.matching.data import MatchData, MatchResult, make_result, split_groups
+from ganmatch.matching.greedy import CrossLists
+from ganmatch.matching.reference_rules import ReferenceRun, reference_pairs
 
 
 class _References:

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .. import distances
-from ..errors import ConfigError, InputDataError
+from ganmatch.analysis import distances
+from ganmatch.errors import ConfigError, InputDataError
 
 PAIR_COLUMNS = ["treated_id", "control_id", "distance", "weight", "subclass", "method", "embedding"]
 

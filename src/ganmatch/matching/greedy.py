@@ -9,8 +9,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .. import distances
-from .data import MatchData, MatchResult, make_result, resolve_caliper, split_groups
+from ganmatch.analysis import distances
+from ganmatch.matching.data import MatchData, MatchResult, make_result, resolve_caliper, split_groups
 
 
 class CrossLists:

@@ -6,9 +6,16 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..errors import ConfigError
-from .data import MatchData, MatchResult, caliper_between, features, make_result, split_groups
-from .greedy import greedy_pairs
+from ganmatch.errors import ConfigError
+from ganmatch.matching.data import (
+    MatchData,
+    MatchResult,
+    caliper_between,
+    features,
+    make_result,
+    split_groups,
+)
+from ganmatch.matching.greedy import greedy_pairs
 
 
 def whiten(Z: np.ndarray, ridge: float = 1e-6) -> np.ndarray:

@@ -6,8 +6,8 @@ import warnings
 
 import numpy as np
 
-from .. import distances
-from .data import MatchData, MatchResult, caliper_between, make_result, split_groups
+from ganmatch.analysis import distances
+from ganmatch.matching.data import MatchData, MatchResult, caliper_between, make_result, split_groups
 
 
 def optimal_pairs(Xt: np.ndarray, Xc: np.ndarray, metric: str = "euclidean", caliper: float = np.inf,

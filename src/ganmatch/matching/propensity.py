@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..errors import ConfigError
-from .data import MatchData, MatchResult, features, make_result, split_groups
+from ganmatch.errors import ConfigError
+from ganmatch.matching.data import MatchData, MatchResult, features, make_result, split_groups
 
 
 class PropensityModel:

@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .. import distances
-from .greedy import CrossLists
+from ganmatch.analysis import distances
+from ganmatch.matching.greedy import CrossLists
 
 
 @dataclass

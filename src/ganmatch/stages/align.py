@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..align import LANDMARK_COLUMNS, align_face
-from ..errors import ImageError
-from ..io import write_png
+from ganmatch.data.io import write_png
+from ganmatch.errors import ImageError
+from ganmatch.faces.align import LANDMARK_COLUMNS, align_face
 
 log = logging.getLogger("ganmatch")
 
@@ -29,14 +29,14 @@ def align_shard(rows: pd.DataFrame, params: dict, out_dir: str | Path, landmarks
     Landmarks come from `landmarks` (detector "table") or from a face detector. Any per-image failure
     (unreadable, no face, no landmarks) is recorded with its reason and the shard goes on.
     """
-    from ..images import load_image
+    from ganmatch.faces.images import load_image
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     size = params["output_size"]
     marks = _landmarks_from_table(landmarks)
     if marks is None and detector is None:
-        from ..detect import FaceDetector
+        from ganmatch.faces.detect import FaceDetector
 
         detector = FaceDetector(backend=params["detector"], policy=params["policy"],
                                 min_face_size=params["min_face_size"])
@@ -68,7 +68,7 @@ def align_shard(rows: pd.DataFrame, params: dict, out_dir: str | Path, landmarks
 
 def align_shard_job(inp, out, params, shard: int) -> None:
     """The align_shard rule: align the index rows of one shard; write the crops and the shard table."""
-    from ..io import read_parquet, write_parquet
+    from ganmatch.data.io import read_parquet, write_parquet
 
     index = read_parquet(inp.index)
     landmarks = read_parquet(inp.landmarks) if "landmarks" in inp.keys() else None

@@ -7,9 +7,9 @@ import logging
 import numpy as np
 import pandas as pd
 
-from ..attributes import attributes_table
-from ..dataset import mixed_treatment_identities
-from ..errors import InputDataError
+from ganmatch.analysis.attributes import attributes_table
+from ganmatch.data.dataset import mixed_treatment_identities
+from ganmatch.errors import InputDataError
 
 log = logging.getLogger("ganmatch")
 
@@ -70,7 +70,7 @@ def attribute_tables(index: pd.DataFrame, ids: np.ndarray, X: np.ndarray, covari
 
 def predict_attributes_job(inp, out, params) -> None:
     """The predict_attributes rule: the attributes table and the attribute models' CV table."""
-    from ..io import read_embedding, read_parquet, write_parquet
+    from ganmatch.data.io import read_embedding, read_parquet, write_parquet
 
     face = read_parquet(inp.face_attributes) if "face_attributes" in inp.keys() else None
     ids, X = read_embedding(inp.embedding[0], inp.embedding[1])

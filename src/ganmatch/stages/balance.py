@@ -6,9 +6,9 @@ import logging
 
 import pandas as pd
 
-from ..balance import balance_table, group_means, sample_sizes, too_few_pairs
-from ..dataset import with_treatment
-from ..matching import matched_weights
+from ganmatch.analysis.balance import balance_table, group_means, sample_sizes, too_few_pairs
+from ganmatch.data.dataset import with_treatment
+from ganmatch.matching import matched_weights
 
 log = logging.getLogger("ganmatch")
 
@@ -33,7 +33,7 @@ def method_balance(index: pd.DataFrame, attributes: pd.DataFrame, matches: pd.Da
 
 def balance_method_job(inp, out, params, method: str) -> None:
     """The balance_method rule: balance, group means and sample sizes of one method."""
-    from ..io import read_parquet, write_parquet
+    from ganmatch.data.io import read_parquet, write_parquet
 
     tables = method_balance(read_parquet(inp.index), read_parquet(inp.attributes), read_parquet(inp.matches),
                             treatment=params.treatment, covariates=params.covariates, threshold=params.threshold,
@@ -45,7 +45,7 @@ def balance_method_job(inp, out, params, method: str) -> None:
 
 def balance_summary_job(inp, out) -> None:
     """The balance_summary rule: every method's balance table and group means, concatenated."""
-    from ..io import read_parquet, write_parquet
+    from ganmatch.data.io import read_parquet, write_parquet
 
     write_parquet(pd.concat([read_parquet(p) for p in inp.tables], ignore_index=True), out.table)
     write_parquet(pd.concat([read_parquet(p) for p in inp.means], ignore_index=True), out.means)

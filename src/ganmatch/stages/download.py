@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from .. import celeba
-from ..download import download_entry, fetch_manifest
-from ..errors import DownloadError
-from ..io import atomic_path, write_parquet
+from ganmatch.data import celeba
+from ganmatch.data.download import download_entry, fetch_manifest
+from ganmatch.data.io import atomic_path, write_parquet
+from ganmatch.errors import DownloadError
 
 log = logging.getLogger("ganmatch")
 
@@ -123,9 +123,9 @@ def fetch_celeba_hq_images_job(out, params) -> None:
 
 def download_demo_job(out, params) -> None:
     """The download_demo rule: materialise the planted-confounding demo as files, like a real download."""
-    from .. import demo, io
-    from ..stylegan2 import make_generator
-    from ..weights import save_generator
+    from ganmatch.data import demo, io
+    from ganmatch.gan.stylegan2 import make_generator
+    from ganmatch.gan.weights import save_generator
 
     cfg, seed = params.demo, params.seed
     generator = make_generator(size=cfg["resolution"], z_dim=cfg["z_dim"], w_dim=cfg["w_dim"], n_mlp=cfg["n_mlp"],

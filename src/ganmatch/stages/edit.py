@@ -10,11 +10,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .. import edit_metrics, editing
-from ..dataset import with_treatment
-from ..embeddings import latent_shards
-from ..errors import ConfigError
-from ..io import read_parquet, write_png
+from ganmatch.analysis import edit_metrics
+from ganmatch.analysis.embeddings import latent_shards
+from ganmatch.data.dataset import with_treatment
+from ganmatch.data.io import read_parquet, write_png
+from ganmatch.errors import ConfigError
+from ganmatch.gan import editing
 
 log = logging.getLogger("ganmatch")
 
@@ -103,7 +104,7 @@ def render(generator, latents: np.ndarray, batch_size: int = 32, device: str = "
     """Render W or W+ latents to uint8 (N, size, size, 3) with constant noise, in batches on `device`."""
     import torch
 
-    from ..project import resolve_device, tensor_to_uint8
+    from ganmatch.gan.project import resolve_device, tensor_to_uint8
 
     dev = resolve_device(device)
     generator = generator.to(dev).eval()
@@ -126,7 +127,7 @@ def embedding_drift(spec: dict, original, edited, images_orig: np.ndarray, image
     if spec["kind"] == "latent":
         a, b = original.reshape(len(original), -1), edited.reshape(len(edited), -1)
     else:
-        from ..face_embeddings import embed_images
+        from ganmatch.faces.face_embeddings import embed_images
 
         a, b = embed_images(spec["kind"], images_orig, **spec), embed_images(spec["kind"], images_edit, **spec)
     return np.linalg.norm(np.repeat(a, n_per, axis=0).astype(np.float64) - b, axis=1)
@@ -144,7 +145,7 @@ def edit_shard(selection: pd.DataFrame, shard: int, latent_table: pd.DataFrame, 
     """
     import torch
 
-    from ..weights import load_generator
+    from ganmatch.gan.weights import load_generator
 
     if threads:
         torch.set_num_threads(threads)
@@ -207,7 +208,7 @@ def summarise(tables: list[pd.DataFrame], arrays: list[np.ndarray], index: pd.Da
     probabilities `p_<a>`, each face recogniser's distance to the original `verify_<e>`, and on the demo the planted outcome and planted attribute changes `true_delta_<a>`,
     in units of its separation), and the leakage table. `selection_latents` (rows, arrays of `latent_rows`) give
     the originals' latents for the demo truth."""
-    from ..io import read_npy
+    from ganmatch.data.io import read_npy
 
     parts, lat = [], []
     for k, (t, a) in enumerate(zip(tables, arrays, strict=True)):
@@ -232,7 +233,7 @@ def summarise(tables: list[pd.DataFrame], arrays: list[np.ndarray], index: pd.Da
             edits[f"outcome_verify_{name}"] = edits[f"drift_{name}"].astype(np.float32)
     W0 = gather(*selection_latents, edits["image_id"]) if selection_latents else None
     if truth and planted is not None:
-        from ..demo import planted_coordinates, planted_outcome
+        from ganmatch.data.demo import planted_coordinates, planted_outcome
 
         before, after = planted_coordinates(W0, planted, truth), planted_coordinates(edited, planted, truth)
         for a in before.columns:
@@ -265,7 +266,7 @@ def interpolation_pairs(match_files: dict[str, str], index: pd.DataFrame, projec
 def interpolate(ends: pd.DataFrame, shard_tables: list[str], shard_arrays: list[str], weights: str, steps: int,
                 image_dir: str, batch_size: int = 32, device: str = "auto") -> tuple[np.ndarray, pd.DataFrame]:
     """Render each strip (start latent to end latent in `steps` steps); one PNG per strip, one table row per step."""
-    from ..weights import load_generator
+    from ganmatch.gan.weights import load_generator
 
     rows, arrays = latent_rows(*latent_shards(shard_tables, shard_arrays))
     if not len(ends):
@@ -291,7 +292,7 @@ def interpolate(ends: pd.DataFrame, shard_tables: list[str], shard_arrays: list[
 
 def edit_directions_job(inp, out, params) -> None:
     """The edit_directions rule: unit directions (plain and conditional), their table and cosine matrix."""
-    from ..io import read_parquet, write_npy, write_parquet
+    from ganmatch.data.io import read_parquet, write_npy, write_parquet
 
     planted = read_parquet(inp.planted) if "planted" in inp.keys() else None
     table, array, cosines = fit_directions(
@@ -307,7 +308,7 @@ def select_edit_images_job(inp, out, params) -> None:
     """The select_edit_images rule: the projected images the edit stage edits."""
     from pathlib import Path
 
-    from ..io import read_parquet, write_parquet
+    from ganmatch.data.io import read_parquet, write_parquet
 
     matches = {Path(f).stem: f for f in inp.matches}
     selection = select_images(read_parquet(inp.index), read_parquet(inp.attributes), inp.tables, matches,
@@ -320,7 +321,7 @@ def edit_shard_job(inp, out, params, shard: int, threads: int | None = None) -> 
     """The edit_shard rule: render every configured edit of the selected images of one shard."""
     from pathlib import Path
 
-    from ..io import read_npy, read_parquet, write_npy, write_parquet
+    from ganmatch.data.io import read_npy, read_parquet, write_npy, write_parquet
 
     Path(out.images).mkdir(parents=True, exist_ok=True)
     latents, table = edit_shard(
@@ -336,7 +337,7 @@ def interpolate_latents_job(inp, out, params) -> None:
     """The interpolate_latents rule: strips between matched pairs and between two photos of one identity."""
     from pathlib import Path
 
-    from ..io import read_parquet, write_npy, write_parquet
+    from ganmatch.data.io import read_parquet, write_npy, write_parquet
 
     cfg = params.interpolation
     Path(out.images).mkdir(parents=True, exist_ok=True)
@@ -354,8 +355,8 @@ def edit_summary_job(inp, out, params) -> None:
     """The edit_summary rule: ceteris-paribus metrics of every edit (leakage, drift, truth on the demo)."""
     import json
 
-    from ..embeddings import latent_shards
-    from ..io import read_npy, read_parquet, write_parquet
+    from ganmatch.analysis.embeddings import latent_shards
+    from ganmatch.data.io import read_npy, read_parquet, write_parquet
 
     demo = "truth" in inp.keys()
     files = {e: (f"{inp.embeddings[2 * i]}", f"{inp.embeddings[2 * i + 1]}") for i, e in enumerate(params.embeddings)}
@@ -374,8 +375,8 @@ def edit_transects_job(inp, out, params) -> None:
     beside the observational matched estimates."""
     import json
 
-    from .. import edit_metrics
-    from ..io import read_parquet, write_parquet
+    from ganmatch.analysis import edit_metrics
+    from ganmatch.data.io import read_parquet, write_parquet
 
     edits = read_parquet(inp.edits)
     truth = {k: v for k, v in json.loads(open(inp.truth).read()).items() if k != "latent"} if "truth" in inp.keys() else {}
@@ -389,8 +390,8 @@ def edit_transects_job(inp, out, params) -> None:
 
 
 def edits_figure_job(inp, out, params) -> None:
-    from .. import edit_figures
-    from ..io import read_parquet, write_parquet
+    from ganmatch.data.io import read_parquet, write_parquet
+    from ganmatch.report import edit_figures
 
     data = edit_figures.edit_grid(read_parquet(inp.edits), read_parquet(inp.selection), out.pdf, out.png,
                                   treatment=params.treatment)
@@ -398,21 +399,21 @@ def edits_figure_job(inp, out, params) -> None:
 
 
 def interpolations_figure_job(inp, out, params=None) -> None:
-    from .. import edit_figures
-    from ..io import read_parquet, write_parquet
+    from ganmatch.data.io import read_parquet, write_parquet
+    from ganmatch.report import edit_figures
 
     write_parquet(edit_figures.interpolation_strips(read_parquet(inp.table), out.pdf, out.png), out.data)
 
 
 def edit_leakage_figure_job(inp, out, params=None) -> None:
-    from .. import edit_figures
-    from ..io import read_parquet, write_parquet
+    from ganmatch.data.io import read_parquet, write_parquet
+    from ganmatch.report import edit_figures
 
     write_parquet(edit_figures.leakage_heatmap(read_parquet(inp.leakage), out.pdf, out.png), out.data)
 
 
 def transects_figure_job(inp, out, params=None) -> None:
-    from .. import edit_figures
-    from ..io import read_parquet, write_parquet
+    from ganmatch.data.io import read_parquet, write_parquet
+    from ganmatch.report import edit_figures
 
     write_parquet(edit_figures.transects_figure(read_parquet(inp.transects), out.pdf, out.png), out.data)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from .. import embeddings
-from ..io import write_embedding
+from ganmatch.analysis import embeddings
+from ganmatch.data.io import write_embedding
 
 log = logging.getLogger("ganmatch")
 

@@ -1,8 +1,8 @@
 """Face attributes of the aligned real photos: the shipped gender/age models, head pose, quality proxies.
 
 One row per accepted (status "ok") face of the aligned shard tables. Besides the raw predictions
-(`ganmatch.face_attributes.ATTRIBUTE_COLUMNS`, each with its confidence where the model gives one), the
-table carries binary proxies in the form `ganmatch.attributes.attributes_table` reads as predictions:
+(`ganmatch.faces.face_attributes.ATTRIBUTE_COLUMNS`, each with its confidence where the model gives one), the
+table carries binary proxies in the form `ganmatch.analysis.attributes.attributes_table` reads as predictions:
 `<name>_prob` and `<name>_confidence` for `male`, `young` and `frontal`. They are noisy proxies; dataset
 labels, where present, take precedence in the attributes table.
 """
@@ -15,8 +15,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from ..align import LANDMARK_COLUMNS
-from ..embeddings import aligned_images
+from ganmatch.analysis.embeddings import aligned_images
+from ganmatch.faces.align import LANDMARK_COLUMNS
 
 log = logging.getLogger("ganmatch")
 
@@ -44,7 +44,7 @@ def proxy_columns(pred: pd.DataFrame, young_prob: np.ndarray, frontal_within: fl
 
 def race_columns(paths: list, weights: str, races: int = 7) -> pd.DataFrame:
     """FairFace's race, race_prob, black_prob (+ black_confidence, the form the attributes stage reads) per face."""
-    from ..fairface import predict_race
+    from ganmatch.faces.fairface import predict_race
 
     table = predict_race(paths, weights=weights, races=races)
     table["black_confidence"] = np.maximum(table["black_prob"], 1 - table["black_prob"])
@@ -58,7 +58,7 @@ def face_attribute_table(shard_tables: Sequence[str], params: dict) -> pd.DataFr
     `fairface_weights` also FairFace's race columns (`race_columns`). Pose and face size use the landmarks
     found in the original photo; gender, age, race and quality use the aligned crop.
     """
-    from ..face_attributes import ATTRIBUTE_COLUMNS, predict_face_attributes
+    from ganmatch.faces.face_attributes import ATTRIBUTE_COLUMNS, predict_face_attributes
 
     ok = aligned_images(shard_tables)
     paths = ok["aligned_path"].tolist()
@@ -81,7 +81,7 @@ def face_attribute_table(shard_tables: Sequence[str], params: dict) -> pd.DataFr
 
 def predict_face_attributes_job(inp, out, params) -> None:
     """The predict_face_attributes rule: the face models on every accepted face."""
-    from ..io import write_parquet
+    from ganmatch.data.io import write_parquet
 
     table = face_attribute_table(inp.tables, params.face_attributes)
     log.info("face attributes of %d faces:\n%s", len(table), table.describe().T.to_string())

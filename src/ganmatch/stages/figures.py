@@ -1,4 +1,4 @@
-"""Figure stage: each figure rule's job reads its tables, draws with `ganmatch.figures` and writes the
+"""Figure stage: each figure rule's job reads its tables, draws with `ganmatch.report.figures` and writes the
 PDF, the PNG and the numbers drawn (Parquet)."""
 
 from __future__ import annotations
@@ -8,11 +8,12 @@ import logging
 import numpy as np
 import pandas as pd
 
-from .. import embeddings, figures
-from ..dataset import with_treatment
-from ..distances import retrieval_quality_table
-from ..errors import InputDataError
-from ..io import read_named_parquets, read_parquet, read_rgb, write_parquet
+from ganmatch.analysis import embeddings
+from ganmatch.analysis.distances import retrieval_quality_table
+from ganmatch.data.dataset import with_treatment
+from ganmatch.data.io import read_named_parquets, read_parquet, read_rgb, write_parquet
+from ganmatch.errors import InputDataError
+from ganmatch.report import figures
 
 log = logging.getLogger("ganmatch")
 
@@ -80,7 +81,7 @@ def projection_examples(table: pd.DataFrame, latents, aligned_paths: dict[str, s
     `table`/`latents` are the concatenated latent shard tables and their latents in the same row order (an array,
     or `embeddings.StackedRows` over the memory-mapped shards, so only the chosen rows are read).
     """
-    from ..project import render_latents
+    from ganmatch.gan.project import render_latents
 
     ok = np.flatnonzero((table["status"] == "ok").to_numpy()) if "status" in table else np.arange(len(table))
     if len(ok) == 0:
@@ -106,8 +107,8 @@ def outcomes_job(inp, out, params=None) -> None:
 def paper_comparison_job(inp, out, params) -> None:
     """This run next to the paper's reported numbers (or the demo's planted truth): covariate means and nearest
     neighbours of the compared method."""
-    from .. import paper_comparison
-    from .matching import load_embeddings
+    from ganmatch.report import paper_comparison
+    from ganmatch.stages.matching import load_embeddings
 
     means, nn = paper_comparison.comparison_tables(
         read_parquet(inp.means), inp.reference, params.method, params.spec, read_named_parquets(inp.neighbours),

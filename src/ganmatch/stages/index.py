@@ -6,8 +6,8 @@ import logging
 
 import pandas as pd
 
-from .. import dataset
-from ..io import read_parquet
+from ganmatch.data import dataset
+from ganmatch.data.io import read_parquet
 
 log = logging.getLogger("ganmatch")
 
@@ -27,7 +27,7 @@ def image_index(source: str, treatment: str, covariates: list[str], shard_size: 
                                      allow_unmatched=spec["allow_unmatched"])
         where = folder["labels"] or folder["path"]
     else:
-        from ..celeba import celeba_hq_index
+        from ganmatch.data.celeba import celeba_hq_index
 
         index = celeba_hq_index(spec["celeba_hq"], treatment, covariates, spec["seed"])
         where = "the CelebA-HQ index (celeba_hq block)"
@@ -38,7 +38,7 @@ def image_index(source: str, treatment: str, covariates: list[str], shard_size: 
 
 def index_images_job(inp, out, params) -> None:
     """The index_images checkpoint: the checked, sharded image index."""
-    from ..io import write_parquet
+    from ganmatch.data.io import write_parquet
 
     index = image_index(params.source, params.treatment, params.covariates, params.shard_size, params.spec,
                         labels=inp.get("labels"), images=inp.get("images"))

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..dataset import with_treatment
-from ..errors import InputDataError
-from ..io import read_embedding, read_parquet, write_parquet
-from ..matching import MatchData, MatchResult, match
+from ganmatch.data.dataset import with_treatment
+from ganmatch.data.io import read_embedding, read_parquet, write_parquet
+from ganmatch.errors import InputDataError
+from ganmatch.matching import MatchData, MatchResult, match
 
 log = logging.getLogger("ganmatch")
 

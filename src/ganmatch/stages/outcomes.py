@@ -7,9 +7,9 @@ import logging
 import numpy as np
 import pandas as pd
 
-from ..dataset import with_treatment
-from ..io import read_named_parquets
-from ..outcomes import estimate_outcomes, reference_distances, verification_bias
+from ganmatch.analysis.outcomes import estimate_outcomes, reference_distances, verification_bias
+from ganmatch.data.dataset import with_treatment
+from ganmatch.data.io import read_named_parquets
 
 log = logging.getLogger("ganmatch")
 
@@ -60,7 +60,7 @@ def estimate_outcomes_job(inp, out, params) -> None:
     """The estimate_outcomes rule: naive and matched effects on every configured outcome."""
     import json
 
-    from ..io import read_parquet, write_parquet
+    from ganmatch.data.io import read_parquet, write_parquet
 
     truth = json.loads(open(inp.truth).read()) if "truth" in inp.keys() else params.truth
     table = outcome_effects(read_parquet(inp.index), read_parquet(inp.attributes), inp.matches, params.outcomes,
@@ -72,7 +72,7 @@ def estimate_outcomes_job(inp, out, params) -> None:
 
 def verification_bias_job(inp, out, params) -> None:
     """The verification_bias rule: same-identity verification by group, before and after matching."""
-    from ..io import read_embedding, read_parquet, write_parquet
+    from ganmatch.data.io import read_embedding, read_parquet, write_parquet
 
     ids, X = read_embedding(inp.embedding[0], inp.embedding[1])
     table = face_verification(read_parquet(inp.index), read_parquet(inp.attributes), ids, X, inp.matches,

@@ -7,7 +7,7 @@ import logging
 import numpy as np
 import pandas as pd
 
-from ..io import read_rgb
+from ganmatch.data.io import read_rgb
 
 log = logging.getLogger("ganmatch")
 
@@ -16,8 +16,8 @@ def train_encoder(weights: str, params: dict, seed: int = 0, threads: int | None
     """The fitted `LatentEncoder` for this generator, projection space and `project.encoder` settings."""
     import torch
 
-    from ..encoder import LatentEncoder
-    from ..weights import load_generator
+    from ganmatch.gan.encoder import LatentEncoder
+    from ganmatch.gan.weights import load_generator
 
     if threads:
         torch.set_num_threads(threads)
@@ -33,8 +33,8 @@ def project_shard(aligned: pd.DataFrame, weights: str, params: dict, seed: int =
     """
     import torch
 
-    from ..project import LatentProjector, ProjectionResult, result_table
-    from ..weights import load_generator
+    from ganmatch.gan.project import LatentProjector, ProjectionResult, result_table
+    from ganmatch.gan.weights import load_generator
 
     if threads:
         torch.set_num_threads(threads)
@@ -50,7 +50,7 @@ def project_shard(aligned: pd.DataFrame, weights: str, params: dict, seed: int =
     images = np.stack([read_rgb(p) for p in ok["aligned_path"]])
     init = None
     if encoder:  # project.init: encoder (the rule passes the file only then)
-        from ..encoder import load_encoder
+        from ganmatch.gan.encoder import load_encoder
 
         init = load_encoder(encoder, generator).predict(images)
     result = projector.project(images, init=init)
@@ -59,7 +59,7 @@ def project_shard(aligned: pd.DataFrame, weights: str, params: dict, seed: int =
 
 def project_shard_job(inp, out, params, threads: int | None = None) -> None:
     """The project_shard rule: latents and the per-image table of one aligned shard."""
-    from ..io import read_parquet, write_npy, write_parquet
+    from ganmatch.data.io import read_parquet, write_npy, write_parquet
 
     latents, table = project_shard(read_parquet(inp.table), inp.weights, params.project, seed=params.seed,
                                    threads=threads, encoder=inp.get("encoder"))
@@ -70,7 +70,7 @@ def project_shard_job(inp, out, params, threads: int | None = None) -> None:
 
 def train_encoder_job(inp, out, params, threads: int | None = None) -> None:
     """The train_encoder rule: fit the latent encoder once on the generator's own (w, G(w)) pairs."""
-    from ..encoder import save_encoder
+    from ganmatch.gan.encoder import save_encoder
 
     encoder = train_encoder(inp.weights, params.project, seed=params.seed, threads=threads)
     log.info("encoder trained in %.1f s, training loss per epoch %s", encoder.fit_seconds_,

@@ -1,0 +1,257 @@
+"""Covariate balance before and after matching (MatchIt/cobalt style), and neighbour quality.
+
+The statistic kernels are pure weighted functions of one covariate; `STATS` is the single source of each
+statistic's function, label and default threshold, and `balance_table` is a long, tidy table built from it.
+Standardised mean differences use the pooled SD of the *unmatched* groups in every sample, so the
+before/after values share one scale.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ganmatch.errors import InputDataError
+
+Z95 = 1.959963984540054
+
+# ---------------------------------------------------------------- weighted kernels
+
+
+def _w(x, weights):
+    x = np.asarray(x, np.float64)
+    w = np.ones_like(x) if weights is None else np.asarray(weights, np.float64)
+    return x, w
+
+
+def weighted_mean(x, weights=None) -> float:
+    """Weighted mean; NaN when the weights sum to 0."""
+    x, w = _w(x, weights)
+    s = w.sum()
+    return float(np.dot(w, x) / s) if s > 0 else np.nan
+
+
+def weighted_var(x, weights=None) -> float:
+    """Unbiased weighted variance with reliability weights: sum w (x - m)^2 / (sum w - sum w^2 / sum w)."""
+    x, w = _w(x, weights)
+    s = w.sum()
+    if s <= 0:
+        return np.nan
+    m = np.dot(w, x) / s
+    denom = s - np.dot(w, w) / s
+    return float(np.dot(w, (x - m) ** 2) / denom) if denom > 0 else np.nan
+
+
+def ess(weights) -> float:
+    """Kish effective sample size (sum w)^2 / sum w^2."""
+    w = np.asarray(weights, np.float64)
+    ss = np.dot(w, w)
+    return float(w.sum() ** 2 / ss) if ss > 0 else 0.0
+
+
+def _split(x, treated, weights):
+    x, w = _w(x, weights)
+    t = np.asarray(treated).astype(bool)
+    return (x[t], w[t]), (x[~t], w[~t])
+
+
+def pooled_sd(x, treated) -> float:
+    """sqrt((var_treated + var_control) / 2) of the unweighted groups (cobalt's s.d.denom = 'pooled')."""
+    (x1, _), (x0, _) = _split(x, treated, None)
+    return float(np.sqrt((weighted_var(x1) + weighted_var(x0)) / 2))
+
+
+def weighted_smd(x, treated, weights=None, pooled_sd=None) -> float:
+    """(mean_treated - mean_control) / pooled_sd, with weighted means.
+
+    pooled_sd defaults to the unweighted groups' pooled SD (see `pooled_sd`); a zero SD gives 0 when the
+    means agree and +-inf when they do not.
+    """
+    (x1, w1), (x0, w0) = _split(x, treated, weights)
+    diff = weighted_mean(x1, w1) - weighted_mean(x0, w0)
+    sd = _pooled_sd(x, treated) if pooled_sd is None else float(pooled_sd)
+    if not np.isfinite(diff):
+        return np.nan
+    if sd == 0 or not np.isfinite(sd):
+        return 0.0 if diff == 0 else float(np.sign(diff) * np.inf)
+    return float(diff / sd)
+
+
+_pooled_sd = pooled_sd
+
+
+def var_ratio(x, treated, weights=None) -> float:
+    """Weighted variance of the treated over that of the controls (NaN for binary covariates, as cobalt)."""
+    if _is_binary(x):
+        return np.nan
+    (x1, w1), (x0, w0) = _split(x, treated, weights)
+    v1, v0 = weighted_var(x1, w1), weighted_var(x0, w0)
+    if v0 == 0:
+        return np.nan if v1 == 0 else np.inf
+    return float(v1 / v0)
+
+
+def ecdf_stats(x, treated, weights=None) -> tuple[float, float]:
+    """(mean, max) absolute difference of the weighted eCDFs of treated and controls over the pooled values."""
+    (x1, w1), (x0, w0) = _split(x, treated, weights)
+    if w1.sum() <= 0 or w0.sum() <= 0:
+        return np.nan, np.nan
+    values = np.unique(np.concatenate([x1[w1 > 0], x0[w0 > 0]]))
+
+    def cdf(xg, wg):
+        o = np.argsort(xg, kind="stable")
+        cum = np.cumsum(wg[o]) / wg.sum()
+        pos = np.searchsorted(xg[o], values, side="right")
+        return np.where(pos > 0, cum[np.maximum(pos - 1, 0)], 0.0)
+
+    diff = np.abs(cdf(x1, w1) - cdf(x0, w0))
+    return float(diff.mean()), float(diff.max())
+
+
+def ks_mean(x, treated, weights=None) -> float:
+    return ecdf_stats(x, treated, weights)[0]
+
+
+def ks_max(x, treated, weights=None) -> float:
+    return ecdf_stats(x, treated, weights)[1]
+
+
+def _is_binary(x) -> bool:
+    v = np.unique(np.asarray(x, np.float64))
+    return len(v) <= 2 and np.isin(v, [0.0, 1.0]).all()
+
+
+# ---------------------------------------------------------------- registry
+
+# compare: how `value` is judged against `threshold` ("abs_below": |v| < t; "ratio_within": 1/t < v < t)
+STATS = {
+    "smd": {"function": weighted_smd, "label": "Std. Mean Diff.", "threshold": 0.1, "compare": "abs_below"},
+    "var_ratio": {"function": var_ratio, "label": "Var. Ratio", "threshold": 2.0, "compare": "ratio_within"},
+    "ks_mean": {"function": ks_mean, "label": "eCDF Mean", "threshold": 0.05, "compare": "abs_below"},
+    "ks_max": {"function": ks_max, "label": "eCDF Max", "threshold": 0.1, "compare": "abs_below"},
+}
+DESCRIPTIVE = ["mean_treated", "mean_control", "sd_treated", "sd_control"]
+SAMPLES = ["unmatched", "matched"]
+
+
+def balance_columns() -> list[str]:
+    """Columns of the long balance table."""
+    return ["covariate", "stat", "sample", "value", "threshold", "balanced", "status"]
+
+
+def _status(value: float, balanced) -> str:
+    """What a reader should take from one statistic: balanced, not balanced, or not estimable (never 'balanced')."""
+    if pd.isna(balanced):
+        return "not estimable" if not np.isfinite(value) and not np.isinf(value) else ""
+    return "balanced" if balanced else "not balanced"
+
+
+def too_few_pairs(n_pairs: int, min_pairs: int) -> str:
+    """The status of a matched sample too small to judge, e.g. 'too few pairs (1 < 10)'; '' when large enough."""
+    return f"too few pairs ({n_pairs} < {min_pairs})" if n_pairs < min_pairs else ""
+
+
+def _judge(value: float, threshold: float, compare: str):
+    if threshold is None or not np.isfinite(value) and not np.isinf(value):
+        return pd.NA
+    if compare == "abs_below":
+        return bool(abs(value) < threshold)
+    return bool(1.0 / threshold < value < threshold)
+
+
+# ---------------------------------------------------------------- tables
+
+
+def _check(covariates: pd.DataFrame, treated, weights):
+    if not isinstance(covariates, pd.DataFrame):
+        raise InputDataError("balance: covariates must be a DataFrame (one column per covariate).")
+    n = len(covariates)
+    t = np.asarray(treated)
+    if t.shape != (n,) or pd.isna(t).any() or not np.isin(t, [0, 1]).all():
+        raise InputDataError(f"balance: treatment must be 0/1 with one value per row ({n} rows).")
+    t = t.astype(int)
+    if t.sum() == 0 or t.sum() == n:
+        raise InputDataError("balance: one treatment group has no members.")
+    if weights is not None:
+        weights = np.asarray(weights, np.float64)
+        if weights.shape != (n,) or not np.isfinite(weights).all() or (weights < 0).any():
+            raise InputDataError(f"balance: weights must be finite, >= 0, one per row ({n} rows).")
+    X = covariates.apply(pd.to_numeric, errors="coerce").astype(np.float64)
+    bad = [c for c in X if not np.isfinite(X[c]).all()]
+    if bad:
+        raise InputDataError(f"balance: covariate column(s) {bad} have missing, non-numeric or infinite values.")
+    return X, t, weights
+
+
+def balance_table(covariates: pd.DataFrame, treated: np.ndarray, weights: np.ndarray | None = None,
+                  thresholds: dict | None = None, min_pairs: int = 1) -> pd.DataFrame:
+    """Long balance table: covariate, stat, sample (unmatched/matched), value, threshold, balanced, status.
+
+    A matched sample with fewer than `min_pairs` matched treated units is judged by nobody: its rows get
+    balanced = NA and status 'too few pairs (n < min)'; a statistic that cannot be computed (NaN) is
+    'not estimable'. Neither is ever counted as balanced.
+
+    stats: mean/sd per group and every entry of `STATS`; the matched sample (only when `weights` is given)
+    uses the weights, and SMDs in both samples divide by the unmatched groups' pooled SD.
+    `thresholds` overrides STATS' default thresholds by stat name.
+    """
+    X, t, weights = _check(covariates, treated, weights)
+    thr = {k: v["threshold"] for k, v in STATS.items()} | dict(thresholds or {})
+    rows = []
+    samples = [("unmatched", None)] + ([("matched", weights)] if weights is not None else [])
+    for cov in X.columns:
+        x = X[cov].to_numpy()
+        sd0 = pooled_sd(x, t)
+        for sample, w in samples:
+            (x1, w1), (x0, w0) = _split(x, t, w)
+            vals = {"mean_treated": weighted_mean(x1, w1), "mean_control": weighted_mean(x0, w0),
+                    "sd_treated": np.sqrt(weighted_var(x1, w1)), "sd_control": np.sqrt(weighted_var(x0, w0))}
+            for name, spec in STATS.items():
+                fn = spec["function"]
+                vals[name] = fn(x, t, w, pooled_sd=sd0) if name == "smd" else fn(x, t, w)
+            for name, value in vals.items():
+                threshold = thr.get(name) if name in STATS else None
+                judged = _judge(value, threshold, STATS[name]["compare"]) if name in STATS else pd.NA
+                rows.append({"covariate": cov, "stat": name, "sample": sample, "value": float(value),
+                             "threshold": np.nan if threshold is None else float(threshold), "balanced": judged,
+                             "status": _status(float(value), judged) if name in STATS else ""})
+    out = pd.DataFrame(rows, columns=balance_columns())
+    out["balanced"] = out["balanced"].astype("boolean")
+    if weights is not None:
+        few = too_few_pairs(int(((weights > 0) & (t == 1)).sum()), min_pairs)
+        if few:
+            matched = (out["sample"] == "matched").to_numpy()
+            out.loc[matched, "balanced"] = pd.NA
+            out.loc[matched & (out["status"] != ""), "status"] = few
+    return out
+
+
+def sample_sizes(treated, weights=None) -> pd.DataFrame:
+    """Per group: all, matched (weight > 0), unmatched, and the effective sample size of the weights."""
+    t = np.asarray(treated).astype(int)
+    w = np.ones(len(t)) if weights is None else np.asarray(weights, np.float64)
+    rows = []
+    for g, name in ((0, "control"), (1, "treated")):
+        wg = w[t == g]
+        rows.append({"group": name, "all": int(len(wg)), "matched": int((wg > 0).sum()),
+                     "unmatched": int((wg <= 0).sum()), "ess": ess(wg)})
+    return pd.DataFrame(rows)
+
+
+def group_means(covariates: pd.DataFrame, treated, weights=None) -> pd.DataFrame:
+    """Mean per covariate, group and sample with a normal 95% CI (SE from the weighted SD and the ESS)."""
+    X, t, weights = _check(covariates, treated, weights)
+    samples = [("unmatched", None)] + ([("matched", weights)] if weights is not None else [])
+    rows = []
+    for cov in X.columns:
+        x = X[cov].to_numpy()
+        for sample, w in samples:
+            for g, name in ((0, "control"), (1, "treated")):
+                xg = x[t == g]
+                wg = np.ones(len(xg)) if w is None else w[t == g]
+                m = weighted_mean(xg, wg)
+                n_eff = ess(wg)
+                se = np.sqrt(weighted_var(xg, wg) / n_eff) if n_eff > 1 else np.nan
+                rows.append({"covariate": cov, "group": name, "sample": sample, "mean": m, "se": se,
+                             "ci_low": m - Z95 * se, "ci_high": m + Z95 * se, "n": int((wg > 0).sum())})
+    return pd.DataFrame(rows)

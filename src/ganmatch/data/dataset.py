@@ -1,0 +1,187 @@
+"""The image index: one row per image with id, path, identity, split, shard, treatment and labels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ganmatch.errors import InputDataError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+
+
+def assign_shards(index: pd.DataFrame, shard_size: int) -> pd.DataFrame:
+    """Add a `shard` column: consecutive blocks of `shard_size` rows in index order."""
+    out = index.reset_index(drop=True).copy()
+    out["shard"] = (np.arange(len(out)) // shard_size).astype(int)
+    return out
+
+
+def check_index(index: pd.DataFrame, treatment: str, covariates: list[str], source: str = "image index",
+                partial_labels: bool = False) -> None:
+    """Fail early, naming the column, on duplicate ids, missing columns or labels that are not 0/1.
+
+    With `partial_labels` (a folder of photos) the treatment and covariate labels may be absent or have gaps:
+    the attributes stage predicts them (see `with_treatment`); the labels that are given must still be 0/1.
+    """
+    required = ["image_id", "path", "identity"] + ([] if partial_labels else [treatment])
+    missing = [c for c in required if c not in index.columns]
+    if missing:
+        raise InputDataError(f"{source}: missing column(s) {missing}; it has {list(index.columns)}.")
+    dup = index["image_id"][index["image_id"].duplicated()]
+    if len(dup):
+        raise InputDataError(f"{source}: duplicate image_id values, e.g. {list(dup[:5])}; image ids must be unique.")
+    for col in [c for c in [treatment, *covariates] if c in index.columns]:
+        values = set(pd.unique(index[col].dropna()))
+        if not values <= {0, 1}:
+            raise InputDataError(f"{source}: column '{col}' must hold 0/1 labels, found {sorted(values)[:6]}.")
+        if index[col].isna().any() and not partial_labels:
+            raise InputDataError(f"{source}: column '{col}' has {int(index[col].isna().sum())} missing values.")
+    if not partial_labels and index[treatment].nunique() < 2:
+        raise InputDataError(f"{source}: treatment column '{treatment}' has only one group; matching needs both 0 and 1.")
+
+
+def with_treatment(index: pd.DataFrame, attributes: pd.DataFrame | None, treatment: str) -> pd.DataFrame:
+    """The index with its treatment column as resolved by the attributes stage, where that stage has it.
+
+    For a folder of photos the treatment may be missing from the index (or partly labelled); the attributes
+    table then holds it (label > prediction). Adapters that need the treatment call this first.
+    """
+    if attributes is not None and treatment in attributes.columns:
+        resolved = attributes.astype({"image_id": str}).set_index("image_id")[treatment]
+        if resolved.isna().any():
+            raise InputDataError(f"treatment '{treatment}': {int(resolved.isna().sum())} images have neither a label nor a "
+                                 "prediction; label them in folder.labels or set face_attributes.activate: true.")
+        return index.assign(**{treatment: index["image_id"].astype(str).map(resolved).to_numpy()})
+    if treatment not in index.columns or index[treatment].isna().any():
+        raise InputDataError(f"treatment '{treatment}' is neither fully in the image index nor in the attributes table; "
+                             "add it to the labels CSV (folder.labels) or predict it (face_attributes.activate: true).")
+    return index
+
+
+def mixed_treatment_identities(identity, treated) -> np.ndarray:
+    """Identities (sorted) whose photos carry both treatment values."""
+    frame = pd.DataFrame({"identity": np.asarray(identity).astype(str), "t": np.asarray(treated, float)}).dropna()
+    spread = frame.groupby("identity")["t"].agg(["min", "max"])
+    return np.sort(spread.index[spread["min"] != spread["max"]].to_numpy())
+
+
+def demo_index(labels: pd.DataFrame, image_dir: str | Path) -> pd.DataFrame:
+    """Index for the demo: labels plus the path of each rendered photo."""
+    out = labels.copy()
+    out.insert(1, "path", [str(Path(image_dir) / f"{i}.png") for i in out["image_id"]])
+    return out
+
+
+RESERVED_LABEL_COLUMNS = ("image_id", "path", "shard")  # the index makes these itself
+
+
+def image_ids(relative_paths: list[str]) -> list[str]:
+    """Unique, readable image ids for files of one folder: the path without its suffix, '/' -> '__'.
+
+    Ids that would collide keep their suffix (a.jpg, a.png -> a_jpg, a_png); any still colliding (a/b.jpg
+    and a__b.jpg) get a short hash of their relative path, until every id is unique: one-to-one for any layout.
+    """
+    import hashlib
+
+    stem = [Path(r).with_suffix("").as_posix().replace("/", "__") for r in relative_paths]
+    ids = list(stem)
+    for attempt in range(len(relative_paths) + 1):
+        clash = pd.Series(ids).duplicated(keep=False).to_numpy()
+        if not clash.any():
+            return ids
+        for i in np.flatnonzero(clash):
+            if attempt == 0:
+                ids[i] = Path(relative_paths[i]).as_posix().replace("/", "__").replace(".", "_")
+            else:
+                digest = hashlib.sha1(f"{attempt}:{relative_paths[i]}".encode()).hexdigest()[:8]
+                ids[i] = f"{stem[i]}~{digest}"
+    raise AssertionError("unreachable: hashed ids are unique")
+
+
+def _csv_line(row: int) -> int:
+    """The line of a CSV file holding data row `row` (line 1 is the header)."""
+    return int(row) + 2
+
+
+def read_labels(labels_csv: str | Path, files: list[str], label_columns: list[str] = (),
+                allow_unmatched: bool = False) -> pd.DataFrame:
+    """The user's labels CSV, checked: a `file` column naming photos of the folder once each, no reserved
+    column, 0/1 (or empty) values in `label_columns`. Every error names the CSV file, its line and column.
+
+    Rows that match no photo stop the run with their list and case-insensitive near matches, unless
+    `allow_unmatched` (then they are dropped with a warning).
+    """
+    import warnings
+
+    where = f"labels file '{labels_csv}'"
+    try:
+        labels = pd.read_csv(labels_csv, dtype={"file": str, "identity": str})
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as err:
+        raise InputDataError(f"{where} cannot be read as CSV ({err}); save it as comma-separated UTF-8 text "
+                             "with a header line.") from err
+    if "file" not in labels.columns:
+        raise InputDataError(f"{where} needs a 'file' column with paths relative to the photo folder; "
+                             f"its columns are {list(labels.columns)}.")
+    reserved = [c for c in RESERVED_LABEL_COLUMNS if c in labels.columns]
+    if reserved:
+        raise InputDataError(f"{where}: column(s) {reserved} are made by the pipeline itself (reserved: "
+                             f"{', '.join(RESERVED_LABEL_COLUMNS)}); rename or remove them.")
+    missing_file = labels["file"].isna()
+    if missing_file.any():
+        raise InputDataError(f"{where}: line(s) {[_csv_line(i) for i in np.flatnonzero(missing_file)][:10]} have an "
+                             "empty 'file' cell.")
+    labels["file"] = labels["file"].str.strip().map(lambda f: Path(f).as_posix())
+    dup = labels["file"].duplicated(keep=False)
+    if dup.any():
+        first = labels.loc[dup, "file"].iloc[0]
+        lines = [_csv_line(i) for i in np.flatnonzero(labels["file"] == first)]
+        raise InputDataError(f"{where}: file '{first}' is listed more than once (lines {lines}; "
+                             f"{int(dup.sum())} duplicated rows in all); keep one row per photo.")
+    for col in [c for c in dict.fromkeys(label_columns) if c in labels.columns]:
+        values = pd.to_numeric(labels[col], errors="coerce")
+        bad = (labels[col].notna() & ~values.isin([0, 1])).to_numpy()
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise InputDataError(f"{where}, line {_csv_line(i)}, column '{col}': '{labels[col].iloc[i]}' is not 0 or 1 "
+                                 f"({int(bad.sum())} such cell(s)); labels are 0/1, or empty to have them predicted.")
+        labels[col] = values
+    unmatched = ~labels["file"].isin(files)
+    if unmatched.any():
+        by_lower = {f.lower(): f for f in files}
+        listed = []
+        for i in np.flatnonzero(unmatched)[:20]:
+            name = labels["file"].iloc[i]
+            near = by_lower.get(name.lower())
+            listed.append(f"line {_csv_line(i)}: '{name}'" + (f" (did you mean '{near}'?)" if near else ""))
+        msg = (f"{where}: {int(unmatched.sum())} row(s) match no photo of the folder (file names are case-sensitive "
+               "paths relative to folder.path):\n    " + "\n    ".join(listed))
+        if not allow_unmatched:
+            raise InputDataError(msg + "\nFix the names, remove the rows, or set labels.allow_unmatched: true to drop them.")
+        warnings.warn(msg + "\nThese rows are dropped (labels.allow_unmatched: true).", stacklevel=2)
+        labels = labels[~unmatched]
+    return labels
+
+
+def folder_index(folder: str | Path, labels_csv: str | Path | None = None, label_columns: list[str] = (),
+                 allow_unmatched: bool = False) -> pd.DataFrame:
+    """Index for a folder of the user's photos; an optional CSV (column `file`) adds identity and labels."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputDataError(f"photo folder '{folder}' does not exist; set folder.path in your config to a folder of JPEG/PNG files.")
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not files:
+        raise InputDataError(f"photo folder '{folder}' has no images ({', '.join(IMAGE_SUFFIXES)}).")
+    rel = [p.relative_to(folder).as_posix() for p in files]
+    index = pd.DataFrame({"image_id": image_ids(rel), "path": [str(p) for p in files], "file": rel})
+    if labels_csv:
+        labels = read_labels(labels_csv, rel, label_columns, allow_unmatched)
+        index = index.merge(labels, on="file", how="left", validate="one_to_one")
+    if "identity" not in index.columns:
+        index["identity"] = index["image_id"]
+    index["identity"] = index["identity"].fillna(index["image_id"]).astype(str)
+    if "split" not in index.columns:
+        index["split"] = "train"
+    return index

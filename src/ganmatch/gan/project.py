@@ -1,0 +1,362 @@
+"""Batched GAN inversion: optimise one latent per image, many images at once, in W or W+.
+
+Each image has its own latent rows and the loss is a sum over images, so every image's gradient, and
+(Adam being per-parameter) every update, is the same as if it were projected alone. The latent is
+parameterised as w = w_avg + w_scale * u with w_scale the per-coordinate spread of w, so `lr` is in
+units of that spread whatever the generator. Loss per image:
+- pixel: mean squared error plus the same error on 2x, 4x and 8x average-pooled images (the offline
+  fallback for a perceptual loss: coarse scales weigh shape over texture, needs no downloaded weights);
+- `perceptual="vgg"`: adds an LPIPS-style distance on unit-normalised VGG16 features (torchvision's
+  ImageNet weights, which must be present in the torch hub cache or downloadable);
+- `noise_weight` * the official projector's noise autocorrelation penalty when noise maps are optimised.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ganmatch.errors import InputDataError, WeightsError
+
+SPACES = ("w", "w+")
+PERCEPTUAL = (None, "pixel", "vgg")
+
+
+@dataclasses.dataclass
+class ProjectionResult:
+    """Per-image outcome of `LatentProjector.project`, rows in input order."""
+
+    latents: np.ndarray  # float32, (N, w_dim) for "w", (N, n_latent, w_dim) for "w+"
+    loss: np.ndarray  # float32 (N,)
+    psnr: np.ndarray  # float32 (N,) dB, reconstruction vs target
+    steps: np.ndarray  # int (N,)
+    status: list[str]  # "ok" or "failed"
+    reason: list[str]
+    reconstructions: np.ndarray | None  # uint8 (N, size, size, 3)
+
+    @classmethod
+    def empty(cls, generator, space: str = "w") -> ProjectionResult:
+        """The result of projecting no image (a shard whose images were all rejected)."""
+        shape = (0, generator.w_dim) if space == "w" else (0, generator.n_latent, generator.w_dim)
+        return cls(np.zeros(shape, np.float32), np.zeros(0, np.float32), np.zeros(0, np.float32),
+                   np.zeros(0, np.int64), [], [], np.zeros((0, generator.size, generator.size, 3), np.uint8))
+
+
+def result_table(image_ids, result: ProjectionResult):
+    """The latent shard table (image_id, status, reason, loss, psnr, steps), rows in the result's order."""
+    import pandas as pd
+
+    if len(image_ids) != len(result.loss):
+        raise InputDataError(f"{len(image_ids)} image ids for {len(result.loss)} projected images")
+    text = {c: pd.Series(v, dtype="str") for c, v in  # str even when empty (pandas would make it float)
+            (("image_id", [str(i) for i in image_ids]), ("status", result.status), ("reason", result.reason))}
+    return pd.DataFrame({**text, "loss": result.loss, "psnr": result.psnr, "steps": result.steps.astype(np.int64)})
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """"auto" -> CUDA if present, then Apple MPS, then CPU; otherwise the named device."""
+    if name != "auto":
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+@torch.no_grad()
+def w_statistics(generator, seed: int = 0, n: int = 10000) -> tuple[Tensor, float]:
+    """Mean w and the spread of w (RMS over coordinates) of the mapping from n seeded z, on the generator's device;
+    the projector optimises in these units and the encoder predicts in them."""
+    z = torch.randn(n, generator.z_dim, generator=torch.Generator().manual_seed(int(seed)))
+    w = generator.mapping(z.to(generator.w_avg.device))
+    mean = w.mean(0)
+    return mean, float((w - mean).square().mean().sqrt())
+
+
+def lr_schedule(t: float, lr: float, rampup: float = 0.05, rampdown: float = 0.25) -> float:
+    """Learning rate at progress t in [0, 1]: linear warm-up over `rampup`, cosine decay over the last `rampdown`."""
+    ramp = min(1.0, (1.0 - t) / rampdown) if rampdown > 0 else 1.0
+    ramp = 0.5 - 0.5 * math.cos(ramp * math.pi)
+    if rampup > 0:
+        ramp *= min(1.0, t / rampup)
+    return lr * ramp
+
+
+def noise_regularize(noises: list[Tensor]) -> Tensor:
+    """Per-image squared autocorrelation of noise maps (B, 1, r, r) at shifts of one pixel, over a pyramid down to 8x8."""
+    reg = noises[0].new_zeros(noises[0].shape[0])
+    for noise in noises:
+        while True:
+            reg = reg + (noise * noise.roll(1, dims=3)).mean(dim=(1, 2, 3)).square()
+            reg = reg + (noise * noise.roll(1, dims=2)).mean(dim=(1, 2, 3)).square()
+            if noise.shape[2] <= 8:
+                break
+            noise = F.avg_pool2d(noise, 2)
+    return reg
+
+
+def multiscale_mse(x: Tensor, y: Tensor, levels: int = 3) -> Tensor:
+    """Per-image MSE at full resolution plus at `levels` 2x average-pooled scales (offline perceptual fallback)."""
+    loss = (x - y).square().mean(dim=(1, 2, 3))
+    for _ in range(levels):
+        if x.shape[-1] < 8:
+            break
+        x, y = F.avg_pool2d(x, 2), F.avg_pool2d(y, 2)
+        loss = loss + (x - y).square().mean(dim=(1, 2, 3))
+    return loss
+
+
+class VGGDistance(torch.nn.Module):
+    """LPIPS-style distance: unit-normalised VGG16 features (relu1_2 .. relu4_3), squared difference, averaged."""
+
+    CUTS = (4, 9, 16, 23)
+
+    def __init__(self, pretrained: bool = True):
+        super().__init__()
+        import torchvision
+
+        weights = torchvision.models.VGG16_Weights.IMAGENET1K_V1 if pretrained else None  # None: timing only
+        try:
+            vgg = torchvision.models.vgg16(weights=weights)
+        except Exception as exc:  # noqa: BLE001 - offline without cached weights
+            raise WeightsError(f"VGG16 ImageNet weights unavailable ({exc}); put vgg16-397923af.pth in "
+                               f"{torch.hub.get_dir()}/checkpoints or use perceptual: null") from exc
+        self.features_net = vgg.features[: self.CUTS[-1]].eval().requires_grad_(False)
+        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406])[None, :, None, None])
+        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225])[None, :, None, None])
+
+    def features(self, x: Tensor) -> list[Tensor]:
+        """Channel-unit-normalised feature maps at each cut; computed once for the targets, every step for x."""
+        if x.shape[-1] > 256:
+            x = F.interpolate(x, size=256, mode="area")
+        h = ((x + 1) / 2 - self.mean) / self.std
+        feats, start = [], 0
+        for cut in self.CUTS:
+            h = self.features_net[start:cut](h)
+            start = cut
+            feats.append(h / (h.square().sum(dim=1, keepdim=True) + 1e-10).sqrt())
+        return feats
+
+    def forward(self, x: Tensor, target_features: list[Tensor]) -> Tensor:
+        """Per-image distance (B,) between images x and targets given by their `features`."""
+        out = x.new_zeros(x.shape[0])
+        for fx, fy in zip(self.features(x), target_features, strict=True):
+            out = out + (fx - fy).square().sum(dim=1).mean(dim=(1, 2))
+        return out
+
+
+def images_to_tensor(images: np.ndarray, size: int) -> Tensor:
+    """uint8 (N, H, W, 3) -> float (N, 3, size, size) in [-1, 1], resized (antialiased bilinear) if needed."""
+    images = np.asarray(images)
+    if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
+        raise InputDataError(f"images must be uint8 (N, H, W, 3), got {images.dtype} {images.shape}")
+    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 127.5 - 1
+    if x.shape[-2:] != (size, size):
+        x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    return x
+
+
+def tensor_to_uint8(x: Tensor) -> np.ndarray:
+    """float (N, 3, H, W) in [-1, 1] -> uint8 (N, H, W, 3)."""
+    x = ((x.detach().float() + 1) * 127.5).round().clamp(0, 255)
+    return x.to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
+def psnr(recon: np.ndarray, target: Tensor) -> np.ndarray:
+    """PSNR in dB of uint8 reconstructions against float targets in [-1, 1] (both on the 0..255 scale)."""
+    t = ((target.detach().float().cpu() + 1) * 127.5).clamp(0, 255).permute(0, 2, 3, 1).numpy()
+    mse = ((recon.astype(np.float64) - t) ** 2).reshape(len(t), -1).mean(axis=1)
+    return (10 * np.log10(255.0**2 / np.maximum(mse, 1e-10))).astype(np.float32)
+
+
+class LatentProjector:
+    """Project images into a generator's W or W+ space by batched Adam (see module docstring).
+
+    `early_stop_tol`: an image stops once its best loss improved by less than this fraction over the
+    last `patience` steps. `optimize_noise`: also fit per-image noise maps (regularised by `noise_weight`);
+    otherwise the generator's constant noise is used. `latent_noise`: scale (in w spreads) of the
+    exploration noise added to w early on, decaying to zero at 75% of the steps, as in the official
+    projector. `mixed_precision`: autocast the generator on CUDA.
+    """
+
+    def __init__(self, generator, space="w", steps=200, lr=0.1, lr_rampup=0.05, lr_rampdown=0.25,
+                 noise_weight=1e5, perceptual=None, batch_size=32, early_stop_tol=None, device="auto",
+                 random_state=0, optimize_noise=False, latent_noise=0.0, patience=20, mixed_precision=True,
+                 return_reconstructions=True, perceptual_pretrained=True):
+        self.generator = generator
+        self.space = space
+        self.steps = steps
+        self.lr = lr
+        self.lr_rampup = lr_rampup
+        self.lr_rampdown = lr_rampdown
+        self.noise_weight = noise_weight
+        self.perceptual = perceptual
+        self.batch_size = batch_size
+        self.early_stop_tol = early_stop_tol
+        self.device = device
+        self.random_state = random_state
+        self.optimize_noise = optimize_noise
+        self.latent_noise = latent_noise
+        self.patience = patience
+        self.mixed_precision = mixed_precision
+        self.return_reconstructions = return_reconstructions
+        self.perceptual_pretrained = perceptual_pretrained
+
+    def _check(self):
+        if self.space not in SPACES:
+            raise InputDataError(f"projection space must be one of {SPACES}, got {self.space!r}")
+        if self.perceptual not in PERCEPTUAL:
+            raise InputDataError(f"perceptual must be one of {PERCEPTUAL}, got {self.perceptual!r}")
+        if int(self.steps) < 1 or int(self.batch_size) < 1:
+            raise InputDataError(f"steps and batch_size must be >= 1, got {self.steps}, {self.batch_size}")
+
+    def project(self, images: np.ndarray, init: np.ndarray | None = None) -> ProjectionResult:
+        """Project uint8 (N, H, W, 3) images; `init` (N, w_dim) or W+ latents replaces the mean-w start."""
+        self._check()
+        device = resolve_device(self.device)
+        gen = self.generator.to(device).eval().requires_grad_(False)
+        self.device_ = device
+        target = images_to_tensor(images, gen.size)
+        n = len(target)
+        if init is not None and len(init) != n:
+            raise InputDataError(f"init has {len(init)} rows for {n} images")
+        self.w_avg_, self.w_scale_ = w_statistics(gen, self.random_state)
+        self.vgg_ = VGGDistance(self.perceptual_pretrained).to(device) if self.perceptual == "vgg" else None
+        parts = []
+        for b, start in enumerate(range(0, n, self.batch_size)):
+            sl = slice(start, start + self.batch_size)
+            parts.append(self._project_batch(gen, target[sl].to(device), None if init is None else init[sl],
+                                             seed=self.random_state * 100003 + b))
+        if not parts:
+            return ProjectionResult.empty(gen, self.space)
+        lat, loss, steps, failed, recon = (list(x) for x in zip(*parts, strict=True))
+        latents = np.concatenate(lat)
+        recon = np.concatenate(recon)
+        failed = np.concatenate(failed)
+        return ProjectionResult(
+            latents=latents.astype(np.float32), loss=np.concatenate(loss).astype(np.float32),
+            psnr=psnr(recon, target), steps=np.concatenate(steps).astype(np.int64),
+            status=["failed" if f else "ok" for f in failed],
+            reason=["non-finite loss" if f else "" for f in failed],
+            reconstructions=recon if self.return_reconstructions else None)
+
+    def _amp(self, device: torch.device) -> bool:
+        """Mixed precision (bf16 autocast) is used only on CUDA."""
+        return self.mixed_precision and device.type == "cuda"
+
+    def _target_features(self, target: Tensor) -> list[Tensor] | None:
+        """VGG features of the targets, computed once per batch (they do not change during the optimisation)."""
+        if self.vgg_ is None:
+            return None
+        with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=self._amp(target.device)):
+            return self.vgg_.features(target)
+
+    def _loss(self, gen, u, noises, target, target_features, step_noise):
+        """Per-image loss (B,) of latents u (in w spreads around w_avg)."""
+        w = self.w_avg_ + self.w_scale_ * (u + step_noise)
+        amp = self._amp(target.device)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
+            img = gen.synthesis(w, noise_mode="const", noises=noises)
+        img = img.float()
+        loss = multiscale_mse(img, target)
+        if self.vgg_ is not None:
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
+                loss = loss + self.vgg_(img, target_features).float()
+        if noises is not None and self.noise_weight:
+            loss = loss + self.noise_weight * noise_regularize(noises)
+        return loss
+
+    def _project_batch(self, gen, target, init, seed):
+        device = target.device
+        b = len(target)
+        rng = torch.Generator(device="cpu").manual_seed(int(seed))
+        shape = (b, gen.w_dim) if self.space == "w" else (b, gen.n_latent, gen.w_dim)
+        if init is None:
+            u0 = torch.zeros(shape)
+        else:
+            w0 = torch.as_tensor(np.asarray(init), dtype=torch.float32).to(device)
+            if self.space == "w+" and w0.ndim == 2:
+                w0 = w0[:, None].expand(shape)
+            if tuple(w0.shape) != shape:
+                raise InputDataError(f"init latents must have shape {shape[1:]} per image, got {tuple(w0.shape[1:])}")
+            u0 = ((w0 - self.w_avg_) / self.w_scale_).cpu()
+        u = u0.clone().to(device).requires_grad_(True)
+        params = [u]
+        noises = None
+        if self.optimize_noise:
+            noises = [torch.randn(b, 1, c.resolution, c.resolution, generator=rng).to(device).requires_grad_(True)
+                      for c in gen.convs]
+            params += noises
+        opt = torch.optim.Adam(params, lr=self.lr, betas=(0.9, 0.999))
+        target_features = self._target_features(target)
+        best = torch.full((b,), float("inf"), device=device)
+        best_u = u.detach().clone()
+        best_noises = None if noises is None else [x.detach().clone() for x in noises]
+        history = []  # best loss per step, to detect plateaus
+        active = torch.ones(b, dtype=torch.bool, device=device)
+        failed = torch.zeros(b, dtype=torch.bool, device=device)
+        steps = torch.zeros(b, dtype=torch.long, device=device)
+        n_steps = int(self.steps)
+        for step in range(n_steps):
+            t = step / n_steps
+            for group in opt.param_groups:
+                group["lr"] = lr_schedule(t, self.lr, self.lr_rampup, self.lr_rampdown)
+            scale = self.latent_noise * max(0.0, 1.0 - t / 0.75) ** 2
+            step_noise = (torch.randn(shape, generator=rng) * scale).to(device) if scale > 0 else 0.0
+            loss = self._loss(gen, u, noises, target, target_features, step_noise)
+            finite = torch.isfinite(loss)
+            failed |= active & ~finite
+            active &= finite
+            with torch.no_grad():  # keep each image's best latent (the loss is that of the latent before the step)
+                better = active & (loss < best)
+                best = torch.where(better, loss.detach(), best)
+                best_u[better] = u.detach()[better]
+                if noises is not None:
+                    for bn, x in zip(best_noises, noises, strict=True):
+                        bn[better] = x.detach()[better]
+            steps += active.long()
+            if not bool(active.any()):
+                break
+            opt.zero_grad(set_to_none=True)
+            torch.where(active, loss, torch.zeros_like(loss)).sum().backward()
+            frozen_u = u.detach().clone()
+            opt.step()
+            with torch.no_grad():
+                u[~active] = frozen_u[~active]  # Adam momentum must not move stopped or failed images
+                if noises is not None:
+                    for x in noises:
+                        x -= x.mean(dim=(1, 2, 3), keepdim=True)
+                        x *= x.square().mean(dim=(1, 2, 3), keepdim=True).rsqrt()
+            if self.early_stop_tol is not None:
+                history.append(best.clone())
+                if len(history) > self.patience:
+                    old = history[-1 - self.patience]
+                    plateau = (old - best) <= self.early_stop_tol * old.abs()
+                    active &= ~plateau
+                    if not bool(active.any()):
+                        break
+        with torch.no_grad():  # final evaluation of the best latents (also catches a NaN at the last step)
+            loss = self._loss(gen, best_u, best_noises, target, target_features, 0.0)
+            failed |= ~torch.isfinite(loss) & ~failed
+            w = self.w_avg_ + self.w_scale_ * best_u
+            amp = self._amp(device)
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
+                img = gen.synthesis(w, noise_mode="const", noises=best_noises)
+        return (w.float().cpu().numpy(), loss.float().cpu().numpy(), steps.cpu().numpy(),
+                failed.cpu().numpy(), tensor_to_uint8(img.float()))
+
+
+def render_latents(weights: str, latents: np.ndarray, device: str = "cpu") -> np.ndarray:
+    """Re-render W or W+ latents with the generator in `weights` (constant noise): uint8 (N, size, size, 3)."""
+    from ganmatch.gan.weights import load_generator
+
+    generator = load_generator(weights, map_location=device)
+    with torch.no_grad():
+        images = generator.synthesis(torch.as_tensor(np.asarray(latents, np.float32), device=device))
+    return tensor_to_uint8(images)

@@ -1,0 +1,486 @@
+"""The paper's figures, drawn from the pipeline's tables; each writes PDF/PNG and returns the numbers it drew.
+
+Every figure function is pure apart from writing its two image files (and, for image grids, reading image
+files): it takes DataFrames/arrays and output paths and returns a tidy DataFrame of what is on the plot,
+which the workflow writes next to the figure. Colours per group and method come from `ganmatch.report.plots`.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+from matplotlib.ticker import FuncFormatter
+
+from ganmatch.errors import InputDataError
+from ganmatch.report.plots import (
+    BEFORE_COLOUR,
+    GROUP_CODES,
+    GROUP_COLOURS,
+    SAMPLE_STYLE,
+    group_labels,
+    histogram,
+    method_styles,
+    panel_columns,
+    panel_grid,
+    plt,
+    pretty,
+    save_figure,
+    show_image,
+)
+
+RELATION_COLOURS = {"same identity": "#2c7fb8", "different identity": "#969696"}
+EMBEDDING_PALETTE = ["#66c2a5", "#fc8d62", "#8da0cb", "#e78ac3", "#a6d854", "#ffd92f"]
+
+
+def write_csv(df: pd.DataFrame, path: str) -> None:
+    """Write a figure's numbers as CSV atomically (for tables readers open in a spreadsheet)."""
+    from ganmatch.data.io import atomic_path
+
+    with atomic_path(path, ".csv") as tmp:
+        df.to_csv(tmp, index=False, float_format="%.6g")
+
+
+def _need(df: pd.DataFrame, columns, what: str) -> None:
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise InputDataError(f"{what}: table lacks column(s) {missing}.")
+
+
+# ---------------------------------------------------------------- balance
+
+
+def covariate_means(means: pd.DataFrame, pdf: str, png: str | None = None, treatment: str = "treated") -> pd.DataFrame:
+    """Covariate means per group, before (unmatched) and after (matched) matching, with 95% intervals.
+
+    One panel per matching method, as in the paper's main figure; `means` is balance.group_means output
+    (group "control"/"treated" or 0/1) with a `method` column.
+    """
+    _need(means, ["covariate", "group", "sample", "mean", "ci_low", "ci_high", "method"], "covariate_means")
+    labels = group_labels(treatment)
+    code = means["group"].map(GROUP_CODES)
+    methods = list(dict.fromkeys(means["method"]))
+    covs = list(dict.fromkeys(means["covariate"]))
+    fig, axes = panel_grid(len(methods), panel=(0.4 + 1.0 * len(covs), 3.4), sharey=True)
+    x = np.arange(len(covs))
+    offsets = dict(zip([("unmatched", 0), ("unmatched", 1), ("matched", 0), ("matched", 1)], (-0.27, -0.09, 0.09, 0.27),
+                       strict=True))
+    for ax, method in zip(axes, methods, strict=True):
+        sub = means[means["method"] == method]
+        for (sample, group), dx in offsets.items():
+            rows = sub[(sub["sample"] == sample) & (code[sub.index] == group)].set_index("covariate").reindex(covs)
+            y = rows["mean"].to_numpy(float)
+            err = np.vstack([y - rows["ci_low"].to_numpy(float), rows["ci_high"].to_numpy(float) - y])
+            ax.errorbar(x + dx, y, yerr=np.nan_to_num(err), linestyle="none", capsize=2, color=GROUP_COLOURS[group],
+                        label=f"{labels[group]}, {'before' if sample == 'unmatched' else 'after'} matching",
+                        **SAMPLE_STYLE[sample])
+        ax.set_xticks(x, [pretty(c) for c in covs], rotation=30, ha="right")
+        ax.set_title(pretty(method), fontsize=10)
+        ax.set_ylim(-0.05, 1.05)
+        ax.grid(axis="y", alpha=0.3)
+    cols = panel_columns(len(axes))
+    for ax in axes[::cols]:
+        ax.set_ylabel("mean of covariate\n(fraction with attribute)")
+    axes[cols - 1].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8,
+                                                              frameon=False)
+    fig.suptitle("Covariate means per group before and after matching (95% intervals)", fontsize=10)
+    save_figure(fig, pdf, png)
+    return means.reset_index(drop=True)
+
+
+def love_plot(summary: pd.DataFrame, pdf: str, png: str | None = None, threshold: float | None = None) -> pd.DataFrame:
+    """|SMD| per covariate before and after matching, one marker per method, with the balance threshold line.
+
+    `summary` is balance/summary.parquet (long, with `method`); `threshold` defaults to the table's SMD
+    threshold. Returns covariate, method, sample, smd, abs_smd, threshold.
+    """
+    _need(summary, ["covariate", "stat", "sample", "value", "method"], "love_plot")
+    smd = summary[summary["stat"] == "smd"]
+    if smd.empty:
+        raise InputDataError("love_plot: the balance table has no 'smd' rows.")
+    if threshold is None:
+        thr = smd["threshold"].dropna() if "threshold" in smd else pd.Series(dtype=float)
+        threshold = float(thr.iloc[0]) if len(thr) else 0.1
+    data = pd.DataFrame({"covariate": smd["covariate"].to_numpy(), "method": smd["method"].to_numpy(),
+                         "sample": smd["sample"].to_numpy(), "smd": smd["value"].to_numpy(float)})
+    data["abs_smd"] = data["smd"].abs()
+    data["threshold"] = float(threshold)
+    data["status"] = smd["status"].to_numpy() if "status" in smd else ""
+    before = data[data["sample"] == "unmatched"].groupby("covariate", sort=False)["abs_smd"].max()
+    covs = list(before.sort_values().index) + [c for c in dict.fromkeys(data["covariate"]) if c not in before.index]
+    y = {c: i for i, c in enumerate(covs)}
+    methods = list(dict.fromkeys(data["method"]))
+    styles = method_styles(methods)
+    fig, ax = plt.subplots(figsize=(6.2, 1.2 + 0.42 * len(covs)))
+    ax.axvline(threshold, color="k", linestyle="--", linewidth=1, label=f"|SMD| = {threshold:g} (balance threshold)")
+    b = data[data["sample"] == "unmatched"].drop_duplicates(["covariate", "abs_smd"])
+    ax.scatter(b["abs_smd"], b["covariate"].map(y), s=40, facecolors="none", edgecolors=BEFORE_COLOUR, linewidths=1.5,
+               label="before matching", zorder=3)
+    span = 0.5 / max(1, len(methods))
+    flags = _method_flags(smd)
+    for k, method in enumerate(methods):
+        a = data[(data["sample"] == "matched") & (data["method"] == method)]
+        dy = (k - (len(methods) - 1) / 2) * span if len(methods) > 1 else 0.0
+        flag = flags.get(method, "")
+        colour = styles[method]["color"]
+        ax.scatter(a["abs_smd"], a["covariate"].map(y) + dy, s=36, marker=styles[method]["marker"], zorder=4,
+                   facecolors="none" if flag else colour, edgecolors=colour,
+                   label=f"after matching: {pretty(method)}" + (f" [{flag}: not judged]" if flag else ""))
+    ax.set_yticks(range(len(covs)), [pretty(c) for c in covs])
+    ax.set_ylim(-0.6, len(covs) - 0.4)
+    ax.set_xlim(left=0, right=max(float(np.nanmax(data["abs_smd"].replace(np.inf, np.nan).to_numpy(), initial=0)),
+                                  threshold) * 1.1 + 0.02)
+    ax.set_xlabel("|standardised mean difference| (units of pooled SD)")
+    ax.set_title("Covariate balance before and after matching (love plot)", fontsize=10)
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False)
+    save_figure(fig, pdf, png)
+    return data
+
+
+def _method_flags(smd: pd.DataFrame) -> dict[str, str]:
+    """method -> its matched sample's 'too few pairs (...)' status, for methods the balance stage did not judge."""
+    if "status" not in smd:
+        return {}
+    few = smd[(smd["sample"] == "matched") & smd["status"].astype(str).str.startswith("too few pairs")]
+    return dict(zip(few["method"], few["status"], strict=True))
+
+
+def propensity_overlap(attributes: pd.DataFrame, treated: pd.Series, covariates: list[str],
+                       matches: Mapping[str, pd.DataFrame], pdf: str, png: str | None = None,
+                       treatment: str = "treated", bins: int = 20, scores: pd.Series | None = None,
+                       score_label: str = "P(treated | covariates), logistic regression") -> pd.DataFrame:
+    """Propensity-score distributions of the two groups before matching and after each method (mirrored).
+
+    The score is `scores` (propensity by image_id; the workflow passes the ones its `propensity` method matched
+    on, as it wrote them to matches/scores/<name>.parquet; images without one are not drawn), else fitted here on the
+    `covariates` (`matching.propensity_scores`). Every panel shows the same score (described by `score_label` in the title);
+    matched samples are weighted as in the ATT (`matching.matched_weights`). Returns image_id, group,
+    propensity, sample, weight (rows with weight > 0 and a score).
+    """
+    from ganmatch.matching import matched_weights
+
+    _need(attributes, ["image_id", *([] if scores is not None else covariates)], "propensity_overlap")
+    ids = attributes["image_id"].astype(str).to_numpy()
+    treated = treated.copy()
+    treated.index = treated.index.astype(str)
+    t = treated.reindex(ids).to_numpy()
+    if pd.isna(t).any():
+        raise InputDataError("propensity_overlap: some attribute rows have no treatment value in the index.")
+    t = t.astype(int)
+    if scores is None:
+        from ganmatch.matching import propensity_scores
+
+        score = propensity_scores(attributes[covariates], t)
+    else:
+        scores = pd.Series(np.asarray(scores, float), index=scores.index.astype(str))
+        if scores.index.has_duplicates:
+            raise InputDataError("propensity_overlap: the propensity scores name some image more than once.")
+        score = scores.reindex(ids).to_numpy()
+        if np.isnan(score).all():
+            raise InputDataError("propensity_overlap: no attribute row has a propensity score.")
+    scored = ~np.isnan(score)
+    n_unscored = int((~scored).sum())
+    if n_unscored:
+        warnings.warn(f"propensity_overlap: {n_unscored} image(s) have no propensity score and are not "
+                      "drawn.", stacklevel=2)
+    samples = [("unmatched", "before matching", np.ones(len(ids)), BEFORE_COLOUR)]
+    styles = method_styles(matches)
+    samples += [(m, f"after matching: {pretty(m)}", matched_weights(ids, p), styles[m]["color"])
+                for m, p in matches.items()]
+    labels = group_labels(treatment)
+    edges = np.linspace(0, 1, bins + 1)
+    fig, axes = panel_grid(len(samples), panel=(3.0, 2.9), sharey=True)
+    rows = []
+    for ax, (name, title, w, colour) in zip(axes, samples, strict=True):
+        for g, sign in ((1, 1), (0, -1)):
+            sel = (t == g) & (w > 0) & scored
+            dens = histogram(score[sel], edges, w[sel])
+            ax.bar(edges[:-1], sign * dens, width=np.diff(edges), align="edge", color=GROUP_COLOURS[g], alpha=0.8,
+                   label=f"{labels[g]} (n = {int(sel.sum())})")
+            rows.append(pd.DataFrame({"image_id": ids[sel], "group": "treated" if g else "control",
+                                      "propensity": score[sel], "sample": name, "weight": w[sel]}))
+        ax.axhline(0, color="k", linewidth=0.8)
+        ax.set_xlim(-0.03, 1.03)  # a margin keeps neighbouring panels' 1.0 and 0.0 labels apart
+        ax.set_title(title, fontsize=9, color=colour)
+        ax.set_xlabel("propensity score")
+        ax.legend(fontsize=7, frameon=False, loc="upper left")
+    for ax in axes[:: panel_columns(len(axes))]:
+        ax.set_ylabel(f"density ({labels[1]} up,\n{labels[0]} down)")
+    axes[0].yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{abs(v):g}"))  # shared by every panel
+    unscored = f"\n({n_unscored} image(s) without a score not drawn)" if n_unscored else ""
+    fig.suptitle(f"Propensity-score overlap by group; score = {score_label}{unscored}", fontsize=10)
+    save_figure(fig, pdf, png)
+    return pd.concat(rows, ignore_index=True)
+
+
+# ---------------------------------------------------------------- matches
+
+
+def spread_positions(values: np.ndarray, n: int) -> np.ndarray:
+    """Positions of `n` items spread evenly over the sorted `values` (best, ..., median, ..., worst)."""
+    order = np.argsort(values, kind="stable")
+    if len(order) <= n:
+        return order
+    return order[np.unique(np.round(np.linspace(0, len(order) - 1, n)).astype(int))]
+
+
+def _load(images: Mapping, image_id) -> np.ndarray | None:
+    from ganmatch.data.io import read_rgb
+
+    if image_id is None or (isinstance(image_id, float) and np.isnan(image_id)):
+        return None
+    value = images.get(str(image_id))
+    if value is None:
+        return None
+    return read_rgb(value) if isinstance(value, str) else np.asarray(value)
+
+
+def matched_pairs(matches: pd.DataFrame, images: Mapping, pdf: str, png: str | None = None, n_pairs: int = 6,
+                  treatment: str = "treated") -> pd.DataFrame:
+    """A grid of matched treated/control images (and their reference photos when the table has
+    treated_ref/control_ref), `n_pairs` per method spread from the closest to the farthest pair.
+
+    `images` maps image_id -> image path or uint8 array. Returns the pairs shown with their distance rank.
+    """
+    _need(matches, ["treated_id", "control_id", "distance", "method"], "matched_pairs")
+    labels = group_labels(treatment)
+    has_refs = {"treated_ref", "control_ref"} <= set(matches.columns)
+    roles = (["treated_ref", "treated_id", "control_id", "control_ref"] if has_refs else ["treated_id", "control_id"])
+    role_label = {"treated_ref": f"{labels[1]} ref.", "treated_id": labels[1], "control_id": labels[0],
+                  "control_ref": f"{labels[0]} ref."}
+    role_colour = {"treated_ref": None, "treated_id": GROUP_COLOURS[1], "control_id": GROUP_COLOURS[0],
+                   "control_ref": None}
+    methods = list(dict.fromkeys(matches["method"]))
+    shown = []
+    for method in methods:
+        sub = matches[matches["method"] == method].reset_index(drop=True)
+        rank = sub["distance"].rank(method="first").astype(int)
+        pos = spread_positions(sub["distance"].to_numpy(float), n_pairs)
+        pick = sub.loc[pos].assign(distance_rank=rank[pos].to_numpy(), n_pairs_total=len(sub), row=np.arange(len(pos)))
+        shown.append(pick)
+    data = pd.concat(shown, ignore_index=True) if shown else matches.head(0)
+    n_rows = max(1, int(data.groupby("method").size().max()) if len(data) else 1)
+    width = len(roles) * len(methods) + (len(methods) - 1)  # one blank column between methods
+    fig, axes = plt.subplots(n_rows, width, figsize=(0.95 * width + 0.4, 1.15 * n_rows + 0.7), squeeze=False,
+                             gridspec_kw={"width_ratios": ([1] * len(roles) + [0.35]) * (len(methods) - 1)
+                                          + [1] * len(roles)})
+    for ax in axes.flat:
+        ax.axis("off")
+    for m, method in enumerate(methods):
+        col0 = m * (len(roles) + 1)
+        sub = data[data["method"] == method]
+        for _, row in sub.iterrows():
+            for j, role in enumerate(roles):
+                ax = axes[int(row["row"])][col0 + j]
+                ax.axis("on")
+                title = role_label[role] if int(row["row"]) == 0 else ""
+                show_image(ax, _load(images, row.get(role)), title, role_colour[role])
+            d_ax = axes[int(row["row"])][col0 + roles.index("treated_id")]
+            d_ax.set_xlabel(f"d = {row['distance']:.2f} (#{int(row['distance_rank'])}/{int(row['n_pairs_total'])})",
+                            fontsize=6.5, labelpad=2)
+            d_ax.xaxis.set_label_coords(1.0 + 0.05, -0.04)
+        top = axes[0][col0 + len(roles) // 2 - (1 if len(roles) == 2 else 0)]
+        top.annotate(pretty(method), xy=(1.0, 1.32), xycoords="axes fraction",
+                     ha="center", fontsize=9, fontweight="bold")
+    fig.suptitle("Matched pairs, closest to farthest\n(d: matching distance, #rank among all pairs)", fontsize=9)
+    fig.subplots_adjust(hspace=0.45, wspace=0.08)
+    save_figure(fig, pdf, png)
+    cols = ["method", "row", "treated_id", "control_id", "distance", "distance_rank", "n_pairs_total"]
+    cols += ["treated_ref", "control_ref"] if has_refs else []
+    return data[cols].reset_index(drop=True)
+
+
+# ---------------------------------------------------------------- embeddings
+
+
+def distance_distributions(neighbours: Mapping[str, pd.DataFrame], identity: pd.Series, pdf: str,
+                           png: str | None = None, thresholds: Mapping[str, float] | None = None,
+                           bins: int = 40) -> pd.DataFrame:
+    """Per embedding, the distribution of distances between an image and its k nearest neighbours (scope
+    "all"), split into same identity and different identity; a threshold line (e.g. dlib's 0.6) per embedding
+    in `thresholds`. Returns the histograms: embedding, relation, bin_left, bin_right, count, density, n, median.
+    """
+    thresholds = dict(thresholds or {})
+    identity = identity.copy()
+    identity.index = identity.index.astype(str)
+    names = list(neighbours)
+    fig, axes = plt.subplots(1, len(names), figsize=(0.6 + 3.6 * len(names), 3.4), squeeze=False,
+                             layout="constrained")
+    rows = []
+    for ax, name in zip(axes[0], names, strict=True):
+        nb = neighbours[name]
+        _need(nb, ["query", "neighbour", "distance"], f"distance_distributions ({name})")
+        if "scope" in nb:
+            nb = nb[nb["scope"] == "all"]
+        same = identity.reindex(nb["query"].astype(str)).to_numpy() == identity.reindex(nb["neighbour"].astype(str)).to_numpy()
+        d = nb["distance"].to_numpy(float)
+        edges = np.linspace(0, float(np.nanmax(d, initial=1.0)) * 1.02 + 1e-9, bins + 1)
+        if name in thresholds:
+            edges = np.linspace(0, max(edges[-1], thresholds[name] * 1.1), bins + 1)
+        for relation, mask in (("same identity", same), ("different identity", ~same)):
+            counts, _ = np.histogram(d[mask], edges)
+            dens = histogram(d[mask], edges)
+            ax.stairs(dens, edges, fill=True, alpha=0.45, color=RELATION_COLOURS[relation],
+                      label=f"{relation} (n = {int(mask.sum())})")
+            ax.stairs(dens, edges, color=RELATION_COLOURS[relation])
+            rows.append(pd.DataFrame({"embedding": name, "relation": relation, "bin_left": edges[:-1],
+                                      "bin_right": edges[1:], "count": counts, "density": dens, "n": int(mask.sum()),
+                                      "median": float(np.median(d[mask])) if mask.any() else np.nan}))
+        if name in thresholds:
+            ax.axvline(thresholds[name], color="k", linestyle="--", linewidth=1,
+                       label=f"same-person threshold {thresholds[name]:g}")
+        ax.set_title(f"embedding: {name}", fontsize=9)
+        ax.set_xlabel("distance (embedding units)")
+        ax.legend(fontsize=7, frameon=False)
+    axes[0][0].set_ylabel("density")
+    fig.suptitle("Distance from each image to its k nearest neighbours: same vs different identity", fontsize=10)
+    save_figure(fig, pdf, png)
+    return pd.concat(rows, ignore_index=True)
+
+
+def neighbour_quality(table: pd.DataFrame, pdf: str, png: str | None = None) -> pd.DataFrame:
+    """The paper's nearest-neighbour table as a figure: identity retrieval error at top-k (scope "all") and
+    the attribute mismatch between an image and its nearest neighbour in the other group (scope "cross").
+    `table` is `distances.retrieval_quality_table` output; it is returned unchanged.
+    """
+    _need(table, ["embedding", "scope"], "neighbour_quality")
+    embeddings = list(dict.fromkeys(table["embedding"]))
+    colours = {e: EMBEDDING_PALETTE[i % len(EMBEDDING_PALETTE)] for i, e in enumerate(embeddings)}
+    err_cols = [c for c in table.columns if c.startswith("err_top")]
+    diff_cols = [c for c in table.columns if c.startswith("diff_")]
+    scope_all = table[table["scope"] == "all"].set_index("embedding")
+    cross = table[table["scope"] == "cross"] if (table["scope"] == "cross").any() else table[table["scope"] == "all"]
+    cross = cross.set_index("embedding")
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(4.0 + 0.9 * len(diff_cols), 3.4),
+                                   gridspec_kw={"width_ratios": [max(2, len(err_cols)), max(2, len(diff_cols))]})
+    width = 0.8 / max(1, len(embeddings))
+    for i, emb in enumerate(embeddings):
+        dx = (i - (len(embeddings) - 1) / 2) * width
+        if emb in scope_all.index:
+            bars = ax1.bar(np.arange(len(err_cols)) + dx, scope_all.loc[emb, err_cols].to_numpy(float), width,
+                           color=colours[emb], label=emb)
+            ax1.bar_label(bars, fmt="%.2f", fontsize=6, padding=1)
+        if emb in cross.index:
+            bars = ax2.bar(np.arange(len(diff_cols)) + dx, cross.loc[emb, diff_cols].to_numpy(float), width,
+                           color=colours[emb], label=emb)
+            ax2.bar_label(bars, fmt="%.2f", fontsize=6, padding=1)
+    ax1.set_xticks(range(len(err_cols)), [f"top-{c[len('err_top'):]}" for c in err_cols])
+    ax1.set_ylabel("identity retrieval error (fraction)")
+    ax1.set_xlabel("neighbours searched (within all images)")
+    ax1.set_ylim(0, 1)
+    ax1.set_title("Same person among the nearest?", fontsize=9)
+    ax2.set_xticks(range(len(diff_cols)), [pretty(c[len("diff_"):]) for c in diff_cols], rotation=30, ha="right")
+    ax2.set_ylabel("mean |attribute difference| (0-1)")
+    scope_name = "other group" if (table["scope"] == "cross").any() else "all images"
+    ax2.set_title(f"Attribute mismatch to the nearest image ({scope_name})", fontsize=9)
+    ax2.set_ylim(0, 1)
+    for ax in (ax1, ax2):
+        ax.grid(axis="y", alpha=0.3)
+    ax2.legend(title="embedding", fontsize=8, title_fontsize=8, frameon=False, loc="upper left",
+               bbox_to_anchor=(1.02, 1.0))
+    fig.suptitle("Nearest-neighbour quality per embedding", fontsize=10, y=1.02)
+    save_figure(fig, pdf, png)
+    return table.reset_index(drop=True)
+
+
+# ---------------------------------------------------------------- projection
+
+
+def projection_quality(table: pd.DataFrame, ids: list[str], originals: np.ndarray, reconstructions: np.ndarray,
+                       pdf: str, png: str | None = None, bins: int = 30) -> pd.DataFrame:
+    """Originals over their GAN reconstructions for a few images, and histograms of projection loss and PSNR.
+
+    Returns the latent table (image_id, status, loss, psnr, ...) with `shown` and, for shown images,
+    `psnr_rerender` (PSNR of the re-rendered latent against the aligned original, dB).
+    """
+    _need(table, ["image_id", "loss", "psnr"], "projection_quality")
+    n = len(ids)
+    mse = ((originals.astype(float) - reconstructions.astype(float)) ** 2).reshape(n, -1).mean(axis=1)
+    rerender = 10 * np.log10(255.0**2 / np.maximum(mse, 1e-10))
+    data = table.reset_index(drop=True).copy()
+    data["image_id"] = data["image_id"].astype(str)
+    data["shown"] = data["image_id"].isin(ids)
+    data["psnr_rerender"] = data["image_id"].map(dict(zip(ids, rerender, strict=True))).astype(float)
+    fig = plt.figure(figsize=(max(6.5, 0.95 * n + 0.8), 5.2))
+    grid = fig.add_gridspec(3, 1, height_ratios=[1, 1, 1.5], hspace=0.35)
+    top = grid[0:2].subgridspec(2, max(1, n), hspace=0.25, wspace=0.06)
+    for j in range(n):
+        show_image(fig.add_subplot(top[0, j]), originals[j], f"{ids[j]}", None)
+        show_image(fig.add_subplot(top[1, j]), reconstructions[j], f"{rerender[j]:.1f} dB", None)
+    fig.axes[0].set_ylabel("original", fontsize=8)
+    fig.axes[1].set_ylabel("GAN recon.", fontsize=8)
+    for ax in fig.axes[:2]:
+        ax.set_yticks([])
+    bottom = grid[2].subgridspec(1, 2, wspace=0.3)
+    ok = data[data["status"] == "ok"] if "status" in data else data
+    for k, (col, label) in enumerate((("loss", "projection loss (pixel MSE, [-1, 1] scale)"),
+                                      ("psnr", "PSNR of reconstruction (dB)"))):
+        ax = fig.add_subplot(bottom[0, k])
+        ax.hist(ok[col].to_numpy(float), bins=bins, color="#4c72b0", alpha=0.85)
+        for v in data.loc[data["shown"], col]:
+            ax.axvline(v, color="k", linewidth=0.6, alpha=0.5)
+        ax.set_xlabel(label, fontsize=8)
+        ax.set_ylabel("images")
+    fig.suptitle(f"Projection quality ({len(ok)} images; ticks on the histograms: the examples shown)", fontsize=10)
+    save_figure(fig, pdf, png)
+    return data
+
+
+# ---------------------------------------------------------------- outcomes
+
+
+def outcomes_forest(outcomes: pd.DataFrame, pdf: str, png: str | None = None) -> pd.DataFrame:
+    """Forest plot: per outcome, one row per method (naive first) with its estimate and 95% interval;
+    the true effect is marked where the table has one (the demo). Returns the rows drawn.
+    """
+    _need(outcomes, ["outcome", "method", "estimate", "ci_low", "ci_high"], "outcomes_forest")
+    names = list(dict.fromkeys(outcomes["outcome"]))
+    styles = method_styles(outcomes["method"])
+    n_rows = int(outcomes.groupby("outcome").size().max())
+    fig, axes = plt.subplots(1, len(names), figsize=(1.0 + 5.0 * len(names), 1.3 + 0.45 * n_rows), squeeze=False,
+                             layout="constrained")
+    drawn = []
+    for ax, name in zip(axes[0], names, strict=True):
+        sub = outcomes[outcomes["outcome"] == name].copy()
+        sub["_order"] = (sub["method"] != "naive").astype(int)
+        sub = sub.sort_values("_order", kind="stable").drop(columns="_order").reset_index(drop=True)
+        sub["row"] = np.arange(len(sub))
+        y = len(sub) - 1 - sub["row"].to_numpy()
+        ticks = []
+        for yi, (_, r) in zip(y, sub.iterrows(), strict=True):
+            st = styles[str(r["method"])]
+            flagged = str(r.get("status", "ok")) not in ("ok", "nan", "<NA>")
+            ax.errorbar(r["estimate"], yi, xerr=[[r["estimate"] - r["ci_low"]], [r["ci_high"] - r["estimate"]]],
+                        fmt=st["marker"], color=st["color"], capsize=3, markersize=6,
+                        markerfacecolor="none" if flagged else st["color"])
+            ticks.append(_forest_label(r))
+        ax.axvline(0, color="k", linewidth=0.8, linestyle=":")
+        truth = sub["truth"].dropna().unique() if "truth" in sub else []
+        if len(truth):
+            ax.axvline(float(truth[0]), color="#d62728", linestyle="--", linewidth=1.2,
+                       label=f"true effect ({float(truth[0]):g})")
+            ax.legend(fontsize=7, frameon=False, loc="lower right")
+        ax.set_yticks(y, ticks)
+        ax.set_ylim(-0.7, len(sub) - 0.3)
+        kind = str(sub["kind"].iloc[0]) if "kind" in sub else "numeric"
+        unit = "difference in proportion" if kind == "binary" else "difference in mean (outcome units)"
+        ax.set_xlabel(f"{pretty(name)}: treated - control, {unit}")
+        ax.grid(axis="x", alpha=0.3)
+        drawn.append(sub)
+    fig.suptitle("Treatment effect estimates with 95% intervals", fontsize=10)
+    save_figure(fig, pdf, png)
+    return pd.concat(drawn, ignore_index=True)
+
+
+def _forest_label(row) -> str:
+    """Row label of the forest plot: method and sample size (pairs, or treated + control for naive)."""
+    if row["method"] == "naive":
+        n = f"{row['n_treated']} + {row['n_control']}" if pd.notna(row.get("n_treated")) else "?"
+        return f"naive, unmatched (n = {n})"
+    n = f"{row['n_pairs']} pairs" if pd.notna(row.get("n_pairs")) else "?"
+    status = str(row.get("status", "ok"))
+    flag = f"\n[{status}]" if status not in ("ok", "nan", "<NA>") else ""
+    return f"{pretty(row['method'])} (n = {n}){flag}"

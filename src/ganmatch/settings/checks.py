@@ -1,0 +1,301 @@
+"""Start-up checks the schema cannot express: where a run may write, which user files must exist, what each
+matching method accepts, and which columns the treatment and covariates can come from.
+
+Each check returns a list of problems, one line each, naming the config key and the fix; `check_config`
+joins them into one ConfigError so that a run stops before its first job with every problem at once.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import inspect
+import os
+from pathlib import Path
+
+from ganmatch.errors import ConfigError
+
+FACE_PROXIES = ("male", "young", "frontal")  # the columns the shipped face models predict (face_attributes)
+DEMO_GENERATOR = "generator.pt"  # the demo's generator, rendered under resources/<dataset>/
+
+
+# ---------------------------------------------------------------- where a run writes
+
+
+def output_roots(config: dict, cwd: str | os.PathLike | None = None) -> tuple[Path, Path]:
+    """The only two folders a run writes to: resources/<dataset>/ and results/<dataset>/ (absolute)."""
+    base = Path(cwd or Path.cwd()).absolute()
+    return base / "resources" / config["dataset"], base / "results" / config["dataset"]
+
+
+def _absolute(path: str, cwd: str | os.PathLike | None = None) -> Path:
+    """`path` made absolute against the working directory, with `..` and `.` folded (no symlinks followed)."""
+    return Path(os.path.normpath(Path(cwd or Path.cwd()).absolute() / os.path.expanduser(path)))
+
+
+def _within(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents
+
+
+def demo_generator_path(config: dict) -> str:
+    """Where source demo renders its generator weights (an output of its download rule)."""
+    return f"resources/{config['dataset']}/{DEMO_GENERATOR}"
+
+
+def written_paths(config: dict) -> dict[str, str]:
+    """Config key -> path for every path a rule writes: downloads, their lock file, fetched CelebA-HQ images."""
+    out = {}
+    downloads = config.get("downloads") or {}
+    for name, entry in (downloads.get("files") or {}).items():
+        out[f"downloads.files.{name}.path"] = entry["path"]
+    if downloads.get("lock") and downloads.get("files"):
+        out["downloads.lock"] = downloads["lock"]
+    if config.get("source") == "celeba_hq" and (config.get("celeba_hq") or {}).get("image_dir"):
+        out["celeba_hq.image_dir"] = config["celeba_hq"]["image_dir"]
+    return out
+
+
+def read_paths(config: dict) -> dict[str, str]:
+    """Config key -> path for every user file a run reads (and never writes)."""
+    out = {}
+    folder = config.get("folder") or {}
+    if config.get("source") == "folder":
+        out.update({f"folder.{k}": folder[k] for k in ("path", "labels") if folder.get(k)})
+    if config.get("source") != "demo" and (config.get("project") or {}).get("weights"):
+        out["project.weights"] = config["project"]["weights"]
+    for name, spec in (config.get("embeddings") or {}).items():
+        if spec.get("weights"):
+            out[f"embeddings.{name}.weights"] = spec["weights"]
+    if config.get("source") == "celeba_hq":
+        celeba = config.get("celeba_hq") or {}
+        out.update({f"celeba_hq.{k}": celeba[k] for k in ("mapping", "identities", "attributes", "partition", "local_dir")
+                    if celeba.get(k)})
+    return out
+
+
+def path_problems(config: dict, cwd: str | os.PathLike | None = None) -> list[str]:
+    """Writes outside resources/<dataset>/ and results/<dataset>/, user files the run could overwrite, and
+    user files that no rule makes and that do not exist."""
+    problems = []
+    resources, results = output_roots(config, cwd)
+    written = written_paths(config)
+    for key, path in written.items():
+        if not _within(_absolute(path, cwd), resources):
+            problems.append(f"'{key}' is '{path}': a download writes there, but a run writes only under "
+                            f"resources/{config['dataset']}/ and results/{config['dataset']}/. Put it under "
+                            f"resources/{config['dataset']}/ (e.g. resources/{config['dataset']}/{Path(path).name}).")
+    if config.get("source") == "demo":
+        weights = (config.get("project") or {}).get("weights")
+        expected = demo_generator_path(config)
+        if weights and _absolute(weights, cwd) != _absolute(expected, cwd):
+            problems.append(f"'project.weights' is '{weights}', but source demo renders its own generator to {expected} "
+                            "(and would overwrite the file you name). Remove project.weights from the config, or set it "
+                            f"to {expected}.")
+    written_abs = {key: _absolute(p, cwd) for key, p in written.items()}
+    for key, path in read_paths(config).items():
+        target = _absolute(path, cwd)
+        if _within(target, results):
+            problems.append(f"'{key}' is '{path}', inside results/{config['dataset']}/, which the run writes: keep your "
+                            "files elsewhere.")
+            continue
+        made_by = [k for k, w in written_abs.items() if w == target]
+        if made_by:
+            continue  # a download rule makes (and verifies) this file: it is the download's own target
+        if any(_within(target, w) or _within(w, target) for w in written_abs.values()):
+            problems.append(f"'{key}' is '{path}', which overlaps a folder the run writes "
+                            f"({', '.join(k for k, w in written_abs.items() if _within(target, w) or _within(w, target))}); "
+                            "keep your files elsewhere.")
+        elif config.get("source") == "demo" and _within(target, resources):
+            problems.append(f"'{key}' is '{path}', inside resources/{config['dataset']}/, which the demo writes; keep your "
+                            "files elsewhere.")
+        elif key != "project.weights" and not target.exists():  # missing GAN weights skip the GAN stage instead
+            problems.append(f"'{key}' is '{path}', which does not exist (relative paths start at {Path(cwd or Path.cwd())}); "
+                            "fix the path, or add a downloads.files entry with this path to fetch it.")
+    return problems
+
+
+# ---------------------------------------------------------------- which columns exist
+
+
+def _model_columns(config: dict) -> tuple[set[str], list[str]]:
+    """Columns the face models will predict (face_attributes.activate; FairFace's `black` with its weights)."""
+    face = config.get("face_attributes") or {}
+    if not face.get("activate"):
+        return set(), []
+    columns, where = set(FACE_PROXIES), [f"the face models' predictions ({', '.join(FACE_PROXIES)}; face_attributes.activate)"]
+    if face.get("fairface_weights"):
+        columns.add("black")
+        where.append("FairFace's black (face_attributes.fairface_weights)")
+    return columns, where
+
+
+def available_columns(config: dict) -> tuple[set[str] | None, str]:
+    """(columns the treatment and covariates may name, where they come from); None when unknown at start-up."""
+    source = config.get("source")
+    models, model_where = _model_columns(config)
+    if source == "demo":
+        from ganmatch.data.demo import PLANTED
+
+        return {"male", *PLANTED, "outcome"}, "the demo's labels (ganmatch.data.demo.PLANTED, male, outcome)"
+    if source == "celeba_hq":
+        from ganmatch.data.celeba import ATTRIBUTE_ALIASES, CELEBA_ATTRIBUTES
+
+        return ({a.lower() for a in CELEBA_ATTRIBUTES} | set(ATTRIBUTE_ALIASES) | models,
+                " or ".join(["CelebA's 40 attribute columns (any case) and the aliases of ganmatch.data.celeba.ATTRIBUTE_ALIASES",
+                             *model_where]))
+    folder = config.get("folder") or {}
+    columns, where = set(), []
+    if folder.get("labels") and Path(folder["labels"]).is_file():
+        with open(folder["labels"], newline="") as fh:
+            columns |= set(next(csv.reader(fh), []))
+        where.append(f"the columns of folder.labels ({folder['labels']})")
+    return columns | models, " or ".join(where + model_where) or \
+        "nothing: folder.labels is unset and face_attributes.activate is false"
+
+
+def _column_key(config: dict, name: str) -> str:
+    """How the index names a config column: CelebA names are case-insensitive."""
+    return name.strip().lower() if config.get("source") == "celeba_hq" else name
+
+
+def column_problems(config: dict) -> list[str]:
+    """Treatment, covariates and outcomes: distinct, and each one a column the run will have."""
+    problems = []
+    treatment, covariates = config.get("treatment"), list(config.get("covariates") or [])
+    outcomes = list(config.get("outcomes") or [])
+    if treatment in covariates:
+        problems.append(f"'treatment' ({treatment}) is also listed in 'covariates': a covariate cannot be the treatment "
+                        "(its SMD would be infinite); remove it from covariates.")
+    dups = sorted({c for c in covariates if covariates.count(c) > 1})
+    if dups:
+        problems.append(f"'covariates' lists {dups} more than once.")
+    for name in outcomes:
+        if name == treatment or name in covariates:
+            problems.append(f"'outcomes' lists '{name}', which is the treatment or a covariate; an outcome must be another column.")
+    available, where = available_columns(config)
+    if available is not None:
+        for key, names in (("treatment", [treatment]), ("covariates", covariates), ("outcomes", outcomes)):
+            for name in names:
+                if name and _column_key(config, name) not in available:
+                    hint = difflib.get_close_matches(name, sorted(available), n=1)
+                    did = f" Did you mean '{hint[0]}'?" if hint else ""
+                    problems.append(f"'{key}' names '{name}', which the run will not have: it comes from {where}.{did}")
+    return problems
+
+
+# ---------------------------------------------------------------- matching methods
+
+
+def method_problems(config: dict) -> list[str]:
+    """Each method's parameters against its function's signature, and the columns and embeddings it names."""
+    from ganmatch.matching import MATCHERS
+
+    problems = []
+    covariates = set(config.get("covariates") or [])
+    embeddings = set(config.get("embeddings") or {})
+    for name, spec in ((config.get("matching") or {}).get("methods") or {}).items():
+        key = f"matching.methods.{name}"
+        method = spec.get("method")
+        if method not in MATCHERS:
+            continue  # the schema names the allowed methods
+        accepted = set(inspect.signature(MATCHERS[method]).parameters) - {"data"}
+        for param in sorted(set(spec) - accepted - {"method"}):
+            hint = difflib.get_close_matches(param, sorted(accepted), n=1)
+            did = f" Did you mean '{hint[0]}'?" if hint else ""
+            problems.append(f"'{key}.{param}': method {method} takes no such parameter.{did} "
+                            f"It takes: {', '.join(sorted(accepted))}.")
+        for param in ("covariates", "exact"):
+            unknown = [c for c in spec.get(param) or [] if c not in covariates]
+            if unknown:
+                problems.append(f"'{key}.{param}' names {unknown}, which are not among 'covariates' "
+                                f"({', '.join(sorted(covariates))}); only those are in the attributes table.")
+        for param in ("embedding", "constraint_embedding", "reference_embedding"):
+            emb = spec.get(param)
+            if emb is not None and emb not in embeddings:
+                problems.append(f"'{key}.{param}' is '{emb}', which is not among embeddings: {', '.join(sorted(embeddings))}.")
+        calipers = [p for p in ("caliper", "caliper_sd", "caliper_quantile") if spec.get(p) is not None]
+        if method != "propensity" and len(calipers) > 1:
+            problems.append(f"'{key}': give at most one of caliper, caliper_sd and caliper_quantile (got {', '.join(calipers)}).")
+        gap = spec.get("reference_gap")
+        if gap is not None and len(gap) == 2 and gap[0] > gap[1]:
+            problems.append(f"'{key}.reference_gap' is {gap}: the lower bound exceeds the upper one.")
+    return problems
+
+
+RESERVED_METHOD_NAMES = {"summary", "group_means"}  # file names the balance stage uses itself
+
+
+def reference_problems(config: dict) -> list[str]:
+    """Names that must refer to other blocks, reserved names, and settings that must agree."""
+    problems = []
+    embeddings = set(config.get("embeddings") or {})
+    att = (config.get("attributes") or {}).get("embedding")
+    if att is not None and att not in embeddings:
+        problems.append(f"'attributes.embedding' is '{att}', which is not among embeddings: {', '.join(sorted(embeddings))}.")
+    for name in ((config.get("matching") or {}).get("methods") or {}):
+        if name in RESERVED_METHOD_NAMES:
+            problems.append(f"'matching.methods.{name}': this name is reserved for the balance outputs; rename the method.")
+    if config.get("source") == "demo":
+        demo = config.get("demo") or {}
+        if demo.get("resolution") and demo["resolution"] != config["align"]["output_size"]:
+            problems.append(f"'align.output_size' is {config['align']['output_size']} but 'demo.resolution' is "
+                            f"{demo['resolution']}; they must be equal.")
+    return problems
+
+
+def constrained_semantics_problems(config: dict) -> list[str]:
+    """greedy_constrained with semantics 'reference' (its default) refuses settings the reference loop has no
+    place for, at start-up rather than in the matching job."""
+    problems = []
+    for name, spec in ((config.get("matching") or {}).get("methods") or {}).items():
+        if spec.get("method") != "greedy_constrained" or spec.get("semantics", "reference") != "reference":
+            continue
+        key = f"matching.methods.{name}"
+        if spec.get("mode", "penalty") != "penalty":
+            problems.append(f"'{key}.mode' is '{spec['mode']}'; semantics 'reference' only penalises (mode: penalty).")
+        if "reference_embedding" in spec and spec["reference_embedding"] is None:
+            problems.append(f"'{key}.reference_embedding' is null; semantics 'reference' chooses references by a distance.")
+        if spec.get("min_photos", 2) != 2:
+            problems.append(f"'{key}.min_photos' is {spec['min_photos']}; semantics 'reference' fixes it at 2.")
+        if spec.get("caliper") is not None:
+            problems.append(f"'{key}.caliper' is set; semantics 'reference' has no caliper.")
+    return [f"{p} Or set semantics: corrected." for p in problems]
+
+
+def precomputed_problems(config: dict) -> list[str]:
+    """An embedding of kind precomputed reads its rows from `path`, which must name a .npy file."""
+    return [f"'embeddings.{name}.path' must name the .npy file of a precomputed embedding (its ids in the .parquet "
+            "beside it)." for name, spec in (config.get("embeddings") or {}).items()
+            if spec.get("kind") == "precomputed" and not str(spec.get("path", "")).endswith(".npy")]
+
+
+def edit_problems(config: dict) -> list[str]:
+    """The edit block: it must choose images, and name known matching methods and attributes."""
+    edit = config.get("edit") or {}
+    problems = []
+    methods = set(config.get("matching", {}).get("methods", {}))
+    images = edit.get("images") or {}
+    for key, block in (("images", images), ("interpolation", edit.get("interpolation") or {})):
+        for name in block.get("methods") or []:
+            if name not in methods:
+                problems.append(f"'edit.{key}.methods' names '{name}', which is not among matching.methods: {', '.join(sorted(methods))}.")
+    if edit.get("activate", True) and "images" in edit and not (
+            images.get("ids") or images.get("per_group", 1) > 0 or (images.get("methods") and images.get("max_pairs", 1) > 0)):
+        problems.append("'edit.images' chooses no image: list ids, set per_group > 0, or name matching methods with max_pairs > 0.")
+    known = set(edit.get("attributes") or [config.get("treatment"), *config.get("covariates", [])])
+    for target, condition in (edit.get("conditional") or {}).items():
+        unknown = [a for a in [target, *condition] if a not in known]
+        if unknown:
+            problems.append(f"'edit.conditional.{target}' uses {', '.join(unknown)}, which get no direction; "
+                            f"use attributes among: {', '.join(sorted(map(str, known)))}.")
+    return problems
+
+
+def check_config(config: dict, cwd: str | os.PathLike | None = None) -> None:
+    """Raise one ConfigError listing every path, column and method problem of a schema-valid config."""
+    problems = (reference_problems(config) + path_problems(config, cwd) + column_problems(config)
+                + method_problems(config) + constrained_semantics_problems(config) + precomputed_problems(config)
+                + edit_problems(config))
+    if problems:
+        raise ConfigError("invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems)
+                          + "\nFix the key(s) above; config/schema.yaml documents every key.")
