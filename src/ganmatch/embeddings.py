@@ -59,7 +59,13 @@ def aligned_images(shard_tables: Sequence[str]) -> pd.DataFrame:
 
 
 def compute_embedding(kind: str, aligned: pd.DataFrame, params: dict) -> np.ndarray:
-    """Embedding of the aligned images by kind (pixel, dlib, facenet, hog; see ganmatch.face_embeddings)."""
-    from . import face_embeddings
+    """Embedding of the aligned images by kind (pixel, dlib, facenet, hog; see ganmatch.face_embeddings).
 
-    return face_embeddings.embed_images(kind, aligned["aligned_path"].tolist(), **params)
+    Computed in chunks of images (progress lines in the job log; one chunk of decoded crops in memory at a time).
+    """
+    from . import face_embeddings
+    from .progress import Progress, map_in_chunks
+
+    paths = aligned["aligned_path"].tolist()
+    progress = Progress(len(paths), f"embedding {kind}")
+    return map_in_chunks(lambda part: face_embeddings.embed_images(kind, part, **params), paths, progress)

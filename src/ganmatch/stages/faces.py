@@ -57,8 +57,12 @@ def face_attribute_table(shard_tables: Sequence[str], params: dict) -> pd.DataFr
         pred = pd.DataFrame({c: np.zeros(0) for c in ATTRIBUTE_COLUMNS})
         young = np.zeros(0)
     else:
+        from ..progress import Progress, map_in_chunks
+
         years = float(params["young_below"])
-        pred = predict_face_attributes(paths, raw_landmarks5=raw, age_below=years).reset_index(drop=True)
+        pred = map_in_chunks(
+            lambda rows: predict_face_attributes([paths[i] for i in rows], raw_landmarks5=raw[rows], age_below=years),
+            np.arange(len(paths)), Progress(len(paths), "face attributes"))
         young = pred.pop("age_below_prob").to_numpy()
     proxies = proxy_columns(pred, young, float(params["frontal_within"]))
     out = pd.concat([ok[["image_id"]].reset_index(drop=True), pred, proxies], axis=1)
