@@ -37,3 +37,12 @@ def test_projection_results_merge_replaces_only_remeasured_rows(projection_bench
     # the speed-up is against the batch-1 row of the same configuration, kept from the earlier run
     assert by.loc[("cpu", 2), "speedup_vs_batch1"] == 4.0
     assert pd.isna(by.loc[("cuda", 2), "speedup_vs_batch1"])  # no batch-1 row on that machine
+
+
+def test_projection_flops_benchmark_counts_one_step():
+    path = Path(__file__).parents[1] / "benchmarks" / "projection_flops.py"
+    spec = importlib.util.spec_from_file_location("bench_projection_flops", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    df = module.run(["demo"], losses=("pixel",))
+    assert list(df["preset"]) == ["demo"] and (df["gflop_per_image_step"] > 0).all()
