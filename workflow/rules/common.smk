@@ -20,6 +20,7 @@ PLAN = resolve(config)
 for message in PLAN.messages:
     print(message, file=sys.stderr)
 
+
 DS = config["dataset"]
 RES = f"results/{DS}"
 RAW = f"resources/{DS}"
@@ -207,3 +208,13 @@ def overlap_scores(wildcards):
     """The per-image scores that propensity method wrote while matching (none: the figure fits on the covariates)."""
     name = overlap_propensity()[0]
     return [f"{RES}/matches/scores/{name}.parquet"] if name else []
+
+
+onstart:
+    # With the slurm executor (profiles/slurm), before any job is submitted: job states from squeue where sacct does
+    # not work, threads and memory capped to the partition's largest node, SIGTERM cancels the submitted jobs
+    # (ganmatch.slurm, docs/cluster.md).
+    if workflow.executor_plugin is not None and workflow.executor_plugin.name == "slurm":
+        from ganmatch.slurm import apply_preflight
+
+        apply_preflight(workflow)
