@@ -131,6 +131,9 @@ def test_wilson_interval_known_answers_and_stays_inside_0_1():
         lo, hi = wilson_interval(p, np.full_like(p, n))
         assert (lo >= 0).all() and (hi <= 1).all() and (lo <= p + 1e-12).all() and (hi >= p - 1e-12).all()
     assert np.isnan(wilson_interval(0.5, 0)).all()
+    for p, n in ((0.0, 1.4977), (0.0, 2.2941), (1.0, 7.3), (0.0, 1e6)):  # the bounds hold p exactly, even after rounding
+        lo, hi = wilson_interval(p, n)
+        assert lo <= p <= hi
 
 
 def test_group_means_use_wilson_intervals_for_proportions():

@@ -246,7 +246,8 @@ def wilson_interval(p, n, z: float = Z95) -> tuple[np.ndarray, np.ndarray]:
         denom = 1 + z**2 / n
         centre = (p + z**2 / (2 * n)) / denom
         half = z / denom * np.sqrt(p * (1 - p) / n + z**2 / (4 * n**2))
-        low, high = np.clip(centre - half, 0.0, 1.0), np.clip(centre + half, 0.0, 1.0)
+        # the interval contains p; min/max keep that exact under rounding (at p = 0 or 1 the bound is p itself)
+        low, high = np.clip(np.minimum(centre - half, p), 0.0, 1.0), np.clip(np.maximum(centre + half, p), 0.0, 1.0)
     bad = ~(n > 0) | ~np.isfinite(p)
     return np.where(bad, np.nan, low), np.where(bad, np.nan, high)
 

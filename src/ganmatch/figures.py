@@ -77,7 +77,7 @@ def covariate_means(means: pd.DataFrame, pdf: str, png: str | None = None, treat
             rows = sub[(sub["sample"] == sample) & (code[sub.index] == group)].set_index("covariate").reindex(covs)
             y = rows["mean"].to_numpy(float)
             err = np.vstack([y - rows["ci_low"].to_numpy(float), rows["ci_high"].to_numpy(float) - y])
-            ax.errorbar(x + dx, y, yerr=np.nan_to_num(err), linestyle="none", capsize=2, color=GROUP_COLOURS[group],
+            ax.errorbar(x + dx, y, yerr=np.maximum(np.nan_to_num(err), 0), linestyle="none", capsize=2, color=GROUP_COLOURS[group],
                         label=f"{labels[group]}, {'before' if sample == 'unmatched' else 'after'} matching",
                         **SAMPLE_STYLE[sample])
         ax.set_xticks(x, [wrap(c, 12) for c in covs], fontsize=8)
