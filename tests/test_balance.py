@@ -118,3 +118,37 @@ def test_neighbour_quality_by_hand():
     # |young| diffs at rank 1: a1-b1 0, a2-a1 1, b1-a1 0, c1-b1 0
     assert q["diff_young"] == pytest.approx(0.25) and q["diff_smiling"] == pytest.approx(0.5)
     assert q["n_queries"] == 4 and q["scope"] == "all"
+
+
+def test_wilson_interval_known_answers_and_stays_inside_0_1():
+    from ganmatch.analysis.balance import wilson_interval
+
+    low, high = wilson_interval([0.0, 0.5, 1.0], [10, 100, 3])
+    np.testing.assert_allclose(low, [0.0, 0.403832, 0.438503], atol=1e-5)
+    np.testing.assert_allclose(high, [0.277533, 0.596168, 1.0], atol=1e-5)
+    p = np.linspace(0, 1, 21)
+    for n in (1, 2, 5, 30):
+        lo, hi = wilson_interval(p, np.full_like(p, n))
+        assert (lo >= 0).all() and (hi <= 1).all() and (lo <= p + 1e-12).all() and (hi >= p - 1e-12).all()
+    assert np.isnan(wilson_interval(0.5, 0)).all()
+    for p, n in ((0.0, 1.4977), (0.0, 2.2941), (1.0, 7.3), (0.0, 1e6)):  # the bounds hold p exactly, even after rounding
+        lo, hi = wilson_interval(p, n)
+        assert lo <= p <= hi
+
+
+def test_group_means_use_wilson_intervals_for_proportions():
+    from ganmatch.analysis.balance import group_means
+
+    rng = np.random.default_rng(0)
+    t = np.r_[np.ones(8), np.zeros(30)].astype(int)
+    X = pd.DataFrame({"rare": np.r_[np.ones(8), (rng.random(30) < 0.05)].astype(float),  # all treated have it
+                      "height": rng.normal(170, 10, 38)})
+    means = group_means(X, t, weights=np.r_[np.ones(8), np.ones(30)])
+    rare = means[means["covariate"] == "rare"]
+    assert (rare["interval"] == "wilson").all()
+    assert (rare["ci_low"] >= 0).all() and (rare["ci_high"] <= 1).all()
+    treated = rare[rare["group"] == "treated"].iloc[0]
+    assert treated["mean"] == 1.0 and treated["ci_high"] == 1.0 and treated["ci_low"] < 1.0  # a normal CI is [1, 1]
+    height = means[means["covariate"] == "height"]
+    assert (height["interval"] == "normal").all()
+    np.testing.assert_allclose(height["ci_high"] - height["mean"], 1.959964 * height["se"], rtol=1e-5)

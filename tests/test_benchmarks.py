@@ -49,3 +49,12 @@ def test_editing_benchmark_runs_and_merges():
     assert df["speedup_vs_batch1"].iloc[0] == 1.0
     merged = module.merge(df, df.assign(images_per_sec=1.0).iloc[1:])
     assert len(merged) == 2 and merged.set_index("batch_size").loc[2, "images_per_sec"] == 1.0
+
+
+def test_projection_flops_benchmark_counts_one_step():
+    path = Path(__file__).parents[1] / "benchmarks" / "projection_flops.py"
+    spec = importlib.util.spec_from_file_location("bench_projection_flops", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    df = module.run(["demo"], losses=("pixel",))
+    assert list(df["preset"]) == ["demo"] and (df["gflop_per_image_step"] > 0).all()

@@ -123,3 +123,58 @@ def test_quality_proxies_known_answers(aligned):
     assert q.brightness[2] == pytest.approx(q.brightness[0] / 2, abs=1.5)
     flat = quality_proxies(np.full((1, 64, 64, 3), 77, np.uint8))
     assert flat.sharpness[0] == 0 and flat.brightness[0] == pytest.approx(77, abs=0.5)
+
+
+def _mirror(crops, marks):
+    """The crops flipped left-right and their landmarks (left/right eye and mouth corners swap roles)."""
+    flipped = np.ascontiguousarray(crops[:, :, ::-1])
+    m = marks.copy()
+    m[..., 0] = crops.shape[2] - 1 - m[..., 0]
+    return flipped, m[:, [1, 0, 2, 4, 3]]
+
+
+def test_gender_and_age_average_the_face_and_its_mirror_image(aligned):
+    from ganmatch.faces.face_attributes import _mirror_runs, age_gender_chips
+
+    crops, marks = aligned
+    out = predict_age_gender(crops, marks)
+    g_chips, a_chips = age_gender_chips(crops, marks)
+    photo, mirror = _mirror_runs("gender", g_chips)
+    np.testing.assert_allclose(out.gender_male_prob, (photo[:, 1] + mirror[:, 1]) / 2)  # labels: female, male
+    np.testing.assert_allclose(out.gender_mirror_gap, np.abs(photo[:, 1] - mirror[:, 1]))
+    assert (out.age_mirror_gap >= 0).all() and (out.gender_mirror_gap >= 0).all()
+    # the mirror images of the photos get (nearly) the same answer: the averaging is symmetric
+    again = predict_age_gender(*_mirror(crops, marks))
+    np.testing.assert_allclose(again.gender_male_prob, out.gender_male_prob, atol=0.1)
+    np.testing.assert_allclose(again.age, out.age, atol=4)
+
+
+def test_pose_of_known_frontal_faces_and_their_mirror_images(photos):
+    """The astronaut and Grace Hopper face the camera: small yaw; mirroring negates yaw and roll, keeps pitch."""
+    _, marks = photos
+    pose = head_pose(marks)
+    assert (pose.yaw.abs() < 10).all() and (pose.pitch.abs() < 15).all()
+    mirrored = marks.copy()
+    mirrored[..., 0] *= -1
+    flipped = head_pose(mirrored[:, [1, 0, 2, 4, 3]])
+    np.testing.assert_allclose(flipped.yaw, -pose.yaw, atol=0.5)
+    np.testing.assert_allclose(flipped.roll, -pose.roll, atol=0.5)
+    np.testing.assert_allclose(flipped.pitch, pose.pitch, atol=0.5)
+
+
+def test_pitch_mixes_tilt_with_face_proportions_so_frontal_uses_yaw_only():
+    """Why pitch is not used: a frontal face whose nose is 10% (of the eye-mouth distance) longer than the
+    generic face reads as ~11 degrees of pitch; yaw does not move."""
+    import pandas as pd
+
+    from ganmatch.stages.faces import proxy_columns
+
+    lm = canonical_landmarks(256)
+    longer = lm.copy()
+    longer[2, 1] += 0.1 * (lm[3, 1] - lm[0, 1])
+    pose = head_pose(np.stack([lm, longer]))
+    assert 8 < -pose.pitch.iloc[1] < 15 and abs(pose.yaw.iloc[1]) < 0.5
+    pred = pd.DataFrame({"gender_male_prob": [0.5] * 3, "yaw": [3.0, 30.0, np.nan], "pitch": [-35.0, 0.0, 0.0]})
+    proxies = proxy_columns(pred, np.array([0.5, 0.5, 0.5]), 15)
+    assert proxies["frontal_prob"].iloc[:2].tolist() == [1.0, 0.0] and np.isnan(proxies["frontal_prob"].iloc[2])
+    assert "frontal_confidence" not in proxies  # a geometric 0/1 call has no model confidence

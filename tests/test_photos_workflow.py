@@ -183,7 +183,9 @@ def test_treatment_comes_from_attributes_when_the_index_lacks_it():
     assert with_treatment(demo, att.drop(columns="male"), "male") is demo
 
 
-def test_face_attribute_table_of_an_aligned_shard(tmp_path):
+def test_face_attribute_table_of_an_aligned_shard(tmp_path, caplog):
+    import logging
+
     import matplotlib.cbook
     from PIL import Image
 
@@ -196,7 +198,9 @@ def test_face_attribute_table_of_an_aligned_shard(tmp_path):
     rows = pd.DataFrame({"image_id": ["hopper", "empty"], "path": [str(tmp_path / "hopper.jpg"), str(tmp_path / "empty.png")]})
     shard = align_shard(rows, schema_block("align", detector="dlib", output_size=128), tmp_path / "aligned")
     shard.to_parquet(tmp_path / "shard_0.parquet")
-    table = face_attribute_table([str(tmp_path / "shard_0.parquet")], schema_block("face_attributes", young_below=30, frontal_within=15))
+    with caplog.at_level(logging.INFO, logger="ganmatch"):
+        table = face_attribute_table([str(tmp_path / "shard_0.parquet")], schema_block("face_attributes", young_below=30, frontal_within=15))
+    assert "face attributes: 1/1 images (100%)" in caplog.text  # the progress line
     assert table["image_id"].tolist() == ["hopper"]  # the rejected image has no row
     row = table.iloc[0]
     assert row["age"] > 60 and row["young_prob"] < 0.05 and row["young_confidence"] > 0.95

@@ -80,6 +80,13 @@ def test_without_generator_weights_the_gan_stage_and_its_methods_drop_out(tmp_pa
     message = plan.messages[0]
     assert "'weights/g.pkl' (project.weights) do not exist" in message and "gan_greedy" in message
     assert "fitted on 'dlib' instead" in message
+    # the configured file, the resolution's download entry (config/celeba_hq.yaml) and where the file is described
+    assert "downloads.files entry 'stylegan2_ffhq256' of config/celeba_hq.yaml" in message
+    assert "path: weights/g.pkl" in message and "FFHQ 256 px" in message and "docs/downloads.md" in message
+    celeba = yaml.safe_load((ROOT / "config/celeba_hq.yaml").read_text())["downloads"]["files"]
+    from ganmatch.settings.plan import GENERATOR_DOWNLOADS
+
+    assert set(GENERATOR_DOWNLOADS.values()) <= set(celeba)  # every entry named exists
     assert plan.verification == {"dlib": 0.6}
     assert resolve(config, exists=lambda path: True).project_active
 
@@ -129,3 +136,23 @@ def test_ganmatch_plan_prints_the_run_plan_and_names_bad_keys(capsys, monkeypatc
     bad.write_text("matching: {methods: {gan_greedy: {caliper_quantil: 0.5}}}\n")
     assert main(["plan", "--configfile", "config/config.yaml", str(bad)]) == 2
     assert "Did you mean 'caliper_quantile'?" in capsys.readouterr().err
+
+
+def test_an_offline_celeba_hq_run_lists_every_missing_download_at_once(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    raw = _config("celeba_hq")
+    for key in ("mapping", "identities"):  # local files the start-up checks require (no download entry)
+        (tmp_path / raw["celeba_hq"][key]).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / raw["celeba_hq"][key]).write_text("")
+    config = validate_config(raw, SCHEMA)
+    plan = resolve(config, exists=lambda path: False)
+    message = next(m for m in plan.messages if "download(s) missing" in m)
+    files = config["downloads"]["files"]
+    expected = ["CelebA-HQ images", "celeba_attributes", "stylegan2_ffhq256", "facenet_vggface2"]
+    if config["celeba_hq"]["identities"] in {f["path"] for f in files.values()}:
+        expected.append(next(n for n, f in files.items() if f["path"] == config["celeba_hq"]["identities"]))
+    for name in expected:
+        assert f"  {name}" in message, name
+    assert "stylegan2_ffhq1024" not in message  # listed only when project.weights names it
+    assert message.startswith(f"ganmatch: {message.count(' -> ')} download(s) missing")
+    assert not [m for m in resolve(config, exists=lambda path: True).messages if "download(s) missing" in m]

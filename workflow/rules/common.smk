@@ -20,6 +20,7 @@ PLAN = resolve(config)
 for message in PLAN.messages:
     print(message, file=sys.stderr)
 
+
 DS = config["dataset"]
 RES = f"results/{DS}"
 RAW = f"resources/{DS}"
@@ -236,3 +237,13 @@ def paper_comparison_inputs(wildcards):
         "neighbours": expand(f"{RES}/neighbours/{{embedding}}.parquet", embedding=PLAN.embeddings),
         "embeddings": [f for e in dict.fromkeys(used) for f in embedding_files(e)],
     }
+
+
+onstart:
+    # With the slurm executor (profiles/slurm), before any job is submitted: job states from squeue where sacct does
+    # not work, threads and memory capped to the partition's largest node, SIGTERM cancels the submitted jobs
+    # (ganmatch.slurm, docs/cluster.md).
+    if workflow.executor_plugin is not None and workflow.executor_plugin.name == "slurm":
+        from ganmatch.slurm import apply_preflight
+
+        apply_preflight(workflow)

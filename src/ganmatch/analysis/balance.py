@@ -238,13 +238,30 @@ def sample_sizes(treated, weights=None) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def wilson_interval(p, n, z: float = Z95) -> tuple[np.ndarray, np.ndarray]:
+    """Wilson score interval of a proportion `p` from `n` (effective) observations: always inside [0, 1],
+    sensible at p = 0 or 1 and for small n, where the normal interval runs past the ends (Wilson 1927)."""
+    p, n = np.asarray(p, np.float64), np.asarray(n, np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        denom = 1 + z**2 / n
+        centre = (p + z**2 / (2 * n)) / denom
+        half = z / denom * np.sqrt(p * (1 - p) / n + z**2 / (4 * n**2))
+        # the interval contains p; min/max keep that exact under rounding (at p = 0 or 1 the bound is p itself)
+        low, high = np.clip(np.minimum(centre - half, p), 0.0, 1.0), np.clip(np.maximum(centre + half, p), 0.0, 1.0)
+    bad = ~(n > 0) | ~np.isfinite(p)
+    return np.where(bad, np.nan, low), np.where(bad, np.nan, high)
+
+
 def group_means(covariates: pd.DataFrame, treated, weights=None) -> pd.DataFrame:
-    """Mean per covariate, group and sample with a normal 95% CI (SE from the weighted SD and the ESS)."""
+    """Mean per covariate, group and sample with a 95% interval: Wilson for 0/1 covariates (a proportion's
+    interval stays inside [0, 1]), else normal; both use the effective sample size of the weights.
+    `interval` names the kind."""
     X, t, weights = _check(covariates, treated, weights)
     samples = [("unmatched", None)] + ([("matched", weights)] if weights is not None else [])
     rows = []
     for cov in X.columns:
         x = X[cov].to_numpy()
+        binary = bool(np.isin(x[np.isfinite(x)], (0.0, 1.0)).all())
         for sample, w in samples:
             for g, name in ((0, "control"), (1, "treated")):
                 xg = x[t == g]
@@ -252,6 +269,11 @@ def group_means(covariates: pd.DataFrame, treated, weights=None) -> pd.DataFrame
                 m = weighted_mean(xg, wg)
                 n_eff = ess(wg)
                 se = np.sqrt(weighted_var(xg, wg) / n_eff) if n_eff > 1 else np.nan
+                if binary:
+                    low, high = (float(v) for v in wilson_interval(m, n_eff))
+                else:
+                    low, high = m - Z95 * se, m + Z95 * se
                 rows.append({"covariate": cov, "group": name, "sample": sample, "mean": m, "se": se,
-                             "ci_low": m - Z95 * se, "ci_high": m + Z95 * se, "n": int((wg > 0).sum())})
+                             "ci_low": low, "ci_high": high, "interval": "wilson" if binary else "normal",
+                             "n": int((wg > 0).sum())})
     return pd.DataFrame(rows)

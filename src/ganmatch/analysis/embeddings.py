@@ -84,10 +84,16 @@ def precomputed_rows(image_ids: Sequence[str], path: str) -> np.ndarray:
 
 
 def compute_embedding(kind: str, aligned: pd.DataFrame, params: dict) -> np.ndarray:
-    """Embedding of the aligned images by kind (pixel, dlib, facenet, hog; see ganmatch.faces.face_embeddings), or the
-    rows of a precomputed one (kind precomputed: e.g. the demo's simulated face recogniser)."""
+    """Embedding of the aligned images by kind (pixel, dlib, facenet, hog, vgg; see ganmatch.faces.face_embeddings),
+    or the rows of a precomputed one (kind precomputed: e.g. the demo's simulated face recogniser).
+
+    Computed in chunks of images (progress lines in the job log; one chunk of decoded crops in memory at a time).
+    """
     if kind == "precomputed":
         return precomputed_rows(aligned["image_id"].astype(str).tolist(), params["path"])
     from ganmatch.faces import face_embeddings
+    from ganmatch.progress import Progress, map_in_chunks
 
-    return face_embeddings.embed_images(kind, aligned["aligned_path"].tolist(), **params)
+    paths = aligned["aligned_path"].tolist()
+    progress = Progress(len(paths), f"embedding {kind}")
+    return map_in_chunks(lambda part: face_embeddings.embed_images(kind, part, **params), paths, progress)

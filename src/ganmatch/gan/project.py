@@ -216,8 +216,11 @@ class LatentProjector:
         if int(self.steps) < 1 or int(self.batch_size) < 1:
             raise InputDataError(f"steps and batch_size must be >= 1, got {self.steps}, {self.batch_size}")
 
-    def project(self, images: np.ndarray, init: np.ndarray | None = None) -> ProjectionResult:
-        """Project uint8 (N, H, W, 3) images; `init` (N, w_dim) or W+ latents replaces the mean-w start."""
+    def project(self, images: np.ndarray, init: np.ndarray | None = None, progress=None) -> ProjectionResult:
+        """Project uint8 (N, H, W, 3) images; `init` (N, w_dim) or W+ latents replaces the mean-w start.
+
+        `progress`, if given, is called with the number of images of each finished batch (`Progress.update`).
+        """
         self._check()
         device = resolve_device(self.device)
         gen = self.generator.to(device).eval().requires_grad_(False)
@@ -233,6 +236,8 @@ class LatentProjector:
             sl = slice(start, start + self.batch_size)
             parts.append(self._project_batch(gen, target[sl].to(device), None if init is None else init[sl],
                                              seed=self.random_state * 100003 + b))
+            if progress is not None:
+                progress(len(parts[-1][0]))
         if not parts:
             return ProjectionResult.empty(gen, self.space)
         lat, loss, steps, failed, recon = (list(x) for x in zip(*parts, strict=True))

@@ -25,10 +25,13 @@ from ganmatch.report.plots import (
     method_styles,
     panel_columns,
     panel_grid,
+    place_above,
     plt,
     pretty,
     save_figure,
+    shorten,
     show_image,
+    wrap,
 )
 
 RELATION_COLOURS = {"same identity": "#2c7fb8", "different identity": "#969696"}
@@ -56,14 +59,15 @@ def covariate_means(means: pd.DataFrame, pdf: str, png: str | None = None, treat
     """Covariate means per group, before (unmatched) and after (matched) matching, with 95% intervals.
 
     One panel per matching method, as in the paper's main figure; `means` is balance.group_means output
-    (group "control"/"treated" or 0/1) with a `method` column.
+    (group "control"/"treated" or 0/1) with a `method` column; its intervals for proportions are Wilson
+    intervals, so they stay inside the [0, 1] axis.
     """
     _need(means, ["covariate", "group", "sample", "mean", "ci_low", "ci_high", "method"], "covariate_means")
     labels = group_labels(treatment)
     code = means["group"].map(GROUP_CODES)
     methods = list(dict.fromkeys(means["method"]))
     covs = list(dict.fromkeys(means["covariate"]))
-    fig, axes = panel_grid(len(methods), panel=(0.4 + 1.0 * len(covs), 3.4), sharey=True)
+    fig, axes = panel_grid(len(methods), panel=(0.4 + 1.0 * len(covs), 3.4), extra_width=2.5, sharey=True)
     x = np.arange(len(covs))
     offsets = dict(zip([("unmatched", 0), ("unmatched", 1), ("matched", 0), ("matched", 1)], (-0.27, -0.09, 0.09, 0.27),
                        strict=True))
@@ -73,19 +77,18 @@ def covariate_means(means: pd.DataFrame, pdf: str, png: str | None = None, treat
             rows = sub[(sub["sample"] == sample) & (code[sub.index] == group)].set_index("covariate").reindex(covs)
             y = rows["mean"].to_numpy(float)
             err = np.vstack([y - rows["ci_low"].to_numpy(float), rows["ci_high"].to_numpy(float) - y])
-            ax.errorbar(x + dx, y, yerr=np.nan_to_num(err), linestyle="none", capsize=2, color=GROUP_COLOURS[group],
+            ax.errorbar(x + dx, y, yerr=np.maximum(np.nan_to_num(err), 0), linestyle="none", capsize=2, color=GROUP_COLOURS[group],
                         label=f"{labels[group]}, {'before' if sample == 'unmatched' else 'after'} matching",
                         **SAMPLE_STYLE[sample])
-        ax.set_xticks(x, [pretty(c) for c in covs], rotation=30, ha="right")
-        ax.set_title(pretty(method), fontsize=10)
+        ax.set_xticks(x, [wrap(c, 12) for c in covs], fontsize=8)
+        ax.set_title(wrap(method, 40), fontsize=10)
         ax.set_ylim(-0.05, 1.05)
         ax.grid(axis="y", alpha=0.3)
     cols = panel_columns(len(axes))
     for ax in axes[::cols]:
         ax.set_ylabel("mean of covariate\n(fraction with attribute)")
-    axes[cols - 1].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8,
-                                                              frameon=False)
-    fig.suptitle("Covariate means per group before and after matching (95% intervals)", fontsize=10)
+    axes[cols - 1].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False)
+    fig.suptitle("Covariate means per group before and after matching\n(95% intervals; Wilson for proportions)", fontsize=10)
     save_figure(fig, pdf, png)
     return means.reset_index(drop=True)
 
@@ -188,7 +191,7 @@ def propensity_overlap(attributes: pd.DataFrame, treated: pd.Series, covariates:
                       "drawn.", stacklevel=2)
     samples = [("unmatched", "before matching", np.ones(len(ids)), BEFORE_COLOUR)]
     styles = method_styles(matches)
-    samples += [(m, f"after matching: {pretty(m)}", matched_weights(ids, p), styles[m]["color"])
+    samples += [(m, wrap(f"after matching: {m}", 36), matched_weights(ids, p), styles[m]["color"])
                 for m, p in matches.items()]
     labels = group_labels(treatment)
     edges = np.linspace(0, 1, bins + 1)
@@ -206,12 +209,12 @@ def propensity_overlap(attributes: pd.DataFrame, treated: pd.Series, covariates:
         ax.set_xlim(-0.03, 1.03)  # a margin keeps neighbouring panels' 1.0 and 0.0 labels apart
         ax.set_title(title, fontsize=9, color=colour)
         ax.set_xlabel("propensity score")
-        ax.legend(fontsize=7, frameon=False, loc="upper left")
+        ax.legend(fontsize=7, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.2))  # below: never on bars
     for ax in axes[:: panel_columns(len(axes))]:
-        ax.set_ylabel(f"density ({labels[1]} up,\n{labels[0]} down)")
+        ax.set_ylabel(f"density ({wrap(labels[1], 24)} up,\n{wrap(labels[0], 24)} down)")
     axes[0].yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{abs(v):g}"))  # shared by every panel
     unscored = f"\n({n_unscored} image(s) without a score not drawn)" if n_unscored else ""
-    fig.suptitle(f"Propensity-score overlap by group; score = {score_label}{unscored}", fontsize=10)
+    fig.suptitle(f"Propensity-score overlap by group\nscore = {score_label}{unscored}", fontsize=10)
     save_figure(fig, pdf, png)
     return pd.concat(rows, ignore_index=True)
 
@@ -249,8 +252,8 @@ def matched_pairs(matches: pd.DataFrame, images: Mapping, pdf: str, png: str | N
     labels = group_labels(treatment)
     has_refs = {"treated_ref", "control_ref"} <= set(matches.columns)
     roles = (["treated_ref", "treated_id", "control_id", "control_ref"] if has_refs else ["treated_id", "control_id"])
-    role_label = {"treated_ref": f"{labels[1]} ref.", "treated_id": labels[1], "control_id": labels[0],
-                  "control_ref": f"{labels[0]} ref."}
+    role_label = {"treated_ref": wrap(f"{labels[1]} ref.", 10), "treated_id": wrap(labels[1], 10),
+                  "control_id": wrap(labels[0], 10), "control_ref": wrap(f"{labels[0]} ref.", 10)}
     role_colour = {"treated_ref": None, "treated_id": GROUP_COLOURS[1], "control_id": GROUP_COLOURS[0],
                    "control_ref": None}
     methods = list(dict.fromkeys(matches["method"]))
@@ -282,11 +285,17 @@ def matched_pairs(matches: pd.DataFrame, images: Mapping, pdf: str, png: str | N
             d_ax.set_xlabel(f"d = {row['distance']:.2f} (#{int(row['distance_rank'])}/{int(row['n_pairs_total'])})",
                             fontsize=6.5, labelpad=2)
             d_ax.xaxis.set_label_coords(1.0 + 0.05, -0.04)
-        top = axes[0][col0 + len(roles) // 2 - (1 if len(roles) == 2 else 0)]
-        top.annotate(pretty(method), xy=(1.0, 1.32), xycoords="axes fraction",
-                     ha="center", fontsize=9, fontweight="bold")
-    fig.suptitle("Matched pairs, closest to farthest\n(d: matching distance, #rank among all pairs)", fontsize=9)
     fig.subplots_adjust(hspace=0.45, wspace=0.08)
+    # method names above their columns' titles, the figure title above the method names (never on each other)
+    titles = [ax.title for ax in axes[0]]
+    names = []
+    for m, method in enumerate(methods):
+        left, right = axes[0][m * (len(roles) + 1)], axes[0][m * (len(roles) + 1) + len(roles) - 1]
+        x = (left.get_position().x0 + right.get_position().x1) / 2
+        names.append(fig.text(x, 1.0, wrap(method, 9 * len(roles)), ha="center", fontsize=9, fontweight="bold"))
+        place_above(fig, names[-1], titles)
+    title = fig.suptitle("Matched pairs, closest to farthest\n(d: matching distance, #rank among all pairs)", fontsize=9)
+    place_above(fig, title, names + titles)
     save_figure(fig, pdf, png)
     cols = ["method", "row", "treated_id", "control_id", "distance", "distance_rank", "n_pairs_total"]
     cols += ["treated_ref", "control_ref"] if has_refs else []
@@ -332,11 +341,11 @@ def distance_distributions(neighbours: Mapping[str, pd.DataFrame], identity: pd.
         if name in thresholds:
             ax.axvline(thresholds[name], color="k", linestyle="--", linewidth=1,
                        label=f"same-person threshold {thresholds[name]:g}")
-        ax.set_title(f"embedding: {name}", fontsize=9)
+        ax.set_title(wrap(f"embedding: {name}", 40), fontsize=9)
         ax.set_xlabel("distance (embedding units)")
-        ax.legend(fontsize=7, frameon=False)
+        ax.legend(fontsize=7, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.2))  # below: never on bars
     axes[0][0].set_ylabel("density")
-    fig.suptitle("Distance from each image to its k nearest neighbours: same vs different identity", fontsize=10)
+    fig.suptitle("Distance from each image to its k nearest neighbours:\nsame vs different identity", fontsize=10)
     save_figure(fig, pdf, png)
     return pd.concat(rows, ignore_index=True)
 
@@ -354,34 +363,39 @@ def neighbour_quality(table: pd.DataFrame, pdf: str, png: str | None = None) -> 
     scope_all = table[table["scope"] == "all"].set_index("embedding")
     cross = table[table["scope"] == "cross"] if (table["scope"] == "cross").any() else table[table["scope"] == "all"]
     cross = cross.set_index("embedding")
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(4.0 + 0.9 * len(diff_cols), 3.4),
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(4.5 + 1.0 * len(diff_cols), 3.8), layout="constrained",
                                    gridspec_kw={"width_ratios": [max(2, len(err_cols)), max(2, len(diff_cols))]})
     width = 0.8 / max(1, len(embeddings))
+    # values on the bars only while they fit (upright above each bar); the numbers are in the CSV beside the figure
+    label_bars = len(embeddings) <= 4
     for i, emb in enumerate(embeddings):
         dx = (i - (len(embeddings) - 1) / 2) * width
         if emb in scope_all.index:
             bars = ax1.bar(np.arange(len(err_cols)) + dx, scope_all.loc[emb, err_cols].to_numpy(float), width,
                            color=colours[emb], label=emb)
-            ax1.bar_label(bars, fmt="%.2f", fontsize=6, padding=1)
+            if label_bars:
+                ax1.bar_label(bars, fmt="%.2f", fontsize=6, padding=1, rotation=90)
         if emb in cross.index:
             bars = ax2.bar(np.arange(len(diff_cols)) + dx, cross.loc[emb, diff_cols].to_numpy(float), width,
-                           color=colours[emb], label=emb)
-            ax2.bar_label(bars, fmt="%.2f", fontsize=6, padding=1)
+                           color=colours[emb], label=wrap(emb, 30))
+            if label_bars:
+                ax2.bar_label(bars, fmt="%.2f", fontsize=6, padding=1, rotation=90)
     ax1.set_xticks(range(len(err_cols)), [f"top-{c[len('err_top'):]}" for c in err_cols])
     ax1.set_ylabel("identity retrieval error (fraction)")
     ax1.set_xlabel("neighbours searched (within all images)")
-    ax1.set_ylim(0, 1)
-    ax1.set_title("Same person among the nearest?", fontsize=9)
-    ax2.set_xticks(range(len(diff_cols)), [pretty(c[len("diff_"):]) for c in diff_cols], rotation=30, ha="right")
+    ax1.set_ylim(0, 1.15)  # room for the values above bars near 1
+    ax1.set_title("Same person\namong the nearest?", fontsize=9)
+    ax2.set_xticks(range(len(diff_cols)), [wrap(c[len("diff_"):], 12) for c in diff_cols], fontsize=8)
     ax2.set_ylabel("mean |attribute difference| (0-1)")
     scope_name = "other group" if (table["scope"] == "cross").any() else "all images"
-    ax2.set_title(f"Attribute mismatch to the nearest image ({scope_name})", fontsize=9)
-    ax2.set_ylim(0, 1)
+    ax2.set_title(f"Attribute mismatch to the nearest image\n({scope_name})", fontsize=9)
+    ax2.set_ylim(0, 1.15)
     for ax in (ax1, ax2):
         ax.grid(axis="y", alpha=0.3)
+        ax.set_yticks(np.linspace(0, 1, 6))
     ax2.legend(title="embedding", fontsize=8, title_fontsize=8, frameon=False, loc="upper left",
                bbox_to_anchor=(1.02, 1.0))
-    fig.suptitle("Nearest-neighbour quality per embedding", fontsize=10, y=1.02)
+    fig.suptitle("Nearest-neighbour quality per embedding", fontsize=10)
     save_figure(fig, pdf, png)
     return table.reset_index(drop=True)
 
@@ -408,7 +422,7 @@ def projection_quality(table: pd.DataFrame, ids: list[str], originals: np.ndarra
     grid = fig.add_gridspec(3, 1, height_ratios=[1, 1, 1.5], hspace=0.35)
     top = grid[0:2].subgridspec(2, max(1, n), hspace=0.25, wspace=0.06)
     for j in range(n):
-        show_image(fig.add_subplot(top[0, j]), originals[j], f"{ids[j]}", None)
+        show_image(fig.add_subplot(top[0, j]), originals[j], shorten(ids[j], 11), None)
         show_image(fig.add_subplot(top[1, j]), reconstructions[j], f"{rerender[j]:.1f} dB", None)
     fig.axes[0].set_ylabel("original", fontsize=8)
     fig.axes[1].set_ylabel("GAN recon.", fontsize=8)
@@ -467,7 +481,7 @@ def outcomes_forest(outcomes: pd.DataFrame, pdf: str, png: str | None = None) ->
         ax.set_ylim(-0.7, len(sub) - 0.3)
         kind = str(sub["kind"].iloc[0]) if "kind" in sub else "numeric"
         unit = "difference in proportion" if kind == "binary" else "difference in mean (outcome units)"
-        ax.set_xlabel(f"{pretty(name)}: treated - control, {unit}")
+        ax.set_xlabel(f"{wrap(name, 50)}:\ntreated - control, {unit}")
         ax.grid(axis="x", alpha=0.3)
         drawn.append(sub)
     fig.suptitle("Treatment effect estimates with 95% intervals", fontsize=10)

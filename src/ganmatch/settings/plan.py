@@ -58,12 +58,48 @@ def weights_obtainable(config: dict, path: str | None, exists: Callable[[str], b
     return bool(path) and (exists(path) or config["source"] == "demo" or any(f["path"] == path for f in files.values()))
 
 
+GENERATOR_DOWNLOADS = {256: "stylegan2_ffhq256", 1024: "stylegan2_ffhq1024"}
+"""The downloads.files entry of config/celeba_hq.yaml that fetches NVIDIA's FFHQ generator at each resolution."""
+
+
 def _skip_message(config: dict, weights: str | None) -> str:
-    if config["project"]["activate"]:
-        return (f"project.activate is true but the generator weights '{weights}' (project.weights) do not exist. Put the "
-                "official StyleGAN2 pickle there (e.g. FFHQ 256 px: stylegan2-ffhq-256x256.pkl from NVIDIA's stylegan2-ada-"
-                "pytorch release, read by ganmatch.gan.weights.load_generator), or add a downloads.files entry with that path.")
-    return "project.activate is false."
+    """Why the GAN stage does not run, naming the configured weights file and the download entry that makes it."""
+    if not config["project"]["activate"]:
+        return "project.activate is false."
+    size = config["align"]["output_size"]
+    entry = GENERATOR_DOWNLOADS.get(size)
+    fetch = (f"or copy the downloads.files entry '{entry}' of config/celeba_hq.yaml into this config with "
+             f"path: {weights}" if entry else "or add a downloads.files entry with that path")
+    return (f"project.activate is true but the generator weights '{weights}' (project.weights) do not exist. Put "
+            f"NVIDIA's official StyleGAN2-ADA FFHQ {size} px pickle there (docs/downloads.md, 'StyleGAN2 weights'; "
+            f"read by ganmatch.gan.weights.load_generator), {fetch}, so that the workflow downloads it.")
+
+
+CELEBA_METADATA = ("mapping", "identities", "attributes", "partition")
+"""The celeba_hq keys naming metadata files the index reads (downloads.files entries may make them)."""
+
+
+def missing_downloads(config: dict, generator: str | None, embeddings: dict[str, dict],
+                      exists: Callable[[str], bool] = os.path.exists) -> dict[str, str]:
+    """Every download this run needs that is not on disk yet, name -> path: the downloads.files entries it reads
+    (CelebA metadata, the generator when the GAN stage runs, face-embedding weights) and the CelebA-HQ images."""
+    used = {generator} if generator else set()
+    used |= {spec.get("weights") for spec in embeddings.values()}
+    missing = {}
+    if config["source"] == "celeba_hq":
+        used |= {config["celeba_hq"][k] for k in CELEBA_METADATA if config["celeba_hq"][k]}
+        if not exists(f"resources/{config['dataset']}/images_fetch.parquet"):
+            missing["CelebA-HQ images (celeba_hq.sources / local_dir)"] = f"resources/{config['dataset']}/images/"
+    files = config["downloads"]["files"] if "downloads" in config else {}
+    missing.update({name: f["path"] for name, f in files.items() if f["path"] in used and not exists(f["path"])})
+    return missing
+
+
+def _downloads_message(missing: dict[str, str]) -> str:
+    lines = [f"ganmatch: {len(missing)} download(s) missing; they run first and need the internet (offline, put "
+             "each file at its path; docs/downloads.md):"]
+    lines += [f"  {name} -> {path}" for name, path in missing.items()]
+    return "\n".join(lines)
 
 
 def transect_direction(config: dict) -> str:
@@ -102,6 +138,10 @@ def resolve(config: dict, exists: Callable[[str], bool] = os.path.exists) -> Run
     thresholds = config["outcome_analysis"]["thresholds"]
     verification = {name: float(thresholds.get(name, FACE_RECOGNITION_THRESHOLDS[spec["kind"]]))
                     for name, spec in embeddings.items() if spec["kind"] in VERIFICATION_KINDS}
+    if config["source"] != "demo":
+        missing = missing_downloads(config, weights if active else None, embeddings, exists)
+        if missing:
+            messages.append(_downloads_message(missing))
     # an embedding's own metric (vgg: l1, as the reference study) wins over distances.metric
     knn_metric = {name: spec.get("metric") or config["distances"]["metric"] for name, spec in embeddings.items()}
     # the method the paper_comparison figure shows: its config key, else the first greedy_constrained, else the first

@@ -11,6 +11,7 @@ import pandas as pd
 from ganmatch.data.io import write_png
 from ganmatch.errors import ImageError
 from ganmatch.faces.align import LANDMARK_COLUMNS, align_face
+from ganmatch.progress import Progress
 
 log = logging.getLogger("ganmatch")
 
@@ -41,6 +42,7 @@ def align_shard(rows: pd.DataFrame, params: dict, out_dir: str | Path, landmarks
         detector = FaceDetector(backend=params["detector"], policy=params["policy"],
                                 min_face_size=params["min_face_size"])
     records = []
+    progress = Progress(len(rows), "align")
     for image_id, path in zip(rows["image_id"], rows["path"], strict=True):
         record = {"image_id": image_id, "aligned_path": "", "status": "rejected", "reason": ""}
         record.update(dict.fromkeys(LANDMARK_COLUMNS, np.nan))
@@ -63,6 +65,7 @@ def align_shard(rows: pd.DataFrame, params: dict, out_dir: str | Path, landmarks
         except (ImageError, OSError, ValueError) as err:
             record["reason"] = str(err)
         records.append(record)
+        progress.update()
     return pd.DataFrame(records, columns=["image_id", "aligned_path", "status", "reason", *LANDMARK_COLUMNS])
 
 

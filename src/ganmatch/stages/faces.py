@@ -3,7 +3,7 @@
 One row per accepted (status "ok") face of the aligned shard tables. Besides the raw predictions
 (`ganmatch.faces.face_attributes.ATTRIBUTE_COLUMNS`, each with its confidence where the model gives one), the
 table carries binary proxies in the form `ganmatch.analysis.attributes.attributes_table` reads as predictions:
-`<name>_prob` and `<name>_confidence` for `male`, `young` and `frontal`. They are noisy proxies; dataset
+`<name>_prob` for `male`, `young` and `frontal`, and `<name>_confidence` for the two model-based ones. They are noisy proxies; dataset
 labels, where present, take precedence in the attributes table.
 """
 
@@ -27,18 +27,19 @@ PROXIES = ("male", "young", "frontal")
 def proxy_columns(pred: pd.DataFrame, young_prob: np.ndarray, frontal_within: float) -> pd.DataFrame:
     """`<name>_prob` / `<name>_confidence` for the PROXIES from the raw predictions.
 
-    male: the gender model's probability; young: P(age below the threshold) from the age distribution;
-    frontal: |yaw| and |pitch| within `frontal_within` degrees, a geometric measurement (probability 0 or 1,
-    no model confidence).
+    male: the gender model's probability; young: P(age below the threshold) from the age distribution (both
+    averaged over the face and its mirror image); frontal: |yaw| within `frontal_within` degrees, a geometric
+    measurement (probability 0 or 1, so it has no model confidence column). Pitch is left out: from five
+    landmarks it mixes head tilt with the face's proportions (see `ganmatch.faces.face_attributes`).
     """
     male = pred["gender_male_prob"].to_numpy(np.float64)
     young = np.asarray(young_prob, np.float64)
-    frontal = ((pred["yaw"].abs() <= frontal_within) & (pred["pitch"].abs() <= frontal_within)).to_numpy(np.float64)
-    frontal[pred[["yaw", "pitch"]].isna().any(axis=1).to_numpy()] = np.nan
+    frontal = (pred["yaw"].abs() <= frontal_within).to_numpy(np.float64)
+    frontal[pred["yaw"].isna().to_numpy()] = np.nan
     return pd.DataFrame({
         "male_prob": male, "male_confidence": np.maximum(male, 1 - male),
         "young_prob": young, "young_confidence": np.maximum(young, 1 - young),
-        "frontal_prob": frontal, "frontal_confidence": np.full(len(pred), np.nan),
+        "frontal_prob": frontal,
     })
 
 
@@ -67,8 +68,12 @@ def face_attribute_table(shard_tables: Sequence[str], params: dict) -> pd.DataFr
         pred = pd.DataFrame({c: np.zeros(0) for c in ATTRIBUTE_COLUMNS})
         young = np.zeros(0)
     else:
+        from ganmatch.progress import Progress, map_in_chunks
+
         years = float(params["young_below"])
-        pred = predict_face_attributes(paths, raw_landmarks5=raw, age_below=years).reset_index(drop=True)
+        pred = map_in_chunks(
+            lambda rows: predict_face_attributes([paths[i] for i in rows], raw_landmarks5=raw[rows], age_below=years),
+            np.arange(len(paths)), Progress(len(paths), "face attributes"))
         young = pred.pop("age_below_prob").to_numpy()
     proxies = proxy_columns(pred, young, float(params["frontal_within"]))
     parts = [ok[["image_id"]].reset_index(drop=True), pred, proxies]

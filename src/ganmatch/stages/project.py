@@ -53,7 +53,9 @@ def project_shard(aligned: pd.DataFrame, weights: str, params: dict, seed: int =
         from ganmatch.gan.encoder import load_encoder
 
         init = load_encoder(encoder, generator).predict(images)
-    result = projector.project(images, init=init)
+    from ganmatch.progress import Progress
+
+    result = projector.project(images, init=init, progress=Progress(len(images), "project").update)
     return result.latents.astype(np.float32), result_table(ok["image_id"], result)
 
 

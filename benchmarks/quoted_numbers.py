@@ -1,0 +1,153 @@
+"""Check that the numbers the docs quote from benchmarks agree with the committed tables in benchmarks/results.
+
+Two checks, both run by `tests/test_quoted_numbers.py` and by hand with `python benchmarks/quoted_numbers.py`:
+
+- docs/scaling.md: every statement ends in a source tag. The text up to a table tag (`[faces]`, `[matching]`,
+  `[projection]`, `[projection_flops]`) may only quote decimal numbers (and `Nx` ratios) found in that table at
+  the precision shown; a tag containing "estimate" marks derived numbers and is not checked; any other tag
+  (e.g. an untabled "[measured here]") is a problem.
+- README.md and config comments: each quote in `QUOTES` is a text snippet that must still be in the file, and
+  each number listed with it must equal its table cell rounded to the decimals shown.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+MEASURED = {  # the columns that hold measurements (the others describe the case or the machine's load)
+    "faces": ["images_per_s", "ms_per_image", "first_call_s"],
+    "matching": ["seconds", "peak_gb", "extra_gb", "input_gb", "pairs", "penalised", "heap_seconds",
+                 "ratio_to_matmul", "ratio_to_blocked_matmul", "dense_over_heap"],
+    "projection": ["sec_per_step", "images_per_sec", "speedup_vs_batch1"],
+    "projection_flops": ["gflop_per_image_step"],
+}
+TABLES = tuple(MEASURED)
+NUMBER = re.compile(r"(?<![\w.])(\d+\.\d+|\d+)(x)?(?![\w.]*\d)")
+TAG = re.compile(r"\[([^\]\[]+)\]")
+
+# (file, snippet, [(number as written in the snippet, table, {column: value} selecting one row, column), ...])
+KNN512 = {"case": "knn", "dim": "512"}
+KNNWP = {"case": "knn", "dim": "18x512"}
+CPU_VGG = {"preset": "ffhq256", "threads": 2, "space": "w+", "perceptual": "vgg"}
+QUOTES = [
+    ("README.md", "takes 9.0 s and 1.0 GB", [("9.0", "matching", KNN512, "seconds"),
+                                             ("1.0", "matching", KNN512, "peak_gb")]),
+    ("README.md", "15.1 s, 3.9 GB", [("15.1", "matching", {"case": "matmul", "dim": "512"}, "seconds"),
+                                     ("3.9", "matching", {"case": "matmul", "dim": "512"}, "peak_gb")]),
+    ("README.md", "takes 120 s and 3.7 GB", [("120", "matching", KNNWP, "seconds"),
+                                             ("3.7", "matching", KNNWP, "peak_gb")]),
+    ("README.md", "N = 30,000 takes 5.0 s", [("5.0", "matching", {"case": "greedy_constrained"}, "seconds")]),
+    ("README.md", "is 111x slower already at N = 4,000",
+     [("111", "matching", {"case": "dense_reference", "n": 4000}, "dense_over_heap")]),
+    ("README.md", "0.84 s per image-step", [("0.84", "projection", dict(CPU_VGG, batch_size=1), "sec_per_step")]),
+    ("README.md", "(batch 4: 0.83x)", [("0.83", "projection", dict(CPU_VGG, batch_size=4), "speedup_vs_batch1")]),
+    ("config/celeba_hq.yaml", "costs 133 GFLOP per image at 256 px and 374 at 1024 px",
+     [("133", "projection_flops", {"preset": "ffhq256", "space": "w+", "perceptual": "vgg"}, "gflop_per_image_step"),
+      ("374", "projection_flops", {"preset": "ffhq1024", "space": "w+", "perceptual": "vgg"},
+       "gflop_per_image_step")]),
+]
+
+
+def load_tables(results: Path = RESULTS) -> dict[str, pd.DataFrame]:
+    """The committed result tables by name (those present)."""
+    return {name: pd.read_csv(results / f"{name}.csv") for name in TABLES if (results / f"{name}.csv").exists()}
+
+
+def quoted(text: str) -> list[tuple[str, float, int]]:
+    """(as written, value, decimals) of the decimal numbers and `Nx` ratios in `text`; thousands separators
+    join digits; plain integers (counts, sizes such as 30,000 or 512) are left out."""
+    out = []
+    for m in NUMBER.finditer(re.sub(r"(?<=\d),(?=\d{3})", "", text)):
+        digits, ratio = m.group(1), m.group(2)
+        if "." in digits or ratio:
+            decimals = len(digits.split(".")[1]) if "." in digits else 0
+            out.append((m.group(0), float(digits), decimals))
+    return out
+
+
+def _values(name: str, table: pd.DataFrame) -> list[float]:
+    return [float(v) for v in table[MEASURED[name]].to_numpy(float).ravel() if pd.notna(v)]
+
+
+def agrees(value: float, decimals: int, cell: float) -> bool:
+    """`value`, written with `decimals` decimals, is `cell` rounded (half either way: 3.65 may be 3.6 or 3.7)."""
+    step = 10.0**-decimals
+    return abs(cell - value) <= step / 2 + 1e-9 * max(1.0, abs(cell))
+
+
+def segments(markdown: str) -> list[tuple[str, str]]:
+    """(text, tag) of every statement that ends in a [tag]: the text since the previous tag (or the start of
+    its paragraph, bullet or table cell). Code blocks are skipped."""
+    out = []
+    blocks = re.split(r"\n\s*\n|\n(?=\s*[-*] )|\n(?=\|)|\|", re.sub(r"```.*?```", "", markdown, flags=re.S))
+    for block in blocks:
+        start = 0
+        for m in TAG.finditer(block):
+            tag = m.group(1).strip()
+            if re.fullmatch(r"[a-z_]+( \+ [a-z_ ]+)?|estimate|measured[^\]]*", tag):
+                out.append((block[start:m.start()], tag))
+                start = m.end()
+    return out
+
+
+def check_scaling(path: Path, tables: dict[str, pd.DataFrame]) -> list[str]:
+    """Problems of one tagged document (see the module docstring)."""
+    problems = []
+    for text, tag in segments(path.read_text()):
+        if "estimate" in tag:
+            continue
+        if tag not in tables:
+            problems.append(f"{path.name}: [{tag}] is neither a table of benchmarks/results nor an estimate: "
+                            f"{' '.join(text.split())[-80:]!r}")
+            continue
+        values = _values(tag, tables[tag])
+        for written, value, decimals in quoted(text):
+            if not any(agrees(value, decimals, v) for v in values):
+                problems.append(f"{path.name}: {written} is not in benchmarks/results/{tag}.csv: "
+                                f"{' '.join(text.split())[-80:]!r}")
+    return problems
+
+
+def _cell(tables, table: str, where: dict, column: str) -> float:
+    df = tables[table]
+    rows = df[pd.concat([df[k].astype(str) == str(v) for k, v in where.items()], axis=1).all(axis=1)]
+    if len(rows) != 1:
+        raise LookupError(f"{table}.csv: {len(rows)} rows match {where}")
+    return float(rows.iloc[0][column])
+
+
+def check_quotes(tables: dict[str, pd.DataFrame], root: Path = ROOT, quotes=QUOTES) -> list[str]:
+    """Problems of the explicit quotes: snippet gone from its file, or a number that differs from its cell."""
+    problems = []
+    for file, snippet, cells in quotes:
+        text = " ".join((root / file).read_text().replace("#", " ").split())
+        if snippet not in text:
+            problems.append(f"{file}: the quote {snippet!r} is gone; update benchmarks/quoted_numbers.py")
+            continue
+        for written, table, where, column in cells:
+            if written not in snippet:
+                raise ValueError(f"QUOTES: {written!r} is not in {snippet!r}")
+            decimals = len(written.split(".")[1]) if "." in written else 0
+            cell = _cell(tables, table, where, column)
+            if not agrees(float(written), decimals, cell):
+                problems.append(f"{file}: {snippet!r} quotes {written}, benchmarks/results/{table}.csv has {cell:.4g}")
+    return problems
+
+
+def main() -> int:
+    tables = load_tables()
+    problems = check_scaling(ROOT / "docs" / "scaling.md", tables) + check_quotes(tables)
+    for p in problems:
+        print(p)
+    print(f"{len(problems)} problem(s)")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
