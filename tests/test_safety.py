@@ -64,7 +64,7 @@ def test_demo_never_overwrites_the_file_project_weights_names(tmp_path, case):
     assert proc.returncode != 0
     assert "'project.weights'" in out and "resources/demo/generator.pt" in out
     assert user.read_bytes() == b"the user's real weights"
-    assert not (work / "resources").exists() and not (work / "results").exists()
+    assert not (work / "resources/demo").exists() and not (work / "results").exists()
 
 
 @pytest.mark.parametrize("name", ["..", ".", "a/b", "../x", ".hidden", "demo.v2", ""])
@@ -172,7 +172,7 @@ def test_a_bad_method_parameter_stops_snakemake_before_any_job(tmp_path):
     proc = snakemake(work, "--configfile", "config/config.yaml", "bad.yaml", check=False)
     assert proc.returncode != 0
     assert "Did you mean 'caliper_quantile'" in proc.stdout + proc.stderr
-    assert not (work / "results").exists() and not (work / "resources").exists()
+    assert not (work / "results").exists() and not (work / "resources/demo").exists()
 
 
 # ---------------------------------------------------------------- 3. labels are never lost silently
