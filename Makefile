@@ -1,5 +1,5 @@
 # Two entry points, as in the README: `make demo` installs and runs the whole default DAG, `make test` runs the tests.
-# `make test-fast` runs the unit tests only (no Snakemake run, under a minute) while developing.
+# `make test-fast` runs the light unit tests only (no Snakemake run, no model loading; under a minute) while developing.
 PY ?= python
 
 .PHONY: install demo test test-fast
@@ -16,4 +16,4 @@ test:
 	$(PY) -m pytest -q
 
 test-fast:
-	GANMATCH_FAST_TESTS=1 $(PY) -m pytest -q -x -m "not slow and not slurm"
+	GANMATCH_FAST_TESTS=1 $(PY) -m pytest -q -x -m "not slow and not slurm and not heavy"

@@ -108,3 +108,16 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+# Modules that load real models (MTCNN, dlib, FaceNet, VGG, FairFace), train or project with the generator, render
+# every figure layout or drive a browser: `make test` runs them, `make test-fast` (-m "not heavy") does not.
+HEAVY_MODULES = {"test_explore_browser", "test_encoder", "test_project", "test_figure_layout", "test_benchmarks",
+                 "test_stylegan2", "test_matching_reference", "test_detect", "test_face_embeddings",
+                 "test_paper_distances", "test_face_attributes", "test_align", "test_weights"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.module.__name__.rsplit(".", 1)[-1] in HEAVY_MODULES:
+            item.add_marker(pytest.mark.heavy)
