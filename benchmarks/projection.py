@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ganmatch.data.io import atomic_path
+from ganmatch.data.io import write_table_pair
 from ganmatch.gan.project import LatentProjector, tensor_to_uint8
 from ganmatch.gan.stylegan2 import make_generator
 
@@ -100,14 +100,11 @@ def merge(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
 
 def write_tables(df: pd.DataFrame, out: Path) -> None:
     """The CSV (the numbers) and the Markdown table (for reading) beside it, each written atomically."""
-    with atomic_path(out.with_suffix(".csv"), ".csv") as tmp:
-        df.to_csv(tmp, index=False, float_format="%.5g")
     head = ("# Projection throughput\n\n`machine` is what ran each row. `sec_per_step` is the difference of runs "
             "of 2 x `steps_timed` and `steps_timed` steps, divided by `steps_timed` (the fastest of several runs).\n"
             "`images_per_sec` = images x optimisation steps per second; batch size 1 is the official projector's "
             "one-image-at-a-time throughput, and `speedup_vs_batch1` is relative to it within a configuration.\n\n")
-    with atomic_path(out.with_suffix(".md"), ".md") as tmp:
-        tmp.write_text(head + df.to_markdown(index=False, floatfmt=".4g") + "\n")
+    write_table_pair(df, out, head)
 
 
 def main() -> None:

@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from ganmatch.data.io import atomic_path
+from ganmatch.data.io import write_table_pair
 from ganmatch.gan.project import LatentProjector, tensor_to_uint8
 from ganmatch.gan.stylegan2 import make_generator
 
@@ -56,13 +56,10 @@ def run(presets: list[str], spaces=("w+",), losses=("pixel", "vgg")) -> pd.DataF
 
 
 def write_tables(df: pd.DataFrame, out: Path) -> None:
-    with atomic_path(out.with_suffix(".csv"), ".csv") as tmp:
-        df.to_csv(tmp, index=False, float_format="%.5g")
     head = ("# Projection FLOPs per image-step\n\n`gflop_per_image_step`: forward + loss + backward of one "
             "optimisation step for one image (torch FlopCounterMode; the difference of a 2-step and a 1-step "
             "projection). Regenerate with `PYTHONPATH=src python benchmarks/projection_flops.py`.\n\n")
-    with atomic_path(out.with_suffix(".md"), ".md") as tmp:
-        tmp.write_text(head + df.to_markdown(index=False, floatfmt=".4g") + "\n")
+    write_table_pair(df, out, head)
 
 
 def main() -> None:

@@ -3,13 +3,7 @@
 Modules: attributes, balance, distances, edit_metrics, embeddings, outcomes.
 """
 
-import importlib
+from ganmatch import lazy_submodules
 
 __all__ = ["attributes", "balance", "distances", "edit_metrics", "embeddings", "outcomes"]
-
-
-def __getattr__(name: str):
-    """Submodules load on first use (`ganmatch.analysis.<module>`), so importing the package stays cheap."""
-    if name in __all__:
-        return importlib.import_module(f"{__name__}.{name}")
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_submodules(__name__, __all__)

@@ -109,3 +109,12 @@ def read_rgb(path: str | os.PathLike) -> np.ndarray:
 
     with Image.open(path) as im:
         return np.asarray(im.convert("RGB"))
+
+
+def write_table_pair(df: pd.DataFrame, out: str | os.PathLike, head: str) -> None:
+    """A benchmark table as `<out>.csv` (the numbers) and `<out>.md` (`head` then the table), each atomically."""
+    out = Path(out)
+    with atomic_path(out.with_suffix(".csv"), ".csv") as tmp:
+        df.to_csv(tmp, index=False, float_format="%.5g")
+    with atomic_path(out.with_suffix(".md"), ".md") as tmp:
+        tmp.write_text(head + df.to_markdown(index=False, floatfmt=".4g") + "\n")
