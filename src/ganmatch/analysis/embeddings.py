@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from ganmatch.data.io import read_npy, read_parquet
+from ganmatch.data.io import read_embedding, read_npy, read_parquet
 from ganmatch.errors import InputDataError
 
 
@@ -71,11 +71,8 @@ def precomputed_rows(image_ids: Sequence[str], path: str) -> np.ndarray:
     ids_path = str(path)[: -len(".npy")] + ".parquet" if str(path).endswith(".npy") else None
     if ids_path is None:
         raise InputDataError(f"embeddings: precomputed path '{path}' must be a .npy file (its ids in a .parquet beside it).")
-    ids = read_parquet(ids_path)["image_id"].astype(str)
-    X = read_npy(path)
-    if len(ids) != len(X) or ids.duplicated().any():
-        raise InputDataError(f"{path}: {len(X)} rows for {len(ids)} ids in {ids_path} (ids must be unique, one per row).")
-    pos = pd.Series(np.arange(len(ids)), index=ids.to_numpy())
+    ids, X = read_embedding(path, ids_path)
+    pos = pd.Series(np.arange(len(ids)), index=ids)
     missing = [i for i in image_ids if i not in pos.index]
     if missing:
         raise InputDataError(f"{path}: no row for {len(missing)} image(s) (first: {missing[:3]}); "

@@ -271,19 +271,26 @@ class _ConstrainedHeap:
         return out
 
 
+def reference_semantics_problems(mode: str, has_reference: bool, min_photos: int, caliper) -> dict[str, str]:
+    """{parameter: why} for settings that have no meaning in the reference study's loop (semantics 'reference');
+    the start-up check (`ganmatch.settings.checks`) and the matcher both refuse them."""
+    bad = {}
+    if mode != "penalty":
+        bad["mode"] = f"mode '{mode}' (the reference only penalises: mode: penalty)"
+    if not has_reference:
+        bad["reference_embedding"] = "no reference_embedding (the reference always chooses references by a distance)"
+    if min_photos != 2:
+        bad["min_photos"] = f"min_photos {min_photos} (the reference's rule is fixed: single-photo identities only)"
+    if caliper is not None:
+        bad["caliper"] = f"caliper {caliper} (the reference has none)"
+    return bad
+
+
 def _check_reference_params(mode: str, R, min_photos: int, caliper) -> None:
     """Settings that have no meaning in the reference study's loop stop the run instead of being ignored."""
-    bad = []
-    if mode != "penalty":
-        bad.append(f"mode '{mode}' (the reference only penalises: mode: penalty)")
-    if R is None:
-        bad.append("no reference_embedding (the reference always chooses references by a distance)")
-    if min_photos != 2:
-        bad.append(f"min_photos {min_photos} (the reference's rule is fixed: single-photo identities only)")
-    if caliper is not None:
-        bad.append(f"caliper {caliper} (the reference has none)")
+    bad = reference_semantics_problems(mode, R is not None, min_photos, caliper)
     if bad:
-        raise ConfigError("greedy_constrained with semantics 'reference' cannot take " + "; ".join(bad)
+        raise ConfigError("greedy_constrained with semantics 'reference' cannot take " + "; ".join(bad.values())
                           + " (config keys matching.methods.<name>.*); use semantics: corrected for these.")
 
 

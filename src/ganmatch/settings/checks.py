@@ -245,21 +245,18 @@ def reference_problems(config: dict) -> list[str]:
 
 def constrained_semantics_problems(config: dict) -> list[str]:
     """greedy_constrained with semantics 'reference' (its default) refuses settings the reference loop has no
-    place for, at start-up rather than in the matching job."""
+    place for (`matching.constrained.reference_semantics_problems`), at start-up rather than in the matching job."""
+    from ganmatch.matching.constrained import reference_semantics_problems
+
     problems = []
     for name, spec in ((config.get("matching") or {}).get("methods") or {}).items():
         if spec.get("method") != "greedy_constrained" or spec.get("semantics", "reference") != "reference":
             continue
-        key = f"matching.methods.{name}"
-        if spec.get("mode", "penalty") != "penalty":
-            problems.append(f"'{key}.mode' is '{spec['mode']}'; semantics 'reference' only penalises (mode: penalty).")
-        if "reference_embedding" in spec and spec["reference_embedding"] is None:
-            problems.append(f"'{key}.reference_embedding' is null; semantics 'reference' chooses references by a distance.")
-        if spec.get("min_photos", 2) != 2:
-            problems.append(f"'{key}.min_photos' is {spec['min_photos']}; semantics 'reference' fixes it at 2.")
-        if spec.get("caliper") is not None:
-            problems.append(f"'{key}.caliper' is set; semantics 'reference' has no caliper.")
-    return [f"{p} Or set semantics: corrected." for p in problems]
+        bad = reference_semantics_problems(spec.get("mode", "penalty"), spec.get("reference_embedding", "") is not None,
+                                           spec.get("min_photos", 2), spec.get("caliper"))
+        problems += [f"'matching.methods.{name}.{param}': semantics 'reference' cannot take {why}. Or set "
+                     "semantics: corrected." for param, why in bad.items()]
+    return problems
 
 
 def precomputed_problems(config: dict) -> list[str]:
