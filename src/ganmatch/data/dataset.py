@@ -43,6 +43,13 @@ def check_index(index: pd.DataFrame, treatment: str, covariates: list[str], sour
         raise InputDataError(f"{source}: treatment column '{treatment}' has only one group; matching needs both 0 and 1.")
 
 
+def check_treatment_resolved(values: pd.Series, treatment: str) -> None:
+    """Every analysed image has a treatment value (a label or a prediction), else an error saying how to give one."""
+    if values.isna().any():
+        raise InputDataError(f"treatment '{treatment}': {int(values.isna().sum())} images have neither a label nor a "
+                             "prediction; label them in folder.labels or set face_attributes.activate: true.")
+
+
 def with_treatment(index: pd.DataFrame, attributes: pd.DataFrame | None, treatment: str) -> pd.DataFrame:
     """The index with its treatment column as resolved by the attributes stage, where that stage has it.
 
@@ -51,9 +58,7 @@ def with_treatment(index: pd.DataFrame, attributes: pd.DataFrame | None, treatme
     """
     if attributes is not None and treatment in attributes.columns:
         resolved = attributes.astype({"image_id": str}).set_index("image_id")[treatment]
-        if resolved.isna().any():
-            raise InputDataError(f"treatment '{treatment}': {int(resolved.isna().sum())} images have neither a label nor a "
-                                 "prediction; label them in folder.labels or set face_attributes.activate: true.")
+        check_treatment_resolved(resolved, treatment)
         return index.assign(**{treatment: index["image_id"].astype(str).map(resolved).to_numpy()})
     if treatment not in index.columns or index[treatment].isna().any():
         raise InputDataError(f"treatment '{treatment}' is neither fully in the image index nor in the attributes table; "

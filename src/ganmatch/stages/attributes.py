@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from ganmatch.analysis.attributes import attributes_table
-from ganmatch.data.dataset import mixed_treatment_identities
+from ganmatch.data.dataset import check_treatment_resolved, mixed_treatment_identities
 from ganmatch.errors import InputDataError
 
 log = logging.getLogger("ganmatch")
@@ -62,9 +62,8 @@ def attribute_tables(index: pd.DataFrame, ids: np.ndarray, X: np.ndarray, covari
     table, cv = attributes_table(index, ids, X, covariates, C=attributes["C"], cv_folds=attributes["cv_folds"],
                                  random_state=seed,
                                  predictions=predictions, treatment=treatment)
-    if treatment in table.columns and table[treatment].isna().any():
-        raise InputDataError(f"treatment '{treatment}': {int(table[treatment].isna().sum())} images have neither a label "
-                             "nor a prediction; label them in folder.labels or set face_attributes.activate: true.")
+    if treatment in table.columns:
+        check_treatment_resolved(table[treatment], treatment)
     return apply_identity_policy(table, index, treatment, mixed_treatment), cv
 
 
