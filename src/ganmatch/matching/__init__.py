@@ -1,52 +1,33 @@
-"""Matching treated to control images: one entry point, `match(method, data, **params)`, and a registry.
+"""Matching treated to control images, in MatchIt's terms: a distance (an embedding, a propensity score,
+Mahalanobis or scaled Euclidean on covariates, or a precomputed score) and a method (nearest, greedy, optimal,
+full, subclass, exact, cem, or the reference study's greedy_constrained), with MatchIt's options (exact,
+caliper, ratio, replace, discard, estimand) on every method that takes them.
 
-Every matcher reads a `MatchData` (ids, treatment, embeddings, identities, covariates) and returns a
-`MatchResult` whose `pairs` table follows the matches contract (treated_id, control_id, distance, weight,
-subclass, method, embedding, optional treated_ref/control_ref/penalised). Matchers never write files.
+One entry point, `match(method, data, **params)`; `METHODS` lists each method's parameters. Every matcher
+reads a `MatchData` and returns a `MatchResult`: the pairs table (treated_id, control_id, distance, weight,
+subclass, method, embedding, ...; empty for subclass methods) and the units table (image_id, treated, weight,
+subclass, discarded, distance). Matchers never write files.
 """
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Callable
-
-from ganmatch.errors import ConfigError
 from ganmatch.matching.constrained import match_greedy_constrained
 from ganmatch.matching.data import PAIR_COLUMNS, MatchData, MatchResult, matched_weights
-from ganmatch.matching.greedy import greedy_pairs, match_greedy
-from ganmatch.matching.mahalanobis import match_mahalanobis, whiten
-from ganmatch.matching.optimal import match_optimal, optimal_pairs
-from ganmatch.matching.propensity import (
+from ganmatch.matching.distance import (
+    DISTANCES,
+    DistanceMeasure,
     PropensityModel,
-    match_propensity,
-    propensity_model,
+    distance_measure,
+    fit_logistic_irls,
     propensity_scores,
 )
+from ganmatch.matching.greedy import greedy_pairs
+from ganmatch.matching.methods import METHODS, PAIR_METHODS, REQUIRED, UNIT_COLUMNS, match, method_parameters
+from ganmatch.matching.optimal import full_sets, optimal_sets
 
 __all__ = [
-    "MATCHERS", "PAIR_COLUMNS", "MatchData", "MatchResult", "PropensityModel", "greedy_pairs", "match",
-    "match_greedy", "match_greedy_constrained", "match_mahalanobis", "match_optimal", "match_propensity",
-    "matched_weights", "optimal_pairs", "propensity_model", "propensity_scores", "whiten",
+    "DISTANCES", "METHODS", "PAIR_COLUMNS", "PAIR_METHODS", "REQUIRED", "UNIT_COLUMNS", "DistanceMeasure",
+    "MatchData", "MatchResult", "PropensityModel", "distance_measure", "fit_logistic_irls", "full_sets",
+    "greedy_pairs", "match", "match_greedy_constrained", "matched_weights", "method_parameters", "optimal_sets",
+    "propensity_scores",
 ]
-
-MATCHERS: dict[str, Callable[..., MatchResult]] = {
-    "greedy": match_greedy,
-    "greedy_constrained": match_greedy_constrained,
-    "propensity": match_propensity,
-    "optimal": match_optimal,
-    "mahalanobis": match_mahalanobis,
-}
-
-
-def match(method: str, data: MatchData, **params) -> MatchResult:
-    """Run the matcher registered as `method` with its parameters (a config block minus `method`)."""
-    if method not in MATCHERS:
-        raise ConfigError(f"unknown matching method '{method}'; choose one of {sorted(MATCHERS)} "
-                          "(config key matching.methods.<name>.method).")
-    fn = MATCHERS[method]
-    accepted = inspect.signature(fn).parameters
-    unknown = sorted(set(params) - set(accepted))
-    if unknown:
-        raise ConfigError(f"matching method '{method}' does not take {unknown}; it takes "
-                          f"{[p for p in accepted if p != 'data']}.")
-    return fn(data, **params)

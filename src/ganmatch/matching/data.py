@@ -53,12 +53,13 @@ class MatchData:
 
 @dataclass
 class MatchResult:
-    """The matches table, a dict describing the run (method, counts, caliper, warnings) and, for methods that
-    match on a scalar score, that score for every image of the sample (MatchIt's `distance`), else None."""
+    """The matches table (pairs; empty for subclass methods), a dict describing the run (method, estimand,
+    counts, caliper, warnings) and the units table: every image's weight, subclass, discarded flag and scalar
+    distance (MatchIt's `weights`, `subclass`, `discarded`, `distance`)."""
 
     pairs: pd.DataFrame
     info: dict
-    scores: pd.DataFrame | None = None
+    units: pd.DataFrame | None = None
 
 
 def _empty_pairs(extra: dict | None = None) -> pd.DataFrame:
@@ -139,31 +140,6 @@ def caliper_between(Xt: np.ndarray, Xc: np.ndarray, metric: str = "euclidean", c
             warnings.simplefilter("ignore")
             nearest = distances.knn(Xt, 1, metric, Y=Xc, exclude_self=False)[1][:, 0].astype(np.float64)
     return resolve_caliper(nearest, caliper, caliper_sd, caliper_quantile)
-
-
-def features(data: MatchData, method: str, embedding: str | None, covariates: list[str] | None,
-             standardize: bool = True) -> np.ndarray:
-    """float64 design matrix: the embedding's columns and/or the named covariates, each standardised."""
-    parts = []
-    if embedding:
-        parts.append(data.embedding(embedding).astype(np.float64))
-    if covariates:
-        if data.covariates is None:
-            raise InputDataError(f"{method}: covariates {covariates} asked for but no covariate table was given.")
-        missing = [c for c in covariates if c not in data.covariates]
-        if missing:
-            raise ConfigError(f"{method}: covariates {missing} are not columns of the attributes table.")
-        C = data.covariates[list(covariates)].apply(pd.to_numeric, errors="coerce").to_numpy(np.float64)
-        if np.isnan(C).any():
-            raise InputDataError(f"{method}: covariates {covariates} have missing or non-numeric values.")
-        parts.append(C)
-    if not parts:
-        raise ConfigError(f"{method}: give an embedding and/or covariates to match on.")
-    Z = np.hstack(parts)
-    if standardize:
-        sd = Z.std(axis=0)
-        Z = (Z - Z.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
-    return Z
 
 
 def matched_weights(ids, pairs: pd.DataFrame) -> np.ndarray:

@@ -10,7 +10,6 @@ from collections.abc import Callable
 import numpy as np
 
 from ganmatch.analysis import distances
-from ganmatch.matching.data import MatchData, MatchResult, make_result, resolve_caliper, split_groups
 
 
 class CrossLists:
@@ -72,19 +71,20 @@ class CrossLists:
 
 
 def greedy_pairs(Xt: np.ndarray, Xc: np.ndarray, metric: str = "euclidean", caliper: float = np.inf,
-                 n_pairs: int | None = None, k: int = 100, lists: CrossLists | None = None):
+                 n_pairs: int | None = None, k: int = 100, lists: CrossLists | None = None,
+                 accept: Callable[[int, int], bool] | None = None):
     """Greedy 1:1 matching without replacement: repeatedly take the globally closest unused
     (treated, control) pair, ties broken by (treated index, control index); stop at `caliper` or `n_pairs`.
 
     Equal to the dense algorithm (argmin of the full matrix, mask row and column, repeat) because each
     heap entry is its treated row's nearest live control when pushed and is re-checked when popped.
-    Returns treated positions, control positions and distances in matching order.
+    `accept(t, c)` excludes pairs (e.g. per-covariate calipers). Returns treated positions, control positions and distances in matching order.
     """
     lists = lists or CrossLists(Xt, Xc, metric, k)
     alive = np.ones(len(Xc), bool)
     heap = []
     for t in range(len(Xt)):
-        h = lists.head(t, alive)
+        h = lists.head(t, alive, accept)
         if h is not None:
             heap.append((h[0], t, h[1]))
     heapq.heapify(heap)
@@ -95,7 +95,7 @@ def greedy_pairs(Xt: np.ndarray, Xc: np.ndarray, metric: str = "euclidean", cali
         if d > caliper:
             break
         if not alive[c]:
-            h = lists.head(t, alive)
+            h = lists.head(t, alive, accept)
             if h is None:
                 heapq.heappop(heap)
             else:
@@ -107,20 +107,3 @@ def greedy_pairs(Xt: np.ndarray, Xc: np.ndarray, metric: str = "euclidean", cali
         out_c.append(c)
         out_d.append(d)
     return np.array(out_t, np.int64), np.array(out_c, np.int64), np.array(out_d, np.float64)
-
-
-def match_greedy(data: MatchData, embedding: str, metric: str = "euclidean", caliper: float | None = None,
-                 caliper_sd: float | None = None, caliper_quantile: float | None = None,
-                 n_pairs: int | None = None, k: int = 100, random_state: int | None = None) -> MatchResult:
-    """Greedy nearest neighbour across treatment in one embedding, 1:1 without replacement, within a caliper.
-
-    The caliper is absolute (`caliper`), or `caliper_sd` SDs / the `caliper_quantile` quantile of the
-    treated units' nearest cross-group distances. Same pairs as the dense algorithm (see `greedy_pairs`).
-    """
-    t_idx, c_idx = split_groups(data, "greedy")
-    X = data.embedding(embedding)
-    lists = CrossLists(X[t_idx], X[c_idx], metric, k)
-    cal = resolve_caliper(lists.nearest(), caliper, caliper_sd, caliper_quantile)
-    ti, ci, d = greedy_pairs(lists.Xt, lists.Xc, metric, cal, n_pairs, k, lists=lists)  # no second copy
-    info = {"caliper": cal, "metric": metric, "k": k, "n_refills": lists.n_refills}
-    return make_result(data, "greedy", embedding, t_idx[ti], c_idx[ci], d, info)

@@ -1,69 +1,160 @@
-"""Optimal 1:1 matching: the assignment minimising the total distance (dense, or sparse on a kNN graph)."""
+"""Optimal matching: pair matching (each focal unit `ratio` controls, minimising the total distance; MatchIt's
+`method = "optimal"`) and full matching (every unit in a subclass of one focal and several others or the reverse,
+minimising the total within-subclass distance; MatchIt's `method = "full"`). Both solve dense assignment
+problems when small and sparse ones on exact k-nearest-neighbour graphs (k doubled until provably enough) when large.
+"""
 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 
 import numpy as np
 
 from ganmatch.analysis import distances
-from ganmatch.matching.data import MatchData, MatchResult, caliper_between, make_result, split_groups
+
+Admissible = Callable[[np.ndarray, np.ndarray], np.ndarray] | None
 
 
-def optimal_pairs(Xt: np.ndarray, Xc: np.ndarray, metric: str = "euclidean", caliper: float = np.inf,
-                  k: int = 100, dense_limit: int = 4_000_000):
-    """1:1 matching minimising the total distance, as many treated as possible (within `caliper`).
+def _dense(Xf, Xo, metric, caliper, admissible: Admissible):
+    D = distances.pairwise(Xf, Xo, metric, force=True).astype(np.float64)
+    ok = D <= caliper
+    if admissible is not None and D.size:
+        r, c = np.meshgrid(np.arange(len(Xf)), np.arange(len(Xo)), indexing="ij")
+        ok &= admissible(r, c)
+    return D, ok
 
-    Small problems solve the dense assignment (scipy linear_sum_assignment). Larger ones solve the sparse
-    problem on the k-nearest-neighbour graph (min_weight_full_bipartite_matching) with one expensive
-    "unmatched" column per treated unit; k doubles while a treated unit with a neighbour inside the
-    caliper stays unmatched. Returns treated positions, control positions, distances and whether dense.
-    """
+
+def _knn_edges(Xf, Xo, metric, k, caliper, admissible: Admissible):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        idx, dist = distances.knn(Xf, k, metric, Y=Xo, exclude_self=False)
+    rows = np.repeat(np.arange(len(Xf)), idx.shape[1])
+    cols, d = idx.ravel(), dist.ravel().astype(np.float64)
+    ok = d <= caliper
+    if admissible is not None and len(rows):
+        ok &= admissible(rows, cols)
+    return rows, cols, d, ok, dist[:, -1].astype(np.float64) if dist.shape[1] else np.zeros(len(Xf))
+
+
+def optimal_sets(Xf: np.ndarray, Xo: np.ndarray, metric: str = "euclidean", caliper: float = np.inf,
+                 ratio: int = 1, k: int = 100, admissible: Admissible = None, dense_limit: int = 4_000_000):
+    """Optimal ratio:1 matching without replacement: each focal unit gets up to `ratio` others (each focal unit
+    repeated `ratio` times in an assignment problem) so that as many as possible are matched within the caliper
+    and admissible, at the least total distance. Returns focal positions, other positions, distances, dense?"""
     from scipy.optimize import linear_sum_assignment
     from scipy.sparse import csr_matrix
     from scipy.sparse.csgraph import min_weight_full_bipartite_matching
 
-    nt, nc = len(Xt), len(Xc)
-    if nt * nc <= dense_limit:
-        Dm = distances.pairwise(Xt, Xc, metric, force=True).astype(np.float64)
-        big = (np.nanmax(Dm[np.isfinite(Dm)]) + 1.0) * (min(nt, nc) + 1) if Dm.size else 1.0
-        cost = np.where(Dm <= caliper, Dm, big)
-        r, c = linear_sum_assignment(cost)
-        ok = Dm[r, c] <= caliper
-        return r[ok], c[ok], Dm[r, c][ok], True
-    kk = min(k, nc)
+    nf, no = len(Xf), len(Xo)
+    rep = np.repeat(np.arange(nf), ratio)
+    if nf * no * ratio <= dense_limit:
+        D, ok = _dense(Xf, Xo, metric, caliper, admissible)
+        big = (np.nanmax(D[ok]) + 1.0) * (min(nf * ratio, no) + 1) if ok.any() else 1.0
+        r, c = linear_sum_assignment(np.where(ok, D, big)[rep])
+        keep = ok[rep[r], c]
+        return rep[r][keep], c[keep], D[rep[r], c][keep], True
+    kk = min(k * ratio, no)
     while True:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            idx, dist = distances.knn(Xt, kk, metric, Y=Xc, exclude_self=False)
-        d = dist.astype(np.float64)
-        keep = d <= caliper
-        big = (d[keep].max() + 1.0) * (nt + 1) if keep.any() else 1.0
-        rows = np.repeat(np.arange(nt), kk)[keep.ravel()]
-        cols = idx.ravel()[keep.ravel()]
-        vals = d.ravel()[keep.ravel()] + 1.0  # shift: explicit zeros would not be edges
-        rows = np.concatenate([rows, np.arange(nt)])
-        cols = np.concatenate([cols, nc + np.arange(nt)])
-        vals = np.concatenate([vals, np.full(nt, big)])
-        G = csr_matrix((vals, (rows, cols)), shape=(nt, nc + nt))
+        rows, cols, d, ok, _ = _knn_edges(Xf, Xo, metric, kk, caliper, admissible)
+        big = (d[ok].max() + 1.0) * (nf * ratio + 1) if ok.any() else 1.0
+        # each copy of focal f gets f's edges; one expensive "unmatched" column per copy
+        copies = np.arange(nf * ratio)
+        per = np.searchsorted(rows[ok], np.arange(nf + 1))
+        R = np.concatenate([np.repeat(copies, np.diff(per)[rep]), copies])
+        src = np.concatenate([np.arange(per[f], per[f + 1]) for f in rep]) if len(rep) else np.zeros(0, np.int64)
+        C = np.concatenate([cols[ok][src], no + copies])
+        V = np.concatenate([d[ok][src] + 1.0, np.full(len(copies), big)])  # +1: explicit zeros are not edges
+        G = csr_matrix((V, (R, C)), shape=(len(copies), no + len(copies)))
         r, c = min_weight_full_bipartite_matching(G)
-        real = c < nc
-        stuck = (~real) & keep[:, 0]
-        if not stuck.any() or kk >= nc or real.sum() >= min(nt, nc):
-            r, c = r[real], c[real]
-            return r, c, d[r, np.argmax(idx[r] == c[:, None], axis=1)], False
-        kk = min(nc, 2 * kk)
+        real = c < no
+        has_edge = np.diff(per)[rep] > 0
+        stuck = (~real) & has_edge
+        if not stuck.any() or kk >= no or real.sum() >= min(nf * ratio, no):
+            f, o = rep[r[real]], c[real]
+            Xp, Yp = distances.prepare(Xf, metric), distances.prepare(Xo, metric)
+            return f, o, distances.pair_distances(Xp, Yp, f, o, metric).astype(np.float64), False
+        kk = min(no, 2 * kk)
 
 
-def match_optimal(data: MatchData, embedding: str, metric: str = "euclidean", caliper: float | None = None,
-                  caliper_sd: float | None = None, caliper_quantile: float | None = None, k: int = 100,
-                  random_state: int | None = None) -> MatchResult:
-    """Optimal 1:1 matching minimising the total distance in one embedding (see `optimal_pairs`)."""
-    t_idx, c_idx = split_groups(data, "optimal")
-    X = data.embedding(embedding)
-    cal = caliper_between(X[t_idx], X[c_idx], metric, caliper, caliper_sd, caliper_quantile)
-    ti, ci, d, dense = optimal_pairs(X[t_idx], X[c_idx], metric, cal, k)
-    o = np.lexsort((ti, d))
-    info = {"caliper": cal, "metric": metric, "k": k, "solver": "dense" if dense else "sparse_knn",
-            "total_distance": float(np.sum(d))}
-    return make_result(data, "optimal", embedding, t_idx[ti[o]], c_idx[ci[o]], d[o], info)
+def full_sets(Xf: np.ndarray, Xo: np.ndarray, metric: str = "euclidean", caliper: float = np.inf,
+              k: int = 100, admissible: Admissible = None, dense_limit: int = 4_000_000):
+    """Optimal full matching: the minimum-weight edge cover of the admissible (focal, other) graph, every unit
+    with an admissible edge covered. A minimum edge cover is a set of stars, i.e. subclasses of one unit and
+    one or more of the other group, of least total distance (Rosenbaum 1991; Hansen 2004's network problem
+    without ratio limits). Solved exactly through the classic reduction: with mu(v) each unit's smallest edge,
+    a maximum-weight matching on gains mu(u) + mu(v) - d(u, v), completed by every unmatched unit's smallest
+    edge. Returns focal positions, other positions, distances and a subclass number per edge, and dense?"""
+    from scipy.optimize import linear_sum_assignment
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import min_weight_full_bipartite_matching
+
+    nf, no = len(Xf), len(Xo)
+    if nf * no <= dense_limit:
+        D, ok = _dense(Xf, Xo, metric, caliper, admissible)
+        Dm = np.where(ok, D, np.inf)
+        mu_f, mu_o = Dm.min(axis=1, initial=np.inf), Dm.min(axis=0, initial=np.inf)
+        gain = np.where(ok, mu_f[:, None] + mu_o[None, :] - D, 0.0)
+        gain[~np.isfinite(gain)] = 0.0
+        r, c = linear_sum_assignment(gain, maximize=True)
+        m = gain[r, c] > 0
+        arg_f = np.argmin(Dm, axis=1) if no else np.zeros(nf, np.int64)
+        arg_o = np.argmin(Dm, axis=0) if nf else np.zeros(no, np.int64)
+        return _cover(r[m], c[m], mu_f, mu_o, arg_f, arg_o, lambda f, o: D[f, o]) + (True,)
+    kk = min(k, no)
+    while True:
+        rows, cols, d, ok, kth = _knn_edges(Xf, Xo, metric, kk, caliper, admissible)
+        rows, cols, d = rows[ok], cols[ok], d[ok]
+        mu_f = np.full(nf, np.inf)
+        np.minimum.at(mu_f, rows, d)
+        # the others' smallest edges come from their own nearest focal units
+        o_rows, o_cols, o_d, o_ok, _ = _knn_edges(Xo, Xf, metric, min(kk, nf), caliper,
+                                                  None if admissible is None else (lambda a, b: admissible(b, a)))
+        mu_o = np.full(no, np.inf)
+        np.minimum.at(mu_o, o_rows[o_ok], o_d[o_ok])
+        bound = mu_f + np.max(mu_o[np.isfinite(mu_o)], initial=0.0)
+        complete = (kk >= no) | (kth >= bound) | ~np.isfinite(mu_f)
+        if complete.all():
+            break
+        kk = min(no, 2 * kk)
+    gain = mu_f[rows] + mu_o[cols] - d
+    pos = gain > 0
+    B = float(gain[pos].max()) + 1.0 if pos.any() else 1.0
+    R = np.concatenate([rows[pos], np.arange(nf)])
+    C = np.concatenate([cols[pos], no + np.arange(nf)])
+    V = np.concatenate([B - gain[pos], np.full(nf, B)])
+    r, c = min_weight_full_bipartite_matching(csr_matrix((V, (R, C)), shape=(nf, no + nf)))
+    real = c < no
+    best_f = _argmin_edges(rows, cols, d, nf)
+    best_o = _argmin_edges(o_rows[o_ok], o_cols[o_ok], o_d[o_ok], no)
+    Xp, Yp = distances.prepare(Xf, metric), distances.prepare(Xo, metric)
+    return _cover(r[real], c[real], mu_f, mu_o, best_f, best_o,
+                  lambda f, o: distances.pair_distances(Xp, Yp, f, o, metric).astype(np.float64)) + (False,)
+
+
+def _argmin_edges(rows, cols, d, n):
+    """Each row's smallest edge's column (ties: the lower column), -1 without edges."""
+    out = np.full(n, -1, np.int64)
+    o = np.lexsort((cols, d, rows))
+    first = np.r_[True, rows[o][1:] != rows[o][:-1]] if len(o) else np.zeros(0, bool)
+    out[rows[o][first]] = cols[o][first]
+    return out
+
+
+def _cover(mf, mo, mu_f, mu_o, arg_f, arg_o, dist):
+    """The matching's edges plus each unmatched unit's smallest edge, grouped into subclasses (stars)."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    nf, no = len(mu_f), len(mu_o)
+    free_f = np.setdiff1d(np.flatnonzero(np.isfinite(mu_f)), mf)
+    free_o = np.setdiff1d(np.flatnonzero(np.isfinite(mu_o)), mo)
+    F = np.concatenate([mf, free_f, arg_o[free_o]]).astype(np.int64)
+    O = np.concatenate([mo, arg_f[free_f], free_o]).astype(np.int64)
+    edges = np.unique(np.stack([F, O], axis=1), axis=0) if len(F) else np.zeros((0, 2), np.int64)
+    F, O = edges[:, 0], edges[:, 1]
+    g = coo_matrix((np.ones(len(F)), (F, nf + O)), shape=(nf + no, nf + no))
+    _, comp = connected_components(g, directed=False)
+    sub = comp[F]
+    _, sub = np.unique(sub, return_inverse=True)
+    return F, O, dist(F, O), sub.astype(np.int64)

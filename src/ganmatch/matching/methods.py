@@ -1,0 +1,319 @@
+"""MatchIt's split of matching into a distance and a method, with its options on every method.
+
+`match(method, data, distance=..., **options)` computes the distance (`distance.distance_measure`), drops units
+outside common support (`discard`), then runs the method within each `exact` stratum: `nearest` (in `m_order`),
+`greedy` (globally closest pair first), `optimal` and `full` (assignment problems), `subclass` (quantiles of
+a scalar distance), `exact` and `cem` (no distance), or the reference study's `greedy_constrained`. Every
+result carries the pairs (where there are pairs) and a units table: weight, subclass, discarded, distance.
+`METHODS` lists each method's parameters and defaults; config/schema.yaml mirrors it (a test keeps them equal).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ganmatch.errors import ConfigError
+from ganmatch.matching import options as opt
+from ganmatch.matching.constrained import match_greedy_constrained
+from ganmatch.matching.data import MatchData, MatchResult, _empty_pairs, caliper_between, make_result, split_groups
+from ganmatch.matching.distance import SCALAR_DISTANCES, DistanceMeasure, distance_measure
+from ganmatch.matching.greedy import greedy_pairs
+from ganmatch.matching.nearest import feature_sets, focal_order, line_sets
+from ganmatch.matching.optimal import full_sets, optimal_sets
+from ganmatch.matching.subclass import cem_subclasses, exact_subclasses, quantile_subclasses
+
+REQUIRED = object()
+
+DISTANCE = {"distance": REQUIRED, "embedding": None, "metric": "euclidean", "covariates": None, "link": "logit",
+            "penalty": "none", "C": 1.0, "standardize": True, "max_iter": 1000, "score": None}
+CALIPER = {"caliper": None, "std_caliper": True, "caliper_sd": None, "caliper_quantile": None,
+           "covariate_caliper": None}
+COMMON = {"exact": None, "discard": "none", "estimand": "ATT", "random_state": None}
+
+
+@dataclass(frozen=True)
+class Method:
+    """A matching method: its parameters with their defaults and the estimands it supports."""
+
+    name: str
+    params: dict
+    estimands: tuple = ("ATT", "ATC")
+    description: str = ""
+
+
+METHODS: dict[str, Method] = {m.name: m for m in (
+    Method("nearest", {**DISTANCE, **CALIPER, **COMMON, "ratio": 1, "replace": False, "m_order": None, "k": 100},
+           description="each focal unit in m_order takes its nearest available units (MatchIt's nearest)"),
+    Method("greedy", {**DISTANCE, **CALIPER, **COMMON, "n_pairs": None, "k": 100},
+           description="globally closest (focal, other) pair first, 1:1 without replacement"),
+    Method("optimal", {**DISTANCE, **CALIPER, **COMMON, "ratio": 1, "k": 100},
+           description="ratio:1 matching minimising the total distance (MatchIt's optimal)"),
+    Method("full", {**DISTANCE, **CALIPER, **COMMON, "k": 100}, ("ATT", "ATC", "ATE"),
+           description="optimal full matching: subclasses of one unit and one or more of the other group"),
+    Method("subclass", {**DISTANCE, "discard": "none", "estimand": "ATT", "random_state": None, "subclass": 6,
+                        "min_n": 1}, ("ATT", "ATC", "ATE"),
+           description="subclasses between quantiles of a scalar distance (MatchIt's subclass)"),
+    Method("exact", {"covariates": REQUIRED, "estimand": "ATT", "random_state": None}, ("ATT", "ATC", "ATE"),
+           description="one subclass per combination of the covariates' values"),
+    Method("cem", {"covariates": REQUIRED, "cutpoints": None, "estimand": "ATT", "random_state": None},
+           ("ATT", "ATC", "ATE"), description="coarsened exact matching (numeric covariates binned)"),
+)}
+
+
+def _constrained_params() -> dict:
+    import inspect
+
+    return {k: (REQUIRED if p.default is inspect.Parameter.empty else p.default)
+            for k, p in inspect.signature(match_greedy_constrained).parameters.items() if k != "data"}
+
+
+METHODS["greedy_constrained"] = Method("greedy_constrained", _constrained_params(), ("ATT",),
+                                       description="the reference study's constrained greedy matching")
+PAIR_METHODS = ("nearest", "greedy", "optimal", "full", "greedy_constrained")
+
+
+def method_parameters(method: str) -> dict:
+    """name -> default of every parameter `method` takes (`REQUIRED` for those without a default)."""
+    if method not in METHODS:
+        raise ConfigError(f"unknown matching method '{method}'; choose one of {sorted(METHODS)} "
+                          "(config key matching.methods.<name>.method).")
+    return dict(METHODS[method].params)
+
+
+def match(method: str, data: MatchData, **params) -> MatchResult:
+    """Run `method` on `data` with its parameters (a config block minus `method`): MatchIt's matchit()."""
+    accepted = method_parameters(method)
+    unknown = sorted(set(params) - set(accepted))
+    if unknown:
+        raise ConfigError(f"matching method '{method}' does not take {unknown}; it takes {sorted(accepted)}.")
+    missing = sorted(k for k, v in accepted.items() if v is REQUIRED and params.get(k) is None)
+    if missing:
+        raise ConfigError(f"matching method '{method}' needs {missing}.")
+    p = {**accepted, **params}
+    if method == "greedy_constrained":
+        result = match_greedy_constrained(data, **params)
+        result.info.setdefault("estimand", "ATT")
+        result.units = units_from_pairs(data, result.pairs, np.zeros(len(data.ids), bool), None, "ATT", True)
+        return result
+    opt.check_estimand(p["estimand"], METHODS[method].estimands, method)
+    if method in ("exact", "cem"):
+        return _strata_method(method, data, p)
+    measure = distance_measure(data, p["distance"], p["embedding"], p["metric"], p["covariates"], p["link"],
+                               p["penalty"], p["C"], p["standardize"], p["max_iter"], p["score"],
+                               random_state=p["random_state"], who=method)
+    discarded = opt.common_support(measure.score, data.treated, p["discard"])
+    if method == "subclass":
+        return _subclass_method(data, measure, discarded, p)
+    return _pair_method(method, data, measure, discarded, p)
+
+
+# ---------------------------------------------------------------- pair methods
+
+
+def _pair_method(method: str, data: MatchData, measure: DistanceMeasure, discarded: np.ndarray, p: dict):
+    split_groups(data, method)
+    focal_val = opt.focal_value(p["estimand"])
+    role = np.where(data.treated == focal_val, 1, 0)
+    keep = ~discarded
+    f_all, o_all = np.flatnonzero((role == 1) & keep), np.flatnonzero((role == 0) & keep)
+    cal = _distance_caliper(measure, discarded, f_all, o_all, p)
+    covcal = opt.CovariateCaliper(data, p["covariate_caliper"], p["std_caliper"], discarded)
+    strata = opt.strata(data, p["exact"])
+    X = measure.features()
+    rng_state = p["random_state"]
+    found, info = [], {}
+    for s in np.unique(strata[np.r_[f_all, o_all]]):
+        f, o = f_all[strata[f_all] == s], o_all[strata[o_all] == s]
+        if len(f) == 0 or len(o) == 0:
+            continue
+        accept = (lambda a, b, f=f, o=o: covcal.ok(f[a], o[b])) if covcal else None
+        sub = None
+        if method == "nearest":
+            fi, oi, d = _nearest(measure, X, f, o, cal, accept, p, rng_state)
+        elif method == "greedy":
+            fi, oi, d = greedy_pairs(X[f], X[o], measure.metric, cal, p["n_pairs"], p["k"], accept=accept)
+        elif method == "optimal":
+            fi, oi, d, dense = optimal_sets(X[f], X[o], measure.metric, cal, int(p["ratio"]), p["k"], accept)
+            info["solver"] = "dense" if dense else "sparse_knn"
+        else:
+            fi, oi, d, sub, dense = full_sets(X[f], X[o], measure.metric, cal, p["k"], accept)
+            info["solver"] = "dense" if dense else "sparse_knn"
+        found.append((f[fi], o[oi], d, sub))
+    F, O, D, S = _merge(found, method, p)
+    t_pos, c_pos = (F, O) if focal_val == 1 else (O, F)
+    if method == "full":
+        units = _units(data, opt.subclass_weights(_unit_subclass(len(data.ids), F, O, S), data.treated, p["estimand"]),
+                       _unit_subclass(len(data.ids), F, O, S), discarded, measure)
+        n_focal = pd.Series(F).map(pd.Series(F).value_counts()).to_numpy() if len(F) else np.zeros(0)
+        n_other_of = pd.Series(O).map(pd.Series(O).value_counts()).to_numpy() if len(O) else np.zeros(0)
+        pair_w = 1.0 / (n_focal if focal_val == 1 else n_other_of) if len(F) else None
+        subclass = S + 1 if len(F) else None
+    else:
+        pair_w, subclass = _set_columns(F)
+        w = opt.set_weights(len(data.ids), F, O)
+        unit_sub = None if p.get("replace") else _unit_subclass(len(data.ids), F, O, subclass - 1 if len(F) else S)
+        units = _units(data, w, unit_sub, discarded, measure)
+    info.update({"caliper": cal, "metric": measure.metric, "distance": measure.name, "estimand": p["estimand"],
+                 "n_discarded": int(discarded.sum()), **measure.info})
+    for key in ("ratio", "replace", "m_order", "exact", "discard"):
+        if key in p:
+            info[key] = p[key]
+    result = make_result(data, method, p["embedding"] or "", t_pos, c_pos, D, info, weight=pair_w,
+                         subclass=subclass, extra=_score_columns(measure, t_pos, c_pos))
+    result.units = units
+    return result
+
+
+def _nearest(measure, X, f, o, cal, accept, p, rng_state):
+    m_order = p["m_order"] or ("largest" if measure.scalar and p["estimand"] == "ATT" else
+                               "smallest" if measure.scalar else "data")
+    if m_order == "closest":
+        if int(p["ratio"]) != 1 or p["replace"]:
+            raise ConfigError("nearest: m_order 'closest' is the greedy method (1:1 without replacement); "
+                              "use method: greedy or another m_order.")
+        return greedy_pairs(X[f], X[o], measure.metric, cal, None, p["k"], accept=accept)
+    order = focal_order(m_order, len(f), measure.score[f] if measure.scalar else None, rng_state)
+    if measure.scalar:
+        return line_sets(measure.score[f], measure.score[o], order, int(p["ratio"]), bool(p["replace"]), cal, accept)
+    return feature_sets(X[f], X[o], measure.metric, order, int(p["ratio"]), bool(p["replace"]), cal, accept, p["k"])
+
+
+def _distance_caliper(measure: DistanceMeasure, discarded, f_all, o_all, p) -> float:
+    """The caliper on the distance: on a scalar score `caliper` (in its SDs when std_caliper, as MatchIt); on
+    features `caliper` is absolute (std_caliper must be false, as MatchIt for matrix distances), or relative
+    to the focal units' nearest distances (caliper_sd, caliper_quantile)."""
+    given = [k for k in ("caliper", "caliper_sd", "caliper_quantile") if p[k] is not None]
+    if len(given) > 1:
+        raise ConfigError(f"give at most one of caliper, caliper_sd, caliper_quantile (got {given}).")
+    if p["caliper"] is not None:
+        if measure.scalar:
+            return opt.score_caliper(measure.score, discarded, p["caliper"], p["std_caliper"])
+        if p["std_caliper"]:
+            raise ConfigError("a caliper on an embedding or covariate distance is absolute: set std_caliper: false, "
+                              "or use caliper_sd / caliper_quantile (MatchIt refuses std.caliper for such distances).")
+    X = measure.features()
+    return caliper_between(X[f_all], X[o_all], measure.metric, p["caliper"], p["caliper_sd"], p["caliper_quantile"])
+
+
+def _merge(found, method, p):
+    if not found:
+        z = np.zeros(0, np.int64)
+        return z, z, np.zeros(0), z
+    F, O, D = (np.concatenate([x[i] for x in found]) for i in range(3))
+    if method == "full":
+        offsets = np.cumsum([0] + [int(x[3].max()) + 1 if len(x[3]) else 0 for x in found[:-1]])
+        S = np.concatenate([x[3] + off for x, off in zip(found, offsets, strict=True)])
+        return F, O, D, S
+    if method == "greedy" and len(found) > 1:       # strata merged in the global greedy order
+        o = np.lexsort((O, F, D))[: (len(F) if p["n_pairs"] is None else int(p["n_pairs"]))]
+        F, O, D = F[o], O[o], D[o]
+    elif method == "optimal":
+        o = np.lexsort((F, D))
+        F, O, D = F[o], O[o], D[o]
+    return F, O, D, np.zeros(0, np.int64)
+
+
+def _set_columns(F):
+    """Pair weights 1 / (matches of the focal unit) and subclasses numbered by focal unit in matching order."""
+    if len(F) == 0:
+        return None, None
+    counts = pd.Series(F).value_counts()
+    first: dict[int, int] = {}
+    sub = np.array([first.setdefault(int(t), len(first) + 1) for t in F], np.int64)
+    return 1.0 / counts.reindex(F).to_numpy(np.float64), sub
+
+
+def _unit_subclass(n, F, O, S):
+    code = np.full(n, -1, np.int64)
+    if len(F):
+        code[F] = S
+        code[O] = S
+    return code
+
+
+def _score_columns(measure: DistanceMeasure, t_pos, c_pos) -> dict:
+    if measure.logit is None:
+        return {}
+    return {"treated_logit": measure.logit[t_pos], "control_logit": measure.logit[c_pos]}
+
+
+# ---------------------------------------------------------------- subclass methods
+
+
+def _subclass_method(data, measure, discarded, p):
+    if not measure.scalar:
+        raise ConfigError("subclass needs a scalar distance (distance: propensity or score), as MatchIt.")
+    code, cuts = quantile_subclasses(measure.score, data.treated, discarded, p["subclass"], int(p["min_n"]),
+                                     p["estimand"])
+    info = {"distance": measure.name, "n_subclasses": int(code.max()) + 1 if (code >= 0).any() else 0,
+            "cuts": [float(c) for c in cuts], "n_discarded": int(discarded.sum()), **measure.info}
+    return _set_result("subclass", data, code, discarded, measure, p, info)
+
+
+def _strata_method(method, data, p):
+    if data.covariates is None or any(c not in data.covariates for c in p["covariates"]):
+        raise ConfigError(f"{method}: covariates {p['covariates']} are not all columns of the attributes table.")
+    split_groups(data, method)
+    cov = data.covariates[list(p["covariates"])]
+    code = exact_subclasses(cov, data.treated) if method == "exact" else \
+        cem_subclasses(cov, data.treated, p["cutpoints"])
+    info = {"n_subclasses": int(code.max()) + 1, "covariates": list(p["covariates"])}
+    return _set_result(method, data, code, np.zeros(len(data.ids), bool), None, p, info)
+
+
+def _set_result(method, data, code, discarded, measure, p, info):
+    w = opt.subclass_weights(code, data.treated, p["estimand"])
+    units = _units(data, w, code, discarded, measure)
+    info = {"method": method, "estimand": p["estimand"], "n_treated": int(data.treated.sum()),
+            "n_control": int((data.treated == 0).sum()), "n_matched": 0,
+            "n_treated_matched": int(((w > 0) & (data.treated == 1)).sum()),
+            "n_control_matched": int(((w > 0) & (data.treated == 0)).sum()), "warnings": [], **info}
+    if info["n_treated_matched"] == 0 or info["n_control_matched"] == 0:
+        msg = f"{method}: no subclass holds both groups; nothing was matched."
+        warnings.warn(msg, stacklevel=3)
+        info["warnings"].append(msg)
+    return MatchResult(pairs=_empty_pairs(), info=info, units=units)
+
+
+# ---------------------------------------------------------------- the units table
+
+
+UNIT_COLUMNS = ["image_id", "treated", "weight", "subclass", "discarded", "distance", "logit", "propensity"]
+
+
+def _units(data: MatchData, weight, subclass, discarded, measure: DistanceMeasure | None) -> pd.DataFrame:
+    """MatchIt's per-unit output: weight, subclass (<NA> when none), discarded, the scalar distance, and the
+    propensity model's logit and probability (NaN for other distances)."""
+    n = len(data.ids)
+    nan = np.full(n, np.nan)
+    sub = pd.array(np.where(subclass >= 0, subclass + 1, 0) if subclass is not None else np.zeros(n, int),
+                   dtype="Int64")
+    if subclass is None:
+        sub[:] = pd.NA
+    else:
+        sub[subclass < 0] = pd.NA
+    return pd.DataFrame({
+        "image_id": data.ids, "treated": data.treated.astype(np.int64), "weight": np.asarray(weight, np.float64),
+        "subclass": sub, "discarded": np.asarray(discarded, bool),
+        "distance": measure.score.astype(np.float64) if measure is not None and measure.scalar else nan,
+        "logit": measure.logit if measure is not None and measure.logit is not None else nan,
+        "propensity": measure.propensity if measure is not None and measure.propensity is not None else nan,
+    })
+
+
+def units_from_pairs(data: MatchData, pairs: pd.DataFrame, discarded, measure, estimand: str,
+                     numbered: bool) -> pd.DataFrame:
+    """The units table of a pairs table (weights of matched sets, subclass per focal unit's set)."""
+    pos = pd.Series(np.arange(len(data.ids)), index=data.ids)
+    T = pos.reindex(pairs["treated_id"].astype(str)).to_numpy(np.int64)
+    C = pos.reindex(pairs["control_id"].astype(str)).to_numpy(np.int64)
+    F, O = (T, C) if estimand != "ATC" else (C, T)
+    sub = None
+    if numbered:
+        _, s = _set_columns(F)
+        sub = _unit_subclass(len(data.ids), F, O, s - 1 if s is not None else np.zeros(0, np.int64))
+    return _units(data, opt.set_weights(len(data.ids), F, O), sub, discarded, measure)

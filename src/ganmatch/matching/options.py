@@ -1,0 +1,137 @@
+"""MatchIt's options shared by the methods: estimand (which group is matched to which), common-support
+discard, exact strata, calipers on the distance and on covariates, and the weights of matched sets and
+subclasses. Semantics follow MatchIt 4.5 (`discard`, `process.caliper`, `weights.matrix`, `weights.subclass`)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ganmatch.errors import ConfigError, InputDataError
+from ganmatch.matching.data import MatchData
+
+ESTIMANDS = ("ATT", "ATC", "ATE")
+DISCARDS = ("none", "treated", "control", "both")
+
+
+def check_estimand(estimand: str, allowed: tuple[str, ...], method: str) -> str:
+    if estimand not in allowed:
+        raise ConfigError(f"{method}: estimand must be one of {list(allowed)} for this method, got '{estimand}' "
+                          "(MatchIt: nearest, greedy and optimal matching estimate the ATT or the ATC).")
+    return estimand
+
+
+def focal_value(estimand: str) -> int:
+    """The treatment value of the units that each get matches: 1 for the ATT, 0 for the ATC."""
+    return 0 if estimand == "ATC" else 1
+
+
+def common_support(score: np.ndarray | None, treated: np.ndarray, discard: str) -> np.ndarray:
+    """MatchIt's `discard`: units whose scalar distance lies outside the other group's range ("treated":
+    treated outside the controls' range, "control": the reverse, "both": outside the overlap)."""
+    if discard not in DISCARDS:
+        raise ConfigError(f"discard must be one of {list(DISCARDS)}, got '{discard}'.")
+    if discard == "none":
+        return np.zeros(len(treated), bool)
+    if score is None:
+        raise ConfigError("discard needs a scalar distance (propensity or score): common support is a range of it.")
+    s1, s0 = score[treated == 1], score[treated == 0]
+    if discard == "both":
+        return (score < max(s0.min(), s1.min())) | (score > min(s0.max(), s1.max()))
+    if discard == "control":
+        return (score < s1.min()) | (score > s1.max())
+    return (score < s0.min()) | (score > s0.max())
+
+
+def strata(data: MatchData, exact: list[str] | None) -> np.ndarray:
+    """Codes of the exact strata (one per combination of the `exact` columns' values); all 0 without."""
+    if not exact:
+        return np.zeros(len(data.ids), np.int64)
+    if data.covariates is None or any(c not in data.covariates for c in exact):
+        raise ConfigError(f"exact columns {exact} are not all in the attributes table.")
+    return pd.factorize(pd.MultiIndex.from_frame(data.covariates[list(exact)].astype(str)))[0].astype(np.int64)
+
+
+def score_caliper(score: np.ndarray, discarded: np.ndarray, caliper: float | None, std_caliper: bool) -> float:
+    """The caliper on a scalar distance: `caliper` SDs of the score over the kept units (std_caliper), else
+    absolute; inf without a caliper."""
+    if caliper is None:
+        return np.inf
+    if caliper < 0:
+        raise ConfigError(f"caliper must be >= 0, got {caliper}.")
+    return float(caliper) * (float(np.std(score[~discarded], ddof=1)) if std_caliper else 1.0)
+
+
+class CovariateCaliper:
+    """Per-covariate calipers (MatchIt's named `caliper` entries): a pair is admissible only if it differs by at
+    most the width on every named covariate; widths are in SDs of the kept units when `std_caliper`."""
+
+    def __init__(self, data: MatchData, widths: dict | None, std_caliper: bool, discarded: np.ndarray):
+        self.names = sorted(widths or {})
+        if not self.names:
+            self.C = None
+            return
+        if data.covariates is None or any(c not in data.covariates for c in self.names):
+            raise ConfigError(f"covariate_caliper names {self.names}, not all columns of the attributes table.")
+        C = data.covariates[self.names].apply(pd.to_numeric, errors="coerce").to_numpy(np.float64)
+        if np.isnan(C).any():
+            raise InputDataError(f"covariate_caliper: {self.names} have missing or non-numeric values.")
+        binary = [n for j, n in enumerate(self.names) if len(np.unique(C[:, j])) <= 2]
+        if binary:
+            raise ConfigError(f"covariate_caliper: calipers cannot be used with binary variables ({binary}); "
+                              "use exact instead (as MatchIt).")
+        w = np.array([float(widths[n]) for n in self.names])
+        if std_caliper:
+            w = w * C[~discarded].std(axis=0, ddof=1)
+        self.C, self.widths = C, w
+
+    def __bool__(self) -> bool:
+        return self.C is not None
+
+    def ok(self, i, j) -> np.ndarray:
+        """Admissibility of the pairs (i[k], j[k])."""
+        if self.C is None:
+            return np.ones(np.broadcast(np.asarray(i), np.asarray(j)).shape, bool)
+        return np.all(np.abs(self.C[np.asarray(i)] - self.C[np.asarray(j)]) <= self.widths, axis=-1)
+
+
+def set_weights(n: int, focal: np.ndarray, other: np.ndarray) -> np.ndarray:
+    """Weights of matched sets (MatchIt's `weights.matrix`): each focal unit with a match gets 1, each matched
+    unit of the other group the sum over its sets of 1 / (the set's matches), rescaled so that the other
+    group's weights sum to its number of matched units; unmatched units 0."""
+    w = np.zeros(n)
+    if len(focal) == 0:
+        return w
+    counts = pd.Series(focal).value_counts()
+    w[np.unique(focal)] = 1.0
+    np.add.at(w, other, 1.0 / counts.reindex(focal).to_numpy(np.float64))
+    matched = np.unique(other)
+    w[matched] *= len(matched) / w[matched].sum()
+    return w
+
+
+def subclass_weights(subclass: np.ndarray, treated: np.ndarray, estimand: str) -> np.ndarray:
+    """Weights of subclasses (MatchIt's `weights.subclass`): for the ATT treated 1 and controls
+    n_treated / n_control of their subclass, rescaled to sum to the number of matched controls (ATC the mirror;
+    ATE both groups n_total / n_group, each rescaled). `subclass` < 0: unmatched, weight 0."""
+    w = np.zeros(len(subclass))
+    m = subclass >= 0
+    if not m.any():
+        return w
+    s = subclass[m]
+    n_sub = int(s.max()) + 1
+    n1 = np.bincount(s[treated[m] == 1], minlength=n_sub).astype(float)
+    n0 = np.bincount(s[treated[m] == 0], minlength=n_sub).astype(float)
+    i1, i0 = m & (treated == 1), m & (treated == 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if estimand == "ATT":
+            w[i1], w[i0] = 1.0, (n1 / n0)[subclass[i0]]
+            w[i0] *= i0.sum() / w[i0].sum()
+        elif estimand == "ATC":
+            w[i1], w[i0] = (n0 / n1)[subclass[i1]], 1.0
+            w[i1] *= i1.sum() / w[i1].sum()
+        else:
+            w[i1], w[i0] = ((n0 + n1) / n1)[subclass[i1]], ((n0 + n1) / n0)[subclass[i0]]
+            w[i1] *= i1.sum() / w[i1].sum()
+            w[i0] *= i0.sum() / w[i0].sum()
+    return w
