@@ -232,7 +232,7 @@ def test_non_finite_embedding_stops_matching(tmp_path):
     X[7] = np.nan
     data = MatchData(ids=ids, treated=index["male"].to_numpy(), embeddings={"gan": X})
     with pytest.raises(InputDataError, match=r"embedding 'gan'.*NaN or inf.*\[7\]"):
-        match("greedy", data, embedding="gan")
+        match("greedy", data, distance="embedding", embedding="gan")
 
 
 def test_embedding_ids_must_be_unique_and_match_rows():
@@ -257,7 +257,7 @@ def test_matching_stage_refuses_duplicate_ids(tmp_path):
     pd.DataFrame({"image_id": dup}).to_parquet(tmp_path / "gan.parquet")
     attrs = pd.DataFrame({"image_id": ids, "young": index["young"]})
     with pytest.raises(InputDataError, match=r"gan.npy: 40 rows for 40 ids \(unique: 39\).*must be unique"):
-        matching_stage.run_method("m", {"method": "greedy", "embedding": "gan"}, index, attrs,
+        matching_stage.run_method("m", {"method": "greedy", "distance": "embedding", "embedding": "gan"}, index, attrs,
                                   [str(tmp_path / "gan.npy"), str(tmp_path / "gan.parquet")], "male", ["young"])
 
 
@@ -269,14 +269,15 @@ def test_matching_stage_refuses_duplicate_ids(tmp_path):
 def test_bad_labels_and_attributes_stop_balance(column, value, pattern):
     ids, _, index = _tables()
     attrs = index[["image_id", "young"]].astype({"young": float})
-    matches = pd.DataFrame({"treated_id": ids[1::2][:5], "control_id": ids[0::2][:5], "distance": 0.1})
+    matched = np.r_[ids[1::2][:5], ids[0::2][:5]]
+    units = pd.DataFrame({"image_id": ids, "weight": np.isin(ids, matched).astype(float)})
     if column == "male":
         index = index.copy()
         index.loc[3, "male"] = value
     else:
         attrs.loc[3, column] = value
     with pytest.raises(InputDataError, match=pattern):
-        balance_stage.method_balance(index, attrs, matches, treatment="male", covariates=["young"], threshold=0.1,
+        balance_stage.method_balance(index, attrs, units, treatment="male", covariates=["young"], threshold=0.1,
                                      method="m")
 
 

@@ -46,7 +46,7 @@ def test_with_an_official_pickle_the_edit_stage_runs_on_photos(tmp_path):
     overlay = {
         "folder": {"path": str(folder), "labels": str(folder / "labels.csv")},
         "project": {"activate": True, "weights": "resources/weights/g.pkl", "steps": 3, "batch_size": 16, "device": "cpu"},
-        "matching": {"methods": {"gan_greedy": {"method": "greedy", "embedding": "gan"}}},
+        "matching": {"methods": {"gan_greedy": {"method": "greedy", "distance": "embedding", "embedding": "gan"}}},
         "edit": {"min_positives": 2, "strengths": [-1.0, 0.0, 1.0], "images": {"per_group": 2},
                  "interpolation": {"methods": ["gan_greedy"], "n_pairs": 1, "n_identities": 1, "steps": 3}},
         "figures": ["edits", "edit_leakage", "interpolations"],

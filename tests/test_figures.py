@@ -176,18 +176,19 @@ def test_propensity_overlap_draws_the_scores_the_propensity_matcher_used(tmp_pat
     index, att, emb_files, sample_ids = _propensity_study(tmp_path)
     write_parquet(index, tmp_path / "images.parquet")
     write_parquet(att, tmp_path / "attributes.parquet")
-    spec = {"method": "propensity", "embedding": "e", "covariates": ["a", "b"], "C": 0.3, "caliper": None,
-            "ratio": 2, "replace": True}
+    spec = {"method": "nearest", "distance": "propensity", "embedding": "e", "covariates": ["a", "b"],
+            "penalty": "l2", "C": 0.3, "link": "linear.logit", "ratio": 2, "replace": True}
     result = matching_stage.run_method("ps", spec, index, att, emb_files, "male", seed=3)
-    pairs, scores = result.pairs, matching_stage.score_table(result)
+    pairs, units = result.pairs, result.units
     write_parquet(pairs, tmp_path / "ps.parquet")
-    write_parquet(scores, tmp_path / "ps.scores.parquet")
-    assert sorted(scores["image_id"]) == sorted(sample_ids)  # the whole sample, matched or not
+    (tmp_path / "units").mkdir()
+    write_parquet(units, tmp_path / "units" / "ps.parquet")
+    assert sorted(units["image_id"]) == sorted(sample_ids)  # the whole sample, matched or not
     out = {k: str(tmp_path / f"po.{k}") for k in ("pdf", "png")} | {"data": str(tmp_path / "po.parquet")}
     with pytest.warns(UserWarning, match="10 image"):  # the 10 images without the embedding are not drawn
         _run_script("figure_propensity_overlap", monkeypatch,
                     input={"index": str(tmp_path / "images.parquet"), "attributes": str(tmp_path / "attributes.parquet"),
-                           "matches": [str(tmp_path / "ps.parquet")], "scores": [str(tmp_path / "ps.scores.parquet")]},
+                           "units": [str(tmp_path / "units" / "ps.parquet")], "scores": [str(tmp_path / "units" / "ps.parquet")]},
                     output=out, params={"treatment": "male", "covariates": ["a", "b"], "score_method": "ps",
                                         "score_spec": spec})
     _check_files(out["pdf"], out["png"])
@@ -207,8 +208,9 @@ def test_propensity_overlap_draws_the_scores_the_propensity_matcher_used(tmp_pat
 def test_propensity_spec_follows_the_configured_method():
     from ganmatch.stages.matching import propensity_spec
 
-    methods = {"g": {"method": "greedy", "embedding": "gan"}, "ps": {"method": "propensity", "embedding": "gan"},
-               "ps2": {"method": "propensity", "covariates": ["a"]}}
+    methods = {"g": {"method": "greedy", "distance": "embedding", "embedding": "gan"},
+               "ps": {"method": "nearest", "distance": "propensity", "embedding": "gan"},
+               "ps2": {"method": "full", "distance": "propensity", "covariates": ["a"]}}
     assert propensity_spec(methods) == ("ps", methods["ps"])
     assert propensity_spec({"g": methods["g"]}) == (None, {})
 
@@ -221,14 +223,13 @@ def test_propensity_overlap_without_a_propensity_method_fits_the_covariates(tmp_
     index, att, emb_files, _ = _propensity_study(tmp_path)
     write_parquet(index, tmp_path / "images.parquet")
     write_parquet(att, tmp_path / "attributes.parquet")
-    result = matching_stage.run_method("g", {"method": "greedy", "embedding": "e"}, index, att, emb_files, "male")
-    assert matching_stage.score_table(result).empty and list(matching_stage.score_table(result).columns) == [
-        "image_id", "logit", "propensity"]
-    write_parquet(result.pairs, tmp_path / "g.parquet")
+    result = matching_stage.run_method("g", {"method": "greedy", "distance": "embedding", "embedding": "e"}, index, att, emb_files, "male")
+    assert result.units["propensity"].isna().all() and result.units["distance"].isna().all()
+    write_parquet(result.units, tmp_path / "g.parquet")
     out = {k: str(tmp_path / f"po.{k}") for k in ("pdf", "png")} | {"data": str(tmp_path / "po.parquet")}
     _run_script("figure_propensity_overlap", monkeypatch,
                 input={"index": str(tmp_path / "images.parquet"), "attributes": str(tmp_path / "attributes.parquet"),
-                       "matches": [str(tmp_path / "g.parquet")], "scores": []},
+                       "units": [str(tmp_path / "g.parquet")], "scores": []},
                 output=out, params={"treatment": "male", "covariates": ["a", "b"], "score_method": "",
                                     "score_spec": {}})
     before = pd.read_parquet(out["data"]).query("sample == 'unmatched'").set_index("image_id")["propensity"]

@@ -13,8 +13,7 @@ from ganmatch import matching
 from ganmatch.analysis import distances
 from ganmatch.errors import ConfigError, InputDataError
 from ganmatch.matching import MatchData, match, matched_weights
-from ganmatch.matching.data import features
-from ganmatch.matching.propensity import _nearest_on_line
+from ganmatch.matching.nearest import line_sets
 
 
 def make_data(X, treated, **kw):
@@ -91,14 +90,14 @@ def dense_constrained(X, F, R, treated, ident, glasses, thr, mode, gap, n_pairs,
 def test_greedy_known_answer():
     # treated at 0 and 10, controls at 1, 9.5, 20: the closest pair (10, 9.5) goes first
     data = make_data([0, 10, 1, 9.5, 20], [1, 1, 0, 0, 0])
-    res = match("greedy", data, embedding="e")
+    res = match("greedy", data, distance="embedding", embedding="e")
     assert pairs_of(res) == [("i1", "i3"), ("i0", "i2")]
     assert res.pairs["distance"].tolist() == [0.5, 1.0]
     assert res.pairs["subclass"].tolist() == [1, 2] and (res.pairs["weight"] == 1).all()
     assert list(res.pairs.columns[:7]) == matching.PAIR_COLUMNS
-    res = match("greedy", data, embedding="e", caliper=0.7)
+    res = match("greedy", data, distance="embedding", embedding="e", caliper=0.7, std_caliper=False)
     assert pairs_of(res) == [("i1", "i3")]
-    res = match("greedy", data, embedding="e", n_pairs=1)
+    res = match("greedy", data, distance="embedding", embedding="e", n_pairs=1)
     assert len(res.pairs) == 1 and res.info["n_matched"] == 1
 
 
@@ -112,7 +111,7 @@ def test_greedy_equals_dense(n, d, k, seed):
     data = make_data(X, treated)
     t_idx, c_idx = np.flatnonzero(treated), np.flatnonzero(1 - treated)
     for kw in ({}, {"n_pairs": n // 5}, {"caliper_quantile": 0.5}):
-        res = match("greedy", data, embedding="e", k=k, **kw)
+        res = match("greedy", data, distance="embedding", embedding="e", k=k, **kw)
         cal = res.info["caliper"]
         ref = dense_greedy(X[t_idx], X[c_idx], cal, kw.get("n_pairs"))
         assert pairs_of(res) == [(data.ids[t_idx[a]], data.ids[c_idx[b]]) for a, b in ref]
@@ -123,7 +122,7 @@ def test_greedy_refills_when_lists_run_out():
     rng = np.random.default_rng(4)
     X = rng.normal(size=(400, 5)).astype(np.float32)
     treated = np.r_[np.ones(200, int), np.zeros(200, int)]
-    res = match("greedy", make_data(X, treated), embedding="e", k=1)
+    res = match("greedy", make_data(X, treated), distance="embedding", embedding="e", k=1)
     assert res.info["n_refills"] > 0 and len(res.pairs) == 200
     ref = dense_greedy(X[:200], X[200:])
     assert pairs_of(res) == [(f"i{a}", f"i{200 + b}") for a, b in ref]
@@ -132,7 +131,7 @@ def test_greedy_refills_when_lists_run_out():
 def test_caliper_leaving_nobody_gives_empty_result_with_warning():
     data = make_data([0, 10, 1, 9.5], [1, 1, 0, 0])
     with pytest.warns(UserWarning, match="no pair"):
-        res = match("greedy", data, embedding="e", caliper=0.1)
+        res = match("greedy", data, distance="embedding", embedding="e", caliper=0.1, std_caliper=False)
     assert len(res.pairs) == 0 and list(res.pairs.columns) == matching.PAIR_COLUMNS
     assert res.info["n_matched"] == 0 and res.info["warnings"]
     assert (matched_weights(data.ids, res.pairs) == 0).all()
@@ -140,20 +139,20 @@ def test_caliper_leaving_nobody_gives_empty_result_with_warning():
 
 def test_bad_input():
     with pytest.raises(InputDataError, match="control group has no members"):
-        match("greedy", make_data([0, 1], [1, 1]), embedding="e")
+        match("greedy", distance="embedding", data=make_data([0, 1], [1, 1]), embedding="e")
     X = np.array([[0.0], [np.nan], [1.0]])
     with pytest.raises(InputDataError, match="NaN"):
-        match("greedy", make_data(X, [1, 0, 0]), embedding="e")
+        match("greedy", distance="embedding", data=make_data(X, [1, 0, 0]), embedding="e")
     with pytest.raises(ConfigError, match="unknown matching method"):
         match("nearest_magic", make_data([0, 1], [1, 0]))
     with pytest.raises(ConfigError, match="does not take"):
-        match("greedy", make_data([0, 1], [1, 0]), embedding="e", ratio=3)
+        match("greedy", distance="embedding", data=make_data([0, 1], [1, 0]), embedding="e", ratio=3)
     with pytest.raises(ConfigError, match="not available"):
-        match("greedy", make_data([0, 1], [1, 0]), embedding="gan")
+        match("greedy", distance="embedding", data=make_data([0, 1], [1, 0]), embedding="gan")
     with pytest.raises(InputDataError, match="0/1"):
         make_data([0, 1], [1, 2])
     with pytest.raises(ConfigError, match="at most one"):
-        match("greedy", make_data([0, 1], [1, 0]), embedding="e", caliper=1, caliper_sd=1)
+        match("greedy", distance="embedding", data=make_data([0, 1], [1, 0]), embedding="e", caliper=1, caliper_sd=1)
 
 
 # ---------------------------------------------------------------- greedy constrained
@@ -238,17 +237,20 @@ def test_greedy_constrained_needs_identity():
 def test_nearest_on_line_known_answers():
     lt = np.array([0.0, 1.0, 5.0])
     lc = np.array([0.9, 0.2, 4.0, 10.0])
-    t, c, d = _nearest_on_line(lt, lc, np.array([0, 1, 2]), 1, False, np.inf)
+    t, c, d = line_sets(lt, lc, np.array([0, 1, 2]), 1, False, np.inf)
     assert list(zip(t, c, strict=True)) == [(0, 1), (1, 0), (2, 2)] and np.allclose(d, [0.2, 0.1, 1.0])
     # order matters without replacement: treated 1 first takes control 0 (0.9), treated 0 then takes 1
-    t, c, _ = _nearest_on_line(lt, lc, np.array([1, 0, 2]), 1, False, np.inf)
+    t, c, _ = line_sets(lt, lc, np.array([1, 0, 2]), 1, False, np.inf)
     assert list(zip(t, c, strict=True)) == [(1, 0), (0, 1), (2, 2)]
     # with replacement both can use the same control; caliper drops treated 2 (1.0 > 0.5)
-    t, c, _ = _nearest_on_line(np.array([0.8, 1.0, 5.0]), lc, np.array([0, 1, 2]), 1, True, 0.5)
+    t, c, _ = line_sets(np.array([0.8, 1.0, 5.0]), lc, np.array([0, 1, 2]), 1, True, 0.5)
     assert list(zip(t, c, strict=True)) == [(0, 0), (1, 0)]
-    # 2:1
-    t, c, _ = _nearest_on_line(lt, lc, np.array([0, 1]), 2, False, np.inf)
-    assert list(zip(t, c, strict=True)) == [(0, 1), (0, 0), (1, 2), (1, 3)]
+    # 2:1 without replacement goes in rounds (MatchIt): every treated unit's first match, then the second
+    t, c, _ = line_sets(lt, lc, np.array([0, 1]), 2, False, np.inf)
+    assert list(zip(t, c, strict=True)) == [(0, 1), (1, 0), (0, 2), (1, 3)]
+    # equal differences on both sides: the lower score wins (MatchIt's outward scan)
+    t, c, _ = line_sets(np.array([1.0]), np.array([1.5, 0.5]), np.array([0]), 1, False, np.inf)
+    assert c.tolist() == [1]
 
 
 def confounded(n=1200, seed=0):
@@ -263,25 +265,29 @@ def test_propensity_improves_balance_and_respects_caliper():
     from ganmatch.analysis.balance import weighted_smd
 
     data, cov, treated = confounded()
-    res = match("propensity", data, covariates=["a", "b", "c"], random_state=42)
+    ps = dict(distance="propensity", covariates=["a", "b", "c"], link="linear.logit", m_order="random", caliper=0.2)
+    res = match("nearest", data, random_state=42, **ps)
     p = res.pairs
     assert p["control_id"].is_unique and p["treated_id"].is_unique
     assert (p["distance"] <= res.info["caliper"]).all()
     assert np.isclose(res.info["caliper"], 0.2 * res.info["logit_sd"])
     assert np.allclose(p["distance"], (p["treated_logit"] - p["control_logit"]).abs())
-    w = matched_weights(data.ids, p)
+    w = res.units["weight"].to_numpy()
+    assert np.allclose(w, matched_weights(data.ids, p))
     before = abs(weighted_smd(cov["a"], treated))
     after = abs(weighted_smd(cov["a"], treated, w))
     assert before > 0.5 and after < 0.1
-    again = match("propensity", data, covariates=["a", "b", "c"], random_state=42)
+    again = match("nearest", data, random_state=42, **ps)
     assert pairs_of(again) == pairs_of(res)
-    rep = match("propensity", data, embedding="e", replace=True, ratio=2, order="largest", caliper=None)
+    rep = match("nearest", data, distance="propensity", embedding="e", penalty="l2", replace=True, ratio=2,
+                m_order="largest")
     assert not rep.pairs["control_id"].is_unique
     assert np.allclose(rep.pairs.groupby("treated_id")["weight"].sum(), 1.0)
-    with pytest.raises(ConfigError, match="order"):
-        match("propensity", data, covariates=["a"], order="sideways")
+    assert rep.units["subclass"].isna().all()          # no subclasses with replacement (MatchIt)
+    with pytest.raises(ConfigError, match="m_order"):
+        match("nearest", data, distance="propensity", covariates=["a"], m_order="sideways")
     with pytest.raises(ConfigError, match="not columns"):
-        match("propensity", data, covariates=["zz"])
+        match("nearest", data, distance="propensity", covariates=["zz"])
 
 
 # ---------------------------------------------------------------- optimal
@@ -290,8 +296,8 @@ def test_propensity_improves_balance_and_respects_caliper():
 def test_optimal_known_answer_differs_from_greedy():
     # treated 0 and 2, controls 1.9 and 5: greedy takes (2, 1.9) first (total 5.1); optimal total 4.9
     data = make_data([0, 2, 1.9, 5], [1, 1, 0, 0])
-    g = match("greedy", data, embedding="e")
-    o = match("optimal", data, embedding="e")
+    g = match("greedy", data, distance="embedding", embedding="e")
+    o = match("optimal", data, distance="embedding", embedding="e")
     assert set(pairs_of(g)) == {("i1", "i2"), ("i0", "i3")}
     assert set(pairs_of(o)) == {("i0", "i2"), ("i1", "i3")}
     assert np.isclose(o.info["total_distance"], 4.9, atol=1e-5)
@@ -304,42 +310,51 @@ def test_optimal_4x4():
     P = np.array([[0, 0], [1, 0], [0, 1], [3, 3], [0.6, 0.1], [0.2, 0.9], [1.1, 0.9], [2, 2.5]], np.float32)
     D = distances.pairwise(P[:4], P[4:]).astype(np.float64)
     best = min(itertools.permutations(range(4)), key=lambda p: sum(D[i, p[i]] for i in range(4)))
-    res = match("optimal", make_data(P, [1, 1, 1, 1, 0, 0, 0, 0]), embedding="e")
+    res = match("optimal", make_data(P, [1, 1, 1, 1, 0, 0, 0, 0]), distance="embedding", embedding="e")
     assert sorted(pairs_of(res)) == sorted((f"i{i}", f"i{4 + best[i]}") for i in range(4))
     rng = np.random.default_rng(0)
     X = rng.normal(size=(40, 3)).astype(np.float32)
     treated = np.r_[np.ones(15, int), np.zeros(25, int)]
-    ti, ci, d, dense = matching.optimal_pairs(X[:15], X[15:])
-    ts, cs, ds, dense2 = matching.optimal_pairs(X[:15], X[15:], k=2, dense_limit=0)
+    ti, ci, d, dense = matching.optimal_sets(X[:15], X[15:])
+    ts, cs, ds, dense2 = matching.optimal_sets(X[:15], X[15:], k=2, dense_limit=0)
     assert dense and not dense2
     assert len(ti) == len(ts) == 15
     assert np.isclose(d.sum(), ds.sum(), rtol=1e-6)
-    res = match("optimal", make_data(X, treated), embedding="e")
+    res = match("optimal", make_data(X, treated), distance="embedding", embedding="e")
     assert np.isclose(res.info["total_distance"], d.sum())
 
 
 # ---------------------------------------------------------------- Mahalanobis
 
 
-def test_whiten_gives_mahalanobis():
+def test_mahalanobis_rows_give_the_pooled_within_group_distance():
+    from ganmatch.matching.distance import mahalanobis_rows, pooled_within_cov
+
     rng = np.random.default_rng(1)
     Z = rng.normal(size=(300, 3)) @ np.array([[2, 0, 0], [1, 1, 0], [0, 0.5, 0.2]])
-    W = matching.whiten(Z, ridge=0)
-    Si = np.linalg.inv(np.cov(Z, rowvar=False))
+    t = (rng.random(300) < 0.4).astype(int)
+    S = pooled_within_cov(Z, t)
+    Zc = Z.copy()
+    for g in (0, 1):
+        Zc[t == g] -= Zc[t == g].mean(axis=0)
+    assert np.allclose(S, np.cov(Zc, rowvar=False) * 299 / 298)      # MatchIt's pooled_cov: n - 2
+    W = mahalanobis_rows(Z, S)
     dz = Z[0] - Z[1]
-    assert np.isclose(np.linalg.norm(W[0] - W[1]), np.sqrt(dz @ Si @ dz))
+    assert np.isclose(np.linalg.norm(W[0] - W[1]), np.sqrt(dz @ np.linalg.inv(S) @ dz))
 
 
-def test_mahalanobis_exact_strata():
+def test_mahalanobis_greedy_within_exact_strata():
+    from ganmatch.matching.distance import distance_measure
+
     data, cov, treated = confounded(400, 3)
-    res = match("mahalanobis", data, covariates=["a", "b"], exact=["c"])
+    res = match("greedy", data, distance="mahalanobis", covariates=["a", "b"], exact=["c"])
     c = cov["c"].to_numpy()
     pos = pd.Series(np.arange(len(data.ids)), index=data.ids)
     assert (c[pos[res.pairs.treated_id]] == c[pos[res.pairs.control_id]]).all()
     assert res.pairs["distance"].is_monotonic_increasing
-    # without strata, on the whitened features, it is plain greedy
-    plain = match("mahalanobis", data, covariates=["a", "b"])
-    Z = matching.whiten(features(data, "m", None, ["a", "b"])).astype(np.float32)
+    # without strata, on the transformed features, it is plain greedy
+    plain = match("greedy", data, distance="mahalanobis", covariates=["a", "b"])
+    Z = distance_measure(data, "mahalanobis", covariates=["a", "b"]).X.astype(np.float32)
     t, cc = np.flatnonzero(treated), np.flatnonzero(1 - treated)
     ref = dense_greedy(Z[t], Z[cc])
     assert pairs_of(plain) == [(data.ids[t[a]], data.ids[cc[b]]) for a, b in ref]

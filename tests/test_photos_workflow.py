@@ -134,7 +134,7 @@ def test_gan_stage_skipped_and_matching_balance_figures_built(photos_run):
 def test_missing_weights_skip_gan_with_a_clear_message(tmp_path):
     work = copy_workflow(tmp_path)
     (work / "photos").mkdir()  # folder.path must exist; a dry run does not read it
-    (work / "on.yaml").write_text("project: {activate: true}\nmatching: {methods: {gan_greedy: {method: greedy, embedding: gan}}}\n")
+    (work / "on.yaml").write_text("project: {activate: true}\nmatching: {methods: {gan_greedy: {method: greedy, distance: embedding, embedding: gan}}}\n")
     proc = snakemake(work, "--configfile", "config/photos.yaml", "on.yaml", "-n")
     err = proc.stdout + proc.stderr
     assert "generator weights 'weights/stylegan2-ada-ffhq256.pkl' (project.weights) do not exist" in err

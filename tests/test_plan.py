@@ -63,7 +63,7 @@ def test_the_demo_plan_runs_every_stage():
     plan = resolve(config)
     assert config == before  # resolve never edits the config
     assert plan.project_active and plan.generator_weights == "resources/demo/generator.pt"
-    assert list(plan.embeddings) == ["gan", "pixel", "face"] and len(plan.methods) == 5
+    assert list(plan.embeddings) == ["gan", "pixel", "face"] and len(plan.methods) == 6
     assert plan.attributes_embedding == "gan" and plan.figures == config["figures"] and plan.messages == []
     assert plan.method_embeddings("gan_greedy") == ["gan"]
     assert plan.paper_comparison_method == "gan_constrained" and plan.knn_metric["gan"] == "euclidean"
@@ -72,7 +72,7 @@ def test_the_demo_plan_runs_every_stage():
 
 def test_without_generator_weights_the_gan_stage_and_its_methods_drop_out(tmp_path, monkeypatch):
     config = _photos(tmp_path, monkeypatch, project={"activate": True, "weights": "weights/g.pkl"})
-    config["matching"]["methods"]["gan_greedy"] = {"method": "greedy", "embedding": "gan"}
+    config["matching"]["methods"]["gan_greedy"] = {"method": "greedy", "distance": "embedding", "embedding": "gan"}
     config["attributes"]["embedding"] = "gan"
     plan = resolve(config, exists=lambda path: False)
     assert not plan.project_active and "gan" not in plan.embeddings and "gan_greedy" not in plan.methods
@@ -95,7 +95,7 @@ def test_nothing_left_to_match_on_is_an_error(tmp_path, monkeypatch):
     config = _photos(tmp_path, monkeypatch, project={"activate": False})
     config["embeddings"] = {"gan": {"kind": "latent"}}
     config["attributes"]["embedding"] = "gan"
-    config["matching"]["methods"] = {"g": {"method": "greedy", "embedding": "gan"}}
+    config["matching"]["methods"] = {"g": {"method": "greedy", "distance": "embedding", "embedding": "gan"}}
     with pytest.raises(ConfigError, match="Nothing is left to match on"):
         resolve(config)
 
@@ -131,7 +131,8 @@ def test_ganmatch_plan_prints_the_run_plan_and_names_bad_keys(capsys, monkeypatc
     assert main(["plan"]) == 0
     out = capsys.readouterr().out
     assert "GAN stage: on, generator resources/demo/generator.pt" in out
-    assert "gan_greedy: greedy(embedding=gan, caliper_quantile=0.6, metric=euclidean, k=100)" in out
+    assert "gan_greedy: greedy(distance=embedding, embedding=gan, caliper_quantile=0.6, estimand=ATT, std_caliper=True, metric=euclidean, k=100)" in out
+    assert "propensity: nearest(distance=propensity, covariates=" in out and "link=linear.logit" in out
     bad = tmp_path / "bad.yaml"
     bad.write_text("matching: {methods: {gan_greedy: {caliper_quantil: 0.5}}}\n")
     assert main(["plan", "--configfile", "config/config.yaml", str(bad)]) == 2

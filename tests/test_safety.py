@@ -23,7 +23,7 @@ from ganmatch.analysis.balance import balance_table
 from ganmatch.analysis.outcomes import estimate_outcomes
 from ganmatch.data import dataset
 from ganmatch.errors import ConfigError, InputDataError
-from ganmatch.matching import MATCHERS, MatchData
+from ganmatch.matching import METHODS, REQUIRED, MatchData, method_parameters
 from ganmatch.settings.config import load_schema, validate_config
 from ganmatch.stages import attributes as attributes_stage
 from ganmatch.stages import matching as matching_stage
@@ -130,11 +130,11 @@ def test_method_parameters_are_checked_at_start_up(patch, expected):
 def test_propensity_and_column_problems_name_their_keys():
     config = _demo()
     config["matching"]["methods"]["propensity"]["covariates"] = ["young", "wrinkles"]
-    config["matching"]["methods"]["propensity"]["order"] = "biggest"
+    config["matching"]["methods"]["propensity"]["m_order"] = "biggest"
     config["covariates"] = [*config["covariates"], "male"]
     msg = _problems(config)
-    assert "'matching.methods.propensity.order' is 'biggest'" in msg
-    config["matching"]["methods"]["propensity"]["order"] = "random"
+    assert "'matching.methods.propensity.m_order' is 'biggest'" in msg
+    config["matching"]["methods"]["propensity"]["m_order"] = "random"
     msg = _problems(config)
     assert "'matching.methods.propensity.covariates' names ['wrinkles']" in msg
     assert "'treatment' (male) is also listed in 'covariates'" in msg
@@ -143,7 +143,47 @@ def test_propensity_and_column_problems_name_their_keys():
     assert "'covariates' names 'wrinkled', which the run will not have" in _problems(config)
     config = _demo()
     del config["matching"]["methods"]["propensity"]["covariates"]
-    assert "'matching.methods.propensity': give covariates or embedding" in _problems(config)
+    assert "'matching.methods.propensity': distance propensity needs covariates and/or an embedding" in _problems(config)
+
+
+@pytest.mark.parametrize("method,patch,expected", [
+    ("gan_greedy", {"distance": "propensity"}, "'matching.methods.gan_greedy.penalty': a propensity model on the embedding"),
+    ("gan_greedy", {"discard": "both"}, "'matching.methods.gan_greedy.discard' needs a scalar distance"),
+    ("gan_greedy", {"caliper_quantile": None, "caliper": 0.5}, "'matching.methods.gan_greedy.caliper' on distance embedding is absolute"),
+    ("gan_greedy", {"estimand": "ATE"}, "'matching.methods.gan_greedy.estimand' is ATE; method greedy estimates ATT or ATC"),
+    ("gan_greedy", {"covariates": ["young"]}, "'matching.methods.gan_greedy.covariates': distance embedding takes no covariates"),
+    ("gan_greedy", {"link": "linear.logit"}, "'matching.methods.gan_greedy.link' applies only to distance: propensity"),
+    ("gan_greedy", {"method": "subclass", "caliper_quantile": None}, "'matching.methods.gan_greedy.distance': subclass needs a scalar distance"),
+    ("propensity", {"m_order": "closest", "ratio": 2}, "'matching.methods.propensity.m_order' closest is the greedy method"),
+    ("propensity", {"distance": "mahalanobis", "link": None, "m_order": "largest", "caliper": None},
+     "'matching.methods.propensity.m_order' largest orders by a scalar distance"),
+    ("propensity", {"distance": "score"}, "'matching.methods.propensity': distance score needs 'score'"),
+    ("propensity", {"distance": "score", "score": "age", "link": None}, "'matching.methods.propensity.score' is 'age', which is not among 'covariates'"),
+    ("propensity", {"covariate_caliper": {"wrinkles": 1}}, "'matching.methods.propensity.covariate_caliper' names ['wrinkles']"),
+    ("propensity", {"method": "exact"}, "unknown key 'matching.methods.propensity.caliper'"),
+    ("propensity", {"method": "cem", "distance": None, "link": None, "caliper": None, "m_order": None,
+                    "cutpoints": {"male": 3}}, "'matching.methods.propensity.cutpoints' names ['male']"),
+])
+def test_combinations_matchit_refuses_stop_at_start_up_naming_the_key(method, patch, expected):
+    config = _demo()
+    spec = config["matching"]["methods"][method]
+    spec.update(patch)
+    for key in [k for k, v in patch.items() if v is None]:
+        del spec[key]
+    assert expected in _problems(config)
+
+
+@pytest.mark.parametrize("spec,expected", [
+    ({"method": "propensity", "covariates": ["young"]}, "is now method: nearest with distance: propensity"),
+    ({"method": "mahalanobis", "covariates": ["young"]}, "is now method: greedy (or nearest) with distance: mahalanobis"),
+    ({"method": "greedy", "embedding": "gan"}, "has no 'distance': add distance: embedding"),
+])
+def test_the_former_method_spellings_get_their_new_form(spec, expected):
+    config = _demo()
+    config["matching"]["methods"]["old"] = spec
+    with pytest.raises(ConfigError, match="docs/matching.md") as err:
+        validate_config(config, SCHEMA)
+    assert expected in str(err.value)
 
 
 def test_method_schema_blocks_mirror_the_matchers_signatures():
@@ -154,15 +194,15 @@ def test_method_schema_blocks_mirror_the_matchers_signatures():
         return resolve(defs[node["$ref"].split("/")[-1]]) | {k: v for k, v in node.items() if k != "$ref"} \
             if "$ref" in node else node
 
-    for method, fn in MATCHERS.items():
+    for method in METHODS:
         props = defs[method]["properties"]
-        params = {k: p for k, p in inspect.signature(fn).parameters.items() if k != "data"}
+        params = method_parameters(method)
         assert set(props) - {"method"} == set(params), method
-        for key, p in params.items():
+        for key, value in params.items():
             default = resolve(props[key]).get("default")
             if default is not None:
-                want = list(p.default) if isinstance(p.default, tuple) else p.default
-                assert default == want, (method, key, default, p.default)
+                want = list(value) if isinstance(value, tuple) else value
+                assert value is not REQUIRED and default == want, (method, key, default, value)
 
 
 @pytest.mark.slow
@@ -255,7 +295,7 @@ def test_allowed_same_identity_pairs_are_flagged():
     X[:, 0] = [0, 5, 0.01, 10, 10.01, 20, 20.5]
     data = MatchData(ids=index["image_id"].to_numpy(), treated=index["male"].to_numpy(), embeddings={"e": X},
                      identity=index["identity"].to_numpy(), covariates=table)
-    result = matching_stage.match("greedy", data, embedding="e", k=5)
+    result = matching_stage.match("greedy", data, distance="embedding", embedding="e", k=5)
     matching_stage.flag_same_identity(result.pairs, data, "greedy")
     same = result.pairs.set_index("treated_id")["same_identity"]
     assert same["i0"] and same["i3"] and not same["i5"]

@@ -60,8 +60,10 @@ def describe_plan(plan, config: dict) -> str:
              "embeddings: " + ", ".join(f"{n} ({s['kind']})" for n, s in plan.embeddings.items()),
              f"attribute models on: {plan.attributes_embedding}",
              "matching methods:"]
+    from ganmatch.matching.methods import relevant_parameters
+
     for name, spec in plan.methods.items():
-        settings = ", ".join(f"{k}={v}" for k, v in spec.items() if k != "method")
+        settings = ", ".join(f"{k}={v}" for k, v in relevant_parameters(spec).items() if k != "method")
         lines.append(f"  {name}: {spec['method']}({settings})")
     lines.append(f"edit stage: {'on, transects along ' + (plan.transect_direction or '(none)') if plan.edit_active else 'off'}")
     if plan.verification:

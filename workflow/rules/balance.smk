@@ -6,7 +6,7 @@ rule balance_method:
     input:
         index=f"{RES}/images.parquet",
         attributes=f"{RES}/attributes.parquet",
-        matches=f"{RES}/matches/{{method}}.parquet",
+        units=f"{RES}/matches/units/{{method}}.parquet",
     output:
         table=f"{RES}/balance/{{method}}.parquet",
         means=f"{RES}/balance/{{method}}_means.parquet",

@@ -27,6 +27,7 @@ RAW = f"resources/{DS}"
 LOGS = f"logs/{DS}"
 SCRIPTS = "../scripts"
 METHOD_MATCHES = expand(f"{RES}/matches/{{method}}.parquet", method=PLAN.methods)
+METHOD_UNITS = expand(f"{RES}/matches/units/{{method}}.parquet", method=PLAN.methods)
 
 
 wildcard_constraints:
@@ -185,6 +186,7 @@ def outcome_inputs(wildcards):
         "index": f"{RES}/images.parquet",
         "attributes": f"{RES}/attributes.parquet",
         "matches": METHOD_MATCHES,
+        "units": METHOD_UNITS,
     }
     if config["source"] == "demo":
         inputs["truth"] = f"{RAW}/truth.json"
@@ -212,7 +214,7 @@ def overlap_propensity():
 def overlap_scores(wildcards):
     """The per-image scores that propensity method wrote while matching (none: the figure fits on the covariates)."""
     name = overlap_propensity()[0]
-    return [f"{RES}/matches/scores/{name}.parquet"] if name else []
+    return [f"{RES}/matches/units/{name}.parquet"] if name else []
 
 
 # Paper reproduction (issue 15): the FairFace weights and the paper_comparison figure's inputs.

@@ -41,7 +41,7 @@ rule figure_propensity_overlap:
     input:
         index=f"{RES}/images.parquet",
         attributes=f"{RES}/attributes.parquet",
-        matches=METHOD_MATCHES,
+        units=METHOD_UNITS,
         scores=overlap_scores,
     output:
         pdf=report(f"{RES}/figures/propensity_overlap.pdf", caption="../report/propensity_overlap.rst", category="Balance"),

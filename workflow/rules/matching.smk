@@ -9,7 +9,7 @@ rule match_groups:
         embeddings=lambda wildcards: [f for e in match_embeddings(wildcards.method) for f in embedding_files(e)],
     output:
         pairs=f"{RES}/matches/{{method}}.parquet",
-        scores=f"{RES}/matches/scores/{{method}}.parquet",  # the score it matched on, per image (propensity only)
+        units=f"{RES}/matches/units/{{method}}.parquet",  # weight, subclass, discarded, distance per image
     params:
         spec=lambda wildcards: PLAN.methods[wildcards.method],
         treatment=config["treatment"],

@@ -30,6 +30,7 @@ rule verification_bias:
         attributes=f"{RES}/attributes.parquet",
         embedding=lambda wildcards: embedding_files(wildcards.embedding),
         matches=METHOD_MATCHES,
+        units=METHOD_UNITS,
     output:
         f"{RES}/outcomes/verification_{{embedding}}.parquet",
     params:

@@ -304,6 +304,57 @@ def matched_estimate(y_t, y_c, weights, cluster, kind: str, n_boot: int = 2000, 
     }
 
 
+def weighted_estimate(y, treated, weights, cluster, estimand: str = "ATT", n_boot: int = 2000, alpha: float = 0.05,
+                      random_state: int = 0) -> dict:
+    """The effect on a matched sample given by unit weights (subclassification, exact, cem, full matching, or
+    any method for the ATC/ATE): weighted treated mean minus weighted control mean, as MatchIt's recommended
+    weighted regression of the outcome on the treatment. The interval and the p-value come from a cluster
+    bootstrap that resamples `cluster`s (subclasses; a unit without one is its own), with a normal p-value on
+    the bootstrap SE. Units with weight 0 or a missing outcome are left out."""
+    y, t, w = _as_float(y), _as_float(treated), _as_float(weights)
+    keep = ~np.isnan(y) & ~np.isnan(t) & (w > 0)
+    y, t, w = y[keep], t[keep].astype(int), w[keep]
+    cl = pd.factorize(np.asarray(cluster, dtype=object)[keep])[0] if cluster is not None else np.arange(len(y))
+    out = {"estimate": np.nan, "ci_low": np.nan, "ci_high": np.nan, "n_pairs": int((t == (0 if estimand == "ATC" else 1)).sum()),
+           "n_treated": int((t == 1).sum()), "n_control": int((t == 0).sum()), "p_value": np.nan,
+           "test": "weighted_cluster_bootstrap", "gamma": np.nan}
+    if out["n_treated"] == 0 or out["n_control"] == 0:
+        return out
+
+    def diff(ww):
+        a, b = np.sum(ww * (t == 1)), np.sum(ww * (t == 0))
+        return np.sum(ww * y * (t == 1)) / a - np.sum(ww * y * (t == 0)) / b if a > 0 and b > 0 else np.nan
+
+    out["estimate"] = float(diff(w))
+    n_cl = int(cl.max()) + 1
+    rng = np.random.default_rng(random_state)
+    boot = np.array([diff(w * np.bincount(rng.integers(0, n_cl, n_cl), minlength=n_cl)[cl]) for _ in range(n_boot)])
+    boot = boot[np.isfinite(boot)]
+    if len(boot) > 1:
+        out["ci_low"], out["ci_high"] = (float(q) for q in np.quantile(boot, [alpha / 2, 1 - alpha / 2]))
+        se = float(np.std(boot, ddof=1))
+        out["p_value"] = float(2 * stats.norm.sf(abs(out["estimate"]) / se)) if se > 0 else np.nan
+    return out
+
+
+def uses_pairs(pairs: pd.DataFrame | None, units: pd.DataFrame | None) -> bool:
+    """Pair-level analysis (paired bootstrap, tests, Rosenbaum bounds) for pair methods estimating the ATT; the
+    weighted analysis of the units table otherwise (subclasses, or the ATC/ATE)."""
+    if units is None:
+        return True
+    estimand = str(units["estimand"].iloc[0]) if "estimand" in units.columns and len(units) else "ATT"
+    return pairs is not None and len(pairs) > 0 and estimand == "ATT"
+
+
+def unit_arrays(units: pd.DataFrame, outcome: pd.Series):
+    """(y, treated, weight, cluster) of a units table against an outcome indexed by image_id."""
+    ids = units["image_id"].astype(str)
+    y = outcome.reindex(ids).to_numpy(np.float64)
+    sub = units["subclass"].astype("Int64")
+    cluster = np.where(sub.isna(), "u" + ids.to_numpy(), "s" + sub.astype(str).to_numpy())
+    return y, units["treated"].to_numpy(np.float64), units["weight"].to_numpy(np.float64), cluster
+
+
 def _embedding_of(pairs: pd.DataFrame) -> str:
     if "embedding" in pairs.columns:
         values = pairs["embedding"].dropna().astype(str).unique()
@@ -327,12 +378,15 @@ def _treated_series(treated, outcomes: pd.DataFrame) -> pd.Series:
 
 def estimate_outcomes(outcomes: pd.DataFrame, treated, matches: dict[str, pd.DataFrame], columns=None,
                       truth: dict | None = None, kinds: dict | None = None, n_boot: int = 2000, alpha: float = 0.05,
-                      random_state: int = 0, min_pairs: int = 1) -> pd.DataFrame:
+                      random_state: int = 0, min_pairs: int = 1, units: dict[str, pd.DataFrame] | None = None
+                      ) -> pd.DataFrame:
     """The outcomes table: per outcome, the naive difference and each matching's ATT, in one tidy frame.
 
     outcomes: `image_id` plus outcome columns (all non-id columns except the treatment when `columns` is None).
     treated: 0/1 Series indexed by image_id, or the name of a column of `outcomes`.
     matches: name -> matches table (`treated_id`, `control_id`, optional `weight`, `embedding`).
+    units: name -> units table (image_id, treated, weight, subclass, estimand); methods without pairs, or
+    estimating the ATC or ATE, are estimated from it (`weighted_estimate`), the others pair by pair.
     truth: outcome -> true effect (the demo's planted one); adds `truth`, `error` (estimate - truth) and
     `covers` (truth inside the interval). Columns: TABLE_COLUMNS. Naive rows have no n_pairs and no gamma.
     `status` is 'ok', 'too few pairs (n < min_pairs)' or 'not estimable (...)' (no estimate or no interval).
@@ -358,6 +412,12 @@ def estimate_outcomes(outcomes: pd.DataFrame, treated, matches: dict[str, pd.Dat
         rows.append({"outcome": col, "kind": kind, "method": "naive", "embedding": "", "n_pairs": pd.NA,
                      "gamma": np.nan, **naive})
         for name, pairs in matches.items():
+            u = (units or {}).get(name)
+            if not uses_pairs(pairs, u):
+                yy, tt, ww, cl = unit_arrays(u, y)
+                res = weighted_estimate(yy, tt, ww, cl, str(u["estimand"].iloc[0]), n_boot, alpha, random_state)
+                rows.append({"outcome": col, "kind": kind, "method": name, "embedding": _embedding_of(pairs), **res})
+                continue
             y_t, y_c, w, cl = paired_outcomes(pairs, y)
             res = matched_estimate(y_t, y_c, w, cl, kind, n_boot=n_boot, alpha=alpha, random_state=random_state)
             present = y.reindex(pairs["treated_id"].astype(str)).notna().to_numpy() & \
@@ -437,7 +497,7 @@ def reference_distances(ids, identity, X, metric: str = "euclidean", reference: 
 
 def verification_bias(distance: pd.Series, treated: pd.Series, threshold: float = 0.6,
                       matches: dict[str, pd.DataFrame] | None = None, n_boot: int = 2000, alpha: float = 0.05,
-                      random_state: int = 0) -> pd.DataFrame:
+                      random_state: int = 0, units: dict[str, pd.DataFrame] | None = None) -> pd.DataFrame:
     """Face-verification bias between groups on the whole data and on each matched set.
 
     distance: per image (indexed by image_id) the face-recognition distance to its same-identity reference
@@ -471,6 +531,18 @@ def verification_bias(distance: pd.Series, treated: pd.Series, threshold: float 
         add("all", stat, "difference", res["estimate"], res["n_treated"] + res["n_control"],
             res["ci_low"], res["ci_high"], res["p_value"])
     for name, pairs in (matches or {}).items():
+        u = (units or {}).get(name)
+        if not uses_pairs(pairs, u):
+            y, t, w, cl = unit_arrays(u, distance)
+            keep = ~np.isnan(y) & (w > 0)
+            for g_name, g in (("treated", 1), ("control", 0)):
+                sel = keep & (t == g)
+                _distribution_rows(add, name, g_name, y[sel], w[sel], threshold)
+            for stat in outcomes:
+                yy = y if stat == "mean_distance" else np.where(np.isnan(y), np.nan, (y < threshold).astype(float))
+                res = weighted_estimate(yy, t, w, cl, str(u["estimand"].iloc[0]), n_boot, alpha, random_state)
+                add(name, stat, "difference", res["estimate"], res["n_pairs"], res["ci_low"], res["ci_high"], res["p_value"])
+            continue
         y_t, y_c, w, cl = paired_outcomes(pairs, distance)
         _distribution_rows(add, name, "treated", y_t, w, threshold)
         _distribution_rows(add, name, "control", y_c, w, threshold)

@@ -75,6 +75,7 @@ def write_synthetic_run(root: str | Path, dataset: str = "synthetic", n_images: 
     the love plot (the overview's gallery)."""
     from ganmatch.data.demo import render as render_latents
     from ganmatch.gan.weights import save_generator
+    from ganmatch.matching import matched_weights
     from ganmatch.stages.balance import method_balance
 
     root = Path(root)
@@ -145,7 +146,9 @@ def write_synthetic_run(root: str | Path, dataset: str = "synthetic", n_images: 
             pairs["treated_logit"] = rng.standard_normal(len(t))
             pairs["control_logit"] = pairs["treated_logit"] + 0.01 * rng.standard_normal(len(t))
         write_parquet(pairs, res / "matches" / f"{name}.parquet")
-        bal = method_balance(index, attributes, pairs, TREATMENT, COVARIATES, 0.1, name)
+        units = pd.DataFrame({"image_id": ids, "weight": matched_weights(ids, pairs)})
+        write_parquet(units, res / "matches" / "units" / f"{name}.parquet")
+        bal = method_balance(index, attributes, units, TREATMENT, COVARIATES, 0.1, name)
         for key, suffix in (("table", ""), ("means", "_means"), ("sizes", "_sizes")):
             write_parquet(bal[key], res / "balance" / f"{name}{suffix}.parquet")
         tables.append(bal["table"])

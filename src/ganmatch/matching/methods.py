@@ -19,9 +19,16 @@ import pandas as pd
 from ganmatch.errors import ConfigError
 from ganmatch.matching import options as opt
 from ganmatch.matching.constrained import match_greedy_constrained
-from ganmatch.matching.data import MatchData, MatchResult, _empty_pairs, caliper_between, make_result, split_groups
-from ganmatch.matching.distance import SCALAR_DISTANCES, DistanceMeasure, distance_measure
-from ganmatch.matching.greedy import greedy_pairs
+from ganmatch.matching.data import (
+    MatchData,
+    MatchResult,
+    _empty_pairs,
+    caliper_between,
+    make_result,
+    split_groups,
+)
+from ganmatch.matching.distance import DistanceMeasure, distance_measure
+from ganmatch.matching.greedy import CrossLists, greedy_pairs
 from ganmatch.matching.nearest import feature_sets, focal_order, line_sets
 from ganmatch.matching.optimal import full_sets, optimal_sets
 from ganmatch.matching.subclass import cem_subclasses, exact_subclasses, quantile_subclasses
@@ -84,6 +91,23 @@ def method_parameters(method: str) -> dict:
     return dict(METHODS[method].params)
 
 
+PROPENSITY_ONLY = ("link", "penalty", "C", "standardize", "max_iter")
+
+
+def relevant_parameters(spec: dict) -> dict:
+    """A method's settings without those its distance ignores (e.g. `link` unless distance is propensity):
+    what a person reading a run plan needs."""
+    dist = spec.get("distance")
+    drop = set()
+    if dist is not None:
+        drop |= set(PROPENSITY_ONLY) if dist != "propensity" else set()
+        drop |= {"metric"} if dist != "embedding" else set()
+        drop |= {"score"} if dist != "score" else set()
+    if dist is None or dist not in ("propensity", "score"):
+        drop |= {"discard"} if spec.get("discard") == "none" else set()
+    return {k: v for k, v in spec.items() if k not in drop}
+
+
 def match(method: str, data: MatchData, **params) -> MatchResult:
     """Run `method` on `data` with its parameters (a config block minus `method`): MatchIt's matchit()."""
     accepted = method_parameters(method)
@@ -96,12 +120,16 @@ def match(method: str, data: MatchData, **params) -> MatchResult:
     p = {**accepted, **params}
     if method == "greedy_constrained":
         result = match_greedy_constrained(data, **params)
-        result.info.setdefault("estimand", "ATT")
+        result.info["estimand"] = "ATT"
         result.units = units_from_pairs(data, result.pairs, np.zeros(len(data.ids), bool), None, "ATT", True)
-        return result
-    opt.check_estimand(p["estimand"], METHODS[method].estimands, method)
-    if method in ("exact", "cem"):
-        return _strata_method(method, data, p)
+    else:
+        opt.check_estimand(p["estimand"], METHODS[method].estimands, method)
+        result = _strata_method(method, data, p) if method in ("exact", "cem") else _distance_method(method, data, p)
+    result.units["estimand"] = result.info["estimand"]
+    return result
+
+
+def _distance_method(method: str, data: MatchData, p: dict) -> MatchResult:
     measure = distance_measure(data, p["distance"], p["embedding"], p["metric"], p["covariates"], p["link"],
                                p["penalty"], p["C"], p["standardize"], p["max_iter"], p["score"],
                                random_state=p["random_state"], who=method)
@@ -135,7 +163,9 @@ def _pair_method(method: str, data: MatchData, measure: DistanceMeasure, discard
         if method == "nearest":
             fi, oi, d = _nearest(measure, X, f, o, cal, accept, p, rng_state)
         elif method == "greedy":
-            fi, oi, d = greedy_pairs(X[f], X[o], measure.metric, cal, p["n_pairs"], p["k"], accept=accept)
+            lists = CrossLists(X[f], X[o], measure.metric, p["k"])
+            fi, oi, d = greedy_pairs(X[f], X[o], measure.metric, cal, p["n_pairs"], p["k"], lists=lists, accept=accept)
+            info["n_refills"] = info.get("n_refills", 0) + lists.n_refills
         elif method == "optimal":
             fi, oi, d, dense = optimal_sets(X[f], X[o], measure.metric, cal, int(p["ratio"]), p["k"], accept)
             info["solver"] = "dense" if dense else "sparse_knn"
@@ -158,6 +188,7 @@ def _pair_method(method: str, data: MatchData, measure: DistanceMeasure, discard
         unit_sub = None if p.get("replace") else _unit_subclass(len(data.ids), F, O, subclass - 1 if len(F) else S)
         units = _units(data, w, unit_sub, discarded, measure)
     info.update({"caliper": cal, "metric": measure.metric, "distance": measure.name, "estimand": p["estimand"],
+                 "total_distance": float(np.sum(D)), "k": p["k"],
                  "n_discarded": int(discarded.sum()), **measure.info})
     for key in ("ratio", "replace", "m_order", "exact", "discard"):
         if key in p:

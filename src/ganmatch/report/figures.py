@@ -151,6 +151,15 @@ def _method_flags(smd: pd.DataFrame) -> dict[str, str]:
     return dict(zip(few["method"], few["status"], strict=True))
 
 
+def sample_weights(ids, table: pd.DataFrame) -> np.ndarray:
+    """Matching weights of `ids` from a units table (image_id, weight) or, failing that, a pairs table."""
+    if {"image_id", "weight"} <= set(table.columns):
+        return table.set_index(table["image_id"].astype(str))["weight"].reindex(ids).fillna(0.0).to_numpy(float)
+    from ganmatch.matching import matched_weights
+
+    return matched_weights(ids, table)
+
+
 def propensity_overlap(attributes: pd.DataFrame, treated: pd.Series, covariates: list[str],
                        matches: Mapping[str, pd.DataFrame], pdf: str, png: str | None = None,
                        treatment: str = "treated", bins: int = 20, scores: pd.Series | None = None,
@@ -158,13 +167,12 @@ def propensity_overlap(attributes: pd.DataFrame, treated: pd.Series, covariates:
     """Propensity-score distributions of the two groups before matching and after each method (mirrored).
 
     The score is `scores` (propensity by image_id; the workflow passes the ones its `propensity` method matched
-    on, as it wrote them to matches/scores/<name>.parquet; images without one are not drawn), else fitted here on the
+    on, as it wrote them to matches/units/<name>.parquet; images without one are not drawn), else fitted here on the
     `covariates` (`matching.propensity_scores`). Every panel shows the same score (described by `score_label` in the title);
-    matched samples are weighted as in the ATT (`matching.matched_weights`). Returns image_id, group,
-    propensity, sample, weight (rows with weight > 0 and a score).
+    matched samples are weighted by each method's units table (its `weight` per image_id; a pairs table is
+    weighted as in the ATT, `matching.matched_weights`). Returns image_id, group, propensity, sample, weight
+    (rows with weight > 0 and a score).
     """
-    from ganmatch.matching import matched_weights
-
     _need(attributes, ["image_id", *([] if scores is not None else covariates)], "propensity_overlap")
     ids = attributes["image_id"].astype(str).to_numpy()
     treated = treated.copy()
@@ -191,7 +199,7 @@ def propensity_overlap(attributes: pd.DataFrame, treated: pd.Series, covariates:
                       "drawn.", stacklevel=2)
     samples = [("unmatched", "before matching", np.ones(len(ids)), BEFORE_COLOUR)]
     styles = method_styles(matches)
-    samples += [(m, wrap(f"after matching: {m}", 36), matched_weights(ids, p), styles[m]["color"])
+    samples += [(m, wrap(f"after matching: {m}", 36), sample_weights(ids, p), styles[m]["color"])
                 for m, p in matches.items()]
     labels = group_labels(treatment)
     edges = np.linspace(0, 1, bins + 1)

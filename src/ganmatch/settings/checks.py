@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import difflib
-import inspect
 import os
 from pathlib import Path
 
@@ -186,9 +185,93 @@ def column_problems(config: dict) -> list[str]:
 # ---------------------------------------------------------------- matching methods
 
 
+LEGACY_METHODS = {
+    "propensity": "method: nearest with distance: propensity (add link: linear.logit to match on the logit, as "
+                  "before; the fit is now unpenalised unless penalty: l2)",
+    "mahalanobis": "method: greedy (or nearest) with distance: mahalanobis",
+}
+
+
+def legacy_method_problems(config: dict) -> list[str]:
+    """Methods written in the form before MatchIt's distance x method split, each with its new spelling."""
+    problems = []
+    matching = config.get("matching")
+    methods = matching.get("methods") if isinstance(matching, dict) else None
+    for name, spec in (methods.items() if isinstance(methods, dict) else []):
+        if not isinstance(spec, dict):
+            continue
+        method = spec.get("method")
+        if method in LEGACY_METHODS:
+            problems.append(f"'matching.methods.{name}.method' is '{method}', which is now {LEGACY_METHODS[method]} "
+                            "(docs/matching.md).")
+        elif method in ("greedy", "optimal") and "distance" not in spec and spec.get("embedding"):
+            problems.append(f"'matching.methods.{name}' has no 'distance': add distance: embedding (matching on "
+                            f"'{spec['embedding']}' as before; docs/matching.md).")
+    return problems
+
+
+def _given(spec: dict, key: str) -> bool:
+    return spec.get(key) is not None
+
+
+def distance_problems(key: str, method: str, spec: dict, covariates: set) -> list[str]:
+    """The distance and the options that depend on it, as MatchIt refuses them."""
+    from ganmatch.matching import METHODS
+    from ganmatch.matching.distance import SCALAR_DISTANCES
+
+    problems = []
+    dist = spec.get("distance")
+    if dist is None:
+        return problems
+    has_design = _given(spec, "covariates") or _given(spec, "embedding")
+    if dist == "embedding":
+        if not _given(spec, "embedding"):
+            problems.append(f"'{key}': distance embedding needs 'embedding' (the embedding to match in).")
+        if _given(spec, "covariates"):
+            problems.append(f"'{key}.covariates': distance embedding takes no covariates; use distance mahalanobis, "
+                            "scaled_euclidean or propensity to combine covariates with an embedding.")
+    elif dist == "score":
+        if not _given(spec, "score"):
+            problems.append(f"'{key}': distance score needs 'score', the precomputed column to match on.")
+        elif spec["score"] not in covariates:
+            problems.append(f"'{key}.score' is '{spec['score']}', which is not among 'covariates' "
+                            f"({', '.join(sorted(covariates))}): the matching stage reads only those columns.")
+    elif not has_design:
+        problems.append(f"'{key}': distance {dist} needs covariates and/or an embedding to compute it from.")
+    if dist == "propensity" and _given(spec, "embedding") and spec.get("penalty", "none") == "none":
+        problems.append(f"'{key}.penalty': a propensity model on the embedding '{spec['embedding']}' needs an explicit "
+                        "penalty (penalty: l2 with C): an unpenalised fit on hundreds of latent dimensions separates "
+                        "the groups.")
+    if dist != "propensity":
+        for opt in ("link", "penalty", "C", "standardize", "max_iter"):
+            if opt in spec:
+                problems.append(f"'{key}.{opt}' applies only to distance: propensity (this method's distance is {dist}).")
+    scalar = dist in SCALAR_DISTANCES
+    if not scalar:
+        if spec.get("discard", "none") != "none":
+            problems.append(f"'{key}.discard' needs a scalar distance (propensity or score): common support is a "
+                            "range of it (MatchIt refuses discard otherwise).")
+        if spec.get("m_order") in ("largest", "smallest"):
+            problems.append(f"'{key}.m_order' {spec['m_order']} orders by a scalar distance; distance {dist} has "
+                            "none (use data, random or closest).")
+        if _given(spec, "caliper") and spec.get("std_caliper", True):
+            problems.append(f"'{key}.caliper' on distance {dist} is absolute: set std_caliper: false, or use "
+                            "caliper_sd / caliper_quantile (MatchIt refuses std.caliper for such distances).")
+        if method == "subclass":
+            problems.append(f"'{key}.distance': subclass needs a scalar distance (propensity or score).")
+    estimand = spec.get("estimand", "ATT")
+    if estimand not in METHODS[method].estimands:
+        problems.append(f"'{key}.estimand' is {estimand}; method {method} estimates "
+                        f"{' or '.join(METHODS[method].estimands)} (as MatchIt).")
+    if spec.get("m_order") == "closest" and (spec.get("ratio", 1) != 1 or spec.get("replace")):
+        problems.append(f"'{key}.m_order' closest is the greedy method, 1:1 without replacement; drop ratio/replace.")
+    return problems
+
+
 def method_problems(config: dict) -> list[str]:
-    """Each method's parameters against its function's signature, and the columns and embeddings it names."""
-    from ganmatch.matching import MATCHERS
+    """Each method's parameters against its list (`matching.METHODS`), the columns and embeddings it names, and
+    the distance/method/option combinations MatchIt refuses."""
+    from ganmatch.matching import METHODS
 
     problems = []
     covariates = set(config.get("covariates") or [])
@@ -196,9 +279,9 @@ def method_problems(config: dict) -> list[str]:
     for name, spec in ((config.get("matching") or {}).get("methods") or {}).items():
         key = f"matching.methods.{name}"
         method = spec.get("method")
-        if method not in MATCHERS:
+        if method not in METHODS:
             continue  # the schema names the allowed methods
-        accepted = set(inspect.signature(MATCHERS[method]).parameters) - {"data"}
+        accepted = set(METHODS[method].params)
         for param in sorted(set(spec) - accepted - {"method"}):
             hint = difflib.get_close_matches(param, sorted(accepted), n=1)
             did = f" Did you mean '{hint[0]}'?" if hint else ""
@@ -209,13 +292,20 @@ def method_problems(config: dict) -> list[str]:
             if unknown:
                 problems.append(f"'{key}.{param}' names {unknown}, which are not among 'covariates' "
                                 f"({', '.join(sorted(covariates))}); only those are in the attributes table.")
+        for param in ("covariate_caliper", "cutpoints"):
+            unknown = [c for c in spec.get(param) or {} if c not in (covariates if param == "covariate_caliper"
+                                                                      else set(spec.get("covariates") or []))]
+            if unknown:
+                problems.append(f"'{key}.{param}' names {unknown}, which are not among this method's "
+                                f"{'covariates' if param == 'cutpoints' else 'config covariates'}.")
         for param in ("embedding", "constraint_embedding", "reference_embedding"):
             emb = spec.get(param)
             if emb is not None and emb not in embeddings:
                 problems.append(f"'{key}.{param}' is '{emb}', which is not among embeddings: {', '.join(sorted(embeddings))}.")
         calipers = [p for p in ("caliper", "caliper_sd", "caliper_quantile") if spec.get(p) is not None]
-        if method != "propensity" and len(calipers) > 1:
+        if len(calipers) > 1:
             problems.append(f"'{key}': give at most one of caliper, caliper_sd and caliper_quantile (got {', '.join(calipers)}).")
+        problems += distance_problems(key, method, spec, covariates)
         gap = spec.get("reference_gap")
         if gap is not None and len(gap) == 2 and gap[0] > gap[1]:
             problems.append(f"'{key}.reference_gap' is {gap}: the lower bound exceeds the upper one.")

@@ -115,6 +115,11 @@ def validate_config(config: dict, schema: dict | str | Path, source: str = "conf
     return the config with every default of the schema filled in (`fill_defaults`)."""
     if not isinstance(schema, dict):
         schema = load_schema(schema)
+    from ganmatch.settings.checks import legacy_method_problems
+
+    legacy = legacy_method_problems(config)
+    if legacy:
+        raise ConfigError(f"invalid configuration ({source}):\n" + "\n".join(f"  - {p}" for p in legacy))
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path])
     if errors:

@@ -4,23 +4,29 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
 import pandas as pd
 
 from ganmatch.analysis.balance import balance_table, group_means, sample_sizes, too_few_pairs
 from ganmatch.data.dataset import with_treatment
-from ganmatch.matching import matched_weights
 
 log = logging.getLogger("ganmatch")
 
 
-def method_balance(index: pd.DataFrame, attributes: pd.DataFrame, matches: pd.DataFrame, treatment: str,
+def unit_weights(units: pd.DataFrame, ids) -> np.ndarray:
+    """The matching weights of `ids` from a units table (0 for images it does not weight)."""
+    return units.set_index(units["image_id"].astype(str))["weight"].reindex(ids).fillna(0.0).to_numpy(np.float64)
+
+
+def method_balance(index: pd.DataFrame, attributes: pd.DataFrame, units: pd.DataFrame, treatment: str,
                    covariates: list[str], threshold: float, method: str, min_pairs: int = 10) -> dict[str, pd.DataFrame]:
-    """Balance of `covariates` among the images of the attributes table, unmatched vs matched; a method with fewer
-    than `min_pairs` matched treated units is flagged 'too few pairs' (logged), never 'balanced'."""
+    """Balance of `covariates` among the images of the attributes table, unmatched vs weighted by the method's
+    units table (pairs, subclasses or full matching alike); a method with fewer than `min_pairs` matched treated
+    units is flagged 'too few pairs' (logged), never 'balanced'."""
     ids = attributes["image_id"].to_numpy(str)
     treated = with_treatment(index, attributes, treatment).set_index("image_id").loc[ids, treatment].to_numpy(int)
     cov = attributes[covariates].astype(float).reset_index(drop=True)
-    weights = matched_weights(ids, matches)
+    weights = unit_weights(units, ids)
     table = balance_table(cov, treated, weights, thresholds={"smd": threshold}, min_pairs=min_pairs)
     few = too_few_pairs(int(((weights > 0) & (treated == 1)).sum()), min_pairs)
     if few:
@@ -35,7 +41,7 @@ def balance_method_job(inp, out, params, method: str) -> None:
     """The balance_method rule: balance, group means and sample sizes of one method."""
     from ganmatch.data.io import read_parquet, write_parquet
 
-    tables = method_balance(read_parquet(inp.index), read_parquet(inp.attributes), read_parquet(inp.matches),
+    tables = method_balance(read_parquet(inp.index), read_parquet(inp.attributes), read_parquet(inp.units),
                             treatment=params.treatment, covariates=params.covariates, threshold=params.threshold,
                             min_pairs=params.min_pairs, method=method)
     log.info("balance:\n%s", tables["table"].query("stat == 'smd'").to_string())

@@ -40,14 +40,14 @@ def propensity_overlap_job(inp, out, params) -> None:
     name, spec = params.score_method or None, params.score_spec
     scores = None
     if name:
-        scores = read_parquet(inp.scores[0]).set_index("image_id")["propensity"]
+        scores = read_parquet(inp.scores[0]).set_index("image_id")["propensity"]   # the method's units table
         on = [f"{spec['embedding']} embedding"] if spec.get("embedding") else []
         on += ["covariates"] if spec.get("covariates") else []
         label = f"P(treated | {' + '.join(on)}) of matching method '{name}'"
         log.info("score: %s on %d images", label, len(scores))
     else:
         label = "P(treated | covariates), logistic regression"
-    data = figures.propensity_overlap(attributes, treated, params.covariates, read_named_parquets(inp.matches), out.pdf,
+    data = figures.propensity_overlap(attributes, treated, params.covariates, read_named_parquets(inp.units), out.pdf,
                                       out.png, treatment=params.treatment, scores=scores, score_label=label)
     write_parquet(data, out.data)
 

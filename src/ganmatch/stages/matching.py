@@ -1,5 +1,6 @@
-"""Run one configured matching method on the embeddings and attributes of the accepted images; a method that
-matches on a score (propensity) also writes that score per image, which the overlap figure draws."""
+"""Run one configured matching method on the embeddings and attributes of the accepted images: its pairs and
+its units table (every image's weight, subclass, discarded flag and scalar distance, as MatchIt's output),
+which balance, outcomes and the overlap figure read."""
 
 from __future__ import annotations
 
@@ -48,7 +49,8 @@ def run_method(name: str, spec: dict, index: pd.DataFrame, attributes: pd.DataFr
     result = match(spec["method"], data, **params)
     flag_same_identity(result.pairs, data, name)
     result.pairs["method"] = name
-    result.pairs["embedding"] = spec.get("embedding", "")
+    result.pairs["embedding"] = spec.get("embedding") or ""
+    result.units.insert(1, "method", name)
     return result
 
 
@@ -82,28 +84,19 @@ def check_constrained_inputs(name: str, spec: dict, index: pd.DataFrame, embeddi
 
 
 def propensity_spec(methods: dict[str, dict]) -> tuple[str | None, dict]:
-    """(name, spec) of the first configured `propensity` method, whose scores a figure shows; (None, {}) if none."""
+    """(name, spec) of the first method that matches on a propensity score, whose scores a figure shows;
+    (None, {}) if none."""
     for name, spec in methods.items():
-        if spec["method"] == "propensity":
+        if spec.get("distance") == "propensity":
             return name, spec
     return None, {}
 
 
-SCORE_COLUMNS = {"image_id": str, "logit": float, "propensity": float}
-
-
-def score_table(result: MatchResult) -> pd.DataFrame:
-    """The per-image score a method matched on (image_id, logit, propensity); empty for methods without one."""
-    if result.scores is None:
-        return pd.DataFrame({c: pd.Series([], dtype=t) for c, t in SCORE_COLUMNS.items()})
-    return result.scores[list(SCORE_COLUMNS)].astype(SCORE_COLUMNS)
-
-
 def match_groups_job(inp, out, params, method: str) -> None:
-    """The match_groups rule: one configured method's pairs and per-image scores."""
+    """The match_groups rule: one configured method's pairs and units tables."""
     result = run_method(name=method, spec=params.spec, index=read_parquet(inp.index),
                         attributes=read_parquet(inp.attributes), embedding_files=inp.embeddings,
                         treatment=params.treatment, seed=params.seed)
     log.info("%s: %s", method, result.info)
     write_parquet(result.pairs, out.pairs)
-    write_parquet(score_table(result), out.scores)
+    write_parquet(result.units, out.units)
