@@ -176,7 +176,7 @@ def run_ganmatch(cs: list, data: pd.DataFrame, ps: pd.Series, covariates, numeri
         return [x for c in names for x in frame.columns if x == c or x.startswith(c + "_")]
 
     out = {}
-    for i, (_, args, method, params) in enumerate(cs, start=1):
+    for i, (_, _args, method, params) in enumerate(cs, start=1):
         p = dict(params)
         if p.get("distance") == "score":
             p["score"] = "ps"
@@ -283,7 +283,7 @@ def parity(dataset: str, data: pd.DataFrame, covariates, numeric, exact, tmp: Pa
     r = run_matchit(cs, data, covariates, numeric, exact, tmp)
     g = run_ganmatch(cs, data, r["ps"], covariates, numeric, exact)
     rows = []
-    for i, (name, args, method, params) in enumerate(cs, start=1):
+    for i, (name, args, _method, params) in enumerate(cs, start=1):
         res = g[i]
         base = {"data": dataset, "case": name, "matchit_call": f"matchit({args})", "matchit": r["version"],
                 "same_as_reference": res.info.get("same_as_reference", np.nan)}

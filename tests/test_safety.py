@@ -5,7 +5,6 @@ on the terminal and leaves no temporary file (issue 18; each test failed before 
 from __future__ import annotations
 
 import copy
-import inspect
 import os
 import signal
 import subprocess

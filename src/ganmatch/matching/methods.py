@@ -173,19 +173,19 @@ def _pair_method(method: str, data: MatchData, measure: DistanceMeasure, discard
             fi, oi, d, sub, dense = full_sets(X[f], X[o], measure.metric, cal, p["k"], accept)
             info["solver"] = "dense" if dense else "sparse_knn"
         found.append((f[fi], o[oi], d, sub))
-    F, O, D, S = _merge(found, method, p)
-    t_pos, c_pos = (F, O) if focal_val == 1 else (O, F)
+    F, OT, D, S = _merge(found, method, p)
+    t_pos, c_pos = (F, OT) if focal_val == 1 else (OT, F)
     if method == "full":
-        units = _units(data, opt.subclass_weights(_unit_subclass(len(data.ids), F, O, S), data.treated, p["estimand"]),
-                       _unit_subclass(len(data.ids), F, O, S), discarded, measure)
+        units = _units(data, opt.subclass_weights(_unit_subclass(len(data.ids), F, OT, S), data.treated, p["estimand"]),
+                       _unit_subclass(len(data.ids), F, OT, S), discarded, measure)
         n_focal = pd.Series(F).map(pd.Series(F).value_counts()).to_numpy() if len(F) else np.zeros(0)
-        n_other_of = pd.Series(O).map(pd.Series(O).value_counts()).to_numpy() if len(O) else np.zeros(0)
+        n_other_of = pd.Series(OT).map(pd.Series(OT).value_counts()).to_numpy() if len(OT) else np.zeros(0)
         pair_w = 1.0 / (n_focal if focal_val == 1 else n_other_of) if len(F) else None
         subclass = S + 1 if len(F) else None
     else:
         pair_w, subclass = _set_columns(F)
-        w = opt.set_weights(len(data.ids), F, O)
-        unit_sub = None if p.get("replace") else _unit_subclass(len(data.ids), F, O, subclass - 1 if len(F) else S)
+        w = opt.set_weights(len(data.ids), F, OT)
+        unit_sub = None if p.get("replace") else _unit_subclass(len(data.ids), F, OT, subclass - 1 if len(F) else S)
         units = _units(data, w, unit_sub, discarded, measure)
     info.update({"caliper": cal, "metric": measure.metric, "distance": measure.name, "estimand": p["estimand"],
                  "total_distance": float(np.sum(D)), "k": p["k"],
@@ -234,18 +234,18 @@ def _merge(found, method, p):
     if not found:
         z = np.zeros(0, np.int64)
         return z, z, np.zeros(0), z
-    F, O, D = (np.concatenate([x[i] for x in found]) for i in range(3))
+    F, OT, D = (np.concatenate([x[i] for x in found]) for i in range(3))
     if method == "full":
         offsets = np.cumsum([0] + [int(x[3].max()) + 1 if len(x[3]) else 0 for x in found[:-1]])
         S = np.concatenate([x[3] + off for x, off in zip(found, offsets, strict=True)])
-        return F, O, D, S
+        return F, OT, D, S
     if method == "greedy" and len(found) > 1:       # strata merged in the global greedy order
-        o = np.lexsort((O, F, D))[: (len(F) if p["n_pairs"] is None else int(p["n_pairs"]))]
-        F, O, D = F[o], O[o], D[o]
+        o = np.lexsort((OT, F, D))[: (len(F) if p["n_pairs"] is None else int(p["n_pairs"]))]
+        F, OT, D = F[o], OT[o], D[o]
     elif method == "optimal":
         o = np.lexsort((F, D))
-        F, O, D = F[o], O[o], D[o]
-    return F, O, D, np.zeros(0, np.int64)
+        F, OT, D = F[o], OT[o], D[o]
+    return F, OT, D, np.zeros(0, np.int64)
 
 
 def _set_columns(F):
@@ -258,11 +258,11 @@ def _set_columns(F):
     return 1.0 / counts.reindex(F).to_numpy(np.float64), sub
 
 
-def _unit_subclass(n, F, O, S):
+def _unit_subclass(n, F, OT, S):
     code = np.full(n, -1, np.int64)
     if len(F):
         code[F] = S
-        code[O] = S
+        code[OT] = S
     return code
 
 
@@ -342,9 +342,9 @@ def units_from_pairs(data: MatchData, pairs: pd.DataFrame, discarded, measure, e
     pos = pd.Series(np.arange(len(data.ids)), index=data.ids)
     T = pos.reindex(pairs["treated_id"].astype(str)).to_numpy(np.int64)
     C = pos.reindex(pairs["control_id"].astype(str)).to_numpy(np.int64)
-    F, O = (T, C) if estimand != "ATC" else (C, T)
+    F, OT = (T, C) if estimand != "ATC" else (C, T)
     sub = None
     if numbered:
         _, s = _set_columns(F)
-        sub = _unit_subclass(len(data.ids), F, O, s - 1 if s is not None else np.zeros(0, np.int64))
-    return _units(data, opt.set_weights(len(data.ids), F, O), sub, discarded, measure)
+        sub = _unit_subclass(len(data.ids), F, OT, s - 1 if s is not None else np.zeros(0, np.int64))
+    return _units(data, opt.set_weights(len(data.ids), F, OT), sub, discarded, measure)

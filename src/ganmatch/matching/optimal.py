@@ -150,11 +150,11 @@ def _cover(mf, mo, mu_f, mu_o, arg_f, arg_o, dist):
     free_f = np.setdiff1d(np.flatnonzero(np.isfinite(mu_f)), mf)
     free_o = np.setdiff1d(np.flatnonzero(np.isfinite(mu_o)), mo)
     F = np.concatenate([mf, free_f, arg_o[free_o]]).astype(np.int64)
-    O = np.concatenate([mo, arg_f[free_f], free_o]).astype(np.int64)
-    edges = np.unique(np.stack([F, O], axis=1), axis=0) if len(F) else np.zeros((0, 2), np.int64)
-    F, O = edges[:, 0], edges[:, 1]
-    g = coo_matrix((np.ones(len(F)), (F, nf + O)), shape=(nf + no, nf + no))
+    OT = np.concatenate([mo, arg_f[free_f], free_o]).astype(np.int64)
+    edges = np.unique(np.stack([F, OT], axis=1), axis=0) if len(F) else np.zeros((0, 2), np.int64)
+    F, OT = edges[:, 0], edges[:, 1]
+    g = coo_matrix((np.ones(len(F)), (F, nf + OT)), shape=(nf + no, nf + no))
     _, comp = connected_components(g, directed=False)
     sub = comp[F]
     _, sub = np.unique(sub, return_inverse=True)
-    return F, O, dist(F, O), sub.astype(np.int64)
+    return F, OT, dist(F, OT), sub.astype(np.int64)
