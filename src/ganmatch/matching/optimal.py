@@ -95,7 +95,7 @@ def full_sets(Xf: np.ndarray, Xo: np.ndarray, metric: str = "euclidean", caliper
         Dm = np.where(ok, D, np.inf)
         mu_f, mu_o = Dm.min(axis=1, initial=np.inf), Dm.min(axis=0, initial=np.inf)
         gain = np.where(ok, mu_f[:, None] + mu_o[None, :] - D, 0.0)
-        gain[~np.isfinite(gain)] = 0.0
+        gain[~np.isfinite(gain) | (gain < 0)] = 0.0        # a forced assignment must not displace a gainful one
         r, c = linear_sum_assignment(gain, maximize=True)
         m = gain[r, c] > 0
         arg_f = np.argmin(Dm, axis=1) if no else np.zeros(nf, np.int64)

@@ -1,0 +1,251 @@
+"""The MatchIt-style engine: each method against a brute-force reference written out here or in
+benchmarks/matchit_parity.py (MatchIt's algorithms on full matrices), MatchIt's weights, subclasses and
+options, the unpenalised propensity fit, and the live parity with R's MatchIt when Rscript is present."""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import ROOT
+
+from ganmatch.analysis import distances
+from ganmatch.analysis.outcomes import weighted_estimate
+from ganmatch.errors import ConfigError
+from ganmatch.matching import MatchData, fit_logistic_irls, full_sets, match, optimal_sets
+from ganmatch.matching import options as opt
+from ganmatch.matching.subclass import coarsen, quantile_subclasses
+
+
+def _parity_module():
+    spec = importlib.util.spec_from_file_location("matchit_parity", ROOT / "benchmarks" / "matchit_parity.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+PARITY = _parity_module()
+
+
+def study(n=300, seed=0, ties=False):
+    """Confounded data: covariates a, b (continuous), c (binary), age; a score column ps; an embedding e."""
+    rng = np.random.default_rng(seed)
+    z = rng.normal(size=(n, 3))
+    treated = (rng.random(n) < 1 / (1 + np.exp(-(1.2 * z[:, 0] - 0.8 * z[:, 1] - 0.5)))).astype(int)
+    cov = pd.DataFrame({"a": z[:, 0], "b": z[:, 1], "c": (z[:, 2] > 0).astype(int),
+                        "age": np.round(rng.normal(40, 10, n), 0 if ties else 6)})
+    cov["ps"] = np.round(1 / (1 + np.exp(-z[:, 0])), 2 if ties else 12)
+    ids = np.array([f"u{i:03d}" for i in range(n)])
+    return MatchData(ids=ids, treated=treated, covariates=cov, embeddings={"e": z.astype(np.float32)})
+
+
+def pair_set(res, estimand="ATT"):
+    t, c = ("treated_id", "control_id") if estimand != "ATC" else ("control_id", "treated_id")
+    return set(zip(res.pairs[t], res.pairs[c], strict=True))
+
+
+# ---------------------------------------------------------------- nearest = MatchIt's algorithm, written out
+
+
+NEAREST_CASES = [
+    {"distance": "score", "score": "ps"},
+    {"distance": "score", "score": "ps", "ratio": 2},
+    {"distance": "score", "score": "ps", "ratio": 3, "replace": True},
+    {"distance": "score", "score": "ps", "caliper": 0.05},
+    {"distance": "score", "score": "ps", "m_order": "smallest", "estimand": "ATC"},
+    {"distance": "score", "score": "ps", "exact": ["c"], "discard": "both"},
+    {"distance": "score", "score": "ps", "caliper": 0.3, "covariate_caliper": {"age": 0.5}},
+    {"distance": "score", "score": "ps", "m_order": "data"},
+    {"distance": "mahalanobis", "covariates": ["a", "b", "age"]},
+    {"distance": "scaled_euclidean", "covariates": ["a", "b"], "ratio": 2},
+    {"distance": "embedding", "embedding": "e", "k": 3},
+    {"distance": "embedding", "embedding": "e", "k": 2, "exact": ["c"], "covariate_caliper": {"age": 1.0}},
+    {"distance": "propensity", "covariates": ["a", "b", "c"], "ratio": 2, "replace": True},
+]
+
+
+@pytest.mark.parametrize("ties", [False, True])
+@pytest.mark.parametrize("params", NEAREST_CASES)
+def test_nearest_equals_matchits_algorithm_on_full_matrices(params, ties):
+    data = study(seed=len(params), ties=ties)
+    res = match("nearest", data, **params)
+    assert pair_set(res, params.get("estimand", "ATT")) == PARITY.reference_pairs(data, "nearest", params)
+    matched = np.isin(data.ids, np.r_[res.pairs.treated_id, res.pairs.control_id])
+    assert ((res.units["weight"].to_numpy() > 0) == matched).all()
+
+
+def test_nearest_rounds_and_weights_are_matchits():
+    data = study(seed=4)
+    res = match("nearest", data, distance="score", score="ps", ratio=2)
+    u = res.units.set_index("image_id")
+    matched_controls = u[(u.treated == 0) & (u.weight > 0)]
+    assert np.isclose(matched_controls.weight.sum(), len(matched_controls))   # rescaled to the matched controls
+    assert (u.loc[u.treated == 1, "weight"].isin([0.0, 1.0])).all()
+    sizes = res.pairs.groupby("treated_id").size()
+    assert sizes.max() == 2
+    first_round = res.pairs.drop_duplicates("treated_id")
+    assert list(first_round.index) == list(range(len(first_round)))           # every first match before any second
+
+
+# ---------------------------------------------------------------- optimal and full: brute force
+
+
+def test_optimal_ratio_two_is_the_cheapest_assignment():
+    rng = np.random.default_rng(2)
+    Xf, Xo = rng.normal(size=(3, 2)), rng.normal(size=(7, 2))
+    D = distances.pairwise(Xf, Xo, force=True).astype(np.float64)
+    best = min(sum(D[i // 2, c] for i, c in enumerate(p)) for p in itertools.permutations(range(7), 6))
+    f, o, d, dense = optimal_sets(Xf, Xo, ratio=2)
+    assert dense and np.isclose(d.sum(), best) and np.bincount(f).tolist() == [2, 2, 2]
+    f2, o2, d2, dense2 = optimal_sets(Xf, Xo, ratio=2, k=2, dense_limit=0)
+    assert not dense2 and np.isclose(d2.sum(), best, rtol=1e-5)
+
+
+def _min_edge_cover(D: np.ndarray) -> float:
+    nf, no = D.shape
+    edges = [(i, j) for i in range(nf) for j in range(no)]
+    best = np.inf
+    for mask in range(1, 1 << len(edges)):
+        chosen = [e for b, e in enumerate(edges) if mask >> b & 1]
+        if {e[0] for e in chosen} == set(range(nf)) and {e[1] for e in chosen} == set(range(no)):
+            best = min(best, sum(D[e] for e in chosen))
+    return best
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_full_matching_is_the_minimum_edge_cover(seed):
+    rng = np.random.default_rng(seed)
+    Xf, Xo = rng.normal(size=(3, 2)), rng.normal(size=(4, 2))
+    D = distances.pairwise(Xf, Xo, force=True).astype(np.float64)
+    f, o, d, sub, dense = full_sets(Xf, Xo)
+    assert dense and np.isclose(d.sum(), _min_edge_cover(D))
+    assert set(f) == {0, 1, 2} and set(o) == {0, 1, 2, 3}
+    for s in np.unique(sub):                                   # subclasses are stars: one side has one unit
+        assert min(len(set(f[sub == s])), len(set(o[sub == s]))) == 1
+
+
+def _edge_cover_lp(D: np.ndarray) -> float:
+    """The minimum edge cover's cost as a linear programme (its constraint matrix is totally unimodular)."""
+    from scipy.optimize import linprog
+    from scipy.sparse import coo_matrix
+
+    nf, no = D.shape
+    e = np.arange(nf * no)
+    A = coo_matrix((np.ones(2 * nf * no), (np.r_[e // no, nf + e % no], np.r_[e, e])), shape=(nf + no, nf * no))
+    return linprog(D.ravel(), A_ub=-A.tocsr(), b_ub=-np.ones(nf + no), bounds=(0, 1), method="highs").fun
+
+
+def test_full_matching_dense_and_sparse_reach_the_lp_optimum_and_weights_flow():
+    rng = np.random.default_rng(7)
+    Xf, Xo = rng.normal(size=(60, 3)), rng.normal(0.3, 1, size=(90, 3))
+    best = _edge_cover_lp(distances.pairwise(Xf, Xo, force=True).astype(np.float64))
+    assert np.isclose(full_sets(Xf, Xo)[2].sum(), best, rtol=1e-6)
+    f, o, d, sub, dense = full_sets(Xf, Xo, k=2, dense_limit=0)
+    assert not dense and np.isclose(d.sum(), best, rtol=1e-5)
+    data = study(200, 3)
+    for estimand in ("ATT", "ATC", "ATE"):
+        res = match("full", data, distance="score", score="ps", estimand=estimand)
+        u = res.units
+        assert (u["weight"] > 0).all() and u["subclass"].notna().all()         # full matching keeps everyone
+        sub = u["subclass"].astype(int).to_numpy()
+        expect = opt.subclass_weights(sub - 1, u["treated"].to_numpy(), estimand)
+        assert np.allclose(u["weight"], expect)
+
+
+# ---------------------------------------------------------------- subclass, exact, cem
+
+
+def test_subclass_quantiles_scooting_and_weights():
+    score = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.15, 0.25, 0.9, 0.95])
+    treated = np.array([1, 1, 1, 1, 1, 1, 0, 0, 0, 0])
+    code, cuts = quantile_subclasses(score, treated, np.zeros(10, bool), subclass=3, min_n=1)
+    assert np.allclose(cuts, np.quantile(score[treated == 1], [0, 1 / 3, 2 / 3, 1]))
+    for s in range(3):                                   # every subclass holds both groups after scooting
+        assert {0, 1} <= set(treated[code == s])
+    dropped, _ = quantile_subclasses(score, treated, np.zeros(10, bool), subclass=3, min_n=0)
+    assert (dropped == -1).sum() > 0
+    w = opt.subclass_weights(code, treated, "ATT")
+    assert (w[treated == 1] == 1).all() and np.isclose(w[treated == 0].sum(), 4)
+
+
+def test_exact_and_cem_known_answers():
+    cov = pd.DataFrame({"x": [0, 0, 1, 1, 2, 2, 2], "y": [1, 1, 0, 0, 1, 1, 0]})
+    data = MatchData(ids=[f"i{i}" for i in range(7)], treated=[1, 0, 1, 0, 1, 0, 1], covariates=cov)
+    res = match("exact", data, covariates=["x", "y"])
+    u = res.units
+    assert u["subclass"].isna().tolist() == [False] * 6 + [True]            # (2, 0) has no control
+    assert u["weight"].tolist() == [1, 1, 1, 1, 1, 1, 0] and len(res.pairs) == 0
+    assert coarsen(np.array([0.0, 1, 2, 3, 4, 5, 6, 7, 8, 9]), 2).tolist() == [1] * 5 + [2] * 5
+    assert coarsen(np.arange(10.0), "sturges").max() == 5                     # ceil(log2(10) + 1) bins
+    res = match("cem", data, covariates=["x"], cutpoints={"x": [0.5]})       # x: {0} vs {1, 2}
+    assert res.units["subclass"].notna().all()
+
+
+# ---------------------------------------------------------------- the distance and the options
+
+
+def test_unpenalised_fit_converges_to_the_maximum_likelihood():
+    from sklearn.linear_model import LogisticRegression
+
+    data = study(400, 5)
+    Z = data.covariates[["a", "b", "c"]].to_numpy()
+    beta, eta, converged = fit_logistic_irls(Z, data.treated)
+    ref = LogisticRegression(penalty=None, tol=1e-12, max_iter=10_000).fit(Z, data.treated)
+    assert converged and np.allclose(beta, np.r_[ref.intercept_, ref.coef_.ravel()], atol=1e-5)
+
+
+def test_common_support_and_calipers_are_matchits():
+    score = np.array([0.1, 0.2, 0.8, 0.3, 0.5, 0.9])
+    treated = np.array([1, 1, 1, 0, 0, 0])
+    assert opt.common_support(score, treated, "treated").tolist() == [True, True, False, False, False, False]
+    assert opt.common_support(score, treated, "control").tolist() == [False, False, False, False, False, True]
+    assert opt.common_support(score, treated, "both").tolist() == [True, True, False, False, False, True]
+    assert np.isclose(opt.score_caliper(score, np.zeros(6, bool), 0.5, True), 0.5 * np.std(score, ddof=1))
+    with pytest.raises(ConfigError, match="binary"):
+        opt.CovariateCaliper(study(), {"c": 1}, True, np.zeros(300, bool))
+
+
+def test_refused_combinations_raise_in_the_library_too():
+    data = study()
+    with pytest.raises(ConfigError, match="std_caliper"):
+        match("nearest", data, distance="embedding", embedding="e", caliper=0.5)
+    with pytest.raises(ConfigError, match="scalar distance"):
+        match("subclass", data, distance="embedding", embedding="e")
+    with pytest.raises(ConfigError, match="estimand"):
+        match("nearest", data, distance="score", score="ps", estimand="ATE")
+    with pytest.raises(ConfigError, match="needs"):
+        match("exact", data)
+
+
+def test_weighted_estimate_is_the_subclass_weighted_difference():
+    y = np.array([3.0, 1.0, 5.0, 4.0, 0.0, 2.0])
+    t = np.array([1, 0, 0, 1, 0, 0])
+    sub = np.array([1, 1, 1, 2, 2, 2])
+    w = opt.subclass_weights(sub - 1, t, "ATT")
+    res = weighted_estimate(y, t, w, sub, n_boot=200)
+    expect = np.mean([3 - 3, 4 - 1])                       # per subclass: treated minus the controls' mean
+    assert np.isclose(res["estimate"], expect) and res["test"] == "weighted_cluster_bootstrap"
+
+
+# ---------------------------------------------------------------- live parity with R's MatchIt
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("Rscript") is None, reason="no Rscript here (apt-get install r-cran-matchit); "
+                    "benchmarks/results/matchit_parity.md holds the committed comparison")
+def test_lalonde_parity_with_r_matchit(tmp_path):
+    table = PARITY.parity("lalonde", PARITY.lalonde(), PARITY.LALONDE_COVS, ["age", "educ", "re74", "re75"],
+                          ["race", "married", "nodegree"], tmp_path)
+    by_case = table.set_index("case")
+    for case in ("exact", "subclass 6, ATT", "subclass 6, ATE", "cem (Sturges)", "nearest, ATC",
+                 "nearest, scaled Euclidean"):
+        assert by_case.loc[case, "status"] == "identical", case
+    nearest = table[table["case"].str.startswith("nearest")]
+    assert nearest["same_as_reference"].astype(bool).all()
+    # MatchIt 4.5.1-4.5.3 misses calipers and nearest controls on some systems (kosukeimai/MatchIt#163, fixed in 4.5.4)
+    if (table["matchit"] >= "4.5.4").all():
+        assert (nearest["status"] == "identical").all()
