@@ -278,6 +278,18 @@ def compare(r: dict, g, focal_estimand: str) -> dict:
     return row
 
 
+BUGGY = ("4.5.1", "4.5.2", "4.5.3")   # kosukeimai/MatchIt#163: calipers and nearest search broken on some systems
+
+
+def status(identical: bool, same_as_reference, version: str) -> str:
+    if identical:
+        return "identical"
+    if same_as_reference is True and version in BUGGY:
+        return (f"differs: MatchIt {version} misses calipers and nearest controls here (MatchIt#163, fixed in 4.5.4); "
+                "ganmatch = MatchIt's algorithm written out")
+    return "DIFFERENT"
+
+
 def parity(dataset: str, data: pd.DataFrame, covariates, numeric, exact, tmp: Path) -> pd.DataFrame:
     cs = cases(dataset)
     r = run_matchit(cs, data, covariates, numeric, exact, tmp)
@@ -294,7 +306,7 @@ def parity(dataset: str, data: pd.DataFrame, covariates, numeric, exact, tmp: Pa
             continue
         row = compare(r[i], res, params.get("estimand", "ATT"))
         ok = row["max_weight_diff"] < 1e-9 and row.get("pairs_identical", True) and row.get("subclasses_identical", True)
-        rows.append({**base, "status": "identical" if ok else "DIFFERENT", **row})
+        rows.append({**base, "status": status(ok, base["same_as_reference"], r["version"]), **row})
     return pd.DataFrame(rows)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pickle
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -60,6 +61,14 @@ def test_with_an_official_pickle_the_edit_stage_runs_on_photos(tmp_path):
     edits = pd.read_parquet(res / "edits.parquet")
     assert len(edits) > 0 and {"drift_dlib", "drift_dlib_ratio", "drift_gan"} <= set(edits.columns)
     assert (edits["drift_dlib_threshold"] == 0.6).all()  # dlib's own same-person threshold
+    # leakage re-predicted on the rendered faces by the image attribute models (gender, age), beside the latent models'
+    assert {"image_delta_male", "image_flip_male", "image_delta_young", "image_delta_age"} <= set(edits.columns)
+    leakage = pd.read_parquet(res / "leakage.parquet")
+    assert {"model", "image"} <= set(leakage["source"])
+    image = leakage[leakage["source"] == "image"]
+    assert set(image["measured"]) == {"male", "young", "age"} and image["mean_change"].notna().all()
+    zero = edits[edits["strength"] == 0.0]
+    assert np.allclose(zero["image_delta_male"], 0.0, atol=1e-3)   # strength 0 renders the original again
     transects = pd.read_parquet(res / "transects.parquet")
     assert {"verify_dlib", "p_male"} <= set(transects["outcome"])  # a verification distance and a model's output
     for name in ("edits", "edit_leakage", "interpolations"):

@@ -65,6 +65,8 @@ rule edit_shard:
     params:
         edit={k: EDIT[k] for k in ("strengths", "bound", "batch_size", "device")},
         embeddings=lambda wildcards: PLAN.drift_embeddings,
+        # real photos: the face attribute models re-predict leakage on the rendered edits (their young_below)
+        image_models=config["face_attributes"]["young_below"] if config["face_attributes"]["activate"] else None,
     threads: 2
     resources:
         gpu=1 if EDIT["gpu"] else 0,

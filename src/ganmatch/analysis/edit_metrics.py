@@ -33,11 +33,13 @@ def measured_attributes(edits: pd.DataFrame, prefix: str) -> list[str]:
 
 def leakage_table(edits: pd.DataFrame) -> pd.DataFrame:
     """Per edited direction, strength and measured attribute: the mean (and mean absolute) change and the share
-    of images whose class flipped, from the latent models (`model`, change in SDs of the attribute's score) and,
-    on the demo, from the planted truth (`truth`, change in units of the attribute's separation)."""
+    of images whose class flipped, from the latent models (`model`, change in SDs of the attribute's score), on
+    real photos from the image attribute models on the rendered faces (`image`, probability points; age in
+    years) and, on the demo, from the planted truth (`truth`, change in units of the attribute's separation)."""
     keys = ["direction", "attribute", "conditional_on", "strength"]
     parts = []
-    for source, change, flip in (("model", "delta_", "flip_"), ("truth", "true_delta_", "true_flip_")):
+    for source, change, flip in (("model", "delta_", "flip_"), ("image", "image_delta_", "image_flip_"),
+                                 ("truth", "true_delta_", "true_flip_")):
         for name in measured_attributes(edits, change):
             g = edits.groupby(keys, sort=False)
             part = pd.DataFrame({

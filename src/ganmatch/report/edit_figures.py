@@ -90,6 +90,7 @@ def leakage_heatmap(leakage: pd.DataFrame, pdf: str, png: str | None = None) -> 
     data = leakage[leakage["strength"] == top].copy()
     sources = list(dict.fromkeys(data["source"]))
     units = {"model": "change in SDs of the attribute score (latent models)",
+             "image": "change re-predicted on the rendered face (image models; probability, age in years)",
              "truth": "true change in units of the attribute's separation (planted, demo)"}
     directions = list(dict.fromkeys(data.sort_values("conditional", kind="stable")["direction"]))
     measured = list(dict.fromkeys(data["measured"]))

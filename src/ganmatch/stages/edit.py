@@ -133,15 +133,43 @@ def embedding_drift(spec: dict, original, edited, images_orig: np.ndarray, image
     return np.linalg.norm(np.repeat(a, n_per, axis=0).astype(np.float64) - b, axis=1)
 
 
+def image_predictions(images: np.ndarray, young_below: float) -> pd.DataFrame:
+    """What the shipped image models (gender, age; photo and mirror averaged) read off rendered faces:
+    `male` = P(male), `young` = P(age < young_below), `age` in years."""
+    from ganmatch.faces.face_attributes import predict_age_gender
+
+    ag = predict_age_gender(list(images), age_below=young_below)
+    return pd.DataFrame({"male": ag["gender_male_prob"].to_numpy(), "young": ag["age_below_prob"].to_numpy(),
+                         "age": ag["age"].to_numpy()})
+
+
+def image_model_columns(originals: np.ndarray, renders: np.ndarray, n_per: int, young_below: float) -> dict:
+    """Leakage re-predicted on the rendered faces by the image models: per measured attribute the change from
+    the rendered original to each edit (`image_delta_<a>`: probability points, years for age) and whether the
+    predicted class flipped (`image_flip_<a>`; age: crossing `young_below`)."""
+    before = image_predictions(originals, young_below)
+    after = image_predictions(renders, young_below)
+    rep = before.loc[np.repeat(np.arange(len(before)), n_per)].reset_index(drop=True)
+    cut = {"male": 0.5, "young": 0.5, "age": young_below}
+    cols = {}
+    for a in before.columns:
+        cols[f"image_delta_{a}"] = (after[a] - rep[a]).to_numpy(np.float32)
+        cols[f"image_flip_{a}"] = ((after[a] > cut[a]) != (rep[a] > cut[a])).to_numpy()
+    return cols
+
+
 def edit_shard(selection: pd.DataFrame, shard: int, latent_table: pd.DataFrame, latents: np.ndarray,
                directions: pd.DataFrame, array: np.ndarray, weights: str, edit_cfg: dict, embeddings: dict,
-               image_dir: str, threads: int | None = None) -> tuple[np.ndarray, pd.DataFrame]:
+               image_dir: str, threads: int | None = None, image_models: float | None = None
+               ) -> tuple[np.ndarray, pd.DataFrame]:
     """Edit this shard's selected images along every fitted direction at every strength; render them to PNGs.
 
     Returns the edited latents (rows = table rows) and the edit table: image_id, direction, attribute,
     conditional_on, conditional, strength, step (W units), path (PNG), score_before/after (the target model's logit), then per
     plain attribute `delta_<a>` (score change in SDs of its score) and `flip_<a>` (predicted class changed), and
-    per embedding `drift_<e>` (distance of the rendered edit from the rendered original).
+    per embedding `drift_<e>` (distance of the rendered edit from the rendered original). With `image_models`
+    (the face attribute models' young_below, on real photos) also `image_delta_<a>` / `image_flip_<a>`: leakage
+    re-predicted on the rendered faces by the image attribute models (`image_model_columns`).
     """
     import torch
 
@@ -196,6 +224,9 @@ def edit_shard(selection: pd.DataFrame, shard: int, latent_table: pd.DataFrame, 
         table[f"outcome_p_{a}"] = (1 / (1 + np.exp(-after[a]))).astype(np.float32)
     for name, spec in embeddings.items():
         table[f"drift_{name}"] = embedding_drift(spec, W, edited, originals, renders, nd * ns).astype(np.float32)
+    if image_models is not None:
+        for col, values in image_model_columns(originals, renders, nd * ns, image_models).items():
+            table[col] = values
     return edited, table
 
 
@@ -327,7 +358,7 @@ def edit_shard_job(inp, out, params, shard: int, threads: int | None = None) -> 
     latents, table = edit_shard(
         read_parquet(inp.selection), shard, read_parquet(inp.table), read_npy(inp.latents),
         read_parquet(inp.directions), read_npy(inp.array), inp.weights, params.edit, params.embeddings, out.images,
-        threads=threads)
+        threads=threads, image_models=params.image_models)
     log.info("%d edits rendered", len(table))
     write_npy(latents, out.latents)
     write_parquet(table, out.table)
