@@ -81,11 +81,11 @@ def difference_note(table: pd.DataFrame, estimand: str, s_d_denom: str, binary: 
     return (f"Estimand {estimand}. Contin. covariates: standardised mean difference, divided by "
             f"{DENOM_WORDS[s_d_denom]} in the unadjusted sample (s_d_denom: {s_d_denom}){fallback}. "
             f"Binary covariates: " + ("raw difference in proportions (binary: raw)." if binary == "raw" else
-                                      f"standardised like the continuous ones, variance p(1 - p) (binary: std)."))
+                                      "standardised like the continuous ones, variance p(1 - p) (binary: std)."))
 
 
-def balance_measures(table: pd.DataFrame) -> pd.DataFrame:
-    """The Balance Measures block as strings, one row per covariate."""
+def balance_measures(table: pd.DataFrame, stats=("smd", "var_ratio", "ks_max")) -> pd.DataFrame:
+    """The Balance Measures block as strings, one row per covariate, with the columns of `stats`."""
     wide = table.pivot_table(index="covariate", columns=["stat", "sample"], values="value", aggfunc="first",
                              sort=False, dropna=False)
     covs = list(dict.fromkeys(table["covariate"]))
@@ -95,7 +95,7 @@ def balance_measures(table: pd.DataFrame) -> pd.DataFrame:
     for sample, tag in (("unmatched", "Un"), ("matched", "Adj")):
         if sample not in set(table["sample"]):
             continue
-        for stat, label in STAT_COLUMNS:
+        for stat, label in (c for c in STAT_COLUMNS if c[0] in stats):
             values = wide[(stat, sample)].reindex(covs) if (stat, sample) in wide else pd.Series(np.nan, index=covs)
             out[f"{label}.{tag}"] = format_column(values)
             if stat == "smd" and sample == _judged_sample(table):
@@ -150,11 +150,12 @@ def sample_size_block(sizes: pd.DataFrame, adjusted: bool = True) -> str:
 
 
 def balance_text(table: pd.DataFrame, sizes: pd.DataFrame | None, estimand: str, s_d_denom: str, binary: str,
-                 title: str = "") -> str:
-    """The whole cobalt-style report of one balance table (one method), ending in a newline."""
+                 title: str = "", stats=("smd", "var_ratio", "ks_max")) -> str:
+    """The whole cobalt-style report of one balance table (one method), ending in a newline; `stats` as cobalt's
+    (mean differences, variance ratios, KS statistics)."""
     table = table.reset_index(drop=True)
     blocks = ([title] if title else []) + [textwrap.fill(difference_note(table, estimand, s_d_denom, binary), 100)]
-    blocks.append("Balance Measures\n" + render_frame(balance_measures(table)))
+    blocks.append("Balance Measures\n" + render_frame(balance_measures(table, stats)))
     blocks += tally_blocks(table)
     if sizes is not None:
         blocks.append(sample_size_block(sizes, adjusted=(table["sample"] == "matched").any()))

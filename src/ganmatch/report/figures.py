@@ -117,7 +117,7 @@ def love_plot(summary: pd.DataFrame, pdf: str, png: str | None = None, threshold
     methods = list(dict.fromkeys(data["method"]))
     styles = method_styles(methods)
     fig, ax = plt.subplots(figsize=(6.2, 1.2 + 0.42 * len(covs)))
-    ax.axvline(threshold, color="k", linestyle="--", linewidth=1, label=f"|SMD| = {threshold:g} (balance threshold)")
+    ax.axvline(threshold, color="k", linestyle="--", linewidth=1, label=f"|difference| = {threshold:g} (balance threshold)")
     b = data[data["sample"] == "unmatched"].drop_duplicates(["covariate", "abs_smd"])
     ax.scatter(b["abs_smd"], b["covariate"].map(y), s=40, facecolors="none", edgecolors=BEFORE_COLOUR, linewidths=1.5,
                label="before matching", zorder=3)
@@ -135,12 +135,31 @@ def love_plot(summary: pd.DataFrame, pdf: str, png: str | None = None, threshold
     ax.set_ylim(-0.6, len(covs) - 0.4)
     ax.set_xlim(left=0, right=max(float(np.nanmax(data["abs_smd"].replace(np.inf, np.nan).to_numpy(), initial=0)),
                                   threshold) * 1.1 + 0.02)
-    ax.set_xlabel("|standardised mean difference| (units of pooled SD)")
+    ax.set_xlabel(difference_axis_label(smd))
     ax.set_title("Covariate balance before and after matching (love plot)", fontsize=10)
     ax.grid(axis="x", alpha=0.3)
     ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False)
     save_figure(fig, pdf, png)
     return data
+
+
+SD_WORDS = {"treated": "treated group's SD", "control": "control group's SD", "pooled": "pooled SD",
+            "all": "whole sample's SD"}
+
+
+def difference_axis_label(smd: pd.DataFrame) -> str:
+    """The love plot's x label, as cobalt's: standardised, raw, or mixed mean differences (binary covariates raw),
+    naming the SD the standardised ones were divided by (the table's diff_type and s_d_denom columns)."""
+    if "diff_type" not in smd:
+        return "Absolute standardised mean difference"
+    kinds = set(smd["diff_type"])
+    denoms = [SD_WORDS.get(d, d) for d in dict.fromkeys(smd.loc[smd["diff_type"] == "std", "s_d_denom"])]
+    sd = f"units of the {' / '.join(denoms)} before matching" if denoms else ""
+    if kinds == {"raw"}:
+        return "Absolute mean difference (binary: raw difference in proportions)"
+    if kinds == {"std"}:
+        return f"Absolute standardised mean difference ({sd})"
+    return f"Absolute standardised mean difference ({sd}; binary: raw difference)"
 
 
 def _method_flags(smd: pd.DataFrame) -> dict[str, str]:
