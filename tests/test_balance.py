@@ -276,3 +276,14 @@ def test_lalonde_matches_cobalts_documented_bal_tab():
     sizes = balance.sample_sizes(t, w).set_index("group")
     assert sizes.loc["control", ["all", "matched", "unmatched"]].tolist() == [429, 185, 244]
     assert sizes.loc["treated", ["all", "matched", "unmatched"]].tolist() == [185, 185, 0]
+
+
+def test_love_plot_axis_says_what_the_differences_are():
+    label = balance.difference_axis_label
+    binary_raw = balance.balance_table(COBALT[["b"]], T6).query("stat == 'smd'")
+    assert label(binary_raw) == "Absolute mean difference (binary: raw difference in proportions)"
+    both_std = balance.balance_table(COBALT, T6, binary="std", estimand="ATE").query("stat == 'smd'")
+    assert label(both_std) == "Absolute standardised mean difference (units of the pooled SD before matching)"
+    mixed = balance.balance_table(COBALT, T6).query("stat == 'smd'")
+    assert label(mixed) == ("Absolute standardised mean difference (units of the treated group's SD before matching; "
+                            "binary: raw difference)")

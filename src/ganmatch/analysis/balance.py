@@ -291,6 +291,25 @@ def balance_table(covariates: pd.DataFrame, treated: np.ndarray, weights: np.nda
     return out
 
 
+SD_WORDS = {"treated": "treated group's SD", "control": "control group's SD", "pooled": "pooled SD",
+            "all": "whole sample's SD"}
+
+
+def difference_axis_label(smd: pd.DataFrame) -> str:
+    """The love plot's x label, as cobalt's: standardised, raw, or mixed mean differences (binary covariates raw),
+    naming the SD the standardised ones were divided by (the table's diff_type and s_d_denom columns)."""
+    if "diff_type" not in smd:
+        return "Absolute standardised mean difference"
+    kinds = set(smd["diff_type"])
+    denoms = [SD_WORDS.get(d, d) for d in dict.fromkeys(smd.loc[smd["diff_type"] == "std", "s_d_denom"])]
+    sd = f"units of the {' / '.join(denoms)} before matching" if denoms else ""
+    if kinds == {"raw"}:
+        return "Absolute mean difference (binary: raw difference in proportions)"
+    if kinds == {"std"}:
+        return f"Absolute standardised mean difference ({sd})"
+    return f"Absolute standardised mean difference ({sd}; binary: raw difference)"
+
+
 def sample_sizes(treated, weights=None) -> pd.DataFrame:
     """Per group: all, matched (weight > 0), unmatched, and the effective sample size of the weights."""
     t = np.asarray(treated).astype(int)

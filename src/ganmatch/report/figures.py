@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.ticker import FuncFormatter
 
+from ganmatch.analysis.balance import difference_axis_label
 from ganmatch.errors import InputDataError
 from ganmatch.report.plots import (
     BEFORE_COLOUR,
@@ -141,25 +142,6 @@ def love_plot(summary: pd.DataFrame, pdf: str, png: str | None = None, threshold
     ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False)
     save_figure(fig, pdf, png)
     return data
-
-
-SD_WORDS = {"treated": "treated group's SD", "control": "control group's SD", "pooled": "pooled SD",
-            "all": "whole sample's SD"}
-
-
-def difference_axis_label(smd: pd.DataFrame) -> str:
-    """The love plot's x label, as cobalt's: standardised, raw, or mixed mean differences (binary covariates raw),
-    naming the SD the standardised ones were divided by (the table's diff_type and s_d_denom columns)."""
-    if "diff_type" not in smd:
-        return "Absolute standardised mean difference"
-    kinds = set(smd["diff_type"])
-    denoms = [SD_WORDS.get(d, d) for d in dict.fromkeys(smd.loc[smd["diff_type"] == "std", "s_d_denom"])]
-    sd = f"units of the {' / '.join(denoms)} before matching" if denoms else ""
-    if kinds == {"raw"}:
-        return "Absolute mean difference (binary: raw difference in proportions)"
-    if kinds == {"std"}:
-        return f"Absolute standardised mean difference ({sd})"
-    return f"Absolute standardised mean difference ({sd}; binary: raw difference)"
 
 
 def _method_flags(smd: pd.DataFrame) -> dict[str, str]:
