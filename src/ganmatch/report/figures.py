@@ -95,9 +95,10 @@ def covariate_means(means: pd.DataFrame, pdf: str, png: str | None = None, treat
 
 
 def love_plot(summary: pd.DataFrame, pdf: str, png: str | None = None, threshold: float | None = None) -> pd.DataFrame:
-    """|SMD| per covariate before and after matching, one marker per method, with the balance threshold line.
+    """|Mean difference| per covariate before and after matching, one marker per method, with the balance threshold
+    line; the x axis says whether the differences are standardised (by which SD) or raw (`difference_axis_label`).
 
-    `summary` is balance/summary.parquet (long, with `method`); `threshold` defaults to the table's SMD
+    `summary` is balance/summary.parquet (long, with `method`); `threshold` defaults to the table's `smd`
     threshold. Returns covariate, method, sample, smd, abs_smd, threshold.
     """
     _need(summary, ["covariate", "stat", "sample", "value", "method"], "love_plot")
