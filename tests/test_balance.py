@@ -287,3 +287,24 @@ def test_love_plot_axis_says_what_the_differences_are():
     mixed = balance.balance_table(COBALT, T6).query("stat == 'smd'")
     assert label(mixed) == ("Absolute standardised mean difference (units of the treated group's SD before matching; "
                             "binary: raw difference)")
+
+
+def test_the_stage_reads_the_estimand_of_the_matching_result():
+    from ganmatch.stages.balance import method_balance, table_estimand
+
+    pairs = pd.DataFrame({"treated_id": ["a"], "control_id": ["d"], "weight": [1.0]})
+    assert table_estimand(pairs) == "ATT"  # no estimand column: what every matcher estimated so far
+    assert table_estimand(pairs.assign(estimand="ATC")) == "ATC"
+    with pytest.raises(InputDataError, match="'estimand'"):
+        table_estimand(pd.concat([pairs.assign(estimand="ATT"), pairs.assign(estimand="ATE")]))
+    with pytest.raises(InputDataError, match="'estimand'"):
+        table_estimand(pairs.assign(estimand="ATX"))
+    ids = list("abcdef")
+    index = pd.DataFrame({"image_id": ids, "male": T6, "identity": ids})
+    attrs = COBALT.assign(image_id=ids)
+    pairs = pd.DataFrame({"treated_id": ["a", "b"], "control_id": ["d", "e"], "weight": [1.0, 1.0]})
+    out = method_balance(index, attrs, pairs, "male", ["x", "b"], 0.1, "m", min_pairs=1, estimand="ATC")
+    smd = out["table"].query("stat == 'smd'").set_index(["covariate", "sample"])
+    assert smd.loc[("x", "unmatched"), "value"] == pytest.approx(3 / SD_X["control"])
+    assert smd.loc[("x", "matched"), "value"] == pytest.approx(1.5 / SD_X["control"])  # W6's pairs
+    assert "Estimand ATC" in out["text"] and "s_d_denom: control" in out["text"]

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import logging
-from pathlib import Path
 
 import pandas as pd
 
@@ -23,28 +21,19 @@ from ganmatch.matching import matched_weights
 
 log = logging.getLogger("ganmatch")
 
-DEFAULT_ESTIMAND = "ATT"  # what every matcher estimated before matching results carried their estimand
+DEFAULT_ESTIMAND = "ATT"  # what a matching result without an estimand column estimates (every matcher before issue 17)
 
 
-def match_info_path(matches: str | Path) -> Path:
-    """The info JSON of a method's matches: matches/<name>.json beside matches/<name>.parquet."""
-    return Path(matches).with_suffix(".json")
-
-
-def matches_estimand(matches: str | Path) -> str:
-    """The estimand a method's matches target: key `estimand` of their info JSON when the file and key exist,
-    else the ATT. The one place the balance stage learns it."""
-    path = match_info_path(matches)
-    if not path.exists():
+def table_estimand(table: pd.DataFrame) -> str:
+    """The estimand a method's matching result targets: its column `estimand` (one value for the whole table) when
+    present, else the ATT. The one place the balance stage learns it."""
+    if "estimand" not in table.columns or len(table) == 0:
         return DEFAULT_ESTIMAND
-    try:
-        info = json.loads(path.read_text())
-    except (OSError, ValueError) as err:
-        raise InputDataError(f"{path}: not readable JSON ({err}); rerun the matching job that writes it.") from err
-    estimand = info["estimand"] if isinstance(info, dict) and "estimand" in info else DEFAULT_ESTIMAND
-    if estimand not in ESTIMAND_S_D_DENOM:
-        raise InputDataError(f"{path}: key 'estimand' is '{estimand}', not one of {', '.join(ESTIMAND_S_D_DENOM)}.")
-    return estimand
+    values = sorted(set(table["estimand"].astype(str)))
+    if len(values) != 1 or values[0] not in ESTIMAND_S_D_DENOM:
+        raise InputDataError(f"balance: the matching result's column 'estimand' holds {values}; expected one of "
+                             f"{', '.join(ESTIMAND_S_D_DENOM)} for the whole table. Rerun the matching job.")
+    return values[0]
 
 
 def method_balance(index: pd.DataFrame, attributes: pd.DataFrame, matches: pd.DataFrame, treatment: str,
@@ -76,9 +65,10 @@ def balance_method_job(inp, out, params, method: str) -> None:
     """The balance_method rule: balance, group means, sample sizes and the text report of one method."""
     from ganmatch.data.io import read_parquet, write_parquet, write_text
 
-    tables = method_balance(read_parquet(inp.index), read_parquet(inp.attributes), read_parquet(inp.matches),
+    matches = read_parquet(inp.matches)
+    tables = method_balance(read_parquet(inp.index), read_parquet(inp.attributes), matches,
                             treatment=params.treatment, covariates=params.covariates, threshold=params.threshold,
-                            min_pairs=params.min_pairs, method=method, estimand=matches_estimand(inp.matches),
+                            min_pairs=params.min_pairs, method=method, estimand=table_estimand(matches),
                             s_d_denom=params.s_d_denom, binary=params.binary)
     log.info("balance (%s):\n%s", out.text, tables["text"])
     for key in ("table", "means", "sizes"):
