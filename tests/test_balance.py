@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -27,9 +29,12 @@ def test_smd_by_hand():
     assert balance.weighted_smd(X, T) == pytest.approx(-2 / np.sqrt(0.5))
     # matched sample drops unit 0 and 3: means 2 vs 3, still divided by the unmatched pooled SD
     assert balance.weighted_smd(X, T, [0, 1, 1, 0]) == pytest.approx(-1 / np.sqrt(0.5))
-    assert balance.weighted_smd(X, T, pooled_sd=2.0) == pytest.approx(-1.0)
+    assert balance.weighted_smd(X, T, sd=2.0) == pytest.approx(-1.0)
     assert balance.weighted_smd([1, 1, 1, 1], T) == 0.0
-    assert balance.weighted_smd([1, 1, 0, 0], T) == np.inf
+    assert balance.weighted_smd([1, 3, 0, 0], T, sd=0.0) == np.inf
+    # both groups constant but different: cobalt falls back to the whole sample's SD, p(1 - p) = 1/4 here
+    assert balance.weighted_smd([1, 1, 0, 0], T) == pytest.approx(2.0)
+    assert balance.sd_denominator([1, 1, 0, 0], T, "treated") == (0.5, "all")
 
 
 def test_var_ratio_and_ecdf_by_hand():
@@ -53,10 +58,16 @@ def test_balance_table_contract_and_values():
     assert set(tab["sample"]) == {"unmatched", "matched"}
     assert len(tab) == 2 * 2 * (len(balance.DESCRIPTIVE) + len(balance.STATS))
     v = tab.set_index(["covariate", "stat", "sample"])["value"]
+    # ATT by default: the treated group's SD (variance 0.5, as the controls')
     assert v["x", "smd", "unmatched"] == pytest.approx(-2 / np.sqrt(0.5))
     assert v["x", "smd", "matched"] == pytest.approx(-1 / np.sqrt(0.5))
     assert v["flag", "mean_treated", "unmatched"] == 0.5 and v["flag", "mean_control", "unmatched"] == 1
     assert v["flag", "mean_treated", "matched"] == 0.0
+    assert v["flag", "smd", "unmatched"] == pytest.approx(-0.5)  # binary: raw difference in proportions
+    b = tab.set_index(["covariate", "stat", "sample"])
+    assert b.loc[("flag", "smd", "unmatched"), ["type", "diff_type", "s_d_denom"]].tolist() == ["Binary", "raw", ""]
+    assert b.loc[("x", "smd", "matched"), ["type", "diff_type", "s_d_denom"]].tolist() == ["Contin.", "std", "treated"]
+    assert b.loc[("x", "var_ratio", "matched"), ["diff_type", "s_d_denom"]].tolist() == ["", ""]
     b = tab.set_index(["covariate", "stat", "sample"])
     assert b.loc[("x", "smd", "unmatched"), "threshold"] == 0.1
     assert not b.loc[("x", "smd", "unmatched"), "balanced"]
@@ -152,3 +163,148 @@ def test_group_means_use_wilson_intervals_for_proportions():
     height = means[means["covariate"] == "height"]
     assert (height["interval"] == "normal").all()
     np.testing.assert_allclose(height["ci_high"] - height["mean"], 1.959964 * height["se"], rtol=1e-5)
+
+
+# ---------------------------------------------------------------- cobalt's choices, worked out by hand
+
+T6 = np.array([1, 1, 1, 0, 0, 0])
+COBALT = pd.DataFrame({"x": [2.0, 4.0, 9.0, 1.0, 2.0, 3.0],   # treated mean 5, var 13; controls mean 2, var 1
+                       "b": [1, 1, 0, 0, 0, 1]})              # proportions 2/3 vs 1/3, p(1 - p) = 2/9 in each
+W6 = np.array([1.0, 1.0, 0.0, 1.0, 1.0, 0.0])                # matched: x means 3 vs 1.5, b proportions 1 vs 0
+# the whole sample: x mean 3.5, var 41.5 / 5 = 8.3; b proportion 1/2, p(1 - p) = 1/4
+SD_X = {"treated": np.sqrt(13), "control": 1.0, "pooled": np.sqrt(7), "all": np.sqrt(8.3)}
+SD_B = {"treated": np.sqrt(2 / 9), "control": np.sqrt(2 / 9), "pooled": np.sqrt(2 / 9), "all": 0.5}
+
+
+def _smd(**kwargs):
+    tab = balance.balance_table(COBALT, T6, W6, **kwargs)
+    return tab[tab["stat"] == "smd"].set_index(["covariate", "sample"])
+
+
+@pytest.mark.parametrize("denom", ["treated", "control", "pooled", "all"])
+@pytest.mark.parametrize("binary", ["raw", "std"])
+def test_each_s_d_denom_and_binary_choice_by_hand(denom, binary):
+    smd = _smd(s_d_denom=denom, binary=binary)
+    assert smd.loc[("x", "unmatched"), "value"] == pytest.approx(3 / SD_X[denom])
+    assert smd.loc[("x", "matched"), "value"] == pytest.approx(1.5 / SD_X[denom])  # the unmatched sample's SD
+    assert smd.loc[("x", "matched"), ["diff_type", "s_d_denom"]].tolist() == ["std", denom]
+    if binary == "raw":
+        assert smd.loc[("b", "unmatched"), "value"] == pytest.approx(1 / 3)
+        assert smd.loc[("b", "matched"), "value"] == pytest.approx(1.0)
+        assert smd.loc[("b", "matched"), ["diff_type", "s_d_denom"]].tolist() == ["raw", ""]
+    else:
+        assert smd.loc[("b", "unmatched"), "value"] == pytest.approx(1 / 3 / SD_B[denom])
+        assert smd.loc[("b", "matched"), "value"] == pytest.approx(1 / SD_B[denom])
+        assert smd.loc[("b", "matched"), ["diff_type", "s_d_denom"]].tolist() == ["std", denom]
+    assert (smd["type"].loc["b"] == "Binary").all() and (smd["type"].loc["x"] == "Contin.").all()
+
+
+@pytest.mark.parametrize(("estimand", "denom"), [("ATT", "treated"), ("ATC", "control"), ("ATE", "pooled")])
+def test_auto_s_d_denom_follows_the_estimand_as_cobalt(estimand, denom):
+    smd = _smd(estimand=estimand)
+    assert smd.loc[("x", "unmatched"), "value"] == pytest.approx(3 / SD_X[denom])
+    assert smd.loc[("x", "unmatched"), "s_d_denom"] == denom
+    assert balance.resolve_s_d_denom("all", estimand) == "all"
+
+
+def test_zero_sd_falls_back_to_the_whole_sample_and_says_so():
+    x = pd.DataFrame({"x": [1.0, 1.0, 1.0, 0.0, 2.0, 4.0]})  # treated constant; controls mean 2; all: var 9.5 / 5
+    smd = balance.balance_table(x, T6).query("stat == 'smd'").iloc[0]
+    assert smd["value"] == pytest.approx(-1 / np.sqrt(1.9)) and smd["s_d_denom"] == "all"
+
+
+def test_two_valued_covariates_are_binary_indicators_of_their_larger_value():
+    two = pd.DataFrame({"grade": [2, 2, 1, 1, 1, 2]})  # like b: 2/3 vs 1/3 have the larger value
+    smd = balance.balance_table(two, T6, binary="std").query("stat == 'smd'").iloc[0]
+    assert smd["type"] == "Binary" and smd["value"] == pytest.approx(1 / 3 / np.sqrt(2 / 9))
+    tab = balance.balance_table(two, T6).set_index(["stat", "sample"])
+    assert tab.loc[("sd_treated", "unmatched"), "value"] == pytest.approx(np.sqrt(2 / 9))  # p(1 - p), as cobalt
+
+
+def test_bad_balance_choices_name_themselves():
+    with pytest.raises(InputDataError, match="s_d_denom 'weighted'"):
+        balance.balance_table(COBALT, T6, s_d_denom="weighted")
+    with pytest.raises(InputDataError, match="binary 'percent'"):
+        balance.balance_table(COBALT, T6, binary="percent")
+    with pytest.raises(InputDataError, match="estimand 'ATX'"):
+        balance.balance_table(COBALT, T6, estimand="ATX")
+
+
+LALONDE = Path(__file__).parent / "data" / "lalonde.csv"
+
+
+def lalonde_nearest():
+    """MatchIt's `matchit(treat ~ age + educ + race + married + nodegree + re74 + re75, data = lalonde)`: an
+    unpenalised logistic propensity score, then 1:1 nearest neighbour without replacement, treated units
+    largest score first. Returns covariates (race as dummies, as cobalt splits it), treatment, weights."""
+    df = pd.read_csv(LALONDE)
+    X = pd.DataFrame({"age": df["age"], "educ": df["educ"]}
+                     | {f"race_{r}": (df["race"] == r).astype(int) for r in ("black", "hispan", "white")}
+                     | {c: df[c] for c in ("married", "nodegree", "re74", "re75")})
+    t = df["treat"].to_numpy()
+    D = np.column_stack([np.ones(len(df)), X.drop(columns="race_black").to_numpy(float)])
+    beta = np.zeros(D.shape[1])
+    for _ in range(30):  # Newton-Raphson = R's glm IRLS for the logit link
+        p = 1 / (1 + np.exp(-D @ beta))
+        beta += np.linalg.solve(D.T @ (D * (p * (1 - p))[:, None]), D.T @ (t - p))
+    ps = 1 / (1 + np.exp(-D @ beta))
+    controls, w = list(np.flatnonzero(t == 0)), np.zeros(len(t))
+    for i in np.flatnonzero(t == 1)[np.argsort(-ps[t == 1], kind="stable")]:
+        j = controls.pop(int(np.argmin(np.abs(ps[controls] - ps[i]))))
+        w[i] = w[j] = 1.0
+    return X.assign(distance=ps), t, w
+
+
+def test_lalonde_matches_cobalts_documented_bal_tab():
+    """cobalt's README prints `bal.tab(m.out, thresholds = c(m = .1), un = TRUE)` for MatchIt's lalonde example;
+    every Diff.Un and Diff.Adj agrees to its 4 decimals (ATT: treated SD; binary covariates raw)."""
+    X, t, w = lalonde_nearest()
+    documented = {  # covariate: (Type, Diff.Un, Diff.Adj)
+        "distance": ("Contin.", 1.7941, 0.9739), "age": ("Contin.", -0.3094, 0.0718),
+        "educ": ("Contin.", 0.0550, -0.1290), "race_black": ("Binary", 0.6404, 0.3730),
+        "race_hispan": ("Binary", -0.0827, -0.1568), "race_white": ("Binary", -0.5577, -0.2162),
+        "married": ("Binary", -0.3236, -0.0216), "nodegree": ("Binary", 0.1114, 0.0703),
+        "re74": ("Contin.", -0.7211, -0.0505), "re75": ("Contin.", -0.2903, -0.0257)}
+    tab = balance.balance_table(X, t, w, thresholds={"smd": 0.1})
+    smd = tab[tab["stat"] == "smd"].set_index(["covariate", "sample"])
+    for cov, (kind, un, adj) in documented.items():
+        assert smd.loc[(cov, "unmatched"), "type"] == kind, cov
+        assert round(smd.loc[(cov, "unmatched"), "value"], 4) == un, cov
+        assert round(smd.loc[(cov, "matched"), "value"], 4) == adj, cov
+    judged = smd.xs("matched", level="sample").drop(index="distance")["balanced"]
+    assert int(judged.sum()) == 5 and int((~judged).sum()) == 4  # cobalt's tally: 5 balanced, 4 not
+    sizes = balance.sample_sizes(t, w).set_index("group")
+    assert sizes.loc["control", ["all", "matched", "unmatched"]].tolist() == [429, 185, 244]
+    assert sizes.loc["treated", ["all", "matched", "unmatched"]].tolist() == [185, 185, 0]
+
+
+def test_love_plot_axis_says_what_the_differences_are():
+    label = balance.difference_axis_label
+    binary_raw = balance.balance_table(COBALT[["b"]], T6).query("stat == 'smd'")
+    assert label(binary_raw) == "Absolute mean difference (binary: raw difference in proportions)"
+    both_std = balance.balance_table(COBALT, T6, binary="std", estimand="ATE").query("stat == 'smd'")
+    assert label(both_std) == "Absolute standardised mean difference (units of the pooled SD before matching)"
+    mixed = balance.balance_table(COBALT, T6).query("stat == 'smd'")
+    assert label(mixed) == ("Absolute standardised mean difference (units of the treated group's SD before matching; "
+                            "binary: raw difference)")
+
+
+def test_the_stage_reads_the_estimand_of_the_matching_result():
+    from ganmatch.stages.balance import method_balance, table_estimand
+
+    pairs = pd.DataFrame({"treated_id": ["a"], "control_id": ["d"], "weight": [1.0]})
+    assert table_estimand(pairs) == "ATT"  # no estimand column: what every matcher estimated so far
+    assert table_estimand(pairs.assign(estimand="ATC")) == "ATC"
+    with pytest.raises(InputDataError, match="'estimand'"):
+        table_estimand(pd.concat([pairs.assign(estimand="ATT"), pairs.assign(estimand="ATE")]))
+    with pytest.raises(InputDataError, match="'estimand'"):
+        table_estimand(pairs.assign(estimand="ATX"))
+    ids = list("abcdef")
+    index = pd.DataFrame({"image_id": ids, "male": T6, "identity": ids})
+    attrs = COBALT.assign(image_id=ids)
+    pairs = pd.DataFrame({"treated_id": ["a", "b"], "control_id": ["d", "e"], "weight": [1.0, 1.0]})
+    out = method_balance(index, attrs, pairs, "male", ["x", "b"], 0.1, "m", min_pairs=1, estimand="ATC")
+    smd = out["table"].query("stat == 'smd'").set_index(["covariate", "sample"])
+    assert smd.loc[("x", "unmatched"), "value"] == pytest.approx(3 / SD_X["control"])
+    assert smd.loc[("x", "matched"), "value"] == pytest.approx(1.5 / SD_X["control"])  # W6's pairs
+    assert "Estimand ATC" in out["text"] and "s_d_denom: control" in out["text"]

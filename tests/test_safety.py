@@ -185,6 +185,19 @@ def test_the_former_method_spellings_get_their_new_form(spec, expected):
     assert expected in str(err.value)
 
 
+@pytest.mark.parametrize(("key", "value"), [("s_d_denom", "weighted"), ("s_d_denom", "ATT"), ("binary", "standardised")])
+def test_bad_balance_choices_stop_at_start_up_naming_the_key(key, value):
+    config = _demo()
+    config["balance"][key] = value
+    msg = _problems(config)
+    assert f"'balance.{key}'" in msg and value in msg
+
+
+def test_balance_choices_default_to_cobalts():
+    config = validate_config(_demo(), SCHEMA)
+    assert config["balance"]["s_d_denom"] == "auto" and config["balance"]["binary"] == "raw"
+
+
 def test_method_schema_blocks_mirror_the_matchers_signatures():
     """Every keyword of every matcher is in its schema block with the same default, and nothing else is."""
     defs = SCHEMA["$defs"]

@@ -36,6 +36,22 @@ def test_every_target_built_and_tables_sane(demo_run):
         assert (res / f"figures/covariate_means.{ext}").stat().st_size > 0
 
 
+def test_each_balance_table_has_its_cobalt_text_report_named_and_logged(demo_run):
+    work, _, _ = demo_run
+    res = work / "results/demo"
+    methods = list(dict.fromkeys(pd.read_parquet(res / "balance/summary.parquet")["method"]))
+    assert methods
+    for method in methods:
+        text = (res / f"balance/{method}.txt").read_text()
+        for block in ("Balance Measures", "Diff.Un", "Diff.Adj", "M.Threshold", "KS.Adj", "Sample sizes"):
+            assert block in text, (method, block)
+        # the denominators named: every matcher estimates the ATT, so the treated group's SD; binary covariates raw
+        assert "Estimand ATT" in text and "s_d_denom: treated" in text and "binary: raw" in text
+        smd = pd.read_parquet(res / f"balance/{method}.parquet").query("stat == 'smd'")
+        assert set(smd["type"]) == {"Binary"} and set(smd["diff_type"]) == {"raw"}  # the demo's covariates are 0/1
+        assert "Balance Measures" in (work / f"logs/demo/balance/{method}.log").read_text()
+
+
 def test_logs_written_per_job(demo_run):
     work, _, _ = demo_run
     logs = list((work / "logs/demo").rglob("*.log"))

@@ -2,7 +2,7 @@
 
 
 rule balance_method:
-    """Balance statistics, group means and sample sizes for one matching method."""
+    """Balance statistics, group means, sample sizes and the cobalt-style text report of one matching method."""
     input:
         index=f"{RES}/images.parquet",
         attributes=f"{RES}/attributes.parquet",
@@ -11,11 +11,14 @@ rule balance_method:
         table=f"{RES}/balance/{{method}}.parquet",
         means=f"{RES}/balance/{{method}}_means.parquet",
         sizes=f"{RES}/balance/{{method}}_sizes.parquet",
+        text=f"{RES}/balance/{{method}}.txt",  # cobalt's print(bal.tab(...)), also in the log
     params:
         treatment=config["treatment"],
         covariates=config["covariates"],
         threshold=config["balance"]["threshold"],
         min_pairs=config["balance"]["min_pairs"],
+        s_d_denom=config["balance"]["s_d_denom"],
+        binary=config["balance"]["binary"],
     log:
         f"{LOGS}/balance/{{method}}.log",
     conda:

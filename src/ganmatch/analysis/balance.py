@@ -2,8 +2,10 @@
 
 The statistic kernels are pure weighted functions of one covariate; `STATS` is the single source of each
 statistic's function, label and default threshold, and `balance_table` is a long, tidy table built from it.
-Standardised mean differences use the pooled SD of the *unmatched* groups in every sample, so the
-before/after values share one scale.
+Mean differences follow cobalt's `bal.tab`: continuous covariates are standardised, binary ones (two distinct
+values, or constant) are raw differences in proportions unless `binary="std"`; the SD in the denominator
+(`s_d_denom`: the treated group's for the ATT, the controls' for the ATC, pooled for the ATE, or set explicitly)
+is computed in the *unadjusted* sample, so the before/after values share one scale.
 """
 
 from __future__ import annotations
@@ -14,6 +16,11 @@ import pandas as pd
 from ganmatch.errors import InputDataError
 
 Z95 = 1.959963984540054
+
+# cobalt's defaults: the SD of the group the estimand is about; pooled = sqrt((var_t + var_c) / 2)
+ESTIMAND_S_D_DENOM = {"ATT": "treated", "ATC": "control", "ATE": "pooled"}
+S_D_DENOMS = ("treated", "control", "pooled", "all")
+BINARY_DIFFS = ("raw", "std")
 
 # ---------------------------------------------------------------- weighted kernels
 
@@ -42,6 +49,15 @@ def weighted_var(x, weights=None) -> float:
     return float(np.dot(w, (x - m) ** 2) / denom) if denom > 0 else np.nan
 
 
+def covariate_var(x, weights=None, binary: bool = False) -> float:
+    """cobalt's variance of a covariate: p (1 - p) of the weighted proportion p for a binary (0/1) one, else
+    the unbiased weighted variance (`weighted_var`)."""
+    if not binary:
+        return weighted_var(x, weights)
+    p = weighted_mean(x, weights)
+    return float(p * (1 - p))
+
+
 def ess(weights) -> float:
     """Kish effective sample size (sum w)^2 / sum w^2."""
     w = np.asarray(weights, np.float64)
@@ -55,34 +71,75 @@ def _split(x, treated, weights):
     return (x[t], w[t]), (x[~t], w[~t])
 
 
+def is_binary(x) -> bool:
+    """cobalt's 'Binary' type: at most two distinct values (a constant covariate counts as binary)."""
+    return len(np.unique(np.asarray(x, np.float64))) <= 2
+
+
+def as_indicator(x) -> np.ndarray:
+    """A binary covariate as 0/1: 1 for its larger value (0/1 columns are unchanged), as cobalt's dummies."""
+    x = np.asarray(x, np.float64)
+    values = np.unique(x)
+    return (x == values[-1]).astype(np.float64) if len(values) == 2 and not np.isin(values, [0.0, 1.0]).all() else x
+
+
+def resolve_s_d_denom(s_d_denom: str, estimand: str) -> str:
+    """The SD denominator to use: `s_d_denom` itself, or for 'auto' cobalt's default for the estimand."""
+    if estimand not in ESTIMAND_S_D_DENOM:
+        raise InputDataError(f"balance: estimand '{estimand}' is not one of {', '.join(ESTIMAND_S_D_DENOM)}.")
+    if s_d_denom == "auto":
+        return ESTIMAND_S_D_DENOM[estimand]
+    if s_d_denom not in S_D_DENOMS:
+        raise InputDataError(f"balance: s_d_denom '{s_d_denom}' is not one of auto, {', '.join(S_D_DENOMS)}.")
+    return s_d_denom
+
+
+def sd_denominator(x, treated, s_d_denom: str = "pooled", binary: bool | None = None) -> tuple[float, str]:
+    """(SD, denominator used) of one covariate in the unadjusted sample, as cobalt's `col_w_smd`.
+
+    treated / control: that group's SD; pooled: sqrt((var_treated + var_control) / 2); all: the whole sample's.
+    Binary variances are p (1 - p). A zero or undefined SD falls back to the whole sample's (cobalt), and the
+    second value then says 'all'.
+    """
+    binary = is_binary(x) if binary is None else binary
+    (x1, _), (x0, _) = _split(x, treated, None)
+    x = np.asarray(x, np.float64)
+    v1, v0 = covariate_var(x1, None, binary), covariate_var(x0, None, binary)
+    var = {"treated": v1, "control": v0, "pooled": (v1 + v0) / 2, "all": covariate_var(x, None, binary)}[s_d_denom]
+    if not (np.isfinite(var) and var > 0):
+        return float(np.sqrt(covariate_var(x, None, binary))), "all"
+    return float(np.sqrt(var)), s_d_denom
+
+
 def pooled_sd(x, treated) -> float:
     """sqrt((var_treated + var_control) / 2) of the unweighted groups (cobalt's s.d.denom = 'pooled')."""
-    (x1, _), (x0, _) = _split(x, treated, None)
-    return float(np.sqrt((weighted_var(x1) + weighted_var(x0)) / 2))
+    return sd_denominator(x, treated, "pooled")[0]
 
 
-def weighted_smd(x, treated, weights=None, pooled_sd=None) -> float:
-    """(mean_treated - mean_control) / pooled_sd, with weighted means.
+def weighted_smd(x, treated, weights=None, sd=None, s_d_denom: str = "pooled") -> float:
+    """(mean_treated - mean_control) / sd, with weighted means (cobalt's `col_w_smd` with std = TRUE).
 
-    pooled_sd defaults to the unweighted groups' pooled SD (see `pooled_sd`); a zero SD gives 0 when the
-    means agree and +-inf when they do not.
+    sd defaults to the unadjusted sample's `s_d_denom` SD (see `sd_denominator`); equal means give 0, and an
+    explicit zero `sd` gives +-inf when they differ.
     """
-    (x1, w1), (x0, w0) = _split(x, treated, weights)
-    diff = weighted_mean(x1, w1) - weighted_mean(x0, w0)
-    sd = _pooled_sd(x, treated) if pooled_sd is None else float(pooled_sd)
-    if not np.isfinite(diff):
-        return np.nan
+    diff = mean_difference(x, treated, weights)
+    sd = sd_denominator(x, treated, s_d_denom)[0] if sd is None else float(sd)
+    if not np.isfinite(diff) or diff == 0:
+        return diff
     if sd == 0 or not np.isfinite(sd):
-        return 0.0 if diff == 0 else float(np.sign(diff) * np.inf)
+        return float(np.sign(diff) * np.inf)
     return float(diff / sd)
 
 
-_pooled_sd = pooled_sd
+def mean_difference(x, treated, weights=None) -> float:
+    """Raw weighted mean_treated - mean_control (for a 0/1 covariate: the difference in proportions)."""
+    (x1, w1), (x0, w0) = _split(x, treated, weights)
+    return float(weighted_mean(x1, w1) - weighted_mean(x0, w0))
 
 
 def var_ratio(x, treated, weights=None) -> float:
     """Weighted variance of the treated over that of the controls (NaN for binary covariates, as cobalt)."""
-    if _is_binary(x):
+    if is_binary(x):
         return np.nan
     (x1, w1), (x0, w0) = _split(x, treated, weights)
     v1, v0 = weighted_var(x1, w1), weighted_var(x0, w0)
@@ -113,30 +170,30 @@ def ks_mean(x, treated, weights=None) -> float:
 
 
 def ks_max(x, treated, weights=None) -> float:
+    """Kolmogorov-Smirnov statistic (cobalt's KS; for a binary covariate the difference in proportions)."""
     return ecdf_stats(x, treated, weights)[1]
-
-
-def _is_binary(x) -> bool:
-    v = np.unique(np.asarray(x, np.float64))
-    return len(v) <= 2 and np.isin(v, [0.0, 1.0]).all()
 
 
 # ---------------------------------------------------------------- registry
 
-# compare: how `value` is judged against `threshold` ("abs_below": |v| < t; "ratio_within": 1/t < v < t)
+# compare: how `value` is judged against `threshold` ("abs_below": |v| < t; "ratio_within": 1/t < v < t).
+# "smd" is cobalt's mean difference: standardised or raw per row, as the row's diff_type says.
 STATS = {
-    "smd": {"function": weighted_smd, "label": "Std. Mean Diff.", "threshold": 0.1, "compare": "abs_below"},
-    "var_ratio": {"function": var_ratio, "label": "Var. Ratio", "threshold": 2.0, "compare": "ratio_within"},
+    "smd": {"function": weighted_smd, "label": "Diff.", "threshold": 0.1, "compare": "abs_below"},
+    "var_ratio": {"function": var_ratio, "label": "V.Ratio", "threshold": 2.0, "compare": "ratio_within"},
     "ks_mean": {"function": ks_mean, "label": "eCDF Mean", "threshold": 0.05, "compare": "abs_below"},
-    "ks_max": {"function": ks_max, "label": "eCDF Max", "threshold": 0.1, "compare": "abs_below"},
+    "ks_max": {"function": ks_max, "label": "KS", "threshold": 0.1, "compare": "abs_below"},
 }
 DESCRIPTIVE = ["mean_treated", "mean_control", "sd_treated", "sd_control"]
 SAMPLES = ["unmatched", "matched"]
+TYPES = {True: "Binary", False: "Contin."}  # cobalt's Type column
 
 
 def balance_columns() -> list[str]:
-    """Columns of the long balance table."""
-    return ["covariate", "stat", "sample", "value", "threshold", "balanced", "status"]
+    """Columns of the long balance table. `type` is cobalt's Binary/Contin.; on the `smd` rows `diff_type` says
+    whether the difference is standardised ('std') or raw ('raw') and `s_d_denom` which group's SD divided it
+    (treated, control, pooled, all; '' when raw); both are '' on the other statistics' rows."""
+    return ["covariate", "type", "stat", "sample", "value", "threshold", "balanced", "status", "diff_type", "s_d_denom"]
 
 
 def _status(value: float, balanced) -> str:
@@ -184,37 +241,45 @@ def _check(covariates: pd.DataFrame, treated, weights):
 
 
 def balance_table(covariates: pd.DataFrame, treated: np.ndarray, weights: np.ndarray | None = None,
-                  thresholds: dict | None = None, min_pairs: int = 1) -> pd.DataFrame:
-    """Long balance table: covariate, stat, sample (unmatched/matched), value, threshold, balanced, status.
+                  thresholds: dict | None = None, min_pairs: int = 1, estimand: str = "ATT",
+                  s_d_denom: str = "auto", binary: str = "raw") -> pd.DataFrame:
+    """Long balance table (see `balance_columns`), unmatched and, when `weights` are given, matched.
+
+    Mean differences (stat 'smd') follow cobalt's `bal.tab`: continuous covariates are standardised, binary ones
+    raw differences in proportions unless `binary='std'`; the SD is `s_d_denom`'s ('auto': treated for the ATT,
+    control for the ATC, pooled for the ATE), computed in the unmatched sample for both samples. Binary
+    covariates with values other than 0/1 are read as indicators of their larger value.
 
     A matched sample with fewer than `min_pairs` matched treated units is judged by nobody: its rows get
     balanced = NA and status 'too few pairs (n < min)'; a statistic that cannot be computed (NaN) is
-    'not estimable'. Neither is ever counted as balanced.
-
-    stats: mean/sd per group and every entry of `STATS`; the matched sample (only when `weights` is given)
-    uses the weights, and SMDs in both samples divide by the unmatched groups' pooled SD.
-    `thresholds` overrides STATS' default thresholds by stat name.
+    'not estimable'. Neither is ever counted as balanced. `thresholds` overrides STATS' defaults by stat name.
     """
     X, t, weights = _check(covariates, treated, weights)
+    denom = resolve_s_d_denom(s_d_denom, estimand)
+    if binary not in BINARY_DIFFS:
+        raise InputDataError(f"balance: binary '{binary}' is not one of {', '.join(BINARY_DIFFS)}.")
     thr = {k: v["threshold"] for k, v in STATS.items()} | dict(thresholds or {})
     rows = []
     samples = [("unmatched", None)] + ([("matched", weights)] if weights is not None else [])
     for cov in X.columns:
-        x = X[cov].to_numpy()
-        sd0 = pooled_sd(x, t)
+        bin_ = is_binary(X[cov].to_numpy())
+        x = as_indicator(X[cov].to_numpy()) if bin_ else X[cov].to_numpy()
+        std = binary == "std" or not bin_
+        sd, used = sd_denominator(x, t, denom, bin_) if std else (np.nan, "")
         for sample, w in samples:
             (x1, w1), (x0, w0) = _split(x, t, w)
             vals = {"mean_treated": weighted_mean(x1, w1), "mean_control": weighted_mean(x0, w0),
-                    "sd_treated": np.sqrt(weighted_var(x1, w1)), "sd_control": np.sqrt(weighted_var(x0, w0))}
-            for name, spec in STATS.items():
-                fn = spec["function"]
-                vals[name] = fn(x, t, w, pooled_sd=sd0) if name == "smd" else fn(x, t, w)
+                    "sd_treated": np.sqrt(covariate_var(x1, w1, bin_)), "sd_control": np.sqrt(covariate_var(x0, w0, bin_)),
+                    "smd": weighted_smd(x, t, w, sd=sd) if std else mean_difference(x, t, w)}
+            vals |= {name: spec["function"](x, t, w) for name, spec in STATS.items() if name != "smd"}
             for name, value in vals.items():
                 threshold = thr.get(name) if name in STATS else None
                 judged = _judge(value, threshold, STATS[name]["compare"]) if name in STATS else pd.NA
-                rows.append({"covariate": cov, "stat": name, "sample": sample, "value": float(value),
-                             "threshold": np.nan if threshold is None else float(threshold), "balanced": judged,
-                             "status": _status(float(value), judged) if name in STATS else ""})
+                rows.append({"covariate": cov, "type": TYPES[bin_], "stat": name, "sample": sample,
+                             "value": float(value), "threshold": np.nan if threshold is None else float(threshold),
+                             "balanced": judged, "status": _status(float(value), judged) if name in STATS else "",
+                             "diff_type": ("std" if std else "raw") if name == "smd" else "",
+                             "s_d_denom": used if name == "smd" else ""})
     out = pd.DataFrame(rows, columns=balance_columns())
     out["balanced"] = out["balanced"].astype("boolean")
     if weights is not None:
@@ -224,6 +289,25 @@ def balance_table(covariates: pd.DataFrame, treated: np.ndarray, weights: np.nda
             out.loc[matched, "balanced"] = pd.NA
             out.loc[matched & (out["status"] != ""), "status"] = few
     return out
+
+
+SD_WORDS = {"treated": "treated group's SD", "control": "control group's SD", "pooled": "pooled SD",
+            "all": "whole sample's SD"}
+
+
+def difference_axis_label(smd: pd.DataFrame) -> str:
+    """The love plot's x label, as cobalt's: standardised, raw, or mixed mean differences (binary covariates raw),
+    naming the SD the standardised ones were divided by (the table's diff_type and s_d_denom columns)."""
+    if "diff_type" not in smd:
+        return "Absolute standardised mean difference"
+    kinds = set(smd["diff_type"])
+    denoms = [SD_WORDS.get(d, d) for d in dict.fromkeys(smd.loc[smd["diff_type"] == "std", "s_d_denom"])]
+    sd = f"units of the {' / '.join(denoms)} before matching" if denoms else ""
+    if kinds == {"raw"}:
+        return "Absolute mean difference (binary: raw difference in proportions)"
+    if kinds == {"std"}:
+        return f"Absolute standardised mean difference ({sd})"
+    return f"Absolute standardised mean difference ({sd}; binary: raw difference)"
 
 
 def sample_sizes(treated, weights=None) -> pd.DataFrame:

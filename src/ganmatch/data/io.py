@@ -95,6 +95,12 @@ def write_json(obj, path: str | os.PathLike) -> None:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
+def write_text(text: str, path: str | os.PathLike) -> None:
+    """Write a UTF-8 text file atomically (a plain-text report beside a table)."""
+    with atomic_path(path, ".txt") as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
 def write_png(image: np.ndarray, path: str | os.PathLike) -> None:
     """Write an HxWx3 uint8 image to PNG atomically."""
     from PIL import Image

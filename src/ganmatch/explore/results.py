@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ganmatch.analysis.balance import difference_axis_label
 from ganmatch.data.io import read_npy, read_parquet
 from ganmatch.errors import InputDataError
 
@@ -29,6 +30,7 @@ class Method:
     pairs: pd.DataFrame
     balance: pd.DataFrame | None = None
     threshold: float | None = None
+    axis_label: str = "Absolute standardised mean difference"  # what the differences are (balance.difference_axis_label)
     has_refs: bool = False
     has_penalised: bool = False
     has_gap: bool = False
@@ -249,8 +251,9 @@ def load_run(folder: str | Path) -> Run:
         long = table(root, f"balance/{name}.parquet")
         wide, threshold = wide_balance(long) if long is not None and len(long) else (None, None)
         emb = str(pairs["embedding"].iloc[0]) if "embedding" in pairs and len(pairs) else ""
+        label = difference_axis_label(long[long["stat"] == "smd"]) if wide is not None else Method.axis_label
         methods[name] = Method(name, emb, enrich_pairs(pairs, attributes, covariates, embeddings), wide, threshold,
-                               has_refs=all(c in pairs for c in REF_COLUMNS), has_penalised="penalised" in pairs,
+                               axis_label=label, has_refs=all(c in pairs for c in REF_COLUMNS), has_penalised="penalised" in pairs,
                                has_gap="reference_gap" in pairs)
     figures = {p.stem: p for p in sorted((root / "figures").glob("*.png")) if inside(root, p)}
     return Run(root=root, dataset=root.name, index=index,

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ganmatch.analysis.attributes import LatentAttributeModel, conditional_direction
-from ganmatch.data.io import read_parquet, write_npy, write_parquet, write_png
+from ganmatch.data.io import read_parquet, write_npy, write_parquet, write_png, write_text
 
 COVARIATES = ["young", "smiling", "eyeglasses"]
 TREATMENT = "male"
@@ -151,6 +151,7 @@ def write_synthetic_run(root: str | Path, dataset: str = "synthetic", n_images: 
         bal = method_balance(index, attributes, units, TREATMENT, COVARIATES, 0.1, name)
         for key, suffix in (("table", ""), ("means", "_means"), ("sizes", "_sizes")):
             write_parquet(bal[key], res / "balance" / f"{name}{suffix}.parquet")
+        write_text(bal["text"], res / "balance" / f"{name}.txt")
         tables.append(bal["table"])
     summary = pd.concat(tables, ignore_index=True)
     write_parquet(summary, res / "balance" / "summary.parquet")

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.ticker import FuncFormatter
 
+from ganmatch.analysis.balance import difference_axis_label
 from ganmatch.errors import InputDataError
 from ganmatch.report.plots import (
     BEFORE_COLOUR,
@@ -94,9 +95,10 @@ def covariate_means(means: pd.DataFrame, pdf: str, png: str | None = None, treat
 
 
 def love_plot(summary: pd.DataFrame, pdf: str, png: str | None = None, threshold: float | None = None) -> pd.DataFrame:
-    """|SMD| per covariate before and after matching, one marker per method, with the balance threshold line.
+    """|Mean difference| per covariate before and after matching, one marker per method, with the balance threshold
+    line; the x axis says whether the differences are standardised (by which SD) or raw (`difference_axis_label`).
 
-    `summary` is balance/summary.parquet (long, with `method`); `threshold` defaults to the table's SMD
+    `summary` is balance/summary.parquet (long, with `method`); `threshold` defaults to the table's `smd`
     threshold. Returns covariate, method, sample, smd, abs_smd, threshold.
     """
     _need(summary, ["covariate", "stat", "sample", "value", "method"], "love_plot")
@@ -117,7 +119,7 @@ def love_plot(summary: pd.DataFrame, pdf: str, png: str | None = None, threshold
     methods = list(dict.fromkeys(data["method"]))
     styles = method_styles(methods)
     fig, ax = plt.subplots(figsize=(6.2, 1.2 + 0.42 * len(covs)))
-    ax.axvline(threshold, color="k", linestyle="--", linewidth=1, label=f"|SMD| = {threshold:g} (balance threshold)")
+    ax.axvline(threshold, color="k", linestyle="--", linewidth=1, label=f"|difference| = {threshold:g} (balance threshold)")
     b = data[data["sample"] == "unmatched"].drop_duplicates(["covariate", "abs_smd"])
     ax.scatter(b["abs_smd"], b["covariate"].map(y), s=40, facecolors="none", edgecolors=BEFORE_COLOUR, linewidths=1.5,
                label="before matching", zorder=3)
@@ -135,7 +137,7 @@ def love_plot(summary: pd.DataFrame, pdf: str, png: str | None = None, threshold
     ax.set_ylim(-0.6, len(covs) - 0.4)
     ax.set_xlim(left=0, right=max(float(np.nanmax(data["abs_smd"].replace(np.inf, np.nan).to_numpy(), initial=0)),
                                   threshold) * 1.1 + 0.02)
-    ax.set_xlabel("|standardised mean difference| (units of pooled SD)")
+    ax.set_xlabel(difference_axis_label(smd))
     ax.set_title("Covariate balance before and after matching (love plot)", fontsize=10)
     ax.grid(axis="x", alpha=0.3)
     ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False)
