@@ -234,25 +234,21 @@ LALONDE = Path(__file__).parent / "data" / "lalonde.csv"
 
 
 def lalonde_nearest():
-    """MatchIt's `matchit(treat ~ age + educ + race + married + nodegree + re74 + re75, data = lalonde)`: an
-    unpenalised logistic propensity score, then 1:1 nearest neighbour without replacement, treated units
-    largest score first. Returns covariates (race as dummies, as cobalt splits it), treatment, weights."""
+    """MatchIt's `matchit(treat ~ age + educ + race + married + nodegree + re74 + re75, data = lalonde)` through
+    ganmatch's engine: an unpenalised logistic propensity score (distance propensity, link logit), then 1:1 nearest
+    neighbour without replacement, treated units largest score first (MatchIt's defaults). Returns covariates (race
+    as dummies, as cobalt splits it), treatment, weights."""
+    from ganmatch.matching import MatchData, match
+
     df = pd.read_csv(LALONDE)
     X = pd.DataFrame({"age": df["age"], "educ": df["educ"]}
                      | {f"race_{r}": (df["race"] == r).astype(int) for r in ("black", "hispan", "white")}
                      | {c: df[c] for c in ("married", "nodegree", "re74", "re75")})
     t = df["treat"].to_numpy()
-    D = np.column_stack([np.ones(len(df)), X.drop(columns="race_black").to_numpy(float)])
-    beta = np.zeros(D.shape[1])
-    for _ in range(30):  # Newton-Raphson = R's glm IRLS for the logit link
-        p = 1 / (1 + np.exp(-D @ beta))
-        beta += np.linalg.solve(D.T @ (D * (p * (1 - p))[:, None]), D.T @ (t - p))
-    ps = 1 / (1 + np.exp(-D @ beta))
-    controls, w = list(np.flatnonzero(t == 0)), np.zeros(len(t))
-    for i in np.flatnonzero(t == 1)[np.argsort(-ps[t == 1], kind="stable")]:
-        j = controls.pop(int(np.argmin(np.abs(ps[controls] - ps[i]))))
-        w[i] = w[j] = 1.0
-    return X.assign(distance=ps), t, w
+    design = [c for c in X.columns if c != "race_black"]
+    res = match("nearest", MatchData(ids=np.arange(len(df)), treated=t, covariates=X), distance="propensity",
+                covariates=design)
+    return X.assign(distance=res.units["distance"].to_numpy()), t, res.units["weight"].to_numpy()
 
 
 def test_lalonde_matches_cobalts_documented_bal_tab():
@@ -302,8 +298,8 @@ def test_the_stage_reads_the_estimand_of_the_matching_result():
     ids = list("abcdef")
     index = pd.DataFrame({"image_id": ids, "male": T6, "identity": ids})
     attrs = COBALT.assign(image_id=ids)
-    pairs = pd.DataFrame({"treated_id": ["a", "b"], "control_id": ["d", "e"], "weight": [1.0, 1.0]})
-    out = method_balance(index, attrs, pairs, "male", ["x", "b"], 0.1, "m", min_pairs=1, estimand="ATC")
+    units = pd.DataFrame({"image_id": ids, "weight": [1.0, 1.0, 0.0, 1.0, 1.0, 0.0]})   # the pairs a-d and b-e
+    out = method_balance(index, attrs, units, "male", ["x", "b"], 0.1, "m", min_pairs=1, estimand="ATC")
     smd = out["table"].query("stat == 'smd'").set_index(["covariate", "sample"])
     assert smd.loc[("x", "unmatched"), "value"] == pytest.approx(3 / SD_X["control"])
     assert smd.loc[("x", "matched"), "value"] == pytest.approx(1.5 / SD_X["control"])  # W6's pairs
