@@ -6,6 +6,10 @@ whole default demo DAG from scratch in a temporary copy of the repository: `loca
 --cores 2`, `slurm` with the shipped `--profile profiles/slurm` unchanged (the cluster's default partition, no
 account), `slurm_grouped` the same plus the grouping of docs/cluster.md (`GROUPS`: the short rules after matching
 in one SLURM job each, `group_args`). Writes benchmarks/results/slurm_overhead.csv and .md.
+
+`--from-logs local=LOG slurm=LOG` builds the table from finished runs' Snakemake logs (`.snakemake/log/*.log`:
+its "Elapsed time", steps and sbatch submissions) instead, e.g. those of tests/test_slurm.py, which runs its
+small demo both ways on the same cluster; `--demo` says which demo the logs are of.
 """
 
 from __future__ import annotations
@@ -75,6 +79,24 @@ def count_jobs(log: str) -> tuple[int, int]:
     return (int(done[-1][0]) if done else 0), submitted
 
 
+def elapsed_seconds(log: str) -> float:
+    """The wall time Snakemake reports at the end of a run ("Elapsed time: 0:14:58.588490")."""
+    found = re.findall(r"Elapsed time: (?:(\d+) days?, )?(\d+):(\d+):(\d+(?:\.\d*)?)", log)
+    if not found:
+        raise ValueError("no 'Elapsed time' in the log: the run did not end")
+    days, h, m, sec = found[-1]
+    return int(days or 0) * 86400 + int(h) * 3600 + int(m) * 60 + float(sec)
+
+
+def from_log(name: str, path: Path) -> dict:
+    """A table row from a finished run's Snakemake log."""
+    log = path.read_text()
+    jobs, slurm_jobs = count_jobs(log)
+    ok = jobs > 0 and "Exiting because a job execution failed" not in log
+    return {"case": name, "status": "ok" if ok else "failed", "jobs": jobs, "slurm_jobs": slurm_jobs,
+            "wall_s": round(elapsed_seconds(log), 1), "load_1min_at_start": float("nan")}
+
+
 def run_case(name: str, args: list[str]) -> dict:
     with tempfile.TemporaryDirectory(prefix=f"ganmatch_{name}_") as tmp:
         work = copy_repository(Path(tmp))
@@ -96,6 +118,9 @@ def run_case(name: str, args: list[str]) -> dict:
 def main(argv=None) -> pd.DataFrame:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
+    parser.add_argument("--from-logs", nargs="+", metavar="CASE=LOG", help="rows from finished runs' logs")
+    parser.add_argument("--demo", default="the default demo (config/config.yaml)", help="what the runs ran")
+    parser.add_argument("--note", default="", help="a sentence for the table's header (e.g. the machine's load)")
     parser.add_argument("--out", default=str(HERE / "results" / "slurm_overhead"))
     args = parser.parse_args(argv)
     from ganmatch.data.io import write_table_pair
@@ -104,14 +129,18 @@ def main(argv=None) -> pd.DataFrame:
     sinfo = subprocess.run(["sinfo", "-h", "-N", "-o", SINFO_FORMAT], capture_output=True, text=True).stdout
     node = largest_node(parse_sinfo(sinfo))
     arguments = cases(node.cpus)
-    table = pd.DataFrame([run_case(name, arguments[name]) for name in args.cases])
+    if args.from_logs:
+        rows = [from_log(name, Path(path)) for name, path in (item.split("=", 1) for item in args.from_logs)]
+    else:
+        rows = [run_case(name, arguments[name]) for name in args.cases]
+    table = pd.DataFrame(rows)
     head = (
         "# SLURM overhead on the demo: profiles/slurm against profiles/local\n\n"
-        f"The whole default demo DAG from scratch, on the one-node cluster of tests/slurm/start_slurm.sh "
+        f"The whole DAG of {args.demo} from scratch, on the one-node cluster of tests/slurm/start_slurm.sh "
         f"(sinfo: `{' '.join(sinfo.split())}`; no accounting database, so job states come from squeue); "
         f"{platform.machine()}, Python {platform.python_version()}. jobs: Snakemake jobs; slurm_jobs: sbatch "
         "submissions (the rest ran on the submitting node); load_1min_at_start: the shared machine's load. "
-        "Regenerate with `PYTHONPATH=src python benchmarks/slurm_overhead.py`.\n\n"
+        f"{args.note + ' ' if args.note else ''}Regenerate with `PYTHONPATH=src python benchmarks/slurm_overhead.py`.\n\n"
     )
     write_table_pair(table, args.out, head)
     return table

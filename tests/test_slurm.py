@@ -2,9 +2,9 @@
 
 The demo DAG runs in temporary copies of the repository through `--profile profiles/slurm`, the shipped
 profile with only its partition and account lines set (`site_profile`, as docs/cluster.md tells a user; the
-start-up preflight adapts the rest to the node), and its tables must equal those of a local run. Fault tests:
-a running job is cancelled with scancel and the retries redo it; a SIGTERM cancels the queued jobs and the
-restart finishes; a job that fails once is retried.
+start-up preflight adapts the rest to the node), and its tables must equal those of a local run. Fault tests,
+on the projection jobs only: a running job is cancelled with scancel and the retries redo it; a SIGTERM
+cancels the queued jobs and the restart finishes; a job that fails once is retried.
 Without a SLURM that answers `sinfo`, the SLURM tests are skipped; the profile checks still run.
 """
 

@@ -1,11 +1,11 @@
 """SLURM preflight at start-up: a cluster run that cannot hang on job states or sit PENDING for ever.
 
-Three ways a SLURM run silently never finishes or fails at once: (1) the cluster has no accounting database,
-`sacct` fails, and Snakemake never learns that jobs finished; (2) a rule asks for more cores or memory than any
-node of the partition has, and its jobs stay `PENDING (PartitionConfig)` without a message; (3) a rule asks for a
-GPU in a partition without GPUs, and sbatch refuses it ("Invalid generic resource (gres) specification"). `preflight` decides from the
-text of `sinfo` and `sacct` (pure, unit-tested); `apply_preflight` is the thin start-up call that acts on it
-when the slurm executor is in use (`workflow/rules/common.smk`).
+Three ways a SLURM run never finishes: (1) the cluster has no accounting database, `sacct` fails, and Snakemake
+never learns that jobs finished; (2) a rule asks for more cores or memory than any node of the partition has, and
+its jobs stay `PENDING (PartitionConfig)` without a message; (3) a rule asks for a GPU in a partition without
+GPUs, and sbatch refuses every one of its jobs ("Invalid generic resource (gres) specification"). `preflight`
+decides from the text of `sinfo` and `sacct` (pure, unit-tested); `apply_preflight` is the thin start-up call
+that acts on it when the slurm executor is in use (`workflow/rules/common.smk`).
 """
 
 from __future__ import annotations
