@@ -9,7 +9,8 @@ in one SLURM job each, `group_args`). Writes benchmarks/results/slurm_overhead.c
 
 `--from-logs local=LOG slurm=LOG` builds the table from finished runs' Snakemake logs (`.snakemake/log/*.log`:
 its "Elapsed time", steps and sbatch submissions) instead, e.g. those of tests/test_slurm.py, which runs its
-small demo both ways on the same cluster; `--demo` says which demo the logs are of.
+small demo both ways on the same cluster; `--dag` says which demo (and which part of its DAG) the logs ran,
+`--append` adds the rows to the table already written.
 """
 
 from __future__ import annotations
@@ -119,7 +120,8 @@ def main(argv=None) -> pd.DataFrame:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
     parser.add_argument("--from-logs", nargs="+", metavar="CASE=LOG", help="rows from finished runs' logs")
-    parser.add_argument("--demo", default="the default demo (config/config.yaml)", help="what the runs ran")
+    parser.add_argument("--dag", default="default demo, whole DAG", help="what the runs ran (a column)")
+    parser.add_argument("--append", action="store_true", help="add the rows to the existing table")
     parser.add_argument("--note", default="", help="a sentence for the table's header (e.g. the machine's load)")
     parser.add_argument("--out", default=str(HERE / "results" / "slurm_overhead"))
     args = parser.parse_args(argv)
@@ -133,13 +135,16 @@ def main(argv=None) -> pd.DataFrame:
         rows = [from_log(name, Path(path)) for name, path in (item.split("=", 1) for item in args.from_logs)]
     else:
         rows = [run_case(name, arguments[name]) for name in args.cases]
-    table = pd.DataFrame(rows)
+    table = pd.DataFrame([{"dag": args.dag, **row} for row in rows])
+    if args.append and Path(args.out).with_suffix(".csv").exists():
+        table = pd.concat([pd.read_csv(Path(args.out).with_suffix(".csv")), table], ignore_index=True)
     head = (
         "# SLURM overhead on the demo: profiles/slurm against profiles/local\n\n"
-        f"The whole DAG of {args.demo} from scratch, on the one-node cluster of tests/slurm/start_slurm.sh "
-        f"(sinfo: `{' '.join(sinfo.split())}`; no accounting database, so job states come from squeue); "
-        f"{platform.machine()}, Python {platform.python_version()}. jobs: Snakemake jobs; slurm_jobs: sbatch "
-        "submissions (the rest ran on the submitting node); load_1min_at_start: the shared machine's load. "
+        "Each row is one Snakemake run (dag: which demo config, and which part of its DAG it ran), on the "
+        f"one-node cluster of tests/slurm/start_slurm.sh (sinfo: `{' '.join(sinfo.split())}`; no accounting "
+        f"database, so job states come from squeue); {platform.machine()}, Python {platform.python_version()}. "
+        "jobs: Snakemake jobs; slurm_jobs: sbatch submissions (the rest ran on the submitting node); "
+        "load_1min_at_start: the shared machine's load (nan: rows taken from logs). "
         f"{args.note + ' ' if args.note else ''}Regenerate with `PYTHONPATH=src python benchmarks/slurm_overhead.py`.\n\n"
     )
     write_table_pair(table, args.out, head)
