@@ -26,6 +26,7 @@ MEASURED = {  # the columns that hold measurements (the others describe the case
                  "ratio_to_matmul", "ratio_to_blocked_matmul", "dense_over_heap"],
     "projection": ["sec_per_step", "images_per_sec", "speedup_vs_batch1"],
     "projection_flops": ["gflop_per_image_step"],
+    "slurm_overhead": ["jobs", "slurm_jobs", "wall_s"],
 }
 TABLES = tuple(MEASURED)
 NUMBER = re.compile(r"(?<![\w.])(\d+\.\d+|\d+)(x)?(?![\w.]*\d)")
@@ -35,7 +36,17 @@ TAG = re.compile(r"\[([^\]\[]+)\]")
 KNN512 = {"case": "knn", "dim": "512"}
 KNNWP = {"case": "knn", "dim": "18x512"}
 CPU_VGG = {"preset": "ffhq256", "threads": 2, "space": "w+", "perceptual": "vgg"}
+WHOLE, TAIL = "small demo of tests/test_slurm.py, whole DAG", "small demo, the jobs after matching"
+SLURM_WHOLE, LOCAL_WHOLE = {"dag": WHOLE, "case": "slurm"}, {"dag": WHOLE, "case": "local"}
+SLURM_TAIL, GROUPED_TAIL = {"dag": TAIL, "case": "slurm"}, {"dag": TAIL, "case": "slurm_grouped"}
 QUOTES = [
+    ("docs/cluster.md", "45 SLURM jobs (and `all` on the submitting node) took 1034 s with `profiles/slurm`, "
+     "against 190.4 s for the same 46 jobs",
+     [("45", "slurm_overhead", SLURM_WHOLE, "slurm_jobs"), ("1034", "slurm_overhead", SLURM_WHOLE, "wall_s"),
+      ("190.4", "slurm_overhead", LOCAL_WHOLE, "wall_s"), ("46", "slurm_overhead", LOCAL_WHOLE, "jobs")]),
+    ("docs/cluster.md", "the 21 SLURM jobs after matching in 3 took 202.9 s instead of 163.3 s",
+     [("21", "slurm_overhead", SLURM_TAIL, "slurm_jobs"), ("3", "slurm_overhead", GROUPED_TAIL, "slurm_jobs"),
+      ("202.9", "slurm_overhead", GROUPED_TAIL, "wall_s"), ("163.3", "slurm_overhead", SLURM_TAIL, "wall_s")]),
     ("README.md", "takes 9.0 s and 1.0 GB", [("9.0", "matching", KNN512, "seconds"),
                                              ("1.0", "matching", KNN512, "peak_gb")]),
     ("README.md", "15.1 s, 3.9 GB", [("15.1", "matching", {"case": "matmul", "dim": "512"}, "seconds"),

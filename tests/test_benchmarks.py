@@ -58,3 +58,20 @@ def test_projection_flops_benchmark_counts_one_step():
     spec.loader.exec_module(module)
     df = module.run(["demo"], losses=("pixel",))
     assert list(df["preset"]) == ["demo"] and (df["gflop_per_image_step"] > 0).all()
+
+
+def test_slurm_overhead_benchmark_reads_runs_from_snakemake_logs(tmp_path):
+    path = Path(__file__).parents[1] / "benchmarks" / "slurm_overhead.py"
+    spec = importlib.util.spec_from_file_location("bench_slurm_overhead", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    log = tmp_path / "run.log"
+    log.write_text("Job 3 has been submitted with SLURM jobid 12 (log: x).\n1 of 2 steps (50%) done\n"
+                   "Job 4 has been submitted with SLURM jobid 13 (log: y).\n2 of 2 steps (100%) done\n"
+                   "Elapsed time: 0:17:13.919044\n")
+    row = bench.from_log("slurm", log)
+    assert row["jobs"] == 2 and row["slurm_jobs"] == 2 and row["wall_s"] == 1033.9 and row["status"] == "ok"
+    assert bench.elapsed_seconds("Elapsed time: 1 day, 0:00:01.5") == 86401.5
+    args = bench.group_args(8)
+    assert args[args.index("--cores") + 1] == "8" and "figure_love_plot=figures" in args
+    assert set(bench.CASES) == {"local", "slurm", "slurm_grouped"}

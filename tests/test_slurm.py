@@ -1,16 +1,20 @@
 """The SLURM profile, end to end, on a real SLURM (the one-node cluster of tests/slurm/start_slurm.sh).
 
-The demo DAG runs in temporary copies of the repository through `--profile profiles/slurm` (adapted to
-the node, see `node_profile`) and its tables must equal those of a local run. Fault tests: a running
-job is cancelled with scancel and the workflow restarted; a job that fails once is retried.
+The demo DAG runs in temporary copies of the repository through `--profile profiles/slurm`, the shipped
+profile with only its partition and account lines set (`site_profile`, as docs/cluster.md tells a user; the
+start-up preflight adapts the rest to the node), and its tables must equal those of a local run. Fault tests,
+on the projection jobs only: a running job is cancelled with scancel and the retries redo it; a SIGTERM
+cancels the queued jobs and the restart finishes; a job that fails once is retried.
 Without a SLURM that answers `sinfo`, the SLURM tests are skipped; the profile checks still run.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -54,17 +58,10 @@ exec "$GANMATCH_REAL_SBATCH" "$@"
 """
 
 
-# --- the node and the profile adapted to it ----------------------------------------------------------
+# --- the cluster, and the shipped profile as a user sets it up ----------------------------------------
 
-
-@dataclass(frozen=True)
-class Node:
-    """What the test cluster offers one job: cores, memory (MB), GPUs, and whether sacct works."""
-
-    cpus: int
-    mem_mb: int
-    gpus: int
-    sacct: bool
+SITE_KEYS = ("slurm_partition", "slurm_account", "slurm-no-account")
+"""The only keys a user must set in profiles/slurm/config.yaml (docs/cluster.md); the tests set nothing else."""
 
 
 def slurm_skip_reason() -> str | None:
@@ -80,74 +77,80 @@ def slurm_skip_reason() -> str | None:
     return None
 
 
-def query_node() -> Node:
-    """The smallest node of the default partition, as sinfo reports it."""
-    out = subprocess.run(["sinfo", "-h", "-N", "-o", "%c|%m|%G|%P"], capture_output=True, text=True, check=True).stdout
-    rows = [line.split("|") for line in out.splitlines() if line.strip()]
-    default = [r for r in rows if r[3].endswith("*")] or rows
-    cpus = min(int(r[0]) for r in default)
-    mem = min(int(r[1].rstrip("+")) for r in default)
-    gpus = min(_gpu_count(r[2]) for r in default)
+@dataclass(frozen=True)
+class Cluster:
+    """What the test cluster is: its default partition, the largest node there, and whether sacct works."""
+
+    partition: str
+    cpus: int
+    mem_mb: int
+    gpus: int
+    sacct: bool
+
+
+def query_cluster() -> Cluster:
+    """The default partition and its largest node, as sinfo reports them (the preflight reads the same)."""
+    from ganmatch.slurm import SINFO_FORMAT, largest_node, parse_sinfo
+
+    out = subprocess.run(["sinfo", "-h", "-N", "-o", SINFO_FORMAT], capture_output=True, text=True, check=True)
+    node = largest_node(parse_sinfo(out.stdout))
     sacct = subprocess.run(["sacct", "-n", "-X", "-j", "1"], capture_output=True, text=True).returncode == 0
-    return Node(cpus=cpus, mem_mb=mem, gpus=gpus, sacct=sacct)
+    return Cluster(node.partition, node.cpus, node.mem_mb, node.gpus, sacct)
 
 
-def _gpu_count(gres: str) -> int:
-    """Number of GPUs in an sinfo %G field such as 'gpu:1', 'gpu:a100:4(S:0)' or '(null)'."""
-    total = 0
-    for item in gres.split(","):
-        parts = item.split("(")[0].split(":")
-        if parts[0] == "gpu" and len(parts) > 1 and parts[-1].isdigit():
-            total += int(parts[-1])
-    return total
+def site_profile(shipped: str, partition: str | None, account: str | None) -> str:
+    """profiles/slurm/config.yaml as a user sets it up: the commented `slurm_partition` of default-resources and
+    `slurm_account` (or, without one, `slurm-no-account: true`) uncommented with their values; nothing else."""
+    out = []
+    in_defaults = False
+    for line in shipped.splitlines(keepends=True):
+        if not line.startswith((" ", "#")):
+            in_defaults = line.startswith("default-resources:")
+        if in_defaults and partition and re.match(r"\s+# slurm_partition:", line):
+            line = re.sub(r"# slurm_partition: \S+", f'slurm_partition: "{partition}"', line)
+        elif in_defaults and account and re.match(r"\s+# slurm_account:", line):
+            line = re.sub(r"# slurm_account: \S+", f'slurm_account: "{account}"', line)
+        elif not account and line.startswith("# slurm-no-account: true"):
+            line = line[2:]
+        out.append(line)
+    return "".join(out)
 
 
-def node_profile(profile: dict, node: Node, prefix: str = "ganmatchtest") -> dict:
-    """profiles/slurm adapted to a test node: the same rules and retries, requests that fit the node.
+def changed_keys(shipped: str, edited: str) -> set[str]:
+    """The keys on the lines that differ between two profile texts (comments ignored)."""
+    keys = set()
+    for line in difflib.unified_diff(shipped.splitlines(), edited.splitlines(), lineterm="", n=0):
+        if line.startswith(("---", "+++", "@@")):
+            continue
+        text = line[1:].split("#", 1)[0].strip()
+        if text:
+            keys.add(text.split(":", 1)[0].strip())
+    return keys
 
-    Threads are capped at the node's cores and memory at its share per core; GPU requests are dropped
-    when the node has no GPU; partition and account are left to the cluster's defaults; status is
-    polled with squeue when there is no accounting database.
-    """
-    out = yaml.safe_load(yaml.safe_dump(profile))
-    cap = node.mem_mb // node.cpus
-    for resources in [out.get("default-resources", {}), *out.get("set-resources", {}).values()]:
-        for key in ("slurm_partition", "slurm_account"):
-            resources.pop(key, None)
-        if "mem_mb" in resources:
-            resources["mem_mb"] = f"min({resources['mem_mb']}, {cap})"
-        if not node.gpus:
-            if "gpu" in resources:
-                resources["gpu"] = 0
-            resources.pop("gpu_model", None)
-            resources.pop("gres", None)
-    out["set-threads"] = {rule: min(int(n), node.cpus) for rule, n in out.get("set-threads", {}).items()}
-    out["jobs"] = 2 * node.cpus
-    out["latency-wait"] = 10
-    out["slurm-no-account"] = True
-    out["slurm-init-seconds-before-status-checks"] = 2
-    out["slurm-jobname-prefix"] = prefix
-    if not node.sacct:
-        out["slurm-status-command"] = "squeue"
+
+def without_site_keys(profile: dict) -> dict:
+    """A parsed profile with the site keys taken out, at the top level and in every resource mapping."""
+    out = {k: v for k, v in profile.items() if k not in SITE_KEYS}
+    if "default-resources" in out:
+        out["default-resources"] = {k: v for k, v in out["default-resources"].items() if k not in SITE_KEYS}
+    if "set-resources" in out:
+        out["set-resources"] = {rule: {k: v for k, v in res.items() if k not in SITE_KEYS}
+                                for rule, res in out["set-resources"].items()}
     return out
 
 
-def test_node_profile_fits_a_small_gpu_less_node():
-    profile = yaml.safe_load((ROOT / "profiles/slurm/config.yaml").read_text())
-    node = Node(cpus=2, mem_mb=8000, gpus=0, sacct=False)
-    adapted = node_profile(profile, node)
-    assert profile["set-resources"]["project_shard"]["gpu"] == 1  # the real profile asks for a GPU
-    assert adapted["set-resources"]["project_shard"]["gpu"] == 0
-    assert max(adapted["set-threads"].values()) == 2
-    assert adapted["slurm-status-command"] == "squeue"
-    assert adapted["retries"] == profile["retries"] >= 1
-    for resources in [adapted["default-resources"], *adapted["set-resources"].values()]:
-        if "mem_mb" in resources:
-            for attempt in (1, 2, 3):
-                assert eval(resources["mem_mb"], {"min": min, "attempt": attempt}) <= 4000
-    with_gpu = node_profile(profile, Node(cpus=16, mem_mb=64000, gpus=1, sacct=True))
-    assert with_gpu["set-resources"]["project_shard"]["gpu"] == 1
-    assert "slurm-status-command" not in with_gpu
+def test_the_tests_change_only_account_and_partition_of_the_shipped_profile():
+    shipped = (ROOT / "profiles/slurm/config.yaml").read_text()
+    for partition, account in (("debug", None), ("cpu", "my_project")):
+        edited = site_profile(shipped, partition, account)
+        assert changed_keys(shipped, edited) <= set(SITE_KEYS)
+        parsed = yaml.safe_load(edited)
+        assert parsed["default-resources"]["slurm_partition"] == partition
+        assert without_site_keys(parsed) == without_site_keys(yaml.safe_load(shipped))
+        if account:
+            assert parsed["default-resources"]["slurm_account"] == account and "slurm-no-account" not in parsed
+        else:
+            assert parsed["slurm-no-account"] is True
 
 
 # --- running Snakemake in copies of the repository -------------------------------------------------
@@ -217,25 +220,35 @@ def assert_same_tables(got: dict, expected: dict) -> None:
             np.testing.assert_array_equal(got[name], value, err_msg=name)
 
 
-def reset_from_projection(src: Path, dest: Path) -> Path:
-    """A copy of a finished run with everything from the projection stage on deleted."""
-    shutil.copytree(src, dest, symlinks=True, ignore=shutil.ignore_patterns("slurm"))
-    res = dest / "results" / DATASET
-    for path in res.iterdir():
-        if path.name not in ("images.parquet", "aligned"):
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
-    return dest
+def reset_projection(src: Path, dest: Path) -> tuple[Path, list[str]]:
+    """A copy of a finished run without its projections, and the projection outputs to ask for again (the fault
+    tests run only the project_shard jobs: few SLURM jobs, so they stay short on a one-node cluster)."""
+    def slurm_logs(folder, names):  # logs/slurm: the SLURM logs of the first run
+        return ["slurm"] if Path(folder).name == "logs" and "slurm" in names else []
+
+    shutil.copytree(src, dest, symlinks=True, ignore=slurm_logs)
+    latents = dest / "results" / DATASET / "latents"
+    targets = sorted(str(p.relative_to(dest)) for p in latents.glob("shard_*.npy"))
+    shutil.rmtree(latents)
+    return dest, targets
 
 
-def squeue_jobs(prefix: str) -> list[dict]:
-    """This test's jobs in the queue (recently finished ones included): id, state, comment."""
+def projections(tables: dict) -> dict:
+    return {name: value for name, value in tables.items() if name.startswith("latents/")}
+
+
+ACTIVE = ("PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUED", "RESIZING")
+
+
+def squeue_jobs(work: Path) -> list[dict]:
+    """The jobs of the run in `work` (their working directory) in the queue, recently finished ones included."""
     out = subprocess.run(
-        ["squeue", "-h", "-t", "all", "-o", "%i|%T|%j|%k"], capture_output=True, text=True, timeout=30
+        ["squeue", "-h", "-t", "all", "-o", "%i|%T|%k|%Z"], capture_output=True, text=True, timeout=30
     ).stdout
     jobs = []
     for line in out.splitlines():
-        jobid, state, name, comment = line.split("|", 3)
-        if name.startswith(prefix):
+        jobid, state, comment, workdir = line.split("|", 3)
+        if Path(workdir).resolve() == work.resolve():
             jobs.append({"id": jobid, "state": state, "comment": comment})
     return jobs
 
@@ -245,14 +258,33 @@ def job_state(jobid: str) -> str:
     return out.stdout.strip()
 
 
+def start_run(work: Path, log: Path, *targets: str) -> subprocess.Popen:
+    """The SLURM run in `work` in the background, its output going to `log`."""
+    with log.open("w") as sink:
+        return subprocess.Popen(snakemake_cmd("--profile", "profiles/slurm", *targets), cwd=work, env=run_env(work),
+                                stdout=sink, stderr=subprocess.STDOUT)
+
+
+def wait_for_job(work: Path, proc: subprocess.Popen, rule: str, states: tuple[str, ...],
+                 timeout: float = 300) -> dict | None:
+    """The first job of `rule` seen in one of `states` (None if the run ends or time runs out first)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        for job in squeue_jobs(work):
+            if job["comment"].startswith(f"rule_{rule}") and job["state"] in states:
+                return job
+        time.sleep(0.5)
+    return None
+
+
 # --- tests on the running cluster ------------------------------------------------------------------
 
 slurm = pytest.mark.skipif(slurm_skip_reason() is not None, reason=str(slurm_skip_reason()))
 
 
 @pytest.fixture(scope="module")
-def node() -> Node:
-    return query_node()
+def cluster() -> Cluster:
+    return query_cluster()
 
 
 @pytest.fixture(scope="module")
@@ -263,90 +295,110 @@ def local_run(tmp_path_factory):
     return final_tables(work)
 
 
-def prepare_slurm(work: Path, node: Node, prefix: str) -> Path:
-    profile = yaml.safe_load((work / "profiles/slurm/config.yaml").read_text())
-    test_profile = work / "profiles/slurm-test"
-    test_profile.mkdir()
-    (test_profile / "config.yaml").write_text(yaml.safe_dump(node_profile(profile, node, prefix)))
+def set_up_profile(work: Path, cluster: Cluster) -> Path:
+    """profiles/slurm of the copy set up as docs/cluster.md tells a user: the partition, and no account (the
+    test cluster has none). The diff against the shipped profile touches only those keys."""
+    path = work / "profiles/slurm/config.yaml"
+    shipped = path.read_text()
+    edited = site_profile(shipped, cluster.partition, None)
+    assert changed_keys(shipped, edited) == {"slurm_partition", "slurm-no-account"}
+    path.write_text(edited)
     return work
 
 
 @pytest.fixture(scope="module")
-def slurm_run(tmp_path_factory, node):
-    """The small demo through the SLURM profile: its working copy and the SLURM job ids it used."""
-    prefix = f"gmtest{os.getpid()}a"
-    work = prepare_slurm(copy_repository(tmp_path_factory.mktemp("slurm")), node, prefix)
-    proc = run(work, "--profile", "profiles/slurm-test")
+def slurm_run(tmp_path_factory, cluster):
+    """The small demo through the shipped SLURM profile: its working copy and the run's output."""
+    work = set_up_profile(copy_repository(tmp_path_factory.mktemp("slurm")), cluster)
+    proc = run(work, "--profile", "profiles/slurm")
     return work, proc
 
 
 @slurm
 @pytest.mark.slurm
 @pytest.mark.slow
-def test_slurm_run_equals_local_run(slurm_run, local_run):
+def test_slurm_run_equals_local_run(slurm_run, local_run, cluster):
     work, proc = slurm_run
     out = proc.stdout + proc.stderr
     assert "submitted with SLURM jobid" in out  # the jobs really went through SLURM
     for rule in ("align_shard", "project_shard", "match_groups", "balance_method"):
         assert f"rule {rule}:" in out
+    # The start-up check adapted the shipped profile to this cluster, and said so once per kind.
+    if not cluster.sacct:
+        assert out.count("SLURM preflight: sacct does not work") == 1
+    if cluster.cpus < 4:
+        assert out.count(f"has {cluster.cpus} cores: threads capped to {cluster.cpus} for") == 1
+    if not cluster.gpus:
+        assert out.count("has a GPU (sinfo %G): the GPU request of project_shard is dropped") == 1
     tables = final_tables(work)
     assert any(name.startswith("balance/") for name in tables) and any(n.startswith("matches/") for n in tables)
     assert_same_tables(tables, local_run)
     # The restart is a no-op: nothing is left incomplete.
-    again = run(work, "--profile", "profiles/slurm-test")
+    again = run(work, "--profile", "profiles/slurm")
     assert "Nothing to be done" in again.stdout + again.stderr
 
 
 @slurm
 @pytest.mark.slurm
 @pytest.mark.slow
-def test_cancelled_job_then_restart_gives_identical_tables(slurm_run, local_run, node, tmp_path):
-    prefix = f"gmtest{os.getpid()}b"
-    work = reset_from_projection(slurm_run[0], tmp_path / "work")
-    (work / "profiles/slurm-test/config.yaml").write_text(
-        yaml.safe_dump({**yaml.safe_load((work / "profiles/slurm-test/config.yaml").read_text()),
-                        "slurm-jobname-prefix": prefix})
-    )
-    args = ("--profile", "profiles/slurm-test", "--retries", "0")
-    log = tmp_path / "first.log"
-    with log.open("w") as sink:
-        proc = subprocess.Popen(snakemake_cmd(*args), cwd=work, env=run_env(work), stdout=sink, stderr=sink)
-        cancelled = None
-        deadline = time.monotonic() + 300
-        try:
-            while cancelled is None and time.monotonic() < deadline and proc.poll() is None:
-                for job in squeue_jobs(prefix):
-                    if job["comment"].startswith("rule_project_shard") and job["state"] == "RUNNING":
-                        subprocess.run(["scancel", job["id"]], check=True)
-                        cancelled = job["id"]
-                        break
-                time.sleep(0.5)
-            proc.wait(timeout=600)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-    first_out = log.read_text()
-    assert cancelled is not None, "no running project_shard job was seen to cancel"
-    assert job_state(cancelled) in ("CANCELLED", "")  # "" once SLURM has forgotten the job
-    assert proc.returncode != 0, "the run with a cancelled job (and no retries) must fail"
-    assert cancelled in first_out and "CANCELLED" in first_out
-    assert not (work / "results" / DATASET / "balance/summary.parquet").exists()
+def test_cancelled_job_is_redone_by_the_retries(slurm_run, local_run, tmp_path):
+    """scancel of a running projection job: the profile's retries submit it again and the tables are the same."""
+    work, targets = reset_projection(slurm_run[0], tmp_path / "work")
+    log = tmp_path / "run.log"
+    proc = start_run(work, log, *targets)
+    try:
+        job = wait_for_job(work, proc, "project_shard", ("RUNNING",))
+        assert job is not None, "no running project_shard job was seen to cancel"
+        subprocess.run(["scancel", job["id"]], check=True)
+        proc.wait(timeout=900)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    out = log.read_text()
+    assert proc.returncode == 0, out[-5000:]
+    assert job_state(job["id"]) in ("CANCELLED", "")  # "" once SLURM has forgotten the job
+    assert f"SLURM-job '{job['id']}' failed" in out and "CANCELLED" in out
+    submitted = re.findall(r"submitted with SLURM jobid (\d+) \(log: \S*/rule_project_shard/", out)
+    assert len(submitted) == len(targets) + 1  # every shard + the cancelled one again
+    assert_same_tables(projections(final_tables(work)), projections(local_run))
 
-    restart = run(work, *args)  # the same command again
+
+@slurm
+@pytest.mark.slurm
+@pytest.mark.slow
+def test_sigterm_cancels_the_submitted_jobs_and_the_restart_finishes(slurm_run, local_run, tmp_path):
+    """SIGTERM to `snakemake --profile profiles/slurm` while jobs are queued: every submitted job is cancelled,
+    the process exits, and the same command again completes with the same tables."""
+    work, targets = reset_projection(slurm_run[0], tmp_path / "work")
+    log = tmp_path / "first.log"
+    proc = start_run(work, log, *targets)
+    try:
+        job = wait_for_job(work, proc, "project_shard", ("PENDING", "RUNNING"))
+        assert job is not None, "no project_shard job was seen in the queue"
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=120)  # exits, instead of waiting for the running jobs
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode != 0
+    deadline = time.monotonic() + 30
+    while any(j["state"] in ACTIVE for j in squeue_jobs(work)) and time.monotonic() < deadline:
+        time.sleep(1)
+    jobs = squeue_jobs(work)
+    assert jobs and not [j for j in jobs if j["state"] in ACTIVE], jobs
+    assert any(j["state"] == "CANCELLED" for j in jobs)
+    assert not all((work / t).exists() for t in targets)
+
+    restart = run(work, "--profile", "profiles/slurm", *targets)  # the same command again
     assert "rule project_shard:" in restart.stdout + restart.stderr
-    assert_same_tables(final_tables(work), local_run)
+    assert_same_tables(projections(final_tables(work)), projections(local_run))
 
 
 @slurm
 @pytest.mark.slurm
 @pytest.mark.slow
 def test_job_failing_once_is_retried(slurm_run, local_run, tmp_path):
-    prefix = f"gmtest{os.getpid()}c"
-    work = reset_from_projection(slurm_run[0], tmp_path / "work")
-    (work / "profiles/slurm-test/config.yaml").write_text(
-        yaml.safe_dump({**yaml.safe_load((work / "profiles/slurm-test/config.yaml").read_text()),
-                        "slurm-jobname-prefix": prefix})
-    )
+    work, targets = reset_projection(slurm_run[0], tmp_path / "work")
     wrappers = tmp_path / "bin"
     wrappers.mkdir()
     (wrappers / "sbatch").write_text(FAULT_SBATCH)
@@ -360,7 +412,7 @@ def test_job_failing_once_is_retried(slurm_run, local_run, tmp_path):
         GANMATCH_FAULT_MARKER=str(marker),
         GANMATCH_FAULT_RULE="project_shard",
     )
-    proc = run(work, "--profile", "profiles/slurm-test", env=env)  # the profile's retries: 2
+    proc = run(work, "--profile", "profiles/slurm", *targets, env=env)  # the profile's retries: 2
     out = proc.stdout + proc.stderr
 
     assert not marker.exists(), "no project_shard job was submitted through the fault wrapper"
@@ -368,8 +420,9 @@ def test_job_failing_once_is_retried(slurm_run, local_run, tmp_path):
     assert f"SLURM-job '{failed}' failed" in out  # SLURM ran the job and it failed...
     assert job_state(failed) in ("FAILED", "")
     submitted = re.findall(r"submitted with SLURM jobid (\d+) \(log: \S*/rule_project_shard/", out)
-    assert len(submitted) == 3 and submitted.index(failed) < 2  # ...and was resubmitted: 2 shards + 1 retry
-    assert_same_tables(final_tables(work), local_run)
+    # ...and was resubmitted: every shard + 1 retry
+    assert len(submitted) == len(targets) + 1 and submitted.index(failed) < len(targets)
+    assert_same_tables(projections(final_tables(work)), projections(local_run))
 
 
 # --- the profiles themselves (no SLURM needed) -----------------------------------------------------
