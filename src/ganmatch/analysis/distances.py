@@ -184,30 +184,40 @@ def pair_distances(Xp: np.ndarray, Yp: np.ndarray, rows, cols, metric: str = "eu
 # ---------------------------------------------------------------- kNN
 
 
-def _refine(Xp: np.ndarray, Yp: np.ndarray, qrows: np.ndarray, cols: np.ndarray, budget: int = 1_000_000,
+def _refine(Xp: np.ndarray, Yp: np.ndarray, qrows: np.ndarray, cols: np.ndarray, budget: int = 131_072,
             kernel=_pair_sq) -> np.ndarray:
-    """Exact squared distances (or L1 sums) of the pairs (qrows[i], cols[i, j]) with the shared pair kernel."""
+    """Exact squared distances (or L1 sums) of the pairs (qrows[i], cols[i, j]) with the shared pair kernel.
+
+    Works in tiles of about `budget` coordinates (rows x candidates x features) so that the gathered rows
+    and their float64 copy stay in the core's cache; the kernel sees the same float64 values as anywhere.
+    """
     out = np.empty(cols.shape, np.float64)
     if cols.size == 0:
         return out
-    step = max(1, budget // max(1, cols.shape[1] * Xp.shape[1]))
-
+    c, d = cols.shape[1], Xp.shape[1]
+    step = max(1, budget // max(1, c * d))          # query rows per tile
+    cstep = c if step > 1 else max(1, budget // d)  # candidates per tile (wide rows: split the candidates)
+    tiles = [(s, c0) for s in range(0, len(qrows), step) for c0 in range(0, c, cstep)]
     local = threading.local()
 
-    def work(s: int) -> None:
-        g = Yp[cols[s:s + step]]
-        if not hasattr(local, "buf"):  # one float64 scratch per thread: no page faults per step
-            local.buf = np.empty(step * cols.shape[1] * Xp.shape[1], np.float64)
-        scratch = local.buf[: g.size].reshape(g.shape)
-        out[s:s + step] = kernel(Xp[qrows[s:s + step]][:, None, :], g, out=scratch)
+    def work(tile: tuple[int, int]) -> None:
+        s, c0 = tile
+        cs = cols[s:s + step, c0:c0 + cstep]
+        if not hasattr(local, "buf"):  # one float32 + one float64 scratch per thread: no page faults per tile
+            size = min(len(qrows), step) * min(c, cstep) * d
+            local.buf, local.buf32 = np.empty(size, np.float64), np.empty(size, np.float32)
+        g32 = local.buf32[: cs.size * d].reshape(cs.shape + (d,))
+        np.take(Yp, cs, axis=0, out=g32)
+        g = local.buf[: cs.size * d].reshape(g32.shape)
+        g[...] = g32
+        out[s:s + step, c0:c0 + cstep] = kernel(Xp[qrows[s:s + step]].astype(np.float64)[:, None, :], g, out=g)
 
-    starts = range(0, len(qrows), step)
-    if len(starts) > 1 and _n_threads() > 1:  # numpy releases the GIL in gather, subtract and einsum
+    if len(tiles) > 1 and _n_threads() > 1:  # numpy releases the GIL in take, casts, subtract and einsum
         with ThreadPoolExecutor(_n_threads()) as pool:
-            list(pool.map(work, starts))
+            list(pool.map(work, tiles))
     else:
-        for s in starts:
-            work(s)
+        for tile in tiles:
+            work(tile)
     return out
 
 
