@@ -203,22 +203,67 @@ def _refine(Xp: np.ndarray, Yp: np.ndarray, qrows: np.ndarray, cols: np.ndarray,
     def work(tile: tuple[int, int]) -> None:
         s, c0 = tile
         cs = cols[s:s + step, c0:c0 + cstep]
-        if not hasattr(local, "buf"):  # one float32 + one float64 scratch per thread: no page faults per tile
+        if not hasattr(local, "buf"):  # one float64 scratch per thread: no page faults per tile
             size = min(len(qrows), step) * min(c, cstep) * d
-            local.buf, local.buf32 = np.empty(size, np.float64), np.empty(size, np.float32)
-        g32 = local.buf32[: cs.size * d].reshape(cs.shape + (d,))
-        np.take(Yp, cs, axis=0, out=g32)
-        g = local.buf[: cs.size * d].reshape(g32.shape)
-        g[...] = g32
+            local.buf = np.empty(size, np.float64)
+        g = local.buf[: cs.size * d].reshape(cs.shape + (d,))
+        g[...] = Yp[cs]
         out[s:s + step, c0:c0 + cstep] = kernel(Xp[qrows[s:s + step]].astype(np.float64)[:, None, :], g, out=g)
 
-    if len(tiles) > 1 and _n_threads() > 1:  # numpy releases the GIL in take, casts, subtract and einsum
+    _run_tiles(work, tiles)
+    return out
+
+
+# float64 unit roundoff, in the certified refinement's bound
+_U64 = float(np.finfo(np.float64).eps) / 2
+
+
+def _refine_certified(Xp: np.ndarray, Yp: np.ndarray, qrows: np.ndarray, cols: np.ndarray, finish,
+                      nxp: np.ndarray, nyp: np.ndarray, budget: int = 131_072) -> np.ndarray:
+    """`_refine` for the squared-L2 kernel, about twice as fast and with the same float32 results.
+
+    s = |x|^2 + |y|^2 - 2 x.y in float64 (exact float32 products; any summation order) is within
+    E = 2.5 (d + 4) u64 (|x| + |y|)^2 of the true squared distance, and so is `_pair_sq`'s value. Where
+    finish(s - E) == finish(s + E) every number in between, `_pair_sq`'s included, finishes to the same
+    float32 (finish is monotone), so s stands in for it; the few pairs where they differ get `_pair_sq`.
+    `nxp`/`nyp` are the float64 squared norms of the rows of Xp/Yp.
+    """
+    dot = np.empty(cols.shape, np.float64)
+    if cols.size == 0:
+        return dot
+    c, d = cols.shape[1], Xp.shape[1]
+    step = max(1, budget // max(1, c * d))
+    cstep = c if step > 1 else max(1, budget // d)
+    tiles = [(s, c0) for s in range(0, len(qrows), step) for c0 in range(0, c, cstep)]
+    local = threading.local()
+
+    def work(tile: tuple[int, int]) -> None:
+        s, c0 = tile
+        cs = cols[s:s + step, c0:c0 + cstep]
+        if not hasattr(local, "buf"):
+            local.buf = np.empty(min(len(qrows), step) * min(c, cstep) * d, np.float64)
+        g = local.buf[: cs.size * d].reshape(cs.shape + (d,))
+        g[...] = Yp[cs]
+        dot[s:s + step, c0:c0 + cstep] = np.linalg.vecdot(g, Xp[qrows[s:s + step]].astype(np.float64)[:, None, :])
+
+    _run_tiles(work, tiles)
+    nq, nc = nxp[qrows][:, None], nyp[cols]
+    est = nq + nc - 2.0 * dot
+    bound = 2.5 * (d + 4) * _U64 * (np.sqrt(nq) + np.sqrt(nc)) ** 2
+    unsure = np.nonzero(finish(np.maximum(est - bound, 0.0)) != finish(est + bound))
+    if len(unsure[0]):
+        est[unsure] = _refine(Xp, Yp, qrows[unsure[0]], cols[unsure][:, None])[:, 0]
+    return est
+
+
+def _run_tiles(work, tiles: list) -> None:
+    """Run work(tile) for every tile, on _n_threads() threads (numpy releases the GIL in the heavy calls)."""
+    if len(tiles) > 1 and _n_threads() > 1:
         with ThreadPoolExecutor(_n_threads()) as pool:
             list(pool.map(work, tiles))
     else:
         for tile in tiles:
             work(tile)
-    return out
 
 
 def _n_threads() -> int:
@@ -306,7 +351,7 @@ def knn(X: np.ndarray, k: int, metric: str = "euclidean", Y: np.ndarray | None =
     dist_out = np.empty((n, kk), np.float32)
     # a later block for the same rows (a widened search) replaces the earlier one
     for rows, cand in blocks:
-        fin = spec["finish"](_refine(Xp, Yp, rows, cand))
+        fin = spec["finish"](_refine_certified(Xp, Yp, rows, cand, spec["finish"], ctx.nxp, ctx.nyp))
         idx_out[rows], dist_out[rows] = _select(fin, cand, kk)
     return idx_out, dist_out
 
@@ -365,6 +410,9 @@ class _Bound:
         self.ny = np.einsum("ij,ij->i", self.Yc, self.Yc, dtype=np.float64)
         self.nx = self.ny if same else np.einsum("ij,ij->i", self.Xc, self.Xc, dtype=np.float64)
         self.ny32 = self.ny.astype(np.float32)
+        # float64 squared norms of the rows themselves, for `_refine_certified`
+        self.nyp = np.einsum("ij,ij->i", Yp, Yp, dtype=np.float64)
+        self.nxp = self.nyp if same else np.einsum("ij,ij->i", Xp, Xp, dtype=np.float64)
         d = Xp.shape[1]
         self.chunks = [(c0, min(d, c0 + _CHUNK)) for c0 in range(0, d, _CHUNK)]
         self.err = (4.0 * (min(d, _CHUNK) + len(self.chunks) + 8) * _U32
@@ -444,11 +492,29 @@ def _pilot_margin(ctx: _Bound, kk: int, available: int, self_ex: bool, n_pilot: 
 
 
 def _merge(vals: np.ndarray, cols: np.ndarray, r0: int, A: np.ndarray, c0: int) -> None:
-    """Fold the smallest entries of A (rows r0.., columns c0..) into the running lists vals/cols."""
+    """Fold the smallest entries of A (rows r0.., columns c0..) into the running lists vals/cols (ascending).
+
+    Once a row's list is full only entries below its last value can enter: those are found by one
+    comparison and merged, instead of a top-k over the whole block (entries equal to the last value may
+    be dropped: every entry left out is still >= the final last value, all the threshold test needs).
+    """
     r1, keep = r0 + A.shape[0], vals.shape[1]
-    c, v = _smallest(A, min(keep, A.shape[1]))
+    last = vals[r0:r1, -1]
+    if np.isinf(last).any():
+        c, v = _smallest(A, min(keep, A.shape[1]))
+        c = c + c0
+    else:
+        hit = A < last[:, None]
+        counts = hit.sum(axis=1)
+        if not counts.any():
+            return
+        ri, ci = np.nonzero(hit)
+        pos = np.arange(len(ri)) - np.repeat(np.cumsum(counts) - counts, counts)
+        v = np.full((len(last), int(counts.max())), np.inf, np.float32)
+        c = np.zeros(v.shape, np.int64)
+        v[ri, pos], c[ri, pos] = A[ri, ci], ci + c0
     allv = np.concatenate([vals[r0:r1], v], axis=1)
-    allc = np.concatenate([cols[r0:r1], c + c0], axis=1)
+    allc = np.concatenate([cols[r0:r1], c], axis=1)
     pick, vals[r0:r1] = _smallest(allv, keep)
     cols[r0:r1] = np.take_along_axis(allc, pick, axis=1)
 
