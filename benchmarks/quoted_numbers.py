@@ -23,7 +23,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 MEASURED = {  # the columns that hold measurements (the others describe the case or the machine's load)
     "faces": ["images_per_s", "ms_per_image", "first_call_s"],
     "matching": ["seconds", "peak_gb", "extra_gb", "input_gb", "pairs", "penalised", "heap_seconds",
-                 "ratio_to_matmul", "ratio_to_blocked_matmul", "dense_over_heap"],
+                 "ratio_to_matmul", "ratio_to_blocked_matmul", "ratio_to_faiss", "dense_over_heap"],
     "projection": ["sec_per_step", "images_per_sec", "speedup_vs_batch1"],
     "projection_flops": ["gflop_per_image_step"],
 }
