@@ -107,6 +107,7 @@ def test_auto_without_faiss_falls_back_to_numpy(monkeypatch):
 def test_auto_choice(monkeypatch):
     monkeypatch.setattr(distances, "_cuda_available", lambda: True)
     assert distances._choose_backend("auto", None, 512, True) == ("torch", "cuda")
+    assert distances._choose_backend("auto", None, 512, False, work=1 * 18_000 * 512)[0] != "torch"  # a refill
     assert distances._choose_backend("auto", None, 9216, False) == ("torch", "cuda")
     monkeypatch.setattr(distances, "_cuda_available", lambda: False)
     assert distances._choose_backend("auto", None, 9216, True) == ("numpy", None)
@@ -126,6 +127,7 @@ def test_auto_on_gpu_runs_the_torch_path(monkeypatch):
         return real(ctx, kk, available, self_ex, block_size, "cpu")
 
     monkeypatch.setattr(distances, "_cuda_available", lambda: True)
+    monkeypatch.setattr(distances, "_GPU_MIN_WORK", 0)
     monkeypatch.setattr(distances, "_candidates_torch", spy)
     X = data(5)
     idx, dist = distances.knn(X, 6)

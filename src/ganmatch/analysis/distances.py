@@ -1,10 +1,12 @@
 """Exact k nearest neighbours and small dense distance matrices, blockwise in float32.
 
 The paper held six dense 30k x 30k float64 matrices; here neighbours are found block by block: a float32
-matmul ranks candidates cheaply, a rigorous bound on its rounding error says which candidates could still
-be among the k nearest, and those are re-scored with the exact pair kernel (`_pair_sq`). The distances
+product ranks candidates cheaply (numpy's BLAS, by symmetry once per block pair when Y = X; faiss-cpu's flat
+search; or torch on the GPU), a rigorous bound on its rounding error says which candidates could still be
+among the k nearest, and only those are re-scored exactly (`_refine_certified`: a float64 estimate whose
+own bound proves its float32 result, the exact pair kernel `_pair_sq` where it cannot). The distances
 returned are therefore the same float32 numbers `pairwise` gives for the same pair, and the neighbours are
-exactly the k smallest of them (ties broken by the lower index), whatever the block size.
+exactly the k smallest of them (ties broken by the lower index), whatever the block size or backend.
 """
 
 from __future__ import annotations
@@ -344,7 +346,7 @@ def knn(X: np.ndarray, k: int, metric: str = "euclidean", Y: np.ndarray | None =
         return _knn_exhaustive(Xp, Yp, kk, spec, self_ex)
 
     ctx = _Bound(Xp, Yp, same)
-    backend, device = _choose_backend(backend, device, Xp.shape[1], same)
+    backend, device = _choose_backend(backend, device, Xp.shape[1], same, work=float(n) * m * Xp.shape[1])
     if backend == "torch":
         blocks = _candidates_torch(ctx, kk, available, self_ex, block_size, device or "cuda")
     elif backend == "faiss":
@@ -365,6 +367,8 @@ def knn(X: np.ndarray, k: int, metric: str = "euclidean", Y: np.ndarray | None =
 # ---------------------------------------------------------------- kNN candidates (estimates + rounding bound)
 
 BACKENDS = ("auto", "numpy", "faiss", "torch")
+# auto takes the GPU from this many multiply-adds (n x m x d) on: ~1 s of the 2-core CPU search
+_GPU_MIN_WORK = 1e10
 
 
 def _import_faiss():
@@ -399,7 +403,10 @@ def _cuda_available() -> bool:
     return bool(torch.cuda.is_available())
 
 
-def _choose_backend(backend: str, device: str | None, d: int, same: bool) -> tuple[str, str | None]:
+def _choose_backend(backend: str, device: str | None, d: int, same: bool,
+                    work: float = float("inf")) -> tuple[str, str | None]:
+    """The backend (and torch device) for `knn`; `work` = n x m x d multiply-adds: small searches (a matcher's
+    one-row refills) stay on the CPU rather than copy Y to the GPU each time."""
     if backend == "faiss" and d > _CHUNK:
         raise InputDataError(f"knn backend 'faiss' serves at most {_CHUNK} features (its one float32 product "
                              f"over {d} would need too wide a rounding bound); use 'numpy' or 'auto'.")
@@ -407,7 +414,7 @@ def _choose_backend(backend: str, device: str | None, d: int, same: bool) -> tup
         raise InputDataError("knn backend 'faiss' needs faiss-cpu (pip install faiss-cpu); or use 'auto'.")
     if backend != "auto":
         return backend, device
-    if _cuda_available():
+    if work >= _GPU_MIN_WORK and _cuda_available():
         return "torch", device or "cuda"
     # measured in benchmarks/results/matching.md: faiss's fused product + heap beats the numpy search at
     # d <= 512; wider rows (W+) take numpy's chunked product, for Y = X each block pair once
