@@ -150,3 +150,15 @@ def test_certified_refinement_matches_the_exact_kernel(metric):
     exact = distances._refine(X, X, rows, cols)
     assert (spec["finish"](fast) == spec["finish"](exact)).all()
     assert (fast[:4, 0] == exact[:4, 0]).all()   # doubtful pairs (duplicates) took the exact kernel
+
+
+def test_torch_on_cuda_when_present():
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device (the same code path runs on the CPU device above)")
+    X = data(8)
+    Y = np.random.default_rng(8).normal(size=(120, 24)).astype(np.float32)
+    for args in ({}, {"Y": Y, "exclude_self": False}):
+        idx, dist = distances.knn(X, 12, backend="torch", device="cuda", block_size=64, **args)
+        o, d = brute(X, 12, **args)
+        assert (idx == o).all() and (dist == d).all()
