@@ -2,7 +2,9 @@
 
 Each case runs in its own process (so peak memory is its own) with BLAS/torch threads limited:
 - knn: k=100 exact neighbours of N x D float32 (D=512, and 18 x 512 W+ with --full), time and peak RSS,
-  against one raw float32 matmul X @ X.T of the same size;
+  with ganmatch (`distances.knn`, backend "auto"; exact, distances bit-identical to `pairwise`), faiss-cpu's
+  exact flat search (`IndexFlatL2`, float32 distances, ties in any order) and scikit-learn's brute-force
+  `NearestNeighbors` in the same run, against one raw float32 matmul X @ X.T and the blocked matmul;
 - constrained: greedy constrained matching (gan distance, facial penalty, vgg references) at N, with the
   reference study's semantics and with the corrected ones;
 - dense: the reference rules on full matrices (`dense_reference_pairs`) at small N, and our heap version on
@@ -84,7 +86,41 @@ def case_knn(n: int, d: int, k: int, nlat: int = 1) -> dict:
     idx, _ = distances.knn(X, k)
     sec = time.perf_counter() - t
     return {"case": "knn", "n": n, "dim": f"{nlat}x{d}" if nlat > 1 else str(d), "k": k, "seconds": sec,
-            "peak_gb": _peak_gb(), "extra_gb": _peak_gb() - base, "input_gb": X.nbytes / 1024**3}
+            "peak_gb": _peak_gb(), "extra_gb": _peak_gb() - base, "input_gb": X.nbytes / 1024**3,
+            "backend": distances._choose_backend("auto", None, X.shape[1], True)[0]}
+
+
+def case_knn_faiss(n: int, d: int, k: int, nlat: int = 1) -> dict:
+    """faiss-cpu's exact flat L2 search of X against itself (k + 1: the row itself comes back too)."""
+    import faiss
+    import numpy as np
+
+    faiss.omp_set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+    X = np.random.default_rng(0).normal(size=(n, nlat * d)).astype(np.float32)
+    base = _rss_gb()
+    t = time.perf_counter()
+    index = faiss.IndexFlatL2(X.shape[1])
+    index.add(X)
+    index.search(X, k + 1)
+    sec = time.perf_counter() - t
+    return {"case": "knn_faiss", "n": n, "dim": f"{nlat}x{d}" if nlat > 1 else str(d), "k": k, "seconds": sec,
+            "peak_gb": _peak_gb(), "extra_gb": _peak_gb() - base, "backend": f"faiss {faiss.__version__}"}
+
+
+def case_knn_sklearn(n: int, d: int, k: int, nlat: int = 1) -> dict:
+    """scikit-learn's brute-force NearestNeighbors (kneighbors() without X leaves each row out)."""
+    import numpy as np
+    import sklearn
+    from sklearn.neighbors import NearestNeighbors
+
+    X = np.random.default_rng(0).normal(size=(n, nlat * d)).astype(np.float32)
+    base = _rss_gb()
+    t = time.perf_counter()
+    NearestNeighbors(n_neighbors=k, algorithm="brute").fit(X).kneighbors()
+    sec = time.perf_counter() - t
+    return {"case": "knn_sklearn", "n": n, "dim": f"{nlat}x{d}" if nlat > 1 else str(d), "k": k,
+            "seconds": sec, "peak_gb": _peak_gb(), "extra_gb": _peak_gb() - base,
+            "backend": f"scikit-learn {sklearn.__version__}"}
 
 
 def case_matmul(n: int, d: int, nlat: int = 1) -> dict:
@@ -166,7 +202,9 @@ def case_dense(n: int, n_pairs: int) -> dict:
             "peak_gb": _peak_gb(), "extra_gb": _peak_gb() - base}
 
 
-CASES = {"knn": case_knn, "matmul": case_matmul, "matmul_blocked": case_matmul_blocked, "constrained": case_constrained, "dense": case_dense}
+CASES = {"knn": case_knn, "knn_faiss": case_knn_faiss, "knn_sklearn": case_knn_sklearn, "matmul": case_matmul,
+         "matmul_blocked": case_matmul_blocked, "constrained": case_constrained, "dense": case_dense}
+KNN_CASES = ("knn", "knn_faiss", "knn_sklearn")
 
 
 # ---------------------------------------------------------------- driver
@@ -193,6 +231,7 @@ def main(argv=None) -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--only", help="comma-separated cases to run (matmul,matmul_blocked,knn,wplus,constrained,dense)")
     ap.add_argument("--append", action="store_true", help="keep the rows of earlier runs (results/matching.jsonl)")
+    ap.add_argument("--note", help="a line for the table's notes (e.g. how loaded the machine was)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
@@ -209,13 +248,15 @@ def main(argv=None) -> None:
 
     import pandas as pd
 
+    from ganmatch.data.io import write_table_pair
+
     n = 30_000 if args.full else 10_000
     pairs = 1_200 if args.full else 400
     plan = [("matmul", "matmul", {"n": n, "d": 512}), ("matmul_blocked", "matmul_blocked", {"n": n, "d": 512}),
-            ("knn", "knn", {"n": n, "d": 512, "k": 100})]
+            *[("knn", case, {"n": n, "d": 512, "k": 100}) for case in KNN_CASES]]
     if args.full:  # one raw 30k x 9216 product segfaulted inside OpenBLAS here: the blocked one stands in
         plan += [("wplus", "matmul_blocked", {"n": n, "d": 512, "nlat": 18}),
-                 ("wplus", "knn", {"n": n, "d": 512, "k": 100, "nlat": 18})]
+                 *[("wplus", case, {"n": n, "d": 512, "k": 100, "nlat": 18}) for case in KNN_CASES]]
     plan.append(("constrained", "constrained", {"n": n, "n_pairs": pairs}))
     plan.append(("constrained", "constrained", {"n": n, "n_pairs": pairs, "semantics": "corrected"}))
     for nd in ([2_000, 4_000] if args.full else [2_000]):
@@ -237,24 +278,29 @@ def main(argv=None) -> None:
     df = pd.DataFrame(rows).drop_duplicates(subset=["case", "n", "dim"], keep="last").reset_index(drop=True)
     mm = df[df["case"] == "matmul"].set_index("dim")["seconds"]
     mb = df[df["case"] == "matmul_blocked"].set_index("dim")["seconds"]
-    df["ratio_to_matmul"] = [r.seconds / mm[r.dim] if r.case == "knn" and r.dim in mm else None
+    fa = df[df["case"] == "knn_faiss"].set_index("dim")["seconds"]
+    df["ratio_to_matmul"] = [r.seconds / mm[r.dim] if r.case in KNN_CASES and r.dim in mm else None
                              for r in df.itertuples()]
-    df["ratio_to_blocked_matmul"] = [r.seconds / mb[r.dim] if r.case == "knn" and r.dim in mb else None
+    df["ratio_to_blocked_matmul"] = [r.seconds / mb[r.dim] if r.case in KNN_CASES and r.dim in mb else None
                                      for r in df.itertuples()]
+    df["ratio_to_faiss"] = [r.seconds / fa[r.dim] if r.case in KNN_CASES and r.dim in fa else None
+                            for r in df.itertuples()]
     if "heap_seconds" in df:
         df["dense_over_heap"] = df["seconds"] / df["heap_seconds"]
     df["threads"] = args.threads
     df["cpu"] = os.cpu_count()
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    df.to_csv(RESULTS / "matching.csv", index=False)
     head = (
         "# Distances and matching benchmark\n\n"
         f"`python benchmarks/matching.py{' --full' if args.full else ''}` ({args.threads} threads, "
         f"{time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores shared with other jobs: load_avg is the 1-minute "
-        "load when the case ended, and times grow with it). peak_gb = peak RSS of the case's process (includes ~0.6 GB of Python + "
-        "torch); extra_gb = above the process after loading its inputs.\n\n"
+        "load when the case ended, and times grow with it). peak_gb = peak RSS of the case's process (includes "
+        "~0.6 GB of Python + torch); extra_gb = above the process after loading its inputs. knn = ganmatch's "
+        "exact `distances.knn` (backend: the one `auto` chose), knn_faiss = faiss-cpu `IndexFlatL2` (float32, "
+        "ties in any order), knn_sklearn = scikit-learn brute-force `NearestNeighbors`, all three in the same run; "
+        "ratio_to_faiss and ratio_to_blocked_matmul compare a kNN row with those rows of its size.\n\n"
+        + (f"{args.note}\n\n" if args.note else "")
     )
-    (RESULTS / "matching.md").write_text(head + df.to_markdown(index=False, floatfmt=".3g") + "\n")
+    write_table_pair(df, RESULTS / "matching", head)
     print(df.to_string())
 
 

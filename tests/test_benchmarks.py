@@ -75,3 +75,17 @@ def test_slurm_overhead_benchmark_reads_runs_from_snakemake_logs(tmp_path):
     args = bench.group_args(8)
     assert args[args.index("--cores") + 1] == "8" and "figure_love_plot=figures" in args
     assert set(bench.CASES) == {"local", "slurm", "slurm_grouped"}
+
+
+def test_matching_benchmark_knn_cases_run_side_by_side(monkeypatch):
+    """ganmatch, faiss and scikit-learn kNN rows of benchmarks/matching.py, at a tiny size."""
+    pytest.importorskip("faiss")
+    path = Path(__file__).parents[1] / "benchmarks" / "matching.py"
+    spec = importlib.util.spec_from_file_location("bench_matching", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    rows = [bench.CASES[case](n=300, d=8, k=5, nlat=2) for case in bench.KNN_CASES]
+    assert [r["case"] for r in rows] == ["knn", "knn_faiss", "knn_sklearn"]
+    assert all(r["seconds"] > 0 and r["dim"] == "2x8" for r in rows)
+    assert rows[0]["backend"] == "faiss" and rows[1]["backend"].startswith("faiss")

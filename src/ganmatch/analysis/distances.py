@@ -1,10 +1,12 @@
 """Exact k nearest neighbours and small dense distance matrices, blockwise in float32.
 
 The paper held six dense 30k x 30k float64 matrices; here neighbours are found block by block: a float32
-matmul ranks candidates cheaply, a rigorous bound on its rounding error says which candidates could still
-be among the k nearest, and those are re-scored with the exact pair kernel (`_pair_sq`). The distances
+product ranks candidates cheaply (numpy's BLAS, by symmetry once per block pair when Y = X; faiss-cpu's flat
+search; or torch on the GPU), a rigorous bound on its rounding error says which candidates could still be
+among the k nearest, and only those are re-scored exactly (`_refine_certified`: a float64 estimate whose
+own bound proves its float32 result, the exact pair kernel `_pair_sq` where it cannot). The distances
 returned are therefore the same float32 numbers `pairwise` gives for the same pair, and the neighbours are
-exactly the k smallest of them (ties broken by the lower index), whatever the block size.
+exactly the k smallest of them (ties broken by the lower index), whatever the block size or backend.
 """
 
 from __future__ import annotations
@@ -184,31 +186,92 @@ def pair_distances(Xp: np.ndarray, Yp: np.ndarray, rows, cols, metric: str = "eu
 # ---------------------------------------------------------------- kNN
 
 
-def _refine(Xp: np.ndarray, Yp: np.ndarray, qrows: np.ndarray, cols: np.ndarray, budget: int = 1_000_000,
+def _refine(Xp: np.ndarray, Yp: np.ndarray, qrows: np.ndarray, cols: np.ndarray, budget: int = 524_288,
             kernel=_pair_sq) -> np.ndarray:
-    """Exact squared distances (or L1 sums) of the pairs (qrows[i], cols[i, j]) with the shared pair kernel."""
+    """Exact squared distances (or L1 sums) of the pairs (qrows[i], cols[i, j]) with the shared pair kernel.
+
+    Works in tiles of about `budget` coordinates (rows x candidates x features) so that the gathered rows
+    and their float64 copy stay in the core's cache; the kernel sees the same float64 values as anywhere.
+    """
     out = np.empty(cols.shape, np.float64)
     if cols.size == 0:
         return out
-    step = max(1, budget // max(1, cols.shape[1] * Xp.shape[1]))
-
+    c, d = cols.shape[1], Xp.shape[1]
+    step = max(1, budget // max(1, c * d))          # query rows per tile
+    cstep = c if step > 1 else max(1, budget // d)  # candidates per tile (wide rows: split the candidates)
+    tiles = [(s, c0) for s in range(0, len(qrows), step) for c0 in range(0, c, cstep)]
     local = threading.local()
 
-    def work(s: int) -> None:
-        g = Yp[cols[s:s + step]]
-        if not hasattr(local, "buf"):  # one float64 scratch per thread: no page faults per step
-            local.buf = np.empty(step * cols.shape[1] * Xp.shape[1], np.float64)
-        scratch = local.buf[: g.size].reshape(g.shape)
-        out[s:s + step] = kernel(Xp[qrows[s:s + step]][:, None, :], g, out=scratch)
+    def work(tile: tuple[int, int]) -> None:
+        s, c0 = tile
+        cs = cols[s:s + step, c0:c0 + cstep]
+        if not hasattr(local, "buf"):  # one float64 scratch per thread: no page faults per tile
+            size = min(len(qrows), step) * min(c, cstep) * d
+            local.buf = np.empty(size, np.float64)
+        g = local.buf[: cs.size * d].reshape(cs.shape + (d,))
+        g[...] = Yp[cs]
+        out[s:s + step, c0:c0 + cstep] = kernel(Xp[qrows[s:s + step]].astype(np.float64)[:, None, :], g, out=g)
 
-    starts = range(0, len(qrows), step)
-    if len(starts) > 1 and _n_threads() > 1:  # numpy releases the GIL in gather, subtract and einsum
-        with ThreadPoolExecutor(_n_threads()) as pool:
-            list(pool.map(work, starts))
-    else:
-        for s in starts:
-            work(s)
+    _run_tiles(work, tiles)
     return out
+
+
+# float64 unit roundoff, in the certified refinement's bound
+_U64 = float(np.finfo(np.float64).eps) / 2
+
+
+def _refine_certified(Xp: np.ndarray, Yp: np.ndarray, qrows: np.ndarray, cols: np.ndarray, finish,
+                      nxp: np.ndarray, nyp: np.ndarray, budget: int = 524_288) -> np.ndarray:
+    """`_refine` for the squared-L2 kernel, about twice as fast and with the same float32 results.
+
+    s = |x|^2 + |y|^2 - 2 x.y in float64 (exact float32 products; any summation order) is within
+    E = 2.5 (d + 4) u64 (|x| + |y|)^2 of the true squared distance, and so is `_pair_sq`'s value. Where
+    finish(s - E) == finish(s + E) every number in between, `_pair_sq`'s included, finishes to the same
+    float32 (finish is monotone), so s stands in for it; the few pairs where they differ get `_pair_sq`.
+    `nxp`/`nyp` are the float64 squared norms of the rows of Xp/Yp.
+    """
+    dot = np.empty(cols.shape, np.float64)
+    if cols.size == 0:
+        return dot
+    c, d = cols.shape[1], Xp.shape[1]
+    step = max(1, budget // max(1, c * d))
+    cstep = c if step > 1 else max(1, budget // d)
+    tiles = [(s, c0) for s in range(0, len(qrows), step) for c0 in range(0, c, cstep)]
+    local = threading.local()
+
+    def work(tile: tuple[int, int]) -> None:
+        s, c0 = tile
+        cs = cols[s:s + step, c0:c0 + cstep]
+        if not hasattr(local, "buf"):
+            local.buf = np.empty(min(len(qrows), step) * min(c, cstep) * d, np.float64)
+        g = local.buf[: cs.size * d].reshape(cs.shape + (d,))
+        g[...] = Yp[cs]
+        dot[s:s + step, c0:c0 + cstep] = np.linalg.vecdot(g, Xp[qrows[s:s + step]].astype(np.float64)[:, None, :])
+
+    _run_tiles(work, tiles)
+    nq, nc = nxp[qrows][:, None], nyp[cols]
+    est = nq + nc - 2.0 * dot
+    bound = 2.5 * (d + 4) * _U64 * (np.sqrt(nq) + np.sqrt(nc)) ** 2
+    unsure = np.nonzero(finish(np.maximum(est - bound, 0.0)) != finish(est + bound))
+    if len(unsure[0]):
+        est[unsure] = _refine(Xp, Yp, qrows[unsure[0]], cols[unsure][:, None])[:, 0]
+    return est
+
+
+def _run_tiles(work, tiles: list) -> None:
+    """Run work(tile) for every tile, on _n_threads() threads (numpy releases the GIL in the heavy calls)."""
+    threads = min(_n_threads(), len(tiles))
+    if threads <= 1:
+        for tile in tiles:
+            work(tile)
+        return
+
+    def run(part: list) -> None:  # one task per thread: no per-tile scheduling cost
+        for tile in part:
+            work(tile)
+
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(run, [tiles[i::threads] for i in range(threads)]))
 
 
 def _n_threads() -> int:
@@ -243,21 +306,28 @@ def _smallest(A: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def knn(X: np.ndarray, k: int, metric: str = "euclidean", Y: np.ndarray | None = None, exclude_self: bool = True,
-        block_size: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+        block_size: int = 2048, backend: str = "auto", device: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Exact k nearest rows of Y (default X) for each row of X, blockwise with bounded memory.
 
     Returns (idx int64 (n, k'), dist float32 (n, k')) sorted by (distance, index); k' = min(k, available),
     with a warning when k' < k. `exclude_self` (only when Y is None) drops each row from its own list.
     Memory is about block_size x len(Y) float32 beyond the inputs.
 
-    How it stays exact: a float32 matmul of centred rows estimates every squared distance a with
+    How it stays exact: a float32 product of centred rows estimates every squared distance a with
     |a - d2| <= err (a rigorous rounding bound); the candidates are the smallest estimates, and a row
     whose candidates might miss a pair with estimate <= a_k + 2 err is re-searched with more candidates.
     All candidates are re-scored with `_pair_sq` and the k smallest by (distance, index) are kept.
+
+    `backend` only changes who computes the estimates, never the result: "numpy" (blocked BLAS; for
+    Y = X each block pair once, by symmetry), "faiss" (faiss-cpu's exact flat search, d <= 512 only),
+    "torch" (blocked matmul + top-k on `device`, default "cuda") or "auto": torch on the GPU when CUDA
+    is present, else faiss for Y != X when it is installed and helps, else numpy.
     """
     spec = _metric(metric)
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise InputDataError(f"k must be a positive integer, got {k!r} (config key distances.k).")
+    if backend not in BACKENDS:
+        raise InputDataError(f"knn: unknown backend '{backend}'; choose one of {list(BACKENDS)}.")
     same = Y is None
     Xp = spec["prepare"](_as_matrix(X, "X"))
     Yp = Xp if same else spec["prepare"](_as_matrix(Y, "Y"))
@@ -275,54 +345,302 @@ def knn(X: np.ndarray, k: int, metric: str = "euclidean", Y: np.ndarray | None =
     if spec.get("kernel") == "l1":
         return _knn_exhaustive(Xp, Yp, kk, spec, self_ex)
 
-    # centred copies keep the matmul's rounding error (relative to the norms) small; float32 centring
-    # adds at most a few roundoffs per coordinate, which `err` covers
-    mu = Yp.mean(axis=0, dtype=np.float64).astype(np.float32)
-    Xc = Xp - mu
-    Yc = Xc if same else Yp - mu
-    ny = np.einsum("ij,ij->i", Yc, Yc, dtype=np.float64)
-    nx = ny if same else np.einsum("ij,ij->i", Xc, Xc, dtype=np.float64)
-    ny32 = ny.astype(np.float32)
-    # estimates a = |y|^2 - 2 x.y are offset by -|x|^2. The matmul runs over feature chunks of at most
-    # _CHUNK (accumulated in float32), so its rounding error is bounded by (chunk + n_chunks) roundoffs of
-    # |x||y| instead of d; the pair kernel's own error is a few float32 roundoffs of the squared distance.
-    d = Xp.shape[1]
-    chunks = [(c0, min(d, c0 + _CHUNK)) for c0 in range(0, d, _CHUNK)]
-    err = 4.0 * (min(d, _CHUNK) + len(chunks) + 8) * _U32 * (np.sqrt(nx) + float(np.sqrt(ny.max()))) ** 2
-    gamma = 2 * _U32
-
-    margin = _MARGIN
-    buf = np.empty((min(block_size, n), m), np.float32)
-    part = np.empty_like(buf) if len(chunks) > 1 else None
+    ctx = _Bound(Xp, Yp, same)
+    backend, device = _choose_backend(backend, device, Xp.shape[1], same, work=float(n) * m * Xp.shape[1])
+    if backend == "torch":
+        blocks = _candidates_torch(ctx, kk, available, self_ex, block_size, device or "cuda")
+    elif backend == "faiss":
+        blocks = _candidates_faiss(ctx, kk, available, self_ex, block_size)
+    elif same and n > block_size:
+        blocks = _candidates_symmetric(ctx, kk, available, self_ex, block_size)
+    else:
+        blocks = _candidates_blocked(ctx, kk, available, self_ex, block_size)
     idx_out = np.empty((n, kk), np.int64)
     dist_out = np.empty((n, kk), np.float32)
-    for i0 in range(0, n, block_size):
-        i1 = min(n, i0 + block_size)
-        rows = np.arange(i0, i1)
-        A = buf[: i1 - i0]
-        xb = Xc[i0:i1] * np.float32(-2.0)
-        np.matmul(xb[:, :chunks[0][1]], Yc[:, :chunks[0][1]].T, out=A)
-        for c0, c1 in chunks[1:]:
-            A += np.matmul(xb[:, c0:c1], Yc[:, c0:c1].T, out=part[: i1 - i0])
-        A += ny32
-        if self_ex:
-            A[rows - i0, rows] = np.inf
-        m_take = min(kk + margin, available)
-        cand, cvals = _smallest(A, m_take)
-        a_k = cvals[:, kk - 1].astype(np.float64)
-        thr = a_k + 2 * err[rows] + (3 * gamma + 8 * _U32) * (np.abs(a_k + nx[rows]) + err[rows])
-        unsafe = np.flatnonzero(cvals[:, -1] <= thr) if m_take < available else np.zeros(0, np.int64)
-        fin = spec["finish"](_refine(Xp, Yp, rows, cand))
-        idx_out[i0:i1], dist_out[i0:i1] = _select(fin, cand, kk)
-        if len(unsafe):
-            # some rows may have contenders beyond the margin: take all of them, and widen the margin
-            count = (A[unsafe] <= thr[unsafe, None]).sum(axis=1)
-            m2 = int(min(available, count.max() + 1))
-            cand2, _ = _smallest(A[unsafe], m2)
-            fin2 = spec["finish"](_refine(Xp, Yp, rows[unsafe], cand2))
-            idx_out[i0 + unsafe], dist_out[i0 + unsafe] = _select(fin2, cand2, kk)
-            margin = max(margin, min(available, int(1.25 * count.max())) - kk)
+    # a later block for the same rows (a widened search) replaces the earlier one
+    for rows, cand, need in blocks:
+        fin = _refine_needed(Xp, Yp, rows, cand, need, spec["finish"], ctx)
+        idx_out[rows], dist_out[rows] = _select(fin, cand, kk)
     return idx_out, dist_out
+
+
+# ---------------------------------------------------------------- kNN candidates (estimates + rounding bound)
+
+BACKENDS = ("auto", "numpy", "faiss", "torch")
+# auto takes the GPU from this many multiply-adds (n x m x d) on: ~1 s of the 2-core CPU search
+_GPU_MIN_WORK = 1e10
+
+
+def _import_faiss():
+    """faiss, or None when it is not installed (the numpy backend then serves every case)."""
+    try:
+        import faiss
+    except ImportError:
+        return None
+    return faiss
+
+
+def _refine_needed(Xp: np.ndarray, Yp: np.ndarray, rows: np.ndarray, cand: np.ndarray, need, finish,
+                   ctx: _Bound, group: int = 256) -> np.ndarray:
+    """float32 distances of the candidates; where `need` (per row) says only the leading ones can be among
+    the k, the rest are not scored and stay inf (rows sorted by need and scored in groups of `group`)."""
+    if need is None or need.max() >= cand.shape[1]:
+        return finish(_refine_certified(Xp, Yp, rows, cand, finish, ctx.nxp, ctx.nyp))
+    fin = np.full(cand.shape, np.inf, np.float32)
+    order = np.argsort(need, kind="stable")
+    for s in range(0, len(order), group):
+        g = order[s:s + group]
+        w = int(need[g].max())
+        fin[g, :w] = finish(_refine_certified(Xp, Yp, rows[g], cand[g, :w], finish, ctx.nxp, ctx.nyp))
+    return fin
+
+
+def _cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
+def _choose_backend(backend: str, device: str | None, d: int, same: bool,
+                    work: float = float("inf")) -> tuple[str, str | None]:
+    """The backend (and torch device) for `knn`; `work` = n x m x d multiply-adds: small searches (a matcher's
+    one-row refills) stay on the CPU rather than copy Y to the GPU each time."""
+    if backend == "faiss" and d > _CHUNK:
+        raise InputDataError(f"knn backend 'faiss' serves at most {_CHUNK} features (its one float32 product "
+                             f"over {d} would need too wide a rounding bound); use 'numpy' or 'auto'.")
+    if backend == "faiss" and _import_faiss() is None:
+        raise InputDataError("knn backend 'faiss' needs faiss-cpu (pip install faiss-cpu); or use 'auto'.")
+    if backend != "auto":
+        return backend, device
+    if work >= _GPU_MIN_WORK and _cuda_available():
+        return "torch", device or "cuda"
+    # measured in benchmarks/results/matching.md: faiss's fused product + heap beats the numpy search at
+    # d <= 512; wider rows (W+) take numpy's chunked product, for Y = X each block pair once
+    if d <= _CHUNK and _import_faiss() is not None:
+        return "faiss", None
+    return "numpy", None
+
+
+class _Bound:
+    """Centred float32 rows, their squared norms and the rigorous bound `err` on every estimate's error.
+
+    Estimates are a = |y|^2 - 2 x.y (offset by -|x|^2 from the squared distance), from a float32 product
+    over feature chunks of at most _CHUNK (accumulated in float32): its rounding error is bounded by
+    (chunk + n_chunks) roundoffs of |x||y| instead of d; centring in float32 adds a few roundoffs per
+    coordinate and the pair kernel's own error a few float32 roundoffs of the squared distance.
+    """
+
+    def __init__(self, Xp: np.ndarray, Yp: np.ndarray, same: bool):
+        mu = Yp.mean(axis=0, dtype=np.float64).astype(np.float32)
+        self.Xc = Xp - mu
+        self.Yc = self.Xc if same else Yp - mu
+        self.ny = np.einsum("ij,ij->i", self.Yc, self.Yc, dtype=np.float64)
+        self.nx = self.ny if same else np.einsum("ij,ij->i", self.Xc, self.Xc, dtype=np.float64)
+        self.ny32 = self.ny.astype(np.float32)
+        # float64 squared norms of the rows themselves, for `_refine_certified`
+        self.nyp = np.einsum("ij,ij->i", Yp, Yp, dtype=np.float64)
+        self.nxp = self.nyp if same else np.einsum("ij,ij->i", Xp, Xp, dtype=np.float64)
+        d = Xp.shape[1]
+        self.chunks = [(c0, min(d, c0 + _CHUNK)) for c0 in range(0, d, _CHUNK)]
+        self.err = (4.0 * (min(d, _CHUNK) + len(self.chunks) + 8) * _U32
+                    * (np.sqrt(self.nx) + float(np.sqrt(self.ny.max()))) ** 2)
+
+    def threshold(self, a_k: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """Estimates above this cannot belong to a row whose k-th smallest estimate is a_k."""
+        err = self.err[rows]
+        return a_k + 2 * err + (6 * _U32 + 8 * _U32) * (np.abs(a_k + self.nx[rows]) + err)
+
+    def gram(self, xb: np.ndarray, Yb: np.ndarray, out: np.ndarray, part: np.ndarray | None) -> np.ndarray:
+        """out = xb @ Yb.T over the feature chunks, accumulated in float32."""
+        (c0, c1), rest = self.chunks[0], self.chunks[1:]
+        np.matmul(xb[:, c0:c1], Yb[:, c0:c1].T, out=out)
+        for c0, c1 in rest:
+            out += np.matmul(xb[:, c0:c1], Yb[:, c0:c1].T, out=part[: out.shape[0], : out.shape[1]])
+        return out
+
+    def estimates(self, rows: np.ndarray, out: np.ndarray, self_ex: bool) -> np.ndarray:
+        """a for `rows` of X against every row of Y into out (len(rows), m); a row's own column inf."""
+        part = np.empty_like(out) if len(self.chunks) > 1 else None
+        self.gram(self.Xc[rows] * np.float32(-2.0), self.Yc, out, part)
+        out += self.ny32
+        if self_ex:
+            out[np.arange(len(rows)), rows] = np.inf
+        return out
+
+
+def _unsafe(ctx: _Bound, rows: np.ndarray, cvals: np.ndarray, kk: int, available: int):
+    """Thresholds of rows with sorted candidate estimates cvals, and the rows whose candidates may miss one."""
+    thr = ctx.threshold(cvals[:, kk - 1].astype(np.float64), rows)
+    need = (cvals <= thr[:, None]).sum(axis=1)  # the leading candidates that can still be among the k
+    if cvals.shape[1] >= available:
+        return thr, np.zeros(0, np.int64), need
+    return thr, np.flatnonzero(cvals[:, -1] <= thr), need
+
+
+def _widen(ctx: _Bound, A: np.ndarray, rows: np.ndarray, thr: np.ndarray, available: int):
+    """(rows, candidates): every column with estimate <= thr (plus one) for rows whose margin was short."""
+    count = (A <= thr[:, None]).sum(axis=1)
+    cand, _ = _smallest(A, int(min(available, count.max() + 1)))
+    return (rows, cand, None), int(count.max())
+
+
+def _widen_rows(ctx: _Bound, rows: np.ndarray, thr: np.ndarray, available: int, self_ex: bool, block_size: int):
+    """_widen for rows whose estimates are not at hand: recomputed against all of Y, a block at a time."""
+    for s in range(0, len(rows), block_size):
+        r = rows[s:s + block_size]
+        A = ctx.estimates(r, np.empty((len(r), len(ctx.Yc)), np.float32), self_ex)
+        yield _widen(ctx, A, r, thr[s:s + block_size], available)[0]
+
+
+def _candidates_blocked(ctx: _Bound, kk: int, available: int, self_ex: bool, block_size: int):
+    """(rows, candidates) blocks from one float32 product of a row block against all of Y."""
+    n, m = len(ctx.Xc), len(ctx.Yc)
+    margin = _MARGIN
+    buf = np.empty((min(block_size, n), m), np.float32)
+    for i0 in range(0, n, block_size):
+        rows = np.arange(i0, min(n, i0 + block_size))
+        A = ctx.estimates(rows, buf[: len(rows)], self_ex)
+        cand, cvals = _smallest(A, min(kk + margin, available))
+        thr, unsafe, need = _unsafe(ctx, rows, cvals, kk, available)
+        yield rows, cand, need
+        if len(unsafe):
+            block, count = _widen(ctx, A[unsafe], rows[unsafe], thr[unsafe], available)
+            yield block
+            margin = max(margin, min(available, int(1.25 * count)) - kk)
+
+
+def _pilot_margin(ctx: _Bound, kk: int, available: int, self_ex: bool, n_pilot: int = 32) -> int:
+    """Candidates beyond k that a few spread-out rows need: the symmetric search fixes its margin up front."""
+    n = len(ctx.Xc)
+    rows = np.unique(np.linspace(0, n - 1, min(n, n_pilot)).astype(np.int64))
+    A = ctx.estimates(rows, np.empty((len(rows), len(ctx.Yc)), np.float32), self_ex)
+    a_k = np.partition(A, kk - 1, axis=1)[:, kk - 1].astype(np.float64)
+    count = (A <= ctx.threshold(a_k, rows)[:, None]).sum(axis=1)
+    return max(_MARGIN, int(1.25 * count.max()) + 1 - kk)
+
+
+def _merge(vals: np.ndarray, cols: np.ndarray, r0: int, A: np.ndarray, c0: int) -> None:
+    """Fold the smallest entries of A (rows r0.., columns c0..) into the running lists vals/cols (ascending).
+
+    Once a row's list is full only entries below its last value can enter: those are found by one
+    comparison and merged, instead of a top-k over the whole block (entries equal to the last value may
+    be dropped: every entry left out is still >= the final last value, all the threshold test needs).
+    """
+    r1, keep = r0 + A.shape[0], vals.shape[1]
+    last = vals[r0:r1, -1]
+    if np.isinf(last).any():
+        c, v = _smallest(A, min(keep, A.shape[1]))
+        c = c + c0
+    else:
+        hit = A < last[:, None]
+        counts = hit.sum(axis=1)
+        if not counts.any():
+            return
+        ri, ci = np.nonzero(hit)
+        pos = np.arange(len(ri)) - np.repeat(np.cumsum(counts) - counts, counts)
+        v = np.full((len(last), int(counts.max())), np.inf, np.float32)
+        c = np.zeros(v.shape, np.int64)
+        v[ri, pos], c[ri, pos] = A[ri, ci], ci + c0
+    allv = np.concatenate([vals[r0:r1], v], axis=1)
+    allc = np.concatenate([cols[r0:r1], c], axis=1)
+    pick, vals[r0:r1] = _smallest(allv, keep)
+    cols[r0:r1] = np.take_along_axis(allc, pick, axis=1)
+
+
+def _candidates_symmetric(ctx: _Bound, kk: int, available: int, self_ex: bool, block_size: int):
+    """Y = X: each pair of row blocks is multiplied once and serves both blocks (half the products);
+    every row keeps a running list of its smallest estimates, final once its block has met all others."""
+    X, n = ctx.Xc, len(ctx.Xc)
+    keep = min(kk + _pilot_margin(ctx, kk, available, self_ex), available)
+    vals = np.full((n, keep), np.inf, np.float32)
+    cols = np.zeros((n, keep), np.int64)
+    bounds = [(i0, min(n, i0 + block_size)) for i0 in range(0, n, block_size)]
+    G = np.empty((block_size, block_size), np.float32)
+    part = np.empty_like(G) if len(ctx.chunks) > 1 else None
+    for b, (i0, i1) in enumerate(bounds):
+        xb = X[i0:i1] * np.float32(-2.0)
+        for j0, j1 in bounds[b:]:
+            g = ctx.gram(xb, X[j0:j1], G[: i1 - i0, : j1 - j0], part)
+            A = g + ctx.ny32[j0:j1]
+            if j0 == i0 and self_ex:
+                np.fill_diagonal(A, np.inf)
+            _merge(vals, cols, i0, A, j0)
+            if j0 != i0:
+                _merge(vals, cols, j0, g.T + ctx.ny32[i0:i1], i0)
+        rows = np.arange(i0, i1)
+        thr, unsafe, need = _unsafe(ctx, rows, vals[i0:i1], kk, available)
+        yield rows, cols[i0:i1], need
+        if len(unsafe):
+            yield from _widen_rows(ctx, rows[unsafe], thr[unsafe], available, self_ex, block_size)
+
+
+def _candidates_faiss(ctx: _Bound, kk: int, available: int, self_ex: bool, block_size: int):
+    """(rows, candidates) from faiss-cpu's exact flat L2 search on the centred rows (d <= _CHUNK: its float32
+    product is one chunk, so `err` bounds its estimates too); rows that need more are re-searched in numpy."""
+    faiss = _import_faiss()
+    n = len(ctx.Xc)
+    take = min(kk + _MARGIN, available)
+    index = faiss.IndexFlatL2(ctx.Yc.shape[1])
+    index.add(ctx.Yc)
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(_n_threads())
+    try:
+        step = max(block_size, 8192)
+        for i0 in range(0, n, step):
+            rows = np.arange(i0, min(n, i0 + step))
+            D, cand = index.search(ctx.Xc[rows], take + self_ex)
+            if self_ex:  # drop the row itself, or the last candidate where rounding ranked it beyond
+                own = cand == rows[:, None]
+                own[~own.any(axis=1), -1] = True
+                D, cand = D[~own].reshape(len(rows), take), cand[~own].reshape(len(rows), take)
+            cvals = D.astype(np.float64) - ctx.nx[rows, None]
+            thr, unsafe, need = _unsafe(ctx, rows, cvals, kk, available)
+            for s in range(0, len(rows), block_size):
+                yield rows[s:s + block_size], cand[s:s + block_size].astype(np.int64), need[s:s + block_size]
+            if len(unsafe):
+                yield from _widen_rows(ctx, rows[unsafe], thr[unsafe], available, self_ex, block_size)
+    finally:
+        faiss.omp_set_num_threads(threads)
+
+
+def _candidates_torch(ctx: _Bound, kk: int, available: int, self_ex: bool, block_size: int, device: str):
+    """(rows, candidates) from a blocked float32 product and top-k in torch on `device` (the GPU path; the same
+    chunked products as numpy, so `err` holds; TF32 is switched off while it runs)."""
+    import torch
+
+    dev = torch.device(device)
+    Y = torch.from_numpy(ctx.Yc).to(dev)
+    X = Y if ctx.Xc is ctx.Yc else torch.from_numpy(ctx.Xc).to(dev)
+    ny = torch.from_numpy(ctx.ny32).to(dev)
+    n, margin = len(ctx.Xc), _MARGIN
+    precision = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("highest")
+    try:
+        for i0 in range(0, n, block_size):
+            rows = np.arange(i0, min(n, i0 + block_size))
+            xb = X[i0:i0 + len(rows)] * -2.0
+            (c0, c1), rest = ctx.chunks[0], ctx.chunks[1:]
+            A = xb[:, c0:c1] @ Y[:, c0:c1].T
+            for c0, c1 in rest:
+                A += xb[:, c0:c1] @ Y[:, c0:c1].T
+            A += ny
+            if self_ex:
+                r = torch.arange(len(rows), device=dev)
+                A[r, r + i0] = float("inf")
+            v, c = torch.topk(A, min(kk + margin, available), dim=1, largest=False, sorted=True)
+            thr, unsafe, need = _unsafe(ctx, rows, v.cpu().numpy(), kk, available)
+            yield rows, c.cpu().numpy().astype(np.int64), need
+            if len(unsafe):
+                u = torch.from_numpy(unsafe).to(dev)
+                Au, tu = A[u], torch.from_numpy(thr[unsafe]).to(dev)
+                count = int((Au <= tu[:, None]).sum(dim=1).max())
+                c2 = torch.topk(Au, min(available, count + 1), dim=1, largest=False, sorted=True)[1]
+                yield rows[unsafe], c2.cpu().numpy().astype(np.int64), None
+                margin = max(margin, min(available, int(1.25 * count)) - kk)
+    finally:
+        torch.set_float32_matmul_precision(precision)
 
 
 def _knn_exhaustive(Xp: np.ndarray, Yp: np.ndarray, kk: int, spec: dict, self_ex: bool, block_size: int = 128):
