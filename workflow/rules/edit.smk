@@ -67,7 +67,7 @@ rule edit_shard:
         embeddings=lambda wildcards: PLAN.drift_embeddings,
         # real photos: the face attribute models re-predict leakage on the rendered edits (their young_below)
         image_models=config["face_attributes"]["young_below"] if config["face_attributes"]["activate"] else None,
-    threads: 2
+    threads: EDIT["threads"]
     resources:
         gpu=1 if EDIT["gpu"] else 0,
         mem_mb=4000,

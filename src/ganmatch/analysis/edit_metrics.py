@@ -11,8 +11,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ganmatch.analysis.outcomes import paired_bootstrap_ci
-
 
 def same_person_threshold(X: np.ndarray, identity, quantile: float = 0.95) -> float:
     """The `quantile` of distances between photos of the same identity: above it, two faces look like two people."""
@@ -64,6 +62,10 @@ def transects(edits: pd.DataFrame, direction: str, outcomes: list[str], n_boot: 
     treatment effect (kind `experimental`, strength = the largest one) is the mean of outcome(+S) - outcome(-S):
     each face's treated version minus its control version. Bootstrap intervals resample images.
     """
+    from ganmatch.analysis.outcomes import (
+        paired_bootstrap_ci,  # scipy.stats: only the jobs that need it pay for it
+    )
+
     sub = edits[edits["direction"] == direction]
     rows = []
     truth = truth or {}
