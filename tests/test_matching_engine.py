@@ -128,6 +128,27 @@ def test_full_matching_is_the_minimum_edge_cover(seed):
         assert min(len(set(f[sub == s])), len(set(o[sub == s]))) == 1
 
 
+def test_full_matching_with_tied_scores_still_forms_stars_and_both_analyses_agree():
+    from ganmatch.analysis.outcomes import paired_outcomes, uses_pairs
+
+    data = study(300, 9, ties=True)
+    data.covariates["ps"] = np.round(data.covariates["ps"], 1)       # a handful of distinct scores: many ties
+    res = match("full", data, distance="score", score="ps")
+    pairs, units = res.pairs, res.units
+    for _, g in pairs.groupby("subclass"):
+        assert min(g["treated_id"].nunique(), g["control_id"].nunique()) == 1
+    assert units["weight"].gt(0).all()
+    y = pd.Series(np.random.default_rng(0).normal(size=len(data.ids)), index=data.ids)
+    y_t, y_c, w, cl = paired_outcomes(pairs, y)
+    by_pairs = np.mean(pd.Series(w * (y_t - y_c)).groupby(cl).sum() / pd.Series(w).groupby(cl).sum())
+    t = units["treated"].to_numpy()
+    uw = units["weight"].to_numpy()
+    yy = y.reindex(units["image_id"]).to_numpy()
+    by_weights = np.sum(uw * yy * t) / np.sum(uw * t) - np.sum(uw * yy * (1 - t)) / np.sum(uw * (1 - t))
+    assert np.isclose(by_pairs, by_weights)
+    assert not uses_pairs(pairs, units)          # treated units share subclasses: the weighted analysis
+
+
 def _edge_cover_lp(D: np.ndarray) -> float:
     """The minimum edge cover's cost as a linear programme (its constraint matrix is totally unimodular)."""
     from scipy.optimize import linprog

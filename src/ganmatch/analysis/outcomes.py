@@ -338,12 +338,20 @@ def weighted_estimate(y, treated, weights, cluster, estimand: str = "ATT", n_boo
 
 
 def uses_pairs(pairs: pd.DataFrame | None, units: pd.DataFrame | None) -> bool:
-    """Pair-level analysis (paired bootstrap, tests, Rosenbaum bounds) for pair methods estimating the ATT; the
-    weighted analysis of the units table otherwise (subclasses, or the ATC/ATE)."""
+    """Pair-level analysis (paired bootstrap over treated units, tests, Rosenbaum bounds) for methods that give
+    each treated unit its own matched set and estimate the ATT; the weighted analysis of the units table, with
+    subclasses as the bootstrap's clusters, otherwise (subclass, exact, cem, full matching where several treated
+    units share a subclass, or the ATC/ATE)."""
     if units is None:
         return True
     estimand = str(units["estimand"].iloc[0]) if "estimand" in units.columns and len(units) else "ATT"
-    return pairs is not None and len(pairs) > 0 and estimand == "ATT"
+    if pairs is None or len(pairs) == 0 or estimand != "ATT":
+        return False
+    if "subclass" in units.columns and "treated" in units.columns:
+        sub = units.loc[(units["treated"] == 1) & units["subclass"].notna(), "subclass"]
+        if sub.duplicated().any():
+            return False
+    return True
 
 
 def unit_arrays(units: pd.DataFrame, outcome: pd.Series):

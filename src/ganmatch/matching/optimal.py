@@ -142,7 +142,11 @@ def _argmin_edges(rows, cols, d, n):
 
 
 def _cover(mf, mo, mu_f, mu_o, arg_f, arg_o, dist):
-    """The matching's edges plus each unmatched unit's smallest edge, grouped into subclasses (stars)."""
+    """The matching's edges plus each unmatched unit's smallest edge, made a forest of stars, one subclass each.
+
+    Without ties a minimum edge cover is a set of stars; with ties (equal scores, distance 0) it may chain units.
+    Dropping, longest first, every edge whose two ends are both covered by other edges keeps a cover of the same
+    cost (only zero-length edges can be dropped from a minimum cover) and leaves stars, as optmatch's subclasses."""
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
@@ -153,8 +157,16 @@ def _cover(mf, mo, mu_f, mu_o, arg_f, arg_o, dist):
     OT = np.concatenate([mo, arg_f[free_f], free_o]).astype(np.int64)
     edges = np.unique(np.stack([F, OT], axis=1), axis=0) if len(F) else np.zeros((0, 2), np.int64)
     F, OT = edges[:, 0], edges[:, 1]
+    D = dist(F, OT)
+    deg_f, deg_o = np.bincount(F, minlength=nf), np.bincount(OT, minlength=no)
+    keep = np.ones(len(F), bool)
+    for e in np.lexsort((OT, F, -D)):
+        if deg_f[F[e]] > 1 and deg_o[OT[e]] > 1:
+            keep[e] = False
+            deg_f[F[e]] -= 1
+            deg_o[OT[e]] -= 1
+    F, OT, D = F[keep], OT[keep], D[keep]
     g = coo_matrix((np.ones(len(F)), (F, nf + OT)), shape=(nf + no, nf + no))
     _, comp = connected_components(g, directed=False)
-    sub = comp[F]
-    _, sub = np.unique(sub, return_inverse=True)
-    return F, OT, dist(F, OT), sub.astype(np.int64)
+    _, sub = np.unique(comp[F], return_inverse=True)
+    return F, OT, D, sub.astype(np.int64)
