@@ -9,6 +9,7 @@ import sys
 
 import numpy as np
 import pytest
+from test_distances import brute
 
 from ganmatch.analysis import distances
 from ganmatch.errors import InputDataError
@@ -16,15 +17,6 @@ from ganmatch.errors import InputDataError
 pytest.importorskip("torch")
 HAVE_FAISS = distances._import_faiss() is not None
 BACKENDS = ["numpy", "torch", pytest.param("faiss", marks=pytest.mark.skipif(not HAVE_FAISS, reason="no faiss"))]
-
-
-def brute(X, k, metric="euclidean", Y=None, exclude_self=True):
-    P = distances.pairwise(X, Y, metric)
-    if Y is None and exclude_self:
-        np.fill_diagonal(P, np.inf)
-    cols = np.broadcast_to(np.arange(P.shape[1]), P.shape)
-    o = np.lexsort((cols, P), axis=-1)[:, :k]
-    return o, np.take_along_axis(P, o, axis=1)
 
 
 def run(X, k, metric, backend, **kw):

@@ -252,8 +252,9 @@ def test_propensity_reference_setting_matches_the_reference_loop():
     treated = (rng.random(n) < 1 / (1 + np.exp(-(Z[:, 0] * 1.5 - 0.6)))).astype(int)
     assert treated.sum() < n - treated.sum()           # the treated group is the smaller one, as men in CelebA-HQ
     data = MatchData(ids=np.array([f"i{j}" for j in range(n)]), treated=treated, embeddings={"gan_mean": Z})
-    res = match("propensity", data, embedding="gan_mean", standardize=False, max_iter=100, score="propensity",
-                caliper=0.1, std_caliper=False, order="reference", random_state=42)
+    res = match("nearest", data, distance="propensity", embedding="gan_mean", standardize=False, max_iter=100,
+                penalty="l2", C=1.0, link="logit", caliper=0.1, std_caliper=False, m_order="reference",
+                random_state=42)
     # the reference: sklearn defaults on the raw features, the smaller group in np.random.seed(42) order,
     # each taking the first remaining control (index order) with the smallest |p difference| if within 0.1
     p = LogisticRegression(random_state=42).fit(Z, treated).predict_proba(Z)[:, 1]
@@ -266,8 +267,8 @@ def test_propensity_reference_setting_matches_the_reference_loop():
             j = int(np.argmin(d))
             want.append((f"i{t_pos[i]}", f"i{c_pos.pop(j)}"))
     assert pairs_of(res) == want and 0 < len(want) < treated.sum()
-    assert res.info["score"] == "propensity"
-    scores = res.scores.set_index("image_id")["propensity"]
+    assert res.info["link"] == "logit"
+    scores = res.units.set_index("image_id")["propensity"]
     assert np.allclose(scores.to_numpy(), p)
 
 
