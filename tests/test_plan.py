@@ -131,7 +131,8 @@ def test_ganmatch_plan_prints_the_run_plan_and_names_bad_keys(capsys, monkeypatc
     assert main(["plan"]) == 0
     out = capsys.readouterr().out
     assert "GAN stage: on, generator resources/demo/generator.pt" in out
-    assert "gan_greedy: greedy(distance=embedding, embedding=gan, caliper_quantile=0.6, estimand=ATT, std_caliper=True, metric=euclidean, k=100)" in out
+    assert ("gan_greedy: greedy(distance=embedding, embedding=gan, metric=euclidean, std_caliper=True, "
+            "caliper_quantile=0.6, estimand=ATT, k=100)") in out       # the method's parameter order, whatever the YAML
     assert "propensity: nearest(distance=propensity, covariates=" in out and "link=linear.logit" in out
     bad = tmp_path / "bad.yaml"
     bad.write_text("matching: {methods: {gan_greedy: {caliper_quantil: 0.5}}}\n")

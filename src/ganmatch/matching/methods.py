@@ -103,9 +103,12 @@ def relevant_parameters(spec: dict) -> dict:
         drop |= set(PROPENSITY_ONLY) if dist != "propensity" else set()
         drop |= {"metric"} if dist != "embedding" else set()
         drop |= {"score"} if dist != "score" else set()
+        drop |= {"C"} if spec.get("penalty") == "none" else set()
     if dist is None or dist not in ("propensity", "score"):
         drop |= {"discard"} if spec.get("discard") == "none" else set()
-    return {k: v for k, v in spec.items() if k not in drop}
+    order = list(METHODS[spec["method"]].params) if spec.get("method") in METHODS else []
+    rank = {k: i for i, k in enumerate(["method", *order])}
+    return {k: spec[k] for k in sorted(spec, key=lambda k: rank.get(k, len(rank))) if k not in drop}
 
 
 def match(method: str, data: MatchData, **params) -> MatchResult:
