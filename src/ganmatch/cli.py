@@ -101,7 +101,26 @@ def add_plan(subparsers) -> None:
     p.set_defaults(run=run)
 
 
-SUBCOMMANDS: list[Callable] = [add_explore, add_plan]
+def add_rulegraph(subparsers) -> None:
+    """`ganmatch rulegraph LOG`: the rule graph of a finished run, as Graphviz source (docs/rulegraph.png)."""
+    p = subparsers.add_parser(
+        "rulegraph", help="the rule graph of a finished run's Snakemake log, as Graphviz dot",
+        description="Print the rule graph of the jobs a Snakemake log lists (snakemake --rulegraph cannot see past "
+                    "the index checkpoint). Render it with: ganmatch rulegraph LOG | dot -Tpng -o docs/rulegraph.png")
+    p.add_argument("log", help="a Snakemake log, e.g. .snakemake/log/<time>.snakemake.log of a full run")
+
+    def run(args) -> int:
+        from pathlib import Path
+
+        from ganmatch.report.rulegraph import rule_graph_dot
+
+        sys.stdout.write(rule_graph_dot(Path(args.log).read_text()))
+        return 0
+
+    p.set_defaults(run=run)
+
+
+SUBCOMMANDS: list[Callable] = [add_explore, add_plan, add_rulegraph]
 
 
 def build_parser() -> argparse.ArgumentParser:
