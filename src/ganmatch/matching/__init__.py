@@ -22,11 +22,11 @@ from ganmatch.matching.distance import (
     propensity_scores,
 )
 from ganmatch.matching.greedy import greedy_pairs
-from ganmatch.matching.methods import METHODS, PAIR_METHODS, REQUIRED, UNIT_COLUMNS, match, method_parameters
+from ganmatch.matching.methods import METHODS, REQUIRED, match, method_parameters
 from ganmatch.matching.optimal import full_sets, optimal_sets
 
 __all__ = [
-    "DISTANCES", "METHODS", "PAIR_COLUMNS", "PAIR_METHODS", "REQUIRED", "UNIT_COLUMNS", "DistanceMeasure",
+    "DISTANCES", "METHODS", "PAIR_COLUMNS", "REQUIRED", "DistanceMeasure",
     "MatchData", "MatchResult", "PropensityModel", "distance_measure", "fit_logistic_irls", "full_sets",
     "greedy_pairs", "match", "match_greedy_constrained", "matched_weights", "method_parameters", "optimal_sets",
     "propensity_scores",

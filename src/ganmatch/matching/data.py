@@ -142,16 +142,31 @@ def caliper_between(Xt: np.ndarray, Xc: np.ndarray, metric: str = "euclidean", c
     return resolve_caliper(nearest, caliper, caliper_sd, caliper_quantile)
 
 
-def matched_weights(ids, pairs: pd.DataFrame) -> np.ndarray:
-    """ATT matching weights per id (0 for unmatched), MatchIt style.
+def set_weights(n: int, focal: np.ndarray, other: np.ndarray, pair_weight: np.ndarray | None = None) -> np.ndarray:
+    """Weights of matched sets (MatchIt's `weights.matrix`): each focal unit with a match gets 1, each matched
+    unit of the other group the sum of its pairs' weights (default 1 / (the set's matches)), rescaled so that
+    the other group's weights sum to its number of matched units; unmatched units 0."""
+    w = np.zeros(n)
+    if len(focal) == 0:
+        return w
+    if pair_weight is None:
+        pair_weight = 1.0 / pd.Series(focal).map(pd.Series(focal).value_counts()).to_numpy(np.float64)
+    w[np.unique(focal)] = 1.0
+    wo = np.bincount(other, weights=pair_weight, minlength=n)
+    matched = np.unique(other)
+    if wo[matched].sum() > 0:
+        w[matched] += wo[matched] * len(matched) / wo[matched].sum()
+    return w
 
-    Matched treated units get 1. A control gets the sum of its pairs' weights (1/k for k:1 matching), and
-    control weights are scaled to sum to the number of distinct matched controls.
+
+def matched_weights(ids, pairs: pd.DataFrame) -> np.ndarray:
+    """ATT matching weights per id (0 for unmatched), MatchIt style (`set_weights` with the pairs' `weight`
+    column, 1 each without one): matched treated units 1, a control the sum of its pairs' weights (1/k for k:1
+    matching), control weights scaled to sum to the number of distinct matched controls.
     """
     ids = np.asarray(ids).astype(str)
-    w = np.zeros(len(ids))
     if pairs is None or len(pairs) == 0:
-        return w
+        return np.zeros(len(ids))
     pos = pd.Series(np.arange(len(ids)), index=ids)
     missing = ~pairs["treated_id"].astype(str).isin(pos.index) | ~pairs["control_id"].astype(str).isin(pos.index)
     if missing.any():
@@ -159,9 +174,4 @@ def matched_weights(ids, pairs: pd.DataFrame) -> np.ndarray:
     tpos = pos.loc[pairs["treated_id"].astype(str)].to_numpy()
     cpos = pos.loc[pairs["control_id"].astype(str)].to_numpy()
     pw = pairs["weight"].to_numpy(float) if "weight" in pairs else np.ones(len(pairs))
-    w[np.unique(tpos)] = 1.0
-    wc = np.bincount(cpos, weights=pw, minlength=len(ids))
-    ctrl = np.unique(cpos)
-    if wc[ctrl].sum() > 0:
-        w[ctrl] += wc[ctrl] * len(ctrl) / wc[ctrl].sum()
-    return w
+    return set_weights(len(ids), tpos, cpos, pw)

@@ -43,16 +43,6 @@ class DistanceMeasure:
         """The rows whose `metric` distance is the pair distance (a scalar score as one column)."""
         return self.X if self.X is not None else self.score.reshape(-1, 1).astype(np.float64)
 
-    def pair(self, i, j) -> np.ndarray:
-        """Distances of the pairs (i[k], j[k]) in float64."""
-        i, j = np.asarray(i, np.int64), np.asarray(j, np.int64)
-        if self.scalar:
-            return np.abs(self.score[i] - self.score[j]).astype(np.float64)
-        from ganmatch.analysis import distances
-
-        Xp = distances.prepare(self.X, self.metric)
-        return distances.pair_distances(Xp, Xp, i, j, self.metric).astype(np.float64)
-
 
 # ---------------------------------------------------------------- the propensity model
 

@@ -25,6 +25,7 @@ from ganmatch.matching.data import (
     _empty_pairs,
     caliper_between,
     make_result,
+    set_weights,
     split_groups,
 )
 from ganmatch.matching.distance import DistanceMeasure, distance_measure
@@ -80,7 +81,6 @@ def _constrained_params() -> dict:
 
 METHODS["greedy_constrained"] = Method("greedy_constrained", _constrained_params(), ("ATT",),
                                        description="the reference study's constrained greedy matching")
-PAIR_METHODS = ("nearest", "greedy", "optimal", "full", "greedy_constrained")
 
 
 def method_parameters(method: str) -> dict:
@@ -124,7 +124,7 @@ def match(method: str, data: MatchData, **params) -> MatchResult:
     if method == "greedy_constrained":
         result = match_greedy_constrained(data, **params)
         result.info["estimand"] = "ATT"
-        result.units = units_from_pairs(data, result.pairs, np.zeros(len(data.ids), bool), None, "ATT", True)
+        result.units = units_from_pairs(data, result.pairs)
     else:
         opt.check_estimand(p["estimand"], METHODS[method].estimands, method)
         result = _strata_method(method, data, p) if method in ("exact", "cem") else _distance_method(method, data, p)
@@ -179,17 +179,14 @@ def _pair_method(method: str, data: MatchData, measure: DistanceMeasure, discard
     F, OT, D, S = _merge(found, method, p)
     t_pos, c_pos = (F, OT) if focal_val == 1 else (OT, F)
     if method == "full":
-        units = _units(data, opt.subclass_weights(_unit_subclass(len(data.ids), F, OT, S), data.treated, p["estimand"]),
-                       _unit_subclass(len(data.ids), F, OT, S), discarded, measure)
-        n_focal = pd.Series(F).map(pd.Series(F).value_counts()).to_numpy() if len(F) else np.zeros(0)
-        n_other_of = pd.Series(OT).map(pd.Series(OT).value_counts()).to_numpy() if len(OT) else np.zeros(0)
-        pair_w = 1.0 / (n_focal if focal_val == 1 else n_other_of) if len(F) else None
+        unit_sub = _unit_subclass(len(data.ids), F, OT, S)
+        units = _units(data, opt.subclass_weights(unit_sub, data.treated, p["estimand"]), unit_sub, discarded, measure)
+        # each treated unit's controls share its weight (1 / its controls; a control's several treated get 1 each)
+        pair_w = 1.0 / pd.Series(t_pos).map(pd.Series(t_pos).value_counts()).to_numpy(np.float64) if len(F) else None
         subclass = S + 1 if len(F) else None
     else:
         pair_w, subclass = _set_columns(F)
-        w = opt.set_weights(len(data.ids), F, OT)
-        unit_sub = None if p.get("replace") else _unit_subclass(len(data.ids), F, OT, subclass - 1 if len(F) else S)
-        units = _units(data, w, unit_sub, discarded, measure)
+        units = _set_units(data, F, OT, not p.get("replace"), discarded, measure)
     info.update({"caliper": cal, "metric": measure.metric, "distance": measure.name, "estimand": p["estimand"],
                  "total_distance": float(np.sum(D)), "k": p["k"],
                  "n_discarded": int(discarded.sum()), **measure.info})
@@ -316,9 +313,6 @@ def _set_result(method, data, code, discarded, measure, p, info):
 # ---------------------------------------------------------------- the units table
 
 
-UNIT_COLUMNS = ["image_id", "treated", "weight", "subclass", "discarded", "distance", "logit", "propensity"]
-
-
 def _units(data: MatchData, weight, subclass, discarded, measure: DistanceMeasure | None) -> pd.DataFrame:
     """MatchIt's per-unit output: weight, subclass (<NA> when none), discarded, the scalar distance, and the
     propensity model's logit and probability (NaN for other distances)."""
@@ -339,15 +333,19 @@ def _units(data: MatchData, weight, subclass, discarded, measure: DistanceMeasur
     })
 
 
-def units_from_pairs(data: MatchData, pairs: pd.DataFrame, discarded, measure, estimand: str,
-                     numbered: bool) -> pd.DataFrame:
-    """The units table of a pairs table (weights of matched sets, subclass per focal unit's set)."""
-    pos = pd.Series(np.arange(len(data.ids)), index=data.ids)
-    T = pos.reindex(pairs["treated_id"].astype(str)).to_numpy(np.int64)
-    C = pos.reindex(pairs["control_id"].astype(str)).to_numpy(np.int64)
-    F, OT = (T, C) if estimand != "ATC" else (C, T)
+def _set_units(data: MatchData, F, OT, numbered: bool, discarded, measure: DistanceMeasure | None) -> pd.DataFrame:
+    """The units table of matched sets (focal positions F, their matches OT): MatchIt's set weights and, when
+    `numbered` (no replacement), one subclass per focal unit's set."""
     sub = None
     if numbered:
         _, s = _set_columns(F)
         sub = _unit_subclass(len(data.ids), F, OT, s - 1 if s is not None else np.zeros(0, np.int64))
-    return _units(data, opt.set_weights(len(data.ids), F, OT), sub, discarded, measure)
+    return _units(data, set_weights(len(data.ids), F, OT), sub, discarded, measure)
+
+
+def units_from_pairs(data: MatchData, pairs: pd.DataFrame) -> pd.DataFrame:
+    """The units table of an ATT pairs table without replacement (the reference study's matcher's)."""
+    pos = pd.Series(np.arange(len(data.ids)), index=data.ids)
+    T = pos.reindex(pairs["treated_id"].astype(str)).to_numpy(np.int64)
+    C = pos.reindex(pairs["control_id"].astype(str)).to_numpy(np.int64)
+    return _set_units(data, T, C, True, np.zeros(len(data.ids), bool), None)

@@ -10,7 +10,6 @@ import pandas as pd
 from ganmatch.errors import ConfigError, InputDataError
 from ganmatch.matching.data import MatchData
 
-ESTIMANDS = ("ATT", "ATC", "ATE")
 DISCARDS = ("none", "treated", "control", "both")
 
 
@@ -93,21 +92,6 @@ class CovariateCaliper:
         if self.C is None:
             return np.ones(np.broadcast(np.asarray(i), np.asarray(j)).shape, bool)
         return np.all(np.abs(self.C[np.asarray(i)] - self.C[np.asarray(j)]) <= self.widths, axis=-1)
-
-
-def set_weights(n: int, focal: np.ndarray, other: np.ndarray) -> np.ndarray:
-    """Weights of matched sets (MatchIt's `weights.matrix`): each focal unit with a match gets 1, each matched
-    unit of the other group the sum over its sets of 1 / (the set's matches), rescaled so that the other
-    group's weights sum to its number of matched units; unmatched units 0."""
-    w = np.zeros(n)
-    if len(focal) == 0:
-        return w
-    counts = pd.Series(focal).value_counts()
-    w[np.unique(focal)] = 1.0
-    np.add.at(w, other, 1.0 / counts.reindex(focal).to_numpy(np.float64))
-    matched = np.unique(other)
-    w[matched] *= len(matched) / w[matched].sum()
-    return w
 
 
 def subclass_weights(subclass: np.ndarray, treated: np.ndarray, estimand: str) -> np.ndarray:
