@@ -11,15 +11,17 @@ exactly the k smallest of them (ties broken by the lower index), whatever the bl
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import warnings
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
+from ganmatch.analysis.knn_kernels import Reservoirs, pair_dots, run_ranges, select_rows
 from ganmatch.errors import InputDataError
 
 # float32 unit roundoff, used in the matmul error bound
@@ -221,7 +223,7 @@ _U64 = float(np.finfo(np.float64).eps) / 2
 
 
 def _refine_certified(Xp: np.ndarray, Yp: np.ndarray, qrows: np.ndarray, cols: np.ndarray, finish,
-                      nxp: np.ndarray, nyp: np.ndarray, budget: int = 524_288) -> np.ndarray:
+                      nxp: np.ndarray, nyp: np.ndarray) -> np.ndarray:
     """`_refine` for the squared-L2 kernel, about twice as fast and with the same float32 results.
 
     s = |x|^2 + |y|^2 - 2 x.y in float64 (exact float32 products; any summation order) is within
@@ -233,22 +235,9 @@ def _refine_certified(Xp: np.ndarray, Yp: np.ndarray, qrows: np.ndarray, cols: n
     dot = np.empty(cols.shape, np.float64)
     if cols.size == 0:
         return dot
-    c, d = cols.shape[1], Xp.shape[1]
-    step = max(1, budget // max(1, c * d))
-    cstep = c if step > 1 else max(1, budget // d)
-    tiles = [(s, c0) for s in range(0, len(qrows), step) for c0 in range(0, c, cstep)]
-    local = threading.local()
-
-    def work(tile: tuple[int, int]) -> None:
-        s, c0 = tile
-        cs = cols[s:s + step, c0:c0 + cstep]
-        if not hasattr(local, "buf"):
-            local.buf = np.empty(min(len(qrows), step) * min(c, cstep) * d, np.float64)
-        g = local.buf[: cs.size * d].reshape(cs.shape + (d,))
-        g[...] = Yp[cs]
-        dot[s:s + step, c0:c0 + cstep] = np.linalg.vecdot(g, Xp[qrows[s:s + step]].astype(np.float64)[:, None, :])
-
-    _run_tiles(work, tiles)
+    d = Xp.shape[1]
+    cols32 = np.ascontiguousarray(cols, np.int32 if len(Yp) < 2**31 else np.int64)
+    run_ranges(lambda lo, hi: pair_dots(Xp, Yp, qrows, cols32, lo, hi, dot), len(qrows), _n_threads(), 16)
     nq, nc = nxp[qrows][:, None], nyp[cols]
     est = nq + nc - 2.0 * dot
     bound = 2.5 * (d + 4) * _U64 * (np.sqrt(nq) + np.sqrt(nc)) ** 2
@@ -260,18 +249,7 @@ def _refine_certified(Xp: np.ndarray, Yp: np.ndarray, qrows: np.ndarray, cols: n
 
 def _run_tiles(work, tiles: list) -> None:
     """Run work(tile) for every tile, on _n_threads() threads (numpy releases the GIL in the heavy calls)."""
-    threads = min(_n_threads(), len(tiles))
-    if threads <= 1:
-        for tile in tiles:
-            work(tile)
-        return
-
-    def run(part: list) -> None:  # one task per thread: no per-tile scheduling cost
-        for tile in part:
-            work(tile)
-
-    with ThreadPoolExecutor(threads) as pool:
-        list(pool.map(run, [tiles[i::threads] for i in range(threads)]))
+    run_ranges(lambda lo, hi: [work(tile) for tile in tiles[lo:hi]], len(tiles), _n_threads(), min_size=1)
 
 
 def _n_threads() -> int:
@@ -284,8 +262,13 @@ def _n_threads() -> int:
 
 def _select(dist: np.ndarray, cols: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """The k smallest per row ordered by (distance, column)."""
-    order = np.lexsort((cols, dist), axis=-1)[:, :k]
-    return np.take_along_axis(cols, order, axis=1), np.take_along_axis(dist, order, axis=1)
+    if dist.shape[1] > 1024:  # whole rows (the exhaustive L1 search): a sort, not an insertion sort
+        order = np.lexsort((cols, dist), axis=-1)[:, :k]
+        return np.take_along_axis(cols, order, axis=1), np.take_along_axis(dist, order, axis=1)
+    idx = np.empty((len(dist), k), np.int64)
+    out = np.empty((len(dist), k), np.float32)
+    run_ranges(lambda lo, hi: select_rows(dist, cols, k, lo, hi, idx, out), len(dist), _n_threads(), 256)
+    return idx, out
 
 
 def _smallest(A: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
@@ -293,15 +276,9 @@ def _smallest(A: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
     if m >= A.shape[1]:
         cols = np.argsort(A, axis=1, kind="stable")
     else:
-        try:  # torch's multi-threaded top-k is several times faster than numpy's argpartition
-            import torch
-
-            v, i = torch.topk(torch.from_numpy(A), m, dim=1, largest=False, sorted=True)
-            return i.numpy().astype(np.int64), v.numpy()
-        except ImportError:
-            cols = np.argpartition(A, m - 1, axis=1)[:, :m]
-            vals = np.take_along_axis(A, cols, axis=1)
-            cols = np.take_along_axis(cols, np.argsort(vals, axis=1, kind="stable"), axis=1)
+        cols = np.argpartition(A, m - 1, axis=1)[:, :m]
+        vals = np.take_along_axis(A, cols, axis=1)
+        cols = np.take_along_axis(cols, np.argsort(vals, axis=1, kind="stable"), axis=1)
     return cols.astype(np.int64), np.take_along_axis(A, cols, axis=1)
 
 
@@ -357,10 +334,12 @@ def knn(X: np.ndarray, k: int, metric: str = "euclidean", Y: np.ndarray | None =
         blocks = _candidates_blocked(ctx, kk, available, self_ex, block_size)
     idx_out = np.empty((n, kk), np.int64)
     dist_out = np.empty((n, kk), np.float32)
-    # a later block for the same rows (a widened search) replaces the earlier one
-    for rows, cand, need in blocks:
-        fin = _refine_needed(Xp, Yp, rows, cand, need, spec["finish"], ctx)
-        idx_out[rows], dist_out[rows] = _select(fin, cand, kk)
+    # the CPU searches run BLAS in their own threads, one BLAS thread each
+    with threadpool_limits(1, user_api="blas") if backend == "numpy" else contextlib.nullcontext():
+        # a later block for the same rows (a widened search) replaces the earlier one
+        for rows, cand, need in blocks:
+            fin = _refine_needed(Xp, Yp, rows, cand, need, spec["finish"], ctx)
+            idx_out[rows], dist_out[rows] = _select(fin, cand, kk)
     return idx_out, dist_out
 
 
@@ -396,6 +375,9 @@ def _refine_needed(Xp: np.ndarray, Yp: np.ndarray, rows: np.ndarray, cand: np.nd
 
 
 def _cuda_available() -> bool:
+    """CUDA is usable by torch; without an NVIDIA driver torch (seconds to import) is not even imported."""
+    if not os.path.exists("/proc/driver/nvidia") and not os.environ.get("CUDA_VISIBLE_DEVICES"):
+        return False
     try:
         import torch
     except ImportError:
@@ -499,14 +481,21 @@ def _candidates_blocked(ctx: _Bound, kk: int, available: int, self_ex: bool, blo
     n, m = len(ctx.Xc), len(ctx.Yc)
     margin = _MARGIN
     buf = np.empty((min(block_size, n), m), np.float32)
+    part = np.empty_like(buf) if len(ctx.chunks) > 1 else None
+    threads = _n_threads() if float(n) * m >= 1e6 else 1
     for i0 in range(0, n, block_size):
         rows = np.arange(i0, min(n, i0 + block_size))
-        A = ctx.estimates(rows, buf[: len(rows)], self_ex)
-        cand, cvals = _smallest(A, min(kk + margin, available))
+        res = Reservoirs(len(rows), min(kk + margin, available), threads)
+        g = buf[: len(rows)]
+        _merge_product(ctx, res, ctx.Xc[rows] * np.float32(-2.0), ctx.Yc, g, part, 0, 0, i0 if self_ex else -1)
+        cvals, cand = res.final(0, len(rows))
         thr, unsafe, need = _unsafe(ctx, rows, cvals, kk, available)
         yield rows, cand, need
         if len(unsafe):
-            block, count = _widen(ctx, A[unsafe], rows[unsafe], thr[unsafe], available)
+            A = g[unsafe] + ctx.ny32
+            if self_ex:
+                A[np.arange(len(unsafe)), rows[unsafe]] = np.inf
+            block, count = _widen(ctx, A, rows[unsafe], thr[unsafe], available)
             yield block
             margin = max(margin, min(available, int(1.25 * count)) - kk)
 
@@ -521,59 +510,44 @@ def _pilot_margin(ctx: _Bound, kk: int, available: int, self_ex: bool, n_pilot: 
     return max(_MARGIN, int(1.25 * count.max()) + 1 - kk)
 
 
-def _merge(vals: np.ndarray, cols: np.ndarray, r0: int, A: np.ndarray, c0: int) -> None:
-    """Fold the smallest entries of A (rows r0.., columns c0..) into the running lists vals/cols (ascending).
-
-    Once a row's list is full only entries below its last value can enter: those are found by one
-    comparison and merged, instead of a top-k over the whole block (entries equal to the last value may
-    be dropped: every entry left out is still >= the final last value, all the threshold test needs).
-    """
-    r1, keep = r0 + A.shape[0], vals.shape[1]
-    last = vals[r0:r1, -1]
-    if np.isinf(last).any():
-        c, v = _smallest(A, min(keep, A.shape[1]))
-        c = c + c0
-    else:
-        hit = A < last[:, None]
-        counts = hit.sum(axis=1)
-        if not counts.any():
-            return
-        ri, ci = np.nonzero(hit)
-        pos = np.arange(len(ri)) - np.repeat(np.cumsum(counts) - counts, counts)
-        v = np.full((len(last), int(counts.max())), np.inf, np.float32)
-        c = np.zeros(v.shape, np.int64)
-        v[ri, pos], c[ri, pos] = A[ri, ci], ci + c0
-    allv = np.concatenate([vals[r0:r1], v], axis=1)
-    allc = np.concatenate([cols[r0:r1], c], axis=1)
-    pick, vals[r0:r1] = _smallest(allv, keep)
-    cols[r0:r1] = np.take_along_axis(allc, pick, axis=1)
-
-
 def _candidates_symmetric(ctx: _Bound, kk: int, available: int, self_ex: bool, block_size: int):
-    """Y = X: each pair of row blocks is multiplied once and serves both blocks (half the products);
-    every row keeps a running list of its smallest estimates, final once its block has met all others."""
+    """Y = X: each pair of row blocks is multiplied once and serves both blocks (half the products); every row
+    keeps a running list of its smallest estimates (`knn_kernels.Reservoirs`), final once its block has met
+    all others. Each block is first met with itself, so that every list has a threshold before the
+    transposed merges reach it."""
     X, n = ctx.Xc, len(ctx.Xc)
     keep = min(kk + _pilot_margin(ctx, kk, available, self_ex), available)
-    vals = np.full((n, keep), np.inf, np.float32)
-    cols = np.zeros((n, keep), np.int64)
     bounds = [(i0, min(n, i0 + block_size)) for i0 in range(0, n, block_size)]
     G = np.empty((block_size, block_size), np.float32)
     part = np.empty_like(G) if len(ctx.chunks) > 1 else None
+    res = Reservoirs(n, keep, _n_threads())
+    for i0, i1 in bounds:
+        xb = X[i0:i1] * np.float32(-2.0)
+        _merge_product(ctx, res, xb, X[i0:i1], G[: i1 - i0, : i1 - i0], part, i0, i0, i0 if self_ex else -1)
     for b, (i0, i1) in enumerate(bounds):
         xb = X[i0:i1] * np.float32(-2.0)
-        for j0, j1 in bounds[b:]:
-            g = ctx.gram(xb, X[j0:j1], G[: i1 - i0, : j1 - j0], part)
-            A = g + ctx.ny32[j0:j1]
-            if j0 == i0 and self_ex:
-                np.fill_diagonal(A, np.inf)
-            _merge(vals, cols, i0, A, j0)
-            if j0 != i0:
-                _merge(vals, cols, j0, g.T + ctx.ny32[i0:i1], i0)
+        for j0, j1 in bounds[b + 1:]:
+            _merge_product(ctx, res, xb, X[j0:j1], G[: i1 - i0, : j1 - j0], part, j0, i0, transposed=True)
+        vals, cols = res.final(i0, i1)
         rows = np.arange(i0, i1)
-        thr, unsafe, need = _unsafe(ctx, rows, vals[i0:i1], kk, available)
-        yield rows, cols[i0:i1], need
+        thr, unsafe, need = _unsafe(ctx, rows, vals, kk, available)
+        yield rows, cols, need
         if len(unsafe):
             yield from _widen_rows(ctx, rows[unsafe], thr[unsafe], available, self_ex, block_size)
+
+
+def _merge_product(ctx: _Bound, res: Reservoirs, xb: np.ndarray, Yb: np.ndarray, out: np.ndarray,
+                   part: np.ndarray | None, c0: int, r0: int, self0: int = -1, transposed: bool = False) -> None:
+    """out = xb @ Yb.T (`_Bound.gram`) by row slabs on the search's threads, each slab merged into its rows
+    (reservoirs r0..) as soon as it is computed; with `transposed` then merged into the reservoirs of Yb's
+    rows (c0..) too. BLAS runs single-threaded inside (see `knn`): no idle BLAS threads spin beside the merges."""
+    def slab(lo: int, hi: int) -> None:
+        ctx.gram(xb[lo:hi], Yb, out[lo:hi], None if part is None else part[lo:hi])
+        res.rows(out, ctx.ny32, c0, r0, self0, lo, hi)
+
+    run_ranges(slab, len(xb), res.threads)
+    if transposed:
+        res.cols(out, ctx.ny32, r0, c0)
 
 
 def _candidates_faiss(ctx: _Bound, kk: int, available: int, self_ex: bool, block_size: int):
