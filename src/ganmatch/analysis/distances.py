@@ -223,27 +223,31 @@ _U64 = float(np.finfo(np.float64).eps) / 2
 
 
 def _refine_certified(Xp: np.ndarray, Yp: np.ndarray, qrows: np.ndarray, cols: np.ndarray, finish,
-                      nxp: np.ndarray, nyp: np.ndarray) -> np.ndarray:
-    """`_refine` for the squared-L2 kernel, about twice as fast and with the same float32 results.
+                      nxp: np.ndarray, nyp: np.ndarray, width: np.ndarray | None = None) -> np.ndarray:
+    """`_refine` for the squared-L2 kernel, several times faster and with the same float32 results.
 
     s = |x|^2 + |y|^2 - 2 x.y in float64 (exact float32 products; any summation order) is within
     E = 2.5 (d + 4) u64 (|x| + |y|)^2 of the true squared distance, and so is `_pair_sq`'s value. Where
     finish(s - E) == finish(s + E) every number in between, `_pair_sq`'s included, finishes to the same
     float32 (finish is monotone), so s stands in for it; the few pairs where they differ get `_pair_sq`.
-    `nxp`/`nyp` are the float64 squared norms of the rows of Xp/Yp.
+    `nxp`/`nyp` are the float64 squared norms of the rows of Xp/Yp. With `width` only the leading width[r]
+    pairs of row r are scored; the others come back inf.
     """
-    dot = np.empty(cols.shape, np.float64)
     if cols.size == 0:
-        return dot
+        return np.empty(cols.shape, np.float64)
     d = Xp.shape[1]
+    width = np.full(len(qrows), cols.shape[1], np.int64) if width is None else width
+    dot = np.zeros(cols.shape, np.float64)
     cols32 = np.ascontiguousarray(cols, np.int32 if len(Yp) < 2**31 else np.int64)
-    run_ranges(lambda lo, hi: pair_dots(Xp, Yp, qrows, cols32, lo, hi, dot), len(qrows), _n_threads(), 16)
+    run_ranges(lambda lo, hi: pair_dots(Xp, Yp, qrows, cols32, width, lo, hi, dot), len(qrows), _n_threads(), 16)
     nq, nc = nxp[qrows][:, None], nyp[cols]
     est = nq + nc - 2.0 * dot
     bound = 2.5 * (d + 4) * _U64 * (np.sqrt(nq) + np.sqrt(nc)) ** 2
-    unsure = np.nonzero(finish(np.maximum(est - bound, 0.0)) != finish(est + bound))
+    scored = np.arange(cols.shape[1]) < width[:, None]
+    unsure = np.nonzero((finish(np.maximum(est - bound, 0.0)) != finish(est + bound)) & scored)
     if len(unsure[0]):
         est[unsure] = _refine(Xp, Yp, qrows[unsure[0]], cols[unsure][:, None])[:, 0]
+    est[~scored] = np.inf
     return est
 
 
@@ -295,10 +299,11 @@ def knn(X: np.ndarray, k: int, metric: str = "euclidean", Y: np.ndarray | None =
     whose candidates might miss a pair with estimate <= a_k + 2 err is re-searched with more candidates.
     All candidates are re-scored with `_pair_sq` and the k smallest by (distance, index) are kept.
 
-    `backend` only changes who computes the estimates, never the result: "numpy" (blocked BLAS; for
-    Y = X each block pair once, by symmetry), "faiss" (faiss-cpu's exact flat search, d <= 512 only),
-    "torch" (blocked matmul + top-k on `device`, default "cuda") or "auto": torch on the GPU when CUDA
-    is present, else faiss for Y != X when it is installed and helps, else numpy.
+    `backend` only changes who computes the estimates, never the result: "numpy" (blocked single-threaded
+    BLAS products in the search's own threads, each entry compared once with its row's running threshold
+    in compiled code (`knn_kernels`); for Y = X each block pair once, by symmetry), "faiss" (faiss-cpu's
+    exact flat search, d <= 512 only), "torch" (blocked matmul + top-k on `device`, default "cuda") or
+    "auto": torch on the GPU when CUDA is present, else numpy.
     """
     spec = _metric(metric)
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
@@ -360,18 +365,11 @@ def _import_faiss():
 
 
 def _refine_needed(Xp: np.ndarray, Yp: np.ndarray, rows: np.ndarray, cand: np.ndarray, need, finish,
-                   ctx: _Bound, group: int = 256) -> np.ndarray:
+                   ctx: _Bound) -> np.ndarray:
     """float32 distances of the candidates; where `need` (per row) says only the leading ones can be among
-    the k, the rest are not scored and stay inf (rows sorted by need and scored in groups of `group`)."""
-    if need is None or need.max() >= cand.shape[1]:
-        return finish(_refine_certified(Xp, Yp, rows, cand, finish, ctx.nxp, ctx.nyp))
-    fin = np.full(cand.shape, np.inf, np.float32)
-    order = np.argsort(need, kind="stable")
-    for s in range(0, len(order), group):
-        g = order[s:s + group]
-        w = int(need[g].max())
-        fin[g, :w] = finish(_refine_certified(Xp, Yp, rows[g], cand[g, :w], finish, ctx.nxp, ctx.nyp))
-    return fin
+    the k, the rest are not scored and stay inf."""
+    width = None if need is None else np.minimum(need, cand.shape[1]).astype(np.int64)
+    return finish(_refine_certified(Xp, Yp, rows, cand, finish, ctx.nxp, ctx.nyp, width))
 
 
 def _cuda_available() -> bool:
@@ -398,10 +396,8 @@ def _choose_backend(backend: str, device: str | None, d: int, same: bool,
         return backend, device
     if work >= _GPU_MIN_WORK and _cuda_available():
         return "torch", device or "cuda"
-    # measured in benchmarks/results/matching.md: faiss's fused product + heap beats the numpy search at
-    # d <= 512; wider rows (W+) take numpy's chunked product, for Y = X each block pair once
-    if d <= _CHUNK and _import_faiss() is not None:
-        return "faiss", None
+    # measured in benchmarks/results/matching.md: the blocked BLAS search with compiled reservoirs (for
+    # Y = X each block pair once) beats faiss's exact flat search at every size measured, W+ included
     return "numpy", None
 
 
@@ -477,25 +473,22 @@ def _widen_rows(ctx: _Bound, rows: np.ndarray, thr: np.ndarray, available: int, 
 
 
 def _candidates_blocked(ctx: _Bound, kk: int, available: int, self_ex: bool, block_size: int):
-    """(rows, candidates) blocks from one float32 product of a row block against all of Y."""
+    """(rows, candidates) blocks: each row block against all of Y, its rows split between the threads."""
     n, m = len(ctx.Xc), len(ctx.Yc)
     margin = _MARGIN
-    buf = np.empty((min(block_size, n), m), np.float32)
-    part = np.empty_like(buf) if len(ctx.chunks) > 1 else None
     threads = _n_threads() if float(n) * m >= 1e6 else 1
     for i0 in range(0, n, block_size):
         rows = np.arange(i0, min(n, i0 + block_size))
-        res = Reservoirs(len(rows), min(kk + margin, available), threads)
-        g = buf[: len(rows)]
-        _merge_product(ctx, res, ctx.Xc[rows] * np.float32(-2.0), ctx.Yc, g, part, 0, 0, i0 if self_ex else -1)
-        cvals, cand = res.final(0, len(rows))
+        res = Reservoirs(len(rows), min(kk + margin, available))
+        run_ranges(lambda lo, hi, i0=i0, res=res: _merge_slabs(ctx, res, i0 + lo, i0 + hi, 0, m, self_ex, False,
+                                                               r0=lo), len(rows), threads)
+        cvals, cand = res.final(0, len(rows), threads)
         thr, unsafe, need = _unsafe(ctx, rows, cvals, kk, available)
         yield rows, cand, need
         if len(unsafe):
-            A = g[unsafe] + ctx.ny32
-            if self_ex:
-                A[np.arange(len(unsafe)), rows[unsafe]] = np.inf
-            block, count = _widen(ctx, A, rows[unsafe], thr[unsafe], available)
+            r = rows[unsafe]
+            block, count = _widen(ctx, ctx.estimates(r, np.empty((len(r), m), np.float32), self_ex), r,
+                                  thr[unsafe], available)
             yield block
             margin = max(margin, min(available, int(1.25 * count)) - kk)
 
@@ -512,23 +505,25 @@ def _pilot_margin(ctx: _Bound, kk: int, available: int, self_ex: bool, n_pilot: 
 
 def _candidates_symmetric(ctx: _Bound, kk: int, available: int, self_ex: bool, block_size: int):
     """Y = X: each pair of row blocks is multiplied once and serves both blocks (half the products); every row
-    keeps a running list of its smallest estimates (`knn_kernels.Reservoirs`), final once its block has met
-    all others. Each block is first met with itself, so that every list has a threshold before the
-    transposed merges reach it."""
-    X, n = ctx.Xc, len(ctx.Xc)
+    keeps a running list of its smallest estimates (`knn_kernels.Reservoirs`).
+
+    The block pairs run in rounds (`_rounds`): the pairs of a round share no block, so the threads take them
+    at once and every list still has one writer. Each block first meets itself, so that every list has a
+    threshold before the transposed merges reach it.
+    """
+    n = len(ctx.Xc)
     keep = min(kk + _pilot_margin(ctx, kk, available, self_ex), available)
     bounds = [(i0, min(n, i0 + block_size)) for i0 in range(0, n, block_size)]
-    G = np.empty((block_size, block_size), np.float32)
-    part = np.empty_like(G) if len(ctx.chunks) > 1 else None
-    res = Reservoirs(n, keep, _n_threads())
+    res = Reservoirs(n, keep)
+
+    def task(pair: tuple[int, int]) -> None:
+        (i0, i1), (j0, j1) = bounds[pair[0]], bounds[pair[1]]
+        _merge_slabs(ctx, res, i0, i1, j0, j1, self_ex and i0 == j0, i0 != j0)
+
+    for tasks in [[(b, b) for b in range(len(bounds))], *_rounds(len(bounds))]:
+        run_ranges(lambda lo, hi, tasks=tasks: [task(t) for t in tasks[lo:hi]], len(tasks), _n_threads(), 1)
     for i0, i1 in bounds:
-        xb = X[i0:i1] * np.float32(-2.0)
-        _merge_product(ctx, res, xb, X[i0:i1], G[: i1 - i0, : i1 - i0], part, i0, i0, i0 if self_ex else -1)
-    for b, (i0, i1) in enumerate(bounds):
-        xb = X[i0:i1] * np.float32(-2.0)
-        for j0, j1 in bounds[b + 1:]:
-            _merge_product(ctx, res, xb, X[j0:j1], G[: i1 - i0, : j1 - j0], part, j0, i0, transposed=True)
-        vals, cols = res.final(i0, i1)
+        vals, cols = res.final(i0, i1, _n_threads())
         rows = np.arange(i0, i1)
         thr, unsafe, need = _unsafe(ctx, rows, vals, kk, available)
         yield rows, cols, need
@@ -536,18 +531,39 @@ def _candidates_symmetric(ctx: _Bound, kk: int, available: int, self_ex: bool, b
             yield from _widen_rows(ctx, rows[unsafe], thr[unsafe], available, self_ex, block_size)
 
 
-def _merge_product(ctx: _Bound, res: Reservoirs, xb: np.ndarray, Yb: np.ndarray, out: np.ndarray,
-                   part: np.ndarray | None, c0: int, r0: int, self0: int = -1, transposed: bool = False) -> None:
-    """out = xb @ Yb.T (`_Bound.gram`) by row slabs on the search's threads, each slab merged into its rows
-    (reservoirs r0..) as soon as it is computed; with `transposed` then merged into the reservoirs of Yb's
-    rows (c0..) too. BLAS runs single-threaded inside (see `knn`): no idle BLAS threads spin beside the merges."""
-    def slab(lo: int, hi: int) -> None:
-        ctx.gram(xb[lo:hi], Yb, out[lo:hi], None if part is None else part[lo:hi])
-        res.rows(out, ctx.ny32, c0, r0, self0, lo, hi)
+def _rounds(n_blocks: int) -> list[list[tuple[int, int]]]:
+    """Every pair of distinct blocks once, in rounds of pairs with no block in common (the circle method
+    of round-robin tournaments; with an odd count one block sits each round out)."""
+    slots = list(range(n_blocks)) + ([-1] if n_blocks % 2 else [])
+    m = len(slots)
+    rounds = []
+    for _ in range(m - 1):
+        pairs = [(slots[i], slots[m - 1 - i]) for i in range(m // 2)]
+        rounds.append([(a, b) for a, b in pairs if a >= 0 and b >= 0])
+        slots = [slots[0], slots[-1], *slots[1:-1]]
+    return [r for r in rounds if r]
 
-    run_ranges(slab, len(xb), res.threads)
-    if transposed:
-        res.cols(out, ctx.ny32, r0, c0)
+
+# rows per product slab: a 128 x 2048 float32 slab (1 MB) stays in a core's cache while it is merged
+_SLAB = 512
+
+
+def _merge_slabs(ctx: _Bound, res: Reservoirs, i0: int, i1: int, j0: int, j1: int, self_ex: bool,
+                 transposed: bool, r0: int | None = None) -> None:
+    """Estimates of rows i0..i1 of X against rows j0..j1 of Y, slab by slab (`_SLAB` rows), merged into the
+    rows' reservoirs (r0.. when given, else i0..; `self_ex`: a row's own column left out, X being Y); with
+    `transposed` also into the reservoirs of j0..j1. Runs in the calling thread."""
+    r0 = i0 if r0 is None else r0
+    w = j1 - j0
+    buf = np.empty((min(_SLAB, i1 - i0), w), np.float32)
+    part = np.empty_like(buf) if len(ctx.chunks) > 1 else None
+    Yb = ctx.Yc[j0:j1]
+    for s0 in range(i0, i1, _SLAB):
+        s1 = min(i1, s0 + _SLAB)
+        g = ctx.gram(ctx.Xc[s0:s1] * np.float32(-2.0), Yb, buf[: s1 - s0], part)
+        res.rows(g, ctx.ny32, j0, r0 + s0 - i0, s0 if self_ex else -1)
+        if transposed:
+            res.cols(g, ctx.ny32, s0, j0)
 
 
 def _candidates_faiss(ctx: _Bound, kk: int, available: int, self_ex: bool, block_size: int):

@@ -87,8 +87,9 @@ def _flag_row(x, off, t, flags):
 @njit(**_JIT)
 def _seed(x, off, c0, me, keep, sv, sc, flags):
     """Entries x + off of a row for an empty reservoir (column c0 + j; j == me left out) into sv/sc; returns
-    how many. When a threshold read off a strided sample of 128 leaves at least `keep` entries at or below
-    it, only those are taken (exactly the keep smallest are among them), sparing a selection over the row."""
+    (how many, threshold). When a threshold t read off a strided sample of 128 leaves at least `keep` entries
+    below it, only those are taken and t is returned: every entry left out is >= t, so t is a valid
+    reservoir threshold without a selection. Otherwise every entry is taken and t is inf."""
     m = x.shape[0]
     h = 0
     if m >= 8 * keep and m >= 1024:
@@ -97,23 +98,23 @@ def _seed(x, off, c0, me, keep, sv, sc, flags):
             j = q * step
             sv[q] = x[j] + off[j] if j != me else np.inf
             sc[q] = j
-        ts = _nth(sv, sc, 128, min(127, (2 * keep * 128) // m + 1))
-        if _flag_row(x, off, np.nextafter(ts, np.float32(np.inf)), flags):
+        ts = np.float32(np.nextafter(_nth(sv, sc, 128, min(127, (2 * keep * 128) // m + 1)), np.inf))
+        if _flag_row(x, off, ts, flags):
             for w in range(flags.shape[0]):
                 if flags[w]:
                     for j in range(w * 8, min(m, w * 8 + 8)):  # branch-free: store, then count if below
                         a = x[j] + off[j]
                         sv[h] = a
                         sc[h] = c0 + j
-                        h += (a <= ts) & (j != me)
+                        h += (a < ts) & (j != me)
         if h >= keep:
-            return h
+            return h, ts
     h = 0
     for j in range(m):
         sv[h] = x[j] + off[j]
         sc[h] = c0 + j
         h += j != me
-    return h
+    return h, np.float32(np.inf)
 
 
 @njit(**_JIT)
@@ -137,7 +138,14 @@ def merge_rows(g, off, c0, r0, lo, hi, bv, bc, cnt, thr, keep, self0):
         c = cnt[row]
         h = 0
         if c == 0:  # empty: the entries below a threshold taken from a sample of the row, or all of them
-            h = _seed(gi, o, c0, me, keep, sv[cap:], sc[cap:], flags)
+            h, ts = _seed(gi, o, c0, me, keep, sv[cap:], sc[cap:], flags)
+            if ts < np.inf and h <= cap:
+                for q in range(h):
+                    bv[row, q] = sv[cap + q]
+                    bc[row, q] = sc[cap + q]
+                cnt[row] = h
+                thr[row] = ts
+                continue
         elif _flag_row(gi, o, t, flags):
             for w in range(flags.shape[0]):
                 if flags[w]:
@@ -190,14 +198,16 @@ def merge_cols(g, off, r0, c0, lo, hi, bv, bc, cnt, thr, keep):
                     if a < t[j]:
                         row = c0 + lo + j
                         k = cnt[row]
-                        bv[row, k] = a
-                        bc[row, k] = r0 + i
-                        k += 1
-                        if k == cap:
+                        if k == cap:  # full: cut back to the keep smallest first
                             t[j] = _nth(bv[row], bc[row], k, keep)
                             thr[row] = t[j]
                             k = keep
-                        cnt[row] = k
+                            if not a < t[j]:
+                                cnt[row] = k
+                                continue
+                        bv[row, k] = a
+                        bc[row, k] = r0 + i
+                        cnt[row] = k + 1
 
 
 @njit(**_JIT)
@@ -218,20 +228,39 @@ def finish_rows(r0, r1, bv, bc, cnt, keep, outv, outc):
 
 
 @njit(nogil=True, cache=True, fastmath={"reassoc", "contract"})
-def pair_dots(X, Y, rows, cols, lo, hi, out):
-    """out[r, t] = X[rows[r]] . Y[cols[r, t]] in float64 for r in lo..hi: float32 products are exact in float64
-    and the sum's rounding is bounded for any order, so the reassociated (vectorised) sum is safe."""
+def pair_dots(X, Y, rows, cols, width, lo, hi, out):
+    """out[r, t] = X[rows[r]] . Y[cols[r, t]] in float64 for r in lo..hi, t < width[r]: float32 products are exact in float64
+    and the sum's rounding is bounded for any order, so the reassociated (vectorised) sum is safe.
+
+    The pairs are visited grouped by blocks of about 2 MB of Y (a counting sort), so that the gathered
+    rows come from the cache rather than from memory: twice as fast at 30,000 x 512.
+    """
     d = X.shape[1]
-    x = np.empty(d, np.float64)
+    bs = max(1, (1 << 19) // d)
+    nb = (Y.shape[0] + bs - 1) // bs
+    C = cols.shape[1]
+    start = np.zeros(nb + 1, np.int64)
     for r in range(lo, hi):
+        for t in range(min(C, width[r])):
+            start[cols[r, t] // bs + 1] += 1
+    for b in range(nb):
+        start[b + 1] += start[b]
+    pr = np.empty(start[nb], np.int32)
+    pt = np.empty(start[nb], np.int32)
+    for r in range(lo, hi):
+        for t in range(min(C, width[r])):
+            b = cols[r, t] // bs
+            pr[start[b]] = r
+            pt[start[b]] = t
+            start[b] += 1
+    for p in range(pr.shape[0]):
+        r, t = pr[p], pt[p]
+        x = X[rows[r]]
+        y = Y[cols[r, t]]
+        s = 0.0
         for q in range(d):
-            x[q] = X[rows[r], q]
-        for t in range(cols.shape[1]):
-            y = Y[cols[r, t]]
-            s = 0.0
-            for q in range(d):
-                s += x[q] * y[q]
-            out[r, t] = s
+            s += np.float64(x[q]) * y[q]
+        out[r, t] = s
 
 
 _POOLS: dict[int, ThreadPoolExecutor] = {}
@@ -254,35 +283,33 @@ def run_ranges(fn, n: int, threads: int, min_size: int = 64) -> None:
 
 
 class Reservoirs:
-    """Running candidate lists (the `keep` smallest estimates seen) for `n` rows, filled block by block
-    on `threads` threads over row (or column) ranges."""
+    """Running candidate lists (the `keep` smallest estimates seen) for `n` rows, filled block by block.
 
-    def __init__(self, n: int, keep: int, threads: int = 1):
-        cap = max(2 * keep, keep + 64)
+    `rows` and `cols` run in the calling thread: callers split the work so that a list has one writer.
+    """
+
+    def __init__(self, n: int, keep: int):
+        cap = max(3 * keep, keep + 64)
         self.keep = keep
         self.bv = np.empty((n, cap), np.float32)
         self.bc = np.empty((n, cap), np.int32)
         self.cnt = np.zeros(n, np.int64)
         self.thr = np.full(n, np.inf, np.float32)
-        self.threads = threads
 
-    def rows(self, g: np.ndarray, off: np.ndarray, c0: int, r0: int, self0: int = -1, lo: int = 0,
-             hi: int | None = None) -> None:
-        """Entries g[i, j] + off[c0 + j] for reservoirs r0 + i, i in lo..hi (see `merge_rows`); in this thread."""
-        merge_rows(g, off, c0, r0, lo, g.shape[0] if hi is None else hi, self.bv, self.bc, self.cnt, self.thr,
-                   self.keep, self0)
+    def rows(self, g: np.ndarray, off: np.ndarray, c0: int, r0: int, self0: int = -1) -> None:
+        """Entries g[i, j] + off[c0 + j] for reservoirs r0 + i (see `merge_rows`)."""
+        merge_rows(g, off, c0, r0, 0, g.shape[0], self.bv, self.bc, self.cnt, self.thr, self.keep, self0)
 
     def cols(self, g: np.ndarray, off: np.ndarray, r0: int, c0: int) -> None:
-        """Entries g[i, j] + off[r0 + i] for reservoirs c0 + j (see `merge_cols`), by column ranges on the threads."""
-        run_ranges(lambda lo, hi: merge_cols(g, off, r0, c0, lo, hi, self.bv, self.bc, self.cnt, self.thr,
-                                             self.keep), g.shape[1], self.threads)
+        """Entries g[i, j] + off[r0 + i] for reservoirs c0 + j (see `merge_cols`)."""
+        merge_cols(g, off, r0, c0, 0, g.shape[1], self.bv, self.bc, self.cnt, self.thr, self.keep)
 
-    def final(self, r0: int, r1: int) -> tuple[np.ndarray, np.ndarray]:
+    def final(self, r0: int, r1: int, threads: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """(values float32, columns int64) of reservoirs r0..r1, `keep` per row, ascending."""
         vals = np.empty((r1 - r0, self.keep), np.float32)
         cols = np.empty((r1 - r0, self.keep), np.int32)
         run_ranges(lambda lo, hi: finish_rows(r0 + lo, r0 + hi, self.bv, self.bc, self.cnt, self.keep,
-                                              vals[lo:hi], cols[lo:hi]), r1 - r0, self.threads)
+                                              vals[lo:hi], cols[lo:hi]), r1 - r0, threads)
         return vals, cols.astype(np.int64)
 
 
