@@ -1,12 +1,14 @@
 """Exact k nearest neighbours and small dense distance matrices, blockwise in float32.
 
 The paper held six dense 30k x 30k float64 matrices; here neighbours are found block by block: a float32
-product ranks candidates cheaply (numpy's BLAS, by symmetry once per block pair when Y = X; faiss-cpu's flat
-search; or torch on the GPU), a rigorous bound on its rounding error says which candidates could still be
-among the k nearest, and only those are re-scored exactly (`_refine_certified`: a float64 estimate whose
-own bound proves its float32 result, the exact pair kernel `_pair_sq` where it cannot). The distances
-returned are therefore the same float32 numbers `pairwise` gives for the same pair, and the neighbours are
-exactly the k smallest of them (ties broken by the lower index), whatever the block size or backend.
+product ranks candidates cheaply (BLAS in the search's own threads, each row keeping a running list of its
+smallest estimates in compiled code, `knn_kernels`; by symmetry each block pair once when Y = X; or
+faiss-cpu's flat search; or torch on the GPU), a rigorous bound on its rounding error says which candidates
+could still be among the k nearest, and only those are re-scored exactly (`_refine_certified`: a float64
+estimate whose own bound proves its float32 result, the exact pair kernel `_pair_sq` where it cannot). The
+distances returned are therefore the same float32 numbers `pairwise` gives for the same pair, and the
+neighbours are exactly the k smallest of them (ties broken by the lower index), whatever the block size or
+backend.
 """
 
 from __future__ import annotations
@@ -339,8 +341,10 @@ def knn(X: np.ndarray, k: int, metric: str = "euclidean", Y: np.ndarray | None =
         blocks = _candidates_blocked(ctx, kk, available, self_ex, block_size)
     idx_out = np.empty((n, kk), np.int64)
     dist_out = np.empty((n, kk), np.float32)
-    # the CPU searches run BLAS in their own threads, one BLAS thread each
-    with threadpool_limits(1, user_api="blas") if backend == "numpy" else contextlib.nullcontext():
+    # the CPU search runs BLAS in its own threads, one BLAS thread each (small searches, such as a matcher's
+    # refills, skip the library scan this costs)
+    big = backend == "numpy" and float(n) * m * Xp.shape[1] >= _THREADED_WORK
+    with threadpool_limits(1, user_api="blas") if big else contextlib.nullcontext():
         # a later block for the same rows (a widened search) replaces the earlier one
         for rows, cand, need in blocks:
             fin = _refine_needed(Xp, Yp, rows, cand, need, spec["finish"], ctx)
@@ -353,6 +357,8 @@ def knn(X: np.ndarray, k: int, metric: str = "euclidean", Y: np.ndarray | None =
 BACKENDS = ("auto", "numpy", "faiss", "torch")
 # auto takes the GPU from this many multiply-adds (n x m x d) on: ~1 s of the 2-core CPU search
 _GPU_MIN_WORK = 1e10
+# the CPU search splits its work between threads (one BLAS thread each) from this many multiply-adds on
+_THREADED_WORK = 1e8
 
 
 def _import_faiss():
@@ -476,7 +482,7 @@ def _candidates_blocked(ctx: _Bound, kk: int, available: int, self_ex: bool, blo
     """(rows, candidates) blocks: each row block against all of Y, its rows split between the threads."""
     n, m = len(ctx.Xc), len(ctx.Yc)
     margin = _MARGIN
-    threads = _n_threads() if float(n) * m >= 1e6 else 1
+    threads = _n_threads() if float(n) * m * ctx.Xc.shape[1] >= _THREADED_WORK else 1
     for i0 in range(0, n, block_size):
         rows = np.arange(i0, min(n, i0 + block_size))
         res = Reservoirs(len(rows), min(kk + margin, available))
@@ -520,8 +526,9 @@ def _candidates_symmetric(ctx: _Bound, kk: int, available: int, self_ex: bool, b
         (i0, i1), (j0, j1) = bounds[pair[0]], bounds[pair[1]]
         _merge_slabs(ctx, res, i0, i1, j0, j1, self_ex and i0 == j0, i0 != j0)
 
+    threads = _n_threads() if float(n) * n * ctx.Xc.shape[1] >= _THREADED_WORK else 1
     for tasks in [[(b, b) for b in range(len(bounds))], *_rounds(len(bounds))]:
-        run_ranges(lambda lo, hi, tasks=tasks: [task(t) for t in tasks[lo:hi]], len(tasks), _n_threads(), 1)
+        run_ranges(lambda lo, hi, tasks=tasks: [task(t) for t in tasks[lo:hi]], len(tasks), threads, 1)
     for i0, i1 in bounds:
         vals, cols = res.final(i0, i1, _n_threads())
         rows = np.arange(i0, i1)

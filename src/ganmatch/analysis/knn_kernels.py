@@ -1,12 +1,13 @@
-"""Compiled inner loops of the exact kNN search: running candidate lists and float64 re-scoring.
+"""Compiled inner loops of the exact kNN search: running candidate lists, re-scoring and selection.
 
 `knn` multiplies blocks of rows with BLAS; what is left per entry of a block is a comparison with the
-row's running threshold, and that loop is where the time went in numpy (several passes and a top-k per
-block). Here each row keeps a reservoir (faiss's choice for k >= 100): entries below its threshold are
-appended, and a full reservoir is cut back to its `keep` smallest by one in-place selection, whose
-largest value becomes the new threshold. The comparison runs as one vectorised pass per block row into a
-byte mask; only the mask's non-zero words are visited. Kernels release the GIL and are run on row (or
-column) ranges by the caller's threads; numba caches them on disk after the first compilation.
+row's running threshold, and in numpy that loop cost more than the product (several passes and a top-k
+per block). Here each row keeps a reservoir (faiss's choice for k >= 100): entries below its threshold
+are appended, and a full reservoir is cut back to its `keep` smallest by one in-place selection, whose
+largest value becomes the new threshold; an empty one takes the entries below a threshold read off a
+sample of its first block. The comparison is one vectorised pass per block row that flags chunks of 8
+entries; only flagged chunks are visited. Kernels release the GIL and run in the caller's threads on
+disjoint rows; numba compiles them once per install (about 11 s) and loads them from its on-disk cache.
 """
 
 from __future__ import annotations

@@ -90,7 +90,8 @@ def leakage_heatmap(leakage: pd.DataFrame, pdf: str, png: str | None = None) -> 
     data = leakage[leakage["strength"] == top].copy()
     sources = list(dict.fromkeys(data["source"]))
     units = {"model": "change in SDs of the attribute score (latent models)",
-             "image": "change re-predicted on the rendered face (image models; probability, age in years)",
+             "image": "change re-predicted on the rendered face (image models; probability, age in years;\n"
+                      "colour scaled per column, the units differ)",
              "truth": "true change in units of the attribute's separation (planted, demo)"}
     directions = list(dict.fromkeys(data.sort_values("conditional", kind="stable")["direction"]))
     measured = list(dict.fromkeys(data["measured"]))
@@ -98,21 +99,33 @@ def leakage_heatmap(leakage: pd.DataFrame, pdf: str, png: str | None = None) -> 
     for ax, source in zip(axes, sources, strict=True):
         m = data[data["source"] == source].pivot_table(index="direction", columns="measured", values="mean_change")
         m = m.reindex(index=directions, columns=measured)
-        lim = float(np.nanmax(np.abs(m.to_numpy()))) or 1.0
-        im = ax.imshow(m.to_numpy(), cmap="RdBu_r", vmin=-lim, vmax=lim, aspect="auto")
-        for (i, j), v in np.ndenumerate(m.to_numpy()):
+        values = m.to_numpy(float)
+        shade = _column_scaled(values) if source == "image" else values
+        lim = float(np.nanmax(np.abs(shade))) if np.isfinite(shade).any() else 1.0
+        lim = lim or 1.0
+        im = ax.imshow(shade, cmap="RdBu_r", vmin=-lim, vmax=lim, aspect="auto")
+        for (i, j), v in np.ndenumerate(values):
             if np.isfinite(v):
                 ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=6,
-                        color="white" if abs(v) > 0.6 * lim else "black")
+                        color="white" if abs(shade[i, j]) > 0.6 * lim else "black")
         ax.set_xticks(range(len(measured)), [pretty(c) for c in measured], rotation=40, ha="right", fontsize=7)
         ax.set_yticks(range(len(directions)), [d.replace("|", " | ") for d in directions], fontsize=6.5)
         ax.set_xlabel("measured attribute", fontsize=7)
         ax.set_title(units.get(source, source), fontsize=7.5)
-        fig.colorbar(im, ax=ax, shrink=0.8)
+        bar = fig.colorbar(im, ax=ax, shrink=0.8)
+        if source == "image":
+            bar.set_label("change / column's largest |change|", fontsize=6.5)
     fig.suptitle(f"Leakage of each edit at strength {top:+g} SD (conditional rows: listed attributes projected out)",
                  fontsize=8.5)
     save_figure(fig, pdf, png)
     return data
+
+
+def _column_scaled(values: np.ndarray) -> np.ndarray:
+    """Each column divided by its largest |value| (columns in different units share one colour scale)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        peak = np.nanmax(np.abs(np.where(np.isfinite(values), values, np.nan)), axis=0, initial=0.0)
+        return values / np.where(peak > 0, peak, 1.0)
 
 
 def transects_figure(table: pd.DataFrame, pdf: str, png: str | None = None) -> pd.DataFrame:
