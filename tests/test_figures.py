@@ -382,3 +382,29 @@ def test_outcomes_forest_synthetic_table(tmp_path):
     assert list(data.loc[data["outcome"] == "outcome", "method"]) == ["naive", "gan_greedy", "propensity"]
     merged = data.merge(table, on=["outcome", "method"], suffixes=("", "_in"))
     assert np.allclose(merged["estimate"], merged["estimate_in"]) and np.allclose(merged["ci_low"], merged["ci_low_in"])
+
+
+def test_leakage_heatmap_colours_the_image_panel_per_column(tmp_path, monkeypatch):
+    """Image-model changes mix probabilities and years of age: each column gets its own colour scale there,
+    while the numbers written in the cells stay the raw changes."""
+    from ganmatch.report import edit_figures
+
+    rows = [dict(source=src, direction=d, conditional=False, measured=m, strength=2.0,
+                 mean_change=(8.0 if m == "age" else 0.2) * (1 if d == "male" else -0.5))
+            for src in ("model", "image") for d in ("male", "young") for m in ("male", "age")]
+    import matplotlib.axes
+
+    shown = []
+    orig = matplotlib.axes.Axes.imshow
+
+    def spy(self, X, *a, **kw):
+        shown.append((np.asarray(X), kw.get("vmax")))
+        return orig(self, X, *a, **kw)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "imshow", spy)
+    pdf, png = _written(tmp_path, "leakage")
+    edit_figures.leakage_heatmap(pd.DataFrame(rows), pdf, png)
+    _check_files(pdf, png)
+    (model, _), (image, vmax) = shown
+    assert np.allclose(model, [[0.2, 8.0], [-0.1, -4.0]])          # one scale for the latent models' SDs
+    assert np.allclose(image, [[1.0, 1.0], [-0.5, -0.5]]) and vmax == 1.0  # per column in the image panel
