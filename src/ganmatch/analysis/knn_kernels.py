@@ -68,29 +68,11 @@ def _flag_chunks(x, off, t, flags):
 
 
 @njit(**_JIT)
-def _flag_row(x, off, t, flags):
-    """`_flag_chunks` with one threshold t for the whole row."""
-    m = x.shape[0]
-    full = m // 8
-    any_ = 0
-    for w in range(full):
-        f = 0
-        for j in range(w * 8, w * 8 + 8):
-            f |= x[j] + off[j] < t
-        flags[w] = f
-        any_ |= f
-    if full * 8 < m:
-        flags[full] = 1
-        any_ = 1
-    return any_
-
-
-@njit(**_JIT)
-def _seed(x, off, c0, me, keep, sv, sc, flags):
+def _seed(x, off, c0, me, keep, sv, sc, flags, tv):
     """Entries x + off of a row for an empty reservoir (column c0 + j; j == me left out) into sv/sc; returns
     (how many, threshold). When a threshold t read off a strided sample of 128 leaves at least `keep` entries
     below it, only those are taken and t is returned: every entry left out is >= t, so t is a valid
-    reservoir threshold without a selection. Otherwise every entry is taken and t is inf."""
+    reservoir threshold without a selection. Otherwise every entry is taken and t is inf. `tv`: scratch (m,)."""
     m = x.shape[0]
     h = 0
     if m >= 8 * keep and m >= 1024:
@@ -100,7 +82,8 @@ def _seed(x, off, c0, me, keep, sv, sc, flags):
             sv[q] = x[j] + off[j] if j != me else np.inf
             sc[q] = j
         ts = np.float32(np.nextafter(_nth(sv, sc, 128, min(127, (2 * keep * 128) // m + 1)), np.inf))
-        if _flag_row(x, off, ts, flags):
+        tv[:] = ts
+        if _flag_chunks(x, off, tv, flags):
             for w in range(flags.shape[0]):
                 if flags[w]:
                     for j in range(w * 8, min(m, w * 8 + 8)):  # branch-free: store, then count if below
@@ -122,14 +105,15 @@ def _seed(x, off, c0, me, keep, sv, sc, flags):
 def merge_rows(g, off, c0, r0, lo, hi, bv, bc, cnt, thr, keep, self0):
     """Fold entries g[i, j] + off[c0 + j] (column c0 + j) into the reservoirs r0 + i, for i in lo..hi.
 
-    An empty reservoir takes the whole row by one selection; a row whose hits would overflow its reservoir
-    is cut back once, over its old entries and all its hits. With self0 >= 0 block row i is data row
+    An empty reservoir is seeded by `_seed`; a row whose hits would overflow its reservoir is cut back once,
+    over its old entries and all its hits. With self0 >= 0 block row i is data row
     self0 + i and its own column is left out.
     """
     m, cap = g.shape[1], bv.shape[1]
     flags = np.zeros((m + 7) // 8, np.uint8)
     sv = np.empty(cap + m, np.float32)  # hits go to sv[cap:], old entries in front of them on a cut
     sc = np.empty(cap + m, np.int32)
+    tv = np.empty(m, np.float32)  # the row's threshold for every column: one vectorised comparison
     o = off[c0:c0 + m]
     for i in range(lo, hi):
         row = r0 + i
@@ -139,7 +123,7 @@ def merge_rows(g, off, c0, r0, lo, hi, bv, bc, cnt, thr, keep, self0):
         c = cnt[row]
         h = 0
         if c == 0:  # empty: the entries below a threshold taken from a sample of the row, or all of them
-            h, ts = _seed(gi, o, c0, me, keep, sv[cap:], sc[cap:], flags)
+            h, ts = _seed(gi, o, c0, me, keep, sv[cap:], sc[cap:], flags, tv)
             if ts < np.inf and h <= cap:
                 for q in range(h):
                     bv[row, q] = sv[cap + q]
@@ -147,15 +131,17 @@ def merge_rows(g, off, c0, r0, lo, hi, bv, bc, cnt, thr, keep, self0):
                 cnt[row] = h
                 thr[row] = ts
                 continue
-        elif _flag_row(gi, o, t, flags):
-            for w in range(flags.shape[0]):
-                if flags[w]:
-                    for j in range(w * 8, min(m, w * 8 + 8)):
-                        a = gi[j] + o[j]
-                        if a < t and j != me:
-                            sv[cap + h] = a
-                            sc[cap + h] = c0 + j
-                            h += 1
+        else:
+            tv[:] = t
+            if _flag_chunks(gi, o, tv, flags):
+                for w in range(flags.shape[0]):
+                    if flags[w]:
+                        for j in range(w * 8, min(m, w * 8 + 8)):
+                            a = gi[j] + o[j]
+                            if a < t and j != me:
+                                sv[cap + h] = a
+                                sc[cap + h] = c0 + j
+                                h += 1
         if h == 0:
             continue
         if c + h <= cap and c > 0:
