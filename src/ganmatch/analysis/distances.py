@@ -294,7 +294,8 @@ def knn(X: np.ndarray, k: int, metric: str = "euclidean", Y: np.ndarray | None =
 
     Returns (idx int64 (n, k'), dist float32 (n, k')) sorted by (distance, index); k' = min(k, available),
     with a warning when k' < k. `exclude_self` (only when Y is None) drops each row from its own list.
-    Memory is about block_size x len(Y) float32 beyond the inputs.
+    Memory beyond the inputs: threads x 512 x block_size float32 products (x len(Y) when Y is given) and
+    about 3 (k + 16) running candidates per row.
 
     How it stays exact: a float32 product of centred rows estimates every squared distance a with
     |a - d2| <= err (a rigorous rounding bound); the candidates are the smallest estimates, and a row
@@ -551,7 +552,8 @@ def _rounds(n_blocks: int) -> list[list[tuple[int, int]]]:
     return [r for r in rounds if r]
 
 
-# rows per product slab: a 128 x 2048 float32 slab (1 MB) stays in a core's cache while it is merged
+# rows per product slab (512 x 2048 float32: 4 MB per thread, merged right after it is computed); 128-row slabs
+# fit a core's cache but made the single-threaded BLAS calls slower than the cache saved
 _SLAB = 512
 
 
