@@ -344,7 +344,7 @@ def knn(X: np.ndarray, k: int, metric: str = "euclidean", Y: np.ndarray | None =
     dist_out = np.empty((n, kk), np.float32)
     # the CPU search runs BLAS in its own threads, one BLAS thread each (small searches, such as a matcher's
     # refills, skip the library scan this costs)
-    big = backend == "numpy" and float(n) * m * Xp.shape[1] >= _THREADED_WORK
+    big = backend == "numpy" and _search_threads(ctx) > 1
     with threadpool_limits(1, user_api="blas") if big else contextlib.nullcontext():
         # a later block for the same rows (a widened search) replaces the earlier one
         for rows, cand, need in blocks:
@@ -360,6 +360,12 @@ BACKENDS = ("auto", "numpy", "faiss", "torch")
 _GPU_MIN_WORK = 1e10
 # the CPU search splits its work between threads (one BLAS thread each) from this many multiply-adds on
 _THREADED_WORK = 1e8
+
+
+def _search_threads(ctx: _Bound) -> int:
+    """Threads of the CPU search (each with one BLAS thread): all of them from _THREADED_WORK multiply-adds on."""
+    work = float(len(ctx.Xc)) * len(ctx.Yc) * ctx.Xc.shape[1]
+    return _n_threads() if work >= _THREADED_WORK else 1
 
 
 def _import_faiss():
@@ -483,7 +489,7 @@ def _candidates_blocked(ctx: _Bound, kk: int, available: int, self_ex: bool, blo
     """(rows, candidates) blocks: each row block against all of Y, its rows split between the threads."""
     n, m = len(ctx.Xc), len(ctx.Yc)
     margin = _MARGIN
-    threads = _n_threads() if float(n) * m * ctx.Xc.shape[1] >= _THREADED_WORK else 1
+    threads = _search_threads(ctx)
     for i0 in range(0, n, block_size):
         rows = np.arange(i0, min(n, i0 + block_size))
         res = Reservoirs(len(rows), min(kk + margin, available))
@@ -527,7 +533,7 @@ def _candidates_symmetric(ctx: _Bound, kk: int, available: int, self_ex: bool, b
         (i0, i1), (j0, j1) = bounds[pair[0]], bounds[pair[1]]
         _merge_slabs(ctx, res, i0, i1, j0, j1, self_ex and i0 == j0, i0 != j0)
 
-    threads = _n_threads() if float(n) * n * ctx.Xc.shape[1] >= _THREADED_WORK else 1
+    threads = _search_threads(ctx)
     for tasks in [[(b, b) for b in range(len(bounds))], *_rounds(len(bounds))]:
         run_ranges(lambda lo, hi, tasks=tasks: [task(t) for t in tasks[lo:hi]], len(tasks), threads, 1)
     for i0, i1 in bounds:

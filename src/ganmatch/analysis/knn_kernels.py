@@ -102,8 +102,8 @@ def _seed(x, off, c0, me, keep, sv, sc, flags, tv):
 
 
 @njit(**_JIT)
-def merge_rows(g, off, c0, r0, lo, hi, bv, bc, cnt, thr, keep, self0):
-    """Fold entries g[i, j] + off[c0 + j] (column c0 + j) into the reservoirs r0 + i, for i in lo..hi.
+def merge_rows(g, off, c0, r0, bv, bc, cnt, thr, keep, self0):
+    """Fold entries g[i, j] + off[c0 + j] (column c0 + j) into the reservoirs r0 + i.
 
     An empty reservoir is seeded by `_seed`; a row whose hits would overflow its reservoir is cut back once,
     over its old entries and all its hits. With self0 >= 0 block row i is data row
@@ -115,7 +115,7 @@ def merge_rows(g, off, c0, r0, lo, hi, bv, bc, cnt, thr, keep, self0):
     sc = np.empty(cap + m, np.int32)
     tv = np.empty(m, np.float32)  # the row's threshold for every column: one vectorised comparison
     o = off[c0:c0 + m]
-    for i in range(lo, hi):
+    for i in range(g.shape[0]):
         row = r0 + i
         t = thr[row]
         gi = g[i]
@@ -165,17 +165,17 @@ def merge_rows(g, off, c0, r0, lo, hi, bv, bc, cnt, thr, keep, self0):
 
 
 @njit(**_JIT)
-def merge_cols(g, off, r0, c0, lo, hi, bv, bc, cnt, thr, keep):
-    """Fold entries g[i, j] + off[r0 + i] into the reservoirs of the columns' rows c0+lo..c0+hi (the transposed
+def merge_cols(g, off, r0, c0, bv, bc, cnt, thr, keep):
+    """Fold entries g[i, j] + off[r0 + i] into the reservoirs of the columns' rows c0 + j (the transposed
     block of a symmetric search: row r0 + i is a candidate for row c0 + j)."""
     cap = bv.shape[1]
-    w_ = hi - lo
-    t = thr[c0 + lo:c0 + hi].copy()
+    w_ = g.shape[1]
+    t = thr[c0:c0 + w_].copy()
     flags = np.zeros((w_ + 7) // 8, np.uint8)
     b = np.empty(w_, np.float32)
     for i in range(g.shape[0]):
         b[:] = off[r0 + i]  # the row's offset for every column: one vectorised comparison below
-        gi = g[i, lo:hi]
+        gi = g[i]
         if not _flag_chunks(gi, b, t, flags):
             continue
         for w in range(flags.shape[0]):
@@ -183,7 +183,7 @@ def merge_cols(g, off, r0, c0, lo, hi, bv, bc, cnt, thr, keep):
                 for j in range(w * 8, min(w_, w * 8 + 8)):
                     a = gi[j] + b[j]
                     if a < t[j]:
-                        row = c0 + lo + j
+                        row = c0 + j
                         k = cnt[row]
                         if k == cap:  # full: cut back to the keep smallest first
                             t[j] = _nth(bv[row], bc[row], k, keep)
@@ -272,7 +272,8 @@ def run_ranges(fn, n: int, threads: int, min_size: int = 64) -> None:
 class Reservoirs:
     """Running candidate lists (the `keep` smallest estimates seen) for `n` rows, filled block by block.
 
-    `rows` and `cols` run in the calling thread: callers split the work so that a list has one writer.
+    `rows` and `cols` run in the calling thread on a whole block: callers split the work so that a list has
+    one writer.
     """
 
     def __init__(self, n: int, keep: int):
@@ -285,11 +286,11 @@ class Reservoirs:
 
     def rows(self, g: np.ndarray, off: np.ndarray, c0: int, r0: int, self0: int = -1) -> None:
         """Entries g[i, j] + off[c0 + j] for reservoirs r0 + i (see `merge_rows`)."""
-        merge_rows(g, off, c0, r0, 0, g.shape[0], self.bv, self.bc, self.cnt, self.thr, self.keep, self0)
+        merge_rows(g, off, c0, r0, self.bv, self.bc, self.cnt, self.thr, self.keep, self0)
 
     def cols(self, g: np.ndarray, off: np.ndarray, r0: int, c0: int) -> None:
         """Entries g[i, j] + off[r0 + i] for reservoirs c0 + j (see `merge_cols`)."""
-        merge_cols(g, off, r0, c0, 0, g.shape[1], self.bv, self.bc, self.cnt, self.thr, self.keep)
+        merge_cols(g, off, r0, c0, self.bv, self.bc, self.cnt, self.thr, self.keep)
 
     def final(self, r0: int, r1: int, threads: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """(values float32, columns int64) of reservoirs r0..r1, `keep` per row, ascending."""
