@@ -16,6 +16,7 @@ import torch
 
 from ganmatch.faces.align import LANDMARK_COLUMNS, canonical_landmarks, similarity_warp
 from ganmatch.gan.project import tensor_to_uint8
+from ganmatch.gan.stylegan2 import seeded_normal, stable_scalar
 
 # Covariate -> (base rate, effect on the treatment's logit). Signs and sizes follow CelebA-HQ's confounding
 # (men: older, smile less, wear glasses more often, no makeup, darker skin more often; see seed-notes).
@@ -70,6 +71,7 @@ def planted_group_means() -> dict:
     p_male = 1.0 / (1.0 + np.exp(-(TREATMENT_INTERCEPT + combos @ effect)))
     treated = (p_combo * p_male) @ combos / (p_combo * p_male).sum()
     control = (p_combo * (1 - p_male)) @ combos / (p_combo * (1 - p_male)).sum()
+    treated, control = ([stable_scalar(v, 12) for v in x] for x in (treated, control))  # the same on any CPU
     return {"source": "planted: ganmatch.data.demo.PLANTED base rates and treatment model (population values)",
             "group_means": {"unmatched": {c: [float(control[j]), float(treated[j])] for j, c in enumerate(names)},
                             "matched": {c: [float(treated[j]), float(treated[j])] for j, c in enumerate(names)}}}
@@ -115,25 +117,53 @@ def semantic_directions(generator, n: int, seed: int = 0) -> np.ndarray:
     """Orthonormal (n, w_dim) directions along which the generator's images change most at the mean w.
 
     These are the top right-singular vectors of the Jacobian of G at w_avg (the closed-form idea of SeFa),
-    so planted attributes are visible in the pixels and recoverable by projection.
+    so planted attributes are visible in the pixels and recoverable by projection. Computed in float64 with
+    each vector's sign fixed (largest component positive), so they do not depend on the CPU's kernels.
     """
-    w_avg = generator.mean_w(2000, seed=seed).detach()
+    twin = _float64(generator)
+    w_avg = twin.mean_w(2000, seed=seed)
     eps = 1e-2 * float(w_avg.abs().mean() + 1e-3)
-    steps = eps * torch.eye(len(w_avg))
+    steps = eps * torch.eye(len(w_avg), dtype=torch.float64)
     with torch.no_grad():  # central differences for all coordinates in one batch
-        plus = generator.synthesis(w_avg + steps, noise_mode="const").flatten(1)
-        minus = generator.synthesis(w_avg - steps, noise_mode="const").flatten(1)
+        plus = twin.synthesis(w_avg + steps, noise_mode="const").flatten(1)
+        minus = twin.synthesis(w_avg - steps, noise_mode="const").flatten(1)
     jac = ((plus - minus) / (2 * eps)).T  # (pixels, w_dim)
     _, _, vh = torch.linalg.svd(jac, full_matrices=False)
-    return vh[:n].numpy().astype(np.float64)
+    dirs = vh[:n].numpy().astype(np.float64)
+    dirs *= np.sign(dirs[np.arange(n), np.abs(dirs).argmax(axis=1)])[:, None]
+    return dirs
+
+
+def _float64(generator):
+    """A float64 copy of the generator: the demo's world is computed in it, then rounded, so that its files
+    are the same bytes on any CPU (float32 kernels differ in their last bits between instruction sets)."""
+    import copy
+
+    return copy.deepcopy(generator).double()
 
 
 def _basis(directions: np.ndarray) -> np.ndarray:
-    """Complete the semantic directions to an orthonormal basis of W (columns)."""
+    """Complete the semantic directions to an orthonormal basis of W (columns).
+
+    Gram-Schmidt over the unit vectors in a fixed order (the next one always the unit vector with the largest
+    remainder): a continuous function of the directions, unlike an SVD of the (degenerate) complement's
+    projector, whose basis may rotate freely under a last-bit change."""
     w_dim = directions.shape[1]
-    rest = np.eye(w_dim) - directions.T @ directions
-    u, s, _ = np.linalg.svd(rest)
-    return np.concatenate([directions.T, u[:, : w_dim - len(directions)]], axis=1)
+    basis = [d / np.sqrt(np.sum(d * d)) for d in directions]
+    candidates = list(range(w_dim))
+    while len(basis) < w_dim:
+        best = None
+        for i in candidates:
+            v = np.eye(w_dim)[i]
+            for b in basis:
+                v = v - np.sum(v * b) * b
+            norm = np.sqrt(np.sum(v * v))
+            if best is None or norm > best[0] + 1e-9:
+                best = (norm, i, v)
+        norm, i, v = best
+        candidates.remove(i)
+        basis.append(v / norm)
+    return np.stack(basis, axis=1)
 
 
 def simulate(generator, cfg: dict, seed: int) -> DemoData:
@@ -150,8 +180,11 @@ def simulate(generator, cfg: dict, seed: int) -> DemoData:
     dirs = semantic_directions(generator, n_sem, seed=seed)
     basis = _basis(dirs)
     w_dim = basis.shape[0]
-    w_avg = generator.mean_w(2000, seed=seed).detach().numpy().astype(np.float64)
-    w_scale = float(np.sqrt(np.mean(np.var(generator.mapping(torch.randn(2000, generator.z_dim, generator=torch.Generator().manual_seed(seed))).detach().numpy(), axis=0))))
+    twin = _float64(generator)
+    w_avg = np.array([stable_scalar(v) for v in twin.mean_w(2000, seed=seed).tolist()])
+    with torch.no_grad():
+        mapped = twin.mapping(torch.from_numpy(seeded_normal(seed, (2000, generator.z_dim)))).numpy()
+    w_scale = stable_scalar(np.sqrt(np.mean(np.var(mapped, axis=0))))
 
     n_id = cfg["n_identities"]
     lo, hi = cfg["photos_per_identity"]
@@ -179,7 +212,7 @@ def simulate(generator, cfg: dict, seed: int) -> DemoData:
     noise = rng.standard_normal(len(owner))
     labels["outcome"] = cfg["effect"] * labels["male"] + sum(w * labels[c] for c, w in OUTCOME_WEIGHTS.items()) + 0.5 * noise
 
-    photos, marks = render_misaligned(generator, latents, cfg, rng)
+    photos, marks = render_misaligned(twin, latents, cfg, rng)
     landmarks = pd.DataFrame(marks.reshape(len(owner), 10), columns=list(LANDMARK_COLUMNS))
     landmarks.insert(0, "image_id", labels["image_id"])
     directions = pd.DataFrame(dirs.astype(np.float32), index=["male", *names]).reset_index(names="attribute")
@@ -213,11 +246,12 @@ def planted_outcome(W: np.ndarray, directions: pd.DataFrame, latent_truth: dict,
 
 
 def render(generator, latents: np.ndarray, batch_size: int = 64) -> np.ndarray:
-    """Render W latents to uint8 (N, size, size, 3) images with the generator's constant noise."""
+    """Render W latents to uint8 (N, size, size, 3) images with the generator's constant noise, in the
+    generator's own precision (float64 for the demo's photos)."""
     out = []
     with torch.no_grad():
         for start in range(0, len(latents), batch_size):
-            w = torch.from_numpy(latents[start : start + batch_size])
+            w = torch.from_numpy(np.asarray(latents[start : start + batch_size]))
             img = generator.synthesis(w, noise_mode="const")
             out.append(tensor_to_uint8(img))
     return np.concatenate(out)
@@ -242,4 +276,4 @@ def render_misaligned(generator, latents, cfg, rng):
         scale = (raw / size) * 0.6 * (1.0 + rng.uniform(-mis["scale"], mis["scale"]))
         shift = rng.uniform(-mis["shift"], mis["shift"], size=2) * raw + centre_shift
         photos[i], marks[i] = similarity_warp(img, base, angle, scale, shift, (raw, raw))
-    return photos, marks
+    return photos, np.round(marks, 6)  # micro-pixels: BLAS's last bits in the transform do not reach the file

@@ -101,12 +101,42 @@ def write_text(text: str, path: str | os.PathLike) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
-def write_png(image: np.ndarray, path: str | os.PathLike) -> None:
-    """Write an HxWx3 uint8 image to PNG atomically."""
-    from PIL import Image
+def write_png(image: np.ndarray, path: str | os.PathLike, portable: bool = False) -> None:
+    """Write an HxWx3 uint8 image to PNG atomically.
 
+    `portable`: uncompressed deflate blocks (`png_bytes_stored`), the same bytes with any zlib build (Pillow's
+    bundled zlib-ng and distributions' zlibs compress differently); the demo's photos use it."""
     with atomic_path(path, ".png") as tmp:
-        Image.fromarray(np.asarray(image, dtype=np.uint8)).save(tmp, format="PNG")
+        if portable:
+            tmp.write_bytes(png_bytes_stored(image))
+        else:
+            from PIL import Image
+
+            Image.fromarray(np.asarray(image, dtype=np.uint8)).save(tmp, format="PNG")
+
+
+def png_bytes_stored(image: np.ndarray) -> bytes:
+    """An 8-bit RGB PNG whose zlib stream holds stored (uncompressed) blocks: its bytes depend only on the pixels."""
+    import struct
+    import zlib
+
+    img = np.ascontiguousarray(np.asarray(image, dtype=np.uint8))
+    if img.ndim != 3 or img.shape[2] != 3:
+        raise ValueError(f"expected an H x W x 3 uint8 image, got shape {img.shape}")
+    h, w = img.shape[:2]
+    raw = b"".join(b"\x00" + img[row].tobytes() for row in range(h))  # filter type 0 on every row
+    blocks, limit = [], 65535
+    for start in range(0, max(len(raw), 1), limit):
+        part = raw[start : start + limit]
+        final = start + limit >= len(raw)
+        blocks.append(struct.pack("<BHH", int(final), len(part), len(part) ^ 0xFFFF) + part)
+    stream = b"\x78\x01" + b"".join(blocks) + struct.pack(">I", zlib.adler32(raw))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", stream) + chunk(b"IEND", b"")
 
 
 def read_rgb(path: str | os.PathLike) -> np.ndarray:

@@ -164,7 +164,8 @@ def images_to_tensor(images: np.ndarray, size: int) -> Tensor:
 
 def tensor_to_uint8(x: Tensor) -> np.ndarray:
     """float (N, 3, H, W) in [-1, 1] -> uint8 (N, H, W, 3)."""
-    x = ((x.detach().float() + 1) * 127.5).round().clamp(0, 255)
+    x = x.detach()
+    x = ((x.to(torch.float64 if x.dtype == torch.float64 else torch.float32) + 1) * 127.5).round().clamp(0, 255)
     return x.to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 
 

@@ -7,8 +7,10 @@ weights drawn from N(0, 1) and scaled at run time), so their pickles load by ren
 
 from __future__ import annotations
 
+import copy
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -207,7 +209,7 @@ class Generator(nn.Module):
 
     def mapping(self, z: Tensor) -> Tensor:
         """(N, z_dim) -> (N, w_dim): pixel norm, then the MLP."""
-        x = pixel_norm(z.float())
+        x = pixel_norm(z.to(self.const.dtype))
         for layer in self.mlp:
             x = layer(x)
         return x
@@ -224,7 +226,7 @@ class Generator(nn.Module):
         """W or W+ latents -> images (N, 3, size, size); `noises` (one per conv) overrides noise_mode."""
         if noise_mode not in NOISE_MODES:
             raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
-        ws = self.broadcast(ws).float()
+        ws = self.broadcast(ws).to(self.const.dtype)
         x = self.const[None].expand(ws.shape[0], -1, -1, -1)
         img = None
         i = 0
@@ -245,9 +247,8 @@ class Generator(nn.Module):
 
     @torch.no_grad()
     def mean_w(self, n: int = 10000, seed: int = 0) -> Tensor:
-        """Mean of the mapping over n seeded standard-normal z, (w_dim,)."""
-        g = torch.Generator().manual_seed(seed)
-        z = torch.randn(n, self.z_dim, generator=g).to(self.w_avg.device)
+        """Mean of the mapping over n seeded standard-normal z (`seeded_normal`: the same z on any CPU), (w_dim,)."""
+        z = torch.from_numpy(seeded_normal(seed, (n, self.z_dim))).to(self.w_avg.device, self.const.dtype)
         return torch.cat([self.mapping(c) for c in z.split(4096)]).mean(0)
 
     def noise_buffers(self) -> list[Tensor]:
@@ -256,25 +257,66 @@ class Generator(nn.Module):
 
 
 @torch.no_grad()
+def seeded_normal(seed: int | list[int], shape) -> np.ndarray:
+    """Standard-normal float64 draws from numpy's PCG64 (scalar code): the same numbers on every CPU, unlike
+    torch.randn, whose vectorised Box-Muller depends on the CPU's instruction set."""
+    return np.random.default_rng(seed).standard_normal(shape)
+
+
+@torch.no_grad()
+def seed_weights_(gen: Generator, seed: int) -> Generator:
+    """Redraw every random tensor of a fresh generator (mapping and conv weights, constant input, constant noise)
+    from `seeded_normal`, in module order, with the same distributions as the constructors'."""
+    stream = 0
+    for module in gen.modules():
+        targets = []
+        if isinstance(module, EqualLinear):
+            targets = [(module.weight, 1.0 / module.lr_mul)]
+        elif isinstance(module, ModulatedConv2d):
+            targets = [(module.weight, 1.0)]
+        elif isinstance(module, StyledConv):
+            targets = [(module.noise_const, 1.0)]
+        elif isinstance(module, Generator):
+            targets = [(module.const, 1.0)]
+        for tensor, scale in targets:
+            draws = seeded_normal([seed, stream], tuple(tensor.shape)) * scale
+            tensor.copy_(torch.from_numpy(draws.astype(np.float32)))
+            stream += 1
+    return gen
+
+
+def stable_scalar(x: float, digits: int = 9) -> float:
+    """`x` rounded to `digits` significant digits: a float64 result that may differ in its last bits between CPUs
+    (BLAS, oneDNN kernels) becomes the same number everywhere, except within 1e-16 of a rounding boundary."""
+    return float(f"{float(x):.{digits}g}")
+
+
+@torch.no_grad()
 def shape_random_prior_(gen: Generator, seed: int = 0, rgb_decay: float = 0.5, pixel_std: float = 0.5) -> Generator:
     """Make an untrained generator's images smooth and in range: toRGB weight of level j scaled by
-    rgb_decay**j (coarse levels dominate), then all rescaled so pixel std is `pixel_std`, mean 0."""
+    rgb_decay**j (coarse levels dominate), then all rescaled so pixel std is `pixel_std`, mean 0.
+
+    The pixel statistics are measured in float64 and rounded (`stable_scalar`), so the weights are the same
+    bytes on every CPU."""
     for j, to_rgb in enumerate(gen.to_rgbs):
         to_rgb.conv.weight.mul_(rgb_decay**j)
     n = max(4, 256 * 32**2 // gen.size**2)  # about 1 MB of pixels whatever the size
-    g = torch.Generator().manual_seed(seed + 1)
-    img = gen.synthesis(gen.mapping(torch.randn(n, gen.z_dim, generator=g)))
-    scale = pixel_std / float(img.std())
+    twin = copy.deepcopy(gen).double()
+    z = torch.from_numpy(seeded_normal(seed + 1, (n, gen.z_dim)))
+    img = torch.cat([twin.synthesis(twin.mapping(c)) for c in z.split(64)])
+    scale = stable_scalar(pixel_std / float(img.std()))
     for to_rgb in gen.to_rgbs:
         to_rgb.conv.weight.mul_(scale)
-    gen.to_rgbs[-1].bias.sub_(img.mean(dim=(0, 2, 3)) * scale)
+    mean = [stable_scalar(float(m) * scale) for m in img.mean(dim=(0, 2, 3))]
+    gen.to_rgbs[-1].bias.sub_(torch.tensor(mean, dtype=gen.to_rgbs[-1].bias.dtype))
     return gen
 
 
 def make_generator(size: int, z_dim: int = 512, w_dim: int = 512, n_mlp: int = 8,
                    channels: dict[int, int] | None = None, channel_base: int = 32768, channel_max: int = 512,
                    seed: int = 0, lr_mlp: float = 0.01, random_prior: bool = True) -> Generator:
-    """Seeded generator (identical weights for identical args), in eval mode with `w_avg` filled.
+    """Seeded generator, in eval mode with `w_avg` filled: identical weights, byte for byte, for identical
+    args on any CPU (numpy's draws, statistics in float64 and rounded; see docs/guarantees.md).
 
     `random_prior` shapes the untrained toRGB layers (see `shape_random_prior_`) so a random generator
     gives smooth, well-scaled images, as the demo dataset needs.
@@ -282,8 +324,10 @@ def make_generator(size: int, z_dim: int = 512, w_dim: int = 512, n_mlp: int = 8
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         gen = Generator(size, z_dim, w_dim, n_mlp, channels, channel_max, channel_base, lr_mlp)
+    seed_weights_(gen, seed)
     if random_prior:
         shape_random_prior_(gen, seed)
     with torch.no_grad():
-        gen.w_avg.copy_(gen.mean_w(10000, seed))
+        w_avg = copy.deepcopy(gen).double().mean_w(10000, seed)
+        gen.w_avg.copy_(torch.tensor([stable_scalar(v) for v in w_avg.tolist()]))
     return gen.eval().requires_grad_(False)

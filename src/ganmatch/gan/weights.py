@@ -31,8 +31,10 @@ FORMAT = "ganmatch-stylegan2/1"
 def save_generator(gen: Generator, path: str | os.PathLike) -> None:
     """Write `gen` (config + CPU state dict) atomically in our format."""
     state = {k: v.detach().cpu().clone() for k, v in gen.state_dict().items()}
+    buffer = io.BytesIO()  # saved to memory first: torch.save names the archive's folder after a file's name,
+    torch.save({"format": FORMAT, "config": dict(gen.config), "state_dict": state}, buffer)  # here 'archive'
     with atomic_path(path, ".pt") as tmp:
-        torch.save({"format": FORMAT, "config": dict(gen.config), "state_dict": state}, tmp)
+        tmp.write_bytes(buffer.getvalue())
 
 
 def read_checkpoint(path, fmt: str, writer: str, map_location="cpu") -> dict:

@@ -134,7 +134,7 @@ def download_demo_job(out, params) -> None:
     log.info("demo: %d photos, %d identities, treated share %.2f", len(data.labels), data.labels.identity.nunique(),
              data.labels.male.mean())
     for image_id, photo in zip(data.labels["image_id"], data.photos, strict=True):
-        io.write_png(photo, f"{out.images}/{image_id}.png")
+        io.write_png(photo, f"{out.images}/{image_id}.png", portable=True)
     io.write_parquet(data.labels, out.labels)
     io.write_parquet(data.landmarks, out.landmarks)
     io.write_parquet(data.directions, out.directions)
