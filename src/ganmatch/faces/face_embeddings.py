@@ -272,8 +272,9 @@ def vgg_embeddings(images, weights: str | None = None, allow_random: bool = Fals
 # ---------------------------------------------------------------- cheap fallbacks
 
 
-def pixel_embeddings(images, size: int = 16, grayscale: bool = False) -> np.ndarray:
-    """Area-downsampled pixels in [0, 1], flattened (N, size*size*channels) float32."""
+def pixel_embeddings(images, size: int = 16, grayscale: bool = False, scale: float = 1.0) -> np.ndarray:
+    """Area-downsampled pixels in [0, `scale`] (1: [0, 1]; 255: the photos' own levels), flattened
+    (N, size*size*channels) float32."""
     import cv2
 
     imgs = as_images(images)
@@ -283,7 +284,8 @@ def pixel_embeddings(images, size: int = 16, grayscale: bool = False) -> np.ndar
         if grayscale:
             small = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
         out.append(small.reshape(-1))
-    return (np.asarray(out, np.float32) / 255.0).reshape(len(imgs), -1)
+    values = np.asarray(out, np.float32) if scale == 255 else np.asarray(out, np.float32) * np.float32(scale / 255.0)
+    return values.reshape(len(imgs), -1)
 
 
 def hog_embeddings(images, landmarks5=None, size: int = 64, cell: int = 8) -> np.ndarray:
