@@ -31,6 +31,7 @@ include: "workflow/rules/balance.smk"
 include: "workflow/rules/outcomes.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/edit.smk"
+include: "workflow/rules/provenance.smk"
 
 
 rule all:

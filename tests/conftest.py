@@ -36,11 +36,19 @@ def copy_workflow(dest: Path) -> Path:
     return dest
 
 
-def snakemake(workdir: Path, *args: str, check: bool = True, timeout: int = 900) -> subprocess.CompletedProcess:
-    """Run the real Snakemake CLI in `workdir` with the test interpreter's environment (never in `make test-fast`)."""
+# Environment variables that make numpy's OpenBLAS, torch's oneDNN and ATen kernels, and MKL pick their AVX2 code on
+# an AVX-512 machine: "another CPU" for the reproducibility tests (DEVELOPERS: numbers must hold on other machines).
+AVX2_KERNELS = {"ONEDNN_MAX_CPU_ISA": "AVX2", "OPENBLAS_CORETYPE": "Haswell", "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+                "ATEN_CPU_CAPABILITY": "avx2"}
+
+
+def snakemake(workdir: Path, *args: str, check: bool = True, timeout: int = 900,
+              env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run the real Snakemake CLI in `workdir` with the test interpreter's environment (never in `make test-fast`);
+    `env` adds variables (e.g. AVX2_KERNELS)."""
     if os.environ.get("GANMATCH_FAST_TESTS"):
         raise AssertionError("a test that runs Snakemake must be marked @pytest.mark.slow (make test-fast runs none)")
-    env = dict(os.environ, PYTHONPATH=str(workdir / "src"), OMP_NUM_THREADS="1")
+    env = dict(os.environ, PYTHONPATH=str(workdir / "src"), OMP_NUM_THREADS="1", **(env or {}))
     cmd = [sys.executable, "-m", "snakemake", "--cores", "2", *args]
     proc = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:

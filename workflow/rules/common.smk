@@ -11,12 +11,14 @@ import pandas as pd
 
 from ganmatch.settings.config import validate_config
 from ganmatch.settings.plan import resolve
+from ganmatch.report.provenance import code_version
 from ganmatch.stages.matching import propensity_spec
 
 # Validation checks every key and value (stopping before any job, naming the key) and fills in every default of
 # config/schema.yaml: the one place defaults live. Rules then read values without fallbacks.
 config.update(validate_config(config, os.path.join(workflow.basedir, "config/schema.yaml")))
 PLAN = resolve(config)
+CODE_VERSION = code_version(workflow.basedir)  # provenance reruns when the code changes
 for message in PLAN.messages:
     print(message, file=sys.stderr)
 
@@ -68,6 +70,7 @@ def get_final_output():
         targets.append(f"{RES}/outcomes.parquet")
     targets += [f"{RES}/outcomes/verification_{e}.parquet" for e in PLAN.verification]
     targets += edit_targets()  # workflow/rules/edit_common.smk
+    targets.append(f"{RES}/provenance.json")
     return targets
 
 

@@ -121,6 +121,17 @@ def fetch_celeba_hq_images_job(out, params) -> None:
     log.info("CelebA-HQ images: %s", table["status"].value_counts().to_dict())
 
 
+def demo_outputs(folder: str | os.PathLike, weights: str | os.PathLike | None = None):
+    """The download_demo rule's outputs inside `folder` (resources/<dataset>), for calls outside Snakemake."""
+    from types import SimpleNamespace
+
+    f = Path(folder)
+    return SimpleNamespace(images=f / "images", labels=f / "labels.parquet", landmarks=f / "landmarks.parquet",
+                           latents=f / "true_latents.npy", directions=f / "directions.parquet", truth=f / "truth.json",
+                           faces=f / "face_descriptors.npy", face_ids=f / "face_descriptors.parquet",
+                           weights=Path(weights) if weights else f / "generator.pt")
+
+
 def download_demo_job(out, params) -> None:
     """The download_demo rule: materialise the planted-confounding demo as files, like a real download."""
     from ganmatch.data import demo, io
