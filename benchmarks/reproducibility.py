@@ -124,6 +124,30 @@ def markdown(long: pd.DataFrame, runs: pd.DataFrame, summary: pd.DataFrame) -> s
     return "\n".join(lines) + "\n"
 
 
+def write_tables(frames, runs, args, divergence: bool = False) -> None:
+    """The long table, the per-quantity summary and the markdown page (with the stage divergence between the first
+    two settings of the first seed when `divergence`)."""
+    from ganmatch.analysis.headline import stage_divergence
+
+    long = pd.concat(frames)[["setting", "seed", "quantity", "value"]]
+    runs = pd.DataFrame(runs)
+    summary = summarise_runs(long, {"setting": args.settings[0], "seed": args.seeds[0]})
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    long.to_csv(RESULTS / "reproducibility.csv", index=False)
+    summary.to_csv(RESULTS / "reproducibility_summary.csv", index=False)
+    page = markdown(long, runs, summary)
+    if divergence and len(args.settings) > 1:
+        a, b = (OUT / f"{s}_seed{args.seeds[0]}/results/demo" for s in args.settings[:2])
+        table = stage_divergence(a, b)
+        table.to_csv(RESULTS / "reproducibility_stages.csv", index=False)
+        page += (f"\n## How far the CPU reaches, stage by stage (`{args.settings[0]}` against `{args.settings[1]}`, "
+                 f"seed {args.seeds[0]})\n\n| stage | files | max abs difference | share of entries differing |\n"
+                 "|---|---|---|---|\n")
+        page += "".join(f"| {r.stage} | {r.files} | {r.max_abs_diff:.3g} | {r.share_differing:.3g} |\n"
+                        for r in table.itertuples())
+    (RESULTS / "reproducibility.md").write_text(page)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
@@ -141,13 +165,8 @@ def main(argv=None) -> int:
             print(f"{setting} seed {seed}: {wall:.0f} s, world {world[:12]}", flush=True)
             frames.append(numbers.assign(setting=setting, seed=seed))
             runs.append({"setting": setting, "seed": seed, "wall_s": wall, "world": world})
-    long = pd.concat(frames)[["setting", "seed", "quantity", "value"]]
-    runs = pd.DataFrame(runs)
-    summary = summarise_runs(long, {"setting": args.settings[0], "seed": args.seeds[0]})
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    long.to_csv(RESULTS / "reproducibility.csv", index=False)
-    summary.to_csv(RESULTS / "reproducibility_summary.csv", index=False)
-    (RESULTS / "reproducibility.md").write_text(markdown(long, runs, summary))
+            write_tables(frames, runs, args)  # after every run: a long benchmark keeps what it measured
+    write_tables(frames, runs, args, divergence=True)
     print((RESULTS / "reproducibility.md").read_text())
     return 0
 

@@ -72,3 +72,58 @@ def summarise_runs(long: pd.DataFrame, reference: dict) -> pd.DataFrame:
     ref = long[(long["setting"] == reference["setting"]) & (long["seed"] == reference["seed"])]
     table["reference"] = ref.set_index("quantity")["value"]
     return table.reset_index()
+
+
+def _array_gap(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """(max |a - b|, share of entries that differ) of two arrays of one shape (inf, 1 when shapes differ)."""
+    if a.shape != b.shape:
+        return float("inf"), 1.0
+    a, b = a.astype(np.float64), b.astype(np.float64)
+    diff = np.abs(a - b)
+    return float(np.nanmax(diff)) if diff.size else 0.0, float(np.mean(a != b)) if diff.size else 0.0
+
+
+def stage_divergence(a: str | os.PathLike, b: str | os.PathLike) -> pd.DataFrame:
+    """How far two runs of one config (e.g. under other CPU kernels) differ, stage by stage: per file group of
+    results/<dataset>, the largest absolute difference and the share of entries (pixels, array entries, table cells,
+    pairs) that differ. Groups: aligned photos, latents, embeddings, attributes, neighbours, matches, balance,
+    outcomes, edits."""
+    from PIL import Image
+
+    a, b = Path(a), Path(b)
+    rows = []
+
+    def add(stage, files, gaps):
+        gaps = list(gaps)
+        if gaps:
+            rows.append({"stage": stage, "files": files, "max_abs_diff": max(g[0] for g in gaps),
+                         "share_differing": float(np.mean([g[1] for g in gaps]))})
+
+    pngs = sorted(p.relative_to(a) for p in (a / "aligned").rglob("*.png"))
+    add("alignment (aligned photos)", len(pngs),
+        (_array_gap(np.asarray(Image.open(a / p)), np.asarray(Image.open(b / p))) for p in pngs if (b / p).exists()))
+    for stage, pattern in [("projection (latents)", "latents/*.npy"), ("embeddings", "embeddings/*.npy"),
+                           ("edits (edited latents)", "edits/shard_*.npy")]:
+        files = sorted(p.relative_to(a) for p in a.glob(pattern))
+        add(stage, len(files), (_array_gap(np.load(a / p), np.load(b / p)) for p in files if (b / p).exists()))
+    for stage, pattern in [("attributes", "attributes*.parquet"), ("neighbours", "neighbours/*.parquet"),
+                           ("matching (pairs)", "matches/*.parquet"), ("balance", "balance/*.parquet"),
+                           ("outcomes", "outcomes.parquet"), ("edit tables", "edits/*.parquet")]:
+        files = sorted(p.relative_to(a) for p in a.glob(pattern))
+        add(stage, len(files), (_table_gap(pd.read_parquet(a / p), pd.read_parquet(b / p)) for p in files
+                                if (b / p).exists()))
+    return pd.DataFrame(rows)
+
+
+def _table_gap(x: pd.DataFrame, y: pd.DataFrame) -> tuple[float, float]:
+    """(max |difference| over numeric cells, share of cells that differ) of two tables (1 when shapes differ)."""
+    if x.shape != y.shape or list(x.columns) != list(y.columns):
+        return float("inf"), 1.0
+    num = [c for c in x.columns if pd.api.types.is_numeric_dtype(x[c]) and not pd.api.types.is_bool_dtype(x[c])]
+    gap = 0.0
+    for c in num:
+        d = np.abs(x[c].to_numpy(np.float64, na_value=np.nan) - y[c].to_numpy(np.float64, na_value=np.nan))
+        if np.isfinite(d).any():
+            gap = max(gap, float(np.nanmax(d)))
+    differ = ~((x == y) | (x.isna() & y.isna()))
+    return gap, float(differ.to_numpy().mean()) if differ.size else 0.0

@@ -13,6 +13,7 @@ units of that spread whatever the generator. Loss per image:
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 
@@ -25,6 +26,7 @@ from ganmatch.errors import InputDataError, WeightsError
 
 SPACES = ("w", "w+")
 PERCEPTUAL = (None, "pixel", "vgg")
+PRECISIONS = {"float32": torch.float32, "float64": torch.float64}
 
 
 @dataclasses.dataclass
@@ -73,10 +75,16 @@ def resolve_device(name: str = "auto") -> torch.device:
 def w_statistics(generator, seed: int = 0, n: int = 10000) -> tuple[Tensor, float]:
     """Mean w and the spread of w (RMS over coordinates) of the mapping from n seeded z, on the generator's device;
     the projector optimises in these units and the encoder predicts in them."""
-    z = torch.randn(n, generator.z_dim, generator=torch.Generator().manual_seed(int(seed)))
-    w = generator.mapping(z.to(generator.w_avg.device))
-    mean = w.mean(0)
-    return mean, float((w - mean).square().mean().sqrt())
+    from ganmatch.gan.stylegan2 import seeded_normal, stable_scalar
+
+    z = torch.from_numpy(seeded_normal(int(seed), (n, generator.z_dim))).to(generator.w_avg.device, torch.float64)
+    twin = copy.deepcopy(generator).double()  # float64 and rounded: the same start on every CPU
+    with torch.no_grad():
+        w = twin.mapping(z)
+        mean = w.mean(0)
+        spread = stable_scalar(float((w - mean).square().mean().sqrt()))
+    mean = torch.tensor([stable_scalar(v) for v in mean.tolist()], dtype=generator.const.dtype, device=mean.device)
+    return mean, spread
 
 
 def lr_schedule(t: float, lr: float, rampup: float = 0.05, rampdown: float = 0.25) -> float:
@@ -183,13 +191,14 @@ class LatentProjector:
     last `patience` steps. `optimize_noise`: also fit per-image noise maps (regularised by `noise_weight`);
     otherwise the generator's constant noise is used. `latent_noise`: scale (in w spreads) of the
     exploration noise added to w early on, decaying to zero at 75% of the steps, as in the official
-    projector. `mixed_precision`: autocast the generator on CUDA.
+    projector. `mixed_precision`: autocast the generator on CUDA. `precision`: float32, or float64 for latents that
+    do not depend on the CPU's kernels (Adam turns last-bit differences of float32 gradients into steps).
     """
 
     def __init__(self, generator, space="w", steps=200, lr=0.1, lr_rampup=0.05, lr_rampdown=0.25,
                  noise_weight=1e5, perceptual=None, batch_size=32, early_stop_tol=None, device="auto",
                  random_state=0, optimize_noise=False, latent_noise=0.0, patience=20, mixed_precision=True,
-                 return_reconstructions=True, perceptual_pretrained=True):
+                 return_reconstructions=True, perceptual_pretrained=True, precision="float32"):
         self.generator = generator
         self.space = space
         self.steps = steps
@@ -208,12 +217,15 @@ class LatentProjector:
         self.mixed_precision = mixed_precision
         self.return_reconstructions = return_reconstructions
         self.perceptual_pretrained = perceptual_pretrained
+        self.precision = precision
 
     def _check(self):
         if self.space not in SPACES:
             raise InputDataError(f"projection space must be one of {SPACES}, got {self.space!r}")
         if self.perceptual not in PERCEPTUAL:
             raise InputDataError(f"perceptual must be one of {PERCEPTUAL}, got {self.perceptual!r}")
+        if self.precision not in PRECISIONS:
+            raise InputDataError(f"precision must be one of {tuple(PRECISIONS)}, got {self.precision!r}")
         if int(self.steps) < 1 or int(self.batch_size) < 1:
             raise InputDataError(f"steps and batch_size must be >= 1, got {self.steps}, {self.batch_size}")
 
@@ -224,9 +236,12 @@ class LatentProjector:
         """
         self._check()
         device = resolve_device(self.device)
+        self.dtype_ = PRECISIONS[self.precision]
         gen = self.generator.to(device).eval().requires_grad_(False)
+        if gen.const.dtype != self.dtype_:
+            gen = copy.deepcopy(gen).to(self.dtype_)
         self.device_ = device
-        target = images_to_tensor(images, gen.size)
+        target = images_to_tensor(images, gen.size).to(self.dtype_)
         n = len(target)
         if init is not None and len(init) != n:
             raise InputDataError(f"init has {len(init)} rows for {n} images")
@@ -254,14 +269,14 @@ class LatentProjector:
 
     def _amp(self, device: torch.device) -> bool:
         """Mixed precision (bf16 autocast) is used only on CUDA."""
-        return self.mixed_precision and device.type == "cuda"
+        return self.mixed_precision and device.type == "cuda" and self.precision == "float32"
 
     def _target_features(self, target: Tensor) -> list[Tensor] | None:
         """VGG features of the targets, computed once per batch (they do not change during the optimisation)."""
         if self.vgg_ is None:
             return None
         with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=self._amp(target.device)):
-            return self.vgg_.features(target)
+            return self.vgg_.features(target.float())
 
     def _loss(self, gen, u, noises, target, target_features, step_noise):
         """Per-image loss (B,) of latents u (in w spreads around w_avg)."""
@@ -269,11 +284,11 @@ class LatentProjector:
         amp = self._amp(target.device)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
             img = gen.synthesis(w, noise_mode="const", noises=noises)
-        img = img.float()
+        img = img.to(self.dtype_)
         loss = multiscale_mse(img, target)
         if self.vgg_ is not None:
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
-                loss = loss + self.vgg_(img, target_features).float()
+                loss = loss + self.vgg_(img.float(), target_features).to(self.dtype_)
         if noises is not None and self.noise_weight:
             loss = loss + self.noise_weight * noise_regularize(noises)
         return loss
@@ -284,9 +299,9 @@ class LatentProjector:
         rng = torch.Generator(device="cpu").manual_seed(int(seed))
         shape = (b, gen.w_dim) if self.space == "w" else (b, gen.n_latent, gen.w_dim)
         if init is None:
-            u0 = torch.zeros(shape)
+            u0 = torch.zeros(shape, dtype=self.dtype_)
         else:
-            w0 = torch.as_tensor(np.asarray(init), dtype=torch.float32).to(device)
+            w0 = torch.as_tensor(np.asarray(init), dtype=self.dtype_).to(device)
             if self.space == "w+" and w0.ndim == 2:
                 w0 = w0[:, None].expand(shape)
             if tuple(w0.shape) != shape:
@@ -296,12 +311,12 @@ class LatentProjector:
         params = [u]
         noises = None
         if self.optimize_noise:
-            noises = [torch.randn(b, 1, c.resolution, c.resolution, generator=rng).to(device).requires_grad_(True)
+            noises = [torch.randn(b, 1, c.resolution, c.resolution, generator=rng).to(device, self.dtype_).requires_grad_(True)
                       for c in gen.convs]
             params += noises
         opt = torch.optim.Adam(params, lr=self.lr, betas=(0.9, 0.999))
         target_features = self._target_features(target)
-        best = torch.full((b,), float("inf"), device=device)
+        best = torch.full((b,), float("inf"), device=device, dtype=self.dtype_)
         best_u = u.detach().clone()
         best_noises = None if noises is None else [x.detach().clone() for x in noises]
         history = []  # best loss per step, to detect plateaus
@@ -314,7 +329,7 @@ class LatentProjector:
             for group in opt.param_groups:
                 group["lr"] = lr_schedule(t, self.lr, self.lr_rampup, self.lr_rampdown)
             scale = self.latent_noise * max(0.0, 1.0 - t / 0.75) ** 2
-            step_noise = (torch.randn(shape, generator=rng) * scale).to(device) if scale > 0 else 0.0
+            step_noise = (torch.randn(shape, generator=rng) * scale).to(device, self.dtype_) if scale > 0 else 0.0
             loss = self._loss(gen, u, noises, target, target_features, step_noise)
             finite = torch.isfinite(loss)
             failed |= active & ~finite

@@ -42,7 +42,7 @@ def project_shard(aligned: pd.DataFrame, weights: str, params: dict, seed: int =
     ok = aligned[aligned["status"] == "ok"].reset_index(drop=True)
     projector = LatentProjector(
         generator, space=params["space"], steps=params["steps"], lr=params["lr"], batch_size=params["batch_size"],
-        device=params["device"], random_state=seed, perceptual=params["perceptual"],
+        device=params["device"], random_state=seed, perceptual=params["perceptual"], precision=params["precision"],
     )
     if len(ok) == 0:
         empty = ProjectionResult.empty(generator, projector.space)
