@@ -116,8 +116,10 @@ def world_check(folder: str | os.PathLike, committed: str | os.PathLike, key: st
     from ganmatch.data.manifest import folder_manifest, manifest_differences, parse_manifest
 
     committed = Path(committed)
-    if not committed.exists() or not Path(folder).is_dir():
-        return {"checked": False, "reason": "no committed manifest or no world folder"}
+    if not committed.exists():
+        return {"checked": False, "reason": f"no committed manifest {committed}"}
+    if not Path(folder).is_dir():
+        return {"checked": False, "reason": f"no world folder {folder}"}
     text = committed.read_text()
     if f"# key: {key}" not in text:
         return {"checked": False, "reason": "the demo block or seed differs from the committed manifest's"}
