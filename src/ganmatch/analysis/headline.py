@@ -105,7 +105,8 @@ def stage_divergence(a: str | os.PathLike, b: str | os.PathLike) -> pd.DataFrame
     for stage, pattern in [("projection (latents)", "latents/*.npy"), ("embeddings", "embeddings/*.npy"),
                            ("edits (edited latents)", "edits/shard_*.npy")]:
         files = sorted(p.relative_to(a) for p in a.glob(pattern))
-        add(stage, len(files), (_array_gap(np.load(a / p, allow_pickle=False), np.load(b / p, allow_pickle=False)) for p in files if (b / p).exists()))
+        add(stage, len(files), (_array_gap(np.load(a / p, allow_pickle=False), np.load(b / p, allow_pickle=False))
+                                for p in files if (b / p).exists()))
     for stage, pattern in [("attributes", "attributes*.parquet"), ("neighbours", "neighbours/*.parquet"),
                            ("matching (pairs)", "matches/*.parquet"), ("balance", "balance/*.parquet"),
                            ("outcomes", "outcomes.parquet"), ("edit tables", "edits/*.parquet")]:
