@@ -159,9 +159,63 @@ def check_quotes(tables: dict[str, pd.DataFrame], root: Path = ROOT, quotes=QUOT
     return problems
 
 
+DEMO_COLUMNS = ("pairs", "max_diff", "estimate", "ci", "seeds")  # the README demo table's cells after the method
+
+
+def demo_table_rows(readme: str) -> list[tuple[str, list[str]]]:
+    """(method, cells) of each row of the README's demo table: rows whose first cell is `naive` or a backquoted
+    method name followed by a colon, up to the table's end."""
+    rows = []
+    for line in readme.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        m = re.match(r"(naive)\b|`(\w+)`:", cells[0]) if len(cells) == 1 + len(DEMO_COLUMNS) else None
+        if m:
+            rows.append((m.group(1) or m.group(2), cells[1:]))
+    return rows
+
+
+def check_demo_table(readme: str, summary: pd.DataFrame) -> list[str]:
+    """Each number of the README's demo table against benchmarks/results/reproducibility_summary.csv: the reference
+    run's value (default kernels, seed 0), the same under every kernel setting (the README says so), and the seeds'
+    range of the estimate."""
+    table = summary.set_index("quantity")
+    problems, rows = [], demo_table_rows(readme)
+    if len(rows) < 5:
+        return [f"README.md: the demo table has {len(rows)} rows that name a method; expected the naive row and every method"]
+
+    def expect(method, written, quantity, column="reference"):
+        key = f"{method}/{quantity}"
+        if key not in table.index:
+            problems.append(f"README.md demo table: {key} is not in reproducibility_summary.csv")
+            return
+        value = float(table.loc[key, column])
+        decimals = len(written.split(".")[1]) if "." in written else 0
+        if not agrees(float(written), decimals, value):
+            problems.append(f"README.md demo table, {method}: {written} but {key} ({column}) is {value:.4g}")
+        if column == "reference" and float(table.loc[key, "kernel_spread"]) > 0:
+            problems.append(f"README.md demo table, {method}: {key} differs between kernel settings "
+                            f"(by {float(table.loc[key, 'kernel_spread']):.3g}); quote its range")
+
+    for method, cells in rows:
+        numbers = {c: re.findall(r"\d+\.\d+|\d+", cell) for c, cell in zip(DEMO_COLUMNS, cells, strict=True)}
+        if method != "naive" and numbers["pairs"]:
+            expect(method, numbers["pairs"][0], "pairs")
+        if numbers["max_diff"]:
+            expect(method, numbers["max_diff"][0], "max_diff")
+        expect(method, numbers["estimate"][0], "estimate")
+        low, high = numbers["ci"][:2]
+        expect(method, low, "ci_low")
+        expect(method, high, "ci_high")
+        if len(numbers["seeds"]) >= 2:
+            expect(method, numbers["seeds"][0], "estimate", "min")
+            expect(method, numbers["seeds"][1], "estimate", "max")
+    return problems
+
+
 def main() -> int:
     tables = load_tables()
     problems = check_scaling(ROOT / "docs" / "scaling.md", tables) + check_quotes(tables)
+    problems += check_demo_table((ROOT / "README.md").read_text(), pd.read_csv(RESULTS / "reproducibility_summary.csv"))
     for p in problems:
         print(p)
     print(f"{len(problems)} problem(s)")

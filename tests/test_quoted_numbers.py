@@ -44,3 +44,21 @@ def test_rounding_rules(quoted):
     assert quoted.agrees(3.7, 1, 3.6507) and quoted.agrees(3.6, 1, 3.65) and not quoted.agrees(3.5, 1, 3.65)
     assert [q[0] for q in quoted.quoted("30,000 x 512 in 9.0 s, 34.5x, 111x, 0.84 s, k = 50")] == \
         ["9.0", "34.5x", "111x", "0.84"]
+
+
+def test_readme_demo_table_agrees_with_the_reproducibility_runs(quoted):
+    """Issue 26: every number of the README's demo table is the reference run's, the same under every kernel
+    setting, and the seeds' range is the committed one (benchmarks/reproducibility.py)."""
+    import pandas as pd
+
+    summary = pd.read_csv(ROOT / "benchmarks/results/reproducibility_summary.csv")
+    readme = (ROOT / "README.md").read_text()
+    assert len(quoted.demo_table_rows(readme)) >= 7
+    assert quoted.check_demo_table(readme, summary) == []
+    # the check catches a stale number and a quantity that depends on the CPU
+    method, cells = quoted.demo_table_rows(readme)[1]
+    stale = readme.replace(f"| {cells[2]} |", "| 9.99 |", 1)
+    assert any("9.99" in p for p in quoted.check_demo_table(stale, summary))
+    shaky = summary.copy()
+    shaky.loc[shaky["quantity"] == f"{method}/estimate", "kernel_spread"] = 0.01
+    assert any("differs between kernel settings" in p for p in quoted.check_demo_table(readme, shaky))

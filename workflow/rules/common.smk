@@ -84,7 +84,7 @@ def encoder_input(wildcards):
 
 def projection_params():
     """The project block as shard jobs see it: the encoder's settings reach them through its file only."""
-    return {k: v for k, v in config["project"].items() if k not in ("init", "encoder")}
+    return {k: v for k, v in config["project"].items() if k not in ("init", "encoder", "threads")}
 
 
 CELEBA_METADATA = ("mapping", "identities", "attributes", "partition")

@@ -13,7 +13,7 @@ rule project_shard:
     params:
         project=projection_params(),
         seed=config["seed"],
-    threads: 2
+    threads: config["project"]["threads"]
     resources:
         gpu=1 if config["project"]["gpu"] else 0,
         mem_mb=4000,
