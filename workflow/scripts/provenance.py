@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from ganmatch.logs import script_logging
-from ganmatch.report.provenance import write_provenance_job
+from ganmatch.stages.provenance import write_provenance_job
 
 script_logging(snakemake)
 write_provenance_job(snakemake.output, snakemake.params, Path(snakemake.scriptdir).resolve().parents[1])

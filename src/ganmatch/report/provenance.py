@@ -162,16 +162,3 @@ def summary_text(prov: dict) -> str:
              f"Demo world: {world_line}",
              "Packages: " + ", ".join(f"{k} {v}" for k, v in prov["packages"].items() if v)]
     return "\n".join(lines) + "\n"
-
-
-def write_provenance_job(out, params, root) -> None:
-    """The provenance rule: provenance.json and its summary for the report."""
-    from ganmatch.data import io
-
-    world = None
-    if params.config.get("source") == "demo":
-        key = demo_world_key(params.config["demo"], params.config["seed"])
-        world = world_check(params.world, Path(root) / "resources/demo_world.sha256", key)
-    prov = provenance(params.config, root, world)
-    io.write_json(prov, out.json)
-    io.write_text(summary_text(prov), out.txt)

@@ -1,0 +1,20 @@
+"""Provenance-stage adapter: record what produced this run (ganmatch.report.provenance) as files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ganmatch.data import io
+from ganmatch.report.provenance import demo_world_key, provenance, summary_text, world_check
+
+
+def write_provenance_job(out, params, root) -> None:
+    """The provenance rule: provenance.json and its summary for the report; for the demo, its world checked
+    against the committed manifest (resources/demo_world.sha256 of the workflow at `root`)."""
+    world = None
+    if params.config.get("source") == "demo":
+        key = demo_world_key(params.config["demo"], params.config["seed"])
+        world = world_check(params.world, Path(root) / "resources/demo_world.sha256", key)
+    prov = provenance(params.config, root, world)
+    io.write_json(prov, out.json)
+    io.write_text(summary_text(prov), out.txt)
