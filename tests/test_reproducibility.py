@@ -147,3 +147,36 @@ def test_demo_manifest_is_sha256sum_compatible(tmp_path):
     """The committed manifest is sha256sum's format (`sha256sum -c` works inside resources/demo)."""
     body = [line for line in MANIFEST.read_text().splitlines() if not line.startswith("#")]
     assert all(len(line.split("  ")[0]) == 64 for line in body)
+
+
+PROJECT = """
+import sys
+import numpy as np
+import torch
+from ganmatch.gan.project import LatentProjector
+from ganmatch.gan.stylegan2 import make_generator
+from ganmatch.data.demo import render
+torch.set_num_threads(1)
+gen = make_generator(16, z_dim=8, w_dim=8, n_mlp=2, channels={4: 16, 8: 16, 16: 16}, seed=3)
+w = gen.w_avg.numpy()[None] + 0.5 * np.random.default_rng(0).standard_normal((6, 8)).astype(np.float32)
+images = render(gen, w)
+result = LatentProjector(gen, steps=30, lr=0.2, batch_size=6, device="cpu", precision=sys.argv[2]).project(images)
+np.save(sys.argv[1], result.latents)
+"""
+
+
+@pytest.mark.parametrize("precision", ["float64"])
+def test_float64_projection_gives_the_same_latents_under_other_kernels(tmp_path, precision):
+    """project.precision float64 (the demo's): the latents are the same bytes under the AVX2 kernels; float32 Adam
+    would turn last-bit differences of its gradients into steps."""
+    import os
+
+    out = []
+    for name, env in [("default", {}), ("avx2", AVX2_KERNELS)]:
+        path = tmp_path / f"{name}.npy"
+        full = dict(os.environ, PYTHONPATH=str(ROOT / "src"), **env)
+        subprocess.run([sys.executable, "-c", PROJECT, str(path), precision], env=full, check=True,
+                       capture_output=True, timeout=300)
+        out.append(np.load(path))
+    assert out[0].dtype == np.float32 and out[0].shape == (6, 8)
+    assert np.array_equal(out[0], out[1])
