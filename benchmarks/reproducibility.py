@@ -34,7 +34,8 @@ from ganmatch.data.manifest import folder_manifest, format_manifest  # noqa: E40
 
 RESULTS = ROOT / "benchmarks" / "results"
 OUT = ROOT / "benchmarks" / "out" / "reproducibility"
-WORKFLOW_FILES = ["Snakefile", "workflow", "config", "src", "envs", "profiles", "resources/paper"]
+WORKFLOW_FILES = ["Snakefile", "workflow", "config", "src", "envs", "profiles", "resources/paper",
+                  "resources/demo_world.sha256"]
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 SETTINGS = {  # name -> (environment, snakemake --cores)
     "default": ({}, 2),

@@ -13,7 +13,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-WORKFLOW_FILES = ["Snakefile", "workflow", "config", "src", "envs", "profiles", "resources/paper"]
+WORKFLOW_FILES = ["Snakefile", "workflow", "config", "src", "envs", "profiles", "resources/paper",
+                  "resources/demo_world.sha256"]
 
 # A tiny demo: 40 identities (~100 photos) in 2 shards, few projection steps; same DAG as the default.
 TINY = {
