@@ -16,7 +16,7 @@ from conftest import AVX2_KERNELS, ROOT, TINY_ARGS, snakemake, tiny_workdir
 
 from ganmatch.data.io import png_bytes_stored, read_rgb
 from ganmatch.data.manifest import folder_manifest, format_manifest, manifest_differences, parse_manifest
-from ganmatch.report.provenance import demo_world_key, provenance, summary_text, world_check
+from ganmatch.report.provenance import demo_world_key, provenance, summary_html, summary_text, world_check
 from ganmatch.settings.config import validate_config
 
 MANIFEST = ROOT / "resources/demo_world.sha256"
@@ -118,6 +118,7 @@ def test_provenance_records_code_libraries_cpu_and_the_world(tmp_path):
     assert prov["numerics"]["blas"] and prov["numerics"]["torch"]["cpu_capability"]
     text = summary_text(prov)
     assert "BLAS:" in text and "DIFFERS from the committed manifest in 1 files" in text
+    assert "<th>BLAS</th>" in summary_html(prov) and "<script" not in summary_html(prov)
     json.dumps(prov)  # serialisable
 
 

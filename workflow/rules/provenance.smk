@@ -8,7 +8,8 @@ rule provenance:
         world=[f"{RAW}/truth.json"] if config["source"] == "demo" else [],
     output:
         json=f"{RES}/provenance.json",
-        txt=report(f"{RES}/provenance.txt", caption="../report/provenance.rst", category="Provenance"),
+        txt=f"{RES}/provenance.txt",
+        html=report(f"{RES}/provenance.html", caption="../report/provenance.rst", category="Provenance"),
     params:
         config=dict(config),
         code=CODE_VERSION,

@@ -150,15 +150,29 @@ def summary_text(prov: dict) -> str:
                       else f"DIFFERS from the committed manifest in {world['n_differences']} files")
     else:
         world_line = f"not checked ({world.get('reason')})"
-    lines = [f"ganmatch {prov['code']['version']}, commit {prov['code']['commit'] or 'unknown'}"
+    lines = [f"Code: ganmatch {prov['code']['version']}, commit {prov['code']['commit'] or 'unknown'}"
              + (" (uncommitted changes)" if prov["code"].get("dirty") else ""),
-             f"Python {prov['python']} on {prov['platform']}",
+             f"Python: {prov['python']} on {prov['platform']}",
              f"CPU: {cpu['model']} ({cpu['usable_cpus']} of {cpu['cpu_count']} cores usable); ISA: {' '.join(cpu['isa'])}",
              f"BLAS: {blas}",
-             f"torch {prov['packages'].get('torch')}: CPU kernels {torch_.get('cpu_capability')}, "
+             f"torch: {prov['packages'].get('torch')}, CPU kernels {torch_.get('cpu_capability')}, "
              f"{torch_.get('threads')} threads, CUDA {'available: ' + ', '.join(torch_['gpus']) if torch_.get('cuda_available') else 'not available'}",
              "Kernel variables: " + (", ".join(f"{k}={v}" for k, v in prov["environment"].items()) or "none set"),
-             f"Config sha256 {prov['config']['sha256'][:16]}, dataset {prov['config']['dataset']}, seed {prov['config']['seed']}",
+             f"Config: sha256 {prov['config']['sha256'][:16]}, dataset {prov['config']['dataset']}, "
+             f"seed {prov['config']['seed']}",
              f"Demo world: {world_line}",
              "Packages: " + ", ".join(f"{k} {v}" for k, v in prov["packages"].items() if v)]
     return "\n".join(lines) + "\n"
+
+
+def summary_html(prov: dict) -> str:
+    """`summary_text` as a small self-contained HTML page (the report shows HTML inline, not text files)."""
+    import html
+
+    rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v.strip())}</td></tr>"
+                   for k, _, v in (line.partition(": ") if ": " in line else ("", "", line)
+                                   for line in summary_text(prov).splitlines()))
+    return ("<!DOCTYPE html><html><head><meta charset='utf-8'><title>Provenance</title><style>"
+            "body{font-family:sans-serif;margin:1em}th{text-align:left;padding-right:1em;vertical-align:top}"
+            "td{font-family:monospace}</style></head><body><h2>What produced these numbers</h2>"
+            f"<table>{rows}</table><p>Full record: provenance.json beside this file.</p></body></html>\n")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ganmatch.data import io
-from ganmatch.report.provenance import demo_world_key, provenance, summary_text, world_check
+from ganmatch.report.provenance import demo_world_key, provenance, summary_html, summary_text, world_check
 
 
 def write_provenance_job(out, params, root) -> None:
@@ -18,3 +18,4 @@ def write_provenance_job(out, params, root) -> None:
     prov = provenance(params.config, root, world)
     io.write_json(prov, out.json)
     io.write_text(summary_text(prov), out.txt)
+    io.write_text(summary_html(prov), out.html)
