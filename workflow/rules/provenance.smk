@@ -13,7 +13,6 @@ rule provenance:
     params:
         config=dict(config),
         code=CODE_VERSION,
-        world=RAW,
     log:
         f"{LOGS}/provenance.log",
     conda:
