@@ -63,11 +63,11 @@ def test_the_demo_plan_runs_every_stage():
     plan = resolve(config)
     assert config == before  # resolve never edits the config
     assert plan.project_active and plan.generator_weights == "resources/demo/generator.pt"
-    assert list(plan.embeddings) == ["gan", "pixel", "face"] and len(plan.methods) == 6
+    assert list(plan.embeddings) == ["gan", "pixel", "pixel_l1", "face"] and len(plan.methods) == 6
     assert plan.attributes_embedding == "gan" and plan.figures == config["figures"] and plan.messages == []
     assert plan.method_embeddings("gan_greedy") == ["gan"]
     assert plan.paper_comparison_method == "gan_constrained" and plan.knn_metric["gan"] == "euclidean"
-    assert list(plan.drift_embeddings) == ["gan", "pixel"]  # the precomputed face descriptors cannot embed an edit
+    assert list(plan.drift_embeddings) == ["gan", "pixel", "pixel_l1"]  # the precomputed face descriptors cannot embed an edit
 
 
 def test_without_generator_weights_the_gan_stage_and_its_methods_drop_out(tmp_path, monkeypatch):

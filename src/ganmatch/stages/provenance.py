@@ -12,7 +12,7 @@ def write_provenance_job(inp, out, params, root) -> None:
     """The provenance rule: provenance.json and its summary for the report; for the demo, its world (the folder of
     the input truth.json) checked against the committed manifest (resources/demo_world.sha256 under `root`)."""
     world = None
-    if params.config.get("source") == "demo" and len(inp.world):
+    if params.config["source"] == "demo" and len(inp.world):
         key = demo_world_key(params.config["demo"], params.config["seed"])
         world = world_check(Path(inp.world[0]).parent, Path(root) / "resources/demo_world.sha256", key)
     prov = provenance(params.config, root, world)
