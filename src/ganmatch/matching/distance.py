@@ -7,6 +7,7 @@ covariates after a Mahalanobis, scaled-Euclidean or plain-Euclidean transform). 
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass, field
 
@@ -156,9 +157,102 @@ def mahalanobis_rows(Z: np.ndarray, S: np.ndarray) -> np.ndarray:
     return (Z - Z.mean(axis=0)) @ (vecs[:, keep] / np.sqrt(vals[keep]))
 
 
-def _constant_free(Z: np.ndarray) -> np.ndarray:
-    varying = np.ptp(Z, axis=0) >= np.sqrt(np.finfo(float).eps)
-    return Z[:, varying] if varying.any() else Z[:, :1] * 0.0
+def _rsum(x: np.ndarray) -> float:
+    """A column sum as R's `sum` (accumulated in extended precision): correctly rounded, so that the transforms'
+    last bits, and with them MatchIt's tie order, agree with R's."""
+    return math.fsum(x.tolist())
+
+
+def _rmeans(Z: np.ndarray) -> np.ndarray:
+    return np.array([_rsum(Z[:, j]) / len(Z) for j in range(Z.shape[1])]) if len(Z) else np.zeros(Z.shape[1])
+
+
+def matchit_pooled_sd(Z: np.ndarray, treated: np.ndarray) -> np.ndarray:
+    """MatchIt's `pooled_sd` column by column as R computes it: 0/1 columns sum_g s_g (1 - s_g / n_g) / n, other
+    columns the within-group centred sum of squares over n - (number of groups)."""
+    groups = [g for g in (0, 1) if (treated == g).any()]
+    out = np.empty(Z.shape[1])
+    for j in range(Z.shape[1]):
+        x = Z[:, j].astype(np.float64)
+        if np.all((x == 0) | (x == 1)):
+            out[j] = sum(_rsum(x[treated == g]) * (1 - _rsum(x[treated == g]) / (treated == g).sum()) / len(x)
+                         for g in groups)
+        else:
+            xc = x.copy()
+            for g in groups:
+                xc[treated == g] -= _rsum(x[treated == g]) / (treated == g).sum()
+            out[j] = _rsum(xc * xc) / (len(x) - len(groups))
+    return np.sqrt(out)
+
+
+def matchit_rows(Z: np.ndarray, treated: np.ndarray, keep: np.ndarray, transform: str) -> np.ndarray:
+    """MatchIt 4.7's `transform_covariates`, step for step, so that nearest neighbour matching sees the same rows as
+    MatchIt's C++ scan (its first column orders the scan; ties follow from it):
+
+    - `mahalanobis`: the columns standardised (R's `scale`), the pooled within-group covariance of the kept units
+      (`pooled_cov`), its inverse (a generalised inverse when the determinant is at most 1e-8), and the rows times the
+      pivoted Cholesky factor (LAPACK dpstrf, R's `chol(pivot = TRUE)`), columns in the variables' order;
+    - `robust_mahalanobis`: Rosenbaum's rank-based version (ranks, their covariance with the ranks' SD on the
+      diagonal);
+    - `scaled_euclidean`: each column over its `pooled_sd`; `euclidean`: unchanged.
+    Constant columns are dropped first (all constant: the first column, Euclidean). Identical rows give identical
+    transformed rows (each distinct row is transformed once)."""
+    Z = np.asarray(Z, np.float64)
+    keep = np.asarray(keep, bool)
+    varying = np.abs(Z.max(axis=0) - Z.min(axis=0)) >= np.sqrt(np.finfo(float).eps) if len(Z) else np.ones(0, bool)
+    if not varying.any():
+        return Z[:, :1].copy()
+    Z = Z[:, varying]
+    if transform == "euclidean":
+        return Z.copy()
+    if transform == "scaled_euclidean":
+        sd = matchit_pooled_sd(Z[keep], treated[keep])
+        return Z / sd
+    if transform == "mahalanobis":
+        mean = _rmeans(Z)
+        Xc = Z - mean
+        sd = np.array([np.sqrt(_rsum(Xc[:, j] ** 2) / max(len(Z) - 1, 1)) for j in range(Z.shape[1])])
+        X = Xc / sd
+        W = X[keep].copy()
+        t = treated[keep]
+        groups = [g for g in (0, 1) if (t == g).any()]
+        for g in groups:
+            W[t == g] -= _rmeans(W[t == g])
+        n = len(W)
+        W = W - _rmeans(W)
+        var = (W.T @ W) / max(n - 1, 1) * (n - 1) / max(n - len(groups), 1)
+    elif transform == "robust_mahalanobis":
+        from scipy.stats import rankdata
+
+        R = np.zeros_like(Z)
+        R[keep] = np.column_stack([rankdata(Z[keep, j]) for j in range(Z.shape[1])])
+        Rk = R[keep] - _rmeans(R[keep])
+        n = len(Rk)
+        var = (Rk.T @ Rk) / max(n - 1, 1)
+        mult = np.std(np.arange(1, n + 1), ddof=1) / np.sqrt(np.diag(var))
+        var = var * np.outer(mult, mult)
+        X = R
+    else:
+        raise ConfigError(f"unknown covariate transform '{transform}'.")
+    inv = None
+    if np.linalg.det(var) > 1e-8:
+        try:
+            inv = np.linalg.solve(var, np.eye(len(var)))
+        except np.linalg.LinAlgError:
+            inv = None
+    if inv is None:                                 # MatchIt's generalized_inverse (SVD, tolerance 1e-8)
+        u, dvals, vt = np.linalg.svd(var)
+        pos = dvals > max(1e-8 * dvals[0], 0)
+        inv = vt[pos].T @ ((1.0 / dvals[pos])[:, None] * u[:, pos].T)
+    from scipy.linalg import lapack
+
+    ch, piv, rank, _ = lapack.dpstrf(np.asarray(inv, np.float64, order="F"), lower=0)
+    ch = np.triu(ch)
+    if rank < len(ch):                              # R's chol(pivot = TRUE): the rank-deficient block is zeroed
+        ch[rank:, rank:] = 0.0
+    M = ch[:, np.argsort(piv - 1)]
+    uniq, inverse = np.unique(X, axis=0, return_inverse=True)
+    return (uniq @ M.T)[inverse.ravel()]
 
 
 # ---------------------------------------------------------------- the measure
@@ -209,15 +303,9 @@ def distance_measure(data: MatchData, distance: str, embedding: str | None = Non
         if not model.converged_:
             warnings.warn(f"{who}: the propensity model did not converge in {max_iter} iterations.", stacklevel=2)
         return DistanceMeasure("propensity", score=s, logit=model.logit_, propensity=model.propensity_, info=info)
-    Z = _constant_free(Z)
-    if distance == "mahalanobis":
-        X = mahalanobis_rows(Z, pooled_within_cov(Z[keep], treated[keep]))
-    elif distance == "scaled_euclidean":
-        sd = pooled_within_sd(Z[keep], treated[keep])
-        X = Z / np.where(sd > 0, sd, 1.0)
-    else:
-        X = Z
-    return DistanceMeasure(distance, X=np.asarray(X, np.float64), metric="euclidean", info={})
+    X = matchit_rows(Z, treated, keep, distance)
+    return DistanceMeasure(distance, X=np.asarray(X, np.float64), metric="euclidean",
+                           info={"transform": distance})
 
 
 def propensity_scores(covariates: pd.DataFrame, treated) -> np.ndarray:

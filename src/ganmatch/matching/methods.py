@@ -30,7 +30,7 @@ from ganmatch.matching.data import (
 )
 from ganmatch.matching.distance import DistanceMeasure, distance_measure
 from ganmatch.matching.greedy import CrossLists, greedy_pairs
-from ganmatch.matching.nearest import feature_sets, focal_order, line_sets
+from ganmatch.matching.nearest import covariate_sets, feature_sets, focal_order, line_sets
 from ganmatch.matching.optimal import full_sets, optimal_sets
 from ganmatch.matching.subclass import cem_subclasses, exact_subclasses, quantile_subclasses
 
@@ -164,7 +164,7 @@ def _pair_method(method: str, data: MatchData, measure: DistanceMeasure, discard
         accept = (lambda a, b, f=f, o=o: covcal.ok(f[a], o[b])) if covcal else None
         sub = None
         if method == "nearest":
-            fi, oi, d = _nearest(measure, X, f, o, cal, accept, p, rng_state)
+            fi, oi, d = _nearest(measure, X, f, o, cal, accept, p, rng_state, covcal)
         elif method == "greedy":
             lists = CrossLists(X[f], X[o], measure.metric, p["k"])
             fi, oi, d = greedy_pairs(X[f], X[o], measure.metric, cal, p["n_pairs"], p["k"], lists=lists, accept=accept)
@@ -199,7 +199,10 @@ def _pair_method(method: str, data: MatchData, measure: DistanceMeasure, discard
     return result
 
 
-def _nearest(measure, X, f, o, cal, accept, p, rng_state):
+COVARIATE_TRANSFORMS = ("mahalanobis", "scaled_euclidean", "euclidean", "robust_mahalanobis")
+
+
+def _nearest(measure, X, f, o, cal, accept, p, rng_state, covcal=None):
     m_order = p["m_order"] or ("largest" if measure.scalar and p["estimand"] == "ATT" else
                                "smallest" if measure.scalar else "data")
     if m_order == "closest":
@@ -210,6 +213,8 @@ def _nearest(measure, X, f, o, cal, accept, p, rng_state):
     order = focal_order(m_order, len(f), measure.score[f] if measure.scalar else None, rng_state)
     if measure.scalar:
         return line_sets(measure.score[f], measure.score[o], order, int(p["ratio"]), bool(p["replace"]), cal, accept)
+    if measure.name in COVARIATE_TRANSFORMS:        # MatchIt's C++ scan on the transformed covariates, ties included
+        return covariate_sets(X, f, o, order, int(p["ratio"]), bool(p["replace"]), cal, covcal)
     return feature_sets(X[f], X[o], measure.metric, order, int(p["ratio"]), bool(p["replace"]), cal, accept, p["k"])
 
 

@@ -115,3 +115,178 @@ def _rounds(order, ratio, replace, nearest, consume, position):
                 consume(j)
                 out_f.append(t), out_o.append(position(j)), out_d.append(d)
     return np.array(out_f, np.int64), np.array(out_o, np.int64), np.array(out_d, np.float64)
+
+
+# ---------------------------------------------------------------- MatchIt's covariate scan (nn_matchC_mahcovs)
+
+
+def scan_order_column(M: np.ndarray, cal_cols: np.ndarray | None) -> np.ndarray:
+    """The column MatchIt's scan sorts units by: the first column of the transformed covariates, unless a
+    covariate with a caliper is an affine function of one of them (then the first such column, in column order)."""
+    if cal_cols is not None and cal_cols.shape[1]:
+        for mci in range(M.shape[1]):
+            for cci in range(cal_cols.shape[1]):
+                if _affine_slope(cal_cols[:, cci], M[:, mci]) != 0.0:
+                    return M[:, mci]
+    return M[:, 0]
+
+
+def _affine_slope(x: np.ndarray, y: np.ndarray, tol: float = 1e-9) -> float:
+    """MatchIt's get_affine_transformation: a with y = a x + b to within tol, else 0."""
+    if len(x) < 2:
+        return 0.0
+    xd, yd = x - x.mean(), y - y.mean()
+    num, den = float(xd @ yd), float(xd @ xd)
+    if abs(den) < tol or abs(num) < tol:
+        return 0.0
+    a = num / den
+    b = y.mean() - a * x.mean()
+    return a if np.all(np.abs(a * x + b - y) <= tol) else 0.0
+
+
+def _scan_kernel():
+    from numba import njit
+
+    @njit(cache=True, nogil=True)
+    def scan(M, mv, srt, pos_of, is_other, eligible, t, ratio, cal2, C, widths, sc, sc_cal, out_j, out_d):
+        """One focal unit's matches as MatchIt 4.7's find_control_mahcovs: outward from the focal unit's place in
+        the units sorted by the scan column, alternately left and right; a side stops once its scan-column gap
+        alone exceeds the worst kept distance; a candidate at a distance equal to the kept one replaces it
+        (ratio 1) or goes before it (ratio > 1), so the unit met last wins a tie."""
+        nu = len(srt)
+        ii = pos_of[t]
+        iil = ii
+        iir = ii
+        l_stop = False
+        r_stop = False
+        left = False
+        npm = 0
+        d = M.shape[1]
+        while not (l_stop and r_stop):
+            if l_stop:
+                left = False
+            elif r_stop:
+                left = True
+            else:
+                left = not left
+            if left:
+                if iil <= 0:
+                    l_stop = True
+                    continue
+                iil -= 1
+                iz = srt[iil]
+            else:
+                if iir >= nu - 1:
+                    r_stop = True
+                    continue
+                iir += 1
+                iz = srt[iir]
+            if not eligible[iz] or not is_other[iz]:
+                continue
+            mvd = abs(mv[t] - mv[iz])
+            mvd = mvd * mvd
+            if npm == ratio and out_d[npm - 1] < mvd:
+                if left:
+                    l_stop = True
+                else:
+                    r_stop = True
+                continue
+            if abs(sc[t] - sc[iz]) > sc_cal:
+                continue
+            ok = True
+            for c in range(C.shape[1]):
+                if abs(C[t, c] - C[iz, c]) > widths[c]:
+                    ok = False
+                    break
+            if not ok:
+                continue
+            dist = 0.0
+            for j in range(d):
+                tmp = M[t, j] - M[iz, j]
+                dist += tmp * tmp
+            if not np.isfinite(dist) or dist > cal2:
+                continue
+            if npm == 0:
+                out_j[0] = iz
+                out_d[0] = dist
+                npm = 1
+            elif dist > out_d[npm - 1]:
+                if npm == ratio:
+                    continue
+                out_j[npm] = iz
+                out_d[npm] = dist
+                npm += 1
+            elif ratio == 1:
+                out_j[0] = iz
+                out_d[0] = dist
+            else:
+                if npm == ratio:
+                    npm -= 1
+                if dist > out_d[npm - 1]:
+                    out_j[npm] = iz
+                    out_d[npm] = dist
+                    npm += 1
+                else:
+                    k = 0
+                    while out_d[k] < dist:
+                        k += 1
+                    for q in range(npm, k, -1):
+                        out_j[q] = out_j[q - 1]
+                        out_d[q] = out_d[q - 1]
+                    out_j[k] = iz
+                    out_d[k] = dist
+                    npm += 1
+        return npm
+
+    return scan
+
+
+_SCAN = []
+
+
+def covariate_sets(M: np.ndarray, f: np.ndarray, o: np.ndarray, order: np.ndarray, ratio: int, replace: bool,
+                   caliper: float, covcal=None, score: np.ndarray | None = None, score_caliper: float = np.inf):
+    """Nearest neighbour on transformed covariates (Mahalanobis, scaled Euclidean, Euclidean rows of
+    `distance.matchit_rows`) exactly as MatchIt 4.7's C++ scan, ties included: the units of the call (`f` focal
+    and `o` other positions into M, one exact stratum) sorted by the scan column (`scan_order_column`, ties in data
+    order); each focal unit in `order` scans outwards from its place (see the kernel). A single transformed column
+    is matched as a scalar distance (`line_sets`), as MatchIt does. `covcal`: per-covariate calipers;
+    `score`/`score_caliper`: a caliper on a scalar score (MatchIt's caliper on the propensity score with `mahvars`).
+    Returns focal positions, other positions and distances in matching order, as `line_sets`."""
+    units = np.sort(np.r_[f, o])
+    local = {int(u): i for i, u in enumerate(units)}
+    fl = np.array([local[int(u)] for u in f], np.int64)
+    ol = np.array([local[int(u)] for u in o], np.int64)
+    Mu = np.ascontiguousarray(M[units], np.float64)
+    if covcal:
+        C, widths = np.ascontiguousarray(covcal.C[units]), np.asarray(covcal.widths, np.float64)
+    else:
+        C, widths = np.zeros((len(units), 0)), np.zeros(0)
+    if Mu.shape[1] == 1 and score is None:
+        accept = (lambda a, b: bool(covcal.ok(f[a], o[b]))) if covcal else None
+        return line_sets(Mu[fl, 0], Mu[ol, 0], order, ratio, replace, caliper, accept)
+    mv = scan_order_column(Mu, C if len(widths) else None)
+    srt = np.lexsort((np.arange(len(units)), mv)).astype(np.int64)
+    pos_of = np.empty(len(units), np.int64)
+    pos_of[srt] = np.arange(len(units))
+    is_other = np.zeros(len(units), bool)
+    is_other[ol] = True
+    other_pos = np.full(len(units), -1, np.int64)
+    other_pos[ol] = np.arange(len(ol))
+    sc = np.zeros(len(units)) if score is None else np.asarray(score, np.float64)[units]
+    eligible = np.ones(len(units), bool)
+    cal2 = caliper * caliper if np.isfinite(caliper) else np.inf
+    if not _SCAN:
+        _SCAN.append(_scan_kernel())
+    scan = _SCAN[0]
+    out_j, out_d = np.empty(ratio + 1, np.int64), np.empty(ratio + 1)
+
+    def nearest(t: int, m: int) -> list[tuple[int, float]]:
+        n = scan(Mu, mv, srt, pos_of, is_other, eligible, fl[t], m, cal2, C, widths, sc, float(score_caliper),
+                 out_j, out_d)
+        return [(int(other_pos[out_j[i]]), float(np.sqrt(out_d[i]))) for i in range(n)]
+
+    def consume(j: int) -> None:
+        eligible[ol[j]] = False
+
+    return _rounds(order, ratio, replace, nearest, consume, lambda j: j)
