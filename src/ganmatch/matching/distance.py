@@ -7,7 +7,6 @@ covariates after a Mahalanobis, scaled-Euclidean or plain-Euclidean transform). 
 
 from __future__ import annotations
 
-import math
 import warnings
 from dataclasses import dataclass, field
 
@@ -15,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from ganmatch.errors import ConfigError, InputDataError
+from ganmatch.matching import reflapack
 from ganmatch.matching.data import MatchData
 
 DISTANCES = ("embedding", "propensity", "mahalanobis", "scaled_euclidean", "euclidean", "score")
@@ -158,13 +158,57 @@ def mahalanobis_rows(Z: np.ndarray, S: np.ndarray) -> np.ndarray:
 
 
 def _rsum(x: np.ndarray) -> float:
-    """A column sum as R's `sum` (accumulated in extended precision): correctly rounded, so that the transforms'
-    last bits, and with them MatchIt's tie order, agree with R's."""
-    return math.fsum(x.tolist())
+    """A sum as R's `sum`: accumulated in order in extended precision (C long double), then rounded to double, so
+    that the transforms' last bits, and with them MatchIt's tie order, agree with R's."""
+    x = np.asarray(x)
+    return float(np.cumsum(x.astype(np.longdouble))[-1]) if len(x) else 0.0
+
+
+def _rmean(x: np.ndarray) -> float:
+    """R's `mean` of a double vector: the long double sum over n, corrected by a second pass."""
+    x = np.asarray(x).astype(np.longdouble)
+    if len(x) == 0:
+        return float("nan")
+    m = np.cumsum(x)[-1] / len(x)
+    if np.isfinite(m):
+        m = m + np.cumsum(x - m)[-1] / len(x)
+    return float(m)
 
 
 def _rmeans(Z: np.ndarray) -> np.ndarray:
-    return np.array([_rsum(Z[:, j]) / len(Z) for j in range(Z.shape[1])]) if len(Z) else np.zeros(Z.shape[1])
+    """R's `colMeans`: each column's long double sum over n."""
+    return np.array([float(np.cumsum(Z[:, j].astype(np.longdouble))[-1] / len(Z)) for j in range(Z.shape[1])]) \
+        if len(Z) else np.zeros(Z.shape[1])
+
+
+def _rcov(W: np.ndarray) -> np.ndarray:
+    """R's `cov` (complete cases): column means by `mean`'s two passes, products of deviations summed in long
+    double, over n - 1. Small matrices only (the covariates of a distance); larger ones go through BLAS."""
+    n, d = W.shape
+    if d > 32 or n * d * d > 5e7:
+        Wc = W - W.mean(axis=0)
+        return Wc.T @ Wc / max(n - 1, 1)
+    L = W.astype(np.longdouble)
+    means = []
+    for j in range(d):
+        m = np.cumsum(L[:, j])[-1] / n
+        means.append(m + np.cumsum(L[:, j] - m)[-1] / n)
+    dev = [L[:, j] - np.longdouble(float(means[j])) for j in range(d)]
+    out = np.empty((d, d))
+    for i in range(d):
+        for j in range(i + 1):
+            out[i, j] = out[j, i] = float(np.cumsum(dev[i] * dev[j])[-1] / max(n - 1, 1))
+    return out
+
+
+def _tcrossprod(X: np.ndarray, M: np.ndarray) -> np.ndarray:
+    """X %*% t(M) as the reference BLAS's dgemm adds it up: column by column, in order."""
+    if M.shape[1] > 32:
+        return X @ M.T
+    out = np.zeros((len(X), len(M)))
+    for k in range(M.shape[1]):
+        out = out + X[:, k:k + 1] * M[:, k][None, :]
+    return out
 
 
 def matchit_pooled_sd(Z: np.ndarray, treated: np.ndarray) -> np.ndarray:
@@ -175,8 +219,8 @@ def matchit_pooled_sd(Z: np.ndarray, treated: np.ndarray) -> np.ndarray:
     for j in range(Z.shape[1]):
         x = Z[:, j].astype(np.float64)
         if np.all((x == 0) | (x == 1)):
-            out[j] = sum(_rsum(x[treated == g]) * (1 - _rsum(x[treated == g]) / (treated == g).sum()) / len(x)
-                         for g in groups)
+            out[j] = _rsum(np.array([_rsum(x[treated == g]) * (1 - _rsum(x[treated == g]) / (treated == g).sum())
+                                     / len(x) for g in groups]))
         else:
             xc = x.copy()
             for g in groups:
@@ -217,42 +261,42 @@ def matchit_rows(Z: np.ndarray, treated: np.ndarray, keep: np.ndarray, transform
         t = treated[keep]
         groups = [g for g in (0, 1) if (t == g).any()]
         for g in groups:
-            W[t == g] -= _rmeans(W[t == g])
+            W[t == g] -= np.array([_rmean(W[t == g, j]) for j in range(W.shape[1])])
         n = len(W)
-        W = W - _rmeans(W)
-        var = (W.T @ W) / max(n - 1, 1) * (n - 1) / max(n - len(groups), 1)
+        var = _rcov(W) * (n - 1) / max(n - len(groups), 1)
     elif transform == "robust_mahalanobis":
         from scipy.stats import rankdata
 
         R = np.zeros_like(Z)
         R[keep] = np.column_stack([rankdata(Z[keep, j]) for j in range(Z.shape[1])])
-        Rk = R[keep] - _rmeans(R[keep])
-        n = len(Rk)
-        var = (Rk.T @ Rk) / max(n - 1, 1)
+        n = int(keep.sum())
+        var = _rcov(R[keep])
         mult = np.std(np.arange(1, n + 1), ddof=1) / np.sqrt(np.diag(var))
         var = var * np.outer(mult, mult)
         X = R
     else:
         raise ConfigError(f"unknown covariate transform '{transform}'.")
+    small = len(var) <= 32
     inv = None
     if np.linalg.det(var) > 1e-8:
         try:
-            inv = np.linalg.solve(var, np.eye(len(var)))
-        except np.linalg.LinAlgError:
+            inv = reflapack.solve_identity(var) if small else np.linalg.solve(var, np.eye(len(var)))
+        except (np.linalg.LinAlgError, ZeroDivisionError, FloatingPointError):
             inv = None
     if inv is None:                                 # MatchIt's generalized_inverse (SVD, tolerance 1e-8)
         u, dvals, vt = np.linalg.svd(var)
         pos = dvals > max(1e-8 * dvals[0], 0)
         inv = vt[pos].T @ ((1.0 / dvals[pos])[:, None] * u[:, pos].T)
-    from scipy.linalg import lapack
+    if small:
+        ch, piv, _ = reflapack.pivoted_cholesky(inv)
+    else:
+        from scipy.linalg import lapack
 
-    ch, piv, rank, _ = lapack.dpstrf(np.asarray(inv, np.float64, order="F"), lower=0)
-    ch = np.triu(ch)
-    if rank < len(ch):                              # R's chol(pivot = TRUE): the rank-deficient block is zeroed
-        ch[rank:, rank:] = 0.0
-    M = ch[:, np.argsort(piv - 1)]
+        ch, piv, _, _ = lapack.dpstrf(np.asarray(inv, np.float64, order="F"), lower=0)
+        ch, piv = np.triu(ch), piv - 1
+    M = ch[:, np.argsort(piv)]
     uniq, inverse = np.unique(X, axis=0, return_inverse=True)
-    return (uniq @ M.T)[inverse.ravel()]
+    return _tcrossprod(uniq, M)[inverse.ravel()]
 
 
 # ---------------------------------------------------------------- the measure

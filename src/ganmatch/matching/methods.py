@@ -30,7 +30,7 @@ from ganmatch.matching.data import (
 )
 from ganmatch.matching.distance import DistanceMeasure, distance_measure
 from ganmatch.matching.greedy import CrossLists, greedy_pairs
-from ganmatch.matching.nearest import covariate_sets, feature_sets, focal_order, line_sets
+from ganmatch.matching.nearest import covariate_sets, feature_sets, focal_order, line_sets, places
 from ganmatch.matching.optimal import full_sets, optimal_sets
 from ganmatch.matching.subclass import cem_subclasses, exact_subclasses, quantile_subclasses
 
@@ -212,7 +212,8 @@ def _nearest(measure, X, f, o, cal, accept, p, rng_state, covcal=None):
         return greedy_pairs(X[f], X[o], measure.metric, cal, None, p["k"], accept=accept)
     order = focal_order(m_order, len(f), measure.score[f] if measure.scalar else None, rng_state)
     if measure.scalar:
-        return line_sets(measure.score[f], measure.score[o], order, int(p["ratio"]), bool(p["replace"]), cal, accept)
+        return line_sets(measure.score[f], measure.score[o], order, int(p["ratio"]), bool(p["replace"]), cal, accept,
+                         f, o, places(measure.score))
     if measure.name in COVARIATE_TRANSFORMS:        # MatchIt's C++ scan on the transformed covariates, ties included
         return covariate_sets(X, f, o, order, int(p["ratio"]), bool(p["replace"]), cal, covcal)
     return feature_sets(X[f], X[o], measure.metric, order, int(p["ratio"]), bool(p["replace"]), cal, accept, p["k"])

@@ -32,15 +32,30 @@ def focal_order(m_order: str, n: int, score_f: np.ndarray | None, random_state: 
 
 
 def line_sets(score_f: np.ndarray, score_o: np.ndarray, order: np.ndarray, ratio: int, replace: bool,
-              caliper: float, accept: Callable[[int, int], bool] | None = None):
+              caliper: float, accept: Callable[[int, int], bool] | None = None,
+              idx_f: np.ndarray | None = None, idx_o: np.ndarray | None = None, place: np.ndarray | None = None):
     """Nearest neighbour on a scalar score. Each focal unit (in `order`) takes the closest available admissible
     unit by |score difference| within `caliper`. Ties as MatchIt's outward scan over the units sorted by
     (score, index): equal differences go to the lower score, equal scores to the one met first (on the lower
     side the higher index, on the upper side the lower). Without replacement used units are skipped through
-    path-compressed left/right pointers. Returns focal positions, other positions and distances in matching order."""
-    srt = np.lexsort((np.arange(len(score_o)), score_o))
+    path-compressed left/right pointers. `idx_f`, `idx_o` (the units' rows in the data) place units of equal score
+    as MatchIt's sort does, the focal unit included: an equal-score unit before it in the data lies on its lower
+    side; a tie between the two sides goes to the unit fewer places away among all the units sorted (`place`: each
+    data row's rank by (score, row) among all units of MatchIt's call, which spans every exact stratum; MatchIt's
+    scan meets that unit first), the lower side at equal places. Returns focal positions, other positions and distances in
+    matching order."""
+    idx_o = np.arange(len(score_o)) if idx_o is None else np.asarray(idx_o)
+    srt = np.lexsort((idx_o, score_o))
     vals = score_o[srt]
+    ids = idx_o[srt]
     nc = len(vals)
+    if idx_f is not None:                 # every unit's place among all units sorted by (score, row)
+        idx_f = np.asarray(idx_f)
+        if place is None:
+            allv, alli = np.r_[score_f, score_o], np.r_[idx_f, idx_o]
+            place = np.zeros(int(alli.max()) + 1, np.int64)
+            place[alli[np.lexsort((alli, allv))]] = np.arange(len(allv))
+        place_f, place_o = place[idx_f], place[ids]
     left, right = np.arange(nc) - 1, np.arange(nc) + 1
     live = np.ones(nc, bool)
 
@@ -55,12 +70,19 @@ def line_sets(score_f: np.ndarray, score_o: np.ndarray, order: np.ndarray, ratio
     def nearest(t: int, m: int) -> list[tuple[int, float]]:
         x = score_f[t]
         pos = int(np.searchsorted(vals, x))
+        if idx_f is not None:
+            end = int(np.searchsorted(vals, x, side="right"))
+            pos += int(np.searchsorted(ids[pos:end], idx_f[t]))
         lo, hi = find(left, pos - 1), find(right, pos)
         taken = []
         while len(taken) < m and (lo >= 0 or hi < nc):
             dl = x - vals[lo] if lo >= 0 else np.inf
             dh = vals[hi] - x if hi < nc else np.inf
-            if dl <= dh:              # equal differences: the lower score first, as MatchIt
+            if dl == dh and idx_f is not None and np.isfinite(dl):
+                take_left = place_f[t] - place_o[lo] <= place_o[hi] - place_f[t]
+            else:
+                take_left = dl <= dh
+            if take_left:             # equal differences: the unit MatchIt's scan meets first
                 j, d, lo = lo, dl, find(left, lo - 1)
             else:
                 j, d, hi = hi, dh, find(right, hi + 1)
@@ -71,6 +93,13 @@ def line_sets(score_f: np.ndarray, score_o: np.ndarray, order: np.ndarray, ratio
         return taken
 
     return _rounds(order, ratio, replace, nearest, lambda j: live.__setitem__(j, False), lambda j: srt[j])
+
+
+def places(score: np.ndarray) -> np.ndarray:
+    """Each row's rank by (score, row): its place in MatchIt's sort of all units."""
+    out = np.empty(len(score), np.int64)
+    out[np.lexsort((np.arange(len(score)), score))] = np.arange(len(score))
+    return out
 
 
 def feature_sets(Xf: np.ndarray, Xo: np.ndarray, metric: str, order: np.ndarray, ratio: int, replace: bool,
@@ -262,9 +291,9 @@ def covariate_sets(M: np.ndarray, f: np.ndarray, o: np.ndarray, order: np.ndarra
         C, widths = np.ascontiguousarray(covcal.C[units]), np.asarray(covcal.widths, np.float64)
     else:
         C, widths = np.zeros((len(units), 0)), np.zeros(0)
-    if Mu.shape[1] == 1 and score is None:
+    if M.shape[1] == 1 and score is None:
         accept = (lambda a, b: bool(covcal.ok(f[a], o[b]))) if covcal else None
-        return line_sets(Mu[fl, 0], Mu[ol, 0], order, ratio, replace, caliper, accept)
+        return line_sets(Mu[fl, 0], Mu[ol, 0], order, ratio, replace, caliper, accept, f, o, places(M[:, 0]))
     mv = scan_order_column(Mu, C if len(widths) else None)
     srt = np.lexsort((np.arange(len(units)), mv)).astype(np.int64)
     pos_of = np.empty(len(units), np.int64)
