@@ -31,7 +31,7 @@ from ganmatch.matching.data import (
 from ganmatch.matching.distance import DistanceMeasure, distance_measure
 from ganmatch.matching.greedy import CrossLists, greedy_pairs
 from ganmatch.matching.nearest import covariate_sets, feature_sets, focal_order, line_sets, places
-from ganmatch.matching.optimal import full_sets, optimal_sets
+from ganmatch.matching.optimal import full_sets, line_applies, optimal_sets
 from ganmatch.matching.subclass import cem_subclasses, exact_subclasses, quantile_subclasses
 
 REQUIRED = object()
@@ -174,7 +174,8 @@ def _pair_method(method: str, data: MatchData, measure: DistanceMeasure, discard
             info["solver"] = "dense" if dense else "sparse_knn"
         else:
             fi, oi, d, sub, dense = full_sets(X[f], X[o], measure.metric, cal, p["k"], accept)
-            info["solver"] = "dense" if dense else "sparse_knn"
+            info["solver"] = "dense" if dense else \
+                "line" if line_applies(X[f], X[o], measure.metric, cal, accept) else "sparse_knn"
         found.append((f[fi], o[oi], d, sub))
     F, OT, D, S = _merge(found, method, p)
     t_pos, c_pos = (F, OT) if focal_val == 1 else (OT, F)
