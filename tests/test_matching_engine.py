@@ -104,6 +104,24 @@ def test_optimal_ratio_two_is_the_cheapest_assignment():
     assert not dense2 and np.isclose(d2.sum(), best, rtol=1e-5)
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_optimal_with_too_few_controls_for_the_ratio_is_variable_ratio_as_matchit(seed):
+    """4 focal units, 6 others, ratio 2: as MatchIt 4.7 (optmatch's mean.controls = 1.5) every focal unit gets 1
+    or 2 others and all 6 are used, at the least total distance (brute force over every assignment); with fewer
+    others than focal units, 1:1."""
+    rng = np.random.default_rng(seed)
+    Xf, Xo = rng.normal(size=(4, 2)), rng.normal(size=(6, 2))
+    D = distances.pairwise(Xf, Xo, force=True).astype(np.float64)
+    best = min(sum(D[a, j] for j, a in enumerate(assign)) for assign in itertools.product(range(4), repeat=6)
+               if all(1 <= assign.count(i) <= 2 for i in range(4)))
+    for limit in (4_000_000, 0):                              # the dense and the sparse solver
+        f, o, d, _ = optimal_sets(Xf, Xo, ratio=2, k=6, dense_limit=limit)
+        assert sorted(o) == list(range(6)) and set(np.bincount(f, minlength=4)) <= {1, 2}
+        assert np.isclose(d.sum(), best, rtol=1e-5)
+    f, o, d, _ = optimal_sets(Xf, Xo[:3], ratio=2)
+    assert len(f) == 3 and np.bincount(f).max() == 1 and sorted(o) == [0, 1, 2]
+
+
 def _min_edge_cover(D: np.ndarray) -> float:
     nf, no = D.shape
     edges = [(i, j) for i in range(nf) for j in range(no)]

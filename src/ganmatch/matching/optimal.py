@@ -41,17 +41,27 @@ def optimal_sets(Xf: np.ndarray, Xo: np.ndarray, metric: str = "euclidean", cali
                  ratio: int = 1, k: int = 100, admissible: Admissible = None, dense_limit: int = 4_000_000):
     """Optimal ratio:1 matching without replacement: each focal unit gets up to `ratio` others (each focal unit
     repeated `ratio` times in an assignment problem) so that as many as possible are matched within the caliper
-    and admissible, at the least total distance. Returns focal positions, other positions, distances, dense?"""
+    and admissible, at the least total distance. With too few others for `ratio` each, as MatchIt 4.7 (which then
+    asks optmatch for `mean.controls` = n_other / n_focal): between 1 and n_other / n_focal others are too few
+    for one each, so 1:1; otherwise every focal unit gets at least floor(n_other / n_focal) and at most `ratio`,
+    and every other unit is used. Returns focal positions, other positions, distances, dense?"""
     from scipy.optimize import linear_sum_assignment
     from scipy.sparse import csr_matrix
     from scipy.sparse.csgraph import min_weight_full_bipartite_matching
 
     nf, no = len(Xf), len(Xo)
+    if ratio > 1 and no < nf:
+        ratio = 1
+    at_least = min(ratio, no // nf) if nf and ratio > 1 else ratio
     rep = np.repeat(np.arange(nf), ratio)
+    forced = np.tile(np.arange(ratio), nf) < at_least        # copies every focal unit must fill
     if nf * no * ratio <= dense_limit:
         D, ok = _dense(Xf, Xo, metric, caliper, admissible)
         big = (np.nanmax(D[ok]) + 1.0) * (min(nf * ratio, no) + 1) if ok.any() else 1.0
-        r, c = linear_sum_assignment(np.where(ok, D, big)[rep])
+        cost = np.where(ok, D, big)[rep]
+        if at_least < ratio:                                  # variable ratio: the floor first, whatever it costs
+            cost -= big * (nf * ratio + 1) * forced[:, None]
+        r, c = linear_sum_assignment(cost)
         keep = ok[rep[r], c]
         return rep[r][keep], c[keep], D[rep[r], c][keep], True
     kk = min(k * ratio, no)
@@ -64,7 +74,8 @@ def optimal_sets(Xf: np.ndarray, Xo: np.ndarray, metric: str = "euclidean", cali
         R = np.concatenate([np.repeat(copies, np.diff(per)[rep]), copies])
         src = np.concatenate([np.arange(per[f], per[f + 1]) for f in rep]) if len(rep) else np.zeros(0, np.int64)
         C = np.concatenate([cols[ok][src], no + copies])
-        V = np.concatenate([d[ok][src] + 1.0, np.full(len(copies), big)])  # +1: explicit zeros are not edges
+        unmatched = np.where(forced & (at_least < ratio), big * (nf * ratio + 2), big)
+        V = np.concatenate([d[ok][src] + 1.0, unmatched])  # +1: explicit zeros are not edges
         G = csr_matrix((V, (R, C)), shape=(len(copies), no + len(copies)))
         r, c = min_weight_full_bipartite_matching(G)
         real = c < no
