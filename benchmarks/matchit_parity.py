@@ -63,6 +63,22 @@ CASES = [
      "nearest", {"distance": "scaled_euclidean", "exact": ["{b1}"]}),
     ("nearest, Euclidean, ATC", 'method = "nearest", distance = "euclidean", estimand = "ATC"', "nearest",
      {"distance": "euclidean", "estimand": "ATC"}),
+    ("nearest, farthest first", 'method = "nearest", distance = d$ps, m.order = "farthest"', "nearest",
+     {"distance": "score", "m_order": "farthest"}),
+    ("nearest 2:1, farthest first, caliper 0.25 SD", 'method = "nearest", distance = d$ps, m.order = "farthest", '
+     'ratio = 2, caliper = 0.25', "nearest", {"distance": "score", "m_order": "farthest", "ratio": 2, "caliper": 0.25}),
+    ("nearest, Mahalanobis, farthest first", 'method = "nearest", distance = "mahalanobis", m.order = "farthest"',
+     "nearest", {"distance": "mahalanobis", "m_order": "farthest"}),
+    ("nearest, antiexact on {b1}", 'method = "nearest", distance = d$ps, antiexact = ~ {b1}', "nearest",
+     {"distance": "score", "antiexact": ["{b1}"]}),
+    ("nearest, Mahalanobis, antiexact on {b2}", 'method = "nearest", distance = "mahalanobis", antiexact = ~ {b2}',
+     "nearest", {"distance": "mahalanobis", "antiexact": ["{b2}"]}),
+    ("nearest, mahvars {m}, caliper 0.25 SD", 'method = "nearest", distance = d$ps, mahvars = ~ {m}, caliper = 0.25',
+     "nearest", {"distance": "score", "mahvars": "numeric", "caliper": 0.25}),
+    ("nearest 2:1, mahvars {m}", 'method = "nearest", distance = d$ps, mahvars = ~ {m}, ratio = 2', "nearest",
+     {"distance": "score", "mahvars": "numeric", "ratio": 2}),
+    ("nearest, robust Mahalanobis", 'method = "nearest", distance = "robust_mahalanobis"', "nearest",
+     {"distance": "robust_mahalanobis"}),
     ("exact", 'method = "exact"', "exact", {}),
     ("subclass 6, ATT", 'method = "subclass", distance = d$ps, subclass = 6', "subclass",
      {"distance": "score", "subclass": 6}),
@@ -108,8 +124,8 @@ def r_peers() -> tuple[dict | None, str]:
 
 # The formula per case: exact and cem match on the categorical covariates, Mahalanobis on the numeric ones;
 # {b1}, {b2} (two binary covariates) and {c} (a continuous one) are filled in per data set.
-NAMES = {"lalonde": {"b1": "married", "b2": "nodegree", "c": "age"},
-         "demo covariates": {"b1": "young", "b2": "makeup", "c": "age"}}
+NAMES = {"lalonde": {"b1": "married", "b2": "nodegree", "c": "age", "m": "age + educ + re74 + re75"},
+         "demo covariates": {"b1": "young", "b2": "makeup", "c": "age", "m": "age"}}
 
 
 def fill(value, names: dict):
@@ -224,6 +240,8 @@ def run_ganmatch(cs: list, data: pd.DataFrame, ps: pd.Series, covariates, numeri
         p = dict(params)
         if p.get("distance") == "score":
             p["score"] = "ps"
+            if p.get("mahvars") == "numeric":
+                p["mahvars"] = numeric
         elif p.get("distance") in ("mahalanobis", "scaled_euclidean", "euclidean", "robust_mahalanobis"):
             p["covariates"] = numeric
         if method in ("exact", "cem"):
@@ -298,8 +316,8 @@ def reference_pairs(md, method: str, params: dict) -> set | None:
     from ganmatch.matching import options as opt
     from ganmatch.matching.nearest import focal_order
 
-    if method != "nearest":
-        return None
+    if method != "nearest" or params.get("m_order") == "farthest" or params.get("mahvars"):
+        return None                     # (farthest and mahvars: checked against MatchIt itself)
     keys = ("embedding", "metric", "covariates", "score")
     m = distance_measure(md, params["distance"], **{k: params[k] for k in keys if k in params})
     discarded = opt.common_support(m.score, md.treated, params.get("discard", "none"))
@@ -323,6 +341,9 @@ def reference_pairs(md, method: str, params: dict) -> set | None:
     ok = covcal.ok(f[:, None], o[None, :]) if covcal else np.ones((len(f), len(o)), bool)
     strata = opt.strata(md, params.get("exact"))
     ok &= strata[f][:, None] == strata[o][None, :]
+    anti = opt.antiexact_codes(md, params.get("antiexact"))
+    if anti is not None:
+        ok &= np.all(anti[f][:, None, :] != anti[o][None, :, :], axis=-1)
     m_order = params.get("m_order") or ("largest" if m.scalar and focal == 1 else "smallest" if m.scalar else "data")
     order = focal_order(m_order, len(f), m.score[f] if m.scalar else None, 0)
     tie = scalar_ties(m.score, f, o) if m.scalar else None

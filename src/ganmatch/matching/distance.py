@@ -17,7 +17,7 @@ from ganmatch.errors import ConfigError, InputDataError
 from ganmatch.matching import reflapack
 from ganmatch.matching.data import MatchData
 
-DISTANCES = ("embedding", "propensity", "mahalanobis", "scaled_euclidean", "euclidean", "score")
+DISTANCES = ("embedding", "propensity", "mahalanobis", "robust_mahalanobis", "scaled_euclidean", "euclidean", "score")
 SCALAR_DISTANCES = ("propensity", "score")
 LINKS = ("logit", "linear.logit")
 PENALTIES = ("none", "l2")
@@ -312,8 +312,9 @@ def distance_measure(data: MatchData, distance: str, embedding: str | None = Non
     - `embedding`: `metric` distance (euclidean, cosine, l1) between the images' rows of `embedding`;
     - `propensity`: logistic regression of treatment on covariates and/or an embedding (MatchIt's `glm`);
       `link` "logit" matches on the probability, "linear.logit" on the linear predictor;
-    - `mahalanobis` / `scaled_euclidean` / `euclidean`: on covariates and/or an embedding, with the pooled
-      within-group covariance / SDs of the units not `discarded` (MatchIt's transforms);
+    - `mahalanobis` / `robust_mahalanobis` / `scaled_euclidean` / `euclidean`: on covariates and/or an embedding,
+      with the pooled within-group covariance / the ranks' covariance / SDs of the units not `discarded`
+      (MatchIt's transforms, `matchit_rows`);
     - `score`: a precomputed scalar column of the covariate table named by `score` (MatchIt's numeric distance).
     """
     if distance not in DISTANCES:

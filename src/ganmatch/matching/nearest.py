@@ -11,7 +11,14 @@ import numpy as np
 from ganmatch.errors import ConfigError
 from ganmatch.matching.greedy import CrossLists
 
-ORDERS = ("largest", "smallest", "random", "data", "closest", "reference")
+ORDERS = ("largest", "smallest", "random", "data", "closest", "farthest", "reference")
+
+
+class Farthest:
+    """The order of MatchIt's m.order = "farthest" for `n` focal units: decided while matching (`_farthest_rounds`)."""
+
+    def __init__(self, n: int):
+        self.n = n
 
 
 def focal_order(m_order: str, n: int, score_f: np.ndarray | None, random_state: int | None) -> np.ndarray:
@@ -28,6 +35,8 @@ def focal_order(m_order: str, n: int, score_f: np.ndarray | None, random_state: 
         return np.random.RandomState(random_state).permutation(n)
     if m_order == "data":
         return np.arange(n)
+    if m_order == "farthest":
+        return Farthest(n)
     raise ConfigError(f"m_order must be one of {list(ORDERS)}, got '{m_order}'.")
 
 
@@ -67,8 +76,11 @@ def line_sets(score_f: np.ndarray, score_o: np.ndarray, order: np.ndarray, ratio
         ptr[path] = i
         return i
 
-    def nearest(t: int, m: int) -> list[tuple[int, float]]:
+    def nearest(t: int, m: int, starts=()) -> list[tuple[int, float]]:
         x = score_f[t]
+        if idx_f is not None:         # MatchIt starts its scan outside the focal unit's earlier (or lost) matches
+            origin_l = min([place_f[t], *(place_o[j] for j in starts)])
+            origin_r = max([place_f[t], *(place_o[j] for j in starts)])
         pos = int(np.searchsorted(vals, x))
         if idx_f is not None:
             end = int(np.searchsorted(vals, x, side="right"))
@@ -79,7 +91,7 @@ def line_sets(score_f: np.ndarray, score_o: np.ndarray, order: np.ndarray, ratio
             dl = x - vals[lo] if lo >= 0 else np.inf
             dh = vals[hi] - x if hi < nc else np.inf
             if dl == dh and idx_f is not None and np.isfinite(dl):
-                take_left = place_f[t] - place_o[lo] <= place_o[hi] - place_f[t]
+                take_left = origin_l - place_o[lo] <= place_o[hi] - origin_r
             else:
                 take_left = dl <= dh
             if take_left:             # equal differences: the unit MatchIt's scan meets first
@@ -110,7 +122,7 @@ def feature_sets(Xf: np.ndarray, Xo: np.ndarray, metric: str, order: np.ndarray,
     lists = lists or CrossLists(Xf, Xo, metric, k)
     alive = np.ones(len(Xo), bool)
 
-    def nearest(t: int, m: int) -> list[tuple[int, float]]:
+    def nearest(t: int, m: int, starts=()) -> list[tuple[int, float]]:
         taken = []
         while len(taken) < m:
             h = lists.head(t, alive, accept)
@@ -124,7 +136,65 @@ def feature_sets(Xf: np.ndarray, Xo: np.ndarray, metric: str, order: np.ndarray,
     return _rounds(order, ratio, replace, nearest, lambda j: alive.__setitem__(j, False), lambda j: j)
 
 
+def _farthest_rounds(n_focal, ratio, nearest, consume, position):
+    """MatchIt 4.7's m.order = "farthest" (nn_matchC_*_closest with closest = FALSE), in rounds of one match per
+    focal unit: every eligible focal unit's nearest available unit (data order), the list ordered by that distance,
+    largest first (ties in data order); down the list a focal unit whose unit is still free takes it; one whose
+    unit was taken finds its next nearest and moves to that distance's place in the rest of the list (found by
+    C++'s lower_bound, as MatchIt, even though the list's older entries may be out of date); a focal unit without
+    a match is out of later rounds."""
+    out_f, out_o, out_d = [], [], []
+    eligible = np.ones(n_focal, bool)
+    used: set[int] = set()
+    prev: dict[int, list] = {}
+    for _ in range(ratio):
+        t_id, c_id, dist = [], [], []
+        for t in range(n_focal):
+            if not eligible[t]:
+                continue
+            got = nearest(t, 1, prev.get(t, ()))
+            if not got:
+                eligible[t] = False
+                continue
+            t_id.append(t), c_id.append(got[0][0]), dist.append(got[0][1])
+        nf = len(dist)
+        heap = sorted(range(nf), key=lambda h: -dist[h])
+        i = 0
+        while i < nf and eligible.any():
+            h = heap[i]
+            t = t_id[h]
+            if not eligible[t]:
+                i += 1
+                continue
+            if c_id[h] in used:
+                got = nearest(t, 1, [*prev.get(t, ()), c_id[h]])
+                if not got:
+                    eligible[t] = False
+                    continue
+                c_id[h], dist[h] = got[0]
+                first, length = i, nf - i             # std::lower_bound with dist[a] >= dist[h]
+                while length > 0:
+                    half = length >> 1
+                    if dist[heap[first + half]] >= dist[h]:
+                        first, length = first + half + 1, length - half - 1
+                    else:
+                        length = half
+                if first != i:
+                    heap.insert(first - 1, heap.pop(i))
+                continue
+            used.add(c_id[h])
+            prev.setdefault(t, []).append(c_id[h])
+            consume(c_id[h])
+            out_f.append(t), out_o.append(position(c_id[h])), out_d.append(dist[h])
+            i += 1
+    return np.array(out_f, np.int64), np.array(out_o, np.int64), np.array(out_d, np.float64)
+
+
 def _rounds(order, ratio, replace, nearest, consume, position):
+    if isinstance(order, Farthest):
+        if not replace:
+            return _farthest_rounds(order.n, ratio, nearest, consume, position)
+        order = np.arange(order.n)          # with replacement MatchIt matches in data order
     out_f, out_o, out_d = [], [], []
     if replace:
         for t in order:
@@ -132,15 +202,17 @@ def _rounds(order, ratio, replace, nearest, consume, position):
                 out_f.append(t), out_o.append(position(j)), out_d.append(d)
     else:
         eligible = np.ones(int(np.max(order)) + 1 if len(order) else 0, bool)
+        prev: dict[int, list] = {}
         for r in range(ratio):
             for t in order:
                 if not eligible[t]:
                     continue
-                got = nearest(int(t), 1)
+                got = nearest(int(t), 1, prev.get(int(t), ()))   # later rounds scan from the earlier matches
                 if not got:
                     eligible[t] = r > 0      # no first match: out of every later round (MatchIt)
                     continue
                 j, d = got[0]
+                prev.setdefault(int(t), []).append(j)
                 consume(j)
                 out_f.append(t), out_o.append(position(j)), out_d.append(d)
     return np.array(out_f, np.int64), np.array(out_o, np.int64), np.array(out_d, np.float64)
@@ -177,7 +249,7 @@ def _scan_kernel():
     from numba import njit
 
     @njit(cache=True, nogil=True)
-    def scan(M, mv, srt, pos_of, is_other, eligible, t, ratio, cal2, C, widths, sc, sc_cal, out_j, out_d):
+    def scan(M, mv, srt, pos_of, is_other, eligible, t, ratio, cal2, C, widths, A, sc, sc_cal, out_j, out_d):
         """One focal unit's matches as MatchIt 4.7's find_control_mahcovs: outward from the focal unit's place in
         the units sorted by the scan column, alternately left and right; a side stops once its scan-column gap
         alone exceeds the worst kept distance; a candidate at a distance equal to the kept one replaces it
@@ -220,9 +292,15 @@ def _scan_kernel():
                 else:
                     r_stop = True
                 continue
+            ok = True
+            for c in range(A.shape[1]):
+                if A[t, c] == A[iz, c]:
+                    ok = False
+                    break
+            if not ok:
+                continue
             if abs(sc[t] - sc[iz]) > sc_cal:
                 continue
-            ok = True
             for c in range(C.shape[1]):
                 if abs(C[t, c] - C[iz, c]) > widths[c]:
                     ok = False
@@ -274,27 +352,29 @@ _SCAN = []
 
 
 def covariate_sets(M: np.ndarray, f: np.ndarray, o: np.ndarray, order: np.ndarray, ratio: int, replace: bool,
-                   caliper: float, covcal=None, score: np.ndarray | None = None, score_caliper: float = np.inf):
+                   caliper: float, rule=None, mahvars: bool = False):
     """Nearest neighbour on transformed covariates (Mahalanobis, scaled Euclidean, Euclidean rows of
     `distance.matchit_rows`) exactly as MatchIt 4.7's C++ scan, ties included: the units of the call (`f` focal
     and `o` other positions into M, one exact stratum) sorted by the scan column (`scan_order_column`, ties in data
     order); each focal unit in `order` scans outwards from its place (see the kernel). A single transformed column
-    is matched as a scalar distance (`line_sets`), as MatchIt does. `covcal`: per-covariate calipers;
-    `score`/`score_caliper`: a caliper on a scalar score (MatchIt's caliper on the propensity score with `mahvars`).
-    Returns focal positions, other positions and distances in matching order, as `line_sets`."""
+    is matched as a scalar distance (`line_sets`), as MatchIt does (not with `mahvars`). `rule`
+    (`options.PairRule`): per-covariate calipers, antiexact columns, a caliper on the propensity score (with
+    `mahvars`). Returns focal positions, other positions and distances in matching order, as `line_sets`."""
     units = np.sort(np.r_[f, o])
     local = {int(u): i for i, u in enumerate(units)}
     fl = np.array([local[int(u)] for u in f], np.int64)
     ol = np.array([local[int(u)] for u in o], np.int64)
     Mu = np.ascontiguousarray(M[units], np.float64)
-    if covcal:
-        C, widths = np.ascontiguousarray(covcal.C[units]), np.asarray(covcal.widths, np.float64)
+    if rule:
+        C, widths, A = np.ascontiguousarray(rule.C[units]), rule.widths, np.ascontiguousarray(rule.A[units])
+        sc, sc_cal = np.ascontiguousarray(rule.sc[units]), rule.score_caliper
     else:
-        C, widths = np.zeros((len(units), 0)), np.zeros(0)
-    if M.shape[1] == 1 and score is None:
-        accept = (lambda a, b: bool(covcal.ok(f[a], o[b]))) if covcal else None
+        C, widths, A = np.zeros((len(units), 0)), np.zeros(0), np.zeros((len(units), 0), np.int64)
+        sc, sc_cal = np.zeros(len(units)), np.inf
+    if M.shape[1] == 1 and not mahvars:
+        accept = (lambda a, b: bool(rule.ok(f[a], o[b]))) if rule else None
         return line_sets(Mu[fl, 0], Mu[ol, 0], order, ratio, replace, caliper, accept, f, o, places(M[:, 0]))
-    mv = scan_order_column(Mu, C if len(widths) else None)
+    mv = scan_order_column(Mu, C if len(widths) else None)    # (calipers on covariates can pick the column)
     srt = np.lexsort((np.arange(len(units)), mv)).astype(np.int64)
     pos_of = np.empty(len(units), np.int64)
     pos_of[srt] = np.arange(len(units))
@@ -302,7 +382,6 @@ def covariate_sets(M: np.ndarray, f: np.ndarray, o: np.ndarray, order: np.ndarra
     is_other[ol] = True
     other_pos = np.full(len(units), -1, np.int64)
     other_pos[ol] = np.arange(len(ol))
-    sc = np.zeros(len(units)) if score is None else np.asarray(score, np.float64)[units]
     eligible = np.ones(len(units), bool)
     cal2 = caliper * caliper if np.isfinite(caliper) else np.inf
     if not _SCAN:
@@ -310,8 +389,8 @@ def covariate_sets(M: np.ndarray, f: np.ndarray, o: np.ndarray, order: np.ndarra
     scan = _SCAN[0]
     out_j, out_d = np.empty(ratio + 1, np.int64), np.empty(ratio + 1)
 
-    def nearest(t: int, m: int) -> list[tuple[int, float]]:
-        n = scan(Mu, mv, srt, pos_of, is_other, eligible, fl[t], m, cal2, C, widths, sc, float(score_caliper),
+    def nearest(t: int, m: int, starts=()) -> list[tuple[int, float]]:
+        n = scan(Mu, mv, srt, pos_of, is_other, eligible, fl[t], m, cal2, C, widths, A, sc, float(sc_cal),
                  out_j, out_d)
         return [(int(other_pos[out_j[i]]), float(np.sqrt(out_d[i]))) for i in range(n)]
 
