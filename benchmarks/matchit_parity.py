@@ -261,33 +261,47 @@ def dense_nearest(D: np.ndarray, order, ratio: int = 1, replace: bool = False, c
     """MatchIt's nearest-neighbour algorithm written out on a full (focal x other) distance matrix, as the
     reference ganmatch is held to: focal units in `order`; without replacement `ratio` rounds of one match each
     (no first match: out of later rounds), with replacement the `ratio` nearest at once; within `caliper` and
-    `ok`. Ties by `tie` (a per-(focal, other) rank; default the other's index). Returns a set of pairs."""
+    `ok`. Ties by `tie` (a per-(focal, other) rank; default the other's index), or by `tie(t, earlier)`, the rank
+    row of focal unit t given its earlier matches (MatchIt's scalar scan starts outside them). Returns a set of
+    pairs."""
     D = np.where(ok if ok is not None else True, D, np.inf)
     tie = np.broadcast_to(np.arange(D.shape[1]), D.shape) if tie is None else tie
     used = np.zeros(D.shape[1], bool)
     out, dropped = set(), set()
+    earlier: dict[int, list] = {}
     for r in range(1 if replace else ratio):
         for t in order:
             if t in dropped:
                 continue
-            cand = [j for j in np.lexsort((tie[t], D[t])) if np.isfinite(D[t, j]) and D[t, j] <= caliper
+            rank = tie(t, earlier.get(t, [])) if callable(tie) else tie[t]
+            cand = [j for j in np.lexsort((rank, D[t])) if np.isfinite(D[t, j]) and D[t, j] <= caliper
                     and not used[j]][: ratio if replace else 1]
             if not cand and r == 0:
                 dropped.add(t)
             for j in cand:
                 used[j] = not replace
+                earlier.setdefault(t, []).append(j)
                 out.add((int(t), int(j)))
     return out
 
 
-def scalar_ties(score: np.ndarray, f: np.ndarray, o: np.ndarray) -> np.ndarray:
+def scalar_ties(score: np.ndarray, f: np.ndarray, o: np.ndarray):
     """MatchIt 4.7's tie order on a scalar score (nn_matchC_vec): all units sorted by (score, row), the focal unit
     included; the scan goes outwards, alternately one step left and one right, and the unit met first wins a tie:
-    the fewest places from the focal unit, the left at equal places. Returns a (focal x other) rank, lowest first."""
+    the fewest places from the focal unit, the left at equal places. Returns `rank(t, earlier)`, focal unit t's
+    rank row (lowest first) given its earlier matches."""
     place = np.empty(len(score), np.int64)
     place[np.lexsort((np.arange(len(score)), score))] = np.arange(len(score))
-    pf, po = place[f][:, None], place[o][None, :]
-    return 2 * np.abs(po - pf) + (po > pf)
+    po = place[o]
+
+    def rank(t: int, earlier: list) -> np.ndarray:
+        """In later rounds the scan starts outside the focal unit's earlier matches: offsets on each side are
+        counted from the outermost of them."""
+        lo = min([place[f[t]], *(po[j] for j in earlier)])
+        hi = max([place[f[t]], *(po[j] for j in earlier)])
+        return np.where(po <= lo, 2 * (lo - po), 2 * (po - hi) + 1)
+
+    return rank
 
 
 def scan_ties(column: np.ndarray, f: np.ndarray, o: np.ndarray, strata: np.ndarray) -> np.ndarray:

@@ -64,6 +64,10 @@ NEAREST_CASES = [
     {"distance": "embedding", "embedding": "e", "k": 3},
     {"distance": "embedding", "embedding": "e", "k": 2, "exact": ["c"], "covariate_caliper": {"age": 1.0}},
     {"distance": "propensity", "covariates": ["a", "b", "c"], "ratio": 2, "replace": True},
+    {"distance": "score", "score": "ps", "antiexact": ["c"]},
+    {"distance": "mahalanobis", "covariates": ["a", "b", "age"], "antiexact": ["c"], "ratio": 2},
+    {"distance": "robust_mahalanobis", "covariates": ["a", "b", "age"]},
+    {"distance": "scaled_euclidean", "covariates": ["age"], "ratio": 2},
 ]
 
 
@@ -332,6 +336,49 @@ def test_weighted_estimate_is_the_subclass_weighted_difference():
     res = weighted_estimate(y, t, w, sub, n_boot=200)
     expect = np.mean([3 - 3, 4 - 1])                       # per subclass: treated minus the controls' mean
     assert np.isclose(res["estimate"], expect) and res["test"] == "weighted_cluster_bootstrap"
+
+
+@pytest.mark.parametrize("ties", [False, True])
+def test_mahvars_matches_on_mahalanobis_within_the_scores_caliper_as_matchit(ties):
+    """mahvars: focal units in the score's order (largest first) each take the nearest unit in the Mahalanobis
+    distance of the mahvars columns among those within the score's caliper, MatchIt's tie order."""
+    from ganmatch.matching.distance import matchit_rows
+
+    data = study(seed=5, ties=ties)
+    res = match("nearest", data, distance="score", score="ps", mahvars=["a", "age"], caliper=0.5)
+    ps = data.covariates["ps"].to_numpy()
+    M = matchit_rows(data.covariates[["a", "age"]].to_numpy(), data.treated, np.ones(len(ps), bool), "mahalanobis")
+    f, o = np.flatnonzero(data.treated == 1), np.flatnonzero(data.treated == 0)
+    D = np.zeros((len(f), len(o)))
+    for j in range(M.shape[1]):
+        D += (M[f, j][:, None] - M[o, j][None, :]) ** 2
+    cal = 0.5 * np.std(ps, ddof=1)
+    ok = np.abs(ps[f][:, None] - ps[o][None, :]) <= cal
+    order = np.lexsort((np.arange(len(f)), -ps[f]))
+    tie = PARITY.scan_ties(M[:, 0], f, o, np.zeros(len(ps), np.int64))
+    want = {(data.ids[f[a]], data.ids[o[b]]) for a, b in PARITY.dense_nearest(D, order, ok=ok, tie=tie)}
+    assert pair_set(res) == want and res.info["mahvars"] == ["a", "age"]
+
+
+@pytest.mark.parametrize("method", ["nearest", "greedy", "optimal", "full"])
+def test_antiexact_pairs_differ_on_every_antiexact_column(method):
+    data = study(seed=2)
+    res = match(method, data, distance="score", score="ps", antiexact=["c"])
+    c = data.covariates.set_index(pd.Index(data.ids))["c"]
+    assert len(res.pairs) and (c.reindex(res.pairs["treated_id"]).to_numpy()
+                               != c.reindex(res.pairs["control_id"]).to_numpy()).all()
+
+
+def test_farthest_first_takes_the_hardest_focal_unit_first_and_matches_everyone():
+    data = study(seed=4)
+    res = match("nearest", data, distance="score", score="ps", m_order="farthest")
+    ps = pd.Series(data.covariates["ps"].to_numpy(), index=data.ids)
+    treated, controls = data.ids[data.treated == 1], data.ids[data.treated == 0]
+    assert len(res.pairs) == min(len(treated), len(controls))
+    hardest = max(treated, key=lambda t: np.min(np.abs(ps[controls].to_numpy() - ps[t])))
+    assert res.pairs["treated_id"].iloc[0] == hardest
+    two = match("nearest", data, distance="mahalanobis", covariates=["a", "b"], m_order="farthest", ratio=2)
+    assert two.pairs.groupby("treated_id").size().max() <= 2
 
 
 # ---------------------------------------------------------------- live parity with R's MatchIt
