@@ -381,6 +381,40 @@ def test_farthest_first_takes_the_hardest_focal_unit_first_and_matches_everyone(
     assert two.pairs.groupby("treated_id").size().max() <= 2
 
 
+CPP_PARTIAL_SORT = r"""
+#include <algorithm>
+#include <vector>
+#include <numeric>
+#include <cstdio>
+int main() { int T; if (scanf("%d", &T) != 1) return 1; while (T--) { int n, m; if (scanf("%d %d", &n, &m) != 2) return 1;
+  std::vector<double> d(n); for (auto& x : d) if (scanf("%lf", &x) != 1) return 1;
+  std::vector<int> ind(n); std::iota(ind.begin(), ind.end(), 0);
+  std::partial_sort(ind.begin(), ind.begin() + m, ind.end(), [&d](int a, int b) { return d[a] < d[b]; });
+  for (int i = 0; i < m; i++) printf("%d ", ind[i]); printf("\n"); } }
+"""
+
+
+@pytest.mark.skipif(__import__("shutil").which("g++") is None, reason="no C++ compiler here to run std::partial_sort")
+def test_heap_select_is_cpps_partial_sort_ties_included(tmp_path):
+    """MatchIt keeps a focal unit's closest candidates with std::partial_sort; ganmatch's `_heap_select` must pick
+    (and order) the same ones when distances tie."""
+    import subprocess
+
+    from ganmatch.matching.nearest import _heap_select
+
+    (tmp_path / "ps.cpp").write_text(CPP_PARTIAL_SORT)
+    subprocess.run(["g++", "-O1", "-o", str(tmp_path / "ps"), str(tmp_path / "ps.cpp")], check=True)
+    rng = np.random.default_rng(0)
+    cases = []
+    for _ in range(500):
+        n = int(rng.integers(2, 12))
+        cases.append((n, int(rng.integers(1, n)), rng.integers(0, 4, n).astype(float).tolist()))
+    text = f"{len(cases)}\n" + "".join(f"{n} {m} " + " ".join(map(str, d)) + "\n" for n, m, d in cases)
+    out = subprocess.run([str(tmp_path / "ps")], input=text, capture_output=True, text=True, check=True).stdout
+    for line, (_, m, d) in zip(out.splitlines(), cases, strict=True):
+        assert [int(x) for x in line.split()] == _heap_select(d, m)
+
+
 # ---------------------------------------------------------------- live parity with R's MatchIt
 
 

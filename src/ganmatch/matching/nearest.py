@@ -76,7 +76,53 @@ def line_sets(score_f: np.ndarray, score_o: np.ndarray, order: np.ndarray, ratio
         ptr[path] = i
         return i
 
+    def several(t: int, m: int) -> list[tuple[int, float]]:
+        """With replacement, `m` at once as MatchIt's find_control_vec: outwards alternately, each side keeping
+        up to m admissible units (a side stops past the caliper or once m kept units are strictly closer), then
+        the m closest by C++'s partial_sort (`_heap_select`), whose order among equal distances is its own."""
+        x, pf = score_f[t], place_f[t]
+        pos = int(np.searchsorted(place_o, pf))          # others sorted by place: left of pos lie below
+        li, ri = pos - 1, pos
+        kept: list[int] = []
+        dist: list[float] = []
+        stop = [False, False]
+        count = [0, 0]
+        while not (stop[0] and stop[1]):
+            # the next event: the side whose next unit the alternating scan meets first
+            if stop[0] or li < 0:
+                stop[0] = True
+            if stop[1] or ri >= nc:
+                stop[1] = True
+            if stop[0] and stop[1]:
+                break
+            if stop[1] or (not stop[0] and 2 * (pf - place_o[li]) - 1 < 2 * (place_o[ri] - pf)):
+                side, j = 0, li
+                li -= 1
+            else:
+                side, j = 1, ri
+                ri += 1
+            d = abs(x - vals[j])
+            if d > caliper:
+                stop[side] = True
+                continue
+            if len(kept) >= m and sum(1 for e in dist if e < d) >= m:
+                stop[side] = True
+                continue
+            if accept is not None and not accept(int(t), int(srt[j])):
+                continue
+            kept.append(j), dist.append(float(d))
+            count[side] += 1
+            if count[side] == m:
+                stop[side] = True
+        if len(kept) > m:
+            chosen = _heap_select(dist, m)
+        else:
+            chosen = sorted(range(len(kept)), key=lambda i: dist[i])
+        return [(kept[i], dist[i]) for i in chosen]
+
     def nearest(t: int, m: int, starts=()) -> list[tuple[int, float]]:
+        if m > 1 and idx_f is not None:
+            return several(t, m)
         x = score_f[t]
         if idx_f is not None:         # MatchIt starts its scan outside the focal unit's earlier (or lost) matches
             origin_l = min([place_f[t], *(place_o[j] for j in starts)])
@@ -105,6 +151,52 @@ def line_sets(score_f: np.ndarray, score_o: np.ndarray, order: np.ndarray, ratio
         return taken
 
     return _rounds(order, ratio, replace, nearest, lambda j: live.__setitem__(j, False), lambda j: srt[j])
+
+
+def _heap_select(dist: list[float], m: int) -> list[int]:
+    """The first m of std::partial_sort(ind, ind + m, ind + n, by dist) as libstdc++ computes it: a max-heap of the
+    first m (make_heap), each later one replacing the top when strictly closer (pop_heap), the heap sorted last."""
+    ind = list(range(len(dist)))
+
+    def less(a: int, b: int) -> bool:
+        return dist[a] < dist[b]
+
+    def adjust(first: int, hole: int, length: int, value: int) -> None:     # std::__adjust_heap on ind[first:]
+        top, child = hole, hole
+        while child < (length - 1) // 2:
+            child = 2 * (child + 1)
+            if less(ind[first + child], ind[first + child - 1]):
+                child -= 1
+            ind[first + hole] = ind[first + child]
+            hole = child
+        if length % 2 == 0 and child == (length - 2) // 2:
+            child = 2 * (child + 1)
+            ind[first + hole] = ind[first + child - 1]
+            hole = child - 1
+        parent = (hole - 1) // 2                                         # std::__push_heap
+        while hole > top and less(ind[first + parent], value):
+            ind[first + hole] = ind[first + parent]
+            hole = parent
+            parent = (hole - 1) // 2
+        ind[first + hole] = value
+
+    if m >= 2:                                                           # make_heap(ind[:m])
+        parent = (m - 2) // 2
+        while True:
+            adjust(0, parent, m, ind[parent])
+            if parent == 0:
+                break
+            parent -= 1
+    for i in range(m, len(ind)):
+        if less(ind[i], ind[0]):                                         # __pop_heap(first, middle, i)
+            value = ind[i]
+            ind[i] = ind[0]
+            adjust(0, 0, m, value)
+    for last in range(m, 1, -1):                                         # sort_heap(ind[:m])
+        value = ind[last - 1]
+        ind[last - 1] = ind[0]
+        adjust(0, 0, last - 1, value)
+    return ind[:m]
 
 
 def places(score: np.ndarray) -> np.ndarray:
