@@ -338,7 +338,7 @@ def _has_r_matchit() -> bool:
     return out.stdout.strip() == "TRUE"
 
 
-def matchit_plan(sizes=(5_000, 30_000), r_full_max: int = 5_000) -> list:
+def matchit_plan(sizes=(5_000, 30_000), r_full_max: int = 5_000, only_tools: set | None = None) -> list:
     """The MatchIt comparison's runs: each method at each size with ganmatch, pymatchit-causal (when installed)
     and R's MatchIt (when present; full matching in R only up to `r_full_max` units: 32 s at 5,000)."""
     import importlib.util
@@ -348,6 +348,7 @@ def matchit_plan(sizes=(5_000, 30_000), r_full_max: int = 5_000) -> list:
         tools.append("pymatchit")
     if _has_r_matchit():
         tools.append("R")
+    tools = [t for t in tools if only_tools is None or t in only_tools]
     plan = []
     for n in sizes:
         for method in MATCHIT_METHODS:
@@ -387,6 +388,7 @@ def main(argv=None) -> None:
     ap.add_argument("--full", action="store_true", help="N=30,000, W+ 30,000 x 18 x 512, 1,200 pairs")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--only", help="comma-separated cases to run (matmul,matmul_blocked,knn,wplus,constrained,dense,matchit)")
+    ap.add_argument("--tools", help="MatchIt rows: comma-separated tools to run (ganmatch,pymatchit,R); default all")
     ap.add_argument("--append", action="store_true", help="keep the rows of earlier runs (results/matching.jsonl)")
     ap.add_argument("--note", help="a line for the table's notes (e.g. how loaded the machine was)")
     ap.add_argument("--repeat", type=int, default=1,
@@ -423,7 +425,7 @@ def main(argv=None) -> None:
     plan.append(("constrained", "constrained", {"n": n, "n_pairs": pairs, "semantics": "corrected"}))
     for nd in ([2_000, 4_000] if args.full else [2_000]):
         plan.append(("dense", "dense", {"n": nd, "n_pairs": round(pairs * nd / n)}))
-    plan += matchit_plan()
+    plan += matchit_plan(only_tools=set(args.tools.split(",")) if args.tools else None)
     only = set(args.only.split(",")) if args.only else None
     RESULTS.mkdir(parents=True, exist_ok=True)
     log = RESULTS / "matching.jsonl"

@@ -31,6 +31,8 @@ def _knn_edges(Xf, Xo, metric, k, caliper, admissible: Admissible):
         idx, dist = distances.knn(Xf, k, metric, Y=Xo, exclude_self=False)
     rows = np.repeat(np.arange(len(Xf)), idx.shape[1])
     cols, d = idx.ravel(), dist.ravel().astype(np.float64)
+    if Xf.shape[1] == 1 and metric in ("euclidean", "l1"):     # a scalar: the exact |difference|, not float32's
+        d = np.abs(np.asarray(Xf, np.float64)[rows, 0] - np.asarray(Xo, np.float64)[cols, 0])
     ok = d <= caliper
     if admissible is not None and len(rows):
         ok &= admissible(rows, cols)
