@@ -338,6 +338,26 @@ def test_weighted_estimate_is_the_subclass_weighted_difference():
     assert np.isclose(res["estimate"], expect) and res["test"] == "weighted_cluster_bootstrap"
 
 
+def test_ties_index_keeps_the_earlier_order_lower_score_then_lower_row():
+    """`ties: index` (the demo's propensity method): equal distances to the lower score, equal scores to the lower
+    row, whatever the focal unit's own row; the default follows MatchIt's scan and differs on such data."""
+    data = study(seed=11, ties=True)
+    data.covariates["ps"] = np.round(data.covariates["ps"], 1)
+    params = {"distance": "score", "score": "ps", "m_order": "random", "random_state": 3, "caliper": 0.5}
+    res = match("nearest", data, ties="index", **params)
+    ps = data.covariates["ps"].to_numpy()
+    f, o = np.flatnonzero(data.treated == 1), np.flatnonzero(data.treated == 0)
+    pos = np.empty(len(o), np.int64)
+    pos[np.lexsort((np.arange(len(o)), ps[o]))] = np.arange(len(o))
+    tie = np.where(ps[o][None, :] < ps[f][:, None], -pos[None, :], len(o) + pos[None, :])
+    order = np.random.default_rng(3).permutation(len(f))
+    cal = 0.5 * np.std(ps, ddof=1)
+    want = {(data.ids[f[a]], data.ids[o[b]])
+            for a, b in PARITY.dense_nearest(np.abs(ps[f][:, None] - ps[o][None, :]), order, caliper=cal, tie=tie)}
+    assert pair_set(res) == want and res.info["ties"] == "index"
+    assert pair_set(match("nearest", data, **params)) != want
+
+
 @pytest.mark.parametrize("ties", [False, True])
 def test_mahvars_matches_on_mahalanobis_within_the_scores_caliper_as_matchit(ties):
     """mahvars: focal units in the score's order (largest first) each take the nearest unit in the Mahalanobis

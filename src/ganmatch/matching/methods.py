@@ -55,7 +55,8 @@ class Method:
 
 
 METHODS: dict[str, Method] = {m.name: m for m in (
-    Method("nearest", {**DISTANCE, **CALIPER, **COMMON, "ratio": 1, "replace": False, "m_order": None, "k": 100},
+    Method("nearest", {**DISTANCE, **CALIPER, **COMMON, "ratio": 1, "replace": False, "m_order": None,
+                       "ties": "matchit", "k": 100},
            description="each focal unit in m_order takes its nearest available units (MatchIt's nearest)"),
     Method("greedy", {**DISTANCE, **CALIPER, **COMMON, "n_pairs": None, "k": 100},
            description="globally closest (focal, other) pair first, 1:1 without replacement"),
@@ -203,7 +204,7 @@ def _pair_method(method: str, data: MatchData, measure: DistanceMeasure, discard
     info.update({"caliper": cal, "metric": metric, "distance": measure.name, "estimand": p["estimand"],
                  "total_distance": float(np.sum(D)), "k": p["k"],
                  "n_discarded": int(discarded.sum()), **measure.info})
-    for key in ("ratio", "replace", "m_order", "exact", "antiexact", "mahvars", "discard"):
+    for key in ("ratio", "replace", "m_order", "ties", "exact", "antiexact", "mahvars", "discard"):
         if key in p:
             info[key] = p[key]
     result = make_result(data, method, p["embedding"] or "", t_pos, c_pos, D, info, weight=pair_w,
@@ -226,6 +227,14 @@ def _nearest(measure, X, f, o, cal, accept, p, rng_state, rule=None, mah=None):
             return greedy_pairs(mah[f], mah[o], "euclidean", np.inf, None, p["k"], accept=accept)
         return greedy_pairs(X[f], X[o], measure.metric, cal, None, p["k"], accept=accept)
     order = focal_order(m_order, len(f), measure.score[f] if measure.scalar else None, rng_state)
+    if p.get("ties", "matchit") not in ("matchit", "index"):
+        raise ConfigError(f"nearest: ties must be matchit or index, got '{p['ties']}'.")
+    if p.get("ties") == "index" and mah is None:     # ganmatch's earlier order: lower score, then lower row
+        if measure.scalar:
+            return line_sets(measure.score[f], measure.score[o], order, int(p["ratio"]), bool(p["replace"]), cal,
+                             accept)
+        return feature_sets(X[f], X[o], measure.metric, order, int(p["ratio"]), bool(p["replace"]), cal, accept,
+                            p["k"])
     if mah is not None:             # MatchIt's scan on the mahvars rows, the score's caliper in the rule
         return covariate_sets(mah, f, o, order, int(p["ratio"]), bool(p["replace"]), np.inf, rule, mahvars=True)
     if measure.scalar:
