@@ -164,7 +164,7 @@ def test_propensity_and_column_problems_name_their_keys():
     ("gan_greedy", {"mahvars": ["young"]}, "'matching.methods.gan_greedy.mahvars' needs a scalar distance"),
     ("propensity", {"m_order": "furthest"}, "matching.methods.propensity.m_order"),
     ("propensity", {"method": "exact"}, "unknown key 'matching.methods.propensity.caliper'"),
-    ("propensity", {"method": "cem", "distance": None, "link": None, "caliper": None, "m_order": None,
+    ("propensity", {"method": "cem", "distance": None, "link": None, "caliper": None, "m_order": None, "ties": None,
                     "cutpoints": {"male": 3}}, "'matching.methods.propensity.cutpoints' names ['male']"),
 ])
 def test_combinations_matchit_refuses_stop_at_start_up_naming_the_key(method, patch, expected):
