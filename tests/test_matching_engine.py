@@ -454,5 +454,7 @@ def test_lalonde_parity_with_r_matchit(tmp_path):
     nearest = table[table["case"].str.startswith("nearest")]
     assert nearest["same_as_reference"].astype(bool).all()
     objective = table[table["case"].str.startswith(PARITY.OBJECTIVE)]
-    assert len(objective) == 4
-    assert (objective["objective_ganmatch"] <= objective["objective_matchit"] * (1 + 1e-9)).all()
+    failed = objective["status"].str.startswith("MatchIt failed")
+    assert objective.loc[failed, "case"].tolist() == ["optimal 1:1, antiexact on married"]   # an R error in 4.7.2
+    ran = objective[~failed]
+    assert len(ran) == 5 and (ran["objective_ganmatch"] <= ran["objective_matchit"] * (1 + 1e-9)).all()
