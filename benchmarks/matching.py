@@ -8,7 +8,10 @@ Each case runs in its own process (so peak memory is its own) with BLAS/torch th
 - constrained: greedy constrained matching (gan distance, facial penalty, vgg references) at N, with the
   reference study's semantics and with the corrected ones;
 - dense: the reference rules on full matrices (`dense_reference_pairs`) at small N, and our heap version on
-  the same data for the time ratio and a check that both give the same pairs.
+  the same data for the time ratio and a check that both give the same pairs;
+- matchit: MatchIt's nearest, nearest with a caliper, optimal and full on a precomputed propensity score at 5,000
+  and 30,000 units, with ganmatch, pymatchit-causal (the `peers` extra, when installed) and R's MatchIt with
+  optmatch (when `R_LIBS` or /opt/r-peers has them), each with its objective (`--only matchit`, `--tools`).
 
 Default run (a few minutes on 2 cores): N=10,000.  `--full`: N=30,000, W+ and 1,200 pairs (run once).
 Writes benchmarks/results/matching.csv and matching.md.
