@@ -69,6 +69,10 @@ CASES = [
      'ratio = 2, caliper = 0.25', "nearest", {"distance": "score", "m_order": "farthest", "ratio": 2, "caliper": 0.25}),
     ("nearest, Mahalanobis, farthest first", 'method = "nearest", distance = "mahalanobis", m.order = "farthest"',
      "nearest", {"distance": "mahalanobis", "m_order": "farthest"}),
+    ("nearest, closest first", 'method = "nearest", distance = d$ps, m.order = "closest"', "nearest",
+     {"distance": "score", "m_order": "closest"}),
+    ("nearest, Mahalanobis, closest first", 'method = "nearest", distance = "mahalanobis", m.order = "closest"',
+     "nearest", {"distance": "mahalanobis", "m_order": "closest"}),
     ("nearest, antiexact on {b1}", 'method = "nearest", distance = d$ps, antiexact = ~ {b1}', "nearest",
      {"distance": "score", "antiexact": ["{b1}"]}),
     ("nearest, Mahalanobis, antiexact on {b2}", 'method = "nearest", distance = "mahalanobis", antiexact = ~ {b2}',
@@ -334,7 +338,7 @@ def reference_pairs(md, method: str, params: dict) -> set | None:
     from ganmatch.matching import options as opt
     from ganmatch.matching.nearest import focal_order
 
-    if method != "nearest" or params.get("m_order") == "farthest" or params.get("mahvars"):
+    if method != "nearest" or params.get("m_order") in ("farthest", "closest") or params.get("mahvars"):
         return None                     # (farthest and mahvars: checked against MatchIt itself)
     keys = ("embedding", "metric", "covariates", "score")
     m = distance_measure(md, params["distance"], **{k: params[k] for k in keys if k in params})

@@ -389,6 +389,32 @@ def test_antiexact_pairs_differ_on_every_antiexact_column(method):
                                != c.reindex(res.pairs["control_id"]).to_numpy()).all()
 
 
+@pytest.mark.parametrize("distance", ["score", "mahalanobis"])
+def test_closest_first_is_the_global_greedy_in_double_precision(distance):
+    """m_order closest on a score or covariates (MatchIt's closest-first list): without ties, the pair closest in
+    double precision first, then the closest among the rest, as a dense greedy."""
+    from ganmatch.matching.distance import matchit_rows
+
+    data = study(seed=8)
+    params = {"distance": "score", "score": "ps"} if distance == "score" else \
+        {"distance": "mahalanobis", "covariates": ["a", "b", "age"]}
+    res = match("nearest", data, m_order="closest", **params)
+    f, o = np.flatnonzero(data.treated == 1), np.flatnonzero(data.treated == 0)
+    if distance == "score":
+        ps = data.covariates["ps"].to_numpy()
+        D = np.abs(ps[f][:, None] - ps[o][None, :])
+    else:
+        M = matchit_rows(data.covariates[["a", "b", "age"]].to_numpy(), data.treated, np.ones(len(data.ids), bool),
+                         "mahalanobis")
+        D = ((M[f][:, None, :] - M[o][None, :, :]) ** 2).sum(axis=-1)
+    want = set()
+    for _ in range(min(D.shape)):
+        a, b = np.unravel_index(np.argmin(D), D.shape)
+        want.add((data.ids[f[a]], data.ids[o[b]]))
+        D[a, :], D[:, b] = np.inf, np.inf
+    assert pair_set(res) == want
+
+
 def test_farthest_first_takes_the_hardest_focal_unit_first_and_matches_everyone():
     data = study(seed=4)
     res = match("nearest", data, distance="score", score="ps", m_order="farthest")

@@ -219,7 +219,10 @@ COVARIATE_TRANSFORMS = ("mahalanobis", "scaled_euclidean", "euclidean", "robust_
 def _nearest(measure, X, f, o, cal, accept, p, rng_state, rule=None, mah=None):
     m_order = p["m_order"] or ("largest" if measure.scalar and p["estimand"] == "ATT" else
                                "smallest" if measure.scalar else "data")
-    if m_order == "closest":
+    if m_order == "closest" and (mah is not None or measure.scalar or measure.name in COVARIATE_TRANSFORMS) \
+            and p.get("ties", "matchit") == "matchit":
+        pass                        # MatchIt's closest-first list on its own scans (below)
+    elif m_order == "closest":
         if int(p["ratio"]) != 1 or p["replace"]:
             raise ConfigError("nearest: m_order 'closest' is the greedy method (1:1 without replacement); "
                               "use method: greedy or another m_order.")

@@ -15,10 +15,11 @@ ORDERS = ("largest", "smallest", "random", "data", "closest", "farthest", "refer
 
 
 class Farthest:
-    """The order of MatchIt's m.order = "farthest" for `n` focal units: decided while matching (`_farthest_rounds`)."""
+    """The order of MatchIt's m.order = "farthest" (or, with `closest`, "closest") for `n` focal units: decided
+    while matching (`_farthest_rounds`)."""
 
-    def __init__(self, n: int):
-        self.n = n
+    def __init__(self, n: int, closest: bool = False):
+        self.n, self.closest = n, closest
 
 
 def focal_order(m_order: str, n: int, score_f: np.ndarray | None, random_state: int | None) -> np.ndarray:
@@ -35,8 +36,8 @@ def focal_order(m_order: str, n: int, score_f: np.ndarray | None, random_state: 
         return np.random.RandomState(random_state).permutation(n)
     if m_order == "data":
         return np.arange(n)
-    if m_order == "farthest":
-        return Farthest(n)
+    if m_order in ("farthest", "closest"):
+        return Farthest(n, closest=m_order == "closest")
     raise ConfigError(f"m_order must be one of {list(ORDERS)}, got '{m_order}'.")
 
 
@@ -228,19 +229,20 @@ def feature_sets(Xf: np.ndarray, Xo: np.ndarray, metric: str, order: np.ndarray,
     return _rounds(order, ratio, replace, nearest, lambda j: alive.__setitem__(j, False), lambda j: j)
 
 
-def _farthest_rounds(n_focal, ratio, nearest, consume, position):
-    """MatchIt 4.7's m.order = "farthest" (nn_matchC_*_closest with closest = FALSE), in rounds of one match per
-    focal unit: every eligible focal unit's nearest available unit (data order), the list ordered by that distance,
-    largest first (ties in data order); down the list a focal unit whose unit is still free takes it; one whose
-    unit was taken finds its next nearest and moves to that distance's place in the rest of the list (found by
-    C++'s lower_bound, as MatchIt, even though the list's older entries may be out of date); a focal unit without
-    a match is out of later rounds."""
+def _farthest_rounds(n_focal, ratio, nearest, consume, position, closest: bool = False):
+    """MatchIt 4.7's m.order = "farthest" (nn_matchC_*_closest with closest = FALSE; `closest`: "closest"), in
+    rounds of one match per focal unit: every eligible focal unit's nearest available unit (data order), the list
+    ordered by that distance, largest first (smallest for closest; ties in data order); down the list a focal unit
+    whose unit is still free takes it; one whose unit was taken finds its next nearest and moves to that distance's
+    place in the rest of the list (found by C++'s lower_bound, as MatchIt, even though the list's older entries may
+    be out of date); a focal unit without a match is out of later rounds. `nearest` may return (unit, distance,
+    key) with the key MatchIt orders by (the squared distance on covariates)."""
     out_f, out_o, out_d = [], [], []
     eligible = np.ones(n_focal, bool)
     used: set[int] = set()
     prev: dict[int, list] = {}
     for _ in range(ratio):
-        t_id, c_id, dist = [], [], []
+        t_id, c_id, dist, dist_out = [], [], [], []
         for t in range(n_focal):
             if not eligible[t]:
                 continue
@@ -248,9 +250,13 @@ def _farthest_rounds(n_focal, ratio, nearest, consume, position):
             if not got:
                 eligible[t] = False
                 continue
-            t_id.append(t), c_id.append(got[0][0]), dist.append(got[0][1])
+            t_id.append(t), c_id.append(got[0][0]), dist.append(got[0][-1]), dist_out.append(got[0][1])
         nf = len(dist)
-        heap = sorted(range(nf), key=lambda h: -dist[h])
+        heap = sorted(range(nf), key=lambda h: dist[h] if closest else -dist[h])
+
+        def before(a: int, b: int, dist=dist) -> bool:          # MatchIt's comparator
+            return dist[a] < dist[b] if closest else dist[a] >= dist[b]
+
         i = 0
         while i < nf and eligible.any():
             h = heap[i]
@@ -263,11 +269,11 @@ def _farthest_rounds(n_focal, ratio, nearest, consume, position):
                 if not got:
                     eligible[t] = False
                     continue
-                c_id[h], dist[h] = got[0]
-                first, length = i, nf - i             # std::lower_bound with dist[a] >= dist[h]
+                c_id[h], dist[h], dist_out[h] = got[0][0], got[0][-1], got[0][1]
+                first, length = i, nf - i             # std::lower_bound with MatchIt's comparator
                 while length > 0:
                     half = length >> 1
-                    if dist[heap[first + half]] >= dist[h]:
+                    if before(heap[first + half], h):
                         first, length = first + half + 1, length - half - 1
                     else:
                         length = half
@@ -277,7 +283,7 @@ def _farthest_rounds(n_focal, ratio, nearest, consume, position):
             used.add(c_id[h])
             prev.setdefault(t, []).append(c_id[h])
             consume(c_id[h])
-            out_f.append(t), out_o.append(position(c_id[h])), out_d.append(dist[h])
+            out_f.append(t), out_o.append(position(c_id[h])), out_d.append(dist_out[h])
             i += 1
     return np.array(out_f, np.int64), np.array(out_o, np.int64), np.array(out_d, np.float64)
 
@@ -285,12 +291,12 @@ def _farthest_rounds(n_focal, ratio, nearest, consume, position):
 def _rounds(order, ratio, replace, nearest, consume, position):
     if isinstance(order, Farthest):
         if not replace:
-            return _farthest_rounds(order.n, ratio, nearest, consume, position)
+            return _farthest_rounds(order.n, ratio, nearest, consume, position, order.closest)
         order = np.arange(order.n)          # with replacement MatchIt matches in data order
     out_f, out_o, out_d = [], [], []
     if replace:
         for t in order:
-            for j, d in nearest(int(t), ratio):
+            for j, d, *_ in nearest(int(t), ratio):
                 out_f.append(t), out_o.append(position(j)), out_d.append(d)
     else:
         eligible = np.ones(int(np.max(order)) + 1 if len(order) else 0, bool)
@@ -303,7 +309,7 @@ def _rounds(order, ratio, replace, nearest, consume, position):
                 if not got:
                     eligible[t] = r > 0      # no first match: out of every later round (MatchIt)
                     continue
-                j, d = got[0]
+                j, d = got[0][:2]
                 prev.setdefault(int(t), []).append(j)
                 consume(j)
                 out_f.append(t), out_o.append(position(j)), out_d.append(d)
@@ -484,7 +490,7 @@ def covariate_sets(M: np.ndarray, f: np.ndarray, o: np.ndarray, order: np.ndarra
     def nearest(t: int, m: int, starts=()) -> list[tuple[int, float]]:
         n = scan(Mu, mv, srt, pos_of, is_other, eligible, fl[t], m, cal2, C, widths, A, sc, float(sc_cal),
                  out_j, out_d)
-        return [(int(other_pos[out_j[i]]), float(np.sqrt(out_d[i]))) for i in range(n)]
+        return [(int(other_pos[out_j[i]]), float(np.sqrt(out_d[i])), float(out_d[i])) for i in range(n)]
 
     def consume(j: int) -> None:
         eligible[ol[j]] = False
