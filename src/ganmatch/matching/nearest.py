@@ -14,9 +14,9 @@ from ganmatch.matching.greedy import CrossLists
 ORDERS = ("largest", "smallest", "random", "data", "closest", "farthest", "reference")
 
 
-class Farthest:
+class DistanceOrder:
     """The order of MatchIt's m.order = "farthest" (or, with `closest`, "closest") for `n` focal units: decided
-    while matching (`_farthest_rounds`)."""
+    while matching (`_distance_order_rounds`)."""
 
     def __init__(self, n: int, closest: bool = False):
         self.n, self.closest = n, closest
@@ -37,7 +37,7 @@ def focal_order(m_order: str, n: int, score_f: np.ndarray | None, random_state: 
     if m_order == "data":
         return np.arange(n)
     if m_order in ("farthest", "closest"):
-        return Farthest(n, closest=m_order == "closest")
+        return DistanceOrder(n, closest=m_order == "closest")
     raise ConfigError(f"m_order must be one of {list(ORDERS)}, got '{m_order}'.")
 
 
@@ -229,7 +229,7 @@ def feature_sets(Xf: np.ndarray, Xo: np.ndarray, metric: str, order: np.ndarray,
     return _rounds(order, ratio, replace, nearest, lambda j: alive.__setitem__(j, False), lambda j: j)
 
 
-def _farthest_rounds(n_focal, ratio, nearest, consume, position, closest: bool = False):
+def _distance_order_rounds(n_focal, ratio, nearest, consume, position, closest: bool = False):
     """MatchIt 4.7's m.order = "farthest" (nn_matchC_*_closest with closest = FALSE; `closest`: "closest"), in
     rounds of one match per focal unit: every eligible focal unit's nearest available unit (data order), the list
     ordered by that distance, largest first (smallest for closest; ties in data order); down the list a focal unit
@@ -289,9 +289,9 @@ def _farthest_rounds(n_focal, ratio, nearest, consume, position, closest: bool =
 
 
 def _rounds(order, ratio, replace, nearest, consume, position):
-    if isinstance(order, Farthest):
+    if isinstance(order, DistanceOrder):
         if not replace:
-            return _farthest_rounds(order.n, ratio, nearest, consume, position, order.closest)
+            return _distance_order_rounds(order.n, ratio, nearest, consume, position, order.closest)
         order = np.arange(order.n)          # with replacement MatchIt matches in data order
     out_f, out_o, out_d = [], [], []
     if replace:
