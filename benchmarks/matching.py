@@ -8,7 +8,10 @@ Each case runs in its own process (so peak memory is its own) with BLAS/torch th
 - constrained: greedy constrained matching (gan distance, facial penalty, vgg references) at N, with the
   reference study's semantics and with the corrected ones;
 - dense: the reference rules on full matrices (`dense_reference_pairs`) at small N, and our heap version on
-  the same data for the time ratio and a check that both give the same pairs.
+  the same data for the time ratio and a check that both give the same pairs;
+- matchit: MatchIt's nearest, nearest with a caliper, optimal and full on a precomputed propensity score at 5,000
+  and 30,000 units, with ganmatch, pymatchit-causal (the `peers` extra, when installed) and R's MatchIt with
+  optmatch (when `R_LIBS` or /opt/r-peers has them), each with its objective (`--only matchit`, `--tools`).
 
 Default run (a few minutes on 2 cores): N=10,000.  `--full`: N=30,000, W+ and 1,200 pairs (run once).
 Writes benchmarks/results/matching.csv and matching.md.
@@ -219,8 +222,149 @@ def case_dense(n: int, n_pairs: int) -> dict:
             "peak_gb": _peak_gb(), "extra_gb": _peak_gb() - base, "warmup_seconds": warm}
 
 
+# ---------------------------------------------------------------- MatchIt's methods: ganmatch, pymatchit-causal, R
+
+MATCHIT_METHODS = {     # name -> (ganmatch method and options, pymatchit/R options; caliper in SDs of the score)
+    "nearest": ("nearest", {}, {"method": "nearest"}),
+    "caliper": ("nearest", {"caliper": 0.1}, {"method": "nearest", "caliper": 0.1}),
+    "optimal": ("optimal", {}, {"method": "optimal"}),
+    "full": ("full", {}, {"method": "full"}),
+}
+TREATED_SHARE = 8_693 / 30_000        # the issue's 30,000 units with 8,693 treated
+
+
+def synthetic_scores(n: int, seed: int = 0):
+    """n units, a share of 8,693 / 30,000 treated chosen by a confounded logistic model of two covariates, and the
+    model's propensity score as a precomputed distance (MatchIt's numeric `distance`)."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 2))
+    lin = 0.8 * x[:, 0] - 0.5 * x[:, 1]
+    noisy = lin + rng.logistic(size=n)
+    treat = np.zeros(n, int)
+    treat[np.argsort(-noisy)[: round(n * TREATED_SHARE)]] = 1
+    ps = 1.0 / (1.0 + np.exp(-(lin - np.log((1 - TREATED_SHARE) / TREATED_SHARE))))
+    return pd.DataFrame({"id": [f"u{i}" for i in range(n)], "treat": treat, "x1": x[:, 0], "x2": x[:, 1], "ps": ps})
+
+
+def subclass_objective(frame, subclass) -> float:
+    """The total within-set distance on the score: every (treated, control) pair of a matched set summed (pairs,
+    k:1 sets and full matching's stars alike)."""
+    import numpy as np
+    import pandas as pd
+
+    d = pd.DataFrame({"ps": frame["ps"].to_numpy(), "t": frame["treat"].to_numpy(),
+                      "s": pd.to_numeric(pd.Series(np.asarray(subclass, dtype=object)), errors="coerce").to_numpy()})
+    d = d.dropna().sort_values(["s", "t"])
+    total = 0.0
+    for _, g in d.groupby("s"):
+        a, b = g.loc[g["t"] == 1, "ps"].to_numpy(), g.loc[g["t"] == 0, "ps"].to_numpy()
+        total += float(np.abs(a[:, None] - b[None, :]).sum())
+    return total
+
+
+def case_matchit(tool: str, method: str, n: int) -> dict:
+    """One MatchIt method on the synthetic scores with one tool, timed around the matching call only."""
+    import numpy as np
+
+    frame = synthetic_scores(n)
+    g_method, g_opts, peer_opts = MATCHIT_METHODS[method]
+    row = {"case": f"matchit_{method}", "tool": tool, "n": n, "dim": "score", "n_treated": int(frame.treat.sum())}
+    if tool == "ganmatch":
+        import warnings
+
+        from ganmatch.matching import MatchData, match
+
+        data = MatchData(ids=frame["id"].to_numpy(), treated=frame["treat"].to_numpy(), covariates=frame[["ps"]])
+        t = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            res = match(g_method, data, distance="score", score="ps", **g_opts)
+        sec = time.perf_counter() - t
+        sub = res.units["subclass"].astype("float64").to_numpy()     # sets numbered (no replacement) or subclasses
+        row.update(seconds=sec, solver=res.info.get("solver", ""), backend="ganmatch")
+    elif tool == "pymatchit":
+        import warnings
+
+        import pymatchit
+
+        opts = dict(peer_opts)
+        t = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            m = pymatchit.MatchIt(frame[["treat", "x1", "x2"]].copy(), distance=frame["ps"].to_numpy(), **opts)
+            m.fit("treat ~ x1 + x2")
+        sec = time.perf_counter() - t
+        sub = m.data["subclass"].to_numpy()
+        row.update(seconds=sec, backend=f"pymatchit-causal {pymatchit.__version__}")
+    else:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            frame.to_csv(f"{tmp}/d.csv", index=False)
+            args = ", ".join(f"{k} = {v!r}" if isinstance(v, str) else f"{k} = {v}" for k, v in peer_opts.items())
+            code = (f'suppressPackageStartupMessages({{library(MatchIt); library(optmatch)}}); '
+                    f'd <- read.csv("{tmp}/d.csv"); options(optmatch_max_problem_size = Inf); '
+                    f't <- system.time(m <- matchit(treat ~ x1 + x2, data = d, distance = d$ps, {args}))[["elapsed"]]; '
+                    f'write.csv(data.frame(s = as.integer(m$subclass)), "{tmp}/s.csv", row.names = FALSE); '
+                    f'cat(t, format(packageVersion("MatchIt")), file = "{tmp}/t.txt")')
+            subprocess.run(["Rscript", "-e", code], check=True, capture_output=True, env=_r_env())
+            sec, version = open(f"{tmp}/t.txt").read().split()
+            sub = np.genfromtxt(f"{tmp}/s.csv", delimiter=",", skip_header=1)
+        row.update(seconds=float(sec), backend=f"R MatchIt {version}")
+    import pandas as pd
+
+    sub = pd.to_numeric(pd.Series(np.asarray(sub, dtype=object)), errors="coerce").to_numpy(np.float64)
+    row["objective"] = subclass_objective(frame, sub)
+    row["n_matched"] = int(np.isfinite(sub).sum())
+    row["peak_gb"] = _peak_gb()
+    return row
+
+
+def _r_env() -> dict:
+    env = dict(os.environ)
+    if not env.get("R_LIBS") and Path("/opt/r-peers").is_dir():
+        env["R_LIBS"] = "/opt/r-peers"
+    return env
+
+
+def _has_r_matchit() -> bool:
+    import shutil
+
+    if shutil.which("Rscript") is None:
+        return False
+    out = subprocess.run(["Rscript", "-e", 'cat(requireNamespace("MatchIt", quietly = TRUE) && '
+                          'requireNamespace("optmatch", quietly = TRUE) && packageVersion("MatchIt") >= "4.5.4")'],
+                         capture_output=True, text=True, env=_r_env(), check=False)
+    return out.stdout.strip() == "TRUE"
+
+
+def matchit_plan(sizes=(5_000, 30_000), r_full_max: int = 5_000, only_tools: set | None = None) -> list:
+    """The MatchIt comparison's runs: each method at each size with ganmatch, pymatchit-causal (when installed)
+    and R's MatchIt (when present; full matching in R only up to `r_full_max` units: 32 s at 5,000)."""
+    import importlib.util
+
+    tools = ["ganmatch"]
+    if importlib.util.find_spec("pymatchit") is not None:
+        tools.append("pymatchit")
+    if _has_r_matchit():
+        tools.append("R")
+    tools = [t for t in tools if only_tools is None or t in only_tools]
+    plan = []
+    for n in sizes:
+        for method in MATCHIT_METHODS:
+            for tool in tools:
+                if tool == "R" and method == "full" and n > r_full_max:
+                    continue
+                plan.append(("matchit", "matchit", {"tool": tool, "method": method, "n": n}))
+    return plan
+
+
 CASES = {"knn": case_knn, "knn_faiss": case_knn_faiss, "knn_sklearn": case_knn_sklearn, "matmul": case_matmul,
-         "matmul_blocked": case_matmul_blocked, "constrained": case_constrained, "dense": case_dense}
+         "matmul_blocked": case_matmul_blocked, "constrained": case_constrained, "dense": case_dense,
+         "matchit": case_matchit}
 KNN_CASES = ("knn", "knn_faiss", "knn_sklearn")
 
 
@@ -228,7 +372,7 @@ KNN_CASES = ("knn", "knn_faiss", "knn_sklearn")
 
 
 def run_child(threads: int, name: str, **kw) -> dict:
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")])))
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         env[var] = str(threads)
     cmd = [sys.executable, __file__, "--child", json.dumps({"name": name, "threads": threads, **kw})]
@@ -246,7 +390,8 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--full", action="store_true", help="N=30,000, W+ 30,000 x 18 x 512, 1,200 pairs")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--only", help="comma-separated cases to run (matmul,matmul_blocked,knn,wplus,constrained,dense)")
+    ap.add_argument("--only", help="comma-separated cases to run (matmul,matmul_blocked,knn,wplus,constrained,dense,matchit)")
+    ap.add_argument("--tools", help="MatchIt rows: comma-separated tools to run (ganmatch,pymatchit,R); default all")
     ap.add_argument("--append", action="store_true", help="keep the rows of earlier runs (results/matching.jsonl)")
     ap.add_argument("--note", help="a line for the table's notes (e.g. how loaded the machine was)")
     ap.add_argument("--repeat", type=int, default=1,
@@ -283,6 +428,7 @@ def main(argv=None) -> None:
     plan.append(("constrained", "constrained", {"n": n, "n_pairs": pairs, "semantics": "corrected"}))
     for nd in ([2_000, 4_000] if args.full else [2_000]):
         plan.append(("dense", "dense", {"n": nd, "n_pairs": round(pairs * nd / n)}))
+    plan += matchit_plan(only_tools=set(args.tools.split(",")) if args.tools else None)
     only = set(args.only.split(",")) if args.only else None
     RESULTS.mkdir(parents=True, exist_ok=True)
     log = RESULTS / "matching.jsonl"
@@ -303,12 +449,20 @@ def main(argv=None) -> None:
     if "run" not in df:
         df["run"] = 0
     df["run"] = df["run"].fillna(0)
-    last = df.groupby(["case", "n", "dim"])["run"].transform("max")
+    df["tool"] = df["tool"].fillna("") if "tool" in df else ""
+    key = ["case", "n", "dim", "tool"]
+    last = df.groupby(key)["run"].transform("max")
     df = df[df["run"] == last]
-    slowest = df.groupby(["case", "n", "dim"])["seconds"].transform("max")
-    runs = df.groupby(["case", "n", "dim"])["seconds"].transform("size")
+    slowest = df.groupby(key)["seconds"].transform("max")
+    runs = df.groupby(key)["seconds"].transform("size")
     df = df.assign(seconds_slowest=slowest, runs=runs).sort_values("seconds")
-    df = df.drop_duplicates(subset=["case", "n", "dim"], keep="first").sort_index().reset_index(drop=True)
+    df = df.drop_duplicates(subset=key, keep="first").sort_index().reset_index(drop=True)
+    if "objective" in df:      # MatchIt rows: each tool against ganmatch on the same case and size
+        ref = df[df["tool"] == "ganmatch"].set_index(["case", "n"])
+        df["seconds_over_ganmatch"] = [r.seconds / ref.loc[(r.case, r.n), "seconds"] if r.tool and (r.case, r.n) in
+                                       ref.index else None for r in df.itertuples()]
+        df["objective_minus_ganmatch"] = [r.objective - ref.loc[(r.case, r.n), "objective"] if r.tool and
+                                          (r.case, r.n) in ref.index else None for r in df.itertuples()]
     mm = df[df["case"] == "matmul"].set_index("dim")["seconds"]
     mb = df[df["case"] == "matmul_blocked"].set_index("dim")["seconds"]
     fa = df[df["case"] == "knn_faiss"].set_index("dim")["seconds"]

@@ -1,20 +1,24 @@
-"""Parity of ganmatch.matching with R's MatchIt, run live: the same data, the same settings, side by side.
+"""Parity of ganmatch.matching with R's MatchIt 4.7.2 and optmatch, run live: the same data, the same settings.
 
-MatchIt runs through Rscript (Debian: `apt-get install r-cran-matchit`). So that propensity-fit differences
-cannot hide algorithm differences, MatchIt's own fitted score (glm, logit) is passed to both as a precomputed
-distance (`distance = ps` in R, `distance: score` here). For each case the table reports the matched counts,
-whether the pairs (or the subclass partition) are identical, and the largest weight difference.
+MatchIt and optmatch run through Rscript from the R library named by `R_LIBS` (default /opt/r-peers, where the
+project's R installer puts MatchIt 4.7.2 and optmatch 0.10.8; Debian's r-cran-matchit 4.5.1 has the caliper bug
+of kosukeimai/MatchIt#163 and is refused). So that propensity-fit differences cannot hide algorithm differences,
+MatchIt's own fitted score (glm, logit) is passed to both as a precomputed distance (`distance = ps` in R,
+`distance: score` here). Nearest, exact, subclass and cem are compared on identity (the same pairs or the same
+subclass partition, weights to 1e-9); optimal and full, whose optimal solutions are not unique, on their
+objective (the total within-set distance on the shared score: ganmatch must be no worse) and on balance (the
+largest absolute standardised mean difference after matching, cobalt's, over the model's covariates).
 
 Data: MatchIt's lalonde (614 units) and the offline demo's binary covariates (`--demo`, simulated here with the
-demo's planted label model). Cases MatchIt cannot run here (optimal and full need the optmatch package, which
-Debian does not ship) are reported with ganmatch's numbers and MatchIt's reason.
+demo's planted label model).
 
-    python benchmarks/matchit_parity.py            # writes benchmarks/results/matchit_parity.{csv,md}
+    R_LIBS=/opt/r-peers python benchmarks/matchit_parity.py   # writes benchmarks/results/matchit_parity.{csv,md}
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import tempfile
@@ -51,6 +55,34 @@ CASES = [
      {"distance": "mahalanobis"}),
     ("nearest, scaled Euclidean", 'method = "nearest", distance = "scaled_euclidean"', "nearest",
      {"distance": "scaled_euclidean"}),
+    ("nearest 2:1, Mahalanobis", 'method = "nearest", distance = "mahalanobis", ratio = 2', "nearest",
+     {"distance": "mahalanobis", "ratio": 2}),
+    ("nearest 3:1 with replacement, Mahalanobis", 'method = "nearest", distance = "mahalanobis", ratio = 3, '
+     'replace = TRUE', "nearest", {"distance": "mahalanobis", "ratio": 3, "replace": True}),
+    ("nearest, scaled Euclidean, exact on {b1}", 'method = "nearest", distance = "scaled_euclidean", exact = ~ {b1}',
+     "nearest", {"distance": "scaled_euclidean", "exact": ["{b1}"]}),
+    ("nearest, Euclidean, ATC", 'method = "nearest", distance = "euclidean", estimand = "ATC"', "nearest",
+     {"distance": "euclidean", "estimand": "ATC"}),
+    ("nearest, farthest first", 'method = "nearest", distance = d$ps, m.order = "farthest"', "nearest",
+     {"distance": "score", "m_order": "farthest"}),
+    ("nearest 2:1, farthest first, caliper 0.25 SD", 'method = "nearest", distance = d$ps, m.order = "farthest", '
+     'ratio = 2, caliper = 0.25', "nearest", {"distance": "score", "m_order": "farthest", "ratio": 2, "caliper": 0.25}),
+    ("nearest, Mahalanobis, farthest first", 'method = "nearest", distance = "mahalanobis", m.order = "farthest"',
+     "nearest", {"distance": "mahalanobis", "m_order": "farthest"}),
+    ("nearest, closest first", 'method = "nearest", distance = d$ps, m.order = "closest"', "nearest",
+     {"distance": "score", "m_order": "closest"}),
+    ("nearest, Mahalanobis, closest first", 'method = "nearest", distance = "mahalanobis", m.order = "closest"',
+     "nearest", {"distance": "mahalanobis", "m_order": "closest"}),
+    ("nearest, antiexact on {b1}", 'method = "nearest", distance = d$ps, antiexact = ~ {b1}', "nearest",
+     {"distance": "score", "antiexact": ["{b1}"]}),
+    ("nearest, Mahalanobis, antiexact on {b2}", 'method = "nearest", distance = "mahalanobis", antiexact = ~ {b2}',
+     "nearest", {"distance": "mahalanobis", "antiexact": ["{b2}"]}),
+    ("nearest, mahvars {m}, caliper 0.25 SD", 'method = "nearest", distance = d$ps, mahvars = ~ {m}, caliper = 0.25',
+     "nearest", {"distance": "score", "mahvars": "numeric", "caliper": 0.25}),
+    ("nearest 2:1, mahvars {m}", 'method = "nearest", distance = d$ps, mahvars = ~ {m}, ratio = 2', "nearest",
+     {"distance": "score", "mahvars": "numeric", "ratio": 2}),
+    ("nearest, robust Mahalanobis", 'method = "nearest", distance = "robust_mahalanobis"', "nearest",
+     {"distance": "robust_mahalanobis"}),
     ("exact", 'method = "exact"', "exact", {}),
     ("subclass 6, ATT", 'method = "subclass", distance = d$ps, subclass = 6', "subclass",
      {"distance": "score", "subclass": 6}),
@@ -58,13 +90,50 @@ CASES = [
      {"distance": "score", "subclass": 6, "estimand": "ATE"}),
     ("cem (Sturges)", 'method = "cem"', "cem", {}),
     ("optimal 1:1", 'method = "optimal", distance = d$ps', "optimal", {"distance": "score"}),
+    ("optimal 2:1", 'method = "optimal", distance = d$ps, ratio = 2', "optimal", {"distance": "score", "ratio": 2}),
     ("full, ATT", 'method = "full", distance = d$ps', "full", {"distance": "score"}),
+    ("full, ATE", 'method = "full", distance = d$ps, estimand = "ATE"', "full",
+     {"distance": "score", "estimand": "ATE"}),
+    ("optimal 1:1, antiexact on {b1}", 'method = "optimal", distance = d$ps, antiexact = ~ {b1}', "optimal",
+     {"distance": "score", "antiexact": ["{b1}"]}),
+    ("full, antiexact on {b1}", 'method = "full", distance = d$ps, antiexact = ~ {b1}', "full",
+     {"distance": "score", "antiexact": ["{b1}"]}),
 ]
+OBJECTIVE = ("optimal", "full")      # compared on the objective and balance, not on identity
+R_LIBS_DEFAULT = "/opt/r-peers"
+MIN_MATCHIT = (4, 5, 4)              # kosukeimai/MatchIt#163 (calipers and nearest search) fixed in 4.5.4
+
+
+def r_env() -> dict:
+    """The environment Rscript runs in: R_LIBS as given, else the default library when it exists."""
+    env = dict(os.environ)
+    if not env.get("R_LIBS") and Path(R_LIBS_DEFAULT).is_dir():
+        env["R_LIBS"] = R_LIBS_DEFAULT
+    return env
+
+
+def r_peers() -> tuple[dict | None, str]:
+    """({"MatchIt": version, "optmatch": version}, "") when R with a fixed MatchIt and optmatch is here, else
+    (None, the reason)."""
+    if shutil.which("Rscript") is None:
+        return None, "no Rscript here (R is not installed)"
+    code = ('for (p in c("MatchIt", "optmatch")) cat(p, if (requireNamespace(p, quietly = TRUE)) '
+            'format(packageVersion(p)) else "none", "\\n")')
+    out = subprocess.run(["Rscript", "-e", code], capture_output=True, text=True, env=r_env(), check=False)
+    found = dict(line.split() for line in out.stdout.splitlines() if len(line.split()) == 2)
+    lib = r_env().get("R_LIBS", "R's default library")
+    if found.get("MatchIt", "none") == "none" or found.get("optmatch", "none") == "none":
+        return None, (f"MatchIt and optmatch are not both installed in {lib} (set R_LIBS to a library with MatchIt "
+                      ">= 4.5.4 and optmatch)")
+    if tuple(int(x) for x in found["MatchIt"].split(".")[:3]) < MIN_MATCHIT:
+        return None, (f"MatchIt {found['MatchIt']} in {lib} has kosukeimai/MatchIt#163 (calipers and nearest "
+                      "search broken, fixed in 4.5.4): set R_LIBS to a library with MatchIt 4.7.2")
+    return found, ""
 
 # The formula per case: exact and cem match on the categorical covariates, Mahalanobis on the numeric ones;
 # {b1}, {b2} (two binary covariates) and {c} (a continuous one) are filled in per data set.
-NAMES = {"lalonde": {"b1": "married", "b2": "nodegree", "c": "age"},
-         "demo covariates": {"b1": "young", "b2": "makeup", "c": "age"}}
+NAMES = {"lalonde": {"b1": "married", "b2": "nodegree", "c": "age", "m": "age + educ + re74 + re75"},
+         "demo covariates": {"b1": "young", "b2": "makeup", "c": "age", "m": "age"}}
 
 
 def fill(value, names: dict):
@@ -94,13 +163,9 @@ ps_fit <- matchit(f_all, data = d, method = NULL, distance = "glm")
 d$ps <- ps_fit$distance
 write.csv(data.frame(id = d$id, ps = sprintf("%.17g", d$ps)), file.path(out, "ps.csv"), row.names = FALSE)
 cases <- read.csv(file.path(out, "cases.csv"), stringsAsFactors = FALSE)
-has_optmatch <- requireNamespace("optmatch", quietly = TRUE)
 for (i in seq_len(nrow(cases))) {
   f <- as.formula(cases$formula[i])
-  if (grepl("optimal|full", cases$args[i]) && !has_optmatch) {
-    writeLines("optmatch is not installed (Debian does not package it)", file.path(out, paste0("case", i, ".skip")))
-    next
-  }
+  set.seed(1)
   m <- tryCatch(eval(parse(text = paste0("matchit(f, data = d, ", cases$args[i], ")"))),
                 error = function(e) e)
   if (inherits(m, "error")) { writeLines(conditionMessage(m), file.path(out, paste0("case", i, ".skip"))); next }
@@ -114,7 +179,8 @@ for (i in seq_len(nrow(cases))) {
     write.csv(pairs, file.path(out, paste0("case", i, "_pairs.csv")), row.names = FALSE)
   }
 }
-cat(as.character(packageVersion("MatchIt")), file = file.path(out, "version.txt"))
+cat(as.character(packageVersion("MatchIt")), as.character(packageVersion("optmatch")),
+    file = file.path(out, "version.txt"))
 """
 
 
@@ -126,7 +192,7 @@ def lalonde() -> pd.DataFrame | None:
         path = Path(tmp) / "lalonde.csv"
         subprocess.run(["Rscript", "-e", f'data("lalonde", package = "MatchIt"); '
                         f'write.csv(cbind(id = rownames(lalonde), lalonde), "{path}", row.names = FALSE)'],
-                       check=True, capture_output=True)
+                       check=True, capture_output=True, env=r_env())
         return pd.read_csv(path)
 
 
@@ -136,13 +202,15 @@ def run_matchit(cs: list, data: pd.DataFrame, covariates: list[str], numeric: li
     (tmp / "formula_all.txt").write_text("treat ~ " + " + ".join(covariates))
     rows = []
     for _, args, method, _ in cs:
-        covs = numeric if "mahalanobis" in args or "scaled_euclidean" in args else \
+        covs = numeric if "euclidean" in args or "mahalanobis" in args else \
             exact if method in ("exact",) else covariates
         rows.append({"args": args, "formula": "treat ~ " + " + ".join(covs)})
     pd.DataFrame(rows).to_csv(tmp / "cases.csv", index=False)
     (tmp / "parity.R").write_text(R_SCRIPT)
-    subprocess.run(["Rscript", str(tmp / "parity.R"), str(tmp)], check=True, capture_output=True, text=True)
-    out = {"ps": pd.read_csv(tmp / "ps.csv").set_index("id")["ps"], "version": (tmp / "version.txt").read_text()}
+    subprocess.run(["Rscript", str(tmp / "parity.R"), str(tmp)], check=True, capture_output=True, text=True,
+                   env=r_env())
+    mi, om = (tmp / "version.txt").read_text().split()
+    out = {"ps": pd.read_csv(tmp / "ps.csv").set_index("id")["ps"], "version": mi, "optmatch": om}
     for i in range(1, len(cs) + 1):
         skip = tmp / f"case{i}.skip"
         if skip.exists():
@@ -180,7 +248,9 @@ def run_ganmatch(cs: list, data: pd.DataFrame, ps: pd.Series, covariates, numeri
         p = dict(params)
         if p.get("distance") == "score":
             p["score"] = "ps"
-        elif p.get("distance") in ("mahalanobis", "scaled_euclidean"):
+            if p.get("mahvars") == "numeric":
+                p["mahvars"] = numeric
+        elif p.get("distance") in ("mahalanobis", "scaled_euclidean", "euclidean", "robust_mahalanobis"):
             p["covariates"] = numeric
         if method in ("exact", "cem"):
             cols = exact if method == "exact" else covariates
@@ -199,32 +269,66 @@ def dense_nearest(D: np.ndarray, order, ratio: int = 1, replace: bool = False, c
     """MatchIt's nearest-neighbour algorithm written out on a full (focal x other) distance matrix, as the
     reference ganmatch is held to: focal units in `order`; without replacement `ratio` rounds of one match each
     (no first match: out of later rounds), with replacement the `ratio` nearest at once; within `caliper` and
-    `ok`. Ties by `tie` (a per-(focal, other) rank; default the other's index). Returns a set of pairs."""
+    `ok`. Ties by `tie` (a per-(focal, other) rank; default the other's index), or by `tie(t, earlier)`, the rank
+    row of focal unit t given its earlier matches (MatchIt's scalar scan starts outside them). Returns a set of
+    pairs."""
     D = np.where(ok if ok is not None else True, D, np.inf)
     tie = np.broadcast_to(np.arange(D.shape[1]), D.shape) if tie is None else tie
     used = np.zeros(D.shape[1], bool)
     out, dropped = set(), set()
+    earlier: dict[int, list] = {}
     for r in range(1 if replace else ratio):
         for t in order:
             if t in dropped:
                 continue
-            cand = [j for j in np.lexsort((tie[t], D[t])) if np.isfinite(D[t, j]) and D[t, j] <= caliper
+            rank = tie(t, earlier.get(t, [])) if callable(tie) else tie[t]
+            cand = [j for j in np.lexsort((rank, D[t])) if np.isfinite(D[t, j]) and D[t, j] <= caliper
                     and not used[j]][: ratio if replace else 1]
             if not cand and r == 0:
                 dropped.add(t)
             for j in cand:
                 used[j] = not replace
+                earlier.setdefault(t, []).append(j)
                 out.add((int(t), int(j)))
     return out
 
 
-def scalar_ties(score_f: np.ndarray, score_o: np.ndarray) -> np.ndarray:
-    """MatchIt's tie order on a scalar score: the lower side first, then outwards from the focal unit's place
-    in the units sorted by (score, index)."""
-    pos = np.empty(len(score_o), np.int64)
-    pos[np.lexsort((np.arange(len(score_o)), score_o))] = np.arange(len(score_o))
-    below = score_o[None, :] < score_f[:, None]
-    return np.where(below, -pos[None, :], len(score_o) + pos[None, :])
+def scalar_ties(score: np.ndarray, f: np.ndarray, o: np.ndarray):
+    """MatchIt 4.7's tie order on a scalar score (nn_matchC_vec): all units sorted by (score, row), the focal unit
+    included; the scan goes outwards, alternately one step left and one right, and the unit met first wins a tie:
+    the fewest places from the focal unit, the left at equal places. Returns `rank(t, earlier)`, focal unit t's
+    rank row (lowest first) given its earlier matches."""
+    place = np.empty(len(score), np.int64)
+    place[np.lexsort((np.arange(len(score)), score))] = np.arange(len(score))
+    po = place[o]
+
+    def rank(t: int, earlier: list) -> np.ndarray:
+        """In later rounds the scan starts outside the focal unit's earlier matches: offsets on each side are
+        counted from the outermost of them."""
+        lo = min([place[f[t]], *(po[j] for j in earlier)])
+        hi = max([place[f[t]], *(po[j] for j in earlier)])
+        return np.where(po <= lo, 2 * (lo - po), 2 * (po - hi) + 1)
+
+    return rank
+
+
+def scan_ties(column: np.ndarray, f: np.ndarray, o: np.ndarray, strata: np.ndarray) -> np.ndarray:
+    """MatchIt 4.7's tie order on transformed covariates (nn_matchC_mahcovs): the units of one call (one exact
+    stratum) sorted by the first transformed column, ties in data order; a focal unit scans outwards, alternately
+    one step left and one right, and among candidates at the same distance the one met last wins: the largest
+    offset from the focal unit's place, the right side at equal offsets. Returns a (focal x other) rank, lowest
+    first."""
+    tie = np.zeros((len(f), len(o)), np.int64)
+    for s in np.unique(strata[np.r_[f, o]]):
+        units = np.sort(np.r_[f[strata[f] == s], o[strata[o] == s]])
+        srt = np.lexsort((units, column[units]))
+        pos = dict(zip(units[srt].tolist(), range(len(units)), strict=True))
+        fi, oi = np.flatnonzero(strata[f] == s), np.flatnonzero(strata[o] == s)
+        pf = np.array([pos[int(u)] for u in f[fi]])[:, None]
+        po = np.array([pos[int(u)] for u in o[oi]])[None, :]
+        met = 2 * np.abs(po - pf) + (po > pf)           # the step at which the scan meets the unit
+        tie[np.ix_(fi, oi)] = -met
+    return tie
 
 
 def reference_pairs(md, method: str, params: dict) -> set | None:
@@ -234,8 +338,8 @@ def reference_pairs(md, method: str, params: dict) -> set | None:
     from ganmatch.matching import options as opt
     from ganmatch.matching.nearest import focal_order
 
-    if method != "nearest":
-        return None
+    if method != "nearest" or params.get("m_order") in ("farthest", "closest") or params.get("mahvars"):
+        return None                     # (farthest and mahvars: checked against MatchIt itself)
     keys = ("embedding", "metric", "covariates", "score")
     m = distance_measure(md, params["distance"], **{k: params[k] for k in keys if k in params})
     discarded = opt.common_support(m.score, md.treated, params.get("discard", "none"))
@@ -243,16 +347,33 @@ def reference_pairs(md, method: str, params: dict) -> set | None:
     f = np.flatnonzero((md.treated == focal) & ~discarded)
     o = np.flatnonzero((md.treated != focal) & ~discarded)
     X = m.features()
-    D = distances.pairwise(X[f], X[o], m.metric, force=True).astype(np.float64) if not m.scalar else \
-        np.abs(m.score[f][:, None] - m.score[o][None, :])
+    covariate_scan = not m.scalar and params["distance"] in ("mahalanobis", "scaled_euclidean", "euclidean",
+                                                             "robust_mahalanobis")
+    if m.scalar or (covariate_scan and X.shape[1] == 1):
+        s = m.score if m.scalar else X[:, 0]
+        D = np.abs(s[f][:, None] - s[o][None, :])
+    elif covariate_scan:                 # squared distances summed column by column, as MatchIt's euc_dist_sq
+        D = np.zeros((len(f), len(o)))
+        for j in range(X.shape[1]):
+            D += (X[f, j][:, None] - X[o, j][None, :]) ** 2
+    else:
+        D = distances.pairwise(X[f], X[o], m.metric, force=True).astype(np.float64)
     cal = opt.score_caliper(m.score, discarded, params.get("caliper"), True) if m.scalar else np.inf
     covcal = opt.CovariateCaliper(md, params.get("covariate_caliper"), True, discarded)
     ok = covcal.ok(f[:, None], o[None, :]) if covcal else np.ones((len(f), len(o)), bool)
     strata = opt.strata(md, params.get("exact"))
     ok &= strata[f][:, None] == strata[o][None, :]
+    anti = opt.antiexact_codes(md, params.get("antiexact"))
+    if anti is not None:
+        ok &= np.all(anti[f][:, None, :] != anti[o][None, :, :], axis=-1)
     m_order = params.get("m_order") or ("largest" if m.scalar and focal == 1 else "smallest" if m.scalar else "data")
     order = focal_order(m_order, len(f), m.score[f] if m.scalar else None, 0)
-    tie = scalar_ties(m.score[f], m.score[o]) if m.scalar else None
+    tie = scalar_ties(m.score, f, o) if m.scalar else None
+    if covariate_scan and X.shape[1] == 1:
+        tie = scalar_ties(X[:, 0], f, o)
+    elif covariate_scan:
+        tie = scan_ties(X[:, 0], f, o, strata)
+        cal = cal * cal if np.isfinite(cal) else cal
     pairs = dense_nearest(D, order, params.get("ratio", 1), params.get("replace", False), cal, ok, tie)
     return {(md.ids[f[a]], md.ids[o[b]]) for a, b in pairs}
 
@@ -278,35 +399,92 @@ def compare(r: dict, g, focal_estimand: str) -> dict:
     return row
 
 
-BUGGY = ("4.5.1", "4.5.2", "4.5.3")   # kosukeimai/MatchIt#163: calipers and nearest search broken on some systems
+def set_objective(ids, subclass: pd.Series | None, pairs: pd.DataFrame | None, ps: pd.Series,
+                  treated: pd.Series) -> float:
+    """The total within-set distance on the shared score: the pairs' |ps difference| summed, or for subclasses
+    every (treated, control) pair of a subclass summed (a full matching's subclasses are stars: one unit of a
+    group and its partners, so these are its edges)."""
+    if pairs is not None:
+        return float(np.abs(ps.reindex(pairs["focal"].astype(str)).to_numpy()
+                            - ps.reindex(pairs["other"].astype(str)).to_numpy()).sum())
+    frame = pd.DataFrame({"ps": ps.reindex(ids).to_numpy(), "t": treated.reindex(ids).to_numpy(),
+                          "s": subclass.reindex(ids).to_numpy()}).dropna()
+    total = 0.0
+    for _, g in frame.groupby("s"):
+        a, b = g.loc[g["t"] == 1, "ps"].to_numpy(), g.loc[g["t"] == 0, "ps"].to_numpy()
+        total += float(np.abs(a[:, None] - b[None, :]).sum())
+    return total
 
 
-def status(identical: bool, same_as_reference, version: str) -> str:
-    if identical:
-        return "identical"
-    if same_as_reference is True and version in BUGGY:
-        return (f"differs: MatchIt {version} misses calipers and nearest controls here (MatchIt#163, fixed in 4.5.4); "
-                "ganmatch = MatchIt's algorithm written out")
-    return "DIFFERENT"
+def max_abs_smd(frame: pd.DataFrame, treated: np.ndarray, weights: np.ndarray, estimand: str) -> float:
+    """cobalt's balance after matching, its largest entry: standardised mean differences of continuous columns
+    (SD of the estimand's group, pooled for the ATE) and raw differences in proportions of binary ones."""
+    from ganmatch.analysis.balance import is_binary, mean_difference, sd_denominator
+
+    denom = {"ATT": "treated", "ATC": "control"}.get(estimand, "pooled")
+    out = 0.0
+    for col in frame.columns:
+        x = frame[col].to_numpy(np.float64)
+        diff = mean_difference(x, treated, weights)
+        if not is_binary(x):
+            diff /= sd_denominator(x, treated, denom)[0]
+        out = max(out, abs(diff))
+    return out
+
+
+def compare_objective(r: dict, g, data: pd.DataFrame, ps: pd.Series, frame: pd.DataFrame, estimand: str) -> dict:
+    """Optimal and full: the objective (total within-set distance on the shared score) and balance of both."""
+    ids = data["id"].astype(str)
+    treated = pd.Series(data["treat"].to_numpy(), index=ids)
+    ps = pd.Series(ps.reindex(data["id"]).to_numpy(np.float64), index=ids)
+    units = g.units.set_index("image_id")
+    r_units = r["units"].copy()
+    r_units.index = r_units.index.astype(str)
+    if r["pairs"] is not None:
+        ours = pd.DataFrame({"focal": g.pairs["treated_id"].astype(str), "other": g.pairs["control_id"].astype(str)})
+        obj_g = set_objective(ids, None, ours, ps, treated)
+        obj_r = set_objective(ids, None, r["pairs"], ps, treated)
+    else:
+        obj_g = set_objective(ids, units["subclass"].astype("float64"), None, ps, treated)
+        obj_r = set_objective(ids, r_units["subclass"].astype("float64"), None, ps, treated)
+    w_g = units["weight"].reindex(ids).to_numpy(np.float64)
+    w_r = r_units["weight"].reindex(ids).to_numpy(np.float64)
+    t = treated.to_numpy()
+    return {"objective_matchit": obj_r, "objective_ganmatch": obj_g,
+            "max_abs_smd_matchit": max_abs_smd(frame, t, w_r, estimand),
+            "max_abs_smd_ganmatch": max_abs_smd(frame, t, w_g, estimand),
+            "n_matched_matchit": int((w_r > 0).sum()), "n_matched_ganmatch": int((w_g > 0).sum()),
+            "n_subclasses_matchit": int(r_units["subclass"].nunique()),
+            "n_subclasses_ganmatch": int(units["subclass"].nunique())}
 
 
 def parity(dataset: str, data: pd.DataFrame, covariates, numeric, exact, tmp: Path) -> pd.DataFrame:
     cs = cases(dataset)
     r = run_matchit(cs, data, covariates, numeric, exact, tmp)
     g = run_ganmatch(cs, data, r["ps"], covariates, numeric, exact)
+    frame = model_frame(data, covariates)
     rows = []
-    for i, (name, args, _method, params) in enumerate(cs, start=1):
+    for i, (name, args, method, params) in enumerate(cs, start=1):
         res = g[i]
         base = {"data": dataset, "case": name, "matchit_call": f"matchit({args})", "matchit": r["version"],
+                "optmatch": r["optmatch"] if method in OBJECTIVE else "",
                 "same_as_reference": res.info.get("same_as_reference", np.nan)}
         if "skip" in r[i]:
-            rows.append({**base, "status": f"MatchIt not run: {r[i]['skip']}",
+            rows.append({**base, "status": f"MatchIt failed: {r[i]['skip']}",
                          "n_matched_ganmatch": int((res.units["weight"] > 0).sum()),
-                         "n_pairs_ganmatch": len(res.pairs) if len(res.pairs) else np.nan})
+                         "objective_ganmatch": res.info.get("total_distance", np.nan)})
             continue
-        row = compare(r[i], res, params.get("estimand", "ATT"))
+        estimand = params.get("estimand", "ATT")
+        if method in OBJECTIVE:
+            row = compare_objective(r[i], res, data, r["ps"], frame, estimand)
+            gap = row["objective_ganmatch"] - row["objective_matchit"]
+            state = ("same objective" if abs(gap) <= 1e-9 * max(1.0, row["objective_matchit"]) else
+                     "ganmatch lower objective" if gap < 0 else "ganmatch HIGHER objective")
+            rows.append({**base, "status": state, **row})
+            continue
+        row = compare(r[i], res, estimand)
         ok = row["max_weight_diff"] < 1e-9 and row.get("pairs_identical", True) and row.get("subclasses_identical", True)
-        rows.append({**base, "status": status(ok, base["same_as_reference"], r["version"]), **row})
+        rows.append({**base, "status": "identical" if ok else "DIFFERENT", **row})
     return pd.DataFrame(rows)
 
 
@@ -330,8 +508,9 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=str(RESULTS / "matchit_parity"))
     args = ap.parse_args(argv)
-    if shutil.which("Rscript") is None:
-        raise SystemExit("Rscript not found: apt-get install r-cran-matchit")
+    versions, reason = r_peers()
+    if versions is None:
+        raise SystemExit(reason)
     tables = []
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "lalonde").mkdir()
@@ -342,9 +521,22 @@ def main(argv=None) -> None:
         covs = ["young", "smiling", "makeup", "eyeglasses", "age", "dark_skin"]
         tables.append(parity("demo covariates", demo, covs, ["age"], ["young", "smiling", "makeup"], Path(tmp) / "demo"))
     table = pd.concat(tables, ignore_index=True)
-    head = ("# ganmatch.matching vs R's MatchIt\n\nGenerated by `python benchmarks/matchit_parity.py`. Both sides match "
-            "on MatchIt's own glm score (a precomputed distance), so only the algorithms are compared. "
-            "`identical`: same pairs (or the same subclass partition) and weights equal to 1e-9.\n\n")
+    head = (
+        "# ganmatch.matching vs R's MatchIt 4.7.2 and optmatch\n\n"
+        f"Generated by `R_LIBS=/opt/r-peers python benchmarks/matchit_parity.py` (MatchIt {versions['MatchIt']}, "
+        f"optmatch {versions['optmatch']}). Both sides match on MatchIt's own glm score (a precomputed distance), "
+        "so only the algorithms are compared. `identical`: the same pairs (or the same subclass partition) and "
+        "weights equal to 1e-9. `same_as_reference`: ganmatch equals MatchIt's algorithm written out on full "
+        "matrices with MatchIt's tie order (the tests' reference without R; empty where it has none).\n\n"
+        "Nearest, exact, subclass and cem: identical in every case, ties included. What differs:\n\n"
+        "- *optimal* and *full* are compared on the objective (`objective_*`: the total within-set |score "
+        "difference|, every treated-control pair of a set) and balance (`max_abs_smd_*`: the largest absolute "
+        "standardised mean difference, cobalt's, over the model's covariates), because optimal solutions are not "
+        "unique: `same objective` or `ganmatch lower objective` (optmatch solves on distances scaled and rounded to "
+        "integers, so its optimum is optimal only to that precision).\n"
+        "- *optimal 1:1, antiexact*: MatchIt 4.7.2 stops with an R error (`negative length vectors are not "
+        "allowed`, from its antiexact constraint on optmatch's distance) on both data sets, so only ganmatch's "
+        "numbers are given; full matching with antiexact runs in both and is compared.\n\n")
     write_table_pair(table, Path(args.out), head)
     print(table.to_string())
 

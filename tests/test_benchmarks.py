@@ -89,3 +89,21 @@ def test_matching_benchmark_knn_cases_run_side_by_side(monkeypatch):
     assert [r["case"] for r in rows] == ["knn", "knn_faiss", "knn_sklearn"]
     assert all(r["seconds"] > 0 and r["dim"] == "2x8" for r in rows)
     assert rows[0]["backend"] == "numpy" and rows[0]["warmup_seconds"] > 0 and rows[1]["backend"].startswith("faiss")
+
+
+def test_matching_benchmark_matchit_rows_run_and_agree_on_the_objective():
+    """The MatchIt rows of benchmarks/matching.py at a tiny size: ganmatch's four methods run, and pymatchit-causal
+    (where installed) reaches the same full-matching objective. No timing is asserted."""
+    path = Path(__file__).parents[1] / "benchmarks" / "matching.py"
+    spec = importlib.util.spec_from_file_location("bench_matching_matchit", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    rows = {m: bench.case_matchit("ganmatch", m, 400) for m in bench.MATCHIT_METHODS}
+    assert all(r["seconds"] > 0 and r["objective"] > 0 for r in rows.values())
+    assert rows["full"]["n_matched"] == 400 and rows["caliper"]["n_matched"] <= rows["nearest"]["n_matched"]
+    assert rows["optimal"]["objective"] <= rows["nearest"]["objective"] + 1e-9
+    plan = bench.matchit_plan(sizes=(100,))
+    assert {p[2]["method"] for p in plan} == set(bench.MATCHIT_METHODS)
+    pytest.importorskip("pymatchit")
+    peer = bench.case_matchit("pymatchit", "full", 400)
+    assert abs(peer["objective"] - rows["full"]["objective"]) < 1e-8

@@ -159,8 +159,12 @@ def test_propensity_and_column_problems_name_their_keys():
     ("propensity", {"distance": "score"}, "'matching.methods.propensity': distance score needs 'score'"),
     ("propensity", {"distance": "score", "score": "age", "link": None}, "'matching.methods.propensity.score' is 'age', which is not among 'covariates'"),
     ("propensity", {"covariate_caliper": {"wrinkles": 1}}, "'matching.methods.propensity.covariate_caliper' names ['wrinkles']"),
+    ("propensity", {"antiexact": ["wrinkles"]}, "'matching.methods.propensity.antiexact' names ['wrinkles']"),
+    ("propensity", {"mahvars": ["wrinkles"]}, "'matching.methods.propensity.mahvars' names ['wrinkles']"),
+    ("gan_greedy", {"mahvars": ["young"]}, "'matching.methods.gan_greedy.mahvars' needs a scalar distance"),
+    ("propensity", {"m_order": "furthest"}, "matching.methods.propensity.m_order"),
     ("propensity", {"method": "exact"}, "unknown key 'matching.methods.propensity.caliper'"),
-    ("propensity", {"method": "cem", "distance": None, "link": None, "caliper": None, "m_order": None,
+    ("propensity", {"method": "cem", "distance": None, "link": None, "caliper": None, "m_order": None, "ties": None,
                     "cutpoints": {"male": 3}}, "'matching.methods.propensity.cutpoints' names ['male']"),
 ])
 def test_combinations_matchit_refuses_stop_at_start_up_naming_the_key(method, patch, expected):
@@ -170,6 +174,18 @@ def test_combinations_matchit_refuses_stop_at_start_up_naming_the_key(method, pa
     for key in [k for k, v in patch.items() if v is None]:
         del spec[key]
     assert expected in _problems(config)
+
+
+def test_matchits_further_options_pass_the_start_up_checks():
+    """antiexact, mahvars, m_order farthest and distance robust_mahalanobis, under MatchIt's names, are accepted
+    where MatchIt takes them."""
+    config = _demo()
+    methods = config["matching"]["methods"]
+    methods["propensity"].update({"m_order": "farthest", "antiexact": ["eyeglasses"], "mahvars": ["young", "smiling"]})
+    methods["robust"] = {"method": "nearest", "distance": "robust_mahalanobis", "covariates": ["young", "smiling"],
+                         "m_order": "farthest", "antiexact": ["eyeglasses"]}
+    resolved = validate_config(config, SCHEMA)
+    assert resolved["matching"]["methods"]["robust"]["distance"] == "robust_mahalanobis"
 
 
 @pytest.mark.parametrize("spec,expected", [

@@ -14,9 +14,10 @@ import numpy as np
 import pandas as pd
 
 from ganmatch.errors import ConfigError, InputDataError
+from ganmatch.matching import reflapack
 from ganmatch.matching.data import MatchData
 
-DISTANCES = ("embedding", "propensity", "mahalanobis", "scaled_euclidean", "euclidean", "score")
+DISTANCES = ("embedding", "propensity", "mahalanobis", "robust_mahalanobis", "scaled_euclidean", "euclidean", "score")
 SCALAR_DISTANCES = ("propensity", "score")
 LINKS = ("logit", "linear.logit")
 PENALTIES = ("none", "l2")
@@ -156,9 +157,146 @@ def mahalanobis_rows(Z: np.ndarray, S: np.ndarray) -> np.ndarray:
     return (Z - Z.mean(axis=0)) @ (vecs[:, keep] / np.sqrt(vals[keep]))
 
 
-def _constant_free(Z: np.ndarray) -> np.ndarray:
-    varying = np.ptp(Z, axis=0) >= np.sqrt(np.finfo(float).eps)
-    return Z[:, varying] if varying.any() else Z[:, :1] * 0.0
+def _rsum(x: np.ndarray) -> float:
+    """A sum as R's `sum`: accumulated in order in extended precision (C long double), then rounded to double, so
+    that the transforms' last bits, and with them MatchIt's tie order, agree with R's."""
+    x = np.asarray(x)
+    return float(np.cumsum(x.astype(np.longdouble))[-1]) if len(x) else 0.0
+
+
+def _rmean(x: np.ndarray) -> float:
+    """R's `mean` of a double vector: the long double sum over n, corrected by a second pass."""
+    x = np.asarray(x).astype(np.longdouble)
+    if len(x) == 0:
+        return float("nan")
+    m = np.cumsum(x)[-1] / len(x)
+    if np.isfinite(m):
+        m = m + np.cumsum(x - m)[-1] / len(x)
+    return float(m)
+
+
+def _rmeans(Z: np.ndarray) -> np.ndarray:
+    """R's `colMeans`: each column's long double sum over n."""
+    return np.array([float(np.cumsum(Z[:, j].astype(np.longdouble))[-1] / len(Z)) for j in range(Z.shape[1])]) \
+        if len(Z) else np.zeros(Z.shape[1])
+
+
+def _rcov(W: np.ndarray) -> np.ndarray:
+    """R's `cov` (complete cases): column means by `mean`'s two passes, products of deviations summed in long
+    double, over n - 1. Small matrices only (the covariates of a distance); larger ones go through BLAS."""
+    n, d = W.shape
+    if d > 32 or n * d * d > 5e7:
+        Wc = W - W.mean(axis=0)
+        return Wc.T @ Wc / max(n - 1, 1)
+    L = W.astype(np.longdouble)
+    means = []
+    for j in range(d):
+        m = np.cumsum(L[:, j])[-1] / n
+        means.append(m + np.cumsum(L[:, j] - m)[-1] / n)
+    dev = [L[:, j] - np.longdouble(float(means[j])) for j in range(d)]
+    out = np.empty((d, d))
+    for i in range(d):
+        for j in range(i + 1):
+            out[i, j] = out[j, i] = float(np.cumsum(dev[i] * dev[j])[-1] / max(n - 1, 1))
+    return out
+
+
+def _tcrossprod(X: np.ndarray, M: np.ndarray) -> np.ndarray:
+    """X %*% t(M) as the reference BLAS's dgemm adds it up: column by column, in order."""
+    if M.shape[1] > 32:
+        return X @ M.T
+    out = np.zeros((len(X), len(M)))
+    for k in range(M.shape[1]):
+        out = out + X[:, k:k + 1] * M[:, k][None, :]
+    return out
+
+
+def matchit_pooled_sd(Z: np.ndarray, treated: np.ndarray) -> np.ndarray:
+    """MatchIt's `pooled_sd` column by column as R computes it: 0/1 columns sum_g s_g (1 - s_g / n_g) / n, other
+    columns the within-group centred sum of squares over n - (number of groups)."""
+    groups = [g for g in (0, 1) if (treated == g).any()]
+    out = np.empty(Z.shape[1])
+    for j in range(Z.shape[1]):
+        x = Z[:, j].astype(np.float64)
+        if np.all((x == 0) | (x == 1)):
+            out[j] = _rsum(np.array([_rsum(x[treated == g]) * (1 - _rsum(x[treated == g]) / (treated == g).sum())
+                                     / len(x) for g in groups]))
+        else:
+            xc = x.copy()
+            for g in groups:
+                xc[treated == g] -= _rsum(x[treated == g]) / (treated == g).sum()
+            out[j] = _rsum(xc * xc) / (len(x) - len(groups))
+    return np.sqrt(out)
+
+
+def matchit_rows(Z: np.ndarray, treated: np.ndarray, keep: np.ndarray, transform: str) -> np.ndarray:
+    """MatchIt 4.7's `transform_covariates`, step for step, so that nearest neighbour matching sees the same rows as
+    MatchIt's C++ scan (its first column orders the scan; ties follow from it):
+
+    - `mahalanobis`: the columns standardised (R's `scale`), the pooled within-group covariance of the kept units
+      (`pooled_cov`), its inverse (a generalised inverse when the determinant is at most 1e-8), and the rows times the
+      pivoted Cholesky factor (LAPACK dpstrf, R's `chol(pivot = TRUE)`), columns in the variables' order;
+    - `robust_mahalanobis`: Rosenbaum's rank-based version (ranks, their covariance with the ranks' SD on the
+      diagonal);
+    - `scaled_euclidean`: each column over its `pooled_sd`; `euclidean`: unchanged.
+    Constant columns are dropped first (all constant: the first column, Euclidean). Identical rows give identical
+    transformed rows (each distinct row is transformed once)."""
+    Z = np.asarray(Z, np.float64)
+    keep = np.asarray(keep, bool)
+    varying = np.abs(Z.max(axis=0) - Z.min(axis=0)) >= np.sqrt(np.finfo(float).eps) if len(Z) else np.ones(0, bool)
+    if not varying.any():
+        return Z[:, :1].copy()
+    Z = Z[:, varying]
+    if transform == "euclidean":
+        return Z.copy()
+    if transform == "scaled_euclidean":
+        sd = matchit_pooled_sd(Z[keep], treated[keep])
+        return Z / sd
+    if transform == "mahalanobis":
+        mean = _rmeans(Z)
+        Xc = Z - mean
+        sd = np.array([np.sqrt(_rsum(Xc[:, j] ** 2) / max(len(Z) - 1, 1)) for j in range(Z.shape[1])])
+        X = Xc / sd
+        W = X[keep].copy()
+        t = treated[keep]
+        groups = [g for g in (0, 1) if (t == g).any()]
+        for g in groups:
+            W[t == g] -= np.array([_rmean(W[t == g, j]) for j in range(W.shape[1])])
+        n = len(W)
+        var = _rcov(W) * (n - 1) / max(n - len(groups), 1)
+    elif transform == "robust_mahalanobis":
+        from scipy.stats import rankdata
+
+        R = np.zeros_like(Z)
+        R[keep] = np.column_stack([rankdata(Z[keep, j]) for j in range(Z.shape[1])])
+        n = int(keep.sum())
+        var = _rcov(R[keep])
+        mult = np.std(np.arange(1, n + 1), ddof=1) / np.sqrt(np.diag(var))
+        var = var * np.outer(mult, mult)
+        X = R
+    else:
+        raise ConfigError(f"unknown covariate transform '{transform}'.")
+    small = len(var) <= 32
+    inv = None
+    if np.linalg.det(var) > 1e-8:
+        try:
+            inv = reflapack.solve_identity(var) if small else np.linalg.solve(var, np.eye(len(var)))
+        except (np.linalg.LinAlgError, ZeroDivisionError, FloatingPointError):
+            inv = None
+    if inv is None:                                 # MatchIt's generalized_inverse (SVD, tolerance 1e-8)
+        u, dvals, vt = np.linalg.svd(var)
+        pos = dvals > max(1e-8 * dvals[0], 0)
+        inv = vt[pos].T @ ((1.0 / dvals[pos])[:, None] * u[:, pos].T)
+    if small:
+        ch, piv, _ = reflapack.pivoted_cholesky(inv)
+    else:
+        from scipy.linalg import lapack
+
+        ch, piv, _, _ = lapack.dpstrf(np.asarray(inv, np.float64, order="F"), lower=0)
+        ch, piv = np.triu(ch), piv - 1
+    M = ch[:, np.argsort(piv)]
+    uniq, inverse = np.unique(X, axis=0, return_inverse=True)
+    return _tcrossprod(uniq, M)[inverse.ravel()]
 
 
 # ---------------------------------------------------------------- the measure
@@ -174,8 +312,9 @@ def distance_measure(data: MatchData, distance: str, embedding: str | None = Non
     - `embedding`: `metric` distance (euclidean, cosine, l1) between the images' rows of `embedding`;
     - `propensity`: logistic regression of treatment on covariates and/or an embedding (MatchIt's `glm`);
       `link` "logit" matches on the probability, "linear.logit" on the linear predictor;
-    - `mahalanobis` / `scaled_euclidean` / `euclidean`: on covariates and/or an embedding, with the pooled
-      within-group covariance / SDs of the units not `discarded` (MatchIt's transforms);
+    - `mahalanobis` / `robust_mahalanobis` / `scaled_euclidean` / `euclidean`: on covariates and/or an embedding,
+      with the pooled within-group covariance / the ranks' covariance / SDs of the units not `discarded`
+      (MatchIt's transforms, `matchit_rows`);
     - `score`: a precomputed scalar column of the covariate table named by `score` (MatchIt's numeric distance).
     """
     if distance not in DISTANCES:
@@ -209,15 +348,9 @@ def distance_measure(data: MatchData, distance: str, embedding: str | None = Non
         if not model.converged_:
             warnings.warn(f"{who}: the propensity model did not converge in {max_iter} iterations.", stacklevel=2)
         return DistanceMeasure("propensity", score=s, logit=model.logit_, propensity=model.propensity_, info=info)
-    Z = _constant_free(Z)
-    if distance == "mahalanobis":
-        X = mahalanobis_rows(Z, pooled_within_cov(Z[keep], treated[keep]))
-    elif distance == "scaled_euclidean":
-        sd = pooled_within_sd(Z[keep], treated[keep])
-        X = Z / np.where(sd > 0, sd, 1.0)
-    else:
-        X = Z
-    return DistanceMeasure(distance, X=np.asarray(X, np.float64), metric="euclidean", info={})
+    X = matchit_rows(Z, treated, keep, distance)
+    return DistanceMeasure(distance, X=np.asarray(X, np.float64), metric="euclidean",
+                           info={"transform": distance})
 
 
 def propensity_scores(covariates: pd.DataFrame, treated) -> np.ndarray:

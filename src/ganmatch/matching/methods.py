@@ -28,10 +28,10 @@ from ganmatch.matching.data import (
     set_weights,
     split_groups,
 )
-from ganmatch.matching.distance import DistanceMeasure, distance_measure
+from ganmatch.matching.distance import DistanceMeasure, covariate_matrix, distance_measure, matchit_rows
 from ganmatch.matching.greedy import CrossLists, greedy_pairs
-from ganmatch.matching.nearest import feature_sets, focal_order, line_sets
-from ganmatch.matching.optimal import full_sets, optimal_sets
+from ganmatch.matching.nearest import covariate_sets, feature_sets, focal_order, line_sets, places
+from ganmatch.matching.optimal import full_sets, line_applies, optimal_sets
 from ganmatch.matching.subclass import cem_subclasses, exact_subclasses, quantile_subclasses
 
 REQUIRED = object()
@@ -40,7 +40,8 @@ DISTANCE = {"distance": REQUIRED, "embedding": None, "metric": "euclidean", "cov
             "penalty": "none", "C": 1.0, "standardize": True, "max_iter": 1000, "score": None}
 CALIPER = {"caliper": None, "std_caliper": True, "caliper_sd": None, "caliper_quantile": None,
            "covariate_caliper": None}
-COMMON = {"exact": None, "discard": "none", "estimand": "ATT", "random_state": None}
+COMMON = {"exact": None, "antiexact": None, "mahvars": None, "discard": "none", "estimand": "ATT",
+          "random_state": None}
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,8 @@ class Method:
 
 
 METHODS: dict[str, Method] = {m.name: m for m in (
-    Method("nearest", {**DISTANCE, **CALIPER, **COMMON, "ratio": 1, "replace": False, "m_order": None, "k": 100},
+    Method("nearest", {**DISTANCE, **CALIPER, **COMMON, "ratio": 1, "replace": False, "m_order": None,
+                       "ties": "matchit", "k": 100},
            description="each focal unit in m_order takes its nearest available units (MatchIt's nearest)"),
     Method("greedy", {**DISTANCE, **CALIPER, **COMMON, "n_pairs": None, "k": 100},
            description="globally closest (focal, other) pair first, 1:1 without replacement"),
@@ -155,26 +157,38 @@ def _pair_method(method: str, data: MatchData, measure: DistanceMeasure, discard
     covcal = opt.CovariateCaliper(data, p["covariate_caliper"], p["std_caliper"], discarded)
     strata = opt.strata(data, p["exact"])
     X = measure.features()
+    metric = measure.metric
+    mah = None
+    if p.get("mahvars"):            # MatchIt's mahvars: the score orders, calipers and discards; these rows match
+        if not measure.scalar:
+            raise ConfigError("mahvars needs a scalar distance (propensity or score) to order and caliper by, as "
+                              "MatchIt; with another distance list the columns in covariates instead.")
+        mah = matchit_rows(covariate_matrix(data, p["mahvars"], method), data.treated, ~discarded, "mahalanobis")
+        X, metric = mah, "euclidean"
+    rule = opt.PairRule(len(data.ids), covcal, opt.antiexact_codes(data, p.get("antiexact")),
+                        measure.score if mah is not None else None, cal if mah is not None else np.inf)
+    dcal = np.inf if mah is not None else cal
     rng_state = p["random_state"]
     found, info = [], {}
     for s in np.unique(strata[np.r_[f_all, o_all]]):
         f, o = f_all[strata[f_all] == s], o_all[strata[o_all] == s]
         if len(f) == 0 or len(o) == 0:
             continue
-        accept = (lambda a, b, f=f, o=o: covcal.ok(f[a], o[b])) if covcal else None
+        accept = (lambda a, b, f=f, o=o: rule.ok(f[a], o[b])) if rule else None
         sub = None
         if method == "nearest":
-            fi, oi, d = _nearest(measure, X, f, o, cal, accept, p, rng_state)
+            fi, oi, d = _nearest(measure, X, f, o, cal, accept, p, rng_state, rule, mah)
         elif method == "greedy":
-            lists = CrossLists(X[f], X[o], measure.metric, p["k"])
-            fi, oi, d = greedy_pairs(X[f], X[o], measure.metric, cal, p["n_pairs"], p["k"], lists=lists, accept=accept)
+            lists = CrossLists(X[f], X[o], metric, p["k"])
+            fi, oi, d = greedy_pairs(X[f], X[o], metric, dcal, p["n_pairs"], p["k"], lists=lists, accept=accept)
             info["n_refills"] = info.get("n_refills", 0) + lists.n_refills
         elif method == "optimal":
-            fi, oi, d, dense = optimal_sets(X[f], X[o], measure.metric, cal, int(p["ratio"]), p["k"], accept)
+            fi, oi, d, dense = optimal_sets(X[f], X[o], metric, dcal, int(p["ratio"]), p["k"], accept)
             info["solver"] = "dense" if dense else "sparse_knn"
         else:
-            fi, oi, d, sub, dense = full_sets(X[f], X[o], measure.metric, cal, p["k"], accept)
-            info["solver"] = "dense" if dense else "sparse_knn"
+            fi, oi, d, sub, dense = full_sets(X[f], X[o], metric, dcal, p["k"], accept)
+            info["solver"] = "dense" if dense else \
+                "line" if line_applies(X[f], X[o], metric, dcal, accept) else "sparse_knn"
         found.append((f[fi], o[oi], d, sub))
     F, OT, D, S = _merge(found, method, p)
     t_pos, c_pos = (F, OT) if focal_val == 1 else (OT, F)
@@ -187,10 +201,10 @@ def _pair_method(method: str, data: MatchData, measure: DistanceMeasure, discard
     else:
         pair_w, subclass = _set_columns(F)
         units = _set_units(data, F, OT, not p.get("replace"), discarded, measure)
-    info.update({"caliper": cal, "metric": measure.metric, "distance": measure.name, "estimand": p["estimand"],
+    info.update({"caliper": cal, "metric": metric, "distance": measure.name, "estimand": p["estimand"],
                  "total_distance": float(np.sum(D)), "k": p["k"],
                  "n_discarded": int(discarded.sum()), **measure.info})
-    for key in ("ratio", "replace", "m_order", "exact", "discard"):
+    for key in ("ratio", "replace", "m_order", "ties", "exact", "antiexact", "mahvars", "discard"):
         if key in p:
             info[key] = p[key]
     result = make_result(data, method, p["embedding"] or "", t_pos, c_pos, D, info, weight=pair_w,
@@ -199,17 +213,38 @@ def _pair_method(method: str, data: MatchData, measure: DistanceMeasure, discard
     return result
 
 
-def _nearest(measure, X, f, o, cal, accept, p, rng_state):
+COVARIATE_TRANSFORMS = ("mahalanobis", "scaled_euclidean", "euclidean", "robust_mahalanobis")
+
+
+def _nearest(measure, X, f, o, cal, accept, p, rng_state, rule=None, mah=None):
     m_order = p["m_order"] or ("largest" if measure.scalar and p["estimand"] == "ATT" else
                                "smallest" if measure.scalar else "data")
-    if m_order == "closest":
+    if m_order == "closest" and (mah is not None or measure.scalar or measure.name in COVARIATE_TRANSFORMS) \
+            and p.get("ties", "matchit") == "matchit":
+        pass                        # MatchIt's closest-first list on its own scans (below)
+    elif m_order == "closest":
         if int(p["ratio"]) != 1 or p["replace"]:
             raise ConfigError("nearest: m_order 'closest' is the greedy method (1:1 without replacement); "
                               "use method: greedy or another m_order.")
+        if mah is not None:
+            return greedy_pairs(mah[f], mah[o], "euclidean", np.inf, None, p["k"], accept=accept)
         return greedy_pairs(X[f], X[o], measure.metric, cal, None, p["k"], accept=accept)
     order = focal_order(m_order, len(f), measure.score[f] if measure.scalar else None, rng_state)
+    if p.get("ties", "matchit") not in ("matchit", "index"):
+        raise ConfigError(f"nearest: ties must be matchit or index, got '{p['ties']}'.")
+    if p.get("ties") == "index" and mah is None:     # ganmatch's earlier order: lower score, then lower row
+        if measure.scalar:
+            return line_sets(measure.score[f], measure.score[o], order, int(p["ratio"]), bool(p["replace"]), cal,
+                             accept)
+        return feature_sets(X[f], X[o], measure.metric, order, int(p["ratio"]), bool(p["replace"]), cal, accept,
+                            p["k"])
+    if mah is not None:             # MatchIt's scan on the mahvars rows, the score's caliper in the rule
+        return covariate_sets(mah, f, o, order, int(p["ratio"]), bool(p["replace"]), np.inf, rule, mahvars=True)
     if measure.scalar:
-        return line_sets(measure.score[f], measure.score[o], order, int(p["ratio"]), bool(p["replace"]), cal, accept)
+        return line_sets(measure.score[f], measure.score[o], order, int(p["ratio"]), bool(p["replace"]), cal, accept,
+                         f, o, places(measure.score))
+    if measure.name in COVARIATE_TRANSFORMS:        # MatchIt's C++ scan on the transformed covariates, ties included
+        return covariate_sets(X, f, o, order, int(p["ratio"]), bool(p["replace"]), cal, rule)
     return feature_sets(X[f], X[o], measure.metric, order, int(p["ratio"]), bool(p["replace"]), cal, accept, p["k"])
 
 

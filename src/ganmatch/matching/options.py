@@ -119,3 +119,44 @@ def subclass_weights(subclass: np.ndarray, treated: np.ndarray, estimand: str) -
             w[i1] *= i1.sum() / w[i1].sum()
             w[i0] *= i0.sum() / w[i0].sum()
     return w
+
+
+def antiexact_codes(data: MatchData, antiexact: list[str] | None) -> np.ndarray | None:
+    """Integer codes of the `antiexact` columns (one column each), or None: MatchIt's antiexact, pairs must
+    differ on every one of them."""
+    if not antiexact:
+        return None
+    if data.covariates is None or any(c not in data.covariates for c in antiexact):
+        raise ConfigError(f"antiexact columns {antiexact} are not all in the attributes table.")
+    return np.column_stack([pd.factorize(data.covariates[c].astype(str))[0] for c in antiexact]).astype(np.int64)
+
+
+class PairRule:
+    """Which (focal, other) pairs may be matched, beyond the distance's caliper: per-covariate calipers, MatchIt's
+    antiexact columns (the two units must differ on each), and a caliper on a scalar score when matching on other
+    rows (MatchIt's caliper on the propensity score with `mahvars`). Positions are rows of the data."""
+
+    def __init__(self, n: int, covcal: CovariateCaliper | None = None, antiexact: np.ndarray | None = None,
+                 score: np.ndarray | None = None, score_caliper: float = np.inf):
+        self.covcal = covcal if covcal else None
+        self.antiexact = antiexact
+        self.score = None if score is None or not np.isfinite(score_caliper) else np.asarray(score, np.float64)
+        self.score_caliper = float(score_caliper)
+        self.C = self.covcal.C if self.covcal else np.zeros((n, 0))
+        self.widths = np.asarray(self.covcal.widths, np.float64) if self.covcal else np.zeros(0)
+        self.A = antiexact if antiexact is not None else np.zeros((n, 0), np.int64)
+        self.sc = self.score if self.score is not None else np.zeros(n)
+
+    def __bool__(self) -> bool:
+        return self.covcal is not None or self.antiexact is not None or self.score is not None
+
+    def ok(self, i, j) -> np.ndarray:
+        i, j = np.asarray(i), np.asarray(j)
+        out = np.ones(np.broadcast(i, j).shape, bool)
+        if self.covcal is not None:
+            out &= self.covcal.ok(i, j)
+        if self.antiexact is not None:
+            out &= np.all(self.antiexact[i] != self.antiexact[j], axis=-1)
+        if self.score is not None:
+            out &= np.abs(self.score[i] - self.score[j]) <= self.score_caliper
+        return out

@@ -253,7 +253,10 @@ def distance_problems(key: str, method: str, spec: dict, covariates: set) -> lis
                             "range of it (MatchIt refuses discard otherwise).")
         if spec.get("m_order") in ("largest", "smallest"):
             problems.append(f"'{key}.m_order' {spec['m_order']} orders by a scalar distance; distance {dist} has "
-                            "none (use data, random or closest).")
+                            "none (use data, random, closest or farthest).")
+        if _given(spec, "mahvars"):
+            problems.append(f"'{key}.mahvars' needs a scalar distance (propensity or score) to order, caliper and "
+                            f"discard by (MatchIt); with distance {dist} list the columns in covariates instead.")
         if _given(spec, "caliper") and spec.get("std_caliper", True):
             problems.append(f"'{key}.caliper' on distance {dist} is absolute: set std_caliper: false, or use "
                             "caliper_sd / caliper_quantile (MatchIt refuses std.caliper for such distances).")
@@ -287,7 +290,7 @@ def method_problems(config: dict) -> list[str]:
             did = f" Did you mean '{hint[0]}'?" if hint else ""
             problems.append(f"'{key}.{param}': method {method} takes no such parameter.{did} "
                             f"It takes: {', '.join(sorted(accepted))}.")
-        for param in ("covariates", "exact"):
+        for param in ("covariates", "exact", "antiexact", "mahvars"):
             unknown = [c for c in spec.get(param) or [] if c not in covariates]
             if unknown:
                 problems.append(f"'{key}.{param}' names {unknown}, which are not among 'covariates' "
