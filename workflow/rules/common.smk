@@ -9,14 +9,20 @@ import sys
 
 import pandas as pd
 
+from ganmatch.errors import GanmatchError
 from ganmatch.settings.config import validate_config
 from ganmatch.settings.plan import resolve
 from ganmatch.stages.matching import propensity_spec
 
 # Validation checks every key and value (stopping before any job, naming the key) and fills in every default of
 # config/schema.yaml: the one place defaults live. Rules then read values without fallbacks.
-config.update(validate_config(config, os.path.join(workflow.basedir, "config/schema.yaml")))
-PLAN = resolve(config)
+# A bad config prints its problems (all of them, one line each) and exits with status 1: no traceback lines.
+try:
+    config.update(validate_config(config, os.path.join(workflow.basedir, "config/schema.yaml")))
+    PLAN = resolve(config)
+except GanmatchError as exc:
+    print(f"ganmatch: {exc}", file=sys.stderr)
+    sys.exit(1)
 for message in PLAN.messages:
     print(message, file=sys.stderr)
 
