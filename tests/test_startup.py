@@ -173,3 +173,43 @@ def test_snakemake_prints_every_config_problem_once_without_a_traceback(tmp_path
         assert expected in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr and 'File "' not in proc.stderr and "common.smk" not in proc.stderr
     assert not (work / "results").exists() and not (work / "resources" / "demo\n").exists()
+
+
+# ---------------------------------------------------------------- 2. a ratio that cannot be met is said
+
+
+def _ratio_data():
+    import numpy as np
+
+    from ganmatch.matching import MatchData
+
+    rng = np.random.default_rng(0)
+    treated = np.r_[np.ones(30, int), np.zeros(72, int)]
+    X = rng.normal(size=(len(treated), 3)).astype(np.float32)
+    covariates = __import__("pandas").DataFrame({"image_id": [f"i{j}" for j in range(len(treated))],
+                                                 "young": rng.integers(0, 2, len(treated))})
+    return MatchData(ids=covariates["image_id"].to_numpy(str), treated=treated, embeddings={"e": X},
+                     identity=covariates["image_id"].to_numpy(str), covariates=covariates)
+
+
+@pytest.mark.parametrize("method", ["nearest", "optimal"])
+def test_a_ratio_beyond_the_controls_warns_in_the_log_and_the_balance_status(method):
+    """ratio 100000 on nearest: 30 treated matched to all 72 controls with 'warnings': [] and nothing said."""
+    import pandas as pd
+
+    from ganmatch.matching import match
+    from ganmatch.stages.balance import method_balance
+
+    data = _ratio_data()
+    with pytest.warns(UserWarning, match=r"ratio 100000 not met: (\d+) of \1 matched treated units"):
+        res = match(method, data, distance="embedding", embedding="e", ratio=100000)
+    assert any("ratio 100000 not met" in w for w in res.info["warnings"])
+    index = pd.DataFrame({"image_id": data.ids, "identity": data.identity, "male": data.treated})
+    out = method_balance(index, data.covariates, res.units, "male", ["young"], 0.1, method, min_pairs=1)
+    matched = out["table"][(out["table"]["sample"] == "matched") & (out["table"]["status"] != "")]
+    assert len(matched) and matched["status"].str.endswith("; ratio 100000 not met").all()
+    assert "ratio 100000 not met" in out["text"]
+    with __import__("warnings").catch_warnings():
+        __import__("warnings").simplefilter("error")  # a ratio that is met says nothing
+        ok = match(method, data, distance="embedding", embedding="e", ratio=2)
+    assert not any("not met" in w for w in ok.info["warnings"]) and (ok.units["note"] == "").all()
