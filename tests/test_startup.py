@@ -213,3 +213,80 @@ def test_a_ratio_beyond_the_controls_warns_in_the_log_and_the_balance_status(met
         __import__("warnings").simplefilter("error")  # a ratio that is met says nothing
         ok = match(method, data, distance="embedding", embedding="e", ratio=2)
     assert not any("not met" in w for w in ok.info["warnings"]) and (ok.units["note"] == "").all()
+
+
+# ---------------------------------------------------------------- 5. duplicate photos, unsupported files
+
+
+@pytest.fixture
+def dup_folder(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    folder = tmp_path / "photos"
+    (folder / "sub").mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    faces = [Image.fromarray(rng.integers(0, 255, (24, 24, 3), dtype=np.uint8)) for _ in range(3)]
+    faces[0].save(folder / "anna.png")
+    (folder / "sub" / "anna_copy.png").write_bytes((folder / "anna.png").read_bytes())  # same photo, another name
+    faces[0].save(folder / "anna_again.bmp")  # same pixels, another container
+    faces[1].save(folder / "bob.png")
+    faces[2].save(folder / "cara.jpg")
+    faces[1].save(folder / "moving.gif", save_all=True, append_images=[faces[2]])  # animated
+    (folder / "notes.txt").write_text("not a photo")
+    labels = tmp_path / "labels.csv"
+    labels.write_text("file,male\nanna.png,1\nsub/anna_copy.png,0\nanna_again.bmp,0\nbob.png,0\ncara.jpg,1\n")
+    return folder, labels
+
+
+def _folder_index(folder, labels, policy):
+    from ganmatch.stages.index import image_index
+
+    spec = {"folder": {"path": str(folder), "labels": str(labels), "duplicates": policy}, "allow_unmatched": False}
+    return image_index("folder", "male", [], 10, spec)
+
+
+def test_duplicate_photos_are_dropped_by_default_and_listed_with_unsupported_files(dup_folder, caplog):
+    """The same photo under two names gave pairs at distance 0 (same_identity False); a .gif vanished silently."""
+    folder, labels = dup_folder
+    with caplog.at_level("WARNING", logger="ganmatch"):
+        index, rejected = _folder_index(folder, labels, "drop")
+    assert sorted(index["file"]) == ["anna.png", "bob.png", "cara.jpg"]
+    reasons = dict(zip(rejected["file"], rejected["reason"], strict=True))
+    assert reasons["sub/anna_copy.png"].startswith("duplicate of 'anna.png' (same pixels)")
+    assert reasons["anna_again.bmp"].startswith("duplicate of 'anna.png'")
+    assert reasons["moving.gif"].startswith("animated GIF (2 frames)") and "notes.txt" in reasons
+    log = caplog.text
+    assert "2 photo(s) appear under several names" in log and "anna.png = anna_again.bmp = sub/anna_copy.png" in log
+    assert "moving.gif is left out: animated GIF" in log
+
+
+def test_duplicate_photos_can_be_kept_as_one_identity_and_then_never_pair(dup_folder):
+    from ganmatch.data.dataset import mixed_treatment_identities
+
+    folder, labels = dup_folder
+    index, rejected = _folder_index(folder, labels, "identity")
+    assert len(index) == 5 and set(rejected["file"]) == {"moving.gif", "notes.txt"}
+    anna = index[index["file"].str.contains("anna")]
+    assert anna["identity"].nunique() == 1
+    # the copies carry both treatment values: one person, two treatments stops the run (identities.mixed_treatment)
+    assert mixed_treatment_identities(index["identity"], index["male"]).tolist() == [anna["identity"].iloc[0]]
+
+
+def test_every_problem_of_a_labels_csv_is_listed_at_once(dup_folder, tmp_path):
+    """Reserved column, empty file cell, a file listed twice, a label that is not 0/1 and a row matching no photo:
+    before, each took its own run."""
+    from ganmatch.data import dataset
+    from ganmatch.errors import InputDataError
+
+    folder, _ = dup_folder
+    labels = tmp_path / "four.csv"
+    labels.write_text("file,male,shard\nanna.png,1,0\n,0,0\nbob.png,0,0\nbob.png,1,0\ncara.jpg,7,0\nnobody.png,1,0\n")
+    with pytest.raises(InputDataError) as err:
+        dataset.folder_index(folder, labels, ["male"])
+    msg = str(err.value)
+    assert f"labels file '{labels}' has 5 problems" in msg
+    for expected in ("column(s) ['shard'] are made by the pipeline", "line(s) [3] have an empty 'file' cell",
+                     "file 'bob.png' is listed more than once (lines [4, 5]", "line 6, column 'male': '7' is not 0 or 1",
+                     "line 7: 'nobody.png'"):
+        assert expected in msg, expected
