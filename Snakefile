@@ -35,5 +35,5 @@ include: "workflow/rules/edit.smk"
 
 rule all:
     input:
-        get_final_output(),
+        every_output,  # every declared output of the plan's jobs, so that a deleted one is rebuilt
     default_target: True

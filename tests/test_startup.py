@@ -290,3 +290,39 @@ def test_every_problem_of_a_labels_csv_is_listed_at_once(dup_folder, tmp_path):
                      "file 'bob.png' is listed more than once (lines [4, 5]", "line 6, column 'male': '7' is not 0 or 1",
                      "line 7: 'nobody.png'"):
         assert expected in msg, expected
+
+
+# ---------------------------------------------------------------- 6. a deleted output is rebuilt
+
+
+def _planned_rules(work, args) -> set[str]:
+    import re
+
+    from conftest import snakemake
+
+    proc = snakemake(work, "-n", *args)
+    return set(re.findall(r"^(?:local)?(?:rule|checkpoint) (\w+):", proc.stdout + proc.stderr, re.M)) - {"all"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("deleted", "rebuilt", "not_rebuilt"), [
+    ("figures/love_plot.png", {"figure_love_plot"}, {"balance_summary", "figure_covariate_means"}),
+    ("figures/love_plot.parquet", {"figure_love_plot"}, {"balance_summary", "figure_covariate_means"}),
+    ("embeddings/pixel.npy", {"compute_embedding", "compute_neighbours", "match_groups", "figure_love_plot"},
+     {"align_shard", "project_shard", "index_images", "predict_attributes"}),
+    ("images_rejected.parquet", {"index_images"}, set()),
+])
+def test_a_deleted_output_is_rebuilt_with_only_what_depends_on_it(demo_run, deleted, rebuilt, not_rebuilt):
+    """Deleting love_plot.png, love_plot.parquet or embeddings/pixel.npy gave "Nothing to be done"."""
+    import shutil
+
+    work, _, args = demo_run
+    assert _planned_rules(work, args) == set()  # the finished run: nothing to do
+    path = work / "results/demo" / deleted
+    keep = path.with_name(path.name + ".kept")
+    shutil.move(path, keep)  # restored afterwards (same bytes and time), so the shared run stays complete
+    try:
+        planned = _planned_rules(work, args)
+    finally:
+        shutil.move(keep, path)
+    assert rebuilt <= planned and not planned & not_rebuilt, planned

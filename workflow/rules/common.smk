@@ -77,6 +77,45 @@ def get_final_output():
     return targets
 
 
+def intermediate_outputs():
+    """The files on the way to the final targets (index, shards, embeddings, matches, balance, edits): as targets
+    of rule all, a deleted one is rebuilt (needs the index checkpoint for the shards)."""
+    shards = range(n_shards())
+    files = [f"{RES}/images.parquet", f"{RES}/attributes.parquet"]
+    files += [f"{RES}/aligned/shard_{k}.parquet" for k in shards]
+    if PLAN.project_active:
+        files += [f"{RES}/latents/shard_{k}.npy" for k in shards]
+        if config["project"]["init"] == "encoder":
+            files.append(f"{RES}/encoder.pt")
+    if config["face_attributes"]["activate"]:
+        files.append(f"{RES}/face_attributes.parquet")
+    files += [f for e in PLAN.embeddings for f in embedding_files(e)]
+    files += METHOD_MATCHES + [f"{RES}/balance/{m}.parquet" for m in PLAN.methods]
+    if PLAN.edit_active:
+        files += [f"{RES}/edits/selection.parquet"] + [f"{RES}/edits/shard_{k}.npy" for k in shards]
+        if "interpolations" in PLAN.figures:
+            files.append(f"{RES}/edits/interpolations.npy")
+    return files
+
+
+def every_output(wildcards):
+    """rule all's input: the plan's targets, the intermediate files on their way, and every other output that the
+    jobs making them declare (a figure's .png and .parquet beside its .pdf, an embedding's .npy beside its .parquet).
+
+    Snakemake rebuilds a missing file only when a job it runs needs it: a deleted love_plot.png (beside the
+    requested .pdf) or embeddings/pixel.npy (whose readers were up to date) gave "Nothing to be done". As targets,
+    each is rebuilt when deleted, and then only what depends on it (README: what is rebuilt)."""
+    seeds = get_final_output() + intermediate_outputs()
+    out = dict.fromkeys(seeds)
+    producers = [r for r in workflow.rules if r.name != "all"]
+    for path in seeds:
+        for rule in producers:
+            if rule.is_producer(path):
+                wc = rule.get_wildcards(path)
+                out.update(dict.fromkeys(str(o.apply_wildcards(wc)) for o in rule.output))
+    return list(out)
+
+
 # Input functions of the stage rules.
 
 
