@@ -326,3 +326,46 @@ def test_a_deleted_output_is_rebuilt_with_only_what_depends_on_it(demo_run, dele
     finally:
         shutil.move(keep, path)
     assert rebuilt <= planned and not planned & not_rebuilt, planned
+
+
+# ---------------------------------------------------------------- 3. user files checked before the first job
+
+
+def _photos_config(folder, labels, **project) -> dict:
+    config = yaml.safe_load((ROOT / "config/photos.yaml").read_text())
+    config["folder"] = {"path": str(folder), "labels": str(labels)}
+    config["project"] = {**config["project"], **project}
+    return config
+
+
+def test_edit_ids_labels_and_weights_are_checked_before_the_first_job(dup_folder, tmp_path):
+    """An edit id naming no image surfaced in select_edit_images after 23 jobs; a bad labels CSV and an unsafe
+    weights file only when their stage ran. All three are now problems of the start-up check, together."""
+    import os
+
+    import torch
+
+    folder, _ = dup_folder
+    labels = tmp_path / "bad.csv"
+    labels.write_text("file,male\nanna.png,2\nnobody.png,1\n")
+
+    class Payload:  # a torch zip whose unpickling would run a command
+        def __reduce__(self):
+            return (os.system, ("echo pwned",))
+
+    weights = tmp_path / "evil.pt"
+    torch.save({"format": "ganmatch-stylegan2/1", "payload": Payload()}, weights)
+    config = _photos_config(folder, labels, activate=True, weights=str(weights))
+    config["edit"] = {"images": {"ids": ["bob", "annna", "zed"]}}
+    msg = _problems(config)
+    assert "'edit.images.ids' names 2 image(s) that the photo folder" in msg and "'annna' (did you mean 'anna'?)" in msg
+    assert "'folder.labels'" in msg and "line 2, column 'male': '2' is not 0 or 1" in msg and "'nobody.png'" in msg
+    assert "'project.weights'" in msg and "posix.system" in msg
+    assert "weights_only" not in msg and "arbitrary code" not in msg and "trusted source" not in msg
+
+
+def test_a_good_photo_config_passes_the_new_checks(dup_folder):
+    folder, labels = dup_folder
+    config = _photos_config(folder, labels)
+    config["edit"] = {"images": {"ids": ["anna", "sub__anna_copy"]}}
+    validate_config(config, SCHEMA)

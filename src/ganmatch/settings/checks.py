@@ -393,8 +393,100 @@ def edit_problems(config: dict) -> list[str]:
     return problems
 
 
+# ---------------------------------------------------------------- user files: labels, image ids, weights
+
+
+def _folder_files(config: dict) -> list[str] | None:
+    """The photo folder's image files (relative paths, as the index lists them); None when not a folder run or
+    the folder is missing (path_problems names it)."""
+    from ganmatch.data.dataset import IMAGE_SUFFIXES
+
+    folder = (config.get("folder") or {}).get("path")
+    if config.get("source") != "folder" or not folder or not Path(folder).is_dir():
+        return None
+    root = Path(folder)
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*")
+                  if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def label_file_problems(config: dict) -> list[str]:
+    """folder.labels read as the index reads it (every problem of the file at once), before the first job."""
+    from ganmatch.data.dataset import read_labels
+    from ganmatch.errors import InputDataError
+
+    labels, files = (config.get("folder") or {}).get("labels"), _folder_files(config)
+    if files is None or not labels or not Path(labels).is_file():
+        return []
+    columns = [config.get("treatment"), *(config.get("covariates") or [])]
+    try:
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # rows dropped under labels.allow_unmatched are logged by the index job
+            read_labels(labels, files, [c for c in columns if isinstance(c, str)],
+                        bool((config.get("labels") or {}).get("allow_unmatched")))
+    except InputDataError as exc:
+        return [f"'folder.labels': {exc}"]
+    return []
+
+
+def known_image_ids(config: dict) -> tuple[set[str] | None, str]:
+    """(the image ids a run will have, where they come from) when knowable at start-up: the photo folder's
+    listing; (None, '') for the demo and CelebA-HQ, whose ids exist once their index is built (select_edit_images
+    checks them there). An index left by an earlier run is not used: it may be stale."""
+    files = _folder_files(config)
+    if files is None:
+        return None, ""
+    from ganmatch.data.dataset import image_ids
+
+    return set(image_ids(files)), f"the photo folder {config['folder']['path']}"
+
+
+def edit_id_problems(config: dict) -> list[str]:
+    """edit.images.ids that name no image (found before the first job, not by select_edit_images after 23 jobs)."""
+    edit = config.get("edit") or {}
+    ids = (edit.get("images") or {}).get("ids") or []
+    if not ids or not edit.get("activate", True):
+        return []
+    known, where = known_image_ids(config)
+    if known is None:
+        return []
+    missing = [str(i) for i in ids if str(i) not in known]
+    if not missing:
+        return []
+    hints = []
+    for name in missing[:5]:
+        near = difflib.get_close_matches(name, sorted(known), n=1) if len(known) < 100_000 else []
+        hints.append(f"'{name}'" + (f" (did you mean '{near[0]}'?)" if near else ""))
+    return [f"'edit.images.ids' names {len(missing)} image(s) that {where} does not have: {', '.join(hints)}"
+            f"{', ...' if len(missing) > 5 else ''}. Image ids are file paths relative to the folder without their "
+            "suffix, '/' as '__' (results/<dataset>/images.parquet lists them)."]
+
+
+def weights_problems(config: dict) -> list[str]:
+    """project.weights, when the GAN stage runs on it: a generator file that loads safely (our format, or an
+    official stylegan2-ada-pytorch pickle through the restricted unpickler), checked before the first job."""
+    project = config.get("project") or {}
+    path = project.get("weights")
+    if config.get("source") == "demo" or not project.get("activate") or not path or not Path(path).is_file():
+        return []  # the demo renders its own; a missing file skips the GAN stage (or a download makes it)
+    from ganmatch.errors import WeightsError
+    from ganmatch.gan.weights import load_generator
+
+    try:
+        load_generator(path)
+    except WeightsError as exc:
+        return [f"'project.weights': {exc}. Give a ganmatch generator (ganmatch.gan.weights.save_generator) or an "
+                "official stylegan2-ada-pytorch .pkl."]
+    except Exception as exc:  # noqa: BLE001 - any other failure of a user's file is reported, never raised
+        return [f"'project.weights': {path} cannot be read as generator weights ({type(exc).__name__})."]
+    return []
+
+
 CHECKS = ("reference_problems", "path_problems", "column_problems", "method_problems",
-          "constrained_semantics_problems", "precomputed_problems", "edit_problems")
+          "constrained_semantics_problems", "precomputed_problems", "edit_problems", "label_file_problems",
+          "edit_id_problems", "weights_problems")
+WITH_CWD = ("path_problems",)
 
 
 def cross_field_problems(config: dict, cwd: str | os.PathLike | None = None) -> list[str]:
@@ -405,7 +497,7 @@ def cross_field_problems(config: dict, cwd: str | os.PathLike | None = None) -> 
     for name in CHECKS:
         check = globals()[name]
         try:
-            problems += check(config, cwd) if name == "path_problems" else check(config)
+            problems += check(config, cwd) if name in WITH_CWD else check(config)
         except (KeyError, TypeError, AttributeError, ValueError, IndexError):
             continue
     return problems
