@@ -369,3 +369,38 @@ def test_a_good_photo_config_passes_the_new_checks(dup_folder):
     config = _photos_config(folder, labels)
     config["edit"] = {"images": {"ids": ["anna", "sub__anna_copy"]}}
     validate_config(config, SCHEMA)
+
+
+# ---------------------------------------------------------------- 9. SLURM: no account guess, a stop says what it cancelled
+
+
+def test_slurm_no_account_silences_the_guess_and_a_stop_counts_the_cancelled_jobs(monkeypatch):
+    """snakemake-executor-plugin-slurm 2.8.0 declares slurm-no-account but never reads it (every run printed "No
+    account was given, not able to get a SLURM account via sacct..."); after SIGTERM no line said what was
+    cancelled. ganmatch.slurm.patch_executor fixes both on the plugin's Executor class (here a subclass)."""
+    import logging
+    from types import SimpleNamespace
+
+    plugin = pytest.importorskip("snakemake_executor_plugin_slurm")
+    from ganmatch.slurm import patch_executor
+
+    def no_guess(logger):
+        raise AssertionError("the account was guessed although slurm-no-account is set")
+
+    cancelled = []
+    monkeypatch.setattr(plugin, "get_account", no_guess)
+    monkeypatch.setattr(plugin, "cancel_slurm_jobs", lambda jobs, clusters, logger: cancelled.extend(jobs))
+    lines = []
+
+    class Executor(plugin.Executor):
+        pass
+
+    patch_executor(Executor, no_account=True, report=lines.append)
+    executor = object.__new__(Executor)
+    executor._fallback_account_arg, executor.logger, executor._submitted_job_clusters = None, logging.getLogger("t"), {}
+    job = SimpleNamespace(resources=SimpleNamespace(get=lambda key, default=None: None))
+    assert list(executor.get_account_arg(job)) == [""]
+    executor.cancel_jobs([SimpleNamespace(external_jobid=str(n)) for n in (11, 12, 13)])
+    assert len(cancelled) == 3
+    assert lines == ["ganmatch: SLURM: cancelled 3 queued or running job(s) with scancel (11, 12, 13); resume with "
+                     "the same command (--rerun-incomplete is in the profile)."]
