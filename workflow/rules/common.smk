@@ -99,8 +99,8 @@ def intermediate_outputs():
 
 
 def every_output(wildcards):
-    """rule all's input: the plan's targets, the intermediate files on their way, and every other output that the
-    jobs making them declare (a figure's .png and .parquet beside its .pdf, an embedding's .npy beside its .parquet).
+    """The input of the default target (all): the plan's targets, the intermediate files on their way, and every
+    other output that the jobs making them declare (a figure's .png and .parquet beside its .pdf, an embedding's .npy beside its .parquet).
 
     Snakemake rebuilds a missing file only when a job it runs needs it: a deleted love_plot.png (beside the
     requested .pdf) or embeddings/pixel.npy (whose readers were up to date) gave "Nothing to be done". As targets,
@@ -109,10 +109,10 @@ def every_output(wildcards):
     out = dict.fromkeys(seeds)
     producers = [r for r in workflow.rules if r.name != "all"]
     for path in seeds:
-        for rule in producers:
-            if rule.is_producer(path):
-                wc = rule.get_wildcards(path)
-                out.update(dict.fromkeys(str(o.apply_wildcards(wc)) for o in rule.output))
+        for producer in producers:
+            if producer.is_producer(path):
+                wc = producer.get_wildcards(path)
+                out.update(dict.fromkeys(str(o.apply_wildcards(wc)) for o in producer.output))
     return list(out)
 
 
