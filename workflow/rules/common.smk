@@ -100,7 +100,8 @@ def intermediate_outputs():
 
 def every_output(wildcards):
     """The input of the default target (all): the plan's targets, the intermediate files on their way, and every
-    other output that the jobs making them declare (a figure's .png and .parquet beside its .pdf, an embedding's .npy beside its .parquet).
+    other output that the jobs making them declare (a figure's .png and .parquet beside its .pdf, an embedding's
+    .npy beside its .parquet).
 
     Snakemake rebuilds a missing file only when a job it runs needs it: a deleted love_plot.png (beside the
     requested .pdf) or embeddings/pixel.npy (whose readers were up to date) gave "Nothing to be done". As targets,
