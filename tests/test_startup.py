@@ -404,3 +404,12 @@ def test_slurm_no_account_silences_the_guess_and_a_stop_counts_the_cancelled_job
     assert len(cancelled) == 3
     assert lines == ["ganmatch: SLURM: cancelled 3 queued or running job(s) with scancel (11, 12, 13); resume with "
                      "the same command (--rerun-incomplete is in the profile)."]
+
+
+@pytest.mark.parametrize("block", ["embeddings", "methods"])
+def test_method_and_embedding_names_are_safe_file_names_matched_in_full(block):
+    config = _demo()
+    owner = config["matching"]["methods"] if block == "methods" else config["embeddings"]
+    owner["x\n"] = copy.deepcopy(next(iter(owner.values())))
+    msg = _problems(config)
+    assert "'x\\n' does not match" in msg and "whole value must match" in msg
