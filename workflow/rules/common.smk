@@ -8,6 +8,7 @@ import re
 import sys
 
 import pandas as pd
+from snakemake.exceptions import IncompleteCheckpointException
 
 from ganmatch.errors import GanmatchError
 from ganmatch.settings.config import validate_config
@@ -106,7 +107,15 @@ def every_output(wildcards):
     Snakemake rebuilds a missing file only when a job it runs needs it: a deleted love_plot.png (beside the
     requested .pdf) or embeddings/pixel.npy (whose readers were up to date) gave "Nothing to be done". As targets,
     each is rebuilt when deleted, and then only what depends on it (README: what is rebuilt)."""
-    seeds = get_final_output() + intermediate_outputs()
+    try:
+        seeds = get_final_output() + intermediate_outputs()
+    except IncompleteCheckpointException as exc:
+        # The index checkpoint is incomplete when any of its outputs is missing, but Snakemake then asks its job
+        # only for the first one: ask for a missing one, so that a deleted images_rejected.parquet is rebuilt too.
+        missing = [f for f in checkpoints.index_images.rule.output if not os.path.exists(f)]
+        if missing:
+            raise IncompleteCheckpointException(exc.rule, missing[0]) from None
+        raise
     out = dict.fromkeys(seeds)
     producers = [r for r in workflow.rules if r.name != "all"]
     for path in seeds:
