@@ -205,6 +205,20 @@ def folder_index(folder: str | Path, labels_csv: str | Path | None = None, label
 DUPLICATE_POLICIES = ("drop", "identity")
 
 
+MAX_HASHED_PIXELS = 50_000_000  # larger images are not decoded at indexing (alignment rejects huge ones)
+
+
+def _image_header(path: str) -> tuple | None:
+    """(mode, size) from the file's header, without decoding; None when it is not a readable image."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return im.mode, im.size
+    except Exception:  # noqa: BLE001 - any failure: not compared here, rejected with its reason at alignment
+        return None
+
+
 def _pixel_digest(path: str) -> str | None:
     """A digest of the decoded pixels (mode, size, bytes): the same photo under any name or container; None when
     the file cannot be decoded (alignment rejects it with its reason)."""
@@ -218,6 +232,15 @@ def _pixel_digest(path: str) -> str | None:
             return hashlib.sha256(f"{im.mode}:{im.size}".encode() + im.tobytes()).hexdigest()
     except Exception:  # noqa: BLE001 - any decoding failure: not hashed here, rejected with its reason later
         return None
+
+
+def pixel_digests(paths) -> list[str | None]:
+    """Each file's pixel digest, decoding only files that share their (mode, size) header with another one (only
+    those can be duplicates) and are at most MAX_HASHED_PIXELS; None for the others."""
+    headers = [_image_header(p) for p in paths]
+    counts = pd.Series([h for h in headers if h is not None], dtype=object).value_counts()
+    shared = {h for h, n in counts.items() if n > 1 and h[1][0] * h[1][1] <= MAX_HASHED_PIXELS}
+    return [_pixel_digest(p) if h in shared else None for p, h in zip(paths, headers, strict=True)]
 
 
 def unsupported_files(folder: str | Path) -> pd.DataFrame:
@@ -257,7 +280,7 @@ def resolve_duplicates(index: pd.DataFrame, policy: str = "drop") -> tuple[pd.Da
     Either way two copies never form a pair at distance 0."""
     if policy not in DUPLICATE_POLICIES:
         raise InputDataError(f"folder.duplicates is '{policy}'; use one of {', '.join(DUPLICATE_POLICIES)}.")
-    digests = pd.Series([_pixel_digest(p) for p in index["path"]], index=index.index)
+    digests = pd.Series(pixel_digests(list(index["path"])), index=index.index, dtype=object)
     valid = digests.notna()
     dup = valid & digests.duplicated(keep=False)
     groups = [index.loc[g.index, "file"].tolist() for _, g in digests[dup].groupby(digests[dup], sort=False)]
