@@ -162,9 +162,12 @@ def config_problems(config, schema: dict | str | Path, cwd=None) -> list[str]:
     errors = sorted(Validator(schema).iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path])
     problems += [line for e in errors for line in _describe(e, schema).splitlines()]
     problems += nonfinite_problems(config)
-    unknown = {m.group(1) for p in problems if (m := re.match(r"unknown key '([^']*)'", p))}
-    return problems + [p for p in cross_field_problems(config, cwd)  # an unknown key is reported once, by the schema
-                       if not ((m := re.match(r"'([^']*)'", p)) and m.group(1) in unknown)]
+    named = {m.group(1) for p in problems if (m := KEY.match(p))}
+    return problems + [p for p in cross_field_problems(config, cwd)  # a key the schema named is not named twice
+                       if not ((m := KEY.match(p)) and m.group(1) in named)]
+
+
+KEY = re.compile(r"(?:unknown key )?'([^']*)'")  # the key a problem line starts with
 
 
 def validate_config(config: dict, schema: dict | str | Path, source: str = "config", cwd=None) -> dict:
