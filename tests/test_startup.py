@@ -413,3 +413,15 @@ def test_method_and_embedding_names_are_safe_file_names_matched_in_full(block):
     owner["x\n"] = copy.deepcopy(next(iter(owner.values())))
     msg = _problems(config)
     assert "'x\\n' does not match" in msg and "whole value must match" in msg
+
+
+@pytest.mark.parametrize("key", ["treatment", "covariates", "embedding"])
+def test_a_huge_value_in_a_cross_field_problem_is_shortened_too(key):
+    config, big = _demo(), "z" * 1_000_000
+    if key == "treatment":
+        config["treatment"] = big
+    elif key == "covariates":
+        config["covariates"] = [big]
+    else:
+        config["matching"]["methods"]["gan_greedy"]["embedding"] = big
+    assert len(_problems(config)) < 10_000

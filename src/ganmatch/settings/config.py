@@ -183,11 +183,16 @@ def validate_config(config: dict, schema: dict | str | Path, source: str = "conf
 
 
 MAX_LISTED = 50  # problems listed one by one; the rest are counted
+MAX_LINE = 2000  # characters of one problem (a check quoting a huge value is cut, whichever check it is)
+
+
+def _cut(problem: str) -> str:
+    return problem if len(problem) <= MAX_LINE else f"{problem[:MAX_LINE]}... ({len(problem):,} characters in all)"
 
 
 def format_problems(problems: list[str], source: str = "config") -> str:
     """The ConfigError message: one bullet per problem (at most MAX_LISTED, the rest counted), then the fix."""
-    lines = [f"  - {p}" for p in problems[:MAX_LISTED]]
+    lines = [f"  - {_cut(p)}" for p in problems[:MAX_LISTED]]
     if len(problems) > MAX_LISTED:
         lines.append(f"  - ... and {len(problems) - MAX_LISTED:,} more problems of the same kinds")
     return (f"invalid configuration ({source}), {len(problems)} problem{'s' * (len(problems) != 1)}:\n"
