@@ -234,7 +234,7 @@ def dup_folder(tmp_path):
     faces[2].save(folder / "cara.jpg")
     faces[1].save(folder / "moving.gif", save_all=True, append_images=[faces[2]])  # animated
     (folder / "notes.txt").write_text("not a photo")
-    labels = tmp_path / "labels.csv"
+    labels = folder / "labels.csv"  # inside the folder: never listed as an unsupported file
     labels.write_text("file,male\nanna.png,1\nsub/anna_copy.png,0\nanna_again.bmp,0\nbob.png,0\ncara.jpg,1\n")
     return folder, labels
 
@@ -256,6 +256,7 @@ def test_duplicate_photos_are_dropped_by_default_and_listed_with_unsupported_fil
     assert reasons["sub/anna_copy.png"].startswith("duplicate of 'anna.png' (same pixels)")
     assert reasons["anna_again.bmp"].startswith("duplicate of 'anna.png'")
     assert reasons["moving.gif"].startswith("animated GIF (2 frames)") and "notes.txt" in reasons
+    assert "labels.csv" not in reasons
     log = caplog.text
     assert "2 photo(s) appear under several names" in log and "anna.png = anna_again.bmp = sub/anna_copy.png" in log
     assert "moving.gif is left out: animated GIF" in log

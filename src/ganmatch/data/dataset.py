@@ -243,14 +243,17 @@ def pixel_digests(paths) -> list[str | None]:
     return [_pixel_digest(p) if h in shared else None for p, h in zip(paths, headers, strict=True)]
 
 
-def unsupported_files(folder: str | Path) -> pd.DataFrame:
+def unsupported_files(folder: str | Path, labels: str | Path | None = None) -> pd.DataFrame:
     """Files of the photo folder the index leaves out, with the reason (columns file, path, reason): animated
-    GIFs and any other type that is not an image suffix the pipeline reads (hidden files are not listed)."""
+    GIFs and any other type that is not an image suffix the pipeline reads (hidden files and the labels CSV
+    `labels` are not listed)."""
     folder = Path(folder)
+    skip = Path(labels).resolve() if labels else None
     rows = []
     for p in sorted(folder.rglob("*")):
         rel = p.relative_to(folder)
-        if not p.is_file() or p.suffix.lower() in IMAGE_SUFFIXES or any(part.startswith(".") for part in rel.parts):
+        if not p.is_file() or p.suffix.lower() in IMAGE_SUFFIXES or any(part.startswith(".") for part in rel.parts) \
+                or p.resolve() == skip:
             continue
         reason = f"unsupported file type '{p.suffix or '(none)'}': the index reads {', '.join(IMAGE_SUFFIXES)}"
         if p.suffix.lower() == ".gif":

@@ -39,7 +39,7 @@ def image_index(source: str, treatment: str, covariates: list[str], shard_size: 
                         folder["path"], sum(len(g) - 1 for g in groups), listed,
                         "The copies are left out (folder.duplicates: drop)." if folder.get("duplicates", "drop") == "drop"
                         else "Each copy takes its first file's identity (folder.duplicates: identity).")
-        unsupported = dataset.unsupported_files(folder["path"])
+        unsupported = dataset.unsupported_files(folder["path"], folder["labels"])
         for row in unsupported.itertuples():
             log.warning("photo folder: %s is left out: %s", row.file, row.reason)
         rejected = pd.concat([df for df in (copies, unsupported) if len(df)] or [rejected], ignore_index=True)
