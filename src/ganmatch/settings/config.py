@@ -162,6 +162,7 @@ def config_problems(config, schema: dict | str | Path, cwd=None) -> list[str]:
     errors = sorted(Validator(schema).iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path])
     problems += [line for e in errors for line in _describe(e, schema).splitlines()]
     problems += nonfinite_problems(config)
+    problems = list(dict.fromkeys(problems))  # one line per problem, however many schema branches found it
     named = {m.group(1) for p in problems if (m := KEY.match(p))}
     return problems + [p for p in cross_field_problems(config, cwd)  # a key the schema named is not named twice
                        if not ((m := KEY.match(p)) and m.group(1) in named)]
