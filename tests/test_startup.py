@@ -436,3 +436,14 @@ def test_a_method_without_its_method_key_is_told_once_not_with_every_methods_par
     msg = _problems(config)
     assert "1 problem:" in msg and "'matching.methods.x': 'method' is a required property" in msg
     assert "Allowed keys here" not in msg
+
+
+def test_job_processes_skip_the_user_file_checks_the_main_process_made(dup_folder, tmp_path):
+    """Loading the weights and reading the labels once per run, not once per SLURM job (common.smk passes
+    user_files=workflow.is_main_process)."""
+    folder, _ = dup_folder
+    labels = tmp_path / "bad.csv"
+    labels.write_text("file,male\nanna.png,2\n")
+    config = _photos_config(folder, labels)
+    assert "'folder.labels'" in _problems(config)
+    validate_config(config, SCHEMA, user_files=False)

@@ -19,7 +19,9 @@ from ganmatch.stages.matching import propensity_spec
 # config/schema.yaml: the one place defaults live. Rules then read values without fallbacks.
 # A bad config prints its problems (all of them, one line each) and exits with status 1: no traceback lines.
 try:
-    config.update(validate_config(config, os.path.join(workflow.basedir, "config/schema.yaml")))
+    # the user's files (labels, photo folder, generator weights) are read by the main process only, not by each job
+    config.update(validate_config(config, os.path.join(workflow.basedir, "config/schema.yaml"),
+                                  user_files=workflow.is_main_process))
     PLAN = resolve(config)
 except GanmatchError as exc:
     print(f"ganmatch: {exc}", file=sys.stderr)

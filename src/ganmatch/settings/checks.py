@@ -487,14 +487,18 @@ CHECKS = ("reference_problems", "path_problems", "column_problems", "method_prob
           "constrained_semantics_problems", "precomputed_problems", "edit_problems", "label_file_problems",
           "edit_id_problems", "weights_problems")
 WITH_CWD = ("path_problems",)
+USER_FILE_CHECKS = ("label_file_problems", "edit_id_problems", "weights_problems")  # they read the user's files
 
 
-def cross_field_problems(config: dict, cwd: str | os.PathLike | None = None) -> list[str]:
+def cross_field_problems(config: dict, cwd: str | os.PathLike | None = None, user_files: bool = True) -> list[str]:
     """Every path, column, method and edit problem, one line each. Runs beside the schema's checks (so a run
     shows all its problems at once): a check that a malformed value trips over adds nothing, the schema's line
-    names that value."""
+    names that value. `user_files=False` leaves out the checks that read the user's files (labels CSV, photo
+    folder, generator weights): a job process of a run (e.g. on a SLURM node) whose start-up did them."""
     problems = []
     for name in CHECKS:
+        if not user_files and name in USER_FILE_CHECKS:
+            continue
         check = globals()[name]
         try:
             problems += check(config, cwd) if name in WITH_CWD else check(config)

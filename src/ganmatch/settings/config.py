@@ -147,7 +147,7 @@ def fill_defaults(config: dict, schema: dict | str | Path) -> dict:
     return _fill(config, schema, schema)
 
 
-def config_problems(config, schema: dict | str | Path, cwd=None) -> list[str]:
+def config_problems(config, schema: dict | str | Path, cwd=None, user_files: bool = True) -> list[str]:
     """Every problem of `config` in one pass, one line each naming its key: legacy method spellings, the schema's
     rules, NaN/inf values and the cross-field checks of `ganmatch.settings.checks` (the latter on whatever the
     schema left checkable: a check that a malformed block trips over is left to that block's schema error)."""
@@ -164,20 +164,22 @@ def config_problems(config, schema: dict | str | Path, cwd=None) -> list[str]:
     problems += nonfinite_problems(config)
     problems = list(dict.fromkeys(problems))  # one line per problem, however many schema branches found it
     named = {m.group(1) for p in problems if (m := KEY.match(p))}
-    return problems + [p for p in cross_field_problems(config, cwd)  # a key the schema named is not named twice
+    return problems + [p for p in cross_field_problems(config, cwd, user_files)  # a key the schema named: not twice
                        if not ((m := KEY.match(p)) and m.group(1) in named)]
 
 
 KEY = re.compile(r"(?:unknown key )?'([^']*)'")  # the key a problem line starts with
 
 
-def validate_config(config: dict, schema: dict | str | Path, source: str = "config", cwd=None) -> dict:
+def validate_config(config: dict, schema: dict | str | Path, source: str = "config", cwd=None,
+                    user_files: bool = True) -> dict:
     """Raise one ConfigError listing every problem in `config` (`config_problems`: schema and cross-field checks
     together), each naming its key and the allowed values; return the config with every default of the schema
-    filled in (`fill_defaults`)."""
+    filled in (`fill_defaults`). `user_files=False` skips reading the user's labels, photo folder and weights
+    (done once by the run's main process, not again by each job process)."""
     if not isinstance(schema, dict):
         schema = load_schema(schema)
-    problems = config_problems(config, schema, cwd)
+    problems = config_problems(config, schema, cwd, user_files)
     if problems:
         raise ConfigError(format_problems(problems, source))
     return fill_defaults(config, schema)
