@@ -36,5 +36,5 @@ include: "workflow/rules/provenance.smk"
 
 rule all:
     input:
-        get_final_output(),
+        every_output,  # every declared output of the plan's jobs, so that a deleted one is rebuilt
     default_target: True

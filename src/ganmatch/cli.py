@@ -16,7 +16,7 @@ from ganmatch.errors import GanmatchError
 def add_explore(subparsers) -> None:
     """`ganmatch explore RESULTS`: browse a run's outputs and edit faces in a local web app."""
     p = subparsers.add_parser(
-        "explore", help="browse a run's results in a local web app (read-only)",
+        "explore", allow_abbrev=False, help="browse a run's results in a local web app (read-only)",
         description="Start a local web app over results/<dataset>/: overview, balance, matched pairs and, "
                     "when the GAN stage ran, a latent editor. Reads the folder, never writes to it.")
     p.add_argument("results", help="a run's results folder, e.g. results/demo")
@@ -73,10 +73,40 @@ def describe_plan(plan, config: dict) -> str:
     return "\n".join(lines)
 
 
+def read_config_file(path: str, what: str = "--configfile") -> dict:
+    """A YAML config file as a mapping; a ConfigError naming the file and the fix when it is missing, unreadable,
+    not YAML, or not a mapping of keys to values."""
+    import yaml
+
+    from ganmatch.errors import ConfigError
+    from ganmatch.settings.config import shorten
+
+    try:
+        with open(path) as fh:
+            data = yaml.safe_load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"{what} {shorten(path)} does not exist; give the path of a YAML config "
+                          "(e.g. config/config.yaml).") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{what} {shorten(path)} cannot be read ({type(exc).__name__}: "
+                          f"{getattr(exc, 'strerror', None) or 'not text'}).") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{what} {shorten(path)} is not valid YAML{where}: "
+                          f"{getattr(exc, 'problem', None) or type(exc).__name__}; fix the file.") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{what} {shorten(path)} holds a {type(data).__name__}, not a mapping of keys to values "
+                          "(e.g. 'dataset: demo'); config/config.yaml shows the layout.")
+    return data
+
+
 def add_plan(subparsers) -> None:
     """`ganmatch plan [--configfile FILE ...]`: validate a config and print what a run would build."""
     p = subparsers.add_parser(
-        "plan", help="validate a config and print its run plan (nothing runs)",
+        "plan", allow_abbrev=False, help="validate a config and print its run plan (nothing runs)",
         description="Validate the config as the workflow does at start-up (schema, paths, columns, matching "
                     "parameters; every default filled in) and print the run plan: GAN stage, embeddings, matching "
                     "methods with their resolved settings, figures and what is skipped.")
@@ -85,16 +115,13 @@ def add_plan(subparsers) -> None:
     p.add_argument("--schema", default="config/schema.yaml", help="the schema (default config/schema.yaml)")
 
     def run(args) -> int:
-        import yaml
-
         from ganmatch.settings.config import validate_config
         from ganmatch.settings.plan import resolve
 
         config: dict = {}
         for path in args.configfile:
-            with open(path) as fh:
-                config = _merge(config, yaml.safe_load(fh) or {})
-        config = validate_config(config, args.schema, source=" + ".join(args.configfile))
+            config = _merge(config, read_config_file(path))
+        config = validate_config(config, read_config_file(args.schema, "--schema"), source=" + ".join(args.configfile))
         print(describe_plan(resolve(config), config))
         return 0
 
@@ -104,7 +131,7 @@ def add_plan(subparsers) -> None:
 def add_rulegraph(subparsers) -> None:
     """`ganmatch rulegraph LOG`: the rule graph of a finished run, as Graphviz source (docs/rulegraph.png)."""
     p = subparsers.add_parser(
-        "rulegraph", help="the rule graph of a finished run's Snakemake log, as Graphviz dot",
+        "rulegraph", allow_abbrev=False, help="the rule graph of a finished run's Snakemake log, as Graphviz dot",
         description="Print the rule graph of the jobs a Snakemake log lists (snakemake --rulegraph cannot see past "
                     "the index checkpoint). Render it with: ganmatch rulegraph LOG | dot -Tpng -o docs/rulegraph.png")
     p.add_argument("log", help="a Snakemake log, e.g. .snakemake/log/<time>.snakemake.log of a full run")
@@ -123,9 +150,20 @@ def add_rulegraph(subparsers) -> None:
 SUBCOMMANDS: list[Callable] = [add_explore, add_plan, add_rulegraph]
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: `ganmatch <command>: <problem> (see ganmatch <command> --help)`, exit 2."""
+
+    def error(self, message: str):
+        from ganmatch.settings.config import shorten
+
+        message = message if len(message) <= 300 else shorten(message, 300)
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with every registered subcommand."""
-    parser = argparse.ArgumentParser(prog="ganmatch", description="ganmatch tools (the pipeline itself runs with snakemake)")
+    parser = _Parser(prog="ganmatch", description="ganmatch tools (the pipeline itself runs with snakemake)",
+                                     allow_abbrev=False)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for add in SUBCOMMANDS:
         add(subparsers)
@@ -138,6 +176,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.run(args) or 0)
     except GanmatchError as exc:
+        print(f"ganmatch {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, UnicodeDecodeError) as exc:  # a file named on the command line is missing or unreadable
         print(f"ganmatch {args.command}: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -194,6 +194,42 @@ def cancel_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, interrupt)
 
 
+def patch_executor(executor_cls, no_account: bool, report=None) -> None:
+    """Two fixes to snakemake-executor-plugin-slurm's Executor class (2.8.0), applied once at start-up.
+
+    `slurm-no-account: true`: the plugin declares the option but never reads it, so every run still guessed an
+    account with sacct and printed "No account was given, not able to get a SLURM account via sacct...". With
+    the option set, a job without a `slurm_account` resource is submitted with no account and nothing is guessed
+    (a `slurm_account` resource is still used, and checked, as before).
+
+    A stop (Ctrl-C, SIGTERM) cancels the queued and running jobs with scancel; it now says how many:
+    "ganmatch: SLURM: cancelled N job(s)" (`report`, default stderr)."""
+    import sys
+
+    if getattr(executor_cls, "_ganmatch_patched", False):
+        return
+    guess = executor_cls.get_account_arg
+    cancel = executor_cls.cancel_jobs
+
+    def get_account_arg(self, job):
+        if no_account and not job.resources.get("slurm_account"):
+            yield ""  # no -A: the cluster has no accounts (slurm-no-account: true)
+            return
+        yield from guess(self, job)
+
+    def cancel_jobs(self, active_jobs):
+        jobs = list(active_jobs)
+        cancel(self, jobs)
+        ids = ", ".join(str(getattr(j, "external_jobid", "?")) for j in jobs[:10]) + (", ..." if len(jobs) > 10 else "")
+        line = (f"ganmatch: SLURM: cancelled {len(jobs)} queued or running job(s) with scancel"
+                + (f" ({ids})" if jobs else "") + "; resume with the same command (--rerun-incomplete is in the profile).")
+        (report or (lambda text: print(text, file=sys.stderr)))(line)
+
+    executor_cls.get_account_arg = get_account_arg
+    executor_cls.cancel_jobs = cancel_jobs
+    executor_cls._ganmatch_patched = True
+
+
 def apply_preflight(workflow) -> Preflight:
     """The start-up call for the slurm executor (an `onstart` handler, so that the executor and the scheduler
     exist and no job is submitted yet): query sinfo/sacct, set the status command, cap threads (max_threads)
@@ -238,5 +274,8 @@ def apply_preflight(workflow) -> Preflight:
             remote[rule] = _replaced(remote[rule], changed, Resources)
     for message in result.messages:
         print(f"ganmatch: SLURM preflight: {message}", file=sys.stderr)
+    from snakemake_executor_plugin_slurm import Executor
+
+    patch_executor(Executor, bool(getattr(settings, "no_account", False)))
     cancel_on_sigterm()
     return result

@@ -8,7 +8,9 @@ import re
 import sys
 
 import pandas as pd
+from snakemake.exceptions import IncompleteCheckpointException
 
+from ganmatch.errors import GanmatchError
 from ganmatch.settings.config import validate_config
 from ganmatch.settings.plan import resolve
 from ganmatch.report.provenance import code_version
@@ -16,9 +18,16 @@ from ganmatch.stages.matching import propensity_spec
 
 # Validation checks every key and value (stopping before any job, naming the key) and fills in every default of
 # config/schema.yaml: the one place defaults live. Rules then read values without fallbacks.
-config.update(validate_config(config, os.path.join(workflow.basedir, "config/schema.yaml")))
-PLAN = resolve(config)
-CODE_VERSION = code_version(workflow.basedir)  # provenance reruns when the code changes
+# A bad config prints its problems (all of them, one line each) and exits with status 1: no traceback lines.
+try:
+    # the user's files (labels, photo folder, generator weights) are read by the main process only, not by each job
+    config.update(validate_config(config, os.path.join(workflow.basedir, "config/schema.yaml"),
+                                  user_files=workflow.is_main_process))
+    PLAN = resolve(config)
+    CODE_VERSION = code_version(workflow.basedir)  # provenance reruns when the code changes
+except GanmatchError as exc:
+    print(f"ganmatch: {exc}", file=sys.stderr)
+    sys.exit(1)
 for message in PLAN.messages:
     print(message, file=sys.stderr)
 
@@ -72,6 +81,54 @@ def get_final_output():
     targets += edit_targets()  # workflow/rules/edit_common.smk
     targets.append(f"{RES}/provenance.json")
     return targets
+
+
+def intermediate_outputs():
+    """The files on the way to the final targets (index, shards, embeddings, matches, balance, edits): as targets
+    of rule all, a deleted one is rebuilt (needs the index checkpoint for the shards)."""
+    shards = range(n_shards())
+    files = [f"{RES}/images.parquet", f"{RES}/attributes.parquet"]
+    files += [f"{RES}/aligned/shard_{k}.parquet" for k in shards]
+    if PLAN.project_active:
+        files += [f"{RES}/latents/shard_{k}.npy" for k in shards]
+        if config["project"]["init"] == "encoder":
+            files.append(f"{RES}/encoder.pt")
+    if config["face_attributes"]["activate"]:
+        files.append(f"{RES}/face_attributes.parquet")
+    files += [f for e in PLAN.embeddings for f in embedding_files(e)]
+    files += METHOD_MATCHES + [f"{RES}/balance/{m}.parquet" for m in PLAN.methods]
+    if PLAN.edit_active:
+        files += [f"{RES}/edits/selection.parquet"] + [f"{RES}/edits/shard_{k}.npy" for k in shards]
+        if "interpolations" in PLAN.figures:
+            files.append(f"{RES}/edits/interpolations.npy")
+    return files
+
+
+def every_output(wildcards):
+    """The input of the default target (all): the plan's targets, the intermediate files on their way, and every
+    other output that the jobs making them declare (a figure's .png and .parquet beside its .pdf, an embedding's
+    .npy beside its .parquet).
+
+    Snakemake rebuilds a missing file only when a job it runs needs it: a deleted love_plot.png (beside the
+    requested .pdf) or embeddings/pixel.npy (whose readers were up to date) gave "Nothing to be done". As targets,
+    each is rebuilt when deleted, and then only what depends on it (README: what is rebuilt)."""
+    try:
+        seeds = get_final_output() + intermediate_outputs()
+    except IncompleteCheckpointException as exc:
+        # The index checkpoint is incomplete when any of its outputs is missing, but Snakemake then asks its job
+        # only for the first one: ask for a missing one, so that a deleted images_rejected.parquet is rebuilt too.
+        missing = [f for f in checkpoints.index_images.rule.output if not os.path.exists(f)]
+        if missing:
+            raise IncompleteCheckpointException(exc.rule, missing[0]) from None
+        raise
+    out = dict.fromkeys(seeds)
+    producers = [r for r in workflow.rules if r.name != "all"]
+    for path in seeds:
+        for producer in producers:
+            if producer.is_producer(path):
+                wc = producer.get_wildcards(path)
+                out.update(dict.fromkeys(str(o.apply_wildcards(wc)) for o in producer.output))
+    return list(out)
 
 
 # Input functions of the stage rules.

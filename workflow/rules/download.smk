@@ -96,6 +96,7 @@ checkpoint index_images:
         unpack(index_inputs),
     output:
         index=f"{RES}/images.parquet",
+        rejected=f"{RES}/images_rejected.parquet",  # files left out (unsupported, duplicate photos) and why
     params:
         source=config["source"],
         spec=index_params(),

@@ -69,7 +69,8 @@ def threshold_label(status: str, threshold: float) -> str:
     """cobalt's M.Threshold cell ('Balanced, <0.1' / 'Not Balanced, >0.1'); other statuses (too few pairs,
     not estimable) as they are."""
     t = f"{round(float(threshold), 3):g}"
-    return {"balanced": f"Balanced, <{t}", "not balanced": f"Not Balanced, >{t}"}.get(status, status)
+    head, sep, rest = status.partition("; ")  # a note after the status (e.g. 'balanced; ratio 5 not met') is kept
+    return {"balanced": f"Balanced, <{t}", "not balanced": f"Not Balanced, >{t}"}.get(head, head) + sep + rest
 
 
 def difference_note(table: pd.DataFrame, estimand: str, s_d_denom: str, binary: str) -> str:

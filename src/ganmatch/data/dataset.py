@@ -130,28 +130,30 @@ def read_labels(labels_csv: str | Path, files: list[str], label_columns: list[st
     if "file" not in labels.columns:
         raise InputDataError(f"{where} needs a 'file' column with paths relative to the photo folder; "
                              f"its columns are {list(labels.columns)}.")
+    problems = []  # every problem of the file at once (a CSV with four problems took four runs to clean)
     reserved = [c for c in RESERVED_LABEL_COLUMNS if c in labels.columns]
     if reserved:
-        raise InputDataError(f"{where}: column(s) {reserved} are made by the pipeline itself (reserved: "
-                             f"{', '.join(RESERVED_LABEL_COLUMNS)}); rename or remove them.")
+        problems.append(f"column(s) {reserved} are made by the pipeline itself (reserved: "
+                        f"{', '.join(RESERVED_LABEL_COLUMNS)}); rename or remove them.")
     missing_file = labels["file"].isna()
     if missing_file.any():
-        raise InputDataError(f"{where}: line(s) {[_csv_line(i) for i in np.flatnonzero(missing_file)][:10]} have an "
-                             "empty 'file' cell.")
-    labels["file"] = labels["file"].str.strip().map(lambda f: Path(f).as_posix())
-    dup = labels["file"].duplicated(keep=False)
+        problems.append(f"line(s) {[_csv_line(i) for i in np.flatnonzero(missing_file)][:10]} have an empty 'file' cell.")
+    labels = labels[~missing_file].copy()
+    labels["file"] = labels["file"].astype(str).str.strip().map(lambda f: Path(f).as_posix())
+    dup = labels["file"].duplicated(keep=False).to_numpy()
     if dup.any():
-        first = labels.loc[dup, "file"].iloc[0]
-        lines = [_csv_line(i) for i in np.flatnonzero(labels["file"] == first)]
-        raise InputDataError(f"{where}: file '{first}' is listed more than once (lines {lines}; "
-                             f"{int(dup.sum())} duplicated rows in all); keep one row per photo.")
+        rows = np.flatnonzero(dup)
+        first = labels["file"].iloc[rows[0]]
+        lines = [_csv_line(labels.index[i]) for i in np.flatnonzero(labels["file"].to_numpy() == first)]
+        problems.append(f"file '{first}' is listed more than once (lines {lines}; {int(dup.sum())} duplicated rows "
+                        "in all); keep one row per photo.")
     for col in [c for c in dict.fromkeys(label_columns) if c in labels.columns]:
         values = pd.to_numeric(labels[col], errors="coerce")
         bad = (labels[col].notna() & ~values.isin([0, 1])).to_numpy()
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            raise InputDataError(f"{where}, line {_csv_line(i)}, column '{col}': '{labels[col].iloc[i]}' is not 0 or 1 "
-                                 f"({int(bad.sum())} such cell(s)); labels are 0/1, or empty to have them predicted.")
+            problems.append(f"line {_csv_line(labels.index[i])}, column '{col}': '{labels[col].iloc[i]}' is not 0 or 1 "
+                            f"({int(bad.sum())} such cell(s)); labels are 0/1, or empty to have them predicted.")
         labels[col] = values
     unmatched = ~labels["file"].isin(files)
     if unmatched.any():
@@ -160,13 +162,18 @@ def read_labels(labels_csv: str | Path, files: list[str], label_columns: list[st
         for i in np.flatnonzero(unmatched)[:20]:
             name = labels["file"].iloc[i]
             near = by_lower.get(name.lower())
-            listed.append(f"line {_csv_line(i)}: '{name}'" + (f" (did you mean '{near}'?)" if near else ""))
-        msg = (f"{where}: {int(unmatched.sum())} row(s) match no photo of the folder (file names are case-sensitive "
+            listed.append(f"line {_csv_line(labels.index[i])}: '{name}'" + (f" (did you mean '{near}'?)" if near else ""))
+        msg = (f"{int(unmatched.sum())} row(s) match no photo of the folder (file names are case-sensitive "
                "paths relative to folder.path):\n    " + "\n    ".join(listed))
         if not allow_unmatched:
-            raise InputDataError(msg + "\nFix the names, remove the rows, or set labels.allow_unmatched: true to drop them.")
-        warnings.warn(msg + "\nThese rows are dropped (labels.allow_unmatched: true).", stacklevel=2)
+            problems.append(msg + "\n  Fix the names, remove the rows, or set labels.allow_unmatched: true to drop them.")
+        else:
+            warnings.warn(f"{where}: {msg}\nThese rows are dropped (labels.allow_unmatched: true).", stacklevel=2)
         labels = labels[~unmatched]
+    if len(problems) == 1:
+        raise InputDataError(f"{where}: {problems[0]}")
+    if problems:
+        raise InputDataError(f"{where} has {len(problems)} problems:\n" + "\n".join(f"  - {p}" for p in problems))
     return labels
 
 
@@ -190,3 +197,109 @@ def folder_index(folder: str | Path, labels_csv: str | Path | None = None, label
     if "split" not in index.columns:
         index["split"] = "train"
     return index
+
+
+# ---------------------------------------------------------------- what the index leaves out, and why
+
+
+DUPLICATE_POLICIES = ("drop", "identity")
+
+
+MAX_HASHED_PIXELS = 50_000_000  # larger images are not decoded at indexing (alignment rejects huge ones)
+
+
+def _image_header(path: str) -> tuple | None:
+    """(mode, size) from the file's header, without decoding; None when it is not a readable image."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return im.mode, im.size
+    except Exception:  # noqa: BLE001 - any failure: not compared here, rejected with its reason at alignment
+        return None
+
+
+def _pixel_digest(path: str) -> str | None:
+    """A digest of the decoded pixels (mode, size, bytes): the same photo under any name or container; None when
+    the file cannot be decoded (alignment rejects it with its reason)."""
+    import hashlib
+
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return hashlib.sha256(f"{im.mode}:{im.size}".encode() + im.tobytes()).hexdigest()
+    except Exception:  # noqa: BLE001 - any decoding failure: not hashed here, rejected with its reason later
+        return None
+
+
+def pixel_digests(paths) -> list[str | None]:
+    """Each file's pixel digest, decoding only files that share their (mode, size) header with another one (only
+    those can be duplicates) and are at most MAX_HASHED_PIXELS; None for the others."""
+    headers = [_image_header(p) for p in paths]
+    counts = pd.Series([h for h in headers if h is not None], dtype=object).value_counts()
+    shared = {h for h, n in counts.items() if n > 1 and h[1][0] * h[1][1] <= MAX_HASHED_PIXELS}
+    return [_pixel_digest(p) if h in shared else None for p, h in zip(paths, headers, strict=True)]
+
+
+def unsupported_files(folder: str | Path, labels: str | Path | None = None) -> pd.DataFrame:
+    """Files of the photo folder the index leaves out, with the reason (columns file, path, reason): animated
+    GIFs and any other type that is not an image suffix the pipeline reads (hidden files and the labels CSV
+    `labels` are not listed)."""
+    folder = Path(folder)
+    skip = Path(labels).resolve() if labels else None
+    rows = []
+    for p in sorted(folder.rglob("*")):
+        rel = p.relative_to(folder)
+        if not p.is_file() or p.suffix.lower() in IMAGE_SUFFIXES or any(part.startswith(".") for part in rel.parts) \
+                or p.resolve() == skip:
+            continue
+        reason = f"unsupported file type '{p.suffix or '(none)'}': the index reads {', '.join(IMAGE_SUFFIXES)}"
+        if p.suffix.lower() == ".gif":
+            frames = _gif_frames(p)
+            reason = ("animated GIF" + (f" ({frames} frames)" if frames > 1 else "") if frames != 1 else "GIF") + \
+                     ": convert the photo to PNG or JPEG (one frame) to include it"
+        rows.append({"file": rel.as_posix(), "path": str(p), "reason": reason})
+    return pd.DataFrame(rows, columns=["file", "path", "reason"])
+
+
+def _gif_frames(path: Path) -> int:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return int(getattr(im, "n_frames", 1))
+    except Exception:  # noqa: BLE001 - unreadable: still listed, as a GIF
+        return 0
+
+
+def resolve_duplicates(index: pd.DataFrame, policy: str = "drop") -> tuple[pd.DataFrame, pd.DataFrame, list[list[str]]]:
+    """Photos with the same pixels under different names (same decoded image): (index, rejected rows, groups).
+
+    Each group keeps its first file (sorted order). `drop` (the default) removes the copies from the index, each
+    a rejected row naming the photo it copies; `identity` keeps them but gives every copy the first one's identity,
+    so they can never be matched to each other (one person, one treatment value: identities.mixed_treatment).
+    Either way two copies never form a pair at distance 0."""
+    if policy not in DUPLICATE_POLICIES:
+        raise InputDataError(f"folder.duplicates is '{policy}'; use one of {', '.join(DUPLICATE_POLICIES)}.")
+    digests = pd.Series(pixel_digests(list(index["path"])), index=index.index, dtype=object)
+    valid = digests.notna()
+    dup = valid & digests.duplicated(keep=False)
+    groups = [index.loc[g.index, "file"].tolist() for _, g in digests[dup].groupby(digests[dup], sort=False)]
+    rejected = pd.DataFrame(columns=["file", "path", "reason"])
+    if not dup.any():
+        return index, rejected, groups
+    first = digests[dup].drop_duplicates(keep="first")
+    keeper = digests.map(pd.Series(first.index, index=first.values))  # row of each duplicate's first copy
+    copies = dup & (keeper != index.index.to_series())
+    if policy == "drop":
+        rejected = pd.DataFrame({"file": index.loc[copies, "file"], "path": index.loc[copies, "path"],
+                                 "reason": [f"duplicate of '{index.at[k, 'file']}' (same pixels); left out "
+                                            "(folder.duplicates: drop)" for k in keeper[copies]]})
+        index = index[~copies]
+    else:
+        index = index.copy()
+        index.loc[dup, "identity"] = index.loc[keeper[dup].astype(int).to_numpy(), "identity"].to_numpy()
+    return index.reset_index(drop=True), rejected.reset_index(drop=True), groups
+

@@ -183,7 +183,8 @@ def _pair_method(method: str, data: MatchData, measure: DistanceMeasure, discard
             fi, oi, d = greedy_pairs(X[f], X[o], metric, dcal, p["n_pairs"], p["k"], lists=lists, accept=accept)
             info["n_refills"] = info.get("n_refills", 0) + lists.n_refills
         elif method == "optimal":
-            fi, oi, d, dense = optimal_sets(X[f], X[o], metric, dcal, int(p["ratio"]), p["k"], accept)
+            ratio = min(int(p["ratio"]), len(o))  # more copies of a focal unit than others cannot be filled
+            fi, oi, d, dense = optimal_sets(X[f], X[o], metric, dcal, ratio, p["k"], accept)
             info["solver"] = "dense" if dense else "sparse_knn"
         else:
             fi, oi, d, sub, dense = full_sets(X[f], X[o], metric, dcal, p["k"], accept)
@@ -209,11 +210,33 @@ def _pair_method(method: str, data: MatchData, measure: DistanceMeasure, discard
             info[key] = p[key]
     result = make_result(data, method, p["embedding"] or "", t_pos, c_pos, D, info, weight=pair_w,
                          subclass=subclass, extra=_score_columns(measure, t_pos, c_pos))
+    note = ratio_shortfall(method, int(p.get("ratio") or 1), F, n_other=len(o_all), focal="treated" if focal_val == 1
+                           else "control")
+    if note:
+        warnings.warn(note, stacklevel=3)
+        result.info["warnings"].append(note)
+    units["note"] = note  # the balance stage puts it into the matched sample's status
     result.units = units
     return result
 
 
 COVARIATE_TRANSFORMS = ("mahalanobis", "scaled_euclidean", "euclidean", "robust_mahalanobis")
+
+
+def ratio_shortfall(method: str, ratio: int, focal_positions, n_other: int, focal: str = "treated") -> str:
+    """'' when every matched focal unit got `ratio` matches; else one sentence saying the ratio was not met (how
+    many matched focal units got fewer, and how many units the other group had), e.g. ratio 100000 with 72
+    controls. MatchIt warns likewise ("Fewer control units than treated units...")."""
+    if ratio <= 1 or len(focal_positions) == 0:
+        return ""
+    counts = np.unique(np.asarray(focal_positions), return_counts=True)[1]
+    short = int((counts < ratio).sum())
+    if short == 0:
+        return ""
+    other = "control" if focal == "treated" else "treated"
+    return (f"{method}: ratio {ratio} not met: {short} of {len(counts)} matched {focal} units got fewer than {ratio} "
+            f"matches (the {other} group has {n_other} units within reach); the matched sample is smaller than "
+            "asked.")
 
 
 def _nearest(measure, X, f, o, cal, accept, p, rng_state, rule=None, mah=None):

@@ -165,7 +165,8 @@ def column_problems(config: dict) -> list[str]:
     if treatment in covariates:
         problems.append(f"'treatment' ({treatment}) is also listed in 'covariates': a covariate cannot be the treatment "
                         "(its SMD would be infinite); remove it from covariates.")
-    dups = sorted({c for c in covariates if covariates.count(c) > 1})
+    seen: set = set()
+    dups = sorted({c for c in covariates if c in seen or seen.add(c)}, key=str)  # linear, not covariates.count
     if dups:
         problems.append(f"'covariates' lists {dups} more than once.")
     for name in outcomes:
@@ -173,13 +174,20 @@ def column_problems(config: dict) -> list[str]:
             problems.append(f"'outcomes' lists '{name}', which is the treatment or a covariate; an outcome must be another column.")
     available, where = available_columns(config)
     if available is not None:
+        choices = sorted(available)
         for key, names in (("treatment", [treatment]), ("covariates", covariates), ("outcomes", outcomes)):
-            for name in names:
-                if name and _column_key(config, name) not in available:
-                    hint = difflib.get_close_matches(name, sorted(available), n=1)
-                    did = f" Did you mean '{hint[0]}'?" if hint else ""
-                    problems.append(f"'{key}' names '{name}', which the run will not have: it comes from {where}.{did}")
+            missing = [n for n in names if n and _column_key(config, n) not in available]
+            for name in missing[:HINTED]:
+                hint = difflib.get_close_matches(name, choices, n=1)
+                did = f" Did you mean '{hint[0]}'?" if hint else ""
+                problems.append(f"'{key}' names '{name}', which the run will not have: it comes from {where}.{did}")
+            if len(missing) > HINTED:  # one line for the rest: a huge list costs linear time and one line
+                problems.append(f"'{key}' names {len(missing) - HINTED:,} more columns the run will not have "
+                                f"({', '.join(map(str, missing[HINTED:HINTED + 10]))}, ...).")
     return problems
+
+
+HINTED = 10  # unknown column names listed one by one, each with a "did you mean"
 
 
 # ---------------------------------------------------------------- matching methods
@@ -210,6 +218,13 @@ def legacy_method_problems(config: dict) -> list[str]:
     return problems
 
 
+def _names(names, limit: int = 20) -> str:
+    """Sorted names, comma-separated; past `limit` names, the count (messages stay short for any config size)."""
+    names = sorted(names)
+    more = f", ... ({len(names):,} in all)" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
+
+
 def _given(spec: dict, key: str) -> bool:
     return spec.get(key) is not None
 
@@ -235,7 +250,7 @@ def distance_problems(key: str, method: str, spec: dict, covariates: set) -> lis
             problems.append(f"'{key}': distance score needs 'score', the precomputed column to match on.")
         elif spec["score"] not in covariates:
             problems.append(f"'{key}.score' is '{spec['score']}', which is not among 'covariates' "
-                            f"({', '.join(sorted(covariates))}): the matching stage reads only those columns.")
+                            f"({_names(covariates)}): the matching stage reads only those columns.")
     elif not has_design:
         problems.append(f"'{key}': distance {dist} needs covariates and/or an embedding to compute it from.")
     if dist == "propensity" and _given(spec, "embedding") and spec.get("penalty", "none") == "none":
@@ -294,7 +309,7 @@ def method_problems(config: dict) -> list[str]:
             unknown = [c for c in spec.get(param) or [] if c not in covariates]
             if unknown:
                 problems.append(f"'{key}.{param}' names {unknown}, which are not among 'covariates' "
-                                f"({', '.join(sorted(covariates))}); only those are in the attributes table.")
+                                f"({_names(covariates)}); only those are in the attributes table.")
         for param in ("covariate_caliper", "cutpoints"):
             unknown = [c for c in spec.get(param) or {} if c not in (covariates if param == "covariate_caliper"
                                                                       else set(spec.get("covariates") or []))]
@@ -304,7 +319,7 @@ def method_problems(config: dict) -> list[str]:
         for param in ("embedding", "constraint_embedding", "reference_embedding"):
             emb = spec.get(param)
             if emb is not None and emb not in embeddings:
-                problems.append(f"'{key}.{param}' is '{emb}', which is not among embeddings: {', '.join(sorted(embeddings))}.")
+                problems.append(f"'{key}.{param}' is '{emb}', which is not among embeddings: {_names(embeddings)}.")
         calipers = [p for p in ("caliper", "caliper_sd", "caliper_quantile") if spec.get(p) is not None]
         if len(calipers) > 1:
             problems.append(f"'{key}': give at most one of caliper, caliper_sd and caliper_quantile (got {', '.join(calipers)}).")
@@ -324,7 +339,7 @@ def reference_problems(config: dict) -> list[str]:
     embeddings = set(config.get("embeddings") or {})
     att = (config.get("attributes") or {}).get("embedding")
     if att is not None and att not in embeddings:
-        problems.append(f"'attributes.embedding' is '{att}', which is not among embeddings: {', '.join(sorted(embeddings))}.")
+        problems.append(f"'attributes.embedding' is '{att}', which is not among embeddings: {_names(embeddings)}.")
     for name in ((config.get("matching") or {}).get("methods") or {}):
         if name in RESERVED_METHOD_NAMES:
             problems.append(f"'matching.methods.{name}': this name is reserved for the balance outputs; rename the method.")
@@ -368,7 +383,7 @@ def edit_problems(config: dict) -> list[str]:
     for key, block in (("images", images), ("interpolation", edit.get("interpolation") or {})):
         for name in block.get("methods") or []:
             if name not in methods:
-                problems.append(f"'edit.{key}.methods' names '{name}', which is not among matching.methods: {', '.join(sorted(methods))}.")
+                problems.append(f"'edit.{key}.methods' names '{name}', which is not among matching.methods: {_names(methods)}.")
     if edit.get("activate", True) and "images" in edit and not (
             images.get("ids") or images.get("per_group", 1) > 0 or (images.get("methods") and images.get("max_pairs", 1) > 0)):
         problems.append("'edit.images' chooses no image: list ids, set per_group > 0, or name matching methods with max_pairs > 0.")
@@ -377,15 +392,128 @@ def edit_problems(config: dict) -> list[str]:
         unknown = [a for a in [target, *condition] if a not in known]
         if unknown:
             problems.append(f"'edit.conditional.{target}' uses {', '.join(unknown)}, which get no direction; "
-                            f"use attributes among: {', '.join(sorted(map(str, known)))}.")
+                            f"use attributes among: {_names(map(str, known))}.")
+    return problems
+
+
+# ---------------------------------------------------------------- user files: labels, image ids, weights
+
+
+def _folder_files(config: dict) -> list[str] | None:
+    """The photo folder's image files (relative paths, as the index lists them); None when not a folder run or
+    the folder is missing (path_problems names it)."""
+    from ganmatch.data.dataset import IMAGE_SUFFIXES
+
+    folder = (config.get("folder") or {}).get("path")
+    if config.get("source") != "folder" or not folder or not Path(folder).is_dir():
+        return None
+    root = Path(folder)
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*")
+                  if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def label_file_problems(config: dict) -> list[str]:
+    """folder.labels read as the index reads it (every problem of the file at once), before the first job."""
+    from ganmatch.data.dataset import read_labels
+    from ganmatch.errors import InputDataError
+
+    labels, files = (config.get("folder") or {}).get("labels"), _folder_files(config)
+    if files is None or not labels or not Path(labels).is_file():
+        return []
+    columns = [config.get("treatment"), *(config.get("covariates") or [])]
+    try:
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # rows dropped under labels.allow_unmatched are logged by the index job
+            read_labels(labels, files, [c for c in columns if isinstance(c, str)],
+                        bool((config.get("labels") or {}).get("allow_unmatched")))
+    except InputDataError as exc:
+        return [f"'folder.labels': {exc}"]
+    return []
+
+
+def known_image_ids(config: dict) -> tuple[set[str] | None, str]:
+    """(the image ids a run will have, where they come from) when knowable at start-up: the photo folder's
+    listing; (None, '') for the demo and CelebA-HQ, whose ids exist once their index is built (select_edit_images
+    checks them there). An index left by an earlier run is not used: it may be stale."""
+    files = _folder_files(config)
+    if files is None:
+        return None, ""
+    from ganmatch.data.dataset import image_ids
+
+    return set(image_ids(files)), f"the photo folder {config['folder']['path']}"
+
+
+def edit_id_problems(config: dict) -> list[str]:
+    """edit.images.ids that name no image (found before the first job, not by select_edit_images after 23 jobs)."""
+    edit = config.get("edit") or {}
+    ids = (edit.get("images") or {}).get("ids") or []
+    if not ids or not edit.get("activate", True):
+        return []
+    known, where = known_image_ids(config)
+    if known is None:
+        return []
+    missing = [str(i) for i in ids if str(i) not in known]
+    if not missing:
+        return []
+    hints = []
+    for name in missing[:5]:
+        near = difflib.get_close_matches(name, sorted(known), n=1) if len(known) < 100_000 else []
+        hints.append(f"'{name}'" + (f" (did you mean '{near[0]}'?)" if near else ""))
+    return [f"'edit.images.ids' names {len(missing)} image(s) that {where} does not have: {', '.join(hints)}"
+            f"{', ...' if len(missing) > 5 else ''}. Image ids are file paths relative to the folder without their "
+            "suffix, '/' as '__' (results/<dataset>/images.parquet lists them)."]
+
+
+def weights_problems(config: dict) -> list[str]:
+    """project.weights, when the GAN stage runs on it: a generator file that loads safely (our format, or an
+    official stylegan2-ada-pytorch pickle through the restricted unpickler), checked before the first job."""
+    project = config.get("project") or {}
+    path = project.get("weights")
+    if config.get("source") == "demo" or not project.get("activate") or not path or not Path(path).is_file():
+        return []  # the demo renders its own; a missing file skips the GAN stage (or a download makes it)
+    from ganmatch.errors import WeightsError
+    from ganmatch.gan.weights import load_generator
+
+    try:
+        load_generator(path)
+    except WeightsError as exc:
+        return [f"'project.weights': {exc}. Give a ganmatch generator (ganmatch.gan.weights.save_generator) or an "
+                "official stylegan2-ada-pytorch .pkl."]
+    except Exception as exc:  # noqa: BLE001 - any other failure of a user's file is reported, never raised
+        return [f"'project.weights': {path} cannot be read as generator weights ({type(exc).__name__})."]
+    return []
+
+
+CHECKS = ("reference_problems", "path_problems", "column_problems", "method_problems",
+          "constrained_semantics_problems", "precomputed_problems", "edit_problems", "label_file_problems",
+          "edit_id_problems", "weights_problems")
+WITH_CWD = ("path_problems",)
+USER_FILE_CHECKS = ("label_file_problems", "edit_id_problems", "weights_problems")  # they read the user's files
+
+
+def cross_field_problems(config: dict, cwd: str | os.PathLike | None = None, user_files: bool = True) -> list[str]:
+    """Every path, column, method and edit problem, one line each. Runs beside the schema's checks (so a run
+    shows all its problems at once): a check that a malformed value trips over adds nothing, the schema's line
+    names that value. `user_files=False` leaves out the checks that read the user's files (labels CSV, photo
+    folder, generator weights): a job process of a run (e.g. on a SLURM node) whose start-up did them."""
+    problems = []
+    for name in CHECKS:
+        if not user_files and name in USER_FILE_CHECKS:
+            continue
+        check = globals()[name]
+        try:
+            problems += check(config, cwd) if name in WITH_CWD else check(config)
+        except (KeyError, TypeError, AttributeError, ValueError, IndexError):
+            continue
     return problems
 
 
 def check_config(config: dict, cwd: str | os.PathLike | None = None) -> None:
     """Raise one ConfigError listing every path, column and method problem of a schema-valid config."""
-    problems = (reference_problems(config) + path_problems(config, cwd) + column_problems(config)
-                + method_problems(config) + constrained_semantics_problems(config) + precomputed_problems(config)
-                + edit_problems(config))
+    problems = cross_field_problems(config, cwd)
     if problems:
-        raise ConfigError("invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems)
-                          + "\nFix the key(s) above; config/schema.yaml documents every key.")
+        from ganmatch.settings.config import format_problems
+
+        raise ConfigError(format_problems(problems))

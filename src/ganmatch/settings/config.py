@@ -4,19 +4,55 @@ from __future__ import annotations
 
 import copy
 import difflib
+import math
+import re
 from pathlib import Path
 
 import jsonschema
 import yaml
 
 from ganmatch.errors import ConfigError
-from ganmatch.settings.checks import check_config
 
 
 def load_schema(path: str | Path) -> dict:
     """Read a YAML JSON-schema file."""
     with open(path) as fh:
         return yaml.safe_load(fh)
+
+
+SHORT = 80  # characters of a value quoted in a message; longer values are cut with their length
+
+
+def shorten(value, limit: int = SHORT) -> str:
+    """`repr(value)` cut to about `limit` characters (a 10 MB value is never echoed in full)."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text):,} characters)"
+
+
+def _full_pattern(validator, pattern, instance, schema):
+    """JSON schema's `pattern`, as a full match: `$` also matches before a final newline, so 'demo\\n' would pass
+    `^[a-z]+$` under re.search; re.fullmatch refuses it."""
+    if validator.is_type(instance, "string") and not re.fullmatch(pattern, instance):
+        yield jsonschema.ValidationError(f"{shorten(instance)} does not match {pattern!r} (the whole value must match)")
+
+
+# The schema validator of every config: Draft 2020-12 with full-match patterns.
+Validator = jsonschema.validators.extend(jsonschema.Draft202012Validator, {"pattern": _full_pattern})
+
+
+def nonfinite_problems(value, where: str = "") -> list[str]:
+    """Every NaN or infinite number in the config (`.nan`, `.inf` in YAML), by key: no setting can be one."""
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return [f"'{where or '<top level>'}' is {value}: it must be a finite number."]
+        return []
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in nonfinite_problems(v, f"{where}.{k}" if where else str(k))]
+    if isinstance(value, list):
+        return [p for i, v in enumerate(value) for p in nonfinite_problems(v, f"{where}.{i}")]
+    return []
 
 
 def _subschema(schema: dict, path) -> dict:
@@ -50,17 +86,18 @@ def _describe(error: jsonschema.ValidationError, schema: dict) -> str:
             lines.append(f"unknown key '{full}'.{did} Allowed keys here: {', '.join(allowed)}.")
         return "\n".join(lines)
     if error.validator == "enum":
-        return f"'{where}' is {error.instance!r}; allowed values: {', '.join(map(str, error.validator_value))}."
+        return f"'{where}' is {shorten(error.instance)}; allowed values: {', '.join(map(str, error.validator_value))}."
     if error.validator == "type":
-        return f"'{where}' is {error.instance!r} ({type(error.instance).__name__}); expected type {error.validator_value}."
+        return f"'{where}' is {shorten(error.instance)} ({type(error.instance).__name__}); expected type {error.validator_value}."
     if error.validator == "const":
-        return f"'{where}' is {error.instance!r}; expected {error.validator_value!r}."
+        return f"'{where}' is {shorten(error.instance)}; expected {error.validator_value!r}."
     if error.validator == "anyOf" and all("required" in s for s in error.validator_value):
         need = " or ".join(r for s in error.validator_value for r in s["required"])
         return f"'{where}': give {need}."
-    if error.validator == "required":
-        return f"'{where}': {error.message}."
-    return f"'{where}': {error.message}."
+    message = error.message
+    if isinstance(error.instance, (str, list, dict)) and len(message) > 2 * SHORT:
+        message = message.replace(repr(error.instance), shorten(error.instance))  # e.g. maxLength quotes the value
+    return f"'{where}': {message}."
 
 
 def _resolve_ref(node: dict, schema: dict) -> dict:
@@ -110,20 +147,56 @@ def fill_defaults(config: dict, schema: dict | str | Path) -> dict:
     return _fill(config, schema, schema)
 
 
-def validate_config(config: dict, schema: dict | str | Path, source: str = "config") -> dict:
-    """Raise ConfigError listing every problem in `config`, each naming its key and the allowed values;
-    return the config with every default of the schema filled in (`fill_defaults`)."""
+def config_problems(config, schema: dict | str | Path, cwd=None, user_files: bool = True) -> list[str]:
+    """Every problem of `config` in one pass, one line each naming its key: legacy method spellings, the schema's
+    rules, NaN/inf values and the cross-field checks of `ganmatch.settings.checks` (the latter on whatever the
+    schema left checkable: a check that a malformed block trips over is left to that block's schema error)."""
     if not isinstance(schema, dict):
         schema = load_schema(schema)
-    from ganmatch.settings.checks import legacy_method_problems
+    if not isinstance(config, dict):
+        return [f"the config is a {type(config).__name__}, not a mapping of keys to values (e.g. 'dataset: demo'); "
+                "config/config.yaml shows the layout."]
+    from ganmatch.settings.checks import cross_field_problems, legacy_method_problems
 
-    legacy = legacy_method_problems(config)
-    if legacy:
-        raise ConfigError(f"invalid configuration ({source}):\n" + "\n".join(f"  - {p}" for p in legacy))
-    validator = jsonschema.Draft202012Validator(schema)
-    errors = sorted(validator.iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path])
-    if errors:
-        lines = "\n".join(f"  - {_describe(e, schema)}" for e in errors)
-        raise ConfigError(f"invalid configuration ({source}):\n{lines}\nFix the key(s) above; config/schema.yaml documents every key.")
-    check_config(config)
+    problems = legacy_method_problems(config)
+    errors = sorted(Validator(schema).iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path])
+    problems += [line for e in errors for line in _describe(e, schema).splitlines()]
+    problems += nonfinite_problems(config)
+    problems = list(dict.fromkeys(problems))  # one line per problem, however many schema branches found it
+    named = {m.group(1) for p in problems if (m := KEY.match(p))}
+    return problems + [p for p in cross_field_problems(config, cwd, user_files)  # a key the schema named: not twice
+                       if not ((m := KEY.match(p)) and m.group(1) in named)]
+
+
+KEY = re.compile(r"(?:unknown key )?'([^']*)'")  # the key a problem line starts with
+
+
+def validate_config(config: dict, schema: dict | str | Path, source: str = "config", cwd=None,
+                    user_files: bool = True) -> dict:
+    """Raise one ConfigError listing every problem in `config` (`config_problems`: schema and cross-field checks
+    together), each naming its key and the allowed values; return the config with every default of the schema
+    filled in (`fill_defaults`). `user_files=False` skips reading the user's labels, photo folder and weights
+    (done once by the run's main process, not again by each job process)."""
+    if not isinstance(schema, dict):
+        schema = load_schema(schema)
+    problems = config_problems(config, schema, cwd, user_files)
+    if problems:
+        raise ConfigError(format_problems(problems, source))
     return fill_defaults(config, schema)
+
+
+MAX_LISTED = 50  # problems listed one by one; the rest are counted
+MAX_LINE = 2000  # characters of one problem (a check quoting a huge value is cut, whichever check it is)
+
+
+def _cut(problem: str) -> str:
+    return problem if len(problem) <= MAX_LINE else f"{problem[:MAX_LINE]}... ({len(problem):,} characters in all)"
+
+
+def format_problems(problems: list[str], source: str = "config") -> str:
+    """The ConfigError message: one bullet per problem (at most MAX_LISTED, the rest counted), then the fix."""
+    lines = [f"  - {_cut(p)}" for p in problems[:MAX_LISTED]]
+    if len(problems) > MAX_LISTED:
+        lines.append(f"  - ... and {len(problems) - MAX_LISTED:,} more problems of the same kinds")
+    return (f"invalid configuration ({source}), {len(problems)} problem{'s' * (len(problems) != 1)}:\n"
+            + "\n".join(lines) + "\nFix the key(s) above; config/schema.yaml documents every key.")

@@ -41,6 +41,20 @@ def unit_weights(units: pd.DataFrame, ids) -> np.ndarray:
     return units.set_index(units["image_id"].astype(str))["weight"].reindex(ids).fillna(0.0).to_numpy(np.float64)
 
 
+def matching_note(units: pd.DataFrame) -> str:
+    """What the matching job said about its matched sample (the units table's `note`, e.g. a ratio not met); ''."""
+    if "note" not in units.columns:
+        return ""
+    notes = [n for n in dict.fromkeys(units["note"].fillna("").astype(str)) if n]
+    return " ".join(notes)
+
+
+def note_label(note: str) -> str:
+    """The short form of a matching note for a status cell: 'gan: ratio 5 not met: ...' -> 'ratio 5 not met'."""
+    parts = note.split(": ")
+    return parts[1] if len(parts) > 2 else note
+
+
 def method_balance(index: pd.DataFrame, attributes: pd.DataFrame, units: pd.DataFrame, treatment: str,
                    covariates: list[str], threshold: float, method: str, min_pairs: int = 10,
                    estimand: str = DEFAULT_ESTIMAND, s_d_denom: str = "auto",
@@ -58,6 +72,11 @@ def method_balance(index: pd.DataFrame, attributes: pd.DataFrame, units: pd.Data
     few = too_few_pairs(int(((weights > 0) & (treated == 1)).sum()), min_pairs)
     if few:
         log.warning("method %s: %s; its balance is not judged (balance.min_pairs).", method, few)
+    note = matching_note(units)
+    if note:  # e.g. a ratio that was not met: every matched row's status says so
+        log.warning("method %s: %s", method, note)
+        matched = (table["sample"] == "matched") & (table["status"] != "")
+        table.loc[matched, "status"] = table.loc[matched, "status"] + "; " + note_label(note)
     out = {"table": table, "means": group_means(cov, treated, weights), "sizes": sample_sizes(treated, weights)}
     for df in out.values():
         df["method"] = method
