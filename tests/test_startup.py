@@ -372,6 +372,54 @@ def test_a_good_photo_config_passes_the_new_checks(dup_folder):
     validate_config(config, SCHEMA)
 
 
+def test_edit_ids_of_the_demo_and_celeba_hq_are_checked_at_start_up():
+    """The demo's ids follow from its draws (nothing rendered) and CelebA-HQ's from its mapping: a wrong
+    edit.images.ids entry stops the run at start-up there too, with a "did you mean"."""
+    from ganmatch.data.demo import demo_image_ids
+
+    config = _demo(edit={"images": {"ids": ["img00001", "img99999"]}})
+    msg = _problems(config)
+    assert "'edit.images.ids' names 1 image(s) that the demo" in msg and "'img99999'" in msg
+    n = len(demo_image_ids(validate_config(_demo(), SCHEMA)["demo"], 0))
+    validate_config(_demo(edit={"images": {"ids": [f"img{n - 1:05d}"]}}), SCHEMA)
+    with pytest.raises(ConfigError, match=f"img{n:05d}"):
+        validate_config(_demo(edit={"images": {"ids": [f"img{n:05d}"]}}), SCHEMA)
+    celeba = yaml.safe_load((ROOT / "config/celeba_hq.yaml").read_text())
+    celeba.setdefault("edit", {})["images"] = {"ids": ["00012", "30000"]}
+    with pytest.raises(ConfigError) as err:
+        validate_config(celeba, SCHEMA, cwd=ROOT)
+    assert "the CelebA-HQ mapping" in str(err.value) and "'30000'" in str(err.value) and "'00012'" not in str(err.value)
+
+
+def test_user_named_model_weights_and_celeba_files_are_checked_at_start_up(tmp_path):
+    """Face-embedding and FairFace weights the user names are loaded tensors-only at start-up (no torch advice
+    echoed); a hand-placed CelebA metadata file is read as the index reads it."""
+    import os
+
+    import torch
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, ("echo pwned",))
+
+    evil = tmp_path / "facenet.pt"
+    torch.save({"payload": Payload()}, evil)
+    good = tmp_path / "ok.pt"
+    torch.save({"w": torch.zeros(2)}, good)
+    config = _demo()
+    config["embeddings"] = dict(config["embeddings"], facenet={"kind": "facenet", "weights": str(evil)},
+                                other={"kind": "facenet", "weights": str(good)})
+    msg = _problems(config)
+    assert "'embeddings.facenet.weights'" in msg and "posix.system" in msg and "weights_only" not in msg
+    assert "embeddings.other" not in msg
+    celeba = yaml.safe_load((ROOT / "config/celeba_hq.yaml").read_text())
+    broken = tmp_path / "identity_CelebA.txt"
+    broken.write_text("000001.jpg\nnot an identity file at all\n")
+    celeba["celeba_hq"]["identities"] = str(broken)
+    with pytest.raises(ConfigError, match="'celeba_hq.identities'"):
+        validate_config(celeba, SCHEMA, cwd=ROOT)
+
+
 # ---------------------------------------------------------------- 9. SLURM: no account guess, a stop says what it cancelled
 
 

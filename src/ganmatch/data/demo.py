@@ -166,6 +166,29 @@ def _basis(directions: np.ndarray) -> np.ndarray:
     return np.stack(basis, axis=1)
 
 
+def draw_people(rng: np.random.Generator, cfg: dict, w_dim: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The people of the demo, the first draws of `simulate`'s stream: latent coordinates (n_identities, w_dim) in
+    the basis whose first axes are the treatment and the covariates, the treatment, and each person's photo count."""
+    names = list(PLANTED)
+    n_sem = 1 + len(names)
+    n_id = cfg["n_identities"]
+    lo, hi = cfg["photos_per_identity"]
+    has = np.stack([rng.random(n_id) < PLANTED[c][0] for c in names], axis=1).astype(float)
+    coords = cfg["nuisance_scale"] * rng.standard_normal((n_id, w_dim))
+    coords[:, 1:n_sem] = (2 * has - 1) * cfg["separation"] + cfg["attribute_noise"] * rng.standard_normal((n_id, n_sem - 1))
+    logit = TREATMENT_INTERCEPT + has @ np.array([PLANTED[c][1] for c in names])
+    treated = (rng.random(n_id) < 1.0 / (1.0 + np.exp(-logit))).astype(int)
+    coords[:, 0] = (2 * treated - 1) * TREATMENT_SEPARATION + cfg["attribute_noise"] * rng.standard_normal(n_id)
+    return coords, treated, rng.integers(lo, hi + 1, size=n_id)
+
+
+def demo_image_ids(cfg: dict, seed: int) -> list[str]:
+    """The image ids the demo's download will write (`img00000`, ...), known without rendering anything: the
+    start-up checks use them for `edit.images.ids`."""
+    n_photos = draw_people(np.random.default_rng(seed), cfg, cfg["w_dim"])[2]
+    return [f"img{i:05d}" for i in range(int(n_photos.sum()))]
+
+
 def simulate(generator, cfg: dict, seed: int) -> DemoData:
     """Draw identities, photos, covariates, treatment and outcome; render and misalign every photo.
 
@@ -187,15 +210,7 @@ def simulate(generator, cfg: dict, seed: int) -> DemoData:
     w_scale = stable_scalar(np.sqrt(np.mean(np.var(mapped, axis=0))))
 
     n_id = cfg["n_identities"]
-    lo, hi = cfg["photos_per_identity"]
-    has = np.stack([rng.random(n_id) < PLANTED[c][0] for c in names], axis=1).astype(float)
-    coords = cfg["nuisance_scale"] * rng.standard_normal((n_id, w_dim))
-    coords[:, 1:n_sem] = (2 * has - 1) * cfg["separation"] + cfg["attribute_noise"] * rng.standard_normal((n_id, n_sem - 1))
-    logit = TREATMENT_INTERCEPT + has @ np.array([PLANTED[c][1] for c in names])
-    treated = (rng.random(n_id) < 1.0 / (1.0 + np.exp(-logit))).astype(int)
-    coords[:, 0] = (2 * treated - 1) * TREATMENT_SEPARATION + cfg["attribute_noise"] * rng.standard_normal(n_id)
-
-    n_photos = rng.integers(lo, hi + 1, size=n_id)
+    coords, treated, n_photos = draw_people(rng, cfg, w_dim)
     owner = np.repeat(np.arange(n_id), n_photos)
     photo = coords[owner] + cfg["photo_spread"] * rng.standard_normal((len(owner), w_dim)) * np.r_[0.0, np.ones(w_dim - 1)]
     latents = (w_avg + w_scale * photo @ basis.T).astype(np.float32)

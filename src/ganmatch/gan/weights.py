@@ -268,6 +268,18 @@ def load_official_pickle(path: str | os.PathLike, size: int | None = None, key: 
     return generator_from_record(record, source=str(path), size=size)
 
 
+def read_tensor_file(path: str | Path):
+    """A torch file's content loaded as tensors and plain data only (weights_only); WeightsError naming the file and
+    why otherwise, without torch's advice to load it unsafely."""
+    import torch
+
+    try:
+        return torch.load(Path(path), map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unpickling failure means a bad file
+        raise WeightsError(f"{path}: not a loadable weights file ({torch_load_reason(err)}); re-download it or "
+                           "point the key at a state dict saved with torch.save") from None
+
+
 def load_state_dict_file(module, path: str | Path, rename=lambda key: key, what: str = "the model",
                          missing_hint: str = "download it there"):
     """Load a torch state dict file (tensors only, never arbitrary pickles) into `module`; keys pass through

@@ -434,9 +434,20 @@ def label_file_problems(config: dict) -> list[str]:
 
 
 def known_image_ids(config: dict) -> tuple[set[str] | None, str]:
-    """(the image ids a run will have, where they come from) when knowable at start-up: the photo folder's
-    listing; (None, '') for the demo and CelebA-HQ, whose ids exist once their index is built (select_edit_images
-    checks them there). An index left by an earlier run is not used: it may be stale."""
+    """(the image ids a run will have, where they come from), known at start-up: the photo folder's listing, the
+    demo's draws (`demo.demo_image_ids`, nothing rendered) or the CelebA-HQ mapping's rows; (None, '') when the
+    folder or mapping is missing (other checks name it). An index left by an earlier run is not used: it may be stale."""
+    if config.get("source") == "demo":
+        from ganmatch.data.demo import demo_image_ids
+
+        return set(demo_image_ids(config["demo"], config["seed"])), "the demo (demo.n_identities, seed)"
+    if config.get("source") == "celeba_hq":
+        from ganmatch.data.celeba import hq_mapping
+
+        cfg = config["celeba_hq"]
+        if not Path(cfg["mapping"]).is_file():
+            return None, ""
+        return {f"{int(i):05d}" for i in hq_mapping(cfg)["idx"]}, f"the CelebA-HQ mapping {cfg['mapping']}"
     files = _folder_files(config)
     if files is None:
         return None, ""
@@ -463,7 +474,8 @@ def edit_id_problems(config: dict) -> list[str]:
         hints.append(f"'{name}'" + (f" (did you mean '{near[0]}'?)" if near else ""))
     return [f"'edit.images.ids' names {len(missing)} image(s) that {where} does not have: {', '.join(hints)}"
             f"{', ...' if len(missing) > 5 else ''}. Image ids are file paths relative to the folder without their "
-            "suffix, '/' as '__' (results/<dataset>/images.parquet lists them)."]
+            "suffix, '/' as '__' for a photo folder, img00000... for the demo, 00000... (the HQ index) for CelebA-HQ "
+            "(results/<dataset>/images.parquet lists them)."]
 
 
 def weights_problems(config: dict) -> list[str]:
@@ -486,11 +498,60 @@ def weights_problems(config: dict) -> list[str]:
     return []
 
 
+CELEBA_READERS = {"mapping": "read_hq_mapping", "identities": "read_identities",
+                  "attributes": "read_celeba_attributes", "partition": "read_eval_partition"}
+
+
+def celeba_label_problems(config: dict) -> list[str]:
+    """The CelebA-HQ metadata files a run reads (mapping, identities, attributes, partition), each present one read as
+    the index reads it, before the first job; download targets are verified by their checksum instead."""
+    if config.get("source") != "celeba_hq":
+        return []
+    from ganmatch.data import celeba
+    from ganmatch.errors import GanmatchError
+
+    downloads = {e.get("path") for e in ((config.get("downloads") or {}).get("files") or {}).values()}
+    problems = []
+    for key, reader in CELEBA_READERS.items():
+        path = (config.get("celeba_hq") or {}).get(key)
+        if not path or path in downloads or not Path(path).is_file():
+            continue
+        try:
+            getattr(celeba, reader)(path)
+        except (GanmatchError, ValueError) as exc:
+            problems.append(f"'celeba_hq.{key}': {exc}")
+    return problems
+
+
+def model_weights_problems(config: dict) -> list[str]:
+    """Weights files the user names for face embeddings (`embeddings.<name>.weights`) and FairFace
+    (`face_attributes.fairface_weights`): each one present must load as tensors only (never running code from the
+    file), before the first job. Download targets are skipped: their checksum is verified when they are fetched."""
+    from ganmatch.errors import WeightsError
+    from ganmatch.gan.weights import read_tensor_file
+
+    downloads = {e.get("path") for e in ((config.get("downloads") or {}).get("files") or {}).values()}
+    named = [(f"embeddings.{name}.weights", spec.get("weights")) for name, spec in (config.get("embeddings") or {}).items()]
+    face = config.get("face_attributes") or {}
+    if face.get("activate"):
+        named.append(("face_attributes.fairface_weights", face.get("fairface_weights")))
+    problems = []
+    for key, path in named:
+        if not path or path in downloads or not Path(path).is_file():
+            continue  # absent files are named by the stages (or fetched by a download rule)
+        try:
+            read_tensor_file(path)
+        except WeightsError as exc:
+            problems.append(f"'{key}': {exc}")
+    return problems
+
+
 CHECKS = ("reference_problems", "path_problems", "column_problems", "method_problems",
           "constrained_semantics_problems", "precomputed_problems", "edit_problems", "label_file_problems",
-          "edit_id_problems", "weights_problems")
+          "edit_id_problems", "weights_problems", "model_weights_problems", "celeba_label_problems")
 WITH_CWD = ("path_problems",)
-USER_FILE_CHECKS = ("label_file_problems", "edit_id_problems", "weights_problems")  # they read the user's files
+USER_FILE_CHECKS = ("label_file_problems", "edit_id_problems", "weights_problems", "model_weights_problems",
+                    "celeba_label_problems")  # they read the user's files
 
 
 def cross_field_problems(config: dict, cwd: str | os.PathLike | None = None, user_files: bool = True) -> list[str]:
