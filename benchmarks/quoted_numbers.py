@@ -27,6 +27,7 @@ MEASURED = {  # the columns that hold measurements (the others describe the case
     "projection": ["sec_per_step", "images_per_sec", "speedup_vs_batch1"],
     "projection_flops": ["gflop_per_image_step"],
     "slurm_overhead": ["jobs", "slurm_jobs", "wall_s"],
+    "reproducibility_summary": ["min", "median", "max", "reference"],
 }
 TABLES = tuple(MEASURED)
 NUMBER = re.compile(r"(?<![\w.])(\d+\.\d+|\d+)(x)?(?![\w.]*\d)")
@@ -39,7 +40,22 @@ CPU_VGG = {"preset": "ffhq256", "threads": 2, "space": "w+", "perceptual": "vgg"
 WHOLE, TAIL = "small demo of tests/test_slurm.py, whole DAG", "small demo, the jobs after matching"
 SLURM_WHOLE, LOCAL_WHOLE = {"dag": WHOLE, "case": "slurm"}, {"dag": WHOLE, "case": "local"}
 SLURM_TAIL, GROUPED_TAIL = {"dag": TAIL, "case": "slurm"}, {"dag": TAIL, "case": "slurm_grouped"}
+REPRO = "reproducibility_summary"
+
+
+def _repro(quantity: str, column: str = "reference") -> tuple:
+    return REPRO, {"quantity": quantity}, column
+
+
 QUOTES = [
+    ("README.md", "| 0.945 (dark skin) - 0.982 (makeup); male 0.973 |",
+     [("0.945", *_repro("edit/cosine/dark_skin")), ("0.982", *_repro("edit/cosine/makeup")),
+      ("0.973", *_repro("edit/cosine/male"))]),
+    ("README.md", "| 0.082 of its separation (eyeglasses) |", [("0.082", *_repro("edit/max_covariate_shift"))]),
+    ("README.md", "| 1.00, 95% CI 1.00 - 1.00 (matched observational estimates: 0.95 - 1.12) |",
+     [("1.00", *_repro("edit/effect")), ("1.00", *_repro("edit/ci_low")), ("1.00", *_repro("edit/ci_high")),
+      ("0.95", *_repro("propensity/estimate")), ("1.12", *_repro("propensity_full/estimate"))]),
+
     ("docs/cluster.md", "45 SLURM jobs (and `all` on the submitting node) took 1034 s with `profiles/slurm`, "
      "against 190.4 s for the same 46 jobs",
      [("45", "slurm_overhead", SLURM_WHOLE, "slurm_jobs"), ("1034", "slurm_overhead", SLURM_WHOLE, "wall_s"),
@@ -156,6 +172,10 @@ def check_quotes(tables: dict[str, pd.DataFrame], root: Path = ROOT, quotes=QUOT
             cell = _cell(tables, table, where, column)
             if not agrees(float(written), decimals, cell):
                 problems.append(f"{file}: {snippet!r} quotes {written}, benchmarks/results/{table}.csv has {cell:.4g}")
+            if table == "reproducibility_summary" and column == "reference" and \
+                    _cell(tables, table, where, "kernel_spread") > 0:
+                problems.append(f"{file}: {snippet!r} quotes {written} as one value, but {where['quantity']} differs "
+                                "between kernel settings (benchmarks/results/reproducibility.md); quote its range")
     return problems
 
 
