@@ -28,11 +28,13 @@ TINY = {
 
 def copy_workflow(dest: Path) -> Path:
     """Copy the workflow (not results or downloaded resources; the shipped resources/paper numbers) into `dest`."""
+    dest.mkdir(parents=True, exist_ok=True)
     for name in WORKFLOW_FILES:
         src = ROOT / name
         if src.is_dir():
             shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
         elif src.exists():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / name)
     return dest
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import re
+import shutil
 
 import pytest
 import yaml
@@ -63,11 +64,11 @@ def test_the_demo_plan_runs_every_stage():
     plan = resolve(config)
     assert config == before  # resolve never edits the config
     assert plan.project_active and plan.generator_weights == "resources/demo/generator.pt"
-    assert list(plan.embeddings) == ["gan", "pixel", "pixel_l1", "face"] and len(plan.methods) == 6
+    assert list(plan.embeddings) == ["gan", "pixel", "pixel255", "face"] and len(plan.methods) == 6
     assert plan.attributes_embedding == "gan" and plan.figures == config["figures"] and plan.messages == []
     assert plan.method_embeddings("gan_greedy") == ["gan"]
     assert plan.paper_comparison_method == "gan_constrained" and plan.knn_metric["gan"] == "euclidean"
-    assert list(plan.drift_embeddings) == ["gan", "pixel", "pixel_l1"]  # the precomputed face descriptors cannot embed an edit
+    assert list(plan.drift_embeddings) == ["gan", "pixel", "pixel255"]  # the precomputed face descriptors cannot embed an edit
 
 
 def test_without_generator_weights_the_gan_stage_and_its_methods_drop_out(tmp_path, monkeypatch):
@@ -143,9 +144,9 @@ def test_ganmatch_plan_prints_the_run_plan_and_names_bad_keys(capsys, monkeypatc
 def test_an_offline_celeba_hq_run_lists_every_missing_download_at_once(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     raw = _config("celeba_hq")
-    for key in ("mapping", "identities"):  # local files the start-up checks require (no download entry)
+    for key in ("mapping", "identities"):  # local files the start-up checks require and read (no download entry)
         (tmp_path / raw["celeba_hq"][key]).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / raw["celeba_hq"][key]).write_text("")
+        shutil.copy(ROOT / raw["celeba_hq"][key], tmp_path / raw["celeba_hq"][key])
     config = validate_config(raw, SCHEMA)
     plan = resolve(config, exists=lambda path: False)
     message = next(m for m in plan.messages if "download(s) missing" in m)

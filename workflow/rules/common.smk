@@ -117,10 +117,13 @@ def every_output(wildcards):
     except IncompleteCheckpointException as exc:
         # The index checkpoint is incomplete when any of its outputs is missing, but Snakemake then asks its job
         # only for the first one: ask for a missing one, so that a deleted images_rejected.parquet is rebuilt too.
-        missing = [f for f in checkpoints.index_images.rule.output if not os.path.exists(f)]
-        if missing:
+        outputs = [str(f) for f in checkpoints.index_images.rule.output]
+        missing = [f for f in outputs if not os.path.exists(f)]
+        if missing and len(missing) < len(outputs):
             raise IncompleteCheckpointException(exc.rule, missing[0]) from None
-        raise
+        # No index yet (a fresh run): the final targets alone, so that a dry run shows the whole DAG as far as the
+        # checkpoint lets it; every job then writes all its outputs, so nothing else can be missing.
+        seeds = get_final_output()
     out = dict.fromkeys(seeds)
     producers = [r for r in workflow.rules if r.name != "all"]
     for path in seeds:

@@ -284,6 +284,8 @@ def pixel_embeddings(images, size: int = 16, grayscale: bool = False, scale: flo
         if grayscale:
             small = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
         out.append(small.reshape(-1))
+    if not out:  # no images (e.g. every photo of a shard rejected): an empty table of the right width
+        return np.zeros((0, size * size * (1 if grayscale else 3)), np.float32)
     values = np.asarray(out, np.float32) if scale == 255 else np.asarray(out, np.float32) * np.float32(scale / 255.0)
     return values.reshape(len(imgs), -1)
 

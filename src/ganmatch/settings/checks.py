@@ -483,8 +483,10 @@ def weights_problems(config: dict) -> list[str]:
     official stylegan2-ada-pytorch pickle through the restricted unpickler), checked before the first job."""
     project = config.get("project") or {}
     path = project.get("weights")
-    if config.get("source") == "demo" or not project.get("activate") or not path or not Path(path).is_file():
-        return []  # the demo renders its own; a missing file skips the GAN stage (or a download makes it)
+    downloads = {e.get("path") for e in ((config.get("downloads") or {}).get("files") or {}).values()}
+    if config.get("source") == "demo" or not project.get("activate") or not path or not Path(path).is_file() \
+            or path in downloads:
+        return []  # the demo renders its own; a missing file skips the GAN stage (or a download makes it, verified)
     from ganmatch.errors import WeightsError
     from ganmatch.gan.weights import load_generator
 
