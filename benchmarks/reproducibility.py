@@ -28,14 +28,15 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "tests"))
+
+import conftest  # noqa: E402  (the workflow copy the tests make)
 
 from ganmatch.analysis.headline import headline_numbers, summarise_runs  # noqa: E402
 from ganmatch.data.manifest import folder_manifest, format_manifest  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 OUT = ROOT / "benchmarks" / "out" / "reproducibility"
-WORKFLOW_FILES = ["Snakefile", "workflow", "config", "src", "envs", "profiles", "resources/paper",
-                  "resources/demo_world.sha256"]
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 SETTINGS = {  # name -> (environment, snakemake --cores)
     "default": ({}, 2),
@@ -48,16 +49,10 @@ TREATMENT, COVARIATES = "male", ["young", "smiling", "eyeglasses", "makeup", "da
 
 
 def copy_workflow(dest: Path) -> None:
+    """A fresh copy of the workflow in `dest`, as the tests make one (tests/conftest.py)."""
     if dest.exists():
         shutil.rmtree(dest)
-    dest.mkdir(parents=True)
-    for name in WORKFLOW_FILES:
-        src = ROOT / name
-        if src.is_dir():
-            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-        elif src.exists():
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dest / name)
+    conftest.copy_workflow(dest)
 
 
 def run_demo(setting: str, seed: int, reuse: bool = False) -> tuple[pd.DataFrame, str, float]:
