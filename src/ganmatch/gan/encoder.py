@@ -70,6 +70,21 @@ class EncoderNet(nn.Module):
 
 # ------------------------------------------------------------------------------------------ estimator
 
+def onednn_avx2_only() -> bool:
+    """True when oneDNN is limited to AVX2 kernels: an ONEDNN_MAX_CPU_ISA / DNNL_MAX_CPU_ISA cap at or below AVX2, or
+    a CPU without AVX-512."""
+    import os
+
+    cap = (os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "").upper()
+    if cap and not cap.startswith(("AVX512", "AVX10", "AMX", "ALL", "DEFAULT")):
+        return True
+    try:
+        with open("/proc/cpuinfo") as fh:
+            return not any(line.startswith("flags") and " avx512f" in line for line in fh)
+    except OSError:
+        return False
+
+
 class LatentEncoder:
     """Learn image -> latent for one generator (sklearn-style: parameters in `__init__`, `fit()`, `predict()`).
 
@@ -145,7 +160,14 @@ class LatentEncoder:
     # -- fit / predict
 
     def fit(self, X=None, y=None) -> LatentEncoder:
-        """Train on `n_train` fresh (w, G(w)) pairs for `epochs` epochs of Adam with cosine decay (X, y unused)."""
+        """Train on `n_train` fresh (w, G(w)) pairs for `epochs` epochs of Adam with cosine decay (X, y unused).
+
+        Where oneDNN runs its AVX2 kernels, training uses torch's own convolutions: oneDNN's AVX2 backward pass
+        crashed (segmentation fault) on this network, reproduced with ONEDNN_MAX_CPU_ISA=AVX2."""
+        with torch.backends.mkldnn.flags(enabled=not onednn_avx2_only()):
+            return self._fit()
+
+    def _fit(self) -> LatentEncoder:
         self._check()
         t0 = time.perf_counter()
         gen = self.generator.cpu().eval().requires_grad_(False)
