@@ -121,6 +121,8 @@ def every_output(wildcards):
         missing = [f for f in outputs if not os.path.exists(f)]
         if missing and len(missing) < len(outputs):
             raise IncompleteCheckpointException(exc.rule, missing[0]) from None
+        if not missing:
+            raise
         # No index yet (a fresh run): the final targets alone, so that a dry run shows the whole DAG as far as the
         # checkpoint lets it; every job then writes all its outputs, so nothing else can be missing.
         seeds = get_final_output()
