@@ -16,7 +16,7 @@ import torch
 
 from ganmatch.faces.align import LANDMARK_COLUMNS, canonical_landmarks, similarity_warp
 from ganmatch.gan.project import tensor_to_uint8
-from ganmatch.gan.stylegan2 import seeded_normal, stable_scalar
+from ganmatch.gan.stylegan2 import float64_twin, seeded_normal, stable_scalar
 
 # Covariate -> (base rate, effect on the treatment's logit). Signs and sizes follow CelebA-HQ's confounding
 # (men: older, smile less, wear glasses more often, no makeup, darker skin more often; see seed-notes).
@@ -120,7 +120,7 @@ def semantic_directions(generator, n: int, seed: int = 0) -> np.ndarray:
     so planted attributes are visible in the pixels and recoverable by projection. Computed in float64 with
     each vector's sign fixed (largest component positive), so they do not depend on the CPU's kernels.
     """
-    twin = _float64(generator)
+    twin = float64_twin(generator)
     w_avg = twin.mean_w(2000, seed=seed)
     eps = 1e-2 * float(w_avg.abs().mean() + 1e-3)
     steps = eps * torch.eye(len(w_avg), dtype=torch.float64)
@@ -132,14 +132,6 @@ def semantic_directions(generator, n: int, seed: int = 0) -> np.ndarray:
     dirs = vh[:n].numpy().astype(np.float64)
     dirs *= np.sign(dirs[np.arange(n), np.abs(dirs).argmax(axis=1)])[:, None]
     return dirs
-
-
-def _float64(generator):
-    """A float64 copy of the generator: the demo's world is computed in it, then rounded, so that its files
-    are the same bytes on any CPU (float32 kernels differ in their last bits between instruction sets)."""
-    import copy
-
-    return copy.deepcopy(generator).double()
 
 
 def _basis(directions: np.ndarray) -> np.ndarray:
@@ -200,10 +192,10 @@ def simulate(generator, cfg: dict, seed: int) -> DemoData:
     rng = np.random.default_rng(seed)
     names = list(PLANTED)
     n_sem = 1 + len(names)  # treatment direction first
-    dirs = semantic_directions(generator, n_sem, seed=seed)
+    twin = float64_twin(generator)  # the world is computed in float64, then rounded: the same bytes on any CPU
+    dirs = semantic_directions(twin, n_sem, seed=seed)
     basis = _basis(dirs)
     w_dim = basis.shape[0]
-    twin = _float64(generator)
     w_avg = np.array([stable_scalar(v) for v in twin.mean_w(2000, seed=seed).tolist()])
     with torch.no_grad():
         mapped = twin.mapping(torch.from_numpy(seeded_normal(seed, (2000, generator.z_dim)))).numpy()

@@ -75,10 +75,10 @@ def resolve_device(name: str = "auto") -> torch.device:
 def w_statistics(generator, seed: int = 0, n: int = 10000) -> tuple[Tensor, float]:
     """Mean w and the spread of w (RMS over coordinates) of the mapping from n seeded z, on the generator's device;
     the projector optimises in these units and the encoder predicts in them."""
-    from ganmatch.gan.stylegan2 import seeded_normal, stable_scalar
+    from ganmatch.gan.stylegan2 import float64_twin, seeded_normal, stable_scalar
 
     z = torch.from_numpy(seeded_normal(int(seed), (n, generator.z_dim))).to(generator.w_avg.device, torch.float64)
-    twin = copy.deepcopy(generator).double()  # float64 and rounded: the same start on every CPU
+    twin = float64_twin(generator)  # float64 and rounded: the same start on every CPU
     with torch.no_grad():
         w = twin.mapping(z)
         mean = w.mean(0)

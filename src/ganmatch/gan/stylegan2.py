@@ -285,6 +285,11 @@ def seed_weights_(gen: Generator, seed: int) -> Generator:
     return gen
 
 
+def float64_twin(gen: Generator) -> Generator:
+    """`gen` itself when it already computes in float64, else a float64 copy (the original is left as it is)."""
+    return gen if gen.const.dtype == torch.float64 else copy.deepcopy(gen).double()
+
+
 def stable_scalar(x: float, digits: int = 9) -> float:
     """`x` rounded to `digits` significant digits: a float64 result that may differ in its last bits between CPUs
     (BLAS, oneDNN kernels) becomes the same number everywhere, except within 1e-16 of a rounding boundary."""
@@ -301,7 +306,7 @@ def shape_random_prior_(gen: Generator, seed: int = 0, rgb_decay: float = 0.5, p
     for j, to_rgb in enumerate(gen.to_rgbs):
         to_rgb.conv.weight.mul_(rgb_decay**j)
     n = max(4, 256 * 32**2 // gen.size**2)  # about 1 MB of pixels whatever the size
-    twin = copy.deepcopy(gen).double()
+    twin = float64_twin(gen)
     z = torch.from_numpy(seeded_normal(seed + 1, (n, gen.z_dim)))
     img = torch.cat([twin.synthesis(twin.mapping(c)) for c in z.split(64)])
     scale = stable_scalar(pixel_std / float(img.std()))
@@ -328,6 +333,6 @@ def make_generator(size: int, z_dim: int = 512, w_dim: int = 512, n_mlp: int = 8
     if random_prior:
         shape_random_prior_(gen, seed)
     with torch.no_grad():
-        w_avg = copy.deepcopy(gen).double().mean_w(10000, seed)
+        w_avg = float64_twin(gen).mean_w(10000, seed)
         gen.w_avg.copy_(torch.tensor([stable_scalar(v) for v in w_avg.tolist()]))
     return gen.eval().requires_grad_(False)

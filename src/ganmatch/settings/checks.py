@@ -483,7 +483,7 @@ def weights_problems(config: dict) -> list[str]:
     official stylegan2-ada-pytorch pickle through the restricted unpickler), checked before the first job."""
     project = config.get("project") or {}
     path = project.get("weights")
-    downloads = {e.get("path") for e in ((config.get("downloads") or {}).get("files") or {}).values()}
+    downloads = _download_paths(config)
     if config.get("source") == "demo" or not project.get("activate") or not path or not Path(path).is_file() \
             or path in downloads:
         return []  # the demo renders its own; a missing file skips the GAN stage (or a download makes it, verified)
@@ -500,6 +500,11 @@ def weights_problems(config: dict) -> list[str]:
     return []
 
 
+def _download_paths(config: dict) -> set:
+    """Paths that `downloads.files` fetches and verifies by checksum (the start-up checks leave them to the fetch)."""
+    return {e.get("path") for e in ((config.get("downloads") or {}).get("files") or {}).values()}
+
+
 CELEBA_READERS = {"mapping": "read_hq_mapping", "identities": "read_identities",
                   "attributes": "read_celeba_attributes", "partition": "read_eval_partition"}
 
@@ -512,7 +517,7 @@ def celeba_label_problems(config: dict) -> list[str]:
     from ganmatch.data import celeba
     from ganmatch.errors import GanmatchError
 
-    downloads = {e.get("path") for e in ((config.get("downloads") or {}).get("files") or {}).values()}
+    downloads = _download_paths(config)
     problems = []
     for key, reader in CELEBA_READERS.items():
         path = (config.get("celeba_hq") or {}).get(key)
@@ -532,7 +537,7 @@ def model_weights_problems(config: dict) -> list[str]:
     from ganmatch.errors import WeightsError
     from ganmatch.gan.weights import read_tensor_file
 
-    downloads = {e.get("path") for e in ((config.get("downloads") or {}).get("files") or {}).values()}
+    downloads = _download_paths(config)
     named = [(f"embeddings.{name}.weights", spec.get("weights")) for name, spec in (config.get("embeddings") or {}).items()]
     face = config.get("face_attributes") or {}
     if face.get("activate"):
