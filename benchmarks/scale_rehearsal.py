@@ -126,6 +126,12 @@ def run(args) -> int:
         with events.open("a") as fh:
             fh.write(json.dumps({"time": time.time(), **kw}) + "\n")
 
+    others = [p for p in psutil.process_iter(["cmdline"])
+              if str(cfg) in " ".join(p.info["cmdline"] or []) and p.pid != os.getpid()]
+    if others:
+        print(f"another run of this rehearsal is going on (pid {others[0].pid})", file=sys.stderr)
+        return 1
+    subprocess.run(snake + ["--unlock"], cwd=ROOT, env=env, capture_output=True)  # a cut-off run's lock
     secs, rc, _ = timed(snake + ["-n", "--quiet", "rules"], ROOT, env)
     event(kind="dry_run_before", seconds=secs, rc=rc)
     t0 = time.time()
