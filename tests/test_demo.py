@@ -5,6 +5,7 @@ import pytest
 
 from ganmatch.data import demo
 from ganmatch.faces.align import align_face
+from ganmatch.gan.render import render
 from ganmatch.gan.stylegan2 import make_generator
 
 CFG = {
@@ -49,7 +50,7 @@ def test_photos_of_one_identity_are_closer_than_others(data):
 
 def test_alignment_undoes_planted_misalignment(data):
     gen, d = data
-    truth = demo.render(gen, d.latents[:8])
+    truth = render(gen, d.latents[:8])
     for i in range(8):
         points = d.landmarks.iloc[i, 1:].to_numpy(float).reshape(5, 2)
         aligned = align_face(d.photos[i], points, 32)

@@ -166,7 +166,7 @@ import numpy as np
 import torch
 from ganmatch.gan.project import LatentProjector
 from ganmatch.gan.stylegan2 import make_generator
-from ganmatch.data.demo import render
+from ganmatch.gan.render import render
 torch.set_num_threads(1)
 gen = make_generator(16, z_dim=8, w_dim=8, n_mlp=2, channels={4: 16, 8: 16, 16: 16}, seed=3)
 w = gen.w_avg.numpy()[None] + 0.5 * np.random.default_rng(0).standard_normal((6, 8)).astype(np.float32)

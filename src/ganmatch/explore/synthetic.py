@@ -73,7 +73,7 @@ def write_synthetic_run(root: str | Path, dataset: str = "synthetic", n_images: 
     """Write a complete results folder under `root`; returns `<root>/results/<dataset>`. `face_dim` is the size
     of the stand-in face-recognition embedding ('facial': photos of one person close together); `figures` adds
     the love plot (the overview's gallery)."""
-    from ganmatch.data.demo import render as render_latents
+    from ganmatch.gan.render import render as render_latents
     from ganmatch.gan.weights import save_generator
     from ganmatch.matching import matched_weights
     from ganmatch.stages.balance import method_balance
