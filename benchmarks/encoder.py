@@ -21,11 +21,11 @@ import pandas as pd
 import torch
 import yaml
 
-from ganmatch.data import demo
 from ganmatch.data.io import atomic_path
 from ganmatch.gan.encoder import LatentEncoder
 from ganmatch.gan.project import LatentProjector
 from ganmatch.gan.stylegan2 import make_generator
+from ganmatch.simulate import demo
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results"

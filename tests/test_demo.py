@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from ganmatch.data import demo
 from ganmatch.faces.align import align_face
 from ganmatch.gan.render import render
 from ganmatch.gan.stylegan2 import make_generator
+from ganmatch.simulate import demo
 
 CFG = {
     "n_identities": 120, "photos_per_identity": [2, 3], "resolution": 32, "z_dim": 16, "w_dim": 16,

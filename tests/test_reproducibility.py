@@ -86,8 +86,8 @@ def test_portable_png_decodes_to_its_pixels_and_depends_only_on_them(tmp_path):
 
 def test_float64_world_helpers_are_stable():
     """The rounding and basis helpers: a last-bit change of the input does not reach the output."""
-    from ganmatch.data.demo import _basis
     from ganmatch.gan.stylegan2 import stable_scalar
+    from ganmatch.simulate.demo import _basis
 
     assert stable_scalar(0.1 + 0.2) == stable_scalar(0.3) == 0.3
     rng = np.random.default_rng(1)

@@ -375,7 +375,7 @@ def test_a_good_photo_config_passes_the_new_checks(dup_folder):
 def test_edit_ids_of_the_demo_and_celeba_hq_are_checked_at_start_up():
     """The demo's ids follow from its draws (nothing rendered) and CelebA-HQ's from its mapping: a wrong
     edit.images.ids entry stops the run at start-up there too, with a "did you mean"."""
-    from ganmatch.data.demo import demo_image_ids
+    from ganmatch.simulate.demo import demo_image_ids
 
     config = _demo(edit={"images": {"ids": ["img00001", "img99999"]}})
     msg = _problems(config)

@@ -15,7 +15,7 @@ rule compute_neighbours:
         treatment=config["treatment"],
     threads: 2
     log:
-        f"{LOGS}/distances/{{embedding}}.log",
+        f"{LOGS}/neighbours/{{embedding}}.log",
     conda:
         "../../envs/core.yaml"
     script:

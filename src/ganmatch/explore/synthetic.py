@@ -44,7 +44,7 @@ def draw_latents(generator, n: int, seed: int) -> np.ndarray:
 
 def plant_labels(generator, W: np.ndarray, seed: int) -> pd.DataFrame:
     """Covariates = signs along the generator's most visible directions; treatment confounded with them."""
-    from ganmatch.data.demo import semantic_directions
+    from ganmatch.simulate.demo import semantic_directions
 
     rng = np.random.default_rng(seed)
     dirs = semantic_directions(generator, 1 + len(COVARIATES), seed=seed)

@@ -133,9 +133,9 @@ def available_columns(config: dict) -> tuple[set[str] | None, str]:
     source = config.get("source")
     models, model_where = _model_columns(config)
     if source == "demo":
-        from ganmatch.data.demo import PLANTED
+        from ganmatch.simulate.demo import PLANTED
 
-        return {"male", *PLANTED, "outcome"}, "the demo's labels (ganmatch.data.demo.PLANTED, male, outcome)"
+        return {"male", *PLANTED, "outcome"}, "the demo's labels (ganmatch.simulate.demo.PLANTED, male, outcome)"
     if source == "celeba_hq":
         from ganmatch.data.celeba import ATTRIBUTE_ALIASES, CELEBA_ATTRIBUTES
 
@@ -438,7 +438,7 @@ def known_image_ids(config: dict) -> tuple[set[str] | None, str]:
     demo's draws (`demo.demo_image_ids`, nothing rendered) or the CelebA-HQ mapping's rows; (None, '') when the
     folder or mapping is missing (other checks name it). An index left by an earlier run is not used: it may be stale."""
     if config.get("source") == "demo":
-        from ganmatch.data.demo import demo_image_ids
+        from ganmatch.simulate.demo import demo_image_ids
 
         return set(demo_image_ids(config["demo"], config["seed"])), "the demo (demo.n_identities, seed)"
     if config.get("source") == "celeba_hq":
@@ -534,8 +534,8 @@ def model_weights_problems(config: dict) -> list[str]:
     """Weights files the user names for face embeddings (`embeddings.<name>.weights`) and FairFace
     (`face_attributes.fairface_weights`): each one present must load as tensors only (never running code from the
     file), before the first job. Download targets are skipped: their checksum is verified when they are fetched."""
+    from ganmatch.data.tensors import read_tensor_file
     from ganmatch.errors import WeightsError
-    from ganmatch.gan.weights import read_tensor_file
 
     downloads = _download_paths(config)
     named = [(f"embeddings.{name}.weights", spec.get("weights")) for name, spec in (config.get("embeddings") or {}).items()]

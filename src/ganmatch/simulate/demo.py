@@ -72,6 +72,7 @@ def planted_group_means() -> dict:
     treated = (p_combo * p_male) @ combos / (p_combo * p_male).sum()
     control = (p_combo * (1 - p_male)) @ combos / (p_combo * (1 - p_male)).sum()
     treated, control = ([stable_scalar(v, 12) for v in x] for x in (treated, control))  # the same on any CPU
+    # the source names the module's old place: truth.json is part of the demo world's checked bytes
     return {"source": "planted: ganmatch.data.demo.PLANTED base rates and treatment model (population values)",
             "group_means": {"unmatched": {c: [float(control[j]), float(treated[j])] for j, c in enumerate(names)},
                             "matched": {c: [float(treated[j]), float(treated[j])] for j, c in enumerate(names)}}}

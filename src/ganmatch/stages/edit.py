@@ -9,10 +9,10 @@ from pathlib import Path
 
 from ganmatch.analysis import edit_metrics
 from ganmatch.analysis.embeddings import latent_shards
-from ganmatch.data import demo
 from ganmatch.data.io import read_npy, read_parquet, write_npy, write_parquet
 from ganmatch.gan import edits
 from ganmatch.report import edit_figures
+from ganmatch.simulate import demo
 
 log = logging.getLogger("ganmatch")
 

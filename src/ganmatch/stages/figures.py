@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from ganmatch.analysis import embeddings
-from ganmatch.analysis.distances import retrieval_quality_table
+from ganmatch.analysis.retrieval import retrieval_quality_table
 from ganmatch.data.dataset import with_treatment
 from ganmatch.data.io import read_named_parquets, read_parquet, read_rgb, write_parquet
 from ganmatch.errors import InputDataError
