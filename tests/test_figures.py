@@ -206,7 +206,7 @@ def test_propensity_overlap_draws_the_scores_the_propensity_matcher_used(tmp_pat
 
 
 def test_propensity_spec_follows_the_configured_method():
-    from ganmatch.stages.matching import propensity_spec
+    from ganmatch.settings.plan import propensity_spec
 
     methods = {"g": {"method": "greedy", "distance": "embedding", "embedding": "gan"},
                "ps": {"method": "nearest", "distance": "propensity", "embedding": "gan"},

@@ -1,6 +1,7 @@
 # Workflow-side helpers only: validation, the run plan, paths, shard bookkeeping, input functions and targets.
-# Decisions (what runs, with which settings) come from ganmatch.settings.plan.resolve; every computation is a call into
-# the ganmatch package from workflow/scripts/. Nothing here edits `config` after validation has filled its defaults.
+# Decisions (what runs, with which settings) and the names they use come from ganmatch.settings.plan, never from
+# ganmatch.stages; every computation is a call into the ganmatch package from workflow/scripts/. Nothing here
+# edits `config` after validation has filled its defaults.
 
 import math
 import os
@@ -12,9 +13,8 @@ from snakemake.exceptions import IncompleteCheckpointException
 
 from ganmatch.errors import GanmatchError
 from ganmatch.settings.config import validate_config
-from ganmatch.settings.plan import resolve
+from ganmatch.settings.plan import CELEBA_METADATA, resolve
 from ganmatch.report.provenance import code_version
-from ganmatch.stages.matching import propensity_spec
 
 # Validation checks every key and value (stopping before any job, naming the key) and fills in every default of
 # config/schema.yaml: the one place defaults live. Rules then read values without fallbacks.
@@ -149,9 +149,6 @@ def projection_params():
     return {k: v for k, v in config["project"].items() if k not in ("init", "encoder", "threads")}
 
 
-CELEBA_METADATA = ("mapping", "identities", "attributes", "partition")
-
-
 def celeba_annotation_paths():
     """Metadata files the CelebA-HQ index reads (mapping, identities, attributes, partition)."""
     if config["source"] != "celeba_hq":
@@ -273,7 +270,7 @@ def treatment_inputs(wildcards):
 
 def overlap_propensity():
     """(name, spec) of the propensity method whose score the overlap figure shows; (None, {}): it fits its own."""
-    return propensity_spec(PLAN.methods)
+    return PLAN.overlap_propensity
 
 
 def overlap_scores(wildcards):

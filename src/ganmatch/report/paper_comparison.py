@@ -191,8 +191,7 @@ def comparison_tables(means: pd.DataFrame, reference_path: str, method: str, spe
         pos = pd.Series(np.arange(len(cid)), index=cid)
         keep = np.isin(ids, cid)
         constrained = constrained_neighbours(ids[keep], X[keep], F[pos.loc[ids[keep]].to_numpy()],
-                                             float(spec.get("threshold", 0.6)), k, spec.get("metric", "euclidean"),
-                                             spec.get("constraint_metric", "euclidean"))
+                                             float(spec["threshold"]), k, spec["metric"], spec["constraint_metric"])
         name = f"{emb} + {con} constraint"
     nn = neighbour_comparison(run_nn_quality(neighbours, constrained, identity, attributes, name),
                               paper.get("neighbour_quality"))
