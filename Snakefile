@@ -35,6 +35,6 @@ include: "workflow/rules/provenance.smk"
 
 
 rule all:
+    default_target: True
     input:
         every_output,  # every declared output of the plan's jobs, so that a deleted one is rebuilt
-    default_target: True
