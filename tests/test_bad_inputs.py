@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import ROOT, real_photos, schema_block
+from helpers import ROOT, real_photos, schema_block
 from PIL import Image
 
 from ganmatch.analysis import attributes, neighbours

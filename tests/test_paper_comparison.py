@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import ROOT
+from helpers import ROOT
 
 from ganmatch.analysis import distances
 from ganmatch.errors import InputDataError

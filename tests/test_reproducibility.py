@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import AVX2_KERNELS, ROOT, TINY, copy_workflow, snakemake
+from helpers import AVX2_KERNELS, ROOT, TINY, copy_workflow, snakemake
 
 from ganmatch.data.io import png_bytes_stored, read_rgb
 from ganmatch.data.manifest import folder_manifest, format_manifest, manifest_differences, parse_manifest

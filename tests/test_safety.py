@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import ROOT, copy_workflow, snakemake
+from helpers import ROOT, copy_workflow, snakemake
 
 from ganmatch.analysis.balance import balance_table
 from ganmatch.analysis.outcomes import estimate_outcomes

@@ -10,7 +10,7 @@ import time
 
 import pytest
 import yaml
-from conftest import ROOT
+from helpers import ROOT
 
 from ganmatch.cli import main
 from ganmatch.errors import ConfigError
@@ -163,7 +163,7 @@ def test_ganmatch_commands_never_print_a_traceback(tmp_path):
 @pytest.mark.slow
 def test_snakemake_prints_every_config_problem_once_without_a_traceback(tmp_path):
     """A ConfigError ended with three traceback lines from common.smk; now: the problems, exit status 1."""
-    from conftest import copy_workflow, snakemake
+    from helpers import copy_workflow, snakemake
 
     work = copy_workflow(tmp_path)
     (work / "bad.yaml").write_text('dataset: "demo\\n"\nseed: x\ncovariates: [young, nope]\n')
@@ -299,7 +299,7 @@ def test_every_problem_of_a_labels_csv_is_listed_at_once(dup_folder, tmp_path):
 def _planned_rules(work, args) -> set[str]:
     import re
 
-    from conftest import snakemake
+    from helpers import snakemake
 
     proc = snakemake(work, "-n", *args)
     return set(re.findall(r"^(?:local)?(?:rule|checkpoint) (\w+):", proc.stdout + proc.stderr, re.M)) - {"all"}
