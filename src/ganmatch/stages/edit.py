@@ -12,7 +12,6 @@ from ganmatch.analysis.embeddings import latent_shards
 from ganmatch.data.io import read_npy, read_parquet, write_npy, write_parquet
 from ganmatch.gan import edits
 from ganmatch.report import edit_figures
-from ganmatch.simulate import demo
 
 log = logging.getLogger("ganmatch")
 
@@ -68,6 +67,8 @@ def edit_summary_job(inp, out, params) -> None:
     """The edit_summary rule: ceteris-paribus metrics of every edit (leakage, drift, truth on the demo)."""
     truth = None
     if "truth" in inp.keys():  # the demo: its planted world says what each edit truly changed
+        from ganmatch.simulate import demo  # imports torch (the world renders): only for the demo's summary
+
         truth = functools.partial(demo.edit_truth, directions=read_parquet(inp.planted),
                                   latent_truth=json.loads(Path(inp.truth).read_text())["latent"],
                                   outcomes=params.outcomes, treatment=params.treatment)
