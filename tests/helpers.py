@@ -1,5 +1,5 @@
-"""Test helpers shared by the test modules (imported as `from helpers import ...`): the repository root, a tiny
-demo config, a runner for Snakemake itself, config blocks with their defaults, and real face photos."""
+"""Test helpers shared by the test modules (`from helpers import ...`): the repository root, a tiny demo
+config, a runner for Snakemake itself, config blocks with their defaults, and real face photos."""
 
 from __future__ import annotations
 

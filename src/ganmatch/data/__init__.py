@@ -1,4 +1,5 @@
-"""Data in and out: typed atomic file I/O, the image index, CelebA-HQ metadata, downloads, manifests, torch files.
+"""Data in and out: typed atomic file I/O, the image index, CelebA-HQ metadata, downloads, manifests, torch
+files.
 
 Modules: celeba, dataset, download, io, manifest, tensors.
 """

@@ -51,7 +51,7 @@ def check_treatment_resolved(values: pd.Series, treatment: str) -> None:
 
 
 def treatment_vector(treated, n: int) -> np.ndarray:
-    """The treatment of `n` rows as int8 0/1, checked: the one validation the neighbour tables and matching share."""
+    """The treatment of `n` rows as int8 0/1, checked: the validation the neighbour tables and matching share."""
     t = np.asarray(treated)
     if t.shape != (n,):
         raise InputDataError(f"treatment has shape {t.shape}, expected ({n},).")

@@ -1,5 +1,5 @@
-"""The edit stage's science over the run's files: directions fitted on the projected shards, the images to edit,
-one shard's edits rendered and measured, the summary over all shards, and interpolation strips.
+"""The edit stage's science over the run's files: directions fitted on the projected shards, the images to
+edit, one shard's edits rendered and measured, the summary over all shards, and interpolation strips.
 
 The latent arithmetic (directions, steps, edits, logits) is `ganmatch.gan.editing`; rendering is
 `ganmatch.gan.render.render`; `ganmatch.stages.edit` only reads and writes the files.

@@ -1,4 +1,4 @@
-"""The one renderer: W or W+ latents -> uint8 images, used by the pipeline, the demo simulator and the explorer."""
+"""The one renderer: W or W+ latents -> uint8 images, for the pipeline, the demo simulator and the explorer."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ def render(generator, latents: np.ndarray, batch_size: int = 64, device: str | N
     """Render W or W+ latents to uint8 (N, size, size, 3) with the generator's constant noise, in batches.
 
     The latents keep their dtype and the generator its precision (the demo's float64 twin renders in float64);
-    `device` ("auto", "cpu", "cuda", ...) moves the generator there first, None leaves it where it is. The batch
-    size is part of the result's bytes on some kernels, so each caller keeps its own.
+    `device` ("auto", "cpu", "cuda", ...) moves the generator there first, None leaves it where it is. The
+    batch size is part of the result's bytes on some kernels, so each caller keeps its own.
     """
     if device is not None:
         generator = generator.to(resolve_device(device))
