@@ -146,3 +146,20 @@ def test_docs_list_the_same_floors():
     rows = re.findall(r"^\| (\d) \| ([^|]+) \|", text, re.M)
     documented = {name: int(n) for n, names in rows for name in re.findall(r"`([a-z_]+)`", names)}
     assert documented == FLOORS
+
+
+def test_one_renderer():
+    """Latents become images through `ganmatch.gan.render.render` only: no module outside the gan package turns
+    generator output into pixels itself (`tensor_to_uint8`), and no second `render` is defined."""
+    own = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        tree = ast.parse(path.read_text(), str(path))
+        module = module_name(path)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and any(a.name == "tensor_to_uint8" for a in node.names):
+                if not module.startswith("ganmatch.gan."):
+                    own.append(f"{module} imports tensor_to_uint8")
+            if isinstance(node, ast.FunctionDef) and node.name in ("render", "render_latents") \
+                    and module != "ganmatch.gan.render":
+                own.append(f"{module} defines {node.name}")
+    assert not own, "a second renderer: " + "; ".join(own)
