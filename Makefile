@@ -13,6 +13,7 @@ demo: install
 test:
 	ruff check src tests workflow/scripts benchmarks
 	snakemake --lint
+	snakefmt --check Snakefile workflow/rules
 	$(PY) -m pytest -q
 
 test-fast:

@@ -1,5 +1,5 @@
 # ganmatch: remove confounding from face datasets by matching images in a GAN's latent space.
-# The DAG: download -> index -> align -> project -> embeddings -> attributes -> distances
+# The DAG: download -> index -> align -> project -> embeddings -> attributes -> neighbours
 #          -> matching -> balance -> outcomes -> figures, and edit (directions, edits, transects)
 #          after projection. All logic lives in src/ganmatch/.
 
@@ -25,7 +25,7 @@ include: "workflow/rules/project.smk"
 include: "workflow/rules/embeddings.smk"
 include: "workflow/rules/faces.smk"
 include: "workflow/rules/attributes.smk"
-include: "workflow/rules/distances.smk"
+include: "workflow/rules/neighbours.smk"
 include: "workflow/rules/matching.smk"
 include: "workflow/rules/balance.smk"
 include: "workflow/rules/outcomes.smk"
@@ -35,6 +35,6 @@ include: "workflow/rules/provenance.smk"
 
 
 rule all:
+    default_target: True
     input:
         every_output,  # every declared output of the plan's jobs, so that a deleted one is rebuilt
-    default_target: True

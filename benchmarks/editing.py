@@ -1,7 +1,7 @@
 """Edit throughput: edited images rendered per second at batch sizes 1..64 (writes benchmarks/results/editing.{csv,md}).
 
 One edited image = moving a latent along a direction (`ganmatch.gan.editing.apply_edits`) and rendering it with the
-generator in batches (`ganmatch.stages.edit.render`, what the edit_shard rule runs per shard); PNG writing is
+generator in batches (`ganmatch.gan.render.render`, what the edit_shard rule runs per shard); PNG writing is
 left out. Each time is the fastest of `repeats` runs of `n_images` images after a warm-up. Presets as in
 benchmarks/projection.py: "demo" (32 px) and "ffhq256" (the official 256 px architecture, random weights: same
 compute as the real one).
@@ -26,8 +26,8 @@ import torch
 
 from ganmatch.data.io import atomic_path
 from ganmatch.gan import editing
+from ganmatch.gan.render import render
 from ganmatch.gan.stylegan2 import make_generator
-from ganmatch.stages.edit import render
 
 PRESETS = {
     "demo": dict(size=32, z_dim=16, w_dim=16, n_mlp=2, channels={4: 32, 8: 32, 16: 32, 32: 32}),

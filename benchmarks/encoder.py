@@ -21,11 +21,12 @@ import pandas as pd
 import torch
 import yaml
 
-from ganmatch.data import demo
 from ganmatch.data.io import atomic_path
 from ganmatch.gan.encoder import LatentEncoder
 from ganmatch.gan.project import LatentProjector
+from ganmatch.gan.render import render
 from ganmatch.gan.stylegan2 import make_generator
+from ganmatch.simulate import demo
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results"
@@ -43,7 +44,7 @@ def demo_setup(n_images: int):
     gen = make_generator(size=d["resolution"], z_dim=d["z_dim"], w_dim=d["w_dim"], n_mlp=d["n_mlp"],
                          channels={r: d["channels"] for r in (4, 8, 16, 32, 64, 128, 256)}, seed=seed)
     latents = demo.simulate(gen, d, seed=seed).latents[:n_images]
-    return gen, latents, demo.render(gen, latents)
+    return gen, latents, render(gen, latents)
 
 
 def run(n_images: int, steps_list: list[int]) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from packaging.version import Version
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -101,7 +102,7 @@ CASES = [
 ]
 OBJECTIVE = ("optimal", "full")      # compared on the objective and balance, not on identity
 R_LIBS_DEFAULT = "/opt/r-peers"
-MIN_MATCHIT = (4, 5, 4)              # kosukeimai/MatchIt#163 (calipers and nearest search) fixed in 4.5.4
+MIN_MATCHIT = Version("4.5.4")       # kosukeimai/MatchIt#163 (calipers and nearest search) fixed in 4.5.4
 
 
 def r_env() -> dict:
@@ -110,6 +111,11 @@ def r_env() -> dict:
     if not env.get("R_LIBS") and Path(R_LIBS_DEFAULT).is_dir():
         env["R_LIBS"] = R_LIBS_DEFAULT
     return env
+
+
+def r_version(text: str) -> Version:
+    """An R package version ("4.5.4", "0.10-8") as a comparable version: numerically, so 4.10.0 > 4.5.4."""
+    return Version(text.replace("-", "."))
 
 
 def r_peers() -> tuple[dict | None, str]:
@@ -125,7 +131,7 @@ def r_peers() -> tuple[dict | None, str]:
     if found.get("MatchIt", "none") == "none" or found.get("optmatch", "none") == "none":
         return None, (f"MatchIt and optmatch are not both installed in {lib} (set R_LIBS to a library with MatchIt "
                       ">= 4.5.4 and optmatch)")
-    if tuple(int(x) for x in found["MatchIt"].split(".")[:3]) < MIN_MATCHIT:
+    if r_version(found["MatchIt"]) < MIN_MATCHIT:
         return None, (f"MatchIt {found['MatchIt']} in {lib} has kosukeimai/MatchIt#163 (calipers and nearest "
                       "search broken, fixed in 4.5.4): set R_LIBS to a library with MatchIt 4.7.2")
     return found, ""

@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "tests"))
 
-import conftest  # noqa: E402  (the workflow copy the tests make)
+import helpers  # noqa: E402  (the workflow copy the tests make)
 
 from ganmatch.analysis.headline import headline_numbers, summarise_runs  # noqa: E402
 from ganmatch.data.manifest import folder_manifest, format_manifest  # noqa: E402
@@ -49,10 +49,10 @@ TREATMENT, COVARIATES = "male", ["young", "smiling", "eyeglasses", "makeup", "da
 
 
 def copy_workflow(dest: Path) -> None:
-    """A fresh copy of the workflow in `dest`, as the tests make one (tests/conftest.py)."""
+    """A fresh copy of the workflow in `dest`, as the tests make one (tests/helpers.py)."""
     if dest.exists():
         shutil.rmtree(dest)
-    conftest.copy_workflow(dest)
+    helpers.copy_workflow(dest)
 
 
 def run_demo(setting: str, seed: int, reuse: bool = False) -> tuple[pd.DataFrame, str, float]:

@@ -14,6 +14,8 @@ from ganmatch.faces.align import (
     transform_points,
 )
 
+pytestmark = pytest.mark.heavy  # loads real models, trains, projects or renders (not in make test-fast)
+
 S = 128
 
 

@@ -15,10 +15,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import ROOT, real_photos, schema_block
+from helpers import ROOT, real_photos, schema_block
 from PIL import Image
 
-from ganmatch.analysis import attributes, distances
+from ganmatch.analysis import attributes, neighbours
 from ganmatch.errors import ConfigError, InputDataError
 from ganmatch.matching import MatchData, match
 from ganmatch.settings.config import load_schema, validate_config
@@ -222,7 +222,7 @@ def test_non_finite_embedding_stops_distances_and_attributes(bad):
     ids, X, index = _tables()
     X[5, 2] = bad
     with pytest.raises(InputDataError, match=r"embedding: 1 row\(s\) contain NaN or inf \(first rows: \[5\]\)"):
-        distances.neighbour_table(ids, X, k=3, treated=index["male"].to_numpy())
+        neighbours.neighbour_table(ids, X, k=3, treated=index["male"].to_numpy())
     with pytest.raises(InputDataError, match="NaN or inf"):
         attributes.attributes_table(index, ids, X, ["young"])
 
@@ -240,7 +240,7 @@ def test_embedding_ids_must_be_unique_and_match_rows():
     dup = ids.copy()
     dup[3] = dup[4]
     with pytest.raises(InputDataError, match="not unique"):
-        distances.neighbour_table(dup, X, k=3)
+        neighbours.neighbour_table(dup, X, k=3)
     with pytest.raises(InputDataError, match=r"duplicate image ids in the embedding.*img004"):
         attributes.attributes_table(index, dup, X, ["young"])
     with pytest.raises(InputDataError, match=r"39 image ids but 40 embedding rows"):

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ganmatch.analysis import balance, distances
+from ganmatch.analysis import balance, retrieval
 from ganmatch.errors import InputDataError
 
 X = np.array([1.0, 2.0, 3.0, 4.0])
@@ -121,7 +121,7 @@ def test_neighbour_quality_by_hand():
         "neighbour": ["b1", "a2", "a1", "c1", "a1", "c1", "b1", "a2"],
         "distance": np.arange(8, dtype=np.float32), "rank": [1, 2] * 4, "scope": "all",
     })
-    q = distances.retrieval_quality(nb, identity, attrs, ks=(1, 2)).iloc[0]
+    q = retrieval.retrieval_quality(nb, identity, attrs, ks=(1, 2)).iloc[0]
     # queries with another photo of their identity: a1 (top1 b1: miss; top2 has a2) and a2 (top1 a1: hit)
     assert q["err_top1"] == pytest.approx(0.5) and q["err_top2"] == 0.0
     # other identity among top-1 rows: a1->b1, b1->a1, c1->b1 differ; a2->a1 same -> 3/4

@@ -6,6 +6,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+pytestmark = pytest.mark.heavy  # loads real models, trains, projects or renders (not in make test-fast)
+
 
 @pytest.fixture(scope="module")
 def projection_bench():

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import ROOT, copy_workflow, snakemake
+from helpers import ROOT, copy_workflow, snakemake
 from PIL import Image
 
 from ganmatch.data import celeba

@@ -4,7 +4,7 @@ import copy
 
 import pytest
 import yaml
-from conftest import ROOT
+from helpers import ROOT
 
 from ganmatch.errors import ConfigError
 from ganmatch.settings.config import load_schema, validate_config

@@ -3,9 +3,10 @@
 import numpy as np
 import pytest
 
-from ganmatch.data import demo
 from ganmatch.faces.align import align_face
+from ganmatch.gan.render import render
 from ganmatch.gan.stylegan2 import make_generator
+from ganmatch.simulate import demo
 
 CFG = {
     "n_identities": 120, "photos_per_identity": [2, 3], "resolution": 32, "z_dim": 16, "w_dim": 16,
@@ -49,7 +50,7 @@ def test_photos_of_one_identity_are_closer_than_others(data):
 
 def test_alignment_undoes_planted_misalignment(data):
     gen, d = data
-    truth = demo.render(gen, d.latents[:8])
+    truth = render(gen, d.latents[:8])
     for i in range(8):
         points = d.landmarks.iloc[i, 1:].to_numpy(float).reshape(5, 2)
         aligned = align_face(d.photos[i], points, 32)

@@ -5,13 +5,15 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import real_photos, schema_block
+from helpers import real_photos, schema_block
 from PIL import Image
 
 from ganmatch.errors import ConfigError, ImageError
 from ganmatch.faces.align import align_face, alignment_matrix, similarity_warp, transform_points
 from ganmatch.faces.detect import Detection, FaceDetector, box_from_landmarks, face_models_dir
 from ganmatch.stages.align import align_shard
+
+pytestmark = pytest.mark.heavy  # loads real models, trains, projects or renders (not in make test-fast)
 
 BACKENDS = ["mtcnn", "dlib"]
 

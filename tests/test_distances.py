@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ganmatch.analysis import distances
+from ganmatch.analysis import distances, neighbours
 from ganmatch.errors import InputDataError
 
 
@@ -136,7 +136,7 @@ def test_neighbour_table_contract():
     X = rng.normal(size=(40, 4)).astype(np.float32)
     ids = [f"img{i}" for i in range(40)]
     treated = np.array([1] * 15 + [0] * 25)
-    tab = distances.neighbour_table(ids, X, k=5, treated=treated)
+    tab = neighbours.neighbour_table(ids, X, k=5, treated=treated)
     assert list(tab.columns) == ["query", "neighbour", "distance", "rank", "scope"]
     assert tab["distance"].dtype == np.float32
     assert (tab.groupby(["scope", "query"]).size() == 5).all()
@@ -149,9 +149,9 @@ def test_neighbour_table_contract():
     idx, dist = distances.knn(X, 1)
     assert first.loc[ids, "neighbour"].tolist() == [ids[j] for j in idx[:, 0]]
     with pytest.raises(InputDataError, match="0/1"):
-        distances.neighbour_table(ids, X, 3, treated=np.full(40, 2))
+        neighbours.neighbour_table(ids, X, 3, treated=np.full(40, 2))
     with pytest.raises(InputDataError, match="unique"):
-        distances.neighbour_table(["a"] * 40, X, 3)
+        neighbours.neighbour_table(["a"] * 40, X, 3)
 
 
 def test_pairwise_memmap_equals_in_memory(tmp_path):

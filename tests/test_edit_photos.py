@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import copy_workflow, snakemake
+from helpers import copy_workflow, snakemake
 from test_photos_workflow import make_photo_folder
 from test_weights import CH, _fake_official_modules, _official_like_generator, _Persistent
 

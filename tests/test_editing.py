@@ -99,9 +99,9 @@ def test_edit_config_errors_name_the_key(tmp_path):
 
 
 def test_edit_shard_renders_every_edit_and_measures_drift(tmp_path):
+    from ganmatch.gan import edits
     from ganmatch.gan.stylegan2 import make_generator
     from ganmatch.gan.weights import save_generator
-    from ganmatch.stages import edit as edit_stage
 
     gen = make_generator(size=16, z_dim=8, w_dim=8, n_mlp=1, channels={4: 8, 8: 8, 16: 8}, seed=0)
     save_generator(gen, tmp_path / "g.pt")
@@ -111,7 +111,7 @@ def test_edit_shard_renders_every_edit_and_measures_drift(tmp_path):
     latent_table.loc[1, "status"] = "failed"
     selection = pd.DataFrame({"image_id": ["i0", "i1", "i2"], "shard": 0})
     cfg = {"strengths": [-1.0, 0.0, 1.0], "bound": False, "batch_size": 4, "device": "cpu"}
-    edited, out = edit_stage.edit_shard(selection, 0, latent_table, W, table, array, str(tmp_path / "g.pt"), cfg,
+    edited, out = edits.edit_shard(selection, 0, latent_table, W, table, array, str(tmp_path / "g.pt"), cfg,
                                         {"gan": {"kind": "latent"}, "pixel": {"kind": "pixel", "size": 8}},
                                         str(tmp_path / "img"))
     assert len(out) == len(edited) == 2 * 3 * 3  # i1's projection failed; 3 directions x 3 strengths
@@ -126,7 +126,7 @@ def test_edit_shard_renders_every_edit_and_measures_drift(tmp_path):
 
 def test_select_images_takes_ids_groups_and_matched_pairs_of_projected_images(tmp_path):
     from ganmatch.errors import ConfigError
-    from ganmatch.stages import edit as edit_stage
+    from ganmatch.gan import edits
 
     ids = [f"i{k}" for k in range(10)]
     index = pd.DataFrame({"image_id": ids, "identity": ids, "male": [1, 0] * 5})
@@ -138,11 +138,11 @@ def test_select_images_takes_ids_groups_and_matched_pairs_of_projected_images(tm
         t.to_parquet(tmp_path / f"s{k}.parquet")
         shards.append(str(tmp_path / f"s{k}.parquet"))
     pd.DataFrame({"treated_id": ["i0", "i2"], "control_id": ["i5", "i3"], "distance": [0.1, 0.2]}).to_parquet(tmp_path / "m.parquet")
-    sel = edit_stage.select_images(index, index[["image_id"]], shards, {"m": str(tmp_path / "m.parquet")}, "male",
+    sel = edits.select_images(index, index[["image_id"]], shards, {"m": str(tmp_path / "m.parquet")}, "male",
                                    {"ids": ["i9"], "per_group": 1, "max_pairs": 2})
     assert sel["image_id"].is_unique and "i5" not in set(sel["image_id"])
     assert sel.iloc[0]["image_id"] == "i9" and sel.iloc[0]["source"] == "ids"
     assert {"i0", "i2", "i3"} <= set(sel["image_id"]) and (sel["source"] == "per_group").sum() <= 2
     assert sel.set_index("image_id").loc["i9", "shard"] == 1
     with pytest.raises(ConfigError, match="edit.images.ids"):
-        edit_stage.select_images(index, index[["image_id"]], shards, {}, "male", {"ids": ["i5"]})
+        edits.select_images(index, index[["image_id"]], shards, {}, "male", {"ids": ["i5"], "per_group": 0, "max_pairs": 0})

@@ -4,12 +4,14 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import ROOT, copy_workflow, schema_block, snakemake
+from helpers import ROOT, copy_workflow, schema_block, snakemake
 
 from ganmatch.errors import InputDataError, WeightsError
 from ganmatch.gan.encoder import FORMAT, LatentEncoder, load_encoder, save_encoder
 from ganmatch.gan.project import LatentProjector, tensor_to_uint8
 from ganmatch.gan.stylegan2 import make_generator
+
+pytestmark = pytest.mark.heavy  # loads real models, trains, projects or renders (not in make test-fast)
 
 torch.set_num_threads(1)
 
@@ -139,7 +141,7 @@ def test_shard_stage_starts_from_the_encoder_file(gen, encoder, held_out, tmp_pa
 # ---------------------------------------------------------------- the workflow: train_encoder before the shards
 
 def _overlay(tmp_path, project):
-    from conftest import TINY
+    from helpers import TINY
 
     cfg = {**TINY, "project": {**TINY["project"], **project}}
     path = tmp_path / "config" / "encoder_overlay.yaml"

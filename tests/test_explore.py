@@ -168,7 +168,7 @@ def test_render_moves_the_latent_along_a_direction_and_changes_the_image(client)
 
 
 def test_render_equals_the_generator_on_the_runs_own_latent(client, run_dir):
-    from ganmatch.data.demo import render
+    from ganmatch.gan.render import render
     from ganmatch.gan.weights import load_generator
 
     table = pd.read_parquet(run_dir / "latents" / "shard_0.parquet")

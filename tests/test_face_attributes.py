@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from conftest import PHOTO_LANDMARKS, real_photos
+from helpers import PHOTO_LANDMARKS, real_photos
 
 from ganmatch.faces.align import (
     align_face,
@@ -21,6 +21,8 @@ from ganmatch.faces.face_attributes import (
     predict_face_attributes,
     quality_proxies,
 )
+
+pytestmark = pytest.mark.heavy  # loads real models, trains, projects or renders (not in make test-fast)
 
 LANDMARKS = PHOTO_LANDMARKS
 S = 128

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import torch
-from conftest import PHOTO_LANDMARKS, real_photos
+from helpers import PHOTO_LANDMARKS, real_photos
 from PIL import Image
 
 from ganmatch.errors import ConfigError, WeightsError
@@ -16,6 +16,8 @@ from ganmatch.faces.face_embeddings import (
     load_facenet,
     pixel_embeddings,
 )
+
+pytestmark = pytest.mark.heavy  # loads real models, trains, projects or renders (not in make test-fast)
 
 # MTCNN landmarks of the two shipped photos (fixed here so these tests do not depend on the detector)
 LANDMARKS = PHOTO_LANDMARKS

@@ -10,7 +10,7 @@ from ganmatch.analysis.balance import group_means
 from ganmatch.report import figures
 from ganmatch.report.plots import legends_covering_data, text_overlaps
 
-pytestmark = pytest.mark.filterwarnings("error:constrained_layout not applied")  # a collapsed layout is a failure
+pytestmark = [pytest.mark.heavy, pytest.mark.filterwarnings("error:constrained_layout not applied")]  # a collapsed layout is a failure
 
 LONG = "a_rather_long_descriptive_attribute_name"
 

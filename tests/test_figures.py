@@ -206,7 +206,7 @@ def test_propensity_overlap_draws_the_scores_the_propensity_matcher_used(tmp_pat
 
 
 def test_propensity_spec_follows_the_configured_method():
-    from ganmatch.stages.matching import propensity_spec
+    from ganmatch.settings.plan import propensity_spec
 
     methods = {"g": {"method": "greedy", "distance": "embedding", "embedding": "gan"},
                "ps": {"method": "nearest", "distance": "propensity", "embedding": "gan"},
@@ -286,7 +286,7 @@ def test_distance_distributions_split_by_identity(tmp_path, sample):
 
 
 def test_neighbour_quality_table_and_figure(tmp_path, sample):
-    from ganmatch.analysis.distances import retrieval_quality, retrieval_quality_table
+    from ganmatch.analysis.retrieval import retrieval_quality, retrieval_quality_table
 
     nb = {"gan": _neighbours(sample, 1.0), "pixel": _neighbours(sample, 2.0)}
     att = sample["X"].assign(image_id=sample["ids"])

@@ -10,7 +10,7 @@ import itertools
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import ROOT
+from helpers import ROOT
 
 from ganmatch.analysis import distances
 from ganmatch.analysis.outcomes import weighted_estimate
@@ -484,3 +484,10 @@ def test_lalonde_parity_with_r_matchit(tmp_path):
     assert objective.loc[failed, "case"].tolist() == ["optimal 1:1, antiexact on married"]   # an R error in 4.7.2
     ran = objective[~failed]
     assert len(ran) == 5 and (ran["objective_ganmatch"] <= ran["objective_matchit"] * (1 + 1e-9)).all()
+
+
+def test_r_versions_compare_numerically():
+    """MatchIt's version gate compares numbers, not strings ("4.10.0" is newer than "4.5.4"; R's "0.10-8" reads)."""
+    assert PARITY.r_version("4.10.0") > PARITY.MIN_MATCHIT > PARITY.r_version("4.5.3")
+    assert PARITY.r_version("4.5.4") == PARITY.MIN_MATCHIT
+    assert PARITY.r_version("0.10-8") < PARITY.r_version("0.10-10")

@@ -14,6 +14,8 @@ from ganmatch.errors import ConfigError
 from ganmatch.matching import MatchData, match
 from ganmatch.matching.reference_rules import dense_reference_pairs, reference_pairs, selectable
 
+pytestmark = pytest.mark.heavy  # loads real models, trains, projects or renders (not in make test-fast)
+
 
 def data_of(X, F, R, treated, ident, glasses):
     n = len(treated)
@@ -204,7 +206,7 @@ def test_match_entry_point_runs_the_heap_rules():
 
 def test_config_refuses_reference_settings_at_start_up():
     import yaml
-    from conftest import ROOT
+    from helpers import ROOT
 
     from ganmatch.settings.config import load_schema, validate_config
 

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import ROOT
+from helpers import ROOT
 
 from ganmatch.analysis import distances
 from ganmatch.errors import InputDataError
@@ -43,7 +43,7 @@ def test_means_sit_beside_the_reported_numbers():
 
 
 def test_demo_truth_is_a_reference(tmp_path):
-    from ganmatch.data import demo
+    from ganmatch.simulate import demo
 
     path = tmp_path / "truth.json"
     path.write_text(json.dumps({"outcome": 1.0, "covariate_means": demo.planted_group_means()}))

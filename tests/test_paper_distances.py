@@ -10,6 +10,8 @@ from ganmatch.analysis import distances
 from ganmatch.errors import WeightsError
 from ganmatch.faces import face_embeddings
 
+pytestmark = pytest.mark.heavy  # loads real models, trains, projects or renders (not in make test-fast)
+
 
 def test_l1_metric_is_exact_and_consistent():
     rng = np.random.default_rng(0)

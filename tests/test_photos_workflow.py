@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import copy_workflow, schema_block, snakemake
+from helpers import copy_workflow, schema_block, snakemake
 
 GOOD = ["astronaut.png", "astronaut_flipped.jpg", "astronaut_rotated.jpg", "astronaut_gray.jpg", "astronaut_exif.jpg",
         "hopper.jpg", "hopper_flipped.png", "hopper_small.jpg", "hopper_cmyk.jpg", "hopper_16bit.png"]

@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 import yaml
-from conftest import ROOT
+from helpers import ROOT
 
 from ganmatch.errors import ConfigError
 from ganmatch.settings.config import fill_defaults, load_schema, validate_config

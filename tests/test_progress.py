@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import schema_block
+from helpers import schema_block
 
 from ganmatch import progress as progress_mod
 from ganmatch.progress import Progress, format_duration, map_in_chunks

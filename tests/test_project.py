@@ -19,6 +19,8 @@ from ganmatch.gan.project import (
 )
 from ganmatch.gan.stylegan2 import make_generator
 
+pytestmark = pytest.mark.heavy  # loads real models, trains, projects or renders (not in make test-fast)
+
 torch.set_num_threads(1)
 
 

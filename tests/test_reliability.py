@@ -20,14 +20,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import ROOT, TINY_ARGS, snakemake, tiny_workdir
+from helpers import ROOT, TINY_ARGS, snakemake, tiny_workdir
 
 # The README's recovery commands after a crash, a kill or a power loss (run in the same directory):
 #   snakemake --unlock
 #   snakemake --cores 2 --rerun-incomplete
 UNLOCK = ("--unlock",)
 RESUME = ("--rerun-incomplete",)
-CONFIG = TINY_ARGS  # the demo config shrunk by an overlay (conftest.TINY)
+CONFIG = TINY_ARGS  # the demo config shrunk by an overlay (helpers.TINY)
 TABLES = ("*.parquet", "*.npy")
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import AVX2_KERNELS, ROOT, TINY, copy_workflow, snakemake
+from helpers import AVX2_KERNELS, ROOT, TINY, copy_workflow, snakemake
 
 from ganmatch.data.io import png_bytes_stored, read_rgb
 from ganmatch.data.manifest import folder_manifest, format_manifest, manifest_differences, parse_manifest
@@ -86,8 +86,8 @@ def test_portable_png_decodes_to_its_pixels_and_depends_only_on_them(tmp_path):
 
 def test_float64_world_helpers_are_stable():
     """The rounding and basis helpers: a last-bit change of the input does not reach the output."""
-    from ganmatch.data.demo import _basis
     from ganmatch.gan.stylegan2 import stable_scalar
+    from ganmatch.simulate.demo import _basis
 
     assert stable_scalar(0.1 + 0.2) == stable_scalar(0.3) == 0.3
     rng = np.random.default_rng(1)
@@ -166,7 +166,7 @@ import numpy as np
 import torch
 from ganmatch.gan.project import LatentProjector
 from ganmatch.gan.stylegan2 import make_generator
-from ganmatch.data.demo import render
+from ganmatch.gan.render import render
 torch.set_num_threads(1)
 gen = make_generator(16, z_dim=8, w_dim=8, n_mlp=2, channels={4: 16, 8: 16, 16: 16}, seed=3)
 w = gen.w_avg.numpy()[None] + 0.5 * np.random.default_rng(0).standard_normal((6, 8)).astype(np.float32)

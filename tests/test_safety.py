@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import ROOT, copy_workflow, snakemake
+from helpers import ROOT, copy_workflow, snakemake
 
 from ganmatch.analysis.balance import balance_table
 from ganmatch.analysis.outcomes import estimate_outcomes
@@ -41,7 +41,7 @@ def _problems(config: dict, cwd=None) -> str:
         else:
             from ganmatch.settings.checks import check_config
 
-            check_config(config, cwd)
+            check_config(config, SCHEMA, cwd)
     return str(err.value)
 
 
@@ -101,10 +101,10 @@ def test_shipped_configs_pass_the_start_up_checks(tmp_path, monkeypatch):
     from ganmatch.settings.checks import check_config
 
     for name in ("config", "celeba_hq"):
-        check_config(yaml.safe_load((ROOT / f"config/{name}.yaml").read_text()), ROOT)
+        check_config(yaml.safe_load((ROOT / f"config/{name}.yaml").read_text()), SCHEMA, ROOT)
     photos = yaml.safe_load((ROOT / "config/photos.yaml").read_text())
     (tmp_path / "photos").mkdir()
-    check_config(photos, tmp_path)
+    check_config(photos, SCHEMA, tmp_path)
 
 
 # ---------------------------------------------------------------- 2. every setting checked before the first job

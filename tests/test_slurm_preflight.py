@@ -106,7 +106,7 @@ def test_the_shipped_profile_on_a_small_cluster_says_what_it_adapted_and_sigterm
     import sys
     import time
 
-    from conftest import copy_workflow
+    from helpers import copy_workflow
 
     (tmp_path / "work").mkdir()
     work = copy_workflow(tmp_path / "work")

@@ -10,7 +10,7 @@ import time
 
 import pytest
 import yaml
-from conftest import ROOT
+from helpers import ROOT
 
 from ganmatch.cli import main
 from ganmatch.errors import ConfigError
@@ -163,7 +163,7 @@ def test_ganmatch_commands_never_print_a_traceback(tmp_path):
 @pytest.mark.slow
 def test_snakemake_prints_every_config_problem_once_without_a_traceback(tmp_path):
     """A ConfigError ended with three traceback lines from common.smk; now: the problems, exit status 1."""
-    from conftest import copy_workflow, snakemake
+    from helpers import copy_workflow, snakemake
 
     work = copy_workflow(tmp_path)
     (work / "bad.yaml").write_text('dataset: "demo\\n"\nseed: x\ncovariates: [young, nope]\n')
@@ -299,7 +299,7 @@ def test_every_problem_of_a_labels_csv_is_listed_at_once(dup_folder, tmp_path):
 def _planned_rules(work, args) -> set[str]:
     import re
 
-    from conftest import snakemake
+    from helpers import snakemake
 
     proc = snakemake(work, "-n", *args)
     return set(re.findall(r"^(?:local)?(?:rule|checkpoint) (\w+):", proc.stdout + proc.stderr, re.M)) - {"all"}
@@ -375,7 +375,7 @@ def test_a_good_photo_config_passes_the_new_checks(dup_folder):
 def test_edit_ids_of_the_demo_and_celeba_hq_are_checked_at_start_up():
     """The demo's ids follow from its draws (nothing rendered) and CelebA-HQ's from its mapping: a wrong
     edit.images.ids entry stops the run at start-up there too, with a "did you mean"."""
-    from ganmatch.data.demo import demo_image_ids
+    from ganmatch.simulate.demo import demo_image_ids
 
     config = _demo(edit={"images": {"ids": ["img00001", "img99999"]}})
     msg = _problems(config)

@@ -14,6 +14,8 @@ from ganmatch.gan.stylegan2 import (
     upsample2d,
 )
 
+pytestmark = pytest.mark.heavy  # loads real models, trains, projects or renders (not in make test-fast)
+
 torch.set_num_threads(1)
 SMALL = {r: 16 for r in (4, 8, 16, 32)}
 

@@ -20,6 +20,8 @@ from ganmatch.gan.weights import (
     save_generator,
 )
 
+pytestmark = pytest.mark.heavy  # loads real models, trains, projects or renders (not in make test-fast)
+
 torch.set_num_threads(1)
 CH = {4: 16, 8: 16, 16: 8}
 

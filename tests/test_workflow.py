@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import copy_workflow, snakemake
+from helpers import copy_workflow, snakemake
 
 from ganmatch.analysis import distances
 

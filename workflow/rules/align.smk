@@ -8,11 +8,11 @@ rule align_shard:
     output:
         table=f"{RES}/aligned/shard_{{shard}}.parquet",
         images=directory(f"{RES}/aligned/shard_{{shard}}"),
-    params:
-        align=config["align"],
     log:
         f"{LOGS}/align/shard_{{shard}}.log",
     conda:
         "../../envs/faces.yaml"
+    params:
+        align=config["align"],
     script:
         f"{SCRIPTS}/align_shard.py"

@@ -10,15 +10,15 @@ rule predict_attributes:
     output:
         table=f"{RES}/attributes.parquet",
         cv=f"{RES}/attributes_cv.parquet",
+    log:
+        f"{LOGS}/attributes.log",
+    conda:
+        "../../envs/core.yaml"
     params:
         covariates=config["covariates"],
         treatment=config["treatment"],
         attributes=config["attributes"],
         seed=config["seed"],
         mixed_treatment=config["identities"]["mixed_treatment"],
-    log:
-        f"{LOGS}/attributes.log",
-    conda:
-        "../../envs/core.yaml"
     script:
         f"{SCRIPTS}/predict_attributes.py"

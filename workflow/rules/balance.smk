@@ -12,6 +12,10 @@ rule balance_method:
         means=f"{RES}/balance/{{method}}_means.parquet",
         sizes=f"{RES}/balance/{{method}}_sizes.parquet",
         text=f"{RES}/balance/{{method}}.txt",  # cobalt's print(bal.tab(...)), also in the log
+    log:
+        f"{LOGS}/balance/{{method}}.log",
+    conda:
+        "../../envs/core.yaml"
     params:
         treatment=config["treatment"],
         covariates=config["covariates"],
@@ -19,10 +23,6 @@ rule balance_method:
         min_pairs=config["balance"]["min_pairs"],
         s_d_denom=config["balance"]["s_d_denom"],
         binary=config["balance"]["binary"],
-    log:
-        f"{LOGS}/balance/{{method}}.log",
-    conda:
-        "../../envs/core.yaml"
     script:
         f"{SCRIPTS}/balance_method.py"
 

@@ -1,6 +1,7 @@
 # Workflow-side helpers only: validation, the run plan, paths, shard bookkeeping, input functions and targets.
-# Decisions (what runs, with which settings) come from ganmatch.settings.plan.resolve; every computation is a call into
-# the ganmatch package from workflow/scripts/. Nothing here edits `config` after validation has filled its defaults.
+# Decisions (what runs, with which settings) and the names they use come from ganmatch.settings.plan, never from
+# ganmatch.stages; every computation is a call into the ganmatch package from workflow/scripts/. Nothing here
+# edits `config` after validation has filled its defaults.
 
 import math
 import os
@@ -12,17 +13,19 @@ from snakemake.exceptions import IncompleteCheckpointException
 
 from ganmatch.errors import GanmatchError
 from ganmatch.settings.config import validate_config
-from ganmatch.settings.plan import resolve
+from ganmatch.settings.plan import CELEBA_METADATA, resolve
 from ganmatch.report.provenance import code_version
-from ganmatch.stages.matching import propensity_spec
 
 # Validation checks every key and value (stopping before any job, naming the key) and fills in every default of
 # config/schema.yaml: the one place defaults live. Rules then read values without fallbacks.
 # A bad config prints its problems (all of them, one line each) and exits with status 1: no traceback lines.
 try:
     # the user's files (labels, photo folder, generator weights) are read by the main process only, not by each job
-    config.update(validate_config(config, os.path.join(workflow.basedir, "config/schema.yaml"),
-                                  user_files=workflow.is_main_process))
+    config.update(
+        validate_config(
+            config, os.path.join(workflow.basedir, "config/schema.yaml"), user_files=workflow.is_main_process
+        )
+    )
     PLAN = resolve(config)
     CODE_VERSION = code_version(workflow.basedir)  # provenance reruns when the code changes
 except GanmatchError as exc:
@@ -149,9 +152,6 @@ def projection_params():
     return {k: v for k, v in config["project"].items() if k not in ("init", "encoder", "threads")}
 
 
-CELEBA_METADATA = ("mapping", "identities", "attributes", "partition")
-
-
 def celeba_annotation_paths():
     """Metadata files the CelebA-HQ index reads (mapping, identities, attributes, partition)."""
     if config["source"] != "celeba_hq":
@@ -161,14 +161,25 @@ def celeba_annotation_paths():
 
 def celeba_fetch_settings():
     """The celeba_hq keys the image fetch reads."""
-    keys = ("mapping", "image_dir", "file_pattern", "subsample", "verify", "sources", "local_dir", "max_failed_fraction")
+    keys = (
+        "mapping",
+        "image_dir",
+        "file_pattern",
+        "subsample",
+        "verify",
+        "sources",
+        "local_dir",
+        "max_failed_fraction",
+    )
     return {k: config["celeba_hq"][k] for k in keys}
 
 
 def download_paths(annotations):
     """Paths of the downloads.files entries that are (True) or are not (False) CelebA annotation files."""
     wanted = set(celeba_annotation_paths())
-    return sorted({e["path"] for e in config["downloads"]["files"].values() if (e["path"] in wanted) == annotations})
+    return sorted(
+        {e["path"] for e in config["downloads"]["files"].values() if (e["path"] in wanted) == annotations}
+    )
 
 
 def needed_weights():
@@ -263,7 +274,9 @@ def outcome_inputs(wildcards):
 
 def face_attribute_inputs(wildcards):
     """The face models' predictions, which fill unlabelled covariates and the treatment of real photos."""
-    return {"face_attributes": f"{RES}/face_attributes.parquet"} if config["face_attributes"]["activate"] else {}
+    return (
+        {"face_attributes": f"{RES}/face_attributes.parquet"} if config["face_attributes"]["activate"] else {}
+    )
 
 
 def treatment_inputs(wildcards):
@@ -273,7 +286,7 @@ def treatment_inputs(wildcards):
 
 def overlap_propensity():
     """(name, spec) of the propensity method whose score the overlap figure shows; (None, {}): it fits its own."""
-    return propensity_spec(PLAN.methods)
+    return PLAN.overlap_propensity
 
 
 def overlap_scores(wildcards):
@@ -297,7 +310,8 @@ def paper_comparison_inputs(wildcards):
     used = [e for e in (spec.get("embedding"), spec.get("constraint_embedding")) if e in PLAN.embeddings]
     return {
         "means": f"{RES}/balance/group_means.parquet",
-        "reference": ref or (f"{RAW}/truth.json" if config["source"] == "demo" else "resources/paper/reported.json"),
+        "reference": ref
+        or (f"{RAW}/truth.json" if config["source"] == "demo" else "resources/paper/reported.json"),
         "paper": "resources/paper/reported.json",  # the paper's nearest-neighbour rows, on every dataset
         "index": f"{RES}/images.parquet",
         "attributes": f"{RES}/attributes.parquet",

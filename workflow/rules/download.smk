@@ -15,20 +15,21 @@ if config["source"] == "demo":
             faces=f"{RAW}/face_descriptors.npy",
             face_ids=f"{RAW}/face_descriptors.parquet",
             weights=generator_weights(),
-        params:
-            demo=config["demo"],
-            seed=config["seed"],
         log:
             f"{LOGS}/download/demo.log",
         conda:
             "../../envs/torch.yaml"
+        params:
+            demo=config["demo"],
+            seed=config["seed"],
         script:
             f"{SCRIPTS}/download_demo.py"
 
 
 if config["source"] == "celeba_hq":
 
-    localrules: fetch_celeba_hq_images  # needs the internet: on a cluster it runs where snakemake runs
+    localrules:
+        fetch_celeba_hq_images,  # needs the internet: on a cluster it runs where snakemake runs
 
     rule fetch_celeba_hq_images:
         """Link celeba_hq.local_dir and/or fetch the 30,000 images from celeba_hq.sources, verified; one bad image is a row of the table."""
@@ -36,56 +37,58 @@ if config["source"] == "celeba_hq":
             mapping=config["celeba_hq"]["mapping"],
         output:
             report=f"{RAW}/images_fetch.parquet",
-        params:  # the keys the fetch reads, so that e.g. a new test_fraction reruns the index but not the fetch
-            celeba_hq=celeba_fetch_settings(),
-            retries=config["downloads"]["retries"],
-            timeout=config["downloads"]["timeout"],
         log:
             f"{LOGS}/download/celeba_hq_images.log",
         conda:
             "../../envs/core.yaml"
+        params:  # the keys the fetch reads, so that e.g. a new test_fraction reruns the index but not the fetch
+            celeba_hq=celeba_fetch_settings(),
+            retries=config["downloads"]["retries"],
+            timeout=config["downloads"]["timeout"],
         script:
             f"{SCRIPTS}/download_celeba_hq_images.py"
 
 
 if download_paths(annotations=True):
 
-    localrules: download_celeba_annotations  # needs the internet: on a cluster it runs where snakemake runs
+    localrules:
+        download_celeba_annotations,  # needs the internet: on a cluster it runs where snakemake runs
 
     rule download_celeba_annotations:
         """One CelebA annotation file of downloads.files (e.g. list_attr_celeba.txt): resumable, retried, md5-verified."""
         output:
             "{annotation}",
+        log:
+            f"{LOGS}/download/{{annotation}}.log",
         wildcard_constraints:
             annotation=path_constraint(download_paths(annotations=True)),
+        conda:
+            "../../envs/core.yaml"
         params:
             entry=lambda wildcards, output: download_entry(output[0]),
             downloads=download_settings(),
-        log:
-            f"{LOGS}/download/{{annotation}}.log",
-        conda:
-            "../../envs/core.yaml"
         script:
             f"{SCRIPTS}/download_file.py"
 
 
 if download_paths(annotations=False):
 
-    localrules: download_weights  # needs the internet: on a cluster it runs where snakemake runs
+    localrules:
+        download_weights,  # needs the internet: on a cluster it runs where snakemake runs
 
     rule download_weights:
         """Any other file of downloads.files (GAN and FaceNet weights): resumable, retried, sha256-verified or locked."""
         output:
             "{weights_file}",
+        log:
+            f"{LOGS}/download/{{weights_file}}.log",
         wildcard_constraints:
             weights_file=path_constraint(download_paths(annotations=False)),
+        conda:
+            "../../envs/core.yaml"
         params:
             entry=lambda wildcards, output: download_entry(output[0]),
             downloads=download_settings(),
-        log:
-            f"{LOGS}/download/{{weights_file}}.log",
-        conda:
-            "../../envs/core.yaml"
         script:
             f"{SCRIPTS}/download_file.py"
 
@@ -97,15 +100,15 @@ checkpoint index_images:
     output:
         index=f"{RES}/images.parquet",
         rejected=f"{RES}/images_rejected.parquet",  # files left out (unsupported, duplicate photos) and why
+    log:
+        f"{LOGS}/index_images.log",
+    conda:
+        "../../envs/core.yaml"
     params:
         source=config["source"],
         spec=index_params(),
         treatment=config["treatment"],
         covariates=config["covariates"],
         shard_size=config["shard_size"],
-    log:
-        f"{LOGS}/index_images.log",
-    conda:
-        "../../envs/core.yaml"
     script:
         f"{SCRIPTS}/index_images.py"

@@ -14,16 +14,16 @@ rule edit_directions:
         table=f"{RES}/edits/directions.parquet",
         array=f"{RES}/edits/directions.npy",
         cosines=f"{RES}/edits/cosines.parquet",
+    log:
+        f"{LOGS}/edit/directions.log",
+    conda:
+        "../../envs/core.yaml"
     params:
         treatment=config["treatment"],
         covariates=config["covariates"],
         edit={k: EDIT[k] for k in ("attributes", "conditional", "min_positives")},
         attributes=config["attributes"],
         seed=config["seed"],
-    log:
-        f"{LOGS}/edit/directions.log",
-    conda:
-        "../../envs/core.yaml"
     script:
         f"{SCRIPTS}/edit_directions.py"
 
@@ -37,14 +37,14 @@ rule select_edit_images:
         matches=edit_match_files(EDIT["images"]["methods"]),
     output:
         f"{RES}/edits/selection.parquet",
-    params:
-        treatment=config["treatment"],
-        images=EDIT["images"],
-        seed=config["seed"],
     log:
         f"{LOGS}/edit/selection.log",
     conda:
         "../../envs/core.yaml"
+    params:
+        treatment=config["treatment"],
+        images=EDIT["images"],
+        seed=config["seed"],
     script:
         f"{SCRIPTS}/select_edit_images.py"
 
@@ -62,20 +62,22 @@ rule edit_shard:
         latents=f"{RES}/edits/shard_{{shard}}.npy",
         table=f"{RES}/edits/shard_{{shard}}.parquet",
         images=directory(f"{RES}/edits/shard_{{shard}}"),
-    params:
-        edit={k: EDIT[k] for k in ("strengths", "bound", "batch_size", "device")},
-        embeddings=lambda wildcards: PLAN.drift_embeddings,
-        # real photos: the face attribute models re-predict leakage on the rendered edits (their young_below)
-        image_models=config["face_attributes"]["young_below"] if config["face_attributes"]["activate"] else None,
+    log:
+        f"{LOGS}/edit/shard_{{shard}}.log",
+    conda:
+        "../../envs/torch.yaml"
     threads: EDIT["threads"]
     resources:
         gpu=1 if EDIT["gpu"] else 0,
         mem_mb=4000,
         runtime=120,
-    log:
-        f"{LOGS}/edit/shard_{{shard}}.log",
-    conda:
-        "../../envs/torch.yaml"
+    params:
+        edit={k: EDIT[k] for k in ("strengths", "bound", "batch_size", "device")},
+        embeddings=lambda wildcards: PLAN.drift_embeddings,
+        # real photos: the face attribute models re-predict leakage on the rendered edits (their young_below)
+        image_models=(
+            config["face_attributes"]["young_below"] if config["face_attributes"]["activate"] else None
+        ),
     script:
         f"{SCRIPTS}/edit_shard.py"
 
@@ -92,15 +94,17 @@ rule edit_summary:
     output:
         edits=f"{RES}/edits/edits.parquet",
         leakage=f"{RES}/edits/leakage.parquet",
-    params:
-        embeddings=lambda wildcards: list(PLAN.drift_embeddings),
-        thresholds=lambda wildcards: {e: t for e, t in PLAN.verification.items() if e in PLAN.drift_embeddings},
-        outcomes=config["outcomes"],
-        treatment=config["treatment"],
     log:
         f"{LOGS}/edit/summary.log",
     conda:
         "../../envs/core.yaml"
+    params:
+        embeddings=lambda wildcards: list(PLAN.drift_embeddings),
+        thresholds=lambda wildcards: {
+            e: t for e, t in PLAN.verification.items() if e in PLAN.drift_embeddings
+        },
+        outcomes=config["outcomes"],
+        treatment=config["treatment"],
     script:
         f"{SCRIPTS}/edit_summary.py"
 
@@ -113,15 +117,15 @@ rule edit_transects:
         outcomes=[f"{RES}/outcomes.parquet"] if config["outcomes"] else [],
     output:
         f"{RES}/edits/transects.parquet",
+    log:
+        f"{LOGS}/edit/transects.log",
+    conda:
+        "../../envs/core.yaml"
     params:
         direction=PLAN.transect_direction,
         n_boot=config["outcome_analysis"]["n_boot"],
         alpha=config["outcome_analysis"]["alpha"],
         seed=config["seed"],
-    log:
-        f"{LOGS}/edit/transects.log",
-    conda:
-        "../../envs/core.yaml"
     script:
         f"{SCRIPTS}/edit_transects.py"
 
@@ -137,14 +141,14 @@ rule interpolate_latents:
         latents=f"{RES}/edits/interpolations.npy",
         table=f"{RES}/edits/interpolations.parquet",
         images=directory(f"{RES}/edits/interpolations"),
-    params:
-        interpolation=EDIT["interpolation"],
-        edit={k: EDIT[k] for k in ("batch_size", "device")},
-        seed=config["seed"],
     log:
         f"{LOGS}/edit/interpolations.log",
     conda:
         "../../envs/torch.yaml"
+    params:
+        interpolation=EDIT["interpolation"],
+        edit={k: EDIT[k] for k in ("batch_size", "device")},
+        seed=config["seed"],
     script:
         f"{SCRIPTS}/interpolate_latents.py"
 
@@ -158,12 +162,12 @@ rule figure_edits:
         pdf=report(f"{RES}/figures/edits.pdf", caption="../report/edits.rst", category="Edits"),
         png=f"{RES}/figures/edits.png",
         data=f"{RES}/figures/edits.parquet",
-    params:
-        treatment=config["treatment"],
     log:
         f"{LOGS}/figures/edits.log",
     conda:
         "../../envs/core.yaml"
+    params:
+        treatment=config["treatment"],
     script:
         f"{SCRIPTS}/figure_edits.py"
 
@@ -173,7 +177,9 @@ rule figure_interpolations:
     input:
         table=f"{RES}/edits/interpolations.parquet",
     output:
-        pdf=report(f"{RES}/figures/interpolations.pdf", caption="../report/interpolations.rst", category="Edits"),
+        pdf=report(
+            f"{RES}/figures/interpolations.pdf", caption="../report/interpolations.rst", category="Edits"
+        ),
         png=f"{RES}/figures/interpolations.png",
         data=f"{RES}/figures/interpolations.parquet",
     log:

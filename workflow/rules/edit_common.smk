@@ -20,7 +20,11 @@ def latent_shard_inputs(wildcards):
 
 def demo_truth_inputs(wildcards):
     """The demo's planted directions and latent truth, against which the edits are checked."""
-    return {"planted": f"{RAW}/directions.parquet", "truth": f"{RAW}/truth.json"} if config["source"] == "demo" else {}
+    return (
+        {"planted": f"{RAW}/directions.parquet", "truth": f"{RAW}/truth.json"}
+        if config["source"] == "demo"
+        else {}
+    )
 
 
 def edit_match_files(methods):

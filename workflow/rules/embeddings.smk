@@ -8,11 +8,11 @@ rule compute_embedding:
     output:
         npy=f"{RES}/embeddings/{{embedding}}.npy",
         ids=f"{RES}/embeddings/{{embedding}}.parquet",
-    params:
-        spec=lambda wildcards: PLAN.embeddings[wildcards.embedding],
     log:
         f"{LOGS}/embeddings/{{embedding}}.log",
     conda:
         "../../envs/faces.yaml"
+    params:
+        spec=lambda wildcards: PLAN.embeddings[wildcards.embedding],
     script:
         f"{SCRIPTS}/compute_embedding.py"

@@ -11,12 +11,11 @@ rule predict_face_attributes:
         tables=shard_outputs(f"{RES}/aligned/shard_{{shard}}.parquet"),
     output:
         f"{RES}/face_attributes.parquet",
-    params:
-        face_attributes=config["face_attributes"],
     log:
         f"{LOGS}/face_attributes.log",
     conda:
         "../../envs/faces.yaml"
+    params:
+        face_attributes=config["face_attributes"],
     script:
         f"{SCRIPTS}/predict_face_attributes.py"
-

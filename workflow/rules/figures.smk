@@ -1,20 +1,23 @@
 # Stage 10: the paper's figures, each a target that rebuilds alone: results/<dataset>/figures/<name>.pdf
 # Every rule writes <name>.pdf (in the report), <name>.png and <name>.parquet (the numbers drawn).
 
+
 rule figure_covariate_means:
     """Covariate means per group before and after matching, 95% intervals, one panel per method."""
     input:
         means=f"{RES}/balance/group_means.parquet",
     output:
-        pdf=report(f"{RES}/figures/covariate_means.pdf", caption="../report/covariate_means.rst", category="Balance"),
+        pdf=report(
+            f"{RES}/figures/covariate_means.pdf", caption="../report/covariate_means.rst", category="Balance"
+        ),
         png=f"{RES}/figures/covariate_means.png",
         data=f"{RES}/figures/covariate_means.parquet",
-    params:
-        treatment=config["treatment"],
     log:
         f"{LOGS}/figures/covariate_means.log",
     conda:
         "../../envs/core.yaml"
+    params:
+        treatment=config["treatment"],
     script:
         f"{SCRIPTS}/figure_covariate_means.py"
 
@@ -44,18 +47,22 @@ rule figure_propensity_overlap:
         units=METHOD_UNITS,
         scores=overlap_scores,
     output:
-        pdf=report(f"{RES}/figures/propensity_overlap.pdf", caption="../report/propensity_overlap.rst", category="Balance"),
+        pdf=report(
+            f"{RES}/figures/propensity_overlap.pdf",
+            caption="../report/propensity_overlap.rst",
+            category="Balance",
+        ),
         png=f"{RES}/figures/propensity_overlap.png",
         data=f"{RES}/figures/propensity_overlap.parquet",
+    log:
+        f"{LOGS}/figures/propensity_overlap.log",
+    conda:
+        "../../envs/core.yaml"
     params:
         treatment=config["treatment"],
         covariates=config["covariates"],
         score_method=lambda wildcards: overlap_propensity()[0] or "",
         score_spec=lambda wildcards: overlap_propensity()[1],
-    log:
-        f"{LOGS}/figures/propensity_overlap.log",
-    conda:
-        "../../envs/core.yaml"
     script:
         f"{SCRIPTS}/figure_propensity_overlap.py"
 
@@ -66,15 +73,17 @@ rule figure_matched_pairs:
         matches=METHOD_MATCHES,
         aligned=shard_outputs(f"{RES}/aligned/shard_{{shard}}.parquet"),
     output:
-        pdf=report(f"{RES}/figures/matched_pairs.pdf", caption="../report/matched_pairs.rst", category="Matches"),
+        pdf=report(
+            f"{RES}/figures/matched_pairs.pdf", caption="../report/matched_pairs.rst", category="Matches"
+        ),
         png=f"{RES}/figures/matched_pairs.png",
         data=f"{RES}/figures/matched_pairs.parquet",
-    params:
-        treatment=config["treatment"],
     log:
         f"{LOGS}/figures/matched_pairs.log",
     conda:
         "../../envs/core.yaml"
+    params:
+        treatment=config["treatment"],
     script:
         f"{SCRIPTS}/figure_matched_pairs.py"
 
@@ -85,15 +94,19 @@ rule figure_distance_distributions:
         index=f"{RES}/images.parquet",
         neighbours=expand(f"{RES}/neighbours/{{embedding}}.parquet", embedding=PLAN.embeddings),
     output:
-        pdf=report(f"{RES}/figures/distance_distributions.pdf", caption="../report/distance_distributions.rst", category="Embeddings"),
+        pdf=report(
+            f"{RES}/figures/distance_distributions.pdf",
+            caption="../report/distance_distributions.rst",
+            category="Embeddings",
+        ),
         png=f"{RES}/figures/distance_distributions.png",
         data=f"{RES}/figures/distance_distributions.parquet",
-    params:
-        thresholds=PLAN.verification,
     log:
         f"{LOGS}/figures/distance_distributions.log",
     conda:
         "../../envs/core.yaml"
+    params:
+        thresholds=PLAN.verification,
     script:
         f"{SCRIPTS}/figure_distance_distributions.py"
 
@@ -105,16 +118,20 @@ rule figure_neighbour_quality:
         attributes=f"{RES}/attributes.parquet",
         neighbours=expand(f"{RES}/neighbours/{{embedding}}.parquet", embedding=PLAN.embeddings),
     output:
-        pdf=report(f"{RES}/figures/neighbour_quality.pdf", caption="../report/neighbour_quality.rst", category="Embeddings"),
+        pdf=report(
+            f"{RES}/figures/neighbour_quality.pdf",
+            caption="../report/neighbour_quality.rst",
+            category="Embeddings",
+        ),
         png=f"{RES}/figures/neighbour_quality.png",
         data=f"{RES}/figures/neighbour_quality.parquet",
         csv=f"{RES}/figures/neighbour_quality.csv",
-    params:
-        covariates=config["covariates"],
     log:
         f"{LOGS}/figures/neighbour_quality.log",
     conda:
         "../../envs/core.yaml"
+    params:
+        covariates=config["covariates"],
     script:
         f"{SCRIPTS}/figure_neighbour_quality.py"
 
@@ -127,15 +144,19 @@ rule figure_projection_quality:
         aligned=shard_outputs(f"{RES}/aligned/shard_{{shard}}.parquet"),
         weights=generator_weights(),
     output:
-        pdf=report(f"{RES}/figures/projection_quality.pdf", caption="../report/projection_quality.rst", category="Projection"),
+        pdf=report(
+            f"{RES}/figures/projection_quality.pdf",
+            caption="../report/projection_quality.rst",
+            category="Projection",
+        ),
         png=f"{RES}/figures/projection_quality.png",
         data=f"{RES}/figures/projection_quality.parquet",
-    params:
-        n_examples=8,
     log:
         f"{LOGS}/figures/projection_quality.log",
     conda:
         "../../envs/torch.yaml"
+    params:
+        n_examples=8,
     script:
         f"{SCRIPTS}/figure_projection_quality.py"
 
@@ -162,19 +183,23 @@ rule figure_paper_comparison:
     input:
         unpack(paper_comparison_inputs),
     output:
-        pdf=report(f"{RES}/figures/paper_comparison.pdf", caption="../report/paper_comparison.rst", category="Balance"),
+        pdf=report(
+            f"{RES}/figures/paper_comparison.pdf",
+            caption="../report/paper_comparison.rst",
+            category="Balance",
+        ),
         png=f"{RES}/figures/paper_comparison.png",
         data=f"{RES}/figures/paper_comparison.parquet",
         nn=f"{RES}/figures/paper_comparison_neighbours.csv",
+    log:
+        f"{LOGS}/figures/paper_comparison.log",
+    conda:
+        "../../envs/core.yaml"
     params:
         method=PLAN.paper_comparison_method,
         spec=PLAN.methods[PLAN.paper_comparison_method],
         k=config["distances"]["k"],
         treatment=config["treatment"],
         covariates=config["covariates"],
-    log:
-        f"{LOGS}/figures/paper_comparison.log",
-    conda:
-        "../../envs/core.yaml"
     script:
         f"{SCRIPTS}/figure_paper_comparison.py"

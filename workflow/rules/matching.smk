@@ -6,17 +6,19 @@ rule match_groups:
     input:
         index=f"{RES}/images.parquet",
         attributes=f"{RES}/attributes.parquet",
-        embeddings=lambda wildcards: [f for e in match_embeddings(wildcards.method) for f in embedding_files(e)],
+        embeddings=lambda wildcards: [
+            f for e in match_embeddings(wildcards.method) for f in embedding_files(e)
+        ],
     output:
         pairs=f"{RES}/matches/{{method}}.parquet",
         units=f"{RES}/matches/units/{{method}}.parquet",  # weight, subclass, discarded, distance per image
-    params:
-        spec=lambda wildcards: PLAN.methods[wildcards.method],
-        treatment=config["treatment"],
-        seed=config["seed"],
     log:
         f"{LOGS}/matching/{{method}}.log",
     conda:
         "../../envs/core.yaml"
+    params:
+        spec=lambda wildcards: PLAN.methods[wildcards.method],
+        treatment=config["treatment"],
+        seed=config["seed"],
     script:
         f"{SCRIPTS}/match_groups.py"

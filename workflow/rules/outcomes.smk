@@ -7,6 +7,10 @@ rule estimate_outcomes:
         unpack(outcome_inputs),
     output:
         f"{RES}/outcomes.parquet",
+    log:
+        f"{LOGS}/outcomes/effects.log",
+    conda:
+        "../../envs/core.yaml"
     params:
         outcomes=config["outcomes"],
         treatment=config["treatment"],
@@ -15,10 +19,6 @@ rule estimate_outcomes:
         truth=config["outcome_analysis"]["truth"],
         seed=config["seed"],
         min_pairs=config["balance"]["min_pairs"],
-    log:
-        f"{LOGS}/outcomes/effects.log",
-    conda:
-        "../../envs/core.yaml"
     script:
         f"{SCRIPTS}/estimate_outcomes.py"
 
@@ -33,15 +33,15 @@ rule verification_bias:
         units=METHOD_UNITS,
     output:
         f"{RES}/outcomes/verification_{{embedding}}.parquet",
+    log:
+        f"{LOGS}/outcomes/verification_{{embedding}}.log",
+    conda:
+        "../../envs/core.yaml"
     params:
         treatment=config["treatment"],
         n_boot=config["outcome_analysis"]["n_boot"],
         alpha=config["outcome_analysis"]["alpha"],
         threshold=lambda wildcards: PLAN.verification[wildcards.embedding],
         seed=config["seed"],
-    log:
-        f"{LOGS}/outcomes/verification_{{embedding}}.log",
-    conda:
-        "../../envs/core.yaml"
     script:
         f"{SCRIPTS}/verification_bias.py"

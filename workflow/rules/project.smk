@@ -10,18 +10,18 @@ rule project_shard:
     output:
         latents=f"{RES}/latents/shard_{{shard}}.npy",
         table=f"{RES}/latents/shard_{{shard}}.parquet",
-    params:
-        project=projection_params(),
-        seed=config["seed"],
+    log:
+        f"{LOGS}/project/shard_{{shard}}.log",
+    conda:
+        "../../envs/torch.yaml"
     threads: config["project"]["threads"]
     resources:
         gpu=1 if config["project"]["gpu"] else 0,
         mem_mb=4000,
         runtime=240,
-    log:
-        f"{LOGS}/project/shard_{{shard}}.log",
-    conda:
-        "../../envs/torch.yaml"
+    params:
+        project=projection_params(),
+        seed=config["seed"],
     script:
         f"{SCRIPTS}/project_shard.py"
 
@@ -32,16 +32,16 @@ rule train_encoder:
         weights=generator_weights(),
     output:
         encoder=f"{RES}/encoder.pt",
-    params:
-        project={k: config["project"][k] for k in ("space", "encoder")},
-        seed=config["seed"],
-    threads: 2
-    resources:
-        mem_mb=2000,
-        runtime=30,
     log:
         f"{LOGS}/project/train_encoder.log",
     conda:
         "../../envs/torch.yaml"
+    threads: 2
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    params:
+        project={k: config["project"][k] for k in ("space", "encoder")},
+        seed=config["seed"],
     script:
         f"{SCRIPTS}/train_encoder.py"

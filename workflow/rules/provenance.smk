@@ -10,12 +10,12 @@ rule provenance:
         json=f"{RES}/provenance.json",
         txt=f"{RES}/provenance.txt",
         html=report(f"{RES}/provenance.html", caption="../report/provenance.rst", category="Provenance"),
-    params:
-        config=dict(config),
-        code=CODE_VERSION,
     log:
         f"{LOGS}/provenance.log",
     conda:
         "../../envs/core.yaml"
+    params:
+        config=dict(config),
+        code=CODE_VERSION,
     script:
         f"{SCRIPTS}/provenance.py"

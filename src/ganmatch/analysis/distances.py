@@ -17,10 +17,8 @@ import contextlib
 import os
 import threading
 import warnings
-from collections.abc import Sequence
 
 import numpy as np
-import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from ganmatch.analysis.knn_kernels import Reservoirs, pair_dots, run_ranges, select_rows
@@ -101,7 +99,7 @@ def _pair_sq(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.
 # ---------------------------------------------------------------- validation
 
 
-def _as_matrix(X, name: str) -> np.ndarray:
+def as_matrix(X, name: str) -> np.ndarray:
     """float32 C-contiguous (n, d) view of X; W+ latents (n, 18, 512) are flattened; NaN rows are an error."""
     X = np.asarray(X)
     if X.ndim == 1:
@@ -137,8 +135,8 @@ def pairwise(X, Y=None, metric: str = "euclidean", force: bool = False, block_si
     returned read-only mapped, so it never has to fit in RAM.
     """
     spec = _metric(metric)
-    X = spec["prepare"](_as_matrix(X, "X"))
-    Y = X if Y is None else spec["prepare"](_as_matrix(Y, "Y"))
+    X = spec["prepare"](as_matrix(X, "X"))
+    Y = X if Y is None else spec["prepare"](as_matrix(Y, "Y"))
     if X.shape[1] != Y.shape[1]:
         raise InputDataError(f"X has {X.shape[1]} features but Y has {Y.shape[1]}.")
     n, m = len(X), len(Y)
@@ -173,7 +171,7 @@ def _fill_pairwise(out: np.ndarray, X: np.ndarray, Y: np.ndarray, spec: dict, bl
 
 def prepare(X, metric: str = "euclidean", name: str = "X") -> np.ndarray:
     """Validated float32 rows transformed for `metric` (unit rows for cosine), for `pair_distances`."""
-    return _metric(metric)["prepare"](_as_matrix(X, name))
+    return _metric(metric)["prepare"](as_matrix(X, name))
 
 
 def pair_distances(Xp: np.ndarray, Yp: np.ndarray, rows, cols, metric: str = "euclidean") -> np.ndarray:
@@ -314,8 +312,8 @@ def knn(X: np.ndarray, k: int, metric: str = "euclidean", Y: np.ndarray | None =
     if backend not in BACKENDS:
         raise InputDataError(f"knn: unknown backend '{backend}'; choose one of {list(BACKENDS)}.")
     same = Y is None
-    Xp = spec["prepare"](_as_matrix(X, "X"))
-    Yp = Xp if same else spec["prepare"](_as_matrix(Y, "Y"))
+    Xp = spec["prepare"](as_matrix(X, "X"))
+    Yp = Xp if same else spec["prepare"](as_matrix(Y, "Y"))
     if Xp.shape[1] != Yp.shape[1]:
         raise InputDataError(f"X has {Xp.shape[1]} features but Y has {Yp.shape[1]}.")
     n, m = len(Xp), len(Yp)
@@ -663,117 +661,3 @@ def _knn_exhaustive(Xp: np.ndarray, Yp: np.ndarray, kk: int, spec: dict, self_ex
         cols = np.broadcast_to(np.arange(m), D.shape)
         idx_out[i0:i1], dist_out[i0:i1] = _select(D, cols, kk)
     return idx_out, dist_out
-
-
-# ---------------------------------------------------------------- tables
-
-
-def _table(ids: np.ndarray, qpos: np.ndarray, npos: np.ndarray, idx: np.ndarray, dist: np.ndarray,
-           scope: str) -> pd.DataFrame:
-    kk = idx.shape[1]
-    return pd.DataFrame({
-        "query": np.repeat(ids[qpos], kk),
-        "neighbour": ids[npos[idx.ravel()]] if idx.size else np.array([], dtype=ids.dtype),
-        "distance": dist.ravel().astype(np.float32),
-        "rank": np.tile(np.arange(1, kk + 1, dtype=np.int32), len(qpos)),
-        "scope": scope,
-    })
-
-
-def neighbour_table(ids: Sequence[str], X: np.ndarray, k: int, metric: str = "euclidean",
-                    treated: np.ndarray | None = None, block_size: int = 2048) -> pd.DataFrame:
-    """Long neighbours table: query, neighbour, distance (float32), rank (1-based), scope.
-
-    scope "all": the k nearest among the whole set (self excluded); with `treated` (0/1 per row) also
-    scope "cross": the k nearest among the other treatment group.
-    """
-    ids = np.asarray(ids).astype(str)
-    X = _as_matrix(X, "embedding")
-    if len(ids) != len(X):
-        raise InputDataError(f"neighbour_table: {len(ids)} ids but {len(X)} embedding rows.")
-    if len(np.unique(ids)) != len(ids):
-        raise InputDataError("neighbour_table: image ids are not unique.")
-    allpos = np.arange(len(ids))
-    idx, dist = knn(X, k, metric, exclude_self=True, block_size=block_size)
-    parts = [_table(ids, allpos, allpos, idx, dist, "all")]
-    if treated is not None:
-        t = _treatment(treated, len(ids))
-        for g in (1, 0):
-            q, c = np.flatnonzero(t == g), np.flatnonzero(t != g)
-            if len(c) == 0 or len(q) == 0:
-                warnings.warn(f"neighbour_table: treatment group {1 - g} is empty; no cross neighbours.", stacklevel=2)
-                continue
-            idx, dist = knn(X[q], k, metric, Y=X[c], exclude_self=False, block_size=block_size)
-            parts.append(_table(ids, q, c, idx, dist, "cross"))
-    out = pd.concat(parts, ignore_index=True)
-    out["distance"] = out["distance"].astype(np.float32)
-    return out
-
-
-def _treatment(treated, n: int) -> np.ndarray:
-    t = np.asarray(treated)
-    if t.shape != (n,):
-        raise InputDataError(f"treatment has shape {t.shape}, expected ({n},).")
-    if pd.isna(t).any() or not np.isin(t, [0, 1]).all():
-        raise InputDataError("treatment must be 0/1 for every row (config key treatment).")
-    return t.astype(np.int8)
-
-
-# ---------------------------------------------------------------- nearest-neighbour quality (the paper's table)
-
-
-def retrieval_quality(neighbours: pd.DataFrame, identity: pd.Series, attributes: pd.DataFrame,
-                      ks=(1, 5, 10)) -> pd.DataFrame:
-    """The paper's nearest-neighbour table for one embedding, one row per scope of `neighbours`.
-
-    - err_top<k>: among queries whose identity has another photo, the fraction with no photo of their
-      identity among their k nearest neighbours (retrieval top-k error; falls as k grows, as reported);
-    - other_top<k>: the fraction of all top-k neighbour rows that show another identity;
-    - diff_<attribute>: mean |attribute(query) - attribute(nearest neighbour)|.
-    `identity` is indexed by image id; `attributes` is indexed by image id or has an image_id column.
-    """
-    need = {"query", "neighbour", "rank"}
-    if not need <= set(neighbours.columns):
-        raise InputDataError(f"retrieval_quality: neighbours table lacks {sorted(need - set(neighbours.columns))}.")
-    identity = identity.astype(str)
-    if "image_id" in attributes.columns:
-        attributes = attributes.set_index("image_id")
-    attributes = attributes.apply(pd.to_numeric, errors="coerce")
-    attributes = attributes.loc[:, attributes.notna().any()]
-    missing = set(neighbours["query"]) - set(identity.index)
-    if missing:
-        raise InputDataError(f"retrieval_quality: {len(missing)} query ids have no identity (e.g. {sorted(missing)[:3]}).")
-    counts = identity.value_counts()
-    scopes = neighbours["scope"].unique() if "scope" in neighbours else [None]
-    rows = []
-    for scope in scopes:
-        nb = neighbours if scope is None else neighbours[neighbours["scope"] == scope]
-        q_id = identity.reindex(nb["query"].to_numpy()).to_numpy()
-        n_id = identity.reindex(nb["neighbour"].to_numpy()).to_numpy()
-        same = pd.Series(q_id == n_id, index=nb.index)
-        rank = nb["rank"].to_numpy()
-        row = {"scope": scope if scope is not None else "all", "n_queries": int(nb["query"].nunique())}
-        has_other = counts.reindex(q_id).to_numpy() >= 2
-        for k in ks:
-            top = rank <= k
-            row[f"other_top{k}"] = float(1.0 - same[top].mean()) if top.any() else np.nan
-            hit = pd.Series(same.to_numpy() & top).groupby(nb["query"].to_numpy()).any()
-            eligible = pd.Series(has_other & top).groupby(nb["query"].to_numpy()).any()
-            hit = hit[eligible[eligible].index]
-            row[f"err_top{k}"] = float(1.0 - hit.mean()) if len(hit) else np.nan
-        first = nb[rank == 1]
-        a_q = attributes.reindex(first["query"].to_numpy()).to_numpy(np.float64)
-        a_n = attributes.reindex(first["neighbour"].to_numpy()).to_numpy(np.float64)
-        for j, col in enumerate(attributes.columns):
-            diff = np.abs(a_q[:, j] - a_n[:, j])
-            row[f"diff_{col}"] = float(np.nanmean(diff)) if np.isfinite(diff).any() else np.nan
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def retrieval_quality_table(neighbours: dict[str, pd.DataFrame], identity: pd.Series, attributes: pd.DataFrame,
-                            ks=(1, 5, 10)) -> pd.DataFrame:
-    """`retrieval_quality` for every embedding ({name: neighbour table}), stacked with an `embedding` column first."""
-    frames = [retrieval_quality(nb, identity, attributes, ks=ks).assign(embedding=name) for name, nb in neighbours.items()]
-    out = pd.concat(frames, ignore_index=True)
-    return out[["embedding", *[c for c in out.columns if c != "embedding"]]]

@@ -50,6 +50,16 @@ def check_treatment_resolved(values: pd.Series, treatment: str) -> None:
                              "prediction; label them in folder.labels or set face_attributes.activate: true.")
 
 
+def treatment_vector(treated, n: int) -> np.ndarray:
+    """The treatment of `n` rows as int8 0/1, checked: the validation the neighbour tables and matching share."""
+    t = np.asarray(treated)
+    if t.shape != (n,):
+        raise InputDataError(f"treatment has shape {t.shape}, expected ({n},).")
+    if pd.isna(t).any() or not np.isin(t, [0, 1]).all():
+        raise InputDataError("treatment must be 0/1 for every row (config key treatment).")
+    return t.astype(np.int8)
+
+
 def with_treatment(index: pd.DataFrame, attributes: pd.DataFrame | None, treatment: str) -> pd.DataFrame:
     """The index with its treatment column as resolved by the attributes stage, where that stage has it.
 

@@ -125,7 +125,7 @@ class Editor:
         """One PNG of the latents' images side by side (at most MAX_BATCH), memoised by latent bytes."""
         from PIL import Image
 
-        from ganmatch.data.demo import render
+        from ganmatch.gan.render import render
 
         latents = np.ascontiguousarray(latents, np.float32)
         if not 1 <= len(latents) <= MAX_BATCH:

@@ -44,7 +44,7 @@ def draw_latents(generator, n: int, seed: int) -> np.ndarray:
 
 def plant_labels(generator, W: np.ndarray, seed: int) -> pd.DataFrame:
     """Covariates = signs along the generator's most visible directions; treatment confounded with them."""
-    from ganmatch.data.demo import semantic_directions
+    from ganmatch.simulate.demo import semantic_directions
 
     rng = np.random.default_rng(seed)
     dirs = semantic_directions(generator, 1 + len(COVARIATES), seed=seed)
@@ -73,7 +73,7 @@ def write_synthetic_run(root: str | Path, dataset: str = "synthetic", n_images: 
     """Write a complete results folder under `root`; returns `<root>/results/<dataset>`. `face_dim` is the size
     of the stand-in face-recognition embedding ('facial': photos of one person close together); `figures` adds
     the love plot (the overview's gallery)."""
-    from ganmatch.data.demo import render as render_latents
+    from ganmatch.gan.render import render as render_latents
     from ganmatch.gan.weights import save_generator
     from ganmatch.matching import matched_weights
     from ganmatch.stages.balance import method_balance

@@ -228,7 +228,7 @@ def load_vgg16_features(weights: str | None = None, allow_random: bool = False, 
             raise WeightsError("face embedding 'vgg' needs weights: set embeddings.<name>.weights to a local file "
                                f"(download {VGG16_URL}) or allow_random: true for a smoke run")
     else:
-        from ganmatch.gan.weights import load_state_dict_file
+        from ganmatch.data.tensors import load_state_dict_file
 
         load_state_dict_file(features, weights, lambda k: k[len("features."):] if k.startswith("features.") else None,
                              "torchvision's VGG16", f"download {VGG16_URL} there")

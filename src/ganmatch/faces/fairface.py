@@ -45,7 +45,7 @@ def load_fairface(weights: str | None = None, allow_random: bool = False, random
             raise WeightsError("FairFace needs weights: set face_attributes.fairface_weights to "
                                f"{FAIRFACE_WEIGHTS[7]} (from {FAIRFACE_SOURCE})")
     else:
-        from ganmatch.gan.weights import load_state_dict_file
+        from ganmatch.data.tensors import load_state_dict_file
 
         load_state_dict_file(model, weights, lambda k: k.removeprefix("module."), "FairFace's ResNet-34",
                              f"get {Path(weights).name} from {FAIRFACE_SOURCE}")

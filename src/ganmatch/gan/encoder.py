@@ -22,9 +22,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ganmatch.data.io import atomic_path
+from ganmatch.data.tensors import read_checkpoint
 from ganmatch.errors import InputDataError, WeightsError
 from ganmatch.gan.project import SPACES, images_to_tensor, multiscale_mse, tensor_to_uint8, w_statistics
-from ganmatch.gan.weights import read_checkpoint
 
 FORMAT = "ganmatch-encoder/1"
 TRAINING_PARAMS = ("n_train", "epochs", "batch_size", "lr", "pixel_weight", "truncation_psi", "latent_jitter",

@@ -371,13 +371,3 @@ class LatentProjector:
                 img = gen.synthesis(w, noise_mode="const", noises=best_noises)
         return (w.float().cpu().numpy(), loss.float().cpu().numpy(), steps.cpu().numpy(),
                 failed.cpu().numpy(), tensor_to_uint8(img.float()))
-
-
-def render_latents(weights: str, latents: np.ndarray, device: str = "cpu") -> np.ndarray:
-    """Re-render W or W+ latents with the generator in `weights` (constant noise): uint8 (N, size, size, 3)."""
-    from ganmatch.gan.weights import load_generator
-
-    generator = load_generator(weights, map_location=device)
-    with torch.no_grad():
-        images = generator.synthesis(torch.as_tensor(np.asarray(latents, np.float32), device=device))
-    return tensor_to_uint8(images)

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from ganmatch.analysis import distances
+from ganmatch.data.dataset import treatment_vector
 from ganmatch.errors import ConfigError, InputDataError
 
 PAIR_COLUMNS = ["treated_id", "control_id", "distance", "weight", "subclass", "method", "embedding"]
@@ -30,7 +31,7 @@ class MatchData:
         n = len(self.ids)
         if len(np.unique(self.ids)) != n:
             raise InputDataError("MatchData: image ids are not unique.")
-        self.treated = distances._treatment(self.treated, n).astype(np.int64)
+        self.treated = treatment_vector(self.treated, n).astype(np.int64)
         for name, X in self.embeddings.items():
             if len(X) != n:
                 raise InputDataError(f"MatchData: embedding '{name}' has {len(X)} rows for {n} ids.")
@@ -48,7 +49,7 @@ class MatchData:
         if name not in self.embeddings:
             raise ConfigError(f"matching: embedding '{name}' is not available; have {sorted(self.embeddings)} "
                               "(config key matching.methods.<name>.embedding).")
-        return distances._as_matrix(self.embeddings[name], f"embedding '{name}'")
+        return distances.as_matrix(self.embeddings[name], f"embedding '{name}'")
 
 
 @dataclass

@@ -363,7 +363,7 @@ def distance_distributions(neighbours: Mapping[str, pd.DataFrame], identity: pd.
 def neighbour_quality(table: pd.DataFrame, pdf: str, png: str | None = None) -> pd.DataFrame:
     """The paper's nearest-neighbour table as a figure: identity retrieval error at top-k (scope "all") and
     the attribute mismatch between an image and its nearest neighbour in the other group (scope "cross").
-    `table` is `distances.retrieval_quality_table` output; it is returned unchanged.
+    `table` is `retrieval.retrieval_quality_table` output; it is returned unchanged.
     """
     _need(table, ["embedding", "scope"], "neighbour_quality")
     embeddings = list(dict.fromkeys(table["embedding"]))

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ganmatch.analysis import distances
+from ganmatch.analysis.retrieval import retrieval_quality_table
 from ganmatch.errors import InputDataError
 from ganmatch.report.plots import GROUP_COLOURS, plt, pretty, save_figure
 
@@ -166,8 +167,6 @@ def paper_comparison(means: pd.DataFrame, nn: pd.DataFrame, pdf: str, png: str |
 def run_nn_quality(neighbours: Mapping[str, pd.DataFrame], constrained: pd.DataFrame | None, identity: pd.Series,
                    attributes: pd.DataFrame, constrained_name: str) -> pd.DataFrame:
     """The run's nearest-neighbour quality per embedding, plus the constrained-cost row when given."""
-    from ganmatch.analysis.distances import retrieval_quality_table
-
     tables = dict(neighbours)
     if constrained is not None:
         tables[constrained_name] = constrained
@@ -192,8 +191,7 @@ def comparison_tables(means: pd.DataFrame, reference_path: str, method: str, spe
         pos = pd.Series(np.arange(len(cid)), index=cid)
         keep = np.isin(ids, cid)
         constrained = constrained_neighbours(ids[keep], X[keep], F[pos.loc[ids[keep]].to_numpy()],
-                                             float(spec.get("threshold", 0.6)), k, spec.get("metric", "euclidean"),
-                                             spec.get("constraint_metric", "euclidean"))
+                                             float(spec["threshold"]), k, spec["metric"], spec["constraint_metric"])
         name = f"{emb} + {con} constraint"
     nn = neighbour_comparison(run_nn_quality(neighbours, constrained, identity, attributes, name),
                               paper.get("neighbour_quality"))

@@ -133,9 +133,9 @@ def available_columns(config: dict) -> tuple[set[str] | None, str]:
     source = config.get("source")
     models, model_where = _model_columns(config)
     if source == "demo":
-        from ganmatch.data.demo import PLANTED
+        from ganmatch.simulate.demo import PLANTED
 
-        return {"male", *PLANTED, "outcome"}, "the demo's labels (ganmatch.data.demo.PLANTED, male, outcome)"
+        return {"male", *PLANTED, "outcome"}, "the demo's labels (ganmatch.simulate.demo.PLANTED, male, outcome)"
     if source == "celeba_hq":
         from ganmatch.data.celeba import ATTRIBUTE_ALIASES, CELEBA_ATTRIBUTES
 
@@ -229,8 +229,9 @@ def _given(spec: dict, key: str) -> bool:
     return spec.get(key) is not None
 
 
-def distance_problems(key: str, method: str, spec: dict, covariates: set) -> list[str]:
-    """The distance and the options that depend on it, as MatchIt refuses them."""
+def distance_problems(key: str, method: str, spec: dict, covariates: set, given: set | None = None) -> list[str]:
+    """The distance and the options that depend on it, as MatchIt refuses them. `spec` has its defaults filled;
+    `given` are the keys the config itself wrote (default: all of spec's)."""
     from ganmatch.matching import METHODS
     from ganmatch.matching.distance import SCALAR_DISTANCES
 
@@ -238,6 +239,7 @@ def distance_problems(key: str, method: str, spec: dict, covariates: set) -> lis
     dist = spec.get("distance")
     if dist is None:
         return problems
+    given = set(spec) if given is None else given
     has_design = _given(spec, "covariates") or _given(spec, "embedding")
     if dist == "embedding":
         if not _given(spec, "embedding"):
@@ -253,17 +255,17 @@ def distance_problems(key: str, method: str, spec: dict, covariates: set) -> lis
                             f"({_names(covariates)}): the matching stage reads only those columns.")
     elif not has_design:
         problems.append(f"'{key}': distance {dist} needs covariates and/or an embedding to compute it from.")
-    if dist == "propensity" and _given(spec, "embedding") and spec.get("penalty", "none") == "none":
+    if dist == "propensity" and _given(spec, "embedding") and spec["penalty"] == "none":
         problems.append(f"'{key}.penalty': a propensity model on the embedding '{spec['embedding']}' needs an explicit "
                         "penalty (penalty: l2 with C): an unpenalised fit on hundreds of latent dimensions separates "
                         "the groups.")
     if dist != "propensity":
         for opt in ("link", "penalty", "C", "standardize", "max_iter"):
-            if opt in spec:
+            if opt in given:
                 problems.append(f"'{key}.{opt}' applies only to distance: propensity (this method's distance is {dist}).")
     scalar = dist in SCALAR_DISTANCES
     if not scalar:
-        if spec.get("discard", "none") != "none":
+        if spec["discard"] != "none":
             problems.append(f"'{key}.discard' needs a scalar distance (propensity or score): common support is a "
                             "range of it (MatchIt refuses discard otherwise).")
         if spec.get("m_order") in ("largest", "smallest"):
@@ -272,35 +274,38 @@ def distance_problems(key: str, method: str, spec: dict, covariates: set) -> lis
         if _given(spec, "mahvars"):
             problems.append(f"'{key}.mahvars' needs a scalar distance (propensity or score) to order, caliper and "
                             f"discard by (MatchIt); with distance {dist} list the columns in covariates instead.")
-        if _given(spec, "caliper") and spec.get("std_caliper", True):
+        if _given(spec, "caliper") and spec["std_caliper"]:
             problems.append(f"'{key}.caliper' on distance {dist} is absolute: set std_caliper: false, or use "
                             "caliper_sd / caliper_quantile (MatchIt refuses std.caliper for such distances).")
         if method == "subclass":
             problems.append(f"'{key}.distance': subclass needs a scalar distance (propensity or score).")
-    estimand = spec.get("estimand", "ATT")
+    estimand = spec["estimand"]
     if estimand not in METHODS[method].estimands:
         problems.append(f"'{key}.estimand' is {estimand}; method {method} estimates "
                         f"{' or '.join(METHODS[method].estimands)} (as MatchIt).")
-    if spec.get("m_order") == "closest" and (spec.get("ratio", 1) != 1 or spec.get("replace")):
+    if spec.get("m_order") == "closest" and (spec.get("ratio") not in (None, 1) or spec.get("replace")):
         problems.append(f"'{key}.m_order' closest is the greedy method, 1:1 without replacement; drop ratio/replace.")
     return problems
 
 
-def method_problems(config: dict) -> list[str]:
+def method_problems(config: dict, given: dict | None = None) -> list[str]:
     """Each method's parameters against its list (`matching.METHODS`), the columns and embeddings it names, and
-    the distance/method/option combinations MatchIt refuses."""
+    the distance/method/option combinations MatchIt refuses. `config` has its defaults filled; `given` is the
+    config as written (default: `config`), for the checks of what a method was given."""
     from ganmatch.matching import METHODS
 
     problems = []
     covariates = set(config.get("covariates") or [])
     embeddings = set(config.get("embeddings") or {})
+    written = ((given or config).get("matching") or {}).get("methods") or {}
     for name, spec in ((config.get("matching") or {}).get("methods") or {}).items():
         key = f"matching.methods.{name}"
         method = spec.get("method")
         if method not in METHODS:
             continue  # the schema names the allowed methods
         accepted = set(METHODS[method].params)
-        for param in sorted(set(spec) - accepted - {"method"}):
+        keys = set(written[name]) if isinstance(written.get(name), dict) else set(spec)
+        for param in sorted(keys - accepted - {"method"}):
             hint = difflib.get_close_matches(param, sorted(accepted), n=1)
             did = f" Did you mean '{hint[0]}'?" if hint else ""
             problems.append(f"'{key}.{param}': method {method} takes no such parameter.{did} "
@@ -323,7 +328,7 @@ def method_problems(config: dict) -> list[str]:
         calipers = [p for p in ("caliper", "caliper_sd", "caliper_quantile") if spec.get(p) is not None]
         if len(calipers) > 1:
             problems.append(f"'{key}': give at most one of caliper, caliper_sd and caliper_quantile (got {', '.join(calipers)}).")
-        problems += distance_problems(key, method, spec, covariates)
+        problems += distance_problems(key, method, spec, covariates, keys)
         gap = spec.get("reference_gap")
         if gap is not None and len(gap) == 2 and gap[0] > gap[1]:
             problems.append(f"'{key}.reference_gap' is {gap}: the lower bound exceeds the upper one.")
@@ -358,10 +363,10 @@ def constrained_semantics_problems(config: dict) -> list[str]:
 
     problems = []
     for name, spec in ((config.get("matching") or {}).get("methods") or {}).items():
-        if spec.get("method") != "greedy_constrained" or spec.get("semantics", "reference") != "reference":
+        if spec.get("method") != "greedy_constrained" or spec["semantics"] != "reference":
             continue
-        bad = reference_semantics_problems(spec.get("mode", "penalty"), spec.get("reference_embedding", "") is not None,
-                                           spec.get("min_photos", 2), spec.get("caliper"))
+        bad = reference_semantics_problems(spec["mode"], spec.get("reference_embedding") is not None,
+                                           spec["min_photos"], spec.get("caliper"))
         problems += [f"'matching.methods.{name}.{param}': semantics 'reference' cannot take {why}. Or set "
                      "semantics: corrected." for param, why in bad.items()]
     return problems
@@ -371,23 +376,23 @@ def precomputed_problems(config: dict) -> list[str]:
     """An embedding of kind precomputed reads its rows from `path`, which must name a .npy file."""
     return [f"'embeddings.{name}.path' must name the .npy file of a precomputed embedding (its ids in the .parquet "
             "beside it)." for name, spec in (config.get("embeddings") or {}).items()
-            if spec.get("kind") == "precomputed" and not str(spec.get("path", "")).endswith(".npy")]
+            if spec.get("kind") == "precomputed" and not str(spec.get("path")).endswith(".npy")]
 
 
 def edit_problems(config: dict) -> list[str]:
     """The edit block: it must choose images, and name known matching methods and attributes."""
     edit = config.get("edit") or {}
     problems = []
-    methods = set(config.get("matching", {}).get("methods", {}))
+    methods = set(config["matching"]["methods"])
     images = edit.get("images") or {}
     for key, block in (("images", images), ("interpolation", edit.get("interpolation") or {})):
         for name in block.get("methods") or []:
             if name not in methods:
                 problems.append(f"'edit.{key}.methods' names '{name}', which is not among matching.methods: {_names(methods)}.")
-    if edit.get("activate", True) and "images" in edit and not (
-            images.get("ids") or images.get("per_group", 1) > 0 or (images.get("methods") and images.get("max_pairs", 1) > 0)):
+    if edit["activate"] and not (
+            images["ids"] or images["per_group"] > 0 or (images["methods"] and images["max_pairs"] > 0)):
         problems.append("'edit.images' chooses no image: list ids, set per_group > 0, or name matching methods with max_pairs > 0.")
-    known = set(edit.get("attributes") or [config.get("treatment"), *config.get("covariates", [])])
+    known = set(edit["attributes"] or [config["treatment"], *config["covariates"]])
     for target, condition in (edit.get("conditional") or {}).items():
         unknown = [a for a in [target, *condition] if a not in known]
         if unknown:
@@ -438,7 +443,7 @@ def known_image_ids(config: dict) -> tuple[set[str] | None, str]:
     demo's draws (`demo.demo_image_ids`, nothing rendered) or the CelebA-HQ mapping's rows; (None, '') when the
     folder or mapping is missing (other checks name it). An index left by an earlier run is not used: it may be stale."""
     if config.get("source") == "demo":
-        from ganmatch.data.demo import demo_image_ids
+        from ganmatch.simulate.demo import demo_image_ids
 
         return set(demo_image_ids(config["demo"], config["seed"])), "the demo (demo.n_identities, seed)"
     if config.get("source") == "celeba_hq":
@@ -460,7 +465,7 @@ def edit_id_problems(config: dict) -> list[str]:
     """edit.images.ids that name no image (found before the first job, not by select_edit_images after 23 jobs)."""
     edit = config.get("edit") or {}
     ids = (edit.get("images") or {}).get("ids") or []
-    if not ids or not edit.get("activate", True):
+    if not ids or not edit["activate"]:
         return []
     known, where = known_image_ids(config)
     if known is None:
@@ -534,8 +539,8 @@ def model_weights_problems(config: dict) -> list[str]:
     """Weights files the user names for face embeddings (`embeddings.<name>.weights`) and FairFace
     (`face_attributes.fairface_weights`): each one present must load as tensors only (never running code from the
     file), before the first job. Download targets are skipped: their checksum is verified when they are fetched."""
+    from ganmatch.data.tensors import read_tensor_file
     from ganmatch.errors import WeightsError
-    from ganmatch.gan.weights import read_tensor_file
 
     downloads = _download_paths(config)
     named = [(f"embeddings.{name}.weights", spec.get("weights")) for name, spec in (config.get("embeddings") or {}).items()]
@@ -561,27 +566,34 @@ USER_FILE_CHECKS = ("label_file_problems", "edit_id_problems", "weights_problems
                     "celeba_label_problems")  # they read the user's files
 
 
-def cross_field_problems(config: dict, cwd: str | os.PathLike | None = None, user_files: bool = True) -> list[str]:
-    """Every path, column, method and edit problem, one line each. Runs beside the schema's checks (so a run
-    shows all its problems at once): a check that a malformed value trips over adds nothing, the schema's line
-    names that value. `user_files=False` leaves out the checks that read the user's files (labels CSV, photo
-    folder, generator weights): a job process of a run (e.g. on a SLURM node) whose start-up did them."""
+def cross_field_problems(config: dict, cwd: str | os.PathLike | None = None, user_files: bool = True,
+                         given: dict | None = None) -> list[str]:
+    """Every path, column, method and edit problem of a config with its defaults filled (`fill_defaults`, so no
+    check repeats a default), one line each; `given` is the config as written (what a method was given). Runs
+    beside the schema's checks (so a run shows all its problems at once): a check that a malformed value trips
+    over adds nothing, the schema's line names that value. `user_files=False` leaves out the checks that read
+    the user's files (labels CSV, photo folder, generator weights): a job process of a run (e.g. on a SLURM
+    node) whose start-up did them."""
     problems = []
     for name in CHECKS:
         if not user_files and name in USER_FILE_CHECKS:
             continue
         check = globals()[name]
         try:
-            problems += check(config, cwd) if name in WITH_CWD else check(config)
+            if name in WITH_CWD:
+                problems += check(config, cwd)
+            else:
+                problems += check(config, given) if name == "method_problems" else check(config)
         except (KeyError, TypeError, AttributeError, ValueError, IndexError):
             continue
     return problems
 
 
-def check_config(config: dict, cwd: str | os.PathLike | None = None) -> None:
-    """Raise one ConfigError listing every path, column and method problem of a schema-valid config."""
-    problems = cross_field_problems(config, cwd)
-    if problems:
-        from ganmatch.settings.config import format_problems
+def check_config(config: dict, schema: dict, cwd: str | os.PathLike | None = None) -> None:
+    """Raise one ConfigError listing every path, column and method problem of a schema-valid config (its defaults
+    filled from `schema` first)."""
+    from ganmatch.settings.config import fill_defaults, format_problems  # settings.config imports this module
 
+    problems = cross_field_problems(fill_defaults(config, schema), cwd, given=config)
+    if problems:
         raise ConfigError(format_problems(problems))

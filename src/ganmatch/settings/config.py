@@ -149,8 +149,9 @@ def fill_defaults(config: dict, schema: dict | str | Path) -> dict:
 
 def config_problems(config, schema: dict | str | Path, cwd=None, user_files: bool = True) -> list[str]:
     """Every problem of `config` in one pass, one line each naming its key: legacy method spellings, the schema's
-    rules, NaN/inf values and the cross-field checks of `ganmatch.settings.checks` (the latter on whatever the
-    schema left checkable: a check that a malformed block trips over is left to that block's schema error)."""
+    rules, NaN/inf values and the cross-field checks of `ganmatch.settings.checks` (the latter on the config with
+    its defaults filled, on whatever the schema left checkable: a check that a malformed block trips over is left
+    to that block's schema error)."""
     if not isinstance(schema, dict):
         schema = load_schema(schema)
     if not isinstance(config, dict):
@@ -164,8 +165,9 @@ def config_problems(config, schema: dict | str | Path, cwd=None, user_files: boo
     problems += nonfinite_problems(config)
     problems = list(dict.fromkeys(problems))  # one line per problem, however many schema branches found it
     named = {m.group(1) for p in problems if (m := KEY.match(p))}
-    return problems + [p for p in cross_field_problems(config, cwd, user_files)  # a key the schema named: not twice
-                       if not ((m := KEY.match(p)) and m.group(1) in named)]
+    filled = fill_defaults(config, schema)  # defaults first: the checks read every key without a fallback
+    return problems + [p for p in cross_field_problems(filled, cwd, user_files, given=config)
+                       if not ((m := KEY.match(p)) and m.group(1) in named)]  # a key the schema named: not twice
 
 
 KEY = re.compile(r"(?:unknown key )?'([^']*)'")  # the key a problem line starts with

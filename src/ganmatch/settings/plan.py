@@ -39,6 +39,7 @@ class RunPlan:
     transect_direction: str
     drift_embeddings: dict[str, dict]
     figures: list[str]
+    overlap_propensity: tuple[str | None, dict] = (None, {})
     messages: list[str] = field(default_factory=list)
 
     def method_embeddings(self, method: str) -> list[str]:
@@ -100,6 +101,15 @@ def _downloads_message(missing: dict[str, str]) -> str:
              "each file at its path; docs/downloads.md):"]
     lines += [f"  {name} -> {path}" for name, path in missing.items()]
     return "\n".join(lines)
+
+
+def propensity_spec(methods: dict[str, dict]) -> tuple[str | None, dict]:
+    """(name, spec) of the first method that matches on a propensity score, whose scores a figure shows;
+    (None, {}) if none."""
+    for name, spec in methods.items():
+        if spec.get("distance") == "propensity":
+            return name, spec
+    return None, {}
 
 
 def transect_direction(config: dict) -> str:
@@ -167,4 +177,5 @@ def resolve(config: dict, exists: Callable[[str], bool] = os.path.exists) -> Run
     return RunPlan(dataset=config["dataset"], project_active=active, generator_weights=weights, embeddings=embeddings,
                    methods=methods, attributes_embedding=attributes_embedding, verification=verification,
                    knn_metric=knn_metric, paper_comparison_method=compared, edit_active=edit_active,
-                   transect_direction=transect, drift_embeddings=drift, figures=figures, messages=messages)
+                   transect_direction=transect, drift_embeddings=drift, figures=figures,
+                   overlap_propensity=propensity_spec(methods), messages=messages)

@@ -134,9 +134,10 @@ def demo_outputs(folder: str | os.PathLike, weights: str | os.PathLike | None = 
 
 def download_demo_job(out, params) -> None:
     """The download_demo rule: materialise the planted-confounding demo as files, like a real download."""
-    from ganmatch.data import demo, io
+    from ganmatch.data import io
     from ganmatch.gan.stylegan2 import make_generator
     from ganmatch.gan.weights import save_generator
+    from ganmatch.simulate import demo
 
     cfg, seed = params.demo, params.seed
     generator = make_generator(size=cfg["resolution"], z_dim=cfg["z_dim"], w_dim=cfg["w_dim"], n_mlp=cfg["n_mlp"],

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from ganmatch.analysis import embeddings
-from ganmatch.analysis.distances import retrieval_quality_table
+from ganmatch.analysis.retrieval import retrieval_quality_table
 from ganmatch.data.dataset import with_treatment
 from ganmatch.data.io import read_named_parquets, read_parquet, read_rgb, write_parquet
 from ganmatch.errors import InputDataError
@@ -81,7 +81,8 @@ def projection_examples(table: pd.DataFrame, latents, aligned_paths: dict[str, s
     `table`/`latents` are the concatenated latent shard tables and their latents in the same row order (an array,
     or `embeddings.StackedRows` over the memory-mapped shards, so only the chosen rows are read).
     """
-    from ganmatch.gan.project import render_latents
+    from ganmatch.gan.render import render  # torch: only this figure's job needs the generator
+    from ganmatch.gan.weights import load_generator
 
     ok = np.flatnonzero((table["status"] == "ok").to_numpy()) if "status" in table else np.arange(len(table))
     if len(ok) == 0:
@@ -89,7 +90,7 @@ def projection_examples(table: pd.DataFrame, latents, aligned_paths: dict[str, s
     pos = ok[figures.spread_positions(table["psnr"].to_numpy(float)[ok], n)]
     ids = table["image_id"].astype(str).to_numpy()[pos].tolist()
     originals = np.stack([read_rgb(aligned_paths[i]) for i in ids])
-    return ids, originals, render_latents(weights, latents[pos])
+    return ids, originals, render(load_generator(weights), latents[pos])
 
 
 def projection_quality_job(inp, out, params) -> None:

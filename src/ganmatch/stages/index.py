@@ -32,12 +32,12 @@ def image_index(source: str, treatment: str, covariates: list[str], shard_size: 
         index = dataset.folder_index(folder["path"], folder["labels"], [treatment, *covariates],
                                      allow_unmatched=spec["allow_unmatched"])
         where = folder["labels"] or folder["path"]
-        index, copies, groups = dataset.resolve_duplicates(index, folder.get("duplicates", "drop"))
+        index, copies, groups = dataset.resolve_duplicates(index, folder["duplicates"])
         if groups:
             listed = "; ".join(" = ".join(g) for g in groups[:20]) + (" ..." if len(groups) > 20 else "")
             log.warning("photo folder %s: %d photo(s) appear under several names (same pixels): %s. %s",
                         folder["path"], sum(len(g) - 1 for g in groups), listed,
-                        "The copies are left out (folder.duplicates: drop)." if folder.get("duplicates", "drop") == "drop"
+                        "The copies are left out (folder.duplicates: drop)." if folder["duplicates"] == "drop"
                         else "Each copy takes its first file's identity (folder.duplicates: identity).")
         unsupported = dataset.unsupported_files(folder["path"], folder["labels"])
         for row in unsupported.itertuples():

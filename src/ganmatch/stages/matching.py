@@ -83,15 +83,6 @@ def check_constrained_inputs(name: str, spec: dict, index: pd.DataFrame, embeddi
                              "or choose a reference embedding every image has.")
 
 
-def propensity_spec(methods: dict[str, dict]) -> tuple[str | None, dict]:
-    """(name, spec) of the first method that matches on a propensity score, whose scores a figure shows;
-    (None, {}) if none."""
-    for name, spec in methods.items():
-        if spec.get("distance") == "propensity":
-            return name, spec
-    return None, {}
-
-
 def match_groups_job(inp, out, params, method: str) -> None:
     """The match_groups rule: one configured method's pairs and units tables."""
     result = run_method(name=method, spec=params.spec, index=read_parquet(inp.index),

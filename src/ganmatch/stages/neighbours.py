@@ -7,8 +7,9 @@ import logging
 import numpy as np
 import pandas as pd
 
-from ganmatch.analysis.distances import neighbour_table
+from ganmatch.analysis.neighbours import neighbour_table
 from ganmatch.data.dataset import with_treatment
+from ganmatch.data.io import read_embedding, read_parquet, write_parquet
 
 log = logging.getLogger("ganmatch")
 
@@ -26,8 +27,6 @@ def embedding_neighbours(index: pd.DataFrame, attributes: pd.DataFrame | None, i
 
 def compute_neighbours_job(inp, out, params) -> None:
     """The compute_neighbours rule: the neighbour table of one embedding."""
-    from ganmatch.data.io import read_embedding, read_parquet, write_parquet
-
     attributes = read_parquet(inp.attributes) if "attributes" in inp.keys() else None
     ids, X = read_embedding(inp.embedding[0], inp.embedding[1])
     table = embedding_neighbours(read_parquet(inp.index), attributes, ids, X, params.treatment,

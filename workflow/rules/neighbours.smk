@@ -9,14 +9,14 @@ rule compute_neighbours:
         embedding=lambda wildcards: embedding_files(wildcards.embedding),
     output:
         f"{RES}/neighbours/{{embedding}}.parquet",
+    log:
+        f"{LOGS}/neighbours/{{embedding}}.log",
+    conda:
+        "../../envs/core.yaml"
+    threads: 2
     params:
         distances=config["distances"],
         metric=lambda wildcards: PLAN.knn_metric[wildcards.embedding],
         treatment=config["treatment"],
-    threads: 2
-    log:
-        f"{LOGS}/distances/{{embedding}}.log",
-    conda:
-        "../../envs/core.yaml"
     script:
         f"{SCRIPTS}/compute_neighbours.py"

@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 
 from ganmatch.faces.align import LANDMARK_COLUMNS, canonical_landmarks, similarity_warp
-from ganmatch.gan.project import tensor_to_uint8
+from ganmatch.gan.render import render
 from ganmatch.gan.stylegan2 import float64_twin, seeded_normal, stable_scalar
 
 # Covariate -> (base rate, effect on the treatment's logit). Signs and sizes follow CelebA-HQ's confounding
@@ -72,6 +72,7 @@ def planted_group_means() -> dict:
     treated = (p_combo * p_male) @ combos / (p_combo * p_male).sum()
     control = (p_combo * (1 - p_male)) @ combos / (p_combo * (1 - p_male)).sum()
     treated, control = ([stable_scalar(v, 12) for v in x] for x in (treated, control))  # the same on any CPU
+    # the source names the module's old place: truth.json is part of the demo world's checked bytes
     return {"source": "planted: ganmatch.data.demo.PLANTED base rates and treatment model (population values)",
             "group_means": {"unmatched": {c: [float(control[j]), float(treated[j])] for j, c in enumerate(names)},
                             "matched": {c: [float(treated[j]), float(treated[j])] for j, c in enumerate(names)}}}
@@ -270,16 +271,21 @@ def planted_outcome(W: np.ndarray, directions: pd.DataFrame, latent_truth: dict,
     return out
 
 
-def render(generator, latents: np.ndarray, batch_size: int = 64) -> np.ndarray:
-    """Render W latents to uint8 (N, size, size, 3) images with the generator's constant noise, in the
-    generator's own precision (float64 for the demo's photos)."""
-    out = []
-    with torch.no_grad():
-        for start in range(0, len(latents), batch_size):
-            w = torch.from_numpy(np.asarray(latents[start : start + batch_size]))
-            img = generator.synthesis(w, noise_mode="const")
-            out.append(tensor_to_uint8(img))
-    return np.concatenate(out)
+def edit_truth(originals: np.ndarray, edited: np.ndarray, directions: pd.DataFrame, latent_truth: dict,
+               outcomes: list[str], treatment: str = "male") -> dict[str, np.ndarray]:
+    """The demo's truth about edits, as columns for the edit table (`ganmatch.gan.edits.summarise`): per planted
+    attribute `true_delta_<a>` (change of its coordinate, `planted_coordinates`) and `true_flip_<a>`, and per
+    outcome `outcome_before_<o>` / `outcome_<o>` (`planted_outcome`). `originals` are repeated to the edits' rows."""
+    before = planted_coordinates(originals, directions, latent_truth)
+    after = planted_coordinates(edited, directions, latent_truth)
+    columns = {}
+    for a in before.columns:
+        columns[f"true_delta_{a}"] = (after[a] - before[a]).to_numpy(np.float32)
+        columns[f"true_flip_{a}"] = ((after[a] > 0) != (before[a] > 0)).to_numpy()
+    for o in outcomes:
+        columns[f"outcome_before_{o}"] = planted_outcome(originals, directions, latent_truth, treatment)
+        columns[f"outcome_{o}"] = planted_outcome(edited, directions, latent_truth, treatment)
+    return columns
 
 
 def render_misaligned(generator, latents, cfg, rng):
