@@ -18,6 +18,7 @@ import pandas as pd
 
 from ganmatch.errors import ConfigError
 from ganmatch.matching import options as opt
+from ganmatch.matching.cardinality import SOLVERS, cardinality_weights, tolerance_scale
 from ganmatch.matching.constrained import match_greedy_constrained
 from ganmatch.matching.data import (
     MatchData,
@@ -71,6 +72,10 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            description="one subclass per combination of the covariates' values"),
     Method("cem", {"covariates": REQUIRED, "cutpoints": None, "estimand": "ATT", "random_state": None},
            ("ATT", "ATC", "ATE"), description="coarsened exact matching (numeric covariates binned)"),
+    Method("cardinality", {"covariates": REQUIRED, "tols": 0.05, "std_tols": True, "ratio": 1, "exact": None,
+                           "estimand": "ATT", "solver": "highs", "time": 120.0, "random_state": None},
+           ("ATT", "ATC", "ATE"),
+           description="the largest sample with covariate means balanced within tols (MatchIt's cardinality)"),
 )}
 
 
@@ -129,7 +134,8 @@ def match(method: str, data: MatchData, **params) -> MatchResult:
         result.units = units_from_pairs(data, result.pairs)
     else:
         opt.check_estimand(p["estimand"], METHODS[method].estimands, method)
-        result = _strata_method(method, data, p) if method in ("exact", "cem") else _distance_method(method, data, p)
+        result = _strata_method(method, data, p) if method in ("exact", "cem") else \
+            _cardinality_method(data, p) if method == "cardinality" else _distance_method(method, data, p)
     result.units["estimand"] = result.info["estimand"]
     return result
 
@@ -354,8 +360,54 @@ def _strata_method(method, data, p):
     return _set_result(method, data, code, np.zeros(len(data.ids), bool), None, p, info)
 
 
-def _set_result(method, data, code, discarded, measure, p, info):
-    w = opt.subclass_weights(code, data.treated, p["estimand"])
+def cardinality_tolerances(tols, covariates: list[str]) -> np.ndarray:
+    """`tols` as one tolerance per covariate: a number for all, or {covariate: tolerance} naming each."""
+    if isinstance(tols, dict):
+        missing = [c for c in covariates if c not in tols]
+        extra = [c for c in tols if c not in covariates]
+        if missing or extra:
+            raise ConfigError(f"cardinality: tols must name every covariate and nothing else (missing {missing}, "
+                              f"not covariates {extra}).")
+        out = np.array([float(tols[c]) for c in covariates])
+    else:
+        out = np.full(len(covariates), float(tols))
+    if (out < 0).any() or not np.isfinite(out).all():
+        raise ConfigError(f"cardinality: tols must be finite and >= 0, got {tols}.")
+    return out
+
+
+def _cardinality_method(data, p):
+    """MatchIt's cardinality matching within each `exact` stratum (`cardinality.cardinality_weights`)."""
+    if p["solver"] not in SOLVERS:
+        raise ConfigError(f"cardinality: solver must be one of {list(SOLVERS)} (scipy's HiGHS), got '{p['solver']}'.")
+    split_groups(data, "cardinality")
+    X = covariate_matrix(data, p["covariates"], "cardinality")
+    tols = cardinality_tolerances(p["tols"], list(p["covariates"]))
+    if p["std_tols"]:
+        X = X / tolerance_scale(X, data.treated, p["estimand"])
+    strata = opt.strata(data, p["exact"])
+    w = np.zeros(len(data.ids))
+    infos = []
+    for s in np.unique(strata):
+        rows = np.flatnonzero(strata == s)
+        t = data.treated[rows]
+        if (t == 0).all() or (t == 1).all():
+            continue
+        w[rows], info = cardinality_weights(t, X[rows], p["estimand"], tols, p["ratio"], None, p["time"])
+        infos.append(info)
+    code = np.full(len(data.ids), -1, np.int64)
+    info = {"covariates": list(p["covariates"]), "tols": [float(x) for x in tols], "std_tols": bool(p["std_tols"]),
+            "ratio": p["ratio"], "solver": "highs", "optimal": all(i["optimal"] for i in infos),
+            "objective": float(sum(i["objective"] for i in infos)), "n_subclasses": 0}
+    result = _set_result("cardinality", data, code, np.zeros(len(data.ids), bool), None, p, info, weights=w)
+    for i in infos:
+        if "warning" in i:
+            result.info["warnings"].append(i["warning"])
+    return result
+
+
+def _set_result(method, data, code, discarded, measure, p, info, weights=None):
+    w = opt.subclass_weights(code, data.treated, p["estimand"]) if weights is None else weights
     units = _units(data, w, code, discarded, measure)
     info = {"method": method, "estimand": p["estimand"], "n_treated": int(data.treated.sum()),
             "n_control": int((data.treated == 0).sum()), "n_matched": 0,

@@ -316,6 +316,11 @@ def method_problems(config: dict) -> list[str]:
             if unknown:
                 problems.append(f"'{key}.{param}' names {unknown}, which are not among this method's "
                                 f"{'covariates' if param == 'cutpoints' else 'config covariates'}.")
+        if method == "cardinality" and isinstance(spec.get("tols"), dict):
+            names, own = set(spec["tols"]), set(spec.get("covariates") or [])
+            if names != own:
+                problems.append(f"'{key}.tols' names {sorted(names)}; as a mapping it must name each of this "
+                                f"method's covariates ({_names(own)}) once, or be one number for all.")
         for param in ("embedding", "constraint_embedding", "reference_embedding"):
             emb = spec.get(param)
             if emb is not None and emb not in embeddings:
