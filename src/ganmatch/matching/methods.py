@@ -29,7 +29,17 @@ from ganmatch.matching.data import (
     set_weights,
     split_groups,
 )
-from ganmatch.matching.distance import DistanceMeasure, covariate_matrix, distance_measure, matchit_rows
+from ganmatch.matching.distance import (
+    COVARIATE_TRANSFORMS,
+    PROPENSITY_ONLY,
+    PROPENSITY_OPTIONS,
+    SCALAR_DISTANCES,
+    DistanceMeasure,
+    covariate_matrix,
+    distance_measure,
+    matchit_rows,
+    sampling_weights,
+)
 from ganmatch.matching.greedy import CrossLists, greedy_pairs
 from ganmatch.matching.nearest import covariate_sets, feature_sets, focal_order, line_sets, places
 from ganmatch.matching.optimal import full_sets, line_applies, optimal_sets
@@ -38,7 +48,8 @@ from ganmatch.matching.subclass import cem_subclasses, exact_subclasses, quantil
 REQUIRED = object()
 
 DISTANCE = {"distance": REQUIRED, "embedding": None, "metric": "euclidean", "covariates": None, "link": "logit",
-            "penalty": "none", "C": 1.0, "standardize": True, "max_iter": 1000, "score": None}
+            "penalty": "none", "C": 1.0, "l1_ratio": 0.5, "n_estimators": 500, "standardize": True, "max_iter": 1000,
+            "score": None, "s_weights": None}
 CALIPER = {"caliper": None, "std_caliper": True, "caliper_sd": None, "caliper_quantile": None,
            "covariate_caliper": None}
 COMMON = {"exact": None, "antiexact": None, "mahvars": None, "discard": "none", "estimand": "ATT",
@@ -68,12 +79,15 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("subclass", {**DISTANCE, "discard": "none", "estimand": "ATT", "random_state": None, "subclass": 6,
                         "min_n": 1}, ("ATT", "ATC", "ATE"),
            description="subclasses between quantiles of a scalar distance (MatchIt's subclass)"),
-    Method("exact", {"covariates": REQUIRED, "estimand": "ATT", "random_state": None}, ("ATT", "ATC", "ATE"),
+    Method("exact", {"covariates": REQUIRED, "estimand": "ATT", "random_state": None, "s_weights": None},
+           ("ATT", "ATC", "ATE"),
            description="one subclass per combination of the covariates' values"),
-    Method("cem", {"covariates": REQUIRED, "cutpoints": None, "estimand": "ATT", "random_state": None},
+    Method("cem", {"covariates": REQUIRED, "cutpoints": None, "estimand": "ATT", "random_state": None,
+                   "s_weights": None},
            ("ATT", "ATC", "ATE"), description="coarsened exact matching (numeric covariates binned)"),
     Method("cardinality", {"covariates": REQUIRED, "tols": 0.05, "std_tols": True, "ratio": 1, "exact": None,
-                           "estimand": "ATT", "solver": "highs", "time": 120.0, "random_state": None},
+                           "estimand": "ATT", "solver": "highs", "time": 120.0, "random_state": None,
+                           "s_weights": None},
            ("ATT", "ATC", "ATE"),
            description="the largest sample with covariate means balanced within tols (MatchIt's cardinality)"),
 )}
@@ -98,20 +112,17 @@ def method_parameters(method: str) -> dict:
     return dict(METHODS[method].params)
 
 
-PROPENSITY_ONLY = ("link", "penalty", "C", "standardize", "max_iter")
-
-
 def relevant_parameters(spec: dict) -> dict:
     """A method's settings without those its distance ignores (e.g. `link` unless distance is propensity):
     what a person reading a run plan needs."""
     dist = spec.get("distance")
     drop = set()
     if dist is not None:
-        drop |= set(PROPENSITY_ONLY) if dist != "propensity" else set()
+        drop |= set(PROPENSITY_ONLY) - set(PROPENSITY_OPTIONS.get(dist, ()))
         drop |= {"metric"} if dist != "embedding" else set()
         drop |= {"score"} if dist != "score" else set()
-        drop |= {"C"} if spec.get("penalty") == "none" else set()
-    if dist is None or dist not in ("propensity", "score"):
+        drop |= {"C"} if dist == "propensity" and spec.get("penalty", "none") == "none" else set()
+    if dist is None or dist not in SCALAR_DISTANCES:
         drop |= {"discard"} if spec.get("discard") == "none" else set()
     order = list(METHODS[spec["method"]].params) if spec.get("method") in METHODS else []
     rank = {k: i for i, k in enumerate(["method", *order])}
@@ -128,6 +139,7 @@ def match(method: str, data: MatchData, **params) -> MatchResult:
     if missing:
         raise ConfigError(f"matching method '{method}' needs {missing}.")
     p = {**accepted, **params}
+    sw = sampling_weights(data, p.get("s_weights"), method)
     if method == "greedy_constrained":
         result = match_greedy_constrained(data, **params)
         result.info["estimand"] = "ATT"
@@ -135,15 +147,20 @@ def match(method: str, data: MatchData, **params) -> MatchResult:
     else:
         opt.check_estimand(p["estimand"], METHODS[method].estimands, method)
         result = _strata_method(method, data, p) if method in ("exact", "cem") else \
-            _cardinality_method(data, p) if method == "cardinality" else _distance_method(method, data, p)
+            _cardinality_method(data, p, sw) if method == "cardinality" else _distance_method(method, data, p, sw)
+    if sw is not None:      # MatchIt's match.data: the output weights are the matching weights x the s.weights
+        result.units["s_weight"] = sw
+        result.units["weight"] = result.units["weight"].to_numpy(np.float64) * sw
+        result.info["s_weights"] = p["s_weights"]
     result.units["estimand"] = result.info["estimand"]
     return result
 
 
-def _distance_method(method: str, data: MatchData, p: dict) -> MatchResult:
+def _distance_method(method: str, data: MatchData, p: dict, sw: np.ndarray | None = None) -> MatchResult:
     measure = distance_measure(data, p["distance"], p["embedding"], p["metric"], p["covariates"], p["link"],
                                p["penalty"], p["C"], p["standardize"], p["max_iter"], p["score"],
-                               random_state=p["random_state"], who=method)
+                               random_state=p["random_state"], who=method, s_weights=sw, l1_ratio=p["l1_ratio"],
+                               n_estimators=p["n_estimators"])
     discarded = opt.common_support(measure.score, data.treated, p["discard"])
     if method == "subclass":
         return _subclass_method(data, measure, discarded, p)
@@ -166,6 +183,9 @@ def _pair_method(method: str, data: MatchData, measure: DistanceMeasure, discard
     metric = measure.metric
     mah = None
     if p.get("mahvars"):            # MatchIt's mahvars: the score orders, calipers and discards; these rows match
+        if p.get("s_weights") is not None:
+            raise ConfigError("mahvars with s_weights is not offered (MatchIt weights the Mahalanobis transform by "
+                              "them); drop one.")
         if not measure.scalar:
             raise ConfigError("mahvars needs a scalar distance (propensity or score) to order and caliper by, as "
                               "MatchIt; with another distance list the columns in covariates instead.")
@@ -224,9 +244,6 @@ def _pair_method(method: str, data: MatchData, measure: DistanceMeasure, discard
     units["note"] = note  # the balance stage puts it into the matched sample's status
     result.units = units
     return result
-
-
-COVARIATE_TRANSFORMS = ("mahalanobis", "scaled_euclidean", "euclidean", "robust_mahalanobis")
 
 
 def ratio_shortfall(method: str, ratio: int, focal_positions, n_other: int, focal: str = "treated") -> str:
@@ -376,7 +393,7 @@ def cardinality_tolerances(tols, covariates: list[str]) -> np.ndarray:
     return out
 
 
-def _cardinality_method(data, p):
+def _cardinality_method(data, p, sw=None):
     """MatchIt's cardinality matching within each `exact` stratum (`cardinality.cardinality_weights`)."""
     if p["solver"] not in SOLVERS:
         raise ConfigError(f"cardinality: solver must be one of {list(SOLVERS)} (scipy's HiGHS), got '{p['solver']}'.")
@@ -384,7 +401,7 @@ def _cardinality_method(data, p):
     X = covariate_matrix(data, p["covariates"], "cardinality")
     tols = cardinality_tolerances(p["tols"], list(p["covariates"]))
     if p["std_tols"]:
-        X = X / tolerance_scale(X, data.treated, p["estimand"])
+        X = X / tolerance_scale(X, data.treated, p["estimand"], sw)
     strata = opt.strata(data, p["exact"])
     w = np.zeros(len(data.ids))
     infos = []
@@ -393,7 +410,8 @@ def _cardinality_method(data, p):
         t = data.treated[rows]
         if (t == 0).all() or (t == 1).all():
             continue
-        w[rows], info = cardinality_weights(t, X[rows], p["estimand"], tols, p["ratio"], None, p["time"])
+        w[rows], info = cardinality_weights(t, X[rows], p["estimand"], tols, p["ratio"],
+                                            None if sw is None else sw[rows], p["time"])
         infos.append(info)
     code = np.full(len(data.ids), -1, np.int64)
     info = {"covariates": list(p["covariates"]), "tols": [float(x) for x in tols], "std_tols": bool(p["std_tols"]),
