@@ -404,11 +404,10 @@ def distance_measure(data: MatchData, distance: str, embedding: str | None = Non
         model = PropensityModel(penalty, C, max_iter, random_state, distance, l1_ratio, n_estimators).fit(
             Z, treated, sample_weight=s_weights)
         s = model.propensity_ if link == "logit" else model.logit_
-        info = {"link": link, "converged": bool(model.converged_), "logit_sd": float(np.std(model.logit_, ddof=1))}
-        if distance == "propensity":
-            info["penalty"] = penalty
-        else:
-            info["model"] = distance
+        info = {"link": link, "penalty": penalty, "converged": bool(model.converged_),
+                "logit_sd": float(np.std(model.logit_, ddof=1))}
+        if distance != "propensity":
+            info = {"link": link, "model": distance, **{k: v for k, v in info.items() if k not in ("link", "penalty")}}
         if not model.converged_:
             warnings.warn(f"{who}: the propensity model did not converge in {max_iter} iterations.", stacklevel=2)
         return DistanceMeasure(distance, score=s, logit=model.logit_, propensity=model.propensity_, info=info)
