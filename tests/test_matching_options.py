@@ -268,3 +268,22 @@ def test_lasso_distance_matches_through_match_with_linear_logit():
     u = res.units
     assert np.allclose(u["distance"], u["logit"]) and res.info["distance"] == "lasso"
     assert 0 < len(res.pairs) <= 185
+
+
+@pytest.mark.parametrize("estimand,ratio", [("ATT", 1), ("ATT", 2), ("ATT", None), ("ATE", 1)])
+def test_cardinality_shortcut_through_the_relaxation_keeps_the_optimum(monkeypatch, estimand, ratio):
+    """Large problems are solved through the LP relaxation with most of its 0/1 variables fixed, accepted only
+    when that meets the relaxation's bound; the result is as large as full branch and bound's."""
+    import ganmatch.matching.cardinality as card
+
+    rng = np.random.default_rng(5)
+    t = (rng.random(2500) < 0.3).astype(int)
+    X = rng.normal(size=(2500, 3)) + 0.4 * t[:, None]
+    X = X / tolerance_scale(X, t, estimand)
+    w, info = cardinality_weights(t, X, estimand, 0.05, ratio)
+    monkeypatch.setattr(card, "_rounded_relaxation", lambda *a, **k: None)
+    w_bb, info_bb = cardinality_weights(t, X, estimand, 0.05, ratio)
+    assert info_bb["how"] == "branch_and_bound"
+    assert info["how"] == ("branch_and_bound" if ratio == 2 else "lp_rounding")     # 2:1: 3K misses the bound
+    assert info["objective"] == pytest.approx(info_bb["objective"]) and info["optimal"] and info_bb["optimal"]
+    assert (w > 0).sum() == (w_bb > 0).sum()

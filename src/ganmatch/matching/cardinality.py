@@ -19,6 +19,7 @@ import numpy as np
 from ganmatch.errors import ConfigError, InputDataError
 
 SOLVERS = ("highs",)
+FREED = 300         # units at 0 and at 1 left free beside the relaxation's fractional ones (`_rounded_relaxation`)
 
 
 def _wmean(X: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -57,6 +58,45 @@ def _sum_to_n(w: np.ndarray, treated: np.ndarray) -> np.ndarray:
         if m.any() and w[m].sum() > 0:
             w[m] = m.sum() * w[m] / w[m].sum()
     return w
+
+
+def _rounded_relaxation(c, A, lo, hi, bounds, n_int: int, time: float):
+    """The LP relaxation (HiGHS), then the integer programme with the 0/1 variables the relaxation set to 0 or 1
+    fixed there, except its fractional ones (at most as many as rows) and a spread of FREED at each value:
+    if that small programme reaches the relaxation's bound (rounded down where the objective is integral), it is an
+    optimum of the whole programme; None otherwise (the caller then branches on everything). Far faster than
+    branch and bound's heuristics at 30,000 units."""
+    from scipy.optimize import Bounds, milp
+
+    lp = milp(-c, constraints=(A, lo, hi), bounds=bounds, options={"time_limit": time, "disp": False,
+                                                                    "presolve": False})
+    if lp.x is None or lp.status != 0:
+        return None
+    z = lp.x[:n_int]
+    fixed = np.abs(z - np.round(z)) <= 1e-9
+    for value in (0.0, 1.0):        # free a spread of units at each value too, so the few can be traded
+        at = np.flatnonzero(fixed & (np.round(z) == value))
+        fixed[at[:: max(1, len(at) // FREED)]] = False
+    free = np.r_[~fixed, np.ones(len(c) - n_int, bool)]     # the sub-problem: free columns, the rest moved right
+    x = lp.x.copy()
+    x[:n_int][fixed] = np.round(z[fixed])
+    A = A.tocsc()
+    offset = A[:, ~free] @ x[~free]
+    sub = milp(-c[free], constraints=(A[:, free], lo - offset, hi - offset),
+               integrality=np.r_[np.ones(int((~fixed).sum())), np.zeros(len(c) - n_int)],
+               bounds=Bounds(bounds.lb[free], bounds.ub[free]), options={"time_limit": time, "disp": False})
+    if sub.x is None or sub.status != 0:
+        return None
+    x[free] = sub.x
+    small = type("Result", (), {})()
+    small.x, small.fun, small.status, small.mip_gap = x, -float(c @ x), 0, 0.0
+    bound = -lp.fun
+    if np.all(c == np.round(c)):
+        bound = np.floor(bound + 1e-7)
+    if -small.fun < bound - 1e-7 * (1.0 + abs(bound)):
+        return None
+    small.message = "optimal (the relaxation with its integral variables fixed meets its bound)"
+    return small
 
 
 def cardinality_weights(treated: np.ndarray, X: np.ndarray, estimand: str = "ATT", tols=0.05,
@@ -153,12 +193,17 @@ def cardinality_weights(treated: np.ndarray, X: np.ndarray, estimand: str = "ATT
         smallest = min(int((treated == 0).sum()), int((treated == 1).sum()))
         bounds = Bounds(np.zeros(n + 1), np.r_[np.ones(n), float(smallest)])
         units = np.arange(n)
-    res = milp(-c, constraints=LinearConstraint(A, np.asarray(lo, float), np.asarray(hi, float)),
-               integrality=integrality, bounds=bounds, options={"time_limit": float(time), "disp": False})
+    lo, hi = np.asarray(lo, float), np.asarray(hi, float)
+    cons = LinearConstraint(A, lo, hi)
+    res = _rounded_relaxation(c, A, lo, hi, bounds, len(units), float(time))
+    if res is None:             # the relaxation's rounding is not provably optimal: branch and bound
+        res = milp(-c, constraints=cons, integrality=integrality, bounds=bounds,
+                   options={"time_limit": float(time), "disp": False, "presolve": False})
     if res.x is None:
         raise InputDataError(f"cardinality: the solver found no matched sample that meets the tolerances "
                              f"({res.message.strip()}); loosen tols or check the covariates.")
-    info = {"solver": "highs", "problem": kind, "status": int(res.status), "optimal": res.status == 0,
+    info = {"solver": "highs", "problem": kind, "how": "lp_rounding" if res.message.startswith("optimal (") else
+            "branch_and_bound", "status": int(res.status), "optimal": res.status == 0,
             "objective": float(-res.fun), "mip_gap": float(getattr(res, "mip_gap", 0.0) or 0.0)}
     if res.status != 0:
         msg = (f"cardinality: the solver stopped before proving its sample the largest ({res.message.strip()}); "
