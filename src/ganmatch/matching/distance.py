@@ -362,7 +362,7 @@ def matchit_rows(Z: np.ndarray, treated: np.ndarray, keep: np.ndarray, transform
 def distance_measure(data: MatchData, distance: str, embedding: str | None = None, metric: str = "euclidean",
                      covariates: list[str] | None = None, link: str = "logit", penalty: str = "none",
                      C: float = 1.0, standardize: bool = True, max_iter: int = 1000, score: str | None = None,
-                     discarded: np.ndarray | None = None, random_state: int | None = 0, who: str = "matching",
+                     random_state: int | None = 0, who: str = "matching",
                      s_weights: np.ndarray | None = None, l1_ratio: float = 0.5, n_estimators: int = 500
                      ) -> DistanceMeasure:
     """The distance a method matches on (MatchIt's `distance` argument, with embeddings added):
@@ -373,14 +373,14 @@ def distance_measure(data: MatchData, distance: str, embedding: str | None = Non
       `elasticnet`, `gbm`, `randomforest`: MatchIt's other propensity estimators, by scikit-learn
       (`PropensityModel`); `s_weights` (sampling weights) weight every propensity fit, as MatchIt's s.weights;
     - `mahalanobis` / `robust_mahalanobis` / `scaled_euclidean` / `euclidean`: on covariates and/or an embedding,
-      with the pooled within-group covariance / the ranks' covariance / SDs of the units not `discarded`
-      (MatchIt's transforms, `matchit_rows`);
+      with the pooled within-group covariance / the ranks' covariance / SDs of all units (MatchIt's transforms,
+      `matchit_rows`; common support, which needs a scalar distance, never applies to them);
     - `score`: a precomputed scalar column of the covariate table named by `score` (MatchIt's numeric distance).
     """
     if distance not in DISTANCES:
         raise ConfigError(f"{who}: distance must be one of {list(DISTANCES)}, got '{distance}'.")
     treated = data.treated
-    keep = np.ones(len(data.ids), bool) if discarded is None else ~np.asarray(discarded, bool)
+    keep = np.ones(len(data.ids), bool)  # discard needs a scalar distance, so every unit counts in a transform
     if distance == "embedding":
         if not embedding:
             raise ConfigError(f"{who}: distance 'embedding' needs the name of an embedding (key embedding).")

@@ -11,7 +11,9 @@ result carries the pairs (where there are pairs) and a units table: weight, subc
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -26,6 +28,7 @@ from ganmatch.matching.data import (
     _empty_pairs,
     caliper_between,
     make_result,
+    one_caliper,
     set_weights,
     split_groups,
 )
@@ -58,50 +61,17 @@ COMMON = {"exact": None, "antiexact": None, "mahvars": None, "discard": "none", 
 
 @dataclass(frozen=True)
 class Method:
-    """A matching method: its parameters with their defaults and the estimands it supports."""
+    """A matching method: its parameters with their defaults, the estimands it supports, and its runner, one
+    signature for all: run(data, params, s_weights) -> MatchResult (params complete, defaults filled in)."""
 
     name: str
     params: dict
+    run: Callable[[MatchData, dict, np.ndarray | None], MatchResult]
     estimands: tuple = ("ATT", "ATC")
     description: str = ""
 
 
-METHODS: dict[str, Method] = {m.name: m for m in (
-    Method("nearest", {**DISTANCE, **CALIPER, **COMMON, "ratio": 1, "replace": False, "m_order": None,
-                       "ties": "matchit", "k": 100},
-           description="each focal unit in m_order takes its nearest available units (MatchIt's nearest)"),
-    Method("greedy", {**DISTANCE, **CALIPER, **COMMON, "n_pairs": None, "k": 100},
-           description="globally closest (focal, other) pair first, 1:1 without replacement"),
-    Method("optimal", {**DISTANCE, **CALIPER, **COMMON, "ratio": 1, "k": 100},
-           description="ratio:1 matching minimising the total distance (MatchIt's optimal)"),
-    Method("full", {**DISTANCE, **CALIPER, **COMMON, "k": 100}, ("ATT", "ATC", "ATE"),
-           description="optimal full matching: subclasses of one unit and one or more of the other group"),
-    Method("subclass", {**DISTANCE, "discard": "none", "estimand": "ATT", "random_state": None, "subclass": 6,
-                        "min_n": 1}, ("ATT", "ATC", "ATE"),
-           description="subclasses between quantiles of a scalar distance (MatchIt's subclass)"),
-    Method("exact", {"covariates": REQUIRED, "estimand": "ATT", "random_state": None, "s_weights": None},
-           ("ATT", "ATC", "ATE"),
-           description="one subclass per combination of the covariates' values"),
-    Method("cem", {"covariates": REQUIRED, "cutpoints": None, "estimand": "ATT", "random_state": None,
-                   "s_weights": None},
-           ("ATT", "ATC", "ATE"), description="coarsened exact matching (numeric covariates binned)"),
-    Method("cardinality", {"covariates": REQUIRED, "tols": 0.05, "std_tols": True, "ratio": 1, "exact": None,
-                           "estimand": "ATT", "solver": "highs", "time": 120.0, "random_state": None,
-                           "s_weights": None},
-           ("ATT", "ATC", "ATE"),
-           description="the largest sample with covariate means balanced within tols (MatchIt's cardinality)"),
-)}
-
-
-def _constrained_params() -> dict:
-    import inspect
-
-    return {k: (REQUIRED if p.default is inspect.Parameter.empty else p.default)
-            for k, p in inspect.signature(match_greedy_constrained).parameters.items() if k != "data"}
-
-
-METHODS["greedy_constrained"] = Method("greedy_constrained", _constrained_params(), ("ATT",),
-                                       description="the reference study's constrained greedy matching")
+# METHODS, the registry (each method's parameters and its runner), is at the end of this module, below the runners.
 
 
 def method_parameters(method: str) -> dict:
@@ -140,14 +110,8 @@ def match(method: str, data: MatchData, **params) -> MatchResult:
         raise ConfigError(f"matching method '{method}' needs {missing}.")
     p = {**accepted, **params}
     sw = sampling_weights(data, p.get("s_weights"), method)
-    if method == "greedy_constrained":
-        result = match_greedy_constrained(data, **params)
-        result.info["estimand"] = "ATT"
-        result.units = units_from_pairs(data, result.pairs)
-    else:
-        opt.check_estimand(p["estimand"], METHODS[method].estimands, method)
-        result = _strata_method(method, data, p) if method in ("exact", "cem") else \
-            _cardinality_method(data, p, sw) if method == "cardinality" else _distance_method(method, data, p, sw)
+    opt.check_estimand(p.get("estimand", "ATT"), METHODS[method].estimands, method)
+    result = METHODS[method].run(data, p, sw)
     if sw is not None:      # MatchIt's match.data: the output weights are the matching weights x the s.weights
         result.units["s_weight"] = sw
         result.units["weight"] = result.units["weight"].to_numpy(np.float64) * sw
@@ -156,21 +120,116 @@ def match(method: str, data: MatchData, **params) -> MatchResult:
     return result
 
 
-def _distance_method(method: str, data: MatchData, p: dict, sw: np.ndarray | None = None) -> MatchResult:
+def _run_constrained(data: MatchData, p: dict, sw: np.ndarray | None = None) -> MatchResult:
+    """The reference study's matcher (its own candidate rules; ATT pairs, units from them)."""
+    result = match_greedy_constrained(data, **p)
+    result.info["estimand"] = "ATT"
+    result.units = units_from_pairs(data, result.pairs)
+    return result
+
+
+def _measure(method: str, data: MatchData, p: dict, sw: np.ndarray | None):
+    """The distance step of every distance method: the measure and the units outside common support."""
     measure = distance_measure(data, p["distance"], p["embedding"], p["metric"], p["covariates"], p["link"],
                                p["penalty"], p["C"], p["standardize"], p["max_iter"], p["score"],
                                random_state=p["random_state"], who=method, s_weights=sw, l1_ratio=p["l1_ratio"],
                                n_estimators=p["n_estimators"])
-    discarded = opt.common_support(measure.score, data.treated, p["discard"])
-    if method == "subclass":
-        return _subclass_method(data, measure, discarded, p)
-    return _pair_method(method, data, measure, discarded, p)
+    return measure, opt.common_support(measure.score, data.treated, p["discard"])
 
 
 # ---------------------------------------------------------------- pair methods
 
 
-def _pair_method(method: str, data: MatchData, measure: DistanceMeasure, discarded: np.ndarray, p: dict):
+@dataclass
+class PairContext:
+    """What a pair method's per-stratum solver reads: the rows it matches on, their metric, the caliper on the
+    distance (`cal`, and `dcal` the one on the matched rows: none when mahvars carries it in the rule), the pair
+    rule, the mahvars rows, the method's parameters, and the run's info (solvers add to it)."""
+
+    measure: DistanceMeasure
+    X: np.ndarray
+    metric: str
+    cal: float
+    dcal: float
+    rule: opt.PairRule
+    mah: np.ndarray | None
+    p: dict
+    info: dict
+
+
+@dataclass(frozen=True)
+class PairKind:
+    """A pair method: `solve(ctx, f, o, accept)` matches the focal positions f to the others o of one stratum and
+    returns (focal indices, other indices, distances, subclass per edge or None); `order(F, OT, D, p, n_strata)`
+    orders the merged strata's pairs; `subclasses`: the result is a partition (full matching), not matched sets."""
+
+    name: str
+    solve: Callable
+    order: Callable
+    subclasses: bool = False
+
+
+def _solve_nearest(ctx: PairContext, f, o, accept):
+    return (*_nearest(ctx.measure, ctx.X, f, o, ctx.cal, accept, ctx.p, ctx.p["random_state"], ctx.rule, ctx.mah),
+            None)
+
+
+def _solve_greedy(ctx: PairContext, f, o, accept):
+    lists = CrossLists(ctx.X[f], ctx.X[o], ctx.metric, ctx.p["k"])
+    fi, oi, d = greedy_pairs(ctx.X[f], ctx.X[o], ctx.metric, ctx.dcal, ctx.p["n_pairs"], ctx.p["k"], lists=lists,
+                             accept=accept)
+    ctx.info["n_refills"] = ctx.info.get("n_refills", 0) + lists.n_refills
+    return fi, oi, d, None
+
+
+def _solve_optimal(ctx: PairContext, f, o, accept):
+    ratio = min(int(ctx.p["ratio"]), len(o))  # more copies of a focal unit than others cannot be filled
+    fi, oi, d, dense = optimal_sets(ctx.X[f], ctx.X[o], ctx.metric, ctx.dcal, ratio, ctx.p["k"], accept)
+    ctx.info["solver"] = "dense" if dense else "sparse_knn"
+    return fi, oi, d, None
+
+
+def _solve_full(ctx: PairContext, f, o, accept):
+    X, metric, dcal = ctx.X, ctx.metric, ctx.dcal
+    fi, oi, d, sub, dense = full_sets(X[f], X[o], metric, dcal, ctx.p["k"], accept)
+    ctx.info["solver"] = "dense" if dense else \
+        "line" if line_applies(X[f], X[o], metric, dcal, accept) else "sparse_knn"
+    return fi, oi, d, sub
+
+
+def _keep_order(F, OT, D, p, n_strata):
+    return F, OT, D
+
+
+def _greedy_order(F, OT, D, p, n_strata):
+    """Strata merged in the global greedy order (closest first), cut at n_pairs."""
+    if n_strata <= 1:
+        return F, OT, D
+    o = np.lexsort((OT, F, D))[: (len(F) if p["n_pairs"] is None else int(p["n_pairs"]))]
+    return F[o], OT[o], D[o]
+
+
+def _distance_order(F, OT, D, p, n_strata):
+    o = np.lexsort((F, D))
+    return F[o], OT[o], D[o]
+
+
+PAIR_KINDS = {k.name: k for k in (
+    PairKind("nearest", _solve_nearest, _keep_order),
+    PairKind("greedy", _solve_greedy, _greedy_order),
+    PairKind("optimal", _solve_optimal, _distance_order),
+    PairKind("full", _solve_full, _keep_order, subclasses=True),
+)}
+
+
+def _run_pairs(data: MatchData, p: dict, sw: np.ndarray | None = None, *, kind: PairKind) -> MatchResult:
+    """A pair method (nearest, greedy, optimal, full): the distance step, then `kind` within each exact stratum."""
+    measure, discarded = _measure(kind.name, data, p, sw)
+    return _pair_method(kind, data, measure, discarded, p)
+
+
+def _pair_method(kind: PairKind, data: MatchData, measure: DistanceMeasure, discarded: np.ndarray, p: dict):
+    method = kind.name
     split_groups(data, method)
     focal_val = opt.focal_value(p["estimand"])
     role = np.where(data.treated == focal_val, 1, 0)
@@ -193,33 +252,19 @@ def _pair_method(method: str, data: MatchData, measure: DistanceMeasure, discard
         X, metric = mah, "euclidean"
     rule = opt.PairRule(len(data.ids), covcal, opt.antiexact_codes(data, p.get("antiexact")),
                         measure.score if mah is not None else None, cal if mah is not None else np.inf)
-    dcal = np.inf if mah is not None else cal
-    rng_state = p["random_state"]
-    found, info = [], {}
+    info = {}
+    ctx = PairContext(measure, X, metric, cal, np.inf if mah is not None else cal, rule, mah, p, info)
+    found = []
     for s in np.unique(strata[np.r_[f_all, o_all]]):
         f, o = f_all[strata[f_all] == s], o_all[strata[o_all] == s]
         if len(f) == 0 or len(o) == 0:
             continue
         accept = (lambda a, b, f=f, o=o: rule.ok(f[a], o[b])) if rule else None
-        sub = None
-        if method == "nearest":
-            fi, oi, d = _nearest(measure, X, f, o, cal, accept, p, rng_state, rule, mah)
-        elif method == "greedy":
-            lists = CrossLists(X[f], X[o], metric, p["k"])
-            fi, oi, d = greedy_pairs(X[f], X[o], metric, dcal, p["n_pairs"], p["k"], lists=lists, accept=accept)
-            info["n_refills"] = info.get("n_refills", 0) + lists.n_refills
-        elif method == "optimal":
-            ratio = min(int(p["ratio"]), len(o))  # more copies of a focal unit than others cannot be filled
-            fi, oi, d, dense = optimal_sets(X[f], X[o], metric, dcal, ratio, p["k"], accept)
-            info["solver"] = "dense" if dense else "sparse_knn"
-        else:
-            fi, oi, d, sub, dense = full_sets(X[f], X[o], metric, dcal, p["k"], accept)
-            info["solver"] = "dense" if dense else \
-                "line" if line_applies(X[f], X[o], metric, dcal, accept) else "sparse_knn"
+        fi, oi, d, sub = kind.solve(ctx, f, o, accept)
         found.append((f[fi], o[oi], d, sub))
-    F, OT, D, S = _merge(found, method, p)
+    F, OT, D, S = _merge(found, kind, p)
     t_pos, c_pos = (F, OT) if focal_val == 1 else (OT, F)
-    if method == "full":
+    if kind.subclasses:
         unit_sub = _unit_subclass(len(data.ids), F, OT, S)
         units = _units(data, opt.subclass_weights(unit_sub, data.treated, p["estimand"]), unit_sub, discarded, measure)
         # each treated unit's controls share its weight (1 / its controls; a control's several treated get 1 each)
@@ -298,9 +343,7 @@ def _distance_caliper(measure: DistanceMeasure, discarded, f_all, o_all, p) -> f
     """The caliper on the distance: on a scalar score `caliper` (in its SDs when std_caliper, as MatchIt); on
     features `caliper` is absolute (std_caliper must be false, as MatchIt for matrix distances), or relative
     to the focal units' nearest distances (caliper_sd, caliper_quantile)."""
-    given = [k for k in ("caliper", "caliper_sd", "caliper_quantile") if p[k] is not None]
-    if len(given) > 1:
-        raise ConfigError(f"give at most one of caliper, caliper_sd, caliper_quantile (got {given}).")
+    one_caliper(p["caliper"], p["caliper_sd"], p["caliper_quantile"])
     if p["caliper"] is not None:
         if measure.scalar:
             return opt.score_caliper(measure.score, discarded, p["caliper"], p["std_caliper"])
@@ -311,22 +354,17 @@ def _distance_caliper(measure: DistanceMeasure, discarded, f_all, o_all, p) -> f
     return caliper_between(X[f_all], X[o_all], measure.metric, p["caliper"], p["caliper_sd"], p["caliper_quantile"])
 
 
-def _merge(found, method, p):
+def _merge(found, kind: PairKind, p):
+    """The strata's pairs in one list, in the kind's order; subclasses renumbered across strata (full matching)."""
     if not found:
         z = np.zeros(0, np.int64)
         return z, z, np.zeros(0), z
     F, OT, D = (np.concatenate([x[i] for x in found]) for i in range(3))
-    if method == "full":
+    if kind.subclasses:
         offsets = np.cumsum([0] + [int(x[3].max()) + 1 if len(x[3]) else 0 for x in found[:-1]])
         S = np.concatenate([x[3] + off for x, off in zip(found, offsets, strict=True)])
         return F, OT, D, S
-    if method == "greedy" and len(found) > 1:       # strata merged in the global greedy order
-        o = np.lexsort((OT, F, D))[: (len(F) if p["n_pairs"] is None else int(p["n_pairs"]))]
-        F, OT, D = F[o], OT[o], D[o]
-    elif method == "optimal":
-        o = np.lexsort((F, D))
-        F, OT, D = F[o], OT[o], D[o]
-    return F, OT, D, np.zeros(0, np.int64)
+    return (*kind.order(F, OT, D, p, len(found)), np.zeros(0, np.int64))
 
 
 def _set_columns(F):
@@ -356,7 +394,9 @@ def _score_columns(measure: DistanceMeasure, t_pos, c_pos) -> dict:
 # ---------------------------------------------------------------- subclass methods
 
 
-def _subclass_method(data, measure, discarded, p):
+def _run_subclass(data: MatchData, p: dict, sw: np.ndarray | None = None) -> MatchResult:
+    """MatchIt's subclass: the distance step, then quantile subclasses of the scalar distance."""
+    measure, discarded = _measure("subclass", data, p, sw)
     if not measure.scalar:
         raise ConfigError("subclass needs a scalar distance (distance: propensity or score), as MatchIt.")
     code, cuts = quantile_subclasses(measure.score, data.treated, discarded, p["subclass"], int(p["min_n"]),
@@ -366,7 +406,8 @@ def _subclass_method(data, measure, discarded, p):
     return _set_result("subclass", data, code, discarded, measure, p, info)
 
 
-def _strata_method(method, data, p):
+def _run_strata(data: MatchData, p: dict, sw: np.ndarray | None = None, *, method: str) -> MatchResult:
+    """exact and cem: subclasses of the covariates' (coarsened) values, no distance."""
     if data.covariates is None or any(c not in data.covariates for c in p["covariates"]):
         raise ConfigError(f"{method}: covariates {p['covariates']} are not all columns of the attributes table.")
     split_groups(data, method)
@@ -393,7 +434,7 @@ def cardinality_tolerances(tols, covariates: list[str]) -> np.ndarray:
     return out
 
 
-def _cardinality_method(data, p, sw=None):
+def _run_cardinality(data: MatchData, p: dict, sw: np.ndarray | None = None) -> MatchResult:
     """MatchIt's cardinality matching within each `exact` stratum (`cardinality.cardinality_weights`)."""
     if p["solver"] not in SOLVERS:
         raise ConfigError(f"cardinality: solver must be one of {list(SOLVERS)} (scipy's HiGHS), got '{p['solver']}'.")
@@ -477,3 +518,50 @@ def units_from_pairs(data: MatchData, pairs: pd.DataFrame) -> pd.DataFrame:
     T = pos.reindex(pairs["treated_id"].astype(str)).to_numpy(np.int64)
     C = pos.reindex(pairs["control_id"].astype(str)).to_numpy(np.int64)
     return _set_units(data, T, C, True, np.zeros(len(data.ids), bool), None)
+
+
+# ---------------------------------------------------------------- the registry
+
+METHODS: dict[str, Method] = {m.name: m for m in (
+    Method("nearest", run=partial(_run_pairs, kind=PAIR_KINDS["nearest"]),
+           params={**DISTANCE, **CALIPER, **COMMON, "ratio": 1, "replace": False, "m_order": None,
+                   "ties": "matchit", "k": 100},
+           description="each focal unit in m_order takes its nearest available units (MatchIt's nearest)"),
+    Method("greedy", run=partial(_run_pairs, kind=PAIR_KINDS["greedy"]),
+           params={**DISTANCE, **CALIPER, **COMMON, "n_pairs": None, "k": 100},
+           description="globally closest (focal, other) pair first, 1:1 without replacement"),
+    Method("optimal", run=partial(_run_pairs, kind=PAIR_KINDS["optimal"]),
+           params={**DISTANCE, **CALIPER, **COMMON, "ratio": 1, "k": 100},
+           description="ratio:1 matching minimising the total distance (MatchIt's optimal)"),
+    Method("full", run=partial(_run_pairs, kind=PAIR_KINDS["full"]),
+           params={**DISTANCE, **CALIPER, **COMMON, "k": 100}, estimands=("ATT", "ATC", "ATE"),
+           description="optimal full matching: subclasses of one unit and one or more of the other group"),
+    Method("subclass", run=_run_subclass,
+           params={**DISTANCE, "discard": "none", "estimand": "ATT", "random_state": None, "subclass": 6,
+                   "min_n": 1},
+           estimands=("ATT", "ATC", "ATE"),
+           description="subclasses between quantiles of a scalar distance (MatchIt's subclass)"),
+    Method("exact", run=partial(_run_strata, method="exact"),
+           params={"covariates": REQUIRED, "estimand": "ATT", "random_state": None, "s_weights": None},
+           estimands=("ATT", "ATC", "ATE"), description="one subclass per combination of the covariates' values"),
+    Method("cem", run=partial(_run_strata, method="cem"),
+           params={"covariates": REQUIRED, "cutpoints": None, "estimand": "ATT", "random_state": None,
+                   "s_weights": None},
+           estimands=("ATT", "ATC", "ATE"), description="coarsened exact matching (numeric covariates binned)"),
+    Method("cardinality", run=_run_cardinality,
+           params={"covariates": REQUIRED, "tols": 0.05, "std_tols": True, "ratio": 1, "exact": None,
+                   "estimand": "ATT", "solver": "highs", "time": 120.0, "random_state": None, "s_weights": None},
+           estimands=("ATT", "ATC", "ATE"),
+           description="the largest sample with covariate means balanced within tols (MatchIt's cardinality)"),
+)}
+
+
+def _constrained_params() -> dict:
+    import inspect
+
+    return {k: (REQUIRED if p.default is inspect.Parameter.empty else p.default)
+            for k, p in inspect.signature(match_greedy_constrained).parameters.items() if k != "data"}
+
+
+METHODS["greedy_constrained"] = Method("greedy_constrained", _constrained_params(), _run_constrained, ("ATT",),
+                                       description="the reference study's constrained greedy matching")
