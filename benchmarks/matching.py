@@ -444,7 +444,10 @@ def run_child(threads: int, name: str, **kw) -> dict:
         out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     if out.returncode != 0:
         print(out.stderr[-3000:], file=sys.stderr)
-        return {"case": name, **kw, "error": out.stderr.strip().splitlines()[-1] if out.stderr else "failed"}
+        case = f"matchit_{kw['method']}" if name == "matchit" else name
+        extra = {"dim": "score"} if name == "matchit" else {}
+        return {"case": case, **kw, **extra,
+                "error": out.stderr.strip().splitlines()[-1] if out.stderr else "failed"}
     row = json.loads(out.stdout.strip().splitlines()[-1])
     print("  ->", row, flush=True)
     return row

@@ -457,7 +457,8 @@ def _run_cardinality(data: MatchData, p: dict, sw: np.ndarray | None = None) -> 
     code = np.full(len(data.ids), -1, np.int64)
     info = {"covariates": list(p["covariates"]), "tols": [float(x) for x in tols], "std_tols": bool(p["std_tols"]),
             "ratio": p["ratio"], "solver": "highs", "optimal": all(i["optimal"] for i in infos),
-            "objective": float(sum(i["objective"] for i in infos)), "n_subclasses": 0}
+            "objective": float(sum(i["objective"] for i in infos)), "n_subclasses": 0,
+            "how": ", ".join(sorted({i["how"] for i in infos}))}
     result = _set_result("cardinality", data, code, np.zeros(len(data.ids), bool), None, p, info, weights=w)
     for i in infos:
         if "warning" in i:
