@@ -9,9 +9,11 @@ Each case runs in its own process (so peak memory is its own) with BLAS/torch th
   reference study's semantics and with the corrected ones;
 - dense: the reference rules on full matrices (`dense_reference_pairs`) at small N, and our heap version on
   the same data for the time ratio and a check that both give the same pairs;
-- matchit: MatchIt's nearest, nearest with a caliper, optimal and full on a precomputed propensity score at 5,000
-  and 30,000 units, with ganmatch, pymatchit-causal (the `peers` extra, when installed) and R's MatchIt with
-  optmatch (when `R_LIBS` or /opt/r-peers has them), each with its objective (`--only matchit`, `--tools`).
+- matchit: MatchIt's nearest, nearest with a caliper, optimal and full on a precomputed propensity score, subclass
+  on it, cem and cardinality on the two covariates, at 5,000 and 30,000 units, with ganmatch, pymatchit-causal (the
+  `peers` extra, when installed) and R's MatchIt with optmatch (when `R_LIBS` or /opt/r-peers has them), each with
+  its objective (pair and full methods), matched units and largest |SMD| (`--only matchit`, `--tools`); a peer row
+  past 5 minutes is recorded as a timeout.
 
 Default run (a few minutes on 2 cores): N=10,000.  `--full`: N=30,000, W+ and 1,200 pairs (run once).
 Writes benchmarks/results/matching.csv and matching.md.
@@ -22,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -224,12 +227,22 @@ def case_dense(n: int, n_pairs: int) -> dict:
 
 # ---------------------------------------------------------------- MatchIt's methods: ganmatch, pymatchit-causal, R
 
-MATCHIT_METHODS = {     # name -> (ganmatch method and options, pymatchit/R options; caliper in SDs of the score)
-    "nearest": ("nearest", {}, {"method": "nearest"}),
-    "caliper": ("nearest", {"caliper": 0.1}, {"method": "nearest", "caliper": 0.1}),
-    "optimal": ("optimal", {}, {"method": "optimal"}),
-    "full": ("full", {}, {"method": "full"}),
+SCORE = {"distance": "score", "score": "ps"}
+MATCHIT_METHODS = {     # name -> (ganmatch method and options, pymatchit options, R options; caliper in score SDs)
+    "nearest": ("nearest", SCORE, {"method": "nearest"}, {"method": "nearest"}),
+    "caliper": ("nearest", {**SCORE, "caliper": 0.1}, {"method": "nearest", "caliper": 0.1},
+                {"method": "nearest", "caliper": 0.1}),
+    "optimal": ("optimal", SCORE, {"method": "optimal"}, {"method": "optimal"}),
+    "full": ("full", SCORE, {"method": "full"}, {"method": "full"}),
+    "subclass": ("subclass", {**SCORE, "subclass": 6}, {"method": "subclass", "subclass": 6},
+                 {"method": "subclass", "subclass": 6}),
+    "cem": ("cem", {"covariates": ["x1", "x2"]}, {"method": "cem"}, {"method": "cem"}),
+    # tols 0.05 SDs of the treated on x1 and x2, 1:1 (pymatchit-causal: std_tols is its tolerance in SDs)
+    "cardinality": ("cardinality", {"covariates": ["x1", "x2"], "tols": 0.05}, {"method": "cardinality",
+                    "std_tols": 0.05, "ratio": 1}, {"method": "cardinality", "tols": 0.05}),
 }
+OBJECTIVE_METHODS = ("nearest", "caliper", "optimal", "full")      # total within-set distance compared
+PEER_TIMEOUT = 300              # seconds; a row past it is recorded as a timeout
 TREATED_SHARE = 8_693 / 30_000        # the issue's 30,000 units with 8,693 treated
 
 
@@ -265,32 +278,51 @@ def subclass_objective(frame, subclass) -> float:
     return total
 
 
+def max_abs_smd(frame, weights) -> float:
+    """The largest |weighted mean difference| of x1, x2 over the treated's SD (the balance every tool reaches)."""
+    import numpy as np
+
+    w, t = np.asarray(weights, np.float64), frame["treat"].to_numpy()
+    out = 0.0
+    for c in ("x1", "x2"):
+        x = frame[c].to_numpy()
+        a, b = w[t == 1].sum(), w[t == 0].sum()
+        if a <= 0 or b <= 0:
+            return float("nan")
+        d = (np.dot(w[t == 1], x[t == 1]) / a - np.dot(w[t == 0], x[t == 0]) / b) / x[t == 1].std(ddof=1)
+        out = max(out, abs(float(d)))
+    return out
+
+
 def case_matchit(tool: str, method: str, n: int) -> dict:
     """One MatchIt method on the synthetic scores with one tool, timed around the matching call only."""
     import numpy as np
 
     frame = synthetic_scores(n)
-    g_method, g_opts, peer_opts = MATCHIT_METHODS[method]
+    g_method, g_opts, pm_opts, r_opts = MATCHIT_METHODS[method]
     row = {"case": f"matchit_{method}", "tool": tool, "n": n, "dim": "score", "n_treated": int(frame.treat.sum())}
     if tool == "ganmatch":
         import warnings
 
         from ganmatch.matching import MatchData, match
 
-        data = MatchData(ids=frame["id"].to_numpy(), treated=frame["treat"].to_numpy(), covariates=frame[["ps"]])
+        data = MatchData(ids=frame["id"].to_numpy(), treated=frame["treat"].to_numpy(),
+                         covariates=frame[["ps", "x1", "x2"]])
         t = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            res = match(g_method, data, distance="score", score="ps", **g_opts)
+            res = match(g_method, data, **g_opts)
         sec = time.perf_counter() - t
         sub = res.units["subclass"].astype("float64").to_numpy()     # sets numbered (no replacement) or subclasses
-        row.update(seconds=sec, solver=res.info.get("solver", ""), backend="ganmatch")
+        weights = res.units["weight"].to_numpy()
+        solver = res.info.get("solver", "") if method != "cardinality" else res.info.get("how", "")
+        row.update(seconds=sec, solver=solver, backend="ganmatch")
     elif tool == "pymatchit":
         import warnings
 
         import pymatchit
 
-        opts = dict(peer_opts)
+        opts = dict(pm_opts)
         t = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -298,27 +330,38 @@ def case_matchit(tool: str, method: str, n: int) -> dict:
             m.fit("treat ~ x1 + x2")
         sec = time.perf_counter() - t
         sub = m.data["subclass"].to_numpy()
+        weights = m.data["weights"].to_numpy()
         row.update(seconds=sec, backend=f"pymatchit-causal {pymatchit.__version__}")
     else:
         import tempfile
 
         with tempfile.TemporaryDirectory() as tmp:
             frame.to_csv(f"{tmp}/d.csv", index=False)
-            args = ", ".join(f"{k} = {v!r}" if isinstance(v, str) else f"{k} = {v}" for k, v in peer_opts.items())
+            args = ", ".join(f"{k} = {v!r}" if isinstance(v, str) else f"{k} = {v}" for k, v in r_opts.items())
+            dist = "" if method in ("cem", "cardinality") else "distance = d$ps, "
             code = (f'suppressPackageStartupMessages({{library(MatchIt); library(optmatch)}}); '
                     f'd <- read.csv("{tmp}/d.csv"); options(optmatch_max_problem_size = Inf); '
-                    f't <- system.time(m <- matchit(treat ~ x1 + x2, data = d, distance = d$ps, {args}))[["elapsed"]]; '
-                    f'write.csv(data.frame(s = as.integer(m$subclass)), "{tmp}/s.csv", row.names = FALSE); '
+                    f't <- system.time(m <- matchit(treat ~ x1 + x2, data = d, {dist}{args}))[["elapsed"]]; '
+                    f's <- if (is.null(m$subclass)) rep(NA_integer_, nrow(d)) else as.integer(m$subclass); '
+                    f'write.csv(data.frame(s = s, w = m$weights), "{tmp}/s.csv", row.names = FALSE); '
                     f'cat(t, format(packageVersion("MatchIt")), file = "{tmp}/t.txt")')
-            subprocess.run(["Rscript", "-e", code], check=True, capture_output=True, env=_r_env())
+            out = subprocess.run(["Rscript", "-e", code], capture_output=True, text=True, env=_r_env())
+            if out.returncode != 0:
+                lines = out.stderr.strip().splitlines()
+                why = " ".join(x.strip() for x in lines if "Error" in x or "required" in x) or \
+                    (lines or ["R failed"])[-1]
+                raise RuntimeError(f"R MatchIt: {why}")
             sec, version = open(f"{tmp}/t.txt").read().split()
-            sub = np.genfromtxt(f"{tmp}/s.csv", delimiter=",", skip_header=1)
+            table = np.genfromtxt(f"{tmp}/s.csv", delimiter=",", skip_header=1)
+            sub, weights = table[:, 0], table[:, 1]
         row.update(seconds=float(sec), backend=f"R MatchIt {version}")
     import pandas as pd
 
     sub = pd.to_numeric(pd.Series(np.asarray(sub, dtype=object)), errors="coerce").to_numpy(np.float64)
-    row["objective"] = subclass_objective(frame, sub)
-    row["n_matched"] = int(np.isfinite(sub).sum())
+    if method in OBJECTIVE_METHODS:
+        row["objective"] = subclass_objective(frame, sub)
+    row["n_matched"] = int((np.asarray(weights, np.float64) > 0).sum())
+    row["max_abs_smd"] = max_abs_smd(frame, weights)
     row["peak_gb"] = _peak_gb()
     return row
 
@@ -341,9 +384,10 @@ def _has_r_matchit() -> bool:
     return out.stdout.strip() == "TRUE"
 
 
-def matchit_plan(sizes=(5_000, 30_000), r_full_max: int = 5_000, only_tools: set | None = None) -> list:
+def matchit_plan(sizes=(5_000, 30_000), r_full_max: int | None = None, only_tools: set | None = None) -> list:
     """The MatchIt comparison's runs: each method at each size with ganmatch, pymatchit-causal (when installed)
-    and R's MatchIt (when present; full matching in R only up to `r_full_max` units: 32 s at 5,000)."""
+    and R's MatchIt (when present; with `r_full_max`, R's full matching above that size is recorded as a timeout
+    without running it)."""
     import importlib.util
 
     tools = ["ganmatch"]
@@ -356,15 +400,22 @@ def matchit_plan(sizes=(5_000, 30_000), r_full_max: int = 5_000, only_tools: set
     for n in sizes:
         for method in MATCHIT_METHODS:
             for tool in tools:
-                if tool == "R" and method == "full" and n > r_full_max:
+                if tool == "R" and method == "full" and r_full_max is not None and n > r_full_max:
+                    plan.append(("matchit", "timeout", {"tool": tool, "method": method, "n": n}))
                     continue
                 plan.append(("matchit", "matchit", {"tool": tool, "method": method, "n": n}))
     return plan
 
 
+def case_timeout(tool: str, method: str, n: int) -> dict:
+    """A peer row not run because it is known to exceed PEER_TIMEOUT (R's full matching past 5,000 units)."""
+    return {"case": f"matchit_{method}", "tool": tool, "n": n, "dim": "score",
+            "error": f"timeout (> {PEER_TIMEOUT} s; not run: 32-74 s already at 5,000 units)"}
+
+
 CASES = {"knn": case_knn, "knn_faiss": case_knn_faiss, "knn_sklearn": case_knn_sklearn, "matmul": case_matmul,
          "matmul_blocked": case_matmul_blocked, "constrained": case_constrained, "dense": case_dense,
-         "matchit": case_matchit}
+         "matchit": case_matchit, "timeout": case_timeout}
 KNN_CASES = ("knn", "knn_faiss", "knn_sklearn")
 
 
@@ -377,10 +428,26 @@ def run_child(threads: int, name: str, **kw) -> dict:
         env[var] = str(threads)
     cmd = [sys.executable, __file__, "--child", json.dumps({"name": name, "threads": threads, **kw})]
     print("running", name, kw, flush=True)
-    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    if name == "matchit":       # a MatchIt row past PEER_TIMEOUT is recorded as a timeout rather than waited for
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                start_new_session=True)     # its own process group: Rscript goes with it
+        try:
+            stdout, stderr = proc.communicate(timeout=PEER_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            row = {"case": f"matchit_{kw['method']}", **kw, "dim": "score", "error": f"timeout (> {PEER_TIMEOUT} s)"}
+            print("  ->", row, flush=True)
+            return row
+        out = subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
+    else:
+        out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     if out.returncode != 0:
         print(out.stderr[-3000:], file=sys.stderr)
-        return {"case": name, **kw, "error": out.stderr.strip().splitlines()[-1] if out.stderr else "failed"}
+        case = f"matchit_{kw['method']}" if name == "matchit" else name
+        extra = {"dim": "score"} if name == "matchit" else {}
+        return {"case": case, **kw, **extra,
+                "error": out.stderr.strip().splitlines()[-1] if out.stderr else "failed"}
     row = json.loads(out.stdout.strip().splitlines()[-1])
     print("  ->", row, flush=True)
     return row

@@ -101,7 +101,9 @@ def test_matching_benchmark_matchit_rows_run_and_agree_on_the_objective():
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     rows = {m: bench.case_matchit("ganmatch", m, 400) for m in bench.MATCHIT_METHODS}
-    assert all(r["seconds"] > 0 and r["objective"] > 0 for r in rows.values())
+    assert all(r["seconds"] > 0 and r["n_matched"] > 0 for r in rows.values())
+    assert all(rows[m]["objective"] > 0 for m in bench.OBJECTIVE_METHODS)
+    assert rows["cardinality"]["max_abs_smd"] <= 0.05 + 1e-6     # its tolerance, in the treated's SDs
     assert rows["full"]["n_matched"] == 400 and rows["caliper"]["n_matched"] <= rows["nearest"]["n_matched"]
     assert rows["optimal"]["objective"] <= rows["nearest"]["objective"] + 1e-9
     plan = bench.matchit_plan(sizes=(100,))

@@ -94,20 +94,23 @@ def resolve_s_d_denom(s_d_denom: str, estimand: str) -> str:
     return s_d_denom
 
 
-def sd_denominator(x, treated, s_d_denom: str = "pooled", binary: bool | None = None) -> tuple[float, str]:
+def sd_denominator(x, treated, s_d_denom: str = "pooled", binary: bool | None = None,
+                   s_weights=None) -> tuple[float, str]:
     """(SD, denominator used) of one covariate in the unadjusted sample, as cobalt's `col_w_smd`.
 
     treated / control: that group's SD; pooled: sqrt((var_treated + var_control) / 2); all: the whole sample's.
     Binary variances are p (1 - p). A zero or undefined SD falls back to the whole sample's (cobalt), and the
-    second value then says 'all'.
+    second value then says 'all'. `s_weights` (sampling weights) weight the variances, as cobalt and MatchIt's
+    summary do.
     """
     binary = is_binary(x) if binary is None else binary
-    (x1, _), (x0, _) = _split(x, treated, None)
+    (x1, w1), (x0, w0) = _split(x, treated, s_weights)
     x = np.asarray(x, np.float64)
-    v1, v0 = covariate_var(x1, None, binary), covariate_var(x0, None, binary)
-    var = {"treated": v1, "control": v0, "pooled": (v1 + v0) / 2, "all": covariate_var(x, None, binary)}[s_d_denom]
+    v1, v0 = covariate_var(x1, w1, binary), covariate_var(x0, w0, binary)
+    var = {"treated": v1, "control": v0, "pooled": (v1 + v0) / 2,
+           "all": covariate_var(x, s_weights, binary)}[s_d_denom]
     if not (np.isfinite(var) and var > 0):
-        return float(np.sqrt(covariate_var(x, None, binary))), "all"
+        return float(np.sqrt(covariate_var(x, s_weights, binary))), "all"
     return float(np.sqrt(var)), s_d_denom
 
 
@@ -242,8 +245,11 @@ def _check(covariates: pd.DataFrame, treated, weights):
 
 def balance_table(covariates: pd.DataFrame, treated: np.ndarray, weights: np.ndarray | None = None,
                   thresholds: dict | None = None, min_pairs: int = 1, estimand: str = "ATT",
-                  s_d_denom: str = "auto", binary: str = "raw") -> pd.DataFrame:
+                  s_d_denom: str = "auto", binary: str = "raw", s_weights=None) -> pd.DataFrame:
     """Long balance table (see `balance_columns`), unmatched and, when `weights` are given, matched.
+
+    `s_weights` (MatchIt's sampling weights): the unmatched sample and the SDs are weighted by them (the matched
+    `weights` already include them, as MatchIt's match.data weights).
 
     Mean differences (stat 'smd') follow cobalt's `bal.tab`: continuous covariates are standardised, binary ones
     raw differences in proportions unless `binary='std'`; the SD is `s_d_denom`'s ('auto': treated for the ATT,
@@ -255,17 +261,19 @@ def balance_table(covariates: pd.DataFrame, treated: np.ndarray, weights: np.nda
     'not estimable'. Neither is ever counted as balanced. `thresholds` overrides STATS' defaults by stat name.
     """
     X, t, weights = _check(covariates, treated, weights)
+    if s_weights is not None:
+        s_weights = _check(covariates, treated, s_weights)[2]
     denom = resolve_s_d_denom(s_d_denom, estimand)
     if binary not in BINARY_DIFFS:
         raise InputDataError(f"balance: binary '{binary}' is not one of {', '.join(BINARY_DIFFS)}.")
     thr = {k: v["threshold"] for k, v in STATS.items()} | dict(thresholds or {})
     rows = []
-    samples = [("unmatched", None)] + ([("matched", weights)] if weights is not None else [])
+    samples = [("unmatched", s_weights)] + ([("matched", weights)] if weights is not None else [])
     for cov in X.columns:
         bin_ = is_binary(X[cov].to_numpy())
         x = as_indicator(X[cov].to_numpy()) if bin_ else X[cov].to_numpy()
         std = binary == "std" or not bin_
-        sd, used = sd_denominator(x, t, denom, bin_) if std else (np.nan, "")
+        sd, used = sd_denominator(x, t, denom, bin_, s_weights) if std else (np.nan, "")
         for sample, w in samples:
             (x1, w1), (x0, w0) = _split(x, t, w)
             vals = {"mean_treated": weighted_mean(x1, w1), "mean_control": weighted_mean(x0, w0),

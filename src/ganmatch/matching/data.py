@@ -110,12 +110,17 @@ def split_groups(data: MatchData, method: str) -> tuple[np.ndarray, np.ndarray]:
     return t, c
 
 
+def one_caliper(caliper=None, caliper_sd=None, caliper_quantile=None) -> None:
+    """The one check that at most one caliper form is given (the engine's; the start-up checks say it per key)."""
+    given = [k for k, v in (("caliper", caliper), ("caliper_sd", caliper_sd), ("caliper_quantile", caliper_quantile))
+             if v is not None]
+    if len(given) > 1:
+        raise ConfigError(f"give at most one of caliper, caliper_sd, caliper_quantile (got {given}).")
+
+
 def resolve_caliper(nearest: np.ndarray, caliper=None, caliper_sd=None, caliper_quantile=None) -> float:
-    """Absolute caliper from one of: `caliper` (distance), `caliper_sd` (SDs of the treated units'
-    nearest cross-group distances) or `caliper_quantile` (quantile of those distances); inf if none."""
-    given = [x is not None for x in (caliper, caliper_sd, caliper_quantile)]
-    if sum(given) > 1:
-        raise ConfigError("matching: give at most one of caliper, caliper_sd, caliper_quantile.")
+    """Absolute caliper from one of (see `one_caliper`): `caliper` (distance), `caliper_sd` (SDs of the treated
+    units' nearest cross-group distances) or `caliper_quantile` (quantile of those distances); inf if none."""
     if caliper is not None:
         if caliper < 0:
             raise ConfigError(f"matching: caliper must be >= 0, got {caliper}.")

@@ -17,8 +17,22 @@ from ganmatch.errors import ConfigError, InputDataError
 from ganmatch.matching import reflapack
 from ganmatch.matching.data import MatchData
 
-DISTANCES = ("embedding", "propensity", "mahalanobis", "robust_mahalanobis", "scaled_euclidean", "euclidean", "score")
-SCALAR_DISTANCES = ("propensity", "score")
+LEARNED_PROPENSITY = ("lasso", "ridge", "elasticnet", "gbm", "randomforest")    # MatchIt's names, scikit-learn fits
+PROPENSITY_DISTANCES = ("propensity", *LEARNED_PROPENSITY)
+DISTANCES = ("embedding", *PROPENSITY_DISTANCES, "mahalanobis", "robust_mahalanobis", "scaled_euclidean", "euclidean",
+             "score")
+SCALAR_DISTANCES = (*PROPENSITY_DISTANCES, "score")
+COVARIATE_TRANSFORMS = ("mahalanobis", "scaled_euclidean", "euclidean", "robust_mahalanobis")
+# the options each propensity distance reads (the start-up checks refuse the others on it)
+PROPENSITY_OPTIONS = {
+    "propensity": ("link", "penalty", "C", "standardize", "max_iter"),
+    "lasso": ("link", "C", "standardize", "max_iter"),
+    "ridge": ("link", "C", "standardize", "max_iter"),
+    "elasticnet": ("link", "C", "l1_ratio", "standardize", "max_iter"),
+    "gbm": ("link", "n_estimators"),
+    "randomforest": ("link", "n_estimators"),
+}
+PROPENSITY_ONLY = ("link", "penalty", "C", "l1_ratio", "n_estimators", "standardize", "max_iter")
 LINKS = ("logit", "linear.logit")
 PENALTIES = ("none", "l2")
 
@@ -48,24 +62,28 @@ class DistanceMeasure:
 # ---------------------------------------------------------------- the propensity model
 
 
-def fit_logistic_irls(Z: np.ndarray, y: np.ndarray, max_iter: int = 100, tol: float = 1e-12):
+def fit_logistic_irls(Z: np.ndarray, y: np.ndarray, max_iter: int = 100, tol: float = 1e-12,
+                      weights: np.ndarray | None = None):
     """Unpenalised logistic regression with an intercept by iteratively reweighted least squares, run to full
     convergence (R's glm stops at a relative deviance change of 1e-8; MatchIt's documented numbers need the
-    fully converged fit). Returns (coefficients with the intercept first, linear predictor, converged)."""
+    fully converged fit); `weights` are prior (sampling) weights, as glm's `weights` (MatchIt's s.weights, which
+    it fits by quasibinomial: the same coefficients). Returns (coefficients with the intercept first, linear
+    predictor, converged)."""
     X = np.hstack([np.ones((len(Z), 1)), np.asarray(Z, np.float64)])
     y = np.asarray(y, np.float64)
+    prior = np.ones(len(y)) if weights is None else np.asarray(weights, np.float64)
     beta = np.zeros(X.shape[1])
-    mu = (y + 0.5) / 2.0                     # glm's start: mustart = (y + 0.5) / 2
+    mu = (prior * y + 0.5) / (prior + 1.0)   # glm's start: mustart = (weights y + 0.5) / (weights + 1)
     eta = np.log(mu / (1 - mu))
     dev_old = np.inf
     for _ in range(max_iter):
         w = np.clip(mu * (1 - mu), 1e-12, None)
         z = eta + (y - mu) / w
-        sw = np.sqrt(w)
+        sw = np.sqrt(w * prior)
         beta = np.linalg.lstsq(X * sw[:, None], z * sw, rcond=None)[0]
         eta = X @ beta
         mu = np.clip(1.0 / (1.0 + np.exp(-eta)), 1e-15, 1 - 1e-15)
-        dev = -2.0 * np.sum(y * np.log(mu) + (1 - y) * np.log(1 - mu))
+        dev = -2.0 * np.sum(prior * (y * np.log(mu) + (1 - y) * np.log(1 - mu)))
         if abs(dev - dev_old) / (abs(dev) + 0.1) < tol:
             return beta, eta, True
         dev_old = dev
@@ -73,26 +91,50 @@ def fit_logistic_irls(Z: np.ndarray, y: np.ndarray, max_iter: int = 100, tol: fl
 
 
 class PropensityModel:
-    """Logistic regression of treatment on features (sklearn-style): unpenalised IRLS as R's glm
-    (`penalty="none"`, MatchIt's default), or L2-penalised with inverse strength `C` for high-dimensional
-    embeddings. `logit_` is the linear predictor, `propensity_` the fitted probability."""
+    """A propensity model of treatment on features (sklearn-style). `model` "propensity": logistic regression,
+    unpenalised IRLS as R's glm (`penalty="none"`, MatchIt's default) or L2-penalised with inverse strength `C` for
+    high-dimensional embeddings; MatchIt's other estimators by scikit-learn: "lasso", "ridge", "elasticnet"
+    (penalised logistic regression, inverse strength `C`, `l1_ratio` for elasticnet), "gbm" (gradient boosting of
+    depth-3 trees) and "randomforest" (`n_estimators` trees each), all seeded by `random_state`. `logit_` is the
+    linear predictor (for the forest the log-odds of its probability clipped to [1e-6, 1 - 1e-6]), `propensity_` the
+    fitted probability. `sample_weight`: sampling weights (MatchIt's s.weights) in the fit."""
 
-    def __init__(self, penalty: str = "none", C: float = 1.0, max_iter: int = 1000, random_state: int | None = 0):
+    def __init__(self, penalty: str = "none", C: float = 1.0, max_iter: int = 1000, random_state: int | None = 0,
+                 model: str = "propensity", l1_ratio: float = 0.5, n_estimators: int = 500):
         self.penalty, self.C, self.max_iter, self.random_state = penalty, C, max_iter, random_state
+        self.model, self.l1_ratio, self.n_estimators = model, l1_ratio, n_estimators
 
-    def fit(self, Z: np.ndarray, treated: np.ndarray) -> PropensityModel:
-        if self.penalty not in PENALTIES:
+    def fit(self, Z: np.ndarray, treated: np.ndarray, sample_weight: np.ndarray | None = None) -> PropensityModel:
+        if self.model not in PROPENSITY_DISTANCES:
+            raise ConfigError(f"propensity model must be one of {list(PROPENSITY_DISTANCES)}, got '{self.model}'.")
+        if self.model == "propensity" and self.penalty not in PENALTIES:
             raise ConfigError(f"propensity: penalty must be one of {PENALTIES}, got '{self.penalty}'.")
-        if self.penalty == "none":
-            self.coef_, self.logit_, self.converged_ = fit_logistic_irls(Z, treated, self.max_iter)
+        if self.model == "propensity" and self.penalty == "none":
+            self.coef_, self.logit_, self.converged_ = fit_logistic_irls(Z, treated, self.max_iter,
+                                                                         weights=sample_weight)
+        elif self.model in ("gbm", "randomforest"):
+            from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
+
+            est = GradientBoostingClassifier(n_estimators=self.n_estimators, max_depth=3,
+                                             random_state=self.random_state) if self.model == "gbm" else \
+                RandomForestClassifier(n_estimators=self.n_estimators, random_state=self.random_state, n_jobs=1)
+            est.fit(Z, treated, sample_weight=sample_weight)
+            self.converged_, self.coef_ = True, None
+            if self.model == "gbm":
+                self.logit_ = est.decision_function(Z).astype(np.float64)
+            else:
+                p = np.clip(est.predict_proba(Z)[:, 1].astype(np.float64), 1e-6, 1 - 1e-6)
+                self.logit_ = np.log(p / (1 - p))
         else:
             from sklearn.exceptions import ConvergenceWarning
             from sklearn.linear_model import LogisticRegression
 
-            model = LogisticRegression(C=self.C, max_iter=self.max_iter, random_state=self.random_state)
+            kw = {"propensity": {}, "ridge": {}, "lasso": {"l1_ratio": 1.0, "solver": "saga"},
+                  "elasticnet": {"l1_ratio": self.l1_ratio, "solver": "saga"}}[self.model]
+            model = LogisticRegression(C=self.C, max_iter=self.max_iter, random_state=self.random_state, **kw)
             with warnings.catch_warnings(record=True) as caught:  # the reference's 100 lbfgs steps stop early
                 warnings.simplefilter("always", ConvergenceWarning)
-                model.fit(Z, treated)
+                model.fit(Z, treated, sample_weight=sample_weight)
             self.converged_ = not any(issubclass(w.category, ConvergenceWarning) for w in caught)
             self.coef_ = np.r_[model.intercept_, model.coef_.ravel()]
             self.logit_ = model.decision_function(Z)
@@ -116,6 +158,21 @@ def covariate_matrix(data: MatchData, covariates: list[str] | None, who: str) ->
     if np.isnan(C).any():
         raise InputDataError(f"{who}: covariates {covariates} have missing or non-numeric values.")
     return C
+
+
+def sampling_weights(data: MatchData, column: str | None, who: str) -> np.ndarray | None:
+    """MatchIt's `s.weights` named by a column of the covariate table: finite, >= 0, each group's sum > 0; None
+    without one."""
+    if column is None:
+        return None
+    w = covariate_matrix(data, [column], f"{who}: s_weights")[:, 0]
+    if not np.isfinite(w).all() or (w < 0).any():
+        raise InputDataError(f"{who}: s_weights column '{column}' has negative or infinite values; sampling weights "
+                             "must be finite and >= 0.")
+    for g, name in ((1, "treated"), (0, "control")):
+        if (data.treated == g).any() and w[data.treated == g].sum() <= 0:
+            raise InputDataError(f"{who}: s_weights column '{column}' is 0 for every {name} unit.")
+    return w
 
 
 def design(data: MatchData, covariates: list[str] | None, embedding: str | None, who: str) -> np.ndarray:
@@ -305,22 +362,25 @@ def matchit_rows(Z: np.ndarray, treated: np.ndarray, keep: np.ndarray, transform
 def distance_measure(data: MatchData, distance: str, embedding: str | None = None, metric: str = "euclidean",
                      covariates: list[str] | None = None, link: str = "logit", penalty: str = "none",
                      C: float = 1.0, standardize: bool = True, max_iter: int = 1000, score: str | None = None,
-                     discarded: np.ndarray | None = None, random_state: int | None = 0, who: str = "matching"
+                     random_state: int | None = 0, who: str = "matching",
+                     s_weights: np.ndarray | None = None, l1_ratio: float = 0.5, n_estimators: int = 500
                      ) -> DistanceMeasure:
     """The distance a method matches on (MatchIt's `distance` argument, with embeddings added):
 
     - `embedding`: `metric` distance (euclidean, cosine, l1) between the images' rows of `embedding`;
     - `propensity`: logistic regression of treatment on covariates and/or an embedding (MatchIt's `glm`);
-      `link` "logit" matches on the probability, "linear.logit" on the linear predictor;
+      `link` "logit" matches on the probability, "linear.logit" on the linear predictor; `lasso`, `ridge`,
+      `elasticnet`, `gbm`, `randomforest`: MatchIt's other propensity estimators, by scikit-learn
+      (`PropensityModel`); `s_weights` (sampling weights) weight every propensity fit, as MatchIt's s.weights;
     - `mahalanobis` / `robust_mahalanobis` / `scaled_euclidean` / `euclidean`: on covariates and/or an embedding,
-      with the pooled within-group covariance / the ranks' covariance / SDs of the units not `discarded`
-      (MatchIt's transforms, `matchit_rows`);
+      with the pooled within-group covariance / the ranks' covariance / SDs of all units (MatchIt's transforms,
+      `matchit_rows`; common support, which needs a scalar distance, never applies to them);
     - `score`: a precomputed scalar column of the covariate table named by `score` (MatchIt's numeric distance).
     """
     if distance not in DISTANCES:
         raise ConfigError(f"{who}: distance must be one of {list(DISTANCES)}, got '{distance}'.")
     treated = data.treated
-    keep = np.ones(len(data.ids), bool) if discarded is None else ~np.asarray(discarded, bool)
+    keep = np.ones(len(data.ids), bool)  # discard needs a scalar distance, so every unit counts in a transform
     if distance == "embedding":
         if not embedding:
             raise ConfigError(f"{who}: distance 'embedding' needs the name of an embedding (key embedding).")
@@ -335,19 +395,25 @@ def distance_measure(data: MatchData, distance: str, embedding: str | None = Non
         s = covariate_matrix(data, [score], who)[:, 0]
         return DistanceMeasure("score", score=s, info={"score": score})
     Z = design(data, covariates, embedding, who)
-    if distance == "propensity":
+    if distance in PROPENSITY_DISTANCES:
         if link not in LINKS:
             raise ConfigError(f"{who}: link must be one of {list(LINKS)}, got '{link}'.")
-        if standardize:
+        if standardize and distance not in ("gbm", "randomforest"):
             sd = Z.std(axis=0)
             Z = (Z - Z.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
-        model = PropensityModel(penalty, C, max_iter, random_state).fit(Z, treated)
+        model = PropensityModel(penalty, C, max_iter, random_state, distance, l1_ratio, n_estimators).fit(
+            Z, treated, sample_weight=s_weights)
         s = model.propensity_ if link == "logit" else model.logit_
         info = {"link": link, "penalty": penalty, "converged": bool(model.converged_),
                 "logit_sd": float(np.std(model.logit_, ddof=1))}
+        if distance != "propensity":
+            info = {"link": link, "model": distance, **{k: v for k, v in info.items() if k not in ("link", "penalty")}}
         if not model.converged_:
             warnings.warn(f"{who}: the propensity model did not converge in {max_iter} iterations.", stacklevel=2)
-        return DistanceMeasure("propensity", score=s, logit=model.logit_, propensity=model.propensity_, info=info)
+        return DistanceMeasure(distance, score=s, logit=model.logit_, propensity=model.propensity_, info=info)
+    if s_weights is not None:
+        raise ConfigError(f"{who}: s_weights with distance {distance} is not offered (MatchIt weights the "
+                          "covariance of its transform by them); use a propensity distance or drop s_weights.")
     X = matchit_rows(Z, treated, keep, distance)
     return DistanceMeasure(distance, X=np.asarray(X, np.float64), metric="euclidean",
                            info={"transform": distance})

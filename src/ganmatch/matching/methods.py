@@ -11,13 +11,16 @@ result carries the pairs (where there are pairs) and a units table: weight, subc
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import pandas as pd
 
 from ganmatch.errors import ConfigError
 from ganmatch.matching import options as opt
+from ganmatch.matching.cardinality import SOLVERS, cardinality_weights, tolerance_scale
 from ganmatch.matching.constrained import match_greedy_constrained
 from ganmatch.matching.data import (
     MatchData,
@@ -25,10 +28,21 @@ from ganmatch.matching.data import (
     _empty_pairs,
     caliper_between,
     make_result,
+    one_caliper,
     set_weights,
     split_groups,
 )
-from ganmatch.matching.distance import DistanceMeasure, covariate_matrix, distance_measure, matchit_rows
+from ganmatch.matching.distance import (
+    COVARIATE_TRANSFORMS,
+    PROPENSITY_ONLY,
+    PROPENSITY_OPTIONS,
+    SCALAR_DISTANCES,
+    DistanceMeasure,
+    covariate_matrix,
+    distance_measure,
+    matchit_rows,
+    sampling_weights,
+)
 from ganmatch.matching.greedy import CrossLists, greedy_pairs
 from ganmatch.matching.nearest import covariate_sets, feature_sets, focal_order, line_sets, places
 from ganmatch.matching.optimal import full_sets, line_applies, optimal_sets
@@ -37,7 +51,8 @@ from ganmatch.matching.subclass import cem_subclasses, exact_subclasses, quantil
 REQUIRED = object()
 
 DISTANCE = {"distance": REQUIRED, "embedding": None, "metric": "euclidean", "covariates": None, "link": "logit",
-            "penalty": "none", "C": 1.0, "standardize": True, "max_iter": 1000, "score": None}
+            "penalty": "none", "C": 1.0, "l1_ratio": 0.5, "n_estimators": 500, "standardize": True, "max_iter": 1000,
+            "score": None, "s_weights": None}
 CALIPER = {"caliper": None, "std_caliper": True, "caliper_sd": None, "caliper_quantile": None,
            "covariate_caliper": None}
 COMMON = {"exact": None, "antiexact": None, "mahvars": None, "discard": "none", "estimand": "ATT",
@@ -46,43 +61,17 @@ COMMON = {"exact": None, "antiexact": None, "mahvars": None, "discard": "none", 
 
 @dataclass(frozen=True)
 class Method:
-    """A matching method: its parameters with their defaults and the estimands it supports."""
+    """A matching method: its parameters with their defaults, the estimands it supports, and its runner, one
+    signature for all: run(data, params, s_weights) -> MatchResult (params complete, defaults filled in)."""
 
     name: str
     params: dict
+    run: Callable[[MatchData, dict, np.ndarray | None], MatchResult]
     estimands: tuple = ("ATT", "ATC")
     description: str = ""
 
 
-METHODS: dict[str, Method] = {m.name: m for m in (
-    Method("nearest", {**DISTANCE, **CALIPER, **COMMON, "ratio": 1, "replace": False, "m_order": None,
-                       "ties": "matchit", "k": 100},
-           description="each focal unit in m_order takes its nearest available units (MatchIt's nearest)"),
-    Method("greedy", {**DISTANCE, **CALIPER, **COMMON, "n_pairs": None, "k": 100},
-           description="globally closest (focal, other) pair first, 1:1 without replacement"),
-    Method("optimal", {**DISTANCE, **CALIPER, **COMMON, "ratio": 1, "k": 100},
-           description="ratio:1 matching minimising the total distance (MatchIt's optimal)"),
-    Method("full", {**DISTANCE, **CALIPER, **COMMON, "k": 100}, ("ATT", "ATC", "ATE"),
-           description="optimal full matching: subclasses of one unit and one or more of the other group"),
-    Method("subclass", {**DISTANCE, "discard": "none", "estimand": "ATT", "random_state": None, "subclass": 6,
-                        "min_n": 1}, ("ATT", "ATC", "ATE"),
-           description="subclasses between quantiles of a scalar distance (MatchIt's subclass)"),
-    Method("exact", {"covariates": REQUIRED, "estimand": "ATT", "random_state": None}, ("ATT", "ATC", "ATE"),
-           description="one subclass per combination of the covariates' values"),
-    Method("cem", {"covariates": REQUIRED, "cutpoints": None, "estimand": "ATT", "random_state": None},
-           ("ATT", "ATC", "ATE"), description="coarsened exact matching (numeric covariates binned)"),
-)}
-
-
-def _constrained_params() -> dict:
-    import inspect
-
-    return {k: (REQUIRED if p.default is inspect.Parameter.empty else p.default)
-            for k, p in inspect.signature(match_greedy_constrained).parameters.items() if k != "data"}
-
-
-METHODS["greedy_constrained"] = Method("greedy_constrained", _constrained_params(), ("ATT",),
-                                       description="the reference study's constrained greedy matching")
+# METHODS, the registry (each method's parameters and its runner), is at the end of this module, below the runners.
 
 
 def method_parameters(method: str) -> dict:
@@ -93,20 +82,17 @@ def method_parameters(method: str) -> dict:
     return dict(METHODS[method].params)
 
 
-PROPENSITY_ONLY = ("link", "penalty", "C", "standardize", "max_iter")
-
-
 def relevant_parameters(spec: dict) -> dict:
     """A method's settings without those its distance ignores (e.g. `link` unless distance is propensity):
     what a person reading a run plan needs."""
     dist = spec.get("distance")
     drop = set()
     if dist is not None:
-        drop |= set(PROPENSITY_ONLY) if dist != "propensity" else set()
+        drop |= set(PROPENSITY_ONLY) - set(PROPENSITY_OPTIONS.get(dist, ()))
         drop |= {"metric"} if dist != "embedding" else set()
         drop |= {"score"} if dist != "score" else set()
-        drop |= {"C"} if spec.get("penalty") == "none" else set()
-    if dist is None or dist not in ("propensity", "score"):
+        drop |= {"C"} if dist == "propensity" and spec.get("penalty", "none") == "none" else set()
+    if dist is None or dist not in SCALAR_DISTANCES:
         drop |= {"discard"} if spec.get("discard") == "none" else set()
     order = list(METHODS[spec["method"]].params) if spec.get("method") in METHODS else []
     rank = {k: i for i, k in enumerate(["method", *order])}
@@ -123,31 +109,127 @@ def match(method: str, data: MatchData, **params) -> MatchResult:
     if missing:
         raise ConfigError(f"matching method '{method}' needs {missing}.")
     p = {**accepted, **params}
-    if method == "greedy_constrained":
-        result = match_greedy_constrained(data, **params)
-        result.info["estimand"] = "ATT"
-        result.units = units_from_pairs(data, result.pairs)
-    else:
-        opt.check_estimand(p["estimand"], METHODS[method].estimands, method)
-        result = _strata_method(method, data, p) if method in ("exact", "cem") else _distance_method(method, data, p)
+    sw = sampling_weights(data, p.get("s_weights"), method)
+    opt.check_estimand(p.get("estimand", "ATT"), METHODS[method].estimands, method)
+    result = METHODS[method].run(data, p, sw)
+    if sw is not None:      # MatchIt's match.data: the output weights are the matching weights x the s.weights
+        result.units["s_weight"] = sw
+        result.units["weight"] = result.units["weight"].to_numpy(np.float64) * sw
+        result.info["s_weights"] = p["s_weights"]
     result.units["estimand"] = result.info["estimand"]
     return result
 
 
-def _distance_method(method: str, data: MatchData, p: dict) -> MatchResult:
+def _run_constrained(data: MatchData, p: dict, sw: np.ndarray | None = None) -> MatchResult:
+    """The reference study's matcher (its own candidate rules; ATT pairs, units from them)."""
+    result = match_greedy_constrained(data, **p)
+    result.info["estimand"] = "ATT"
+    result.units = units_from_pairs(data, result.pairs)
+    return result
+
+
+def _measure(method: str, data: MatchData, p: dict, sw: np.ndarray | None):
+    """The distance step of every distance method: the measure and the units outside common support."""
     measure = distance_measure(data, p["distance"], p["embedding"], p["metric"], p["covariates"], p["link"],
                                p["penalty"], p["C"], p["standardize"], p["max_iter"], p["score"],
-                               random_state=p["random_state"], who=method)
-    discarded = opt.common_support(measure.score, data.treated, p["discard"])
-    if method == "subclass":
-        return _subclass_method(data, measure, discarded, p)
-    return _pair_method(method, data, measure, discarded, p)
+                               random_state=p["random_state"], who=method, s_weights=sw, l1_ratio=p["l1_ratio"],
+                               n_estimators=p["n_estimators"])
+    return measure, opt.common_support(measure.score, data.treated, p["discard"])
 
 
 # ---------------------------------------------------------------- pair methods
 
 
-def _pair_method(method: str, data: MatchData, measure: DistanceMeasure, discarded: np.ndarray, p: dict):
+@dataclass
+class PairContext:
+    """What a pair method's per-stratum solver reads: the rows it matches on, their metric, the caliper on the
+    distance (`cal`, and `dcal` the one on the matched rows: none when mahvars carries it in the rule), the pair
+    rule, the mahvars rows, the method's parameters, and the run's info (solvers add to it)."""
+
+    measure: DistanceMeasure
+    X: np.ndarray
+    metric: str
+    cal: float
+    dcal: float
+    rule: opt.PairRule
+    mah: np.ndarray | None
+    p: dict
+    info: dict
+
+
+@dataclass(frozen=True)
+class PairKind:
+    """A pair method: `solve(ctx, f, o, accept)` matches the focal positions f to the others o of one stratum and
+    returns (focal indices, other indices, distances, subclass per edge or None); `order(F, OT, D, p, n_strata)`
+    orders the merged strata's pairs; `subclasses`: the result is a partition (full matching), not matched sets."""
+
+    name: str
+    solve: Callable
+    order: Callable
+    subclasses: bool = False
+
+
+def _solve_nearest(ctx: PairContext, f, o, accept):
+    return (*_nearest(ctx.measure, ctx.X, f, o, ctx.cal, accept, ctx.p, ctx.p["random_state"], ctx.rule, ctx.mah),
+            None)
+
+
+def _solve_greedy(ctx: PairContext, f, o, accept):
+    lists = CrossLists(ctx.X[f], ctx.X[o], ctx.metric, ctx.p["k"])
+    fi, oi, d = greedy_pairs(ctx.X[f], ctx.X[o], ctx.metric, ctx.dcal, ctx.p["n_pairs"], ctx.p["k"], lists=lists,
+                             accept=accept)
+    ctx.info["n_refills"] = ctx.info.get("n_refills", 0) + lists.n_refills
+    return fi, oi, d, None
+
+
+def _solve_optimal(ctx: PairContext, f, o, accept):
+    ratio = min(int(ctx.p["ratio"]), len(o))  # more copies of a focal unit than others cannot be filled
+    fi, oi, d, dense = optimal_sets(ctx.X[f], ctx.X[o], ctx.metric, ctx.dcal, ratio, ctx.p["k"], accept)
+    ctx.info["solver"] = "dense" if dense else "sparse_knn"
+    return fi, oi, d, None
+
+
+def _solve_full(ctx: PairContext, f, o, accept):
+    X, metric, dcal = ctx.X, ctx.metric, ctx.dcal
+    fi, oi, d, sub, dense = full_sets(X[f], X[o], metric, dcal, ctx.p["k"], accept)
+    ctx.info["solver"] = "dense" if dense else \
+        "line" if line_applies(X[f], X[o], metric, dcal, accept) else "sparse_knn"
+    return fi, oi, d, sub
+
+
+def _keep_order(F, OT, D, p, n_strata):
+    return F, OT, D
+
+
+def _greedy_order(F, OT, D, p, n_strata):
+    """Strata merged in the global greedy order (closest first), cut at n_pairs."""
+    if n_strata <= 1:
+        return F, OT, D
+    o = np.lexsort((OT, F, D))[: (len(F) if p["n_pairs"] is None else int(p["n_pairs"]))]
+    return F[o], OT[o], D[o]
+
+
+def _distance_order(F, OT, D, p, n_strata):
+    o = np.lexsort((F, D))
+    return F[o], OT[o], D[o]
+
+
+PAIR_KINDS = {k.name: k for k in (
+    PairKind("nearest", _solve_nearest, _keep_order),
+    PairKind("greedy", _solve_greedy, _greedy_order),
+    PairKind("optimal", _solve_optimal, _distance_order),
+    PairKind("full", _solve_full, _keep_order, subclasses=True),
+)}
+
+
+def _run_pairs(data: MatchData, p: dict, sw: np.ndarray | None = None, *, kind: PairKind) -> MatchResult:
+    """A pair method (nearest, greedy, optimal, full): the distance step, then `kind` within each exact stratum."""
+    measure, discarded = _measure(kind.name, data, p, sw)
+    return _pair_method(kind, data, measure, discarded, p)
+
+
+def _pair_method(kind: PairKind, data: MatchData, measure: DistanceMeasure, discarded: np.ndarray, p: dict):
+    method = kind.name
     split_groups(data, method)
     focal_val = opt.focal_value(p["estimand"])
     role = np.where(data.treated == focal_val, 1, 0)
@@ -160,6 +242,9 @@ def _pair_method(method: str, data: MatchData, measure: DistanceMeasure, discard
     metric = measure.metric
     mah = None
     if p.get("mahvars"):            # MatchIt's mahvars: the score orders, calipers and discards; these rows match
+        if p.get("s_weights") is not None:
+            raise ConfigError("mahvars with s_weights is not offered (MatchIt weights the Mahalanobis transform by "
+                              "them); drop one.")
         if not measure.scalar:
             raise ConfigError("mahvars needs a scalar distance (propensity or score) to order and caliper by, as "
                               "MatchIt; with another distance list the columns in covariates instead.")
@@ -167,33 +252,19 @@ def _pair_method(method: str, data: MatchData, measure: DistanceMeasure, discard
         X, metric = mah, "euclidean"
     rule = opt.PairRule(len(data.ids), covcal, opt.antiexact_codes(data, p.get("antiexact")),
                         measure.score if mah is not None else None, cal if mah is not None else np.inf)
-    dcal = np.inf if mah is not None else cal
-    rng_state = p["random_state"]
-    found, info = [], {}
+    info = {}
+    ctx = PairContext(measure, X, metric, cal, np.inf if mah is not None else cal, rule, mah, p, info)
+    found = []
     for s in np.unique(strata[np.r_[f_all, o_all]]):
         f, o = f_all[strata[f_all] == s], o_all[strata[o_all] == s]
         if len(f) == 0 or len(o) == 0:
             continue
         accept = (lambda a, b, f=f, o=o: rule.ok(f[a], o[b])) if rule else None
-        sub = None
-        if method == "nearest":
-            fi, oi, d = _nearest(measure, X, f, o, cal, accept, p, rng_state, rule, mah)
-        elif method == "greedy":
-            lists = CrossLists(X[f], X[o], metric, p["k"])
-            fi, oi, d = greedy_pairs(X[f], X[o], metric, dcal, p["n_pairs"], p["k"], lists=lists, accept=accept)
-            info["n_refills"] = info.get("n_refills", 0) + lists.n_refills
-        elif method == "optimal":
-            ratio = min(int(p["ratio"]), len(o))  # more copies of a focal unit than others cannot be filled
-            fi, oi, d, dense = optimal_sets(X[f], X[o], metric, dcal, ratio, p["k"], accept)
-            info["solver"] = "dense" if dense else "sparse_knn"
-        else:
-            fi, oi, d, sub, dense = full_sets(X[f], X[o], metric, dcal, p["k"], accept)
-            info["solver"] = "dense" if dense else \
-                "line" if line_applies(X[f], X[o], metric, dcal, accept) else "sparse_knn"
+        fi, oi, d, sub = kind.solve(ctx, f, o, accept)
         found.append((f[fi], o[oi], d, sub))
-    F, OT, D, S = _merge(found, method, p)
+    F, OT, D, S = _merge(found, kind, p)
     t_pos, c_pos = (F, OT) if focal_val == 1 else (OT, F)
-    if method == "full":
+    if kind.subclasses:
         unit_sub = _unit_subclass(len(data.ids), F, OT, S)
         units = _units(data, opt.subclass_weights(unit_sub, data.treated, p["estimand"]), unit_sub, discarded, measure)
         # each treated unit's controls share its weight (1 / its controls; a control's several treated get 1 each)
@@ -218,9 +289,6 @@ def _pair_method(method: str, data: MatchData, measure: DistanceMeasure, discard
     units["note"] = note  # the balance stage puts it into the matched sample's status
     result.units = units
     return result
-
-
-COVARIATE_TRANSFORMS = ("mahalanobis", "scaled_euclidean", "euclidean", "robust_mahalanobis")
 
 
 def ratio_shortfall(method: str, ratio: int, focal_positions, n_other: int, focal: str = "treated") -> str:
@@ -275,9 +343,7 @@ def _distance_caliper(measure: DistanceMeasure, discarded, f_all, o_all, p) -> f
     """The caliper on the distance: on a scalar score `caliper` (in its SDs when std_caliper, as MatchIt); on
     features `caliper` is absolute (std_caliper must be false, as MatchIt for matrix distances), or relative
     to the focal units' nearest distances (caliper_sd, caliper_quantile)."""
-    given = [k for k in ("caliper", "caliper_sd", "caliper_quantile") if p[k] is not None]
-    if len(given) > 1:
-        raise ConfigError(f"give at most one of caliper, caliper_sd, caliper_quantile (got {given}).")
+    one_caliper(p["caliper"], p["caliper_sd"], p["caliper_quantile"])
     if p["caliper"] is not None:
         if measure.scalar:
             return opt.score_caliper(measure.score, discarded, p["caliper"], p["std_caliper"])
@@ -288,22 +354,17 @@ def _distance_caliper(measure: DistanceMeasure, discarded, f_all, o_all, p) -> f
     return caliper_between(X[f_all], X[o_all], measure.metric, p["caliper"], p["caliper_sd"], p["caliper_quantile"])
 
 
-def _merge(found, method, p):
+def _merge(found, kind: PairKind, p):
+    """The strata's pairs in one list, in the kind's order; subclasses renumbered across strata (full matching)."""
     if not found:
         z = np.zeros(0, np.int64)
         return z, z, np.zeros(0), z
     F, OT, D = (np.concatenate([x[i] for x in found]) for i in range(3))
-    if method == "full":
+    if kind.subclasses:
         offsets = np.cumsum([0] + [int(x[3].max()) + 1 if len(x[3]) else 0 for x in found[:-1]])
         S = np.concatenate([x[3] + off for x, off in zip(found, offsets, strict=True)])
         return F, OT, D, S
-    if method == "greedy" and len(found) > 1:       # strata merged in the global greedy order
-        o = np.lexsort((OT, F, D))[: (len(F) if p["n_pairs"] is None else int(p["n_pairs"]))]
-        F, OT, D = F[o], OT[o], D[o]
-    elif method == "optimal":
-        o = np.lexsort((F, D))
-        F, OT, D = F[o], OT[o], D[o]
-    return F, OT, D, np.zeros(0, np.int64)
+    return (*kind.order(F, OT, D, p, len(found)), np.zeros(0, np.int64))
 
 
 def _set_columns(F):
@@ -333,7 +394,9 @@ def _score_columns(measure: DistanceMeasure, t_pos, c_pos) -> dict:
 # ---------------------------------------------------------------- subclass methods
 
 
-def _subclass_method(data, measure, discarded, p):
+def _run_subclass(data: MatchData, p: dict, sw: np.ndarray | None = None) -> MatchResult:
+    """MatchIt's subclass: the distance step, then quantile subclasses of the scalar distance."""
+    measure, discarded = _measure("subclass", data, p, sw)
     if not measure.scalar:
         raise ConfigError("subclass needs a scalar distance (distance: propensity or score), as MatchIt.")
     code, cuts = quantile_subclasses(measure.score, data.treated, discarded, p["subclass"], int(p["min_n"]),
@@ -343,7 +406,8 @@ def _subclass_method(data, measure, discarded, p):
     return _set_result("subclass", data, code, discarded, measure, p, info)
 
 
-def _strata_method(method, data, p):
+def _run_strata(data: MatchData, p: dict, sw: np.ndarray | None = None, *, method: str) -> MatchResult:
+    """exact and cem: subclasses of the covariates' (coarsened) values, no distance."""
     if data.covariates is None or any(c not in data.covariates for c in p["covariates"]):
         raise ConfigError(f"{method}: covariates {p['covariates']} are not all columns of the attributes table.")
     split_groups(data, method)
@@ -354,8 +418,56 @@ def _strata_method(method, data, p):
     return _set_result(method, data, code, np.zeros(len(data.ids), bool), None, p, info)
 
 
-def _set_result(method, data, code, discarded, measure, p, info):
-    w = opt.subclass_weights(code, data.treated, p["estimand"])
+def cardinality_tolerances(tols, covariates: list[str]) -> np.ndarray:
+    """`tols` as one tolerance per covariate: a number for all, or {covariate: tolerance} naming each."""
+    if isinstance(tols, dict):
+        missing = [c for c in covariates if c not in tols]
+        extra = [c for c in tols if c not in covariates]
+        if missing or extra:
+            raise ConfigError(f"cardinality: tols must name every covariate and nothing else (missing {missing}, "
+                              f"not covariates {extra}).")
+        out = np.array([float(tols[c]) for c in covariates])
+    else:
+        out = np.full(len(covariates), float(tols))
+    if (out < 0).any() or not np.isfinite(out).all():
+        raise ConfigError(f"cardinality: tols must be finite and >= 0, got {tols}.")
+    return out
+
+
+def _run_cardinality(data: MatchData, p: dict, sw: np.ndarray | None = None) -> MatchResult:
+    """MatchIt's cardinality matching within each `exact` stratum (`cardinality.cardinality_weights`)."""
+    if p["solver"] not in SOLVERS:
+        raise ConfigError(f"cardinality: solver must be one of {list(SOLVERS)} (scipy's HiGHS), got '{p['solver']}'.")
+    split_groups(data, "cardinality")
+    X = covariate_matrix(data, p["covariates"], "cardinality")
+    tols = cardinality_tolerances(p["tols"], list(p["covariates"]))
+    if p["std_tols"]:
+        X = X / tolerance_scale(X, data.treated, p["estimand"], sw)
+    strata = opt.strata(data, p["exact"])
+    w = np.zeros(len(data.ids))
+    infos = []
+    for s in np.unique(strata):
+        rows = np.flatnonzero(strata == s)
+        t = data.treated[rows]
+        if (t == 0).all() or (t == 1).all():
+            continue
+        w[rows], info = cardinality_weights(t, X[rows], p["estimand"], tols, p["ratio"],
+                                            None if sw is None else sw[rows], p["time"])
+        infos.append(info)
+    code = np.full(len(data.ids), -1, np.int64)
+    info = {"covariates": list(p["covariates"]), "tols": [float(x) for x in tols], "std_tols": bool(p["std_tols"]),
+            "ratio": p["ratio"], "solver": "highs", "optimal": all(i["optimal"] for i in infos),
+            "objective": float(sum(i["objective"] for i in infos)), "n_subclasses": 0,
+            "how": ", ".join(sorted({i["how"] for i in infos}))}
+    result = _set_result("cardinality", data, code, np.zeros(len(data.ids), bool), None, p, info, weights=w)
+    for i in infos:
+        if "warning" in i:
+            result.info["warnings"].append(i["warning"])
+    return result
+
+
+def _set_result(method, data, code, discarded, measure, p, info, weights=None):
+    w = opt.subclass_weights(code, data.treated, p["estimand"]) if weights is None else weights
     units = _units(data, w, code, discarded, measure)
     info = {"method": method, "estimand": p["estimand"], "n_treated": int(data.treated.sum()),
             "n_control": int((data.treated == 0).sum()), "n_matched": 0,
@@ -407,3 +519,50 @@ def units_from_pairs(data: MatchData, pairs: pd.DataFrame) -> pd.DataFrame:
     T = pos.reindex(pairs["treated_id"].astype(str)).to_numpy(np.int64)
     C = pos.reindex(pairs["control_id"].astype(str)).to_numpy(np.int64)
     return _set_units(data, T, C, True, np.zeros(len(data.ids), bool), None)
+
+
+# ---------------------------------------------------------------- the registry
+
+METHODS: dict[str, Method] = {m.name: m for m in (
+    Method("nearest", run=partial(_run_pairs, kind=PAIR_KINDS["nearest"]),
+           params={**DISTANCE, **CALIPER, **COMMON, "ratio": 1, "replace": False, "m_order": None,
+                   "ties": "matchit", "k": 100},
+           description="each focal unit in m_order takes its nearest available units (MatchIt's nearest)"),
+    Method("greedy", run=partial(_run_pairs, kind=PAIR_KINDS["greedy"]),
+           params={**DISTANCE, **CALIPER, **COMMON, "n_pairs": None, "k": 100},
+           description="globally closest (focal, other) pair first, 1:1 without replacement"),
+    Method("optimal", run=partial(_run_pairs, kind=PAIR_KINDS["optimal"]),
+           params={**DISTANCE, **CALIPER, **COMMON, "ratio": 1, "k": 100},
+           description="ratio:1 matching minimising the total distance (MatchIt's optimal)"),
+    Method("full", run=partial(_run_pairs, kind=PAIR_KINDS["full"]),
+           params={**DISTANCE, **CALIPER, **COMMON, "k": 100}, estimands=("ATT", "ATC", "ATE"),
+           description="optimal full matching: subclasses of one unit and one or more of the other group"),
+    Method("subclass", run=_run_subclass,
+           params={**DISTANCE, "discard": "none", "estimand": "ATT", "random_state": None, "subclass": 6,
+                   "min_n": 1},
+           estimands=("ATT", "ATC", "ATE"),
+           description="subclasses between quantiles of a scalar distance (MatchIt's subclass)"),
+    Method("exact", run=partial(_run_strata, method="exact"),
+           params={"covariates": REQUIRED, "estimand": "ATT", "random_state": None, "s_weights": None},
+           estimands=("ATT", "ATC", "ATE"), description="one subclass per combination of the covariates' values"),
+    Method("cem", run=partial(_run_strata, method="cem"),
+           params={"covariates": REQUIRED, "cutpoints": None, "estimand": "ATT", "random_state": None,
+                   "s_weights": None},
+           estimands=("ATT", "ATC", "ATE"), description="coarsened exact matching (numeric covariates binned)"),
+    Method("cardinality", run=_run_cardinality,
+           params={"covariates": REQUIRED, "tols": 0.05, "std_tols": True, "ratio": 1, "exact": None,
+                   "estimand": "ATT", "solver": "highs", "time": 120.0, "random_state": None, "s_weights": None},
+           estimands=("ATT", "ATC", "ATE"),
+           description="the largest sample with covariate means balanced within tols (MatchIt's cardinality)"),
+)}
+
+
+def _constrained_params() -> dict:
+    import inspect
+
+    return {k: (REQUIRED if p.default is inspect.Parameter.empty else p.default)
+            for k, p in inspect.signature(match_greedy_constrained).parameters.items() if k != "data"}
+
+
+METHODS["greedy_constrained"] = Method("greedy_constrained", _constrained_params(), _run_constrained, ("ATT",),
+                                       description="the reference study's constrained greedy matching")

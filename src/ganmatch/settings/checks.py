@@ -233,7 +233,12 @@ def distance_problems(key: str, method: str, spec: dict, covariates: set, given:
     """The distance and the options that depend on it, as MatchIt refuses them. `spec` has its defaults filled;
     `given` are the keys the config itself wrote (default: all of spec's)."""
     from ganmatch.matching import METHODS
-    from ganmatch.matching.distance import SCALAR_DISTANCES
+    from ganmatch.matching.distance import (
+        COVARIATE_TRANSFORMS,
+        PROPENSITY_ONLY,
+        PROPENSITY_OPTIONS,
+        SCALAR_DISTANCES,
+    )
 
     problems = []
     dist = spec.get("distance")
@@ -259,10 +264,16 @@ def distance_problems(key: str, method: str, spec: dict, covariates: set, given:
         problems.append(f"'{key}.penalty': a propensity model on the embedding '{spec['embedding']}' needs an explicit "
                         "penalty (penalty: l2 with C): an unpenalised fit on hundreds of latent dimensions separates "
                         "the groups.")
-    if dist != "propensity":
-        for opt in ("link", "penalty", "C", "standardize", "max_iter"):
-            if opt in given:
-                problems.append(f"'{key}.{opt}' applies only to distance: propensity (this method's distance is {dist}).")
+    own = PROPENSITY_OPTIONS.get(dist, ())
+    for opt in PROPENSITY_ONLY:
+        if opt in given and opt not in own:
+            users = [d for d, opts in PROPENSITY_OPTIONS.items() if opt in opts]
+            problems.append(f"'{key}.{opt}' applies only to distance: {' / '.join(users)} (this method's "
+                            f"distance is {dist}).")
+    if _given(spec, "s_weights") and (dist in COVARIATE_TRANSFORMS or _given(spec, "mahvars")):
+        problems.append(f"'{key}.s_weights' with distance {dist}{' and mahvars' if _given(spec, 'mahvars') else ''}"
+                        " is not offered (MatchIt weights the covariate transform by them); use a propensity "
+                        "distance or drop s_weights.")
     scalar = dist in SCALAR_DISTANCES
     if not scalar:
         if spec["discard"] != "none":
@@ -315,12 +326,20 @@ def method_problems(config: dict, given: dict | None = None) -> list[str]:
             if unknown:
                 problems.append(f"'{key}.{param}' names {unknown}, which are not among 'covariates' "
                                 f"({_names(covariates)}); only those are in the attributes table.")
+        if _given(spec, "s_weights") and spec["s_weights"] not in covariates:
+            problems.append(f"'{key}.s_weights' is '{spec['s_weights']}', which is not among 'covariates' "
+                            f"({_names(covariates)}): the matching stage reads only those columns.")
         for param in ("covariate_caliper", "cutpoints"):
             unknown = [c for c in spec.get(param) or {} if c not in (covariates if param == "covariate_caliper"
                                                                       else set(spec.get("covariates") or []))]
             if unknown:
                 problems.append(f"'{key}.{param}' names {unknown}, which are not among this method's "
                                 f"{'covariates' if param == 'cutpoints' else 'config covariates'}.")
+        if method == "cardinality" and isinstance(spec.get("tols"), dict):
+            names, own = set(spec["tols"]), set(spec.get("covariates") or [])
+            if names != own:
+                problems.append(f"'{key}.tols' names {sorted(names)}; as a mapping it must name each of this "
+                                f"method's covariates ({_names(own)}) once, or be one number for all.")
         for param in ("embedding", "constraint_embedding", "reference_embedding"):
             emb = spec.get(param)
             if emb is not None and emb not in embeddings:

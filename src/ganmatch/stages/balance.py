@@ -67,8 +67,12 @@ def method_balance(index: pd.DataFrame, attributes: pd.DataFrame, units: pd.Data
     treated = with_treatment(index, attributes, treatment).set_index("image_id").loc[ids, treatment].to_numpy(int)
     cov = attributes[covariates].astype(float).reset_index(drop=True)
     weights = unit_weights(units, ids)
+    s_weights = None
+    if "s_weight" in units.columns:     # MatchIt's s.weights: the unmatched sample and the SDs are weighted too
+        s_weights = units.set_index(units["image_id"].astype(str))["s_weight"].reindex(ids).fillna(0.0) \
+            .to_numpy(np.float64)
     table = balance_table(cov, treated, weights, thresholds={"smd": threshold}, min_pairs=min_pairs,
-                          estimand=estimand, s_d_denom=s_d_denom, binary=binary)
+                          estimand=estimand, s_d_denom=s_d_denom, binary=binary, s_weights=s_weights)
     few = too_few_pairs(int(((weights > 0) & (treated == 1)).sum()), min_pairs)
     if few:
         log.warning("method %s: %s; its balance is not judged (balance.min_pairs).", method, few)
