@@ -125,7 +125,8 @@ def one_torch_thread():
 # every figure layout or drive a browser: `make test` runs them, `make test-fast` (-m "not heavy") does not.
 HEAVY_MODULES = {"test_explore_browser", "test_encoder", "test_project", "test_figure_layout", "test_benchmarks",
                  "test_stylegan2", "test_matching_reference", "test_detect", "test_face_embeddings",
-                 "test_paper_distances", "test_face_attributes", "test_align", "test_weights"}
+                 "test_paper_distances", "test_face_attributes", "test_align", "test_weights", "test_weights_tf",
+                 "test_project_paper"}
 
 
 def pytest_collection_modifyitems(config, items):
