@@ -264,3 +264,46 @@ def test_paper_projection_lowers_the_distance(gen, targets):
     long = _paper(gen, steps=40).project(targets[:2])
     assert (long.loss < short.loss).all()
     assert (long.psnr > short.psnr).all()
+
+
+# ------------------------------------------------------------------------------ config and stage plumbing
+
+def test_schema_defaults_are_the_reference_values_and_reach_the_projector():
+    from conftest import schema_block
+
+    from ganmatch.stages.project import objective_kwargs
+
+    fast = schema_block("project", activate=True)
+    assert fast["objective"] == "fast" and objective_kwargs(fast) == {}
+    paper = schema_block("project", activate=True, objective="paper")
+    assert paper["paper"] == {"lr": 0.1, "lr_rampup": 0.05, "lr_rampdown": 0.25, "initial_noise_factor": 0.05,
+                              "noise_ramp_length": 0.75, "regularize_noise_weight": 1e5,
+                              "regularize_mean_deviation_weight": 0.1, "lpips_size": 256, "vgg_weights": None,
+                              "lpips_weights": None, "allow_random": False}
+    kw = objective_kwargs(paper)
+    proj = LatentProjector(None, **kw)
+    assert (proj.objective, proj.lr, proj.noise_weight, proj.mean_deviation_weight, proj.perceptual) == \
+        ("paper", 0.1, 1e5, 0.1, None)
+    assert (proj.initial_noise_factor, proj.noise_ramp_length, proj.lpips_size) == (0.05, 0.75, 256)
+
+
+def test_shard_stage_projects_with_the_paper_objective(gen, targets, tmp_path):
+    import pandas as pd
+    from conftest import schema_block
+
+    from ganmatch.data import io
+    from ganmatch.gan.weights import save_generator
+    from ganmatch.stages import project as stage
+
+    save_generator(gen, tmp_path / "generator.pt")
+    paths = [tmp_path / f"img{i}.png" for i in range(2)]
+    for path, img in zip(paths, targets[:2], strict=True):
+        io.write_png(img, path)
+    aligned = pd.DataFrame({"image_id": [p.stem for p in paths], "aligned_path": [str(p) for p in paths],
+                            "status": "ok"})
+    params = schema_block("project", activate=True, space="w+", objective="paper", steps=3, device="cpu",
+                          precision="float64", paper={"allow_random": True, "lpips_size": 16})
+    latents, table = stage.project_shard(aligned, tmp_path / "generator.pt", params, seed=3)
+    direct = _paper(gen, steps=3).project(targets[:2])
+    np.testing.assert_allclose(latents, direct.latents, rtol=1e-6, atol=1e-7)
+    assert list(table["status"]) == ["ok", "ok"] and list(table["steps"]) == [3, 3]

@@ -83,8 +83,12 @@ CELEBA_METADATA = ("mapping", "identities", "attributes", "partition")
 def missing_downloads(config: dict, generator: str | None, embeddings: dict[str, dict],
                       exists: Callable[[str], bool] = os.path.exists) -> dict[str, str]:
     """Every download this run needs that is not on disk yet, name -> path: the downloads.files entries it reads
-    (CelebA metadata, the generator when the GAN stage runs, face-embedding weights) and the CelebA-HQ images."""
+    (CelebA metadata, the generator and objective paper's LPIPS weights when the GAN stage runs, face-embedding
+    weights) and the CelebA-HQ images."""
     used = {generator} if generator else set()
+    paper = config["project"].get("paper") or {}
+    if generator and config["project"].get("objective") == "paper":  # its LPIPS weights
+        used |= {paper.get("vgg_weights"), paper.get("lpips_weights")} - {None}
     used |= {spec.get("weights") for spec in embeddings.values()}
     missing = {}
     if config["source"] == "celeba_hq":
