@@ -43,7 +43,7 @@ def average_down(x: Tensor, size: int = 256) -> Tensor:
 
 
 class LPIPSVGG(nn.Module):
-    """LPIPS v0.1 on VGG16: `features` of images in [-1, 1] once, then `forward` gives the per-image distance."""
+    """LPIPS v0.1 on VGG16: `features` of images in [-1, 1] once, then `forward` gives per-image distances."""
 
     def __init__(self):
         super().__init__()
@@ -80,7 +80,8 @@ def load_lpips_vgg(vgg_weights: str | None, lpips_weights: str | None, allow_ran
                    random_state: int = 0) -> LPIPSVGG:
     """LPIPSVGG with torchvision's VGG16 state dict and the lpips package's v0.1 linear layers (tensors only).
 
-    Without files, `allow_random=True` gives seeded random weights of the same architecture (tests, timing)."""
+    Without files, `allow_random=True` gives seeded random weights of the same architecture (tests, timing).
+    """
     from ganmatch.gan.weights import load_state_dict_file
 
     with torch.random.fork_rng(devices=[]):
@@ -91,9 +92,9 @@ def load_lpips_vgg(vgg_weights: str | None, lpips_weights: str | None, allow_ran
                 lin.weight.data.uniform_(0.0, 0.2)
     if vgg_weights is None or lpips_weights is None:
         if not allow_random:
-            raise WeightsError("the paper objective needs project.paper.vgg_weights (torchvision's vgg16-397923af.pth, "
-                               f"{VGG16_URL}) and project.paper.lpips_weights (the lpips package's v0.1 vgg.pth, "
-                               f"{LPIPS_URL})")
+            raise WeightsError("the paper objective needs project.paper.vgg_weights (torchvision's "
+                               f"vgg16-397923af.pth, {VGG16_URL}) and project.paper.lpips_weights (the lpips "
+                               f"package's v0.1 vgg.pth, {LPIPS_URL})")
         return model
     n_layers = VGG_SLICES[-1][1]
 
@@ -102,7 +103,8 @@ def load_lpips_vgg(vgg_weights: str | None, lpips_weights: str | None, allow_ran
             return None
         return k[len("features."):] if int(k.split(".")[1]) < n_layers else None
 
-    load_state_dict_file(model.features_net, vgg_weights, vgg_key, "torchvision's VGG16", f"download {VGG16_URL} there")
+    load_state_dict_file(model.features_net, vgg_weights, vgg_key, "torchvision's VGG16",
+                         f"download {VGG16_URL} there")
 
     def lin_key(k: str):
         parts = k.split(".")  # lin<k>.model.1.weight
@@ -111,5 +113,6 @@ def load_lpips_vgg(vgg_weights: str | None, lpips_weights: str | None, allow_ran
         return None
 
     load_state_dict_file(model.lins, lpips_weights, lin_key, "LPIPS v0.1 VGG linear layers",
-                         f"download {LPIPS_URL} there (or copy lpips/weights/v0.1/vgg.pth from the lpips package)")
+                         f"download {LPIPS_URL} there (or copy lpips/weights/v0.1/vgg.pth from the lpips "
+                         "package)")
     return model.eval().requires_grad_(False)

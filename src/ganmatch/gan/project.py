@@ -10,14 +10,14 @@ units of that spread whatever the generator. Loss per image:
   ImageNet weights, which must be present in the torch hub cache or downloadable);
 - `noise_weight` * the official projector's noise autocorrelation penalty when noise maps are optimised.
 
-`objective="paper"` is the StyleGAN2 projector the paper ran (csinva/matching-with-gans lib/stylegan2/projector.py),
-term by term (`paper_loss`): W+ optimised directly in w units from the mean w; latent noise of
-`initial_noise_factor` x the spread of the broadcast w samples (`dlatent_std`), ramped down to zero at
-`noise_ramp_length`; learned LPIPS-VGG (`ganmatch.gan.lpips`) on images averaged down to `lpips_size`;
-`mean_deviation_weight` x the mean squared deviation of the W+ rows from their mean (the paper's 0.1); optimised
-noise maps with the autocorrelation penalty and normalised after every step; TensorFlow's Adam (`TFAdam`); the
-final latents, not the best seen. Each image has its own random streams, so a batch gives each image what
-minibatch 1 gives it.
+`objective="paper"` is the StyleGAN2 projector the paper ran (csinva/matching-with-gans
+lib/stylegan2/projector.py), term by term (`paper_loss`): W+ optimised directly in w units from the mean w;
+latent noise of `initial_noise_factor` x the spread of the broadcast w samples (`dlatent_std`), ramped down to
+zero at `noise_ramp_length`; learned LPIPS-VGG (`ganmatch.gan.lpips`) on images averaged down to `lpips_size`;
+`mean_deviation_weight` x the mean squared deviation of the W+ rows from their mean (the paper's 0.1);
+optimised noise maps with the autocorrelation penalty, normalised after every step; TensorFlow's Adam
+(`TFAdam`); the final latents, not the best seen. Each image has its own random streams, so a batch gives
+each image what minibatch 1 gives it.
 """
 
 from __future__ import annotations
@@ -171,10 +171,11 @@ class VGGDistance(torch.nn.Module):
 
 
 def paper_loss(gen, lpips, w: Tensor, noises: list[Tensor] | None, target_features: list[Tensor], step_noise,
-               mean_deviation_weight: float = 0.1, noise_weight: float = 1e5, lpips_size: int = 256) -> Tensor:
-    """Per-image loss (B,) of the paper's projector: LPIPS between G(w + step_noise) and the targets (both averaged
-    down to `lpips_size`), + mean_deviation_weight x `mean_deviation(w)` (of w without the step noise),
-    + noise_weight x `noise_regularize(noises)`. Summed over images it is the reference's minibatch-1 loss each."""
+               mean_deviation_weight: float = 0.1, noise_weight: float = 1e5,
+               lpips_size: int = 256) -> Tensor:
+    """Per-image loss (B,) of the paper's projector: LPIPS between G(w + step_noise) and the targets (both
+    averaged down to `lpips_size`), + mean_deviation_weight x `mean_deviation(w)` (w without the step noise),
+    + noise_weight x `noise_regularize(noises)`. Each image's term is the reference's minibatch-1 loss."""
     img = gen.synthesis(w + step_noise, noise_mode="const", noises=noises)
     loss = lpips(average_down(img, lpips_size), target_features)
     if mean_deviation_weight:
@@ -185,13 +186,14 @@ def paper_loss(gen, lpips, w: Tensor, noises: list[Tensor] | None, target_featur
 
 
 def image_streams(seed: int, first: int, n: int) -> list[np.random.Generator]:
-    """One random stream per image, keyed by (seed, the image's position in the input): an image's draws do not
-    depend on the batch it is projected in."""
+    """One random stream per image, keyed by (seed, the image's position in the input): an image's draws do
+    not depend on the batch it is projected in."""
     return [np.random.default_rng([int(seed), int(first) + i]) for i in range(n)]
 
 
 def stream_normal(streams: list[np.random.Generator], shape: tuple[int, ...]) -> Tensor:
-    """float64 standard normals (len(streams), *shape), each row from its image's stream (numpy: same on any CPU)."""
+    """float64 standard normals (len(streams), *shape), each row from its image's stream (numpy: the same
+    numbers on any CPU)."""
     return torch.from_numpy(np.stack([s.standard_normal(shape) for s in streams]))
 
 
@@ -221,14 +223,14 @@ def psnr(recon: np.ndarray, target: Tensor) -> np.ndarray:
 
 
 def dlatent_std(w_scale: float, n_latent: int, w_dim: int) -> float:
-    """The reference projector's `_dlatent_std`: sqrt(sum of (w - mean)^2 over the n_latent x w_dim broadcast rows
-    / N), i.e. the RMS spread per coordinate (`w_scale`) times sqrt(n_latent * w_dim)."""
+    """The reference projector's `_dlatent_std`: sqrt(sum of (w - mean)^2 over the n_latent x w_dim broadcast
+    rows / N), i.e. the RMS spread per coordinate (`w_scale`) times sqrt(n_latent * w_dim)."""
     return float(w_scale) * math.sqrt(n_latent * w_dim)
 
 
 def mean_deviation(w: Tensor) -> Tensor:
-    """Per-image mean over rows and coordinates of (w - mean of its W+ rows)^2 (the paper's added regulariser);
-    zero for W latents (N, w_dim), whose rows are all equal."""
+    """Per-image mean over rows and coordinates of (w - mean of its W+ rows)^2 (the paper's added
+    regulariser); zero for W latents (N, w_dim), whose rows are all equal."""
     if w.ndim == 2:
         return w.new_zeros(w.shape[0])
     return (w - w.mean(dim=1, keepdim=True)).square().mean(dim=(1, 2))
@@ -242,9 +244,11 @@ def latent_noise_strength(t: float, std: float, initial_noise_factor: float = 0.
 
 class TFAdam:
     """Adam as TensorFlow 1's `tf.train.AdamOptimizer` (the reference projector's): the step is
-    lr * sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps), eps outside the bias correction (torch puts it inside)."""
+    lr * sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps), eps outside the bias correction (torch puts it
+    inside)."""
 
-    def __init__(self, params, lr: float = 0.001, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8):
+    def __init__(self, params, lr: float = 0.001, beta1: float = 0.9, beta2: float = 0.999,
+                 eps: float = 1e-8):
         self.params = list(params)
         self.param_groups = [{"lr": lr}]
         self.beta1, self.beta2, self.eps = beta1, beta2, eps
@@ -280,16 +284,17 @@ class LatentProjector:
     projector. `mixed_precision`: autocast the generator on CUDA. `precision`: float32, or float64 for latents that
     do not depend on the CPU's kernels (Adam turns last-bit differences of float32 gradients into steps).
     `objective="paper"`: the paper's projector (module docstring); `lr` is then in w units, noise maps are
-    optimised with `noise_weight`, `latent_noise`, `perceptual` and mixed precision are not used, and the LPIPS
-    weights come from `vgg_weights` and `lpips_weights` (or are random with `lpips_allow_random`).
+    optimised with `noise_weight`, `latent_noise`, `perceptual` and mixed precision are not used, and the
+    LPIPS weights come from `vgg_weights` and `lpips_weights` (or are random with `lpips_allow_random`).
     """
 
     def __init__(self, generator, space="w", steps=200, lr=0.1, lr_rampup=0.05, lr_rampdown=0.25,
                  noise_weight=1e5, perceptual=None, batch_size=32, early_stop_tol=None, device="auto",
                  random_state=0, optimize_noise=False, latent_noise=0.0, patience=20, mixed_precision=True,
-                 return_reconstructions=True, perceptual_pretrained=True, precision="float32", objective="fast",
-                 mean_deviation_weight=0.1, initial_noise_factor=0.05, noise_ramp_length=0.75, lpips_size=256,
-                 vgg_weights=None, lpips_weights=None, lpips_allow_random=False):
+                 return_reconstructions=True, perceptual_pretrained=True, precision="float32",
+                 objective="fast", mean_deviation_weight=0.1, initial_noise_factor=0.05,
+                 noise_ramp_length=0.75, lpips_size=256, vgg_weights=None, lpips_weights=None,
+                 lpips_allow_random=False):
         self.generator = generator
         self.space = space
         self.steps = steps
@@ -383,7 +388,8 @@ class LatentProjector:
 
     def _amp(self, device: torch.device) -> bool:
         """Mixed precision (bf16 autocast) is used only on CUDA."""
-        return self.mixed_precision and device.type == "cuda" and self.precision == "float32" and not self.paper
+        return (self.mixed_precision and device.type == "cuda" and self.precision == "float32"
+                and not self.paper)
 
     def _target_features(self, target: Tensor) -> list[Tensor] | None:
         """VGG features of the targets, computed once per batch (they do not change during the optimisation)."""
@@ -432,8 +438,8 @@ class LatentProjector:
         params = [u]
         noises = None
         if self.paper:  # the reference draws every noise map from N(0, 1) at the start
-            noises = [stream_normal(streams, (1, c.resolution, c.resolution)).to(device, self.dtype_).requires_grad_(True)
-                      for c in gen.convs]
+            noises = [stream_normal(streams, (1, c.resolution, c.resolution)).to(device, self.dtype_)
+                      .requires_grad_(True) for c in gen.convs]
             params += noises
         elif self.optimize_noise:
             noises = [torch.randn(b, 1, c.resolution, c.resolution, generator=rng).to(device, self.dtype_).requires_grad_(True)
@@ -457,11 +463,16 @@ class LatentProjector:
             for group in opt.param_groups:
                 group["lr"] = lr_schedule(t, self.lr, self.lr_rampup, self.lr_rampdown)
             if self.paper:
-                scale = latent_noise_strength(t, self.dlatent_std_, self.initial_noise_factor, self.noise_ramp_length)
-                step_noise = (stream_normal(streams, shape[1:]) * scale).to(device, self.dtype_) if scale > 0 else 0.0
+                scale = latent_noise_strength(t, self.dlatent_std_, self.initial_noise_factor,
+                                              self.noise_ramp_length)
+                step_noise = 0.0
+                if scale > 0:
+                    step_noise = (stream_normal(streams, shape[1:]) * scale).to(device, self.dtype_)
             else:
                 scale = self.latent_noise * max(0.0, 1.0 - t / 0.75) ** 2
-                step_noise = (torch.randn(shape, generator=rng) * scale).to(device, self.dtype_) if scale > 0 else 0.0
+                step_noise = 0.0
+                if scale > 0:
+                    step_noise = (torch.randn(shape, generator=rng) * scale).to(device, self.dtype_)
             loss = self._loss(gen, u, noises, target, target_features, step_noise)
             finite = torch.isfinite(loss)
             failed |= active & ~finite
@@ -494,7 +505,7 @@ class LatentProjector:
                     active &= ~plateau
                     if not bool(active.any()):
                         break
-        if self.paper:  # the reference keeps the final latents and noise maps (a failed image keeps its last finite)
+        if self.paper:  # the reference keeps the final latents and noise maps (a failed image: its best)
             keep = ~failed
             best_u[keep] = u.detach()[keep]
             if noises is not None:

@@ -147,13 +147,15 @@ def _numpy_scalar(dtype, data=None):
 
 
 class TFNetworkRecord:
-    """Inert stand-in for `dnnlib.tflib.network.Network`: the state its `__getstate__` pickled (version, name,
-    static_kwargs, components, variables as (name, ndarray) pairs); `build_module_src` is dropped, never run."""
+    """Inert stand-in for `dnnlib.tflib.network.Network`: the state its `__getstate__` pickled (version,
+    name, static_kwargs, components, variables as (name, ndarray) pairs); `build_module_src` is dropped,
+    never run."""
 
     def __setstate__(self, state):
         if not isinstance(state, dict) or state.get("version") not in (2, 3, 4):
             version = state.get("version") if isinstance(state, dict) else type(state).__name__
-            raise WeightsError(f"unsupported TensorFlow network pickle state (version {version!r}; expected 2-4)")
+            raise WeightsError(f"unsupported TensorFlow network pickle state (version {version!r}; "
+                               "expected 2-4)")
         self.version = state["version"]
         self.name = str(state.get("name"))
         self.static_kwargs = dict(state.get("static_kwargs") or {})
@@ -167,9 +169,10 @@ class TFNetworkRecord:
             if isinstance(value, _PendingArray):
                 value = value.array
             elif isinstance(value, np.generic) and not isinstance(value, np.object_):
-                value = np.asarray(value)  # a scalar variable (noise_strength, lod) as the session returned it
+                value = np.asarray(value)  # a scalar variable (noise_strength, lod), as TF returned it
             if not isinstance(value, np.ndarray):
-                raise WeightsError(f"network {self.name}: variable {name!r} is a {type(value).__name__}, not an array")
+                raise WeightsError(f"network {self.name}: variable {name!r} is a {type(value).__name__}, "
+                                   "not an array")
             self.variables.append((str(name), value))
 
     def __repr__(self) -> str:
@@ -177,7 +180,7 @@ class TFNetworkRecord:
 
 
 class _PendingArray:
-    """A numpy array as pickled (`_reconstruct` then its state): raw bytes of a plain dtype only, never objects."""
+    """A numpy array as pickled (`_reconstruct`, then its state): raw bytes of a plain dtype, no objects."""
 
     array = None
 
@@ -190,7 +193,8 @@ class _PendingArray:
         shape = tuple(int(n) for n in shape)
         if len(raw) != int(np.prod(shape, dtype=np.int64)) * dtype.itemsize:
             raise WeightsError(f"numpy array of shape {shape} with {len(raw)} bytes in a weights pickle")
-        self.array = np.frombuffer(bytes(raw), dtype=dtype).reshape(shape, order="F" if fortran else "C").copy()
+        order = "F" if fortran else "C"
+        self.array = np.frombuffer(bytes(raw), dtype=dtype).reshape(shape, order=order).copy()
 
 
 def _numpy_reconstruct(cls, shape, typecode):
@@ -250,12 +254,13 @@ def read_official_pickle(path: str | os.PathLike) -> dict:
     except WeightsError as exc:
         raise WeightsError(f"{path}: {exc}") from None
     except Exception as exc:  # noqa: BLE001 - truncated or foreign files
-        raise WeightsError(f"{path}: not a readable stylegan2-ada-pytorch pickle ({type(exc).__name__}: {exc})") from exc
+        raise WeightsError(f"{path}: not a readable StyleGAN2 network pickle ({type(exc).__name__}: {exc})") \
+            from exc
     if is_tf_networks(data):
         return data
     if not isinstance(data, dict):
-        raise WeightsError(f"{path}: expected a dict with keys 'G', 'D', 'G_ema' (stylegan2-ada-pytorch) or a tuple "
-                           f"G, D, Gs (TensorFlow StyleGAN2), found {type(data).__name__}")
+        raise WeightsError(f"{path}: expected a dict with keys 'G', 'D', 'G_ema' (stylegan2-ada-pytorch) or "
+                           f"a tuple G, D, Gs (TensorFlow StyleGAN2), found {type(data).__name__}")
     return data
 
 
@@ -342,7 +347,8 @@ TF_KWARGS = {  # Gs static kwargs (legacy.py's list) and the values config-f has
     "mapping_lrmul": None, "w_avg_beta": None, "fmap_base": None, "fmap_max": None, "num_fp16_res": 0,
     "conv_clamp": None, "architecture": "skip", "resample_kernel": [1, 3, 3, 1], "use_noise": True,
     "nonlinearity": "lrelu", "truncation_psi": None, "truncation_cutoff": None, "style_mixing_prob": None,
-    "structure": None, "fmap_decay": None, "fmap_min": None, "dlatent_avg_beta": None, "randomize_noise": None,
+    "structure": None, "fmap_decay": None, "fmap_min": None, "dlatent_avg_beta": None,
+    "randomize_noise": None,
 }
 
 
@@ -366,9 +372,9 @@ def _tf_kwarg_problems(kwargs: dict) -> list[str]:
 
 def tf_state_dict(params: dict[str, np.ndarray], res: int, n_mlp: int) -> dict[str, torch.Tensor]:
     """Our state dict from TensorFlow StyleGAN2 variables: dense weights [in, out] transposed; conv weights
-    [kh, kw, in, out] to [out, in, kh, kw] (the upsampling conv's also flipped, TF running it as a transposed
-    convolution); style biases + 1 (TF adds the 1 in the graph); noise maps [1, 1, r, r] to [r, r]. The equalised
-    learning-rate gains and 'lrmul' are applied at run time by both, so raw values carry over unscaled."""
+    [kh, kw, in, out] to [out, in, kh, kw] (the upsampling conv's also flipped, TF running it as a
+    transposed convolution); style biases + 1 (TF adds the 1 in the graph); noise maps [1, 1, r, r] to [r, r].
+    The equalised learning-rate gains and 'lrmul' are applied at run time by both: raw values carry over."""
     def t(a):
         return torch.from_numpy(np.array(a, dtype=np.float32, order="C"))  # (ascontiguousarray makes 0-d 1-d)
 
@@ -389,7 +395,8 @@ def tf_state_dict(params: dict[str, np.ndarray], res: int, n_mlp: int) -> dict[s
     for level in range(int(np.log2(res)) - 1):
         r = 4 * 2**level
         layers = [(0, "synthesis/4x4/Conv", False)] if level == 0 else [
-            (2 * level - 1, f"synthesis/{r}x{r}/Conv0_up", True), (2 * level, f"synthesis/{r}x{r}/Conv1", False)]
+            (2 * level - 1, f"synthesis/{r}x{r}/Conv0_up", True),
+            (2 * level, f"synthesis/{r}x{r}/Conv1", False)]
         for idx, scope, flip in layers:
             modulated(f"convs.{idx}", scope, flip)
             state[f"convs.{idx}.noise_strength"] = t(params[f"{scope}/noise_strength"])
@@ -398,30 +405,33 @@ def tf_state_dict(params: dict[str, np.ndarray], res: int, n_mlp: int) -> dict[s
     return state
 
 
-def generator_from_tf_record(gs: TFNetworkRecord, source: str = "<pickle>", size: int | None = None) -> Generator:
-    """Our Generator from TensorFlow StyleGAN2's Gs network (config-f: skip generator, [1, 3, 3, 1] filters)."""
+def generator_from_tf_record(gs: TFNetworkRecord, source: str = "<pickle>",
+                             size: int | None = None) -> Generator:
+    """Our Generator from TensorFlow StyleGAN2's Gs network (config-f: skip generator, [1,3,3,1] filter)."""
     if set(gs.components) != {"mapping", "synthesis"}:
-        raise WeightsError(f"{source}: network {gs.name} has components {sorted(gs.components)}, expected a StyleGAN2 "
-                           "generator (mapping, synthesis)")
+        raise WeightsError(f"{source}: network {gs.name} has components {sorted(gs.components)}, expected a "
+                           "StyleGAN2 generator (mapping, synthesis)")
     problems = _tf_kwarg_problems(gs.static_kwargs)
     if problems:
         raise WeightsError(f"{source}: not a StyleGAN2 config-f generator: {'; '.join(problems[:5])}")
     params = tf_variables(gs)
     if any(re.match(r"synthesis/ToRGB_lod\d+/|synthesis/\d+x\d+/Skip/", k) for k in params):
-        raise WeightsError(f"{source}: expected the 'skip' synthesis architecture (config-f), found 'orig' or 'resnet'")
+        raise WeightsError(f"{source}: expected the 'skip' synthesis architecture (config-f), found 'orig' "
+                           "or 'resnet'")
     blocks = [int(m.group(1)) for k in params if (m := re.fullmatch(r"synthesis/(\d+)x\1/Conv1/weight", k))]
     res = max(blocks, default=4)
     _check_size(source, res, size)
     if gs.static_kwargs.get("resolution", res) != res:
-        raise WeightsError(f"{source}: static kwarg resolution={gs.static_kwargs['resolution']} but blocks up to {res} px")
+        raise WeightsError(f"{source}: static kwarg resolution={gs.static_kwargs['resolution']} but blocks "
+                           f"up to {res} px")
     n_mlp = sum(1 for k in params if re.fullmatch(r"mapping/Dense\d+/weight", k))
     if n_mlp < 1 or "synthesis/4x4/Const/const" not in params or "dlatent_avg" not in params:
         raise WeightsError(f"{source}: missing mapping layers, the constant input or dlatent_avg")
     dense = [params[f"mapping/Dense{i}/weight"] for i in range(n_mlp)]
     z_dim, w_dim = int(dense[0].shape[0]), int(dense[-1].shape[1])
     if any(d.shape[1] != w_dim for d in dense) or any(d.shape[0] != w_dim for d in dense[1:]):
-        raise WeightsError(f"{source}: mapping layers of widths {[tuple(d.shape) for d in dense]}: ganmatch needs "
-                           "mapping_fmaps equal to dlatent_size")
+        raise WeightsError(f"{source}: mapping layers of widths {[tuple(d.shape) for d in dense]}: ganmatch "
+                           "needs mapping_fmaps equal to dlatent_size")
     channels = {4: int(params["synthesis/4x4/Const/const"].shape[1])}
     channels.update({r: int(params[f"synthesis/{r}x{r}/Conv1/weight"].shape[3]) for r in blocks})
     lr_mlp = float(gs.static_kwargs.get("mapping_lrmul") or 0.01)
@@ -430,7 +440,8 @@ def generator_from_tf_record(gs: TFNetworkRecord, source: str = "<pickle>", size
         state = tf_state_dict(params, res, n_mlp)
     except KeyError as exc:
         raise WeightsError(f"{source}: variable {exc} missing from the TensorFlow generator") from None
-    used = {"lod", "dlatent_avg", "synthesis/4x4/Const/const"} | {f"synthesis/noise{i}" for i in range(len(gen.convs))}
+    used = {"lod", "dlatent_avg", "synthesis/4x4/Const/const"}
+    used |= {f"synthesis/noise{i}" for i in range(len(gen.convs))}
     used |= {k for k in params if re.fullmatch(r"mapping/Dense\d+/(weight|bias)", k)}
     used |= {k for k in params if re.fullmatch(r"synthesis/\d+x\d+/(Conv|Conv0_up|Conv1|ToRGB)/"
                                               r"(weight|mod_weight|mod_bias|bias|noise_strength)", k)}
@@ -445,8 +456,8 @@ TF_KEYS = {"G": 0, "D": 1, "Gs": 2, "G_ema": 2}
 
 
 def load_official_pickle(path: str | os.PathLike, size: int | None = None, key: str = "G_ema") -> Generator:
-    """Our Generator filled from an official pickle: stylegan2-ada-pytorch's (`G_ema` by default) or TensorFlow
-    StyleGAN2's (its Gs, the same moving average)."""
+    """Our Generator filled from an official pickle: stylegan2-ada-pytorch's (`G_ema` by default) or
+    TensorFlow StyleGAN2's (its Gs, the same moving average)."""
     data = read_official_pickle(path)
     if is_tf_networks(data):
         if key not in TF_KEYS or key == "D":

@@ -512,26 +512,26 @@ def paper_weight_paths(config: dict) -> dict[str, str]:
 
 
 def objective_problems(config: dict) -> list[str]:
-    """project.objective paper: the reference's W+ projector, with its LPIPS weight files (or allow_random) and
-    without objective fast's perceptual loss."""
+    """project.objective paper: the reference's W+ projector, with its LPIPS weight files (or allow_random)
+    and without objective fast's perceptual loss."""
     project = config.get("project") or {}
     if not project.get("activate") or project.get("objective") != "paper":
         return []
     paper = project.get("paper") or {}
     problems = []
     if project.get("space") != "w+":
-        problems.append(f"'project.space' is {project.get('space')!r}, but objective paper is the reference's W+ "
-                        "projector (its mean-deviation term acts on the W+ rows); set project.space: w+")
+        problems.append(f"'project.space' is {project.get('space')!r}, but objective paper is the "
+                        "reference's W+ projector (its mean-deviation term acts on the W+ rows); set project.space: w+")
     if project.get("perceptual") is not None:
-        problems.append(f"'project.perceptual' is {project['perceptual']!r}, which objective paper does not use (it "
-                        "measures the learned LPIPS-VGG); set project.perceptual: null")
+        problems.append(f"'project.perceptual' is {project['perceptual']!r}, which objective paper does not "
+                        "use (it measures the learned LPIPS-VGG); set project.perceptual: null")
     if not paper.get("allow_random"):
         from ganmatch.gan.lpips import LPIPS_URL, VGG16_URL
 
         for key, url in (("vgg_weights", VGG16_URL), ("lpips_weights", LPIPS_URL)):
             if not paper.get(key):
-                problems.append(f"'project.paper.{key}' is not set, and objective paper needs it: give the file's path "
-                                f"and a downloads.files entry that fetches it from {url}")
+                problems.append(f"'project.paper.{key}' is not set, and objective paper needs it: give the "
+                                f"file's path and a downloads.files entry that fetches it from {url}")
     return problems
 
 

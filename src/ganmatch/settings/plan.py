@@ -72,7 +72,8 @@ def _skip_message(config: dict, weights: str | None) -> str:
     fetch = (f"or copy the downloads.files entry '{entry}' of config/celeba_hq.yaml into this config with "
              f"path: {weights}" if entry else "or add a downloads.files entry with that path")
     return (f"project.activate is true but the generator weights '{weights}' (project.weights) do not exist. Put "
-            f"NVIDIA's official StyleGAN2 or StyleGAN2-ADA FFHQ {size} px pickle there (docs/downloads.md, 'StyleGAN2 weights'; "
+            f"NVIDIA's official StyleGAN2 or StyleGAN2-ADA FFHQ {size} px pickle there (docs/downloads.md, "
+            "'StyleGAN2 weights'; "
             f"read by ganmatch.gan.weights.load_generator), {fetch}, so that the workflow downloads it.")
 
 
@@ -83,8 +84,8 @@ CELEBA_METADATA = ("mapping", "identities", "attributes", "partition")
 def missing_downloads(config: dict, generator: str | None, embeddings: dict[str, dict],
                       exists: Callable[[str], bool] = os.path.exists) -> dict[str, str]:
     """Every download this run needs that is not on disk yet, name -> path: the downloads.files entries it reads
-    (CelebA metadata, the generator and objective paper's LPIPS weights when the GAN stage runs, face-embedding
-    weights) and the CelebA-HQ images."""
+    (CelebA metadata, the generator and objective paper's LPIPS weights when the GAN stage runs,
+    face-embedding weights) and the CelebA-HQ images."""
     used = {generator} if generator else set()
     paper = config["project"].get("paper") or {}
     if generator and config["project"].get("objective") == "paper":  # its LPIPS weights

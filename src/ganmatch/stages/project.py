@@ -33,7 +33,8 @@ def objective_kwargs(params: dict) -> dict:
     paper = params["paper"]
     same = ("lr", "lr_rampup", "lr_rampdown", "initial_noise_factor", "noise_ramp_length", "lpips_size",
             "vgg_weights", "lpips_weights")
-    return {**{k: paper[k] for k in same}, "objective": "paper", "noise_weight": paper["regularize_noise_weight"],
+    return {**{k: paper[k] for k in same}, "objective": "paper",
+            "noise_weight": paper["regularize_noise_weight"],
             "mean_deviation_weight": paper["regularize_mean_deviation_weight"],
             "lpips_allow_random": paper["allow_random"], "perceptual": None, "optimize_noise": True}
 
@@ -53,9 +54,9 @@ def project_shard(aligned: pd.DataFrame, weights: str, params: dict, seed: int =
         torch.set_num_threads(threads)
     generator = load_generator(weights)
     ok = aligned[aligned["status"] == "ok"].reset_index(drop=True)
-    settings = dict(space=params["space"], steps=params["steps"], lr=params["lr"], batch_size=params["batch_size"],
-                    device=params["device"], random_state=seed, perceptual=params["perceptual"],
-                    precision=params["precision"])
+    settings = dict(space=params["space"], steps=params["steps"], lr=params["lr"],
+                    batch_size=params["batch_size"], device=params["device"], random_state=seed,
+                    perceptual=params["perceptual"], precision=params["precision"])
     projector = LatentProjector(generator, **{**settings, **objective_kwargs(params)})
     if len(ok) == 0:
         empty = ProjectionResult.empty(generator, projector.space)
