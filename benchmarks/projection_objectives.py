@@ -1,4 +1,4 @@
-"""What each projection objective costs per image-step (writes benchmarks/results/projection_objectives.{csv,md}).
+"""What each projection objective costs per image-step (benchmarks/results/projection_objectives.{csv,md}).
 
 Objectives, W+, batch 1, CPU: `fast/pixel` (multi-scale MSE), `fast/vgg` (+ unlearned VGG16 to relu4_3 at
 <= 256 px), `paper` (the reference projector: learned LPIPS-VGG to relu5_3 on images averaged down to 256 px,
@@ -53,7 +53,8 @@ def run(presets: list[str], flops_only: list[str], steps: int, repeats: int) -> 
         for name, kw in OBJECTIVES.items():
             kw = dict(kw, space="w+", device="cpu")
             flop_kw = {k: v for k, v in kw.items() if k not in ("perceptual_pretrained", "device")}
-            gflop = (_flops.count_flops(gen, image, 2, **flop_kw) - _flops.count_flops(gen, image, 1, **flop_kw)) / 1e9
+            gflop = (_flops.count_flops(gen, image, 2, **flop_kw)
+                     - _flops.count_flops(gen, image, 1, **flop_kw)) / 1e9
             seconds = np.nan
             if preset not in flops_only:
                 _projection.time_steps(gen, image, 1, **kw)  # warm-up
@@ -61,31 +62,33 @@ def run(presets: list[str], flops_only: list[str], steps: int, repeats: int) -> 
                 t2 = min(_projection.time_steps(gen, image, 2 * steps, **kw) for _ in range(repeats))
                 seconds = max(t2 - t1, 1e-9) / steps
             rows.append(dict(machine=_projection.machine_name("cpu"), preset=preset, size=gen.size,
-                             threads=torch.get_num_threads(), objective=name, gflop_per_image_step=round(gflop, 2),
-                             seconds_per_image_step=seconds))
+                             threads=torch.get_num_threads(), objective=name,
+                             gflop_per_image_step=round(gflop, 2), seconds_per_image_step=seconds))
             print(rows[-1], flush=True)
     df = pd.DataFrame(rows)
     base = df[df["objective"] == "fast/vgg"].set_index("preset")
-    return df.assign(gflop_vs_fast_vgg=df["gflop_per_image_step"] / df["preset"].map(base["gflop_per_image_step"]),
-                     seconds_vs_fast_vgg=df["seconds_per_image_step"] / df["preset"].map(base["seconds_per_image_step"]))
+    ratio = {c: df[c] / df["preset"].map(base[c]) for c in ("gflop_per_image_step", "seconds_per_image_step")}
+    return df.assign(gflop_vs_fast_vgg=ratio["gflop_per_image_step"],
+                     seconds_vs_fast_vgg=ratio["seconds_per_image_step"])
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--presets", default="demo,ffhq256", help="presets counted and timed")
-    ap.add_argument("--flops-only", default="ffhq1024", help="presets counted only (too slow to time on a CPU)")
+    ap.add_argument("--flops-only", default="ffhq1024", help="presets counted only (too slow to time here)")
     ap.add_argument("--steps", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default=str(HERE / "results" / "projection_objectives"))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    df = run([p for p in args.presets.split(",") if p], [p for p in args.flops_only.split(",") if p], args.steps,
-             args.repeats)
-    head = ("# Projection cost per image-step, by objective\n\nW+, batch 1, CPU. `gflop_per_image_step`: torch "
-            "FlopCounterMode, 2-step minus 1-step projection; `seconds_per_image_step`: (T(2k) - T(k)) / k, fastest "
-            "of the repeats (empty: counted only); `*_vs_fast_vgg`: over objective fast with the VGG loss on the "
-            "same preset. Regenerate with `PYTHONPATH=src python benchmarks/projection_objectives.py`.\n\n")
+    presets, flops_only = ([p for p in text.split(",") if p] for text in (args.presets, args.flops_only))
+    df = run(presets, flops_only, args.steps, args.repeats)
+    head = ("# Projection cost per image-step, by objective\n\nW+, batch 1, CPU. `gflop_per_image_step`: "
+            "torch FlopCounterMode, 2-step minus 1-step projection; `seconds_per_image_step`: "
+            "(T(2k) - T(k)) / k, fastest of the repeats (empty: counted only); `*_vs_fast_vgg`: over objective fast with the VGG "
+            "loss on the same preset. Regenerate with `PYTHONPATH=src python "
+            "benchmarks/projection_objectives.py`.\n\n")
     write_table_pair(df, Path(args.out), head)
 
 

@@ -1,6 +1,7 @@
-"""The paper's projector (objective "paper"), term by term against written-out re-expressions on a tiny generator:
-LPIPS-VGG, the 256 px averaging, the mean-deviation regulariser, the latent-noise ramp and dlatent_std, the noise
-regulariser and normalisation, TensorFlow's Adam, the whole loop, and batch = minibatch 1 per image."""
+"""The paper's projector (objective "paper"), term by term against written-out re-expressions on a tiny
+generator: LPIPS-VGG, the 256 px averaging, the mean-deviation regulariser, the latent-noise ramp and
+dlatent_std, the noise regulariser and normalisation, TensorFlow's Adam, the whole loop, and batch =
+minibatch 1 per image."""
 
 import math
 
@@ -78,7 +79,8 @@ def lpips_numpy(model, x, y):
                 h = h.reshape(n, c, hh // 2, 2, ww // 2, 2).max(axis=(3, 5))
             for j in range(n_conv):
                 conv = convs[k + j]
-                h = np.maximum(_correlate(h, conv.weight.detach().double().numpy(), conv.bias.detach().double().numpy()), 0)
+                weight, bias = conv.weight.detach().double().numpy(), conv.bias.detach().double().numpy()
+                h = np.maximum(_correlate(h, weight, bias), 0)
             feats.append(h)
         k += n_conv
         hs = feats
@@ -99,13 +101,14 @@ def test_lpips_equals_its_written_out_form(lpips_model):
 
 
 def test_lpips_equals_the_lpips_package(lpips_model, tmp_path):
-    """The reference implementation, with our random VGG and its own shipped v0.1 linear weights loaded by us."""
+    """The reference implementation, with our random VGG and its shipped v0.1 linear weights loaded by us."""
     lpips = pytest.importorskip("lpips")
     from pathlib import Path
 
     ref = lpips.LPIPS(net="vgg", pnet_rand=True, verbose=False).double().eval()
     vgg_file = tmp_path / "vgg16.pth"
-    torch.save({f"features.{k}": v.float() for k, v in lpips_model.features_net.state_dict().items()}, vgg_file)
+    vgg_state = lpips_model.features_net.state_dict()
+    torch.save({f"features.{k}": v.float() for k, v in vgg_state.items()}, vgg_file)
     shipped = Path(lpips.__file__).parent / "weights" / "v0.1" / "vgg.pth"
     ours = load_lpips_vgg(str(vgg_file), str(shipped)).double()
     for s, sl in enumerate(VGG_SLICES):
@@ -137,7 +140,7 @@ def test_average_down_is_the_block_mean():
 
 def test_mean_deviation_and_its_weight():
     w = np.random.default_rng(3).standard_normal((2, 6, 8))
-    expected = [np.mean((wi - wi.mean(axis=0, keepdims=True)) ** 2) for wi in w]  # tf: reduce_mean(dlatents, 1)
+    expected = [np.mean((wi - wi.mean(axis=0, keepdims=True)) ** 2) for wi in w]  # reduce_mean(dlatents, 1)
     np.testing.assert_allclose(mean_deviation(torch.from_numpy(w)).numpy(), expected, rtol=1e-12)
     np.testing.assert_array_equal(mean_deviation(torch.ones(3, 8)).numpy(), 0)
 
@@ -149,7 +152,8 @@ def test_dlatent_std_and_noise_ramp(gen):
     spread = np.sqrt(np.mean((w - w.mean(axis=0)) ** 2))  # w_statistics' spread
     assert dlatent_std(spread, 6, 8) == pytest.approx(expected, rel=1e-12)
     for t in (0.0, 0.3, 0.74, 0.75, 0.9):
-        assert latent_noise_strength(t, 2.0, 0.05, 0.75) == pytest.approx(2.0 * 0.05 * max(0.0, 1 - t / 0.75) ** 2)
+        expected = 2.0 * 0.05 * max(0.0, 1 - t / 0.75) ** 2
+        assert latent_noise_strength(t, 2.0, 0.05, 0.75) == pytest.approx(expected)
     _, scale = w_statistics(gen)
     assert scale > 0
 
@@ -169,7 +173,8 @@ def test_noise_regulariser_is_the_references_per_image():
     rng = np.random.default_rng(6)
     maps = [rng.standard_normal((2, 1, r, r)) + 0.3 for r in (4, 8, 8, 16, 16, 32)]
     expected = [sum(noise_reg_numpy(m[i:i + 1]) for m in maps) for i in range(2)]
-    np.testing.assert_allclose(noise_regularize([torch.from_numpy(m) for m in maps]).numpy(), expected, rtol=1e-12)
+    got = noise_regularize([torch.from_numpy(m) for m in maps]).numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-12)
 
 
 def test_tf_adam_is_tensorflows_update():
@@ -206,7 +211,8 @@ def test_paper_loss_is_the_sum_of_its_terms(gen, lpips_model, targets):
     wn = w.numpy()
     md = ((wn - wn.mean(axis=1, keepdims=True)) ** 2).mean(axis=(1, 2))
     nr = [sum(noise_reg_numpy(n[i:i + 1].numpy()) for n in noises) for i in range(2)]
-    np.testing.assert_allclose(got, lpips_numpy(lpips_model, img16, t16) + 0.1 * md + 1e5 * np.array(nr), rtol=1e-9)
+    expected = lpips_numpy(lpips_model, img16, t16) + 0.1 * md + 1e5 * np.array(nr)
+    np.testing.assert_allclose(got, expected, rtol=1e-9)
 
 
 # ------------------------------------------------------------------------------------ the whole loop
@@ -218,8 +224,8 @@ def _paper(gen, **kw):
 
 
 def test_loop_is_the_reference_loop(gen, targets):
-    """Five steps written out: mean w start, N(0, 1) noise maps, latent noise on the ramp, TF Adam on w and the
-    noise maps with the lr schedule, noise maps renormalised after each step, the final latents returned."""
+    """Five steps written out: mean w start, N(0, 1) noise maps, latent noise on the ramp, TF Adam on w and
+    the noise maps with the lr schedule, noise maps renormalised after each step, the final latents kept."""
     proj = _paper(gen)
     res = proj.project(targets[:2])
     g = gen.double()
@@ -255,7 +261,7 @@ def test_batch_gives_each_image_its_minibatch_1_objective(gen, targets):
     alone = _paper(gen, batch_size=1).project(targets)
     np.testing.assert_allclose(together.latents, alone.latents, rtol=1e-9, atol=1e-9)
     np.testing.assert_allclose(together.loss, alone.loss, rtol=1e-9)
-    first = _paper(gen, batch_size=1).project(targets[1:2])  # an image's streams follow its position in the input
+    first = _paper(gen, batch_size=1).project(targets[1:2])  # streams follow an image's position in the input
     assert not np.allclose(first.latents[0], alone.latents[1])
 
 

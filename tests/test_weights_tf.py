@@ -1,5 +1,6 @@
-"""TensorFlow StyleGAN2 pickles: a synthetic (G, D, Gs) pickle with the official file's class names and variable
-layout loads through the restricted unpickler, and the generator equals a numpy re-expression of the TF graph."""
+"""TensorFlow StyleGAN2 pickles: a synthetic (G, D, Gs) pickle with the official file's class names and
+variable layout loads through the restricted unpickler; the generator equals a numpy re-expression of the TF
+graph."""
 
 import copyreg
 import io
@@ -19,7 +20,7 @@ KERNEL = np.outer([1, 3, 3, 1], [1, 3, 3, 1]) / 64.0
 
 
 class _Network:
-    """Writer-side stand-in, pickled as dnnlib.tflib.network.Network with its __getstate__ dict (version 4)."""
+    """Writer-side stand-in, pickled as dnnlib.tflib.network.Network with its __getstate__ dict (v4)."""
 
     def __init__(self, state):
         self.state = state
@@ -48,7 +49,8 @@ class _TFStylePickler(pickle._Pickler):
 def _network(name, variables, components=None, **kwargs):
     return _Network({"version": 4, "name": name, "static_kwargs": kwargs, "components": components or {},
                      "build_module_src": "raise SystemExit('network source must never run')",
-                     "build_func_name": f"training.networks_stylegan2.{name}", "variables": list(variables.items())})
+                     "build_func_name": f"training.networks_stylegan2.{name}",
+                     "variables": list(variables.items())})
 
 
 def tf_params(seed=0):
@@ -89,8 +91,9 @@ def write_tf_pickle(path, params, **gs_kwargs):
                 for c in ("mapping", "synthesis")}
         own = {k: v for k, v in params.items() if "/" not in k}
         kwargs = {"num_channels": 3, "resolution": RES, "label_size": 0, "mapping_lrmul": LRMUL, **gs_kwargs}
-        return _network(name, own, {"mapping": _network(f"{name}_mapping", part["mapping"], dlatent_broadcast=6),
-                                    "synthesis": _network(f"{name}_synthesis", part["synthesis"])}, **kwargs)
+        components = {"mapping": _network(f"{name}_mapping", part["mapping"], dlatent_broadcast=6),
+                      "synthesis": _network(f"{name}_synthesis", part["synthesis"])}
+        return _network(name, own, components, **kwargs)
 
     d = _network("D", {"Output/weight": np.ones((4, 1), np.float32)}, num_channels=3, resolution=RES)
     buffer = io.BytesIO()
@@ -150,7 +153,8 @@ def upfirdn(x, k, up, pad0, pad1):
 
 
 def conv_transpose_stride2(x, f):
-    """tf.nn.conv2d_transpose, VALID, stride 2, filter f (N, kh, kw, O, I): out[2i+a, 2j+b, o] += x[i, j, c] f[a, b, o, c]."""
+    """tf.nn.conv2d_transpose, VALID, stride 2, per-sample filter f (N, kh, kw, O, I):
+    out[2i+a, 2j+b, o] += x[i, j, c] f[a, b, o, c]."""
     n, _, h, w = x.shape
     kh = f.shape[1]
     out = np.zeros((n, f.shape[3], 2 * (h - 1) + kh, 2 * (w - 1) + kh))
@@ -169,7 +173,7 @@ def modconv(p, scope, x, y, demodulate=True, up=False):
     if demodulate:
         d = (np.sum(ww**2, axis=(1, 2, 3)) + 1e-8) ** -0.5
         ww = ww * d[:, None, None, None, :]
-    if up:  # upsample_conv_2d: flipped weights as a transposed-conv filter [kh, kw, O, I], then FIR with pads 1, 1
+    if up:  # upsample_conv_2d: flipped weights as a transposed-conv filter [kh, kw, O, I], FIR with pads 1, 1
         f = ww[:, ::-1, ::-1].transpose(0, 1, 2, 4, 3)
         return upfirdn(conv_transpose_stride2(x, f), KERNEL * 4, 1, 1, 1)
     return correlate(x, ww, kh // 2)
@@ -228,12 +232,12 @@ def test_generator_equals_the_tf_graph_in_numpy(pkl, params):
     z = np.random.default_rng(1).standard_normal((3, Z))
     w_ours = gen.mapping(torch.from_numpy(z)).numpy()
     np.testing.assert_allclose(w_ours, tf_mapping(params, z), rtol=1e-12, atol=1e-12)
-    dl = np.random.default_rng(2).standard_normal((3, gen.n_latent, W))  # distinct W+ rows: each layer's index
+    dl = np.random.default_rng(2).standard_normal((3, gen.n_latent, W))  # distinct rows: each layer's index
     ours = gen.synthesis(torch.from_numpy(dl), noise_mode="const").numpy()
     ref = tf_synthesis(params, dl)
     assert ours.shape == ref.shape == (3, 3, RES, RES)
-    # only the demodulation's 1e-8 sits differently (TF adds it to the gain-scaled sum, as NVIDIA's PyTorch port
-    # does not): relative differences of ~1e-9
+    # only the demodulation's 1e-8 sits differently (TF adds it to the gain-scaled sum, NVIDIA's PyTorch port
+    # and ganmatch to the unscaled one): relative differences of ~4e-8 here
     np.testing.assert_allclose(ours, ref, rtol=1e-7, atol=1e-7 * np.abs(ref).max())
     np.testing.assert_allclose(gen.w_avg.numpy(), params["dlatent_avg"], rtol=0, atol=0)
 
