@@ -86,8 +86,8 @@ def main() -> None:
     df = run(presets, flops_only, args.steps, args.repeats)
     head = ("# Projection cost per image-step, by objective\n\nW+, batch 1, CPU. `gflop_per_image_step`: "
             "torch FlopCounterMode, 2-step minus 1-step projection; `seconds_per_image_step`: "
-            "(T(2k) - T(k)) / k, fastest of the repeats (empty: counted only); `*_vs_fast_vgg`: over objective fast with the VGG "
-            "loss on the same preset. Regenerate with `PYTHONPATH=src python "
+            "(T(2k) - T(k)) / k, fastest of the repeats (empty: counted only); `*_vs_fast_vgg`: over "
+            "objective fast with the VGG loss on the same preset. Regenerate with `PYTHONPATH=src python "
             "benchmarks/projection_objectives.py`.\n\n")
     write_table_pair(df, Path(args.out), head)
 
