@@ -146,11 +146,8 @@ def encoder_input(wildcards):
 
 def projection_params():
     """The project block as shard jobs see it: the encoder's settings reach them through its file only, and
-    project.objective and project.paper only with objective paper (fast, the default, reads neither: runs made
-    before these keys existed keep their parameters and are not redone)."""
-    drop = ("init", "encoder", "threads")
-    if config["project"]["objective"] != "paper":
-        drop += ("objective", "paper")
+    project.paper only with objective paper (objective fast never reads it)."""
+    drop = ("init", "encoder", "threads") + (() if config["project"]["objective"] == "paper" else ("paper",))
     return {k: v for k, v in config["project"].items() if k not in drop}
 
 

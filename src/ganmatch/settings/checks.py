@@ -482,7 +482,8 @@ def edit_id_problems(config: dict) -> list[str]:
 
 def weights_problems(config: dict) -> list[str]:
     """project.weights, when the GAN stage runs on it: a generator file that loads safely (our format, or an
-    official stylegan2-ada-pytorch pickle through the restricted unpickler), checked before the first job."""
+    official stylegan2-ada-pytorch or TensorFlow StyleGAN2 pickle through the restricted unpickler), checked
+    before the first job."""
     project = config.get("project") or {}
     path = project.get("weights")
     downloads = _download_paths(config)
@@ -496,7 +497,7 @@ def weights_problems(config: dict) -> list[str]:
         load_generator(path)
     except WeightsError as exc:
         return [f"'project.weights': {exc}. Give a ganmatch generator (ganmatch.gan.weights.save_generator) or an "
-                "official stylegan2-ada-pytorch .pkl."]
+                "official stylegan2-ada-pytorch or TensorFlow StyleGAN2 .pkl."]
     except Exception as exc:  # noqa: BLE001 - any other failure of a user's file is reported, never raised
         return [f"'project.weights': {path} cannot be read as generator weights ({type(exc).__name__})."]
     return []

@@ -28,7 +28,7 @@ def train_encoder(weights: str, params: dict, seed: int = 0, threads: int | None
 def objective_kwargs(params: dict) -> dict:
     """LatentProjector's arguments for project.objective (fast: none beyond the common ones; paper: the
     project.paper block, noise maps optimised, its own learning rate in w units)."""
-    if params.get("objective", "fast") != "paper":
+    if params["objective"] != "paper":
         return {}
     paper = params["paper"]
     same = ("lr", "lr_rampup", "lr_rampdown", "initial_noise_factor", "noise_ramp_length", "lpips_size",
