@@ -3,9 +3,9 @@
 Two checks, both run by `tests/test_quoted_numbers.py` and by hand with `python benchmarks/quoted_numbers.py`:
 
 - docs/scaling.md: every statement ends in a source tag. The text up to a table tag (`[faces]`, `[matching]`,
-  `[projection]`, `[projection_flops]`) may only quote decimal numbers (and `Nx` ratios) found in that table at
-  the precision shown; a tag containing "estimate" marks derived numbers and is not checked; any other tag
-  (e.g. an untabled "[measured here]") is a problem.
+  `[projection]`, `[projection_flops]`, `[projection_objectives]`) may only quote decimal numbers (and `Nx`
+  ratios) found in that table at the precision shown; a tag containing "estimate" marks derived numbers and is
+  not checked; any other tag (e.g. an untabled "[measured here]") is a problem.
 - README.md and config comments: each quote in `QUOTES` is a text snippet that must still be in the file, and
   each number listed with it must equal its table cell rounded to the decimals shown.
 """
@@ -26,6 +26,8 @@ MEASURED = {  # the columns that hold measurements (the others describe the case
                  "ratio_to_matmul", "ratio_to_blocked_matmul", "ratio_to_faiss", "dense_over_heap"],
     "projection": ["sec_per_step", "images_per_sec", "speedup_vs_batch1"],
     "projection_flops": ["gflop_per_image_step"],
+    "projection_objectives": ["gflop_per_image_step", "seconds_per_image_step", "gflop_vs_fast_vgg",
+                              "seconds_vs_fast_vgg"],
     "slurm_overhead": ["jobs", "slurm_jobs", "wall_s"],
     "reproducibility_summary": ["min", "median", "max", "reference"],
 }

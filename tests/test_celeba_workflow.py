@@ -154,11 +154,14 @@ def test_dry_run_of_the_paper_config_shows_every_download(tmp_path):
     out = snakemake(work, "-n", "--configfile", "config/celeba_hq.yaml").stdout
     for rule in ("download_celeba_annotations", "download_weights", "fetch_celeba_hq_images", "index_images"):
         assert f"rule {rule}:" in out or f"checkpoint {rule}:" in out, rule
-    for path in ("resources/celeba_hq/list_attr_celeba.txt", "resources/celeba_hq/weights/stylegan2-ada-ffhq256.pkl",
+    for path in ("resources/celeba_hq/list_attr_celeba.txt",
+                 "resources/celeba_hq/weights/stylegan2-ffhq-config-f.pkl",
+                 "resources/celeba_hq/weights/lpips-v0.1-vgg.pth",
                  "resources/celeba_hq/weights/20180402-114759-vggface2.pt", "resources/celeba_hq/weights/20180408-102900-casia-webface.pt",
                  "resources/celeba_hq/weights/vgg16-397923af.pth", "resources/celeba_hq/weights/fairface_alldata_20191111.pt"):
         assert f"output: {path}" in out, path
-    assert "stylegan2-ada-ffhq1024.pkl" not in out  # configured but not used at 256 px
+    for unused in ("stylegan2-ada-ffhq1024.pkl", "stylegan2-ada-ffhq256.pkl"):
+        assert unused not in out  # configured but not used
 
 
 @pytest.mark.slow

@@ -151,11 +151,13 @@ def test_an_offline_celeba_hq_run_lists_every_missing_download_at_once(tmp_path,
     plan = resolve(config, exists=lambda path: False)
     message = next(m for m in plan.messages if "download(s) missing" in m)
     files = config["downloads"]["files"]
-    expected = ["CelebA-HQ images", "celeba_attributes", "stylegan2_ffhq256", "facenet_vggface2"]
+    expected = ["CelebA-HQ images", "celeba_attributes", "stylegan2_ffhq_config_f", "lpips_vgg", "vgg16",
+                "facenet_vggface2"]
     if config["celeba_hq"]["identities"] in {f["path"] for f in files.values()}:
         expected.append(next(n for n, f in files.items() if f["path"] == config["celeba_hq"]["identities"]))
     for name in expected:
         assert f"  {name}" in message, name
-    assert "stylegan2_ffhq1024" not in message  # listed only when project.weights names it
+    for unused in ("stylegan2_ffhq1024", "stylegan2_ffhq256"):
+        assert unused not in message  # listed only when project.weights names it
     assert message.startswith(f"ganmatch: {message.count(' -> ')} download(s) missing")
     assert not [m for m in resolve(config, exists=lambda path: True).messages if "download(s) missing" in m]

@@ -148,8 +148,18 @@ def encoder_input(wildcards):
 
 
 def projection_params():
-    """The project block as shard jobs see it: the encoder's settings reach them through its file only."""
-    return {k: v for k, v in config["project"].items() if k not in ("init", "encoder", "threads")}
+    """The project block as shard jobs see it: the encoder's settings reach them through its file only, and
+    project.paper only with objective paper (objective fast never reads it)."""
+    drop = ("init", "encoder", "threads") + (() if config["project"]["objective"] == "paper" else ("paper",))
+    return {k: v for k, v in config["project"].items() if k not in drop}
+
+
+def paper_objective_inputs(wildcards):
+    """The LPIPS weight files of objective paper, as projection inputs (so their downloads run first)."""
+    paper = config["project"]["paper"]
+    if config["project"]["objective"] != "paper":
+        return {}
+    return {k: paper[k] for k in ("vgg_weights", "lpips_weights") if paper[k]}
 
 
 def celeba_annotation_paths():
@@ -188,6 +198,8 @@ def needed_weights():
     used += [spec.get("weights") for spec in PLAN.embeddings.values()]
     if config["face_attributes"]["activate"]:  # FairFace (the Race covariate)
         used.append(config["face_attributes"]["fairface_weights"])
+    if PLAN.project_active:  # objective paper's LPIPS weights
+        used += list(paper_objective_inputs(None).values())
     return [p for p in download_paths(annotations=False) if p in used]
 
 

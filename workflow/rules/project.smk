@@ -5,6 +5,7 @@ rule project_shard:
     """Batched latent optimisation for one shard; failed images are marked in the shard table."""
     input:
         unpack(encoder_input),
+        unpack(paper_objective_inputs),
         table=f"{RES}/aligned/shard_{{shard}}.parquet",
         weights=generator_weights(),
     output:

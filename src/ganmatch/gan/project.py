@@ -9,6 +9,15 @@ units of that spread whatever the generator. Loss per image:
 - `perceptual="vgg"`: adds an LPIPS-style distance on unit-normalised VGG16 features (torchvision's
   ImageNet weights, which must be present in the torch hub cache or downloadable);
 - `noise_weight` * the official projector's noise autocorrelation penalty when noise maps are optimised.
+
+`objective="paper"` is the StyleGAN2 projector the paper ran (csinva/matching-with-gans
+lib/stylegan2/projector.py), term by term (`paper_loss`): W+ optimised directly in w units from the mean w;
+latent noise of `initial_noise_factor` x the spread of the broadcast w samples (`dlatent_std`), ramped down to
+zero at `noise_ramp_length`; learned LPIPS-VGG (`ganmatch.gan.lpips`) on images averaged down to `lpips_size`;
+`mean_deviation_weight` x the mean squared deviation of the W+ rows from their mean (the paper's 0.1);
+optimised noise maps with the autocorrelation penalty, normalised after every step; TensorFlow's Adam
+(`TFAdam`); the final latents, not the best seen. Each image has its own random streams, so a batch gives
+each image what minibatch 1 gives it.
 """
 
 from __future__ import annotations
@@ -23,8 +32,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ganmatch.errors import InputDataError, WeightsError
+from ganmatch.gan.lpips import average_down
 
 SPACES = ("w", "w+")
+OBJECTIVES = ("fast", "paper")
 PERCEPTUAL = (None, "pixel", "vgg")
 PRECISIONS = {"float32": torch.float32, "float64": torch.float64}
 
@@ -159,6 +170,33 @@ class VGGDistance(torch.nn.Module):
         return out
 
 
+def paper_loss(gen, lpips, w: Tensor, noises: list[Tensor] | None, target_features: list[Tensor], step_noise,
+               mean_deviation_weight: float = 0.1, noise_weight: float = 1e5,
+               lpips_size: int = 256) -> Tensor:
+    """Per-image loss (B,) of the paper's projector: LPIPS between G(w + step_noise) and the targets (both
+    averaged down to `lpips_size`), + mean_deviation_weight x `mean_deviation(w)` (w without the step noise),
+    + noise_weight x `noise_regularize(noises)`. Each image's term is the reference's minibatch-1 loss."""
+    img = gen.synthesis(w + step_noise, noise_mode="const", noises=noises)
+    loss = lpips(average_down(img, lpips_size), target_features)
+    if mean_deviation_weight:
+        loss = loss + mean_deviation_weight * mean_deviation(w)
+    if noises is not None and noise_weight:
+        loss = loss + noise_weight * noise_regularize(noises)
+    return loss
+
+
+def image_streams(seed: int, first: int, n: int) -> list[np.random.Generator]:
+    """One random stream per image, keyed by (seed, the image's position in the input): an image's draws do
+    not depend on the batch it is projected in."""
+    return [np.random.default_rng([int(seed), int(first) + i]) for i in range(n)]
+
+
+def stream_normal(streams: list[np.random.Generator], shape: tuple[int, ...]) -> Tensor:
+    """float64 standard normals (len(streams), *shape), each row from its image's stream (numpy: the same
+    numbers on any CPU)."""
+    return torch.from_numpy(np.stack([s.standard_normal(shape) for s in streams]))
+
+
 def images_to_tensor(images: np.ndarray, size: int) -> Tensor:
     """uint8 (N, H, W, 3) -> float (N, 3, size, size) in [-1, 1], resized (antialiased bilinear) if needed."""
     images = np.asarray(images)
@@ -184,6 +222,58 @@ def psnr(recon: np.ndarray, target: Tensor) -> np.ndarray:
     return (10 * np.log10(255.0**2 / np.maximum(mse, 1e-10))).astype(np.float32)
 
 
+def dlatent_std(w_scale: float, n_latent: int, w_dim: int) -> float:
+    """The reference projector's `_dlatent_std`: sqrt(sum of (w - mean)^2 over the n_latent x w_dim broadcast
+    rows / N), i.e. the RMS spread per coordinate (`w_scale`) times sqrt(n_latent * w_dim)."""
+    return float(w_scale) * math.sqrt(n_latent * w_dim)
+
+
+def mean_deviation(w: Tensor) -> Tensor:
+    """Per-image mean over rows and coordinates of (w - mean of its W+ rows)^2 (the paper's added
+    regulariser); zero for W latents (N, w_dim), whose rows are all equal."""
+    if w.ndim == 2:
+        return w.new_zeros(w.shape[0])
+    return (w - w.mean(dim=1, keepdim=True)).square().mean(dim=(1, 2))
+
+
+def latent_noise_strength(t: float, std: float, initial_noise_factor: float = 0.05,
+                          noise_ramp_length: float = 0.75) -> float:
+    """SD of the noise added to the latents at progress t: std x factor x max(0, 1 - t / ramp)^2."""
+    return std * initial_noise_factor * max(0.0, 1.0 - t / noise_ramp_length) ** 2
+
+
+class TFAdam:
+    """Adam as TensorFlow 1's `tf.train.AdamOptimizer` (the reference projector's): the step is
+    lr * sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps), eps outside the bias correction (torch puts it
+    inside)."""
+
+    def __init__(self, params, lr: float = 0.001, beta1: float = 0.9, beta2: float = 0.999,
+                 eps: float = 1e-8):
+        self.params = list(params)
+        self.param_groups = [{"lr": lr}]
+        self.beta1, self.beta2, self.eps = beta1, beta2, eps
+        self.t = 0
+        self.m = [torch.zeros_like(p) for p in self.params]
+        self.v = [torch.zeros_like(p) for p in self.params]
+
+    def zero_grad(self, set_to_none: bool = True):
+        for p in self.params:
+            p.grad = None
+
+    @torch.no_grad()
+    def step(self):
+        self.t += 1
+        b1, b2 = self.beta1, self.beta2
+        lr_t = self.param_groups[0]["lr"] * math.sqrt(1 - b2**self.t) / (1 - b1**self.t)
+        for p, m, v in zip(self.params, self.m, self.v, strict=True):
+            if p.grad is None:
+                continue
+            g = p.grad
+            m.mul_(b1).add_(g, alpha=1 - b1)
+            v.mul_(b2).addcmul_(g, g, value=1 - b2)
+            p.sub_(lr_t * m / (v.sqrt() + self.eps))
+
+
 class LatentProjector:
     """Project images into a generator's W or W+ space by batched Adam (see module docstring).
 
@@ -193,12 +283,18 @@ class LatentProjector:
     exploration noise added to w early on, decaying to zero at 75% of the steps, as in the official
     projector. `mixed_precision`: autocast the generator on CUDA. `precision`: float32, or float64 for latents that
     do not depend on the CPU's kernels (Adam turns last-bit differences of float32 gradients into steps).
+    `objective="paper"`: the paper's projector (module docstring); `lr` is then in w units, noise maps are
+    optimised with `noise_weight`, `latent_noise`, `perceptual` and mixed precision are not used, and the
+    LPIPS weights come from `vgg_weights` and `lpips_weights` (or are random with `lpips_allow_random`).
     """
 
     def __init__(self, generator, space="w", steps=200, lr=0.1, lr_rampup=0.05, lr_rampdown=0.25,
                  noise_weight=1e5, perceptual=None, batch_size=32, early_stop_tol=None, device="auto",
                  random_state=0, optimize_noise=False, latent_noise=0.0, patience=20, mixed_precision=True,
-                 return_reconstructions=True, perceptual_pretrained=True, precision="float32"):
+                 return_reconstructions=True, perceptual_pretrained=True, precision="float32",
+                 objective="fast", mean_deviation_weight=0.1, initial_noise_factor=0.05,
+                 noise_ramp_length=0.75, lpips_size=256, vgg_weights=None, lpips_weights=None,
+                 lpips_allow_random=False):
         self.generator = generator
         self.space = space
         self.steps = steps
@@ -218,6 +314,18 @@ class LatentProjector:
         self.return_reconstructions = return_reconstructions
         self.perceptual_pretrained = perceptual_pretrained
         self.precision = precision
+        self.objective = objective
+        self.mean_deviation_weight = mean_deviation_weight
+        self.initial_noise_factor = initial_noise_factor
+        self.noise_ramp_length = noise_ramp_length
+        self.lpips_size = lpips_size
+        self.vgg_weights = vgg_weights
+        self.lpips_weights = lpips_weights
+        self.lpips_allow_random = lpips_allow_random
+
+    @property
+    def paper(self) -> bool:
+        return self.objective == "paper"
 
     def _check(self):
         if self.space not in SPACES:
@@ -226,6 +334,8 @@ class LatentProjector:
             raise InputDataError(f"perceptual must be one of {PERCEPTUAL}, got {self.perceptual!r}")
         if self.precision not in PRECISIONS:
             raise InputDataError(f"precision must be one of {tuple(PRECISIONS)}, got {self.precision!r}")
+        if self.objective not in OBJECTIVES:
+            raise InputDataError(f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
         if int(self.steps) < 1 or int(self.batch_size) < 1:
             raise InputDataError(f"steps and batch_size must be >= 1, got {self.steps}, {self.batch_size}")
 
@@ -247,11 +357,20 @@ class LatentProjector:
             raise InputDataError(f"init has {len(init)} rows for {n} images")
         self.w_avg_, self.w_scale_ = w_statistics(gen, self.random_state)
         self.vgg_ = VGGDistance(self.perceptual_pretrained).to(device) if self.perceptual == "vgg" else None
+        self.lpips_ = None
+        if self.paper:
+            from ganmatch.gan.lpips import load_lpips_vgg
+
+            self.dlatent_std_ = dlatent_std(self.w_scale_, gen.n_latent, gen.w_dim)
+            self.w_scale_ = 1.0  # the paper optimises w itself
+            self.vgg_ = None
+            self.lpips_ = load_lpips_vgg(self.vgg_weights, self.lpips_weights, self.lpips_allow_random,
+                                         self.random_state).to(device, self.dtype_)
         parts = []
         for b, start in enumerate(range(0, n, self.batch_size)):
             sl = slice(start, start + self.batch_size)
             parts.append(self._project_batch(gen, target[sl].to(device), None if init is None else init[sl],
-                                             seed=self.random_state * 100003 + b))
+                                             seed=self.random_state * 100003 + b, first=start))
             if progress is not None:
                 progress(len(parts[-1][0]))
         if not parts:
@@ -269,10 +388,14 @@ class LatentProjector:
 
     def _amp(self, device: torch.device) -> bool:
         """Mixed precision (bf16 autocast) is used only on CUDA."""
-        return self.mixed_precision and device.type == "cuda" and self.precision == "float32"
+        return (self.mixed_precision and device.type == "cuda" and self.precision == "float32"
+                and not self.paper)
 
     def _target_features(self, target: Tensor) -> list[Tensor] | None:
         """VGG features of the targets, computed once per batch (they do not change during the optimisation)."""
+        if self.lpips_ is not None:
+            with torch.no_grad():
+                return self.lpips_.features(average_down(target, self.lpips_size))
         if self.vgg_ is None:
             return None
         with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=self._amp(target.device)):
@@ -280,6 +403,9 @@ class LatentProjector:
 
     def _loss(self, gen, u, noises, target, target_features, step_noise):
         """Per-image loss (B,) of latents u (in w spreads around w_avg)."""
+        if self.paper:
+            return paper_loss(gen, self.lpips_, self.w_avg_ + u, noises, target_features, step_noise,
+                              self.mean_deviation_weight, self.noise_weight, self.lpips_size)
         w = self.w_avg_ + self.w_scale_ * (u + step_noise)
         amp = self._amp(target.device)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
@@ -293,10 +419,11 @@ class LatentProjector:
             loss = loss + self.noise_weight * noise_regularize(noises)
         return loss
 
-    def _project_batch(self, gen, target, init, seed):
+    def _project_batch(self, gen, target, init, seed, first=0):
         device = target.device
         b = len(target)
         rng = torch.Generator(device="cpu").manual_seed(int(seed))
+        streams = image_streams(self.random_state, first, b) if self.paper else None
         shape = (b, gen.w_dim) if self.space == "w" else (b, gen.n_latent, gen.w_dim)
         if init is None:
             u0 = torch.zeros(shape, dtype=self.dtype_)
@@ -310,11 +437,18 @@ class LatentProjector:
         u = u0.clone().to(device).requires_grad_(True)
         params = [u]
         noises = None
-        if self.optimize_noise:
+        if self.paper:  # the reference draws every noise map from N(0, 1) at the start
+            noises = [stream_normal(streams, (1, c.resolution, c.resolution)).to(device, self.dtype_)
+                      .requires_grad_(True) for c in gen.convs]
+            params += noises
+        elif self.optimize_noise:
             noises = [torch.randn(b, 1, c.resolution, c.resolution, generator=rng).to(device, self.dtype_).requires_grad_(True)
                       for c in gen.convs]
             params += noises
-        opt = torch.optim.Adam(params, lr=self.lr, betas=(0.9, 0.999))
+        if self.paper:
+            opt = TFAdam(params, lr=self.lr)
+        else:
+            opt = torch.optim.Adam(params, lr=self.lr, betas=(0.9, 0.999))
         target_features = self._target_features(target)
         best = torch.full((b,), float("inf"), device=device, dtype=self.dtype_)
         best_u = u.detach().clone()
@@ -328,8 +462,17 @@ class LatentProjector:
             t = step / n_steps
             for group in opt.param_groups:
                 group["lr"] = lr_schedule(t, self.lr, self.lr_rampup, self.lr_rampdown)
-            scale = self.latent_noise * max(0.0, 1.0 - t / 0.75) ** 2
-            step_noise = (torch.randn(shape, generator=rng) * scale).to(device, self.dtype_) if scale > 0 else 0.0
+            if self.paper:
+                scale = latent_noise_strength(t, self.dlatent_std_, self.initial_noise_factor,
+                                              self.noise_ramp_length)
+                step_noise = 0.0
+                if scale > 0:
+                    step_noise = (stream_normal(streams, shape[1:]) * scale).to(device, self.dtype_)
+            else:
+                scale = self.latent_noise * max(0.0, 1.0 - t / 0.75) ** 2
+                step_noise = 0.0
+                if scale > 0:
+                    step_noise = (torch.randn(shape, generator=rng) * scale).to(device, self.dtype_)
             loss = self._loss(gen, u, noises, target, target_features, step_noise)
             finite = torch.isfinite(loss)
             failed |= active & ~finite
@@ -362,6 +505,12 @@ class LatentProjector:
                     active &= ~plateau
                     if not bool(active.any()):
                         break
+        if self.paper:  # the reference keeps the final latents and noise maps (a failed image: its best)
+            keep = ~failed
+            best_u[keep] = u.detach()[keep]
+            if noises is not None:
+                for bn, x in zip(best_noises, noises, strict=True):
+                    bn[keep] = x.detach()[keep]
         with torch.no_grad():  # final evaluation of the best latents (also catches a NaN at the last step)
             loss = self._loss(gen, best_u, best_noises, target, target_features, 0.0)
             failed |= ~torch.isfinite(loss) & ~failed

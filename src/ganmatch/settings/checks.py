@@ -65,6 +65,8 @@ def read_paths(config: dict) -> dict[str, str]:
     for name, spec in (config.get("embeddings") or {}).items():
         if spec.get("weights"):
             out[f"embeddings.{name}.weights"] = spec["weights"]
+    for key, path in paper_weight_paths(config).items():
+        out[key] = path
     if config.get("source") == "celeba_hq":
         celeba = config.get("celeba_hq") or {}
         out.update({f"celeba_hq.{k}": celeba[k] for k in ("mapping", "identities", "attributes", "partition", "local_dir")
@@ -504,7 +506,8 @@ def edit_id_problems(config: dict) -> list[str]:
 
 def weights_problems(config: dict) -> list[str]:
     """project.weights, when the GAN stage runs on it: a generator file that loads safely (our format, or an
-    official stylegan2-ada-pytorch pickle through the restricted unpickler), checked before the first job."""
+    official stylegan2-ada-pytorch or TensorFlow StyleGAN2 pickle through the restricted unpickler), checked
+    before the first job."""
     project = config.get("project") or {}
     path = project.get("weights")
     downloads = _download_paths(config)
@@ -518,10 +521,43 @@ def weights_problems(config: dict) -> list[str]:
         load_generator(path)
     except WeightsError as exc:
         return [f"'project.weights': {exc}. Give a ganmatch generator (ganmatch.gan.weights.save_generator) or an "
-                "official stylegan2-ada-pytorch .pkl."]
+                "official stylegan2-ada-pytorch or TensorFlow StyleGAN2 .pkl."]
     except Exception as exc:  # noqa: BLE001 - any other failure of a user's file is reported, never raised
         return [f"'project.weights': {path} cannot be read as generator weights ({type(exc).__name__})."]
     return []
+
+
+def paper_weight_paths(config: dict) -> dict[str, str]:
+    """Config key -> path of objective paper's LPIPS weight files, when the GAN stage runs with it."""
+    project = config.get("project") or {}
+    if not project.get("activate") or project.get("objective") != "paper":
+        return {}
+    paper = project.get("paper") or {}
+    return {f"project.paper.{k}": paper[k] for k in ("vgg_weights", "lpips_weights") if paper.get(k)}
+
+
+def objective_problems(config: dict) -> list[str]:
+    """project.objective paper: the reference's W+ projector, with its LPIPS weight files (or allow_random)
+    and without objective fast's perceptual loss."""
+    project = config.get("project") or {}
+    if not project.get("activate") or project.get("objective") != "paper":
+        return []
+    paper = project.get("paper") or {}
+    problems = []
+    if project.get("space") != "w+":
+        problems.append(f"'project.space' is {project.get('space')!r}, but objective paper is the "
+                        "reference's W+ projector (its mean-deviation term acts on the W+ rows); set project.space: w+")
+    if project.get("perceptual") is not None:
+        problems.append(f"'project.perceptual' is {project['perceptual']!r}, which objective paper does not "
+                        "use (it measures the learned LPIPS-VGG); set project.perceptual: null")
+    if not paper.get("allow_random"):
+        from ganmatch.gan.lpips import LPIPS_URL, VGG16_URL
+
+        for key, url in (("vgg_weights", VGG16_URL), ("lpips_weights", LPIPS_URL)):
+            if not paper.get(key):
+                problems.append(f"'project.paper.{key}' is not set, and objective paper needs it: give the "
+                                f"file's path and a downloads.files entry that fetches it from {url}")
+    return problems
 
 
 def _download_paths(config: dict) -> set:
@@ -566,6 +602,7 @@ def model_weights_problems(config: dict) -> list[str]:
     face = config.get("face_attributes") or {}
     if face.get("activate"):
         named.append(("face_attributes.fairface_weights", face.get("fairface_weights")))
+    named += list(paper_weight_paths(config).items())
     problems = []
     for key, path in named:
         if not path or path in downloads or not Path(path).is_file():
@@ -579,7 +616,8 @@ def model_weights_problems(config: dict) -> list[str]:
 
 CHECKS = ("reference_problems", "path_problems", "column_problems", "method_problems",
           "constrained_semantics_problems", "precomputed_problems", "edit_problems", "label_file_problems",
-          "edit_id_problems", "weights_problems", "model_weights_problems", "celeba_label_problems")
+          "edit_id_problems", "weights_problems", "model_weights_problems", "celeba_label_problems",
+          "objective_problems")
 WITH_CWD = ("path_problems",)
 USER_FILE_CHECKS = ("label_file_problems", "edit_id_problems", "weights_problems", "model_weights_problems",
                     "celeba_label_problems")  # they read the user's files

@@ -59,8 +59,9 @@ def weights_obtainable(config: dict, path: str | None, exists: Callable[[str], b
     return bool(path) and (exists(path) or config["source"] == "demo" or any(f["path"] == path for f in files.values()))
 
 
-GENERATOR_DOWNLOADS = {256: "stylegan2_ffhq256", 1024: "stylegan2_ffhq1024"}
-"""The downloads.files entry of config/celeba_hq.yaml that fetches NVIDIA's FFHQ generator at each resolution."""
+GENERATOR_DOWNLOADS = {256: "stylegan2_ffhq256", 1024: "stylegan2_ffhq_config_f"}
+"""The downloads.files entry of config/celeba_hq.yaml that fetches NVIDIA's FFHQ generator at each resolution
+(1024: the paper's TensorFlow StyleGAN2 config-f pickle)."""
 
 
 def _skip_message(config: dict, weights: str | None) -> str:
@@ -72,7 +73,8 @@ def _skip_message(config: dict, weights: str | None) -> str:
     fetch = (f"or copy the downloads.files entry '{entry}' of config/celeba_hq.yaml into this config with "
              f"path: {weights}" if entry else "or add a downloads.files entry with that path")
     return (f"project.activate is true but the generator weights '{weights}' (project.weights) do not exist. Put "
-            f"NVIDIA's official StyleGAN2-ADA FFHQ {size} px pickle there (docs/downloads.md, 'StyleGAN2 weights'; "
+            f"NVIDIA's official StyleGAN2 or StyleGAN2-ADA FFHQ {size} px pickle there (docs/downloads.md, "
+            "'StyleGAN2 weights'; "
             f"read by ganmatch.gan.weights.load_generator), {fetch}, so that the workflow downloads it.")
 
 
@@ -83,8 +85,12 @@ CELEBA_METADATA = ("mapping", "identities", "attributes", "partition")
 def missing_downloads(config: dict, generator: str | None, embeddings: dict[str, dict],
                       exists: Callable[[str], bool] = os.path.exists) -> dict[str, str]:
     """Every download this run needs that is not on disk yet, name -> path: the downloads.files entries it reads
-    (CelebA metadata, the generator when the GAN stage runs, face-embedding weights) and the CelebA-HQ images."""
+    (CelebA metadata, the generator and objective paper's LPIPS weights when the GAN stage runs,
+    face-embedding weights) and the CelebA-HQ images."""
     used = {generator} if generator else set()
+    paper = config["project"].get("paper") or {}
+    if generator and config["project"].get("objective") == "paper":  # its LPIPS weights
+        used |= {paper.get("vgg_weights"), paper.get("lpips_weights")} - {None}
     used |= {spec.get("weights") for spec in embeddings.values()}
     missing = {}
     if config["source"] == "celeba_hq":

@@ -25,6 +25,20 @@ def train_encoder(weights: str, params: dict, seed: int = 0, threads: int | None
     return LatentEncoder(load_generator(weights), space=params["space"], random_state=seed, **params["encoder"]).fit()
 
 
+def objective_kwargs(params: dict) -> dict:
+    """LatentProjector's arguments for project.objective (fast: none beyond the common ones; paper: the
+    project.paper block, noise maps optimised, its own learning rate in w units)."""
+    if params["objective"] != "paper":
+        return {}
+    paper = params["paper"]
+    same = ("lr", "lr_rampup", "lr_rampdown", "initial_noise_factor", "noise_ramp_length", "lpips_size",
+            "vgg_weights", "lpips_weights")
+    return {**{k: paper[k] for k in same}, "objective": "paper",
+            "noise_weight": paper["regularize_noise_weight"],
+            "mean_deviation_weight": paper["regularize_mean_deviation_weight"],
+            "lpips_allow_random": paper["allow_random"], "perceptual": None, "optimize_noise": True}
+
+
 def project_shard(aligned: pd.DataFrame, weights: str, params: dict, seed: int = 0,
                   threads: int | None = None, encoder: str | None = None) -> tuple[np.ndarray, pd.DataFrame]:
     """Latents (rows = the returned table's rows) and the per-image table for the accepted images.
@@ -40,10 +54,10 @@ def project_shard(aligned: pd.DataFrame, weights: str, params: dict, seed: int =
         torch.set_num_threads(threads)
     generator = load_generator(weights)
     ok = aligned[aligned["status"] == "ok"].reset_index(drop=True)
-    projector = LatentProjector(
-        generator, space=params["space"], steps=params["steps"], lr=params["lr"], batch_size=params["batch_size"],
-        device=params["device"], random_state=seed, perceptual=params["perceptual"], precision=params["precision"],
-    )
+    settings = dict(space=params["space"], steps=params["steps"], lr=params["lr"],
+                    batch_size=params["batch_size"], device=params["device"], random_state=seed,
+                    perceptual=params["perceptual"], precision=params["precision"])
+    projector = LatentProjector(generator, **{**settings, **objective_kwargs(params)})
     if len(ok) == 0:
         empty = ProjectionResult.empty(generator, projector.space)
         return empty.latents, result_table([], empty)
