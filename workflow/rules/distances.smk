@@ -7,12 +7,16 @@ rule compute_neighbours:
         unpack(treatment_inputs),
         index=f"{RES}/images.parquet",
         embedding=lambda wildcards: embedding_files(wildcards.embedding),
+        **({"verified": PAPER_VERIFIED} if config["source"] == "paper_cache" else {}),
     output:
         f"{RES}/neighbours/{{embedding}}.parquet",
     params:
         distances=config["distances"],
         metric=lambda wildcards: PLAN.knn_metric[wildcards.embedding],
         treatment=config["treatment"],
+        # source paper_cache: a released matrix is read by memory map instead of an embedding
+        **({"matrix": lambda wildcards: matrix_embeddings().get(wildcards.embedding)}
+           if config["source"] == "paper_cache" else {}),
     threads: 2
     log:
         f"{LOGS}/distances/{{embedding}}.log",

@@ -179,3 +179,24 @@ def matrix_neighbour_table(ids, D: DistanceMatrix, k: int, treated: np.ndarray |
         order = np.argsort(-t[pd.Index(ids).get_indexer(cross["query"])], kind="stable")
         out.append(cross.iloc[order])
     return pd.concat(out, ignore_index=True)
+
+
+def matrix_constrained_neighbours(ids, G: DistanceMatrix, F: DistanceMatrix, threshold: float, k: int,
+                                  penalty: float = 1e6, block_bytes: int = BLOCK_BYTES) -> pd.DataFrame:
+    """Each image's k nearest under the paper's matching cost G + penalty [F > threshold] (self excluded; ties to
+    the lower position), distances in G: `report.paper_comparison.constrained_neighbours` on released matrices."""
+    ids = np.asarray(ids).astype(str)
+    n = len(ids)
+    kk = min(int(k), n - 1)
+    parts = []
+    for r, block in G.blocks(block_bytes=block_bytes):
+        cost = block + penalty * (F.rows(r) > threshold)
+        cost[np.arange(len(r)), r] = np.inf
+        j, _ = smallest_k(cost, kk)
+        parts.append((r, j, np.take_along_axis(block, j, axis=1)))
+    q = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, np.int64)
+    j = np.concatenate([p[1] for p in parts]) if parts else np.zeros((0, 0), np.int64)
+    d = np.concatenate([p[2] for p in parts]) if parts else np.zeros((0, 0))
+    return pd.DataFrame({"query": np.repeat(ids[q], kk), "neighbour": ids[j.ravel()],
+                         "distance": d.ravel().astype(np.float32),
+                         "rank": np.tile(np.arange(1, kk + 1, dtype=np.int32), len(q)), "scope": "all"})
