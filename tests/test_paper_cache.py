@@ -166,3 +166,179 @@ def test_match_entry_point_takes_distance_matrices(tmp_path):
     assert got == [(ids[t], ids[c], ids[rt], ids[rc], bool(p)) for t, c, rt, rc, _, p, _ in want.pairs]
     assert np.allclose(res.pairs["distance"], [p[4] for p in want.pairs])
     assert res.units["weight"].sum() == 2 * len(res.pairs)
+
+
+# ---------------------------------------------------------------- the released files, in their formats
+
+
+def synthetic_release(root, seed: int = 0, n_id: int = 26, layers: int = 18, width: int = 32) -> dict:
+    """The released outputs of a small CelebA-HQ (about 60 images) in the reference's formats: df.csv,
+    dists_pairwise_{gan (float64), facial, vgg}.npy, celeba_hq_latents_stylegan2.zip (00001.npy ..., layers x
+    width), and the two precomputed match files made by the reference's rules on these files."""
+    import io
+    import pickle
+    import zipfile
+
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(seed)
+    sizes = rng.integers(1, 4, n_id)
+    codes = np.repeat(np.arange(n_id), sizes)
+    n = len(codes)
+    male_id = rng.random(n_id) < 0.4
+    male_id[:2] = [True, False]
+    gender = male_id[codes].astype(int)
+    centre = rng.normal(size=(n_id, 6))
+    X = (centre[codes] + 0.5 * rng.normal(size=(n, 6))).astype(np.float32)
+    F = (0.4 * centre[codes, :3] + 0.08 * rng.normal(size=(n, 3))).astype(np.float32)
+    R = np.round(rng.normal(size=(n, 2)), 1).astype(np.float32)
+    glasses = (rng.random(n) < 0.2).astype(int)
+    root.mkdir(parents=True, exist_ok=True)
+    save_matrix(root / "dists_pairwise_gan.npy", X, dtype=np.float64)
+    save_matrix(root / "dists_pairwise_facial.npy", F)
+    save_matrix(root / "dists_pairwise_vgg.npy", R)
+    W = rng.normal(size=(n, layers, width)).astype(np.float32)
+    W[:, :, 0] += 1.2 * gender[:, None]
+    with zipfile.ZipFile(root / "celeba_hq_latents_stylegan2.zip", "w") as zf:
+        for i in rng.permutation(n):                      # any member order
+            buf = io.BytesIO()
+            np.save(buf, W[i])
+            zf.writestr(f"generated_images_0.1/{i + 1:05d}.npy", buf.getvalue())
+    df = pd.DataFrame({
+        "id": codes + 100, "gender": gender, "young": (rng.random(n) < 0.6).astype(int),
+        "smiling": (rng.random(n) < 0.5).astype(int), "eyeglasses": glasses,
+        "makeup": ((rng.random(n) < 0.7) & (gender == 0)).astype(int),
+        "race4_pred": rng.choice(["White", "Black", "Asian", "Indian"], n, p=[0.6, 0.2, 0.1, 0.1]),
+        "yaw": rng.normal(0, 10, n), "pitch": rng.normal(0, 5, n), "roll": rng.normal(0, 3, n),
+        "quality": rng.random(n), "fname_id": [f"{i:05d}" for i in range(n)],
+    })
+    df.columns = [c.lower() for c in df.columns]
+    df.to_csv(root / "df.csv")                            # pandas' own index becomes the unnamed first column
+    # the released constrained matches: the reference's rules on these matrices (gap and penalty as the paper)
+    run = dense_reference_pairs(X, F, R, gender, codes, glasses == 0, threshold=0.6, n_pairs=1200)
+    Dr = distances.pairwise(R, R, force=True)
+    pd.DataFrame({"gender_0": [p[1] for p in run.pairs], "gender_1": [p[0] for p in run.pairs],
+                  "gender_0_ref": [p[3] for p in run.pairs], "gender_1_ref": [p[2] for p in run.pairs],
+                  "dist": [p[4] + 1e6 * p[5] for p in run.pairs],
+                  "dist_ref0": [float(Dr[p[1], p[3]]) for p in run.pairs],
+                  "dist_ref1": [float(Dr[p[0], p[2]]) for p in run.pairs]}
+                 ).to_pickle(root / "matches_gender_num=1200_facerecthresh=0.6.pkl")
+    # the released propensity matches: notebook 07's loop on the layer-averaged latents
+    Z = W.mean(axis=1)
+    p = LogisticRegression(random_state=42).fit(Z, gender).predict_proba(Z)[:, 1]
+    g1, g2 = list(np.flatnonzero(gender == 1)), list(np.flatnonzero(gender == 0))
+    np.random.seed(42)
+    m1, m2 = [], []
+    for i in np.random.permutation(len(g1)):
+        d = np.abs(p[g1[i]] - p[g2])
+        if d.min() <= 0.1:
+            m1.append(np.int64(g1[i]))
+            m2.append(np.int64(g2.pop(int(np.argmin(d)))))
+    with open(root / "matches_propensity_caliper=0.1_matches=605.pkl", "wb") as fh:
+        pickle.dump({"matches1": m1, "matches2": m2}, fh)
+    return {"n": n, "X": X, "F": F, "R": R, "gender": gender, "codes": codes, "glasses": glasses, "W": W,
+            "run": run, "propensity": list(zip(m1, m2, strict=True))}
+
+
+def test_annotations_latents_and_released_matches_are_read_in_their_formats(tmp_path):
+    from ganmatch.data import paper_cache
+
+    rel = synthetic_release(tmp_path)
+    n = rel["n"]
+    ann = paper_cache.read_annotations(tmp_path / "df.csv")
+    index = paper_cache.paper_index(ann, "male", "gender", ["young", "black", "yaw"], 0.2, 0)
+    assert index["image_id"].tolist() == [f"{i:05d}" for i in range(n)]
+    assert (index["matrix_row"] == np.arange(n)).all() and (index["male"] == rel["gender"]).all()
+    assert index["identity"].nunique() == len(np.unique(rel["codes"]))
+    assert (index["black"] == (ann["race4_pred"] == "Black")).all() and index["yaw"].dtype == float
+    Z = paper_cache.read_latents(tmp_path / "celeba_hq_latents_stylegan2.zip", n, "mean")
+    assert np.allclose(Z, rel["W"].mean(axis=1))
+    flat = paper_cache.read_latents(tmp_path / "celeba_hq_latents_stylegan2.zip", n, None)
+    assert flat.shape == (n, 18 * 32) and np.array_equal(flat[3], rel["W"][3].ravel())
+    with pytest.raises(InputDataError, match="latents missing"):
+        paper_cache.read_latents(tmp_path / "celeba_hq_latents_stylegan2.zip", n + 2, "mean")
+    obj = paper_cache.read_released_pickle(tmp_path / "matches_gender_num=1200_facerecthresh=0.6.pkl")
+    table = paper_cache.released_matches(obj, rel["gender"])
+    assert list(zip(table.treated_pos, table.control_pos, table.treated_ref, table.control_ref, strict=True)) == \
+        [(p[0], p[1], p[2], p[3]) for p in rel["run"].pairs]
+    prop = paper_cache.released_matches(paper_cache.read_released_pickle(
+        tmp_path / "matches_propensity_caliper=0.1_matches=605.pkl"), rel["gender"])
+    assert list(zip(prop.treated_pos, prop.control_pos, strict=True)) == rel["propensity"]
+    assert (prop["treated_ref"] == -1).all()
+
+
+def test_a_released_pickle_cannot_run_code(tmp_path):
+    import pickle
+
+    from ganmatch.data import paper_cache
+
+    class Boom:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    (tmp_path / "evil.pkl").write_bytes(pickle.dumps({"matches1": [Boom()]}))
+    with pytest.raises(InputDataError, match="refused to load builtins.print"):
+        paper_cache.read_released_pickle(tmp_path / "evil.pkl")
+
+
+def test_placed_files_are_verified_and_a_missing_one_says_where_from(tmp_path):
+    from ganmatch.data import paper_cache
+    from ganmatch.errors import DownloadError
+    from ganmatch.stages.download import download_configured
+
+    path = tmp_path / "dists_pairwise_vgg.npy"
+    entry = {"urls": [], "path": str(path), "sha256": None, "description": "from the Drive folder X"}
+    lock = tmp_path / "lock.json"
+    with pytest.raises(DownloadError, match=r"no URL is configured.*Get it from from the Drive folder X and put it at"):
+        download_configured(str(path), entry, {"lock": str(lock), "retries": 1, "timeout": 1})
+    np.save(path, np.zeros((3, 3), np.float32))
+    sha = paper_cache.verify_present(entry, lock)           # first use: recorded
+    assert sha in lock.read_text()
+    assert paper_cache.verify_present(entry, lock) == sha   # later runs: checked
+    np.save(path, np.ones((3, 3), np.float32))
+    with pytest.raises(DownloadError, match="differs from the one recorded on first use"):
+        paper_cache.verify_present(entry, lock)
+    with pytest.raises(DownloadError, match="is not the configured"):
+        paper_cache.verify_present({**entry, "sha256": "0" * 64}, None)
+
+
+@pytest.mark.slow
+def test_paper_cache_workflow_on_synthetic_released_files(tmp_path):
+    """The paper_cache config end to end with Snakemake on ~60 images, every file placed by hand."""
+    import yaml
+    from conftest import copy_workflow, snakemake
+
+    work = copy_workflow(tmp_path / "work")
+    rel = synthetic_release(work / "resources/paper_cache")
+    overlay = {"downloads": {"files": {
+        "annotations": {"urls": []},                        # placed by hand: nothing is downloaded
+        "matches_constrained": {"urls": [], "sha256": None},   # synthetic copies, not the repository's
+        "matches_propensity": {"urls": [], "sha256": None},
+    }}, "attributes": {"cv_folds": 2}}
+    (work / "synthetic.yaml").write_text(yaml.safe_dump(overlay))
+    snakemake(work, "--configfile", "config/paper_cache.yaml", "synthetic.yaml")
+    res = work / "results/paper_cache"
+    summary = pd.read_parquet(res / "paper_matches/summary.parquet").set_index("method")
+    n_rel = len(rel["run"].pairs)
+    assert summary.loc["gan_constrained", "n_released"] == n_rel > 3
+    assert summary.loc["gan_constrained", "n_same_position"] == n_rel == summary.loc["gan_constrained", "n_same_refs"]
+    assert summary.loc["propensity_paper", "n_same_position"] == len(rel["propensity"]) > 3
+    assert (summary["first_difference"] == 0).all()
+    assert "identical at the same position" in (res / "paper_matches/summary.md").read_text()
+    ours = pd.read_parquet(res / "matches/gan_constrained.parquet")
+    assert ours["penalised"].tolist() == [p[5] for p in rel["run"].pairs]
+    # kNN read from the memory-mapped matrix equals the kNN of the embedding the matrix was made from
+    ids = np.array([f"{i:05d}" for i in range(rel["n"])])
+    want = distances.neighbour_table(ids, rel["X"], k=10, treated=rel["gender"])
+    got = pd.read_parquet(res / "neighbours/gan.parquet")
+    assert got[["query", "neighbour", "rank", "scope"]].equals(want[["query", "neighbour", "rank", "scope"]])
+    lock = (work / "resources/paper_cache/downloads.lock.json").read_text()
+    for name in ("df.csv", "dists_pairwise_gan.npy", "celeba_hq_latents_stylegan2.zip", "facerecthresh=0.6.pkl"):
+        assert name in lock, name
+    for fig in ("covariate_means", "love_plot", "propensity_overlap", "neighbour_quality", "paper_comparison"):
+        assert (res / f"figures/{fig}.pdf").is_file(), fig
+    balance = pd.read_parquet(res / "balance/gan_constrained.parquet")
+    assert {"yaw", "quality", "black"} <= set(balance["covariate"])
+    assert (balance.loc[balance["covariate"] == "yaw", "type"] == "Contin.").all()
+    nn = pd.read_csv(res / "figures/paper_comparison_neighbours.csv")
+    assert nn.astype(str).apply(lambda c: c.str.contains("gan \\+ facial constraint")).any().any()

@@ -139,6 +139,11 @@ class _ReleasedUnpickler(pickle.Unpickler):
         ("pandas.core.indexes.range", "RangeIndex"), ("numpy.core.multiarray", "_reconstruct"),
         ("numpy._core.multiarray", "_reconstruct"), ("numpy.core.multiarray", "scalar"),
         ("numpy._core.multiarray", "scalar"), ("numpy", "ndarray"), ("numpy", "dtype"), ("builtins", "slice"),
+        # the same tables saved again by a current pandas (string columns are Arrow-backed there)
+        ("pandas", "DataFrame"), ("pandas", "Index"), ("pandas", "RangeIndex"), ("pandas", "StringDtype"),
+        ("pandas._libs.internals", "_unpickle_block"), ("pandas.arrays", "ArrowStringArray"),
+        ("pyarrow.lib", "_restore_array"), ("pyarrow.lib", "type_for_alias"), ("pyarrow.lib", "py_buffer"),
+        ("builtins", "bytearray"), ("numpy._core.numeric", "_frombuffer"), ("numpy.core.numeric", "_frombuffer"),
     }
 
     def find_class(self, module, name):
