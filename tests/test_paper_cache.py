@@ -171,7 +171,7 @@ def test_match_entry_point_takes_distance_matrices(tmp_path):
 # ---------------------------------------------------------------- the released files, in their formats
 
 
-def synthetic_release(root, seed: int = 0, n_id: int = 26, layers: int = 18, width: int = 32) -> dict:
+def synthetic_release(root, seed: int = 0, n_id: int = 30, layers: int = 18, width: int = 8) -> dict:
     """The released outputs of a small CelebA-HQ (about 60 images) in the reference's formats: df.csv,
     dists_pairwise_{gan (float64), facial, vgg}.npy, celeba_hq_latents_stylegan2.zip (00001.npy ..., layers x
     width), and the two precomputed match files made by the reference's rules on these files."""
@@ -198,7 +198,7 @@ def synthetic_release(root, seed: int = 0, n_id: int = 26, layers: int = 18, wid
     save_matrix(root / "dists_pairwise_facial.npy", F)
     save_matrix(root / "dists_pairwise_vgg.npy", R)
     W = rng.normal(size=(n, layers, width)).astype(np.float32)
-    W[:, :, 0] += 1.2 * gender[:, None]
+    W[:, :, 0] += 0.3 * gender[:, None]
     with zipfile.ZipFile(root / "celeba_hq_latents_stylegan2.zip", "w") as zf:
         for i in rng.permutation(n):                      # any member order
             buf = io.BytesIO()
@@ -254,7 +254,7 @@ def test_annotations_latents_and_released_matches_are_read_in_their_formats(tmp_
     Z = paper_cache.read_latents(tmp_path / "celeba_hq_latents_stylegan2.zip", n, "mean")
     assert np.allclose(Z, rel["W"].mean(axis=1))
     flat = paper_cache.read_latents(tmp_path / "celeba_hq_latents_stylegan2.zip", n, None)
-    assert flat.shape == (n, 18 * 32) and np.array_equal(flat[3], rel["W"][3].ravel())
+    assert flat.shape == (n, 18 * 8) and np.array_equal(flat[3], rel["W"][3].ravel())
     with pytest.raises(InputDataError, match="latents missing"):
         paper_cache.read_latents(tmp_path / "celeba_hq_latents_stylegan2.zip", n + 2, "mean")
     obj = paper_cache.read_released_pickle(tmp_path / "matches_gender_num=1200_facerecthresh=0.6.pkl")
