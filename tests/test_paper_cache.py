@@ -21,7 +21,8 @@ from ganmatch.matching.reference_rules import dense_reference_pairs
 
 
 def save_matrix(path, X, metric="euclidean", dtype=np.float32):
-    """The released format: one .npy n x n matrix of pairwise distances (rows = columns = images in idx order)."""
+    """The released format: one .npy n x n matrix of pairwise distances (rows = columns = images in idx
+    order)."""
     D = distances.pairwise(X, X, metric, force=True).astype(dtype)
     np.save(path, D)
     return path
@@ -70,12 +71,13 @@ def test_bad_matrix_files_are_named(tmp_path):
 def test_matrix_neighbours_equal_the_embedding_neighbours(tmp_path, block_bytes):
     rng = np.random.default_rng(1)
     X = rng.normal(size=(60, 4)).astype(np.float32)
-    X[7] = X[3]                                    # ties
+    X[7] = X[3]  # ties
     treated = (rng.random(60) < 0.4).astype(int)
     ids = np.array([f"{i:05d}" for i in range(60)])
     want = distances.neighbour_table(ids, X, k=5, treated=treated)
-    got = matrix_neighbour_table(ids, mapped(save_matrix(tmp_path / "m.npy", X)), k=5, treated=treated,
-                                 block_bytes=block_bytes)
+    got = matrix_neighbour_table(
+        ids, mapped(save_matrix(tmp_path / "m.npy", X)), k=5, treated=treated, block_bytes=block_bytes
+    )
     pd.testing.assert_frame_equal(got.reset_index(drop=True), want.reset_index(drop=True))
 
 
@@ -88,16 +90,20 @@ def test_matrix_knn_on_a_subset_of_rows(tmp_path):
     assert (idx == want_idx).all() and np.allclose(dist, want_dist)
 
 
-# ---------------------------------------------------------------- the paper's constrained matching on matrices
+# ---------------------------------------------------------------- the paper's constrained matching on
+# matrices
 
 
-@pytest.mark.parametrize("seed,n_id,n_pairs,extra", [
-    (0, 120, 80, {}),
-    (1, 200, 120, {"skip_cost": 1e7}),
-    (2, 150, 100, {"penalty": 0.8}),
-    (3, 150, 100, {"constraint": False}),
-    (5, 400, 150, {"k": 2, "block_bytes": 4096}),    # short lists: rows read again; small blocks
-])
+@pytest.mark.parametrize(
+    "seed,n_id,n_pairs,extra",
+    [
+        (0, 120, 80, {}),
+        (1, 200, 120, {"skip_cost": 1e7}),
+        (2, 150, 100, {"penalty": 0.8}),
+        (3, 150, 100, {"constraint": False}),
+        (5, 400, 150, {"k": 2, "block_bytes": 4096}),  # short lists: rows read again; small blocks
+    ],
+)
 def test_matrix_rules_equal_the_dense_reference(tmp_path, seed, n_id, n_pairs, extra):
     extra = dict(extra)
     X, F, R, treated, codes, glasses, thr = random_case(seed, n_id)
@@ -118,12 +124,15 @@ def test_matrix_rules_equal_the_dense_reference(tmp_path, seed, n_id, n_pairs, e
 
 
 def test_constant_rows_of_a_released_matrix_are_not_selectable(tmp_path):
-    # the reference's code for a missing distance is a constant row, diagonal included: np.all(d[i] == d[i, 0]),
-    # of the reference matrix or of the match cost (gan + 1e6 * [facial > 0.6], so a constant gan row alone is not)
+    # the reference's code for a missing distance is a constant row, diagonal included: np.all(d[i] == d[i,
+    # 0]),
+    # of the reference matrix or of the match cost (gan + 1e6 * [facial > 0.6], so a constant gan row alone
+    # is not)
     X, F, R, treated, codes, glasses, thr = random_case(7, 60)
-    matched = dense_reference_pairs(X, F, R, treated, codes, glasses == 0, threshold=thr, gap=(1e-2, 1e6),
-                                    n_pairs=30).pairs
-    victim = matched[0][1]                           # the first control the reference matched
+    matched = dense_reference_pairs(
+        X, F, R, treated, codes, glasses == 0, threshold=thr, gap=(1e-2, 1e6), n_pairs=30
+    ).pairs
+    victim = matched[0][1]  # the first control the reference matched
     Dg = distances.pairwise(X, X, force=True).astype(np.float64)
     Dr = distances.pairwise(R, R, force=True)
     np.save(tmp_path / "facial.npy", distances.pairwise(F, F, force=True))
@@ -138,31 +147,60 @@ def test_constant_rows_of_a_released_matrix_are_not_selectable(tmp_path):
                 V[victim, victim] = diagonal
         np.save(tmp_path / "gan.npy", G)
         np.save(tmp_path / "vgg.npy", V)
-        return matrix_reference_pairs(mapped(tmp_path / "gan.npy"), mapped(tmp_path / "facial.npy"),
-                                      mapped(tmp_path / "vgg.npy"), treated, codes, glasses == 0, threshold=thr,
-                                      n_pairs=30)
+        return matrix_reference_pairs(
+            mapped(tmp_path / "gan.npy"),
+            mapped(tmp_path / "facial.npy"),
+            mapped(tmp_path / "vgg.npy"),
+            treated,
+            codes,
+            glasses == 0,
+            threshold=thr,
+            n_pairs=30,
+        )
 
     got = run_with(vgg_row=5.0)
     assert got.n_constant == 1 and victim not in [p[1] for p in got.pairs]
-    assert run_with(gan_row=7.0).n_constant == 0          # the facial penalty still varies along the row
-    assert run_with(vgg_row=5.0, diagonal=0.0).n_constant == 0   # not constant once the diagonal differs
+    assert run_with(gan_row=7.0).n_constant == 0  # the facial penalty still varies along the row
+    assert run_with(vgg_row=5.0, diagonal=0.0).n_constant == 0  # not constant once the diagonal differs
 
 
 def test_match_entry_point_takes_distance_matrices(tmp_path):
     X, F, R, treated, codes, glasses, thr = random_case(6, 80)
     n = len(treated)
-    mats = {name: mapped(save_matrix(tmp_path / f"{name}.npy", A))
-            for name, A in (("gan", X), ("facial", F), ("vgg", R))}
-    data = MatchData(ids=np.array([f"{i:05d}" for i in range(n)]), treated=treated, embeddings=mats,
-                     identity=codes.astype(str), covariates=pd.DataFrame({"eyeglasses": glasses}))
+    mats = {
+        name: mapped(save_matrix(tmp_path / f"{name}.npy", A))
+        for name, A in (("gan", X), ("facial", F), ("vgg", R))
+    }
+    data = MatchData(
+        ids=np.array([f"{i:05d}" for i in range(n)]),
+        treated=treated,
+        embeddings=mats,
+        identity=codes.astype(str),
+        covariates=pd.DataFrame({"eyeglasses": glasses}),
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        res = match("greedy_constrained", data, semantics="reference", threshold=thr, n_pairs=40,
-                    reference_gap=(1e-2, 1e6), k=5)
+        res = match(
+            "greedy_constrained",
+            data,
+            semantics="reference",
+            threshold=thr,
+            n_pairs=40,
+            reference_gap=(1e-2, 1e6),
+            k=5,
+        )
     want = dense_reference_pairs(X, F, R, treated, codes, glasses == 0, threshold=thr, n_pairs=40)
     ids = data.ids
-    got = list(zip(res.pairs.treated_id, res.pairs.control_id, res.pairs.treated_ref, res.pairs.control_ref,
-                   res.pairs.penalised, strict=True))
+    got = list(
+        zip(
+            res.pairs.treated_id,
+            res.pairs.control_id,
+            res.pairs.treated_ref,
+            res.pairs.control_ref,
+            res.pairs.penalised,
+            strict=True,
+        )
+    )
     assert got == [(ids[t], ids[c], ids[rt], ids[rc], bool(p)) for t, c, rt, rc, _, p, _ in want.pairs]
     assert np.allclose(res.pairs["distance"], [p[4] for p in want.pairs])
     assert res.units["weight"].sum() == 2 * len(res.pairs)
@@ -200,29 +238,42 @@ def synthetic_release(root, seed: int = 0, n_id: int = 30, layers: int = 18, wid
     W = rng.normal(size=(n, layers, width)).astype(np.float32)
     W[:, :, 0] += 0.3 * gender[:, None]
     with zipfile.ZipFile(root / "celeba_hq_latents_stylegan2.zip", "w") as zf:
-        for i in rng.permutation(n):                      # any member order
+        for i in rng.permutation(n):  # any member order
             buf = io.BytesIO()
             np.save(buf, W[i])
             zf.writestr(f"generated_images_0.1/{i + 1:05d}.npy", buf.getvalue())
-    df = pd.DataFrame({
-        "id": codes + 100, "gender": gender, "young": (rng.random(n) < 0.6).astype(int),
-        "smiling": (rng.random(n) < 0.5).astype(int), "eyeglasses": glasses,
-        "makeup": ((rng.random(n) < 0.7) & (gender == 0)).astype(int),
-        "race4_pred": rng.choice(["White", "Black", "Asian", "Indian"], n, p=[0.6, 0.2, 0.1, 0.1]),
-        "yaw": rng.normal(0, 10, n), "pitch": rng.normal(0, 5, n), "roll": rng.normal(0, 3, n),
-        "quality": rng.random(n), "fname_id": [f"{i:05d}" for i in range(n)],
-    })
+    df = pd.DataFrame(
+        {
+            "id": codes + 100,
+            "gender": gender,
+            "young": (rng.random(n) < 0.6).astype(int),
+            "smiling": (rng.random(n) < 0.5).astype(int),
+            "eyeglasses": glasses,
+            "makeup": ((rng.random(n) < 0.7) & (gender == 0)).astype(int),
+            "race4_pred": rng.choice(["White", "Black", "Asian", "Indian"], n, p=[0.6, 0.2, 0.1, 0.1]),
+            "yaw": rng.normal(0, 10, n),
+            "pitch": rng.normal(0, 5, n),
+            "roll": rng.normal(0, 3, n),
+            "quality": rng.random(n),
+            "fname_id": [f"{i:05d}" for i in range(n)],
+        }
+    )
     df.columns = [c.lower() for c in df.columns]
-    df.to_csv(root / "df.csv")                            # pandas' own index becomes the unnamed first column
+    df.to_csv(root / "df.csv")  # pandas' own index becomes the unnamed first column
     # the released constrained matches: the reference's rules on these matrices (gap and penalty as the paper)
     run = dense_reference_pairs(X, F, R, gender, codes, glasses == 0, threshold=0.6, n_pairs=1200)
     Dr = distances.pairwise(R, R, force=True)
-    pd.DataFrame({"gender_0": [p[1] for p in run.pairs], "gender_1": [p[0] for p in run.pairs],
-                  "gender_0_ref": [p[3] for p in run.pairs], "gender_1_ref": [p[2] for p in run.pairs],
-                  "dist": [p[4] + 1e6 * p[5] for p in run.pairs],
-                  "dist_ref0": [float(Dr[p[1], p[3]]) for p in run.pairs],
-                  "dist_ref1": [float(Dr[p[0], p[2]]) for p in run.pairs]}
-                 ).to_pickle(root / "matches_gender_num=1200_facerecthresh=0.6.pkl")
+    pd.DataFrame(
+        {
+            "gender_0": [p[1] for p in run.pairs],
+            "gender_1": [p[0] for p in run.pairs],
+            "gender_0_ref": [p[3] for p in run.pairs],
+            "gender_1_ref": [p[2] for p in run.pairs],
+            "dist": [p[4] + 1e6 * p[5] for p in run.pairs],
+            "dist_ref0": [float(Dr[p[1], p[3]]) for p in run.pairs],
+            "dist_ref1": [float(Dr[p[0], p[2]]) for p in run.pairs],
+        }
+    ).to_pickle(root / "matches_gender_num=1200_facerecthresh=0.6.pkl")
     # the released propensity matches: notebook 07's loop on the layer-averaged latents
     Z = W.mean(axis=1)
     p = LogisticRegression(random_state=42).fit(Z, gender).predict_proba(Z)[:, 1]
@@ -236,8 +287,18 @@ def synthetic_release(root, seed: int = 0, n_id: int = 30, layers: int = 18, wid
             m2.append(np.int64(g2.pop(int(np.argmin(d)))))
     with open(root / "matches_propensity_caliper=0.1_matches=605.pkl", "wb") as fh:
         pickle.dump({"matches1": m1, "matches2": m2}, fh)
-    return {"n": n, "X": X, "F": F, "R": R, "gender": gender, "codes": codes, "glasses": glasses, "W": W,
-            "run": run, "propensity": list(zip(m1, m2, strict=True))}
+    return {
+        "n": n,
+        "X": X,
+        "F": F,
+        "R": R,
+        "gender": gender,
+        "codes": codes,
+        "glasses": glasses,
+        "W": W,
+        "run": run,
+        "propensity": list(zip(m1, m2, strict=True)),
+    }
 
 
 def test_annotations_latents_and_released_matches_are_read_in_their_formats(tmp_path):
@@ -259,10 +320,13 @@ def test_annotations_latents_and_released_matches_are_read_in_their_formats(tmp_
         paper_cache.read_latents(tmp_path / "celeba_hq_latents_stylegan2.zip", n + 2, "mean")
     obj = paper_cache.read_released_pickle(tmp_path / "matches_gender_num=1200_facerecthresh=0.6.pkl")
     table = paper_cache.released_matches(obj, rel["gender"])
-    assert list(zip(table.treated_pos, table.control_pos, table.treated_ref, table.control_ref, strict=True)) == \
-        [(p[0], p[1], p[2], p[3]) for p in rel["run"].pairs]
-    prop = paper_cache.released_matches(paper_cache.read_released_pickle(
-        tmp_path / "matches_propensity_caliper=0.1_matches=605.pkl"), rel["gender"])
+    assert list(
+        zip(table.treated_pos, table.control_pos, table.treated_ref, table.control_ref, strict=True)
+    ) == [(p[0], p[1], p[2], p[3]) for p in rel["run"].pairs]
+    prop = paper_cache.released_matches(
+        paper_cache.read_released_pickle(tmp_path / "matches_propensity_caliper=0.1_matches=605.pkl"),
+        rel["gender"],
+    )
     assert list(zip(prop.treated_pos, prop.control_pos, strict=True)) == rel["propensity"]
     assert (prop["treated_ref"] == -1).all()
 
@@ -289,12 +353,14 @@ def test_placed_files_are_verified_and_a_missing_one_says_where_from(tmp_path):
     path = tmp_path / "dists_pairwise_vgg.npy"
     entry = {"urls": [], "path": str(path), "sha256": None, "description": "from the Drive folder X"}
     lock = tmp_path / "lock.json"
-    with pytest.raises(DownloadError, match=r"no URL is configured.*Get it from from the Drive folder X and put it at"):
+    with pytest.raises(
+        DownloadError, match=r"no URL is configured.*Get it from from the Drive folder X and put it at"
+    ):
         download_configured(str(path), entry, {"lock": str(lock), "retries": 1, "timeout": 1})
     np.save(path, np.zeros((3, 3), np.float32))
-    sha = paper_cache.verify_present(entry, lock)           # first use: recorded
+    sha = paper_cache.verify_present(entry, lock)  # first use: recorded
     assert sha in lock.read_text()
-    assert paper_cache.verify_present(entry, lock) == sha   # later runs: checked
+    assert paper_cache.verify_present(entry, lock) == sha  # later runs: checked
     np.save(path, np.ones((3, 3), np.float32))
     with pytest.raises(DownloadError, match="differs from the one recorded on first use"):
         paper_cache.verify_present(entry, lock)
@@ -310,18 +376,27 @@ def test_paper_cache_workflow_on_synthetic_released_files(tmp_path):
 
     work = copy_workflow(tmp_path / "work")
     rel = synthetic_release(work / "resources/paper_cache")
-    overlay = {"downloads": {"files": {
-        "annotations": {"urls": []},                        # placed by hand: nothing is downloaded
-        "matches_constrained": {"urls": [], "sha256": None},   # synthetic copies, not the repository's
-        "matches_propensity": {"urls": [], "sha256": None},
-    }}, "attributes": {"cv_folds": 2}}
+    overlay = {
+        "downloads": {
+            "files": {
+                "annotations": {"urls": []},  # placed by hand: nothing is downloaded
+                "matches_constrained": {"urls": [], "sha256": None},  # synthetic copies, not the repository's
+                "matches_propensity": {"urls": [], "sha256": None},
+            }
+        },
+        "attributes": {"cv_folds": 2},
+    }
     (work / "synthetic.yaml").write_text(yaml.safe_dump(overlay))
     snakemake(work, "--configfile", "config/paper_cache.yaml", "synthetic.yaml")
     res = work / "results/paper_cache"
     summary = pd.read_parquet(res / "paper_matches/summary.parquet").set_index("method")
     n_rel = len(rel["run"].pairs)
     assert summary.loc["gan_constrained", "n_released"] == n_rel > 3
-    assert summary.loc["gan_constrained", "n_same_position"] == n_rel == summary.loc["gan_constrained", "n_same_refs"]
+    assert (
+        summary.loc["gan_constrained", "n_same_position"]
+        == n_rel
+        == summary.loc["gan_constrained", "n_same_refs"]
+    )
     assert summary.loc["propensity_paper", "n_same_position"] == len(rel["propensity"]) > 3
     assert (summary["first_difference"] == 0).all()
     assert "identical at the same position" in (res / "paper_matches/summary.md").read_text()
@@ -333,12 +408,48 @@ def test_paper_cache_workflow_on_synthetic_released_files(tmp_path):
     got = pd.read_parquet(res / "neighbours/gan.parquet")
     assert got[["query", "neighbour", "rank", "scope"]].equals(want[["query", "neighbour", "rank", "scope"]])
     lock = (work / "resources/paper_cache/downloads.lock.json").read_text()
-    for name in ("df.csv", "dists_pairwise_gan.npy", "celeba_hq_latents_stylegan2.zip", "facerecthresh=0.6.pkl"):
+    for name in (
+        "df.csv",
+        "dists_pairwise_gan.npy",
+        "celeba_hq_latents_stylegan2.zip",
+        "facerecthresh=0.6.pkl",
+    ):
         assert name in lock, name
-    for fig in ("covariate_means", "love_plot", "propensity_overlap", "neighbour_quality", "paper_comparison"):
+    for fig in (
+        "covariate_means",
+        "love_plot",
+        "propensity_overlap",
+        "neighbour_quality",
+        "paper_comparison",
+    ):
         assert (res / f"figures/{fig}.pdf").is_file(), fig
     balance = pd.read_parquet(res / "balance/gan_constrained.parquet")
     assert {"yaw", "quality", "black"} <= set(balance["covariate"])
     assert (balance.loc[balance["covariate"] == "yaw", "type"] == "Contin.").all()
     nn = pd.read_csv(res / "figures/paper_comparison_neighbours.csv")
     assert nn.astype(str).apply(lambda c: c.str.contains("gan \\+ facial constraint")).any().any()
+
+
+def test_start_up_checks_name_the_key():
+    import yaml
+    from conftest import ROOT
+
+    from ganmatch.settings.checks import paper_cache_problems
+    from ganmatch.settings.config import fill_defaults
+
+    config = yaml.safe_load((ROOT / "config/paper_cache.yaml").read_text())
+    assert paper_cache_problems(config) == []
+    filled = fill_defaults({"paper_cache": {}}, ROOT / "config/schema.yaml")["paper_cache"]
+    assert filled == {"annotations": "resources/paper_cache/df.csv", "treatment_column": "gender",
+                      "metrics": ["yaw", "pitch", "roll", "quality"], "test_fraction": 0.2, "released": {}}
+    bad = yaml.safe_load((ROOT / "config/paper_cache.yaml").read_text())
+    bad["matching"]["methods"]["propensity"]["embedding"] = "gan"          # a matrix under a nearest method
+    bad["paper_cache"]["released"]["nope"] = bad["paper_cache"]["released"]["gan_constrained"]
+    bad["embeddings"]["vgg"]["path"] = "resources/paper_cache/elsewhere.npy"
+    bad["attributes"]["embedding"] = "facial"
+    problems = "\n".join(paper_cache_problems(bad))
+    for key in ("'matching.methods.propensity.embedding'", "'paper_cache.released.nope' names no matching method",
+                "'embeddings.vgg.path'", "'attributes.embedding'"):
+        assert key in problems, key
+    demo = {"source": "demo", "embeddings": {"m": {"kind": "matrix", "path": "x.npy"}}}
+    assert "'embeddings.m.kind' is matrix" in paper_cache_problems(demo)[0]

@@ -68,8 +68,8 @@ def generator_weights():
 
 
 def embedding_files(name):
-    """An embedding's files: <name>.npy + <name>.parquet, or for a released distance matrix (kind matrix, source
-    paper_cache) the matrix file itself, which its readers memory-map."""
+    """An embedding's files: <name>.npy + <name>.parquet, or for a released distance matrix (kind matrix,
+    source paper_cache) the matrix file itself, which its readers memory-map."""
     spec = PLAN.embeddings.get(name, {})
     if spec.get("kind") == "matrix":
         return [spec["path"]]

@@ -172,7 +172,8 @@ rule figure_paper_comparison:
         k=config["distances"]["k"],
         treatment=config["treatment"],
         covariates=config["covariates"],
-        **({"matrices": method_matrices(PLAN.paper_comparison_method)} if config["source"] == "paper_cache" else {}),
+        **({"matrices": method_matrices(PLAN.paper_comparison_method)}
+           if config["source"] == "paper_cache" else {}),
     log:
         f"{LOGS}/figures/paper_comparison.log",
     conda:

@@ -1,10 +1,10 @@
-# Source paper_cache: the reference study's released outputs (matrices, latents, annotations, precomputed matches).
+# Source paper_cache: the reference study's released outputs (matrices, latents, annotations, matches).
 
 if config["source"] == "paper_cache":
 
     rule verify_paper_cache:
-        """Checksums of every released file this run reads, whether a download rule fetched it or it was placed by
-        hand: the configured sha256/md5, else the sha256 recorded in downloads.lock on first use."""
+        """Checksums of every released file this run reads, whether a download rule fetched it or it was
+        placed by hand: the configured sha256/md5, else the sha256 recorded in downloads.lock on first use."""
         input:
             [e["path"] for e in paper_cache_entries().values()],
         output:

@@ -8,6 +8,7 @@ images), so that a matcher can hold it where it would hold an embedding; `matrix
 
 from __future__ import annotations
 
+import mmap
 import os
 from collections.abc import Iterator
 
@@ -26,15 +27,21 @@ def open_matrix(path: str | os.PathLike, n: int | None = None) -> np.ndarray:
     try:
         M = np.load(path, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError) as err:
-        raise InputDataError(f"{path}: not a readable .npy distance matrix ({err}); put the released file there "
-                             "again (docs/downloads.md, 'The reference study's cached outputs').") from None
+        raise InputDataError(
+            f"{path}: not a readable .npy distance matrix ({err}); put the released file there "
+            "again (docs/downloads.md, 'The reference study's cached outputs')."
+        ) from None
     if M.ndim != 2 or M.shape[0] != M.shape[1] or M.dtype.kind != "f":
-        raise InputDataError(f"{path}: a distance matrix must be a square float array, got shape {M.shape} and "
-                             f"dtype {M.dtype}.")
+        raise InputDataError(
+            f"{path}: a distance matrix must be a square float array, got shape {M.shape} and "
+            f"dtype {M.dtype}."
+        )
     if n is not None and M.shape[0] != n:
-        raise InputDataError(f"{path}: {M.shape[0]} x {M.shape[1]} distances for {n} images of the annotations "
-                             "table; the matrix and the annotations must come from the same release (one row per "
-                             "CelebA-HQ image, in idx order).")
+        raise InputDataError(
+            f"{path}: {M.shape[0]} x {M.shape[1]} distances for {n} images of the annotations "
+            "table; the matrix and the annotations must come from the same release (one row per "
+            "CelebA-HQ image, in idx order)."
+        )
     return M
 
 
@@ -52,8 +59,10 @@ class DistanceMatrix:
         self.M, self.name, self.path = M, name, str(path)
         self.pos = np.asarray(pos, np.int64)
         if len(self.pos) and (self.pos.min() < 0 or self.pos.max() >= M.shape[0]):
-            raise InputDataError(f"{self.path or name}: image rows {self.pos.min()}-{self.pos.max()} outside the "
-                                 f"matrix's {M.shape[0]} rows.")
+            raise InputDataError(
+                f"{self.path or name}: image rows {self.pos.min()}-{self.pos.max()} outside the "
+                f"matrix's {M.shape[0]} rows."
+            )
         self.ascending = bool(np.all(np.diff(self.pos) > 0))
 
     def __len__(self) -> int:
@@ -66,15 +75,27 @@ class DistanceMatrix:
     def rows(self, i, cols=None) -> np.ndarray:
         """Distances of rows `i` (positions) to columns `cols` (positions; all when None), float64."""
         i = np.atleast_1d(np.asarray(i, np.int64))
-        raw = self.M[self.pos[i]]                       # reads only these rows of the file
+        raw = self.M[self.pos[i]]  # reads only these rows of the file
         out = raw[:, self.pos] if cols is None else raw[:, self.pos[np.asarray(cols, np.int64)]]
         out = np.asarray(out, np.float64)
         if np.isnan(out).any():
             r = int(i[np.flatnonzero(np.isnan(out).any(axis=1))[0]])
-            raise InputDataError(f"{self.path or self.name}: row {int(self.pos[r])} holds NaN distances; the "
-                                 "released matrices code a missing distance as a constant row, not NaN. Check the "
-                                 "file (its checksum) or put it there again.")
+            raise InputDataError(
+                f"{self.path or self.name}: row {int(self.pos[r])} holds NaN distances; the "
+                "released matrices code a missing distance as a constant row, not NaN. Check the "
+                "file (its checksum) or put it there again."
+            )
         return out
+
+    def release(self) -> None:
+        """Drop the file pages this process has mapped (they stay in the OS page cache): the rows read so far
+        then no longer count in its resident memory, so a pass over a 7 GB matrix keeps RSS at one block."""
+        mm = getattr(self.M, "_mmap", None)
+        if mm is not None and hasattr(mm, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
+            try:
+                mm.madvise(mmap.MADV_DONTNEED)
+            except (OSError, ValueError):
+                pass
 
     def pairs(self, i, j) -> np.ndarray:
         """Distances of the pairs (i[k], j[k]) (positions), float64."""
@@ -83,18 +104,22 @@ class DistanceMatrix:
             return np.zeros(np.broadcast(i, j).shape)
         return np.asarray(self.M[self.pos[i], self.pos[j]], np.float64)
 
-    def blocks(self, rows: np.ndarray | None = None, block_bytes: int = BLOCK_BYTES) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def blocks(
+        self, rows: np.ndarray | None = None, block_bytes: int = BLOCK_BYTES
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """(row positions, their distances to every position) in blocks of about `block_bytes` of the file."""
         rows = np.arange(len(self.pos)) if rows is None else np.asarray(rows, np.int64)
         step = block_rows(self.M.shape[1], self.M.dtype.itemsize, block_bytes)
         for s in range(0, len(rows), step):
-            r = rows[s:s + step]
-            yield r, self.rows(r)
+            r = rows[s : s + step]
+            block = self.rows(r)
+            self.release()
+            yield r, block
 
 
 def smallest_k(values: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per row, the columns of the k smallest values and the values, ordered by (value, column): exact, ties to
-    the lower column, whatever k (inf entries sort last)."""
+    """Per row, the columns of the k smallest values and the values, ordered by (value, column): exact, ties
+    to the lower column, whatever k (inf entries sort last)."""
     n_rows, n_cols = values.shape
     k = min(k, n_cols)
     if k == 0:
@@ -109,8 +134,14 @@ def smallest_k(values: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return idx, out
 
 
-def matrix_knn(D: DistanceMatrix, k: int, rows: np.ndarray | None = None, cols: np.ndarray | None = None,
-               exclude_self: bool = True, block_bytes: int = BLOCK_BYTES) -> tuple[np.ndarray, np.ndarray]:
+def matrix_knn(
+    D: DistanceMatrix,
+    k: int,
+    rows: np.ndarray | None = None,
+    cols: np.ndarray | None = None,
+    exclude_self: bool = True,
+    block_bytes: int = BLOCK_BYTES,
+) -> tuple[np.ndarray, np.ndarray]:
     """Exact k nearest `cols` (positions; all when None) of each of `rows`, read block by block from the map:
     (neighbour positions, distances), ties to the lower position; a row's own column is left out."""
     rows = np.arange(len(D)) if rows is None else np.asarray(rows, np.int64)
@@ -129,15 +160,17 @@ def matrix_knn(D: DistanceMatrix, k: int, rows: np.ndarray | None = None, cols: 
             hit = ~np.isnan(own)
             sub[np.flatnonzero(hit), own[hit].astype(np.int64)] = np.inf
         j, d = smallest_k(sub, kk)
-        idx[done:done + len(r)], dist[done:done + len(r)] = cols[j], d
+        idx[done : done + len(r)], dist[done : done + len(r)] = cols[j], d
         done += len(r)
     return idx, dist
 
 
-def matrix_neighbour_table(ids, D: DistanceMatrix, k: int, treated: np.ndarray | None = None,
-                           block_bytes: int = BLOCK_BYTES) -> pd.DataFrame:
-    """The neighbours table (`ganmatch.analysis.distances.neighbour_table`'s columns: query, neighbour, distance
-    float32, rank, scope all/cross) of a precomputed matrix instead of an embedding, in one pass over its rows."""
+def matrix_neighbour_table(
+    ids, D: DistanceMatrix, k: int, treated: np.ndarray | None = None, block_bytes: int = BLOCK_BYTES
+) -> pd.DataFrame:
+    """The neighbours table (`ganmatch.analysis.distances.neighbour_table`'s columns: query, neighbour,
+    distance float32, rank, scope all/cross) of a precomputed matrix instead of an embedding, in one pass
+    over its rows."""
     ids = np.asarray(ids).astype(str)
     n = len(ids)
     if n != len(D):
@@ -146,7 +179,7 @@ def matrix_neighbour_table(ids, D: DistanceMatrix, k: int, treated: np.ndarray |
     k_all = min(k, n - 1)
     parts: dict[str, list] = {"all": [], "cross": []}
     for r, block in D.blocks(block_bytes=block_bytes):
-        block[np.arange(len(r)), r] = np.inf           # self
+        block[np.arange(len(r)), r] = np.inf  # self
         if k_all > 0:
             j, d = smallest_k(block, k_all)
             parts["all"].append((r, j, d))
@@ -161,16 +194,29 @@ def matrix_neighbour_table(ids, D: DistanceMatrix, k: int, treated: np.ndarray |
 
     def table(chunks, scope):
         if not chunks:
-            return pd.DataFrame({"query": [], "neighbour": [], "distance": np.zeros(0, np.float32),
-                                 "rank": np.zeros(0, np.int32), "scope": scope})
+            return pd.DataFrame(
+                {
+                    "query": [],
+                    "neighbour": [],
+                    "distance": np.zeros(0, np.float32),
+                    "rank": np.zeros(0, np.int32),
+                    "scope": scope,
+                }
+            )
         q = np.concatenate([c[0] for c in chunks])
         o = np.argsort(q, kind="stable")
         idx = np.concatenate([c[1] for c in chunks])[o]
         dist = np.concatenate([c[2] for c in chunks])[o]
         kk = idx.shape[1]
-        return pd.DataFrame({"query": np.repeat(ids[q[o]], kk), "neighbour": ids[idx.ravel()],
-                             "distance": dist.ravel().astype(np.float32),
-                             "rank": np.tile(np.arange(1, kk + 1, dtype=np.int32), len(q)), "scope": scope})
+        return pd.DataFrame(
+            {
+                "query": np.repeat(ids[q[o]], kk),
+                "neighbour": ids[idx.ravel()],
+                "distance": dist.ravel().astype(np.float32),
+                "rank": np.tile(np.arange(1, kk + 1, dtype=np.int32), len(q)),
+                "scope": scope,
+            }
+        )
 
     out = [table(parts["all"], "all")]
     if t is not None:
@@ -181,22 +227,37 @@ def matrix_neighbour_table(ids, D: DistanceMatrix, k: int, treated: np.ndarray |
     return pd.concat(out, ignore_index=True)
 
 
-def matrix_constrained_neighbours(ids, G: DistanceMatrix, F: DistanceMatrix, threshold: float, k: int,
-                                  penalty: float = 1e6, block_bytes: int = BLOCK_BYTES) -> pd.DataFrame:
-    """Each image's k nearest under the paper's matching cost G + penalty [F > threshold] (self excluded; ties to
-    the lower position), distances in G: `report.paper_comparison.constrained_neighbours` on released matrices."""
+def matrix_constrained_neighbours(
+    ids,
+    G: DistanceMatrix,
+    F: DistanceMatrix,
+    threshold: float,
+    k: int,
+    penalty: float = 1e6,
+    block_bytes: int = BLOCK_BYTES,
+) -> pd.DataFrame:
+    """Each image's k nearest under the paper's matching cost G + penalty [F > threshold] (self excluded;
+    ties to the lower position), distances in G: `report.paper_comparison.constrained_neighbours` on released
+    matrices."""
     ids = np.asarray(ids).astype(str)
     n = len(ids)
     kk = min(int(k), n - 1)
     parts = []
     for r, block in G.blocks(block_bytes=block_bytes):
         cost = block + penalty * (F.rows(r) > threshold)
+        F.release()
         cost[np.arange(len(r)), r] = np.inf
         j, _ = smallest_k(cost, kk)
         parts.append((r, j, np.take_along_axis(block, j, axis=1)))
     q = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, np.int64)
     j = np.concatenate([p[1] for p in parts]) if parts else np.zeros((0, 0), np.int64)
     d = np.concatenate([p[2] for p in parts]) if parts else np.zeros((0, 0))
-    return pd.DataFrame({"query": np.repeat(ids[q], kk), "neighbour": ids[j.ravel()],
-                         "distance": d.ravel().astype(np.float32),
-                         "rank": np.tile(np.arange(1, kk + 1, dtype=np.int32), len(q)), "scope": "all"})
+    return pd.DataFrame(
+        {
+            "query": np.repeat(ids[q], kk),
+            "neighbour": ids[j.ravel()],
+            "distance": d.ravel().astype(np.float32),
+            "rank": np.tile(np.arange(1, kk + 1, dtype=np.int32), len(q)),
+            "scope": "all",
+        }
+    )

@@ -1,18 +1,20 @@
 """The reference study's greedy constrained matching (`reference_rules`, semantics 'reference') on its own
-released distance matrices, read by memory map: the rules of `reference_rules`' module docstring, pair for pair,
-with the costs the paper's `scripts/02_calc_matches.py` used, taken from the files instead of recomputed:
+released distance matrices, read by memory map: the rules of `reference_rules`' module docstring, pair for
+pair, with the costs the paper's `scripts/02_calc_matches.py` used, taken from the files instead of
+recomputed:
 
 - cost(control c, treated t) = G[c, t] + penalty * (F[c, t] > threshold) in float64 (G: `dists_pairwise_gan`,
   F: `dists_pairwise_facial`, dlib's same-person threshold 0.6, penalty 1e6); a pair skipped earlier costs
   `skip_cost` instead (the reference's 1e5);
 - constant rows (the reference's code for a missing distance): a row of the cost or of the reference matrix R
-  (`dists_pairwise_vgg`) whose every value, the diagonal included, equals its first (`np.all(d[i] == d[i, 0])`);
+  (`dists_pairwise_vgg`) whose every value, the diagonal included, equals its first
+  (`np.all(d[i] == d[i, 0])`);
 - references: among all other photos of each identity, the pair minimising |R[c, r_c] - R[t, r_t]|; a pair
   whose minimum gap is outside `gap` is skipped for that iteration.
 
-One pass over the control rows (in blocks of the memory map) keeps each row's k cheapest treated columns; a heap
-over the rows' heads gives the row-major argmin of the reference's loop; a row whose list runs out of live
-columns is read again (one row of G and F). RAM: O(rows x k), never a whole matrix.
+One pass over the control rows (in blocks of the memory map) keeps each row's k cheapest treated columns; a
+heap over the rows' heads gives the row-major argmin of the reference's loop; a row whose list runs out of
+live columns is read again (one row of G and F). RAM: O(rows x k), never a whole matrix.
 """
 
 from __future__ import annotations
@@ -29,8 +31,9 @@ class _MatrixCosts:
     """Match costs, violations and reference distances read from the three matrices (positions of the analysed
     images), in float64 as the reference computed them."""
 
-    def __init__(self, G: DistanceMatrix, F: DistanceMatrix | None, R: DistanceMatrix, threshold: float,
-                 penalty: float):
+    def __init__(
+        self, G: DistanceMatrix, F: DistanceMatrix | None, R: DistanceMatrix, threshold: float, penalty: float
+    ):
         self.G, self.F, self.R = G, F, R
         self.threshold, self.penalty = float(threshold), float(penalty)
 
@@ -57,19 +60,31 @@ class _MatrixCosts:
         return int(rc[a]), int(rt[b]), float(gap[a, b])
 
 
-def matrix_reference_pairs(G: DistanceMatrix, F: DistanceMatrix | None, R: DistanceMatrix, treated: np.ndarray,
-                           codes: np.ndarray, ref_ok: np.ndarray, threshold: float = 0.6, penalty: float = 1e6,
-                           skip_cost: float = 1e5, gap: tuple = (1e-2, 1e6), n_pairs: int | None = 1200,
-                           k: int = 100, block_bytes: int = BLOCK_BYTES) -> ReferenceRun:
+def matrix_reference_pairs(
+    G: DistanceMatrix,
+    F: DistanceMatrix | None,
+    R: DistanceMatrix,
+    treated: np.ndarray,
+    codes: np.ndarray,
+    ref_ok: np.ndarray,
+    threshold: float = 0.6,
+    penalty: float = 1e6,
+    skip_cost: float = 1e5,
+    gap: tuple = (1e-2, 1e6),
+    n_pairs: int | None = 1200,
+    k: int = 100,
+    block_bytes: int = BLOCK_BYTES,
+) -> ReferenceRun:
     """The reference rules on memory-mapped matrices (module docstring); the same `ReferenceRun` as
     `reference_rules.reference_pairs` (positions index the analysed images)."""
     costs = _MatrixCosts(G, F, R, threshold, penalty)
     n = len(G)
-    controls, cols = np.flatnonzero(treated == 0), np.flatnonzero(treated == 1)   # ascending: row-major order
+    controls, cols = np.flatnonzero(treated == 0), np.flatnonzero(treated == 1)  # ascending: row-major order
     k = max(1, min(int(k), len(cols)))
     constant = np.zeros(n, bool)
     found: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-    # one pass over the rows: constant rows (cost and reference), and each control's k cheapest treated columns
+    # one pass over the rows: constant rows (cost and reference), and each control's k cheapest treated
+    # columns
     step = block_rows(G.M.shape[1], 8, block_bytes)
     for s in range(0, n, step):
         r = np.arange(s, min(n, s + step))
@@ -78,6 +93,9 @@ def matrix_reference_pairs(G: DistanceMatrix, F: DistanceMatrix | None, R: Dista
         Rr = R.rows(r)
         constant[r] |= np.all(Rr == Rr[:, :1], axis=1)
         del Rr
+        for A in (G, F, R):  # the pages just read leave this process (they stay in the OS page cache)
+            if A is not None:
+                A.release()
         ctl = np.flatnonzero(treated[r] == 0)
         if len(ctl) and len(cols):
             j, d = smallest_k(C[np.ix_(ctl, cols)], k)
@@ -90,7 +108,9 @@ def matrix_reference_pairs(G: DistanceMatrix, F: DistanceMatrix | None, R: Dista
     if len(rows) == 0 or not sel[cols].any() or limit <= 0:
         return run
     members = _members(codes)
-    lists = {i: [*found[int(p)], 0, k >= len(cols)] for i, p in enumerate(rows)}   # columns, costs, pointer, complete
+    lists = {
+        i: [*found[int(p)], 0, k >= len(cols)] for i, p in enumerate(rows)
+    }  # columns, costs, pointer, complete
     del found
     row_codes, col_codes = codes[rows], codes[cols]
     id_alive = np.ones(codes.max() + 1, bool)
@@ -108,7 +128,7 @@ def matrix_reference_pairs(G: DistanceMatrix, F: DistanceMatrix | None, R: Dista
                 return float(dd[p]), int(cc[p])
             if complete:
                 return None
-            live = np.flatnonzero(col_alive)          # refill: read the row again, its live unskipped columns
+            live = np.flatnonzero(col_alive)  # refill: read the row again, its live unskipped columns
             live = live[[(r, int(c)) not in skipped for c in live]]
             if len(live) == 0:
                 return None
@@ -133,7 +153,7 @@ def matrix_reference_pairs(G: DistanceMatrix, F: DistanceMatrix | None, R: Dista
             if row_alive[r] and not repick:
                 push(r)
             continue
-        if repick:   # a skipped pair back on top: every remaining iteration picks and skips it again
+        if repick:  # a skipped pair back on top: every remaining iteration picks and skips it again
             run.iterations = int(limit) if np.isfinite(limit) else run.iterations + 1
             break
         heapq.heappop(heap)

@@ -180,8 +180,8 @@ def comparison_tables(means: pd.DataFrame, reference_path: str, method: str, spe
           matrices: Mapping | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Everything the paper_comparison figure shows: the means beside the reference, and the nearest-neighbour
     table (the run's embeddings, "<embedding> + <constraint> constraint" when `method` is greedy_constrained
-    with a constraint, and the paper's rows from `paper_path`, else the reference's). `embeddings`: name -> (ids, X);
-    `matrices`: name -> (ids, DistanceMatrix) for released distance matrices (source paper_cache)."""
+    with a constraint, and the paper's rows from `paper_path`, else the reference's). `embeddings`: name ->
+    (ids, X); `matrices`: name -> (ids, DistanceMatrix) for released distance matrices (source paper_cache)."""
     reference = load_reference(reference_path)
     paper = load_reference(paper_path) if paper_path else reference
     table = means_comparison(means, reference, method)
@@ -197,7 +197,8 @@ def comparison_tables(means: pd.DataFrame, reference_path: str, method: str, spe
                                              spec.get("constraint_metric", "euclidean"))
         name = f"{emb} + {con} constraint"
     elif spec.get("method") == "greedy_constrained" and emb in (matrices or {}) and con in (matrices or {}):
-        from ganmatch.analysis.matrices import matrix_constrained_neighbours   # released matrices (paper_cache)
+        # released matrices (source paper_cache)
+        from ganmatch.analysis.matrices import matrix_constrained_neighbours
 
         constrained = matrix_constrained_neighbours(matrices[emb][0], matrices[emb][1], matrices[con][1],
                                                     float(spec.get("threshold", 0.6)), k,

@@ -168,11 +168,13 @@ def _paper_cache_columns(config: dict) -> tuple[set[str] | None, str]:
     columns = header | set(DERIVED)
     if pc.get("treatment_column") in header:
         columns.add(config.get("treatment"))
-    return columns, (f"the columns of paper_cache.annotations ({path}), black (race4_pred == Black) and the treatment "
-                     "(paper_cache.treatment_column)")
+    return columns, (f"the columns of paper_cache.annotations ({path}), black (race4_pred == Black) and the "
+                     "treatment (paper_cache.treatment_column)")
 
 
 PAPER_CACHE_KINDS = ("matrix", "paper_latents")
+NO_ENTRY = ("is no downloads.files entry's path: add one (urls, or urls: [] to place it by hand) so that it is "
+            "verified before use.")
 
 
 def paper_cache_problems(config: dict) -> list[str]:
@@ -192,34 +194,37 @@ def paper_cache_problems(config: dict) -> list[str]:
             problems.append(f"'{key}.kind' is {spec['kind']}: released matrices and latents are read with "
                             "source: paper_cache only (config/paper_cache.yaml).")
         elif not spec.get("path"):
-            problems.append(f"'{key}.path' is missing: name the released file (a downloads.files entry's path).")
+            problems.append(f"'{key}.path' is missing: name the released file (a downloads.files entry's "
+                            "path).")
         elif spec["path"] not in entries:
-            problems.append(f"'{key}.path' ({spec['path']}) is no downloads.files entry's path: add one (urls, or "
-                            "urls: [] to place it by hand) so that it is verified before use.")
+            problems.append(f"'{key}.path' ({spec['path']}) {NO_ENTRY}")
     matrices = {n for n, spec in embeddings.items() if spec.get("kind") == "matrix"}
     for m, spec in methods.items():
-        used = [k for k in ("embedding", "constraint_embedding", "reference_embedding") if spec.get(k) in matrices]
-        if used and (spec.get("method") != "greedy_constrained" or spec.get("semantics", "reference") != "reference"):
-            problems.append(f"'matching.methods.{m}.{used[0]}' is the distance matrix '{spec[used[0]]}': a released "
-                            "matrix drives only method greedy_constrained with semantics: reference (use an "
-                            "embedding of kind paper_latents for the other methods).")
+        used = [k for k in ("embedding", "constraint_embedding", "reference_embedding")
+                if spec.get(k) in matrices]
+        paper_rules = spec.get("method") == "greedy_constrained" and \
+            spec.get("semantics", "reference") == "reference"
+        if used and not paper_rules:
+            problems.append(f"'matching.methods.{m}.{used[0]}' is the distance matrix '{spec[used[0]]}': a "
+                            "released matrix drives only method greedy_constrained with semantics: reference "
+                            "(use an embedding of kind paper_latents for the other methods).")
     if (config.get("attributes") or {}).get("embedding") in matrices:
-        problems.append(f"'attributes.embedding' is the distance matrix '{config['attributes']['embedding']}': the "
-                        "attribute models need feature rows (an embedding of kind paper_latents).")
+        problems.append(f"'attributes.embedding' is the distance matrix '{config['attributes']['embedding']}': "
+                        "the attribute models need feature rows (an embedding of kind paper_latents).")
     if source != "paper_cache":
         return problems
     pc = config.get("paper_cache") or {}
+    released = pc.get("released") or {}
     for key, path in [("paper_cache.annotations", pc.get("annotations")),
-                      *[(f"paper_cache.released.{m}", p) for m, p in (pc.get("released") or {}).items()]]:
+                      *[(f"paper_cache.released.{m}", p) for m, p in released.items()]]:
         if path not in entries:
-            problems.append(f"'{key}' ({path}) is no downloads.files entry's path: add one (urls, or urls: [] to "
-                            "place it by hand) so that it is verified before use.")
-    for m in (pc.get("released") or {}):
+            problems.append(f"'{key}' ({path}) {NO_ENTRY}")
+    for m in released:
         if m not in methods:
             problems.append(f"'paper_cache.released.{m}' names no matching method; have {', '.join(methods)}.")
     if config.get("project", {}).get("activate") or config.get("face_attributes", {}).get("activate"):
-        problems.append("'project.activate' and 'face_attributes.activate' must be false with source paper_cache: "
-                        "it reads no image (the latents and predicted attributes are released).")
+        problems.append("'project.activate' and 'face_attributes.activate' must be false with source "
+                        "paper_cache: it reads no image (the latents and predicted attributes are released).")
     return problems
 
 
@@ -625,7 +630,8 @@ def model_weights_problems(config: dict) -> list[str]:
 
 
 CHECKS = ("reference_problems", "path_problems", "column_problems", "method_problems",
-          "constrained_semantics_problems", "precomputed_problems", "paper_cache_problems", "edit_problems", "label_file_problems",
+          "constrained_semantics_problems", "precomputed_problems", "paper_cache_problems", "edit_problems",
+          "label_file_problems",
           "edit_id_problems", "weights_problems", "model_weights_problems", "celeba_label_problems")
 WITH_CWD = ("path_problems",)
 USER_FILE_CHECKS = ("label_file_problems", "edit_id_problems", "weights_problems", "model_weights_problems",

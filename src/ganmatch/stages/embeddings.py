@@ -20,7 +20,8 @@ def compute_embedding_job(inp, out, params, name: str) -> None:
         from ganmatch.data.paper_cache import read_latents
 
         index = read_parquet(inp.index, columns=["image_id", "matrix_row"])
-        X = read_latents(inp.latents, int(index["matrix_row"].max()) + 1, spec.get("reduce"))[index["matrix_row"]]
+        rows = index["matrix_row"].to_numpy()
+        X = read_latents(inp.latents, int(rows.max()) + 1, spec.get("reduce"))[rows]
         ids = index["image_id"].to_numpy(str)
     else:
         aligned = embeddings.aligned_images(inp.tables)

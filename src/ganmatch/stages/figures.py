@@ -105,14 +105,15 @@ def outcomes_job(inp, out, params=None) -> None:
 
 
 def released_matrices(index_path: str, matrices: dict | None) -> dict | None:
-    """name -> (ids, memory-mapped DistanceMatrix) of the released matrices (source paper_cache), else None."""
+    """name -> (ids, memory-mapped DistanceMatrix) of the released matrices (source paper_cache), or None."""
     if not matrices:
         return None
     from ganmatch.analysis.matrices import DistanceMatrix, open_matrix
 
     index = read_parquet(index_path, columns=["image_id", "matrix_row"])
     ids = index["image_id"].to_numpy(str)
-    return {name: (ids, DistanceMatrix(open_matrix(path), index["matrix_row"].to_numpy(), name=name, path=path))
+    rows = index["matrix_row"].to_numpy()
+    return {name: (ids, DistanceMatrix(open_matrix(path), rows, name=name, path=path))
             for name, path in matrices.items()}
 
 
@@ -126,7 +127,8 @@ def paper_comparison_job(inp, out, params) -> None:
         read_parquet(inp.means), inp.reference, params.method, params.spec, read_named_parquets(inp.neighbours),
         load_embeddings(inp.embeddings), read_parquet(inp.index).set_index("image_id")["identity"],
         read_parquet(inp.attributes, columns=["image_id", *params.covariates]), params.k, out.pdf, out.png,
-        params.treatment, paper_path=inp.paper, matrices=released_matrices(inp.index, getattr(params, "matrices", None)),
+        params.treatment, paper_path=inp.paper,
+        matrices=released_matrices(inp.index, getattr(params, "matrices", None)),
     )
     write_parquet(means, out.data)
     figures.write_csv(nn, out.nn)

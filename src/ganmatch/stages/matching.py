@@ -44,7 +44,8 @@ def run_method(name: str, spec: dict, index: pd.DataFrame, attributes: pd.DataFr
     if matrices:
         from ganmatch.analysis.matrices import DistanceMatrix, open_matrix
 
-        rows_of = index.astype({"image_id": str}).set_index("image_id")["matrix_row"].loc[ids].to_numpy(np.int64)
+        rows_of = index.astype({"image_id": str}).set_index("image_id")["matrix_row"].loc[ids]
+        rows_of = rows_of.to_numpy(np.int64)
         for emb, path in matrices.items():
             aligned[emb] = DistanceMatrix(open_matrix(path), rows_of, name=emb, path=path)
     data = MatchData(
@@ -104,7 +105,8 @@ def match_groups_job(inp, out, params, method: str) -> None:
     """The match_groups rule: one configured method's pairs and units tables."""
     result = run_method(name=method, spec=params.spec, index=read_parquet(inp.index),
                         attributes=read_parquet(inp.attributes), embedding_files=inp.embeddings,
-                        treatment=params.treatment, seed=params.seed, matrices=getattr(params, "matrices", None))
+                        treatment=params.treatment, seed=params.seed,
+                        matrices=getattr(params, "matrices", None))
     log.info("%s: %s", method, result.info)
     write_parquet(result.pairs, out.pairs)
     write_parquet(result.units, out.units)

@@ -18,24 +18,31 @@ def verify_released(entries: dict[str, dict], lock: str | None) -> dict:
 
     out = {}
     for name, entry in entries.items():
-        out[name] = {"path": entry["path"], "sha256": paper_cache.verify_present(entry, lock),
-                     "bytes": Path(entry["path"]).stat().st_size}
+        out[name] = {
+            "path": entry["path"],
+            "sha256": paper_cache.verify_present(entry, lock),
+            "bytes": Path(entry["path"]).stat().st_size,
+        }
         log.info("%s: %s verified (%d bytes)", name, entry["path"], out[name]["bytes"])
     return out
 
 
 def verify_paper_cache_job(inp, out, params) -> None:
-    """The verify_paper_cache rule: checksums of every released file the run reads (fetched or placed by hand)."""
+    """The verify_paper_cache rule: checksums of every released file the run reads (fetched or placed by
+    hand)."""
     write_json(verify_released(params.entries, params.lock), out[0])
 
 
 def compare_released(index, matches: dict[str, str], released: dict[str, str], treatment: str):
-    """(pairs, summary) of our matches (method -> matches parquet) against the released files (method -> .pkl)."""
+    """(pairs, summary) of our matches (method -> matches parquet) against the released files (method ->
+    .pkl)."""
     import pandas as pd
 
     ids = index["image_id"].astype(str).to_numpy()
     order = index["matrix_row"].to_numpy()
-    treated = index.set_index("matrix_row")[treatment].reindex(range(int(order.max()) + 1)).fillna(-1).to_numpy(int)
+    treated = (
+        index.set_index("matrix_row")[treatment].reindex(range(int(order.max()) + 1)).fillna(-1).to_numpy(int)
+    )
     by_row = pd.Series(ids, index=order).reindex(range(len(treated))).fillna("").to_numpy(str)
     parts = []
     for method, path in released.items():
@@ -48,8 +55,12 @@ def compare_released(index, matches: dict[str, str], released: dict[str, str], t
 def compare_paper_matches_job(inp, out, params) -> None:
     """The compare_paper_matches rule: the pair-for-pair table, the summary and its Markdown headline."""
     matches = dict(zip(params.methods, inp.matches, strict=True))
-    pairs, summary = compare_released(read_parquet(inp.index), matches, dict(zip(params.methods, inp.released,
-                                                                                  strict=True)), params.treatment)
+    pairs, summary = compare_released(
+        read_parquet(inp.index),
+        matches,
+        dict(zip(params.methods, inp.released, strict=True)),
+        params.treatment,
+    )
     log.info("%s", paper_matches.headline(summary))
     write_parquet(pairs, out.pairs)
     write_parquet(summary, out.summary)
