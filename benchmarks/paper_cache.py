@@ -4,7 +4,7 @@ matrix (3.6 GB, the released files' layout) written under /tmp, then read by mem
 - constrained: the paper's greedy constrained matching on matrices (`matrix_rules.matrix_reference_pairs`,
   1,200 pairs, the facial threshold rule and the VGG references; the one file serves as gan, facial and vgg
   matrix, the threshold set at its 1% quantile, sampled).
-Each case runs in its own process: seconds and peak RSS (`ru_maxrss`) are its own; the matrix file is deleted
+Each case runs in its own process: seconds and peak RSS (VmHWM) are its own; the matrix file is deleted
 at the end. The released matrices are float64 (7.2 GB each) and three: reading them takes 2 x 3 times the
 bytes.
 
@@ -52,10 +52,18 @@ def write_matrix(
     return treated, codes, time.perf_counter() - t0
 
 
-def run_case(case: str, path: str, meta: str) -> dict:
-    """One case in this process (called with --case): its seconds and peak RSS."""
+def peak_rss_gb() -> float:
+    """This process's peak resident memory (VmHWM, reset at exec; ru_maxrss keeps the parent's)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 2**20
     import resource
 
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def run_case(case: str, path: str, meta: str) -> dict:
+    """One case in this process (called with --case): its seconds and peak RSS."""
     from ganmatch.analysis.matrices import DistanceMatrix, matrix_neighbour_table, open_matrix
 
     m = np.load(meta)
@@ -63,7 +71,7 @@ def run_case(case: str, path: str, meta: str) -> dict:
     M = open_matrix(path)
     n = M.shape[0]
     D = DistanceMatrix(M, np.arange(n), path=path)
-    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    rss0 = peak_rss_gb()
     t0 = time.perf_counter()
     out: dict = {}
     if case == "knn":
@@ -86,7 +94,7 @@ def run_case(case: str, path: str, meta: str) -> dict:
         case=case,
         n=n,
         seconds=round(time.perf_counter() - t0, 2),
-        peak_rss_gb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3),
+        peak_rss_gb=round(peak_rss_gb(), 3),
         rss_before_gb=round(rss0, 3),
     )
     return out
@@ -96,6 +104,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=30000)
     parser.add_argument("--dir", default="/tmp")
+    parser.add_argument("--reuse", help="an existing matrix .npy (with its .meta.npz) instead of writing one")
     parser.add_argument("--case", help=argparse.SUPPRESS)
     parser.add_argument("--path", help=argparse.SUPPRESS)
     parser.add_argument("--meta", help=argparse.SUPPRESS)
@@ -106,20 +115,15 @@ def main(argv=None) -> None:
         return
     import pandas as pd
 
-    path = Path(args.dir) / f"ganmatch_bench_dists_{os.getpid()}.npy"
+    path = Path(args.reuse or Path(args.dir) / f"ganmatch_bench_dists_{os.getpid()}.npy")
     meta = path.with_suffix(".meta.npz")
     rows = []
     try:
-        treated, codes, secs = write_matrix(path, args.n)
-        np.savez(meta, treated=treated, codes=codes)
-        rows.append(
-            {
-                "case": "write_matrix",
-                "n": args.n,
-                "seconds": round(secs, 2),
-                "file_gb": round(path.stat().st_size / 1e9, 3),
-            }
-        )
+        if not args.reuse:
+            treated, codes, secs = write_matrix(path, args.n)
+            np.savez(meta, treated=treated, codes=codes)
+            rows.append({"case": "write_matrix", "n": args.n, "seconds": round(secs, 2),
+                         "file_gb": round(path.stat().st_size / 1e9, 3)})
         env = dict(os.environ, OMP_NUM_THREADS="2", OPENBLAS_NUM_THREADS="2")
         for case in ("knn", "constrained"):
             proc = subprocess.run(
@@ -144,7 +148,7 @@ def main(argv=None) -> None:
         "# paper_cache: the 30k path on a memory-mapped matrix\n\n"
         f"`python benchmarks/paper_cache.py --n {args.n}`: a synthetic {args.n:,} x {args.n:,} float32 "
         "distance matrix written under /tmp (deleted afterwards), each case in its own process (seconds and "
-        "peak RSS `ru_maxrss` its own, the Python + numpy + pandas start included in peak_rss_gb; "
+        "peak RSS (VmHWM) its own, the Python + numpy + pandas start included in peak_rss_gb; "
         "rss_before_gb = after the imports). The file is read by np.load(mmap_mode='r') in row blocks of "
         "64 MB; the pages read are dropped from the process after each block (they stay in the OS page "
         "cache), so RSS stays far below the file size. constrained: one file serves as gan, facial and vgg "

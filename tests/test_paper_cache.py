@@ -453,3 +453,14 @@ def test_start_up_checks_name_the_key():
         assert key in problems, key
     demo = {"source": "demo", "embeddings": {"m": {"kind": "matrix", "path": "x.npy"}}}
     assert "'embeddings.m.kind' is matrix" in paper_cache_problems(demo)[0]
+
+
+def test_smallest_k_is_exact_with_many_ties():
+    from ganmatch.analysis.matrices import smallest_k
+
+    V = np.random.default_rng(4).integers(0, 5, (200, 40)).astype(float)
+    V[3, :] = np.inf
+    for k in (1, 3, 7, 40):
+        idx, val = smallest_k(V, k)
+        want = np.array([np.lexsort((np.arange(40), row))[:k] for row in V])
+        assert (idx == want).all() and (val == np.take_along_axis(V, want, axis=1)).all()

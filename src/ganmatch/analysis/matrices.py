@@ -124,14 +124,18 @@ def smallest_k(values: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     k = min(k, n_cols)
     if k == 0:
         return np.zeros((n_rows, 0), np.int64), np.zeros((n_rows, 0))
-    idx = np.empty((n_rows, k), np.int64)
-    out = np.empty((n_rows, k))
-    kth = np.partition(values, k - 1, axis=1)[:, k - 1]
-    for r in range(n_rows):
+    ap = np.argpartition(values, k - 1, axis=1)[:, :k]
+    vals = np.take_along_axis(values, ap, axis=1)
+    kth = vals.max(axis=1)
+    # rows where another column ties the k-th value may have had it swapped for a lower column: redo them
+    tied = np.flatnonzero((values <= kth[:, None]).sum(axis=1) > k)
+    o = np.lexsort((ap, vals), axis=1)
+    idx, out = np.take_along_axis(ap, o, axis=1), np.take_along_axis(vals, o, axis=1)
+    for r in tied:
         cand = np.flatnonzero(values[r] <= kth[r])
         o = np.lexsort((cand, values[r, cand]))[:k]
         idx[r], out[r] = cand[o], values[r, cand[o]]
-    return idx, out
+    return idx.astype(np.int64), out
 
 
 def matrix_knn(

@@ -158,6 +158,10 @@ def matrix_reference_pairs(
             break
         heapq.heappop(heap)
         run.iterations += 1
+        if run.iterations % 4 == 0:   # scattered reads map whole page-cache folios around them: let them go
+            for A in (G, F, R):
+                if A is not None:
+                    A.release()
         ci, ti = int(rows[r]), int(cols[c])
         rc, rt, g = costs.references(members, codes, ci, ti)
         if g > gap[1] or g < gap[0]:
