@@ -464,3 +464,19 @@ def test_smallest_k_is_exact_with_many_ties():
         idx, val = smallest_k(V, k)
         want = np.array([np.lexsort((np.arange(40), row))[:k] for row in V])
         assert (idx == want).all() and (val == np.take_along_axis(V, want, axis=1)).all()
+
+
+def test_benchmark_runs_small_and_deletes_its_matrix(tmp_path):
+    import sys
+
+    from conftest import ROOT
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import paper_cache as bench
+
+    bench.main(["--n", "400", "--dir", str(tmp_path), "--out", str(tmp_path / "out")])
+    table = pd.read_csv(tmp_path / "out.csv").set_index("case")
+    assert {"write_matrix", "knn", "constrained"} <= set(table.index)
+    assert table.loc["knn", "rows"] == 400 * 10 * 2 and table.loc["constrained", "pairs"] > 0
+    assert (table.loc[["knn", "constrained"], "peak_rss_gb"] > 0).all()
+    assert not list(tmp_path.glob("*.npy")) and not list(tmp_path.glob("*.npz"))
