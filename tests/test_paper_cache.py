@@ -400,6 +400,8 @@ def test_paper_cache_workflow_on_synthetic_released_files(tmp_path):
     assert summary.loc["propensity_paper", "n_same_position"] == len(rel["propensity"]) > 3
     assert (summary["first_difference"] == 0).all()
     assert "identical at the same position" in (res / "paper_matches/summary.md").read_text()
+    assert pd.read_csv(res / "paper_matches/summary.csv")["n_same_position"].tolist() == \
+        summary["n_same_position"].tolist()
     ours = pd.read_parquet(res / "matches/gan_constrained.parquet")
     assert ours["penalised"].tolist() == [p[5] for p in rel["run"].pairs]
     # kNN read from the memory-mapped matrix equals the kNN of the embedding the matrix was made from
@@ -426,6 +428,10 @@ def test_paper_cache_workflow_on_synthetic_released_files(tmp_path):
     balance = pd.read_parquet(res / "balance/gan_constrained.parquet")
     assert {"yaw", "quality", "black"} <= set(balance["covariate"])
     assert (balance.loc[balance["covariate"] == "yaw", "type"] == "Contin.").all()
+    # the fraction figures leave the measured covariates (degrees) to the love plot
+    for fig in ("covariate_means", "paper_comparison"):
+        shown = set(pd.read_parquet(res / f"figures/{fig}.parquet")["covariate"])
+        assert {"young", "black"} <= shown and not {"yaw", "pitch", "roll"} & shown, fig
     nn = pd.read_csv(res / "figures/paper_comparison_neighbours.csv")
     assert nn.astype(str).apply(lambda c: c.str.contains("gan \\+ facial constraint")).any().any()
 

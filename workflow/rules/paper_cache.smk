@@ -30,6 +30,8 @@ if config["source"] == "paper_cache":
             pairs=f"{RES}/paper_matches/pairs.parquet",
             summary=f"{RES}/paper_matches/summary.parquet",
             markdown=f"{RES}/paper_matches/summary.md",
+            csv=report(f"{RES}/paper_matches/summary.csv", caption="../report/paper_matches.rst",
+                       category="Matches"),
         params:
             methods=list(config["paper_cache"]["released"]),
             treatment=config["treatment"],

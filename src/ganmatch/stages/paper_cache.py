@@ -65,3 +65,4 @@ def compare_paper_matches_job(inp, out, params) -> None:
     write_parquet(pairs, out.pairs)
     write_parquet(summary, out.summary)
     write_text(paper_matches.summary_markdown(summary), out.markdown)
+    write_text(summary.to_csv(index=False), out.csv)
