@@ -454,7 +454,8 @@ def test_start_up_checks_name_the_key():
     bad["embeddings"]["vgg"]["path"] = "resources/paper_cache/elsewhere.npy"
     bad["attributes"]["embedding"] = "facial"
     problems = "\n".join(paper_cache_problems(bad))
-    for key in ("'matching.methods.propensity.embedding'", "'paper_cache.released.nope' names no matching method",
+    for key in ("'matching.methods.propensity.embedding'",
+                "'paper_cache.released.nope' names no matching method",
                 "'embeddings.vgg.path'", "'attributes.embedding'"):
         assert key in problems, key
     demo = {"source": "demo", "embeddings": {"m": {"kind": "matrix", "path": "x.npy"}}}

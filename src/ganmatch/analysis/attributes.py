@@ -122,7 +122,7 @@ def attributes_table(index: pd.DataFrame, ids: np.ndarray, X: np.ndarray, covari
         covariates = [*covariates, treatment]
     rows = index.set_index("image_id").loc[ids]
     labels = pd.DataFrame({c: rows[c].to_numpy(dtype=float) if c in rows.columns else np.full(len(rows), np.nan) for c in covariates})
-    # complete numeric covariates (e.g. the paper's predicted yaw, quality) are measurements: kept, not modelled
+    # complete numeric covariates (the paper's predicted yaw, quality) are measurements: kept, not modelled
     numeric = [c for c in covariates
                if labels[c].notna().all() and not set(pd.unique(labels[c])) <= {0.0, 1.0}]
     train = labels.drop(columns=numeric)

@@ -118,8 +118,8 @@ def match_greedy_constrained(data: MatchData, embedding: str = "gan", metric: st
     t_idx, c_idx = split_groups(data, "greedy_constrained")
     if isinstance(data.embeddings.get(embedding), DistanceMatrix):
         return _on_matrices(data, embedding, constraint_embedding, reference_embedding, reference_exclude,
-                            semantics, mode, min_photos, caliper, threshold, penalty, skip_cost, reference_gap,
-                            n_pairs, k)
+                            semantics, mode, min_photos, caliper, threshold, penalty, skip_cost,
+                            reference_gap, n_pairs, k)
     X = data.embedding(embedding)
     F = data.embedding(constraint_embedding) if constraint_embedding else None
     R = data.embedding(reference_embedding) if reference_embedding else None

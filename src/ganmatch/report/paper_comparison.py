@@ -181,7 +181,7 @@ def comparison_tables(means: pd.DataFrame, reference_path: str, method: str, spe
     """Everything the paper_comparison figure shows: the means beside the reference, and the nearest-neighbour
     table (the run's embeddings, "<embedding> + <constraint> constraint" when `method` is greedy_constrained
     with a constraint, and the paper's rows from `paper_path`, else the reference's). `embeddings`: name ->
-    (ids, X); `matrices`: name -> (ids, DistanceMatrix) for released distance matrices (source paper_cache)."""
+    (ids, X); `matrices`: name -> (ids, DistanceMatrix) for released distance matrices (paper_cache)."""
     reference = load_reference(reference_path)
     paper = load_reference(paper_path) if paper_path else reference
     table = means_comparison(means, reference, method)

@@ -173,8 +173,8 @@ def _paper_cache_columns(config: dict) -> tuple[set[str] | None, str]:
 
 
 PAPER_CACHE_KINDS = ("matrix", "paper_latents")
-NO_ENTRY = ("is no downloads.files entry's path: add one (urls, or urls: [] to place it by hand) so that it is "
-            "verified before use.")
+NO_ENTRY = ("is no downloads.files entry's path: add one (urls, or urls: [] to place it by hand) so that "
+            "it is verified before use.")
 
 
 def paper_cache_problems(config: dict) -> list[str]:
@@ -209,8 +209,8 @@ def paper_cache_problems(config: dict) -> list[str]:
                             "released matrix drives only method greedy_constrained with semantics: reference "
                             "(use an embedding of kind paper_latents for the other methods).")
     if (config.get("attributes") or {}).get("embedding") in matrices:
-        problems.append(f"'attributes.embedding' is the distance matrix '{config['attributes']['embedding']}': "
-                        "the attribute models need feature rows (an embedding of kind paper_latents).")
+        problems.append(f"'attributes.embedding' is the distance matrix "
+                        f"'{config['attributes']['embedding']}': the attribute models need feature rows (an embedding of kind paper_latents).")
     if source != "paper_cache":
         return problems
     pc = config.get("paper_cache") or {}
@@ -221,7 +221,8 @@ def paper_cache_problems(config: dict) -> list[str]:
             problems.append(f"'{key}' ({path}) {NO_ENTRY}")
     for m in released:
         if m not in methods:
-            problems.append(f"'paper_cache.released.{m}' names no matching method; have {', '.join(methods)}.")
+            problems.append(f"'paper_cache.released.{m}' names no matching method; have "
+                            f"{', '.join(methods)}.")
     if config.get("project", {}).get("activate") or config.get("face_attributes", {}).get("activate"):
         problems.append("'project.activate' and 'face_attributes.activate' must be false with source "
                         "paper_cache: it reads no image (the latents and predicted attributes are released).")

@@ -25,7 +25,7 @@ def _aligned_paths(shard_tables) -> dict[str, str]:
 
 def fraction_means(means: pd.DataFrame) -> pd.DataFrame:
     """The group means of covariates that are fractions: a measured covariate (e.g. paper_cache's yaw in
-    degrees) with a mean outside [0, 1] would stretch the figure's 0-1 axis; the love plot shows its balance."""
+    degrees) with a mean outside [0, 1] would stretch the figure's 0-1 axis; the love plot shows it."""
     outside = means.loc[(means["mean"] < 0) | (means["mean"] > 1), "covariate"].unique()
     return means[~means["covariate"].isin(outside)] if len(outside) else means
 

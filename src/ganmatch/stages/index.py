@@ -50,8 +50,8 @@ def image_index(source: str, treatment: str, covariates: list[str], shard_size: 
         cfg = spec["paper_cache"]
         where = cfg["annotations"]
         index = paper_cache.paper_index(paper_cache.read_annotations(where), treatment,
-                                        cfg["treatment_column"], covariates, cfg["test_fraction"], spec["seed"],
-                                        where=where)
+                                        cfg["treatment_column"], covariates, cfg["test_fraction"],
+                                        spec["seed"], where=where)
         dataset.check_index(index, treatment, covariates, source=where, numeric=cfg["metrics"])
         return dataset.assign_shards(index, shard_size), rejected[REJECTED_COLUMNS].astype(str)
     else:

@@ -40,7 +40,7 @@ def compute_neighbours_job(inp, out, params) -> None:
     from ganmatch.data.io import read_embedding, read_parquet, write_parquet
 
     attributes = read_parquet(inp.attributes) if "attributes" in inp.keys() else None
-    if getattr(params, "matrix", None):   # a released distance matrix (paper_cache): memory-mapped, row blocks
+    if getattr(params, "matrix", None):   # a released distance matrix (paper_cache): memory-mapped
         table = matrix_neighbours(read_parquet(inp.index), attributes, params.matrix, params.treatment,
                                   params.distances["k"])
         log.info("%d neighbour rows from %s", len(table), params.matrix)
