@@ -71,7 +71,35 @@ def generator_weights():
 
 
 def embedding_files(name):
+    """An embedding's files: <name>.npy + <name>.parquet, or for a released distance matrix (kind matrix,
+    source paper_cache) the matrix file itself, which its readers memory-map."""
+    spec = PLAN.embeddings.get(name, {})
+    if spec.get("kind") == "matrix":
+        return [spec["path"]]
     return [f"{RES}/embeddings/{name}.npy", f"{RES}/embeddings/{name}.parquet"]
+
+
+def matrix_embeddings():
+    """name -> path of every embedding that is a released distance matrix (source paper_cache)."""
+    return {name: spec["path"] for name, spec in PLAN.embeddings.items() if spec["kind"] == "matrix"}
+
+
+def method_matrices(method):
+    """The released distance matrices a matching method reads, name -> path."""
+    return {e: p for e, p in matrix_embeddings().items() if e in PLAN.method_embeddings(method)}
+
+
+def paper_cache_entries():
+    """The downloads.files entries of the released files this paper_cache run reads (annotations, matrices,
+    latents, released matches), name -> entry; {} for other sources."""
+    if config["source"] != "paper_cache":
+        return {}
+    used = {config["paper_cache"]["annotations"], *config["paper_cache"]["released"].values()}
+    used |= {spec["path"] for spec in PLAN.embeddings.values() if spec["kind"] in ("matrix", "paper_latents")}
+    return {name: e for name, e in config["downloads"]["files"].items() if e["path"] in used}
+
+
+PAPER_VERIFIED = f"{RAW}/paper_cache_verified.json"
 
 
 def get_final_output():
@@ -82,6 +110,8 @@ def get_final_output():
         targets.append(f"{RES}/outcomes.parquet")
     targets += [f"{RES}/outcomes/verification_{e}.parquet" for e in PLAN.verification]
     targets += edit_targets()  # workflow/rules/edit_common.smk
+    if config["source"] == "paper_cache" and config["paper_cache"]["released"]:
+        targets.append(f"{RES}/paper_matches/summary.parquet")
     targets.append(f"{RES}/provenance.json")
     return targets
 
@@ -91,7 +121,8 @@ def intermediate_outputs():
     of rule all, a deleted one is rebuilt (needs the index checkpoint for the shards)."""
     shards = range(n_shards())
     files = [f"{RES}/images.parquet", f"{RES}/attributes.parquet"]
-    files += [f"{RES}/aligned/shard_{k}.parquet" for k in shards]
+    if config["source"] != "paper_cache":  # the released outputs need no photos
+        files += [f"{RES}/aligned/shard_{k}.parquet" for k in shards]
     if PLAN.project_active:
         files += [f"{RES}/latents/shard_{k}.npy" for k in shards]
         if config["project"]["init"] == "encoder":
@@ -228,6 +259,8 @@ def index_inputs(wildcards):
         # weights file reruns only the rules that read it, not the index and everything after it
         inputs["weights"] = [ancient(p) for p in needed_weights()]
         return inputs
+    if config["source"] == "paper_cache":
+        return {"annotations": config["paper_cache"]["annotations"], "verified": PAPER_VERIFIED}
     labels = config["folder"]["labels"]
     return {"labels": labels} if labels else {}
 
@@ -239,6 +272,9 @@ def index_params():
         return {"celeba_hq": {k: config["celeba_hq"][k] for k in keys}, "seed": config["seed"]}
     if config["source"] == "folder":
         return {"folder": config["folder"], "allow_unmatched": config["labels"]["allow_unmatched"]}
+    if config["source"] == "paper_cache":
+        keys = ("annotations", "treatment_column", "metrics", "test_fraction")
+        return {"paper_cache": {k: config["paper_cache"][k] for k in keys}, "seed": config["seed"]}
     return {}
 
 
@@ -251,6 +287,8 @@ def align_inputs(wildcards):
 
 def embedding_inputs(wildcards):
     spec = PLAN.embeddings[wildcards.embedding]
+    if spec["kind"] == "paper_latents":  # the released latents zip, rows in the index's order
+        return {"index": f"{RES}/images.parquet", "latents": spec["path"], "verified": PAPER_VERIFIED}
     if spec["kind"] == "latent":
         return {
             "tables": shard_outputs(f"{RES}/latents/shard_{{shard}}.parquet")(wildcards),
@@ -319,7 +357,8 @@ def fairface_inputs(wildcards):
 def paper_comparison_inputs(wildcards):
     ref = config["paper_comparison"]["reference"]
     spec = PLAN.methods[PLAN.paper_comparison_method]
-    used = [e for e in (spec.get("embedding"), spec.get("constraint_embedding")) if e in PLAN.embeddings]
+    used = [e for e in (spec.get("embedding"), spec.get("constraint_embedding"))
+            if e in PLAN.embeddings and e not in matrix_embeddings()]
     return {
         "means": f"{RES}/balance/group_means.parquet",
         "reference": ref

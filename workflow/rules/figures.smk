@@ -201,5 +201,7 @@ rule figure_paper_comparison:
         k=config["distances"]["k"],
         treatment=config["treatment"],
         covariates=config["covariates"],
+        **({"matrices": method_matrices(PLAN.paper_comparison_method)}
+           if config["source"] == "paper_cache" else {}),
     script:
         f"{SCRIPTS}/figure_paper_comparison.py"

@@ -9,6 +9,7 @@ rule match_groups:
         embeddings=lambda wildcards: [
             f for e in match_embeddings(wildcards.method) for f in embedding_files(e)
         ],
+        **({"verified": PAPER_VERIFIED} if config["source"] == "paper_cache" else {}),
     output:
         pairs=f"{RES}/matches/{{method}}.parquet",
         units=f"{RES}/matches/units/{{method}}.parquet",  # weight, subclass, discarded, distance per image
@@ -20,5 +21,11 @@ rule match_groups:
         spec=lambda wildcards: PLAN.methods[wildcards.method],
         treatment=config["treatment"],
         seed=config["seed"],
+        # source paper_cache: the released matrices a method reads, memory-mapped
+        **(
+            {"matrices": lambda wildcards: method_matrices(wildcards.method)}
+            if config["source"] == "paper_cache"
+            else {}
+        ),
     script:
         f"{SCRIPTS}/match_groups.py"

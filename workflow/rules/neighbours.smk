@@ -7,6 +7,7 @@ rule compute_neighbours:
         unpack(treatment_inputs),
         index=f"{RES}/images.parquet",
         embedding=lambda wildcards: embedding_files(wildcards.embedding),
+        **({"verified": PAPER_VERIFIED} if config["source"] == "paper_cache" else {}),
     output:
         f"{RES}/neighbours/{{embedding}}.parquet",
     log:
@@ -18,5 +19,8 @@ rule compute_neighbours:
         distances=config["distances"],
         metric=lambda wildcards: PLAN.knn_metric[wildcards.embedding],
         treatment=config["treatment"],
+        # source paper_cache: a released matrix is read by memory map instead of an embedding
+        **({"matrix": lambda wildcards: matrix_embeddings().get(wildcards.embedding)}
+           if config["source"] == "paper_cache" else {}),
     script:
         f"{SCRIPTS}/compute_neighbours.py"

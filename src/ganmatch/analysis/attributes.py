@@ -122,7 +122,10 @@ def attributes_table(index: pd.DataFrame, ids: np.ndarray, X: np.ndarray, covari
         covariates = [*covariates, treatment]
     rows = index.set_index("image_id").loc[ids]
     labels = pd.DataFrame({c: rows[c].to_numpy(dtype=float) if c in rows.columns else np.full(len(rows), np.nan) for c in covariates})
-    train = labels.copy()
+    # complete numeric covariates (the paper's predicted yaw, quality) are measurements: kept, not modelled
+    numeric = [c for c in covariates
+               if labels[c].notna().all() and not set(pd.unique(labels[c])) <= {0.0, 1.0}]
+    train = labels.drop(columns=numeric)
     if "split" in rows.columns:
         train[rows["split"].to_numpy() != "train"] = np.nan
     model = LatentAttributeModel(C=C, cv_folds=cv_folds, random_state=random_state).fit(X, train)
@@ -144,9 +147,10 @@ def attributes_table(index: pd.DataFrame, ids: np.ndarray, X: np.ndarray, covari
     if given is not None and "race" in given.columns:  # FairFace's categorical race: labels first, as above
         out = out.join(race_table(rows, given))
     cv = model.cv_table_
-    test = ~train.notna().to_numpy() & labels.notna().to_numpy()
+    modelled = list(train.columns)
+    test = ~train.notna().to_numpy() & labels[modelled].notna().to_numpy()
     cv["test_accuracy"] = [
         float(((probs[c].to_numpy() >= 0.5) == labels[c].to_numpy())[test[:, j]].mean()) if c in probs and test[:, j].any() else np.nan
-        for j, c in enumerate(covariates)
+        for j, c in enumerate(modelled)
     ]
     return out, cv

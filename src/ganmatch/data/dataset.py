@@ -20,7 +20,7 @@ def assign_shards(index: pd.DataFrame, shard_size: int) -> pd.DataFrame:
 
 
 def check_index(index: pd.DataFrame, treatment: str, covariates: list[str], source: str = "image index",
-                partial_labels: bool = False) -> None:
+                partial_labels: bool = False, numeric: tuple[str, ...] | list[str] = ()) -> None:
     """Fail early, naming the column, on duplicate ids, missing columns or labels that are not 0/1.
 
     With `partial_labels` (a folder of photos) the treatment and covariate labels may be absent or have gaps:
@@ -35,6 +35,8 @@ def check_index(index: pd.DataFrame, treatment: str, covariates: list[str], sour
         raise InputDataError(f"{source}: duplicate image_id values, e.g. {list(dup[:5])}; image ids must be unique.")
     for col in [c for c in [treatment, *covariates] if c in index.columns]:
         values = set(pd.unique(index[col].dropna()))
+        if col in numeric and col != treatment:   # a measured covariate (e.g. the reference's predicted yaw)
+            values = set()
         if not values <= {0, 1}:
             raise InputDataError(f"{source}: column '{col}' must hold 0/1 labels, found {sorted(values)[:6]}.")
         if index[col].isna().any() and not partial_labels:

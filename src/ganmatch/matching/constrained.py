@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from ganmatch.analysis import distances
+from ganmatch.analysis.matrices import DistanceMatrix
 from ganmatch.errors import ConfigError, InputDataError
 from ganmatch.matching.data import MatchData, MatchResult, make_result, split_groups
 from ganmatch.matching.greedy import CrossLists
@@ -115,6 +116,10 @@ def match_greedy_constrained(data: MatchData, embedding: str = "gan", metric: st
         raise ConfigError(f"greedy_constrained: reference_gap must be two numbers [low, high], got {reference_gap!r} "
                           "(config key matching.methods.<name>.reference_gap; YAML reads 1.0e6 as text, write 1.0e+6).") from None
     t_idx, c_idx = split_groups(data, "greedy_constrained")
+    if isinstance(data.embeddings.get(embedding), DistanceMatrix):
+        return _on_matrices(data, embedding, constraint_embedding, reference_embedding, reference_exclude,
+                            semantics, mode, min_photos, caliper, threshold, penalty, skip_cost,
+                            reference_gap, n_pairs, k)
     X = data.embedding(embedding)
     F = data.embedding(constraint_embedding) if constraint_embedding else None
     R = data.embedding(reference_embedding) if reference_embedding else None
@@ -334,3 +339,36 @@ def _reference_result(data: MatchData, embedding: str, run: ReferenceRun, warn: 
     extra = {"treated_ref": ids[np.asarray(cols[2], np.int64)], "control_ref": ids[np.asarray(cols[3], np.int64)],
              "penalised": np.asarray(cols[5], bool), "reference_gap": np.asarray(cols[6], np.float64)}
     return make_result(data, "greedy_constrained", embedding, cols[0], cols[1], cols[4], info, extra=extra)
+
+
+def _on_matrices(data: MatchData, embedding, constraint_embedding, reference_embedding, reference_exclude,
+                 semantics, mode, min_photos, caliper, threshold, penalty, skip_cost, reference_gap, n_pairs,
+                 k) -> MatchResult:
+    """The reference rules on released distance matrices (`matrix_rules`): every embedding the method names
+    must then be a `DistanceMatrix`, and only the reference semantics are defined on them."""
+    from ganmatch.matching.matrix_rules import matrix_reference_pairs
+
+    names = {"embedding": embedding, "constraint_embedding": constraint_embedding,
+             "reference_embedding": reference_embedding}
+    mats = {}
+    for key, name in names.items():
+        if name is None:
+            continue
+        M = data.embeddings.get(name)
+        if not isinstance(M, DistanceMatrix):
+            raise ConfigError(f"greedy_constrained: '{embedding}' is a distance matrix, so '{name}' (config "
+                              f"key matching.methods.<name>.{key}) must be one too (an embedding of kind "
+                              "matrix).")
+        mats[key] = M
+    if semantics != "reference":
+        raise ConfigError("greedy_constrained on distance matrices runs the reference study's rules only: "
+                          "set matching.methods.<name>.semantics: reference.")
+    _check_reference_params(mode, mats.get("reference_embedding"), min_photos, caliper)
+    ref_ok, warn = reference_eligible(data, reference_exclude)
+    codes = pd.factorize(data.identity)[0]
+    run = matrix_reference_pairs(mats["embedding"], mats.get("constraint_embedding"),
+                                 mats["reference_embedding"], data.treated, codes, ref_ok, threshold, penalty,
+                                 skip_cost, tuple(reference_gap), n_pairs, k)
+    return _reference_result(data, embedding, run, warn, n_pairs,
+                             {"metric": "matrix", "k": k, "mode": mode, "threshold": threshold,
+                              "semantics": semantics, "skip_cost": skip_cost})

@@ -175,11 +175,12 @@ def run_nn_quality(neighbours: Mapping[str, pd.DataFrame], constrained: pd.DataF
 
 def comparison_tables(means: pd.DataFrame, reference_path: str, method: str, spec: dict, neighbours: Mapping[str, pd.DataFrame],
           embeddings: Mapping[str, tuple[np.ndarray, np.ndarray]], identity: pd.Series, attributes: pd.DataFrame,
-          k: int, pdf: str, png: str | None = None, treatment: str = "treated", paper_path: str | None = None
-          ) -> tuple[pd.DataFrame, pd.DataFrame]:
+          k: int, pdf: str, png: str | None = None, treatment: str = "treated", paper_path: str | None = None,
+          matrices: Mapping | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Everything the paper_comparison figure shows: the means beside the reference, and the nearest-neighbour
     table (the run's embeddings, "<embedding> + <constraint> constraint" when `method` is greedy_constrained
-    with a constraint, and the paper's rows from `paper_path`, else the reference's). `embeddings`: name -> (ids, X)."""
+    with a constraint, and the paper's rows from `paper_path`, else the reference's). `embeddings`: name ->
+    (ids, X); `matrices`: name -> (ids, DistanceMatrix) for released distance matrices (paper_cache)."""
     reference = load_reference(reference_path)
     paper = load_reference(paper_path) if paper_path else reference
     table = means_comparison(means, reference, method)
@@ -192,6 +193,14 @@ def comparison_tables(means: pd.DataFrame, reference_path: str, method: str, spe
         keep = np.isin(ids, cid)
         constrained = constrained_neighbours(ids[keep], X[keep], F[pos.loc[ids[keep]].to_numpy()],
                                              float(spec["threshold"]), k, spec["metric"], spec["constraint_metric"])
+        name = f"{emb} + {con} constraint"
+    elif spec.get("method") == "greedy_constrained" and emb in (matrices or {}) and con in (matrices or {}):
+        # released matrices (source paper_cache)
+        from ganmatch.analysis.matrices import matrix_constrained_neighbours
+
+        constrained = matrix_constrained_neighbours(matrices[emb][0], matrices[emb][1], matrices[con][1],
+                                                    float(spec.get("threshold", 0.6)), k,
+                                                    float(spec.get("penalty", 1e6)))
         name = f"{emb} + {con} constraint"
     nn = neighbour_comparison(run_nn_quality(neighbours, constrained, identity, attributes, name),
                               paper.get("neighbour_quality"))

@@ -144,6 +144,8 @@ def available_columns(config: dict) -> tuple[set[str] | None, str]:
         return ({a.lower() for a in CELEBA_ATTRIBUTES} | set(ATTRIBUTE_ALIASES) | models,
                 " or ".join(["CelebA's 40 attribute columns (any case) and the aliases of ganmatch.data.celeba.ATTRIBUTE_ALIASES",
                              *model_where]))
+    if source == "paper_cache":
+        return _paper_cache_columns(config)
     folder = config.get("folder") or {}
     columns, where = set(), []
     if folder.get("labels") and Path(folder["labels"]).is_file():
@@ -152,6 +154,81 @@ def available_columns(config: dict) -> tuple[set[str] | None, str]:
         where.append(f"the columns of folder.labels ({folder['labels']})")
     return columns | models, " or ".join(where + model_where) or \
         "nothing: folder.labels is unset and face_attributes.activate is false"
+
+
+def _paper_cache_columns(config: dict) -> tuple[set[str] | None, str]:
+    """Columns of the released annotations (lower-cased, plus the derived `black`); the treatment when its
+    paper_cache.treatment_column is there. None while the file is not there yet (a download makes it)."""
+    from ganmatch.data.paper_cache import DERIVED
+
+    pc = config.get("paper_cache") or {}
+    path = pc.get("annotations")
+    if not path or not Path(path).is_file():
+        return None, ""
+    with open(path, newline="") as fh:
+        header = {c.strip().lower() for c in next(csv.reader(fh), [])}
+    columns = header | set(DERIVED)
+    if pc.get("treatment_column") in header:
+        columns.add(config.get("treatment"))
+    return columns, (f"the columns of paper_cache.annotations ({path}), black (race4_pred == Black) and the "
+                     "treatment (paper_cache.treatment_column)")
+
+
+PAPER_CACHE_KINDS = ("matrix", "paper_latents")
+NO_ENTRY = ("is no downloads.files entry's path: add one (urls, or urls: [] to place it by hand) so that "
+            "it is verified before use.")
+
+
+def paper_cache_problems(config: dict) -> list[str]:
+    """Source paper_cache: released matrices and latents only there, each a verified downloads.files entry;
+    a matrix feeds only the paper's greedy_constrained (reference semantics) and the kNN stage; every method
+    compared with a released file runs."""
+    problems = []
+    embeddings = config.get("embeddings") or {}
+    methods = (config.get("matching") or {}).get("methods") or {}
+    source = config.get("source")
+    entries = _download_paths(config)
+    for name, spec in embeddings.items():
+        if spec.get("kind") not in PAPER_CACHE_KINDS:
+            continue
+        key = f"embeddings.{name}"
+        if source != "paper_cache":
+            problems.append(f"'{key}.kind' is {spec['kind']}: released matrices and latents are read with "
+                            "source: paper_cache only (config/paper_cache.yaml).")
+        elif not spec.get("path"):
+            problems.append(f"'{key}.path' is missing: name the released file (a downloads.files entry's "
+                            "path).")
+        elif spec["path"] not in entries:
+            problems.append(f"'{key}.path' ({spec['path']}) {NO_ENTRY}")
+    matrices = {n for n, spec in embeddings.items() if spec.get("kind") == "matrix"}
+    for m, spec in methods.items():
+        used = [k for k in ("embedding", "constraint_embedding", "reference_embedding")
+                if spec.get(k) in matrices]
+        paper_rules = spec.get("method") == "greedy_constrained" and \
+            spec.get("semantics", "reference") == "reference"
+        if used and not paper_rules:
+            problems.append(f"'matching.methods.{m}.{used[0]}' is the distance matrix '{spec[used[0]]}': a "
+                            "released matrix drives only method greedy_constrained with semantics: reference "
+                            "(use an embedding of kind paper_latents for the other methods).")
+    if (config.get("attributes") or {}).get("embedding") in matrices:
+        problems.append(f"'attributes.embedding' is the distance matrix "
+                        f"'{config['attributes']['embedding']}': the attribute models need feature rows (an embedding of kind paper_latents).")
+    if source != "paper_cache":
+        return problems
+    pc = config.get("paper_cache") or {}
+    released = pc.get("released") or {}
+    for key, path in [("paper_cache.annotations", pc.get("annotations")),
+                      *[(f"paper_cache.released.{m}", p) for m, p in released.items()]]:
+        if path not in entries:
+            problems.append(f"'{key}' ({path}) {NO_ENTRY}")
+    for m in released:
+        if m not in methods:
+            problems.append(f"'paper_cache.released.{m}' names no matching method; have "
+                            f"{', '.join(methods)}.")
+    if config.get("project", {}).get("activate") or config.get("face_attributes", {}).get("activate"):
+        problems.append("'project.activate' and 'face_attributes.activate' must be false with source "
+                        "paper_cache: it reads no image (the latents and predicted attributes are released).")
+    return problems
 
 
 def _column_key(config: dict, name: str) -> str:
@@ -615,7 +692,7 @@ def model_weights_problems(config: dict) -> list[str]:
 
 
 CHECKS = ("reference_problems", "path_problems", "column_problems", "method_problems",
-          "constrained_semantics_problems", "precomputed_problems", "edit_problems", "label_file_problems",
+          "constrained_semantics_problems", "precomputed_problems", "paper_cache_problems", "edit_problems", "label_file_problems",
           "edit_id_problems", "weights_problems", "model_weights_problems", "celeba_label_problems",
           "objective_problems")
 WITH_CWD = ("path_problems",)

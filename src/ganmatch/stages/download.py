@@ -29,6 +29,11 @@ def download_configured(path: str, entry: dict, downloads: dict, **kwargs) -> Pa
     entries = [entry] if entry and entry.get("path") == str(path) else []
     if not entries:
         raise DownloadError(f"no downloads.files entry has path {path}; add one with its urls and sha256 (or sha256: null).")
+    if not entries[0].get("urls"):   # e.g. the reference study's Google Drive folder: no direct file URL
+        from ganmatch.data.paper_cache import placement_hint
+
+        raise DownloadError(f"{path} is not there and no URL is configured for it (urls: []). "
+                            + placement_hint(entries[0]))
     return download_entry(entries[0], lock=downloads["lock"], retries=downloads["retries"], timeout=downloads["timeout"],
                           **kwargs)
 

@@ -15,6 +15,14 @@ def compute_embedding_job(inp, out, params, name: str) -> None:
     spec = params.spec
     if spec["kind"] == "latent":
         ids, X = embeddings.gather_latents(inp.tables, inp.arrays, spec.get("reduce"))
+    elif spec["kind"] == "paper_latents":   # the reference study's released W+ latents (source paper_cache)
+        from ganmatch.data.io import read_parquet
+        from ganmatch.data.paper_cache import read_latents
+
+        index = read_parquet(inp.index, columns=["image_id", "matrix_row"])
+        rows = index["matrix_row"].to_numpy()
+        X = read_latents(inp.latents, int(rows.max()) + 1, spec.get("reduce"))[rows]
+        ids = index["image_id"].to_numpy(str)
     else:
         aligned = embeddings.aligned_images(inp.tables)
         ids, X = aligned["image_id"].to_numpy(str), embeddings.compute_embedding(spec["kind"], aligned, spec)

@@ -23,8 +23,16 @@ def _aligned_paths(shard_tables) -> dict[str, str]:
     return dict(zip(aligned["image_id"].astype(str), aligned["aligned_path"], strict=True))
 
 
+def fraction_means(means: pd.DataFrame) -> pd.DataFrame:
+    """The group means of covariates that are fractions: a measured covariate (e.g. paper_cache's yaw in
+    degrees) with a mean outside [0, 1] would stretch the figure's 0-1 axis; the love plot shows it."""
+    outside = means.loc[(means["mean"] < 0) | (means["mean"] > 1), "covariate"].unique()
+    return means[~means["covariate"].isin(outside)] if len(outside) else means
+
+
 def covariate_means_job(inp, out, params) -> None:
-    data = figures.covariate_means(read_parquet(inp.means), out.pdf, out.png, treatment=params.treatment)
+    data = figures.covariate_means(fraction_means(read_parquet(inp.means)), out.pdf, out.png,
+                                   treatment=params.treatment)
     write_parquet(data, out.data)
 
 
@@ -105,17 +113,36 @@ def outcomes_job(inp, out, params=None) -> None:
     write_parquet(figures.outcomes_forest(read_parquet(inp.outcomes), out.pdf, out.png), out.data)
 
 
+def released_matrices(index_path: str, matrices: dict | None) -> dict | None:
+    """name -> (ids, memory-mapped DistanceMatrix) of the released matrices (source paper_cache), or None."""
+    if not matrices:
+        return None
+    from ganmatch.analysis.matrices import DistanceMatrix, open_matrix
+
+    index = read_parquet(index_path, columns=["image_id", "matrix_row"])
+    ids = index["image_id"].to_numpy(str)
+    rows = index["matrix_row"].to_numpy()
+    return {name: (ids, DistanceMatrix(open_matrix(path), rows, name=name, path=path))
+            for name, path in matrices.items()}
+
+
 def paper_comparison_job(inp, out, params) -> None:
     """This run next to the paper's reported numbers (or the demo's planted truth): covariate means and nearest
     neighbours of the compared method."""
     from ganmatch.report import paper_comparison
     from ganmatch.stages.matching import load_embeddings
 
+    attributes = read_parquet(inp.attributes, columns=["image_id", *params.covariates])
+    means = read_parquet(inp.means)
+    # the figure compares fractions: measured covariates (e.g. paper_cache's yaw, quality) stay out of it
+    measured = [c for c in params.covariates if not set(pd.unique(attributes[c].dropna())) <= {0, 1}]
+    means = means[~means["covariate"].isin(measured)] if measured else means
     means, nn = paper_comparison.comparison_tables(
-        read_parquet(inp.means), inp.reference, params.method, params.spec, read_named_parquets(inp.neighbours),
+        means, inp.reference, params.method, params.spec, read_named_parquets(inp.neighbours),
         load_embeddings(inp.embeddings), read_parquet(inp.index).set_index("image_id")["identity"],
-        read_parquet(inp.attributes, columns=["image_id", *params.covariates]), params.k, out.pdf, out.png,
+        attributes, params.k, out.pdf, out.png,
         params.treatment, paper_path=inp.paper,
+        matrices=released_matrices(inp.index, getattr(params, "matrices", None)),
     )
     write_parquet(means, out.data)
     figures.write_csv(nn, out.nn)

@@ -21,7 +21,8 @@ def image_index(source: str, treatment: str, covariates: list[str], shard_size: 
     CelebA-HQ; and the files the index leaves out with their reasons (a folder's unsupported files, e.g. an
     animated GIF, and duplicate photos under `folder.duplicates: drop`).
 
-    `spec` is what defines the index of the source: {} (demo), {folder, allow_unmatched} or {celeba_hq, seed}.
+    `spec` is what defines the index of the source: {} (demo), {folder, allow_unmatched}, {celeba_hq, seed} or
+    {paper_cache, seed} (the reference study's released annotations: one row per released matrix row).
     Errors name the user's own file (the labels CSV or the folder), never the derived index.
     """
     rejected = pd.DataFrame(columns=REJECTED_COLUMNS)
@@ -43,6 +44,16 @@ def image_index(source: str, treatment: str, covariates: list[str], shard_size: 
         for row in unsupported.itertuples():
             log.warning("photo folder: %s is left out: %s", row.file, row.reason)
         rejected = pd.concat([df for df in (copies, unsupported) if len(df)] or [rejected], ignore_index=True)
+    elif source == "paper_cache":
+        from ganmatch.data import paper_cache
+
+        cfg = spec["paper_cache"]
+        where = cfg["annotations"]
+        index = paper_cache.paper_index(paper_cache.read_annotations(where), treatment,
+                                        cfg["treatment_column"], covariates, cfg["test_fraction"],
+                                        spec["seed"], where=where)
+        dataset.check_index(index, treatment, covariates, source=where, numeric=cfg["metrics"])
+        return dataset.assign_shards(index, shard_size), rejected[REJECTED_COLUMNS].astype(str)
     else:
         from ganmatch.data.celeba import celeba_hq_index
 

@@ -24,9 +24,11 @@ def load_embeddings(files: list[str]) -> dict[str, tuple[np.ndarray, np.ndarray]
 
 
 def run_method(name: str, spec: dict, index: pd.DataFrame, attributes: pd.DataFrame, embedding_files: list[str],
-               treatment: str, seed: int = 0) -> MatchResult:
-    """Restrict to images present in every embedding and the attributes table, then call `match`."""
-    embeddings = load_embeddings(embedding_files)
+               treatment: str, seed: int = 0, matrices: dict[str, str] | None = None) -> MatchResult:
+    """Restrict to images present in every embedding and the attributes table, then call `match`. `matrices`
+    (embedding name -> released distance matrix, source paper_cache) are memory-mapped, never loaded."""
+    matrices = matrices or {}
+    embeddings = load_embeddings([f for f in map(str, embedding_files) if f not in set(matrices.values())])
     ids = attributes["image_id"].to_numpy(str)
     if spec["method"] == "greedy_constrained":
         check_constrained_inputs(name, spec, index, embeddings, ids)
@@ -39,6 +41,13 @@ def run_method(name: str, spec: dict, index: pd.DataFrame, attributes: pd.DataFr
     for emb, (emb_ids, X) in embeddings.items():
         pos = pd.Series(np.arange(len(emb_ids)), index=emb_ids).loc[ids].to_numpy()
         aligned[emb] = np.asarray(X[pos], np.float32)
+    if matrices:
+        from ganmatch.analysis.matrices import DistanceMatrix, open_matrix
+
+        rows_of = index.astype({"image_id": str}).set_index("image_id")["matrix_row"].loc[ids]
+        rows_of = rows_of.to_numpy(np.int64)
+        for emb, path in matrices.items():
+            aligned[emb] = DistanceMatrix(open_matrix(path), rows_of, name=emb, path=path)
     data = MatchData(
         ids=ids, treated=rows[treatment].to_numpy(int), embeddings=aligned,
         identity=rows["identity"].astype(str).to_numpy(),
@@ -87,7 +96,8 @@ def match_groups_job(inp, out, params, method: str) -> None:
     """The match_groups rule: one configured method's pairs and units tables."""
     result = run_method(name=method, spec=params.spec, index=read_parquet(inp.index),
                         attributes=read_parquet(inp.attributes), embedding_files=inp.embeddings,
-                        treatment=params.treatment, seed=params.seed)
+                        treatment=params.treatment, seed=params.seed,
+                        matrices=getattr(params, "matrices", None))
     log.info("%s: %s", method, result.info)
     write_parquet(result.pairs, out.pairs)
     write_parquet(result.units, out.units)
