@@ -357,8 +357,11 @@ def fairface_inputs(wildcards):
 def paper_comparison_inputs(wildcards):
     ref = config["paper_comparison"]["reference"]
     spec = PLAN.methods[PLAN.paper_comparison_method]
-    used = [e for e in (spec.get("embedding"), spec.get("constraint_embedding"))
-            if e in PLAN.embeddings and e not in matrix_embeddings()]
+    used = [
+        e
+        for e in (spec.get("embedding"), spec.get("constraint_embedding"))
+        if e in PLAN.embeddings and e not in matrix_embeddings()
+    ]
     return {
         "means": f"{RES}/balance/group_means.parquet",
         "reference": ref

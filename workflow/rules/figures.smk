@@ -196,12 +196,15 @@ rule figure_paper_comparison:
     conda:
         "../../envs/core.yaml"
     params:
+        **(
+            {"matrices": method_matrices(PLAN.paper_comparison_method)}
+            if config["source"] == "paper_cache"
+            else {}
+        ),
         method=PLAN.paper_comparison_method,
         spec=PLAN.methods[PLAN.paper_comparison_method],
         k=config["distances"]["k"],
         treatment=config["treatment"],
         covariates=config["covariates"],
-        **({"matrices": method_matrices(PLAN.paper_comparison_method)}
-           if config["source"] == "paper_cache" else {}),
     script:
         f"{SCRIPTS}/figure_paper_comparison.py"

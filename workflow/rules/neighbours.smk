@@ -5,9 +5,9 @@ rule compute_neighbours:
     """Blockwise exact kNN in float32 (bounded memory) for one embedding."""
     input:
         unpack(treatment_inputs),
+        **({"verified": PAPER_VERIFIED} if config["source"] == "paper_cache" else {}),
         index=f"{RES}/images.parquet",
         embedding=lambda wildcards: embedding_files(wildcards.embedding),
-        **({"verified": PAPER_VERIFIED} if config["source"] == "paper_cache" else {}),
     output:
         f"{RES}/neighbours/{{embedding}}.parquet",
     log:
@@ -16,11 +16,14 @@ rule compute_neighbours:
         "../../envs/core.yaml"
     threads: 2
     params:
+        **(
+            {"matrix": lambda wildcards: matrix_embeddings().get(wildcards.embedding)}
+            if config["source"] == "paper_cache"
+            else {}
+        ),
         distances=config["distances"],
         metric=lambda wildcards: PLAN.knn_metric[wildcards.embedding],
         treatment=config["treatment"],
         # source paper_cache: a released matrix is read by memory map instead of an embedding
-        **({"matrix": lambda wildcards: matrix_embeddings().get(wildcards.embedding)}
-           if config["source"] == "paper_cache" else {}),
     script:
         f"{SCRIPTS}/compute_neighbours.py"

@@ -4,18 +4,19 @@ if config["source"] == "paper_cache":
 
     rule verify_paper_cache:
         """Checksums of every released file this run reads, whether a download rule fetched it or it was
-        placed by hand: the configured sha256/md5, else the sha256 recorded in downloads.lock on first use."""
+        placed by hand: the configured sha256/md5, else the sha256 recorded in downloads.lock on first use.
+        """
         input:
             [e["path"] for e in paper_cache_entries().values()],
         output:
             PAPER_VERIFIED,
-        params:
-            entries=paper_cache_entries(),
-            lock=config["downloads"]["lock"],
         log:
             f"{LOGS}/download/paper_cache_verify.log",
         conda:
             "../../envs/core.yaml"
+        params:
+            entries=paper_cache_entries(),
+            lock=config["downloads"]["lock"],
         script:
             f"{SCRIPTS}/verify_paper_cache.py"
 
@@ -30,14 +31,15 @@ if config["source"] == "paper_cache":
             pairs=f"{RES}/paper_matches/pairs.parquet",
             summary=f"{RES}/paper_matches/summary.parquet",
             markdown=f"{RES}/paper_matches/summary.md",
-            csv=report(f"{RES}/paper_matches/summary.csv", caption="../report/paper_matches.rst",
-                       category="Matches"),
-        params:
-            methods=list(config["paper_cache"]["released"]),
-            treatment=config["treatment"],
+            csv=report(
+                f"{RES}/paper_matches/summary.csv", caption="../report/paper_matches.rst", category="Matches"
+            ),
         log:
             f"{LOGS}/paper_matches.log",
         conda:
             "../../envs/core.yaml"
+        params:
+            methods=list(config["paper_cache"]["released"]),
+            treatment=config["treatment"],
         script:
             f"{SCRIPTS}/compare_paper_matches.py"
