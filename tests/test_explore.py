@@ -21,7 +21,7 @@ from ganmatch.explore.editor import MAX_BATCH, MAX_STRENGTH
 from ganmatch.explore.pairs import PairQuery, filter_pairs, page_of
 from ganmatch.explore.results import image_paths, inside
 from ganmatch.explore.server import build_app, check_host, make_server
-from ganmatch.explore.synthetic import write_synthetic_run
+from explore_synthetic import write_synthetic_run
 
 HOST = {"Host": "127.0.0.1:8050"}
 

@@ -26,7 +26,7 @@ from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
 from ganmatch.explore.server import build_app, make_server  # noqa: E402
-from ganmatch.explore.synthetic import write_synthetic_run  # noqa: E402
+from explore_synthetic import write_synthetic_run  # noqa: E402
 
 CHROMIUM_FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",

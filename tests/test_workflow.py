@@ -179,7 +179,7 @@ def test_explorer_serves_every_page_of_the_run(demo_run, tmp_path):
     import shutil
 
     from ganmatch.explore.server import build_app
-    from ganmatch.explore.synthetic import write_directions
+    from explore_synthetic import write_directions
 
     work, _, _ = demo_run
     copy = tmp_path / "results" / "demo"
