@@ -1,5 +1,6 @@
 """Test fixture (not part of the package): a synthetic results folder of any size that keeps the pipeline's
-data contracts (docs/architecture.md), and edit directions for a run that lacks them: what the explorer's tests and benchmark run on.
+data contracts (docs/architecture.md), and edit directions for a run that lacks them: what the explorer's
+tests and benchmark run on.
 
 `write_synthetic_run` writes `<root>/results/<dataset>/` and the demo-sized generator at
 `<root>/resources/<dataset>/generator.pt`: latents drawn through the generator's mapping, covariates and a

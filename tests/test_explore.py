@@ -74,12 +74,12 @@ def test_balance_page_per_method_has_love_plot_threshold_and_sortable_table(clie
         html = get(client, f"/balance?method={method}").get_data(as_text=True)
         assert '<svg id="love-plot"' in html and "threshold 0.1" in html
         for cov in ("young", "smiling", "eyeglasses"):
-            assert f"<td class=\"\">{cov}</td>" in html
+            assert f"f_{cov}=differ\">{cov}</a></td>" in html
     long = pd.read_parquet(run_dir / "balance" / "constrained.parquet")
     smd = long[(long["stat"] == "smd") & (long["sample"] == "matched")].set_index("covariate")["value"]
     html = get(client, "/balance?method=constrained&sort=abs_smd_after&order=desc").get_data(as_text=True)
-    shown = [c for c in ("young", "smiling", "eyeglasses") if f"<td class=\"\">{c}</td>" in html]
-    order = sorted(shown, key=lambda c: html.index(f"<td class=\"\">{c}</td>"))
+    shown = [c for c in ("young", "smiling", "eyeglasses") if f"f_{c}=differ\">{c}</a></td>" in html]
+    order = sorted(shown, key=lambda c: html.index(f"f_{c}=differ\">{c}</a></td>"))
     assert order == list(smd.abs().sort_values(ascending=False).index)
     get(client, "/balance?method=nope", 400)
     get(client, "/balance?method=constrained&sort=__class__", 400)

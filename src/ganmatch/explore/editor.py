@@ -3,8 +3,9 @@
 Directions come from `edits/directions.parquet` + `edits/directions.npy` (one unit W direction per row, plain or
 conditional). A slider value is a strength in standard deviations of the run's latents along that direction
 (the SD of w . d over the projected images), so +1 moves a face as far as one SD of the data, whatever the
-direction's norm. W+ latents move the same amount in every layer. Rendering is serialised by one lock and
-batches are capped, so a burst of slider moves cannot pile up generator work.
+direction's norm. W+ latents move the same amount in every layer. Rendering is serialised by one lock, batches
+are capped, and the app runs renders on its bounded render queue (`renderqueue`), so a burst of slider moves
+cannot pile up generator work or hold the page threads.
 """
 
 from __future__ import annotations
@@ -76,6 +77,7 @@ class Editor:
         self.generator = generator
         self.directions = directions
         self.lock = threading.Lock()
+        self.cache_lock = threading.RLock()
         self.cache: OrderedDict = OrderedDict()
         self.sd, self.mean = self._score_stats()
 
@@ -121,6 +123,16 @@ class Editor:
         x = self._w(w[None])[0]
         return {d: float((x @ v - self.mean[d]) / self.sd[d]) for d, v in self.directions.vectors.items()} if self.sd else {}
 
+    @staticmethod
+    def _key(latents: np.ndarray) -> bytes:
+        return latents.tobytes() + str(latents.shape).encode()
+
+    def cached(self, latents: np.ndarray) -> bytes | None:
+        """The PNG of `latents` if it was rendered recently (answered without queueing a render)."""
+        latents = np.ascontiguousarray(latents, np.float32)
+        with self.cache_lock:
+            return self.cache.get(self._key(latents))
+
     def render(self, latents: np.ndarray) -> bytes:
         """One PNG of the latents' images side by side (at most MAX_BATCH), memoised by latent bytes."""
         from PIL import Image
@@ -130,18 +142,20 @@ class Editor:
         latents = np.ascontiguousarray(latents, np.float32)
         if not 1 <= len(latents) <= MAX_BATCH:
             raise ValueError(f"render takes 1 to {MAX_BATCH} latents, got {len(latents)}")
-        key = latents.tobytes() + str(latents.shape).encode()
+        key = self._key(latents)
         with self.lock:
-            if key in self.cache:
-                self.cache.move_to_end(key)
-                return self.cache[key]
+            with self.cache_lock:
+                if key in self.cache:
+                    self.cache.move_to_end(key)
+                    return self.cache[key]
             images = render(self.generator, latents, batch_size=MAX_BATCH)
             buf = io.BytesIO()
             Image.fromarray(np.concatenate(list(images), axis=1)).save(buf, format="PNG")
             png = buf.getvalue()
-            self.cache[key] = png
-            if len(self.cache) > CACHE_SIZE:
-                self.cache.popitem(last=False)
+            with self.cache_lock:
+                self.cache[key] = png
+                if len(self.cache) > CACHE_SIZE:
+                    self.cache.popitem(last=False)
         return png
 
 
