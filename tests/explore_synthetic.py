@@ -77,7 +77,6 @@ def write_synthetic_run(root: str | Path, dataset: str = "synthetic", n_images: 
     from ganmatch.data.demo import render as render_latents
     from ganmatch.gan.weights import save_generator
     from ganmatch.matching import matched_weights
-    from ganmatch.stages.balance import method_balance
 
     root = Path(root)
     res = root / "results" / dataset
@@ -148,12 +147,10 @@ def write_synthetic_run(root: str | Path, dataset: str = "synthetic", n_images: 
             pairs["control_logit"] = pairs["treated_logit"] + 0.01 * rng.standard_normal(len(t))
         write_parquet(pairs, res / "matches" / f"{name}.parquet")
         units = pd.DataFrame({"image_id": ids, "weight": matched_weights(ids, pairs)})
-        write_parquet(units, res / "matches" / "units" / f"{name}.parquet")
-        bal = method_balance(index, attributes, units, TREATMENT, COVARIATES, 0.1, name)
-        for key, suffix in (("table", ""), ("means", "_means"), ("sizes", "_sizes")):
-            write_parquet(bal[key], res / "balance" / f"{name}{suffix}.parquet")
-        write_text(bal["text"], res / "balance" / f"{name}.txt")
-        tables.append(bal["table"])
+        units_and_balance(res, index, attributes, name, pairs, units, tables)
+    pairs, units = full_matching(rng, ids, treated, control, n_pairs)
+    units_and_balance(res, index, attributes, "propensity_full", pairs, units, tables)
+    write_parquet(pairs, res / "matches" / "propensity_full.parquet")
     summary = pd.concat(tables, ignore_index=True)
     write_parquet(summary, res / "balance" / "summary.parquet")
     if figures:
@@ -163,6 +160,44 @@ def write_synthetic_run(root: str | Path, dataset: str = "synthetic", n_images: 
                       res / "figures" / "love_plot.parquet")
     write_directions(res)
     return res
+
+
+def units_and_balance(res: Path, index, attributes, name: str, pairs, units, tables: list) -> None:
+    """matches/units/<name>.parquet and the method's balance tables, from the real balance code."""
+    from ganmatch.stages.balance import method_balance
+
+    write_parquet(units, res / "matches" / "units" / f"{name}.parquet")
+    bal = method_balance(index, attributes, units, TREATMENT, COVARIATES, 0.1, name)
+    for key, suffix in (("table", ""), ("means", "_means"), ("sizes", "_sizes")):
+        write_parquet(bal[key], res / "balance" / f"{name}{suffix}.parquet")
+    write_text(bal["text"], res / "balance" / f"{name}.txt")
+    tables.append(bal["table"])
+
+
+def full_matching(rng, ids, treated, control, n_pairs: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A full matching's output in the matching stage's format: subclasses of a few treated and several controls,
+    a row per treated-control link in a subclass, each control weighted by its subclass's treated/control ratio
+    (`n_pairs // 3` treated, twice as many controls, in four subclasses; 2 controls of each treated's 1 in the
+    first)."""
+    n_t = max(4, n_pairs // 3)
+    t = rng.choice(treated, n_t, replace=False)
+    c = rng.choice(control, 2 * n_t, replace=False)
+    sub_t, sub_c = np.arange(n_t) % 4, np.arange(2 * n_t) % 4
+    logit = rng.standard_normal(4)
+    rows = []
+    for k in range(4):
+        tk, ck = t[sub_t == k], c[sub_c == k]
+        for i in tk:
+            for j in ck:
+                rows.append({"treated_id": ids[i], "control_id": ids[j], "distance": 0.0,
+                             "weight": len(tk) / len(ck), "subclass": k, "method": "propensity_full",
+                             "embedding": "", "treated_logit": logit[k], "control_logit": logit[k]})
+    pairs = pd.DataFrame(rows)
+    w = np.zeros(len(ids))
+    w[t] = 1.0
+    for k in range(4):
+        w[c[sub_c == k]] = (sub_t == k).sum() / (sub_c == k).sum()
+    return pairs, pd.DataFrame({"image_id": ids, "weight": w})
 
 
 def write_directions(results: str | Path, conditional: dict[str, list[str]] | None = None, seed: int = 0) -> Path:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import shutil
 import threading
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from ganmatch.errors import InputDataError
 from ganmatch.explore import create_app, load_editor, load_run
 from ganmatch.explore.editor import MAX_BATCH, MAX_STRENGTH
 from ganmatch.explore.pairs import PairQuery, filter_pairs, page_of
+from ganmatch.explore.renderqueue import Busy, RenderQueue
 from ganmatch.explore.results import image_paths, inside
 from ganmatch.explore.server import build_app, check_host, make_server
 from explore_synthetic import write_synthetic_run
@@ -57,7 +59,7 @@ def test_overview_shows_counts_per_stage_rejected_images_methods_and_figures(cli
     assert n_rejected > 0
     assert f"<td>alignment</td><td class=\"num\">150</td><td class=\"num\">{150 - n_rejected}</td>" in html
     assert "Rejected images (" in html and "no face found" in html
-    for name in ("gan_greedy", "constrained", "propensity"):
+    for name in ("gan_greedy", "constrained", "propensity", "propensity_full"):
         assert f'href="/pairs?method={name}"' in html and f'href="/balance?method={name}"' in html
     assert "Treatment <b>male</b>" in html
 
@@ -257,7 +259,9 @@ def test_every_route_answers(client):
     routes = {r.rule for r in app.url_map.iter_rules()}
     assert routes == {"/", "/balance", "/pairs", "/editor", "/image/<path:image_id>", "/figure/<name>.png",
                       "/api/render", "/api/scores", "/api/interpolate", "/api/strip", "/favicon.ico",
-                      "/static/<path:filename>"}
+                      "/static/<path:filename>", "/pair", "/view", "/unit", "/distances",
+                      "/original/<path:image_id>", "/api/flag", "/export/pairs.<any(csv, parquet):fmt>",
+                      "/export/balance.<any(csv, parquet):fmt>", "/export/flags.<any(csv, parquet):fmt>"}
     for url in ("/favicon.ico", "/static/explore.js", "/static/explore.css"):
         get(client, url)
     get(client, "/nope", 404)
@@ -349,3 +353,178 @@ def test_w_plus_latents_edit_every_layer(run_dir, tmp_path):
         assert plus.render(plus.edited("img00000", edits)[None]) == flat.render(flat.edited("img00000", edits)[None])
     assert plus.scores(plus.edited("img00000", {"male": 2.0}))["male"] == pytest.approx(
         flat.scores(flat.edited("img00000", {"male": 2.0}))["male"], abs=1e-4)
+
+
+# ---------------------------------------------------------------- issue 30: bugs
+
+
+def copy_run(run_dir: Path, tmp_path: Path) -> Path:
+    """A copy of the synthetic run (and its generator) to break or extend."""
+    root = tmp_path / "proj"
+    shutil.copytree(run_dir, root / "results" / "synthetic")
+    shutil.copytree(run_dir.parents[1] / "resources", root / "resources")
+    return root / "results" / "synthetic"
+
+
+def test_ipv6_loopback_host_header_is_trusted(run_dir):
+    """`--host ::1` sends Host: [::1]:port, which must pass the rebinding guard (and others still fail)."""
+    c = create_app(load_run(run_dir)).test_client()
+    assert c.get("/", headers={"Host": "[::1]:8050"}).status_code == 200
+    assert c.get("/", headers={"Host": "[::1]"}).status_code == 200
+    assert c.get("/", headers={"Host": "localhost:8050"}).status_code == 200
+    for bad in ("[::2]:8050", "attacker.example", "attacker.example:8050", "[::1].attacker.example"):
+        assert c.get("/", headers={"Host": bad}).status_code == 400, bad
+
+
+def test_a_truncated_embedding_is_named_not_a_traceback(run_dir, tmp_path, capsys):
+    copy = copy_run(run_dir, tmp_path)
+    npy = copy / "embeddings" / "gan.npy"
+    npy.write_bytes(npy.read_bytes()[: npy.stat().st_size // 2])
+    with pytest.raises(InputDataError, match=r"embeddings/gan\.npy.*truncated"):
+        load_run(copy)
+    assert main(["explore", str(copy), "--port", "0"]) == 2
+    assert "gan.npy" in capsys.readouterr().err
+
+
+def test_a_port_out_of_range_is_refused(tmp_path, capsys):
+    assert main(["explore", str(tmp_path / "nope"), "--port", "99999"]) == 2
+    assert "--port 99999" in capsys.readouterr().err
+    assert main(["explore", str(tmp_path / "nope"), "--port", "-1"]) == 2
+    assert "--port -1" in capsys.readouterr().err
+
+
+def test_a_missing_aligned_png_gets_the_no_image_placeholder(run_dir, tmp_path):
+    copy = copy_run(run_dir, tmp_path)
+    c = create_app(load_run(copy)).test_client()  # loaded first: the file goes missing while the app runs
+    gone = load_run(copy).methods["gan_greedy"].pairs["treated_id"][0]
+    next(copy.glob(f"aligned/shard_*/{gone}.png")).unlink()
+    html = get(c, "/pairs?method=gan_greedy").get_data(as_text=True)
+    assert f'src="/image/{gone}"' not in html
+    row = html[html.index(f"<code>{gone}</code>") - 600: html.index(f"<code>{gone}</code>")]
+    assert '<div class="noimage">no image</div>' in row
+    assert f'src="/image/{gone}"' not in get(c, f"/pair?method=gan_greedy&pair=1").get_data(as_text=True)
+
+
+def test_a_filter_the_method_cannot_apply_is_a_clear_error(client):
+    for q, words in (("gap_min=0.1", "gap_min"), ("gap_max=1", "gap_max"), ("penalised=yes", "penalised")):
+        text = get(client, f"/pairs?method=gan_greedy&{q}", 400).get_data(as_text=True)
+        assert words in text and "gan_greedy" in text and "reference gap" in text or "penalised flags" in text
+        get(client, f"/export/pairs.csv?method=gan_greedy&{q}", 400)
+    get(client, "/pairs?method=constrained&gap_min=0.1")
+
+
+def test_balance_table_headers_are_one_vocabulary_and_the_love_plot_label_fits(client):
+    html = get(client, "/balance?method=constrained").get_data(as_text=True)
+    head = html[html.index('<table class="data sortable compact" id="balance-table">'): html.index("</thead>")]
+    for word in ("standardised mean difference", "KS statistic", "treated mean", "control mean"):
+        assert word in head
+    for old in ("|mean diff.|", "smd", "ks max", "abs "):
+        assert f">{old}" not in head
+    svg = html[html.index('<svg id="love-plot"'): html.index("</svg>")]
+    height = float(svg.split('height="', 1)[1].split('"', 1)[0])
+    label_y = max(float(t.split('y="', 1)[1].split('"', 1)[0]) for t in svg.split('class="axis-label"')[1:])
+    assert label_y + 4 <= height  # descenders of the axis label inside the SVG (a 12 px font's run below the baseline)
+
+
+def test_an_empty_filter_result_says_so(client):
+    html = get(client, "/pairs?method=constrained&dist_max=0").get_data(as_text=True)
+    assert 'id="no-pairs"' in html and "passes these filters" in html and 'id="pairs-table"' not in html
+
+
+def test_large_faces_scale_smoothly_and_small_ones_crisply(run_dir, tmp_path):
+    html = get(create_app(load_run(run_dir)).test_client(), "/pairs?method=gan_greedy").get_data(as_text=True)
+    assert '<body class="faces-small">' in html
+    copy = copy_run(run_dir, tmp_path)
+    for png_path in copy.glob("aligned/shard_*/*.png"):
+        Image.open(png_path).resize((256, 256)).save(png_path)
+    run = load_run(copy)
+    assert run.face_size == 256
+    html = get(create_app(run).test_client(), "/pairs?method=gan_greedy").get_data(as_text=True)
+    assert '<body class="faces-large">' in html
+    css = get(create_app(run).test_client(), "/static/explore.css").get_data(as_text=True)
+    pixelated = [rule for rule in css.split("}") if "pixelated" in rule]
+    assert pixelated and all("faces-small" in rule and "faces-large" not in rule for rule in pixelated)
+
+
+# ---------------------------------------------------------------- issue 30: weighted methods
+
+
+def test_full_matching_is_counted_as_treated_controls_and_subclasses(client, run_dir):
+    pairs = pd.read_parquet(run_dir / "matches" / "propensity_full.parquet")
+    units = pd.read_parquet(run_dir / "matches" / "units" / "propensity_full.parquet")
+    n_t, n_c, n_s = pairs["treated_id"].nunique(), pairs["control_id"].nunique(), pairs["subclass"].nunique()
+    assert len(pairs) > n_t  # the rows are links, not pairs
+    counts = f"{n_t} treated and {n_c} controls in {n_s} subclasses, weighted"
+    html = get(client, "/").get_data(as_text=True)
+    assert counts in html and f"{len(pairs)} pairs" not in html
+    kept = int((units["weight"] > 0).sum())
+    assert kept == n_t + n_c
+    assert (f"<td>matching &#39;propensity_full&#39;</td><td class=\"num\">{len(units)}</td>"
+            f"<td class=\"num\">{kept}</td>" in html)
+    one = pd.read_parquet(run_dir / "matches" / "gan_greedy.parquet")
+    assert f"<td class=\"counts\">{len(one)} pairs</td>" in html
+    html = get(client, "/pairs?method=propensity_full&per_page=100").get_data(as_text=True)
+    assert f"propensity_full ({counts})" in html  # the method picker
+    assert f"{len(pairs)} of {len(pairs)} rows" in html and counts in html
+    assert "distance = |difference in propensity logit|" in html and "the method</code>" not in html
+    for k, g in pairs.groupby("subclass"):
+        head = f"subclass {k}: {g['treated_id'].nunique()} treated, {g['control_id'].nunique()} controls"
+        assert html.count(head) == 1
+    assert html.count("<dt>weight</dt>") == len(pairs) and "<dt>subclass</dt>" in html
+    html = get(client, "/balance?method=propensity_full").get_data(as_text=True)
+    assert counts in html
+
+
+# ---------------------------------------------------------------- issue 30: renders never block pages
+
+
+def test_pages_answer_while_the_render_queue_is_full(run_dir):
+    """Renders wait on their own bounded queue: with it full, a render is a 503 'busy' at once and pages (and
+    renders already cached) still answer on the page threads."""
+    app = build_app(str(run_dir), log=lambda m: None, render_queue=2)
+    queue = app.extensions["ganmatch"].renders
+    server = make_server(app, "127.0.0.1", 0, threads=1)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{server.effective_port}"
+    release = threading.Event()
+    try:
+        with urllib.request.urlopen(f"{base}/api/render?image=img00000", timeout=60) as resp:  # cached now
+            assert resp.status == 200
+        queue.submit(lambda: release.wait(120))  # the render thread is busy
+        waiting = threading.Thread(target=lambda: urllib.request.urlopen(
+            f"{base}/api/render?image=img00001&edit=male:1.5", timeout=120).read(), daemon=True)
+        waiting.start()  # a render request waiting in the queue on a server thread of its own
+        for _ in range(600):
+            if queue.slots._value == 0:
+                break
+            release.wait(0.05)
+        assert queue.slots._value == 0, "the queue did not fill"
+        with pytest.raises(urllib.error.HTTPError) as busy:
+            urllib.request.urlopen(f"{base}/api/render?image=img00002&edit=male:2", timeout=60)
+        assert busy.value.code == 503 and busy.value.headers["Retry-After"] == "2"
+        assert b"busy" in busy.value.read()
+        for page in ("/balance?method=constrained", "/pairs?method=gan_greedy", "/", "/api/render?image=img00000"):
+            with urllib.request.urlopen(base + page, timeout=60) as resp:
+                assert resp.status == 200, page
+    finally:
+        release.set()
+        waiting.join(60) if "waiting" in locals() else None
+        server.close()
+        thread.join(10)
+    with pytest.raises(ValueError):
+        RenderQueue(0)
+
+
+def test_the_render_queue_runs_jobs_in_order_and_returns_their_errors():
+    q = RenderQueue(3)
+    assert [q.call(lambda i=i: i * i) for i in range(4)] == [0, 1, 4, 9]
+    with pytest.raises(ZeroDivisionError):
+        q.call(lambda: 1 / 0)
+    gate = threading.Event()
+    futures = [q.submit(lambda: gate.wait(60)) for _ in range(3)]
+    with pytest.raises(Busy):
+        q.submit(lambda: None)
+    gate.set()
+    assert all(f.result(60) for f in futures)
+    assert q.call(lambda: "free again") == "free again"

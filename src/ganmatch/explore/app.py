@@ -11,6 +11,7 @@ joined onto a file-system path.
 from __future__ import annotations
 
 import math
+import re
 import secrets
 
 import numpy as np
@@ -29,6 +30,8 @@ MAX_QUERY = 2048            # bytes of query string a request may carry
 LOOPBACK_HOSTS = ["127.0.0.1", "localhost", "[::1]", "::1"]
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
        "form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
+HOST_RE = re.compile(r"(?:\[([0-9a-f:.]+)\]|([a-z0-9.-]+))(?::\d{1,5})?")
+BARE_IPV6_RE = re.compile(r"[0-9a-f:.]*:[0-9a-f:.]*")
 PLAIN_PREFIXES = ("/api/", "/image/", "/original/", "/figure/", "/static/", "/export/")
 
 
@@ -84,13 +87,13 @@ def create_app(run: Run, editor: Editor | None = None, editor_note: str = "",
 
 
 def host_name(host: str) -> str:
-    """The name of a Host header or a trusted-host entry, port dropped, IPv6 without brackets: '[::1]:80' -> '::1'."""
+    """The name in a Host header or a trusted-host entry, port dropped, IPv6 without brackets ('[::1]:80' ->
+    '::1'); '' for anything that is not a plain name, address or [IPv6] with an optional port."""
     host = host.strip().lower()
-    if host.startswith("["):
-        return host[1:].partition("]")[0]
-    if host.count(":") == 1:
-        return host.partition(":")[0]
-    return host  # a bare IPv6 address (a trusted-host entry such as "::1")
+    m = HOST_RE.fullmatch(host)
+    if m:
+        return m.group(1) or m.group(2)
+    return host if BARE_IPV6_RE.fullmatch(host) else ""  # a trusted-host entry such as "::1"
 
 
 def has_image(run: Run, image_id) -> bool:
