@@ -528,3 +528,163 @@ def test_the_render_queue_runs_jobs_in_order_and_returns_their_errors():
     gate.set()
     assert all(f.result(60) for f in futures)
     assert q.call(lambda: "free again") == "free again"
+
+
+# ---------------------------------------------------------------- issue 30: features
+
+
+def test_a_pair_opens_at_full_size_with_photo_crop_and_reconstruction(run_dir, tmp_path):
+    copy = copy_run(run_dir, tmp_path)
+    pairs = load_run(copy).methods["constrained"].pairs
+    t, c = pairs["treated_id"][1], pairs["control_id"][1]
+    photo = copy.parents[1] / "resources" / "synthetic" / "images" / f"{t}.png"
+    photo.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (40, 50), (200, 10, 10)).save(photo)
+    Image.new("RGB", (8, 8)).save(tmp_path / "outside.png")
+    (photo.parent / f"{c}.png").symlink_to(tmp_path / "outside.png")  # a link out of the project is not served
+    cl = create_app(*load_editor_run(copy)).test_client()
+    html = get(cl, "/pairs?method=constrained").get_data(as_text=True)
+    assert 'href="/pair?method=constrained&amp;pair=2"' in html  # every face opens its pair
+    html = get(cl, "/pair?method=constrained&pair=2").get_data(as_text=True)
+    for i in (t, c):
+        assert f'src="/image/{i}"' in html and f'src="/api/render?image={i}"' in html
+    assert f'src="/original/{t}"' in html and f'src="/original/{c}"' not in html and "no original photo" in html
+    assert get(cl, f"/original/{t}").data == photo.read_bytes()
+    get(cl, f"/original/{c}", 404)
+    get(cl, "/original/nope", 404)
+    assert png(get(cl, f"/api/render?image={t}")).shape == (32, 32, 3)
+    html = get(cl, f"/view?image={t}").get_data(as_text=True)
+    assert f'src="/original/{t}"' in html and "male" in html
+    get(cl, "/view?image=nope", 404)
+    get(cl, "/pair?method=constrained&pair=999", 400)
+
+
+def load_editor_run(copy: Path):
+    run = load_run(copy)
+    editor, note = load_editor(run, copy.parents[1] / "resources" / "synthetic" / "generator.pt")
+    return run, editor, note
+
+
+def test_a_balance_row_links_to_the_pairs_that_differ_on_it(client, run_dir):
+    run = load_run(run_dir)
+    pairs = run.methods["gan_greedy"].pairs
+    html = get(client, "/balance?method=gan_greedy").get_data(as_text=True)
+    for cov in ("young", "smiling", "eyeglasses"):
+        n = int((pairs[f"t_{cov}"] != pairs[f"c_{cov}"]).sum())
+        assert f'href="/pairs?method=gan_greedy&amp;f_{cov}=differ">{cov}</a></td>' in html
+        row = html[html.index(f"f_{cov}=differ"):]
+        assert row.index(f'<td class="num">{n}</td>') < row.index("</tr>")  # its mismatch count
+        page = get(client, f"/pairs?method=gan_greedy&f_{cov}=differ&per_page=100").get_data(as_text=True)
+        assert f"{n} of {len(pairs)} pairs" in page and f"({n} differ)" in page
+
+
+def test_pairs_filter_by_same_person_and_search_an_image(client, run_dir):
+    run = load_run(run_dir)
+    pairs = run.methods["constrained"].pairs
+    ident = run.index.set_index("image_id")["identity"]
+    same = (ident.reindex(pairs["treated_id"]).to_numpy() == ident.reindex(pairs["control_id"]).to_numpy())
+    assert (pairs["same_identity"].to_numpy() == same).all()
+    html = get(client, "/pairs?method=constrained&same_identity=no").get_data(as_text=True)
+    assert f"{int((~same).sum())} of {len(pairs)} pairs" in html
+    ref = pairs["treated_ref"][3]  # found as a reference photo too
+    html = get(client, f"/pairs?method=constrained&image={ref}").get_data(as_text=True)
+    n = int(((pairs[["treated_id", "control_id", "treated_ref", "control_ref"]] == ref).any(axis=1)).sum())
+    assert n >= 1 and f"{n} of {len(pairs)} pairs" in html
+    get(client, "/pairs?method=constrained&image=nope", 400)
+    get(client, "/pairs?method=constrained&same_identity=maybe", 400)
+
+
+def test_one_treated_unit_under_every_method(client, run_dir):
+    run = load_run(run_dir)
+    t = run.methods["propensity_full"].pairs["treated_id"][0]
+    html = get(client, f"/unit?image={t}").get_data(as_text=True)
+    for name, m in run.methods.items():
+        assert f"<h2><code>{name}</code></h2>" in html
+        for c in m.pairs.loc[m.pairs["treated_id"] == t, "control_id"]:
+            assert f"<code>{c}</code>" in html
+    full = run.methods["propensity_full"].pairs
+    assert f"{int((full['treated_id'] == t).sum())} matches (this image as treated)" in html
+    get(client, "/unit?image=nope", 404)
+
+
+def test_distance_histograms_draw_each_methods_cut_off(client, run_dir):
+    run = load_run(run_dir)
+    html = get(client, "/distances").get_data(as_text=True)
+    assert html.count('<svg class="histogram"') == len(run.methods) == html.count('class="cutoff"')
+    for m in run.methods.values():
+        assert f"cut-off {float(m.pairs['distance'].max()):.3g}" in html
+    html = get(client, "/distances?embedding=facial").get_data(as_text=True)
+    assert html.count('<svg class="histogram"') == len(run.methods) and 'class="cutoff"' not in html
+    get(client, "/distances?embedding=nope", 400)
+
+
+def test_exports_are_the_filtered_sorted_rows_and_the_balance_table(client, run_dir):
+    run = load_run(run_dir)
+    m = run.methods["constrained"]
+    q = "method=constrained&penalised=no&sort=distance&order=desc"
+    expected = filter_pairs(m.pairs, PairQuery(sort="distance", descending=True, penalised="no"))
+    resp = get(client, f"/export/pairs.csv?{q}")
+    assert resp.mimetype == "text/csv" and "attachment" in resp.headers["Content-Disposition"]
+    got = pd.read_csv(io.BytesIO(resp.data))
+    assert list(got["treated_id"]) == list(expected["treated_id"]) and len(got) < len(m.pairs)
+    got = pd.read_parquet(io.BytesIO(get(client, f"/export/pairs.parquet?{q}").data))
+    pd.testing.assert_frame_equal(got.reset_index(drop=True), expected.reset_index(drop=True))
+    assert f"/export/pairs.csv?{q.replace('&', '&amp;')}" in get(client, f"/pairs?{q}&page=1").get_data(as_text=True)
+    got = pd.read_parquet(io.BytesIO(get(client, "/export/balance.parquet?method=constrained").data))
+    pd.testing.assert_frame_equal(got, m.balance)
+    assert len(pd.read_csv(io.BytesIO(get(client, "/export/balance.csv?method=constrained").data))) == len(m.balance)
+    get(client, "/export/pairs.xlsx?method=constrained", 404)
+    get(client, "/export/flags.csv", 404)  # flagging is off without --flags
+
+
+def tree_digest(folder: Path) -> dict:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_flags_go_to_the_named_file_and_never_into_the_results_folder(run_dir, tmp_path):
+    from ganmatch.errors import ConfigError
+
+    before = tree_digest(run_dir)
+    flags = tmp_path / "flags.csv"
+    app = build_app(str(run_dir), log=lambda m: None, flags=str(flags))
+    c = app.test_client()
+    token = app.extensions["ganmatch"].token
+    html = get(c, "/pairs?method=constrained").get_data(as_text=True)
+    assert f'<meta name="ganmatch-token" content="{token}">' in html and 'class="flag-pair' in html
+    assert c.post("/api/flag?method=constrained&pair=2", headers=HOST).status_code == 403
+    assert c.post("/api/flag?method=constrained&pair=2", headers={**HOST, "X-Ganmatch-Token": "x"}).status_code == 403
+    auth = {**HOST, "X-Ganmatch-Token": token}
+    for rank in (2, 5):
+        resp = c.post(f"/api/flag?method=constrained&pair={rank}", headers=auth)
+        assert resp.status_code == 200 and resp.get_json()["flagged"] is True
+    pairs = load_run(run_dir).methods["constrained"].pairs
+    written = pd.read_csv(flags, dtype=str)
+    assert list(written["treated_id"]) == [pairs["treated_id"][1], pairs["treated_id"][4]]
+    assert c.post("/api/flag?method=constrained&pair=2&on=0", headers=auth).get_json()["flagged"] is False
+    exported = pd.read_csv(io.BytesIO(get(c, "/export/flags.csv").data), dtype=str)
+    assert list(exported["control_id"]) == [pairs["control_id"][4]]
+    assert "flagged ⚑" in get(c, "/pairs?method=constrained").get_data(as_text=True)
+    assert c.get("/api/flag?method=constrained&pair=2", headers=auth).status_code == 405
+    # a restart reads the file back
+    again = build_app(str(run_dir), log=lambda m: None, flags=str(flags)).extensions["ganmatch"].flags
+    assert again.keys("constrained") == {(pairs["treated_id"][4], pairs["control_id"][4])}
+    assert tree_digest(run_dir) == before
+    with pytest.raises(ConfigError, match="inside the results folder"):
+        build_app(str(run_dir), log=lambda m: None, flags=str(run_dir / "flags.csv"))
+    assert c.post("/api/flag?method=constrained&pair=2", headers=HOST).status_code == 403
+    plain = build_app(str(run_dir), log=lambda m: None).test_client()
+    assert plain.post("/api/flag?method=constrained&pair=2", headers=HOST).status_code == 404
+
+
+def test_the_editor_shows_the_images_covariates_and_edits_both_members_of_a_pair(client, run_dir):
+    run = load_run(run_dir)
+    pair = run.methods["gan_greedy"].pairs.iloc[0]
+    html = get(client, f"/editor?image={pair['treated_id']}").get_data(as_text=True)
+    info = html[html.index('id="image-info"'):]
+    info = info[: info.index("</dl>")]
+    assert "<dt>male</dt><dd>1</dd>" in info
+    for cov in ("young", "smiling", "eyeglasses"):
+        assert f"<dt>{cov}</dt>" in info
+    html = get(client, "/editor?method=gan_greedy&pair=1").get_data(as_text=True)
+    assert f'class="edited" data-image="{pair["treated_id"]}" id="edit-treated"' in html
+    assert f'class="edited" data-image="{pair["control_id"]}" id="edit-control"' in html
