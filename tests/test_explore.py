@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from explore_synthetic import write_synthetic_run
 from PIL import Image
 
 from ganmatch.cli import main
@@ -23,7 +24,6 @@ from ganmatch.explore.pairs import PairQuery, filter_pairs, page_of
 from ganmatch.explore.renderqueue import Busy, RenderQueue
 from ganmatch.explore.results import image_paths, inside
 from ganmatch.explore.server import build_app, check_host, make_server
-from explore_synthetic import write_synthetic_run
 
 HOST = {"Host": "127.0.0.1:8050"}
 
@@ -402,7 +402,7 @@ def test_a_missing_aligned_png_gets_the_no_image_placeholder(run_dir, tmp_path):
     assert f'src="/image/{gone}"' not in html
     row = html[html.index(f"<code>{gone}</code>") - 600: html.index(f"<code>{gone}</code>")]
     assert '<div class="noimage">no image</div>' in row
-    assert f'src="/image/{gone}"' not in get(c, f"/pair?method=gan_greedy&pair=1").get_data(as_text=True)
+    assert f'src="/image/{gone}"' not in get(c, "/pair?method=gan_greedy&pair=1").get_data(as_text=True)
 
 
 def test_a_filter_the_method_cannot_apply_is_a_clear_error(client):
@@ -416,7 +416,7 @@ def test_a_filter_the_method_cannot_apply_is_a_clear_error(client):
 def test_balance_table_headers_are_one_vocabulary_and_the_love_plot_label_fits(client):
     html = get(client, "/balance?method=constrained").get_data(as_text=True)
     head = html[html.index('<table class="data sortable compact" id="balance-table">'): html.index("</thead>")]
-    for word in ("standardised mean difference", "KS statistic", "treated mean", "control mean"):
+    for word in ("mean difference", "KS statistic", "treated mean", "control mean"):
         assert word in head
     for old in ("|mean diff.|", "smd", "ks max", "abs "):
         assert f">{old}" not in head
@@ -462,7 +462,10 @@ def test_full_matching_is_counted_as_treated_controls_and_subclasses(client, run
     assert (f"<td>matching &#39;propensity_full&#39;</td><td class=\"num\">{len(units)}</td>"
             f"<td class=\"num\">{kept}</td>" in html)
     one = pd.read_parquet(run_dir / "matches" / "gan_greedy.parquet")
-    assert f"<td class=\"counts\">{len(one)} pairs</td>" in html
+    assert (f'<td class="kind">weighted subclasses</td><td class="num">{n_t}</td><td class="num">{n_c}</td>'
+            f'<td class="num">{n_s}</td>') in html
+    assert (f'<tr title="{len(one)} pairs"><td>gan_greedy</td><td>gan</td><td class="kind">1:1 pairs</td>'
+            f'<td class="num">{len(one)}</td><td class="num">{len(one)}</td><td class="num">–</td>') in html
     html = get(client, "/pairs?method=propensity_full&per_page=100").get_data(as_text=True)
     assert f"propensity_full ({counts})" in html  # the method picker
     assert f"{len(pairs)} of {len(pairs)} rows" in html and counts in html
@@ -470,7 +473,11 @@ def test_full_matching_is_counted_as_treated_controls_and_subclasses(client, run
     for k, g in pairs.groupby("subclass"):
         head = f"subclass {k}: {g['treated_id'].nunique()} treated, {g['control_id'].nunique()} controls"
         assert html.count(head) == 1
-    assert html.count("<dt>weight</dt>") == len(pairs) and "<dt>subclass</dt>" in html
+    assert html.count('<div class="weighted">') == n_c and html.count('alt="treated ') == n_t  # each face once
+    w = pairs.drop_duplicates("control_id")["weight"]
+    assert all(f"weight {x:.3g}</span>" in html for x in w)
+    html = get(client, "/pairs?method=propensity_full&per_page=100&sort=distance").get_data(as_text=True)
+    assert html.count("<dt>weight</dt>") == len(pairs) and "<dt>subclass</dt>" in html  # one row per link
     html = get(client, "/balance?method=propensity_full").get_data(as_text=True)
     assert counts in html
 

@@ -4,6 +4,7 @@ treated unit under every method, distance histograms, and the latent editor."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 from flask import Blueprint, render_template, request
 from werkzeug.exceptions import BadRequest
 
@@ -17,7 +18,8 @@ from ganmatch.explore.state import state
 bp = Blueprint("pages", __name__)
 REJECTED_PER_PAGE = 50
 THUMBS_PER_PAGE = 36
-BALANCE_GROUPS = [("smd", "standardised mean difference"), ("var_ratio", "variance ratio"),
+GROUP_SHOWN = 60        # faces of each side shown per subclass (the rest: filter by image id, or export)
+BALANCE_GROUPS = [("smd", "mean difference"), ("var_ratio", "variance ratio"),
                   ("ks_max", "KS statistic"), ("mean_treated", "treated mean"), ("mean_control", "control mean")]
 
 
@@ -63,7 +65,14 @@ def pairs():
         return render_template("pairs.html", page="pairs", method=None)
     q = pair_query(p, m, run)
     selected = filter_pairs(m.pairs, q)
-    rows, page, n_pages = page_of(selected, q.page, q.per_page)
+    grouped = m.weighted and q.sort == "subclass"
+    groups = []
+    if grouped:  # a page of subclasses, each its treated and its controls (weights), not one row per link
+        subs, page, n_pages = page_of(pd.Series(selected["subclass"].unique()), q.page, q.per_page)
+        rows = selected[selected["subclass"].isin(set(subs))]
+        groups = [subclass_group(k, rows[rows["subclass"] == k]) for k in subs]
+    else:
+        rows, page, n_pages = page_of(selected, q.page, q.per_page)
     covs = [c for c in run.covariates if f"t_{c}" in m.pairs]
     return render_template(
         "pairs.html", page="pairs", method=m, rows=rows.to_dict("records"), q=q, n_selected=len(selected),
@@ -71,8 +80,17 @@ def pairs():
         dist_cols=[c for c in m.pairs.columns if c.startswith("dist_")],
         refdist_cols=[c for c in m.pairs.columns if c.startswith("refdist_")], sort_keys=sort_keys(m.pairs),
         covariate_filters=COVARIATE_FILTERS, per_page_choices=PER_PAGE,
-        grouped=m.weighted and q.sort == "subclass", subclasses=subclass_sizes(m.pairs) if m.weighted else {},
+        grouped=grouped, groups=groups, subclasses=subclass_sizes(m.pairs) if m.weighted else {},
         flagged=st.flags.keys(m.name) if st.flags is not None else set())
+
+
+def subclass_group(k, rows: pd.DataFrame) -> dict:
+    """One subclass of a weighted method on the pairs page: its treated and controls (each once, with the
+    rank of a row that links it, for the pair view), the controls' weights, at most GROUP_SHOWN of each."""
+    t = rows.drop_duplicates("treated_id")
+    c = rows.drop_duplicates("control_id")
+    return {"subclass": k, "n_treated": len(t), "n_controls": len(c),
+            "treated": t.head(GROUP_SHOWN).to_dict("records"), "controls": c.head(GROUP_SHOWN).to_dict("records")}
 
 
 def side(run, image_id: str, ed) -> dict:
@@ -122,7 +140,7 @@ def unit():
     p = Params(request.args, {"image"})
     image = known_id(p.raw("image") or "", run.index_ids, "image")
     columns = []
-    for name, m in run.methods.items():
+    for m in run.methods.values():
         as_t = m.pairs[m.pairs["treated_id"] == image]
         as_c = m.pairs[m.pairs["control_id"] == image]
         role, rows, other = ("treated", as_t, "control_id") if len(as_t) or not len(as_c) else \
