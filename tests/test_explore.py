@@ -620,6 +620,8 @@ def test_distance_histograms_draw_each_methods_cut_off(client, run_dir):
     assert html.count('<svg class="histogram"') == len(run.methods) == html.count('class="cutoff"')
     for m in run.methods.values():
         assert f"cut-off {float(m.pairs['distance'].max()):.3g}" in html
+    scales = {m.distance_label() for m in run.methods.values()}  # different scales never share an axis
+    assert len(scales) == 2 and html.count('<h2 class="scale">') == len(scales)
     html = get(client, "/distances?embedding=facial").get_data(as_text=True)
     assert html.count('<svg class="histogram"') == len(run.methods) and 'class="cutoff"' not in html
     get(client, "/distances?embedding=nope", 400)

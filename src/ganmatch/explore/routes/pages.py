@@ -154,21 +154,23 @@ def unit():
 
 @bp.get("/distances")
 def distances():
-    """Each method's pair distances as a histogram with its cut-off (the largest distance it accepted), on its
-    own distance or on one embedding for every method."""
+    """Each method's pair distances as a histogram with its cut-off (the largest distance it accepted): on its
+    own distance (methods sharing a scale share an axis, one chart per scale), or on one embedding for all."""
     run = state().run
     p = Params(request.args, {"embedding"})
     emb = p.choice("embedding", ["own", *run.embeddings], "own")
-    values, cutoffs = {}, {}
+    scales: dict[str, tuple[dict, dict]] = {}
     for name, m in run.methods.items():
         col = "distance" if emb == "own" else f"dist_{emb}"
-        if col in m.pairs and len(m.pairs):
-            v = m.pairs[col].to_numpy(float)
-            values[name] = v
-            kept = m.pairs["distance"].to_numpy(float)
-            cutoffs[name] = float(np.nanmax(kept)) if emb == "own" and np.isfinite(kept).any() else None
-    return render_template("distances.html", page="distances", chart=charts.histograms_svg(values, cutoffs),
-                           embedding=emb, labels={n: m.distance_label() for n, m in run.methods.items()})
+        if col not in m.pairs or not len(m.pairs):
+            continue
+        scale = m.distance_label() if emb == "own" else f"distance on the {emb} embedding"
+        values, cutoffs = scales.setdefault(scale, ({}, {}))
+        values[name] = m.pairs[col].to_numpy(float)
+        kept = m.pairs["distance"].to_numpy(float)
+        cutoffs[name] = float(np.nanmax(kept)) if emb == "own" and np.isfinite(kept).any() else None
+    charts_ = [(scale, charts.histograms_svg(v, c)) for scale, (v, c) in scales.items()]
+    return render_template("distances.html", page="distances", charts=charts_, embedding=emb)
 
 
 @bp.get("/editor")
