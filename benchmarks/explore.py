@@ -58,7 +58,7 @@ def machine() -> str:
 
 def build_folder(n: int, pairs: int) -> Path:
     """The synthetic results folder (rebuilt only when its size changed)."""
-    sys.path.insert(0, str(ROOT / "tests"))  # the synthetic run is a test fixture (tests/explore_synthetic.py)
+    sys.path.insert(0, str(ROOT / "tests"))  # the synthetic run is a test fixture: tests/explore_synthetic.py
     from explore_synthetic import write_synthetic_run
 
     root = OUT / f"n{n}_p{pairs}"

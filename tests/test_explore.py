@@ -57,7 +57,7 @@ def test_overview_shows_counts_per_stage_rejected_images_methods_and_figures(cli
     aligned = pd.concat([pd.read_parquet(p) for p in sorted(run_dir.glob("aligned/shard_*.parquet"))])
     n_rejected = int((aligned["status"] != "ok").sum())
     assert n_rejected > 0
-    assert f"<td>alignment</td><td class=\"num\">150</td><td class=\"num\">{150 - n_rejected}</td>" in html
+    assert f'<td>alignment</td><td class="num">150</td><td class="num">{150 - n_rejected}</td>' in html
     assert "Rejected images (" in html and "no face found" in html
     for name in ("gan_greedy", "constrained", "propensity", "propensity_full"):
         assert f'href="/pairs?method={name}"' in html and f'href="/balance?method={name}"' in html
@@ -76,12 +76,12 @@ def test_balance_page_per_method_has_love_plot_threshold_and_sortable_table(clie
         html = get(client, f"/balance?method={method}").get_data(as_text=True)
         assert '<svg id="love-plot"' in html and "threshold 0.1" in html
         for cov in ("young", "smiling", "eyeglasses"):
-            assert f"f_{cov}=differ\">{cov}</a></td>" in html
+            assert f'f_{cov}=differ">{cov}</a></td>' in html
     long = pd.read_parquet(run_dir / "balance" / "constrained.parquet")
     smd = long[(long["stat"] == "smd") & (long["sample"] == "matched")].set_index("covariate")["value"]
     html = get(client, "/balance?method=constrained&sort=abs_smd_after&order=desc").get_data(as_text=True)
-    shown = [c for c in ("young", "smiling", "eyeglasses") if f"f_{c}=differ\">{c}</a></td>" in html]
-    order = sorted(shown, key=lambda c: html.index(f"f_{c}=differ\">{c}</a></td>"))
+    shown = [c for c in ("young", "smiling", "eyeglasses") if f'f_{c}=differ">{c}</a></td>' in html]
+    order = sorted(shown, key=lambda c: html.index(f'f_{c}=differ">{c}</a></td>'))
     assert order == list(smd.abs().sort_values(ascending=False).index)
     get(client, "/balance?method=nope", 400)
     get(client, "/balance?method=constrained&sort=__class__", 400)
@@ -95,9 +95,13 @@ def test_pairs_page_lists_every_pair_sorted_filtered_and_paginated(client, run_d
     for i in pairs["treated_id"]:
         assert f"/image/{i}" in html
     # sorted by distance, descending: the farthest pair first
-    html = get(client, "/pairs?method=constrained&sort=distance&order=desc&per_page=25").get_data(as_text=True)
+    html = get(client, "/pairs?method=constrained&sort=distance&order=desc&per_page=25").get_data(
+        as_text=True
+    )
     far = pairs.sort_values("distance").iloc[-1]["treated_id"]
-    assert html.index(f"/image/{far}") < html.index(f"/image/{pairs.sort_values('distance').iloc[0]['treated_id']}")
+    assert html.index(f"/image/{far}") < html.index(
+        f"/image/{pairs.sort_values('distance').iloc[0]['treated_id']}"
+    )
     # flags and covariate filters
     n_pen = int(pairs["penalised"].sum())
     html = get(client, "/pairs?method=constrained&penalised=yes").get_data(as_text=True)
@@ -119,7 +123,9 @@ def test_pair_filters_are_exact(run_dir):
     out = filter_pairs(pairs, PairQuery(covariates={"young": "same", "smiling": "1"}))
     assert ((out["t_young"] == out["c_young"]) & (out["t_smiling"] == 1) & (out["c_smiling"] == 1)).all()
     rest = pairs.drop(out.index)
-    assert not ((rest["t_young"] == rest["c_young"]) & (rest["t_smiling"] == 1) & (rest["c_smiling"] == 1)).any()
+    assert not (
+        (rest["t_young"] == rest["c_young"]) & (rest["t_smiling"] == 1) & (rest["c_smiling"] == 1)
+    ).any()
     out = filter_pairs(pairs, PairQuery(sort="dist_facial", descending=True))
     assert out["dist_facial"].is_monotonic_decreasing
     page, no, n = page_of(pairs, 99, 10)
@@ -128,9 +134,24 @@ def test_pair_filters_are_exact(run_dir):
 
 
 def test_pairs_page_rejects_malformed_filters(client):
-    for q in ("f_young=maybe", "penalised=1", "gap_min=-1", "gap_min=nan", "gap_max=inf", "gap_max=1e999",
-              "dist_max=0x10", "page=0", "page=1.5", "per_page=7", "per_page=1000000", "sort=treated_id",
-              "order=sideways", "f_nope=same", "method=constrained&method=gan_greedy", "page=99999999999"):
+    for q in (
+        "f_young=maybe",
+        "penalised=1",
+        "gap_min=-1",
+        "gap_min=nan",
+        "gap_max=inf",
+        "gap_max=1e999",
+        "dist_max=0x10",
+        "page=0",
+        "page=1.5",
+        "per_page=7",
+        "per_page=1000000",
+        "sort=treated_id",
+        "order=sideways",
+        "f_nope=same",
+        "method=constrained&method=gan_greedy",
+        "page=99999999999",
+    ):
         get(client, f"/pairs?{q}", 400)
     get(client, "/pairs?page=999999", 200)  # past the end: the last page
 
@@ -176,13 +197,25 @@ def test_render_equals_the_generator_on_the_runs_own_latent(client, run_dir):
     table = pd.read_parquet(run_dir / "latents" / "shard_0.parquet")
     W = np.load(run_dir / "latents" / "shard_0.npy")
     i = int(np.flatnonzero(table["status"] == "ok")[0])
-    expected = render(load_generator(run_dir.parents[1] / "resources" / "synthetic" / "generator.pt"), W[i:i + 1])[0]
+    expected = render(
+        load_generator(run_dir.parents[1] / "resources" / "synthetic" / "generator.pt"), W[i : i + 1]
+    )[0]
     assert np.array_equal(png(get(client, f"/api/render?image={table['image_id'][i]}")), expected)
 
 
 def test_render_rejects_bad_edits(client):
-    for q in ("edit=male:nan", "edit=male:inf", f"edit=male:{MAX_STRENGTH + 1}", "edit=male:1,5", "edit=male",
-              "edit=nope:1", "edit=male:1&edit=male:2", "edit=male:0x1", "edit=male:1e309", "image=img00000&x=1"):
+    for q in (
+        "edit=male:nan",
+        "edit=male:inf",
+        f"edit=male:{MAX_STRENGTH + 1}",
+        "edit=male:1,5",
+        "edit=male",
+        "edit=nope:1",
+        "edit=male:1&edit=male:2",
+        "edit=male:0x1",
+        "edit=male:1e309",
+        "image=img00000&x=1",
+    ):
         get(client, f"/api/render?image=img00000&{q}", 400)
     too_many = "&".join(f"edit=male:{i % 3}" for i in range(20))
     get(client, f"/api/render?image=img00000&{too_many}", 400)
@@ -217,10 +250,22 @@ def test_images_and_figures_are_served_only_from_the_runs_maps(client, run_dir):
     img = get(client, "/image/img00000")
     assert img.data == (run_dir / "aligned" / "shard_0" / "img00000.png").read_bytes()
     assert img.headers["X-Content-Type-Options"] == "nosniff"
-    for url in ("/image/../../images.parquet", "/image/..%2f..%2fimages.parquet", "/image/%2e%2e/images.parquet",
-                "/image//etc/passwd", "/image/img00000/../../../images.parquet", "/image/images.parquet",
-                "/figure/../images", "/figure/%2e%2e%2fimages.png", "/static/../app.py", "/static/%2e%2e/app.py",
-                "/static/..%2fapp.py", "/image/img00000%00.png", "/edits/directions.npy", "/images.parquet"):
+    for url in (
+        "/image/../../images.parquet",
+        "/image/..%2f..%2fimages.parquet",
+        "/image/%2e%2e/images.parquet",
+        "/image//etc/passwd",
+        "/image/img00000/../../../images.parquet",
+        "/image/images.parquet",
+        "/figure/../images",
+        "/figure/%2e%2e%2fimages.png",
+        "/static/../app.py",
+        "/static/%2e%2e/app.py",
+        "/static/..%2fapp.py",
+        "/image/img00000%00.png",
+        "/edits/directions.npy",
+        "/images.parquet",
+    ):
         resp = client.get(url, headers=HOST, follow_redirects=True)  # werkzeug redirects // to /
         assert resp.status_code in (400, 404), (url, resp.status_code)
         assert b"PAR1" not in resp.data and b"import" not in resp.data
@@ -233,9 +278,18 @@ def test_stored_paths_cannot_point_outside_the_results_folder(tmp_path):
     secret.write_bytes(b"secret")
     (root / "aligned" / "shard_0" / "link.png").symlink_to(secret)
     (root / "aligned" / "shard_0" / "ok.png").write_bytes(b"png")
-    table = pd.DataFrame({"image_id": ["a", "b", "c", "d"], "status": "ok",
-                          "aligned_path": ["../../../secret.png", "/etc/passwd", "results/x/aligned/shard_0/link.png",
-                                           "results/x/aligned/shard_0/ok.png"]})
+    table = pd.DataFrame(
+        {
+            "image_id": ["a", "b", "c", "d"],
+            "status": "ok",
+            "aligned_path": [
+                "../../../secret.png",
+                "/etc/passwd",
+                "results/x/aligned/shard_0/link.png",
+                "results/x/aligned/shard_0/ok.png",
+            ],
+        }
+    )
     paths = image_paths(root.resolve(), table)
     assert all(Path(p).is_relative_to(root.resolve()) for p in paths.values())
     assert inside(root.resolve(), paths["c"]) is None  # a symlink out of the folder is refused
@@ -257,11 +311,29 @@ def test_every_route_answers(client):
     """Every rule of the app is exercised (a new route must be added to this list and tested above)."""
     app = client.application
     routes = {r.rule for r in app.url_map.iter_rules()}
-    assert routes == {"/", "/balance", "/pairs", "/editor", "/image/<path:image_id>", "/figure/<name>.png",
-                      "/api/render", "/api/scores", "/api/interpolate", "/api/strip", "/favicon.ico",
-                      "/static/<path:filename>", "/pair", "/view", "/unit", "/distances",
-                      "/original/<path:image_id>", "/api/flag", "/export/pairs.<any(csv, parquet):fmt>",
-                      "/export/balance.<any(csv, parquet):fmt>", "/export/flags.<any(csv, parquet):fmt>"}
+    assert routes == {
+        "/",
+        "/balance",
+        "/pairs",
+        "/editor",
+        "/image/<path:image_id>",
+        "/figure/<name>.png",
+        "/api/render",
+        "/api/scores",
+        "/api/interpolate",
+        "/api/strip",
+        "/favicon.ico",
+        "/static/<path:filename>",
+        "/pair",
+        "/view",
+        "/unit",
+        "/distances",
+        "/original/<path:image_id>",
+        "/api/flag",
+        "/export/pairs.<any(csv, parquet):fmt>",
+        "/export/balance.<any(csv, parquet):fmt>",
+        "/export/flags.<any(csv, parquet):fmt>",
+    }
     for url in ("/favicon.ico", "/static/explore.js", "/static/explore.css"):
         get(client, url)
     get(client, "/nope", 404)
@@ -280,7 +352,9 @@ def test_a_run_without_weights_or_directions_still_serves_and_says_why(run_dir, 
     get(c, "/")
     copy = tmp_path / "results" / "synthetic"
     shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("edits"))
-    editor, note = load_editor(load_run(copy), run_dir.parents[1] / "resources" / "synthetic" / "generator.pt")
+    editor, note = load_editor(
+        load_run(copy), run_dir.parents[1] / "resources" / "synthetic" / "generator.pt"
+    )
     assert editor is not None and editor.directions is None
     c = create_app(load_run(copy), editor).test_client()
     assert "run the edit stage" in get(c, "/editor?method=gan_greedy&pair=1").get_data(as_text=True)
@@ -292,7 +366,9 @@ def test_broken_directions_turn_the_editor_off_with_the_file_named(run_dir, tmp_
     copy = tmp_path / "results" / "synthetic"
     shutil.copytree(run_dir, copy)
     np.save(copy / "edits" / "directions.npy", np.zeros((2, 7), np.float32))
-    editor, note = load_editor(load_run(copy), run_dir.parents[1] / "resources" / "synthetic" / "generator.pt")
+    editor, note = load_editor(
+        load_run(copy), run_dir.parents[1] / "resources" / "synthetic" / "generator.pt"
+    )
     assert editor is None and "directions" in note and "(n, 16)" in note
 
 
@@ -322,7 +398,9 @@ def test_server_binds_loopback_by_default_and_needs_a_flag_for_other_hosts(run_d
     thread.start()
     try:
         assert server.effective_host == "127.0.0.1"
-        with urllib.request.urlopen(f"http://127.0.0.1:{server.effective_port}/pairs?method=constrained", timeout=30) as resp:
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{server.effective_port}/pairs?method=constrained", timeout=30
+        ) as resp:
             assert resp.status == 200 and b"Matched pairs" in resp.read()
     finally:
         server.close()
@@ -350,9 +428,12 @@ def test_w_plus_latents_edit_every_layer(run_dir, tmp_path):
     flat, _ = load_editor(load_run(run_dir), weights)
     assert plus.latent("img00000").shape == (8, 16)
     for edits in ({}, {"male": 2.0, "young": -1.0}):
-        assert plus.render(plus.edited("img00000", edits)[None]) == flat.render(flat.edited("img00000", edits)[None])
+        assert plus.render(plus.edited("img00000", edits)[None]) == flat.render(
+            flat.edited("img00000", edits)[None]
+        )
     assert plus.scores(plus.edited("img00000", {"male": 2.0}))["male"] == pytest.approx(
-        flat.scores(flat.edited("img00000", {"male": 2.0}))["male"], abs=1e-4)
+        flat.scores(flat.edited("img00000", {"male": 2.0}))["male"], abs=1e-4
+    )
 
 
 # ---------------------------------------------------------------- issue 30: bugs
@@ -400,7 +481,7 @@ def test_a_missing_aligned_png_gets_the_no_image_placeholder(run_dir, tmp_path):
     next(copy.glob(f"aligned/shard_*/{gone}.png")).unlink()
     html = get(c, "/pairs?method=gan_greedy").get_data(as_text=True)
     assert f'src="/image/{gone}"' not in html
-    row = html[html.index(f"<code>{gone}</code>") - 600: html.index(f"<code>{gone}</code>")]
+    row = html[html.index(f"<code>{gone}</code>") - 600 : html.index(f"<code>{gone}</code>")]
     assert '<div class="noimage">no image</div>' in row
     assert f'src="/image/{gone}"' not in get(c, "/pair?method=gan_greedy&pair=1").get_data(as_text=True)
 
@@ -415,15 +496,19 @@ def test_a_filter_the_method_cannot_apply_is_a_clear_error(client):
 
 def test_balance_table_headers_are_one_vocabulary_and_the_love_plot_label_fits(client):
     html = get(client, "/balance?method=constrained").get_data(as_text=True)
-    head = html[html.index('<table class="data sortable compact" id="balance-table">'): html.index("</thead>")]
+    head = html[
+        html.index('<table class="data sortable compact" id="balance-table">') : html.index("</thead>")
+    ]
     for word in ("mean difference", "KS statistic", "treated mean", "control mean"):
         assert word in head
     for old in ("|mean diff.|", "smd", "ks max", "abs "):
         assert f">{old}" not in head
-    svg = html[html.index('<svg id="love-plot"'): html.index("</svg>")]
+    svg = html[html.index('<svg id="love-plot"') : html.index("</svg>")]
     height = float(svg.split('height="', 1)[1].split('"', 1)[0])
     label_y = max(float(t.split('y="', 1)[1].split('"', 1)[0]) for t in svg.split('class="axis-label"')[1:])
-    assert label_y + 4 <= height  # descenders of the axis label inside the SVG (a 12 px font's run below the baseline)
+    assert (
+        label_y + 4 <= height
+    )  # descenders of the axis label inside the SVG (a 12 px font's run below the baseline)
 
 
 def test_an_empty_filter_result_says_so(client):
@@ -459,13 +544,19 @@ def test_full_matching_is_counted_as_treated_controls_and_subclasses(client, run
     assert counts in html and f"{len(pairs)} pairs" not in html
     kept = int((units["weight"] > 0).sum())
     assert kept == n_t + n_c
-    assert (f"<td>matching &#39;propensity_full&#39;</td><td class=\"num\">{len(units)}</td>"
-            f"<td class=\"num\">{kept}</td>" in html)
+    assert (
+        f'<td>matching &#39;propensity_full&#39;</td><td class="num">{len(units)}</td>'
+        f'<td class="num">{kept}</td>' in html
+    )
     one = pd.read_parquet(run_dir / "matches" / "gan_greedy.parquet")
-    assert (f'<td class="kind">weighted subclasses</td><td class="num">{n_t}</td><td class="num">{n_c}</td>'
-            f'<td class="num">{n_s}</td>') in html
-    assert (f'<tr title="{len(one)} pairs"><td>gan_greedy</td><td>gan</td><td class="kind">1:1 pairs</td>'
-            f'<td class="num">{len(one)}</td><td class="num">{len(one)}</td><td class="num">–</td>') in html
+    assert (
+        f'<td class="kind">weighted subclasses</td><td class="num">{n_t}</td><td class="num">{n_c}</td>'
+        f'<td class="num">{n_s}</td>'
+    ) in html
+    assert (
+        f'<tr title="{len(one)} pairs"><td>gan_greedy</td><td>gan</td><td class="kind">1:1 pairs</td>'
+        f'<td class="num">{len(one)}</td><td class="num">{len(one)}</td><td class="num">–</td>'
+    ) in html
     html = get(client, "/pairs?method=propensity_full&per_page=100").get_data(as_text=True)
     assert f"propensity_full ({counts})" in html  # the method picker
     assert f"{len(pairs)} of {len(pairs)} rows" in html and counts in html
@@ -473,7 +564,9 @@ def test_full_matching_is_counted_as_treated_controls_and_subclasses(client, run
     for k, g in pairs.groupby("subclass"):
         head = f"subclass {k}: {g['treated_id'].nunique()} treated, {g['control_id'].nunique()} controls"
         assert html.count(head) == 1
-    assert html.count('<div class="weighted">') == n_c and html.count('alt="treated ') == n_t  # each face once
+    assert (
+        html.count('<div class="weighted">') == n_c and html.count('alt="treated ') == n_t
+    )  # each face once
     w = pairs.drop_duplicates("control_id")["weight"]
     assert all(f"weight {x:.3g}</span>" in html for x in w)
     html = get(client, "/pairs?method=propensity_full&per_page=100&sort=distance").get_data(as_text=True)
@@ -499,8 +592,12 @@ def test_pages_answer_while_the_render_queue_is_full(run_dir):
         with urllib.request.urlopen(f"{base}/api/render?image=img00000", timeout=60) as resp:  # cached now
             assert resp.status == 200
         queue.submit(lambda: release.wait(120))  # the render thread is busy
-        waiting = threading.Thread(target=lambda: urllib.request.urlopen(
-            f"{base}/api/render?image=img00001&edit=male:1.5", timeout=120).read(), daemon=True)
+        waiting = threading.Thread(
+            target=lambda: urllib.request.urlopen(
+                f"{base}/api/render?image=img00001&edit=male:1.5", timeout=120
+            ).read(),
+            daemon=True,
+        )
         waiting.start()  # a render request waiting in the queue on a server thread of its own
         for _ in range(600):
             if queue.slots._value == 0:
@@ -511,7 +608,12 @@ def test_pages_answer_while_the_render_queue_is_full(run_dir):
             urllib.request.urlopen(f"{base}/api/render?image=img00002&edit=male:2", timeout=60)
         assert busy.value.code == 503 and busy.value.headers["Retry-After"] == "2"
         assert b"busy" in busy.value.read()
-        for page in ("/balance?method=constrained", "/pairs?method=gan_greedy", "/", "/api/render?image=img00000"):
+        for page in (
+            "/balance?method=constrained",
+            "/pairs?method=gan_greedy",
+            "/",
+            "/api/render?image=img00000",
+        ):
             with urllib.request.urlopen(base + page, timeout=60) as resp:
                 assert resp.status == 200, page
     finally:
@@ -548,14 +650,18 @@ def test_a_pair_opens_at_full_size_with_photo_crop_and_reconstruction(run_dir, t
     photo.parent.mkdir(parents=True, exist_ok=True)
     Image.new("RGB", (40, 50), (200, 10, 10)).save(photo)
     Image.new("RGB", (8, 8)).save(tmp_path / "outside.png")
-    (photo.parent / f"{c}.png").symlink_to(tmp_path / "outside.png")  # a link out of the project is not served
+    (photo.parent / f"{c}.png").symlink_to(
+        tmp_path / "outside.png"
+    )  # a link out of the project is not served
     cl = create_app(*load_editor_run(copy)).test_client()
     html = get(cl, "/pairs?method=constrained").get_data(as_text=True)
     assert 'href="/pair?method=constrained&amp;pair=2"' in html  # every face opens its pair
     html = get(cl, "/pair?method=constrained&pair=2").get_data(as_text=True)
     for i in (t, c):
         assert f'src="/image/{i}"' in html and f'src="/api/render?image={i}"' in html
-    assert f'src="/original/{t}"' in html and f'src="/original/{c}"' not in html and "no original photo" in html
+    assert (
+        f'src="/original/{t}"' in html and f'src="/original/{c}"' not in html and "no original photo" in html
+    )
     assert get(cl, f"/original/{t}").data == photo.read_bytes()
     get(cl, f"/original/{c}", 404)
     get(cl, "/original/nope", 404)
@@ -579,7 +685,7 @@ def test_a_balance_row_links_to_the_pairs_that_differ_on_it(client, run_dir):
     for cov in ("young", "smiling", "eyeglasses"):
         n = int((pairs[f"t_{cov}"] != pairs[f"c_{cov}"]).sum())
         assert f'href="/pairs?method=gan_greedy&amp;f_{cov}=differ">{cov}</a></td>' in html
-        row = html[html.index(f"f_{cov}=differ"):]
+        row = html[html.index(f"f_{cov}=differ") :]
         assert row.index(f'<td class="num">{n}</td>') < row.index("</tr>")  # its mismatch count
         page = get(client, f"/pairs?method=gan_greedy&f_{cov}=differ&per_page=100").get_data(as_text=True)
         assert f"{n} of {len(pairs)} pairs" in page and f"({n} differ)" in page
@@ -589,7 +695,7 @@ def test_pairs_filter_by_same_person_and_search_an_image(client, run_dir):
     run = load_run(run_dir)
     pairs = run.methods["constrained"].pairs
     ident = run.index.set_index("image_id")["identity"]
-    same = (ident.reindex(pairs["treated_id"]).to_numpy() == ident.reindex(pairs["control_id"]).to_numpy())
+    same = ident.reindex(pairs["treated_id"]).to_numpy() == ident.reindex(pairs["control_id"]).to_numpy()
     assert (pairs["same_identity"].to_numpy() == same).all()
     html = get(client, "/pairs?method=constrained&same_identity=no").get_data(as_text=True)
     assert f"{int((~same).sum())} of {len(pairs)} pairs" in html
@@ -638,10 +744,14 @@ def test_exports_are_the_filtered_sorted_rows_and_the_balance_table(client, run_
     assert list(got["treated_id"]) == list(expected["treated_id"]) and len(got) < len(m.pairs)
     got = pd.read_parquet(io.BytesIO(get(client, f"/export/pairs.parquet?{q}").data))
     pd.testing.assert_frame_equal(got.reset_index(drop=True), expected.reset_index(drop=True))
-    assert f"/export/pairs.csv?{q.replace('&', '&amp;')}" in get(client, f"/pairs?{q}&page=1").get_data(as_text=True)
+    assert f"/export/pairs.csv?{q.replace('&', '&amp;')}" in get(client, f"/pairs?{q}&page=1").get_data(
+        as_text=True
+    )
     got = pd.read_parquet(io.BytesIO(get(client, "/export/balance.parquet?method=constrained").data))
     pd.testing.assert_frame_equal(got, m.balance)
-    assert len(pd.read_csv(io.BytesIO(get(client, "/export/balance.csv?method=constrained").data))) == len(m.balance)
+    assert len(pd.read_csv(io.BytesIO(get(client, "/export/balance.csv?method=constrained").data))) == len(
+        m.balance
+    )
     get(client, "/export/pairs.xlsx?method=constrained", 404)
     get(client, "/export/flags.csv", 404)  # flagging is off without --flags
 
@@ -661,7 +771,10 @@ def test_flags_go_to_the_named_file_and_never_into_the_results_folder(run_dir, t
     html = get(c, "/pairs?method=constrained").get_data(as_text=True)
     assert f'<meta name="ganmatch-token" content="{token}">' in html and 'class="flag-pair' in html
     assert c.post("/api/flag?method=constrained&pair=2", headers=HOST).status_code == 403
-    assert c.post("/api/flag?method=constrained&pair=2", headers={**HOST, "X-Ganmatch-Token": "x"}).status_code == 403
+    assert (
+        c.post("/api/flag?method=constrained&pair=2", headers={**HOST, "X-Ganmatch-Token": "x"}).status_code
+        == 403
+    )
     auth = {**HOST, "X-Ganmatch-Token": token}
     for rank in (2, 5):
         resp = c.post(f"/api/flag?method=constrained&pair={rank}", headers=auth)
@@ -689,7 +802,7 @@ def test_the_editor_shows_the_images_covariates_and_edits_both_members_of_a_pair
     run = load_run(run_dir)
     pair = run.methods["gan_greedy"].pairs.iloc[0]
     html = get(client, f"/editor?image={pair['treated_id']}").get_data(as_text=True)
-    info = html[html.index('id="image-info"'):]
+    info = html[html.index('id="image-info"') :]
     info = info[: info.index("</dl>")]
     assert "<dt>male</dt><dd>1</dd>" in info
     for cov in ("young", "smiling", "eyeglasses"):

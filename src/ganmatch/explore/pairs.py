@@ -7,8 +7,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-COVARIATE_FILTERS = {"same": "treated and control agree", "differ": "treated and control differ",
-                     "1": "both 1", "0": "both 0"}
+COVARIATE_FILTERS = {
+    "same": "treated and control agree",
+    "differ": "treated and control differ",
+    "1": "both 1",
+    "0": "both 0",
+}
 FLAG_FILTERS = {"yes": "yes", "no": "no"}
 PER_PAGE = (25, 50, 100, 200)
 
@@ -25,7 +29,7 @@ class PairQuery:
     gap_max: float | None = None
     dist_max: float | None = None
     same_identity: str | None = None
-    image: str | None = None      # every row with this image id on either side (or as a reference)
+    image: str | None = None  # every row with this image id on either side (or as a reference)
     page: int = 1
     per_page: int = 50
 
@@ -62,7 +66,9 @@ def filter_pairs(pairs: pd.DataFrame, q: PairQuery) -> pd.DataFrame:
         keep &= np.logical_or.reduce([pairs[c].to_numpy() == q.image for c in cols])
     out = pairs[keep]
     if q.sort != "rank" or q.descending:
-        out = out.sort_values([q.sort, "rank"], ascending=[not q.descending, True], kind="stable", na_position="last")
+        out = out.sort_values(
+            [q.sort, "rank"], ascending=[not q.descending, True], kind="stable", na_position="last"
+        )
     return out
 
 
@@ -70,4 +76,4 @@ def page_of(rows: pd.DataFrame, page: int, per_page: int) -> tuple[pd.DataFrame,
     """(the rows of page `page`, clamped to the last page; that page number; the number of pages)."""
     n_pages = max(1, -(-len(rows) // per_page))
     page = min(max(1, page), n_pages)
-    return rows.iloc[(page - 1) * per_page: page * per_page], page, n_pages
+    return rows.iloc[(page - 1) * per_page : page * per_page], page, n_pages

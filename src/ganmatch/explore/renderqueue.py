@@ -1,6 +1,6 @@
-"""A bounded queue of generator renders, worked off by one thread of its own, so renders never hold the server's
-page threads: a render request waits for its result on one of `capacity` render slots, and when all slots are
-taken it is answered at once with 503 "busy" (the page threads stay free for pages)."""
+"""A bounded queue of generator renders, worked off by one thread of its own, so renders never hold the
+server's page threads: a render request waits for its result on one of `capacity` render slots, and when all
+slots are taken it is answered at once with 503 "busy" (the page threads stay free for pages)."""
 
 from __future__ import annotations
 
@@ -11,16 +11,20 @@ from concurrent.futures import Future
 
 from werkzeug.exceptions import ServiceUnavailable
 
-DEFAULT_CAPACITY = 8    # renders queued or running at once; the server gets this many threads beyond its page threads
-WAIT_S = 300            # longest a request waits for its render (a 1024 px generator on a CPU is slow)
+DEFAULT_CAPACITY = (
+    8  # renders queued or running at once; the server gets this many threads beyond its page threads
+)
+WAIT_S = 300  # longest a request waits for its render (a 1024 px generator on a CPU is slow)
 
 
 class Busy(ServiceUnavailable):
     """Every render slot is taken: the client should retry in a moment."""
 
     def __init__(self, capacity: int):
-        super().__init__(f"the renderer is busy ({capacity} renders queued or running); "
-                         "try again in a moment (pages answer meanwhile)")
+        super().__init__(
+            f"the renderer is busy ({capacity} renders queued or running); "
+            "try again in a moment (pages answer meanwhile)"
+        )
         self.retry_after = 2
 
 
@@ -46,7 +50,7 @@ class RenderQueue:
                     future.set_exception(exc)
 
     def submit(self, fn: Callable) -> Future:
-        """Queue `fn`; raises Busy (HTTP 503) at once when every slot is taken. The slot frees when it ends."""
+        """Queue `fn`; raises Busy (HTTP 503) at once when every slot is taken (a slot frees when it ends)."""
         if not self.slots.acquire(blocking=False):
             raise Busy(self.capacity)
         future: Future = Future()

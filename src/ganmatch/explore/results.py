@@ -19,8 +19,13 @@ from ganmatch.errors import InputDataError
 INDEX_COLUMNS = {"image_id", "path", "identity", "split", "shard"}
 BALANCE_STATS = ["smd", "var_ratio", "ks_max", "mean_treated", "mean_control"]
 REF_COLUMNS = ("treated_ref", "control_ref")
-PHOTO_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp",
-               ".bmp": "image/bmp"}
+PHOTO_TYPES = {
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".webp": "image/webp",
+    ".bmp": "image/bmp",
+}
 
 
 @dataclass
@@ -36,11 +41,13 @@ class Method:
     pairs: pd.DataFrame
     balance: pd.DataFrame | None = None
     threshold: float | None = None
-    axis_label: str = "Absolute standardised mean difference"  # what the differences are (balance.difference_axis_label)
+    axis_label: str = (
+        "Absolute standardised mean difference"  # what the differences are (balance.difference_axis_label)
+    )
     has_refs: bool = False
     has_penalised: bool = False
     has_gap: bool = False
-    units_in: int | None = None       # images the method was given (its units table)
+    units_in: int | None = None  # images the method was given (its units table)
     units_matched: int | None = None  # of those, images with a weight > 0
 
     @property
@@ -49,8 +56,11 @@ class Method:
         if not len(p):
             return False
         w = p["weight"].to_numpy(float) if "weight" in p else np.ones(len(p))
-        return bool((np.abs(w - 1) > 1e-12).any() or p["treated_id"].duplicated().any()
-                    or p["control_id"].duplicated().any())
+        return bool(
+            (np.abs(w - 1) > 1e-12).any()
+            or p["treated_id"].duplicated().any()
+            or p["control_id"].duplicated().any()
+        )
 
     @property
     def n_treated(self) -> int:
@@ -82,17 +92,26 @@ class Method:
     def summary(self) -> dict:
         """The overview's row: counts, max |SMD| before and after, covariates above the threshold."""
         bal = self.balance if self.balance is not None else pd.DataFrame()
-        return {"name": self.name, "embedding": self.embedding, "counts": self.counts(),
-                "treated": self.n_treated, "controls": self.n_controls, "subclasses": self.n_subclasses,
-                "weighted": self.weighted,
-                "max_smd_before": bal["abs_smd_before"].max() if "abs_smd_before" in bal else None,
-                "max_smd_after": bal["abs_smd_after"].max() if "abs_smd_after" in bal else None,
-                "n_unbalanced": int((~bal["balanced"]).sum()) if "balanced" in bal else None}
+        return {
+            "name": self.name,
+            "embedding": self.embedding,
+            "counts": self.counts(),
+            "treated": self.n_treated,
+            "controls": self.n_controls,
+            "subclasses": self.n_subclasses,
+            "weighted": self.weighted,
+            "max_smd_before": bal["abs_smd_before"].max() if "abs_smd_before" in bal else None,
+            "max_smd_after": bal["abs_smd_after"].max() if "abs_smd_after" in bal else None,
+            "n_unbalanced": int((~bal["balanced"]).sum()) if "balanced" in bal else None,
+        }
 
     def mismatches(self, covariates: list[str]) -> dict[str, int]:
         """Per covariate, the rows whose treated and control differ on it (what a balance row links to)."""
-        return {c: int((self.pairs[f"t_{c}"] != self.pairs[f"c_{c}"]).sum()) for c in covariates
-                if f"t_{c}" in self.pairs}
+        return {
+            c: int((self.pairs[f"t_{c}"] != self.pairs[f"c_{c}"]).sum())
+            for c in covariates
+            if f"t_{c}" in self.pairs
+        }
 
 
 @dataclass
@@ -114,7 +133,9 @@ class Run:
     outcomes: pd.DataFrame | None = None
     attributes: pd.DataFrame | None = None
     index_ids: frozenset = frozenset()  # every indexed image id (what /view and /unit accept)
-    face_size: int = 0  # pixel size of the aligned faces (0: none): thumbnails scale smoothly when it is large
+    face_size: int = (
+        0  # pixel size of the aligned faces (0: none): thumbnails scale smoothly when it is large
+    )
 
     def image_info(self, image_id: str) -> dict:
         """The image's identity, treatment and covariates (index and attributes tables), for the views."""
@@ -133,8 +154,8 @@ class Run:
         return out
 
     def original_path(self, image_id: str) -> Path | None:
-        """The image's original photo (the index's `path`, relative to the project the results folder belongs to),
-        if it is an image file inside that project (a stored path can point nowhere else)."""
+        """The image's original photo (the index's `path`, relative to the project the results folder belongs
+        to), if it is an image file inside that project (a stored path can point nowhere else)."""
         row = self.index.loc[self.index["image_id"] == image_id, "path"] if "path" in self.index else []
         if not len(row):
             return None
@@ -150,12 +171,16 @@ def table(root: Path, rel: str, required: bool = False) -> pd.DataFrame | None:
     path = root / rel
     if not path.is_file():
         if required:
-            raise InputDataError(f"{path}: not found; is {root} the results folder of a finished run (results/<dataset>)?")
+            raise InputDataError(
+                f"{path}: not found; is {root} the results folder of a finished run (results/<dataset>)?"
+            )
         return None
     try:
         return read_parquet(path)
     except Exception as exc:  # noqa: BLE001 - any unreadable table gets one clear message
-        raise InputDataError(f"{path}: not a readable Parquet table ({exc}); rerun the stage that writes it.") from exc
+        raise InputDataError(
+            f"{path}: not a readable Parquet table ({exc}); rerun the stage that writes it."
+        ) from exc
 
 
 def shard_tables(root: Path, folder: str) -> pd.DataFrame | None:
@@ -177,29 +202,53 @@ def inside(root: Path, path: str | Path) -> Path | None:
 
 def image_paths(root: Path, aligned: pd.DataFrame) -> dict[str, str]:
     """image_id -> its aligned PNG under `root/aligned/shard_<k>/` (the last two parts of `aligned_path`, so a
-    moved results folder still works and no stored path can point outside it), as a string (30,000 Paths are slow)."""
+    moved results folder still works and no stored path can point outside it), as a string (30,000 Paths are
+    slow)."""
     ok = aligned[aligned["status"] == "ok"]
     base = str(root / "aligned")
     out = {}
     for image_id, rel in zip(ok["image_id"].astype(str), ok["aligned_path"].astype(str), strict=True):
         parts = rel.replace("\\", "/").rsplit("/", 2)[-2:]
-        if len(parts) == 2 and parts[0].startswith("shard_") and parts[1] not in ("", ".", "..") and "\0" not in rel:
+        if (
+            len(parts) == 2
+            and parts[0].startswith("shard_")
+            and parts[1] not in ("", ".", "..")
+            and "\0" not in rel
+        ):
             out[image_id] = f"{base}/{parts[0]}/{parts[1]}"
     return out
 
 
-def infer_treatment(index: pd.DataFrame, attributes: pd.DataFrame | None, covariates: list[str],
-                    matches: dict[str, pd.DataFrame]) -> str | None:
+def infer_treatment(
+    index: pd.DataFrame,
+    attributes: pd.DataFrame | None,
+    covariates: list[str],
+    matches: dict[str, pd.DataFrame],
+) -> str | None:
     """The 0/1 column that is 1 for every matched treated image and 0 for every control (the config's
     treatment is not stored in the results); None when no column fits."""
     cols = dict(index.set_index("image_id").items())
     if attributes is not None:
         for c, v in attributes.set_index("image_id").items():
             cols.setdefault(c, v)
-    binary = [c for c, v in cols.items() if c not in INDEX_COLUMNS and c not in covariates
-              and pd.api.types.is_numeric_dtype(v) and set(pd.unique(v.dropna())) <= {0, 1}]
-    treated = pd.Index(pd.concat([m["treated_id"] for m in matches.values()]).astype(str).unique()) if matches else pd.Index([])
-    control = pd.Index(pd.concat([m["control_id"] for m in matches.values()]).astype(str).unique()) if matches else pd.Index([])
+    binary = [
+        c
+        for c, v in cols.items()
+        if c not in INDEX_COLUMNS
+        and c not in covariates
+        and pd.api.types.is_numeric_dtype(v)
+        and set(pd.unique(v.dropna())) <= {0, 1}
+    ]
+    treated = (
+        pd.Index(pd.concat([m["treated_id"] for m in matches.values()]).astype(str).unique())
+        if matches
+        else pd.Index([])
+    )
+    control = (
+        pd.Index(pd.concat([m["control_id"] for m in matches.values()]).astype(str).unique())
+        if matches
+        else pd.Index([])
+    )
     for c in binary:
         v = cols[c]
         v.index = v.index.astype(str)
@@ -211,7 +260,9 @@ def infer_treatment(index: pd.DataFrame, attributes: pd.DataFrame | None, covari
 def wide_balance(long: pd.DataFrame) -> tuple[pd.DataFrame, float | None]:
     """balance/<method>.parquet (long) -> one row per covariate with each stat before and after, and the
     |SMD| threshold."""
-    piv = long.pivot_table(index="covariate", columns=["stat", "sample"], values="value", aggfunc="first", sort=False)
+    piv = long.pivot_table(
+        index="covariate", columns=["stat", "sample"], values="value", aggfunc="first", sort=False
+    )
     out = pd.DataFrame(index=pd.Index(list(dict.fromkeys(long["covariate"])), name="covariate"))
     for stat in BALANCE_STATS:
         for sample, tag in (("unmatched", "before"), ("matched", "after")):
@@ -222,7 +273,11 @@ def wide_balance(long: pd.DataFrame) -> tuple[pd.DataFrame, float | None]:
         if f"smd_{tag}" in out:
             lead[f"abs_smd_{tag}"] = out[f"smd_{tag}"].abs()
     smd = long[long["stat"] == "smd"]
-    threshold = float(smd["threshold"].dropna().iloc[0]) if "threshold" in smd and smd["threshold"].notna().any() else None
+    threshold = (
+        float(smd["threshold"].dropna().iloc[0])
+        if "threshold" in smd and smd["threshold"].notna().any()
+        else None
+    )
     if "abs_smd_after" in lead and threshold is not None:
         lead["balanced"] = lead["abs_smd_after"] < threshold
     return pd.concat([pd.DataFrame(lead, index=out.index), out], axis=1).reset_index(), threshold
@@ -238,15 +293,22 @@ def embedding_rows(root: Path) -> dict[str, tuple[pd.Series, np.ndarray]]:
         try:
             X = read_npy(npy, mmap=True)
         except (OSError, ValueError) as exc:  # truncated or not an array: name the file, not numpy's words
-            raise InputDataError(f"{npy}: not a readable .npy array ({exc}); the file is truncated or damaged: "
-                                 "rerun the embedding stage that writes it.") from exc
+            raise InputDataError(
+                f"{npy}: not a readable .npy array ({exc}); the file is truncated or damaged: "
+                "rerun the embedding stage that writes it."
+            ) from exc
         if len(X) != len(ids):
-            raise InputDataError(f"{npy}: {len(X)} rows but {npy.with_suffix('.parquet')} has {len(ids)} ids; rerun the embedding.")
+            raise InputDataError(
+                f"{npy}: {len(X)} rows but {npy.with_suffix('.parquet')} has {len(ids)} ids; "
+                "rerun the embedding."
+            )
         out[npy.stem] = (pd.Series(np.arange(len(ids)), index=ids["image_id"].astype(str)), X)
     return out
 
 
-def pair_embedding_distances(pairs: pd.DataFrame, embeddings: dict[str, tuple[pd.Series, np.ndarray]], a: str, b: str) -> dict[str, np.ndarray]:
+def pair_embedding_distances(
+    pairs: pd.DataFrame, embeddings: dict[str, tuple[pd.Series, np.ndarray]], a: str, b: str
+) -> dict[str, np.ndarray]:
     """Euclidean distance between the images in columns a and b of `pairs`, in every embedding (NaN where an
     image has no row)."""
     out = {}
@@ -263,8 +325,13 @@ def pair_embedding_distances(pairs: pd.DataFrame, embeddings: dict[str, tuple[pd
     return out
 
 
-def enrich_pairs(pairs: pd.DataFrame, attributes: pd.DataFrame | None, covariates: list[str],
-                 embeddings: dict, identity: pd.Series | None = None) -> pd.DataFrame:
+def enrich_pairs(
+    pairs: pd.DataFrame,
+    attributes: pd.DataFrame | None,
+    covariates: list[str],
+    embeddings: dict,
+    identity: pd.Series | None = None,
+) -> pd.DataFrame:
     """Matches table + rank by distance + each side's covariates (`t_<c>`, `c_<c>`) + `dist_<embedding>`, and
     `same_identity` from the index's identities where the matching stage did not write it."""
     df = pairs.copy()
@@ -317,15 +384,24 @@ def rejected_images(aligned: pd.DataFrame | None, latents: pd.DataFrame | None) 
     for stage, t in (("alignment", aligned), ("projection", latents)):
         if t is not None:
             bad = t[t["status"] != "ok"]
-            parts.append(pd.DataFrame({"image_id": bad["image_id"].astype(str), "stage": stage,
-                                       "status": bad["status"].astype(str), "reason": bad["reason"].fillna("").astype(str)}))
+            parts.append(
+                pd.DataFrame(
+                    {
+                        "image_id": bad["image_id"].astype(str),
+                        "stage": stage,
+                        "status": bad["status"].astype(str),
+                        "reason": bad["reason"].fillna("").astype(str),
+                    }
+                )
+            )
     if not parts:
         return pd.DataFrame({"image_id": [], "stage": [], "status": [], "reason": []})
     return pd.concat(parts, ignore_index=True)
 
 
 def load_run(folder: str | Path) -> Run:
-    """Read a results folder (results/<dataset>) into a Run; raises InputDataError naming a missing or broken file."""
+    """Read a results folder (results/<dataset>) into a Run; raises InputDataError naming a missing or broken
+    file."""
     root = Path(folder).resolve()
     if not root.is_dir():
         raise InputDataError(f"{folder}: no such folder; pass a run's results folder, e.g. results/demo.")
@@ -334,7 +410,11 @@ def load_run(folder: str | Path) -> Run:
     aligned = shard_tables(root, "aligned")
     latents = shard_tables(root, "latents")
     attributes = table(root, "attributes.parquet")
-    covariates = [c[: -len("_source")] for c in attributes.columns if c.endswith("_source")] if attributes is not None else []
+    covariates = (
+        [c[: -len("_source")] for c in attributes.columns if c.endswith("_source")]
+        if attributes is not None
+        else []
+    )
     match_paths = sorted((root / "matches").glob("*.parquet"))
     matches = {p.stem: table(root, f"matches/{p.name}") for p in match_paths}
     embeddings = embedding_rows(root)
@@ -350,19 +430,39 @@ def load_run(folder: str | Path) -> Run:
         given = matched = None
         if units is not None and "weight" in units:
             given, matched = len(units), int((units["weight"].fillna(0) > 0).sum())
-        methods[name] = Method(name, emb, enrich_pairs(pairs, attributes, covariates, embeddings, identity), wide,
-                               threshold, axis_label=label, has_refs=all(c in pairs for c in REF_COLUMNS),
-                               has_penalised="penalised" in pairs, has_gap="reference_gap" in pairs,
-                               units_in=given, units_matched=matched)
+        methods[name] = Method(
+            name,
+            emb,
+            enrich_pairs(pairs, attributes, covariates, embeddings, identity),
+            wide,
+            threshold,
+            axis_label=label,
+            has_refs=all(c in pairs for c in REF_COLUMNS),
+            has_penalised="penalised" in pairs,
+            has_gap="reference_gap" in pairs,
+            units_in=given,
+            units_matched=matched,
+        )
     figures = {p.stem: p for p in sorted((root / "figures").glob("*.png")) if inside(root, p)}
     images = image_paths(root, aligned) if aligned is not None else {}
-    return Run(root=root, dataset=root.name, index=index,
-               stages=stage_counts(index, aligned, latents, embeddings, attributes, methods),
-               rejected=rejected_images(aligned, latents), treatment=treatment, covariates=covariates,
-               methods=methods, embeddings=list(embeddings),
-               images=images, figures=figures, attributes_cv=table(root, "attributes_cv.parquet"),
-               outcomes=table(root, "outcomes.parquet"), attributes=attributes, face_size=face_size(images),
-               index_ids=frozenset(index["image_id"]))
+    return Run(
+        root=root,
+        dataset=root.name,
+        index=index,
+        stages=stage_counts(index, aligned, latents, embeddings, attributes, methods),
+        rejected=rejected_images(aligned, latents),
+        treatment=treatment,
+        covariates=covariates,
+        methods=methods,
+        embeddings=list(embeddings),
+        images=images,
+        figures=figures,
+        attributes_cv=table(root, "attributes_cv.parquet"),
+        outcomes=table(root, "outcomes.parquet"),
+        attributes=attributes,
+        face_size=face_size(images),
+        index_ids=frozenset(index["image_id"]),
+    )
 
 
 def face_size(images: dict[str, str]) -> int:

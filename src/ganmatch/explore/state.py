@@ -1,5 +1,5 @@
-"""What every blueprint of the explorer reads: the loaded run, the editor, the render queue and the flags file,
-kept on the Flask app (`state()` inside a request)."""
+"""What every blueprint of the explorer reads: the loaded run, the editor, the render queue and the flags
+file, kept on the Flask app (`state()` inside a request)."""
 
 from __future__ import annotations
 

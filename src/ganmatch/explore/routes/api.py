@@ -110,6 +110,10 @@ def api_flag():
     p = Params(request.args, {"method", "pair", "on"})
     m, row = pair_row(p)
     on = p.choice("on", {"0", "1"}, "1") == "1"
-    return {"method": m.name, "treated_id": row["treated_id"], "control_id": row["control_id"],
-            "flagged": st.flags.set(m.name, row["treated_id"], row["control_id"], on),
-            "n_flagged": len(st.flags.rows)}
+    return {
+        "method": m.name,
+        "treated_id": row["treated_id"],
+        "control_id": row["control_id"],
+        "flagged": st.flags.set(m.name, row["treated_id"], row["control_id"], on),
+        "n_flagged": len(st.flags.rows),
+    }

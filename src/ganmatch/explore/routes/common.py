@@ -10,7 +10,17 @@ from ganmatch.explore.pairs import COVARIATE_FILTERS, FLAG_FILTERS, PER_PAGE, Pa
 from ganmatch.explore.params import Params
 from ganmatch.explore.results import Method, Run
 
-FILTER_PARAMS = {"method", "sort", "order", "penalised", "gap_min", "gap_max", "dist_max", "same_identity", "image"}
+FILTER_PARAMS = {
+    "method",
+    "sort",
+    "order",
+    "penalised",
+    "gap_min",
+    "gap_max",
+    "dist_max",
+    "same_identity",
+    "image",
+}
 PAGE_PARAMS = {"page", "per_page"}
 
 
@@ -26,12 +36,18 @@ def pair_query(p: Params, m: Method, run: Run) -> PairQuery:
     """The pairs page's filters, each checked against what this method's table has (a filter the method cannot
     apply is a 400 naming it, not silently ignored)."""
     pairs = m.pairs
-    missing = {"gap_min": ("reference_gap", "a reference gap"), "gap_max": ("reference_gap", "a reference gap"),
-               "penalised": ("penalised", "penalised flags"), "same_identity": ("same_identity", "identities")}
+    missing = {
+        "gap_min": ("reference_gap", "a reference gap"),
+        "gap_max": ("reference_gap", "a reference gap"),
+        "penalised": ("penalised", "penalised flags"),
+        "same_identity": ("same_identity", "identities"),
+    }
     for name, (col, what) in missing.items():
         if p.raw(name) is not None and col not in pairs:
-            raise BadRequest(f"parameter {name!r}: method {m.name!r} has no {what} (column {col!r} is not in its "
-                             "matches table); remove the filter or pick a method that writes it")
+            raise BadRequest(
+                f"parameter {name!r}: method {m.name!r} has no {what} (column {col!r} is not in its "
+                "matches table); remove the filter or pick a method that writes it"
+            )
     covs = {}
     for c in run.covariates:
         v = p.choice(f"f_{c}", COVARIATE_FILTERS, None)
@@ -46,11 +62,16 @@ def pair_query(p: Params, m: Method, run: Run) -> PairQuery:
     return PairQuery(
         sort=p.choice("sort", sort_keys(pairs), default_sort),
         descending=p.choice("order", {"asc", "desc"}, "asc") == "desc",
-        covariates=covs, penalised=p.choice("penalised", FLAG_FILTERS, None),
-        gap_min=p.float("gap_min", None, 0, 1e12), gap_max=p.float("gap_max", None, 0, 1e12),
-        dist_max=p.float("dist_max", None, 0, 1e12), same_identity=p.choice("same_identity", FLAG_FILTERS, None),
-        image=image, page=p.int("page", 1, 1, 10**6),
-        per_page=int(p.choice("per_page", [str(n) for n in PER_PAGE], "50")))
+        covariates=covs,
+        penalised=p.choice("penalised", FLAG_FILTERS, None),
+        gap_min=p.float("gap_min", None, 0, 1e12),
+        gap_max=p.float("gap_max", None, 0, 1e12),
+        dist_max=p.float("dist_max", None, 0, 1e12),
+        same_identity=p.choice("same_identity", FLAG_FILTERS, None),
+        image=image,
+        page=p.int("page", 1, 1, 10**6),
+        per_page=int(p.choice("per_page", [str(n) for n in PER_PAGE], "50")),
+    )
 
 
 def subclass_sizes(pairs: pd.DataFrame) -> dict:
@@ -58,5 +79,7 @@ def subclass_sizes(pairs: pd.DataFrame) -> dict:
     if "subclass" not in pairs:
         return {}
     g = pairs.groupby("subclass")
-    return {k: (int(t), int(c)) for k, t, c in zip(g.groups, g["treated_id"].nunique(), g["control_id"].nunique(),
-                                                   strict=True)}
+    return {
+        k: (int(t), int(c))
+        for k, t, c in zip(g.groups, g["treated_id"].nunique(), g["control_id"].nunique(), strict=True)
+    }

@@ -1,5 +1,5 @@
-"""Downloads: the pairs page's current rows (every filter and the sort, all pages), a method's balance table, and
-the flagged pairs, as CSV or Parquet built in memory (nothing is written anywhere)."""
+"""Downloads: the pairs page's current rows (every filter and the sort, all pages), a method's balance table,
+and the flagged pairs, as CSV or Parquet built in memory (nothing is written anywhere)."""
 
 from __future__ import annotations
 
