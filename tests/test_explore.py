@@ -600,10 +600,10 @@ def test_pages_answer_while_the_render_queue_is_full(run_dir):
         )
         waiting.start()  # a render request waiting in the queue on a server thread of its own
         for _ in range(600):
-            if queue.slots._value == 0:
+            if queue.in_use == queue.capacity:
                 break
             release.wait(0.05)
-        assert queue.slots._value == 0, "the queue did not fill"
+        assert queue.in_use == queue.capacity, "the queue did not fill"
         with pytest.raises(urllib.error.HTTPError) as busy:
             urllib.request.urlopen(f"{base}/api/render?image=img00002&edit=male:2", timeout=60)
         assert busy.value.code == 503 and busy.value.headers["Retry-After"] == "2"
@@ -810,3 +810,22 @@ def test_the_editor_shows_the_images_covariates_and_edits_both_members_of_a_pair
     html = get(client, "/editor?method=gan_greedy&pair=1").get_data(as_text=True)
     assert f'class="edited" data-image="{pair["treated_id"]}" id="edit-treated"' in html
     assert f'class="edited" data-image="{pair["control_id"]}" id="edit-control"' in html
+
+
+def test_original_photos_are_served_only_as_images_inside_the_project(run_dir, tmp_path):
+    """The index's `path` is a stored value: one pointing outside the project, at a non-image or at an absolute
+    path is never served (the view shows the placeholder)."""
+    copy = copy_run(run_dir, tmp_path)
+    index = pd.read_parquet(copy / "images.parquet")
+    (tmp_path / "outside.png").write_bytes(b"\x89PNG secret")
+    hostile = ["/etc/passwd", str(tmp_path / "outside.png"), "../outside.png", "results/synthetic/images.parquet",
+               "resources/synthetic/generator.pt"]
+    index.loc[: len(hostile) - 1, "path"] = hostile
+    index.to_parquet(copy / "images.parquet")
+    c = create_app(load_run(copy)).test_client()
+    for i in index["image_id"][: len(hostile)]:
+        resp = get(c, f"/original/{i}", 404)
+        assert b"secret" not in resp.data and b"PAR1" not in resp.data and b"root:" not in resp.data
+        assert "no original photo" in get(c, f"/view?image={i}").get_data(as_text=True)
+    for url in ("/original/../images.parquet", "/original/%2e%2e%2fimages.parquet", "/original/img00000?x=1"):
+        assert c.get(url, headers=HOST).status_code in (400, 404), url

@@ -35,7 +35,8 @@ class RenderQueue:
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
         self.capacity = capacity
-        self.slots = threading.BoundedSemaphore(capacity)
+        self.lock = threading.Lock()
+        self.in_use = 0  # slots taken: renders queued or running
         self.jobs: queue.Queue = queue.Queue()
         self.worker = threading.Thread(target=self._work, name="ganmatch-render", daemon=True)
         self.worker.start()
@@ -51,12 +52,18 @@ class RenderQueue:
 
     def submit(self, fn: Callable) -> Future:
         """Queue `fn`; raises Busy (HTTP 503) at once when every slot is taken (a slot frees when it ends)."""
-        if not self.slots.acquire(blocking=False):
-            raise Busy(self.capacity)
+        with self.lock:
+            if self.in_use >= self.capacity:
+                raise Busy(self.capacity)
+            self.in_use += 1
         future: Future = Future()
-        future.add_done_callback(lambda _: self.slots.release())
+        future.add_done_callback(lambda _: self._release())
         self.jobs.put((fn, future))
         return future
+
+    def _release(self) -> None:
+        with self.lock:
+            self.in_use -= 1
 
     def call(self, fn: Callable):
         """`fn()` run on the render thread; its result (or its exception)."""
