@@ -7,6 +7,7 @@ every embedding, balance tables pivoted wide), so a request only filters, sorts 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -50,7 +51,7 @@ class Method:
     units_in: int | None = None  # images the method was given (its units table)
     units_matched: int | None = None  # of those, images with a weight > 0
 
-    @property
+    @cached_property
     def weighted(self) -> bool:
         p = self.pairs
         if not len(p):
@@ -62,15 +63,15 @@ class Method:
             or p["control_id"].duplicated().any()
         )
 
-    @property
+    @cached_property
     def n_treated(self) -> int:
         return int(self.pairs["treated_id"].nunique())
 
-    @property
+    @cached_property
     def n_controls(self) -> int:
         return int(self.pairs["control_id"].nunique())
 
-    @property
+    @cached_property
     def n_subclasses(self) -> int | None:
         return int(self.pairs["subclass"].nunique()) if "subclass" in self.pairs and self.weighted else None
 
@@ -104,6 +105,15 @@ class Method:
             "max_smd_after": bal["abs_smd_after"].max() if "abs_smd_after" in bal else None,
             "n_unbalanced": int((~bal["balanced"]).sum()) if "balanced" in bal else None,
         }
+
+    @cached_property
+    def subclass_sizes(self) -> dict:
+        """subclass -> (treated, controls) in it, for a weighted method's group headers."""
+        if "subclass" not in self.pairs:
+            return {}
+        g = self.pairs.groupby("subclass")
+        t, c = g["treated_id"].nunique(), g["control_id"].nunique()
+        return {k: (int(t[k]), int(c[k])) for k in t.index}
 
     def mismatches(self, covariates: list[str]) -> dict[str, int]:
         """Per covariate, the rows whose treated and control differ on it (what a balance row links to)."""

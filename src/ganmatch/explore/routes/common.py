@@ -3,7 +3,6 @@ export reads, so an export is exactly the rows the page shows)."""
 
 from __future__ import annotations
 
-import pandas as pd
 from werkzeug.exceptions import BadRequest
 
 from ganmatch.explore.pairs import COVARIATE_FILTERS, FLAG_FILTERS, PER_PAGE, PairQuery, sort_keys
@@ -72,14 +71,3 @@ def pair_query(p: Params, m: Method, run: Run) -> PairQuery:
         page=p.int("page", 1, 1, 10**6),
         per_page=int(p.choice("per_page", [str(n) for n in PER_PAGE], "50")),
     )
-
-
-def subclass_sizes(pairs: pd.DataFrame) -> dict:
-    """subclass -> (treated, controls) in it, for a weighted method's group headers."""
-    if "subclass" not in pairs:
-        return {}
-    g = pairs.groupby("subclass")
-    return {
-        k: (int(t), int(c))
-        for k, t, c in zip(g.groups, g["treated_id"].nunique(), g["control_id"].nunique(), strict=True)
-    }

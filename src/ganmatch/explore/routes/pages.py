@@ -12,7 +12,7 @@ from ganmatch.explore import charts
 from ganmatch.explore.editor import MAX_BATCH, MAX_STRENGTH
 from ganmatch.explore.pairs import COVARIATE_FILTERS, PER_PAGE, filter_pairs, page_of, sort_keys
 from ganmatch.explore.params import Params, known_id
-from ganmatch.explore.routes.common import method_param, pair_params, pair_query, subclass_sizes
+from ganmatch.explore.routes.common import method_param, pair_params, pair_query
 from ganmatch.explore.state import state
 
 bp = Blueprint("pages", __name__)
@@ -100,7 +100,7 @@ def pairs():
     if grouped:  # a page of subclasses, each its treated and its controls (weights), not one row per link
         subs, page, n_pages = page_of(pd.Series(selected["subclass"].unique()), q.page, q.per_page)
         rows = selected[selected["subclass"].isin(set(subs))]
-        groups = [subclass_group(k, rows[rows["subclass"] == k]) for k in subs]
+        groups = [subclass_group(k, g) for k, g in rows.groupby("subclass", sort=False)]
     else:
         rows, page, n_pages = page_of(selected, q.page, q.per_page)
     covs = [c for c in run.covariates if f"t_{c}" in m.pairs]
@@ -122,7 +122,7 @@ def pairs():
         per_page_choices=PER_PAGE,
         grouped=grouped,
         groups=groups,
-        subclasses=subclass_sizes(m.pairs) if m.weighted else {},
+        subclasses=m.subclass_sizes if m.weighted else {},
         flagged=st.flags.keys(m.name) if st.flags is not None else set(),
     )
 
@@ -130,8 +130,8 @@ def pairs():
 def subclass_group(k, rows: pd.DataFrame) -> dict:
     """One subclass of a weighted method on the pairs page: its treated and controls (each once, with the
     rank of a row that links it, for the pair view), the controls' weights, at most GROUP_SHOWN of each."""
-    t = rows.drop_duplicates("treated_id")
-    c = rows.drop_duplicates("control_id")
+    t = rows[["treated_id", "rank"]].drop_duplicates("treated_id")
+    c = rows[["control_id", "rank", "weight"]].drop_duplicates("control_id")
     return {
         "subclass": k,
         "n_treated": len(t),
