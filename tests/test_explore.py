@@ -813,13 +813,13 @@ def test_the_editor_shows_the_images_covariates_and_edits_both_members_of_a_pair
 
 
 def test_original_photos_are_served_only_as_images_inside_the_project(run_dir, tmp_path):
-    """The index's `path` is a stored value: one pointing outside the project, at a non-image or at an absolute
-    path is never served (the view shows the placeholder)."""
+    """The index's `path` is a stored value: one pointing outside the project, at a non-image or at an
+    absolute path is never served (the view shows the placeholder)."""
     copy = copy_run(run_dir, tmp_path)
     index = pd.read_parquet(copy / "images.parquet")
     (tmp_path / "outside.png").write_bytes(b"\x89PNG secret")
-    hostile = ["/etc/passwd", str(tmp_path / "outside.png"), "../outside.png", "results/synthetic/images.parquet",
-               "resources/synthetic/generator.pt"]
+    hostile = ["/etc/passwd", str(tmp_path / "outside.png"), "../outside.png",
+               "results/synthetic/images.parquet", "resources/synthetic/generator.pt"]
     index.loc[: len(hostile) - 1, "path"] = hostile
     index.to_parquet(copy / "images.parquet")
     c = create_app(load_run(copy)).test_client()
@@ -829,3 +829,17 @@ def test_original_photos_are_served_only_as_images_inside_the_project(run_dir, t
         assert "no original photo" in get(c, f"/view?image={i}").get_data(as_text=True)
     for url in ("/original/../images.parquet", "/original/%2e%2e%2fimages.parquet", "/original/img00000?x=1"):
         assert c.get(url, headers=HOST).status_code in (400, 404), url
+
+
+def test_csv_exports_never_carry_a_spreadsheet_formula(run_dir, tmp_path):
+    copy = copy_run(run_dir, tmp_path)
+    path = copy / "matches" / "gan_greedy.parquet"
+    pairs = pd.read_parquet(path)
+    pairs["method"] = ["=HYPERLINK(\"http://x\")", "+1", "-cmd", "@SUM(1)"] * (len(pairs) // 4)
+    pairs.to_parquet(path)
+    c = create_app(load_run(copy)).test_client()
+    text = get(c, "/export/pairs.csv?method=gan_greedy").get_data(as_text=True)
+    got = pd.read_csv(io.StringIO(text))
+    assert all(v.startswith("'") for v in got["method"]) and got["distance"].min() > 0
+    raw = pd.read_parquet(io.BytesIO(get(c, "/export/pairs.parquet?method=gan_greedy").data))
+    assert raw["method"][0] == '=HYPERLINK("http://x")'  # Parquet keeps the values as they are

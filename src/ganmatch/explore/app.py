@@ -119,8 +119,8 @@ def host_name(host: str) -> str:
 
 
 def has_image(run: Run, image_id) -> bool:
-    """Whether the image's aligned PNG is there now (a missing file gets the "no image" placeholder); one stat,
-    as a page shows hundreds of faces (the file route still resolves and checks each path it serves)."""
+    """Whether the image's aligned PNG is there now (a missing file gets the "no image" placeholder); one
+    stat, as a page shows hundreds of faces (the file route still resolves and checks each path it serves)."""
     return isinstance(image_id, str) and image_id in run.images and os.path.isfile(run.images[image_id])
 
 

@@ -18,10 +18,25 @@ bp = Blueprint("export", __name__)
 FORMATS = "<any(csv, parquet):fmt>"
 
 
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(df: pd.DataFrame) -> pd.DataFrame:
+    """Text cells that a spreadsheet would run as a formula (=, +, -, @ first) prefixed with a quote: a
+    hostile id or label in the results must not become a formula when the CSV is opened (numbers are left
+    as they are)."""
+    out = df.copy()
+    for c in out.columns:
+        if pd.api.types.is_string_dtype(out[c]) or out[c].dtype == object:
+            out[c] = [f"'{v}" if isinstance(v, str) and v.startswith(FORMULA_START) else v for v in out[c]]
+    return out
+
+
 def download(df: pd.DataFrame, name: str, fmt: str) -> Response:
+    """`df` as a CSV (spreadsheet-safe) or Parquet attachment, built in memory."""
     buf = io.BytesIO()
     if fmt == "csv":
-        df.to_csv(buf, index=False)
+        spreadsheet_safe(df).to_csv(buf, index=False)
         mime = "text/csv"
     else:
         df.to_parquet(buf, index=False)
