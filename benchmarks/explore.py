@@ -2,9 +2,10 @@
 1,200 pairs per method, and the editor's render time on the demo generator.
 
 Writes a synthetic results folder (tests/explore_synthetic.py: 30,000 images in shards of 100, three methods
-of 1,200 pairs, a 512-d face embedding, edit directions) under benchmarks/out/explore/, starts the real
-server (`python -m ganmatch.cli explore ... --port 0`, loopback, its own process) and times each URL over
-HTTP from this process: the median and the worst of `--repeats` requests after one warm-up request.
+of 1,200 pairs and a full matching (40 treated, 80 controls), a 512-d face embedding, edit directions) under
+benchmarks/out/explore/, starts the real server (`python -m ganmatch.cli explore ... --port 0`, loopback, its
+own process) and times each URL over HTTP from this process: the median and the worst of `--repeats`
+requests after one warm-up request.
 The editor uses resources/demo/generator.pt when a demo run made it (else the synthetic folder's generator,
 the same architecture). Writes benchmarks/results/explore.csv and explore.md.
 

@@ -223,8 +223,9 @@ def units_and_balance(res: Path, index, attributes, name: str, pairs, units, tab
 def full_matching(rng, ids, treated, control, n_pairs: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """A full matching's output in the matching stage's format: subclasses of a few treated and several
     controls, a row per treated-control link in a subclass, each control weighted by its subclass's
-    treated/control ratio (`n_pairs // 3` treated and twice as many controls in four subclasses)."""
-    n_t = max(4, n_pairs // 3)
+    treated/control ratio (`n_pairs // 3` treated, at most 40, and twice as many controls in four
+    subclasses)."""
+    n_t = max(4, min(n_pairs // 3, 40))
     t = rng.choice(treated, n_t, replace=False)
     c = rng.choice(control, 2 * n_t, replace=False)
     sub_t, sub_c = np.arange(n_t) % 4, np.arange(2 * n_t) % 4
