@@ -1,10 +1,11 @@
 """Benchmark of `ganmatch explore` (issue 21): start-up and every page's answer time at 30,000 images and
 1,200 pairs per method, and the editor's render time on the demo generator.
 
-Writes a synthetic results folder (ganmatch.explore.synthetic: 30,000 images in shards of 100, three methods
-of 1,200 pairs, a 512-d face embedding, edit directions) under benchmarks/out/explore/, starts the real
-server (`python -m ganmatch.cli explore ... --port 0`, loopback, its own process) and times each URL over
-HTTP from this process: the median and the worst of `--repeats` requests after one warm-up request.
+Writes a synthetic results folder (tests/explore_synthetic.py: 30,000 images in shards of 100, three methods
+of 1,200 pairs and a full matching (40 treated, 80 controls), a 512-d face embedding, edit directions) under
+benchmarks/out/explore/, starts the real server (`python -m ganmatch.cli explore ... --port 0`, loopback, its
+own process) and times each URL over HTTP from this process: the median and the worst of `--repeats`
+requests after one warm-up request.
 The editor uses resources/demo/generator.pt when a demo run made it (else the synthetic folder's generator,
 the same architecture). Writes benchmarks/results/explore.csv and explore.md.
 
@@ -58,7 +59,8 @@ def machine() -> str:
 
 def build_folder(n: int, pairs: int) -> Path:
     """The synthetic results folder (rebuilt only when its size changed)."""
-    from ganmatch.explore.synthetic import write_synthetic_run
+    sys.path.insert(0, str(ROOT / "tests"))  # the synthetic run is a test fixture: tests/explore_synthetic.py
+    from explore_synthetic import write_synthetic_run
 
     root = OUT / f"n{n}_p{pairs}"
     res = root / "results" / "synthetic"

@@ -178,8 +178,9 @@ def test_explorer_serves_every_page_of_the_run(demo_run, tmp_path):
     has none): every page answers and the editor renders the run's latents with its generator."""
     import shutil
 
+    from explore_synthetic import write_directions
+
     from ganmatch.explore.server import build_app
-    from ganmatch.explore.synthetic import write_directions
 
     work, _, _ = demo_run
     copy = tmp_path / "results" / "demo"

@@ -29,6 +29,9 @@ def add_explore(subparsers) -> None:
                    help="generator weights for the editor (default: resources/<dataset>/generator.pt beside "
                         "the results folder's project, <dataset> being the folder's name)")
     p.add_argument("--threads", type=int, default=4, help="request threads of the server (default 4)")
+    p.add_argument("--flags", default=None, metavar="FILE",
+                   help="CSV file to record flagged (suspect) pairs in (created if absent; outside the results "
+                        "folder, which stays read-only); without it flagging is off")
     p.add_argument("--render-threads", type=int, default=1,
                    help="torch threads for the generator (default 1; raise it for a 256-1024 px generator)")
 
@@ -36,7 +39,7 @@ def add_explore(subparsers) -> None:
         from ganmatch.explore.server import serve
 
         serve(args.results, host=args.host, port=args.port, allow_remote=args.allow_remote,
-              weights=args.weights, threads=args.threads, render_threads=args.render_threads)
+              weights=args.weights, threads=args.threads, render_threads=args.render_threads, flags=args.flags)
         return 0
 
     p.set_defaults(run=run)

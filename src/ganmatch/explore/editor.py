@@ -1,10 +1,11 @@
 """Live latent edits: the run's projected latents moved along the edit stage's directions and rendered.
 
-Directions come from `edits/directions.parquet` + `edits/directions.npy` (one unit W direction per row, plain or
-conditional). A slider value is a strength in standard deviations of the run's latents along that direction
+Directions come from `edits/directions.parquet` + `edits/directions.npy` (one unit W direction per row, plain
+or conditional). A slider value is a strength in standard deviations of the run's latents along that direction
 (the SD of w . d over the projected images), so +1 moves a face as far as one SD of the data, whatever the
-direction's norm. W+ latents move the same amount in every layer. Rendering is serialised by one lock and
-batches are capped, so a burst of slider moves cannot pile up generator work.
+direction's norm. W+ latents move the same amount in every layer. Rendering is serialised by one lock, batches
+are capped, and the app runs renders on its bounded render queue (`renderqueue`), so a burst of slider moves
+cannot pile up generator work or hold the page threads.
 """
 
 from __future__ import annotations
@@ -23,10 +24,10 @@ from ganmatch.data.io import read_npy
 from ganmatch.errors import GanmatchError, InputDataError
 from ganmatch.explore.results import Run, table
 
-MAX_STRENGTH = 5.0      # slider range in SDs, either way
-MAX_BATCH = 16          # frames one request may render
-SD_SAMPLE = 5000        # latents read to estimate each direction's SD
-CACHE_SIZE = 256        # rendered PNGs kept (repeated slider positions answer from memory)
+MAX_STRENGTH = 5.0  # slider range in SDs, either way
+MAX_BATCH = 16  # frames one request may render
+SD_SAMPLE = 5000  # latents read to estimate each direction's SD
+CACHE_SIZE = 256  # rendered PNGs kept (repeated slider positions answer from memory)
 
 
 @dataclass
@@ -47,8 +48,10 @@ def read_directions(root: Path, w_dim: int) -> Directions | None:
     D = read_npy(npy)
     where = f"{root / 'edits'}/directions.parquet|.npy"
     if D.ndim != 2 or D.shape[1] != w_dim or not np.isfinite(D).all():
-        raise InputDataError(f"{where}: directions array has shape {D.shape} (or non-finite values); expected "
-                             f"(n, {w_dim}) finite float32 for these latents. Rerun the edit stage.")
+        raise InputDataError(
+            f"{where}: directions array has shape {D.shape} (or non-finite values); expected "
+            f"(n, {w_dim}) finite float32 for these latents. Rerun the edit stage."
+        )
     for col in ("direction", "row"):
         if col not in meta:
             raise InputDataError(f"{where}: the table lacks column '{col}'; rerun the edit stage.")
@@ -56,9 +59,16 @@ def read_directions(root: Path, w_dim: int) -> Directions | None:
     skipped = rows < 0
     if "skipped" in meta:
         flag = meta["skipped"]
-        skipped |= flag.fillna(False).astype(bool).to_numpy() if flag.dtype == bool else flag.fillna("").astype(str).str.len().gt(0).to_numpy()
+        skipped |= (
+            flag.fillna(False).astype(bool).to_numpy()
+            if flag.dtype == bool
+            else flag.fillna("").astype(str).str.len().gt(0).to_numpy()
+        )
     if (rows[~skipped] >= len(D)).any() or meta["direction"].duplicated().any():
-        raise InputDataError(f"{where}: rows point past the array's {len(D)} directions, or direction ids repeat; rerun the edit stage.")
+        raise InputDataError(
+            f"{where}: rows point past the array's {len(D)} directions, or direction ids repeat; "
+            "rerun the edit stage."
+        )
     usable = meta[~skipped].reset_index(drop=True)
     vectors = {}
     for d, r in zip(usable["direction"].astype(str), usable["row"].astype(int), strict=True):
@@ -76,6 +86,7 @@ class Editor:
         self.generator = generator
         self.directions = directions
         self.lock = threading.Lock()
+        self.cache_lock = threading.RLock()
         self.cache: OrderedDict = OrderedDict()
         self.sd, self.mean = self._score_stats()
 
@@ -92,7 +103,9 @@ class Editor:
         W = self._w(self.latents[rows])
         V = np.stack(list(self.directions.vectors.values()), axis=1).astype(np.float64)
         S = W @ V
-        sd = {d: float(s) if s > 0 else 1.0 for d, s in zip(self.directions.vectors, S.std(axis=0), strict=True)}
+        sd = {
+            d: float(s) if s > 0 else 1.0 for d, s in zip(self.directions.vectors, S.std(axis=0), strict=True)
+        }
         return sd, dict(zip(self.directions.vectors, S.mean(axis=0).astype(float), strict=True))
 
     @staticmethod
@@ -119,7 +132,21 @@ class Editor:
     def scores(self, w: np.ndarray) -> dict[str, float]:
         """Each direction's score of latent `w`, in SDs from the run's mean."""
         x = self._w(w[None])[0]
-        return {d: float((x @ v - self.mean[d]) / self.sd[d]) for d, v in self.directions.vectors.items()} if self.sd else {}
+        return (
+            {d: float((x @ v - self.mean[d]) / self.sd[d]) for d, v in self.directions.vectors.items()}
+            if self.sd
+            else {}
+        )
+
+    @staticmethod
+    def _key(latents: np.ndarray) -> bytes:
+        return latents.tobytes() + str(latents.shape).encode()
+
+    def cached(self, latents: np.ndarray) -> bytes | None:
+        """The PNG of `latents` if it was rendered recently (answered without queueing a render)."""
+        latents = np.ascontiguousarray(latents, np.float32)
+        with self.cache_lock:
+            return self.cache.get(self._key(latents))
 
     def render(self, latents: np.ndarray) -> bytes:
         """One PNG of the latents' images side by side (at most MAX_BATCH), memoised by latent bytes."""
@@ -130,18 +157,20 @@ class Editor:
         latents = np.ascontiguousarray(latents, np.float32)
         if not 1 <= len(latents) <= MAX_BATCH:
             raise ValueError(f"render takes 1 to {MAX_BATCH} latents, got {len(latents)}")
-        key = latents.tobytes() + str(latents.shape).encode()
+        key = self._key(latents)
         with self.lock:
-            if key in self.cache:
-                self.cache.move_to_end(key)
-                return self.cache[key]
+            with self.cache_lock:
+                if key in self.cache:
+                    self.cache.move_to_end(key)
+                    return self.cache[key]
             images = render(self.generator, latents, batch_size=MAX_BATCH)
             buf = io.BytesIO()
             Image.fromarray(np.concatenate(list(images), axis=1)).save(buf, format="PNG")
             png = buf.getvalue()
-            self.cache[key] = png
-            if len(self.cache) > CACHE_SIZE:
-                self.cache.popitem(last=False)
+            with self.cache_lock:
+                self.cache[key] = png
+                if len(self.cache) > CACHE_SIZE:
+                    self.cache.popitem(last=False)
         return png
 
 
@@ -164,12 +193,16 @@ def load_editor(run: Run, weights: str | Path | None = None) -> tuple[Editor | N
         generator = load_generator(path)
         shard_tabs, arrays = latent_shards(tables, [p.with_suffix(".npy") for p in tables])
         ok = [(t["status"] == "ok").to_numpy() for t in shard_tabs]
-        ids = np.concatenate([t["image_id"].astype(str).to_numpy()[m] for t, m in zip(shard_tabs, ok, strict=True)])
+        ids = np.concatenate(
+            [t["image_id"].astype(str).to_numpy()[m] for t, m in zip(shard_tabs, ok, strict=True)]
+        )
         latents = StackedRows([a[m] if not m.all() else a for a, m in zip(arrays, ok, strict=True)])
         w_dim = arrays[0].shape[-1]
         if w_dim != generator.w_dim:
-            raise InputDataError(f"{path}: the generator's w_dim is {generator.w_dim} but the latents have {w_dim}; "
-                                 "pass the weights the run projected with (--weights).")
+            raise InputDataError(
+                f"{path}: the generator's w_dim is {generator.w_dim} but the latents have {w_dim}; "
+                "pass the weights the run projected with (--weights)."
+            )
         directions = read_directions(run.root, w_dim)
     except GanmatchError as exc:
         return None, str(exc)

@@ -57,8 +57,10 @@ class Params:
             return default
         if value not in choices:
             shown = sorted(choices)[:20]
-            raise BadRequest(f"parameter {name!r}: unknown value {value[:60]!r}; expected one of {shown}"
-                             f"{' ...' if len(choices) > 20 else ''}")
+            raise BadRequest(
+                f"parameter {name!r}: unknown value {value[:60]!r}; expected one of {shown}"
+                f"{' ...' if len(choices) > 20 else ''}"
+            )
         return value
 
     def getlist(self, name: str) -> list[str]:

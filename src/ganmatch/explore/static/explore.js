@@ -1,4 +1,6 @@
-// ganmatch explore: method pickers submit on change; the editor re-renders on slider moves.
+// ganmatch explore: method pickers submit on change; the editor re-renders on slider moves (the edited image,
+// and both members of a chosen pair); flag buttons record suspect pairs; a face that fails to load gets the
+// "no image" placeholder.
 "use strict";
 
 function debounce(fn, ms) {
@@ -15,8 +17,8 @@ function setupPickers() {
   }
 }
 
-function editQuery(editor) {
-  const query = new URLSearchParams({ image: editor.dataset.image });
+function editQuery(editor, image) {
+  const query = new URLSearchParams({ image: image || editor.dataset.image });
   for (const slider of editor.querySelectorAll("input.direction")) {
     const value = parseFloat(slider.value);
     if (value !== 0) query.append("edit", slider.dataset.direction + ":" + slider.value);
@@ -32,12 +34,14 @@ function setupEditor() {
   const sliders = editor.querySelectorAll("input.direction");
 
   image.addEventListener("load", () => { status.textContent = ""; image.dataset.loaded = image.src; });
-  image.addEventListener("error", () => { status.textContent = "render failed"; });
+  image.addEventListener("error", () => { status.textContent = "render failed or the renderer is busy; move the slider again"; });
 
   const refresh = debounce(() => {
     const query = editQuery(editor);
     status.textContent = "rendering…";
-    image.src = editor.dataset.renderUrl + "?" + query.toString();
+    for (const other of editor.querySelectorAll("img.edited")) {
+      other.src = editor.dataset.renderUrl + "?" + editQuery(editor, other.dataset.image).toString();
+    }
     fetch(editor.dataset.scoresUrl + "?" + query.toString())
       .then((resp) => (resp.ok ? resp.json() : Promise.reject(new Error(resp.statusText))))
       .then((data) => {
@@ -80,7 +84,42 @@ function setupEditor() {
   }
 }
 
+function setupFlags() {
+  const meta = document.querySelector('meta[name="ganmatch-token"]');
+  if (!meta) return;
+  for (const button of document.querySelectorAll("button.flag-pair")) {
+    button.addEventListener("click", () => {
+      const on = button.dataset.on === "1" ? "0" : "1";
+      const query = new URLSearchParams({ method: button.dataset.method, pair: button.dataset.pair, on: on });
+      fetch("/api/flag?" + query.toString(), { method: "POST", headers: { "X-Ganmatch-Token": meta.content } })
+        .then((resp) => (resp.ok ? resp.json() : Promise.reject(new Error(resp.statusText))))
+        .then((data) => {
+          button.dataset.on = data.flagged ? "1" : "0";
+          button.classList.toggle("on", data.flagged);
+          button.textContent = data.flagged ? "flagged ⚑" : "flag";
+        })
+        .catch(() => { button.textContent = "flag failed"; });
+    });
+  }
+}
+
+function setupPlaceholders() {
+  // a face whose file went missing after start-up: the same placeholder the server gives a missing file
+  for (const img of document.querySelectorAll("figure.face img")) {
+    const swap = () => {
+      const box = document.createElement("div");
+      box.className = "noimage";
+      box.textContent = "no image";
+      img.replaceWith(box);
+    };
+    if (img.complete && img.naturalWidth === 0 && img.src) swap();
+    else img.addEventListener("error", swap);
+  }
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   setupPickers();
   setupEditor();
+  setupFlags();
+  setupPlaceholders();
 });
