@@ -204,10 +204,15 @@ rule figure_transects:
     """Outcomes along the treatment's edit strength; experimental vs observational effect estimates."""
     input:
         transects=f"{RES}/edits/transects.parquet",
+        edits=f"{RES}/edits/edits.parquet",  # planted truth / image models where a latent model is flat by construction
     output:
         pdf=report(f"{RES}/figures/transects.pdf", caption="../report/transects.rst", category="Edits"),
         png=f"{RES}/figures/transects.png",
         data=f"{RES}/figures/transects.parquet",
+    params:
+        n_boot=config["outcome_analysis"]["n_boot"],
+        alpha=config["outcome_analysis"]["alpha"],
+        seed=config["seed"],
     log:
         f"{LOGS}/figures/transects.log",
     conda:

@@ -444,7 +444,12 @@ def edit_leakage_figure_job(inp, out, params=None) -> None:
 
 
 def transects_figure_job(inp, out, params=None) -> None:
+    """The transects figure; the edit table gives the planted truth / image models where a latent model is
+    constant by construction."""
     from ganmatch.data.io import read_parquet, write_parquet
     from ganmatch.report import edit_figures
 
-    write_parquet(edit_figures.transects_figure(read_parquet(inp.transects), out.pdf, out.png), out.data)
+    edits = read_parquet(inp.edits) if getattr(inp, "edits", None) else None
+    boot = {"n_boot": params.n_boot, "alpha": params.alpha, "random_state": params.seed} if params else {}
+    write_parquet(edit_figures.transects_figure(read_parquet(inp.transects), out.pdf, out.png, edits=edits, **boot),
+                  out.data)
