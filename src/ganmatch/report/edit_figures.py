@@ -101,8 +101,8 @@ def leakage_heatmap(leakage: pd.DataFrame, pdf: str, png: str | None = None) -> 
     measured = list(dict.fromkeys(data["measured"]))
     # a conditional direction is orthogonal to the latent models of the attributes it projects out: their change is
     # 0 by construction, not a measurement (the planted truth or the image models measure it)
-    data["by_construction"] = (data["source"] == "model") & [
-        m in conditioned_on(str(d)) for d, m in zip(data["direction"], data["measured"], strict=True)]
+    data["by_construction"] = (data["source"] == "model").to_numpy() & np.array(
+        [m in conditioned_on(str(d)) for d, m in zip(data["direction"], data["measured"], strict=True)], bool)
     fixed = data[data["by_construction"]]
     others = [{"truth": "planted-truth", "image": "image-model"}.get(s, s) for s in sources if s != "model"]
     fig, axes = panel_grid(len(sources), max_cols=2, panel=(0.75 * len(measured) + 2.2, 0.42 * len(directions) + 1.2))

@@ -110,7 +110,7 @@ def neighbour_comparison(run: pd.DataFrame, reported: list | None) -> pd.DataFra
 
 
 RUN_DATA = {
-    "demo": ("demo: simulated people (identities are clusters in the latent space)", False),
+    "demo": ("demo: simulated people, each a cluster in the latent space", False),
     "celeba_hq": ("CelebA-HQ, the paper's data", True),
 }
 
@@ -183,8 +183,8 @@ def paper_comparison(means: pd.DataFrame, nn: pd.DataFrame, pdf: str, png: str |
         ax.set_title(wrap(titles[src], 52), fontsize=8, color="#b2182b" if src == "this run" and not comparable
                      else "black")
         ax.grid(axis="x", alpha=0.3)
+        ax.set_xlabel("identity retrieval error among all images (fraction)", fontsize=8)
         if k == len(parts) - 1:
-            ax.set_xlabel("identity retrieval error among all images (fraction)")
             ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.suptitle("This run next to the paper's reported numbers" if reference_label == "paper"
                  else f"This run next to the {reference_label}", fontsize=10, y=1.02)
