@@ -491,13 +491,13 @@ def neighbour_quality(table: pd.DataFrame, pdf: str, png: str | None = None) -> 
     cross = table[table["scope"] == "cross"].set_index("embedding")
     panels = [(err_cols, scope_all, "Same person\namong the nearest?", "identity retrieval error (fraction)",
                "neighbours searched (among all images)"),
-              (diff_cols, scope_all, "Attribute mismatch to the nearest image\n(among all images, as the paper)",
+              (diff_cols, scope_all, "Attribute mismatch,\nnearest among all images\n(as the paper's table)",
                "mean |attribute difference| (0-1)", "attribute")]
     if len(cross):
-        panels.append((diff_cols, cross, "Attribute mismatch to the nearest image\n(in the other group)",
-                       "mean |attribute difference| (0-1)", "attribute"))
+        panels.append((diff_cols, cross, "Attribute mismatch,\nnearest in the other group\n(what matching sees)",
+                       "", "attribute"))  # the same quantity as the panel before: one y label
     ratios = [max(2, len(err_cols))] + [max(2, len(diff_cols))] * (len(panels) - 1)
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 + 1.0 * len(diff_cols) * (len(panels) - 1), 3.8),
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 + max(2.5, 1.0 * len(diff_cols)) * (len(panels) - 1), 3.8),
                              layout="constrained", gridspec_kw={"width_ratios": ratios})
     width = 0.8 / max(1, len(embeddings))
     # values on the bars only while they fit (upright above each bar); the numbers are in the CSV beside the figure
