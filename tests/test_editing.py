@@ -146,3 +146,85 @@ def test_select_images_takes_ids_groups_and_matched_pairs_of_projected_images(tm
     assert sel.set_index("image_id").loc["i9", "shard"] == 1
     with pytest.raises(ConfigError, match="edit.images.ids"):
         edits.select_images(index, index[["image_id"]], shards, {}, "male", {"ids": ["i5"], "per_group": 0, "max_pairs": 0})
+
+
+def _conditional_edits():
+    """Edits of 3 images along a plain direction 'a' and the conditional 'a|b' (b projected out): the latent model
+    of b cannot move along 'a|b' (delta_b = 0, p_b constant), while the planted b coordinate does."""
+    rows = []
+    for d, cond in (("a", ""), ("a|b", "b")):
+        for k, img in enumerate("xyz"):
+            for s in (-2.0, 0.0, 2.0):
+                rows.append({"image_id": img, "direction": d, "attribute": "a", "conditional_on": cond,
+                             "conditional": bool(cond), "strength": s, "delta_a": s, "flip_a": s > 0,
+                             "delta_b": 0.0 if cond else 0.3 * s, "flip_b": False,
+                             "true_delta_a": 0.4 * s, "true_flip_a": s > 0,
+                             "true_delta_b": (0.05 + 0.01 * k) * s, "true_flip_b": False,
+                             "outcome_before_p_a": 0.5, "outcome_p_a": 0.5 + 0.1 * s,
+                             "outcome_before_p_b": 0.3, "outcome_p_b": 0.3 if cond else 0.3 + 0.05 * s})
+    return pd.DataFrame(rows)
+
+
+def _figure_of(monkeypatch):
+    from ganmatch.report import edit_figures
+
+    found = {}
+    real = edit_figures.save_figure
+
+    def keep(fig, pdf, png=None, **kw):
+        fig.canvas.draw()
+        found["fig"] = fig
+        real(fig, pdf, png, **kw)
+
+    monkeypatch.setattr(edit_figures, "save_figure", keep)
+    return found
+
+
+def test_leakage_figure_greys_the_zeros_a_conditional_direction_has_by_construction(tmp_path, monkeypatch):
+    """The latent model of b reads 0 along 'a|b' by construction: that cell is masked and marked, not coloured
+    as a measured zero; the planted-truth panel shows b's real change there."""
+    from ganmatch.report import edit_figures
+
+    leakage = edit_metrics.leakage_table(_conditional_edits())
+    seen = _figure_of(monkeypatch)
+    data = edit_figures.leakage_heatmap(leakage, str(tmp_path / "l.pdf"), str(tmp_path / "l.png"))
+    fixed = data[data["by_construction"]]
+    assert list(zip(fixed["source"], fixed["direction"], fixed["measured"], strict=True)) == [("model", "a|b", "b")]
+    model_ax, truth_ax = [ax for ax in seen["fig"].axes if ax.get_images()]
+    shade = model_ax.get_images()[0].get_array()
+    rows = [t.get_text() for t in model_ax.get_yticklabels()]
+    cols = [t.get_text() for t in model_ax.get_xticklabels()]
+    i, j = rows.index("a | b"), cols.index("b")
+    assert np.ma.is_masked(shade[i, j]) or np.isnan(shade[i, j])
+    assert "≡0" in [t.get_text() for t in model_ax.texts] and "by construction" in model_ax.get_title()
+    assert "planted-truth" in model_ax.get_title()
+    truth = truth_ax.get_images()[0].get_array()
+    assert float(truth[i, j]) == pytest.approx(0.06 * 2)
+
+
+def test_transects_figure_shows_the_truth_where_the_model_is_flat_by_construction(tmp_path, monkeypatch):
+    from ganmatch.report import edit_figures
+
+    edits = _conditional_edits()
+    table = edit_metrics.transects(edits, "a|b", ["p_a", "p_b"], n_boot=50)
+    assert np.allclose(table.loc[table["outcome"] == "p_b", "estimate"], 0.0)  # the flat panel of the issue
+    seen = _figure_of(monkeypatch)
+    data = edit_figures.transects_figure(table, str(tmp_path / "t.pdf"), str(tmp_path / "t.png"), edits=edits,
+                                         n_boot=50)
+    truth = data[data["source"] == "truth"]
+    assert set(truth["outcome"]) == {"b"}
+    want = edits[edits["direction"] == "a|b"].groupby("strength")["true_delta_b"].mean()
+    assert np.allclose(truth.sort_values("strength")["estimate"], want.to_numpy())
+    assert data.loc[data["outcome"] == "p_b", "by_construction"].all()
+    assert not data.loc[data["outcome"] == "p_a", "by_construction"].any()
+    titles = [ax.get_title() for ax in seen["fig"].axes]
+    assert any(t.startswith("b: planted truth") for t in titles) and "p a" in titles
+    drawn = next(ax for ax in seen["fig"].axes if ax.get_title().startswith("b: planted truth"))
+    assert np.allclose(drawn.lines[0].get_ydata(), want.to_numpy())
+    # photos: the image models measure it; neither: the panel says it is constant by construction
+    photos = edits.drop(columns=[c for c in edits if c.startswith("true_")]).assign(image_delta_b=0.02)
+    data = edit_figures.transects_figure(table, str(tmp_path / "t2.pdf"), None, edits=photos, n_boot=50)
+    assert set(data.loc[data["source"] == "image", "outcome"]) == {"b"}
+    edit_figures.transects_figure(table, str(tmp_path / "t3.pdf"), None, n_boot=50)
+    assert any("constant by construction" in ax.get_title() and ax.get_title().startswith("p b")
+               for ax in seen["fig"].axes)

@@ -175,3 +175,38 @@ def test_the_checks_find_overlaps_and_covered_data():
     assert legends_covering_data(fig) != []
     assert any("a title" in pair for pair in text_overlaps(fig))
     plt.close(fig)
+
+
+def test_matched_pairs_layout_with_weighted_and_reference_methods(checked, tmp_path):
+    """Full matching's subclass/weight lines and count headers, a method with reference photos beside ones without."""
+    from ganmatch.data.io import write_png
+
+    ids = [f"img{i}" for i in range(12)]
+    images = {}
+    for i in ids:
+        images[i] = str(tmp_path / f"{i}.png")
+        write_png(np.zeros((16, 16, 3), np.uint8), images[i])
+    plain = pd.DataFrame({"treated_id": ids[:6], "control_id": ids[6:], "distance": np.arange(6.0),
+                          "method": f"method_{LONG}"})
+    refs = plain.assign(method="constrained", treated_ref=ids[6:], control_ref=ids[:6])
+    full = pd.DataFrame({"treated_id": ["img0"] * 3 + ["img1"] * 3, "control_id": ids[6:], "distance": 0.0,
+                         "weight": [0.3333] * 3 + [1.0] * 3, "subclass": [1] * 3 + [12] * 3,
+                         "treated_logit": [-1.0] * 3 + [0.5] * 3, "control_logit": np.linspace(-1, 0.6, 6),
+                         "method": "propensity_full"})
+    found = checked(figures.matched_pairs, pd.concat([plain, refs, full], ignore_index=True), images, n_pairs=4,
+                    treatment="a_long_treatment_name")
+    _assert_clean(found)
+
+
+@pytest.mark.parametrize("n_methods", [1, 7])
+def test_outcomes_forest_layout_with_subclass_counts(checked, n_methods):
+    methods = ["naive", *_names(n_methods, "method")]
+    units = {m: pd.DataFrame({"image_id": [f"u{i}" for i in range(400)], "treated": [1] * 104 + [0] * 296,
+                              "weight": np.r_[np.ones(104), np.full(296, 0.5)], "subclass": np.arange(400) % 19})
+             for m in methods[1:]}
+    rows = [{"outcome": outcome, "kind": "numeric", "method": m, "estimate": 1.0 + 0.1 * i, "ci_low": 0.5,
+             "ci_high": 1.9, "n_pairs": 104, "n_treated": 104, "n_control": 296, "truth": 1.0,
+             "status": "ok" if i % 3 else "too few pairs (n < 10)"}
+            for outcome in ("outcome", f"outcome_{LONG}") for i, m in enumerate(methods)]
+    found = checked(figures.outcomes_forest, pd.DataFrame(rows), units=units)
+    _assert_clean(found)

@@ -408,3 +408,186 @@ def test_leakage_heatmap_colours_the_image_panel_per_column(tmp_path, monkeypatc
     (model, _), (image, vmax) = shown
     assert np.allclose(model, [[0.2, 8.0], [-0.1, -4.0]])          # one scale for the latent models' SDs
     assert np.allclose(image, [[1.0, 1.0], [-0.5, -0.5]]) and vmax == 1.0  # per column in the image panel
+
+
+# ---------------------------------------------------------------- issue 30: figures that never mislead
+
+
+def _captured(monkeypatch, module=figures):
+    """The figure a figure function was about to save (its file is still written)."""
+    found = {}
+    real = module.save_figure
+
+    def keep(fig, pdf, png=None, **kw):
+        fig.canvas.draw()
+        found["fig"] = fig
+        found["texts"] = [t.get_text() for t in fig.findobj(lambda a: hasattr(a, "get_text"))]
+        real(fig, pdf, png, **kw)
+
+    monkeypatch.setattr(module, "save_figure", keep)
+    return found
+
+
+def _full_units():
+    """A full-matching units table: 3 treated, 5 controls (one unmatched) in 2 subclasses, with weights."""
+    return pd.DataFrame({"image_id": [f"u{i}" for i in range(9)], "treated": [1, 1, 1, 0, 0, 0, 0, 0, 0],
+                         "weight": [1, 1, 1, 0.4, 0.4, 0.4, 1.5, 1.5, 0.0],
+                         "subclass": pd.array([1, 1, 2, 1, 1, 1, 2, 2, pd.NA], dtype="Int64")})
+
+
+def test_outcomes_forest_counts_full_matching_as_treated_controls_and_subclasses(tmp_path, monkeypatch):
+    """Full matching is 3 treated and 5 controls in 2 subclasses, not '3 pairs'; 1:1 methods stay pairs."""
+    table = pd.DataFrame({"outcome": "y", "kind": "numeric", "method": ["naive", "pairs", "full"],
+                          "estimate": [1.0, 0.9, 0.8], "ci_low": 0.5, "ci_high": 1.5,
+                          "n_pairs": pd.array([pd.NA, 4, 3], dtype="Int64"),
+                          "n_treated": pd.array([3, 4, 3], dtype="Int64"), "n_control": pd.array([6, 4, 5], dtype="Int64")})
+    pairs_units = pd.DataFrame({"image_id": list("abcdefghi"), "treated": [1] * 4 + [0] * 5,
+                                "weight": [1.0] * 8 + [0.0], "subclass": pd.array([1, 2, 3, 4, 1, 2, 3, 4, pd.NA],
+                                                                                  dtype="Int64")})
+    seen = _captured(monkeypatch)
+    data = figures.outcomes_forest(table, *_written(tmp_path, "forest"), units={"pairs": pairs_units,
+                                                                                "full": _full_units()})
+    sizes = data.set_index("method")["sample_size"]
+    assert sizes["full"] == "3 treated, 5 controls in 2 subclasses"
+    assert sizes["pairs"] == "4 pairs" and sizes["naive"] == "3 + 6"
+    labels = [t.get_text() for t in seen["fig"].axes[0].get_yticklabels()]
+    assert any("3 treated, 5 controls in 2 subclasses" in t for t in labels)
+    assert not any("full" in t and "pairs" in t for t in labels)
+    # without the units tables the outcome row's own counts still say treated and controls
+    again = figures.outcomes_forest(table, *_written(tmp_path, "forest2"))
+    assert again.set_index("method").loc["full", "sample_size"] == "3 treated, 5 controls"
+
+
+def test_matched_counts_from_units_and_pairs():
+    assert figures.matched_counts(_full_units()) == {"n_treated": 3, "n_control": 5, "n_subclasses": 2, "pairs": False}
+    pairs = pd.DataFrame({"treated_id": ["t1", "t2"], "control_id": ["c1", "c2"], "subclass": [1, 2], "weight": 1.0})
+    assert figures.matched_counts(pairs)["pairs"] and figures.counts_label(figures.matched_counts(pairs)) == "2 pairs"
+    links = pd.DataFrame({"treated_id": ["t1", "t1", "t2"], "control_id": ["c1", "c2", "c3"], "subclass": [1, 1, 2]})
+    assert figures.counts_label(figures.matched_counts(links)) == "2 treated, 3 controls in 2 subclasses"
+
+
+def _pairs_images(tmp_path, ids):
+    from ganmatch.data.io import write_png
+
+    images = {}
+    for i in ids:
+        images[i] = str(tmp_path / f"{i}.png")
+        write_png(np.full((8, 8, 3), 128, np.uint8), images[i])
+    return images
+
+
+def test_matched_pairs_labels_propensity_gaps_subclasses_and_drops_empty_reference_tiles(tmp_path, monkeypatch):
+    """Propensity pairs show their logit difference (not 'd = 0.00' of the subclass distance); a full-matching
+    method shows treated, controls and subclasses and each link's subclass and weight; a method that never records
+    reference photos gets no grey 'missing' tiles, while one that does keeps them."""
+    ids = [f"i{k}" for k in range(12)]
+    images = _pairs_images(tmp_path, ids)
+    greedy = pd.DataFrame({"treated_id": ids[:3], "control_id": ids[3:6], "distance": [0.5, 1.0, 1.5],
+                           "method": "gan_greedy", "treated_ref": [None] * 3, "control_ref": [None] * 3})
+    constrained = greedy.assign(method="gan_constrained", treated_ref=ids[6:9], control_ref=[ids[9], None, ids[10]])
+    full = pd.DataFrame({"treated_id": ["i0", "i0", "i1"], "control_id": ["i3", "i4", "i5"], "distance": 0.0,
+                         "weight": [0.5, 0.5, 1.0], "subclass": [1, 1, 2], "method": "propensity_full",
+                         "treated_logit": [-1.0, -1.0, 0.5], "control_logit": [-1.0, -1.00234, 0.75]})
+    seen = _captured(monkeypatch)
+    data = figures.matched_pairs(pd.concat([greedy, constrained, full], ignore_index=True), images,
+                                 *_written(tmp_path, "pairs"), n_pairs=3)
+    texts = "\n".join(seen["texts"])
+    assert texts.count("missing") == 1  # the one missing control_ref of gan_constrained, nothing for gan_greedy
+    n_tiles = sum(ax.axison for ax in seen["fig"].axes)
+    assert n_tiles == 3 * 2 + 3 * 4 + 3 * 2
+    assert "|Δlogit| = 0.00234" in texts and "|Δlogit| = 0.25" in texts and "d = 0.00" not in texts
+    assert "2 treated, 3 controls in 2 subclasses" in " ".join(texts.split()) and "subclass 1, w = 0.5" in texts
+    assert "3 pairs" in texts
+    shown = data[data["method"] == "propensity_full"]
+    assert (shown["gap_name"] == "|Δlogit|").all() and np.allclose(sorted(shown["gap"]), [0.0, 0.00234, 0.25])
+
+
+def test_covariate_means_marks_methods_with_too_few_pairs(tmp_path, sample, monkeypatch):
+    """As in the love plot: hollow markers after matching and the status in the panel's title."""
+    summary, means = _summary(sample)
+    summary = summary.copy()
+    summary["status"] = np.where((summary["method"] == "pixel_optimal") & (summary["sample"] == "matched"),
+                                 "too few pairs (9 < 10)", "balanced")
+    seen = _captured(monkeypatch)
+    figures.covariate_means(means, *_written(tmp_path, "cm_flag"), treatment="male", summary=summary)
+    axes = {ax.get_title().split("\n")[0]: ax for ax in seen["fig"].axes if ax.get_title()}
+    flagged, fine = axes["pixel optimal"], axes["gan greedy"]
+    assert "too few pairs (9 < 10)" in flagged.get_title() and "too few" not in fine.get_title()
+
+    def matched_faces(ax):
+        return [line.get_markerfacecolor() for line in ax.lines if line.get_marker() == "s"]
+
+    assert matched_faces(flagged) and all(f == "none" for f in matched_faces(flagged))
+    assert all(f != "none" for f in matched_faces(fine))
+
+
+def test_distance_distributions_draw_the_matching_face_threshold_from_the_methods(tmp_path, sample, monkeypatch):
+    """The threshold a constrained matching applies on its face embedding is drawn (from its settings, not 0.6)."""
+    methods = {"gan_constrained": {"method": "greedy_constrained", "embedding": "gan", "constraint_embedding": "face",
+                                   "threshold": 0.45},
+               "gan_greedy": {"method": "greedy", "embedding": "gan"}}
+    matching = figures.constraint_thresholds(methods)
+    assert matching == {"face": {"gan_constrained": 0.45}}
+    nb = {"gan": _neighbours(sample, 1.0), "face": _neighbours(sample, 0.5)}
+    seen = _captured(monkeypatch)
+    data = figures.distance_distributions(nb, sample["identity"], *_written(tmp_path, "dd_thr"), matching=matching)
+    face_ax = next(ax for ax in seen["fig"].axes if ax.get_title() == "embedding: face")
+    gan_ax = next(ax for ax in seen["fig"].axes if ax.get_title() == "embedding: gan")
+    vertical = [line.get_xdata()[0] for line in face_ax.lines if len(set(line.get_xdata())) == 1]
+    assert vertical == [0.45] and not [ln for ln in gan_ax.lines if len(set(ln.get_xdata())) == 1]
+    assert any("matching threshold (gan constrained)" in " ".join(t.get_text().split())
+               for t in face_ax.get_legend().get_texts())
+    assert set(data.loc[data["embedding"] == "face", "thresholds"]) == {"0.45"}
+
+
+@pytest.mark.parametrize(("size", "scales"), [(32, 4), (16, 3), (8, 2), (4, 1)])
+def test_projection_loss_label_names_the_multiscale_loss_it_plots(size, scales):
+    """The loss axis names what the projector computes: the MSE summed over `scales` resolutions (checked on
+    `multiscale_mse` itself: a constant error c gives scales * c^2), plus VGG with perceptual: vgg."""
+    import torch
+
+    from ganmatch.gan.project import multiscale_mse
+
+    x = torch.zeros(1, 3, size, size)
+    assert float(multiscale_mse(x, x + 0.5)[0]) == pytest.approx(scales * 0.25)
+    label = figures.projection_loss_label(size)
+    assert (f"summed over {scales} scales" in label) == (scales > 1) and "VGG" not in label
+    assert "VGG16" in figures.projection_loss_label(size, "vgg")
+
+
+def test_projection_quality_axis_says_what_the_loss_is(tmp_path, monkeypatch):
+    rng = np.random.default_rng(0)
+    table = pd.DataFrame({"image_id": [f"i{k}" for k in range(10)], "status": "ok", "loss": rng.random(10),
+                          "psnr": 30.0})
+    originals = rng.integers(0, 255, (2, 32, 32, 3), dtype=np.uint8)
+    seen = _captured(monkeypatch)
+    figures.projection_quality(table, ["i0", "i1"], originals, originals, *_written(tmp_path, "pq_label"))
+    xlabels = " ".join(ax.get_xlabel().replace("\n", " ") for ax in seen["fig"].axes)
+    assert "pixel MSE summed over 4 scales" in xlabels
+
+
+def test_neighbour_quality_measures_attribute_mismatch_as_the_paper_table(tmp_path, sample, monkeypatch):
+    """The attribute mismatch the paper's table (and paper_comparison's) reports is among all images: the figure
+    draws exactly those numbers, labelled so, beside the other-group mismatch."""
+    from ganmatch.analysis.distances import retrieval_quality_table
+    from ganmatch.report.paper_comparison import neighbour_comparison
+
+    nb = {"gan": _neighbours(sample, 1.0)}
+    cross = nb["gan"].assign(scope="cross")
+    cross["neighbour"] = np.roll(cross["neighbour"].to_numpy(), 7)
+    nb["gan"] = pd.concat([nb["gan"], cross], ignore_index=True)
+    att = sample["X"].assign(image_id=sample["ids"])
+    table = retrieval_quality_table(nb, sample["identity"], att)
+    seen = _captured(monkeypatch)
+    figures.neighbour_quality(table, *_written(tmp_path, "nq_scope"))
+    titled = {ax.get_title(): ax for ax in seen["fig"].axes}
+    all_ax = next(ax for t, ax in titled.items() if "nearest among all images" in t)
+    cross_ax = next(ax for t, ax in titled.items() if "nearest in the other group" in t)
+    diff_cols = [c for c in table.columns if c.startswith("diff_")]
+    heights = [p.get_height() for p in all_ax.patches]
+    run = neighbour_comparison(table, []).query("source == 'this run'")
+    assert (run["scope"] == "all").all()
+    assert np.allclose(heights, run[diff_cols].to_numpy(float).ravel())
+    want_cross = table.query("scope == 'cross'")[diff_cols].to_numpy(float).ravel()
+    assert np.allclose([p.get_height() for p in cross_ax.patches], want_cross)
+    assert not np.allclose(want_cross, run[diff_cols].to_numpy(float).ravel())

@@ -81,3 +81,72 @@ def test_figure_is_drawn(tmp_path):
     assert "gan + facial constraint" in set(nn["embedding"])
     out = paper_comparison.paper_comparison(table, nn, str(tmp_path / "f.pdf"), str(tmp_path / "f.png"))
     assert (tmp_path / "f.png").stat().st_size > 10_000 and len(out) == len(table)
+
+
+def _figure(monkeypatch):
+    found = {}
+    real = paper_comparison.save_figure
+
+    def keep(fig, pdf, png=None, **kw):
+        fig.canvas.draw()
+        found["fig"] = fig
+        real(fig, pdf, png, **kw)
+
+    monkeypatch.setattr(paper_comparison, "save_figure", keep)
+    return found
+
+
+def _nn():
+    reported = paper_comparison.load_reference(str(ROOT / "resources/paper/reported.json"))
+    run = pd.DataFrame({"embedding": ["gan", "gan + face constraint"], "scope": "all", "err_top1": [0.2, 0.01],
+                        "err_top5": [0.06, 0.0], "err_top10": [0.02, 0.0], "diff_young": [0.0, 0.01]})
+    return reported, paper_comparison.neighbour_comparison(run, reported["neighbour_quality"])
+
+
+def test_demo_retrieval_errors_are_not_drawn_on_the_papers_axis(tmp_path, monkeypatch):
+    """Demo identities are latent clusters, the paper's are people in CelebA-HQ: separate axes, each titled with
+    its data, and the demo's says it is not comparable; a CelebA-HQ run's does not."""
+    reported, nn = _nn()
+    table = paper_comparison.means_comparison(toy_means(), reported, "gan_constrained")
+    assert paper_comparison.run_data("demo")[1] is False and paper_comparison.run_data("photos")[1] is False
+    assert paper_comparison.run_data("celeba_hq")[1] is True
+    seen = _figure(monkeypatch)
+    label, comparable = paper_comparison.run_data("demo")
+    paper_comparison.paper_comparison(table, nn, str(tmp_path / "f.pdf"), str(tmp_path / "f.png"),
+                                      run_label=label, comparable=comparable)
+    bar_axes = [ax for ax in seen["fig"].axes if ax.get_yticklabels() and any(
+        getattr(p, "get_hatch", None) for p in ax.patches) and ax.patches]
+    rows = {ax.get_title(): [t.get_text() for t in ax.get_yticklabels()] for ax in bar_axes}
+    assert len(rows) == 2
+    run_title = next(t for t in rows if t.startswith("This run"))
+    paper_title = next(t for t in rows if t.startswith("The paper"))
+    assert rows[run_title] == ["gan", "gan + face constraint"]
+    assert rows[paper_title] == list(nn.loc[nn["source"] == "paper", "embedding"])
+    assert "not comparable" in " ".join(run_title.split()) and "simulated people" in " ".join(run_title.split())
+    assert "CelebA-HQ" in paper_title
+    paper_comparison.paper_comparison(table, nn, str(tmp_path / "g.pdf"), str(tmp_path / "g.png"),
+                                      run_label="CelebA-HQ, the paper's data", comparable=True)
+    titles = " ".join(ax.get_title() for ax in seen["fig"].axes)
+    assert "not comparable" not in titles
+
+
+def test_neighbour_table_says_it_measures_all_images(tmp_path):
+    """The CSV's rows, the run's and the paper's, all carry scope 'all' (the paper's table, gender mismatch
+    included), as the neighbour_quality figure's identity and "among all images" panels."""
+    _, nn = _nn()
+    assert list(nn.columns[:3]) == ["source", "embedding", "scope"] and (nn["scope"] == "all").all()
+
+
+def test_method_with_too_few_pairs_is_marked_as_in_the_love_plot(tmp_path, monkeypatch):
+    reported, nn = _nn()
+    table = paper_comparison.means_comparison(toy_means(), reported, "gan_constrained")
+    seen = _figure(monkeypatch)
+    paper_comparison.paper_comparison(table, nn, str(tmp_path / "f.pdf"), str(tmp_path / "f.png"),
+                                      flag="too few pairs (4 < 10)")
+    means_ax = next(ax for ax in seen["fig"].axes if ax.get_title().startswith("Group means"))
+    assert "too few pairs (4 < 10): not judged" in means_ax.get_title()
+    after = [line for line in means_ax.lines if line.get_marker() == "s"]
+    assert len(after) == 2 and all(line.get_markerfacecolor() in ("white", "w", (1.0, 1.0, 1.0, 1.0))
+                                   for line in after)
+    legend = " ".join(t.get_text() for t in means_ax.get_legend().get_texts())
+    assert "[too few pairs (4 < 10): not judged]" in legend

@@ -364,6 +364,7 @@ def paper_comparison_inputs(wildcards):
     ]
     return {
         "means": f"{RES}/balance/group_means.parquet",
+        "summary": f"{RES}/balance/summary.parquet",  # the method's balance status (too few pairs)
         "reference": ref
         or (f"{RAW}/truth.json" if config["source"] == "demo" else "resources/paper/reported.json"),
         "paper": "resources/paper/reported.json",  # the paper's nearest-neighbour rows, on every dataset

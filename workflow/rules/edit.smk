@@ -210,6 +210,7 @@ rule figure_transects:
     """Outcomes along the treatment's edit strength; experimental vs observational effect estimates."""
     input:
         transects=f"{RES}/edits/transects.parquet",
+        edits=f"{RES}/edits/edits.parquet",  # planted truth / image models where a latent model is flat by construction
     output:
         pdf=report(f"{RES}/figures/transects.pdf", caption="../report/transects.rst", category="Edits"),
         png=f"{RES}/figures/transects.png",
@@ -218,5 +219,9 @@ rule figure_transects:
         f"{LOGS}/figures/transects.log",
     conda:
         "../../envs/core.yaml"
+    params:
+        n_boot=config["outcome_analysis"]["n_boot"],
+        alpha=config["outcome_analysis"]["alpha"],
+        seed=config["seed"],
     script:
         f"{SCRIPTS}/figure_transects.py"

@@ -6,6 +6,7 @@ rule figure_covariate_means:
     """Covariate means per group before and after matching, 95% intervals, one panel per method."""
     input:
         means=f"{RES}/balance/group_means.parquet",
+        summary=f"{RES}/balance/summary.parquet",
     output:
         pdf=report(
             f"{RES}/figures/covariate_means.pdf", caption="../report/covariate_means.rst", category="Balance"
@@ -107,6 +108,8 @@ rule figure_distance_distributions:
         "../../envs/core.yaml"
     params:
         thresholds=PLAN.verification,
+        # the constrained matching methods: their face threshold is drawn on their constraint embedding's panel
+        methods={n: s for n, s in PLAN.methods.items() if s.get("constraint_embedding")},
     script:
         f"{SCRIPTS}/figure_distance_distributions.py"
 
@@ -157,6 +160,7 @@ rule figure_projection_quality:
         "../../envs/torch.yaml"
     params:
         n_examples=8,
+        perceptual=config["project"]["perceptual"],  # the loss the projection minimised, named on the axis
     script:
         f"{SCRIPTS}/figure_projection_quality.py"
 
@@ -165,6 +169,7 @@ rule figure_outcomes:
     """Forest plot of the naive and matched treatment effect estimates with 95% intervals."""
     input:
         outcomes=f"{RES}/outcomes.parquet",
+        units=METHOD_UNITS,
     output:
         pdf=report(f"{RES}/figures/outcomes.pdf", caption="../report/outcomes.rst", category="Outcomes"),
         png=f"{RES}/figures/outcomes.png",
@@ -206,5 +211,6 @@ rule figure_paper_comparison:
         k=config["distances"]["k"],
         treatment=config["treatment"],
         covariates=config["covariates"],
+        source=config["source"],  # the run's data: only CelebA-HQ retrieval errors compare with the paper's
     script:
         f"{SCRIPTS}/figure_paper_comparison.py"

@@ -4,4 +4,4 @@ from ganmatch.logs import script_logging
 from ganmatch.stages.edit import transects_figure_job
 
 script_logging(snakemake)
-transects_figure_job(snakemake.input, snakemake.output)
+transects_figure_job(snakemake.input, snakemake.output, snakemake.params)

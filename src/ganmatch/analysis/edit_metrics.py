@@ -93,6 +93,33 @@ def transects(edits: pd.DataFrame, direction: str, outcomes: list[str], n_boot: 
     return out
 
 
+def conditioned_on(direction: str) -> list[str]:
+    """The attributes projected out of a direction id ('male|young,smiling' -> ['young', 'smiling'])."""
+    return [a for a in direction.partition("|")[2].split(",") if a]
+
+
+def change_transects(edits: pd.DataFrame, direction: str, columns: dict[str, str], n_boot: int = 2000,
+                     alpha: float = 0.05, random_state: int = 0) -> pd.DataFrame:
+    """Mean of per-edit change columns along `direction`, per strength, with bootstrap intervals over images
+    (kind `transect`, as `transects`): `columns` maps an outcome name to a column that already holds the change
+    from the original (`true_delta_<a>`: planted truth; `image_delta_<a>`: image models on the rendered faces)."""
+    from ganmatch.analysis.outcomes import paired_bootstrap_ci
+
+    sub = edits[edits["direction"] == direction]
+    rows = []
+    for name, col in columns.items():
+        for s, g in sub.groupby("strength", sort=True):
+            change = g[col].to_numpy(float)
+            lo, hi = paired_bootstrap_ci(change, np.zeros_like(change), n_boot=n_boot, alpha=alpha,
+                                         random_state=random_state)
+            rows.append({"outcome": name, "kind": "transect", "strength": float(s), "estimate": float(change.mean()),
+                         "ci_low": lo, "ci_high": hi, "n_images": len(change)})
+    out = pd.DataFrame(rows, columns=["outcome", "kind", "strength", "estimate", "ci_low", "ci_high", "n_images"])
+    out.insert(1, "direction", direction)
+    out["method"] = "edit"
+    return out
+
+
 def with_observational(transect: pd.DataFrame, outcomes: pd.DataFrame) -> pd.DataFrame:
     """The transect table plus the observational (naive and matched) estimates of the same outcomes."""
     obs = outcomes[outcomes["outcome"].isin(transect["outcome"])]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ganmatch.analysis.edit_metrics import change_transects, conditioned_on
 from ganmatch.data.io import read_rgb
 from ganmatch.report.plots import (
     BEFORE_COLOUR,
@@ -85,7 +86,10 @@ def interpolation_strips(table: pd.DataFrame, pdf: str, png: str | None = None) 
 
 def leakage_heatmap(leakage: pd.DataFrame, pdf: str, png: str | None = None) -> pd.DataFrame:
     """Mean change of every measured attribute (columns) when editing along each direction (rows) at the largest
-    positive strength; one panel per source (latent models; planted truth on the demo), plain and conditional rows."""
+    positive strength; one panel per source (latent models; planted truth on the demo; image models on photos),
+    plain and conditional rows. The latent-model cells of a conditional row for the attributes projected out of
+    its direction are 0 by construction: they are greyed and marked "≡0" (`by_construction` in the returned rows),
+    pointing to the panels that measure them."""
     top = leakage["strength"].max()
     data = leakage[leakage["strength"] == top].copy()
     sources = list(dict.fromkeys(data["source"]))
@@ -95,23 +99,43 @@ def leakage_heatmap(leakage: pd.DataFrame, pdf: str, png: str | None = None) -> 
              "truth": "true change in units of the attribute's separation (planted, demo)"}
     directions = list(dict.fromkeys(data.sort_values("conditional", kind="stable")["direction"]))
     measured = list(dict.fromkeys(data["measured"]))
+    # a conditional direction is orthogonal to the latent models of the attributes it projects out: their change is
+    # 0 by construction, not a measurement (the planted truth or the image models measure it)
+    data["by_construction"] = (data["source"] == "model").to_numpy() & np.array(
+        [m in conditioned_on(str(d)) for d, m in zip(data["direction"], data["measured"], strict=True)], bool)
+    fixed = data[data["by_construction"]]
+    others = [{"truth": "planted-truth", "image": "image-model"}.get(s, s) for s in sources if s != "model"]
     fig, axes = panel_grid(len(sources), max_cols=2, panel=(0.75 * len(measured) + 2.2, 0.42 * len(directions) + 1.2))
     for ax, source in zip(axes, sources, strict=True):
         m = data[data["source"] == source].pivot_table(index="direction", columns="measured", values="mean_change")
         m = m.reindex(index=directions, columns=measured)
         values = m.to_numpy(float)
-        shade = _column_scaled(values) if source == "image" else values
+        mask = np.zeros(values.shape, bool)
+        if source == "model":
+            for d, a in zip(fixed["direction"], fixed["measured"], strict=True):
+                mask[directions.index(d), measured.index(a)] = True
+        shade = _column_scaled(values) if source == "image" else values.copy()
+        shade[mask] = np.nan
         lim = float(np.nanmax(np.abs(shade))) if np.isfinite(shade).any() else 1.0
         lim = lim or 1.0
         im = ax.imshow(shade, cmap="RdBu_r", vmin=-lim, vmax=lim, aspect="auto")
         for (i, j), v in np.ndenumerate(values):
-            if np.isfinite(v):
+            if mask[i, j]:
+                ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, facecolor="#e0e0e0", edgecolor="#9e9e9e",
+                                           hatch="////", linewidth=0))
+                ax.text(j, i, "≡0", ha="center", va="center", fontsize=6.5, color="#424242",
+                        bbox={"facecolor": "#e0e0e0", "edgecolor": "none", "pad": 0.5})
+            elif np.isfinite(v):
                 ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=6,
                         color="white" if abs(shade[i, j]) > 0.6 * lim else "black")
+        note = ""
+        if mask.any():
+            where = f"see the {' and '.join(others)} panel" if others else "not measured by these models"
+            note = f"\n≡0: zero by construction (direction orthogonal to these latent models); {where}"
         ax.set_xticks(range(len(measured)), [pretty(c) for c in measured], rotation=40, ha="right", fontsize=7)
         ax.set_yticks(range(len(directions)), [d.replace("|", " | ") for d in directions], fontsize=6.5)
         ax.set_xlabel("measured attribute", fontsize=7)
-        ax.set_title(units.get(source, source), fontsize=7.5)
+        ax.set_title(units.get(source, source) + note, fontsize=7.5)
         bar = fig.colorbar(im, ax=ax, shrink=0.8)
         if source == "image":
             bar.set_label("change / column's largest |change|", fontsize=6.5)
@@ -128,9 +152,34 @@ def _column_scaled(values: np.ndarray) -> np.ndarray:
         return values / np.where(peak > 0, peak, 1.0)
 
 
-def transects_figure(table: pd.DataFrame, pdf: str, png: str | None = None) -> pd.DataFrame:
+def constant_by_construction(table: pd.DataFrame, edits: pd.DataFrame | None = None, n_boot: int = 2000,
+                             alpha: float = 0.05, random_state: int = 0) -> tuple[set[str], pd.DataFrame]:
+    """The transect outcomes that are constant by construction along the table's direction (`p_<a>`, the latent
+    model of an attribute projected out of it), and in their stead the planted truth (`true_delta_<a>`, demo) or
+    the image models (`image_delta_<a>`, photos) from `edits` (`edit_metrics.change_transects`, outcome named
+    `<a>`, `source` truth/image); rows empty when the edit table has neither."""
+    line = table[table["kind"] == "transect"]
+    direction = str(line["direction"].iloc[0]) if len(line) else ""
+    fixed = {f"p_{a}" for a in conditioned_on(direction)} & set(line["outcome"])
+    parts = []
+    for source, prefix in (("truth", "true_delta_"), ("image", "image_delta_")):
+        columns = {o[2:]: f"{prefix}{o[2:]}" for o in sorted(fixed)
+                   if edits is not None and f"{prefix}{o[2:]}" in edits and
+                   not any(o[2:] in set(p["outcome"]) for p in parts)}
+        if columns:
+            parts.append(change_transects(edits, direction, columns, n_boot, alpha, random_state).assign(source=source))
+    return fixed, pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=[*table.columns, "source"])
+
+
+def transects_figure(table: pd.DataFrame, pdf: str, png: str | None = None, edits: pd.DataFrame | None = None,
+                     n_boot: int = 2000, alpha: float = 0.05, random_state: int = 0) -> pd.DataFrame:
     """Per outcome, its mean change along the edit strength (95% band); last panel: the experimental effect of
-    the treatment against the observational (naive and matched) estimates of the same outcomes."""
+    the treatment against the observational (naive and matched) estimates of the same outcomes. An outcome that is
+    constant by construction (the latent model of an attribute projected out of the direction) is drawn as what
+    measures it, the planted truth (demo) or the image models (photos) from `edits` (`constant_by_construction`),
+    or marked as constant by construction when neither exists. Returns the table with `source` (model, truth,
+    image) and `by_construction` columns, plus the rows drawn in those panels' stead."""
+    fixed, measured = constant_by_construction(table, edits, n_boot, alpha, random_state)
     line = table[table["kind"] == "transect"]
     outcomes = list(dict.fromkeys(line["outcome"]))
     compare = table[table["kind"].isin(["experimental", "observational"])]
@@ -138,18 +187,31 @@ def transects_figure(table: pd.DataFrame, pdf: str, png: str | None = None) -> p
         if (table["kind"] == "observational").any() else compare[compare["outcome"].isin(outcomes[:1])]
     fig, axes = panel_grid(len(outcomes) + 1, max_cols=4, panel=(2.8, 2.4))
     direction = str(line["direction"].iloc[0]) if len(line) else ""
+    what = {"truth": ("planted truth", "true change\n(separation units)", "#2ca02c"),
+            "image": ("image models", "change re-predicted\non the faces", "#9467bd")}
     for ax, name in zip(axes, outcomes, strict=False):
         sub = line[line["outcome"] == name].sort_values("strength")
-        ax.fill_between(sub["strength"], sub["ci_low"], sub["ci_high"], color="#1f77b4", alpha=0.25, linewidth=0)
-        ax.plot(sub["strength"], sub["estimate"], "o-", color="#1f77b4", markersize=3)
+        title, ylabel, colour = pretty(name), "mean change", "#1f77b4"
+        if name in fixed:
+            other = measured[measured["outcome"] == name[2:]].sort_values("strength")
+            if len(other):
+                source = str(other["source"].iloc[0])
+                sub = other
+                title = f"{pretty(name[2:])}: {what[source][0]}\n({pretty(name)} constant by construction)"
+                ylabel, colour = what[source][1], what[source][2]
+            else:
+                title = f"{pretty(name)}: constant by construction\n(orthogonal to the direction; not a result)"
+                colour = "#9e9e9e"
+        ax.fill_between(sub["strength"], sub["ci_low"], sub["ci_high"], color=colour, alpha=0.25, linewidth=0)
+        ax.plot(sub["strength"], sub["estimate"], "o-", color=colour, markersize=3)
         ax.axhline(0, color="k", linewidth=0.6, linestyle=":")
         lo, hi = float(min(sub["ci_low"].min(), 0)), float(max(sub["ci_high"].max(), 0))
         if hi - lo < 0.1:  # a flat line stays flat instead of magnifying rounding noise
             mid = (hi + lo) / 2
             ax.set_ylim(mid - 0.05, mid + 0.05)
-        ax.set_title(pretty(name), fontsize=8)
+        ax.set_title(title, fontsize=7 if "\n" in title else 8)
         ax.set_xlabel("edit strength (SD)", fontsize=7)
-        ax.set_ylabel("mean change", fontsize=7)
+        ax.set_ylabel(ylabel, fontsize=7)
         ax.tick_params(labelsize=6)
     ax = axes[-1]
     styles = method_styles(compare["method"])
@@ -170,4 +232,5 @@ def transects_figure(table: pd.DataFrame, pdf: str, png: str | None = None) -> p
     ax.tick_params(axis="x", labelsize=6)
     fig.suptitle(f"Transects along {direction.replace('|', ' | ')}", fontsize=9)
     save_figure(fig, pdf, png)
-    return table
+    out = table.assign(source="model", by_construction=table["outcome"].isin(fixed) & (table["kind"] != "observational"))
+    return pd.concat([out, measured.assign(by_construction=False)], ignore_index=True) if len(measured) else out

@@ -18,7 +18,7 @@ import pandas as pd
 from ganmatch.analysis import distances
 from ganmatch.analysis.retrieval import retrieval_quality_table
 from ganmatch.errors import InputDataError
-from ganmatch.report.plots import GROUP_COLOURS, plt, pretty, save_figure
+from ganmatch.report.plots import GROUP_COLOURS, plt, pretty, save_figure, wrap
 
 MEANS_COLUMNS = ["covariate", "group", "sample", "method", "run_mean", "ci_low", "ci_high", "reference",
                  "difference", "reference_source"]
@@ -100,66 +100,95 @@ def constrained_neighbours(ids, X: np.ndarray, F: np.ndarray, threshold: float, 
 
 
 def neighbour_comparison(run: pd.DataFrame, reported: list | None) -> pd.DataFrame:
-    """The run's nearest-neighbour rows (scope "all") and the paper's rows, one table with a `source` column."""
-    ours = run[run["scope"] == "all"].drop(columns=["scope"]).assign(source="this run")
-    paper = pd.DataFrame(reported or []).assign(source="paper")
+    """The run's nearest-neighbour rows and the paper's rows, one table with a `source` column. Both measure the
+    nearest images among all images (`scope` "all": the paper's table, whose gender mismatch only exists there),
+    as the `neighbour_quality` figure's identity and "among all images" panels do."""
+    ours = run[run["scope"] == "all"].assign(source="this run")
+    paper = pd.DataFrame(reported or []).assign(source="paper", scope="all")
     out = pd.concat([ours, paper], ignore_index=True)
-    first = ["source", "embedding"]
+    first = ["source", "embedding", "scope"]
     return out[first + [c for c in out.columns if c not in first]]
 
 
+RUN_DATA = {
+    "demo": ("demo: simulated people, each a cluster in the latent space", False),
+    "celeba_hq": ("CelebA-HQ, the paper's data", True),
+}
+
+
+def run_data(source: str) -> tuple[str, bool]:
+    """What this run's images are, and whether its retrieval errors compare with the paper's CelebA-HQ numbers
+    (only a CelebA-HQ run's identities are the same kind of thing: real people, several photos each)."""
+    return RUN_DATA.get(source, (f"{source}: your photos (not the paper's CelebA-HQ)", False))
+
+
 def paper_comparison(means: pd.DataFrame, nn: pd.DataFrame, pdf: str, png: str | None = None,
-                     reference_label: str = "paper", treatment: str = "treated") -> pd.DataFrame:
+                     reference_label: str = "paper", treatment: str = "treated", flag: str = "",
+                     run_label: str = "this run", comparable: bool = True) -> pd.DataFrame:
     """Left: each covariate's mean per group, before and after matching, this run (dots with 95% intervals)
-    beside the reference (crosses). Right: identity retrieval error at top-1/5/10 per embedding, this run
-    (filled) beside the paper's rows (hatched). Returns `means` (the drawn numbers of the left panel)."""
+    beside the reference (crosses); a method the balance stage did not judge (`flag`, e.g. 'too few pairs (3 <
+    10)') is marked as in the love plot (hollow squares after matching, the status in the title). Right: identity
+    retrieval error at top-1/5/10 per embedding, this run's rows and the paper's (CelebA-HQ) rows on separate
+    axes, each titled with its data (`run_label`); unless `comparable`, the run's panel says that its identities
+    are not the paper's kind. Returns `means` (the drawn numbers of the left panel)."""
     covs = list(dict.fromkeys(means["covariate"]))
     err_cols = [c for c in ("err_top1", "err_top5", "err_top10") if c in nn.columns]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(7.5 + 1.0 * len(covs), 3.8),
-                                   gridspec_kw={"width_ratios": [max(3, 2 * len(covs)), 5], "wspace": 0.75})
+    rows = nn.reset_index(drop=True)
+    parts = [(src, rows[rows["source"] == src]) for src in ("this run", "paper") if (rows["source"] == src).any()]
+    fig = plt.figure(figsize=(7.5 + 1.0 * len(covs), 4.4))
+    grid = fig.add_gridspec(max(1, len(parts)), 2, width_ratios=[max(3, 2 * len(covs)), 5], wspace=0.75,
+                            hspace=0.9, height_ratios=[max(2, len(p)) for _, p in parts] or [1])
+    ax1 = fig.add_subplot(grid[:, 0])
     x = np.arange(len(covs))
     labels = {"control": f"not {treatment}", "treated": treatment}
+    not_judged = f" [{flag}: not judged]" if flag else ""
     for si, sample in enumerate(("unmatched", "matched")):
         for gi, group in enumerate(("control", "treated")):
-            rows = means[(means["sample"] == sample) & (means["group"] == group)].set_index("covariate").reindex(covs)
+            sel = means[(means["sample"] == sample) & (means["group"] == group)].set_index("covariate").reindex(covs)
             dx = (-0.3 if sample == "unmatched" else 0.1) + 0.15 * gi
-            y = rows["run_mean"].to_numpy(float)
-            err = np.vstack([y - rows["ci_low"].to_numpy(float), rows["ci_high"].to_numpy(float) - y])
+            y = sel["run_mean"].to_numpy(float)
+            err = np.vstack([y - sel["ci_low"].to_numpy(float), sel["ci_high"].to_numpy(float) - y])
             when = "before" if sample == "unmatched" else "after"
+            filled = si and not flag
             ax1.errorbar(x + dx, y, yerr=np.nan_to_num(np.abs(err)), linestyle="none", capsize=2,
-                         color=GROUP_COLOURS[gi], marker="o", mfc=GROUP_COLOURS[gi] if si else "white",
-                         label=f"{labels[group]}, {when} (this run)")
-            ax1.plot(x + dx, rows["reference"].to_numpy(float), linestyle="none", marker="x", markersize=7,
+                         color=GROUP_COLOURS[gi], marker="s" if si and flag else "o",
+                         mfc=GROUP_COLOURS[gi] if filled else "white",
+                         label=f"{labels[group]}, {when} (this run)" + (not_judged if si else ""))
+            ax1.plot(x + dx, sel["reference"].to_numpy(float), linestyle="none", marker="x", markersize=7,
                      color="black", label=f"{reference_label}" if si == 0 and gi == 0 else None)
     ax1.set_xticks(x, [pretty(c) for c in covs], rotation=30, ha="right")
     ax1.set_ylim(-0.05, 1.05)
     ax1.set_ylabel("mean of covariate (fraction)")
     method = means["method"].iloc[0] if len(means) else ""
-    ax1.set_title(f"Group means: before | after {pretty(method)}\n(open: before, filled: after, x: {reference_label})",
-                  fontsize=9)
+    after = "hollow squares: after, not judged" if flag else "filled: after"
+    ax1.set_title(f"Group means: before | after {pretty(method)}\n(open: before, {after}, x: {reference_label})"
+                  + (f"\n[{flag}: not judged]" if flag else ""), fontsize=9, color="#b2182b" if flag else "black")
     ax1.grid(axis="y", alpha=0.3)
     ax1.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(0.0, -0.32), ncol=2)
-    rows = nn.reset_index(drop=True)
-    width = 0.8 / max(1, len(err_cols))
-    ypos = np.arange(len(rows))
-    for j, col in enumerate(err_cols):
-        vals = rows[col].to_numpy(float)
-        bars = ax2.barh(ypos + (j - (len(err_cols) - 1) / 2) * width, vals, width,
-                        color=["#8da0cb", "#66c2a5", "#fc8d62"][j % 3], label=f"top-{col[len('err_top'):]}",
-                        hatch=None)
-        for b, src in zip(bars, rows["source"], strict=True):
-            if src == "paper":
-                b.set_hatch("///")
-                b.set_edgecolor("white")
-        ax2.bar_label(bars, fmt="%.2f", fontsize=6, padding=1)
-    ax2.set_yticks(ypos, [f"{e} ({s})" for e, s in zip(rows["embedding"], rows["source"], strict=True)], fontsize=7)
-    ax2.invert_yaxis()
-    ax2.set_xlim(0, 1.1)
-    ax2.set_xlabel("identity retrieval error (fraction)")
-    ax2.set_title("Nearest neighbours: this run vs the paper (hatched)", fontsize=9)
-    ax2.legend(fontsize=7, frameon=False, loc="lower right")
+    colours = ["#8da0cb", "#66c2a5", "#fc8d62"]
+    titles = {"this run": f"This run ({run_label})" + ("" if comparable else
+                                                       ":\nnot comparable with the paper's numbers below"),
+              "paper": "The paper (CelebA-HQ: photos of real people)"}
+    for k, (src, part) in enumerate(parts):
+        ax = fig.add_subplot(grid[k, 1])
+        width = 0.8 / max(1, len(err_cols))
+        ypos = np.arange(len(part))
+        for j, col in enumerate(err_cols):
+            bars = ax.barh(ypos + (j - (len(err_cols) - 1) / 2) * width, part[col].to_numpy(float), width,
+                           color=colours[j % 3], label=f"top-{col[len('err_top'):]}",
+                           hatch="///" if src == "paper" else None, edgecolor="white" if src == "paper" else None)
+            ax.bar_label(bars, fmt="%.2f", fontsize=6, padding=1)
+        ax.set_yticks(ypos, list(part["embedding"]), fontsize=7)
+        ax.invert_yaxis()
+        ax.set_xlim(0, 1.25)
+        ax.set_title(wrap(titles[src], 52), fontsize=8, color="#b2182b" if src == "this run" and not comparable
+                     else "black")
+        ax.grid(axis="x", alpha=0.3)
+        ax.set_xlabel("identity retrieval error among all images (fraction)", fontsize=8)
+        if k == len(parts) - 1:
+            ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.suptitle("This run next to the paper's reported numbers" if reference_label == "paper"
-                 else f"This run next to the {reference_label}", fontsize=10, y=1.08)
+                 else f"This run next to the {reference_label}", fontsize=10, y=1.02)
     save_figure(fig, pdf, png)
     return means.reset_index(drop=True)
 
@@ -176,11 +205,13 @@ def run_nn_quality(neighbours: Mapping[str, pd.DataFrame], constrained: pd.DataF
 def comparison_tables(means: pd.DataFrame, reference_path: str, method: str, spec: dict, neighbours: Mapping[str, pd.DataFrame],
           embeddings: Mapping[str, tuple[np.ndarray, np.ndarray]], identity: pd.Series, attributes: pd.DataFrame,
           k: int, pdf: str, png: str | None = None, treatment: str = "treated", paper_path: str | None = None,
-          matrices: Mapping | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+          matrices: Mapping | None = None, flag: str = "",
+          source: str = "celeba_hq") -> tuple[pd.DataFrame, pd.DataFrame]:
     """Everything the paper_comparison figure shows: the means beside the reference, and the nearest-neighbour
     table (the run's embeddings, "<embedding> + <constraint> constraint" when `method` is greedy_constrained
     with a constraint, and the paper's rows from `paper_path`, else the reference's). `embeddings`: name ->
-    (ids, X); `matrices`: name -> (ids, DistanceMatrix) for released distance matrices (paper_cache)."""
+    (ids, X); `matrices`: name -> (ids, DistanceMatrix) for released distance matrices (paper_cache).
+    `flag`: the method's balance status when it was not judged; `source`: the run's data (`run_data`)."""
     reference = load_reference(reference_path)
     paper = load_reference(paper_path) if paper_path else reference
     table = means_comparison(means, reference, method)
@@ -205,5 +236,7 @@ def comparison_tables(means: pd.DataFrame, reference_path: str, method: str, spe
     nn = neighbour_comparison(run_nn_quality(neighbours, constrained, identity, attributes, name),
                               paper.get("neighbour_quality"))
     label = "paper" if "neighbour_quality" in reference else "planted truth"
-    paper_comparison(table, nn, pdf, png, reference_label=label, treatment=treatment)
+    run_label, comparable = run_data(source)
+    paper_comparison(table, nn, pdf, png, reference_label=label, treatment=treatment, flag=flag,
+                     run_label=run_label, comparable=comparable)
     return table, nn

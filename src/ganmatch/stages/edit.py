@@ -116,5 +116,9 @@ def edit_leakage_figure_job(inp, out, params=None) -> None:
 
 
 def transects_figure_job(inp, out, params=None) -> None:
-    """The figure_transects rule: outcomes along the treatment edit."""
-    write_parquet(edit_figures.transects_figure(read_parquet(inp.transects), out.pdf, out.png), out.data)
+    """The transects figure; the edit table gives the planted truth / image models where a latent model is
+    constant by construction."""
+    edits = read_parquet(inp.edits) if getattr(inp, "edits", None) else None
+    boot = {"n_boot": params.n_boot, "alpha": params.alpha, "random_state": params.seed} if params else {}
+    write_parquet(edit_figures.transects_figure(read_parquet(inp.transects), out.pdf, out.png, edits=edits, **boot),
+                  out.data)

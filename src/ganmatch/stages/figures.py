@@ -31,8 +31,9 @@ def fraction_means(means: pd.DataFrame) -> pd.DataFrame:
 
 
 def covariate_means_job(inp, out, params) -> None:
+    summary = read_parquet(inp.summary) if getattr(inp, "summary", None) else None
     data = figures.covariate_means(fraction_means(read_parquet(inp.means)), out.pdf, out.png,
-                                   treatment=params.treatment)
+                                   treatment=params.treatment, summary=summary)
     write_parquet(data, out.data)
 
 
@@ -69,7 +70,8 @@ def matched_pairs_job(inp, out, params) -> None:
 def distance_distributions_job(inp, out, params) -> None:
     identity = read_parquet(inp.index).set_index("image_id")["identity"]
     data = figures.distance_distributions(read_named_parquets(inp.neighbours), identity, out.pdf, out.png,
-                                          thresholds=params.thresholds)
+                                          thresholds=params.thresholds,
+                                          matching=figures.constraint_thresholds(getattr(params, "methods", {})))
     write_parquet(data, out.data)
 
 
@@ -106,11 +108,23 @@ def projection_quality_job(inp, out, params) -> None:
     table = pd.concat(tables, ignore_index=True)
     ids, originals, recons = projection_examples(table, embeddings.StackedRows(arrays), _aligned_paths(inp.aligned),
                                                  inp.weights, n=params.n_examples)
-    write_parquet(figures.projection_quality(table, ids, originals, recons, out.pdf, out.png), out.data)
+    label = figures.projection_loss_label(recons.shape[1], getattr(params, "perceptual", None))  # generator side
+    write_parquet(figures.projection_quality(table, ids, originals, recons, out.pdf, out.png, loss_label=label),
+                  out.data)
 
 
 def outcomes_job(inp, out, params=None) -> None:
-    write_parquet(figures.outcomes_forest(read_parquet(inp.outcomes), out.pdf, out.png), out.data)
+    """The forest plot; each method's units table gives its treated, controls and subclasses."""
+    units = read_named_parquets(inp.units) if getattr(inp, "units", None) else None
+    write_parquet(figures.outcomes_forest(read_parquet(inp.outcomes), out.pdf, out.png, units=units), out.data)
+
+
+def _balance_flag(inp, method: str) -> str:
+    """The 'too few pairs (...)' status of `method` in the balance summary (`inp.summary`), else ''."""
+    if not getattr(inp, "summary", None):
+        return ""
+    summary = read_parquet(inp.summary)
+    return figures.method_flags(summary[summary["stat"] == "smd"]).get(method, "")
 
 
 def released_matrices(index_path: str, matrices: dict | None) -> dict | None:
@@ -143,6 +157,7 @@ def paper_comparison_job(inp, out, params) -> None:
         attributes, params.k, out.pdf, out.png,
         params.treatment, paper_path=inp.paper,
         matrices=released_matrices(inp.index, getattr(params, "matrices", None)),
+        source=getattr(params, "source", "celeba_hq"), flag=_balance_flag(inp, params.method),
     )
     write_parquet(means, out.data)
     figures.write_csv(nn, out.nn)
