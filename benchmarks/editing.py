@@ -1,6 +1,8 @@
-"""Edit throughput: edited images rendered per second at batch sizes 1..64 (writes benchmarks/results/editing.{csv,md}).
+"""Edit throughput: edited images rendered per second at batch sizes 1..64 (writes
+benchmarks/results/editing.{csv,md}).
 
-One edited image = moving a latent along a direction (`ganmatch.gan.editing.apply_edits`) and rendering it with the
+One edited image = moving a latent along a direction (`ganmatch.gan.editing.apply_edits`) and rendering it
+with the
 generator in batches (`ganmatch.gan.render.render`, what the edit_shard rule runs per shard); PNG writing is
 left out. Each time is the fastest of `repeats` runs of `n_images` images after a warm-up. Presets as in
 benchmarks/projection.py: "demo" (32 px) and "ffhq256" (the official 256 px architecture, random weights: same
@@ -56,7 +58,8 @@ def time_edits(gen, W, direction, batch_size: int, device: str) -> float:
     return time.perf_counter() - t0
 
 
-def run(preset: str, device: str, batch_sizes: list[int], n_images: int, repeats: int = 3, seed: int = 0) -> pd.DataFrame:
+def run(preset: str, device: str, batch_sizes: list[int], n_images: int, repeats: int = 3,
+        seed: int = 0) -> pd.DataFrame:
     gen = make_generator(**PRESETS[preset], seed=seed)
     with torch.no_grad():
         W = gen.mapping(torch.randn(n_images, gen.z_dim, generator=torch.Generator().manual_seed(1))).numpy()
@@ -88,10 +91,14 @@ def merge(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
 def write(df: pd.DataFrame, out: Path = RESULTS) -> None:
     with atomic_path(out / "editing.csv", ".csv") as tmp:
         df.to_csv(tmp, index=False, float_format="%.6g")
-    text = ("# Edit throughput\n\n`images_per_sec`: latents moved along a direction and rendered by the generator per "
-            "second (PNG writing excluded), the fastest of `--repeats` runs after a warm-up (3; the 256 px rows: 2); `speedup_vs_batch1` within one "
-            "machine, preset and device; `load_avg`: the machine's 1-minute load average after the row (other jobs "
-            "slow small batches most; the first rows were measured on a 2-core machine shared at load ~10, so they are "
+    text = ("# Edit throughput\n\n`images_per_sec`: latents moved along a direction and rendered by the "
+            "generator per "
+            "second (PNG writing excluded), the fastest of `--repeats` runs after a warm-up (3; the 256 px "
+            "rows: 2); `speedup_vs_batch1` within one "
+            "machine, preset and device; `load_avg`: the machine's 1-minute load average after the row "
+            "(other jobs "
+            "slow small batches most; the first rows were measured on a 2-core machine shared at load ~10, "
+            "so they are "
             "pessimistic). GPU rows: none yet (no GPU was lent when this table was made); run "
             "`python benchmarks/editing.py --preset ffhq256 --device cuda` on one to add them.\n\n"
             + df.to_markdown(index=False, floatfmt=".4g") + "\n")
@@ -109,7 +116,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    df = run(args.preset, args.device, [int(b) for b in args.batch_sizes.split(",")], args.n_images, args.repeats)
+    df = run(args.preset, args.device, [int(b) for b in args.batch_sizes.split(",")], args.n_images,
+             args.repeats)
     print(df.to_string(index=False))
     path = RESULTS / "editing.csv"
     write(merge(pd.read_csv(path) if path.exists() else None, df))

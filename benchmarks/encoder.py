@@ -88,9 +88,12 @@ def main() -> None:
     psnr = df.pivot(index="steps", columns="init", values="psnr_median")
     err = df.pivot(index="steps", columns="init", values="latent_error")
     cols = ["mean w", *ENCODERS]
-    text = (f"# Encoder initialisation on the demo generator\n\nMachine: {platform.processor() or platform.machine()}, "
-            f"torch {torch.__version__}, {args.threads} thread(s), shared with other jobs (times are indicative). "
-            f"{args.images} demo images (true latents rendered), projection steps/lr as the demo config's project block (lr {LR}), "
+    text = ("# Encoder initialisation on the demo generator\n\nMachine: "
+            f"{platform.processor() or platform.machine()}, "
+            f"torch {torch.__version__}, {args.threads} thread(s), shared with other jobs (times are "
+            "indicative). "
+            f"{args.images} demo images (true latents rendered), projection steps/lr as the demo config's "
+            f"project block (lr {LR}), "
             "batch = all images. Step 0 is the starting latent itself.\n\n## Encoder training\n\n"
             + fits.to_markdown(index=False, floatfmt=".3g")
             + "\n\n## Median PSNR (dB) after n projection steps\n\n" + psnr[cols].to_markdown(floatfmt=".2f")

@@ -39,8 +39,10 @@ URLS = [
     ("balance: sorted by abs SMD after", "/balance?method=constrained&sort=abs_smd_after&order=desc"),
     ("pairs: first 50", "/pairs?method=constrained"),
     ("pairs: 200 per page", "/pairs?method=constrained&per_page=200"),
-    ("pairs: last page, sorted by distance desc", "/pairs?method=gan_greedy&sort=distance&order=desc&page={last}"),
-    ("pairs: 3 covariate filters + flags, sorted", "/pairs?method=constrained&f_young=same&f_smiling=same&f_eyeglasses=differ"
+    ("pairs: last page, sorted by distance desc",
+     "/pairs?method=gan_greedy&sort=distance&order=desc&page={last}"),
+    ("pairs: 3 covariate filters + flags, sorted",
+     "/pairs?method=constrained&f_young=same&f_smiling=same&f_eyeglasses=differ"
      "&penalised=no&gap_max=0.1&sort=dist_facial&order=desc&per_page=100"),
     ("editor", "/editor?method=constrained&pair={mid}"),
     ("aligned image", "/image/{img}"),
@@ -109,7 +111,8 @@ def run(n: int = 30000, pairs: int = 1200, repeats: int = 10) -> tuple[list[dict
     proc, base, startup = start_server(res, weights)
     rows = []
     shard = pd.read_parquet(res / "latents" / f"shard_{n // 200}.parquet")  # an image in the middle shard
-    sizes = {"last": -(-pairs // 50), "mid": pairs // 2, "img": shard.loc[shard["status"] == "ok", "image_id"].iloc[0]}
+    sizes = {"last": -(-pairs // 50), "mid": pairs // 2, "img": shard.loc[shard["status"] == "ok",
+                                                                          "image_id"].iloc[0]}
     try:
         for what, url in URLS:
             url = url.format(**sizes)
@@ -119,13 +122,16 @@ def run(n: int = 30000, pairs: int = 1200, repeats: int = 10) -> tuple[list[dict
                          "max_ms": 1000 * max(times), "bytes": size[0]})
         for what, template in RENDERS:
             fetch(base + template.format(v=0.01, t=0.001, p=1, **sizes))  # warm-up
-            times, size = zip(*(fetch(base + template.format(v=round(0.1 * (i + 1), 2), t=round(0.05 * (i + 1), 3), p=i + 2, **sizes))
+            times, size = zip(*(fetch(base + template.format(v=round(0.1 * (i + 1), 2),
+                                                             t=round(0.05 * (i + 1), 3), p=i + 2, **sizes))
                                 for i in range(repeats)), strict=True)
             rows.append({"request": what, "url": template, "median_ms": 1000 * statistics.median(times),
                          "max_ms": 1000 * max(times), "bytes": size[0]})
         facts = {"startup_s": startup, "server_peak_mb": rss_mb(proc.pid), "load_avg": os.getloadavg()[0],
-                 "generator": str(weights.relative_to(ROOT)) if weights else "synthetic folder's (demo architecture)",
-                 "n_images": n, "pairs_per_method": pairs, "n_methods": len(pd.read_parquet(res / "balance" / "summary.parquet")["method"].unique())}
+                 "generator": str(weights.relative_to(ROOT)) if weights else "synthetic folder's (demo "
+                                                                             "architecture)",
+                 "n_images": n, "pairs_per_method": pairs,
+                 "n_methods": len(pd.read_parquet(res / "balance" / "summary.parquet")["method"].unique())}
     finally:
         proc.terminate()
         proc.wait(30)
@@ -158,7 +164,7 @@ Generator: {facts['generator']}.
 - server peak memory (VmHWM): {facts['server_peak_mb']:.0f} MB
 
 {table}
-"""
+"""  # noqa: E501 (embedded source text)
     (RESULTS / "explore.md").write_text(text)
 
 

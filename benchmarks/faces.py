@@ -130,8 +130,10 @@ def main(argv=None) -> pd.DataFrame:
     cpu = platform.processor() or platform.machine()
     header = (
         f"# Real-face stages, images per second on {THREADS} CPU threads\n\n"
-        f"{len(photos)} photos of 512-640 px; aligned size {args.size}; {cpu}, Python {platform.python_version()}, "
-        f"torch {torch.__version__}; the machine is shared, so rates are indicative. first_call_s includes model loading (MTCNN was already loaded to find the landmarks). "
+        f"{len(photos)} photos of 512-640 px; aligned size {args.size}; {cpu}, Python "
+        f"{platform.python_version()}, "
+        f"torch {torch.__version__}; the machine is shared, so rates are indicative. first_call_s includes "
+        "model loading (MTCNN was already loaded to find the landmarks). "
         "Regenerate with `PYTHONPATH=src python benchmarks/faces.py`.\n\n"
     )
     (out / "faces.md").write_text(header + table.to_markdown(index=False) + "\n")

@@ -9,10 +9,14 @@ Each case runs in its own process (so peak memory is its own) with BLAS/torch th
   reference study's semantics and with the corrected ones;
 - dense: the reference rules on full matrices (`dense_reference_pairs`) at small N, and our heap version on
   the same data for the time ratio and a check that both give the same pairs;
-- matchit: MatchIt's nearest, nearest with a caliper, optimal and full on a precomputed propensity score, subclass
-  on it, cem and cardinality on the two covariates, at 5,000 and 30,000 units, with ganmatch, pymatchit-causal (the
-  `peers` extra, when installed) and R's MatchIt with optmatch (when `R_LIBS` or /opt/r-peers has them), each with
-  its objective (pair and full methods), matched units and largest |SMD| (`--only matchit`, `--tools`); a peer row
+- matchit: MatchIt's nearest, nearest with a caliper, optimal and full on a precomputed propensity score,
+subclass
+  on it, cem and cardinality on the two covariates, at 5,000 and 30,000 units, with ganmatch, pymatchit-causal
+  (the
+  `peers` extra, when installed) and R's MatchIt with optmatch (when `R_LIBS` or /opt/r-peers has them), each
+  with
+  its objective (pair and full methods), matched units and largest |SMD| (`--only matchit`, `--tools`); a peer
+  row
   past 5 minutes is recorded as a timeout.
 
 Default run (a few minutes on 2 cores): N=10,000.  `--full`: N=30,000, W+ and 1,200 pairs (run once).
@@ -208,7 +212,8 @@ def case_dense(n: int, n_pairs: int) -> dict:
     codes = pd.factorize(ident)[0]
     base = _rss_gb()
     t = time.perf_counter()
-    ref = dense_reference_pairs(gan, facial, vgg, male, codes, cov["eyeglasses"].to_numpy() != 1, n_pairs=n_pairs)
+    ref = dense_reference_pairs(gan, facial, vgg, male, codes, cov["eyeglasses"].to_numpy() != 1,
+                                n_pairs=n_pairs)
     sec_dense = time.perf_counter() - t
     data = MatchData(ids=ids, treated=male, embeddings={"gan": gan, "facial": facial, "vgg": vgg},
                      identity=ident, covariates=cov)
@@ -220,15 +225,18 @@ def case_dense(n: int, n_pairs: int) -> dict:
     want = [(ids[p[0]], ids[p[1]], ids[p[2]], ids[p[3]]) for p in ref.pairs]
     got = list(zip(res.pairs.treated_id, res.pairs.control_id, res.pairs.treated_ref, res.pairs.control_ref,
                    strict=True))
-    return {"case": "dense_reference", "n": n, "dim": "512/128/256", "seconds": sec_dense, "heap_seconds": sec,
+    return {"case": "dense_reference", "n": n, "dim": "512/128/256", "seconds": sec_dense,
+            "heap_seconds": sec,
             "pairs": len(ref.pairs), "skipped": len(ref.skipped), "same_pairs": bool(want == got),
             "peak_gb": _peak_gb(), "extra_gb": _peak_gb() - base, "warmup_seconds": warm}
 
 
-# ---------------------------------------------------------------- MatchIt's methods: ganmatch, pymatchit-causal, R
+# ---------------------------------------------------------------- MatchIt's methods: ganmatch,
+# pymatchit-causal, R
 
 SCORE = {"distance": "score", "score": "ps"}
-MATCHIT_METHODS = {     # name -> (ganmatch method and options, pymatchit options, R options; caliper in score SDs)
+# name -> (ganmatch method and options, pymatchit options, R options; caliper in score SDs)
+MATCHIT_METHODS = {
     "nearest": ("nearest", SCORE, {"method": "nearest"}, {"method": "nearest"}),
     "caliper": ("nearest", {**SCORE, "caliper": 0.1}, {"method": "nearest", "caliper": 0.1},
                 {"method": "nearest", "caliper": 0.1}),
@@ -247,7 +255,8 @@ TREATED_SHARE = 8_693 / 30_000        # the issue's 30,000 units with 8,693 trea
 
 
 def synthetic_scores(n: int, seed: int = 0):
-    """n units, a share of 8,693 / 30,000 treated chosen by a confounded logistic model of two covariates, and the
+    """n units, a share of 8,693 / 30,000 treated chosen by a confounded logistic model of two covariates, and
+    the
     model's propensity score as a precomputed distance (MatchIt's numeric `distance`)."""
     import numpy as np
     import pandas as pd
@@ -259,17 +268,20 @@ def synthetic_scores(n: int, seed: int = 0):
     treat = np.zeros(n, int)
     treat[np.argsort(-noisy)[: round(n * TREATED_SHARE)]] = 1
     ps = 1.0 / (1.0 + np.exp(-(lin - np.log((1 - TREATED_SHARE) / TREATED_SHARE))))
-    return pd.DataFrame({"id": [f"u{i}" for i in range(n)], "treat": treat, "x1": x[:, 0], "x2": x[:, 1], "ps": ps})
+    return pd.DataFrame({"id": [f"u{i}" for i in range(n)], "treat": treat, "x1": x[:, 0], "x2": x[:, 1],
+                         "ps": ps})
 
 
 def subclass_objective(frame, subclass) -> float:
-    """The total within-set distance on the score: every (treated, control) pair of a matched set summed (pairs,
+    """The total within-set distance on the score: every (treated, control) pair of a matched set summed
+    (pairs,
     k:1 sets and full matching's stars alike)."""
     import numpy as np
     import pandas as pd
 
     d = pd.DataFrame({"ps": frame["ps"].to_numpy(), "t": frame["treat"].to_numpy(),
-                      "s": pd.to_numeric(pd.Series(np.asarray(subclass, dtype=object)), errors="coerce").to_numpy()})
+                      "s": pd.to_numeric(pd.Series(np.asarray(subclass, dtype=object)),
+                                         errors="coerce").to_numpy()})
     d = d.dropna().sort_values(["s", "t"])
     total = 0.0
     for _, g in d.groupby("s"):
@@ -279,7 +291,8 @@ def subclass_objective(frame, subclass) -> float:
 
 
 def max_abs_smd(frame, weights) -> float:
-    """The largest |weighted mean difference| of x1, x2 over the treated's SD (the balance every tool reaches)."""
+    """The largest |weighted mean difference| of x1, x2 over the treated's SD (the balance every tool
+    reaches)."""
     import numpy as np
 
     w, t = np.asarray(weights, np.float64), frame["treat"].to_numpy()
@@ -300,7 +313,8 @@ def case_matchit(tool: str, method: str, n: int) -> dict:
 
     frame = synthetic_scores(n)
     g_method, g_opts, pm_opts, r_opts = MATCHIT_METHODS[method]
-    row = {"case": f"matchit_{method}", "tool": tool, "n": n, "dim": "score", "n_treated": int(frame.treat.sum())}
+    row = {"case": f"matchit_{method}", "tool": tool, "n": n, "dim": "score",
+           "n_treated": int(frame.treat.sum())}
     if tool == "ganmatch":
         import warnings
 
@@ -313,7 +327,8 @@ def case_matchit(tool: str, method: str, n: int) -> dict:
             warnings.simplefilter("ignore")
             res = match(g_method, data, **g_opts)
         sec = time.perf_counter() - t
-        sub = res.units["subclass"].astype("float64").to_numpy()     # sets numbered (no replacement) or subclasses
+        # sets numbered (no replacement) or subclasses
+        sub = res.units["subclass"].astype("float64").to_numpy()
         weights = res.units["weight"].to_numpy()
         solver = res.info.get("solver", "") if method != "cardinality" else res.info.get("how", "")
         row.update(seconds=sec, solver=solver, backend="ganmatch")
@@ -326,7 +341,8 @@ def case_matchit(tool: str, method: str, n: int) -> dict:
         t = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            m = pymatchit.MatchIt(frame[["treat", "x1", "x2"]].copy(), distance=frame["ps"].to_numpy(), **opts)
+            m = pymatchit.MatchIt(frame[["treat", "x1", "x2"]].copy(), distance=frame["ps"].to_numpy(),
+                                  **opts)
             m.fit("treat ~ x1 + x2")
         sec = time.perf_counter() - t
         sub = m.data["subclass"].to_numpy()
@@ -337,7 +353,8 @@ def case_matchit(tool: str, method: str, n: int) -> dict:
 
         with tempfile.TemporaryDirectory() as tmp:
             frame.to_csv(f"{tmp}/d.csv", index=False)
-            args = ", ".join(f"{k} = {v!r}" if isinstance(v, str) else f"{k} = {v}" for k, v in r_opts.items())
+            args = ", ".join(f"{k} = {v!r}" if isinstance(v, str) else f"{k} = {v}" for k,
+                             v in r_opts.items())
             dist = "" if method in ("cem", "cardinality") else "distance = d$ps, "
             code = (f'suppressPackageStartupMessages({{library(MatchIt); library(optmatch)}}); '
                     f'd <- read.csv("{tmp}/d.csv"); options(optmatch_max_problem_size = Inf); '
@@ -379,14 +396,17 @@ def _has_r_matchit() -> bool:
     if shutil.which("Rscript") is None:
         return False
     out = subprocess.run(["Rscript", "-e", 'cat(requireNamespace("MatchIt", quietly = TRUE) && '
-                          'requireNamespace("optmatch", quietly = TRUE) && packageVersion("MatchIt") >= "4.5.4")'],
+                          'requireNamespace("optmatch", quietly = TRUE) && packageVersion("MatchIt") >= '
+                          '"4.5.4")'],
                          capture_output=True, text=True, env=_r_env(), check=False)
     return out.stdout.strip() == "TRUE"
 
 
 def matchit_plan(sizes=(5_000, 30_000), r_full_max: int | None = None, only_tools: set | None = None) -> list:
-    """The MatchIt comparison's runs: each method at each size with ganmatch, pymatchit-causal (when installed)
-    and R's MatchIt (when present; with `r_full_max`, R's full matching above that size is recorded as a timeout
+    """The MatchIt comparison's runs: each method at each size with ganmatch, pymatchit-causal (when
+    installed)
+    and R's MatchIt (when present; with `r_full_max`, R's full matching above that size is recorded as a
+    timeout
     without running it)."""
     import importlib.util
 
@@ -423,12 +443,14 @@ KNN_CASES = ("knn", "knn_faiss", "knn_sklearn")
 
 
 def run_child(threads: int, name: str, **kw) -> dict:
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")])))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT / "src"),
+                                                                    os.environ.get("PYTHONPATH")])))
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         env[var] = str(threads)
     cmd = [sys.executable, __file__, "--child", json.dumps({"name": name, "threads": threads, **kw})]
     print("running", name, kw, flush=True)
-    if name == "matchit":       # a MatchIt row past PEER_TIMEOUT is recorded as a timeout rather than waited for
+    # a MatchIt row past PEER_TIMEOUT is recorded as a timeout rather than waited for
+    if name == "matchit":
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 start_new_session=True)     # its own process group: Rscript goes with it
         try:
@@ -436,7 +458,8 @@ def run_child(threads: int, name: str, **kw) -> dict:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.communicate()
-            row = {"case": f"matchit_{kw['method']}", **kw, "dim": "score", "error": f"timeout (> {PEER_TIMEOUT} s)"}
+            row = {"case": f"matchit_{kw['method']}", **kw, "dim": "score",
+                   "error": f"timeout (> {PEER_TIMEOUT} s)"}
             print("  ->", row, flush=True)
             return row
         out = subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
@@ -457,12 +480,16 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--full", action="store_true", help="N=30,000, W+ 30,000 x 18 x 512, 1,200 pairs")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--only", help="comma-separated cases to run (matmul,matmul_blocked,knn,wplus,constrained,dense,matchit)")
-    ap.add_argument("--tools", help="MatchIt rows: comma-separated tools to run (ganmatch,pymatchit,R); default all")
-    ap.add_argument("--append", action="store_true", help="keep the rows of earlier runs (results/matching.jsonl)")
+    ap.add_argument("--only", help="comma-separated cases to run "
+                                   "(matmul,matmul_blocked,knn,wplus,constrained,dense,matchit)")
+    ap.add_argument("--tools", help="MatchIt rows: comma-separated tools to run (ganmatch,pymatchit,R); "
+                                    "default all")
+    ap.add_argument("--append", action="store_true", help="keep the rows of earlier runs "
+                                                          "(results/matching.jsonl)")
     ap.add_argument("--note", help="a line for the table's notes (e.g. how loaded the machine was)")
     ap.add_argument("--repeat", type=int, default=1,
-                    help="run the kNN and matmul cases this many times, interleaved; the table keeps the fastest")
+                    help="run the kNN and matmul cases this many times, interleaved; the table keeps the "
+                         "fastest")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
@@ -500,13 +527,17 @@ def main(argv=None) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     log = RESULTS / "matching.jsonl"
     stamp = time.time()
-    rows = [json.loads(x) for x in log.read_text().splitlines() if x.strip()] if args.append and log.exists() else []
+    old = log.read_text().splitlines() if args.append and log.exists() else []
+    rows = [json.loads(x) for x in old if x.strip()]
     with open(log, "w") as fh:
         for row in rows:
             fh.write(json.dumps(row) + "\n")
         for group, name, kw in plan:
             if only is None or group in only:
-                row = run_child(args.threads, name, **kw) | {"load_avg": round(os.getloadavg()[0], 1), "run": stamp}
+                row = run_child(args.threads, name, **kw) | {
+                    "load_avg": round(os.getloadavg()[0], 1),
+                    "run": stamp,
+                }
                 rows.append(row)
                 fh.write(json.dumps(row) + "\n")
                 fh.flush()
@@ -524,21 +555,30 @@ def main(argv=None) -> None:
     runs = df.groupby(key)["seconds"].transform("size")
     df = df.assign(seconds_slowest=slowest, runs=runs).sort_values("seconds")
     df = df.drop_duplicates(subset=key, keep="first").sort_index().reset_index(drop=True)
-    if "objective" in df:      # MatchIt rows: each tool against ganmatch on the same case and size
+    if "objective" in df:  # MatchIt rows: each tool against ganmatch on the same case and size
         ref = df[df["tool"] == "ganmatch"].set_index(["case", "n"])
-        df["seconds_over_ganmatch"] = [r.seconds / ref.loc[(r.case, r.n), "seconds"] if r.tool and (r.case, r.n) in
-                                       ref.index else None for r in df.itertuples()]
-        df["objective_minus_ganmatch"] = [r.objective - ref.loc[(r.case, r.n), "objective"] if r.tool and
-                                          (r.case, r.n) in ref.index else None for r in df.itertuples()]
+        df["seconds_over_ganmatch"] = [
+            r.seconds / ref.loc[(r.case, r.n), "seconds"] if r.tool and (r.case, r.n) in ref.index else None
+            for r in df.itertuples()
+        ]
+        df["objective_minus_ganmatch"] = [
+            r.objective - ref.loc[(r.case, r.n), "objective"]
+            if r.tool and (r.case, r.n) in ref.index
+            else None
+            for r in df.itertuples()
+        ]
     mm = df[df["case"] == "matmul"].set_index("dim")["seconds"]
     mb = df[df["case"] == "matmul_blocked"].set_index("dim")["seconds"]
     fa = df[df["case"] == "knn_faiss"].set_index("dim")["seconds"]
-    df["ratio_to_matmul"] = [r.seconds / mm[r.dim] if r.case in KNN_CASES and r.dim in mm else None
-                             for r in df.itertuples()]
-    df["ratio_to_blocked_matmul"] = [r.seconds / mb[r.dim] if r.case in KNN_CASES and r.dim in mb else None
-                                     for r in df.itertuples()]
-    df["ratio_to_faiss"] = [r.seconds / fa[r.dim] if r.case in KNN_CASES and r.dim in fa else None
-                            for r in df.itertuples()]
+    df["ratio_to_matmul"] = [
+        r.seconds / mm[r.dim] if r.case in KNN_CASES and r.dim in mm else None for r in df.itertuples()
+    ]
+    df["ratio_to_blocked_matmul"] = [
+        r.seconds / mb[r.dim] if r.case in KNN_CASES and r.dim in mb else None for r in df.itertuples()
+    ]
+    df["ratio_to_faiss"] = [
+        r.seconds / fa[r.dim] if r.case in KNN_CASES and r.dim in fa else None for r in df.itertuples()
+    ]
     if "heap_seconds" in df:
         df["dense_over_heap"] = df["seconds"] / df["heap_seconds"]
     df["threads"] = args.threads
@@ -546,16 +586,22 @@ def main(argv=None) -> None:
     head = (
         "# Distances and matching benchmark\n\n"
         f"`python benchmarks/matching.py{' --full' if args.full else ''}` ({args.threads} threads, "
-        f"{time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores shared with other jobs: load_avg is the 1-minute "
-        "load when the case ended, and times grow with it). peak_gb = peak RSS of the case's process (includes "
+        f"{time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores shared with other jobs: load_avg is the "
+        "1-minute "
+        "load when the case ended, and times grow with it). peak_gb = peak RSS of the case's process "
+        "(includes "
         "~0.6 GB of Python + torch); extra_gb = above the process after loading its inputs. knn = ganmatch's "
-        "exact `distances.knn` (backend: the one `auto` chose), knn_faiss = faiss-cpu `IndexFlatL2` (float32, "
-        "ties in any order), knn_sklearn = scikit-learn brute-force `NearestNeighbors`, all three in the same run; "
-        "ratio_to_faiss and ratio_to_blocked_matmul compare a kNN row with those rows of its size. With --repeat the "
-        "cases ran interleaved `runs` times: seconds is the fastest, seconds_slowest the slowest. warmup_seconds: "
-        "ganmatch's first small search in the process, which loads its compiled kernels from numba's cache (the "
-        "first run after an install compiles them, ~11 s).\n\n"
-        + (f"{args.note}\n\n" if args.note else "")
+        "exact `distances.knn` (backend: the one `auto` chose), knn_faiss = faiss-cpu `IndexFlatL2` "
+        "(float32, "
+        "ties in any order), knn_sklearn = scikit-learn brute-force `NearestNeighbors`, all three in the "
+        "same run; "
+        "ratio_to_faiss and ratio_to_blocked_matmul compare a kNN row with those rows of its size. With "
+        "--repeat the "
+        "cases ran interleaved `runs` times: seconds is the fastest, seconds_slowest the slowest. "
+        "warmup_seconds: "
+        "ganmatch's first small search in the process, which loads its compiled kernels from numba's cache "
+        "(the "
+        "first run after an install compiles them, ~11 s).\n\n" + (f"{args.note}\n\n" if args.note else "")
     )
     write_table_pair(df, RESULTS / "matching", head)
     print(df.to_string())

@@ -1,18 +1,23 @@
-"""Parity of ganmatch.matching with R's MatchIt 4.7.2 and optmatch, run live: the same data, the same settings.
+"""Parity of ganmatch.matching with R's MatchIt 4.7.2 and optmatch, run live: the same data, the same
+settings.
 
 MatchIt and optmatch run through Rscript from the R library named by `R_LIBS` (default /opt/r-peers, where the
-project's R installer puts MatchIt 4.7.2 and optmatch 0.10.8; Debian's r-cran-matchit 4.5.1 has the caliper bug
-of kosukeimai/MatchIt#163 and is refused). So that propensity-fit differences cannot hide algorithm differences,
+project's R installer puts MatchIt 4.7.2 and optmatch 0.10.8; Debian's r-cran-matchit 4.5.1 has the caliper
+bug
+of kosukeimai/MatchIt#163 and is refused). So that propensity-fit differences cannot hide algorithm
+differences,
 MatchIt's own fitted score (glm, logit) is passed to both as a precomputed distance (`distance = ps` in R,
 `distance: score` here). Nearest, exact, subclass and cem are compared on identity (the same pairs or the same
 subclass partition, weights to 1e-9); optimal and full, whose optimal solutions are not unique, on their
 objective (the total within-set distance on the shared score: ganmatch must be no worse) and on balance (the
 largest absolute standardised mean difference after matching, cobalt's, over the model's covariates).
 
-Data: MatchIt's lalonde (614 units) and the offline demo's binary covariates (`--demo`, simulated here with the
+Data: MatchIt's lalonde (614 units) and the offline demo's binary covariates (`--demo`, simulated here with
+the
 demo's planted label model).
 
-    R_LIBS=/opt/r-peers python benchmarks/matchit_parity.py   # writes benchmarks/results/matchit_parity.{csv,md}
+    R_LIBS=/opt/r-peers python benchmarks/matchit_parity.py   # writes
+    benchmarks/results/matchit_parity.{csv,md}
 """
 
 from __future__ import annotations
@@ -40,13 +45,15 @@ CASES = [
      {"distance": "score", "caliper": 0.1}),
     ("nearest 2:1, rounds", 'method = "nearest", distance = d$ps, ratio = 2', "nearest",
      {"distance": "score", "ratio": 2}),
-    ("nearest 2:1 with replacement", 'method = "nearest", distance = d$ps, ratio = 2, replace = TRUE', "nearest",
+    ("nearest 2:1 with replacement", 'method = "nearest", distance = d$ps, ratio = 2, replace = TRUE',
+     "nearest",
      {"distance": "score", "ratio": 2, "replace": True}),
     ("nearest, smallest first", 'method = "nearest", distance = d$ps, m.order = "smallest"', "nearest",
      {"distance": "score", "m_order": "smallest"}),
     ("nearest, exact on {b1} + {b2}", 'method = "nearest", distance = d$ps, exact = ~ {b1} + {b2}',
      "nearest", {"distance": "score", "exact": ["{b1}", "{b2}"]}),
-    ("nearest, caliper 0.25 SD + {c} 0.5 SD", 'method = "nearest", distance = d$ps, caliper = c(0.25, {c} = 0.5)',
+    ("nearest, caliper 0.25 SD + {c} 0.5 SD", 'method = "nearest", distance = d$ps, caliper = c(0.25, {c} = '
+                                              '0.5)',
      "nearest", {"distance": "score", "caliper": 0.25, "covariate_caliper": {"{c}": 0.5}}),
     ("nearest, discard both", 'method = "nearest", distance = d$ps, discard = "both"', "nearest",
      {"distance": "score", "discard": "both"}),
@@ -60,25 +67,32 @@ CASES = [
      {"distance": "mahalanobis", "ratio": 2}),
     ("nearest 3:1 with replacement, Mahalanobis", 'method = "nearest", distance = "mahalanobis", ratio = 3, '
      'replace = TRUE', "nearest", {"distance": "mahalanobis", "ratio": 3, "replace": True}),
-    ("nearest, scaled Euclidean, exact on {b1}", 'method = "nearest", distance = "scaled_euclidean", exact = ~ {b1}',
+    ("nearest, scaled Euclidean, exact on {b1}", 'method = "nearest", distance = "scaled_euclidean", exact = '
+                                                 '~ {b1}',
      "nearest", {"distance": "scaled_euclidean", "exact": ["{b1}"]}),
     ("nearest, Euclidean, ATC", 'method = "nearest", distance = "euclidean", estimand = "ATC"', "nearest",
      {"distance": "euclidean", "estimand": "ATC"}),
     ("nearest, farthest first", 'method = "nearest", distance = d$ps, m.order = "farthest"', "nearest",
      {"distance": "score", "m_order": "farthest"}),
-    ("nearest 2:1, farthest first, caliper 0.25 SD", 'method = "nearest", distance = d$ps, m.order = "farthest", '
-     'ratio = 2, caliper = 0.25', "nearest", {"distance": "score", "m_order": "farthest", "ratio": 2, "caliper": 0.25}),
-    ("nearest, Mahalanobis, farthest first", 'method = "nearest", distance = "mahalanobis", m.order = "farthest"',
+    ("nearest 2:1, farthest first, caliper 0.25 SD", 'method = "nearest", distance = d$ps, m.order = '
+                                                     '"farthest", '
+     'ratio = 2, caliper = 0.25', "nearest", {"distance": "score", "m_order": "farthest", "ratio": 2,
+                                              "caliper": 0.25}),
+    ("nearest, Mahalanobis, farthest first", 'method = "nearest", distance = "mahalanobis", m.order = '
+                                             '"farthest"',
      "nearest", {"distance": "mahalanobis", "m_order": "farthest"}),
     ("nearest, closest first", 'method = "nearest", distance = d$ps, m.order = "closest"', "nearest",
      {"distance": "score", "m_order": "closest"}),
-    ("nearest, Mahalanobis, closest first", 'method = "nearest", distance = "mahalanobis", m.order = "closest"',
+    ("nearest, Mahalanobis, closest first", 'method = "nearest", distance = "mahalanobis", m.order = '
+                                            '"closest"',
      "nearest", {"distance": "mahalanobis", "m_order": "closest"}),
     ("nearest, antiexact on {b1}", 'method = "nearest", distance = d$ps, antiexact = ~ {b1}', "nearest",
      {"distance": "score", "antiexact": ["{b1}"]}),
-    ("nearest, Mahalanobis, antiexact on {b2}", 'method = "nearest", distance = "mahalanobis", antiexact = ~ {b2}',
+    ("nearest, Mahalanobis, antiexact on {b2}", 'method = "nearest", distance = "mahalanobis", antiexact = ~ '
+                                                '{b2}',
      "nearest", {"distance": "mahalanobis", "antiexact": ["{b2}"]}),
-    ("nearest, mahvars {m}, caliper 0.25 SD", 'method = "nearest", distance = d$ps, mahvars = ~ {m}, caliper = 0.25',
+    ("nearest, mahvars {m}, caliper 0.25 SD", 'method = "nearest", distance = d$ps, mahvars = ~ {m}, caliper '
+                                              '= 0.25',
      "nearest", {"distance": "score", "mahvars": "numeric", "caliper": 0.25}),
     ("nearest 2:1, mahvars {m}", 'method = "nearest", distance = d$ps, mahvars = ~ {m}, ratio = 2', "nearest",
      {"distance": "score", "mahvars": "numeric", "ratio": 2}),
@@ -91,7 +105,8 @@ CASES = [
      {"distance": "score", "subclass": 6, "estimand": "ATE"}),
     ("cem (Sturges)", 'method = "cem"', "cem", {}),
     ("optimal 1:1", 'method = "optimal", distance = d$ps', "optimal", {"distance": "score"}),
-    ("optimal 2:1", 'method = "optimal", distance = d$ps, ratio = 2', "optimal", {"distance": "score", "ratio": 2}),
+    ("optimal 2:1", 'method = "optimal", distance = d$ps, ratio = 2', "optimal", {"distance": "score",
+                                                                                  "ratio": 2}),
     ("full, ATT", 'method = "full", distance = d$ps', "full", {"distance": "score"}),
     ("full, ATE", 'method = "full", distance = d$ps, estimand = "ATE"', "full",
      {"distance": "score", "estimand": "ATE"}),
@@ -129,7 +144,8 @@ def r_peers() -> tuple[dict | None, str]:
     found = dict(line.split() for line in out.stdout.splitlines() if len(line.split()) == 2)
     lib = r_env().get("R_LIBS", "R's default library")
     if found.get("MatchIt", "none") == "none" or found.get("optmatch", "none") == "none":
-        return None, (f"MatchIt and optmatch are not both installed in {lib} (set R_LIBS to a library with MatchIt "
+        return None, (f"MatchIt and optmatch are not both installed in {lib} (set R_LIBS to a library with "
+                      "MatchIt "
                       ">= 4.5.4 and optmatch)")
     if r_version(found["MatchIt"]) < MIN_MATCHIT:
         return None, (f"MatchIt {found['MatchIt']} in {lib} has kosukeimai/MatchIt#163 (calipers and nearest "
@@ -187,7 +203,7 @@ for (i in seq_len(nrow(cases))) {
 }
 cat(as.character(packageVersion("MatchIt")), as.character(packageVersion("optmatch")),
     file = file.path(out, "version.txt"))
-"""
+"""  # noqa: E501 (embedded source text)
 
 
 def lalonde() -> pd.DataFrame | None:
@@ -202,8 +218,10 @@ def lalonde() -> pd.DataFrame | None:
         return pd.read_csv(path)
 
 
-def run_matchit(cs: list, data: pd.DataFrame, covariates: list[str], numeric: list[str], exact: list[str], tmp: Path) -> dict:
-    """Run every case in R; returns the score, the MatchIt version and per case the units/pairs or a reason."""
+def run_matchit(cs: list, data: pd.DataFrame, covariates: list[str], numeric: list[str], exact: list[str],
+                tmp: Path) -> dict:
+    """Run every case in R; returns the score, the MatchIt version and per case the units/pairs or a
+    reason."""
     data.to_csv(tmp / "data.csv", index=False)
     (tmp / "formula_all.txt").write_text("treat ~ " + " + ".join(covariates))
     rows = []
@@ -264,7 +282,8 @@ def run_ganmatch(cs: list, data: pd.DataFrame, ps: pd.Series, covariates, numeri
         result = match(method, md, **p)
         ref = reference_pairs(md, method, p)
         if ref is not None:
-            t, c = ("treated_id", "control_id") if p.get("estimand", "ATT") != "ATC" else ("control_id", "treated_id")
+            t, c = ("treated_id", "control_id") if p.get("estimand", "ATT") != "ATC" else ("control_id",
+                                                                                           "treated_id")
             result.info["same_as_reference"] = ref == set(zip(result.pairs[t], result.pairs[c], strict=True))
         out[i] = result
     return out
@@ -273,10 +292,13 @@ def run_ganmatch(cs: list, data: pd.DataFrame, ps: pd.Series, covariates, numeri
 def dense_nearest(D: np.ndarray, order, ratio: int = 1, replace: bool = False, caliper: float = np.inf,
                   ok: np.ndarray | None = None, tie: np.ndarray | None = None):
     """MatchIt's nearest-neighbour algorithm written out on a full (focal x other) distance matrix, as the
-    reference ganmatch is held to: focal units in `order`; without replacement `ratio` rounds of one match each
+    reference ganmatch is held to: focal units in `order`; without replacement `ratio` rounds of one match
+    each
     (no first match: out of later rounds), with replacement the `ratio` nearest at once; within `caliper` and
-    `ok`. Ties by `tie` (a per-(focal, other) rank; default the other's index), or by `tie(t, earlier)`, the rank
-    row of focal unit t given its earlier matches (MatchIt's scalar scan starts outside them). Returns a set of
+    `ok`. Ties by `tie` (a per-(focal, other) rank; default the other's index), or by `tie(t, earlier)`, the
+    rank
+    row of focal unit t given its earlier matches (MatchIt's scalar scan starts outside them). Returns a set
+    of
     pairs."""
     D = np.where(ok if ok is not None else True, D, np.inf)
     tie = np.broadcast_to(np.arange(D.shape[1]), D.shape) if tie is None else tie
@@ -300,9 +322,12 @@ def dense_nearest(D: np.ndarray, order, ratio: int = 1, replace: bool = False, c
 
 
 def scalar_ties(score: np.ndarray, f: np.ndarray, o: np.ndarray):
-    """MatchIt 4.7's tie order on a scalar score (nn_matchC_vec): all units sorted by (score, row), the focal unit
-    included; the scan goes outwards, alternately one step left and one right, and the unit met first wins a tie:
-    the fewest places from the focal unit, the left at equal places. Returns `rank(t, earlier)`, focal unit t's
+    """MatchIt 4.7's tie order on a scalar score (nn_matchC_vec): all units sorted by (score, row), the focal
+    unit
+    included; the scan goes outwards, alternately one step left and one right, and the unit met first wins a
+    tie:
+    the fewest places from the focal unit, the left at equal places. Returns `rank(t, earlier)`, focal unit
+    t's
     rank row (lowest first) given its earlier matches."""
     place = np.empty(len(score), np.int64)
     place[np.lexsort((np.arange(len(score)), score))] = np.arange(len(score))
@@ -320,9 +345,11 @@ def scalar_ties(score: np.ndarray, f: np.ndarray, o: np.ndarray):
 
 def scan_ties(column: np.ndarray, f: np.ndarray, o: np.ndarray, strata: np.ndarray) -> np.ndarray:
     """MatchIt 4.7's tie order on transformed covariates (nn_matchC_mahcovs): the units of one call (one exact
-    stratum) sorted by the first transformed column, ties in data order; a focal unit scans outwards, alternately
+    stratum) sorted by the first transformed column, ties in data order; a focal unit scans outwards,
+    alternately
     one step left and one right, and among candidates at the same distance the one met last wins: the largest
-    offset from the focal unit's place, the right side at equal offsets. Returns a (focal x other) rank, lowest
+    offset from the focal unit's place, the right side at equal offsets. Returns a (focal x other) rank,
+    lowest
     first."""
     tie = np.zeros((len(f), len(o)), np.int64)
     for s in np.unique(strata[np.r_[f, o]]):
@@ -372,7 +399,8 @@ def reference_pairs(md, method: str, params: dict) -> set | None:
     anti = opt.antiexact_codes(md, params.get("antiexact"))
     if anti is not None:
         ok &= np.all(anti[f][:, None, :] != anti[o][None, :, :], axis=-1)
-    m_order = params.get("m_order") or ("largest" if m.scalar and focal == 1 else "smallest" if m.scalar else "data")
+    default_order = ("largest" if focal == 1 else "smallest") if m.scalar else "data"
+    m_order = params.get("m_order") or default_order
     order = focal_order(m_order, len(f), m.score[f] if m.scalar else None, 0)
     tie = scalar_ties(m.score, f, o) if m.scalar else None
     if covariate_scan and X.shape[1] == 1:
@@ -389,8 +417,11 @@ def compare(r: dict, g, focal_estimand: str) -> dict:
     units = g.units.set_index("image_id")
     w_g = units["weight"]
     w_r = r["units"]["weight"].reindex(w_g.index.astype(type(r["units"].index[0]))).to_numpy(np.float64)
-    row = {"max_weight_diff": float(np.max(np.abs(w_g.to_numpy() - w_r))),
-           "n_matched_matchit": int((w_r > 0).sum()), "n_matched_ganmatch": int((w_g > 0).sum())}
+    row = {
+        "max_weight_diff": float(np.max(np.abs(w_g.to_numpy() - w_r))),
+        "n_matched_matchit": int((w_r > 0).sum()),
+        "n_matched_ganmatch": int((w_g > 0).sum()),
+    }
     if r["pairs"] is not None:
         t, c = ("treated_id", "control_id") if focal_estimand != "ATC" else ("control_id", "treated_id")
         ours = set(zip(g.pairs[t].astype(str), g.pairs[c].astype(str), strict=True))
@@ -401,20 +432,32 @@ def compare(r: dict, g, focal_estimand: str) -> dict:
     if sub_r.notna().any() and units["subclass"].notna().any():
         both = pd.DataFrame({"r": sub_r.to_numpy(), "g": units["subclass"].to_numpy()}).dropna()
         same = both.groupby("r")["g"].nunique().max() == 1 and both.groupby("g")["r"].nunique().max() == 1
-        row["subclasses_identical"] = bool(same and (sub_r.isna().to_numpy() == units["subclass"].isna().to_numpy()).all())
+        row["subclasses_identical"] = bool(
+            same and (sub_r.isna().to_numpy() == units["subclass"].isna().to_numpy()).all()
+        )
     return row
 
 
-def set_objective(ids, subclass: pd.Series | None, pairs: pd.DataFrame | None, ps: pd.Series,
-                  treated: pd.Series) -> float:
+def set_objective(
+    ids, subclass: pd.Series | None, pairs: pd.DataFrame | None, ps: pd.Series, treated: pd.Series
+) -> float:
     """The total within-set distance on the shared score: the pairs' |ps difference| summed, or for subclasses
     every (treated, control) pair of a subclass summed (a full matching's subclasses are stars: one unit of a
     group and its partners, so these are its edges)."""
     if pairs is not None:
-        return float(np.abs(ps.reindex(pairs["focal"].astype(str)).to_numpy()
-                            - ps.reindex(pairs["other"].astype(str)).to_numpy()).sum())
-    frame = pd.DataFrame({"ps": ps.reindex(ids).to_numpy(), "t": treated.reindex(ids).to_numpy(),
-                          "s": subclass.reindex(ids).to_numpy()}).dropna()
+        return float(
+            np.abs(
+                ps.reindex(pairs["focal"].astype(str)).to_numpy()
+                - ps.reindex(pairs["other"].astype(str)).to_numpy()
+            ).sum()
+        )
+    frame = pd.DataFrame(
+        {
+            "ps": ps.reindex(ids).to_numpy(),
+            "t": treated.reindex(ids).to_numpy(),
+            "s": subclass.reindex(ids).to_numpy(),
+        }
+    ).dropna()
     total = 0.0
     for _, g in frame.groupby("s"):
         a, b = g.loc[g["t"] == 1, "ps"].to_numpy(), g.loc[g["t"] == 0, "ps"].to_numpy()
@@ -438,7 +481,9 @@ def max_abs_smd(frame: pd.DataFrame, treated: np.ndarray, weights: np.ndarray, e
     return out
 
 
-def compare_objective(r: dict, g, data: pd.DataFrame, ps: pd.Series, frame: pd.DataFrame, estimand: str) -> dict:
+def compare_objective(
+    r: dict, g, data: pd.DataFrame, ps: pd.Series, frame: pd.DataFrame, estimand: str
+) -> dict:
     """Optimal and full: the objective (total within-set distance on the shared score) and balance of both."""
     ids = data["id"].astype(str)
     treated = pd.Series(data["treat"].to_numpy(), index=ids)
@@ -447,7 +492,9 @@ def compare_objective(r: dict, g, data: pd.DataFrame, ps: pd.Series, frame: pd.D
     r_units = r["units"].copy()
     r_units.index = r_units.index.astype(str)
     if r["pairs"] is not None:
-        ours = pd.DataFrame({"focal": g.pairs["treated_id"].astype(str), "other": g.pairs["control_id"].astype(str)})
+        ours = pd.DataFrame(
+            {"focal": g.pairs["treated_id"].astype(str), "other": g.pairs["control_id"].astype(str)}
+        )
         obj_g = set_objective(ids, None, ours, ps, treated)
         obj_r = set_objective(ids, None, r["pairs"], ps, treated)
     else:
@@ -456,12 +503,16 @@ def compare_objective(r: dict, g, data: pd.DataFrame, ps: pd.Series, frame: pd.D
     w_g = units["weight"].reindex(ids).to_numpy(np.float64)
     w_r = r_units["weight"].reindex(ids).to_numpy(np.float64)
     t = treated.to_numpy()
-    return {"objective_matchit": obj_r, "objective_ganmatch": obj_g,
-            "max_abs_smd_matchit": max_abs_smd(frame, t, w_r, estimand),
-            "max_abs_smd_ganmatch": max_abs_smd(frame, t, w_g, estimand),
-            "n_matched_matchit": int((w_r > 0).sum()), "n_matched_ganmatch": int((w_g > 0).sum()),
-            "n_subclasses_matchit": int(r_units["subclass"].nunique()),
-            "n_subclasses_ganmatch": int(units["subclass"].nunique())}
+    return {
+        "objective_matchit": obj_r,
+        "objective_ganmatch": obj_g,
+        "max_abs_smd_matchit": max_abs_smd(frame, t, w_r, estimand),
+        "max_abs_smd_ganmatch": max_abs_smd(frame, t, w_g, estimand),
+        "n_matched_matchit": int((w_r > 0).sum()),
+        "n_matched_ganmatch": int((w_g > 0).sum()),
+        "n_subclasses_matchit": int(r_units["subclass"].nunique()),
+        "n_subclasses_ganmatch": int(units["subclass"].nunique()),
+    }
 
 
 def parity(dataset: str, data: pd.DataFrame, covariates, numeric, exact, tmp: Path) -> pd.DataFrame:
@@ -472,24 +523,43 @@ def parity(dataset: str, data: pd.DataFrame, covariates, numeric, exact, tmp: Pa
     rows = []
     for i, (name, args, method, params) in enumerate(cs, start=1):
         res = g[i]
-        base = {"data": dataset, "case": name, "matchit_call": f"matchit({args})", "matchit": r["version"],
-                "optmatch": r["optmatch"] if method in OBJECTIVE else "",
-                "same_as_reference": res.info.get("same_as_reference", np.nan)}
+        base = {
+            "data": dataset,
+            "case": name,
+            "matchit_call": f"matchit({args})",
+            "matchit": r["version"],
+            "optmatch": r["optmatch"] if method in OBJECTIVE else "",
+            "same_as_reference": res.info.get("same_as_reference", np.nan),
+        }
         if "skip" in r[i]:
-            rows.append({**base, "status": f"MatchIt failed: {r[i]['skip']}",
-                         "n_matched_ganmatch": int((res.units["weight"] > 0).sum()),
-                         "objective_ganmatch": res.info.get("total_distance", np.nan)})
+            rows.append(
+                {
+                    **base,
+                    "status": f"MatchIt failed: {r[i]['skip']}",
+                    "n_matched_ganmatch": int((res.units["weight"] > 0).sum()),
+                    "objective_ganmatch": res.info.get("total_distance", np.nan),
+                }
+            )
             continue
         estimand = params.get("estimand", "ATT")
         if method in OBJECTIVE:
             row = compare_objective(r[i], res, data, r["ps"], frame, estimand)
             gap = row["objective_ganmatch"] - row["objective_matchit"]
-            state = ("same objective" if abs(gap) <= 1e-9 * max(1.0, row["objective_matchit"]) else
-                     "ganmatch lower objective" if gap < 0 else "ganmatch HIGHER objective")
+            state = (
+                "same objective"
+                if abs(gap) <= 1e-9 * max(1.0, row["objective_matchit"])
+                else "ganmatch lower objective"
+                if gap < 0
+                else "ganmatch HIGHER objective"
+            )
             rows.append({**base, "status": state, **row})
             continue
         row = compare(r[i], res, estimand)
-        ok = row["max_weight_diff"] < 1e-9 and row.get("pairs_identical", True) and row.get("subclasses_identical", True)
+        ok = (
+            row["max_weight_diff"] < 1e-9
+            and row.get("pairs_identical", True)
+            and row.get("subclasses_identical", True)
+        )
         rows.append({**base, "status": "identical" if ok else "DIFFERENT", **row})
     return pd.DataFrame(rows)
 
@@ -500,11 +570,18 @@ def demo_covariates(n: int = 600, seed: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     male = rng.random(n) < 0.45
     p = lambda base, shift: np.clip(base + shift * np.where(male, -1, 1), 0.02, 0.98)  # noqa: E731
-    frame = pd.DataFrame({
-        "id": [f"demo{i:04d}" for i in range(n)], "treat": male.astype(int),
-        "young": (rng.random(n) < p(0.6, 0.15)).astype(int), "smiling": (rng.random(n) < p(0.5, 0.1)).astype(int),
-        "makeup": (rng.random(n) < p(0.3, 0.25)).astype(int), "eyeglasses": (rng.random(n) < 0.1 + 0.1 * male).astype(int),
-        "age": np.round(rng.normal(35 + 6 * male, 9, n), 1), "dark_skin": (rng.random(n) < 0.25).astype(int)})
+    frame = pd.DataFrame(
+        {
+            "id": [f"demo{i:04d}" for i in range(n)],
+            "treat": male.astype(int),
+            "young": (rng.random(n) < p(0.6, 0.15)).astype(int),
+            "smiling": (rng.random(n) < p(0.5, 0.1)).astype(int),
+            "makeup": (rng.random(n) < p(0.3, 0.25)).astype(int),
+            "eyeglasses": (rng.random(n) < 0.1 + 0.1 * male).astype(int),
+            "age": np.round(rng.normal(35 + 6 * male, 9, n), 1),
+            "dark_skin": (rng.random(n) < 0.25).astype(int),
+        }
+    )
     return frame
 
 
@@ -520,29 +597,47 @@ def main(argv=None) -> None:
     tables = []
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "lalonde").mkdir()
-        tables.append(parity("lalonde", lalonde(), LALONDE_COVS, ["age", "educ", "re74", "re75"],
-                             ["race", "married", "nodegree"], Path(tmp) / "lalonde"))
+        tables.append(
+            parity(
+                "lalonde",
+                lalonde(),
+                LALONDE_COVS,
+                ["age", "educ", "re74", "re75"],
+                ["race", "married", "nodegree"],
+                Path(tmp) / "lalonde",
+            )
+        )
         (Path(tmp) / "demo").mkdir()
         demo = demo_covariates()
         covs = ["young", "smiling", "makeup", "eyeglasses", "age", "dark_skin"]
-        tables.append(parity("demo covariates", demo, covs, ["age"], ["young", "smiling", "makeup"], Path(tmp) / "demo"))
+        tables.append(
+            parity("demo covariates", demo, covs, ["age"], ["young", "smiling", "makeup"], Path(tmp) / "demo")
+        )
     table = pd.concat(tables, ignore_index=True)
     head = (
         "# ganmatch.matching vs R's MatchIt 4.7.2 and optmatch\n\n"
-        f"Generated by `R_LIBS=/opt/r-peers python benchmarks/matchit_parity.py` (MatchIt {versions['MatchIt']}, "
-        f"optmatch {versions['optmatch']}). Both sides match on MatchIt's own glm score (a precomputed distance), "
-        "so only the algorithms are compared. `identical`: the same pairs (or the same subclass partition) and "
+        "Generated by `R_LIBS=/opt/r-peers python benchmarks/matchit_parity.py` (MatchIt "
+        f"{versions['MatchIt']}, "
+        f"optmatch {versions['optmatch']}). Both sides match on MatchIt's own glm score (a precomputed "
+        "distance), "
+        "so only the algorithms are compared. `identical`: the same pairs (or the same subclass partition) "
+        "and "
         "weights equal to 1e-9. `same_as_reference`: ganmatch equals MatchIt's algorithm written out on full "
         "matrices with MatchIt's tie order (the tests' reference without R; empty where it has none).\n\n"
         "Nearest, exact, subclass and cem: identical in every case, ties included. What differs:\n\n"
         "- *optimal* and *full* are compared on the objective (`objective_*`: the total within-set |score "
-        "difference|, every treated-control pair of a set) and balance (`max_abs_smd_*`: the largest absolute "
-        "standardised mean difference, cobalt's, over the model's covariates), because optimal solutions are not "
-        "unique: `same objective` or `ganmatch lower objective` (optmatch solves on distances scaled and rounded to "
+        "difference|, every treated-control pair of a set) and balance (`max_abs_smd_*`: the largest "
+        "absolute "
+        "standardised mean difference, cobalt's, over the model's covariates), because optimal solutions are "
+        "not "
+        "unique: `same objective` or `ganmatch lower objective` (optmatch solves on distances scaled and "
+        "rounded to "
         "integers, so its optimum is optimal only to that precision).\n"
         "- *optimal 1:1, antiexact*: MatchIt 4.7.2 stops with an R error (`negative length vectors are not "
-        "allowed`, from its antiexact constraint on optmatch's distance) on both data sets, so only ganmatch's "
-        "numbers are given; full matching with antiexact runs in both and is compared.\n\n")
+        "allowed`, from its antiexact constraint on optmatch's distance) on both data sets, so only "
+        "ganmatch's "
+        "numbers are given; full matching with antiexact runs in both and is compared.\n\n"
+    )
     write_table_pair(table, Path(args.out), head)
     print(table.to_string())
 

@@ -1,14 +1,18 @@
-"""Projection throughput: image-steps per second for batch sizes 1..64 (writes benchmarks/results/projection.{csv,md}).
+"""Projection throughput: image-steps per second for batch sizes 1..64 (writes
+benchmarks/results/projection.{csv,md}).
 
-Per-step time is (T(2k steps) - T(k steps)) / k, each T the fastest of 3 runs, so the one-off setup (w statistics, model transfer) cancels.
+Per-step time is (T(2k steps) - T(k steps)) / k, each T the fastest of 3 runs, so the one-off setup (w
+statistics, model transfer) cancels.
 Presets: "demo" is the demo's random generator (32 px, 32 channels, 32-d latents); "ffhq256" is the
 official 256 px architecture (paper256: channel_base 16384, 512-d, 8-layer mapping) with random weights,
-which costs the same per step as the real one; "ffhq1024" likewise the official 1024 px one (channel_base 32768). `--perceptual vgg` times the VGG loss with random
+which costs the same per step as the real one; "ffhq1024" likewise the official 1024 px one (channel_base
+32768). `--perceptual vgg` times the VGG loss with random
 VGG weights (same compute as the pretrained one). The official projector optimises one image at a time,
 so batch size 1 is its throughput and the speed-up column is relative to it.
 
     PYTHONPATH=src python benchmarks/projection.py --preset demo --device cpu --threads 1
-    PYTHONPATH=src python benchmarks/projection.py --preset ffhq256 --device cuda --perceptual vgg --batch-sizes 1,64
+    PYTHONPATH=src python benchmarks/projection.py --preset ffhq256 --device cuda --perceptual vgg
+    --batch-sizes 1,64
 
 Each run replaces its own rows (same preset, device, threads, space, loss and batch size) in the table and
 keeps the others, so CPU and GPU runs accumulate into one table.
@@ -80,15 +84,18 @@ def run(preset: str, device: str, batch_sizes: list[int], steps: int, space: str
         t1 = min(time_steps(gen, images[:b], steps, **kw) for _ in range(repeats))
         t2 = min(time_steps(gen, images[:b], 2 * steps, **kw) for _ in range(repeats))
         per_step = max(t2 - t1, 1e-9) / steps
-        rows.append(dict(machine=machine_name(device), preset=preset, size=gen.size, device=device, threads=torch.get_num_threads(), space=space,
-                         perceptual=perceptual or "pixel", batch_size=b, steps_timed=steps, sec_per_step=per_step,
+        rows.append(dict(machine=machine_name(device), preset=preset, size=gen.size, device=device,
+                         threads=torch.get_num_threads(), space=space,
+                         perceptual=perceptual or "pixel", batch_size=b, steps_timed=steps,
+                         sec_per_step=per_step,
                          images_per_sec=b / per_step))
         print(rows[-1], flush=True)
     return with_speedup(pd.DataFrame(rows))
 
 
 def merge(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
-    """`old` rows not re-measured in `new`, then `new`; sorted so each configuration's batch sizes sit together."""
+    """`old` rows not re-measured in `new`, then `new`; sorted so each configuration's batch sizes sit
+    together."""
     if old.empty:
         return with_speedup(new)
     old = old.astype({k: new[k].dtype for k in KEY if k in old})
@@ -100,10 +107,14 @@ def merge(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
 
 def write_tables(df: pd.DataFrame, out: Path) -> None:
     """The CSV (the numbers) and the Markdown table (for reading) beside it, each written atomically."""
-    head = ("# Projection throughput\n\n`machine` is what ran each row. `sec_per_step` is the difference of runs "
-            "of 2 x `steps_timed` and `steps_timed` steps, divided by `steps_timed` (the fastest of several runs).\n"
-            "`images_per_sec` = images x optimisation steps per second; batch size 1 is the official projector's "
-            "one-image-at-a-time throughput, and `speedup_vs_batch1` is relative to it within a configuration.\n\n")
+    head = ("# Projection throughput\n\n`machine` is what ran each row. `sec_per_step` is the difference of "
+            "runs "
+            "of 2 x `steps_timed` and `steps_timed` steps, divided by `steps_timed` (the fastest of several "
+            "runs).\n"
+            "`images_per_sec` = images x optimisation steps per second; batch size 1 is the official "
+            "projector's "
+            "one-image-at-a-time throughput, and `speedup_vs_batch1` is relative to it within a "
+            "configuration.\n\n")
     write_table_pair(df, out, head)
 
 

@@ -2,7 +2,8 @@
 
 One step = synthesis of the latent, the loss against the targets (VGG features of the targets are computed
 once per batch, not per step) and the backward pass. Counted with torch's `FlopCounterMode` as the difference
-of a 2-step and a 1-step projection of one image, so the one-off work (w statistics, target features, the final
+of a 2-step and a 1-step projection of one image, so the one-off work (w statistics, target features, the
+final
 render) cancels. Random weights cost the same as the official ones (presets as in `projection.py`).
 
     PYTHONPATH=src python benchmarks/projection_flops.py --presets ffhq256,ffhq1024
@@ -32,7 +33,8 @@ PRESETS = _projection.PRESETS
 
 def count_flops(gen, image: np.ndarray, steps: int, **kw) -> int:
     """FLOPs of a whole `steps`-step projection of one image."""
-    proj = LatentProjector(gen, steps=steps, batch_size=1, return_reconstructions=False, perceptual_pretrained=False,
+    proj = LatentProjector(gen, steps=steps, batch_size=1, return_reconstructions=False,
+                           perceptual_pretrained=False,
                            device="cpu", **kw)
     with FlopCounterMode(display=False) as counter:
         proj.project(image)

@@ -1,4 +1,5 @@
-"""Check that the numbers the docs quote from benchmarks agree with the committed tables in benchmarks/results.
+"""Check that the numbers the docs quote from benchmarks agree with the committed tables in
+benchmarks/results.
 
 Two checks, both run by `tests/test_quoted_numbers.py` and by hand with `python benchmarks/quoted_numbers.py`:
 
@@ -53,7 +54,8 @@ QUOTES = [
     ("README.md", "| 0.945 (dark skin) - 0.982 (makeup); male 0.973 |",
      [("0.945", *_repro("edit/cosine/dark_skin")), ("0.982", *_repro("edit/cosine/makeup")),
       ("0.973", *_repro("edit/cosine/male"))]),
-    ("README.md", "| 0.082 of its separation (eyeglasses) |", [("0.082", *_repro("edit/max_covariate_shift"))]),
+    ("README.md", "| 0.082 of its separation (eyeglasses) |", [("0.082",
+                                                                *_repro("edit/max_covariate_shift"))]),
     ("README.md", "| 1.00, 95% CI 1.00 - 1.00 (matched observational estimates: 0.95 - 1.12) |",
      [("1.00", *_repro("edit/effect")), ("1.00", *_repro("edit/ci_low")), ("1.00", *_repro("edit/ci_high")),
       ("0.95", *_repro("propensity/estimate")), ("1.12", *_repro("propensity_full/estimate"))]),
@@ -64,7 +66,8 @@ QUOTES = [
       ("190.4", "slurm_overhead", LOCAL_WHOLE, "wall_s"), ("46", "slurm_overhead", LOCAL_WHOLE, "jobs")]),
     ("docs/cluster.md", "the 21 SLURM jobs after matching in 3 took 202.9 s instead of 163.3 s",
      [("21", "slurm_overhead", SLURM_TAIL, "slurm_jobs"), ("3", "slurm_overhead", GROUPED_TAIL, "slurm_jobs"),
-      ("202.9", "slurm_overhead", GROUPED_TAIL, "wall_s"), ("163.3", "slurm_overhead", SLURM_TAIL, "wall_s")]),
+      ("202.9", "slurm_overhead", GROUPED_TAIL, "wall_s"), ("163.3", "slurm_overhead", SLURM_TAIL,
+                                                            "wall_s")]),
     ("README.md", "takes 5.21 s and 0.96 GB, 0.82x faiss-cpu's exact flat search in the same run (6.34 s; "
                   "scikit-learn's brute force: 11.47 s)",
      [("5.21", "matching", KNN512, "seconds"), ("0.96", "matching", KNN512, "peak_gb"),
@@ -82,10 +85,13 @@ QUOTES = [
      [("143.9", "matching", {"case": "dense_reference", "n": 4000}, "dense_over_heap")]),
     ("README.md", "the reference semantics take 3.37 s",
      [("3.37", "matching", {"case": "greedy_constrained (reference)"}, "seconds")]),
-    ("README.md", "0.84 s per image-step", [("0.84", "projection", dict(CPU_VGG, batch_size=1), "sec_per_step")]),
-    ("README.md", "(batch 4: 0.83x)", [("0.83", "projection", dict(CPU_VGG, batch_size=4), "speedup_vs_batch1")]),
+    ("README.md", "0.84 s per image-step", [("0.84", "projection", dict(CPU_VGG, batch_size=1),
+                                             "sec_per_step")]),
+    ("README.md", "(batch 4: 0.83x)", [("0.83", "projection", dict(CPU_VGG, batch_size=4),
+                                        "speedup_vs_batch1")]),
     ("config/celeba_hq.yaml", "costs 133 GFLOP per image at 256 px and 374 at 1024 px",
-     [("133", "projection_flops", {"preset": "ffhq256", "space": "w+", "perceptual": "vgg"}, "gflop_per_image_step"),
+     [("133", "projection_flops", {"preset": "ffhq256", "space": "w+", "perceptual": "vgg"},
+       "gflop_per_image_step"),
       ("374", "projection_flops", {"preset": "ffhq1024", "space": "w+", "perceptual": "vgg"},
        "gflop_per_image_step")]),
 ]
@@ -93,7 +99,9 @@ QUOTES = [
 
 def load_tables(results: Path = RESULTS) -> dict[str, pd.DataFrame]:
     """The committed result tables by name (those present)."""
-    return {name: pd.read_csv(results / f"{name}.csv") for name in TABLES if (results / f"{name}.csv").exists()}
+    return {
+        name: pd.read_csv(results / f"{name}.csv") for name in TABLES if (results / f"{name}.csv").exists()
+    }
 
 
 def quoted(text: str) -> list[tuple[str, float, int]]:
@@ -113,7 +121,8 @@ def _values(name: str, table: pd.DataFrame) -> list[float]:
 
 
 def agrees(value: float, decimals: int, cell: float) -> bool:
-    """`value`, written with `decimals` decimals, is `cell` rounded (half either way: 3.65 may be 3.6 or 3.7)."""
+    """`value`, written with `decimals` decimals, is `cell` rounded (half either way: 3.65 may be 3.6 or
+    3.7)."""
     step = 10.0**-decimals
     return abs(cell - value) <= step / 2 + 1e-9 * max(1.0, abs(cell))
 
@@ -128,7 +137,7 @@ def segments(markdown: str) -> list[tuple[str, str]]:
         for m in TAG.finditer(block):
             tag = m.group(1).strip()
             if re.fullmatch(r"[a-z_]+( \+ [a-z_ ]+)?|estimate|measured[^\]]*", tag):
-                out.append((block[start:m.start()], tag))
+                out.append((block[start : m.start()], tag))
                 start = m.end()
     return out
 
@@ -140,14 +149,18 @@ def check_scaling(path: Path, tables: dict[str, pd.DataFrame]) -> list[str]:
         if "estimate" in tag:
             continue
         if tag not in tables:
-            problems.append(f"{path.name}: [{tag}] is neither a table of benchmarks/results nor an estimate: "
-                            f"{' '.join(text.split())[-80:]!r}")
+            problems.append(
+                f"{path.name}: [{tag}] is neither a table of benchmarks/results nor an estimate: "
+                f"{' '.join(text.split())[-80:]!r}"
+            )
             continue
         values = _values(tag, tables[tag])
         for written, value, decimals in quoted(text):
             if not any(agrees(value, decimals, v) for v in values):
-                problems.append(f"{path.name}: {written} is not in benchmarks/results/{tag}.csv: "
-                                f"{' '.join(text.split())[-80:]!r}")
+                problems.append(
+                    f"{path.name}: {written} is not in benchmarks/results/{tag}.csv: "
+                    f"{' '.join(text.split())[-80:]!r}"
+                )
     return problems
 
 
@@ -173,19 +186,30 @@ def check_quotes(tables: dict[str, pd.DataFrame], root: Path = ROOT, quotes=QUOT
             decimals = len(written.split(".")[1]) if "." in written else 0
             cell = _cell(tables, table, where, column)
             if not agrees(float(written), decimals, cell):
-                problems.append(f"{file}: {snippet!r} quotes {written}, benchmarks/results/{table}.csv has {cell:.4g}")
-            if table == "reproducibility_summary" and column == "reference" and \
-                    _cell(tables, table, where, "kernel_spread") > 0:
-                problems.append(f"{file}: {snippet!r} quotes {written} as one value, but {where['quantity']} differs "
-                                "between kernel settings (benchmarks/results/reproducibility.md); quote its range")
+                problems.append(
+                    f"{file}: {snippet!r} quotes {written}, benchmarks/results/{table}.csv has {cell:.4g}"
+                )
+            if (
+                table == "reproducibility_summary"
+                and column == "reference"
+                and _cell(tables, table, where, "kernel_spread") > 0
+            ):
+                problems.append(
+                    f"{file}: {snippet!r} quotes {written} as one value, but {where['quantity']} "
+                    "differs "
+                    "between kernel settings (benchmarks/results/reproducibility.md); quote its "
+                    "range"
+                )
     return problems
 
 
-DEMO_COLUMNS = ("pairs", "max_diff", "estimate", "ci", "seeds")  # the README demo table's cells after the method
+# the README demo table's cells after the method
+DEMO_COLUMNS = ("pairs", "max_diff", "estimate", "ci", "seeds")
 
 
 def demo_table_rows(readme: str) -> list[tuple[str, list[str]]]:
-    """(method, cells) of each row of the README's demo table: rows whose first cell is `naive` or a backquoted
+    """(method, cells) of each row of the README's demo table: rows whose first cell is `naive` or a
+    backquoted
     method name followed by a colon, up to the table's end."""
     rows = []
     for line in readme.splitlines():
@@ -197,13 +221,18 @@ def demo_table_rows(readme: str) -> list[tuple[str, list[str]]]:
 
 
 def check_demo_table(readme: str, summary: pd.DataFrame) -> list[str]:
-    """Each number of the README's demo table against benchmarks/results/reproducibility_summary.csv: the reference
-    run's value (default kernels, seed 0), the same under every kernel setting (the README says so), and the seeds'
+    """Each number of the README's demo table against benchmarks/results/reproducibility_summary.csv: the
+    reference
+    run's value (default kernels, seed 0), the same under every kernel setting (the README says so), and the
+    seeds'
     range of the estimate."""
     table = summary.set_index("quantity")
     problems, rows = [], demo_table_rows(readme)
     if len(rows) < 5:
-        return [f"README.md: the demo table has {len(rows)} rows that name a method; expected the naive row and every method"]
+        return [
+            f"README.md: the demo table has {len(rows)} rows that name a method; expected the naive row "
+            "and every method"
+        ]
 
     def expect(method, written, quantity, column="reference"):
         key = f"{method}/{quantity}"
@@ -215,8 +244,10 @@ def check_demo_table(readme: str, summary: pd.DataFrame) -> list[str]:
         if not agrees(float(written), decimals, value):
             problems.append(f"README.md demo table, {method}: {written} but {key} ({column}) is {value:.4g}")
         if column == "reference" and float(table.loc[key, "kernel_spread"]) > 0:
-            problems.append(f"README.md demo table, {method}: {key} differs between kernel settings "
-                            f"(by {float(table.loc[key, 'kernel_spread']):.3g}); quote its range")
+            problems.append(
+                f"README.md demo table, {method}: {key} differs between kernel settings "
+                f"(by {float(table.loc[key, 'kernel_spread']):.3g}); quote its range"
+            )
 
     for method, cells in rows:
         numbers = {c: re.findall(r"\d+\.\d+|\d+", cell) for c, cell in zip(DEMO_COLUMNS, cells, strict=True)}
@@ -237,7 +268,9 @@ def check_demo_table(readme: str, summary: pd.DataFrame) -> list[str]:
 def main() -> int:
     tables = load_tables()
     problems = check_scaling(ROOT / "docs" / "scaling.md", tables) + check_quotes(tables)
-    problems += check_demo_table((ROOT / "README.md").read_text(), pd.read_csv(RESULTS / "reproducibility_summary.csv"))
+    problems += check_demo_table(
+        (ROOT / "README.md").read_text(), pd.read_csv(RESULTS / "reproducibility_summary.csv")
+    )
     for p in problems:
         print(p)
     print(f"{len(problems)} problem(s)")

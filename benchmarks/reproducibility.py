@@ -1,12 +1,15 @@
-"""Reproducibility benchmark: the default demo under several CPU kernel settings and seeds, every headline number.
+"""Reproducibility benchmark: the default demo under several CPU kernel settings and seeds, every headline
+number.
 
 Each run is a fresh copy of the workflow in benchmarks/out/reproducibility/<setting>_seed<k>, run with
-`snakemake` under one kernel setting (environment variables that make numpy's OpenBLAS, torch's oneDNN, MKL and
+`snakemake` under one kernel setting (environment variables that make numpy's OpenBLAS, torch's oneDNN, MKL
+and
 ATen pick other CPU kernels, or one thread) and `--config seed=<k>`. The numbers the README quotes come from
 `ganmatch.analysis.headline.headline_numbers`; the demo's world (resources/demo) is hashed per run, so the
 table also shows that it is the same bytes under every setting.
 
-    python benchmarks/reproducibility.py                 # 3 settings on seed 0, 3 seeds on the default (5 runs)
+    python benchmarks/reproducibility.py                 # 3 settings on seed 0, 3 seeds on the default (5
+    runs)
     python benchmarks/reproducibility.py --design grid   # all 9 pairs
     python benchmarks/reproducibility.py --seeds 0 --settings default avx2
 
@@ -56,7 +59,8 @@ def copy_workflow(dest: Path) -> None:
 
 
 def run_demo(setting: str, seed: int, reuse: bool = False) -> tuple[pd.DataFrame, str, float]:
-    """One fresh demo run: (headline numbers, sha256 of the world's manifest, wall seconds); with `reuse`, a run
+    """One fresh demo run: (headline numbers, sha256 of the world's manifest, wall seconds); with `reuse`, a
+    run
     that an earlier invocation finished in the same folder is read instead of repeated."""
     env_extra, cores = SETTINGS[setting]
     work = OUT / f"{setting}_seed{seed}"
@@ -85,11 +89,13 @@ def default_demo_config() -> dict:
 
     from ganmatch.settings.config import validate_config
 
-    return validate_config(yaml.safe_load((ROOT / "config/config.yaml").read_text()), ROOT / "config/schema.yaml")
+    return validate_config(yaml.safe_load((ROOT / "config/config.yaml").read_text()),
+                           ROOT / "config/schema.yaml")
 
 
 def write_world_manifest(path: Path) -> str:
-    """Generate the default demo's world in a temporary folder and write its sha256 manifest, keyed by the demo
+    """Generate the default demo's world in a temporary folder and write its sha256 manifest, keyed by the
+    demo
     block and seed (`provenance.demo_world_key`), to `path`."""
     import tempfile
     from types import SimpleNamespace
@@ -101,7 +107,8 @@ def write_world_manifest(path: Path) -> str:
     with tempfile.TemporaryDirectory() as tmp:
         download_demo_job(demo_outputs(tmp), SimpleNamespace(demo=config["demo"], seed=config["seed"]))
         body = format_manifest(folder_manifest(tmp))
-    text = ("# sha256 of every file the default demo's download writes (resources/demo/), the same on any CPU;\n"
+    text = ("# sha256 of every file the default demo's download writes (resources/demo/), the same on any "
+            "CPU;\n"
             "# checked by tests/test_reproducibility.py and by each run's provenance.json. Regenerate with\n"
             "# python benchmarks/reproducibility.py --write-manifest\n"
             f"# key: {demo_world_key(config['demo'], config['seed'])}\n") + body
@@ -111,24 +118,39 @@ def write_world_manifest(path: Path) -> str:
 
 def markdown(long: pd.DataFrame, runs: pd.DataFrame, summary: pd.DataFrame) -> str:
     lines = ["# Reproducibility: the default demo under CPU kernel settings and seeds", "",
-             "`python benchmarks/reproducibility.py` (wall times were measured beside other work on the machine). Settings: " + "; ".join(
+             "`python benchmarks/reproducibility.py` (wall times were measured beside other work on the "
+             "machine). Settings: " + "; ".join(
                  f"`{k}` ({' '.join(f'{a}={b}' for a, b in v[0].items()) or 'no variables'}, --cores {v[1]})"
                  for k, v in SETTINGS.items() if k in set(runs.setting)) + ".", "",
-             "## Runs", "", "| setting | seed | wall s | world (sha256 of resources/demo's manifest) |", "|---|---|---|---|"]
+             "## Runs", "", "| setting | seed | wall s | world (sha256 of resources/demo's manifest) |",
+             "|---|---|---|---|"]
     lines += [f"| {r.setting} | {r.seed} | {r.wall_s:.0f} | `{r.world[:16]}` |" for r in runs.itertuples()]
     same = runs.groupby("seed")["world"].nunique().eq(1).all()
-    lines += ["", f"The world is {'the same bytes under every setting of a seed' if same else 'NOT the same across settings'}.",
-              "", "## Every quantity", "",
-              "`kernel spread`: the largest difference between settings for one seed (0: the CPU does not matter); "
-              "min / median / max: over all runs (seeds differ in their data).", "",
-              "| quantity | reference (default, seed 0) | kernel spread | min | median | max |", "|---|---|---|---|---|---|"]
-    lines += [f"| {r.quantity} | {r.reference:.4g} | {r.kernel_spread:.3g} | {r.min:.4g} | {r.median:.4g} | {r.max:.4g} |"
-              for r in summary.itertuples()]
+    lines += [
+        "",
+        "The world is "
+        f"{'the same bytes under every setting of a seed' if same else 'NOT the same across settings'}.",
+        "",
+        "## Every quantity",
+        "",
+        "`kernel spread`: the largest difference between settings for one seed (0: the CPU does not "
+        "matter); "
+        "min / median / max: over all runs (seeds differ in their data).",
+        "",
+        "| quantity | reference (default, seed 0) | kernel spread | min | median | max |",
+        "|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r.quantity} | {r.reference:.4g} | {r.kernel_spread:.3g} | {r.min:.4g} | {r.median:.4g} | "
+        f"{r.max:.4g} |"
+        for r in summary.itertuples()
+    ]
     return "\n".join(lines) + "\n"
 
 
 def write_tables(frames, runs, args, divergence: bool = False) -> None:
-    """The long table, the per-quantity summary and the markdown page (with the stage divergence between the first
+    """The long table, the per-quantity summary and the markdown page (with the stage divergence between the
+    first
     two settings of the first seed when `divergence`)."""
     from ganmatch.analysis.headline import stage_divergence
 
@@ -143,11 +165,17 @@ def write_tables(frames, runs, args, divergence: bool = False) -> None:
         a, b = (OUT / f"{s}_seed{args.seeds[0]}/results/demo" for s in args.settings[:2])
         table = stage_divergence(a, b)
         table.to_csv(RESULTS / "reproducibility_stages.csv", index=False)
-        page += (f"\n## How far the CPU reaches, stage by stage (`{args.settings[0]}` against `{args.settings[1]}`, "
-                 f"seed {args.seeds[0]})\n\n| stage | files | max abs difference | share of entries differing |\n"
-                 "|---|---|---|---|\n")
-        page += "".join(f"| {r.stage} | {r.files} | {r.max_abs_diff:.3g} | {r.share_differing:.3g} |\n"
-                        for r in table.itertuples())
+        page += (
+            f"\n## How far the CPU reaches, stage by stage (`{args.settings[0]}` against "
+            f"`{args.settings[1]}`, "
+            f"seed {args.seeds[0]})\n\n| stage | files | max abs difference | share of entries "
+            "differing |\n"
+            "|---|---|---|---|\n"
+        )
+        page += "".join(
+            f"| {r.stage} | {r.files} | {r.max_abs_diff:.3g} | {r.share_differing:.3g} |\n"
+            for r in table.itertuples()
+        )
     (RESULTS / "reproducibility.md").write_text(page)
 
 
@@ -155,18 +183,29 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    ap.add_argument("--design", choices=["star", "grid"], default="star",
-                    help="star: every setting on the first seed and every seed on the first setting; grid: all pairs")
+    ap.add_argument(
+        "--design",
+        choices=["star", "grid"],
+        default="star",
+        help="star: every setting on the first seed and every seed on the first setting; grid: all pairs",
+    )
     ap.add_argument("--reuse", action="store_true", help="read runs finished by an earlier invocation")
-    ap.add_argument("--write-manifest", action="store_true",
-                    help="only write resources/demo_world.sha256: the default demo's world, generated afresh")
+    ap.add_argument(
+        "--write-manifest",
+        action="store_true",
+        help="only write resources/demo_world.sha256: the default demo's world, generated afresh",
+    )
     args = ap.parse_args(argv)
     if args.write_manifest:
         print(write_world_manifest(ROOT / "resources/demo_world.sha256"))
         return 0
     frames, runs = [], []
-    cases = [(seed, setting) for seed in args.seeds for setting in args.settings
-             if args.design == "grid" or seed == args.seeds[0] or setting == args.settings[0]]
+    cases = [
+        (seed, setting)
+        for seed in args.seeds
+        for setting in args.settings
+        if args.design == "grid" or seed == args.seeds[0] or setting == args.settings[0]
+    ]
     for seed, setting in cases:
         numbers, world, wall = run_demo(setting, seed, args.reuse)
         print(f"{setting} seed {seed}: {wall:.0f} s, world {world[:12]}", flush=True)

@@ -157,7 +157,8 @@ def run(args) -> int:
     secs, rc, _ = timed(snake + ["--cores", str(args.cores)], ROOT, env)
     event(kind="noop_rerun", seconds=secs, rc=rc)
     target = f"results/{args.dataset}/figures/love_plot.pdf"
-    secs, rc, _ = timed(snake + ["--cores", str(args.cores), "--forcerun", "figure_love_plot", target], ROOT, env)
+    secs, rc, _ = timed(snake + ["--cores", str(args.cores), "--forcerun", "figure_love_plot", target], ROOT,
+                        env)
     event(kind="one_figure", seconds=secs, rc=rc, target=target)
     return 0
 
@@ -184,7 +185,8 @@ def summarise(args) -> str:
     by_rule: dict[str, list] = {}
     for job in jobs:
         by_rule.setdefault(job["rule"], []).append(job)
-    lines = [f"# Scale rehearsal: the default demo at {args.identities:,} identities, `--cores {args.cores}`", "",
+    lines = [f"# Scale rehearsal: the default demo at {args.identities:,} identities, `--cores {args.cores}`",
+             "",
              "Measured by `benchmarks/scale_rehearsal.py` (a poller samples each job's process tree every "
              f"{args.interval} s; jobs shorter than that may be missed). Wall time: sum over jobs and span "
              "(first start to last end); peak RSS of the largest job of the rule.", "",
@@ -192,7 +194,8 @@ def summarise(args) -> str:
     for rule, js in sorted(by_rule.items(), key=lambda kv: min(j["start"] for j in kv[1])):
         wall = sum(j["end"] - j["start"] for j in js)
         span = max(j["end"] for j in js) - min(j["start"] for j in js)
-        lines.append(f"| {rule} | {len(js)} | {wall:.0f} | {span:.0f} | {max(j['max_rss'] for j in js) / 1e6:.0f} |")
+        lines.append(f"| {rule} | {len(js)} | {wall:.0f} | {span:.0f} | "
+                     f"{max(j['max_rss'] for j in js) / 1e6:.0f} |")
     lines += ["", "## Runs and Snakemake's own overheads", ""]
     for ev in events:
         stamp = time.strftime("%Y-%m-%d %H:%M", time.gmtime(ev["time"]))

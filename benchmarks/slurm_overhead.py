@@ -2,9 +2,11 @@
 
 Run (needs a SLURM that answers `sinfo`, e.g. `sudo bash tests/slurm/start_slurm.sh`, the one-node cluster):
 `PYTHONPATH=src python benchmarks/slurm_overhead.py [--cases local slurm slurm_grouped]`. Each case runs the
-whole default demo DAG from scratch in a temporary copy of the repository: `local` with `--profile profiles/local
+whole default demo DAG from scratch in a temporary copy of the repository: `local` with `--profile
+profiles/local
 --cores 2`, `slurm` with the shipped `--profile profiles/slurm` unchanged (the cluster's default partition, no
-account), `slurm_grouped` the same plus the grouping of docs/cluster.md (`GROUPS`: the short rules after matching
+account), `slurm_grouped` the same plus the grouping of docs/cluster.md (`GROUPS`: the short rules after
+matching
 in one SLURM job each, `group_args`). Writes benchmarks/results/slurm_overhead.csv and .md.
 
 `--from-logs local=LOG slurm=LOG` builds the table from finished runs' Snakemake logs (`.snakemake/log/*.log`:
@@ -30,9 +32,11 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 HERE = Path(__file__).resolve().parent
 
-# The grouping docs/cluster.md suggests: every figure in one SLURM job, the balance / outcome tables in another.
+# The grouping docs/cluster.md suggests: every figure in one SLURM job, the balance / outcome tables in
+# another.
 GROUPS = {
-    "figures": ["figure_covariate_means", "figure_love_plot", "figure_propensity_overlap", "figure_matched_pairs",
+    "figures": ["figure_covariate_means", "figure_love_plot", "figure_propensity_overlap",
+                "figure_matched_pairs",
                 "figure_distance_distributions", "figure_neighbour_quality", "figure_projection_quality",
                 "figure_outcomes", "figure_paper_comparison", "figure_edits", "figure_interpolations",
                 "figure_edit_leakage", "figure_transects"],
@@ -41,7 +45,8 @@ GROUPS = {
 
 
 def group_args(cores: int, groups: dict[str, list[str]] = GROUPS) -> list[str]:
-    """Arguments that put each group's jobs into one SLURM job (`--groups`, `--group-components`). A group job asks
+    """Arguments that put each group's jobs into one SLURM job (`--groups`, `--group-components`). A group job
+    asks
     for the summed cores and memory of its members that could run side by side; `--cores` of one node makes
     Snakemake stack them in series instead, so that the group job fits the node."""
     assignments = [f"{rule}={group}" for group, rules in groups.items() for rule in rules]
@@ -103,14 +108,16 @@ def run_case(name: str, args: list[str]) -> dict:
         work = copy_repository(Path(tmp))
         load = os.getloadavg()[0]
         t0 = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=work, capture_output=True, text=True,
+        proc = subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=work, capture_output=True,
+                              text=True,
                               env=dict(os.environ, PYTHONPATH=str(work / "src")))
         wall = time.perf_counter() - t0
         log = proc.stdout + proc.stderr
         if proc.returncode != 0:
             print(f"{name} failed ({proc.returncode}):\n{log[-4000:]}", file=sys.stderr)
     jobs, slurm_jobs = count_jobs(log)
-    row = {"case": name, "status": "ok" if proc.returncode == 0 else f"failed ({proc.returncode})", "jobs": jobs,
+    row = {"case": name, "status": "ok" if proc.returncode == 0 else f"failed ({proc.returncode})",
+           "jobs": jobs,
            "slurm_jobs": slurm_jobs, "wall_s": round(wall, 1), "load_1min_at_start": round(load, 2)}
     print(row, file=sys.stderr)
     return row
@@ -122,7 +129,8 @@ def main(argv=None) -> pd.DataFrame:
     parser.add_argument("--from-logs", nargs="+", metavar="CASE=LOG", help="rows from finished runs' logs")
     parser.add_argument("--dag", default="default demo, whole DAG", help="what the runs ran (a column)")
     parser.add_argument("--append", action="store_true", help="add the rows to the existing table")
-    parser.add_argument("--note", default="", help="a sentence for the table's header (e.g. the machine's load)")
+    parser.add_argument("--note", default="", help="a sentence for the table's header (e.g. the machine's "
+                                                   "load)")
     parser.add_argument("--out", default=str(HERE / "results" / "slurm_overhead"))
     args = parser.parse_args(argv)
     from ganmatch.data.io import write_table_pair
@@ -142,10 +150,12 @@ def main(argv=None) -> pd.DataFrame:
         "# SLURM overhead on the demo: profiles/slurm against profiles/local\n\n"
         "Each row is one Snakemake run (dag: which demo config, and which part of its DAG it ran), on the "
         f"one-node cluster of tests/slurm/start_slurm.sh (sinfo: `{' '.join(sinfo.split())}`; no accounting "
-        f"database, so job states come from squeue); {platform.machine()}, Python {platform.python_version()}. "
+        f"database, so job states come from squeue); {platform.machine()}, Python "
+        f"{platform.python_version()}. "
         "jobs: Snakemake jobs; slurm_jobs: sbatch submissions (the rest ran on the submitting node); "
         "load_1min_at_start: the shared machine's load (nan: rows taken from logs). "
-        f"{args.note + ' ' if args.note else ''}Regenerate with `PYTHONPATH=src python benchmarks/slurm_overhead.py`.\n\n"
+        f"{args.note + ' ' if args.note else ''}Regenerate with `PYTHONPATH=src python "
+        "benchmarks/slurm_overhead.py`.\n\n"
     )
     write_table_pair(table, args.out, head)
     return table

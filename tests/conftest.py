@@ -1,4 +1,5 @@
-"""Shared fixtures: one tiny demo run per session, and torch on one thread; the helpers are in tests/helpers.py."""
+"""Shared fixtures: one tiny demo run per session, and torch on one thread; the helpers are in
+tests/helpers.py."""
 
 from __future__ import annotations
 

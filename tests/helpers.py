@@ -26,7 +26,8 @@ TINY = {
 
 
 def copy_workflow(dest: Path) -> Path:
-    """Copy the workflow (not results or downloaded resources; the shipped resources/paper numbers) into `dest`."""
+    """Copy the workflow (not results or downloaded resources; the shipped resources/paper numbers) into
+    `dest`."""
     dest.mkdir(parents=True, exist_ok=True)
     for name in WORKFLOW_FILES:
         src = ROOT / name
@@ -38,23 +39,29 @@ def copy_workflow(dest: Path) -> Path:
     return dest
 
 
-# Environment variables that make numpy's OpenBLAS, torch's oneDNN and ATen kernels, and MKL pick their AVX2 code on
-# an AVX-512 machine: "another CPU" for the reproducibility tests (DEVELOPERS: numbers must hold on other machines).
-AVX2_KERNELS = {"ONEDNN_MAX_CPU_ISA": "AVX2", "OPENBLAS_CORETYPE": "Haswell", "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+# Environment variables that make numpy's OpenBLAS, torch's oneDNN and ATen kernels, and MKL pick their AVX2
+# code on
+# an AVX-512 machine: "another CPU" for the reproducibility tests (DEVELOPERS: numbers must hold on other
+# machines).
+AVX2_KERNELS = {"ONEDNN_MAX_CPU_ISA": "AVX2", "OPENBLAS_CORETYPE": "Haswell",
+                "MKL_ENABLE_INSTRUCTIONS": "AVX2",
                 "ATEN_CPU_CAPABILITY": "avx2"}
 
 
 def snakemake(workdir: Path, *args: str, check: bool = True, timeout: int = 900,
               env: dict | None = None) -> subprocess.CompletedProcess:
-    """Run the real Snakemake CLI in `workdir` with the test interpreter's environment (never in `make test-fast`);
+    """Run the real Snakemake CLI in `workdir` with the test interpreter's environment (never in `make
+    test-fast`);
     `env` adds variables (e.g. AVX2_KERNELS)."""
     if os.environ.get("GANMATCH_FAST_TESTS"):
-        raise AssertionError("a test that runs Snakemake must be marked @pytest.mark.slow (make test-fast runs none)")
+        raise AssertionError("a test that runs Snakemake must be marked @pytest.mark.slow (make test-fast "
+                             "runs none)")
     env = dict(os.environ, PYTHONPATH=str(workdir / "src"), OMP_NUM_THREADS="1", **(env or {}))
     cmd = [sys.executable, "-m", "snakemake", "--cores", "2", *args]
     proc = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}")
+        raise AssertionError(f"snakemake {' '.join(args)} failed "
+                             f"({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}")
     return proc
 
 

@@ -32,7 +32,8 @@ def test_conditional_direction_is_orthogonal_to_condition():
 def test_attributes_table_labels_take_precedence_and_predictions_fill_gaps():
     X, labels, _ = _data()
     ids = np.array([f"i{k}" for k in range(len(X))])
-    index = pd.DataFrame({"image_id": ids, "split": np.where(np.arange(len(X)) < 400, "train", "test"), "a": labels["a"]})
+    index = pd.DataFrame({"image_id": ids, "split": np.where(np.arange(len(X)) < 400, "train", "test"),
+                          "a": labels["a"]})
     table, cv = attributes_table(index, ids, X, ["a", "b"])
     assert (table["a"].to_numpy() == labels["a"].to_numpy()).all()
     assert set(table["a_source"]) == {"label"} and set(table["b_source"]) == {"predicted"}

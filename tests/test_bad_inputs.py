@@ -66,7 +66,8 @@ EXPECTED_REASONS = {
 }
 
 
-def test_align_stage_rejects_bad_photos_with_reasons_and_aligns_the_rest(bad_folder, tmp_path, one_torch_thread):
+def test_align_stage_rejects_bad_photos_with_reasons_and_aligns_the_rest(bad_folder, tmp_path,
+                                                                         one_torch_thread):
     params = schema_block("align", detector="mtcnn", output_size=64, policy="largest")
     table = align_stage.align_shard(bad_folder, params, tmp_path / "aligned")
     assert list(table["image_id"]) == list(bad_folder["image_id"])  # every file has exactly one row, in order
@@ -95,13 +96,15 @@ def _default_config() -> dict:
 
 
 def _map_key(path: tuple) -> str:
-    """A name inside an `additionalProperties` map (name -> spec): the default config's first, else 'example'."""
+    """A name inside an `additionalProperties` map (name -> spec): the default config's first, else
+    'example'."""
     node = _default_config()
     for key in path:
         node = node.get(key) if isinstance(node, dict) else None
     return next(iter(node)) if isinstance(node, dict) and node else "example"
 
-_SAMPLE = {"string": "x", "integer": 7, "number": 0.5, "boolean": True, "array": [], "object": {}, "null": None}
+_SAMPLE = {"string": "x", "integer": 7, "number": 0.5, "boolean": True, "array": [], "object": {},
+           "null": None}
 
 
 def _wrong_type(types) -> object:
@@ -109,7 +112,8 @@ def _wrong_type(types) -> object:
     if "number" in types:
         types = [*types, "integer"]
     for candidate in ("a string", 3, ["a", "list"], {"a": "map"}, True):
-        kind = {str: "string", int: "integer", list: "array", dict: "object", bool: "boolean"}[type(candidate)]
+        kind = {str: "string", int: "integer", list: "array", dict: "object",
+                bool: "boolean"}[type(candidate)]
         if kind not in types:
             return candidate
     raise AssertionError(types)
@@ -171,7 +175,8 @@ def _set(config: dict, path: tuple, value) -> None:
 RULES = list(_violations(SCHEMA, ()))
 
 
-@pytest.mark.parametrize("rule, path, value", RULES, ids=[f"{r}:{'.'.join(map(str, p))}" for r, p, _ in RULES])
+@pytest.mark.parametrize("rule, path, value", RULES, ids=[f"{r}:{'.'.join(map(str, p))}" for r, p,
+                                                          _ in RULES])
 def test_every_schema_rule_stops_with_the_key_named(rule, path, value):
     config = _default_config()
     if path[0] == "folder":
@@ -187,7 +192,8 @@ def test_every_schema_rule_stops_with_the_key_named(rule, path, value):
 def test_schema_rules_are_all_covered():
     """The parametrisation above is generated from the schema, so a new rule is tested automatically."""
     kinds = {r for r, _, _ in RULES}
-    assert {"type", "enum", "minimum", "additionalProperties", "required", "pattern", "exclusiveMinimum"} <= kinds
+    assert {"type", "enum", "minimum", "additionalProperties", "required", "pattern",
+            "exclusiveMinimum"} <= kinds
     assert len(RULES) > 80
 
 
@@ -221,7 +227,8 @@ def _tables(n=40, d=6, seed=0):
 def test_non_finite_embedding_stops_distances_and_attributes(bad):
     ids, X, index = _tables()
     X[5, 2] = bad
-    with pytest.raises(InputDataError, match=r"embedding: 1 row\(s\) contain NaN or inf \(first rows: \[5\]\)"):
+    with pytest.raises(InputDataError,
+                       match=r"embedding: 1 row\(s\) contain NaN or inf \(first rows: \[5\]\)"):
         neighbours.neighbour_table(ids, X, k=3, treated=index["male"].to_numpy())
     with pytest.raises(InputDataError, match="NaN or inf"):
         attributes.attributes_table(index, ids, X, ["young"])
@@ -257,8 +264,10 @@ def test_matching_stage_refuses_duplicate_ids(tmp_path):
     pd.DataFrame({"image_id": dup}).to_parquet(tmp_path / "gan.parquet")
     attrs = pd.DataFrame({"image_id": ids, "young": index["young"]})
     with pytest.raises(InputDataError, match=r"gan.npy: 40 rows for 40 ids \(unique: 39\).*must be unique"):
-        matching_stage.run_method("m", {"method": "greedy", "distance": "embedding", "embedding": "gan"}, index, attrs,
-                                  [str(tmp_path / "gan.npy"), str(tmp_path / "gan.parquet")], "male", ["young"])
+        matching_stage.run_method("m", {"method": "greedy", "distance": "embedding", "embedding": "gan"},
+                                  index, attrs,
+                                  [str(tmp_path / "gan.npy"), str(tmp_path / "gan.parquet")], "male",
+                                  ["young"])
 
 
 @pytest.mark.parametrize("column, value, pattern", [
@@ -277,7 +286,8 @@ def test_bad_labels_and_attributes_stop_balance(column, value, pattern):
     else:
         attrs.loc[3, column] = value
     with pytest.raises(InputDataError, match=pattern):
-        balance_stage.method_balance(index, attrs, units, treatment="male", covariates=["young"], threshold=0.1,
+        balance_stage.method_balance(index, attrs, units, treatment="male", covariates=["young"],
+                                     threshold=0.1,
                                      method="m")
 
 
@@ -291,7 +301,8 @@ def _calls(tree):
 
 
 def test_no_unrestricted_unpickling_or_extraction_anywhere():
-    """Every load in the package and scripts goes through the restricted paths tested in test_weights/test_download."""
+    """Every load in the package and scripts goes through the restricted paths tested in
+    test_weights/test_download."""
     files = sorted((ROOT / "src/ganmatch").rglob("*.py")) + sorted((ROOT / "workflow/scripts").glob("*.py"))
     problems = []
     for path in files:
@@ -314,6 +325,7 @@ def test_no_unrestricted_unpickling_or_extraction_anywhere():
             if isinstance(node, ast.ClassDef):
                 bases = [ast.unparse(b) for b in node.bases]
                 if "pickle.Unpickler" in bases and node.name != "OfficialUnpickler":
-                    problems.append(f"{path.relative_to(ROOT)}: unpickler {node.name} besides OfficialUnpickler")
+                    problems.append(f"{path.relative_to(ROOT)}: unpickler {node.name} besides "
+                                    "OfficialUnpickler")
     assert not problems, "\n".join(problems)
 

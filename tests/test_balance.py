@@ -65,8 +65,10 @@ def test_balance_table_contract_and_values():
     assert v["flag", "mean_treated", "matched"] == 0.0
     assert v["flag", "smd", "unmatched"] == pytest.approx(-0.5)  # binary: raw difference in proportions
     b = tab.set_index(["covariate", "stat", "sample"])
-    assert b.loc[("flag", "smd", "unmatched"), ["type", "diff_type", "s_d_denom"]].tolist() == ["Binary", "raw", ""]
-    assert b.loc[("x", "smd", "matched"), ["type", "diff_type", "s_d_denom"]].tolist() == ["Contin.", "std", "treated"]
+    assert b.loc[("flag", "smd", "unmatched"), ["type", "diff_type", "s_d_denom"]].tolist() == ["Binary",
+                                                                                                "raw", ""]
+    assert b.loc[("x", "smd", "matched"), ["type", "diff_type", "s_d_denom"]].tolist() == ["Contin.", "std",
+                                                                                           "treated"]
     assert b.loc[("x", "var_ratio", "matched"), ["diff_type", "s_d_denom"]].tolist() == ["", ""]
     b = tab.set_index(["covariate", "stat", "sample"])
     assert b.loc[("x", "smd", "unmatched"), "threshold"] == 0.1
@@ -115,7 +117,8 @@ def test_bad_input():
 
 def test_neighbour_quality_by_hand():
     identity = pd.Series(["A", "A", "B", "C"], index=["a1", "a2", "b1", "c1"])
-    attrs = pd.DataFrame({"image_id": ["a1", "a2", "b1", "c1"], "young": [1, 0, 1, 1], "smiling": [0, 0, 1, 1]})
+    attrs = pd.DataFrame({"image_id": ["a1", "a2", "b1", "c1"], "young": [1, 0, 1, 1], "smiling": [0, 0, 1,
+                                                                                                   1]})
     nb = pd.DataFrame({
         "query": ["a1", "a1", "a2", "a2", "b1", "b1", "c1", "c1"],
         "neighbour": ["b1", "a2", "a1", "c1", "a1", "c1", "b1", "a2"],
@@ -142,7 +145,8 @@ def test_wilson_interval_known_answers_and_stays_inside_0_1():
         lo, hi = wilson_interval(p, np.full_like(p, n))
         assert (lo >= 0).all() and (hi <= 1).all() and (lo <= p + 1e-12).all() and (hi >= p - 1e-12).all()
     assert np.isnan(wilson_interval(0.5, 0)).all()
-    for p, n in ((0.0, 1.4977), (0.0, 2.2941), (1.0, 7.3), (0.0, 1e6)):  # the bounds hold p exactly, even after rounding
+    # the bounds hold p exactly, even after rounding
+    for p, n in ((0.0, 1.4977), (0.0, 2.2941), (1.0, 7.3), (0.0, 1e6)):
         lo, hi = wilson_interval(p, n)
         assert lo <= p <= hi
 
@@ -159,7 +163,8 @@ def test_group_means_use_wilson_intervals_for_proportions():
     assert (rare["interval"] == "wilson").all()
     assert (rare["ci_low"] >= 0).all() and (rare["ci_high"] <= 1).all()
     treated = rare[rare["group"] == "treated"].iloc[0]
-    assert treated["mean"] == 1.0 and treated["ci_high"] == 1.0 and treated["ci_low"] < 1.0  # a normal CI is [1, 1]
+    # a normal CI is [1, 1]
+    assert treated["mean"] == 1.0 and treated["ci_high"] == 1.0 and treated["ci_low"] < 1.0
     height = means[means["covariate"] == "height"]
     assert (height["interval"] == "normal").all()
     np.testing.assert_allclose(height["ci_high"] - height["mean"], 1.959964 * height["se"], rtol=1e-5)
@@ -208,7 +213,8 @@ def test_auto_s_d_denom_follows_the_estimand_as_cobalt(estimand, denom):
 
 
 def test_zero_sd_falls_back_to_the_whole_sample_and_says_so():
-    x = pd.DataFrame({"x": [1.0, 1.0, 1.0, 0.0, 2.0, 4.0]})  # treated constant; controls mean 2; all: var 9.5 / 5
+    # treated constant; controls mean 2; all: var 9.5 / 5
+    x = pd.DataFrame({"x": [1.0, 1.0, 1.0, 0.0, 2.0, 4.0]})
     smd = balance.balance_table(x, T6).query("stat == 'smd'").iloc[0]
     assert smd["value"] == pytest.approx(-1 / np.sqrt(1.9)) and smd["s_d_denom"] == "all"
 
@@ -218,7 +224,8 @@ def test_two_valued_covariates_are_binary_indicators_of_their_larger_value():
     smd = balance.balance_table(two, T6, binary="std").query("stat == 'smd'").iloc[0]
     assert smd["type"] == "Binary" and smd["value"] == pytest.approx(1 / 3 / np.sqrt(2 / 9))
     tab = balance.balance_table(two, T6).set_index(["stat", "sample"])
-    assert tab.loc[("sd_treated", "unmatched"), "value"] == pytest.approx(np.sqrt(2 / 9))  # p(1 - p), as cobalt
+    # p(1 - p), as cobalt
+    assert tab.loc[("sd_treated", "unmatched"), "value"] == pytest.approx(np.sqrt(2 / 9))
 
 
 def test_bad_balance_choices_name_themselves():
@@ -234,9 +241,12 @@ LALONDE = Path(__file__).parent / "data" / "lalonde.csv"
 
 
 def lalonde_nearest():
-    """MatchIt's `matchit(treat ~ age + educ + race + married + nodegree + re74 + re75, data = lalonde)` through
-    ganmatch's engine: an unpenalised logistic propensity score (distance propensity, link logit), then 1:1 nearest
-    neighbour without replacement, treated units largest score first (MatchIt's defaults). Returns covariates (race
+    """MatchIt's `matchit(treat ~ age + educ + race + married + nodegree + re74 + re75, data = lalonde)`
+    through
+    ganmatch's engine: an unpenalised logistic propensity score (distance propensity, link logit), then 1:1
+    nearest
+    neighbour without replacement, treated units largest score first (MatchIt's defaults). Returns covariates
+    (race
     as dummies, as cobalt splits it), treatment, weights."""
     from ganmatch.matching import MatchData, match
 
@@ -252,7 +262,8 @@ def lalonde_nearest():
 
 
 def test_lalonde_matches_cobalts_documented_bal_tab():
-    """cobalt's README prints `bal.tab(m.out, thresholds = c(m = .1), un = TRUE)` for MatchIt's lalonde example;
+    """cobalt's README prints `bal.tab(m.out, thresholds = c(m = .1), un = TRUE)` for MatchIt's lalonde
+    example;
     every Diff.Un and Diff.Adj agrees to its 4 decimals (ATT: treated SD; binary covariates raw)."""
     X, t, w = lalonde_nearest()
     documented = {  # covariate: (Type, Diff.Un, Diff.Adj)
@@ -281,7 +292,8 @@ def test_love_plot_axis_says_what_the_differences_are():
     both_std = balance.balance_table(COBALT, T6, binary="std", estimand="ATE").query("stat == 'smd'")
     assert label(both_std) == "Absolute standardised mean difference (units of the pooled SD before matching)"
     mixed = balance.balance_table(COBALT, T6).query("stat == 'smd'")
-    assert label(mixed) == ("Absolute standardised mean difference (units of the treated group's SD before matching; "
+    assert label(mixed) == ("Absolute standardised mean difference (units of the treated group's SD before "
+                            "matching; "
                             "binary: raw difference)")
 
 
@@ -298,7 +310,8 @@ def test_the_stage_reads_the_estimand_of_the_matching_result():
     ids = list("abcdef")
     index = pd.DataFrame({"image_id": ids, "male": T6, "identity": ids})
     attrs = COBALT.assign(image_id=ids)
-    units = pd.DataFrame({"image_id": ids, "weight": [1.0, 1.0, 0.0, 1.0, 1.0, 0.0]})   # the pairs a-d and b-e
+    # the pairs a-d and b-e
+    units = pd.DataFrame({"image_id": ids, "weight": [1.0, 1.0, 0.0, 1.0, 1.0, 0.0]})
     out = method_balance(index, attrs, units, "male", ["x", "b"], 0.1, "m", min_pairs=1, estimand="ATC")
     smd = out["table"].query("stat == 'smd'").set_index(["covariate", "sample"])
     assert smd.loc[("x", "unmatched"), "value"] == pytest.approx(3 / SD_X["control"])

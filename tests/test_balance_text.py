@@ -57,12 +57,14 @@ def test_full_report_columns_and_effective_sample_sizes():
     t = np.array([1, 1, 1, 0, 0, 0, 0])
     w = np.array([1.0, 1.0, 1.0, 2.0, 1.0, 0.0, 0.0])  # k:1 weights: control ESS 9/5
     tab = balance.balance_table(x, t, w, estimand="ATE", binary="std")
-    text = balance_text(tab, balance.sample_sizes(t, w), "ATE", "pooled", "std", title="Balance of method 'm'")
+    text = balance_text(tab, balance.sample_sizes(t, w), "ATE", "pooled", "std",
+                        title="Balance of method 'm'")
     lines = text.splitlines()
     assert lines[0] == "Balance of method 'm'"
     assert "pooled SD" in text and "binary: std" in text
     header = lines[lines.index("Balance Measures") + 1].split()
-    assert header == ["Type", "Diff.Un", "V.Ratio.Un", "KS.Un", "Diff.Adj", "M.Threshold", "V.Ratio.Adj", "KS.Adj"]
+    assert header == ["Type", "Diff.Un", "V.Ratio.Un", "KS.Un", "Diff.Adj", "M.Threshold", "V.Ratio.Adj",
+                      "KS.Adj"]
     b_row = next(line for line in lines if line.startswith("b "))
     smd_b = tab.query("covariate == 'b' and stat == 'smd' and sample == 'unmatched'")["value"].iloc[0]
     assert b_row.split()[1] == "Binary" and float(b_row.split()[2]) == round(smd_b, 4)
@@ -70,7 +72,8 @@ def test_full_report_columns_and_effective_sample_sizes():
     sizes = text[text.index("Sample sizes"):].splitlines()
     assert sizes[1].split() == ["Control", "Treated"]
     assert sizes[2].split() == ["All", "4.", "3"] and sizes[3].split() == ["Matched", "(ESS)", "1.8", "3"]
-    assert sizes[4].split() == ["Matched", "(Unweighted)", "2.", "3"] and sizes[5].split() == ["Unmatched", "2.", "0"]
+    assert sizes[4].split() == ["Matched", "(Unweighted)", "2.", "3"] and sizes[5].split() == ["Unmatched",
+                                                                                               "2.", "0"]
 
 
 def test_number_formats_follow_r():

@@ -31,7 +31,8 @@ def test_projection_results_merge_replaces_only_remeasured_rows(projection_bench
     old = pd.DataFrame([dict(row, batch_size=1, sec_per_step=1.0, images_per_sec=1.0),
                         dict(row, batch_size=2, sec_per_step=1.0, images_per_sec=2.0)])
     new = pd.DataFrame([dict(row, batch_size=2, sec_per_step=0.5, images_per_sec=4.0),
-                        dict(row, machine="H100", device="cuda", batch_size=2, sec_per_step=0.1, images_per_sec=20.0)])
+                        dict(row, machine="H100", device="cuda", batch_size=2, sec_per_step=0.1,
+                             images_per_sec=20.0)])
     merged = projection_bench.merge(old, new)
     assert len(merged) == 3
     by = merged.set_index(["device", "batch_size"])
@@ -90,11 +91,16 @@ def test_matching_benchmark_knn_cases_run_side_by_side(monkeypatch):
     rows = [bench.CASES[case](n=300, d=8, k=5, nlat=2) for case in bench.KNN_CASES]
     assert [r["case"] for r in rows] == ["knn", "knn_faiss", "knn_sklearn"]
     assert all(r["seconds"] > 0 and r["dim"] == "2x8" for r in rows)
-    assert rows[0]["backend"] == "numpy" and rows[0]["warmup_seconds"] > 0 and rows[1]["backend"].startswith("faiss")
+    assert (
+        rows[0]["backend"] == "numpy"
+        and rows[0]["warmup_seconds"] > 0
+        and rows[1]["backend"].startswith("faiss")
+    )
 
 
 def test_matching_benchmark_matchit_rows_run_and_agree_on_the_objective():
-    """The MatchIt rows of benchmarks/matching.py at a tiny size: ganmatch's four methods run, and pymatchit-causal
+    """The MatchIt rows of benchmarks/matching.py at a tiny size: ganmatch's four methods run, and
+    pymatchit-causal
     (where installed) reaches the same full-matching objective. No timing is asserted."""
     path = Path(__file__).parents[1] / "benchmarks" / "matching.py"
     spec = importlib.util.spec_from_file_location("bench_matching_matchit", path)
@@ -103,7 +109,7 @@ def test_matching_benchmark_matchit_rows_run_and_agree_on_the_objective():
     rows = {m: bench.case_matchit("ganmatch", m, 400) for m in bench.MATCHIT_METHODS}
     assert all(r["seconds"] > 0 and r["n_matched"] > 0 for r in rows.values())
     assert all(rows[m]["objective"] > 0 for m in bench.OBJECTIVE_METHODS)
-    assert rows["cardinality"]["max_abs_smd"] <= 0.05 + 1e-6     # its tolerance, in the treated's SDs
+    assert rows["cardinality"]["max_abs_smd"] <= 0.05 + 1e-6  # its tolerance, in the treated's SDs
     assert rows["full"]["n_matched"] == 400 and rows["caliper"]["n_matched"] <= rows["nearest"]["n_matched"]
     assert rows["optimal"]["objective"] <= rows["nearest"]["objective"] + 1e-9
     plan = bench.matchit_plan(sizes=(100,))

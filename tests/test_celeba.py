@@ -51,7 +51,8 @@ def write_attributes(path: Path, files: list[str], seed: int = 0) -> pd.DataFram
 def test_shipped_mapping_known_rows(mapping):
     assert len(mapping) == 30000 and mapping["idx"].tolist() == list(range(30000))
     first = mapping.iloc[0]
-    assert (first.orig_idx, first.orig_file, first.final_md5) == (119613, "119614.jpg", "d76ed3e87c8bc20f82757a2dd95026ba")
+    assert (first.orig_idx, first.orig_file, first.final_md5) == (119613, "119614.jpg",
+                                                                  "d76ed3e87c8bc20f82757a2dd95026ba")
     assert mapping.iloc[1].orig_file == "099095.jpg"  # leading zeros kept
     assert (mapping["orig_idx"] + 1).map("{:06d}.jpg".format).eq(mapping["orig_file"]).all()
 
@@ -102,7 +103,8 @@ def test_read_attributes_rejects_truncated_and_bad_values(tmp_path):
     (tmp_path / "short.txt").write_text("\n".join(["3", *lines[1:]]) + "\n")
     with pytest.raises(InputDataError, match="header says 3 images but 2"):
         celeba.read_celeba_attributes(tmp_path / "short.txt")
-    (tmp_path / "bad.txt").write_text("\n".join([*lines[:2], lines[2].replace(" 1", " 0", 1), lines[3]]) + "\n")
+    (tmp_path / "bad.txt").write_text("\n".join([*lines[:2], lines[2].replace(" 1", " 0", 1),
+                                                 lines[3]]) + "\n")
     with pytest.raises(InputDataError, match="-1/1"):
         celeba.read_celeba_attributes(tmp_path / "bad.txt")
 
@@ -129,13 +131,15 @@ def test_build_index_columns_paths_and_labels(tmp_path, subsample, identities):
     assert index["young"].tolist() == truth["Young"].tolist()
     assert "dark_skin" not in index.columns  # not a CelebA label: predicted later
     dataset.check_index(index, "male", covariates)
-    png = celeba.build_celeba_hq_index(subsample, identities, attrs, image_dir="x", file_pattern="{idx:05d}.png")
+    png = celeba.build_celeba_hq_index(subsample, identities, attrs, image_dir="x",
+                                       file_pattern="{idx:05d}.png")
     assert png["path"].iloc[12] == str(Path("x/00012.png"))
 
 
 def test_identity_constraints_on_subsample(subsample, identities):
     """Single-photo identities are flagged and never selectable; every selectable image has a reference."""
-    index = celeba.build_celeba_hq_index(subsample, identities, _fake_attributes(subsample["orig_file"].tolist()), image_dir="img")
+    index = celeba.build_celeba_hq_index(subsample, identities,
+                                         _fake_attributes(subsample["orig_file"].tolist()), image_dir="img")
     by_hand = subsample["orig_file"].map(identities.set_index("file")["identity"]).value_counts()
     assert index["n_photos"].tolist() == index["identity"].map(by_hand).tolist()
     assert index["single_photo"].tolist() == (index["n_photos"] == 1).tolist()
@@ -152,7 +156,8 @@ def test_identity_constraints_on_subsample(subsample, identities):
 
 
 def test_identity_split_keeps_identities_together_and_is_stable(subsample, identities):
-    index = celeba.build_celeba_hq_index(subsample, identities, _fake_attributes(subsample["orig_file"].tolist()),
+    index = celeba.build_celeba_hq_index(subsample, identities,
+                                         _fake_attributes(subsample["orig_file"].tolist()),
                                          image_dir="img", test_fraction=0.3, seed=7)
     assert index.groupby("identity")["split"].nunique().max() == 1
     share = (index.drop_duplicates("identity")["split"] == "test").mean()
@@ -167,7 +172,8 @@ def test_identity_split_keeps_identities_together_and_is_stable(subsample, ident
 def test_partition_file_folds_val_into_train(tmp_path, mapping, identities):
     sub = mapping.iloc[:4]
     part = pd.DataFrame({"file": sub["orig_file"], "partition": [0, 1, 2, 2]})
-    index = celeba.build_celeba_hq_index(sub, identities, _fake_attributes(sub["orig_file"].tolist()), image_dir="i", partition=part)
+    index = celeba.build_celeba_hq_index(sub, identities, _fake_attributes(sub["orig_file"].tolist()),
+                                         image_dir="i", partition=part)
     assert index["split"].tolist() == ["train", "train", "test", "test"]
 
 
@@ -183,7 +189,8 @@ def test_celeba_hq_index(tmp_path, mapping):
     sub = tmp_path / "map.txt"
     sub.write_text("\n".join(MAPPING.read_text().splitlines()[:51]) + "\n")
     # the attribute file must cover the subsample; extra rows are fine
-    cfg = {"mapping": str(sub), "identities": str(IDENTITIES), "attributes": str(tmp_path / "attr.txt"), "partition": None,
+    cfg = {"mapping": str(sub), "identities": str(IDENTITIES), "attributes": str(tmp_path / "attr.txt"),
+           "partition": None,
            "image_dir": "imgs", "file_pattern": "{idx:05d}.png", "test_fraction": 0.2, "subsample": 20}
     index = celeba.celeba_hq_index(cfg, "male", ["smiling"], seed=0)
     assert len(index) == 20 and index["path"].iloc[0] == str(Path("imgs/00000.png"))

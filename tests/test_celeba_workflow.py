@@ -25,9 +25,12 @@ from ganmatch.errors import DownloadError
 from ganmatch.stages import download as stage
 
 ATTR_NAMES = (
-    "5_o_Clock_Shadow Arched_Eyebrows Attractive Bags_Under_Eyes Bald Bangs Big_Lips Big_Nose Black_Hair Blond_Hair "
-    "Blurry Brown_Hair Bushy_Eyebrows Chubby Double_Chin Eyeglasses Goatee Gray_Hair Heavy_Makeup High_Cheekbones "
-    "Male Mouth_Slightly_Open Mustache Narrow_Eyes No_Beard Oval_Face Pale_Skin Pointy_Nose Receding_Hairline "
+    "5_o_Clock_Shadow Arched_Eyebrows Attractive Bags_Under_Eyes Bald Bangs Big_Lips Big_Nose Black_Hair "
+    "Blond_Hair "
+    "Blurry Brown_Hair Bushy_Eyebrows Chubby Double_Chin Eyeglasses Goatee Gray_Hair Heavy_Makeup "
+    "High_Cheekbones "
+    "Male Mouth_Slightly_Open Mustache Narrow_Eyes No_Beard Oval_Face Pale_Skin Pointy_Nose "
+    "Receding_Hairline "
     "Rosy_Cheeks Sideburns Smiling Straight_Hair Wavy_Hair Wearing_Earrings Wearing_Hat Wearing_Lipstick "
     "Wearing_Necklace Wearing_Necktie Young"
 ).split()
@@ -52,7 +55,8 @@ def tiny_celeba(root: Path) -> dict:
     (root / "identity.txt").write_text("".join(f"{f} {i // 2}\n" for i, f in enumerate(files)))
     values = np.full((N, len(ATTR_NAMES)), -1)
     values[::2, ATTR_NAMES.index("Male")] = 1  # both groups present
-    lines = [str(N), " ".join(ATTR_NAMES)] + [f"{f} " + " ".join(map(str, v)) for f, v in zip(files, values, strict=True)]
+    lines = [str(N), " ".join(ATTR_NAMES)] + [f"{f} " + " ".join(map(str, v)) for f, v in zip(files, values,
+                                                                                              strict=True)]
     (root / "list_attr_celeba.txt").write_text("\n".join(lines) + "\n")
     return {"mapping": root / "mapping.txt", "identities": root / "identity.txt", "md5s": md5s}
 
@@ -92,7 +96,8 @@ def test_fetch_links_local_folder_downloads_the_rest_and_records_failures(tmp_pa
     for i in (3, 4):
         shutil.copy(tmp_path / "png" / f"{i:05d}.png", www)
     shutil.copy(tmp_path / "png" / "00000.png", www / "00005.png")  # wrong pixels for image 5
-    cfg = celeba_block(mapping=str(meta["mapping"]), image_dir=str(tmp_path / "images"), file_pattern="{idx:05d}.png",
+    cfg = celeba_block(mapping=str(meta["mapping"]), image_dir=str(tmp_path / "images"),
+                       file_pattern="{idx:05d}.png",
                        local_dir=str(local), sources=[url], max_failed_fraction=0.2)
     report = tmp_path / "fetch.parquet"
     table = stage.fetch_celeba_hq_images(cfg, 1, 5, report)
@@ -109,7 +114,8 @@ def test_fetch_links_local_folder_downloads_the_rest_and_records_failures(tmp_pa
 
 def test_fetch_fails_with_a_manual_hint_when_too_many_images_are_missing(tmp_path):
     meta = tiny_celeba(tmp_path)
-    cfg = celeba_block(mapping=str(meta["mapping"]), image_dir=str(tmp_path / "images"), file_pattern="{idx:05d}.png")
+    cfg = celeba_block(mapping=str(meta["mapping"]), image_dir=str(tmp_path / "images"),
+                       file_pattern="{idx:05d}.png")
     with pytest.raises(DownloadError) as err:
         stage.fetch_celeba_hq_images(cfg, 3, 60, tmp_path / "fetch.parquet")
     msg = str(err.value)
@@ -157,8 +163,10 @@ def test_dry_run_of_the_paper_config_shows_every_download(tmp_path):
     for path in ("resources/celeba_hq/list_attr_celeba.txt",
                  "resources/celeba_hq/weights/stylegan2-ffhq-config-f.pkl",
                  "resources/celeba_hq/weights/lpips-v0.1-vgg.pth",
-                 "resources/celeba_hq/weights/20180402-114759-vggface2.pt", "resources/celeba_hq/weights/20180408-102900-casia-webface.pt",
-                 "resources/celeba_hq/weights/vgg16-397923af.pth", "resources/celeba_hq/weights/fairface_alldata_20191111.pt"):
+                 "resources/celeba_hq/weights/20180402-114759-vggface2.pt",
+                 "resources/celeba_hq/weights/20180408-102900-casia-webface.pt",
+                 "resources/celeba_hq/weights/vgg16-397923af.pth",
+                 "resources/celeba_hq/weights/fairface_alldata_20191111.pt"):
         assert f"output: {path}" in out, path
     for unused in ("stylegan2-ada-ffhq1024.pkl", "stylegan2-ada-ffhq256.pkl"):
         assert unused not in out  # configured but not used
@@ -179,7 +187,8 @@ def test_download_rules_and_index_against_a_local_server(tmp_path, server):
         shutil.copy(tmp_path / "png" / f"{i:05d}.png", www)
     attr_md5 = hashlib.md5((tmp_path / "list_attr_celeba.txt").read_bytes()).hexdigest()
     overlay = {
-        "celeba_hq": {"mapping": str(meta["mapping"]), "identities": str(meta["identities"]), "sources": [url]},
+        "celeba_hq": {"mapping": str(meta["mapping"]), "identities": str(meta["identities"]),
+                      "sources": [url]},
         "downloads": {"retries": 1, "timeout": 5, "files": {
             "celeba_attributes": {"urls": [f"{url}/list_attr_celeba.txt"], "md5": attr_md5},
             "stylegan2_ffhq256": {"urls": [f"{url}/gen.pkl"]},
@@ -190,10 +199,12 @@ def test_download_rules_and_index_against_a_local_server(tmp_path, server):
         }},
     }
     (work / "local.yaml").write_text(yaml.safe_dump(overlay))
-    snakemake(work, "--configfile", "config/celeba_hq.yaml", "local.yaml", "--", "results/celeba_hq/images.parquet")
+    snakemake(work, "--configfile", "config/celeba_hq.yaml", "local.yaml", "--",
+              "results/celeba_hq/images.parquet")
     raw = work / "resources/celeba_hq"
     assert hashlib.md5((raw / "list_attr_celeba.txt").read_bytes()).hexdigest() == attr_md5
-    assert (work / "resources/celeba_hq/weights/stylegan2-ada-ffhq256.pkl").read_bytes() == b"not really a generator"
+    weights = work / "resources/celeba_hq/weights/stylegan2-ada-ffhq256.pkl"
+    assert weights.read_bytes() == b"not really a generator"
     lock = (work / "resources/celeba_hq/downloads.lock.json").read_text()
     assert "weights/stylegan2-ada-ffhq256.pkl" in lock and "weights/20180402-114759-vggface2.pt" in lock
     for name in ("20180408-102900-casia-webface.pt", "vgg16-397923af.pth", "fairface_alldata_20191111.pt"):
@@ -205,10 +216,18 @@ def test_download_rules_and_index_against_a_local_server(tmp_path, server):
     assert len(index) == N and index["identity"].nunique() == 3 and index["male"].tolist() == [1, 0] * 3
     assert {"young", "smiling", "eyeglasses", "makeup", "shard"} <= set(index.columns)
     assert all(Path(work / p).is_file() for p in index["path"])
-    # every value a job reads arrives through its params: a new test_fraction reruns the index, not the downloads
+    # every value a job reads arrives through its params: a new test_fraction reruns the index, not the
+    # downloads
     overlay["celeba_hq"]["test_fraction"] = 0.5
     (work / "changed.yaml").write_text(yaml.safe_dump(overlay))
-    plan = snakemake(work, "-n", "--configfile", "config/celeba_hq.yaml", "changed.yaml", "--",
-                     "results/celeba_hq/images.parquet").stdout
+    plan = snakemake(
+        work,
+        "-n",
+        "--configfile",
+        "config/celeba_hq.yaml",
+        "changed.yaml",
+        "--",
+        "results/celeba_hq/images.parquet",
+    ).stdout
     assert "checkpoint index_images:" in plan and "Params have changed" in plan
     assert "rule fetch_celeba_hq_images:" not in plan and "rule download_weights:" not in plan

@@ -1,4 +1,5 @@
-"""The config schema: the demo config is valid, and each kind of mistake names its key and the allowed values."""
+"""The config schema: the demo config is valid, and each kind of mistake names its key and the allowed
+values."""
 
 import copy
 

@@ -8,7 +8,9 @@ from ganmatch.errors import InputDataError
 
 
 def _index(**over):
-    df = pd.DataFrame({"image_id": ["a", "b", "c"], "path": ["a.png", "b.png", "c.png"], "identity": ["1", "1", "2"],
+    df = pd.DataFrame({"image_id": ["a", "b", "c"], "path": ["a.png", "b.png", "c.png"], "identity": ["1",
+                                                                                                      "1",
+                                                                                                      "2"],
                        "male": [0, 1, 1], "young": [1, 0, 1]})
     return df.assign(**over)
 

@@ -10,14 +10,16 @@ from ganmatch.simulate import demo
 
 CFG = {
     "n_identities": 120, "photos_per_identity": [2, 3], "resolution": 32, "z_dim": 16, "w_dim": 16,
-    "channels": 16, "n_mlp": 2, "separation": 1.5, "attribute_noise": 0.2, "nuisance_scale": 0.15, "photo_spread": 0.1, "raw_size": 80,
+    "channels": 16, "n_mlp": 2, "separation": 1.5, "attribute_noise": 0.2, "nuisance_scale": 0.15,
+    "photo_spread": 0.1, "raw_size": 80,
     "misalign": {"rotate_deg": 12.0, "scale": 0.1, "shift": 0.05}, "effect": 1.0, "test_fraction": 0.3,
 }
 
 
 @pytest.fixture(scope="module")
 def data():
-    gen = make_generator(size=32, z_dim=16, w_dim=16, n_mlp=2, channels={r: 16 for r in (4, 8, 16, 32)}, seed=0)
+    gen = make_generator(size=32, z_dim=16, w_dim=16, n_mlp=2, channels={r: 16 for r in (4, 8, 16, 32)},
+                         seed=0)
     return gen, demo.simulate(gen, CFG, seed=0)
 
 
@@ -28,7 +30,8 @@ def test_shapes_and_ids(data):
     assert d.latents.shape == (n, 16) and d.latents.dtype == np.float32
     assert d.photos.shape == (n, 80, 80, 3) and d.photos.dtype == np.uint8
     assert d.labels["image_id"].is_unique
-    assert (d.labels.groupby("identity")["male"].nunique() == 1).all()  # treatment is a property of the person
+    # treatment is a property of the person
+    assert (d.labels.groupby("identity")["male"].nunique() == 1).all()
 
 
 def test_planted_confounding_gaps(data):
@@ -59,7 +62,8 @@ def test_alignment_undoes_planted_misalignment(data):
 
 
 def test_same_seed_same_data():
-    gen = make_generator(size=32, z_dim=16, w_dim=16, n_mlp=2, channels={r: 16 for r in (4, 8, 16, 32)}, seed=0)
+    gen = make_generator(size=32, z_dim=16, w_dim=16, n_mlp=2, channels={r: 16 for r in (4, 8, 16, 32)},
+                         seed=0)
     cfg = dict(CFG, n_identities=10)
     a, b = demo.simulate(gen, cfg, seed=3), demo.simulate(gen, cfg, seed=3)
     assert np.array_equal(a.photos, b.photos) and a.labels.equals(b.labels)

@@ -160,7 +160,8 @@ def test_align_shard_never_stops(tmp_path, photos):
     assert table.loc[1:, "x0"].isna().all()
     # landmarks from a table instead of a detector
     marks = table.loc[[0], ["image_id", "x0", "y0", "x1", "y1", "x2", "y2", "x3", "y3", "x4", "y4"]]
-    again = align_shard(rows[:2], schema_block("align", detector="table", output_size=64), tmp_path / "aligned2",
+    again = align_shard(rows[:2], schema_block("align", detector="table", output_size=64),
+                        tmp_path / "aligned2",
                         landmarks=pd.DataFrame(marks))
     assert list(again["status"]) == ["ok", "rejected"]
     np.testing.assert_array_equal(np.asarray(Image.open(again.loc[0, "aligned_path"])), out)

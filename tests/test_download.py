@@ -1,4 +1,5 @@
-"""Downloads against a local HTTP server on 127.0.0.1: resume, checksums, mirrors, unreachable hosts; safe extraction."""
+"""Downloads against a local HTTP server on 127.0.0.1: resume, checksums, mirrors, unreachable hosts; safe
+extraction."""
 
 from __future__ import annotations
 
@@ -152,7 +153,8 @@ def test_unreachable_host_fails_fast_with_manual_instructions(tmp_path):
         dl.download(url, dest, sha256=SHA, **FAST)
     assert time.monotonic() - t0 < 10
     msg = str(err.value)
-    assert "could not reach 127.0.0.1" in msg and f"Download {url} by hand" in msg and str(dest) in msg and SHA in msg
+    assert "could not reach 127.0.0.1" in msg and f"Download {url} by hand" in msg
+    assert str(dest) in msg and SHA in msg
     assert not dest.exists() and not (tmp_path / "weights.bin.part").exists()
 
 
@@ -218,9 +220,9 @@ def test_fetch_manifest_records_failures_and_skips_present(server, tmp_path):
     assert [r[0] for r in server.requests] == ["/b.bin", "/b.bin"]
 
 
-
 def test_present_file_failing_its_check_is_fetched_again_without_a_checksum(server, tmp_path):
-    """No sha256/md5 known (CelebA-HQ entries): a present, corrupt file is re-downloaded, not reported "ok"."""
+    """No sha256/md5 known (CelebA-HQ entries): a present, corrupt file is re-downloaded, not reported
+    "ok"."""
     (tmp_path / "a.bin").write_bytes(b"corrupt")
 
     def check(path, entry):
@@ -263,7 +265,9 @@ def test_safe_extract_zip_and_tar(tmp_path):
     assert sorted(p.relative_to(tmp_path / "z").as_posix() for p in files) == ["images/0.jpg", "list.txt"]
     assert (tmp_path / "z" / "images" / "0.jpg").read_bytes() == b"zero"
 
-    tpath = _tar(tmp_path / "ok.tar.gz", [(tarfile.TarInfo("a/b.txt"), b"bee"), (_link("a/c.txt", "b.txt"), None)])
+    tpath = _tar(
+        tmp_path / "ok.tar.gz", [(tarfile.TarInfo("a/b.txt"), b"bee"), (_link("a/c.txt", "b.txt"), None)]
+    )
     files = dl.safe_extract(tpath, tmp_path / "t")
     assert (tmp_path / "t" / "a" / "b.txt").read_bytes() == b"bee" and len(files) == 2
 
@@ -282,20 +286,23 @@ def test_zip_member_escaping_is_refused(tmp_path, name):
 def test_zip_symlink_is_refused(tmp_path):
     zpath = tmp_path / "link.zip"
     info = zipfile.ZipInfo("link")
-    info.external_attr = (0o120777 << 16)
+    info.external_attr = 0o120777 << 16
     with zipfile.ZipFile(zpath, "w") as zf:
         zf.writestr(info, "/etc/passwd")
     with pytest.raises(DownloadError, match="'link'"):
         dl.safe_extract(zpath, tmp_path / "out")
 
 
-@pytest.mark.parametrize("member", [
-    (tarfile.TarInfo("../evil.txt"), b"x"),
-    (tarfile.TarInfo("/abs/evil.txt"), b"x"),
-    (_link("evil_link", "/etc/passwd"), None),
-    (_link("d/evil_link", "../../outside"), None),
-    (_link("evil_hard", "../outside", tarfile.LNKTYPE), None),
-])
+@pytest.mark.parametrize(
+    "member",
+    [
+        (tarfile.TarInfo("../evil.txt"), b"x"),
+        (tarfile.TarInfo("/abs/evil.txt"), b"x"),
+        (_link("evil_link", "/etc/passwd"), None),
+        (_link("d/evil_link", "../../outside"), None),
+        (_link("evil_hard", "../outside", tarfile.LNKTYPE), None),
+    ],
+)
 def test_tar_member_escaping_is_refused(tmp_path, member):
     tpath = _tar(tmp_path / "bad.tar.gz", [(tarfile.TarInfo("fine.txt"), b"ok"), member])
     with pytest.raises(DownloadError, match="evil"):

@@ -19,7 +19,8 @@ SKIP = "skipping the edit stage"
 
 
 def write_official_pickle(path):
-    """A 16 px generator saved the way NVIDIA's stylegan2-ada-pytorch pickles are (read by the restricted loader)."""
+    """A 16 px generator saved the way NVIDIA's stylegan2-ada-pytorch pickles are (read by the restricted
+    loader)."""
     gen = make_generator(16, z_dim=8, w_dim=8, n_mlp=2, channels=CH, seed=3)
     with pytest.MonkeyPatch.context() as m:
         _Persistent.reconstruct, easy = _fake_official_modules(m)
@@ -46,8 +47,10 @@ def test_with_an_official_pickle_the_edit_stage_runs_on_photos(tmp_path):
     write_official_pickle(work / "resources/weights/g.pkl")
     overlay = {
         "folder": {"path": str(folder), "labels": str(folder / "labels.csv")},
-        "project": {"activate": True, "weights": "resources/weights/g.pkl", "steps": 3, "batch_size": 16, "device": "cpu"},
-        "matching": {"methods": {"gan_greedy": {"method": "greedy", "distance": "embedding", "embedding": "gan"}}},
+        "project": {"activate": True, "weights": "resources/weights/g.pkl", "steps": 3, "batch_size": 16,
+                    "device": "cpu"},
+        "matching": {"methods": {"gan_greedy": {"method": "greedy", "distance": "embedding",
+                                                "embedding": "gan"}}},
         "edit": {"min_positives": 2, "strengths": [-1.0, 0.0, 1.0], "images": {"per_group": 2},
                  "interpolation": {"methods": ["gan_greedy"], "n_pairs": 1, "n_identities": 1, "steps": 3}},
         "figures": ["edits", "edit_leakage", "interpolations"],
@@ -61,8 +64,10 @@ def test_with_an_official_pickle_the_edit_stage_runs_on_photos(tmp_path):
     edits = pd.read_parquet(res / "edits.parquet")
     assert len(edits) > 0 and {"drift_dlib", "drift_dlib_ratio", "drift_gan"} <= set(edits.columns)
     assert (edits["drift_dlib_threshold"] == 0.6).all()  # dlib's own same-person threshold
-    # leakage re-predicted on the rendered faces by the image attribute models (gender, age), beside the latent models'
-    assert {"image_delta_male", "image_flip_male", "image_delta_young", "image_delta_age"} <= set(edits.columns)
+    # leakage re-predicted on the rendered faces by the image attribute models (gender, age), beside the
+    # latent models'
+    assert {"image_delta_male", "image_flip_male", "image_delta_young",
+            "image_delta_age"} <= set(edits.columns)
     leakage = pd.read_parquet(res / "leakage.parquet")
     assert {"model", "image"} <= set(leakage["source"])
     image = leakage[leakage["source"] == "image"]
@@ -70,6 +75,7 @@ def test_with_an_official_pickle_the_edit_stage_runs_on_photos(tmp_path):
     zero = edits[edits["strength"] == 0.0]
     assert np.allclose(zero["image_delta_male"], 0.0, atol=1e-3)   # strength 0 renders the original again
     transects = pd.read_parquet(res / "transects.parquet")
-    assert {"verify_dlib", "p_male"} <= set(transects["outcome"])  # a verification distance and a model's output
+    # a verification distance and a model's output
+    assert {"verify_dlib", "p_male"} <= set(transects["outcome"])
     for name in ("edits", "edit_leakage", "interpolations"):
         assert (work / f"results/photos/figures/{name}.png").stat().st_size > 0

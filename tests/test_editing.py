@@ -137,31 +137,56 @@ def test_select_images_takes_ids_groups_and_matched_pairs_of_projected_images(tm
             t.loc[0, "status"] = "failed"  # i5 has no latent
         t.to_parquet(tmp_path / f"s{k}.parquet")
         shards.append(str(tmp_path / f"s{k}.parquet"))
-    pd.DataFrame({"treated_id": ["i0", "i2"], "control_id": ["i5", "i3"], "distance": [0.1, 0.2]}).to_parquet(tmp_path / "m.parquet")
-    sel = edits.select_images(index, index[["image_id"]], shards, {"m": str(tmp_path / "m.parquet")}, "male",
-                                   {"ids": ["i9"], "per_group": 1, "max_pairs": 2})
+    pairs = pd.DataFrame({"treated_id": ["i0", "i2"], "control_id": ["i5", "i3"], "distance": [0.1, 0.2]})
+    pairs.to_parquet(tmp_path / "m.parquet")
+    sel = edits.select_images(
+        index,
+        index[["image_id"]],
+        shards,
+        {"m": str(tmp_path / "m.parquet")},
+        "male",
+        {"ids": ["i9"], "per_group": 1, "max_pairs": 2},
+    )
     assert sel["image_id"].is_unique and "i5" not in set(sel["image_id"])
     assert sel.iloc[0]["image_id"] == "i9" and sel.iloc[0]["source"] == "ids"
     assert {"i0", "i2", "i3"} <= set(sel["image_id"]) and (sel["source"] == "per_group").sum() <= 2
     assert sel.set_index("image_id").loc["i9", "shard"] == 1
     with pytest.raises(ConfigError, match="edit.images.ids"):
-        edits.select_images(index, index[["image_id"]], shards, {}, "male", {"ids": ["i5"], "per_group": 0, "max_pairs": 0})
+        edits.select_images(
+            index, index[["image_id"]], shards, {}, "male", {"ids": ["i5"], "per_group": 0, "max_pairs": 0}
+        )
 
 
 def _conditional_edits():
-    """Edits of 3 images along a plain direction 'a' and the conditional 'a|b' (b projected out): the latent model
+    """Edits of 3 images along a plain direction 'a' and the conditional 'a|b' (b projected out): the latent
+    model
     of b cannot move along 'a|b' (delta_b = 0, p_b constant), while the planted b coordinate does."""
     rows = []
     for d, cond in (("a", ""), ("a|b", "b")):
         for k, img in enumerate("xyz"):
             for s in (-2.0, 0.0, 2.0):
-                rows.append({"image_id": img, "direction": d, "attribute": "a", "conditional_on": cond,
-                             "conditional": bool(cond), "strength": s, "delta_a": s, "flip_a": s > 0,
-                             "delta_b": 0.0 if cond else 0.3 * s, "flip_b": False,
-                             "true_delta_a": 0.4 * s, "true_flip_a": s > 0,
-                             "true_delta_b": (0.05 + 0.01 * k) * s, "true_flip_b": False,
-                             "outcome_before_p_a": 0.5, "outcome_p_a": 0.5 + 0.1 * s,
-                             "outcome_before_p_b": 0.3, "outcome_p_b": 0.3 if cond else 0.3 + 0.05 * s})
+                rows.append(
+                    {
+                        "image_id": img,
+                        "direction": d,
+                        "attribute": "a",
+                        "conditional_on": cond,
+                        "conditional": bool(cond),
+                        "strength": s,
+                        "delta_a": s,
+                        "flip_a": s > 0,
+                        "delta_b": 0.0 if cond else 0.3 * s,
+                        "flip_b": False,
+                        "true_delta_a": 0.4 * s,
+                        "true_flip_a": s > 0,
+                        "true_delta_b": (0.05 + 0.01 * k) * s,
+                        "true_flip_b": False,
+                        "outcome_before_p_a": 0.5,
+                        "outcome_p_a": 0.5 + 0.1 * s,
+                        "outcome_before_p_b": 0.3,
+                        "outcome_p_b": 0.3 if cond else 0.3 + 0.05 * s,
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -189,7 +214,9 @@ def test_leakage_figure_greys_the_zeros_a_conditional_direction_has_by_construct
     seen = _figure_of(monkeypatch)
     data = edit_figures.leakage_heatmap(leakage, str(tmp_path / "l.pdf"), str(tmp_path / "l.png"))
     fixed = data[data["by_construction"]]
-    assert list(zip(fixed["source"], fixed["direction"], fixed["measured"], strict=True)) == [("model", "a|b", "b")]
+    assert list(zip(fixed["source"], fixed["direction"], fixed["measured"], strict=True)) == [
+        ("model", "a|b", "b")
+    ]
     model_ax, truth_ax = [ax for ax in seen["fig"].axes if ax.get_images()]
     shade = model_ax.get_images()[0].get_array()
     rows = [t.get_text() for t in model_ax.get_yticklabels()]
@@ -209,8 +236,9 @@ def test_transects_figure_shows_the_truth_where_the_model_is_flat_by_constructio
     table = edit_metrics.transects(edits, "a|b", ["p_a", "p_b"], n_boot=50)
     assert np.allclose(table.loc[table["outcome"] == "p_b", "estimate"], 0.0)  # the flat panel of the issue
     seen = _figure_of(monkeypatch)
-    data = edit_figures.transects_figure(table, str(tmp_path / "t.pdf"), str(tmp_path / "t.png"), edits=edits,
-                                         n_boot=50)
+    data = edit_figures.transects_figure(
+        table, str(tmp_path / "t.pdf"), str(tmp_path / "t.png"), edits=edits, n_boot=50
+    )
     truth = data[data["source"] == "truth"]
     assert set(truth["outcome"]) == {"b"}
     want = edits[edits["direction"] == "a|b"].groupby("strength")["true_delta_b"].mean()
@@ -226,5 +254,7 @@ def test_transects_figure_shows_the_truth_where_the_model_is_flat_by_constructio
     data = edit_figures.transects_figure(table, str(tmp_path / "t2.pdf"), None, edits=photos, n_boot=50)
     assert set(data.loc[data["source"] == "image", "outcome"]) == {"b"}
     edit_figures.transects_figure(table, str(tmp_path / "t3.pdf"), None, n_boot=50)
-    assert any("constant by construction" in ax.get_title() and ax.get_title().startswith("p b")
-               for ax in seen["fig"].axes)
+    assert any(
+        "constant by construction" in ax.get_title() and ax.get_title().startswith("p b")
+        for ax in seen["fig"].axes
+    )

@@ -1,4 +1,5 @@
-"""Encoder initialisation: it learns image -> latent, cuts the projection steps needed, is seeded, saves safely."""
+"""Encoder initialisation: it learns image -> latent, cuts the projection steps needed, is seeded, saves
+safely."""
 
 import numpy as np
 import pytest
@@ -70,7 +71,8 @@ def test_fit_is_deterministic_given_random_state(gen, held_out):
 
 
 def test_w_plus_with_pixel_loss_predicts_one_row_per_layer(gen, held_out):
-    enc = LatentEncoder(gen, space="w+", n_train=64, epochs=1, channels=4, pixel_weight=0.5).fit()  # + pixel loss
+    # + pixel loss
+    enc = LatentEncoder(gen, space="w+", n_train=64, epochs=1, channels=4, pixel_weight=0.5).fit()
     pred = enc.predict(held_out[1][:5])
     assert pred.shape == (5, gen.n_latent, gen.w_dim) and pred.dtype == np.float32
     LatentProjector(gen, space="w+", steps=2, batch_size=5).project(held_out[1][:5], init=pred)
@@ -126,19 +128,24 @@ def test_shard_stage_starts_from_the_encoder_file(gen, encoder, held_out, tmp_pa
     paths = [tmp_path / f"img{i}.png" for i in range(6)]
     for path, img in zip(paths, held_out[1][:6], strict=True):
         io.write_png(img, path)
-    aligned = pd.DataFrame({"image_id": [p.stem for p in paths], "aligned_path": [str(p) for p in paths], "status": "ok"})
+    aligned = pd.DataFrame({"image_id": [p.stem for p in paths], "aligned_path": [str(p) for p in paths],
+                            "status": "ok"})
     save_encoder(encoder, tmp_path / "encoder.pt")
-    params = schema_block("project", activate=True, steps=1, batch_size=6, device="cpu")  # one step keeps the start
-    from_encoder, _ = stage.project_shard(aligned, tmp_path / "generator.pt", params, encoder=tmp_path / "encoder.pt")
+    # one step keeps the start
+    params = schema_block("project", activate=True, steps=1, batch_size=6, device="cpu")
+    from_encoder, _ = stage.project_shard(aligned, tmp_path / "generator.pt", params,
+                                          encoder=tmp_path / "encoder.pt")
     np.testing.assert_allclose(from_encoder, encoder.predict(held_out[1][:6]), atol=1e-5)
     from_mean, _ = stage.project_shard(aligned, tmp_path / "generator.pt", params)
     assert np.abs(from_mean - from_mean.mean(0)).max() < 1e-6  # every image starts at mean w
     trained = stage.train_encoder(tmp_path / "generator.pt",
-                                  schema_block("project", activate=True, space="w+", encoder={"n_train": 16, "epochs": 1}))
+                                  schema_block("project", activate=True, space="w+", encoder={"n_train": 16,
+                                                                                              "epochs": 1}))
     assert trained.arch_["space"] == "w+" and trained.n_train == 16
 
 
-# ---------------------------------------------------------------- the workflow: train_encoder before the shards
+# ---------------------------------------------------------------- the workflow: train_encoder before the
+# shards
 
 def _overlay(tmp_path, project):
     from helpers import TINY
@@ -153,7 +160,8 @@ def _overlay(tmp_path, project):
 def test_workflow_trains_the_encoder_only_when_asked(tmp_path):
     work = copy_workflow(tmp_path)
     target = "results/demo/latents/shard_0.npy"
-    mean = snakemake(work, target, *_overlay(tmp_path, {"steps": 10}))  # targets first: --configfile takes a list
+    # targets first: --configfile takes a list
+    mean = snakemake(work, target, *_overlay(tmp_path, {"steps": 10}))
     assert "rule train_encoder:" not in mean.stdout + mean.stderr
     assert not (work / "results/demo/encoder.pt").exists()
     enc_args = _overlay(tmp_path, {"init": "encoder", "steps": 10, "encoder": {"n_train": 200, "epochs": 1}})
@@ -164,6 +172,7 @@ def test_workflow_trains_the_encoder_only_when_asked(tmp_path):
     assert np.load(work / target).shape[1] == 16
     # the encoder's settings reach the shards through its file only: changing them reruns both
     again = snakemake(work, "-n", target,
-                      *_overlay(tmp_path, {"init": "encoder", "steps": 10, "encoder": {"n_train": 300, "epochs": 1}}))
+                      *_overlay(tmp_path, {"init": "encoder", "steps": 10, "encoder": {"n_train": 300,
+                                                                                       "epochs": 1}}))
     out = again.stdout + again.stderr
     assert "rule train_encoder:" in out and "rule project_shard:" in out

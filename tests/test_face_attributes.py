@@ -152,7 +152,8 @@ def test_gender_and_age_average_the_face_and_its_mirror_image(aligned):
 
 
 def test_pose_of_known_frontal_faces_and_their_mirror_images(photos):
-    """The astronaut and Grace Hopper face the camera: small yaw; mirroring negates yaw and roll, keeps pitch."""
+    """The astronaut and Grace Hopper face the camera: small yaw; mirroring negates yaw and roll, keeps
+    pitch."""
     _, marks = photos
     pose = head_pose(marks)
     assert (pose.yaw.abs() < 10).all() and (pose.pitch.abs() < 15).all()
@@ -176,7 +177,9 @@ def test_pitch_mixes_tilt_with_face_proportions_so_frontal_uses_yaw_only():
     longer[2, 1] += 0.1 * (lm[3, 1] - lm[0, 1])
     pose = head_pose(np.stack([lm, longer]))
     assert 8 < -pose.pitch.iloc[1] < 15 and abs(pose.yaw.iloc[1]) < 0.5
-    pred = pd.DataFrame({"gender_male_prob": [0.5] * 3, "yaw": [3.0, 30.0, np.nan], "pitch": [-35.0, 0.0, 0.0]})
+    pred = pd.DataFrame({"gender_male_prob": [0.5] * 3, "yaw": [3.0, 30.0, np.nan], "pitch": [-35.0, 0.0,
+                                                                                              0.0]})
     proxies = proxy_columns(pred, np.array([0.5, 0.5, 0.5]), 15)
-    assert proxies["frontal_prob"].iloc[:2].tolist() == [1.0, 0.0] and np.isnan(proxies["frontal_prob"].iloc[2])
+    assert proxies["frontal_prob"].iloc[:2].tolist() == [1.0,
+                                                         0.0] and np.isnan(proxies["frontal_prob"].iloc[2])
     assert "frontal_confidence" not in proxies  # a geometric 0/1 call has no model confidence

@@ -31,7 +31,8 @@ def _one_thread(one_torch_thread):
 
 @pytest.fixture(scope="module")
 def crops():
-    """Aligned crops: astronaut, its mirror image, a half-size astronaut photo, Grace Hopper, her mirror image."""
+    """Aligned crops: astronaut, its mirror image, a half-size astronaut photo, Grace Hopper, her mirror
+    image."""
     import cv2
 
     photos = real_photos()
@@ -60,7 +61,8 @@ def test_dlib_same_person_below_06_different_above(crops):
 def test_dlib_chips_are_standard(crops):
     chips = dlib_chips(crops[:3]).astype(float)
     assert chips.shape == (3, 150, 150, 3)
-    # dlib's chip geometry is fixed by the face: a rescaled photo gives the same chip, a mirrored one its mirror
+    # dlib's chip geometry is fixed by the face: a rescaled photo gives the same chip, a mirrored one its
+    # mirror
     assert np.corrcoef(chips[0].ravel(), chips[2].ravel())[0, 1] > 0.95
     assert np.corrcoef(chips[0].ravel(), chips[1][:, ::-1].ravel())[0, 1] > 0.9
 

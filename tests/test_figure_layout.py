@@ -1,4 +1,5 @@
-"""Every figure rendered with long names and few or many methods: no text overlaps another, no legend covers data."""
+"""Every figure rendered with long names and few or many methods: no text overlaps another, no legend covers
+data."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from ganmatch.analysis.balance import group_means
 from ganmatch.report import figures
 from ganmatch.report.plots import legends_covering_data, text_overlaps
 
-pytestmark = [pytest.mark.heavy, pytest.mark.filterwarnings("error:constrained_layout not applied")]  # a collapsed layout is a failure
+# a collapsed layout is a failure
+pytestmark = [pytest.mark.heavy, pytest.mark.filterwarnings("error:constrained_layout not applied")]
 
 LONG = "a_rather_long_descriptive_attribute_name"
 
@@ -83,7 +85,8 @@ def test_propensity_overlap_layout(checked, n_methods):
     treated = pd.Series(t, index=ids)
     tid, cid = ids[t == 1], ids[t == 0]
     k = min(len(tid), len(cid))
-    matches = {m: pd.DataFrame({"treated_id": tid[:k], "control_id": rng.permutation(cid)[:k], "distance": 1.0,
+    matches = {m: pd.DataFrame({"treated_id": tid[:k], "control_id": rng.permutation(cid)[:k],
+                                "distance": 1.0,
                                 "weight": 1.0}) for m in methods}
     found = checked(figures.propensity_overlap, X.assign(image_id=ids), treated, list(X.columns), matches,
                     treatment="a_long_treatment_name")
@@ -146,7 +149,8 @@ def test_matched_pairs_layout(checked, tmp_path):
     for i in ids:
         images[i] = str(tmp_path / f"{i}.png")
         write_png(np.zeros((16, 16, 3), np.uint8), images[i])
-    matches = pd.concat([pd.DataFrame({"treated_id": ids[:6], "control_id": ids[6:], "distance": np.arange(6.0),
+    matches = pd.concat([pd.DataFrame({"treated_id": ids[:6], "control_id": ids[6:],
+                                       "distance": np.arange(6.0),
                                        "method": m}) for m in _names(3, "method")], ignore_index=True)
     found = checked(figures.matched_pairs, matches, images, n_pairs=4, treatment="a_long_treatment_name")
     _assert_clean(found)
@@ -178,7 +182,8 @@ def test_the_checks_find_overlaps_and_covered_data():
 
 
 def test_matched_pairs_layout_with_weighted_and_reference_methods(checked, tmp_path):
-    """Full matching's subclass/weight lines and count headers, a method with reference photos beside ones without."""
+    """Full matching's subclass/weight lines and count headers, a method with reference photos beside ones
+    without."""
     from ganmatch.data.io import write_png
 
     ids = [f"img{i}" for i in range(12)]
@@ -193,7 +198,8 @@ def test_matched_pairs_layout_with_weighted_and_reference_methods(checked, tmp_p
                          "weight": [0.3333] * 3 + [1.0] * 3, "subclass": [1] * 3 + [12] * 3,
                          "treated_logit": [-1.0] * 3 + [0.5] * 3, "control_logit": np.linspace(-1, 0.6, 6),
                          "method": "propensity_full"})
-    found = checked(figures.matched_pairs, pd.concat([plain, refs, full], ignore_index=True), images, n_pairs=4,
+    found = checked(figures.matched_pairs, pd.concat([plain, refs, full], ignore_index=True), images,
+                    n_pairs=4,
                     treatment="a_long_treatment_name")
     _assert_clean(found)
 
@@ -202,7 +208,8 @@ def test_matched_pairs_layout_with_weighted_and_reference_methods(checked, tmp_p
 def test_outcomes_forest_layout_with_subclass_counts(checked, n_methods):
     methods = ["naive", *_names(n_methods, "method")]
     units = {m: pd.DataFrame({"image_id": [f"u{i}" for i in range(400)], "treated": [1] * 104 + [0] * 296,
-                              "weight": np.r_[np.ones(104), np.full(296, 0.5)], "subclass": np.arange(400) % 19})
+                              "weight": np.r_[np.ones(104), np.full(296, 0.5)],
+                              "subclass": np.arange(400) % 19})
              for m in methods[1:]}
     rows = [{"outcome": outcome, "kind": "numeric", "method": m, "estimate": 1.0 + 0.1 * i, "ci_low": 0.5,
              "ci_high": 1.9, "n_pairs": 104, "n_treated": 104, "n_control": 296, "truth": 1.0,

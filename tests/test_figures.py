@@ -35,16 +35,19 @@ def sample():
     rng = np.random.default_rng(0)
     n = 60
     treated = (rng.random(n) < 0.4).astype(int)
-    X = pd.DataFrame({c: (rng.random(n) < 0.3 + 0.3 * treated * (i % 2)).astype(float) for i, c in enumerate(COVS)})
+    X = pd.DataFrame({c: (rng.random(n) < 0.3 + 0.3 * treated * (i % 2)).astype(float) for i,
+                      c in enumerate(COVS)})
     ids = np.array([f"img{i:03d}" for i in range(n)])
     identity = pd.Series([f"id{i // 2:02d}" for i in range(n)], index=ids)
     t_ids, c_ids = ids[treated == 1], ids[treated == 0]
     k = min(len(t_ids), len(c_ids))
     matches = {
-        "gan_greedy": pd.DataFrame({"treated_id": t_ids[:k], "control_id": c_ids[:k], "distance": np.linspace(0.5, 2, k),
+        "gan_greedy": pd.DataFrame({"treated_id": t_ids[:k], "control_id": c_ids[:k],
+                                    "distance": np.linspace(0.5, 2, k),
                                     "weight": 1.0, "method": "gan_greedy", "embedding": "gan"}),
         "pixel_optimal": pd.DataFrame({"treated_id": t_ids[: k - 3], "control_id": c_ids[3:k],
-                                       "distance": np.linspace(1, 3, k - 3), "weight": 1.0, "method": "pixel_optimal",
+                                       "distance": np.linspace(1, 3, k - 3), "weight": 1.0,
+                                       "method": "pixel_optimal",
                                        "embedding": "pixel"}),
     }
     return {"ids": ids, "treated": treated, "X": X, "identity": identity, "matches": matches}
@@ -108,7 +111,8 @@ def test_love_plot_data_agree_with_balance_table(tmp_path, sample):
 
 
 def test_love_plot_needs_smd_rows(tmp_path):
-    bad = pd.DataFrame({"covariate": ["a"], "stat": ["ks_max"], "sample": ["matched"], "value": [0.1], "method": ["m"]})
+    bad = pd.DataFrame({"covariate": ["a"], "stat": ["ks_max"], "sample": ["matched"], "value": [0.1],
+                        "method": ["m"]})
     with pytest.raises(InputDataError, match="smd"):
         figures.love_plot(bad, *_written(tmp_path, "bad"))
 
@@ -131,7 +135,8 @@ def test_propensity_overlap_uses_matched_weights(tmp_path, sample):
 
 
 def _propensity_study(tmp_path):
-    """80 images, covariates a/b and a 4-d embedding "e" that only 70 of them have; all three drive the treatment."""
+    """80 images, covariates a/b and a 4-d embedding "e" that only 70 of them have; all three drive the
+    treatment."""
     from ganmatch.data.io import write_npy, write_parquet
 
     rng = np.random.default_rng(1)
@@ -162,7 +167,8 @@ def _run_script(name, monkeypatch, **sections):
             self.__dict__.update(items)
 
     monkeypatch.setattr(logs, "script_logging", lambda smk: logging.getLogger("ganmatch.test"))
-    smk = SimpleNamespace(rule=name, log=[], wildcards=Named(), **{k: Named(**v) for k, v in sections.items()})
+    smk = SimpleNamespace(rule=name, log=[], wildcards=Named(), **{k: Named(**v) for k,
+                                                                   v in sections.items()})
     script = Path(__file__).resolve().parents[1] / "workflow" / "scripts" / f"{name}.py"
     runpy.run_path(str(script), init_globals={"snakemake": smk}, run_name="__main__")
 
@@ -187,8 +193,10 @@ def test_propensity_overlap_draws_the_scores_the_propensity_matcher_used(tmp_pat
     out = {k: str(tmp_path / f"po.{k}") for k in ("pdf", "png")} | {"data": str(tmp_path / "po.parquet")}
     with pytest.warns(UserWarning, match="10 image"):  # the 10 images without the embedding are not drawn
         _run_script("figure_propensity_overlap", monkeypatch,
-                    input={"index": str(tmp_path / "images.parquet"), "attributes": str(tmp_path / "attributes.parquet"),
-                           "units": [str(tmp_path / "units" / "ps.parquet")], "scores": [str(tmp_path / "units" / "ps.parquet")]},
+                    input={"index": str(tmp_path / "images.parquet"),
+                           "attributes": str(tmp_path / "attributes.parquet"),
+                           "units": [str(tmp_path / "units" / "ps.parquet")],
+                           "scores": [str(tmp_path / "units" / "ps.parquet")]},
                     output=out, params={"treatment": "male", "covariates": ["a", "b"], "score_method": "ps",
                                         "score_spec": spec})
     _check_files(out["pdf"], out["png"])
@@ -223,12 +231,14 @@ def test_propensity_overlap_without_a_propensity_method_fits_the_covariates(tmp_
     index, att, emb_files, _ = _propensity_study(tmp_path)
     write_parquet(index, tmp_path / "images.parquet")
     write_parquet(att, tmp_path / "attributes.parquet")
-    result = matching_stage.run_method("g", {"method": "greedy", "distance": "embedding", "embedding": "e"}, index, att, emb_files, "male")
+    result = matching_stage.run_method("g", {"method": "greedy", "distance": "embedding", "embedding": "e"},
+                                       index, att, emb_files, "male")
     assert result.units["propensity"].isna().all() and result.units["distance"].isna().all()
     write_parquet(result.units, tmp_path / "g.parquet")
     out = {k: str(tmp_path / f"po.{k}") for k in ("pdf", "png")} | {"data": str(tmp_path / "po.parquet")}
     _run_script("figure_propensity_overlap", monkeypatch,
-                input={"index": str(tmp_path / "images.parquet"), "attributes": str(tmp_path / "attributes.parquet"),
+                input={"index": str(tmp_path / "images.parquet"),
+                       "attributes": str(tmp_path / "attributes.parquet"),
                        "units": [str(tmp_path / "g.parquet")], "scores": []},
                 output=out, params={"treatment": "male", "covariates": ["a", "b"], "score_method": "",
                                     "score_spec": {}})
@@ -266,7 +276,8 @@ def _neighbours(sample, scale):
     for i, q in enumerate(ids):
         partner = ids[i + 1] if i % 2 == 0 else ids[i - 1]  # the same identity
         others = rng.choice(np.setdiff1d(ids, [q, partner]), 3, replace=False)
-        for rank, (nb, d) in enumerate([(partner, 0.3 * scale)] + [(o, scale * (1 + r)) for r, o in enumerate(others)], 1):
+        for rank, (nb, d) in enumerate([(partner, 0.3 * scale)] + [(o, scale * (1 + r)) for r,
+                                                                   o in enumerate(others)], 1):
             rows.append({"query": q, "neighbour": nb, "distance": d, "rank": rank, "scope": "all"})
     return pd.DataFrame(rows)
 
@@ -279,7 +290,8 @@ def test_distance_distributions_split_by_identity(tmp_path, sample):
     n = len(sample["ids"])
     counts = data.groupby(["embedding", "relation"])["count"].sum()
     assert counts[("gan", "same identity")] == n and counts[("gan", "different identity")] == 3 * n
-    assert data.query("embedding == 'gan' and relation == 'same identity'")["median"].iloc[0] == pytest.approx(0.3)
+    same = data.query("embedding == 'gan' and relation == 'same identity'")
+    assert same["median"].iloc[0] == pytest.approx(0.3)
     dens = data[(data["embedding"] == "dlib") & (data["relation"] == "same identity")]
     assert np.sum(dens["density"] * (dens["bin_right"] - dens["bin_left"])) == pytest.approx(1.0)
     assert data.query("embedding == 'dlib'")["bin_right"].max() >= 0.6
@@ -305,8 +317,16 @@ def test_neighbour_quality_table_and_figure(tmp_path, sample):
 
 def test_projection_quality_marks_examples(tmp_path):
     rng = np.random.default_rng(0)
-    table = pd.DataFrame({"image_id": [f"i{k}" for k in range(20)], "status": "ok", "reason": "",
-                          "loss": rng.random(20) * 0.05, "psnr": 25 + 20 * rng.random(20), "steps": 10})
+    table = pd.DataFrame(
+        {
+            "image_id": [f"i{k}" for k in range(20)],
+            "status": "ok",
+            "reason": "",
+            "loss": rng.random(20) * 0.05,
+            "psnr": 25 + 20 * rng.random(20),
+            "steps": 10,
+        }
+    )
     originals = rng.integers(0, 255, (4, 16, 16, 3), dtype=np.uint8)
     recons = originals.copy()
     recons[0] = 255 - recons[0]
@@ -340,8 +360,14 @@ def test_projection_examples_rerender_latents(tmp_path):
     for k, im in enumerate(images):
         paths[f"i{k}"] = str(tmp_path / f"i{k}.png")
         write_png(im, paths[f"i{k}"])
-    table = pd.DataFrame({"image_id": list(paths), "status": ["ok", "ok", "failed", "ok", "ok"],
-                          "loss": 0.01, "psnr": [30.0, 40.0, 0.0, 20.0, 35.0]})
+    table = pd.DataFrame(
+        {
+            "image_id": list(paths),
+            "status": ["ok", "ok", "failed", "ok", "ok"],
+            "loss": 0.01,
+            "psnr": [30.0, 40.0, 0.0, 20.0, 35.0],
+        }
+    )
     ids, originals, recons = projection_examples(table, latents, paths, str(weights), n=3)
     assert ids == ["i3", "i4", "i1"]  # worst, middle, best PSNR; the failed image is never shown
     assert np.abs(originals.astype(int) - recons.astype(int)).max() <= 1
@@ -367,21 +393,33 @@ def test_latent_shards_check_each_array_against_its_table(tmp_path):
 
 
 def test_outcomes_forest_synthetic_table(tmp_path):
-    table = pd.DataFrame({
-        "outcome": ["outcome"] * 3 + ["smiles"] * 3, "kind": ["numeric"] * 3 + ["binary"] * 3,
-        "method": ["gan_greedy", "naive", "propensity"] * 2, "embedding": ["gan", "", ""] * 2,
-        "estimate": [1.1, 1.6, 1.2, 0.1, 0.2, 0.05], "ci_low": [0.7, 1.3, 0.8, -0.05, 0.1, -0.1],
-        "ci_high": [1.5, 1.9, 1.6, 0.25, 0.3, 0.2], "n_pairs": pd.array([45, pd.NA, 40] * 2, dtype="Int64"),
-        "n_treated": pd.array([45, 104, 40] * 2, dtype="Int64"), "n_control": pd.array([45, 299, 40] * 2, dtype="Int64"),
-        "p_value": 0.01, "test": "t", "gamma": np.nan, "truth": [1.0] * 3 + [np.nan] * 3,
-    })
+    table = pd.DataFrame(
+        {
+            "outcome": ["outcome"] * 3 + ["smiles"] * 3,
+            "kind": ["numeric"] * 3 + ["binary"] * 3,
+            "method": ["gan_greedy", "naive", "propensity"] * 2,
+            "embedding": ["gan", "", ""] * 2,
+            "estimate": [1.1, 1.6, 1.2, 0.1, 0.2, 0.05],
+            "ci_low": [0.7, 1.3, 0.8, -0.05, 0.1, -0.1],
+            "ci_high": [1.5, 1.9, 1.6, 0.25, 0.3, 0.2],
+            "n_pairs": pd.array([45, pd.NA, 40] * 2, dtype="Int64"),
+            "n_treated": pd.array([45, 104, 40] * 2, dtype="Int64"),
+            "n_control": pd.array([45, 299, 40] * 2, dtype="Int64"),
+            "p_value": 0.01,
+            "test": "t",
+            "gamma": np.nan,
+            "truth": [1.0] * 3 + [np.nan] * 3,
+        }
+    )
     pdf, png = _written(tmp_path, "forest")
     data = figures.outcomes_forest(table, pdf, png)
     _check_files(pdf, png)
     assert len(data) == len(table)
     assert list(data.loc[data["outcome"] == "outcome", "method"]) == ["naive", "gan_greedy", "propensity"]
     merged = data.merge(table, on=["outcome", "method"], suffixes=("", "_in"))
-    assert np.allclose(merged["estimate"], merged["estimate_in"]) and np.allclose(merged["ci_low"], merged["ci_low_in"])
+    assert np.allclose(merged["estimate"], merged["estimate_in"]) and np.allclose(
+        merged["ci_low"], merged["ci_low_in"]
+    )
 
 
 def test_leakage_heatmap_colours_the_image_panel_per_column(tmp_path, monkeypatch):
@@ -389,9 +427,19 @@ def test_leakage_heatmap_colours_the_image_panel_per_column(tmp_path, monkeypatc
     while the numbers written in the cells stay the raw changes."""
     from ganmatch.report import edit_figures
 
-    rows = [dict(source=src, direction=d, conditional=False, measured=m, strength=2.0,
-                 mean_change=(8.0 if m == "age" else 0.2) * (1 if d == "male" else -0.5))
-            for src in ("model", "image") for d in ("male", "young") for m in ("male", "age")]
+    rows = [
+        dict(
+            source=src,
+            direction=d,
+            conditional=False,
+            measured=m,
+            strength=2.0,
+            mean_change=(8.0 if m == "age" else 0.2) * (1 if d == "male" else -0.5),
+        )
+        for src in ("model", "image")
+        for d in ("male", "young")
+        for m in ("male", "age")
+    ]
     import matplotlib.axes
 
     shown = []
@@ -406,7 +454,7 @@ def test_leakage_heatmap_colours_the_image_panel_per_column(tmp_path, monkeypatc
     edit_figures.leakage_heatmap(pd.DataFrame(rows), pdf, png)
     _check_files(pdf, png)
     (model, _), (image, vmax) = shown
-    assert np.allclose(model, [[0.2, 8.0], [-0.1, -4.0]])          # one scale for the latent models' SDs
+    assert np.allclose(model, [[0.2, 8.0], [-0.1, -4.0]])  # one scale for the latent models' SDs
     assert np.allclose(image, [[1.0, 1.0], [-0.5, -0.5]]) and vmax == 1.0  # per column in the image panel
 
 
@@ -430,23 +478,43 @@ def _captured(monkeypatch, module=figures):
 
 def _full_units():
     """A full-matching units table: 3 treated, 5 controls (one unmatched) in 2 subclasses, with weights."""
-    return pd.DataFrame({"image_id": [f"u{i}" for i in range(9)], "treated": [1, 1, 1, 0, 0, 0, 0, 0, 0],
-                         "weight": [1, 1, 1, 0.4, 0.4, 0.4, 1.5, 1.5, 0.0],
-                         "subclass": pd.array([1, 1, 2, 1, 1, 1, 2, 2, pd.NA], dtype="Int64")})
+    return pd.DataFrame(
+        {
+            "image_id": [f"u{i}" for i in range(9)],
+            "treated": [1, 1, 1, 0, 0, 0, 0, 0, 0],
+            "weight": [1, 1, 1, 0.4, 0.4, 0.4, 1.5, 1.5, 0.0],
+            "subclass": pd.array([1, 1, 2, 1, 1, 1, 2, 2, pd.NA], dtype="Int64"),
+        }
+    )
 
 
 def test_outcomes_forest_counts_full_matching_as_treated_controls_and_subclasses(tmp_path, monkeypatch):
     """Full matching is 3 treated and 5 controls in 2 subclasses, not '3 pairs'; 1:1 methods stay pairs."""
-    table = pd.DataFrame({"outcome": "y", "kind": "numeric", "method": ["naive", "pairs", "full"],
-                          "estimate": [1.0, 0.9, 0.8], "ci_low": 0.5, "ci_high": 1.5,
-                          "n_pairs": pd.array([pd.NA, 4, 3], dtype="Int64"),
-                          "n_treated": pd.array([3, 4, 3], dtype="Int64"), "n_control": pd.array([6, 4, 5], dtype="Int64")})
-    pairs_units = pd.DataFrame({"image_id": list("abcdefghi"), "treated": [1] * 4 + [0] * 5,
-                                "weight": [1.0] * 8 + [0.0], "subclass": pd.array([1, 2, 3, 4, 1, 2, 3, 4, pd.NA],
-                                                                                  dtype="Int64")})
+    table = pd.DataFrame(
+        {
+            "outcome": "y",
+            "kind": "numeric",
+            "method": ["naive", "pairs", "full"],
+            "estimate": [1.0, 0.9, 0.8],
+            "ci_low": 0.5,
+            "ci_high": 1.5,
+            "n_pairs": pd.array([pd.NA, 4, 3], dtype="Int64"),
+            "n_treated": pd.array([3, 4, 3], dtype="Int64"),
+            "n_control": pd.array([6, 4, 5], dtype="Int64"),
+        }
+    )
+    pairs_units = pd.DataFrame(
+        {
+            "image_id": list("abcdefghi"),
+            "treated": [1] * 4 + [0] * 5,
+            "weight": [1.0] * 8 + [0.0],
+            "subclass": pd.array([1, 2, 3, 4, 1, 2, 3, 4, pd.NA], dtype="Int64"),
+        }
+    )
     seen = _captured(monkeypatch)
-    data = figures.outcomes_forest(table, *_written(tmp_path, "forest"), units={"pairs": pairs_units,
-                                                                                "full": _full_units()})
+    data = figures.outcomes_forest(
+        table, *_written(tmp_path, "forest"), units={"pairs": pairs_units, "full": _full_units()}
+    )
     sizes = data.set_index("method")["sample_size"]
     assert sizes["full"] == "3 treated, 5 controls in 2 subclasses"
     assert sizes["pairs"] == "4 pairs" and sizes["naive"] == "3 + 6"
@@ -459,10 +527,22 @@ def test_outcomes_forest_counts_full_matching_as_treated_controls_and_subclasses
 
 
 def test_matched_counts_from_units_and_pairs():
-    assert figures.matched_counts(_full_units()) == {"n_treated": 3, "n_control": 5, "n_subclasses": 2, "pairs": False}
-    pairs = pd.DataFrame({"treated_id": ["t1", "t2"], "control_id": ["c1", "c2"], "subclass": [1, 2], "weight": 1.0})
-    assert figures.matched_counts(pairs)["pairs"] and figures.counts_label(figures.matched_counts(pairs)) == "2 pairs"
-    links = pd.DataFrame({"treated_id": ["t1", "t1", "t2"], "control_id": ["c1", "c2", "c3"], "subclass": [1, 1, 2]})
+    assert figures.matched_counts(_full_units()) == {
+        "n_treated": 3,
+        "n_control": 5,
+        "n_subclasses": 2,
+        "pairs": False,
+    }
+    pairs = pd.DataFrame(
+        {"treated_id": ["t1", "t2"], "control_id": ["c1", "c2"], "subclass": [1, 2], "weight": 1.0}
+    )
+    assert (
+        figures.matched_counts(pairs)["pairs"]
+        and figures.counts_label(figures.matched_counts(pairs)) == "2 pairs"
+    )
+    links = pd.DataFrame(
+        {"treated_id": ["t1", "t1", "t2"], "control_id": ["c1", "c2", "c3"], "subclass": [1, 1, 2]}
+    )
     assert figures.counts_label(figures.matched_counts(links)) == "2 treated, 3 controls in 2 subclasses"
 
 
@@ -476,27 +556,56 @@ def _pairs_images(tmp_path, ids):
     return images
 
 
-def test_matched_pairs_labels_propensity_gaps_subclasses_and_drops_empty_reference_tiles(tmp_path, monkeypatch):
+def test_matched_pairs_labels_propensity_gaps_subclasses_and_drops_empty_reference_tiles(
+    tmp_path, monkeypatch
+):
     """Propensity pairs show their logit difference (not 'd = 0.00' of the subclass distance); a full-matching
-    method shows treated, controls and subclasses and each link's subclass and weight; a method that never records
+    method shows treated, controls and subclasses and each link's subclass and weight; a method that never
+    records
     reference photos gets no grey 'missing' tiles, while one that does keeps them."""
     ids = [f"i{k}" for k in range(12)]
     images = _pairs_images(tmp_path, ids)
-    greedy = pd.DataFrame({"treated_id": ids[:3], "control_id": ids[3:6], "distance": [0.5, 1.0, 1.5],
-                           "method": "gan_greedy", "treated_ref": [None] * 3, "control_ref": [None] * 3})
-    constrained = greedy.assign(method="gan_constrained", treated_ref=ids[6:9], control_ref=[ids[9], None, ids[10]])
-    full = pd.DataFrame({"treated_id": ["i0", "i0", "i1"], "control_id": ["i3", "i4", "i5"], "distance": 0.0,
-                         "weight": [0.5, 0.5, 1.0], "subclass": [1, 1, 2], "method": "propensity_full",
-                         "treated_logit": [-1.0, -1.0, 0.5], "control_logit": [-1.0, -1.00234, 0.75]})
+    greedy = pd.DataFrame(
+        {
+            "treated_id": ids[:3],
+            "control_id": ids[3:6],
+            "distance": [0.5, 1.0, 1.5],
+            "method": "gan_greedy",
+            "treated_ref": [None] * 3,
+            "control_ref": [None] * 3,
+        }
+    )
+    constrained = greedy.assign(
+        method="gan_constrained", treated_ref=ids[6:9], control_ref=[ids[9], None, ids[10]]
+    )
+    full = pd.DataFrame(
+        {
+            "treated_id": ["i0", "i0", "i1"],
+            "control_id": ["i3", "i4", "i5"],
+            "distance": 0.0,
+            "weight": [0.5, 0.5, 1.0],
+            "subclass": [1, 1, 2],
+            "method": "propensity_full",
+            "treated_logit": [-1.0, -1.0, 0.5],
+            "control_logit": [-1.0, -1.00234, 0.75],
+        }
+    )
     seen = _captured(monkeypatch)
-    data = figures.matched_pairs(pd.concat([greedy, constrained, full], ignore_index=True), images,
-                                 *_written(tmp_path, "pairs"), n_pairs=3)
+    data = figures.matched_pairs(
+        pd.concat([greedy, constrained, full], ignore_index=True),
+        images,
+        *_written(tmp_path, "pairs"),
+        n_pairs=3,
+    )
     texts = "\n".join(seen["texts"])
-    assert texts.count("missing") == 1  # the one missing control_ref of gan_constrained, nothing for gan_greedy
+    # the one missing control_ref of gan_constrained, nothing for gan_greedy
+    assert texts.count("missing") == 1
     n_tiles = sum(ax.axison for ax in seen["fig"].axes)
     assert n_tiles == 3 * 2 + 3 * 4 + 3 * 2
     assert "|Δlogit| = 0.00234" in texts and "|Δlogit| = 0.25" in texts and "d = 0.00" not in texts
-    assert "2 treated, 3 controls in 2 subclasses" in " ".join(texts.split()) and "subclass 1, w = 0.5" in texts
+    assert (
+        "2 treated, 3 controls in 2 subclasses" in " ".join(texts.split()) and "subclass 1, w = 0.5" in texts
+    )
     assert "3 pairs" in texts
     shown = data[data["method"] == "propensity_full"]
     assert (shown["gap_name"] == "|Δlogit|").all() and np.allclose(sorted(shown["gap"]), [0.0, 0.00234, 0.25])
@@ -506,8 +615,11 @@ def test_covariate_means_marks_methods_with_too_few_pairs(tmp_path, sample, monk
     """As in the love plot: hollow markers after matching and the status in the panel's title."""
     summary, means = _summary(sample)
     summary = summary.copy()
-    summary["status"] = np.where((summary["method"] == "pixel_optimal") & (summary["sample"] == "matched"),
-                                 "too few pairs (9 < 10)", "balanced")
+    summary["status"] = np.where(
+        (summary["method"] == "pixel_optimal") & (summary["sample"] == "matched"),
+        "too few pairs (9 < 10)",
+        "balanced",
+    )
     seen = _captured(monkeypatch)
     figures.covariate_means(means, *_written(tmp_path, "cm_flag"), treatment="male", summary=summary)
     axes = {ax.get_title().split("\n")[0]: ax for ax in seen["fig"].axes if ax.get_title()}
@@ -521,22 +633,35 @@ def test_covariate_means_marks_methods_with_too_few_pairs(tmp_path, sample, monk
     assert all(f != "none" for f in matched_faces(fine))
 
 
-def test_distance_distributions_draw_the_matching_face_threshold_from_the_methods(tmp_path, sample, monkeypatch):
-    """The threshold a constrained matching applies on its face embedding is drawn (from its settings, not 0.6)."""
-    methods = {"gan_constrained": {"method": "greedy_constrained", "embedding": "gan", "constraint_embedding": "face",
-                                   "threshold": 0.45},
-               "gan_greedy": {"method": "greedy", "embedding": "gan"}}
+def test_distance_distributions_draw_the_matching_face_threshold_from_the_methods(
+    tmp_path, sample, monkeypatch
+):
+    """The threshold a constrained matching applies on its face embedding is drawn (from its settings, not
+    0.6)."""
+    methods = {
+        "gan_constrained": {
+            "method": "greedy_constrained",
+            "embedding": "gan",
+            "constraint_embedding": "face",
+            "threshold": 0.45,
+        },
+        "gan_greedy": {"method": "greedy", "embedding": "gan"},
+    }
     matching = figures.constraint_thresholds(methods)
     assert matching == {"face": {"gan_constrained": 0.45}}
     nb = {"gan": _neighbours(sample, 1.0), "face": _neighbours(sample, 0.5)}
     seen = _captured(monkeypatch)
-    data = figures.distance_distributions(nb, sample["identity"], *_written(tmp_path, "dd_thr"), matching=matching)
+    data = figures.distance_distributions(
+        nb, sample["identity"], *_written(tmp_path, "dd_thr"), matching=matching
+    )
     face_ax = next(ax for ax in seen["fig"].axes if ax.get_title() == "embedding: face")
     gan_ax = next(ax for ax in seen["fig"].axes if ax.get_title() == "embedding: gan")
     vertical = [line.get_xdata()[0] for line in face_ax.lines if len(set(line.get_xdata())) == 1]
     assert vertical == [0.45] and not [ln for ln in gan_ax.lines if len(set(ln.get_xdata())) == 1]
-    assert any("matching threshold (gan constrained)" in " ".join(t.get_text().split())
-               for t in face_ax.get_legend().get_texts())
+    assert any(
+        "matching threshold (gan constrained)" in " ".join(t.get_text().split())
+        for t in face_ax.get_legend().get_texts()
+    )
     assert set(data.loc[data["embedding"] == "face", "thresholds"]) == {"0.45"}
 
 
@@ -557,8 +682,9 @@ def test_projection_loss_label_names_the_multiscale_loss_it_plots(size, scales):
 
 def test_projection_quality_axis_says_what_the_loss_is(tmp_path, monkeypatch):
     rng = np.random.default_rng(0)
-    table = pd.DataFrame({"image_id": [f"i{k}" for k in range(10)], "status": "ok", "loss": rng.random(10),
-                          "psnr": 30.0})
+    table = pd.DataFrame(
+        {"image_id": [f"i{k}" for k in range(10)], "status": "ok", "loss": rng.random(10), "psnr": 30.0}
+    )
     originals = rng.integers(0, 255, (2, 32, 32, 3), dtype=np.uint8)
     seen = _captured(monkeypatch)
     figures.projection_quality(table, ["i0", "i1"], originals, originals, *_written(tmp_path, "pq_label"))
@@ -567,7 +693,8 @@ def test_projection_quality_axis_says_what_the_loss_is(tmp_path, monkeypatch):
 
 
 def test_neighbour_quality_measures_attribute_mismatch_as_the_paper_table(tmp_path, sample, monkeypatch):
-    """The attribute mismatch the paper's table (and paper_comparison's) reports is among all images: the figure
+    """The attribute mismatch the paper's table (and paper_comparison's) reports is among all images: the
+    figure
     draws exactly those numbers, labelled so, beside the other-group mismatch."""
     from ganmatch.analysis.distances import retrieval_quality_table
     from ganmatch.report.paper_comparison import neighbour_comparison

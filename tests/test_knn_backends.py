@@ -16,7 +16,8 @@ from ganmatch.errors import InputDataError
 
 pytest.importorskip("torch")
 HAVE_FAISS = distances._import_faiss() is not None
-BACKENDS = ["numpy", "torch", pytest.param("faiss", marks=pytest.mark.skipif(not HAVE_FAISS, reason="no faiss"))]
+BACKENDS = ["numpy", "torch", pytest.param("faiss", marks=pytest.mark.skipif(not HAVE_FAISS,
+                                                                             reason="no faiss"))]
 
 
 def run(X, k, metric, backend, **kw):
@@ -99,11 +100,13 @@ def test_auto_without_faiss_falls_back_to_numpy(monkeypatch):
 def test_auto_choice(monkeypatch):
     monkeypatch.setattr(distances, "_cuda_available", lambda: True)
     assert distances._choose_backend("auto", None, 512, True) == ("torch", "cuda")
-    assert distances._choose_backend("auto", None, 512, False, work=1 * 18_000 * 512)[0] != "torch"  # a refill
+    # a refill
+    assert distances._choose_backend("auto", None, 512, False, work=1 * 18_000 * 512)[0] != "torch"
     assert distances._choose_backend("auto", None, 9216, False) == ("torch", "cuda")
     monkeypatch.setattr(distances, "_cuda_available", lambda: False)
     assert distances._choose_backend("auto", None, 9216, True) == ("numpy", None)
-    assert distances._choose_backend("auto", None, 512, False) == ("numpy", None)  # faster than faiss (benchmark)
+    # faster than faiss (benchmark)
+    assert distances._choose_backend("auto", None, 512, False) == ("numpy", None)
     with pytest.raises(InputDataError, match="backend"):
         distances.knn(np.ones((3, 2)), 1, backend="annoy")
 
@@ -167,7 +170,8 @@ def test_block_rounds_cover_every_pair_once_and_share_no_block():
 
 
 def _reservoir_truth(res, entries, r):
-    """The reservoir of row r holds every entry below its threshold, and its final list is the keep smallest."""
+    """The reservoir of row r holds every entry below its threshold, and its final list is the keep
+    smallest."""
     vals, cols = res.final(r, r + 1)
     want = np.sort(np.array(entries, np.float32))[: res.keep]
     assert (vals[0] == want).all()
@@ -194,7 +198,8 @@ def test_reservoirs_keep_the_smallest_through_rows_cols_cuts_and_seeds(seed):
         self0 = r0 if step % 2 == 0 else -1
         res.rows(g, off, c0, r0, self0)
         for i in range(h):
-            seen[r0 + i] += [g[i, j] + off[c0 + j] for j in range(w) if not (self0 >= 0 and c0 + j == self0 + i)]
+            seen[r0 + i] += [g[i,
+                               j] + off[c0 + j] for j in range(w) if not (self0 >= 0 and c0 + j == self0 + i)]
         g2 = rng.integers(0, 60, size=(h, w)).astype(np.float32)
         res.cols(g2, off, r0, c0)
         for j in range(w):
@@ -223,7 +228,8 @@ def test_compiled_selection_and_pair_dots():
     cols = np.stack([rng.permutation(1000)[:40] for _ in range(50)])
     idx, val = distances._select(dist, cols, 10)
     order = np.lexsort((cols, dist), axis=-1)[:, :10]
-    assert (idx == np.take_along_axis(cols, order, 1)).all() and (val == np.take_along_axis(dist, order, 1)).all()
+    assert (idx == np.take_along_axis(cols, order, 1)).all() and (val == np.take_along_axis(dist, order,
+                                                                                            1)).all()
     X = rng.normal(size=(30, 700)).astype(np.float32)
     Y = rng.normal(size=(5000, 700)).astype(np.float32)
     rows, c = rng.integers(0, 30, size=20), rng.integers(0, 5000, size=(20, 9)).astype(np.int32)

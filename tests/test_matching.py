@@ -152,7 +152,8 @@ def test_bad_input():
     with pytest.raises(InputDataError, match="0/1"):
         make_data([0, 1], [1, 2])
     with pytest.raises(ConfigError, match="at most one"):
-        match("greedy", distance="embedding", data=make_data([0, 1], [1, 0]), embedding="e", caliper=1, caliper_sd=1)
+        match("greedy", distance="embedding", data=make_data([0, 1], [1, 0]), embedding="e", caliper=1,
+              caliper_sd=1)
 
 
 # ---------------------------------------------------------------- greedy constrained
@@ -174,7 +175,8 @@ def constrained_case():
 
 def test_greedy_constrained_known_answer():
     data = constrained_case()
-    res = match("greedy_constrained", data, semantics="corrected", threshold=0.6, n_pairs=5, reference_gap=(0.0, 10.0))
+    res = match("greedy_constrained", data, semantics="corrected", threshold=0.6, n_pairs=5,
+                reference_gap=(0.0, 10.0))
     # (i0, i4) at 0.05 is not selectable (C has one photo); (i0, i2) at 0.2 is; then A and B are gone;
     # (i5, i8) at 0.1 violates the facial threshold (penalty 1e6) but is the only pair left
     assert pairs_of(res) == [("i0", "i2"), ("i5", "i8")]
@@ -184,14 +186,17 @@ def test_greedy_constrained_known_answer():
     assert p["penalised"].tolist() == [False, True]
     assert np.allclose(p["distance"], [0.2, 0.1])
     assert res.info["n_penalised"] == 1
-    hard = match("greedy_constrained", data, semantics="corrected", threshold=0.6, mode="hard", n_pairs=5, reference_gap=(0.0, 10.0))
+    hard = match("greedy_constrained", data, semantics="corrected", threshold=0.6, mode="hard", n_pairs=5,
+                 reference_gap=(0.0, 10.0))
     assert pairs_of(hard) == [("i0", "i2")]
     # reference gaps must lie in the window: |1 - 1.5| = 0.5 is outside [0.6, 10] -> A-B impossible
-    res = match("greedy_constrained", data, semantics="corrected", threshold=0.6, n_pairs=5, reference_gap=(0.6, 10.0))
+    res = match("greedy_constrained", data, semantics="corrected", threshold=0.6, n_pairs=5,
+                reference_gap=(0.6, 10.0))
     assert ("i0", "i2") not in pairs_of(res)
 
 
-@pytest.mark.parametrize("seed,mode", [(0, "penalty"), (1, "hard"), (2, "penalty"), (3, "hard"), (4, "penalty")])
+@pytest.mark.parametrize("seed,mode", [(0, "penalty"), (1, "hard"), (2, "penalty"), (3, "hard"), (4,
+                                                                                                  "penalty")])
 def test_greedy_constrained_equals_dense(seed, mode):
     rng = np.random.default_rng(seed)
     n_id = 150 if seed == 0 else 60
@@ -209,7 +214,8 @@ def test_greedy_constrained_equals_dense(seed, mode):
                      emb={"gan": X, "facial": F, "vgg": R})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        res = match("greedy_constrained", data, semantics="corrected", threshold=thr, mode=mode, n_pairs=60, k=3,
+        res = match("greedy_constrained", data, semantics="corrected", threshold=thr, mode=mode, n_pairs=60,
+                    k=3,
                     reference_gap=(0.05, 1.5))
     ref = dense_constrained(X, F, R, treated, ident, glasses, thr, mode, (0.05, 1.5), 60)
     got = list(zip(res.pairs.treated_id, res.pairs.control_id, res.pairs.treated_ref, res.pairs.control_ref,
@@ -265,7 +271,8 @@ def test_propensity_improves_balance_and_respects_caliper():
     from ganmatch.analysis.balance import weighted_smd
 
     data, cov, treated = confounded()
-    ps = dict(distance="propensity", covariates=["a", "b", "c"], link="linear.logit", m_order="random", caliper=0.2)
+    ps = dict(distance="propensity", covariates=["a", "b", "c"], link="linear.logit", m_order="random",
+              caliper=0.2)
     res = match("nearest", data, random_state=42, **ps)
     p = res.pairs
     assert p["control_id"].is_unique and p["treated_id"].is_unique

@@ -86,12 +86,14 @@ def test_nearest_rounds_and_weights_are_matchits():
     res = match("nearest", data, distance="score", score="ps", ratio=2)
     u = res.units.set_index("image_id")
     matched_controls = u[(u.treated == 0) & (u.weight > 0)]
-    assert np.isclose(matched_controls.weight.sum(), len(matched_controls))   # rescaled to the matched controls
+    # rescaled to the matched controls
+    assert np.isclose(matched_controls.weight.sum(), len(matched_controls))
     assert (u.loc[u.treated == 1, "weight"].isin([0.0, 1.0])).all()
     sizes = res.pairs.groupby("treated_id").size()
     assert sizes.max() == 2
     first_round = res.pairs.drop_duplicates("treated_id")
-    assert list(first_round.index) == list(range(len(first_round)))           # every first match before any second
+    # every first match before any second
+    assert list(first_round.index) == list(range(len(first_round)))
 
 
 # ---------------------------------------------------------------- optimal and full: brute force
@@ -110,8 +112,10 @@ def test_optimal_ratio_two_is_the_cheapest_assignment():
 
 @pytest.mark.parametrize("seed", range(3))
 def test_optimal_with_too_few_controls_for_the_ratio_is_variable_ratio_as_matchit(seed):
-    """4 focal units, 6 others, ratio 2: as MatchIt 4.7 (optmatch's mean.controls = 1.5) every focal unit gets 1
-    or 2 others and all 6 are used, at the least total distance (brute force over every assignment); with fewer
+    """4 focal units, 6 others, ratio 2: as MatchIt 4.7 (optmatch's mean.controls = 1.5) every focal unit gets
+    1
+    or 2 others and all 6 are used, at the least total distance (brute force over every assignment); with
+    fewer
     others than focal units, 1:1."""
     rng = np.random.default_rng(seed)
     Xf, Xo = rng.normal(size=(4, 2)), rng.normal(size=(6, 2))
@@ -172,13 +176,15 @@ def test_full_matching_with_tied_scores_still_forms_stars_and_both_analyses_agre
 
 @pytest.mark.parametrize("seed", range(40))
 def test_line_full_matching_has_the_general_solvers_objective(seed):
-    """The one-dimensional solver against the general one (a maximum-gain assignment plus nearest edges) on random
+    """The one-dimensional solver against the general one (a maximum-gain assignment plus nearest edges) on
+    random
     scores, half of them rounded so that ties abound: the same total distance, every unit covered, stars."""
     from ganmatch.matching.optimal import line_full
 
     rng = np.random.default_rng(seed)
     nf, no = int(rng.integers(1, 25)), int(rng.integers(1, 25))
-    if seed % 2:        # small integers: ties everywhere, and distances exact in the general solver's float32 too
+    # small integers: ties everywhere, and distances exact in the general solver's float32 too
+    if seed % 2:
         xf, xo = rng.integers(0, 12, nf).astype(float), rng.integers(2, 15, no).astype(float)
     else:
         xf, xo = rng.normal(size=nf), rng.normal(0.4, 1.2, size=no)
@@ -188,9 +194,11 @@ def test_line_full_matching_has_the_general_solvers_objective(seed):
     general_cost = np.abs(xf[general[0]] - xo[general[1]]).sum()          # its cover's cost in float64
     if seed % 2:
         assert d.sum() == general_cost
-    else:               # the general solver compares float32 distances: equal to their precision, never better
+    # the general solver compares float32 distances: equal to their precision, never better
+    else:
         assert np.isclose(d.sum(), general_cost, rtol=1e-6) and d.sum() <= general_cost + 1e-12
-    assert np.isclose(line_full(xf, xo)[3], d.sum(), rtol=1e-12, atol=1e-12)   # the DP's value is the cover's cost
+    # the DP's value is the cover's cost
+    assert np.isclose(line_full(xf, xo)[3], d.sum(), rtol=1e-12, atol=1e-12)
     assert set(f) == set(range(nf)) and set(o) == set(range(no))
     assert np.allclose(d, np.abs(xf[f] - xo[o]))
     for s in np.unique(sub):
@@ -207,7 +215,8 @@ def test_line_full_matching_equals_brute_force_on_tiny_problems(seed):
 
 
 def test_large_full_matching_on_a_score_takes_the_line_solver():
-    """Past the dense solver's size a scalar distance without calipers goes to the line solver: everyone matched,
+    """Past the dense solver's size a scalar distance without calipers goes to the line solver: everyone
+    matched,
     its objective, stars; with a caliper it stays with the general solver."""
     from ganmatch.matching.optimal import line_full
 
@@ -215,7 +224,8 @@ def test_large_full_matching_on_a_score_takes_the_line_solver():
     n = 4_200
     treated = (np.arange(n) % 2).astype(int)
     ps = np.round(rng.beta(2, 5, n) + 0.1 * treated, 3)
-    data = MatchData(ids=np.array([f"u{i}" for i in range(n)]), treated=treated, covariates=pd.DataFrame({"ps": ps}))
+    data = MatchData(ids=np.array([f"u{i}" for i in range(n)]), treated=treated,
+                     covariates=pd.DataFrame({"ps": ps}))
     res = match("full", data, distance="score", score="ps")
     assert res.info["solver"] == "line" and (res.units["weight"] > 0).all()
     assert np.isclose(res.info["total_distance"], line_full(ps[treated == 1], ps[treated == 0])[3])
@@ -232,7 +242,8 @@ def test_reference_lapack_routines_solve_and_factor():
     assert np.allclose(reflapack.solve_identity(S) @ S, np.eye(5))
     R, piv, rank = reflapack.pivoted_cholesky(S)
     assert rank == 5 and np.allclose(R.T @ R, S[np.ix_(piv, piv)])
-    assert piv[0] == int(np.argmax(np.diag(S)))                          # the largest diagonal first, as dpstrf
+    # the largest diagonal first, as dpstrf
+    assert piv[0] == int(np.argmax(np.diag(S)))
 
 
 def _edge_cover_lp(D: np.ndarray) -> float:
@@ -242,7 +253,8 @@ def _edge_cover_lp(D: np.ndarray) -> float:
 
     nf, no = D.shape
     e = np.arange(nf * no)
-    A = coo_matrix((np.ones(2 * nf * no), (np.r_[e // no, nf + e % no], np.r_[e, e])), shape=(nf + no, nf * no))
+    A = coo_matrix((np.ones(2 * nf * no), (np.r_[e // no, nf + e % no], np.r_[e, e])), shape=(nf + no,
+                                                                                              nf * no))
     return linprog(D.ravel(), A_ub=-A.tocsr(), b_ub=-np.ones(nf + no), bounds=(0, 1), method="highs").fun
 
 
@@ -339,7 +351,8 @@ def test_weighted_estimate_is_the_subclass_weighted_difference():
 
 
 def test_ties_index_keeps_the_earlier_order_lower_score_then_lower_row():
-    """`ties: index` (the demo's propensity method): equal distances to the lower score, equal scores to the lower
+    """`ties: index` (the demo's propensity method): equal distances to the lower score, equal scores to the
+    lower
     row, whatever the focal unit's own row; the default follows MatchIt's scan and differs on such data."""
     data = study(seed=11, ties=True)
     data.covariates["ps"] = np.round(data.covariates["ps"], 1)
@@ -353,7 +366,8 @@ def test_ties_index_keeps_the_earlier_order_lower_score_then_lower_row():
     order = np.random.default_rng(3).permutation(len(f))
     cal = 0.5 * np.std(ps, ddof=1)
     want = {(data.ids[f[a]], data.ids[o[b]])
-            for a, b in PARITY.dense_nearest(np.abs(ps[f][:, None] - ps[o][None, :]), order, caliper=cal, tie=tie)}
+            for a, b in PARITY.dense_nearest(np.abs(ps[f][:, None] - ps[o][None, :]), order, caliper=cal,
+                                             tie=tie)}
     assert pair_set(res) == want and res.info["ties"] == "index"
     assert pair_set(match("nearest", data, **params)) != want
 
@@ -367,7 +381,8 @@ def test_mahvars_matches_on_mahalanobis_within_the_scores_caliper_as_matchit(tie
     data = study(seed=5, ties=ties)
     res = match("nearest", data, distance="score", score="ps", mahvars=["a", "age"], caliper=0.5)
     ps = data.covariates["ps"].to_numpy()
-    M = matchit_rows(data.covariates[["a", "age"]].to_numpy(), data.treated, np.ones(len(ps), bool), "mahalanobis")
+    M = matchit_rows(data.covariates[["a", "age"]].to_numpy(), data.treated, np.ones(len(ps), bool),
+                     "mahalanobis")
     f, o = np.flatnonzero(data.treated == 1), np.flatnonzero(data.treated == 0)
     D = np.zeros((len(f), len(o)))
     for j in range(M.shape[1]):
@@ -391,7 +406,8 @@ def test_antiexact_pairs_differ_on_every_antiexact_column(method):
 
 @pytest.mark.parametrize("distance", ["score", "mahalanobis"])
 def test_closest_first_is_the_global_greedy_in_double_precision(distance):
-    """m_order closest on a score or covariates (MatchIt's closest-first list): without ties, the pair closest in
+    """m_order closest on a score or covariates (MatchIt's closest-first list): without ties, the pair closest
+    in
     double precision first, then the closest among the rest, as a dense greedy."""
     from ganmatch.matching.distance import matchit_rows
 
@@ -404,7 +420,8 @@ def test_closest_first_is_the_global_greedy_in_double_precision(distance):
         ps = data.covariates["ps"].to_numpy()
         D = np.abs(ps[f][:, None] - ps[o][None, :])
     else:
-        M = matchit_rows(data.covariates[["a", "b", "age"]].to_numpy(), data.treated, np.ones(len(data.ids), bool),
+        M = matchit_rows(data.covariates[["a", "b", "age"]].to_numpy(), data.treated, np.ones(len(data.ids),
+                                                                                              bool),
                          "mahalanobis")
         D = ((M[f][:, None, :] - M[o][None, :, :]) ** 2).sum(axis=-1)
     want = set()
@@ -437,12 +454,14 @@ int main() { int T; if (scanf("%d", &T) != 1) return 1; while (T--) { int n, m; 
   std::vector<int> ind(n); std::iota(ind.begin(), ind.end(), 0);
   std::partial_sort(ind.begin(), ind.begin() + m, ind.end(), [&d](int a, int b) { return d[a] < d[b]; });
   for (int i = 0; i < m; i++) printf("%d ", ind[i]); printf("\n"); } }
-"""
+"""  # noqa: E501 (embedded source text)
 
 
-@pytest.mark.skipif(__import__("shutil").which("g++") is None, reason="no C++ compiler here to run std::partial_sort")
+@pytest.mark.skipif(__import__("shutil").which("g++") is None, reason="no C++ compiler here to run "
+                                                                      "std::partial_sort")
 def test_heap_select_is_cpps_partial_sort_ties_included(tmp_path):
-    """MatchIt keeps a focal unit's closest candidates with std::partial_sort; ganmatch's `_heap_select` must pick
+    """MatchIt keeps a focal unit's closest candidates with std::partial_sort; ganmatch's `_heap_select` must
+    pick
     (and order) the same ones when distances tie."""
     import subprocess
 
@@ -456,7 +475,8 @@ def test_heap_select_is_cpps_partial_sort_ties_included(tmp_path):
         n = int(rng.integers(2, 12))
         cases.append((n, int(rng.integers(1, n)), rng.integers(0, 4, n).astype(float).tolist()))
     text = f"{len(cases)}\n" + "".join(f"{n} {m} " + " ".join(map(str, d)) + "\n" for n, m, d in cases)
-    out = subprocess.run([str(tmp_path / "ps")], input=text, capture_output=True, text=True, check=True).stdout
+    out = subprocess.run([str(tmp_path / "ps")], input=text, capture_output=True, text=True,
+                         check=True).stdout
     for line, (_, m, d) in zip(out.splitlines(), cases, strict=True):
         assert [int(x) for x in line.split()] == _heap_select(d, m)
 
@@ -468,7 +488,8 @@ R_PEERS, R_REASON = PARITY.r_peers()
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(R_PEERS is None, reason=f"{R_REASON}; benchmarks/results/matchit_parity.md holds the committed "
+@pytest.mark.skipif(R_PEERS is None, reason=f"{R_REASON}; benchmarks/results/matchit_parity.md holds the "
+                                            "committed "
                     "comparison with MatchIt 4.7.2 and optmatch")
 def test_lalonde_parity_with_r_matchit(tmp_path):
     """MatchIt 4.7.2 run live: nearest (every case, ties included), exact, subclass and cem identical; optimal
@@ -476,18 +497,21 @@ def test_lalonde_parity_with_r_matchit(tmp_path):
     table = PARITY.parity("lalonde", PARITY.lalonde(), PARITY.LALONDE_COVS, ["age", "educ", "re74", "re75"],
                           ["race", "married", "nodegree"], tmp_path)
     identity = table[~table["case"].str.startswith(PARITY.OBJECTIVE)]
-    assert (identity["status"] == "identical").all(), identity.loc[identity["status"] != "identical", "case"].tolist()
+    assert (identity["status"] == "identical").all(), identity.loc[identity["status"] != "identical",
+                                                                   "case"].tolist()
     nearest = table[table["case"].str.startswith("nearest")]
     assert nearest["same_as_reference"].astype(bool).all()
     objective = table[table["case"].str.startswith(PARITY.OBJECTIVE)]
     failed = objective["status"].str.startswith("MatchIt failed")
-    assert objective.loc[failed, "case"].tolist() == ["optimal 1:1, antiexact on married"]   # an R error in 4.7.2
+    # an R error in 4.7.2
+    assert objective.loc[failed, "case"].tolist() == ["optimal 1:1, antiexact on married"]
     ran = objective[~failed]
     assert len(ran) == 5 and (ran["objective_ganmatch"] <= ran["objective_matchit"] * (1 + 1e-9)).all()
 
 
 def test_r_versions_compare_numerically():
-    """MatchIt's version gate compares numbers, not strings ("4.10.0" is newer than "4.5.4"; R's "0.10-8" reads)."""
+    """MatchIt's version gate compares numbers, not strings ("4.10.0" is newer than "4.5.4"; R's "0.10-8"
+    reads)."""
     assert PARITY.r_version("4.10.0") > PARITY.MIN_MATCHIT > PARITY.r_version("4.5.3")
     assert PARITY.r_version("4.5.4") == PARITY.MIN_MATCHIT
     assert PARITY.r_version("0.10-8") < PARITY.r_version("0.10-10")

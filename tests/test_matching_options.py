@@ -1,4 +1,5 @@
-"""MatchIt 4.7 options added by issue 27: cardinality matching (checked by brute force: R's cardinality needs a MILP
+"""MatchIt 4.7 options added by issue 27: cardinality matching (checked by brute force: R's cardinality needs
+a MILP
 solver package that the R peer library lacks), sampling weights and scikit-learn propensity models."""
 
 import copy
@@ -22,7 +23,8 @@ def _subsets(n: int) -> np.ndarray:
 
 
 def brute_force_size(t, X, kind: str, tol: float, ratio) -> float:
-    """The largest feasible sample over every subset of units (MatchIt's programme written out), -1 if none."""
+    """The largest feasible sample over every subset of units (MatchIt's programme written out), -1 if
+    none."""
     M = _subsets(len(t))
     n1, n0 = M @ (t == 1), M @ (t == 0)
     s1, s0 = M @ ((t == 1)[:, None] * X), M @ ((t == 0)[:, None] * X)
@@ -32,7 +34,9 @@ def brute_force_size(t, X, kind: str, tol: float, ratio) -> float:
         return float((n1 + n0)[ok].max(initial=-1))
     if kind == "profile":
         m1 = X[t == 1].mean(axis=0)
-        ok = (M[:, t == 1].sum(axis=1) == 0) & np.all(np.abs(s0 - n0[:, None] * m1) <= tol * n0[:, None] + eps, axis=1)
+        ok = (M[:, t == 1].sum(axis=1) == 0) & np.all(np.abs(s0 - n0[:, None] * m1) <= tol * n0[:,
+                                                                                                None] + eps,
+                                                      axis=1)
         return float(n0[ok].max(initial=-1))
     tm = X.mean(axis=0)
     ok = (n1 >= 1) & (n0 >= 1) & (n0 == ratio * n1)
@@ -57,12 +61,14 @@ def test_cardinality_is_the_largest_balanced_sample_by_brute_force(seed, tol):
         kept = w > 0
         got = kept[t == 0].sum() if kind == "profile" else kept.sum()
         assert info["optimal"] and got == want, (kind, ratio, got, want)
-        if kind == "ATT" and kept.any():            # the kept sample meets the tolerances, with MatchIt's weights
+        # the kept sample meets the tolerances, with MatchIt's weights
+        if kind == "ATT" and kept.any():
             m1, m0 = X[kept & (t == 1)].mean(axis=0), X[kept & (t == 0)].mean(axis=0)
             assert np.all(np.abs(m1 - m0) <= tol + 1e-7)
             assert kept[t == 0].sum() == ratio * kept[t == 1].sum()
             assert np.allclose(w[kept & (t == 0)], 1.0 / ratio) and np.allclose(w[kept & (t == 1)], 1.0)
-        if kind == "profile":                       # every treated unit kept; controls scaled to the treated's sum
+        # every treated unit kept; controls scaled to the treated's sum
+        if kind == "profile":
             assert np.all(w[t == 1] == 1) and np.isclose(w[t == 0].sum(), 5.0 if want > 0 else 0.0)
 
 
@@ -141,7 +147,7 @@ write.csv(data.frame(cov = rownames(s), smd = sprintf("%.17g", s[, "Std. Mean Di
 sc <- matchit(f, data = d, s.weights = ~sw, method = "subclass", subclass = 4)
 write.csv(data.frame(id = d$id, weight = sprintf("%.17g", match_data(sc, drop.unmatched = FALSE)$weights)),
           file.path(out, "subclass.csv"), row.names = FALSE)
-"""
+"""  # noqa: E501 (embedded source text)
 
 
 def _parity():
@@ -185,7 +191,8 @@ def test_s_weights_as_matchit_472_on_lalonde(tmp_path):
     rs = pd.read_csv(tmp_path / "subclass.csv").set_index("id").loc[df["id"]]
     assert np.allclose(sub.units["weight"], rs["weight"], rtol=1e-9, atol=1e-12)
     smd = pd.read_csv(tmp_path / "smd.csv").set_index("cov")["smd"]
-    table = balance_table(df[["age", "educ", "re74", "re75"]], df["treat"].to_numpy(), g.units["weight"].to_numpy(),
+    table = balance_table(df[["age", "educ", "re74", "re75"]], df["treat"].to_numpy(),
+                          g.units["weight"].to_numpy(),
                           s_weights=df["sw"].to_numpy())
     ours = table[(table["stat"] == "smd") & (table["sample"] == "unmatched")].set_index("covariate")["value"]
     for c in ("age", "educ", "re74", "re75"):
@@ -195,11 +202,13 @@ def test_s_weights_as_matchit_472_on_lalonde(tmp_path):
 def test_config_checks_s_weights_and_the_propensity_models_options(config):
     schema = load_schema(ROOT / "config/schema.yaml")
     base = copy.deepcopy(config)
-    base["matching"]["methods"]["sw"] = {"method": "nearest", "distance": "ridge", "covariates": ["young", "smiling"],
+    base["matching"]["methods"]["sw"] = {"method": "nearest", "distance": "ridge", "covariates": ["young",
+                                                                                                  "smiling"],
                                          "s_weights": "makeup", "C": 0.5}
     validate_config(base, schema)
     for patch, msg in (({"s_weights": "age"}, r"sw.s_weights' is 'age', which is not among 'covariates'"),
-                       ({"distance": "mahalanobis"}, r"sw.s_weights' with distance mahalanobis is not offered"),
+                       ({"distance": "mahalanobis"},
+                        r"sw.s_weights' with distance mahalanobis is not offered"),
                        ({"distance": "gbm"}, r"sw.C' applies only to distance: propensity / lasso / ridge"),
                        ({"l1_ratio": 0.3}, r"sw.l1_ratio' applies only to distance: elasticnet")):
         bad = copy.deepcopy(base)
@@ -241,7 +250,8 @@ def test_lasso_recovers_a_planted_sparse_model_and_elasticnet_keeps_more():
     assert set(np.flatnonzero(np.abs(lasso.coef_[1:]) > 1e-8)) == {0, 3}
     enet = PropensityModel(C=0.02, model="elasticnet", l1_ratio=0.5).fit(Z, t)
     kept = set(np.flatnonzero(np.abs(enet.coef_[1:]) > 1e-8))
-    assert kept > {0, 3}                     # the L2 part keeps some of the noise columns the L1 penalty drops
+    # the L2 part keeps some of the noise columns the L1 penalty drops
+    assert kept > {0, 3}
 
 
 @pytest.mark.parametrize("model", ["gbm", "randomforest"])

@@ -77,7 +77,8 @@ def test_constant_rows_are_dropped():
 
 
 def quirk_case():
-    """Treated A(i0,i1), D(i6,i7); controls B(i2,i3), E(i4,i5), G(i8, i9: glasses, the only eligible is i8)."""
+    """Treated A(i0,i1), D(i6,i7); controls B(i2,i3), E(i4,i5), G(i8, i9: glasses, the only eligible is
+    i8)."""
     ident = ["A", "A", "B", "B", "E", "E", "D", "D", "G", "G"]
     treated = [1, 1, 0, 0, 0, 0, 1, 1, 0, 0]
     X = [0.0, 50.0, 0.1, 60.0, 0.3, 70.0, 10.0, 80.0, 0.05, 0.02]
@@ -252,7 +253,8 @@ def test_propensity_reference_setting_matches_the_reference_loop():
     n = 600
     Z = rng.normal(size=(n, 8)).astype(np.float32)
     treated = (rng.random(n) < 1 / (1 + np.exp(-(Z[:, 0] * 1.5 - 0.6)))).astype(int)
-    assert treated.sum() < n - treated.sum()           # the treated group is the smaller one, as men in CelebA-HQ
+    # the treated group is the smaller one, as men in CelebA-HQ
+    assert treated.sum() < n - treated.sum()
     data = MatchData(ids=np.array([f"i{j}" for j in range(n)]), treated=treated, embeddings={"gan_mean": Z})
     res = match("nearest", data, distance="propensity", embedding="gan_mean", standardize=False, max_iter=100,
                 penalty="l2", C=1.0, link="logit", caliper=0.1, std_caliper=False, m_order="reference",
@@ -275,7 +277,8 @@ def test_propensity_reference_setting_matches_the_reference_loop():
 
 
 def test_references_come_from_all_photos_glasses_included():
-    # A: a0, a1 (treated); H: h0, h1 (glasses), h2 (controls). h0-a0 is the closest pair; the closest reference
+    # A: a0, a1 (treated); H: h0, h1 (glasses), h2 (controls). h0-a0 is the closest pair; the closest
+    # reference
     # gap is with h1 (|1.5 - 1| = 0.5 against |3 - 1| = 2 for h2): the reference takes h1 despite its glasses,
     # the corrected reading only the glasses-free h2
     ident = ["A", "A", "H", "H", "H"]

@@ -13,7 +13,8 @@ from ganmatch.errors import InputDataError
 # Morton et al. (1982) lead in children's blood, 33 exposed/control pairs (Rosenbaum 2002, Observational
 # Studies, ch. 4; the same vectors are the example of rbounds::psens). Published: mean difference 15.97 ug/dl,
 # signed-rank statistic V = 499.
-LEAD_EXPOSED = [38, 23, 41, 18, 37, 36, 23, 62, 31, 34, 24, 14, 21, 17, 16, 20, 15, 10, 45, 39, 22, 35, 49, 48,
+LEAD_EXPOSED = [38, 23, 41, 18, 37, 36, 23, 62, 31, 34, 24, 14, 21, 17, 16, 20, 15, 10, 45, 39, 22, 35, 49,
+                48,
                 44, 35, 43, 39, 34, 13, 73, 25, 27]
 LEAD_CONTROL = [16, 18, 18, 24, 19, 11, 10, 15, 16, 18, 18, 13, 19, 10, 16, 16, 24, 13, 9, 14, 21, 19, 7, 18,
                 19, 12, 11, 22, 25, 16, 13, 11, 13]
@@ -120,14 +121,16 @@ def test_bootstrap_interval_matches_normal_theory_and_weights():
 def test_bootstrap_is_seeded_and_clusters_are_resampled_whole():
     rng = np.random.default_rng(0)
     y_t, y_c = rng.normal(1, 1, 50), rng.normal(0, 1, 50)
-    assert oc.paired_bootstrap_ci(y_t, y_c, random_state=3) == oc.paired_bootstrap_ci(y_t, y_c, random_state=3)
+    assert oc.paired_bootstrap_ci(y_t, y_c, random_state=3) == oc.paired_bootstrap_ci(y_t, y_c,
+                                                                                      random_state=3)
     # duplicating every pair inside its own cluster must not change a cluster bootstrap (same seed)
     cl = np.arange(50)
     a = oc.paired_bootstrap_ci(y_t, y_c, cluster=cl, random_state=5)
     b = oc.paired_bootstrap_ci(np.repeat(y_t, 2), np.repeat(y_c, 2), np.full(100, 0.5), np.repeat(cl, 2),
                                random_state=5)
     assert a == pytest.approx(b)
-    # ... whereas resampling the duplicated pairs independently narrows the interval (the error clustering avoids)
+    # ... whereas resampling the duplicated pairs independently narrows the interval (the error clustering
+    # avoids)
     c = oc.paired_bootstrap_ci(np.repeat(y_t, 2), np.repeat(y_c, 2), random_state=5)
     assert c[1] - c[0] < 0.85 * (a[1] - a[0])
 
@@ -140,7 +143,8 @@ def test_rosenbaum_lead_example():
     assert d.mean() == pytest.approx(15.97, abs=0.005)
     nz = d[d != 0]
     assert stats.rankdata(np.abs(nz))[nz > 0].sum() == 499  # published V = 499
-    # Gamma = 1 is the ordinary large-sample signed-rank test (tie-corrected variance, no continuity correction)
+    # Gamma = 1 is the ordinary large-sample signed-rank test (tie-corrected variance, no continuity
+    # correction)
     ref = stats.wilcoxon(d, alternative="greater", method="approx", correction=False, zero_method="wilcox")
     assert oc.rosenbaum_pvalue(d, 1.0) == pytest.approx(ref.pvalue, rel=1e-9)
     # normal-approximation bounds, 4 decimals, as the psens formula gives them (pinned values: the book's
@@ -190,7 +194,8 @@ def test_rosenbaum_sign_test_bound_and_gamma():
 def test_rosenbaum_gamma_conventions():
     assert np.isnan(oc.rosenbaum_gamma(np.ones(5), np.ones(5)))  # no non-zero difference
     rng = np.random.default_rng(0)
-    assert np.isnan(oc.rosenbaum_gamma(rng.normal(size=30), rng.normal(size=30)))  # not significant at Gamma 1
+    # not significant at Gamma 1
+    assert np.isnan(oc.rosenbaum_gamma(rng.normal(size=30), rng.normal(size=30)))
     big = np.linspace(1, 2, 200)
     assert np.isinf(oc.rosenbaum_gamma(big, np.zeros(200), gamma_max=5.0))  # still significant at gamma_max
     with pytest.raises(InputDataError):
@@ -273,7 +278,8 @@ def test_reference_distances_nearest_random_and_singletons():
     again = oc.reference_distances(ids, identity, X, reference="random", random_state=7)
     pd.testing.assert_frame_equal(rnd, again)
     assert (rnd["reference_id"] != rnd["image_id"]).all()
-    cos = oc.reference_distances(ids, identity, X + 1, metric="cosine", reference="nearest").set_index("image_id")
+    cos = oc.reference_distances(ids, identity, X + 1, metric="cosine",
+                                 reference="nearest").set_index("image_id")
     assert cos.loc["c1", "distance"] == pytest.approx(1 - 4 / (np.sqrt(2) * np.sqrt(10)))
 
 

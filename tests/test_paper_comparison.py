@@ -33,9 +33,13 @@ def test_means_sit_beside_the_reported_numbers():
     assert reported["greedy_constrained"] == {"pairs": 1200, "within_threshold": 301,
                                               "distance_range_without_threshold": [97, 119]}
     table = paper_comparison.means_comparison(toy_means(), reported, "gan_constrained")
-    row = table[(table.covariate == "young") & (table.group == "control") & (table["sample"] == "unmatched")].iloc[0]
+    row = table[
+        (table.covariate == "young") & (table.group == "control") & (table["sample"] == "unmatched")
+    ].iloc[0]
     assert row.reference == 0.88 and np.isclose(row.difference, 0.8 - 0.88)
-    row = table[(table.covariate == "makeup") & (table.group == "treated") & (table["sample"] == "matched")].iloc[0]
+    row = table[
+        (table.covariate == "makeup") & (table.group == "treated") & (table["sample"] == "matched")
+    ].iloc[0]
     assert row.reference == 0.03
     assert list(table.columns) == paper_comparison.MEANS_COLUMNS and len(table) == 8
     with pytest.raises(InputDataError, match="paper_comparison.method"):
@@ -75,8 +79,17 @@ def test_figure_is_drawn(tmp_path):
     reported = paper_comparison.load_reference(str(ROOT / "resources/paper/reported.json"))
     table = paper_comparison.means_comparison(toy_means(), reported, "gan_constrained")
     nn = paper_comparison.neighbour_comparison(
-        pd.DataFrame({"embedding": ["gan", "gan + face constraint"], "scope": "all", "err_top1": [0.7, 0.3],
-                      "err_top5": [0.6, 0.2], "err_top10": [0.5, 0.1]}), reported["neighbour_quality"])
+        pd.DataFrame(
+            {
+                "embedding": ["gan", "gan + face constraint"],
+                "scope": "all",
+                "err_top1": [0.7, 0.3],
+                "err_top5": [0.6, 0.2],
+                "err_top10": [0.5, 0.1],
+            }
+        ),
+        reported["neighbour_quality"],
+    )
     assert list(nn["source"]) == ["this run"] * 2 + ["paper"] * 4
     assert "gan + facial constraint" in set(nn["embedding"])
     out = paper_comparison.paper_comparison(table, nn, str(tmp_path / "f.pdf"), str(tmp_path / "f.png"))
@@ -98,13 +111,22 @@ def _figure(monkeypatch):
 
 def _nn():
     reported = paper_comparison.load_reference(str(ROOT / "resources/paper/reported.json"))
-    run = pd.DataFrame({"embedding": ["gan", "gan + face constraint"], "scope": "all", "err_top1": [0.2, 0.01],
-                        "err_top5": [0.06, 0.0], "err_top10": [0.02, 0.0], "diff_young": [0.0, 0.01]})
+    run = pd.DataFrame(
+        {
+            "embedding": ["gan", "gan + face constraint"],
+            "scope": "all",
+            "err_top1": [0.2, 0.01],
+            "err_top5": [0.06, 0.0],
+            "err_top10": [0.02, 0.0],
+            "diff_young": [0.0, 0.01],
+        }
+    )
     return reported, paper_comparison.neighbour_comparison(run, reported["neighbour_quality"])
 
 
 def test_demo_retrieval_errors_are_not_drawn_on_the_papers_axis(tmp_path, monkeypatch):
-    """Demo identities are latent clusters, the paper's are people in CelebA-HQ: separate axes, each titled with
+    """Demo identities are latent clusters, the paper's are people in CelebA-HQ: separate axes, each titled
+    with
     its data, and the demo's says it is not comparable; a CelebA-HQ run's does not."""
     reported, nn = _nn()
     table = paper_comparison.means_comparison(toy_means(), reported, "gan_constrained")
@@ -112,20 +134,32 @@ def test_demo_retrieval_errors_are_not_drawn_on_the_papers_axis(tmp_path, monkey
     assert paper_comparison.run_data("celeba_hq")[1] is True
     seen = _figure(monkeypatch)
     label, comparable = paper_comparison.run_data("demo")
-    paper_comparison.paper_comparison(table, nn, str(tmp_path / "f.pdf"), str(tmp_path / "f.png"),
-                                      run_label=label, comparable=comparable)
-    bar_axes = [ax for ax in seen["fig"].axes if ax.get_yticklabels() and any(
-        getattr(p, "get_hatch", None) for p in ax.patches) and ax.patches]
+    paper_comparison.paper_comparison(
+        table, nn, str(tmp_path / "f.pdf"), str(tmp_path / "f.png"), run_label=label, comparable=comparable
+    )
+    bar_axes = [
+        ax
+        for ax in seen["fig"].axes
+        if ax.get_yticklabels() and any(getattr(p, "get_hatch", None) for p in ax.patches) and ax.patches
+    ]
     rows = {ax.get_title(): [t.get_text() for t in ax.get_yticklabels()] for ax in bar_axes}
     assert len(rows) == 2
     run_title = next(t for t in rows if t.startswith("This run"))
     paper_title = next(t for t in rows if t.startswith("The paper"))
     assert rows[run_title] == ["gan", "gan + face constraint"]
     assert rows[paper_title] == list(nn.loc[nn["source"] == "paper", "embedding"])
-    assert "not comparable" in " ".join(run_title.split()) and "simulated people" in " ".join(run_title.split())
+    assert "not comparable" in " ".join(run_title.split()) and "simulated people" in " ".join(
+        run_title.split()
+    )
     assert "CelebA-HQ" in paper_title
-    paper_comparison.paper_comparison(table, nn, str(tmp_path / "g.pdf"), str(tmp_path / "g.png"),
-                                      run_label="CelebA-HQ, the paper's data", comparable=True)
+    paper_comparison.paper_comparison(
+        table,
+        nn,
+        str(tmp_path / "g.pdf"),
+        str(tmp_path / "g.png"),
+        run_label="CelebA-HQ, the paper's data",
+        comparable=True,
+    )
     titles = " ".join(ax.get_title() for ax in seen["fig"].axes)
     assert "not comparable" not in titles
 
@@ -141,12 +175,14 @@ def test_method_with_too_few_pairs_is_marked_as_in_the_love_plot(tmp_path, monke
     reported, nn = _nn()
     table = paper_comparison.means_comparison(toy_means(), reported, "gan_constrained")
     seen = _figure(monkeypatch)
-    paper_comparison.paper_comparison(table, nn, str(tmp_path / "f.pdf"), str(tmp_path / "f.png"),
-                                      flag="too few pairs (4 < 10)")
+    paper_comparison.paper_comparison(
+        table, nn, str(tmp_path / "f.pdf"), str(tmp_path / "f.png"), flag="too few pairs (4 < 10)"
+    )
     means_ax = next(ax for ax in seen["fig"].axes if ax.get_title().startswith("Group means"))
     assert "too few pairs (4 < 10): not judged" in means_ax.get_title()
     after = [line for line in means_ax.lines if line.get_marker() == "s"]
-    assert len(after) == 2 and all(line.get_markerfacecolor() in ("white", "w", (1.0, 1.0, 1.0, 1.0))
-                                   for line in after)
+    assert len(after) == 2 and all(
+        line.get_markerfacecolor() in ("white", "w", (1.0, 1.0, 1.0, 1.0)) for line in after
+    )
     legend = " ".join(t.get_text() for t in means_ax.get_legend().get_texts())
     assert "[too few pairs (4 < 10): not judged]" in legend

@@ -32,7 +32,8 @@ def test_l1_metric_is_exact_and_consistent():
 
 @pytest.fixture(scope="module")
 def vgg_weights(tmp_path_factory):
-    """A torchvision VGG16 state dict with seeded random weights (the features part, as the real file's keys)."""
+    """A torchvision VGG16 state dict with seeded random weights (the features part, as the real file's
+    keys)."""
     import torch
     from torchvision.models.vgg import cfgs, make_layers
 
@@ -58,7 +59,8 @@ def test_vgg_features_follow_the_reference_recipe(vgg_weights):
     feats = make_layers(cfgs["D"])
     feats.load_state_dict({k[9:]: v for k, v in torch.load(vgg_weights).items() if k.startswith("features.")})
     x = torch.from_numpy(imgs[0]).permute(2, 0, 1)[None].float() / 255.0
-    x = (x - torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)) / torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    x = (x - torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)) / torch.tensor([0.229, 0.224,
+                                                                                   0.225]).view(1, 3, 1, 1)
     x = F.interpolate(x, size=(112, 112), mode="bilinear", align_corners=False)
     want = []
     with torch.no_grad():
@@ -78,7 +80,8 @@ def test_vgg_weights_are_required_and_checked(tmp_path):
     with pytest.raises(WeightsError, match="needs weights"):
         face_embeddings.embed_images("vgg", [np.zeros((8, 8, 3), np.uint8)])
     with pytest.raises(WeightsError, match="not found"):
-        face_embeddings.embed_images("vgg", [np.zeros((8, 8, 3), np.uint8)], weights=str(tmp_path / "none.pth"))
+        face_embeddings.embed_images("vgg", [np.zeros((8, 8, 3), np.uint8)],
+                                     weights=str(tmp_path / "none.pth"))
 
 
 def test_facenet_casia_state_dict_loads(tmp_path):
@@ -96,7 +99,8 @@ def test_facenet_casia_state_dict_loads(tmp_path):
 
 
 def test_a_web_page_is_not_recorded_as_the_file(tmp_path):
-    """A file host's sign-in page (FairFace's weights live on Google Drive) is refused, not hashed into the lock."""
+    """A file host's sign-in page (FairFace's weights live on Google Drive) is refused, not hashed into the
+    lock."""
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -164,7 +168,8 @@ def test_fairface_predicts_race_with_probabilities(fairface_weights):
     p = np.exp(z[:7] - z[:7].max())
     p /= p.sum()
     assert table.loc[0, "race"] == RACES[7][int(np.argmax(p))]
-    assert np.isclose(table.loc[0, "black_prob"], p[1], atol=1e-4) and np.isclose(table.loc[0, "race_prob"], p.max(), atol=1e-4)
+    assert np.isclose(table.loc[0, "black_prob"], p[1], atol=1e-4) and np.isclose(table.loc[0, "race_prob"],
+                                                                                  p.max(), atol=1e-4)
     four = predict_race(imgs, weights=str(path), races=4)
     assert set(four["race"]) <= set(RACES[4]) and "fairface_age" not in four
 
@@ -192,7 +197,8 @@ def test_race_label_takes_precedence_and_black_is_a_covariate(fairface_weights, 
     preds = pd.concat([pd.DataFrame({"image_id": ids}), race], axis=1)
     X = rng.normal(size=(6, 3)).astype(np.float32)
     table, _ = attributes_table(index, ids, X, ["black"], cv_folds=2, predictions=preds)
-    assert table["race_source"].tolist() == ["predicted", "label", "predicted", "predicted", "predicted", "predicted"]
+    assert table["race_source"].tolist() == ["predicted", "label", "predicted", "predicted", "predicted",
+                                             "predicted"]
     assert table.loc[1, "race"] == "Indian" and table.loc[0, "race"] == race.loc[0, "race"]
     assert table["black_source"].tolist()[:2] == ["predicted", "label"]
     assert np.allclose(table.loc[[0, 2], "black_prob"], race.loc[[0, 2], "black_prob"])

@@ -1,4 +1,5 @@
-"""The config resolved once: every default from the schema, and the run plan (ganmatch.settings.plan.resolve)."""
+"""The config resolved once: every default from the schema, and the run plan
+(ganmatch.settings.plan.resolve)."""
 
 from __future__ import annotations
 
@@ -68,12 +69,14 @@ def test_the_demo_plan_runs_every_stage():
     assert plan.attributes_embedding == "gan" and plan.figures == config["figures"] and plan.messages == []
     assert plan.method_embeddings("gan_greedy") == ["gan"]
     assert plan.paper_comparison_method == "gan_constrained" and plan.knn_metric["gan"] == "euclidean"
-    assert list(plan.drift_embeddings) == ["gan", "pixel", "pixel255"]  # the precomputed face descriptors cannot embed an edit
+    # the precomputed face descriptors cannot embed an edit
+    assert list(plan.drift_embeddings) == ["gan", "pixel", "pixel255"]
 
 
 def test_without_generator_weights_the_gan_stage_and_its_methods_drop_out(tmp_path, monkeypatch):
     config = _photos(tmp_path, monkeypatch, project={"activate": True, "weights": "weights/g.pkl"})
-    config["matching"]["methods"]["gan_greedy"] = {"method": "greedy", "distance": "embedding", "embedding": "gan"}
+    config["matching"]["methods"]["gan_greedy"] = {"method": "greedy", "distance": "embedding",
+                                                   "embedding": "gan"}
     config["attributes"]["embedding"] = "gan"
     plan = resolve(config, exists=lambda path: False)
     assert not plan.project_active and "gan" not in plan.embeddings and "gan_greedy" not in plan.methods
@@ -81,7 +84,8 @@ def test_without_generator_weights_the_gan_stage_and_its_methods_drop_out(tmp_pa
     message = plan.messages[0]
     assert "'weights/g.pkl' (project.weights) do not exist" in message and "gan_greedy" in message
     assert "fitted on 'dlib' instead" in message
-    # the configured file, the resolution's download entry (config/celeba_hq.yaml) and where the file is described
+    # the configured file, the resolution's download entry (config/celeba_hq.yaml) and where the file is
+    # described
     assert "downloads.files entry 'stylegan2_ffhq256' of config/celeba_hq.yaml" in message
     assert "path: weights/g.pkl" in message and "FFHQ 256 px" in message and "docs/downloads.md" in message
     celeba = yaml.safe_load((ROOT / "config/celeba_hq.yaml").read_text())["downloads"]["files"]
@@ -111,7 +115,8 @@ def test_rules_and_stages_have_no_fallback_defaults():
     """Defaults live in the schema only: no `config.get(...)` or `.get(key, default)` on config values in the
     rules, and no `params.get(key, default)` in the stage adapters."""
     offenders = []
-    for path in [*sorted((ROOT / "workflow/rules").glob("*.smk")), *sorted((ROOT / "src/ganmatch/stages").glob("*.py"))]:
+    for path in [*sorted((ROOT / "workflow/rules").glob("*.smk")),
+                 *sorted((ROOT / "src/ganmatch/stages").glob("*.py"))]:
         for n, line in enumerate(path.read_text().splitlines(), 1):
             if re.search(r"config\.get\(|config\[[^\]]+\]\.get\(\"\w+\", |params\.get\(\"\w+\", ", line):
                 offenders.append(f"{path.relative_to(ROOT)}:{n}: {line.strip()}")
@@ -133,7 +138,8 @@ def test_ganmatch_plan_prints_the_run_plan_and_names_bad_keys(capsys, monkeypatc
     out = capsys.readouterr().out
     assert "GAN stage: on, generator resources/demo/generator.pt" in out
     assert ("gan_greedy: greedy(distance=embedding, embedding=gan, metric=euclidean, std_caliper=True, "
-            "caliper_quantile=0.6, estimand=ATT, k=100)") in out       # the method's parameter order, whatever the YAML
+            # the method's parameter order, whatever the YAML
+            "caliper_quantile=0.6, estimand=ATT, k=100)") in out
     assert "propensity: nearest(distance=propensity, covariates=" in out and "link=linear.logit" in out
     bad = tmp_path / "bad.yaml"
     bad.write_text("matching: {methods: {gan_greedy: {caliper_quantil: 0.5}}}\n")
@@ -144,7 +150,8 @@ def test_ganmatch_plan_prints_the_run_plan_and_names_bad_keys(capsys, monkeypatc
 def test_an_offline_celeba_hq_run_lists_every_missing_download_at_once(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     raw = _config("celeba_hq")
-    for key in ("mapping", "identities"):  # local files the start-up checks require and read (no download entry)
+    # local files the start-up checks require and read (no download entry)
+    for key in ("mapping", "identities"):
         (tmp_path / raw["celeba_hq"][key]).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / raw["celeba_hq"][key], tmp_path / raw["celeba_hq"][key])
     config = validate_config(raw, SCHEMA)

@@ -25,7 +25,8 @@ class Clock:
 
 
 def test_format_duration():
-    assert [format_duration(s) for s in (0, 42.4, 185, 7620, float("nan"))] == ["0s", "42s", "3m05s", "2h07m", "?"]
+    assert [format_duration(s) for s in (0, 42.4, 185, 7620, float("nan"))] == ["0s", "42s", "3m05s", "2h07m",
+                                                                                "?"]
 
 
 def test_lines_come_at_a_steady_interval_with_rate_and_eta():
@@ -66,7 +67,8 @@ def test_map_in_chunks_equals_one_call(n):
     arr = map_in_chunks(lambda part: np.asarray(part, float).reshape(-1, 1) * 2, items, p, chunk=3)
     assert arr.shape == (n, 1) and arr[:, 0].tolist() == [2.0 * i for i in items]
     assert p.done == n
-    frame = map_in_chunks(lambda part: pd.DataFrame({"v": list(part)}), items, Progress(n, "y", log=p.log), chunk=3)
+    frame = map_in_chunks(lambda part: pd.DataFrame({"v": list(part)}), items, Progress(n, "y", log=p.log),
+                          chunk=3)
     assert frame["v"].tolist() == items and list(frame.index) == list(range(n))
 
 
@@ -87,7 +89,8 @@ def test_projection_reports_every_batch():
 
     torch.set_num_threads(1)
     gen = make_generator(16, z_dim=16, w_dim=16, n_mlp=4, channels={4: 16, 8: 16, 16: 16}, seed=0)
-    images = tensor_to_uint8(gen.synthesis(gen.mapping(torch.randn(5, 16, generator=torch.Generator().manual_seed(1)))))
+    images = tensor_to_uint8(gen.synthesis(gen.mapping(torch.randn(5, 16,
+                                                                   generator=torch.Generator().manual_seed(1)))))
     seen = []
     LatentProjector(gen, steps=2, batch_size=2).project(images, progress=seen.append)
     assert seen == [2, 2, 1]

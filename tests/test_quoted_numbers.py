@@ -1,4 +1,5 @@
-"""The numbers the docs quote from benchmarks agree with the committed tables (benchmarks/quoted_numbers.py)."""
+"""The numbers the docs quote from benchmarks agree with the committed tables
+(benchmarks/quoted_numbers.py)."""
 
 import importlib.util
 from pathlib import Path
@@ -26,7 +27,8 @@ def test_scaling_md_readme_and_config_comments_agree_with_the_tables(quoted):
 def test_the_check_catches_stale_numbers_and_untabled_sources(quoted, tmp_path):
     tables = quoted.load_tables()
     doc = tmp_path / "doc.md"
-    doc.write_text("- kNN of 10,000 x 512-d takes 2.71 s **[matching]**; dense is 143.9x slower **[matching]**.\n"
+    doc.write_text("- kNN of 10,000 x 512-d takes 2.71 s **[matching]**; dense is 143.9x slower "
+                   "**[matching]**.\n"
                    "- Warping: 3.26 ms per image **[faces]**, 1.6 min in total **[estimate]**.\n"
                    "- A step costs 99 GFLOP **[measured here]**.\n\n| stage | 9.65x [matching] |\n")
     problems = quoted.check_scaling(doc, tables)

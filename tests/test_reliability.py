@@ -38,7 +38,8 @@ def _digests(root: Path, patterns=TABLES) -> dict[str, str]:
 
 
 def _stamps(root: Path) -> dict[str, tuple[int, int]]:
-    return {str(p.relative_to(root)): (p.stat().st_mtime_ns, p.stat().st_size) for p in root.rglob("*") if p.is_file()}
+    return {str(p.relative_to(root)): (p.stat().st_mtime_ns,
+                                       p.stat().st_size) for p in root.rglob("*") if p.is_file()}
 
 
 def _unreadable(root: Path) -> list[str]:
@@ -73,11 +74,13 @@ def reference(demo_run) -> Path:
 
 @pytest.fixture(scope="module")
 def interrupted(tmp_path_factory) -> dict:
-    """A run killed with SIGKILL inside a projection job, a concurrent run refused meanwhile, then recovery."""
+    """A run killed with SIGKILL inside a projection job, a concurrent run refused meanwhile, then
+    recovery."""
     work = tiny_workdir(tmp_path_factory.mktemp("interrupted"))
     env = dict(os.environ, PYTHONPATH=str(work / "src"), OMP_NUM_THREADS="1")
     with open(work / "first.out", "w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "snakemake", "--cores", "2", *CONFIG], cwd=work, env=env,
+        proc = subprocess.Popen([sys.executable, "-m", "snakemake", "--cores", "2", *CONFIG], cwd=work,
+                                env=env,
                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     project_logs = work / "logs/demo/project"
     _wait_for(lambda: any(project_logs.glob("shard_*.log")), proc, 600, "a project_shard job started")
@@ -122,7 +125,8 @@ def test_sigkill_mid_job_leaves_no_partial_output_and_resume_completes(interrupt
     # hidden temporary files, which no rule reads)
     assert not interrupted["unreadable"]
     locked = interrupted["locked"].stdout + interrupted["locked"].stderr
-    # a plain rerun is refused, naming the recovery flag it needs: the stale lock (--unlock) or, when Snakemake
+    # a plain rerun is refused, naming the recovery flag it needs: the stale lock (--unlock) or, when
+    # Snakemake
     # checks first for the killed job's outputs, --rerun-incomplete; the README's recovery gives both
     assert interrupted["locked"].returncode != 0
     assert "--unlock" in locked or "--rerun-incomplete" in locked
@@ -141,7 +145,8 @@ def test_resumed_run_is_byte_identical_to_an_uninterrupted_one(interrupted, refe
     differ = sorted(p for p in ref if ref[p] != got[p])
     assert not differ, f"not byte-identical after kill and resume: {differ}"
     # the aligned crops are deterministic too
-    assert _digests(reference / "results", ("*.png",)) == _digests(interrupted["work"] / "results", ("*.png",))
+    assert _digests(reference / "results", ("*.png",)) == _digests(interrupted["work"] / "results", ("*.png",
+                                                                                                     ))
 
 
 @pytest.mark.slow

@@ -22,7 +22,8 @@ localrule all:
 def test_edges_follow_files_and_drop_transitive_ones():
     jobs = jobs_from_log(LOG)
     assert [j["rule"] for j in jobs] == ["index", "align_shard", "figure", "all"]
-    assert rule_edges(jobs) == {("index", "align_shard"), ("align_shard", "figure")}   # index -> figure is implied
+    # index -> figure is implied
+    assert rule_edges(jobs) == {("index", "align_shard"), ("align_shard", "figure")}
     dot = rule_graph_dot(LOG)
     assert "index -> align_shard;" in dot and "index -> figure;" not in dot and "all" not in dot
 

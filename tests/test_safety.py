@@ -45,7 +45,8 @@ def _problems(config: dict, cwd=None) -> str:
     return str(err.value)
 
 
-# ---------------------------------------------------------------- 1. paths: the run writes only its own folders
+# ---------------------------------------------------------------- 1. paths: the run writes only its own
+# folders
 
 
 @pytest.mark.slow
@@ -58,7 +59,8 @@ def test_demo_never_overwrites_the_file_project_weights_names(tmp_path, case):
     user.write_bytes(b"the user's real weights")
     weights = str(user) if case == "absolute" else "../ffhq.pkl"
     (work / "w.yaml").write_text(yaml.safe_dump({"project": {"weights": weights}}))
-    proc = snakemake(work, "resources/demo/truth.json", "--configfile", "config/config.yaml", "w.yaml", check=False)
+    proc = snakemake(work, "resources/demo/truth.json", "--configfile", "config/config.yaml", "w.yaml",
+                     check=False)
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0
     assert "'project.weights'" in out and "resources/demo/generator.pt" in out
@@ -90,7 +92,8 @@ def test_user_inputs_are_never_outputs(tmp_path):
     (tmp_path / "results/photos/aligned").mkdir(parents=True)
     config = {"dataset": "photos", "source": "folder", "treatment": "male", "covariates": ["young"],
               "folder": {"path": "results/photos/aligned"}, "face_attributes": {"activate": True},
-              "embeddings": {"pixel": {"kind": "pixel"}, "facenet": {"kind": "facenet", "weights": "nowhere.pt"}},
+              "embeddings": {"pixel": {"kind": "pixel"}, "facenet": {"kind": "facenet",
+                                                                     "weights": "nowhere.pt"}},
               "project": {"activate": False}, "matching": {"methods": {}}}
     msg = _problems(config, tmp_path)
     assert "'folder.path' is 'results/photos/aligned', inside results/photos/" in msg
@@ -107,11 +110,13 @@ def test_shipped_configs_pass_the_start_up_checks(tmp_path, monkeypatch):
     check_config(photos, SCHEMA, tmp_path)
 
 
-# ---------------------------------------------------------------- 2. every setting checked before the first job
+# ---------------------------------------------------------------- 2. every setting checked before the first
+# job
 
 
 @pytest.mark.parametrize(("patch", "expected"), [
-    ({"caliper_quantil": 0.5}, "'matching.methods.gan_greedy.caliper_quantil'. Did you mean 'caliper_quantile'?"),
+    ({"caliper_quantil": 0.5}, "'matching.methods.gan_greedy.caliper_quantil'. Did you mean "
+                               "'caliper_quantile'?"),
     ({"caliper_quantile": -1}, "'matching.methods.gan_greedy.caliper_quantile'"),
     ({"caliper_quantile": 0}, "'matching.methods.gan_greedy.caliper_quantile'"),
     ({"caliper_quantile": 1.5}, "'matching.methods.gan_greedy.caliper_quantile'"),
@@ -142,31 +147,93 @@ def test_propensity_and_column_problems_name_their_keys():
     assert "'covariates' names 'wrinkled', which the run will not have" in _problems(config)
     config = _demo()
     del config["matching"]["methods"]["propensity"]["covariates"]
-    assert "'matching.methods.propensity': distance propensity needs covariates and/or an embedding" in _problems(config)
+    want = "'matching.methods.propensity': distance propensity needs covariates and/or an embedding"
+    assert want in _problems(config)
 
 
-@pytest.mark.parametrize("method,patch,expected", [
-    ("gan_greedy", {"distance": "propensity"}, "'matching.methods.gan_greedy.penalty': a propensity model on the embedding"),
-    ("gan_greedy", {"discard": "both"}, "'matching.methods.gan_greedy.discard' needs a scalar distance"),
-    ("gan_greedy", {"caliper_quantile": None, "caliper": 0.5}, "'matching.methods.gan_greedy.caliper' on distance embedding is absolute"),
-    ("gan_greedy", {"estimand": "ATE"}, "'matching.methods.gan_greedy.estimand' is ATE; method greedy estimates ATT or ATC"),
-    ("gan_greedy", {"covariates": ["young"]}, "'matching.methods.gan_greedy.covariates': distance embedding takes no covariates"),
-    ("gan_greedy", {"link": "linear.logit"}, "'matching.methods.gan_greedy.link' applies only to distance: propensity"),
-    ("gan_greedy", {"method": "subclass", "caliper_quantile": None}, "'matching.methods.gan_greedy.distance': subclass needs a scalar distance"),
-    ("propensity", {"m_order": "closest", "ratio": 2}, "'matching.methods.propensity.m_order' closest is the greedy method"),
-    ("propensity", {"distance": "mahalanobis", "link": None, "m_order": "largest", "caliper": None},
-     "'matching.methods.propensity.m_order' largest orders by a scalar distance"),
-    ("propensity", {"distance": "score"}, "'matching.methods.propensity': distance score needs 'score'"),
-    ("propensity", {"distance": "score", "score": "age", "link": None}, "'matching.methods.propensity.score' is 'age', which is not among 'covariates'"),
-    ("propensity", {"covariate_caliper": {"wrinkles": 1}}, "'matching.methods.propensity.covariate_caliper' names ['wrinkles']"),
-    ("propensity", {"antiexact": ["wrinkles"]}, "'matching.methods.propensity.antiexact' names ['wrinkles']"),
-    ("propensity", {"mahvars": ["wrinkles"]}, "'matching.methods.propensity.mahvars' names ['wrinkles']"),
-    ("gan_greedy", {"mahvars": ["young"]}, "'matching.methods.gan_greedy.mahvars' needs a scalar distance"),
-    ("propensity", {"m_order": "furthest"}, "matching.methods.propensity.m_order"),
-    ("propensity", {"method": "exact"}, "unknown key 'matching.methods.propensity.caliper'"),
-    ("propensity", {"method": "cem", "distance": None, "link": None, "caliper": None, "m_order": None, "ties": None,
-                    "cutpoints": {"male": 3}}, "'matching.methods.propensity.cutpoints' names ['male']"),
-])
+@pytest.mark.parametrize(
+    "method,patch,expected",
+    [
+        (
+            "gan_greedy",
+            {"distance": "propensity"},
+            "'matching.methods.gan_greedy.penalty': a propensity model on the embedding",
+        ),
+        ("gan_greedy", {"discard": "both"}, "'matching.methods.gan_greedy.discard' needs a scalar distance"),
+        (
+            "gan_greedy",
+            {"caliper_quantile": None, "caliper": 0.5},
+            "'matching.methods.gan_greedy.caliper' on distance embedding is absolute",
+        ),
+        (
+            "gan_greedy",
+            {"estimand": "ATE"},
+            "'matching.methods.gan_greedy.estimand' is ATE; method greedy estimates ATT or ATC",
+        ),
+        (
+            "gan_greedy",
+            {"covariates": ["young"]},
+            "'matching.methods.gan_greedy.covariates': distance embedding takes no covariates",
+        ),
+        (
+            "gan_greedy",
+            {"link": "linear.logit"},
+            "'matching.methods.gan_greedy.link' applies only to distance: propensity",
+        ),
+        (
+            "gan_greedy",
+            {"method": "subclass", "caliper_quantile": None},
+            "'matching.methods.gan_greedy.distance': subclass needs a scalar distance",
+        ),
+        (
+            "propensity",
+            {"m_order": "closest", "ratio": 2},
+            "'matching.methods.propensity.m_order' closest is the greedy method",
+        ),
+        (
+            "propensity",
+            {"distance": "mahalanobis", "link": None, "m_order": "largest", "caliper": None},
+            "'matching.methods.propensity.m_order' largest orders by a scalar distance",
+        ),
+        ("propensity", {"distance": "score"}, "'matching.methods.propensity': distance score needs 'score'"),
+        (
+            "propensity",
+            {"distance": "score", "score": "age", "link": None},
+            "'matching.methods.propensity.score' is 'age', which is not among 'covariates'",
+        ),
+        (
+            "propensity",
+            {"covariate_caliper": {"wrinkles": 1}},
+            "'matching.methods.propensity.covariate_caliper' names ['wrinkles']",
+        ),
+        (
+            "propensity",
+            {"antiexact": ["wrinkles"]},
+            "'matching.methods.propensity.antiexact' names ['wrinkles']",
+        ),
+        ("propensity", {"mahvars": ["wrinkles"]}, "'matching.methods.propensity.mahvars' names ['wrinkles']"),
+        (
+            "gan_greedy",
+            {"mahvars": ["young"]},
+            "'matching.methods.gan_greedy.mahvars' needs a scalar distance",
+        ),
+        ("propensity", {"m_order": "furthest"}, "matching.methods.propensity.m_order"),
+        ("propensity", {"method": "exact"}, "unknown key 'matching.methods.propensity.caliper'"),
+        (
+            "propensity",
+            {
+                "method": "cem",
+                "distance": None,
+                "link": None,
+                "caliper": None,
+                "m_order": None,
+                "ties": None,
+                "cutpoints": {"male": 3},
+            },
+            "'matching.methods.propensity.cutpoints' names ['male']",
+        ),
+    ],
+)
 def test_combinations_matchit_refuses_stop_at_start_up_naming_the_key(method, patch, expected):
     config = _demo()
     spec = config["matching"]["methods"][method]
@@ -177,22 +244,39 @@ def test_combinations_matchit_refuses_stop_at_start_up_naming_the_key(method, pa
 
 
 def test_matchits_further_options_pass_the_start_up_checks():
-    """antiexact, mahvars, m_order farthest and distance robust_mahalanobis, under MatchIt's names, are accepted
+    """antiexact, mahvars, m_order farthest and distance robust_mahalanobis, under MatchIt's names, are
+    accepted
     where MatchIt takes them."""
     config = _demo()
     methods = config["matching"]["methods"]
-    methods["propensity"].update({"m_order": "farthest", "antiexact": ["eyeglasses"], "mahvars": ["young", "smiling"]})
-    methods["robust"] = {"method": "nearest", "distance": "robust_mahalanobis", "covariates": ["young", "smiling"],
-                         "m_order": "farthest", "antiexact": ["eyeglasses"]}
+    methods["propensity"].update(
+        {"m_order": "farthest", "antiexact": ["eyeglasses"], "mahvars": ["young", "smiling"]}
+    )
+    methods["robust"] = {
+        "method": "nearest",
+        "distance": "robust_mahalanobis",
+        "covariates": ["young", "smiling"],
+        "m_order": "farthest",
+        "antiexact": ["eyeglasses"],
+    }
     resolved = validate_config(config, SCHEMA)
     assert resolved["matching"]["methods"]["robust"]["distance"] == "robust_mahalanobis"
 
 
-@pytest.mark.parametrize("spec,expected", [
-    ({"method": "propensity", "covariates": ["young"]}, "is now method: nearest with distance: propensity"),
-    ({"method": "mahalanobis", "covariates": ["young"]}, "is now method: greedy (or nearest) with distance: mahalanobis"),
-    ({"method": "greedy", "embedding": "gan"}, "has no 'distance': add distance: embedding"),
-])
+@pytest.mark.parametrize(
+    "spec,expected",
+    [
+        (
+            {"method": "propensity", "covariates": ["young"]},
+            "is now method: nearest with distance: propensity",
+        ),
+        (
+            {"method": "mahalanobis", "covariates": ["young"]},
+            "is now method: greedy (or nearest) with distance: mahalanobis",
+        ),
+        ({"method": "greedy", "embedding": "gan"}, "has no 'distance': add distance: embedding"),
+    ],
+)
 def test_the_former_method_spellings_get_their_new_form(spec, expected):
     config = _demo()
     config["matching"]["methods"]["old"] = spec
@@ -201,7 +285,9 @@ def test_the_former_method_spellings_get_their_new_form(spec, expected):
     assert expected in str(err.value)
 
 
-@pytest.mark.parametrize(("key", "value"), [("s_d_denom", "weighted"), ("s_d_denom", "ATT"), ("binary", "standardised")])
+@pytest.mark.parametrize(
+    ("key", "value"), [("s_d_denom", "weighted"), ("s_d_denom", "ATT"), ("binary", "standardised")]
+)
 def test_bad_balance_choices_stop_at_start_up_naming_the_key(key, value):
     config = _demo()
     config["balance"][key] = value
@@ -219,8 +305,11 @@ def test_method_schema_blocks_mirror_the_matchers_signatures():
     defs = SCHEMA["$defs"]
 
     def resolve(node):
-        return resolve(defs[node["$ref"].split("/")[-1]]) | {k: v for k, v in node.items() if k != "$ref"} \
-            if "$ref" in node else node
+        return (
+            resolve(defs[node["$ref"].split("/")[-1]]) | {k: v for k, v in node.items() if k != "$ref"}
+            if "$ref" in node
+            else node
+        )
 
     for method in METHODS:
         props = defs[method]["properties"]
@@ -236,7 +325,9 @@ def test_method_schema_blocks_mirror_the_matchers_signatures():
 @pytest.mark.slow
 def test_a_bad_method_parameter_stops_snakemake_before_any_job(tmp_path):
     work = copy_workflow(tmp_path)
-    (work / "bad.yaml").write_text(yaml.safe_dump({"matching": {"methods": {"gan_greedy": {"caliper_quantil": 0.5}}}}))
+    (work / "bad.yaml").write_text(
+        yaml.safe_dump({"matching": {"methods": {"gan_greedy": {"caliper_quantil": 0.5}}}})
+    )
     proc = snakemake(work, "--configfile", "config/config.yaml", "bad.yaml", check=False)
     assert proc.returncode != 0
     assert "Did you mean 'caliper_quantile'" in proc.stdout + proc.stderr
@@ -274,12 +365,18 @@ def test_label_rows_that_match_no_photo_stop_the_run_with_suggestions(tmp_path, 
     assert index.set_index("file").loc["astronaut.png", "male"] == 1 and index["male"].notna().sum() == 1
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("file,male\nhopper.jpg,1\nastronaut.png,2\n", "line 3, column 'male': '2' is not 0 or 1"),
-    ("file,male\nhopper.jpg,1\nhopper.jpg,0\n", "file 'hopper.jpg' is listed more than once (lines [2, 3]"),
-    ("file,male,path\nhopper.jpg,1,x\n", "column(s) ['path'] are made by the pipeline itself"),
-    ("name,male\nhopper.jpg,1\n", "needs a 'file' column"),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("file,male\nhopper.jpg,1\nastronaut.png,2\n", "line 3, column 'male': '2' is not 0 or 1"),
+        (
+            "file,male\nhopper.jpg,1\nhopper.jpg,0\n",
+            "file 'hopper.jpg' is listed more than once (lines [2, 3]",
+        ),
+        ("file,male,path\nhopper.jpg,1,x\n", "column(s) ['path'] are made by the pipeline itself"),
+        ("name,male\nhopper.jpg,1\n", "needs a 'file' column"),
+    ],
+)
 def test_labels_csv_errors_name_the_csv_line_and_column(tmp_path, photo_folder, text, expected):
     labels = _labels(tmp_path, text)
     with pytest.raises(InputDataError) as err:
@@ -298,15 +395,25 @@ def test_image_ids_are_unique_for_any_folder_layout(photo_folder):
 
 
 def _mixed():
-    index = pd.DataFrame({"image_id": [f"i{k}" for k in range(7)], "identity": ["p", "p", "p", "q", "q", "r", "s"],
-                          "male": [1, 1, 0, 1, 0, 1, 0], "young": [0, 1, 0, 1, 0, 1, 0]})
+    index = pd.DataFrame(
+        {
+            "image_id": [f"i{k}" for k in range(7)],
+            "identity": ["p", "p", "p", "q", "q", "r", "s"],
+            "male": [1, 1, 0, 1, 0, 1, 0],
+            "young": [0, 1, 0, 1, 0, 1, 0],
+        }
+    )
     table = index[["image_id", "young"]].copy()
     return index, table
 
 
 def test_mixed_treatment_identities_stop_by_default_and_policies_resolve_them():
     index, table = _mixed()
-    with pytest.raises(InputDataError, match=r"2 identities carry both values .* p \(2 treated / 1 control\), q"):
+    with pytest.raises(
+        InputDataError,
+        match=r"2 identities carry both values .* p \(2 treated / 1 "
+        r"control\), q",
+    ):
         attributes_stage.apply_identity_policy(table, index, "male", "stop")
     dropped = attributes_stage.apply_identity_policy(table, index, "male", "drop")
     assert dropped["image_id"].tolist() == ["i5", "i6"]
@@ -321,15 +428,21 @@ def test_allowed_same_identity_pairs_are_flagged():
     table = attributes_stage.apply_identity_policy(table, index, "male", "allow")
     X = np.zeros((7, 2), np.float32)
     X[:, 0] = [0, 5, 0.01, 10, 10.01, 20, 20.5]
-    data = MatchData(ids=index["image_id"].to_numpy(), treated=index["male"].to_numpy(), embeddings={"e": X},
-                     identity=index["identity"].to_numpy(), covariates=table)
+    data = MatchData(
+        ids=index["image_id"].to_numpy(),
+        treated=index["male"].to_numpy(),
+        embeddings={"e": X},
+        identity=index["identity"].to_numpy(),
+        covariates=table,
+    )
     result = matching_stage.match("greedy", data, distance="embedding", embedding="e", k=5)
     matching_stage.flag_same_identity(result.pairs, data, "greedy")
     same = result.pairs.set_index("treated_id")["same_identity"]
     assert same["i0"] and same["i3"] and not same["i5"]
 
 
-# ---------------------------------------------------------------- 5. degenerate results are flagged, never "balanced"
+# ---------------------------------------------------------------- 5. degenerate results are flagged, never
+# "balanced"
 
 
 def test_one_pair_is_too_few_pairs_not_balanced():
@@ -350,7 +463,9 @@ def test_one_pair_is_too_few_pairs_not_balanced():
 def test_outcome_estimates_that_cannot_be_estimated_are_flagged():
     ids = [f"i{k}" for k in range(6)]
     table = pd.DataFrame({"image_id": ids, "male": [1, 1, 1, 0, 0, 0], "y": [1.0, 2.0, 3.0, 0.0, 1.0, 0.5]})
-    one = {"tiny": pd.DataFrame({"treated_id": ["i0"], "control_id": ["i3"], "distance": [0.1], "weight": [1.0]})}
+    one = {
+        "tiny": pd.DataFrame({"treated_id": ["i0"], "control_id": ["i3"], "distance": [0.1], "weight": [1.0]})
+    }
     out = estimate_outcomes(table, "male", one, columns=["y"], n_boot=200, min_pairs=10).set_index("method")
     assert out.loc["tiny", "status"] == "too few pairs (1 < 10)"
     assert out.loc["naive", "status"] == "ok"
@@ -376,7 +491,8 @@ def test_love_plot_marks_methods_with_too_few_pairs(tmp_path):
     assert _method_flags(summary[summary["stat"] == "smd"]) == {"tiny": "too few pairs (1 < 5)"}
 
 
-# ---------------------------------------------------------------- 6. a failed job: its reason on the terminal, no temporary file
+# ---------------------------------------------------------------- 6. a failed job: its reason on the
+# terminal, no temporary file
 
 
 JOB = """
@@ -393,13 +509,18 @@ with io.atomic_path(out, ".parquet") as tmp:
     if sys.argv[2] == "raise":
         raise ValueError("labels file 'x.csv', line 3: bad value")
     time.sleep(60)
-"""
+"""  # noqa: E501 (embedded source text)
 
 
 def _job(tmp_path, mode):
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
-    return subprocess.Popen([sys.executable, "-c", JOB, str(tmp_path), mode], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
+    return subprocess.Popen(
+        [sys.executable, "-c", JOB, str(tmp_path), mode],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
 
 
 def test_a_failed_job_prints_its_reason_and_leaves_no_temporary_file(tmp_path):
@@ -427,7 +548,8 @@ def test_snakemake_shows_the_failing_jobs_reason(tmp_path):
     work = copy_workflow(tmp_path)
     (work / "photos").mkdir()
     (work / "photos/hopper.jpg").write_bytes(b"x")
-    # the labels are valid (the start-up check reads them), but the photo is not an image: alignment rejects it, and
+    # the labels are valid (the start-up check reads them), but the photo is not an image: alignment rejects
+    # it, and
     # matching then has no image to work on, a problem only a job can see
     (work / "labels.csv").write_text("file,male\nhopper.jpg,1\n")
     photos = copy.deepcopy(yaml.safe_load((ROOT / "config/photos.yaml").read_text()))
@@ -437,8 +559,13 @@ def test_snakemake_shows_the_failing_jobs_reason(tmp_path):
     proc = snakemake(work, "--configfile", "my.yaml", check=False)
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0
-    assert "ganmatch: rule match_groups failed: InputDataError: matching 'pixel_greedy': no image has every " \
-           "embedding it needs (pixel). (traceback in logs/photos/matching/pixel_greedy.log)" in out, out[-3000:]
-    hidden = [p for p in (work / "results").rglob(".*") if p.name != ".snakemake_timestamp"] \
-        if (work / "results").exists() else []  # Snakemake's marker of a directory output is not ours
+    assert (
+        "ganmatch: rule match_groups failed: InputDataError: matching 'pixel_greedy': no image has every "
+        "embedding it needs (pixel). (traceback in logs/photos/matching/pixel_greedy.log)" in out
+    ), out[-3000:]
+    hidden = (
+        [p for p in (work / "results").rglob(".*") if p.name != ".snakemake_timestamp"]
+        if (work / "results").exists()
+        else []
+    )  # Snakemake's marker of a directory output is not ours
     assert hidden == []

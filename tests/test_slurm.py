@@ -61,7 +61,8 @@ exec "$GANMATCH_REAL_SBATCH" "$@"
 # --- the cluster, and the shipped profile as a user sets it up ----------------------------------------
 
 SITE_KEYS = ("slurm_partition", "slurm_account", "slurm-no-account")
-"""The only keys a user must set in profiles/slurm/config.yaml (docs/cluster.md); the tests set nothing else."""
+"""The only keys a user must set in profiles/slurm/config.yaml (docs/cluster.md); the tests set nothing
+else."""
 
 
 def slurm_skip_reason() -> str | None:
@@ -73,7 +74,8 @@ def slurm_skip_reason() -> str | None:
     except subprocess.TimeoutExpired:
         return "SLURM does not answer: `sinfo` timed out (start it: sudo bash tests/slurm/start_slurm.sh)"
     if proc.returncode != 0 or not proc.stdout.strip():
-        return f"SLURM does not answer `sinfo` ({proc.stderr.strip()[:200]}); start it: sudo bash tests/slurm/start_slurm.sh"
+        return (f"SLURM does not answer `sinfo` ({proc.stderr.strip()[:200]}); "
+                "start it: sudo bash tests/slurm/start_slurm.sh")
     return None
 
 
@@ -92,15 +94,19 @@ def query_cluster() -> Cluster:
     """The default partition and its largest node, as sinfo reports them (the preflight reads the same)."""
     from ganmatch.slurm import SINFO_FORMAT, largest_node, parse_sinfo
 
-    out = subprocess.run(["sinfo", "-h", "-N", "-o", SINFO_FORMAT], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        ["sinfo", "-h", "-N", "-o", SINFO_FORMAT], capture_output=True, text=True, check=True
+    )
     node = largest_node(parse_sinfo(out.stdout))
     sacct = subprocess.run(["sacct", "-n", "-X", "-j", "1"], capture_output=True, text=True).returncode == 0
     return Cluster(node.partition, node.cpus, node.mem_mb, node.gpus, sacct)
 
 
 def site_profile(shipped: str, partition: str | None, account: str | None) -> str:
-    """profiles/slurm/config.yaml as a user sets it up: the commented `slurm_partition` of default-resources and
-    `slurm_account` (or, without one, `slurm-no-account: true`) uncommented with their values; nothing else."""
+    """profiles/slurm/config.yaml as a user sets it up: the commented `slurm_partition` of default-resources
+    and
+    `slurm_account` (or, without one, `slurm-no-account: true`) uncommented with their values; nothing
+    else."""
     out = []
     in_defaults = False
     for line in shipped.splitlines(keepends=True):
@@ -134,8 +140,10 @@ def without_site_keys(profile: dict) -> dict:
     if "default-resources" in out:
         out["default-resources"] = {k: v for k, v in out["default-resources"].items() if k not in SITE_KEYS}
     if "set-resources" in out:
-        out["set-resources"] = {rule: {k: v for k, v in res.items() if k not in SITE_KEYS}
-                                for rule, res in out["set-resources"].items()}
+        out["set-resources"] = {
+            rule: {k: v for k, v in res.items() if k not in SITE_KEYS}
+            for rule, res in out["set-resources"].items()
+        }
     return out
 
 
@@ -148,7 +156,9 @@ def test_the_tests_change_only_account_and_partition_of_the_shipped_profile():
         assert parsed["default-resources"]["slurm_partition"] == partition
         assert without_site_keys(parsed) == without_site_keys(yaml.safe_load(shipped))
         if account:
-            assert parsed["default-resources"]["slurm_account"] == account and "slurm-no-account" not in parsed
+            assert (
+                parsed["default-resources"]["slurm_account"] == account and "slurm-no-account" not in parsed
+            )
         else:
             assert parsed["slurm-no-account"] is True
 
@@ -160,7 +170,10 @@ def copy_repository(dest: Path) -> Path:
     """Copy the repository's files (tracked, and untracked but not ignored) into `dest`."""
     listed = subprocess.run(
         ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-        cwd=ROOT, capture_output=True, text=True, check=True,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     for rel in filter(None, listed.split("\0")):
         src = ROOT / rel
@@ -177,7 +190,9 @@ def merge(base: dict, override: dict) -> dict:
     """`base` with `override` merged in, nested mappings key by key."""
     out = dict(base)
     for key, value in override.items():
-        out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        out[key] = (
+            merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        )
     return out
 
 
@@ -195,7 +210,8 @@ def run(work: Path, *args: str, check: bool = True, env: dict | None = None) -> 
     )
     if check and proc.returncode != 0:
         raise AssertionError(
-            f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
+            f"snakemake {' '.join(args)} failed "
+            f"({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
         )
     return proc
 
@@ -221,8 +237,10 @@ def assert_same_tables(got: dict, expected: dict) -> None:
 
 
 def reset_projection(src: Path, dest: Path) -> tuple[Path, list[str]]:
-    """A copy of a finished run without its projections, and the projection outputs to ask for again (the fault
+    """A copy of a finished run without its projections, and the projection outputs to ask for again (the
+    fault
     tests run only the project_shard jobs: few SLURM jobs, so they stay short on a one-node cluster)."""
+
     def slurm_logs(folder, names):  # logs/slurm: the SLURM logs of the first run
         return ["slurm"] if Path(folder).name == "logs" and "slurm" in names else []
 
@@ -241,7 +259,8 @@ ACTIVE = ("PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUE
 
 
 def squeue_jobs(work: Path) -> list[dict]:
-    """The jobs of the run in `work` (their working directory) in the queue, recently finished ones included."""
+    """The jobs of the run in `work` (their working directory) in the queue, recently finished ones
+    included."""
     out = subprocess.run(
         ["squeue", "-h", "-t", "all", "-o", "%i|%T|%k|%Z"], capture_output=True, text=True, timeout=30
     ).stdout
@@ -254,19 +273,27 @@ def squeue_jobs(work: Path) -> list[dict]:
 
 
 def job_state(jobid: str) -> str:
-    out = subprocess.run(["squeue", "-h", "-t", "all", "-j", jobid, "-o", "%T"], capture_output=True, text=True)
+    out = subprocess.run(
+        ["squeue", "-h", "-t", "all", "-j", jobid, "-o", "%T"], capture_output=True, text=True
+    )
     return out.stdout.strip()
 
 
 def start_run(work: Path, log: Path, *targets: str) -> subprocess.Popen:
     """The SLURM run in `work` in the background, its output going to `log`."""
     with log.open("w") as sink:
-        return subprocess.Popen(snakemake_cmd("--profile", "profiles/slurm", *targets), cwd=work, env=run_env(work),
-                                stdout=sink, stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            snakemake_cmd("--profile", "profiles/slurm", *targets),
+            cwd=work,
+            env=run_env(work),
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
 
 
-def wait_for_job(work: Path, proc: subprocess.Popen, rule: str, states: tuple[str, ...],
-                 timeout: float = 300) -> dict | None:
+def wait_for_job(
+    work: Path, proc: subprocess.Popen, rule: str, states: tuple[str, ...], timeout: float = 300
+) -> dict | None:
     """The first job of `rule` seen in one of `states` (None if the run ends or time runs out first)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and proc.poll() is None:
@@ -331,7 +358,9 @@ def test_slurm_run_equals_local_run(slurm_run, local_run, cluster):
     if not cluster.gpus:
         assert out.count("has a GPU (sinfo %G): the GPU request of project_shard is dropped") == 1
     tables = final_tables(work)
-    assert any(name.startswith("balance/") for name in tables) and any(n.startswith("matches/") for n in tables)
+    assert any(name.startswith("balance/") for name in tables) and any(
+        n.startswith("matches/") for n in tables
+    )
     assert_same_tables(tables, local_run)
     # The restart is a no-op: nothing is left incomplete.
     again = run(work, "--profile", "profiles/slurm")
@@ -342,7 +371,8 @@ def test_slurm_run_equals_local_run(slurm_run, local_run, cluster):
 @pytest.mark.slurm
 @pytest.mark.slow
 def test_cancelled_job_is_redone_by_the_retries(slurm_run, local_run, tmp_path):
-    """scancel of a running projection job: the profile's retries submit it again and the tables are the same."""
+    """scancel of a running projection job: the profile's retries submit it again and the tables are the
+    same."""
     work, targets = reset_projection(slurm_run[0], tmp_path / "work")
     log = tmp_path / "run.log"
     proc = start_run(work, log, *targets)
@@ -367,7 +397,8 @@ def test_cancelled_job_is_redone_by_the_retries(slurm_run, local_run, tmp_path):
 @pytest.mark.slurm
 @pytest.mark.slow
 def test_sigterm_cancels_the_submitted_jobs_and_the_restart_finishes(slurm_run, local_run, tmp_path):
-    """SIGTERM to `snakemake --profile profiles/slurm` while jobs are queued: every submitted job is cancelled,
+    """SIGTERM to `snakemake --profile profiles/slurm` while jobs are queued: every submitted job is
+    cancelled,
     the process exits, and the same command again completes with the same tables."""
     work, targets = reset_projection(slurm_run[0], tmp_path / "work")
     log = tmp_path / "first.log"

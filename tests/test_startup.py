@@ -1,5 +1,6 @@
 """Nothing silently wrong (issue 32): every config mistake found at start-up and reported in one pass, names
-matched in full, absurd numbers refused, and `ganmatch` commands answering bad input with one line and exit 2."""
+matched in full, absurd numbers refused, and `ganmatch` commands answering bad input with one line and exit
+2."""
 
 from __future__ import annotations
 
@@ -37,7 +38,8 @@ def _problems(config) -> str:
 
 @pytest.mark.parametrize("name", ["demo\n", "demo\n\n", "\ndemo", "demo "])
 def test_dataset_with_a_trailing_newline_is_refused(name):
-    """`$` matches before a final newline: 'demo\\n' passed the schema's pattern and created resources/demo⏎/."""
+    """`$` matches before a final newline: 'demo\\n' passed the schema's pattern and created
+    resources/demo⏎/."""
     msg = _problems(_demo(dataset=name))
     assert "'dataset'" in msg and "whole value must match" in msg
 
@@ -69,7 +71,8 @@ def test_absurd_numbers_stop_at_start_up_naming_the_key(patch, key):
 
 def test_an_infinite_caliper_stops_at_start_up():
     config = _demo()
-    config["matching"]["methods"]["gan_greedy"] = {"method": "greedy", "distance": "embedding", "embedding": "gan",
+    config["matching"]["methods"]["gan_greedy"] = {"method": "greedy", "distance": "embedding",
+                                                   "embedding": "gan",
                                                    "caliper_sd": float("inf")}
     assert "'matching.methods.gan_greedy.caliper_sd' is inf: it must be a finite number" in _problems(config)
 
@@ -86,7 +89,8 @@ def test_schema_and_cross_field_problems_are_reported_together():
     config["edit"] = {**(config.get("edit") or {}), "strengths": [1.0e9]}
     msg = _problems(config)
     for expected in ("'seed' is 'x'", "'shard_size'", "'covariates' names 'nope'",
-                     "'matching.methods.gan_greedy.embedding' is 'zzz'", "'matching.methods.propensity.estimand' is ATE",
+                     "'matching.methods.gan_greedy.embedding' is 'zzz'",
+                     "'matching.methods.propensity.estimand' is ATE",
                      "'edit.strengths.0'"):
         assert expected in msg, expected
     assert "6 problems" in msg
@@ -98,7 +102,8 @@ def test_did_you_mean_lists_only_the_methods_own_parameters_and_is_said_once():
     msg = _problems(config)
     assert msg.count("caliper_quantil'") == 1 and "Did you mean 'caliper_quantile'?" in msg
     allowed = msg.split("Allowed keys here: ")[1].split(".")[0].split(", ")
-    assert "n_pairs" in allowed and "ratio" not in allowed and "m_order" not in allowed  # not nearest's parameters
+    # not nearest's parameters
+    assert "n_pairs" in allowed and "ratio" not in allowed and "m_order" not in allowed
 
 
 # ---------------------------------------------------------------- 7. long values, big configs
@@ -119,7 +124,8 @@ def _time_validation(n: int) -> float:
 
 
 def test_validation_is_linear_in_the_number_of_covariates():
-    """8,000 covariates took 2.9 s and 100,000 took 119 s (quadratic); 50,000 now validate in well under 5 s."""
+    """8,000 covariates took 2.9 s and 100,000 took 119 s (quadratic); 50,000 now validate in well under 5
+    s."""
     small, big = _time_validation(25_000), _time_validation(50_000)
     assert big < 5.0, big
     assert big < 4 * small + 0.5, (small, big)
@@ -149,15 +155,23 @@ def test_plan_takes_no_abbreviated_options(capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["plan", "--config", "k=v"])
     err = capsys.readouterr().err
-    assert exit_.value.code == 2 and "unrecognized arguments: --config k=v" in err and len(err.splitlines()) == 1
+    assert exit_.value.code == 2 and "unrecognized arguments: --config k=v" in err
+    assert len(err.splitlines()) == 1
 
 
 def test_ganmatch_commands_never_print_a_traceback(tmp_path):
     """Through the real console entry point (`python -m ganmatch`): a missing log file, an unknown command."""
     for argv in (["rulegraph", str(tmp_path / "missing.log")], ["bogus"], ["plan", "--configfile"]):
-        proc = subprocess.run([sys.executable, "-m", "ganmatch", *argv], capture_output=True, text=True,
-                              cwd=ROOT, env={"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"})
-        assert proc.returncode == 2 and "Traceback" not in proc.stderr and len(proc.stderr.splitlines()) == 1, proc.stderr
+        proc = subprocess.run(
+            [sys.executable, "-m", "ganmatch", *argv],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            env={"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"},
+        )
+        assert (
+            proc.returncode == 2 and "Traceback" not in proc.stderr and len(proc.stderr.splitlines()) == 1
+        ), proc.stderr
 
 
 @pytest.mark.slow
@@ -186,10 +200,16 @@ def _ratio_data():
     rng = np.random.default_rng(0)
     treated = np.r_[np.ones(30, int), np.zeros(72, int)]
     X = rng.normal(size=(len(treated), 3)).astype(np.float32)
-    covariates = __import__("pandas").DataFrame({"image_id": [f"i{j}" for j in range(len(treated))],
-                                                 "young": rng.integers(0, 2, len(treated))})
-    return MatchData(ids=covariates["image_id"].to_numpy(str), treated=treated, embeddings={"e": X},
-                     identity=covariates["image_id"].to_numpy(str), covariates=covariates)
+    covariates = __import__("pandas").DataFrame(
+        {"image_id": [f"i{j}" for j in range(len(treated))], "young": rng.integers(0, 2, len(treated))}
+    )
+    return MatchData(
+        ids=covariates["image_id"].to_numpy(str),
+        treated=treated,
+        embeddings={"e": X},
+        identity=covariates["image_id"].to_numpy(str),
+        covariates=covariates,
+    )
 
 
 @pytest.mark.parametrize("method", ["nearest", "optimal"])
@@ -228,7 +248,8 @@ def dup_folder(tmp_path):
     rng = np.random.default_rng(1)
     faces = [Image.fromarray(rng.integers(0, 255, (24, 24, 3), dtype=np.uint8)) for _ in range(3)]
     faces[0].save(folder / "anna.png")
-    (folder / "sub" / "anna_copy.png").write_bytes((folder / "anna.png").read_bytes())  # same photo, another name
+    # same photo, another name
+    (folder / "sub" / "anna_copy.png").write_bytes((folder / "anna.png").read_bytes())
     faces[0].save(folder / "anna_again.bmp")  # same pixels, another container
     faces[1].save(folder / "bob.png")
     faces[2].save(folder / "cara.jpg")
@@ -242,12 +263,16 @@ def dup_folder(tmp_path):
 def _folder_index(folder, labels, policy):
     from ganmatch.stages.index import image_index
 
-    spec = {"folder": {"path": str(folder), "labels": str(labels), "duplicates": policy}, "allow_unmatched": False}
+    spec = {
+        "folder": {"path": str(folder), "labels": str(labels), "duplicates": policy},
+        "allow_unmatched": False,
+    }
     return image_index("folder", "male", [], 10, spec)
 
 
 def test_duplicate_photos_are_dropped_by_default_and_listed_with_unsupported_files(dup_folder, caplog):
-    """The same photo under two names gave pairs at distance 0 (same_identity False); a .gif vanished silently."""
+    """The same photo under two names gave pairs at distance 0 (same_identity False); a .gif vanished
+    silently."""
     folder, labels = dup_folder
     with caplog.at_level("WARNING", logger="ganmatch"):
         index, rejected = _folder_index(folder, labels, "drop")
@@ -258,7 +283,10 @@ def test_duplicate_photos_are_dropped_by_default_and_listed_with_unsupported_fil
     assert reasons["moving.gif"].startswith("animated GIF (2 frames)") and "notes.txt" in reasons
     assert "labels.csv" not in reasons
     log = caplog.text
-    assert "2 photo(s) appear under several names" in log and "anna.png = anna_again.bmp = sub/anna_copy.png" in log
+    assert (
+        "2 photo(s) appear under several names" in log
+        and "anna.png = anna_again.bmp = sub/anna_copy.png" in log
+    )
     assert "moving.gif is left out: animated GIF" in log
 
 
@@ -270,26 +298,34 @@ def test_duplicate_photos_can_be_kept_as_one_identity_and_then_never_pair(dup_fo
     assert len(index) == 5 and set(rejected["file"]) == {"moving.gif", "notes.txt"}
     anna = index[index["file"].str.contains("anna")]
     assert anna["identity"].nunique() == 1
-    # the copies carry both treatment values: one person, two treatments stops the run (identities.mixed_treatment)
+    # the copies carry both treatment values: one person, two treatments stops the run
+    # (identities.mixed_treatment)
     assert mixed_treatment_identities(index["identity"], index["male"]).tolist() == [anna["identity"].iloc[0]]
 
 
 def test_every_problem_of_a_labels_csv_is_listed_at_once(dup_folder, tmp_path):
-    """Reserved column, empty file cell, a file listed twice, a label that is not 0/1 and a row matching no photo:
+    """Reserved column, empty file cell, a file listed twice, a label that is not 0/1 and a row matching no
+    photo:
     before, each took its own run."""
     from ganmatch.data import dataset
     from ganmatch.errors import InputDataError
 
     folder, _ = dup_folder
     labels = tmp_path / "four.csv"
-    labels.write_text("file,male,shard\nanna.png,1,0\n,0,0\nbob.png,0,0\nbob.png,1,0\ncara.jpg,7,0\nnobody.png,1,0\n")
+    labels.write_text(
+        "file,male,shard\nanna.png,1,0\n,0,0\nbob.png,0,0\nbob.png,1,0\ncara.jpg,7,0\nnobody.png,1,0\n"
+    )
     with pytest.raises(InputDataError) as err:
         dataset.folder_index(folder, labels, ["male"])
     msg = str(err.value)
     assert f"labels file '{labels}' has 5 problems" in msg
-    for expected in ("column(s) ['shard'] are made by the pipeline", "line(s) [3] have an empty 'file' cell",
-                     "file 'bob.png' is listed more than once (lines [4, 5]", "line 6, column 'male': '7' is not 0 or 1",
-                     "line 7: 'nobody.png'"):
+    for expected in (
+        "column(s) ['shard'] are made by the pipeline",
+        "line(s) [3] have an empty 'file' cell",
+        "file 'bob.png' is listed more than once (lines [4, 5]",
+        "line 6, column 'male': '7' is not 0 or 1",
+        "line 7: 'nobody.png'",
+    ):
         assert expected in msg, expected
 
 
@@ -302,17 +338,25 @@ def _planned_rules(work, args) -> set[str]:
     from helpers import snakemake
 
     proc = snakemake(work, "-n", *args)
-    return set(re.findall(r"^(?:local)?(?:rule|checkpoint) (\w+):", proc.stdout + proc.stderr, re.M)) - {"all"}
+    return set(re.findall(r"^(?:local)?(?:rule|checkpoint) (\w+):", proc.stdout + proc.stderr, re.M)) - {
+        "all"
+    }
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("deleted", "rebuilt", "not_rebuilt"), [
-    ("figures/love_plot.png", {"figure_love_plot"}, {"balance_summary", "figure_covariate_means"}),
-    ("figures/love_plot.parquet", {"figure_love_plot"}, {"balance_summary", "figure_covariate_means"}),
-    ("embeddings/pixel.npy", {"compute_embedding", "compute_neighbours", "match_groups", "figure_love_plot"},
-     {"align_shard", "project_shard", "index_images", "predict_attributes"}),
-    ("images_rejected.parquet", {"index_images"}, set()),
-])
+@pytest.mark.parametrize(
+    ("deleted", "rebuilt", "not_rebuilt"),
+    [
+        ("figures/love_plot.png", {"figure_love_plot"}, {"balance_summary", "figure_covariate_means"}),
+        ("figures/love_plot.parquet", {"figure_love_plot"}, {"balance_summary", "figure_covariate_means"}),
+        (
+            "embeddings/pixel.npy",
+            {"compute_embedding", "compute_neighbours", "match_groups", "figure_love_plot"},
+            {"align_shard", "project_shard", "index_images", "predict_attributes"},
+        ),
+        ("images_rejected.parquet", {"index_images"}, set()),
+    ],
+)
 def test_a_deleted_output_is_rebuilt_with_only_what_depends_on_it(demo_run, deleted, rebuilt, not_rebuilt):
     """Deleting love_plot.png, love_plot.parquet or embeddings/pixel.npy gave "Nothing to be done"."""
     import shutil
@@ -359,8 +403,15 @@ def test_edit_ids_labels_and_weights_are_checked_before_the_first_job(dup_folder
     config = _photos_config(folder, labels, activate=True, weights=str(weights))
     config["edit"] = {"images": {"ids": ["bob", "annna", "zed"]}}
     msg = _problems(config)
-    assert "'edit.images.ids' names 2 image(s) that the photo folder" in msg and "'annna' (did you mean 'anna'?)" in msg
-    assert "'folder.labels'" in msg and "line 2, column 'male': '2' is not 0 or 1" in msg and "'nobody.png'" in msg
+    assert (
+        "'edit.images.ids' names 2 image(s) that the photo folder" in msg
+        and "'annna' (did you mean 'anna'?)" in msg
+    )
+    assert (
+        "'folder.labels'" in msg
+        and "line 2, column 'male': '2' is not 0 or 1" in msg
+        and "'nobody.png'" in msg
+    )
     assert "'project.weights'" in msg and "posix.system" in msg
     assert "weights_only" not in msg and "arbitrary code" not in msg and "trusted source" not in msg
 
@@ -388,7 +439,11 @@ def test_edit_ids_of_the_demo_and_celeba_hq_are_checked_at_start_up():
     celeba.setdefault("edit", {})["images"] = {"ids": ["00012", "30000"]}
     with pytest.raises(ConfigError) as err:
         validate_config(celeba, SCHEMA, cwd=ROOT)
-    assert "the CelebA-HQ mapping" in str(err.value) and "'30000'" in str(err.value) and "'00012'" not in str(err.value)
+    assert (
+        "the CelebA-HQ mapping" in str(err.value)
+        and "'30000'" in str(err.value)
+        and "'00012'" not in str(err.value)
+    )
 
 
 def test_user_named_model_weights_and_celeba_files_are_checked_at_start_up(tmp_path):
@@ -407,8 +462,11 @@ def test_user_named_model_weights_and_celeba_files_are_checked_at_start_up(tmp_p
     good = tmp_path / "ok.pt"
     torch.save({"w": torch.zeros(2)}, good)
     config = _demo()
-    config["embeddings"] = dict(config["embeddings"], facenet={"kind": "facenet", "weights": str(evil)},
-                                other={"kind": "facenet", "weights": str(good)})
+    config["embeddings"] = dict(
+        config["embeddings"],
+        facenet={"kind": "facenet", "weights": str(evil)},
+        other={"kind": "facenet", "weights": str(good)},
+    )
     msg = _problems(config)
     assert "'embeddings.facenet.weights'" in msg and "posix.system" in msg and "weights_only" not in msg
     assert "embeddings.other" not in msg
@@ -420,11 +478,13 @@ def test_user_named_model_weights_and_celeba_files_are_checked_at_start_up(tmp_p
         validate_config(celeba, SCHEMA, cwd=ROOT)
 
 
-# ---------------------------------------------------------------- 9. SLURM: no account guess, a stop says what it cancelled
+# ---------------------------------------------------------------- 9. SLURM: no account guess, a stop says
+# what it cancelled
 
 
 def test_slurm_no_account_silences_the_guess_and_a_stop_counts_the_cancelled_jobs(monkeypatch):
-    """snakemake-executor-plugin-slurm 2.8.0 declares slurm-no-account but never reads it (every run printed "No
+    """snakemake-executor-plugin-slurm 2.8.0 declares slurm-no-account but never reads it (every run printed
+    "No
     account was given, not able to get a SLURM account via sacct..."); after SIGTERM no line said what was
     cancelled. ganmatch.slurm.patch_executor fixes both on the plugin's Executor class (here a subclass)."""
     import logging
@@ -446,13 +506,20 @@ def test_slurm_no_account_silences_the_guess_and_a_stop_counts_the_cancelled_job
 
     patch_executor(Executor, no_account=True, report=lines.append)
     executor = object.__new__(Executor)
-    executor._fallback_account_arg, executor.logger, executor._submitted_job_clusters = None, logging.getLogger("t"), {}
+    executor._fallback_account_arg, executor.logger, executor._submitted_job_clusters = (
+        None,
+        logging.getLogger("t"),
+        {},
+    )
     job = SimpleNamespace(resources=SimpleNamespace(get=lambda key, default=None: None))
     assert list(executor.get_account_arg(job)) == [""]
     executor.cancel_jobs([SimpleNamespace(external_jobid=str(n)) for n in (11, 12, 13)])
     assert len(cancelled) == 3
-    assert lines == ["ganmatch: SLURM: cancelled 3 queued or running job(s) with scancel (11, 12, 13); resume with "
-                     "the same command (--rerun-incomplete is in the profile)."]
+    assert lines == [
+        "ganmatch: SLURM: cancelled 3 queued or running job(s) with scancel (11, 12, 13); "
+        "resume with "
+        "the same command (--rerun-incomplete is in the profile)."
+    ]
 
 
 @pytest.mark.parametrize("block", ["embeddings", "methods"])

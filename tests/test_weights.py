@@ -102,7 +102,8 @@ class _Persistent:
                          module_src="import os\nos.system('echo pwned')\n",
                          state=dict(training=False,
                                     _parameters=collections.OrderedDict(
-                                        (k, torch.nn.Parameter(v.clone())) for k, v in (params or {}).items()),
+                                        (k, torch.nn.Parameter(v.clone())) for k,
+                                        v in (params or {}).items()),
                                     _buffers=collections.OrderedDict(buffers or {}),
                                     _non_persistent_buffers_set=set(),
                                     _modules=collections.OrderedDict(modules or {}),
@@ -118,7 +119,8 @@ def _official_like_generator(g, easy):
     filt = torch.outer(torch.tensor([1.0, 3, 3, 1]), torch.tensor([1.0, 3, 3, 1])) / 64
 
     def fc(prefix, **attrs):
-        return _Persistent("FullyConnectedLayer", {"weight": sd[prefix + "weight"], "bias": sd[prefix + "bias"]},
+        return _Persistent("FullyConnectedLayer", {"weight": sd[prefix + "weight"],
+                                                   "bias": sd[prefix + "bias"]},
                            weight_gain=np.float64(1 / np.sqrt(sd[prefix + "weight"].shape[1])), **attrs)
 
     mapping = _Persistent(
@@ -146,7 +148,8 @@ def _official_like_generator(g, easy):
         conv_idx += 1
         p = f"to_rgbs.{level}."
         mods["torgb"] = _Persistent("ToRGBLayer", {"weight": sd[p + "conv.weight"], "bias": sd[p + "bias"]},
-                                    modules={"affine": fc(p + "conv.affine.", activation="linear", bias_gain=1)},
+                                    modules={"affine": fc(p + "conv.affine.", activation="linear",
+                                                          bias_gain=1)},
                                     conv_clamp=None)
         blocks[f"b{res}"] = _Persistent("SynthesisBlock", {"const": sd["const"]} if res == 4 else {},
                                         {"resample_filter": filt}, mods, architecture="skip",

@@ -45,10 +45,12 @@ def test_each_balance_table_has_its_cobalt_text_report_named_and_logged(demo_run
         text = (res / f"balance/{method}.txt").read_text()
         for block in ("Balance Measures", "Diff.Un", "Diff.Adj", "M.Threshold", "KS.Adj", "Sample sizes"):
             assert block in text, (method, block)
-        # the denominators named: every matcher estimates the ATT, so the treated group's SD; binary covariates raw
+        # the denominators named: every matcher estimates the ATT, so the treated group's SD; binary
+        # covariates raw
         assert "Estimand ATT" in text and "s_d_denom: treated" in text and "binary: raw" in text
         smd = pd.read_parquet(res / f"balance/{method}.parquet").query("stat == 'smd'")
-        assert set(smd["type"]) == {"Binary"} and set(smd["diff_type"]) == {"raw"}  # the demo's covariates are 0/1
+        # the demo's covariates are 0/1
+        assert set(smd["type"]) == {"Binary"} and set(smd["diff_type"]) == {"raw"}
         assert "Balance Measures" in (work / f"logs/demo/balance/{method}.log").read_text()
 
 
@@ -120,7 +122,8 @@ def test_figure_data_agree_with_the_pipeline_tables(demo_run):
     smd = summary[summary["stat"] == "smd"].set_index(["covariate", "method", "sample"])["value"]
     love = pd.read_parquet(fig / "love_plot.parquet").set_index(["covariate", "method", "sample"])
     assert len(love) == len(smd) and set(love.index) == set(smd.index)
-    assert np.allclose(love["smd"], smd.loc[love.index]) and np.allclose(love["abs_smd"], smd.loc[love.index].abs())
+    assert np.allclose(love["smd"], smd.loc[love.index]) and np.allclose(love["abs_smd"],
+                                                                         smd.loc[love.index].abs())
     means = pd.read_parquet(res / "balance/group_means.parquet")
     pd.testing.assert_frame_equal(pd.read_parquet(fig / "covariate_means.parquet"), means)
     outcomes = pd.read_parquet(res / "outcomes.parquet").set_index(["outcome", "method"])
@@ -139,7 +142,8 @@ def test_figure_data_agree_with_the_pipeline_tables(demo_run):
     # the overlap figure draws the scores the propensity method matched on
     ps = pd.read_parquet(res / "matches/propensity.parquet")
     logit = pd.concat([pd.Series(ps["treated_logit"].to_numpy(), index=ps["treated_id"]),
-                       pd.Series(ps["control_logit"].to_numpy(), index=ps["control_id"])]).groupby(level=0).first()
+                       pd.Series(ps["control_logit"].to_numpy(),
+                                 index=ps["control_id"])]).groupby(level=0).first()
     drawn = overlap[overlap["sample"] == "propensity"].set_index("image_id")["propensity"]
     assert np.allclose(drawn.loc[logit.index], 1 / (1 + np.exp(-logit)))
     latents = pd.concat([pd.read_parquet(p) for p in sorted((res / "latents").glob("shard_*.parquet"))])
@@ -174,7 +178,8 @@ def test_report_gathers_every_figure(demo_run):
 
 
 def test_explorer_serves_every_page_of_the_run(demo_run, tmp_path):
-    """`ganmatch explore` on the run's own folder (a copy, with edit directions beside its latents when the run
+    """`ganmatch explore` on the run's own folder (a copy, with edit directions beside its latents when the
+    run
     has none): every page answers and the editor renders the run's latents with its generator."""
     import shutil
 
@@ -232,13 +237,23 @@ def test_paper_method_runs_in_the_demo_against_its_truth(demo_run):
     assert float(np.mean(d[diff] <= 0.6)) < 0.02
 
     pairs = pd.read_parquet(res / "matches/gan_constrained.parquet")
-    assert len(pairs) > 0 and {"treated_ref", "control_ref", "penalised", "reference_gap"} <= set(pairs.columns)
+    assert len(pairs) > 0 and {"treated_ref", "control_ref", "penalised",
+                               "reference_gap"} <= set(pairs.columns)
     codes = pd.factorize(ident)[0]
-    want = dense_reference_pairs(emb["gan"].loc[ids].to_numpy(np.float32), F, emb["pixel255"].loc[ids].to_numpy(np.float32),
-                                 index.loc[ids, "male"].to_numpy(int), codes, attributes.loc[ids, "eyeglasses"].to_numpy() != 1,
-                                 threshold=0.6, gap=(0.01, 1e6), n_pairs=60)
-    assert list(zip(pairs.treated_id, pairs.control_id, pairs.treated_ref, pairs.control_ref, strict=True)) == [
-        (ids[t], ids[c], ids[rt], ids[rc]) for t, c, rt, rc, *_ in want.pairs]
+    want = dense_reference_pairs(
+        emb["gan"].loc[ids].to_numpy(np.float32),
+        F,
+        emb["pixel255"].loc[ids].to_numpy(np.float32),
+        index.loc[ids, "male"].to_numpy(int),
+        codes,
+        attributes.loc[ids, "eyeglasses"].to_numpy() != 1,
+        threshold=0.6,
+        gap=(0.01, 1e6),
+        n_pairs=60,
+    )
+    assert list(
+        zip(pairs.treated_id, pairs.control_id, pairs.treated_ref, pairs.control_ref, strict=True)
+    ) == [(ids[t], ids[c], ids[rt], ids[rc]) for t, c, rt, rc, *_ in want.pairs]
     pos = pd.Series(np.arange(len(ids)), index=ids)
     fd = d[pos.loc[pairs.treated_id], pos.loc[pairs.control_id]]
     assert (pairs["penalised"].to_numpy() == (fd > 0.6)).all()
@@ -255,28 +270,44 @@ def test_paper_method_runs_in_the_demo_against_its_truth(demo_run):
     comparison = pd.read_parquet(res / "figures/paper_comparison.parquet")
     assert set(comparison["method"]) == {"gan_constrained"}
     planted = truth["covariate_means"]["group_means"]
-    row = comparison[(comparison.covariate == "makeup") & (comparison.group == "control") & (comparison["sample"] == "unmatched")]
+    row = comparison[
+        (comparison.covariate == "makeup")
+        & (comparison.group == "control")
+        & (comparison["sample"] == "unmatched")
+    ]
     assert np.isclose(row["reference"].iloc[0], planted["unmatched"]["makeup"][0])
     nn = pd.read_csv(res / "figures/paper_comparison_neighbours.csv")
     assert "gan + face constraint" in set(nn.embedding) and "gan + facial constraint" in set(nn.embedding)
     ours = nn[nn.source == "this run"].set_index("embedding")
-    # What the recogniser's truth guarantees on any machine (not a comparison with "gan", whose error depends on the
-    # world): a constrained nearest neighbour is another person only if every photo of the query's own person fails
+    # What the recogniser's truth guarantees on any machine (not a comparison with "gan", whose error depends
+    # on the
+    # world): a constrained nearest neighbour is another person only if every photo of the query's own person
+    # fails
     # the threshold (at most the false non-match rate) or another person passes it (false matches per query).
     bound = face["false_non_match_rate"] + face["false_match_rate"] * (len(ids) - 1)
     assert ours.loc["gan + face constraint", "err_top1"] <= bound, (ours.loc["gan + face constraint"], bound)
 
 
 def test_edit_stage_recovers_the_planted_directions_and_effect(demo_run):
-    """Deliverable 7 on the tiny demo: recovered directions, a near ceteris-paribus conditional edit that crosses
+    """Deliverable 7 on the tiny demo: recovered directions, a near ceteris-paribus conditional edit that
+    crosses
     the treatment threshold, and an experimental effect whose interval covers the planted one."""
     work, _, _ = demo_run
     res = work / "results/demo/edits"
     directions = pd.read_parquet(res / "directions.parquet")
     array = np.load(res / "directions.npy")
     assert array.dtype == np.float32 and array.shape[0] == (directions["row"] >= 0).sum()
-    assert {"direction", "attribute", "conditional_on", "cv_accuracy", "norm", "n_positive", "skipped", "row",
-            "score_sd"} <= set(directions.columns)
+    assert {
+        "direction",
+        "attribute",
+        "conditional_on",
+        "cv_accuracy",
+        "norm",
+        "n_positive",
+        "skipped",
+        "row",
+        "score_sd",
+    } <= set(directions.columns)
     from ganmatch.analysis.edit_metrics import demo_acceptance
 
     edits = pd.read_parquet(res / "edits.parquet")

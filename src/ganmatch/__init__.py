@@ -6,7 +6,8 @@ __version__ = "0.1.0"
 
 
 def lazy_submodules(package: str, names: list[str]):
-    """A module `__getattr__` that imports `package.<name>` on first use, so importing a subpackage stays cheap."""
+    """A module `__getattr__` that imports `package.<name>` on first use, so importing a subpackage stays
+    cheap."""
 
     def __getattr__(name: str):
         if name in names:

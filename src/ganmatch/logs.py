@@ -1,4 +1,5 @@
-"""Logging for Snakemake scripts: everything a job prints goes to its log file, inputs first; a failure's reason
+"""Logging for Snakemake scripts: everything a job prints goes to its log file, inputs first; a failure's
+reason
 also reaches the terminal, and a failed or terminated job leaves no temporary file behind."""
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ def script_logging(smk) -> logging.Logger:
     terminal = sys.stderr
     if smk.log:
         sys.stderr = open(smk.log[0], "w", buffering=1)  # noqa: SIM115 - lives as long as the job
-    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", force=True)
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
+                        force=True)
     log = logging.getLogger("ganmatch")
     log.info("rule %s, inputs: %s", smk.rule, [str(x) for x in smk.input])
     log.info("outputs: %s", [str(x) for x in smk.output])
@@ -50,7 +52,8 @@ def report_failures(rule: str, outputs: list[str], logs: list[str], terminal) ->
 
 
 def remove_temporaries(outputs: list[str]) -> list[str]:
-    """Delete the hidden temporary files `ganmatch.data.io.atomic_path` makes beside `outputs` (.<name>.XXXX<suffix>)."""
+    """Delete the hidden temporary files `ganmatch.data.io.atomic_path` makes beside `outputs`
+    (.<name>.XXXX<suffix>)."""
     removed = []
     for out in outputs:
         path = Path(out)

@@ -16,10 +16,12 @@ import numpy as np
 import pandas as pd
 
 EVERY_S = 30.0
-"""Seconds between two progress lines of one job: often enough to see a job move, rarely enough to keep logs short."""
+"""Seconds between two progress lines of one job: often enough to see a job move, rarely enough to keep
+logs short."""
 
 CHUNK = 256
-"""Images per chunk in `map_in_chunks`: ~50 MB of 256 px crops, many chunks per shard of thousands of images."""
+"""Images per chunk in `map_in_chunks`: ~50 MB of 256 px crops, many chunks per shard of thousands of
+images."""
 
 
 def format_duration(seconds: float) -> str:
@@ -38,11 +40,19 @@ class Progress:
     """Counts finished items of a job and logs `what: done/total (pct), rate, ETA` at a steady interval.
 
     `update(n)` after each item or batch; a line is logged when `every` seconds passed since the last one,
-    and when the count reaches `total`. `every` defaults to `EVERY_S` (read at call time); `clock` is injectable so tests need not sleep.
+    and when the count reaches `total`. `every` defaults to `EVERY_S` (read at call time); `clock` is
+    injectable so tests need not sleep.
     """
 
-    def __init__(self, total: int, what: str, unit: str = "images", every: float | None = None,
-                 log: logging.Logger | None = None, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        total: int,
+        what: str,
+        unit: str = "images",
+        every: float | None = None,
+        log: logging.Logger | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.total, self.what, self.unit = int(total), what, unit
         self.every = EVERY_S if every is None else float(every)
         self.log = log or logging.getLogger("ganmatch")
@@ -74,9 +84,14 @@ class Progress:
             self.log.info("%s", text)
 
 
-def map_in_chunks(fn: Callable[[Sequence], np.ndarray | pd.DataFrame], items: Sequence, progress: Progress,
-                  chunk: int | None = None):
-    """`fn(items)` computed on consecutive chunks, concatenated in order (arrays or DataFrames), with progress.
+def map_in_chunks(
+    fn: Callable[[Sequence], np.ndarray | pd.DataFrame],
+    items: Sequence,
+    progress: Progress,
+    chunk: int | None = None,
+):
+    """`fn(items)` computed on consecutive chunks, concatenated in order (arrays or DataFrames), with
+    progress.
 
     `fn` must treat items independently (a per-image embedder or face model); the result equals `fn(items)`.
     `chunk` defaults to `CHUNK` (read at call time).

@@ -1,7 +1,9 @@
 """SLURM preflight at start-up: a cluster run that cannot hang on job states or sit PENDING for ever.
 
-Three ways a SLURM run never finishes: (1) the cluster has no accounting database, `sacct` fails, and Snakemake
-never learns that jobs finished; (2) a rule asks for more cores or memory than any node of the partition has, and
+Three ways a SLURM run never finishes: (1) the cluster has no accounting database, `sacct` fails, and
+Snakemake
+never learns that jobs finished; (2) a rule asks for more cores or memory than any node of the partition has,
+and
 its jobs stay `PENDING (PartitionConfig)` without a message; (3) a rule asks for a GPU in a partition without
 GPUs, and sbatch refuses every one of its jobs ("Invalid generic resource (gres) specification"). `preflight`
 decides from the text of `sinfo` and `sacct` (pure, unit-tested); `apply_preflight` is the thin start-up call
@@ -32,7 +34,8 @@ class Node:
 
 @dataclass
 class Preflight:
-    """What the start-up check decided: the status command, capped threads / memory, and what to tell the user."""
+    """What the start-up check decided: the status command, capped threads / memory, and what to tell the
+    user."""
 
     status_command: str
     node: Node
@@ -43,7 +46,8 @@ class Preflight:
 
 
 def gres_gpus(gres: str) -> int:
-    """GPUs in a GRES string: sinfo's %G ('gpu:1', 'gpu:a100:4(S:0-1)', '(null)') or a job's gres ('gpu:a100:1')."""
+    """GPUs in a GRES string: sinfo's %G ('gpu:1', 'gpu:a100:4(S:0-1)', '(null)') or a job's gres
+    ('gpu:a100:1')."""
     total = 0
     for item in re.split(r",(?![^(]*\))", gres or ""):
         parts = item.split("(")[0].strip().split(":")
@@ -53,7 +57,8 @@ def gres_gpus(gres: str) -> int:
 
 
 def parse_sinfo(text: str) -> list[Node]:
-    """Nodes from `sinfo -h -N -o "%P %c %m %G"` output (one line per node and partition; '*' marks the default)."""
+    """Nodes from `sinfo -h -N -o "%P %c %m %G"` output (one line per node and partition; '*' marks the
+    default)."""
     nodes = []
     for line in text.splitlines():
         parts = line.split()
@@ -67,7 +72,8 @@ def parse_sinfo(text: str) -> list[Node]:
 
 
 def gpus_asked(resources: dict) -> int:
-    """GPUs a rule's resources ask for, as the slurm plugin reads them: `gpu`, else `gres`, else 1 with `gpu_model`."""
+    """GPUs a rule's resources ask for, as the slurm plugin reads them: `gpu`, else `gres`, else 1 with
+    `gpu_model`."""
     gpu = resources.get("gpu")
     if gpu not in (None, ""):
         return int(gpu) if str(gpu).isdigit() else 1
@@ -77,7 +83,8 @@ def gpus_asked(resources: dict) -> int:
 
 
 def largest_node(nodes: list[Node], partition: str | None = None) -> Node:
-    """The node with the most cores (then memory) in `partition`, or in the default partition ('*') without one."""
+    """The node with the most cores (then memory) in `partition`, or in the default partition ('*') without
+    one."""
     if partition:
         pool = [n for n in nodes if n.partition.rstrip("*") == partition]
         where = f"partition '{partition}' (slurm_partition)"
@@ -87,7 +94,8 @@ def largest_node(nodes: list[Node], partition: str | None = None) -> Node:
     if not pool:
         known = sorted({n.partition.rstrip("*") for n in nodes})
         raise ConfigError(f"SLURM preflight: sinfo lists no node in {where}; partitions: {known}. Set "
-                          "default-resources: slurm_partition in profiles/slurm/config.yaml (docs/cluster.md).")
+                          "default-resources: slurm_partition in profiles/slurm/config.yaml "
+                          "(docs/cluster.md).")
     best = max(pool, key=lambda n: (n.cpus, n.mem_mb))
     return Node(best.partition.rstrip("*"), best.cpus, best.mem_mb, max(n.gpus for n in pool))
 
@@ -126,7 +134,8 @@ def preflight(sinfo_text: str, sacct_returncode: int, sacct_output: str, status_
     command = status_command or "sacct"
     if command == "sacct" and not accounting_works(sacct_returncode, sacct_output):
         command = "squeue"
-        messages.append("sacct does not work on this cluster (no accounting database): job states are read with "
+        messages.append("sacct does not work on this cluster (no accounting database): job states are read "
+                        "with "
                         "squeue instead (to make it permanent: slurm-status-command: squeue in the profile).")
     over = {rule: n for rule, n in threads.items() if n > node.cpus}
     if over:
@@ -150,13 +159,16 @@ def preflight(sinfo_text: str, sacct_returncode: int, sacct_output: str, status_
         rules = sorted(r for r, n in gpu_caps.items() if n == has)
         where = sorted({(rule_partitions or {}).get(r) or node.partition for r in rules})
         if has:
-            messages.append(f"no node of {', '.join(where)} has more than {has} GPUs: gpu capped to {has} for "
+            messages.append(f"no node of {', '.join(where)} has more than {has} GPUs: gpu capped to {has} "
+                            "for "
                             + ", ".join(rules))
         else:
             messages.append(f"no node of {', '.join(where)} has a GPU (sinfo %G): the GPU request of "
-                            f"{', '.join(rules)} is dropped and it runs on CPU, much more slowly (to use GPUs set "
+                            f"{', '.join(rules)} is dropped and it runs on CPU, much more slowly (to use "
+                            "GPUs set "
                             "slurm_partition of that rule to your GPU partition; docs/cluster.md)")
-    return Preflight(status_command=command, node=node, max_threads=node.cpus, mem_caps=caps, gpu_caps=gpu_caps,
+    return Preflight(status_command=command, node=node, max_threads=node.cpus, mem_caps=caps,
+                     gpu_caps=gpu_caps,
                      messages=messages)
 
 
@@ -199,7 +211,8 @@ def patch_executor(executor_cls, no_account: bool, report=None) -> None:
 
     `slurm-no-account: true`: the plugin declares the option but never reads it, so every run still guessed an
     account with sacct and printed "No account was given, not able to get a SLURM account via sacct...". With
-    the option set, a job without a `slurm_account` resource is submitted with no account and nothing is guessed
+    the option set, a job without a `slurm_account` resource is submitted with no account and nothing is
+    guessed
     (a `slurm_account` resource is still used, and checked, as before).
 
     A stop (Ctrl-C, SIGTERM) cancels the queued and running jobs with scancel; it now says how many:
@@ -220,9 +233,11 @@ def patch_executor(executor_cls, no_account: bool, report=None) -> None:
     def cancel_jobs(self, active_jobs):
         jobs = list(active_jobs)
         cancel(self, jobs)
-        ids = ", ".join(str(getattr(j, "external_jobid", "?")) for j in jobs[:10]) + (", ..." if len(jobs) > 10 else "")
+        ids = ", ".join(str(getattr(j, "external_jobid",
+                                    "?")) for j in jobs[:10]) + (", ..." if len(jobs) > 10 else "")
         line = (f"ganmatch: SLURM: cancelled {len(jobs)} queued or running job(s) with scancel"
-                + (f" ({ids})" if jobs else "") + "; resume with the same command (--rerun-incomplete is in the profile).")
+                + (f" ({ids})" if jobs else "") + "; resume with the same command (--rerun-incomplete is in "
+                                                  "the profile).")
         (report or (lambda text: print(text, file=sys.stderr)))(line)
 
     executor_cls.get_account_arg = get_account_arg
@@ -245,7 +260,8 @@ def apply_preflight(workflow) -> Preflight:
     partition = str(partition).strip("'\"") if partition else None
     code, sinfo = _run(["sinfo", "-h", "-N", "-o", SINFO_FORMAT])
     if code != 0:
-        raise ConfigError(f"SLURM preflight: `sinfo` failed ({sinfo.strip()[:200]}); run snakemake on a login "
+        raise ConfigError(f"SLURM preflight: `sinfo` failed ({sinfo.strip()[:200]}); run snakemake on a "
+                          "login "
                           "node of the cluster (docs/cluster.md).")
     sacct_code, sacct = _run(["sacct", "-n", "-X", "-j", "1"])
     threads = {r: int(_raw(n)) for r, n in resources.overwrite_threads.items() if str(_raw(n)).isdigit()}
@@ -261,7 +277,8 @@ def apply_preflight(workflow) -> Preflight:
     resources.max_threads = min(resources.max_threads or result.max_threads, result.max_threads)
     updates: dict[str, dict] = {}
     for rule, limit in result.mem_caps.items():
-        updates.setdefault(rule, {})["mem_mb"] = Resource.from_cli_expression("mem_mb", f"min({mem[rule]}, {limit})")
+        updates.setdefault(rule, {})["mem_mb"] = Resource.from_cli_expression("mem_mb", f"min({mem[rule]}, "
+                                                                                        f"{limit})")
     for rule, count in result.gpu_caps.items():
         updates.setdefault(rule, {})["gpu"] = Resource.from_cli_expression("gpu", str(count))
     # The submitting process reads the rule's resources (sbatch); the job step inside the allocation reads the

@@ -4,4 +4,5 @@ from ganmatch.logs import script_logging
 from ganmatch.stages.edit import edit_shard_job
 
 script_logging(snakemake)
-edit_shard_job(snakemake.input, snakemake.output, snakemake.params, shard=int(snakemake.wildcards.shard), threads=snakemake.threads)
+edit_shard_job(snakemake.input, snakemake.output, snakemake.params, shard=int(snakemake.wildcards.shard),
+               threads=snakemake.threads)

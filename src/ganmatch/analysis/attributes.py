@@ -34,7 +34,8 @@ class IsotropicScaler(TransformerMixin, BaseEstimator):
 class LatentAttributeModel:
     """One linear classifier per attribute on an embedding; `directions_` holds their unit normals.
 
-    `isotropic=True` scales all coordinates by one number (for editing directions: per-coordinate standardising
+    `isotropic=True` scales all coordinates by one number (for editing directions: per-coordinate
+    standardising
     tilts the normal away from the attribute's direction in W, e.g. cosine 0.84 instead of 0.99 on the demo).
     """
 
@@ -51,14 +52,16 @@ class LatentAttributeModel:
     def fit(self, X: np.ndarray, labels: pd.DataFrame) -> LatentAttributeModel:
         """Fit every column of `labels` (0/1, NaN = unlabelled) on rows of X; record CV accuracy."""
         if not np.isfinite(X).all():
-            raise InputDataError("attribute model: the embedding has NaN or inf values; check the projection shard tables.")
+            raise InputDataError("attribute model: the embedding has NaN or inf values; check the projection "
+                                 "shard tables.")
         self.models_, self.directions_, rows = {}, {}, []
         for name in labels.columns:
             y = labels[name].to_numpy()
             known = ~pd.isna(y)
             yk = y[known].astype(int)
             if len(np.unique(yk)) < 2:
-                rows.append({"attribute": name, "n_labelled": int(known.sum()), "cv_accuracy": np.nan, "base_rate": float(yk.mean()) if len(yk) else np.nan})
+                rows.append({"attribute": name, "n_labelled": int(known.sum()), "cv_accuracy": np.nan,
+                             "base_rate": float(yk.mean()) if len(yk) else np.nan})
                 continue
             folds = min(self.cv_folds, int(np.bincount(yk).min()))
             acc = np.nan
@@ -70,7 +73,8 @@ class LatentAttributeModel:
             scaler, clf = model[0], model[1]
             normal = clf.coef_[0] / scaler.scale_
             self.directions_[name] = (normal / np.linalg.norm(normal)).astype(np.float32)
-            rows.append({"attribute": name, "n_labelled": int(known.sum()), "cv_accuracy": acc, "base_rate": float(yk.mean())})
+            rows.append({"attribute": name, "n_labelled": int(known.sum()), "cv_accuracy": acc,
+                         "base_rate": float(yk.mean())})
         self.cv_table_ = pd.DataFrame(rows)
         return self
 
@@ -92,16 +96,19 @@ def race_table(rows: pd.DataFrame, given: pd.DataFrame) -> pd.DataFrame:
     """race (the index's `race` label where present, else FairFace's), race_prob (FairFace) and race_source,
     rows aligned with `rows` (the index rows of the embedding's ids)."""
     predicted = given["race"].astype(object).to_numpy()
-    label = rows["race"].astype(object).to_numpy() if "race" in rows.columns else np.full(len(rows), None, object)
+    label = rows["race"].astype(object).to_numpy() if "race" in rows.columns else np.full(len(rows), None,
+                                                                                          object)
     has = pd.notna(label)
     return pd.DataFrame({"race": np.where(has, label, predicted),
                          "race_prob": given["race_prob"].to_numpy(np.float32),
-                         "race_source": np.where(has, "label", np.where(pd.notna(predicted), "predicted", ""))})
+                         "race_source": np.where(has, "label", np.where(pd.notna(predicted), "predicted",
+                                                                        ""))})
 
 
 def attributes_table(index: pd.DataFrame, ids: np.ndarray, X: np.ndarray, covariates: list[str],
                      C: float = 1.0, cv_folds: int = 5, random_state: int = 0,
-                     predictions: pd.DataFrame | None = None, treatment: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+                     predictions: pd.DataFrame | None = None,
+                     treatment: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Build the attributes table (label > prediction) and the cross-validated accuracy table.
 
     Models are fitted on the `train` split's labels (all labelled rows if there is no split column).
@@ -111,30 +118,44 @@ def attributes_table(index: pd.DataFrame, ids: np.ndarray, X: np.ndarray, covari
     """
     ids = np.asarray(ids)
     if len(ids) != len(X):
-        raise InputDataError(f"attributes: {len(ids)} image ids but {len(X)} embedding rows; rebuild the embedding.")
+        raise InputDataError(f"attributes: {len(ids)} image ids but {len(X)} embedding rows; rebuild the "
+                             "embedding.")
     dup = pd.unique(ids[pd.Series(ids).duplicated().to_numpy()])
     if len(dup):
         raise InputDataError(f"attributes: duplicate image ids in the embedding, e.g. {list(dup[:5])}.")
     unknown = ids[~np.isin(ids, index["image_id"].to_numpy())]
     if len(unknown):
-        raise InputDataError(f"attributes: {len(unknown)} embedding ids are not in the image index, e.g. {list(unknown[:5])}.")
-    if treatment and (treatment not in index.columns or index[treatment].isna().any()) and treatment not in covariates:
+        raise InputDataError(f"attributes: {len(unknown)} embedding ids are not in the image index, e.g. "
+                             f"{list(unknown[:5])}.")
+    unlabelled = treatment not in index.columns or index[treatment].isna().any() if treatment else False
+    if treatment and unlabelled and treatment not in covariates:
         covariates = [*covariates, treatment]
     rows = index.set_index("image_id").loc[ids]
-    labels = pd.DataFrame({c: rows[c].to_numpy(dtype=float) if c in rows.columns else np.full(len(rows), np.nan) for c in covariates})
+    labels = pd.DataFrame(
+        {
+            c: rows[c].to_numpy(dtype=float) if c in rows.columns else np.full(len(rows), np.nan)
+            for c in covariates
+        }
+    )
     # complete numeric covariates (the paper's predicted yaw, quality) are measurements: kept, not modelled
-    numeric = [c for c in covariates
-               if labels[c].notna().all() and not set(pd.unique(labels[c])) <= {0.0, 1.0}]
+    numeric = [
+        c for c in covariates if labels[c].notna().all() and not set(pd.unique(labels[c])) <= {0.0, 1.0}
+    ]
     train = labels.drop(columns=numeric)
     if "split" in rows.columns:
         train[rows["split"].to_numpy() != "train"] = np.nan
     model = LatentAttributeModel(C=C, cv_folds=cv_folds, random_state=random_state).fit(X, train)
     probs = model.predict_proba(X)
     out = pd.DataFrame({"image_id": np.asarray(ids)})
-    given = None if predictions is None else predictions.astype({"image_id": str}).set_index("image_id").reindex(ids.astype(str))
+    given = (
+        None
+        if predictions is None
+        else predictions.astype({"image_id": str}).set_index("image_id").reindex(ids.astype(str))
+    )
     for c in covariates:
         prob = probs[c].to_numpy() if c in probs else np.full(len(out), np.nan)
-        if given is not None and f"{c}_prob" in given.columns:  # e.g. the face models: they come before the embedding's
+        # e.g. the face models: they come before the embedding's
+        if given is not None and f"{c}_prob" in given.columns:
             prob = np.where(given[f"{c}_prob"].isna(), prob, given[f"{c}_prob"].to_numpy(float))
         label = labels[c].to_numpy()
         has = ~np.isnan(label)
@@ -150,7 +171,9 @@ def attributes_table(index: pd.DataFrame, ids: np.ndarray, X: np.ndarray, covari
     modelled = list(train.columns)
     test = ~train.notna().to_numpy() & labels[modelled].notna().to_numpy()
     cv["test_accuracy"] = [
-        float(((probs[c].to_numpy() >= 0.5) == labels[c].to_numpy())[test[:, j]].mean()) if c in probs and test[:, j].any() else np.nan
+        float(((probs[c].to_numpy() >= 0.5) == labels[c].to_numpy())[test[:, j]].mean())
+        if c in probs and test[:, j].any()
+        else np.nan
         for j, c in enumerate(modelled)
     ]
     return out, cv

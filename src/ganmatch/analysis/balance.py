@@ -4,7 +4,8 @@ The statistic kernels are pure weighted functions of one covariate; `STATS` is t
 statistic's function, label and default threshold, and `balance_table` is a long, tidy table built from it.
 Mean differences follow cobalt's `bal.tab`: continuous covariates are standardised, binary ones (two distinct
 values, or constant) are raw differences in proportions unless `binary="std"`; the SD in the denominator
-(`s_d_denom`: the treated group's for the ATT, the controls' for the ATC, pooled for the ATE, or set explicitly)
+(`s_d_denom`: the treated group's for the ATT, the controls' for the ATC, pooled for the ATE, or set
+explicitly)
 is computed in the *unadjusted* sample, so the before/after values share one scale.
 """
 
@@ -80,7 +81,11 @@ def as_indicator(x) -> np.ndarray:
     """A binary covariate as 0/1: 1 for its larger value (0/1 columns are unchanged), as cobalt's dummies."""
     x = np.asarray(x, np.float64)
     values = np.unique(x)
-    return (x == values[-1]).astype(np.float64) if len(values) == 2 and not np.isin(values, [0.0, 1.0]).all() else x
+    return (
+        (x == values[-1]).astype(np.float64)
+        if len(values) == 2 and not np.isin(values, [0.0, 1.0]).all()
+        else x
+    )
 
 
 def resolve_s_d_denom(s_d_denom: str, estimand: str) -> str:
@@ -94,11 +99,13 @@ def resolve_s_d_denom(s_d_denom: str, estimand: str) -> str:
     return s_d_denom
 
 
-def sd_denominator(x, treated, s_d_denom: str = "pooled", binary: bool | None = None,
-                   s_weights=None) -> tuple[float, str]:
+def sd_denominator(
+    x, treated, s_d_denom: str = "pooled", binary: bool | None = None, s_weights=None
+) -> tuple[float, str]:
     """(SD, denominator used) of one covariate in the unadjusted sample, as cobalt's `col_w_smd`.
 
-    treated / control: that group's SD; pooled: sqrt((var_treated + var_control) / 2); all: the whole sample's.
+    treated / control: that group's SD; pooled: sqrt((var_treated + var_control) / 2); all: the whole
+    sample's.
     Binary variances are p (1 - p). A zero or undefined SD falls back to the whole sample's (cobalt), and the
     second value then says 'all'. `s_weights` (sampling weights) weight the variances, as cobalt and MatchIt's
     summary do.
@@ -107,8 +114,9 @@ def sd_denominator(x, treated, s_d_denom: str = "pooled", binary: bool | None = 
     (x1, w1), (x0, w0) = _split(x, treated, s_weights)
     x = np.asarray(x, np.float64)
     v1, v0 = covariate_var(x1, w1, binary), covariate_var(x0, w0, binary)
-    var = {"treated": v1, "control": v0, "pooled": (v1 + v0) / 2,
-           "all": covariate_var(x, s_weights, binary)}[s_d_denom]
+    var = {"treated": v1, "control": v0, "pooled": (v1 + v0) / 2, "all": covariate_var(x, s_weights, binary)}[
+        s_d_denom
+    ]
     if not (np.isfinite(var) and var > 0):
         return float(np.sqrt(covariate_var(x, s_weights, binary))), "all"
     return float(np.sqrt(var)), s_d_denom
@@ -152,7 +160,8 @@ def var_ratio(x, treated, weights=None) -> float:
 
 
 def ecdf_stats(x, treated, weights=None) -> tuple[float, float]:
-    """(mean, max) absolute difference of the weighted eCDFs of treated and controls over the pooled values."""
+    """(mean, max) absolute difference of the weighted eCDFs of treated and controls over the pooled
+    values."""
     (x1, w1), (x0, w0) = _split(x, treated, weights)
     if w1.sum() <= 0 or w0.sum() <= 0:
         return np.nan, np.nan
@@ -193,21 +202,35 @@ TYPES = {True: "Binary", False: "Contin."}  # cobalt's Type column
 
 
 def balance_columns() -> list[str]:
-    """Columns of the long balance table. `type` is cobalt's Binary/Contin.; on the `smd` rows `diff_type` says
+    """Columns of the long balance table. `type` is cobalt's Binary/Contin.; on the `smd` rows `diff_type`
+    says
     whether the difference is standardised ('std') or raw ('raw') and `s_d_denom` which group's SD divided it
     (treated, control, pooled, all; '' when raw); both are '' on the other statistics' rows."""
-    return ["covariate", "type", "stat", "sample", "value", "threshold", "balanced", "status", "diff_type", "s_d_denom"]
+    return [
+        "covariate",
+        "type",
+        "stat",
+        "sample",
+        "value",
+        "threshold",
+        "balanced",
+        "status",
+        "diff_type",
+        "s_d_denom",
+    ]
 
 
 def _status(value: float, balanced) -> str:
-    """What a reader should take from one statistic: balanced, not balanced, or not estimable (never 'balanced')."""
+    """What a reader should take from one statistic: balanced, not balanced, or not estimable (never
+    'balanced')."""
     if pd.isna(balanced):
         return "not estimable" if not np.isfinite(value) and not np.isinf(value) else ""
     return "balanced" if balanced else "not balanced"
 
 
 def too_few_pairs(n_pairs: int, min_pairs: int) -> str:
-    """The status of a matched sample too small to judge, e.g. 'too few pairs (1 < 10)'; '' when large enough."""
+    """The status of a matched sample too small to judge, e.g. 'too few pairs (1 < 10)'; '' when large
+    enough."""
     return f"too few pairs ({n_pairs} < {min_pairs})" if n_pairs < min_pairs else ""
 
 
@@ -239,20 +262,33 @@ def _check(covariates: pd.DataFrame, treated, weights):
     X = covariates.apply(pd.to_numeric, errors="coerce").astype(np.float64)
     bad = [c for c in X if not np.isfinite(X[c]).all()]
     if bad:
-        raise InputDataError(f"balance: covariate column(s) {bad} have missing, non-numeric or infinite values.")
+        raise InputDataError(
+            f"balance: covariate column(s) {bad} have missing, non-numeric or infinite values."
+        )
     return X, t, weights
 
 
-def balance_table(covariates: pd.DataFrame, treated: np.ndarray, weights: np.ndarray | None = None,
-                  thresholds: dict | None = None, min_pairs: int = 1, estimand: str = "ATT",
-                  s_d_denom: str = "auto", binary: str = "raw", s_weights=None) -> pd.DataFrame:
+def balance_table(
+    covariates: pd.DataFrame,
+    treated: np.ndarray,
+    weights: np.ndarray | None = None,
+    thresholds: dict | None = None,
+    min_pairs: int = 1,
+    estimand: str = "ATT",
+    s_d_denom: str = "auto",
+    binary: str = "raw",
+    s_weights=None,
+) -> pd.DataFrame:
     """Long balance table (see `balance_columns`), unmatched and, when `weights` are given, matched.
 
-    `s_weights` (MatchIt's sampling weights): the unmatched sample and the SDs are weighted by them (the matched
+    `s_weights` (MatchIt's sampling weights): the unmatched sample and the SDs are weighted by them (the
+    matched
     `weights` already include them, as MatchIt's match.data weights).
 
-    Mean differences (stat 'smd') follow cobalt's `bal.tab`: continuous covariates are standardised, binary ones
-    raw differences in proportions unless `binary='std'`; the SD is `s_d_denom`'s ('auto': treated for the ATT,
+    Mean differences (stat 'smd') follow cobalt's `bal.tab`: continuous covariates are standardised, binary
+    ones
+    raw differences in proportions unless `binary='std'`; the SD is `s_d_denom`'s ('auto': treated for the
+    ATT,
     control for the ATC, pooled for the ATE), computed in the unmatched sample for both samples. Binary
     covariates with values other than 0/1 are read as indicators of their larger value.
 
@@ -276,18 +312,31 @@ def balance_table(covariates: pd.DataFrame, treated: np.ndarray, weights: np.nda
         sd, used = sd_denominator(x, t, denom, bin_, s_weights) if std else (np.nan, "")
         for sample, w in samples:
             (x1, w1), (x0, w0) = _split(x, t, w)
-            vals = {"mean_treated": weighted_mean(x1, w1), "mean_control": weighted_mean(x0, w0),
-                    "sd_treated": np.sqrt(covariate_var(x1, w1, bin_)), "sd_control": np.sqrt(covariate_var(x0, w0, bin_)),
-                    "smd": weighted_smd(x, t, w, sd=sd) if std else mean_difference(x, t, w)}
+            vals = {
+                "mean_treated": weighted_mean(x1, w1),
+                "mean_control": weighted_mean(x0, w0),
+                "sd_treated": np.sqrt(covariate_var(x1, w1, bin_)),
+                "sd_control": np.sqrt(covariate_var(x0, w0, bin_)),
+                "smd": weighted_smd(x, t, w, sd=sd) if std else mean_difference(x, t, w),
+            }
             vals |= {name: spec["function"](x, t, w) for name, spec in STATS.items() if name != "smd"}
             for name, value in vals.items():
                 threshold = thr.get(name) if name in STATS else None
                 judged = _judge(value, threshold, STATS[name]["compare"]) if name in STATS else pd.NA
-                rows.append({"covariate": cov, "type": TYPES[bin_], "stat": name, "sample": sample,
-                             "value": float(value), "threshold": np.nan if threshold is None else float(threshold),
-                             "balanced": judged, "status": _status(float(value), judged) if name in STATS else "",
-                             "diff_type": ("std" if std else "raw") if name == "smd" else "",
-                             "s_d_denom": used if name == "smd" else ""})
+                rows.append(
+                    {
+                        "covariate": cov,
+                        "type": TYPES[bin_],
+                        "stat": name,
+                        "sample": sample,
+                        "value": float(value),
+                        "threshold": np.nan if threshold is None else float(threshold),
+                        "balanced": judged,
+                        "status": _status(float(value), judged) if name in STATS else "",
+                        "diff_type": ("std" if std else "raw") if name == "smd" else "",
+                        "s_d_denom": used if name == "smd" else "",
+                    }
+                )
     out = pd.DataFrame(rows, columns=balance_columns())
     out["balanced"] = out["balanced"].astype("boolean")
     if weights is not None:
@@ -299,12 +348,17 @@ def balance_table(covariates: pd.DataFrame, treated: np.ndarray, weights: np.nda
     return out
 
 
-SD_WORDS = {"treated": "treated group's SD", "control": "control group's SD", "pooled": "pooled SD",
-            "all": "whole sample's SD"}
+SD_WORDS = {
+    "treated": "treated group's SD",
+    "control": "control group's SD",
+    "pooled": "pooled SD",
+    "all": "whole sample's SD",
+}
 
 
 def difference_axis_label(smd: pd.DataFrame) -> str:
-    """The love plot's x label, as cobalt's: standardised, raw, or mixed mean differences (binary covariates raw),
+    """The love plot's x label, as cobalt's: standardised, raw, or mixed mean differences (binary covariates
+    raw),
     naming the SD the standardised ones were divided by (the table's diff_type and s_d_denom columns)."""
     if "diff_type" not in smd:
         return "Absolute standardised mean difference"
@@ -325,8 +379,15 @@ def sample_sizes(treated, weights=None) -> pd.DataFrame:
     rows = []
     for g, name in ((0, "control"), (1, "treated")):
         wg = w[t == g]
-        rows.append({"group": name, "all": int(len(wg)), "matched": int((wg > 0).sum()),
-                     "unmatched": int((wg <= 0).sum()), "ess": ess(wg)})
+        rows.append(
+            {
+                "group": name,
+                "all": int(len(wg)),
+                "matched": int((wg > 0).sum()),
+                "unmatched": int((wg <= 0).sum()),
+                "ess": ess(wg),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -338,8 +399,12 @@ def wilson_interval(p, n, z: float = Z95) -> tuple[np.ndarray, np.ndarray]:
         denom = 1 + z**2 / n
         centre = (p + z**2 / (2 * n)) / denom
         half = z / denom * np.sqrt(p * (1 - p) / n + z**2 / (4 * n**2))
-        # the interval contains p; min/max keep that exact under rounding (at p = 0 or 1 the bound is p itself)
-        low, high = np.clip(np.minimum(centre - half, p), 0.0, 1.0), np.clip(np.maximum(centre + half, p), 0.0, 1.0)
+        # the interval contains p; min/max keep that exact under rounding (at p = 0 or 1 the bound is p
+        # itself)
+        low, high = (
+            np.clip(np.minimum(centre - half, p), 0.0, 1.0),
+            np.clip(np.maximum(centre + half, p), 0.0, 1.0),
+        )
     bad = ~(n > 0) | ~np.isfinite(p)
     return np.where(bad, np.nan, low), np.where(bad, np.nan, high)
 
@@ -365,7 +430,17 @@ def group_means(covariates: pd.DataFrame, treated, weights=None) -> pd.DataFrame
                     low, high = (float(v) for v in wilson_interval(m, n_eff))
                 else:
                     low, high = m - Z95 * se, m + Z95 * se
-                rows.append({"covariate": cov, "group": name, "sample": sample, "mean": m, "se": se,
-                             "ci_low": low, "ci_high": high, "interval": "wilson" if binary else "normal",
-                             "n": int((wg > 0).sum())})
+                rows.append(
+                    {
+                        "covariate": cov,
+                        "group": name,
+                        "sample": sample,
+                        "mean": m,
+                        "se": se,
+                        "ci_low": low,
+                        "ci_high": high,
+                        "interval": "wilson" if binary else "normal",
+                        "n": int((wg > 0).sum()),
+                    }
+                )
     return pd.DataFrame(rows)

@@ -2,7 +2,8 @@
 thresholds = c(m = .1)))` as fixed-width plain text, rendered from the long table of `balance.balance_table`.
 
 Blocks as cobalt's: Balance Measures (Type, Diff.Un, V.Ratio.Un, KS.Un, Diff.Adj, M.Threshold, V.Ratio.Adj,
-KS.Adj; 4 decimals, '.' where a statistic does not apply, 'N/A' where it is infinite), the balance tally and the
+KS.Adj; 4 decimals, '.' where a statistic does not apply, 'N/A' where it is infinite), the balance tally and
+the
 covariate with the greatest mean difference, and Sample sizes (All, Matched (ESS), Matched (Unweighted),
 Unmatched; the two Matched rows are one when they agree). A heading names the estimand and what divided each
 mean difference, which cobalt leaves to its call.
@@ -22,7 +23,8 @@ DENOM_WORDS = {"treated": "the treated group's SD", "control": "the control grou
 
 
 def format_column(values, digits: int = DIGITS) -> list[str]:
-    """Numbers as R's `format(round(x, digits))` prints a column: one number of decimals for all (the fewest that
+    """Numbers as R's `format(round(x, digits))` prints a column: one number of decimals for all (the fewest
+    that
     show every rounded value), '-0' kept for small negatives, '.' for NaN and 'N/A' for infinities."""
     v = np.asarray(values, np.float64)
     finite = np.isfinite(v)
@@ -61,7 +63,8 @@ def render_frame(frame: pd.DataFrame, row_names: bool = True) -> str:
     nw = max([0, *map(len, names)])
     lines = [" " * nw + "".join(" " + h.rjust(w) for h, w in zip(cols, widths, strict=True))]
     for i, name in enumerate(names):
-        lines.append(name.ljust(nw) + "".join(" " + col[i].rjust(w) for col, w in zip(cells, widths, strict=True)))
+        lines.append(name.ljust(nw) + "".join(" " + col[i].rjust(w) for col, w in zip(cells, widths,
+                                                                                      strict=True)))
     return "\n".join(line.rstrip() for line in lines)
 
 
@@ -69,7 +72,8 @@ def threshold_label(status: str, threshold: float) -> str:
     """cobalt's M.Threshold cell ('Balanced, <0.1' / 'Not Balanced, >0.1'); other statuses (too few pairs,
     not estimable) as they are."""
     t = f"{round(float(threshold), 3):g}"
-    head, sep, rest = status.partition("; ")  # a note after the status (e.g. 'balanced; ratio 5 not met') is kept
+    # a note after the status (e.g. 'balanced; ratio 5 not met') is kept
+    head, sep, rest = status.partition("; ")
     return {"balanced": f"Balanced, <{t}", "not balanced": f"Not Balanced, >{t}"}.get(head, head) + sep + rest
 
 
@@ -82,7 +86,8 @@ def difference_note(table: pd.DataFrame, estimand: str, s_d_denom: str, binary: 
     return (f"Estimand {estimand}. Contin. covariates: standardised mean difference, divided by "
             f"{DENOM_WORDS[s_d_denom]} in the unadjusted sample (s_d_denom: {s_d_denom}){fallback}. "
             f"Binary covariates: " + ("raw difference in proportions (binary: raw)." if binary == "raw" else
-                                      "standardised like the continuous ones, variance p(1 - p) (binary: std)."))
+                                      "standardised like the continuous ones, variance p(1 - p) (binary: "
+                                      "std)."))
 
 
 def balance_measures(table: pd.DataFrame, stats=("smd", "var_ratio", "ks_max")) -> pd.DataFrame:
@@ -97,7 +102,8 @@ def balance_measures(table: pd.DataFrame, stats=("smd", "var_ratio", "ks_max")) 
         if sample not in set(table["sample"]):
             continue
         for stat, label in (c for c in STAT_COLUMNS if c[0] in stats):
-            values = wide[(stat, sample)].reindex(covs) if (stat, sample) in wide else pd.Series(np.nan, index=covs)
+            values = wide[(stat, sample)].reindex(covs) if (stat, sample) in wide else pd.Series(np.nan,
+                                                                                                 index=covs)
             out[f"{label}.{tag}"] = format_column(values)
             if stat == "smd" and sample == _judged_sample(table):
                 rows = smd.xs(sample, level="sample").reindex(covs)
@@ -133,8 +139,10 @@ def tally_blocks(table: pd.DataFrame) -> list[str]:
 
 
 def sample_size_block(sizes: pd.DataFrame, adjusted: bool = True) -> str:
-    """Sample sizes (columns Control, Treated) from `balance.sample_sizes`: All, and when `adjusted` Matched (ESS),
-    Matched (Unweighted), Unmatched; Matched is one row when the effective and unweighted sizes agree, as cobalt."""
+    """Sample sizes (columns Control, Treated) from `balance.sample_sizes`: All, and when `adjusted` Matched
+    (ESS),
+    Matched (Unweighted), Unmatched; Matched is one row when the effective and unweighted sizes agree, as
+    cobalt."""
     s = sizes.set_index("group")
     groups = ["control", "treated"]
     rows = {"All": s.loc[groups, "all"].to_numpy(float)}
@@ -152,10 +160,12 @@ def sample_size_block(sizes: pd.DataFrame, adjusted: bool = True) -> str:
 
 def balance_text(table: pd.DataFrame, sizes: pd.DataFrame | None, estimand: str, s_d_denom: str, binary: str,
                  title: str = "", stats=("smd", "var_ratio", "ks_max")) -> str:
-    """The whole cobalt-style report of one balance table (one method), ending in a newline; `stats` as cobalt's
+    """The whole cobalt-style report of one balance table (one method), ending in a newline; `stats` as
+    cobalt's
     (mean differences, variance ratios, KS statistics)."""
     table = table.reset_index(drop=True)
-    blocks = ([title] if title else []) + [textwrap.fill(difference_note(table, estimand, s_d_denom, binary), 100)]
+    blocks = ([title] if title else []) + [textwrap.fill(difference_note(table, estimand, s_d_denom, binary),
+                                                         100)]
     blocks.append("Balance Measures\n" + render_frame(balance_measures(table, stats)))
     blocks += tally_blocks(table)
     if sizes is not None:

@@ -64,7 +64,8 @@ def _finish_l1(total: np.ndarray) -> np.ndarray:
 
 def _pair_l1(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """L1 of broadcast float32 row pairs, in float64 (exact differences, accurate sum): like `_pair_sq`,
-    a pair's value depends only on its two rows, so `knn`, `pairwise` and `pair_distances` agree to the bit."""
+    a pair's value depends only on its two rows, so `knn`, `pairwise` and `pair_distances` agree to the
+    bit."""
     d = np.subtract(a, b, out=out, dtype=np.float64)
     np.abs(d, out=d)
     return d.sum(axis=-1)
@@ -112,14 +113,16 @@ def as_matrix(X, name: str) -> np.ndarray:
     bad = ~np.isfinite(X).all(axis=1)
     if bad.any():
         rows = np.flatnonzero(bad)
-        raise InputDataError(f"{name}: {len(rows)} row(s) contain NaN or inf (first rows: {rows[:5].tolist()}); "
+        raise InputDataError(f"{name}: {len(rows)} row(s) contain NaN or inf (first rows: "
+                             f"{rows[:5].tolist()}); "
                              "drop those images or fix the embedding stage.")
     return X
 
 
 def _metric(metric: str) -> dict:
     if metric not in METRICS:
-        raise InputDataError(f"unknown metric '{metric}'; choose one of {sorted(METRICS)} (config key distances.metric).")
+        raise InputDataError(f"unknown metric '{metric}'; choose one of {sorted(METRICS)} (config key "
+                             "distances.metric).")
     return METRICS[metric]
 
 
@@ -212,7 +215,8 @@ def _refine(Xp: np.ndarray, Yp: np.ndarray, qrows: np.ndarray, cols: np.ndarray,
             local.buf = np.empty(size, np.float64)
         g = local.buf[: cs.size * d].reshape(cs.shape + (d,))
         g[...] = Yp[cs]
-        out[s:s + step, c0:c0 + cstep] = kernel(Xp[qrows[s:s + step]].astype(np.float64)[:, None, :], g, out=g)
+        out[s:s + step, c0:c0 + cstep] = kernel(Xp[qrows[s:s + step]].astype(np.float64)[:, None, :], g,
+                                                out=g)
 
     _run_tiles(work, tiles)
     return out
@@ -239,7 +243,8 @@ def _refine_certified(Xp: np.ndarray, Yp: np.ndarray, qrows: np.ndarray, cols: n
     width = np.full(len(qrows), cols.shape[1], np.int64) if width is None else width
     dot = np.zeros(cols.shape, np.float64)
     cols32 = np.ascontiguousarray(cols, np.int32 if len(Yp) < 2**31 else np.int64)
-    run_ranges(lambda lo, hi: pair_dots(Xp, Yp, qrows, cols32, width, lo, hi, dot), len(qrows), _n_threads(), 16)
+    run_ranges(lambda lo, hi: pair_dots(Xp, Yp, qrows, cols32, width, lo, hi, dot), len(qrows), _n_threads(),
+               16)
     nq, nc = nxp[qrows][:, None], nyp[cols]
     est = nq + nc - 2.0 * dot
     bound = 2.5 * (d + 4) * _U64 * (np.sqrt(nq) + np.sqrt(nc)) ** 2
@@ -286,8 +291,10 @@ def _smallest(A: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
     return cols.astype(np.int64), np.take_along_axis(A, cols, axis=1)
 
 
-def knn(X: np.ndarray, k: int, metric: str = "euclidean", Y: np.ndarray | None = None, exclude_self: bool = True,
-        block_size: int = 2048, backend: str = "auto", device: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+def knn(X: np.ndarray, k: int, metric: str = "euclidean", Y: np.ndarray | None = None,
+        exclude_self: bool = True,
+        block_size: int = 2048, backend: str = "auto", device: str | None = None) -> tuple[np.ndarray,
+                                                                                           np.ndarray]:
     """Exact k nearest rows of Y (default X) for each row of X, blockwise with bounded memory.
 
     Returns (idx int64 (n, k'), dist float32 (n, k')) sorted by (distance, index); k' = min(k, available),
@@ -361,7 +368,8 @@ _THREADED_WORK = 1e8
 
 
 def _search_threads(ctx: _Bound) -> int:
-    """Threads of the CPU search (each with one BLAS thread): all of them from _THREADED_WORK multiply-adds on."""
+    """Threads of the CPU search (each with one BLAS thread): all of them from _THREADED_WORK multiply-adds
+    on."""
     work = float(len(ctx.Xc)) * len(ctx.Yc) * ctx.Xc.shape[1]
     return _n_threads() if work >= _THREADED_WORK else 1
 
@@ -460,7 +468,8 @@ class _Bound:
 
 
 def _unsafe(ctx: _Bound, rows: np.ndarray, cvals: np.ndarray, kk: int, available: int):
-    """Thresholds of rows with sorted candidate estimates cvals, and the rows whose candidates may miss one."""
+    """Thresholds of rows with sorted candidate estimates cvals, and the rows whose candidates may miss
+    one."""
     thr = ctx.threshold(cvals[:, kk - 1].astype(np.float64), rows)
     need = (cvals <= thr[:, None]).sum(axis=1)  # the leading candidates that can still be among the k
     if cvals.shape[1] >= available:
@@ -475,7 +484,8 @@ def _widen(ctx: _Bound, A: np.ndarray, rows: np.ndarray, thr: np.ndarray, availa
     return (rows, cand, None), int(count.max())
 
 
-def _widen_rows(ctx: _Bound, rows: np.ndarray, thr: np.ndarray, available: int, self_ex: bool, block_size: int):
+def _widen_rows(ctx: _Bound, rows: np.ndarray, thr: np.ndarray, available: int, self_ex: bool,
+                block_size: int):
     """_widen for rows whose estimates are not at hand: recomputed against all of Y, a block at a time."""
     for s in range(0, len(rows), block_size):
         r = rows[s:s + block_size]
@@ -491,7 +501,8 @@ def _candidates_blocked(ctx: _Bound, kk: int, available: int, self_ex: bool, blo
     for i0 in range(0, n, block_size):
         rows = np.arange(i0, min(n, i0 + block_size))
         res = Reservoirs(len(rows), min(kk + margin, available))
-        run_ranges(lambda lo, hi, i0=i0, res=res: _merge_slabs(ctx, res, i0 + lo, i0 + hi, 0, m, self_ex, False,
+        run_ranges(lambda lo, hi, i0=i0, res=res: _merge_slabs(ctx, res, i0 + lo, i0 + hi, 0, m, self_ex,
+                                                               False,
                                                                r0=lo), len(rows), threads)
         cvals, cand = res.final(0, len(rows), threads)
         thr, unsafe, need = _unsafe(ctx, rows, cvals, kk, available)
@@ -556,7 +567,8 @@ def _rounds(n_blocks: int) -> list[list[tuple[int, int]]]:
     return [r for r in rounds if r]
 
 
-# rows per product slab (512 x 2048 float32: 4 MB per thread, merged right after it is computed); 128-row slabs
+# rows per product slab (512 x 2048 float32: 4 MB per thread, merged right after it is computed); 128-row
+# slabs
 # fit a core's cache but made the single-threaded BLAS calls slower than the cache saved
 _SLAB = 512
 
@@ -609,7 +621,8 @@ def _candidates_faiss(ctx: _Bound, kk: int, available: int, self_ex: bool, block
 
 
 def _candidates_torch(ctx: _Bound, kk: int, available: int, self_ex: bool, block_size: int, device: str):
-    """(rows, candidates) from a blocked float32 product and top-k in torch on `device` (the GPU path; the same
+    """(rows, candidates) from a blocked float32 product and top-k in torch on `device` (the GPU path; the
+    same
     chunked products as numpy, so `err` holds; TF32 is switched off while it runs)."""
     import torch
 
@@ -646,7 +659,8 @@ def _candidates_torch(ctx: _Bound, kk: int, available: int, self_ex: bool, block
         torch.set_float32_matmul_precision(precision)
 
 
-def _knn_exhaustive(Xp: np.ndarray, Yp: np.ndarray, kk: int, spec: dict, self_ex: bool, block_size: int = 128):
+def _knn_exhaustive(Xp: np.ndarray, Yp: np.ndarray, kk: int, spec: dict, self_ex: bool,
+                    block_size: int = 128):
     """Exact kNN by computing every pair with the metric's kernel (metrics without a matmul form: L1)."""
     n, m = len(Xp), len(Yp)
     idx_out = np.empty((n, kk), np.int64)

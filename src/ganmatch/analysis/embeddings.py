@@ -11,21 +11,25 @@ from ganmatch.data.io import read_embedding, read_npy, read_parquet
 from ganmatch.errors import InputDataError
 
 
-def latent_shards(shard_tables: Sequence[str], shard_arrays: Sequence[str]) -> tuple[list[pd.DataFrame], list[np.ndarray]]:
-    """The projection shard tables and their latent arrays (memory-mapped), each array checked against its table."""
+def latent_shards(shard_tables: Sequence[str], shard_arrays: Sequence[str]) -> tuple[list[pd.DataFrame],
+                                                                                     list[np.ndarray]]:
+    """The projection shard tables and their latent arrays (memory-mapped), each array checked against its
+    table."""
     tables, arrays = [], []
     for table_path, array_path in zip(shard_tables, shard_arrays, strict=True):
         table = read_parquet(table_path)
         arr = read_npy(array_path, mmap=True)
         if len(arr) != len(table):
-            raise InputDataError(f"{array_path}: {len(arr)} latents but {table_path} has {len(table)} rows; delete both and rerun.")
+            raise InputDataError(f"{array_path}: {len(arr)} latents but {table_path} has {len(table)} rows; "
+                                 "delete both and rerun.")
         tables.append(table)
         arrays.append(arr)
     return tables, arrays
 
 
 class StackedRows:
-    """Shard arrays read as one stacked array by row position (`rows[pos]`), touching only the rows asked for."""
+    """Shard arrays read as one stacked array by row position (`rows[pos]`), touching only the rows asked
+    for."""
 
     def __init__(self, arrays: Sequence[np.ndarray]):
         self.arrays = list(arrays)
@@ -45,9 +49,11 @@ class StackedRows:
 def gather_latents(shard_tables: Sequence[str], shard_arrays: Sequence[str], reduce: str | None = None
                    ) -> tuple[np.ndarray, np.ndarray]:
     """Concatenate projection shards, keeping only images whose projection succeeded; W+ is flattened, or with
-    `reduce="mean"` averaged over its layers (the reference study's "restricted style space" for propensity)."""
+    `reduce="mean"` averaged over its layers (the reference study's "restricted style space" for
+    propensity)."""
     if reduce not in (None, "mean"):
-        raise InputDataError(f"latent embedding: reduce must be 'mean' or absent, got '{reduce}' (config key embeddings.<name>.reduce).")
+        raise InputDataError(f"latent embedding: reduce must be 'mean' or absent, got '{reduce}' (config key "
+                             "embeddings.<name>.reduce).")
     ids, blocks = [], []
     for table, arr in zip(*latent_shards(shard_tables, shard_arrays), strict=True):
         ok = (table["status"] == "ok").to_numpy()
@@ -66,25 +72,30 @@ def aligned_images(shard_tables: Sequence[str]) -> pd.DataFrame:
 
 
 def precomputed_rows(image_ids: Sequence[str], path: str) -> np.ndarray:
-    """Rows of a precomputed embedding (`path`: float32 .npy, its ids in the sibling .parquet, column image_id)
+    """Rows of a precomputed embedding (`path`: float32 .npy, its ids in the sibling .parquet, column
+    image_id)
     in the order of `image_ids`; every image must have a row."""
     ids_path = str(path)[: -len(".npy")] + ".parquet" if str(path).endswith(".npy") else None
     if ids_path is None:
-        raise InputDataError(f"embeddings: precomputed path '{path}' must be a .npy file (its ids in a .parquet beside it).")
+        raise InputDataError(f"embeddings: precomputed path '{path}' must be a .npy file (its ids in a "
+                             ".parquet beside it).")
     ids, X = read_embedding(path, ids_path)
     pos = pd.Series(np.arange(len(ids)), index=ids)
     missing = [i for i in image_ids if i not in pos.index]
     if missing:
         raise InputDataError(f"{path}: no row for {len(missing)} image(s) (first: {missing[:3]}); "
-                             "the precomputed embedding must cover every accepted image (config key embeddings.<name>.path).")
+                             "the precomputed embedding must cover every accepted image (config key "
+                             "embeddings.<name>.path).")
     return np.asarray(X[pos.loc[list(image_ids)].to_numpy()], np.float32)
 
 
 def compute_embedding(kind: str, aligned: pd.DataFrame, params: dict) -> np.ndarray:
-    """Embedding of the aligned images by kind (pixel, dlib, facenet, hog, vgg; see ganmatch.faces.face_embeddings),
+    """Embedding of the aligned images by kind (pixel, dlib, facenet, hog, vgg; see
+    ganmatch.faces.face_embeddings),
     or the rows of a precomputed one (kind precomputed: e.g. the demo's simulated face recogniser).
 
-    Computed in chunks of images (progress lines in the job log; one chunk of decoded crops in memory at a time).
+    Computed in chunks of images (progress lines in the job log; one chunk of decoded crops in memory at a
+    time).
     """
     if kind == "precomputed":
         return precomputed_rows(aligned["image_id"].astype(str).tolist(), params["path"])

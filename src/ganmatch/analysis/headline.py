@@ -15,7 +15,8 @@ def _rows(prefix: str, values: dict) -> list[tuple[str, float]]:
 
 
 def matching_numbers(results: Path, outcome: str = "outcome") -> list[tuple[str, float]]:
-    """Per method: matched treated units, max |balance statistic| after matching, the effect estimate, its CI and
+    """Per method: matched treated units, max |balance statistic| after matching, the effect estimate, its CI
+    and
     whether it covers the truth; the naive estimate; the paper's method's penalised pairs."""
     out = []
     summary = pd.read_parquet(results / "balance/summary.parquet")
@@ -23,7 +24,8 @@ def matching_numbers(results: Path, outcome: str = "outcome") -> list[tuple[str,
     worst = smd.groupby(["method", "sample"])["value"].max()
     outcomes = pd.read_parquet(results / "outcomes.parquet")
     for r in outcomes[outcomes["outcome"] == outcome].itertuples(index=False):
-        values = {"estimate": r.estimate, "ci_low": r.ci_low, "ci_high": r.ci_high, "covers": float(bool(r.covers))}
+        values = {"estimate": r.estimate, "ci_low": r.ci_low, "ci_high": r.ci_high,
+                  "covers": float(bool(r.covers))}
         if r.method == "naive":
             values["max_diff"] = worst.xs("unmatched", level="sample").max()
         else:
@@ -36,8 +38,10 @@ def matching_numbers(results: Path, outcome: str = "outcome") -> list[tuple[str,
 
 
 def edit_numbers(results: Path, treatment: str, covariates: list[str]) -> list[tuple[str, float]]:
-    """The edit stage against the planted truth (`edit_metrics.demo_acceptance`): each direction's cosine with its
-    planted one, the conditional edit's largest covariate shift, the share of faces crossing, the experimental effect."""
+    """The edit stage against the planted truth (`edit_metrics.demo_acceptance`): each direction's cosine with
+    its
+    planted one, the conditional edit's largest covariate shift, the share of faces crossing, the experimental
+    effect."""
     from ganmatch.analysis.edit_metrics import demo_acceptance
 
     edits_dir = results / "edits"
@@ -48,7 +52,8 @@ def edit_numbers(results: Path, treatment: str, covariates: list[str]) -> list[t
     check = demo_acceptance(directions, pd.read_parquet(edits_dir / "edits.parquet"),
                             pd.read_parquet(edits_dir / "transects.parquet"), group, treatment, covariates)
     out = _rows("edit/cosine", check.get("cosines", {}))
-    out += _rows("edit", {k: check.get(k) for k in ("max_covariate_shift", "share_crossed", "effect", "ci_low",
+    out += _rows("edit", {k: check.get(k) for k in ("max_covariate_shift", "share_crossed", "effect",
+                                                    "ci_low",
                                                        "ci_high")})
     return out
 
@@ -61,9 +66,11 @@ def headline_numbers(results: str | os.PathLike, treatment: str, covariates: lis
 
 
 def summarise_runs(long: pd.DataFrame, reference: dict) -> pd.DataFrame:
-    """Per quantity over runs (`long`: setting, seed, quantity, value): min, median, max, the number of distinct
+    """Per quantity over runs (`long`: setting, seed, quantity, value): min, median, max, the number of
+    distinct
     values, and the value of the `reference` run ({"setting": ..., "seed": ...}); also the spread across
-    settings within each seed (`kernel_spread`: max over seeds of max - min), which is 0 where the CPU does not matter."""
+    settings within each seed (`kernel_spread`: max over seeds of max - min), which is 0 where the CPU does
+    not matter."""
     groups = long.groupby("quantity")["value"]
     table = pd.DataFrame({"min": groups.min(), "median": groups.median(), "max": groups.max(),
                           "distinct": groups.apply(lambda v: int(v.round(12).nunique()))})
@@ -85,7 +92,8 @@ def _array_gap(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
 
 def stage_divergence(a: str | os.PathLike, b: str | os.PathLike) -> pd.DataFrame:
     """How far two runs of one config (e.g. under other CPU kernels) differ, stage by stage: per file group of
-    results/<dataset>, the largest absolute difference and the share of entries (pixels, array entries, table cells,
+    results/<dataset>, the largest absolute difference and the share of entries (pixels, array entries, table
+    cells,
     pairs) that differ. Groups: aligned photos, latents, embeddings, attributes, neighbours, matches, balance,
     outcomes, edits."""
     from PIL import Image
@@ -101,11 +109,13 @@ def stage_divergence(a: str | os.PathLike, b: str | os.PathLike) -> pd.DataFrame
 
     pngs = sorted(p.relative_to(a) for p in (a / "aligned").rglob("*.png"))
     add("alignment (aligned photos)", len(pngs),
-        (_array_gap(np.asarray(Image.open(a / p)), np.asarray(Image.open(b / p))) for p in pngs if (b / p).exists()))
+        (_array_gap(np.asarray(Image.open(a / p)),
+                    np.asarray(Image.open(b / p))) for p in pngs if (b / p).exists()))
     for stage, pattern in [("projection (latents)", "latents/*.npy"), ("embeddings", "embeddings/*.npy"),
                            ("edits (edited latents)", "edits/shard_*.npy")]:
         files = sorted(p.relative_to(a) for p in a.glob(pattern))
-        add(stage, len(files), (_array_gap(np.load(a / p, allow_pickle=False), np.load(b / p, allow_pickle=False))
+        add(stage, len(files), (_array_gap(np.load(a / p, allow_pickle=False), np.load(b / p,
+                                                                                       allow_pickle=False))
                                 for p in files if (b / p).exists()))
     for stage, pattern in [("attributes", "attributes*.parquet"), ("neighbours", "neighbours/*.parquet"),
                            ("matching (pairs)", "matches/*.parquet"), ("balance", "balance/*.parquet"),
@@ -117,10 +127,12 @@ def stage_divergence(a: str | os.PathLike, b: str | os.PathLike) -> pd.DataFrame
 
 
 def _table_gap(x: pd.DataFrame, y: pd.DataFrame) -> tuple[float, float]:
-    """(max |difference| over numeric cells, share of cells that differ) of two tables (1 when shapes differ)."""
+    """(max |difference| over numeric cells, share of cells that differ) of two tables (1 when shapes
+    differ)."""
     if x.shape != y.shape or list(x.columns) != list(y.columns):
         return float("inf"), 1.0
-    num = [c for c in x.columns if pd.api.types.is_numeric_dtype(x[c]) and not pd.api.types.is_bool_dtype(x[c])]
+    num = [c for c in x.columns
+           if pd.api.types.is_numeric_dtype(x[c]) and not pd.api.types.is_bool_dtype(x[c])]
     gap = 0.0
     for c in num:
         d = np.abs(x[c].to_numpy(np.float64, na_value=np.nan) - y[c].to_numpy(np.float64, na_value=np.nan))

@@ -23,7 +23,8 @@ _JIT = {"nogil": True, "cache": True}
 
 @njit(**_JIT)
 def _nth(v, c, n, k):
-    """Reorder v[:n] (and c[:n] with it) so that v[:k] holds the k smallest; returns v[k - 1], their largest."""
+    """Reorder v[:n] (and c[:n] with it) so that v[:k] holds the k smallest; returns v[k - 1], their
+    largest."""
     lo, hi, kk = 0, n - 1, k - 1
     while lo < hi:
         a, b, m = v[lo], v[hi], v[(lo + hi) >> 1]
@@ -72,7 +73,8 @@ def _seed(x, off, c0, me, keep, sv, sc, flags, tv):
     """Entries x + off of a row for an empty reservoir (column c0 + j; j == me left out) into sv/sc; returns
     (how many, threshold). When a threshold t read off a strided sample of 128 leaves at least `keep` entries
     below it, only those are taken and t is returned: every entry left out is >= t, so t is a valid
-    reservoir threshold without a selection. Otherwise every entry is taken and t is inf. `tv`: scratch (m,)."""
+    reservoir threshold without a selection. Otherwise every entry is taken and t is inf. `tv`: scratch
+    (m,)."""
     m = x.shape[0]
     h = 0
     if m >= 8 * keep and m >= 1024:
@@ -216,7 +218,8 @@ def finish_rows(r0, r1, bv, bc, cnt, keep, outv, outc):
 
 @njit(nogil=True, cache=True, fastmath={"reassoc", "contract"})
 def pair_dots(X, Y, rows, cols, width, lo, hi, out):
-    """out[r, t] = X[rows[r]] . Y[cols[r, t]] in float64 for r in lo..hi, t < width[r]: float32 products are exact in float64
+    """out[r, t] = X[rows[r]] . Y[cols[r, t]] in float64 for r in lo..hi, t < width[r]: float32 products are
+    exact in float64
     and the sum's rounding is bounded for any order, so the reassociated (vectorised) sum is safe.
 
     The pairs are visited grouped by blocks of about 2 MB of Y (a counting sort), so that the gathered

@@ -47,7 +47,8 @@ def neighbour_table(ids: Sequence[str], X: np.ndarray, k: int, metric: str = "eu
         for g in (1, 0):
             q, c = np.flatnonzero(t == g), np.flatnonzero(t != g)
             if len(c) == 0 or len(q) == 0:
-                warnings.warn(f"neighbour_table: treatment group {1 - g} is empty; no cross neighbours.", stacklevel=2)
+                warnings.warn(f"neighbour_table: treatment group {1 - g} is empty; no cross neighbours.",
+                              stacklevel=2)
                 continue
             idx, dist = distances.knn(X[q], k, metric, Y=X[c], exclude_self=False, block_size=block_size)
             parts.append(_table(ids, q, c, idx, dist, "cross"))

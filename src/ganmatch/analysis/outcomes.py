@@ -35,7 +35,8 @@ def outcome_kind(y) -> str:
     if values.dtype == bool:
         return "binary"
     if not pd.api.types.is_numeric_dtype(values):
-        raise InputDataError(f"outcome {getattr(y, 'name', '')!r} is not numeric or 0/1; convert it in the labels table")
+        raise InputDataError(f"outcome {getattr(y, 'name', '')!r} is not numeric or 0/1; convert it in the "
+                             "labels table")
     return "binary" if len(values) and values.isin([0, 1]).all() else "numeric"
 
 
@@ -65,7 +66,8 @@ def naive_difference(y, treated, kind: str | None = None, alpha: float = 0.05) -
     kind = _check_kind(kind or outcome_kind(y))
     y1, y0 = y[t == 1], y[t == 0]
     out = {"estimate": np.nan, "ci_low": np.nan, "ci_high": np.nan, "p_value": np.nan,
-           "n_treated": len(y1), "n_control": len(y0), "test": "welch_t" if kind == "numeric" else "two_proportion_z"}
+           "n_treated": len(y1), "n_control": len(y0),
+           "test": "welch_t" if kind == "numeric" else "two_proportion_z"}
     if len(y1) == 0 or len(y0) == 0:
         return out
     est = y1.mean() - y0.mean()
@@ -114,7 +116,8 @@ def paired_outcomes(pairs: pd.DataFrame, outcome: pd.Series):
     c_ids = pairs["control_id"].astype(str).to_numpy()
     missing = np.setdiff1d(np.r_[t_ids, c_ids], ids.to_numpy())
     if len(missing):
-        raise InputDataError(f"{len(missing)} matched image ids (e.g. {missing[0]!r}) have no row in the outcome table")
+        raise InputDataError(f"{len(missing)} matched image ids (e.g. {missing[0]!r}) have no row in the "
+                             "outcome table")
     values = outcome.to_numpy(dtype=np.float64)
     y_t = values[ids.get_indexer(t_ids)]
     y_c = values[ids.get_indexer(c_ids)]
@@ -150,9 +153,11 @@ def treated_contrasts(y_t, y_c, weights=None, cluster=None) -> np.ndarray:
 
 def paired_bootstrap_ci(y_t, y_c, weights=None, cluster=None, n_boot: int = 2000, alpha: float = 0.05,
                         random_state: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap interval of `att_estimate`, resampling pairs (or treated units when `cluster` is given).
+    """Percentile bootstrap interval of `att_estimate`, resampling pairs (or treated units when `cluster` is
+    given).
 
-    Clusters keep a treated unit's k controls together in k:1 matching. Vectorised: one (n_boot, n) index draw.
+    Clusters keep a treated unit's k controls together in k:1 matching. Vectorised: one (n_boot, n) index
+    draw.
     Reused controls (matching with replacement) are treated as independent, which makes the interval somewhat
     narrow (Abadie & Imbens 2008); prefer 1:1 without replacement when intervals matter.
     """
@@ -227,7 +232,8 @@ def rosenbaum_pvalue(d, gamma: float, kind: str = "numeric", method: str = "norm
     p+ = Gamma / (1 + Gamma), E = p+ * sum(ranks), Var = p+ (1 - p+) * sum(ranks^2), and the bound is
     1 - Phi((T - E) / sqrt(Var)) (method "normal", no continuity correction, as Rosenbaum 2002, ch. 4) or
     the exact tail of that distribution (method "exact", fine up to a few hundred pairs).
-    Binary (sign test / McNemar): with D discordant pairs of which b favour the treated, P(Binomial(D, p+) >= b).
+    Binary (sign test / McNemar): with D discordant pairs of which b favour the treated, P(Binomial(D, p+) >=
+    b).
     """
     _check_kind(kind)
     if gamma < 1:
@@ -291,7 +297,8 @@ def matched_estimate(y_t, y_c, weights, cluster, kind: str, n_boot: int = 2000, 
     d = treated_contrasts(y_t, y_c, weights, cluster)
     one_to_one = cluster is None or len(d) == len(_as_float(y_t))
     test_kind = "binary" if kind == "binary" and one_to_one else "numeric"
-    low, high = paired_bootstrap_ci(y_t, y_c, weights, cluster, n_boot=n_boot, alpha=alpha, random_state=random_state)
+    low, high = paired_bootstrap_ci(y_t, y_c, weights, cluster, n_boot=n_boot, alpha=alpha,
+                                    random_state=random_state)
     return {
         "estimate": att_estimate(y_t, y_c, weights),
         "ci_low": low,
@@ -304,7 +311,8 @@ def matched_estimate(y_t, y_c, weights, cluster, kind: str, n_boot: int = 2000, 
     }
 
 
-def weighted_estimate(y, treated, weights, cluster, estimand: str = "ATT", n_boot: int = 2000, alpha: float = 0.05,
+def weighted_estimate(y, treated, weights, cluster, estimand: str = "ATT", n_boot: int = 2000,
+                      alpha: float = 0.05,
                       random_state: int = 0) -> dict:
     """The effect on a matched sample given by unit weights (subclassification, exact, cem, full matching, or
     any method for the ATC/ATE): weighted treated mean minus weighted control mean, as MatchIt's recommended
@@ -314,8 +322,10 @@ def weighted_estimate(y, treated, weights, cluster, estimand: str = "ATT", n_boo
     y, t, w = _as_float(y), _as_float(treated), _as_float(weights)
     keep = ~np.isnan(y) & ~np.isnan(t) & (w > 0)
     y, t, w = y[keep], t[keep].astype(int), w[keep]
-    cl = pd.factorize(np.asarray(cluster, dtype=object)[keep])[0] if cluster is not None else np.arange(len(y))
-    out = {"estimate": np.nan, "ci_low": np.nan, "ci_high": np.nan, "n_pairs": int((t == (0 if estimand == "ATC" else 1)).sum()),
+    cl = pd.factorize(np.asarray(cluster,
+                                 dtype=object)[keep])[0] if cluster is not None else np.arange(len(y))
+    out = {"estimate": np.nan, "ci_low": np.nan, "ci_high": np.nan,
+           "n_pairs": int((t == (0 if estimand == "ATC" else 1)).sum()),
            "n_treated": int((t == 1).sum()), "n_control": int((t == 0).sum()), "p_value": np.nan,
            "test": "weighted_cluster_bootstrap", "gamma": np.nan}
     if out["n_treated"] == 0 or out["n_control"] == 0:
@@ -328,7 +338,8 @@ def weighted_estimate(y, treated, weights, cluster, estimand: str = "ATT", n_boo
     out["estimate"] = float(diff(w))
     n_cl = int(cl.max()) + 1
     rng = np.random.default_rng(random_state)
-    boot = np.array([diff(w * np.bincount(rng.integers(0, n_cl, n_cl), minlength=n_cl)[cl]) for _ in range(n_boot)])
+    boot = np.array([diff(w * np.bincount(rng.integers(0, n_cl, n_cl),
+                                          minlength=n_cl)[cl]) for _ in range(n_boot)])
     boot = boot[np.isfinite(boot)]
     if len(boot) > 1:
         out["ci_low"], out["ci_high"] = (float(q) for q in np.quantile(boot, [alpha / 2, 1 - alpha / 2]))
@@ -338,9 +349,11 @@ def weighted_estimate(y, treated, weights, cluster, estimand: str = "ATT", n_boo
 
 
 def uses_pairs(pairs: pd.DataFrame | None, units: pd.DataFrame | None) -> bool:
-    """Pair-level analysis (paired bootstrap over treated units, tests, Rosenbaum bounds) for methods that give
+    """Pair-level analysis (paired bootstrap over treated units, tests, Rosenbaum bounds) for methods that
+    give
     each treated unit its own matched set and estimate the ATT; the weighted analysis of the units table, with
-    subclasses as the bootstrap's clusters, otherwise (subclass, exact, cem, full matching where several treated
+    subclasses as the bootstrap's clusters, otherwise (subclass, exact, cem, full matching where several
+    treated
     units share a subclass, or the ATC/ATE)."""
     if units is None:
         return True
@@ -374,7 +387,8 @@ def _embedding_of(pairs: pd.DataFrame) -> str:
 def _treated_series(treated, outcomes: pd.DataFrame) -> pd.Series:
     if isinstance(treated, str):
         if treated not in outcomes.columns:
-            raise InputDataError(f"treatment column {treated!r} is not in the outcome table (config key `treatment`)")
+            raise InputDataError(f"treatment column {treated!r} is not in the outcome table (config key "
+                                 "`treatment`)")
         return outcomes.set_index("image_id")[treated]
     if not isinstance(treated, pd.Series):
         raise InputDataError("treated must be a column name or a 0/1 Series indexed by image_id")
@@ -385,12 +399,14 @@ def _treated_series(treated, outcomes: pd.DataFrame) -> pd.Series:
 # the tidy table
 
 def estimate_outcomes(outcomes: pd.DataFrame, treated, matches: dict[str, pd.DataFrame], columns=None,
-                      truth: dict | None = None, kinds: dict | None = None, n_boot: int = 2000, alpha: float = 0.05,
+                      truth: dict | None = None, kinds: dict | None = None, n_boot: int = 2000,
+                      alpha: float = 0.05,
                       random_state: int = 0, min_pairs: int = 1, units: dict[str, pd.DataFrame] | None = None
                       ) -> pd.DataFrame:
     """The outcomes table: per outcome, the naive difference and each matching's ATT, in one tidy frame.
 
-    outcomes: `image_id` plus outcome columns (all non-id columns except the treatment when `columns` is None).
+    outcomes: `image_id` plus outcome columns (all non-id columns except the treatment when `columns` is
+    None).
     treated: 0/1 Series indexed by image_id, or the name of a column of `outcomes`.
     matches: name -> matches table (`treated_id`, `control_id`, optional `weight`, `embedding`).
     units: name -> units table (image_id, treated, weight, subclass, estimand); methods without pairs, or
@@ -412,7 +428,8 @@ def estimate_outcomes(outcomes: pd.DataFrame, treated, matches: dict[str, pd.Dat
     rows = []
     for col in columns:
         if col not in table.columns:
-            raise InputDataError(f"outcome {col!r} (config key `outcomes`) is not a column of the outcome table")
+            raise InputDataError(f"outcome {col!r} (config key `outcomes`) is not a column of the outcome "
+                                 "table")
         y = table[col]
         kind = _check_kind(kinds.get(col) or outcome_kind(y))
         ty = t.reindex(y.index)
@@ -423,17 +440,22 @@ def estimate_outcomes(outcomes: pd.DataFrame, treated, matches: dict[str, pd.Dat
             u = (units or {}).get(name)
             if not uses_pairs(pairs, u):
                 yy, tt, ww, cl = unit_arrays(u, y)
-                res = weighted_estimate(yy, tt, ww, cl, str(u["estimand"].iloc[0]), n_boot, alpha, random_state)
-                rows.append({"outcome": col, "kind": kind, "method": name, "embedding": _embedding_of(pairs), **res})
+                res = weighted_estimate(yy, tt, ww, cl, str(u["estimand"].iloc[0]), n_boot, alpha,
+                                        random_state)
+                rows.append({"outcome": col, "kind": kind, "method": name, "embedding": _embedding_of(pairs),
+                             **res})
                 continue
             y_t, y_c, w, cl = paired_outcomes(pairs, y)
-            res = matched_estimate(y_t, y_c, w, cl, kind, n_boot=n_boot, alpha=alpha, random_state=random_state)
+            res = matched_estimate(y_t, y_c, w, cl, kind, n_boot=n_boot, alpha=alpha,
+                                   random_state=random_state)
             present = y.reindex(pairs["treated_id"].astype(str)).notna().to_numpy() & \
                 y.reindex(pairs["control_id"].astype(str)).notna().to_numpy()
             res["n_control"] = int(pairs.loc[present, "control_id"].nunique())
-            rows.append({"outcome": col, "kind": kind, "method": name, "embedding": _embedding_of(pairs), **res})
+            rows.append({"outcome": col, "kind": kind, "method": name, "embedding": _embedding_of(pairs),
+                         **res})
     out = pd.DataFrame(rows)
-    out["truth"] = out["outcome"].map(lambda c: float(truth[c]) if c in truth and truth[c] is not None else np.nan)
+    out["truth"] = out["outcome"].map(
+        lambda c: float(truth[c]) if c in truth and truth[c] is not None else np.nan)
     out["error"] = out["estimate"] - out["truth"]
     covers = (out["ci_low"] <= out["truth"]) & (out["truth"] <= out["ci_high"])
     out["covers"] = covers.astype("boolean").mask(out["truth"].isna())
@@ -457,8 +479,16 @@ def estimate_status(row, min_pairs: int = 1) -> str:
 # ----------------------------------------------------------------------------------------------------------
 # face-recognition bias
 
-def reference_distances(ids, identity, X, metric: str = "euclidean", reference: str = "random", exclude=None,
-                        random_state: int = 0) -> pd.DataFrame:
+
+def reference_distances(
+    ids,
+    identity,
+    X,
+    metric: str = "euclidean",
+    reference: str = "random",
+    exclude=None,
+    random_state: int = 0,
+) -> pd.DataFrame:
     """For each image, the embedding distance to a reference photo of the same identity.
 
     reference="random" (default) picks one other photo of the identity uniformly with a seeded generator; it
@@ -503,9 +533,16 @@ def reference_distances(ids, identity, X, metric: str = "euclidean", reference: 
     return pd.DataFrame({"image_id": ids, "identity": identity, "reference_id": ref, "distance": dist})
 
 
-def verification_bias(distance: pd.Series, treated: pd.Series, threshold: float = 0.6,
-                      matches: dict[str, pd.DataFrame] | None = None, n_boot: int = 2000, alpha: float = 0.05,
-                      random_state: int = 0, units: dict[str, pd.DataFrame] | None = None) -> pd.DataFrame:
+def verification_bias(
+    distance: pd.Series,
+    treated: pd.Series,
+    threshold: float = 0.6,
+    matches: dict[str, pd.DataFrame] | None = None,
+    n_boot: int = 2000,
+    alpha: float = 0.05,
+    random_state: int = 0,
+    units: dict[str, pd.DataFrame] | None = None,
+) -> pd.DataFrame:
     """Face-verification bias between groups on the whole data and on each matched set.
 
     distance: per image (indexed by image_id) the face-recognition distance to its same-identity reference
@@ -525,8 +562,18 @@ def verification_bias(distance: pd.Series, treated: pd.Series, threshold: float 
     rows = []
 
     def add(sample, stat, group, value, n, low=np.nan, high=np.nan, p=np.nan):
-        rows.append({"sample": sample, "stat": stat, "group": group, "value": float(value), "ci_low": float(low),
-                     "ci_high": float(high), "n": int(n), "p_value": float(p)})
+        rows.append(
+            {
+                "sample": sample,
+                "stat": stat,
+                "group": group,
+                "value": float(value),
+                "ci_low": float(low),
+                "ci_high": float(high),
+                "n": int(n),
+                "p_value": float(p),
+            }
+        )
 
     t_all = treated.reindex(distance.index).to_numpy(np.float64)
     d_all = distance.to_numpy(np.float64)
@@ -536,8 +583,16 @@ def verification_bias(distance: pd.Series, treated: pd.Series, threshold: float 
     for stat, series in outcomes.items():
         kind = "numeric" if stat == "mean_distance" else "binary"
         res = naive_difference(series.to_numpy(np.float64), t_all, kind, alpha)
-        add("all", stat, "difference", res["estimate"], res["n_treated"] + res["n_control"],
-            res["ci_low"], res["ci_high"], res["p_value"])
+        add(
+            "all",
+            stat,
+            "difference",
+            res["estimate"],
+            res["n_treated"] + res["n_control"],
+            res["ci_low"],
+            res["ci_high"],
+            res["p_value"],
+        )
     for name, pairs in (matches or {}).items():
         u = (units or {}).get(name)
         if not uses_pairs(pairs, u):
@@ -547,18 +602,44 @@ def verification_bias(distance: pd.Series, treated: pd.Series, threshold: float 
                 sel = keep & (t == g)
                 _distribution_rows(add, name, g_name, y[sel], w[sel], threshold)
             for stat in outcomes:
-                yy = y if stat == "mean_distance" else np.where(np.isnan(y), np.nan, (y < threshold).astype(float))
+                yy = (
+                    y
+                    if stat == "mean_distance"
+                    else np.where(np.isnan(y), np.nan, (y < threshold).astype(float))
+                )
                 res = weighted_estimate(yy, t, w, cl, str(u["estimand"].iloc[0]), n_boot, alpha, random_state)
-                add(name, stat, "difference", res["estimate"], res["n_pairs"], res["ci_low"], res["ci_high"], res["p_value"])
+                add(
+                    name,
+                    stat,
+                    "difference",
+                    res["estimate"],
+                    res["n_pairs"],
+                    res["ci_low"],
+                    res["ci_high"],
+                    res["p_value"],
+                )
             continue
         y_t, y_c, w, cl = paired_outcomes(pairs, distance)
         _distribution_rows(add, name, "treated", y_t, w, threshold)
         _distribution_rows(add, name, "control", y_c, w, threshold)
         for stat in outcomes:
             kind = "numeric" if stat == "mean_distance" else "binary"
-            a, b = (y_t, y_c) if kind == "numeric" else ((y_t < threshold).astype(float), (y_c < threshold).astype(float))
+            a, b = (
+                (y_t, y_c)
+                if kind == "numeric"
+                else ((y_t < threshold).astype(float), (y_c < threshold).astype(float))
+            )
             res = matched_estimate(a, b, w, cl, kind, n_boot=n_boot, alpha=alpha, random_state=random_state)
-            add(name, stat, "difference", res["estimate"], res["n_pairs"], res["ci_low"], res["ci_high"], res["p_value"])
+            add(
+                name,
+                stat,
+                "difference",
+                res["estimate"],
+                res["n_pairs"],
+                res["ci_low"],
+                res["ci_high"],
+                res["p_value"],
+            )
     return pd.DataFrame(rows, columns=BIAS_COLUMNS)
 
 

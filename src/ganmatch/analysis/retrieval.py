@@ -21,7 +21,8 @@ def retrieval_quality(neighbours: pd.DataFrame, identity: pd.Series, attributes:
     """
     need = {"query", "neighbour", "rank"}
     if not need <= set(neighbours.columns):
-        raise InputDataError(f"retrieval_quality: neighbours table lacks {sorted(need - set(neighbours.columns))}.")
+        raise InputDataError("retrieval_quality: neighbours table lacks "
+                             f"{sorted(need - set(neighbours.columns))}.")
     identity = identity.astype(str)
     if "image_id" in attributes.columns:
         attributes = attributes.set_index("image_id")
@@ -29,7 +30,8 @@ def retrieval_quality(neighbours: pd.DataFrame, identity: pd.Series, attributes:
     attributes = attributes.loc[:, attributes.notna().any()]
     missing = set(neighbours["query"]) - set(identity.index)
     if missing:
-        raise InputDataError(f"retrieval_quality: {len(missing)} query ids have no identity (e.g. {sorted(missing)[:3]}).")
+        raise InputDataError(f"retrieval_quality: {len(missing)} query ids have no identity (e.g. "
+                             f"{sorted(missing)[:3]}).")
     counts = identity.value_counts()
     scopes = neighbours["scope"].unique() if "scope" in neighbours else [None]
     rows = []
@@ -58,9 +60,12 @@ def retrieval_quality(neighbours: pd.DataFrame, identity: pd.Series, attributes:
     return pd.DataFrame(rows)
 
 
-def retrieval_quality_table(neighbours: dict[str, pd.DataFrame], identity: pd.Series, attributes: pd.DataFrame,
+def retrieval_quality_table(neighbours: dict[str, pd.DataFrame], identity: pd.Series,
+                            attributes: pd.DataFrame,
                             ks=(1, 5, 10)) -> pd.DataFrame:
-    """`retrieval_quality` for every embedding ({name: neighbour table}), stacked with an `embedding` column first."""
-    frames = [retrieval_quality(nb, identity, attributes, ks=ks).assign(embedding=name) for name, nb in neighbours.items()]
+    """`retrieval_quality` for every embedding ({name: neighbour table}), stacked with an `embedding` column
+    first."""
+    frames = [retrieval_quality(nb, identity, attributes, ks=ks).assign(embedding=name) for name,
+              nb in neighbours.items()]
     out = pd.concat(frames, ignore_index=True)
     return out[["embedding", *[c for c in out.columns if c != "embedding"]]]

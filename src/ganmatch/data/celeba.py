@@ -22,10 +22,14 @@ MAPPING_COLUMNS = ["idx", "orig_idx", "orig_file", "proc_md5", "final_md5"]
 N_ATTRIBUTES = 40
 # CelebA's attribute columns, in list_attr_celeba.txt's order (Liu et al. 2015).
 CELEBA_ATTRIBUTES = (
-    "5_o_Clock_Shadow Arched_Eyebrows Attractive Bags_Under_Eyes Bald Bangs Big_Lips Big_Nose Black_Hair Blond_Hair "
-    "Blurry Brown_Hair Bushy_Eyebrows Chubby Double_Chin Eyeglasses Goatee Gray_Hair Heavy_Makeup High_Cheekbones Male "
-    "Mouth_Slightly_Open Mustache Narrow_Eyes No_Beard Oval_Face Pale_Skin Pointy_Nose Receding_Hairline Rosy_Cheeks "
-    "Sideburns Smiling Straight_Hair Wavy_Hair Wearing_Earrings Wearing_Hat Wearing_Lipstick Wearing_Necklace "
+    "5_o_Clock_Shadow Arched_Eyebrows Attractive Bags_Under_Eyes Bald Bangs Big_Lips Big_Nose Black_Hair "
+    "Blond_Hair "
+    "Blurry Brown_Hair Bushy_Eyebrows Chubby Double_Chin Eyeglasses Goatee Gray_Hair Heavy_Makeup "
+    "High_Cheekbones Male "
+    "Mouth_Slightly_Open Mustache Narrow_Eyes No_Beard Oval_Face Pale_Skin Pointy_Nose Receding_Hairline "
+    "Rosy_Cheeks "
+    "Sideburns Smiling Straight_Hair Wavy_Hair Wearing_Earrings Wearing_Hat Wearing_Lipstick "
+    "Wearing_Necklace "
     "Wearing_Necktie Young"
 ).split()
 
@@ -50,7 +54,8 @@ def attribute_column(name: str) -> str:
 
 
 def read_hq_mapping(path: str | os.PathLike) -> pd.DataFrame:
-    """CelebA-HQ's `image_list.txt` as a table `idx, orig_idx, orig_file, proc_md5, final_md5` (ids as int)."""
+    """CelebA-HQ's `image_list.txt` as a table `idx, orig_idx, orig_file, proc_md5, final_md5` (ids as
+    int)."""
     path = Path(path)
     try:
         df = pd.read_csv(path, sep=r"\s+", dtype={"orig_file": str, "proc_md5": str, "final_md5": str})
@@ -58,12 +63,14 @@ def read_hq_mapping(path: str | os.PathLike) -> pd.DataFrame:
         raise InputDataError(f"cannot read the CelebA-HQ mapping file {path}: {err}") from err
     missing = [c for c in MAPPING_COLUMNS if c not in df.columns]
     if missing:
-        raise InputDataError(f"{path}: expected columns {MAPPING_COLUMNS} (CelebA-HQ image_list.txt), missing {missing}.")
+        raise InputDataError(f"{path}: expected columns {MAPPING_COLUMNS} (CelebA-HQ image_list.txt), "
+                             f"missing {missing}.")
     df = df[MAPPING_COLUMNS].copy()
     df["idx"] = df["idx"].astype(int)
     df["orig_idx"] = df["orig_idx"].astype(int)
     if df["idx"].duplicated().any():
-        raise InputDataError(f"{path}: duplicate idx values, e.g. {df['idx'][df['idx'].duplicated()].head(3).tolist()}.")
+        raise InputDataError(f"{path}: duplicate idx values, e.g. "
+                             f"{df['idx'][df['idx'].duplicated()].head(3).tolist()}.")
     return df
 
 
@@ -75,7 +82,8 @@ def read_identities(path: str | os.PathLike) -> pd.DataFrame:
     except (OSError, pd.errors.ParserError) as err:
         raise InputDataError(f"cannot read the CelebA identity file {path}: {err}") from err
     if df["identity"].isna().any() or df["file"].duplicated().any():
-        raise InputDataError(f"{path}: expected one 'file identity' pair per line with unique files (identity_CelebA.txt).")
+        raise InputDataError(f"{path}: expected one 'file identity' pair per line with unique files "
+                             "(identity_CelebA.txt).")
     return df
 
 
@@ -97,14 +105,21 @@ def read_celeba_attributes(path: str | os.PathLike) -> pd.DataFrame:
     try:
         count = int(count_line.strip())
     except ValueError as err:
-        raise InputDataError(f"{path}: line 1 should be the number of images, got {count_line.strip()!r}.") from err
+        raise InputDataError(
+            f"{path}: line 1 should be the number of images, got {count_line.strip()!r}."
+        ) from err
     if count != len(df):
-        raise InputDataError(f"{path}: header says {count} images but {len(df)} rows follow (truncated download?).")
+        raise InputDataError(
+            f"{path}: header says {count} images but {len(df)} rows follow (truncated download?)."
+        )
     values = df[names].to_numpy()
     bad = ~np.isin(values, (-1, 1))
     if bad.any():
         row, col = np.argwhere(bad)[0]
-        raise InputDataError(f"{path}: attribute values must be -1/1; row {row + 3} column {names[col]} has {values[row, col]!r}.")
+        raise InputDataError(
+            f"{path}: attribute values must be -1/1; row {row + 3} column {names[col]} has "
+            f"{values[row, col]!r}."
+        )
     df[names] = (values > 0).astype(np.int8)
     return df
 
@@ -125,7 +140,10 @@ def image_file_name(idx: int, pattern: str = "{idx}.jpg") -> str:
     try:
         return pattern.format(idx=int(idx), image_id=f"{int(idx):05d}")
     except (KeyError, IndexError, ValueError) as err:
-        raise ConfigError(f"celeba_hq.file_pattern {pattern!r} is invalid ({err}); use fields {{idx}} or {{image_id}}, e.g. '{{idx:05d}}.png'.") from err
+        raise ConfigError(
+            f"celeba_hq.file_pattern {pattern!r} is invalid ({err}); use fields {{idx}} or "
+            f"{{image_id}}, e.g. '{{idx:05d}}.png'."
+        ) from err
 
 
 def identity_split(identities: pd.Series, test_fraction: float, seed: int = 0) -> pd.Series:
@@ -138,7 +156,9 @@ def identity_split(identities: pd.Series, test_fraction: float, seed: int = 0) -
         return int.from_bytes(digest[:8], "big") / 2**64
 
     is_test = {i: unit(str(i)) < test_fraction for i in pd.unique(identities)}
-    return pd.Series(np.where(identities.map(is_test).to_numpy(dtype=bool), "test", "train"), index=identities.index)
+    return pd.Series(
+        np.where(identities.map(is_test).to_numpy(dtype=bool), "test", "train"), index=identities.index
+    )
 
 
 def build_celeba_hq_index(
@@ -166,19 +186,26 @@ def build_celeba_hq_index(
     identity = mapping["orig_file"].map(identities.set_index("file")["identity"])
     missing = identity.isna()
     if missing.any():
-        raise InputDataError(f"{int(missing.sum())} CelebA-HQ images have no identity, e.g. {mapping['orig_file'][missing].head(3).tolist()}; "
-                             "is the identity file identity_CelebA.txt complete?")
-    index = pd.DataFrame({
-        "image_id": [f"{i:05d}" for i in mapping["idx"]],
-        "path": [str(Path(image_dir) / image_file_name(i, file_pattern)) for i in mapping["idx"]],
-        "identity": identity.astype(str).to_numpy(),
-        "orig_file": mapping["orig_file"].to_numpy(),
-        "final_md5": mapping["final_md5"].to_numpy(),
-    })
+        raise InputDataError(
+            f"{int(missing.sum())} CelebA-HQ images have no identity, e.g. "
+            f"{mapping['orig_file'][missing].head(3).tolist()}; "
+            "is the identity file identity_CelebA.txt complete?"
+        )
+    index = pd.DataFrame(
+        {
+            "image_id": [f"{i:05d}" for i in mapping["idx"]],
+            "path": [str(Path(image_dir) / image_file_name(i, file_pattern)) for i in mapping["idx"]],
+            "identity": identity.astype(str).to_numpy(),
+            "orig_file": mapping["orig_file"].to_numpy(),
+            "final_md5": mapping["final_md5"].to_numpy(),
+        }
+    )
     if partition is not None:
         part = index["orig_file"].map(partition.set_index("file")["partition"])
         if part.isna().any():
-            raise InputDataError(f"{int(part.isna().sum())} CelebA-HQ images are missing from the partition file.")
+            raise InputDataError(
+                f"{int(part.isna().sum())} CelebA-HQ images are missing from the partition file."
+            )
         split = np.where(part.to_numpy() == 2, "test", "train")
     else:
         split = identity_split(index["identity"], test_fraction, seed).to_numpy()
@@ -194,16 +221,23 @@ def build_celeba_hq_index(
         attrs = attrs.set_index("file")
         absent = index["orig_file"].map(pd.Series(True, index=attrs.index)).isna()
         if absent.any():
-            raise InputDataError(f"{int(absent.sum())} CelebA-HQ images are missing from the attribute file, e.g. "
-                                 f"{index['orig_file'][absent].head(3).tolist()}.")
+            raise InputDataError(
+                f"{int(absent.sum())} CelebA-HQ images are missing from the attribute file, "
+                "e.g. "
+                f"{index['orig_file'][absent].head(3).tolist()}."
+            )
         for name in names:
             col = attribute_column(name)
             if col in attrs.columns:
                 values = index["orig_file"].map(attrs[col]).astype(int)
                 index[name] = (1 - values) if name.strip().lower() in INVERTED_ALIASES else values
     if treatment not in index.columns:
-        raise InputDataError(f"treatment '{treatment}' is not a CelebA attribute (or no attribute file was given); "
-                             "set celeba_hq.attributes to list_attr_celeba.txt and treatment to one of its 40 names, e.g. male.")
+        raise InputDataError(
+            f"treatment '{treatment}' is not a CelebA attribute (or no attribute file was "
+            "given); "
+            "set celeba_hq.attributes to list_attr_celeba.txt and treatment to one of its "
+            "40 names, e.g. male."
+        )
     return index
 
 
@@ -213,7 +247,8 @@ def identity_counts(index: pd.DataFrame) -> pd.Series:
 
 
 def selectable_identities(index: pd.DataFrame, min_photos: int = 2) -> pd.Index:
-    """Identities with at least `min_photos` photos in `index`: the only ones that can supply a reference image."""
+    """Identities with at least `min_photos` photos in `index`: the only ones that can supply a reference
+    image."""
     counts = identity_counts(index)
     return pd.Index(sorted(counts.index[counts >= min_photos]), name="identity")
 
@@ -248,11 +283,15 @@ def check_final_md5(path: str | os.PathLike, final_md5: str) -> None:
     """Raise DownloadError unless the image's pixels hash to CelebA-HQ's `final_md5`."""
     got = pixel_md5(path)
     if got != final_md5.lower():
-        raise DownloadError(f"{path}: pixel md5 {got} differs from CelebA-HQ's final_md5 {final_md5}; "
-                            "the image is corrupt, not 1024 px, or a lossy (JPEG) copy.")
+        raise DownloadError(
+            f"{path}: pixel md5 {got} differs from CelebA-HQ's final_md5 {final_md5}; "
+            "the image is corrupt, not 1024 px, or a lossy (JPEG) copy."
+        )
 
 
-def celeba_hq_manifest(mapping: pd.DataFrame, base_url: str | list[str] | None, file_pattern: str = "{idx:05d}.png") -> list[dict]:
+def celeba_hq_manifest(
+    mapping: pd.DataFrame, base_url: str | list[str] | None, file_pattern: str = "{idx:05d}.png"
+) -> list[dict]:
     """Entries for `download.fetch_manifest`: one per HQ image, with its URL(s) and `final_md5`."""
     bases = [] if base_url is None else [base_url] if isinstance(base_url, str) else list(base_url)
     entries = []
@@ -264,8 +303,10 @@ def celeba_hq_manifest(mapping: pd.DataFrame, base_url: str | list[str] | None, 
 
 # ---------------------------------------------------------------- config entry point
 
+
 def hq_mapping(cfg: dict) -> pd.DataFrame:
-    """The mapping rows a run uses: all, or the first `subsample` by HQ index (the index and the fetch agree)."""
+    """The mapping rows a run uses: all, or the first `subsample` by HQ index (the index and the fetch
+    agree)."""
     mapping = read_hq_mapping(cfg["mapping"])
     if cfg["subsample"]:
         mapping = mapping.sort_values("idx").head(int(cfg["subsample"])).reset_index(drop=True)
@@ -278,7 +319,14 @@ def celeba_hq_index(cfg: dict, treatment: str, covariates: list[str], seed: int)
     attributes = read_celeba_attributes(cfg["attributes"]) if cfg["attributes"] else None
     partition = read_eval_partition(cfg["partition"]) if cfg["partition"] else None
     return build_celeba_hq_index(
-        mapping, read_identities(cfg["identities"]), attributes,
-        image_dir=cfg["image_dir"], file_pattern=cfg["file_pattern"], treatment=treatment, covariates=covariates,
-        partition=partition, test_fraction=float(cfg["test_fraction"]), seed=int(seed),
+        mapping,
+        read_identities(cfg["identities"]),
+        attributes,
+        image_dir=cfg["image_dir"],
+        file_pattern=cfg["file_pattern"],
+        treatment=treatment,
+        covariates=covariates,
+        partition=partition,
+        test_fraction=float(cfg["test_fraction"]),
+        seed=int(seed),
     )

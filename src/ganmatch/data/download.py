@@ -65,10 +65,12 @@ def verify_file(path: str | os.PathLike, sha256: str | None = None, md5: str | N
         if expected:
             got = file_hash(path, algo)
             if got.lower() != expected.strip().lower():
-                raise DownloadError(f"checksum mismatch for {path}: {algo} is {got}, expected {expected.lower()}.")
+                raise DownloadError(f"checksum mismatch for {path}: {algo} is {got}, expected "
+                                    f"{expected.lower()}.")
 
 
-# ---------------------------------------------------------------- lock file (hashes recorded on first download)
+# ---------------------------------------------------------------- lock file (hashes recorded on first
+# download)
 
 
 def _lock_key(dest: Path, lock: Path) -> str:
@@ -126,7 +128,8 @@ def locked_hash(lock: str | os.PathLike | None, dest: str | os.PathLike) -> str 
 # ---------------------------------------------------------------- download
 
 
-def manual_hint(urls: list[str], dest: Path, sha256: str | None, md5: str | None, lock: Path | None = None) -> str:
+def manual_hint(urls: list[str], dest: Path, sha256: str | None, md5: str | None,
+                lock: Path | None = None) -> str:
     """The sentence that tells a user how to get the file by hand."""
     if sha256:
         check = f"sha256 {sha256}"
@@ -176,7 +179,8 @@ def _fetch_once(url: str, part: Path, timeout: float, chunk_size: int, progress:
 
     with response:
         start = _content_range_start(response.headers.get("Content-Range"))
-        if response.status == 206 and start != have:  # a range we did not ask for: drop the .part, retry from 0
+        # a range we did not ask for: drop the .part, retry from 0
+        if response.status == 206 and start != have:
             part.unlink(missing_ok=True)
             raise _Retryable(f"{_host(url)} answered bytes from {start}, not from {have}")
         if have and response.status == 206:
@@ -212,18 +216,21 @@ def _progress_bar(name: str, total: int | None, initial: int):
         from tqdm import tqdm
     except ImportError:  # pragma: no cover
         return None
-    return tqdm(total=total, initial=initial, unit="B", unit_scale=True, desc=name, file=sys.stderr, leave=False)
+    return tqdm(total=total, initial=initial, unit="B", unit_scale=True, desc=name, file=sys.stderr,
+                leave=False)
 
 
 def _refuse_web_page(part: Path, dest: Path) -> None:
-    """A server that answers with a web page (a sign-in or "too large to scan" page of a file host) has not sent
+    """A server that answers with a web page (a sign-in or "too large to scan" page of a file host) has not
+    sent
     the file: refuse it before its hash could be recorded as the file's."""
     if dest.suffix.lower() in (".html", ".htm", ".txt", ".csv", ".tsv", ".json"):
         return
     with open(part, "rb") as fh:
         head = fh.read(512).lstrip().lower()
     if head.startswith((b"<!doctype html", b"<html")):
-        raise DownloadError(f"{dest}: the server sent a web page instead of the file (a file host's sign-in or "
+        raise DownloadError(f"{dest}: the server sent a web page instead of the file (a file host's sign-in "
+                            "or "
                             "confirmation page); download it by hand and put it there.")
 
 
@@ -324,7 +331,8 @@ def download_entry(entry: dict, *, lock: str | os.PathLike | None = None, **kwar
     urls = entry.get("urls") or entry.get("url")
     if not urls or not entry.get("path"):
         raise DownloadError(f"download entry {entry!r} needs 'urls' (or 'url') and 'path'.")
-    return download(urls, entry["path"], sha256=entry.get("sha256"), md5=entry.get("md5"), lock=lock, **kwargs)
+    return download(urls, entry["path"], sha256=entry.get("sha256"), md5=entry.get("md5"), lock=lock,
+                    **kwargs)
 
 
 # ---------------------------------------------------------------- many files
@@ -403,10 +411,12 @@ def _check_tar_member(member: tarfile.TarInfo, target: Path) -> None:
     if member.issym() or member.islnk():
         link = member.linkname.replace("\\", "/")
         if link.startswith("/") or (len(link) > 1 and link[1] == ":"):
-            raise DownloadError(f"refusing archive member {member.name!r}: link to absolute path {member.linkname!r}.")
+            raise DownloadError(f"refusing archive member {member.name!r}: link to absolute path "
+                                f"{member.linkname!r}.")
         base = target / posixpath.dirname(name) if member.issym() else target
         if not _inside(target, base / link):
-            raise DownloadError(f"refusing archive member {member.name!r}: link {member.linkname!r} points outside the target folder.")
+            raise DownloadError(f"refusing archive member {member.name!r}: link {member.linkname!r} points "
+                                "outside the target folder.")
     elif not (member.isfile() or member.isdir()):
         raise DownloadError(f"refusing archive member {member.name!r}: device, FIFO or other special file.")
 
@@ -430,9 +440,11 @@ def safe_extract(archive: str | os.PathLike, target: str | os.PathLike) -> list[
             for info in infos:
                 name = _check_safe_relative(info.filename)
                 if _zip_is_symlink(info):
-                    raise DownloadError(f"refusing archive member {info.filename!r}: symbolic links are not extracted from zip files.")
+                    raise DownloadError(f"refusing archive member {info.filename!r}: symbolic links are not "
+                                        "extracted from zip files.")
                 if not _inside(target, target / name):
-                    raise DownloadError(f"refusing archive member {info.filename!r}: it would escape the target folder.")
+                    raise DownloadError(f"refusing archive member {info.filename!r}: it would escape the "
+                                        "target folder.")
             for info in infos:
                 out = target / _check_safe_relative(info.filename)
                 if info.is_dir():

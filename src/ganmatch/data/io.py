@@ -52,7 +52,8 @@ def read_parquet(path: str | os.PathLike, columns: list[str] | None = None) -> p
 
 
 def read_named_parquets(paths) -> dict[str, pd.DataFrame]:
-    """<dir>/<name>.parquet files -> {name: table} (one matches or neighbours table per method or embedding)."""
+    """<dir>/<name>.parquet files -> {name: table} (one matches or neighbours table per method or
+    embedding)."""
     return {Path(p).stem: read_parquet(p) for p in map(str, paths)}
 
 
@@ -68,8 +69,10 @@ def read_npy(path: str | os.PathLike, mmap: bool = False) -> np.ndarray:
     return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
 
 
-def read_embedding(npy: str | os.PathLike, ids: str | os.PathLike | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """An embedding as (ids, X): `<name>.npy` and its row ids `<name>.parquet` (column image_id), checked to be
+def read_embedding(npy: str | os.PathLike, ids: str | os.PathLike | None = None) -> tuple[np.ndarray,
+                                                                                          np.ndarray]:
+    """An embedding as (ids, X): `<name>.npy` and its row ids `<name>.parquet` (column image_id), checked to
+    be
     one unique id per row. The one reader of the embedding file pair."""
     from ganmatch.errors import InputDataError
 
@@ -78,7 +81,8 @@ def read_embedding(npy: str | os.PathLike, ids: str | os.PathLike | None = None)
     image_ids = read_parquet(ids_path, columns=["image_id"])["image_id"].to_numpy(str)
     X = read_npy(npy)
     if len(image_ids) != len(X) or len(np.unique(image_ids)) != len(image_ids):
-        raise InputDataError(f"{npy}: {len(X)} rows for {len(image_ids)} ids (unique: {len(np.unique(image_ids))}); "
+        raise InputDataError(f"{npy}: {len(X)} rows for {len(image_ids)} ids (unique: "
+                             f"{len(np.unique(image_ids))}); "
                              "embedding ids must be unique, one per row. Delete the embedding and rerun.")
     return image_ids, X
 
@@ -116,7 +120,8 @@ def write_png(image: np.ndarray, path: str | os.PathLike, portable: bool = False
 
 
 def png_bytes_stored(image: np.ndarray) -> bytes:
-    """An 8-bit RGB PNG whose zlib stream holds stored (uncompressed) blocks: its bytes depend only on the pixels."""
+    """An 8-bit RGB PNG whose zlib stream holds stored (uncompressed) blocks: its bytes depend only on the
+    pixels."""
     import struct
     import zlib
 
@@ -148,7 +153,8 @@ def read_rgb(path: str | os.PathLike) -> np.ndarray:
 
 
 def write_table_pair(df: pd.DataFrame, out: str | os.PathLike, head: str) -> None:
-    """A benchmark table as `<out>.csv` (the numbers) and `<out>.md` (`head` then the table), each atomically."""
+    """A benchmark table as `<out>.csv` (the numbers) and `<out>.md` (`head` then the table), each
+    atomically."""
     out = Path(out)
     with atomic_path(out.with_suffix(".csv"), ".csv") as tmp:
         df.to_csv(tmp, index=False, float_format="%.5g")

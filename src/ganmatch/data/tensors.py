@@ -21,12 +21,14 @@ def read_checkpoint(path, fmt: str, writer: str, map_location="cpu") -> dict:
         raise WeightsError(f"{path}: not a readable '{fmt}' checkpoint ({torch_load_reason(exc)})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != fmt:
         got = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
-        raise WeightsError(f"{path}: expected a checkpoint with format '{fmt}', found {got!r}; write it with {writer}")
+        raise WeightsError(f"{path}: expected a checkpoint with format '{fmt}', found {got!r}; write it with "
+                           f"{writer}")
     return ckpt
 
 
 def torch_load_reason(exc: Exception) -> str:
-    """Why torch.load(weights_only=True) refused a file, without torch's advice to retry with weights_only=False
+    """Why torch.load(weights_only=True) refused a file, without torch's advice to retry with
+    weights_only=False
     (which would run the file's code: never to be shown to a user about an untrusted file)."""
     text = str(exc)
     if "weights_only" not in text and "Weights only load failed" not in text:
@@ -35,21 +37,31 @@ def torch_load_reason(exc: Exception) -> str:
               if line.strip() and "weights_only" not in line and "Weights only load failed" not in line
               and "torch.load" not in line]
     what = detail[0][:200].rstrip(".") if detail else "objects other than tensors"
-    return f"it holds more than tensors and plain data: {what}; weights are loaded without running code from the file"
+    return (f"it holds more than tensors and plain data: {what}; weights are loaded without running code "
+            "from the file")
 
 
 def read_tensor_file(path: str | Path):
-    """A torch file's content loaded as tensors and plain data only (weights_only); WeightsError naming the file and
+    """A torch file's content loaded as tensors and plain data only (weights_only); WeightsError naming the
+    file and
     why otherwise, without torch's advice to load it unsafely."""
     try:
         return torch.load(Path(path), map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unpickling failure means a bad file
-        raise WeightsError(f"{path}: not a loadable weights file ({torch_load_reason(err)}); re-download it or "
-                           "point the key at a state dict saved with torch.save") from None
+        raise WeightsError(
+            f"{path}: not a loadable weights file ({torch_load_reason(err)}); re-download it "
+            "or "
+            "point the key at a state dict saved with torch.save"
+        ) from None
 
 
-def load_state_dict_file(module, path: str | Path, rename=lambda key: key, what: str = "the model",
-                         missing_hint: str = "download it there"):
+def load_state_dict_file(
+    module,
+    path: str | Path,
+    rename=lambda key: key,
+    what: str = "the model",
+    missing_hint: str = "download it there",
+):
     """Load a torch state dict file (tensors only, never arbitrary pickles) into `module`; keys pass through
     `rename` (None drops a key). Every failure is a WeightsError naming the file and the fix."""
     path = Path(path)
@@ -58,7 +70,9 @@ def load_state_dict_file(module, path: str | Path, rename=lambda key: key, what:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unpickling failure means a bad file
-        raise WeightsError(f"{path}: not a loadable state dict ({torch_load_reason(err)}); re-download it") from None
+        raise WeightsError(
+            f"{path}: not a loadable state dict ({torch_load_reason(err)}); re-download it"
+        ) from None
     state = {new: v for k, v in state.items() if (new := rename(k)) is not None}
     try:
         module.load_state_dict(state)

@@ -1,4 +1,5 @@
-"""Faces in photos: robust image reading, detection, FFHQ alignment, face descriptors and face-model attributes (FairFace race included).
+"""Faces in photos: robust image reading, detection, FFHQ alignment, face descriptors and face-model
+attributes (FairFace race included).
 
 Modules: align, detect, face_attributes, face_embeddings, fairface, images.
 """

@@ -19,7 +19,8 @@ LANDMARK_COLUMNS = tuple(f"{a}{i}" for i in range(5) for a in "xy")
 
 # Canonical geometry of an aligned crop, in units of the output size: eye distance S/4 (so the eye term
 # of the FFHQ quad, 2 * |eye_to_eye| = S/2, sets the crop size), eye-to-mouth distance below the
-# 1.8 * |eye_to_mouth| < S/2 limit, nose between eyes and mouth, mouth corners a little narrower than the eyes.
+# 1.8 * |eye_to_mouth| < S/2 limit, nose between eyes and mouth, mouth corners a little narrower than the
+# eyes.
 _EYE_DIST = 0.25
 _EYE_TO_MOUTH = 0.24
 _NOSE_DROP = 0.60  # fraction of eye-to-mouth below the eye line
@@ -190,7 +191,8 @@ def landmarks68_to_5(points68: np.ndarray) -> np.ndarray:
 
 
 def similarity_matrix(angle_deg: float, scale: float, shift_xy, centre_xy) -> np.ndarray:
-    """2x3 matrix: rotate by `angle_deg` (counter-clockwise on screen) and scale about `centre_xy`, then shift."""
+    """2x3 matrix: rotate by `angle_deg` (counter-clockwise on screen) and scale about `centre_xy`, then
+    shift."""
     a = math.radians(angle_deg)
     cos, sin = math.cos(a) * scale, math.sin(a) * scale
     rot = np.array([[cos, sin], [-sin, cos]])

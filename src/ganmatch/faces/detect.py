@@ -123,7 +123,8 @@ def shape_to_array(shape) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Detection:
-    """One face: box (x0, y0, x1, y1), five landmarks (5, 2), detector score, and how many faces the photo had."""
+    """One face: box (x0, y0, x1, y1), five landmarks (5, 2), detector score, and how many faces the photo
+    had."""
 
     box: np.ndarray
     landmarks5: np.ndarray
@@ -141,9 +142,11 @@ class FaceDetector:
     """Find one face per photo with MTCNN or dlib, and its five landmarks.
 
     `backend`: "mtcnn" (facenet-pytorch), "dlib" (HOG) or "dlib_cnn" (MMOD CNN). `landmarks`: "auto" (MTCNN's
-    own 5 points for mtcnn, dlib's 68-point predictor for dlib), "mtcnn" or "dlib68". `policy` for several faces:
+    own 5 points for mtcnn, dlib's 68-point predictor for dlib), "mtcnn" or "dlib68". `policy` for several
+    faces:
     "largest", "first" (highest score) or "reject_multiple" (alias "reject"). Faces smaller than
-    `min_face_size` px are rejected as too small; photos larger than `max_side` px are searched at reduced scale.
+    `min_face_size` px are rejected as too small; photos larger than `max_side` px are searched at reduced
+    scale.
     """
 
     def __init__(
@@ -181,7 +184,8 @@ class FaceDetector:
             source = "mtcnn" if self.backend == "mtcnn" else "dlib68"
         if source not in LANDMARK_SOURCES or (source == "mtcnn" and self.backend != "mtcnn"):
             raise ConfigError(
-                f"FaceDetector(landmarks={self.landmarks!r}) does not fit backend {self.backend!r}; use auto or dlib68"
+                f"FaceDetector(landmarks={self.landmarks!r}) does not fit backend {self.backend!r}; use auto "
+                "or dlib68"
             )
         return policy, source
 
@@ -191,7 +195,8 @@ class FaceDetector:
         img = np.ascontiguousarray(image)
         if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
             raise ImageError(
-                f"image must be uint8 HxWx3, got {img.dtype} {img.shape}; load it with ganmatch.faces.images.load_image"
+                f"image must be uint8 HxWx3, got {img.dtype} {img.shape}; load it with "
+                "ganmatch.faces.images.load_image"
             )
         small, factor = _shrink(img, self.max_side)
         if self.backend == "mtcnn":
@@ -226,7 +231,8 @@ class FaceDetector:
             return None
         if policy == "reject_multiple" and len(dets) > 1:
             raise ImageError(
-                f"{len(dets)} faces found and align.policy is reject_multiple; crop the photo or use policy largest"
+                f"{len(dets)} faces found and align.policy is reject_multiple; crop the photo or use policy "
+                "largest"
             )
         chosen = max(dets, key=lambda d: d.score) if policy == "first" else dets[0]
         if chosen.size < self.min_face_size:

@@ -12,7 +12,8 @@ person, but single runs disagreed by up to 0.3 in p(male) and 15 years); `gender
 Head pose is solved from the five landmarks with cv2.solvePnP against a generic 3-D face. Yaw and roll are
 well determined; pitch is not: with five points it is confounded with the face's vertical proportions (a nose
 10% of the eye-mouth distance longer than the generic face reads as ~11 degrees of pitch), so frontal faces of
-real people spread over tens of degrees of pitch. Pitch is reported as such and nothing downstream relies on it; quality proxies
+real people spread over tens of degrees of pitch. Pitch is reported as such and nothing downstream relies on
+it; quality proxies
 are the variance of the Laplacian (sharpness), mean luma (brightness) and the FFHQ quad side (face size).
 """
 
@@ -127,14 +128,16 @@ def age_gender_chips(images, landmarks5=None) -> tuple[np.ndarray, np.ndarray]:
 
 
 def age_below_prob(age_probs: np.ndarray, years: float) -> np.ndarray:
-    """P(age < `years`) per face: the age network's (n, 81) class probabilities summed over classes below `years`."""
+    """P(age < `years`) per face: the age network's (n, 81) class probabilities summed over classes below
+    `years`."""
     ages = np.asarray(_manifest()["models"]["age"]["age_weights"], np.float64)
     return age_probs.astype(np.float64)[:, ages < years].sum(axis=1)
 
 
 def _mirror_runs(task: str, chips: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The network's class probabilities for the chips and for their mirror images (flipped left-right)."""
-    return _run(task, chips).astype(np.float64), _run(task, np.ascontiguousarray(chips[:, :, ::-1])).astype(np.float64)
+    return _run(task, chips).astype(np.float64), _run(task, np.ascontiguousarray(chips[:, :,
+                                                                                       ::-1])).astype(np.float64)
 
 
 def predict_age_gender(images, landmarks5=None, age_below: float | None = None) -> pd.DataFrame:
@@ -246,7 +249,8 @@ def quality_proxies(images, landmarks5=None, face_sizes=None) -> pd.DataFrame:
 
 
 def face_size(landmarks5) -> np.ndarray:
-    """FFHQ quad side in pixels for each (5, 2) landmark set: the face scale in the photo the landmarks index."""
+    """FFHQ quad side in pixels for each (5, 2) landmark set: the face scale in the photo the landmarks
+    index."""
     marks = np.asarray(landmarks5, dtype=np.float64).reshape(-1, 5, 2)
     return np.array([np.hypot(*(q[3] - q[0])) for q in map(ffhq_quad, marks)])
 
@@ -254,7 +258,8 @@ def face_size(landmarks5) -> np.ndarray:
 # ---------------------------------------------------------------- all together
 
 
-def predict_face_attributes(images, landmarks5=None, raw_landmarks5=None, age_below: float | None = None) -> pd.DataFrame:
+def predict_face_attributes(images, landmarks5=None, raw_landmarks5=None,
+                            age_below: float | None = None) -> pd.DataFrame:
     """All attributes, one row per image in input order (columns `ATTRIBUTE_COLUMNS`).
 
     `images` are aligned crops (or raw photos) with their `landmarks5` (default: canonical landmarks of the

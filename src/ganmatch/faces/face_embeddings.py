@@ -70,7 +70,8 @@ def as_images(images) -> list[np.ndarray]:
 
 
 def landmarks_for(images: list[np.ndarray], landmarks5) -> list[np.ndarray]:
-    """The five landmarks per image: given ones, or the canonical FFHQ positions for already-aligned square crops."""
+    """The five landmarks per image: given ones, or the canonical FFHQ positions for already-aligned square
+    crops."""
     if landmarks5 is None:
         return [
             canonical_landmarks(im.shape[0]) if im.shape[0] == im.shape[1] else _non_square(im)
@@ -85,7 +86,8 @@ def _non_square(im: np.ndarray) -> np.ndarray:
 
 
 def face_crop(image: np.ndarray, landmarks5: np.ndarray, size: int, margin: float = 0.0) -> np.ndarray:
-    """Axis-aligned square crop of the face box implied by the landmarks (plus `margin` of its side), resized."""
+    """Axis-aligned square crop of the face box implied by the landmarks (plus `margin` of its side),
+    resized."""
     x0, y0, x1, y1 = box_from_landmarks(landmarks5)
     pad = margin * (x1 - x0) / 2
     x0, y0, x1 = x0 - pad, y0 - pad, x1 + pad
@@ -106,7 +108,8 @@ def dlib_face_recognizer():
 
 
 def dlib_chips(images, landmarks5=None) -> np.ndarray:
-    """dlib's standard 150 x 150 aligned chips (N, 150, 150, 3): 5-point shape in the landmark box, get_face_chip."""
+    """dlib's standard 150 x 150 aligned chips (N, 150, 150, 3): 5-point shape in the landmark box,
+    get_face_chip."""
     import dlib
 
     imgs = as_images(images)
@@ -187,7 +190,8 @@ def facenet_embeddings(
     batch_size: int = 32,
     device: str = "cpu",
 ) -> np.ndarray:
-    """FaceNet 512-d L2-normalised embeddings (N, 512) float32 of 160 x 160 face crops, standardised as in training."""
+    """FaceNet 512-d L2-normalised embeddings (N, 512) float32 of 160 x 160 face crops, standardised as in
+    training."""
     import torch
 
     imgs = as_images(images)
@@ -225,12 +229,14 @@ def load_vgg16_features(weights: str | None = None, allow_random: bool = False, 
         features = make_layers(cfgs["D"], batch_norm=False)
     if weights is None:
         if not allow_random:
-            raise WeightsError("face embedding 'vgg' needs weights: set embeddings.<name>.weights to a local file "
+            raise WeightsError("face embedding 'vgg' needs weights: set embeddings.<name>.weights to a local "
+                               "file "
                                f"(download {VGG16_URL}) or allow_random: true for a smoke run")
     else:
         from ganmatch.data.tensors import load_state_dict_file
 
-        load_state_dict_file(features, weights, lambda k: k[len("features."):] if k.startswith("features.") else None,
+        load_state_dict_file(features, weights,
+                             lambda k: k[len("features."):] if k.startswith("features.") else None,
                              "torchvision's VGG16", f"download {VGG16_URL} there")
     features = features[: VGG_SLICES[-1][1]]
     for layer in features:
@@ -247,14 +253,16 @@ def vgg_embeddings(images, weights: str | None = None, allow_random: bool = Fals
     import torch.nn.functional as F
 
     imgs = as_images(images)
-    model = load_vgg16_features(None if weights is None else str(weights), bool(allow_random), int(random_state),
+    model = load_vgg16_features(None if weights is None else str(weights), bool(allow_random),
+                                int(random_state),
                                 device)
     mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
     out = []
     with torch.inference_mode():
         for start in range(0, len(imgs), batch_size):
-            # as the reference: [0, 1], ImageNet-normalise, then bilinear resize to 112 x 112 (align_corners=False)
+            # as the reference: [0, 1], ImageNet-normalise, then bilinear resize to 112 x 112
+            # (align_corners=False)
             xs = [(torch.from_numpy(np.ascontiguousarray(im[..., :3])).permute(2, 0, 1)[None].float() / 255.0
                    - mean) / std for im in imgs[start:start + batch_size]]
             x = torch.cat([F.interpolate(xi, size=(VGG_SIZE, VGG_SIZE), mode="bilinear", align_corners=False)
@@ -265,7 +273,9 @@ def vgg_embeddings(images, weights: str | None = None, allow_random: bool = Fals
                 f = F.adaptive_avg_pool2d(x, int(pool)) if pool else x
                 parts.append(f.flatten(1).cpu().numpy())
             out.append(np.concatenate(parts, axis=1))
-    dim = 960 * int(pool) ** 2 if pool else sum(c * (VGG_SIZE // 2 ** i) ** 2 for i, c in enumerate((64, 128, 256, 512)))
+    dim = 960 * int(pool) ** 2 if pool else sum(c * (VGG_SIZE // 2 ** i) ** 2 for i, c in enumerate((64, 128,
+                                                                                                     256,
+                                                                                                     512)))
     return np.concatenate(out).astype(np.float32) if out else np.empty((0, dim), np.float32)
 
 
@@ -286,7 +296,9 @@ def pixel_embeddings(images, size: int = 16, grayscale: bool = False, scale: flo
         out.append(small.reshape(-1))
     if not out:  # no images (e.g. every photo of a shard rejected): an empty table of the right width
         return np.zeros((0, size * size * (1 if grayscale else 3)), np.float32)
-    values = np.asarray(out, np.float32) if scale == 255 else np.asarray(out, np.float32) * np.float32(scale / 255.0)
+    values = np.asarray(out, np.float32)
+    if scale != 255:
+        values = values * np.float32(scale / 255.0)
     return values.reshape(len(imgs), -1)
 
 
@@ -323,9 +335,11 @@ EMBEDDERS = {
 
 
 def embed_images(name: str, images: Sequence | np.ndarray, **params) -> np.ndarray:
-    """Embedding `name` (a key of `EMBEDDERS`) of aligned images or their paths, (N, D) float32 in input order.
+    """Embedding `name` (a key of `EMBEDDERS`) of aligned images or their paths, (N, D) float32 in input
+    order.
 
-    `params` go to the embedder (e.g. weights=..., allow_random=..., size=...); "kind" and "metric" keys are ignored.
+    `params` go to the embedder (e.g. weights=..., allow_random=..., size=...); "kind" and "metric" keys are
+    ignored.
     """
     from ganmatch.errors import ConfigError
 

@@ -2,7 +2,8 @@
 
 FairFace (Karkkainen and Joo, 2021) is a torchvision ResNet-34 whose last layer gives 18 logits: 7 race
 classes (or 4 in the race-4 model), 2 gender and 9 age groups; each head is a softmax. Input as the reference
-ran it (matching_benchmarking/scripts/00_predict_race.py): a face chip resized to 224 x 224, ImageNet-normalised.
+ran it (matching_benchmarking/scripts/00_predict_race.py): a face chip resized to 224 x 224,
+ImageNet-normalised.
 Here the chip is cut from the aligned crop around its landmarks with dlib's padding 0.25. The paper's
 "Race=Black" covariate is FairFace's argmax race being Black; `black_prob` is that class's probability.
 """
@@ -58,7 +59,8 @@ def _softmax(z: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-def predict_race(images, landmarks5=None, weights: str | None = None, races: int = 7, allow_random: bool = False,
+def predict_race(images, landmarks5=None, weights: str | None = None, races: int = 7,
+                 allow_random: bool = False,
                  batch_size: int = 32, device: str = "cpu") -> pd.DataFrame:
     """One row per image: race (argmax class), race_prob (its probability), black_prob (P(Black)),
     fairface_male_prob and fairface_age (argmax age group)."""
@@ -75,7 +77,8 @@ def predict_race(images, landmarks5=None, weights: str | None = None, races: int
     with torch.inference_mode():
         for start in range(0, len(imgs), batch_size):
             chips = np.stack([face_crop(im, pts, FAIRFACE_SIZE, FAIRFACE_PADDING) for im, pts in
-                              zip(imgs[start:start + batch_size], marks[start:start + batch_size], strict=True)])
+                              zip(imgs[start:start + batch_size], marks[start:start + batch_size],
+                                  strict=True)])
             x = (chips.astype(np.float32) / 255.0 - mean) / std
             logits.append(model(torch.from_numpy(x).permute(0, 3, 1, 2).to(device)).cpu().numpy())
     z = np.concatenate(logits).astype(np.float64) if logits else np.zeros((0, 18))

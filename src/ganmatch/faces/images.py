@@ -16,7 +16,8 @@ import numpy as np
 from ganmatch.errors import ImageError
 
 DEFAULT_MAX_PIXELS = 40_000_000
-"""Largest decoded size (width x height). Bigger JPEGs are decoded at 1/2, 1/4 or 1/8 scale; other formats are rejected."""
+"""Largest decoded size (width x height). Bigger JPEGs are decoded at 1/2, 1/4 or 1/8 scale; other formats
+are rejected."""
 
 MIN_SIDE = 16
 """Images with a shorter side than this cannot hold a usable face."""
@@ -94,7 +95,8 @@ def load_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
                         raise _error(
                             path,
                             f"too large ({width} x {height} px > max_pixels {max_pixels})",
-                            "downscale it (the limit is the max_pixels argument of ganmatch.faces.images.load_image)",
+                            "downscale it (the limit is the max_pixels argument of "
+                            "ganmatch.faces.images.load_image)",
                         )
                 im.load()
                 im = ImageOps.exif_transpose(im)

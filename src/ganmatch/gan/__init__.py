@@ -1,4 +1,5 @@
-"""The generator side: StyleGAN2, weights (ours and official pickles), latent projection, the encoder and latent edits.
+"""The generator side: StyleGAN2, weights (ours and official pickles), latent projection, the encoder and
+latent edits.
 
 Modules: editing, encoder, project, stylegan2, weights.
 """

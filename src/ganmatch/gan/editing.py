@@ -1,7 +1,8 @@
 """Counterfactual edits in W: attribute directions (plain and conditional), edited latents and interpolations.
 
 A direction is the unit normal of a latent linear attribute model (InterFaceGAN); a conditional direction has
-the chosen attributes' directions projected out, so moving along it leaves their scores unchanged. An edit moves
+the chosen attributes' directions projected out, so moving along it leaves their scores unchanged. An edit
+moves
 a latent by `strength` standard deviations of the data's score along the direction (score = w . direction).
 In W+ one shared direction is fitted on the layer mean and added to every layer (see docs/architecture.md).
 """
@@ -14,7 +15,8 @@ import pandas as pd
 from ganmatch.analysis.attributes import LatentAttributeModel, conditional_direction
 from ganmatch.errors import InputDataError
 
-DIRECTION_COLUMNS = ["direction", "attribute", "conditional_on", "cv_accuracy", "norm", "n_positive", "n_negative",
+DIRECTION_COLUMNS = ["direction", "attribute", "conditional_on", "cv_accuracy", "norm", "n_positive",
+                     "n_negative",
                      "skipped", "row", "intercept", "score_mean", "score_sd", "score_min", "score_max"]
 
 
@@ -32,19 +34,24 @@ def layer_mean(latents: np.ndarray) -> np.ndarray:
 def fit_directions(W: np.ndarray, labels: pd.DataFrame, conditionals: dict[str, list[str]] | None = None,
                    min_positives: int = 10, C: float = 1.0, cv_folds: int = 5,
                    random_state: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
-    """Fit one direction per column of `labels` (0/1, NaN unknown) and the conditional ones; table + unit array.
+    """Fit one direction per column of `labels` (0/1, NaN unknown) and the conditional ones; table + unit
+    array.
 
     The models are logistic regressions on W scaled by one number (geometry kept, see `IsotropicScaler`).
 
-    An attribute with fewer than `min_positives` positives (or negatives) is a row with its `skipped` reason and
+    An attribute with fewer than `min_positives` positives (or negatives) is a row with its `skipped` reason
+    and
     `row == -1`; a conditional direction whose target or conditions were skipped is skipped too. `norm` is the
-    classifier normal's length in W (its logit is `norm * score + intercept`); for a conditional direction it is
+    classifier normal's length in W (its logit is `norm * score + intercept`); for a conditional direction it
+    is
     the length left after projecting out the conditions (1 = already orthogonal, near 0 = almost collinear).
-    Score statistics (`score_*`) are of `W @ direction` over all rows: an edit of strength s moves s * score_sd.
+    Score statistics (`score_*`) are of `W @ direction` over all rows: an edit of strength s moves s *
+    score_sd.
     """
     W = layer_mean(W)
     if not np.isfinite(W).all():
-        raise InputDataError("edit directions: the latents have NaN or inf values; check the projection shard tables.")
+        raise InputDataError("edit directions: the latents have NaN or inf values; check the projection "
+                             "shard tables.")
     rows, vectors, fitted = [], [], {}
     usable = {}
     for name in labels.columns:
@@ -53,9 +60,18 @@ def fit_directions(W: np.ndarray, labels: pd.DataFrame, conditionals: dict[str, 
         pos, neg = int((y[known] == 1).sum()), int((y[known] == 0).sum())
         reason = ""
         if min(pos, neg) < min_positives:
-            reason = f"{min(pos, neg)} {'positives' if pos < neg else 'negatives'} (< edit.min_positives = {min_positives})"
-        rows.append({"direction": name, "attribute": name, "conditional_on": "", "n_positive": pos, "n_negative": neg,
-                     "skipped": reason})
+            fewer = "positives" if pos < neg else "negatives"
+            reason = f"{min(pos, neg)} {fewer} (< edit.min_positives = {min_positives})"
+        rows.append(
+            {
+                "direction": name,
+                "attribute": name,
+                "conditional_on": "",
+                "n_positive": pos,
+                "n_negative": neg,
+                "skipped": reason,
+            }
+        )
         if not reason:
             usable[name] = y
     if usable:
@@ -68,13 +84,20 @@ def fit_directions(W: np.ndarray, labels: pd.DataFrame, conditionals: dict[str, 
             intercept = float(clf.intercept_[0] - normal @ scaler.mean_)
             fitted[name] = model.directions_[name].astype(np.float64)
             row = next(r for r in rows if r["direction"] == name)
-            row.update(cv_accuracy=float(accuracy[name]), norm=float(np.linalg.norm(normal)), intercept=intercept)
+            row.update(
+                cv_accuracy=float(accuracy[name]), norm=float(np.linalg.norm(normal)), intercept=intercept
+            )
     for target, condition in (conditionals or {}).items():
         condition = [c for c in condition if c != target]
         missing = [a for a in [target, *condition] if a not in fitted]
-        row = {"direction": direction_id(target, condition), "attribute": target, "conditional_on": ",".join(condition),
-               "n_positive": next((r["n_positive"] for r in rows if r["direction"] == target), 0),
-               "n_negative": next((r["n_negative"] for r in rows if r["direction"] == target), 0), "skipped": ""}
+        row = {
+            "direction": direction_id(target, condition),
+            "attribute": target,
+            "conditional_on": ",".join(condition),
+            "n_positive": next((r["n_positive"] for r in rows if r["direction"] == target), 0),
+            "n_negative": next((r["n_negative"] for r in rows if r["direction"] == target), 0),
+            "skipped": "",
+        }
         if missing:
             row["skipped"] = f"no direction for {', '.join(missing)}"
         else:
@@ -97,8 +120,12 @@ def fit_directions(W: np.ndarray, labels: pd.DataFrame, conditionals: dict[str, 
         row["row"] = len(vectors)
         vectors.append(d)
         score = W.astype(np.float64) @ d
-        row.update(score_mean=float(score.mean()), score_sd=float(score.std()), score_min=float(score.min()),
-                   score_max=float(score.max()))
+        row.update(
+            score_mean=float(score.mean()),
+            score_sd=float(score.std()),
+            score_min=float(score.min()),
+            score_max=float(score.max()),
+        )
     table = pd.DataFrame(rows).reindex(columns=DIRECTION_COLUMNS)
     table = table.astype({"n_positive": int, "n_negative": int, "row": int, "skipped": str})
     w_dim = W.shape[1]
@@ -107,7 +134,8 @@ def fit_directions(W: np.ndarray, labels: pd.DataFrame, conditionals: dict[str, 
 
 
 def cosine_matrix(table: pd.DataFrame, array: np.ndarray) -> pd.DataFrame:
-    """Cosines between every pair of fitted directions: a `direction` column, then one column per direction."""
+    """Cosines between every pair of fitted directions: a `direction` column, then one column per
+    direction."""
     kept = table[table["row"] >= 0]
     vecs = array[kept["row"].to_numpy()].astype(np.float64)
     cos = vecs @ vecs.T if len(vecs) else np.zeros((0, 0))
@@ -117,7 +145,8 @@ def cosine_matrix(table: pd.DataFrame, array: np.ndarray) -> pd.DataFrame:
 
 
 def planted_cosines(table: pd.DataFrame, array: np.ndarray, planted: pd.DataFrame) -> np.ndarray:
-    """|cos| of each fitted direction with the planted direction of its attribute (demo truth; NaN elsewhere)."""
+    """|cos| of each fitted direction with the planted direction of its attribute (demo truth; NaN
+    elsewhere)."""
     truth = planted.set_index("attribute")
     out = np.full(len(table), np.nan)
     for i, r in enumerate(table.itertuples()):
@@ -127,7 +156,9 @@ def planted_cosines(table: pd.DataFrame, array: np.ndarray, planted: pd.DataFram
     return out
 
 
-def edit_steps(table: pd.DataFrame, strengths, scores: np.ndarray | None = None, bound: bool = False) -> np.ndarray:
+def edit_steps(
+    table: pd.DataFrame, strengths, scores: np.ndarray | None = None, bound: bool = False
+) -> np.ndarray:
     """Step in W units along each direction (rows of `table`) for each strength, (n_dirs, n_strengths) or with
     per-image `scores` (n_images, n_dirs) and `bound`, (n_images, n_dirs, n_strengths) clipped so that
     score + step stays within [score_min, score_max] of the data."""
@@ -141,7 +172,8 @@ def edit_steps(table: pd.DataFrame, strengths, scores: np.ndarray | None = None,
 
 
 def apply_edits(latents: np.ndarray, directions: np.ndarray, steps: np.ndarray) -> np.ndarray:
-    """Edited latents (n_images, n_dirs, n_strengths, *latent shape): latent + step * direction (every W+ layer).
+    """Edited latents (n_images, n_dirs, n_strengths, *latent shape): latent + step * direction (every W+
+    layer).
 
     `steps` is (n_dirs, n_strengths) or per image (n_images, n_dirs, n_strengths).
     """
@@ -163,6 +195,7 @@ def logits(W: np.ndarray, table: pd.DataFrame, array: np.ndarray) -> pd.DataFram
 
 
 def interpolate(start: np.ndarray, end: np.ndarray, steps: int) -> np.ndarray:
-    """Linear interpolations (n, steps, *latent shape) from each start latent to its end latent, ends included."""
+    """Linear interpolations (n, steps, *latent shape) from each start latent to its end latent, ends
+    included."""
     alpha = np.linspace(0.0, 1.0, steps, dtype=np.float32).reshape(1, steps, *([1] * (start.ndim - 1)))
     return ((1 - alpha) * start[:, None] + alpha * end[:, None]).astype(np.float32)

@@ -30,12 +30,14 @@ def edit_attributes(edit_cfg: dict, treatment: str, covariates: list[str]) -> li
     return list(edit_cfg["attributes"] or [treatment, *covariates])
 
 
-def latent_rows(tables: list[pd.DataFrame], arrays: list[np.ndarray]) -> tuple[pd.DataFrame, list[np.ndarray]]:
+def latent_rows(tables: list[pd.DataFrame], arrays: list[np.ndarray]) -> tuple[pd.DataFrame,
+                                                                               list[np.ndarray]]:
     """The successfully projected images of all shards: (image_id, shard, pos) and the shard arrays."""
     parts = []
     for k, t in enumerate(tables):
         ok = np.flatnonzero((t["status"] == "ok").to_numpy())
-        parts.append(pd.DataFrame({"image_id": t["image_id"].to_numpy()[ok].astype(str), "shard": k, "pos": ok}))
+        parts.append(pd.DataFrame({"image_id": t["image_id"].to_numpy()[ok].astype(str), "shard": k,
+                                   "pos": ok}))
     return pd.concat(parts, ignore_index=True), arrays
 
 
@@ -45,7 +47,8 @@ def gather(rows: pd.DataFrame, arrays: list[np.ndarray], ids) -> np.ndarray:
     return np.stack([arrays[s][p] for s, p in zip(at["shard"], at["pos"], strict=True)]).astype(np.float32)
 
 
-def fit_directions(index: pd.DataFrame, attributes: pd.DataFrame, shard_tables: list[str], shard_arrays: list[str],
+def fit_directions(index: pd.DataFrame, attributes: pd.DataFrame, shard_tables: list[str],
+                   shard_arrays: list[str],
                    treatment: str, covariates: list[str], edit_cfg: dict, attributes_cfg: dict, seed: int = 0,
                    planted: pd.DataFrame | None = None) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame]:
     """Directions table, unit directions (float32, rows as the table's `row`) and their cosine matrix.
@@ -55,7 +58,8 @@ def fit_directions(index: pd.DataFrame, attributes: pd.DataFrame, shard_tables: 
     """
     rows, arrays = latent_rows(*latent_shards(shard_tables, shard_arrays))
     # shard by shard, W+ averaged over layers as it is read (30,000 x 14 x 512 floats would be 0.9 GB)
-    W = np.concatenate([editing.layer_mean(arrays[k][g["pos"].to_numpy()]) for k, g in rows.groupby("shard", sort=True)])
+    W = np.concatenate([editing.layer_mean(arrays[k][g["pos"].to_numpy()]) for k, g in rows.groupby("shard",
+                                                                                                    sort=True)])
     names = edit_attributes(edit_cfg, treatment, covariates)
     resolved = with_treatment(index, attributes, treatment).astype({"image_id": str}).set_index("image_id")
     att = attributes.astype({"image_id": str}).set_index("image_id")
@@ -63,10 +67,12 @@ def fit_directions(index: pd.DataFrame, attributes: pd.DataFrame, shard_tables: 
     for name in names:
         source = att if name in att.columns else resolved
         if name not in source.columns:
-            raise ConfigError(f"'edit.attributes' names '{name}', which is neither a covariate, the treatment nor an index column.")
+            raise ConfigError(f"'edit.attributes' names '{name}', which is neither a covariate, the "
+                              "treatment nor an index column.")
         labels[name] = source[name].reindex(rows["image_id"]).to_numpy(float)
     conditionals = {t: list(c) for t, c in edit_cfg["conditional"].items()}
-    table, array = editing.fit_directions(W, pd.DataFrame(labels), conditionals, min_positives=edit_cfg["min_positives"],
+    table, array = editing.fit_directions(W, pd.DataFrame(labels), conditionals,
+                                          min_positives=edit_cfg["min_positives"],
                                          C=attributes_cfg["C"], cv_folds=attributes_cfg["cv_folds"],
                                          random_state=seed)
     if planted is not None:
@@ -74,17 +80,22 @@ def fit_directions(index: pd.DataFrame, attributes: pd.DataFrame, shard_tables: 
     return table, array, editing.cosine_matrix(table, array)
 
 
-def select_images(index: pd.DataFrame, attributes: pd.DataFrame, shard_tables: list[str], match_files: dict[str, str],
+def select_images(index: pd.DataFrame, attributes: pd.DataFrame, shard_tables: list[str],
+                  match_files: dict[str, str],
                   treatment: str, spec: dict, seed: int = 0) -> pd.DataFrame:
-    """The images to edit (image_id, treated, source, shard): listed ids, `per_group` random ones of each group,
-    and the first `max_pairs` pairs (closest first) of each named matching method; only successfully projected ones."""
+    """The images to edit (image_id, treated, source, shard): listed ids, `per_group` random ones of each
+    group,
+    and the first `max_pairs` pairs (closest first) of each named matching method; only successfully projected
+    ones."""
     rows, _ = latent_rows([read_parquet(p) for p in shard_tables], [])
-    treated = with_treatment(index, attributes, treatment).astype({"image_id": str}).set_index("image_id")[treatment]
+    treated = with_treatment(index, attributes,
+                             treatment).astype({"image_id": str}).set_index("image_id")[treatment]
     rows = rows[rows["image_id"].isin(treated.index)]
     chosen = []
     missing = [i for i in map(str, spec["ids"]) if i not in set(rows["image_id"])]
     if missing:
-        raise ConfigError(f"'edit.images.ids': {len(missing)} id(s) are not projected images, e.g. {missing[:5]}; "
+        raise ConfigError(f"'edit.images.ids': {len(missing)} id(s) are not projected images, e.g. "
+                          f"{missing[:5]}; "
                           "use image ids of results/<dataset>/images.parquet whose projection succeeded.")
     chosen += [(i, "ids") for i in map(str, spec["ids"])]
     rng = np.random.default_rng(seed)
@@ -96,7 +107,8 @@ def select_images(index: pd.DataFrame, attributes: pd.DataFrame, shard_tables: l
         pairs = read_parquet(path).sort_values("distance", kind="stable").head(int(spec["max_pairs"]))
         for t, c in zip(pairs["treated_id"].astype(str), pairs["control_id"].astype(str), strict=True):
             chosen += [(t, method), (c, method)]
-    out = pd.DataFrame(chosen, columns=["image_id", "source"]).drop_duplicates("image_id").reset_index(drop=True)
+    out = pd.DataFrame(chosen, columns=["image_id",
+                                        "source"]).drop_duplicates("image_id").reset_index(drop=True)
     out = out[out["image_id"].isin(rows["image_id"])].reset_index(drop=True)
     out.insert(1, treatment, out["image_id"].map(treated).astype(int))
     out["shard"] = out["image_id"].map(rows.set_index("image_id")["shard"]).astype(int)
@@ -110,11 +122,13 @@ def slug(direction: str) -> str:
 
 def embedding_drift(spec: dict, original, edited, images_orig: np.ndarray, images_edit: np.ndarray,
                     n_per: int) -> np.ndarray:
-    """Distance from each original to each of its `n_per` edits in one embedding (latent: in the latent itself)."""
+    """Distance from each original to each of its `n_per` edits in one embedding (latent: in the latent
+    itself)."""
     if spec["kind"] == "latent":
         a, b = original.reshape(len(original), -1), edited.reshape(len(edited), -1)
     else:
-        a, b = embed_images(spec["kind"], images_orig, **spec), embed_images(spec["kind"], images_edit, **spec)
+        a, b = embed_images(spec["kind"], images_orig, **spec), embed_images(spec["kind"], images_edit,
+                                                                             **spec)
     return np.linalg.norm(np.repeat(a, n_per, axis=0).astype(np.float64) - b, axis=1)
 
 
@@ -148,10 +162,13 @@ def edit_shard(selection: pd.DataFrame, shard: int, latent_table: pd.DataFrame, 
     """Edit this shard's selected images along every fitted direction at every strength; render them to PNGs.
 
     Returns the edited latents (rows = table rows) and the edit table: image_id, direction, attribute,
-    conditional_on, conditional, strength, step (W units), path (PNG), score_before/after (the target model's logit), then per
-    plain attribute `delta_<a>` (score change in SDs of its score) and `flip_<a>` (predicted class changed), and
+    conditional_on, conditional, strength, step (W units), path (PNG), score_before/after (the target model's
+    logit), then per
+    plain attribute `delta_<a>` (score change in SDs of its score) and `flip_<a>` (predicted class changed),
+    and
     per embedding `drift_<e>` (distance of the rendered edit from the rendered original). With `image_models`
-    (the face attribute models' young_below, on real photos) also `image_delta_<a>` / `image_flip_<a>`: leakage
+    (the face attribute models' young_below, on real photos) also `image_delta_<a>` / `image_flip_<a>`:
+    leakage
     re-predicted on the rendered faces by the image attribute models (`image_model_columns`).
     """
     import torch  # torch and the generator only for the jobs that render, not for every edit job
@@ -171,7 +188,8 @@ def edit_shard(selection: pd.DataFrame, shard: int, latent_table: pd.DataFrame, 
     n, nd, ns = len(W), len(kept), len(strengths)
     if n == 0 or nd == 0:
         shape = (0, *np.asarray(latents).shape[1:])
-        return np.zeros(shape, np.float32), pd.DataFrame(columns=["image_id", "direction", "strength", "path"])
+        return np.zeros(shape, np.float32), pd.DataFrame(columns=["image_id", "direction", "strength",
+                                                                  "path"])
     scores = editing.layer_mean(W).astype(np.float64) @ dirs.T.astype(np.float64)
     steps = editing.edit_steps(kept, strengths, scores, bound=bool(edit_cfg["bound"]))
     edited = editing.apply_edits(W, dirs, steps).reshape(n * nd * ns, *W.shape[1:])
@@ -188,7 +206,8 @@ def edit_shard(selection: pd.DataFrame, shard: int, latent_table: pd.DataFrame, 
         "step": steps.reshape(-1),
     })
     table["path"] = [os.path.join(image_dir, i, f"{slug(d)}_{k}.png")
-                     for i, d, k in zip(table["image_id"], table["direction"], np.tile(np.arange(ns), n * nd), strict=True)]
+                     for i, d, k in zip(table["image_id"], table["direction"], np.tile(np.arange(ns), n * nd),
+                                        strict=True)]
     for i, img in zip(ids, originals, strict=True):
         write_png(img, os.path.join(image_dir, i, "original.png"))
     for path, img in zip(table["path"], renders, strict=True):
@@ -207,20 +226,24 @@ def edit_shard(selection: pd.DataFrame, shard: int, latent_table: pd.DataFrame, 
         table[f"outcome_before_p_{a}"] = (1 / (1 + np.exp(-before_rep[a]))).astype(np.float32)
         table[f"outcome_p_{a}"] = (1 / (1 + np.exp(-after[a]))).astype(np.float32)
     for name, spec in embeddings.items():
-        table[f"drift_{name}"] = embedding_drift(spec, W, edited, originals, renders, nd * ns).astype(np.float32)
+        table[f"drift_{name}"] = embedding_drift(spec, W, edited, originals, renders,
+                                                 nd * ns).astype(np.float32)
     if image_models is not None:
         for col, values in image_model_columns(originals, renders, nd * ns, image_models).items():
             table[col] = values
     return edited, table
 
 
-def summarise(tables: list[pd.DataFrame], arrays: list[np.ndarray], index: pd.DataFrame, embedding_files: dict,
+def summarise(tables: list[pd.DataFrame], arrays: list[np.ndarray], index: pd.DataFrame,
+              embedding_files: dict,
               thresholds: dict, truth_columns: Callable[[np.ndarray, np.ndarray], dict] | None = None,
               selection_latents: tuple[pd.DataFrame, list[np.ndarray]] | None = None
               ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """All edits in one table with identity drift over each embedding's same-person threshold (`drift_<e>_ratio`),
+    """All edits in one table with identity drift over each embedding's same-person threshold
+    (`drift_<e>_ratio`),
     the outcomes evaluated on the edited latents (`outcome_<o>`, `outcome_before_<o>`: the latent models'
-    probabilities `p_<a>`, each face recogniser's distance to the original `verify_<e>`), and the leakage table.
+    probabilities `p_<a>`, each face recogniser's distance to the original `verify_<e>`), and the leakage
+    table.
 
     `truth_columns(originals, edited)` (a world whose truth is a function of the latent: the demo's
     `ganmatch.simulate.demo.edit_truth`) adds its columns, e.g. the planted outcome and `true_delta_<a>`;
@@ -232,7 +255,9 @@ def summarise(tables: list[pd.DataFrame], arrays: list[np.ndarray], index: pd.Da
             parts.append(t.assign(shard=k, pos=np.arange(len(t))))
             lat.append(np.asarray(a))
     if not parts:
-        return pd.DataFrame(), edit_metrics.leakage_table(pd.DataFrame(columns=["direction", "attribute", "conditional_on", "strength"]))
+        return pd.DataFrame(), edit_metrics.leakage_table(pd.DataFrame(columns=["direction", "attribute",
+                                                                                "conditional_on",
+                                                                                "strength"]))
     edits = pd.concat(parts, ignore_index=True)
     edited = np.concatenate(lat)
     identity = index.astype({"image_id": str}).set_index("image_id")["identity"]
@@ -244,7 +269,8 @@ def summarise(tables: list[pd.DataFrame], arrays: list[np.ndarray], index: pd.Da
         limit = thresholds.get(name) or edit_metrics.same_person_threshold(X, rows.map(identity).to_numpy())
         edits[f"drift_{name}_threshold"] = np.float32(limit)
         edits[f"drift_{name}_ratio"] = (edits[f"drift_{name}"] / limit).astype(np.float32)
-        if name in thresholds:  # a face recogniser: its verification distance to the original is a transect outcome
+        # a face recogniser: its verification distance to the original is a transect outcome
+        if name in thresholds:
             edits[f"outcome_before_verify_{name}"] = np.float32(0.0)
             edits[f"outcome_verify_{name}"] = edits[f"drift_{name}"].astype(np.float32)
     if truth_columns is not None:
@@ -256,32 +282,56 @@ def summarise(tables: list[pd.DataFrame], arrays: list[np.ndarray], index: pd.Da
 
 def interpolation_pairs(match_files: dict[str, str], index: pd.DataFrame, projected: set, n_pairs: int,
                         n_identities: int, seed: int = 0) -> pd.DataFrame:
-    """Endpoints of the strips: each method's first `n_pairs` (closest) treated/control pairs, and two photos of
+    """Endpoints of the strips: each method's first `n_pairs` (closest) treated/control pairs, and two photos
+    of
     each of `n_identities` random identities (kind `identity`)."""
     rows = []
     for method, path in match_files.items():
         pairs = read_parquet(path).sort_values("distance", kind="stable")
-        pairs = pairs[pairs["treated_id"].astype(str).isin(projected) & pairs["control_id"].astype(str).isin(projected)]
-        for t, c in zip(pairs["treated_id"].astype(str)[:n_pairs], pairs["control_id"].astype(str)[:n_pairs], strict=True):
+        both = (pairs["treated_id"].astype(str).isin(projected)
+                & pairs["control_id"].astype(str).isin(projected))
+        pairs = pairs[both]
+        for t, c in zip(
+            pairs["treated_id"].astype(str)[:n_pairs], pairs["control_id"].astype(str)[:n_pairs], strict=True
+        ):
             rows.append({"kind": "matched", "method": method, "start_id": t, "end_id": c})
-    people = index[index["image_id"].astype(str).isin(projected)].groupby("identity")["image_id"].apply(lambda s: sorted(map(str, s)))
+    people = (
+        index[index["image_id"].astype(str).isin(projected)]
+        .groupby("identity")["image_id"]
+        .apply(lambda s: sorted(map(str, s)))
+    )
     people = people[people.map(len) >= 2]
     rng = np.random.default_rng(seed)
     for ident in sorted(people.index[rng.permutation(len(people))[:n_identities]]):
-        rows.append({"kind": "identity", "method": "", "start_id": people[ident][0], "end_id": people[ident][1]})
+        rows.append(
+            {"kind": "identity", "method": "", "start_id": people[ident][0], "end_id": people[ident][1]}
+        )
     return pd.DataFrame(rows, columns=["kind", "method", "start_id", "end_id"])
 
 
-def interpolate(ends: pd.DataFrame, shard_tables: list[str], shard_arrays: list[str], weights: str, steps: int,
-                image_dir: str, batch_size: int = 32, device: str = "auto") -> tuple[np.ndarray, pd.DataFrame]:
-    """Render each strip (start latent to end latent in `steps` steps); one PNG per strip, one table row per step."""
+def interpolate(
+    ends: pd.DataFrame,
+    shard_tables: list[str],
+    shard_arrays: list[str],
+    weights: str,
+    steps: int,
+    image_dir: str,
+    batch_size: int = 32,
+    device: str = "auto",
+) -> tuple[np.ndarray, pd.DataFrame]:
+    """Render each strip (start latent to end latent in `steps` steps); one PNG per strip, one table row per
+    step."""
     from ganmatch.gan.render import render  # torch: only for the jobs that render
     from ganmatch.gan.weights import load_generator
 
     rows, arrays = latent_rows(*latent_shards(shard_tables, shard_arrays))
     if not len(ends):
-        return np.zeros((0, *arrays[0].shape[1:]), np.float32), pd.DataFrame(columns=["strip", "kind", "method", "start_id", "end_id", "step", "alpha", "path"])
-    lat = editing.interpolate(gather(rows, arrays, ends["start_id"]), gather(rows, arrays, ends["end_id"]), steps)
+        return np.zeros((0, *arrays[0].shape[1:]), np.float32), pd.DataFrame(
+            columns=["strip", "kind", "method", "start_id", "end_id", "step", "alpha", "path"]
+        )
+    lat = editing.interpolate(
+        gather(rows, arrays, ends["start_id"]), gather(rows, arrays, ends["end_id"]), steps
+    )
     flat = lat.reshape(len(ends) * steps, *lat.shape[2:])
     images = render(load_generator(weights), flat, batch_size, device)
     images = images.reshape(len(ends), steps, *images.shape[1:])
@@ -295,5 +345,3 @@ def interpolate(ends: pd.DataFrame, shard_tables: list[str], shard_arrays: list[
         tiles = [t for img in images[s] for t in (img, gap)][:-1]
         write_png(np.concatenate(tiles, axis=1), Path(image_dir) / f"strip_{s:03d}.png")
     return flat, table
-
-

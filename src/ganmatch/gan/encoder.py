@@ -44,7 +44,8 @@ class ResBlock(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         h = self.conv2(F.leaky_relu(self.conv1(x), 0.2))
-        return F.leaky_relu(self.skip(x) + h * 0.5, 0.2)  # residual branch down-weighted: stable without norm layers
+        # residual branch down-weighted: stable without norm layers
+        return F.leaky_relu(self.skip(x) + h * 0.5, 0.2)
 
 
 class EncoderNet(nn.Module):
@@ -62,7 +63,8 @@ class EncoderNet(nn.Module):
             blocks.append(ResBlock(c, c_out))
             c, res = c_out, res // 2
         self.blocks = nn.Sequential(*blocks)
-        self.head = nn.Sequential(nn.Flatten(), nn.Linear(c * 16, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, n_out))
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(c * 16, hidden), nn.LeakyReLU(0.2),
+                                  nn.Linear(hidden, n_out))
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.blocks(F.leaky_relu(self.stem(x), 0.2)))
@@ -71,7 +73,8 @@ class EncoderNet(nn.Module):
 # ------------------------------------------------------------------------------------------ estimator
 
 def onednn_avx2_only() -> bool:
-    """True when oneDNN is limited to AVX2 kernels: an ONEDNN_MAX_CPU_ISA / DNNL_MAX_CPU_ISA cap at or below AVX2, or
+    """True when oneDNN is limited to AVX2 kernels: an ONEDNN_MAX_CPU_ISA / DNNL_MAX_CPU_ISA cap at or below
+    AVX2, or
     a CPU without AVX-512."""
     import os
 
@@ -86,18 +89,21 @@ def onednn_avx2_only() -> bool:
 
 
 class LatentEncoder:
-    """Learn image -> latent for one generator (sklearn-style: parameters in `__init__`, `fit()`, `predict()`).
+    """Learn image -> latent for one generator (sklearn-style: parameters in `__init__`, `fit()`,
+    `predict()`).
 
     `space`: "w" predicts (N, w_dim), "w+" (N, n_latent, w_dim). `input_size`: images are resized to
     min(input_size, generator size) before encoding, which bounds the cost for large generators.
-    `truncation_psi` < 1 draws training latents nearer the mean; `latent_jitter` adds isotropic noise (in units
+    `truncation_psi` < 1 draws training latents nearer the mean; `latent_jitter` adds isotropic noise (in
+    units
     of w's spread) so latents off the mapping's distribution, as projections of real photos are, are covered.
     Fitted attributes: `net_`, `w_mean_` and `w_scale_` (mean and spread of the mapping's w: the units of
     the targets and of `latent_error`), `history_` (mean training loss per epoch), `fit_seconds_`.
     """
 
     def __init__(self, generator=None, space: str = "w", n_train: int = 4000, epochs: int = 8,
-                 batch_size: int = 64, lr: float = 2e-3, pixel_weight: float = 0.0, truncation_psi: float = 1.0,
+                 batch_size: int = 64, lr: float = 2e-3, pixel_weight: float = 0.0,
+                 truncation_psi: float = 1.0,
                  latent_jitter: float = 0.5, channels: int = 16, input_size: int = 64, random_state: int = 0):
         self.generator = generator
         self.space = space
@@ -160,9 +166,11 @@ class LatentEncoder:
     # -- fit / predict
 
     def fit(self, X=None, y=None) -> LatentEncoder:
-        """Train on `n_train` fresh (w, G(w)) pairs for `epochs` epochs of Adam with cosine decay (X, y unused).
+        """Train on `n_train` fresh (w, G(w)) pairs for `epochs` epochs of Adam with cosine decay (X, y
+        unused).
 
-        Where oneDNN runs its AVX2 kernels, training uses torch's own convolutions: oneDNN's AVX2 backward pass
+        Where oneDNN runs its AVX2 kernels, training uses torch's own convolutions: oneDNN's AVX2 backward
+        pass
         crashed (segmentation fault) on this network, reproduced with ONEDNN_MAX_CPU_ISA=AVX2."""
         with torch.backends.mkldnn.flags(enabled=not onednn_avx2_only()):
             return self._fit()
@@ -214,7 +222,8 @@ class LatentEncoder:
 
     @torch.no_grad()
     def predict(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
-        """uint8 (N, H, W, 3) images -> float32 latents, (N, w_dim) for "w" or (N, n_latent, w_dim) for "w+"."""
+        """uint8 (N, H, W, 3) images -> float32 latents, (N, w_dim) for "w" or (N, n_latent, w_dim) for
+        "w+"."""
         if not hasattr(self, "net_"):
             raise InputDataError("LatentEncoder is not fitted: call fit() or load_encoder() first")
         arch = self.arch_
@@ -227,7 +236,8 @@ class LatentEncoder:
         return w
 
     def latent_error(self, latents: np.ndarray, truth: np.ndarray) -> float:
-        """Root-mean-square error of latents against the truth, in units of w's spread (mean w scores about 1)."""
+        """Root-mean-square error of latents against the truth, in units of w's spread (mean w scores about
+        1)."""
         latents, truth = np.asarray(latents, np.float64), np.asarray(truth, np.float64)
         if truth.ndim == 2 and latents.ndim == 3:
             truth = truth[:, None]
@@ -250,7 +260,8 @@ def save_encoder(encoder: LatentEncoder, path: str | os.PathLike) -> None:
 
 
 def load_encoder(path: str | os.PathLike, generator=None) -> LatentEncoder:
-    """Read an encoder saved by `save_encoder`; with `generator`, check it was trained for that generator's shape."""
+    """Read an encoder saved by `save_encoder`; with `generator`, check it was trained for that generator's
+    shape."""
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"{path}: encoder file not found; train it with the train_encoder rule")
@@ -265,7 +276,8 @@ def load_encoder(path: str | os.PathLike, generator=None) -> LatentEncoder:
         found = (arch["generator_size"], arch["w_dim"], arch["n_latent"])
         want = (generator.size, generator.w_dim, generator.n_latent)
         if found != want:
-            raise WeightsError(f"{path}: encoder was trained for a generator of (size, w_dim, n_latent) {found}, "
+            raise WeightsError(f"{path}: encoder was trained for a generator of (size, w_dim, n_latent) "
+                               f"{found}, "
                                f"this generator has {want}; retrain it (delete the file and rerun)")
     net = LatentEncoder._build(arch)
     try:
@@ -273,7 +285,8 @@ def load_encoder(path: str | os.PathLike, generator=None) -> LatentEncoder:
     except (RuntimeError, KeyError) as exc:
         raise WeightsError(f"{path}: weights do not fit the encoder {arch} ({exc})") from exc
     params = {k: v for k, v in (ckpt.get("params") or {}).items() if k in TRAINING_PARAMS}
-    enc = LatentEncoder(generator, space=arch["space"], channels=arch["channels"], input_size=arch["size"], **params)
+    enc = LatentEncoder(generator, space=arch["space"], channels=arch["channels"], input_size=arch["size"],
+                        **params)
     enc.arch_, enc.net_ = dict(arch), net.eval().requires_grad_(False)
     enc.w_mean_, enc.w_scale_ = ckpt["w_mean"].float(), float(ckpt["w_scale"])
     enc.history_, enc.fit_seconds_ = list(ckpt.get("history", [])), float(ckpt.get("fit_seconds", 0.0))

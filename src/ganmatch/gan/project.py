@@ -68,7 +68,8 @@ def result_table(image_ids, result: ProjectionResult):
         raise InputDataError(f"{len(image_ids)} image ids for {len(result.loss)} projected images")
     text = {c: pd.Series(v, dtype="str") for c, v in  # str even when empty (pandas would make it float)
             (("image_id", [str(i) for i in image_ids]), ("status", result.status), ("reason", result.reason))}
-    return pd.DataFrame({**text, "loss": result.loss, "psnr": result.psnr, "steps": result.steps.astype(np.int64)})
+    return pd.DataFrame({**text, "loss": result.loss, "psnr": result.psnr,
+                         "steps": result.steps.astype(np.int64)})
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -84,22 +85,26 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 @torch.no_grad()
 def w_statistics(generator, seed: int = 0, n: int = 10000) -> tuple[Tensor, float]:
-    """Mean w and the spread of w (RMS over coordinates) of the mapping from n seeded z, on the generator's device;
+    """Mean w and the spread of w (RMS over coordinates) of the mapping from n seeded z, on the generator's
+    device;
     the projector optimises in these units and the encoder predicts in them."""
     from ganmatch.gan.stylegan2 import float64_twin, seeded_normal, stable_scalar
 
-    z = torch.from_numpy(seeded_normal(int(seed), (n, generator.z_dim))).to(generator.w_avg.device, torch.float64)
+    z = torch.from_numpy(seeded_normal(int(seed), (n, generator.z_dim))).to(generator.w_avg.device,
+                                                                            torch.float64)
     twin = float64_twin(generator)  # float64 and rounded: the same start on every CPU
     with torch.no_grad():
         w = twin.mapping(z)
         mean = w.mean(0)
         spread = stable_scalar(float((w - mean).square().mean().sqrt()))
-    mean = torch.tensor([stable_scalar(v) for v in mean.tolist()], dtype=generator.const.dtype, device=mean.device)
+    mean = torch.tensor([stable_scalar(v) for v in mean.tolist()], dtype=generator.const.dtype,
+                        device=mean.device)
     return mean, spread
 
 
 def lr_schedule(t: float, lr: float, rampup: float = 0.05, rampdown: float = 0.25) -> float:
-    """Learning rate at progress t in [0, 1]: linear warm-up over `rampup`, cosine decay over the last `rampdown`."""
+    """Learning rate at progress t in [0, 1]: linear warm-up over `rampup`, cosine decay over the last
+    `rampdown`."""
     ramp = min(1.0, (1.0 - t) / rampdown) if rampdown > 0 else 1.0
     ramp = 0.5 - 0.5 * math.cos(ramp * math.pi)
     if rampup > 0:
@@ -108,7 +113,8 @@ def lr_schedule(t: float, lr: float, rampup: float = 0.05, rampdown: float = 0.2
 
 
 def noise_regularize(noises: list[Tensor]) -> Tensor:
-    """Per-image squared autocorrelation of noise maps (B, 1, r, r) at shifts of one pixel, over a pyramid down to 8x8."""
+    """Per-image squared autocorrelation of noise maps (B, 1, r, r) at shifts of one pixel, over a pyramid
+    down to 8x8."""
     reg = noises[0].new_zeros(noises[0].shape[0])
     for noise in noises:
         while True:
@@ -121,7 +127,8 @@ def noise_regularize(noises: list[Tensor]) -> Tensor:
 
 
 def multiscale_mse(x: Tensor, y: Tensor, levels: int = 3) -> Tensor:
-    """Per-image MSE at full resolution plus at `levels` 2x average-pooled scales (offline perceptual fallback)."""
+    """Per-image MSE at full resolution plus at `levels` 2x average-pooled scales (offline perceptual
+    fallback)."""
     loss = (x - y).square().mean(dim=(1, 2, 3))
     for _ in range(levels):
         if x.shape[-1] < 8:
@@ -132,7 +139,8 @@ def multiscale_mse(x: Tensor, y: Tensor, levels: int = 3) -> Tensor:
 
 
 class VGGDistance(torch.nn.Module):
-    """LPIPS-style distance: unit-normalised VGG16 features (relu1_2 .. relu4_3), squared difference, averaged."""
+    """LPIPS-style distance: unit-normalised VGG16 features (relu1_2 .. relu4_3), squared difference,
+    averaged."""
 
     CUTS = (4, 9, 16, 23)
 
@@ -151,7 +159,8 @@ class VGGDistance(torch.nn.Module):
         self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225])[None, :, None, None])
 
     def features(self, x: Tensor) -> list[Tensor]:
-        """Channel-unit-normalised feature maps at each cut; computed once for the targets, every step for x."""
+        """Channel-unit-normalised feature maps at each cut; computed once for the targets, every step for
+        x."""
         if x.shape[-1] > 256:
             x = F.interpolate(x, size=256, mode="area")
         h = ((x + 1) / 2 - self.mean) / self.std
@@ -211,7 +220,8 @@ def images_to_tensor(images: np.ndarray, size: int) -> Tensor:
 def tensor_to_uint8(x: Tensor) -> np.ndarray:
     """float (N, 3, H, W) in [-1, 1] -> uint8 (N, H, W, 3)."""
     x = x.detach()
-    x = ((x.to(torch.float64 if x.dtype == torch.float64 else torch.float32) + 1) * 127.5).round().clamp(0, 255)
+    x = ((x.to(torch.float64 if x.dtype == torch.float64 else torch.float32) + 1) * 127.5).round().clamp(0,
+                                                                                                         255)
     return x.to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 
 
@@ -281,7 +291,8 @@ class LatentProjector:
     last `patience` steps. `optimize_noise`: also fit per-image noise maps (regularised by `noise_weight`);
     otherwise the generator's constant noise is used. `latent_noise`: scale (in w spreads) of the
     exploration noise added to w early on, decaying to zero at 75% of the steps, as in the official
-    projector. `mixed_precision`: autocast the generator on CUDA. `precision`: float32, or float64 for latents that
+    projector. `mixed_precision`: autocast the generator on CUDA. `precision`: float32, or float64 for latents
+    that
     do not depend on the CPU's kernels (Adam turns last-bit differences of float32 gradients into steps).
     `objective="paper"`: the paper's projector (module docstring); `lr` is then in w units, noise maps are
     optimised with `noise_weight`, `latent_noise`, `perceptual` and mixed precision are not used, and the
@@ -392,7 +403,8 @@ class LatentProjector:
                 and not self.paper)
 
     def _target_features(self, target: Tensor) -> list[Tensor] | None:
-        """VGG features of the targets, computed once per batch (they do not change during the optimisation)."""
+        """VGG features of the targets, computed once per batch (they do not change during the
+        optimisation)."""
         if self.lpips_ is not None:
             with torch.no_grad():
                 return self.lpips_.features(average_down(target, self.lpips_size))
@@ -432,7 +444,8 @@ class LatentProjector:
             if self.space == "w+" and w0.ndim == 2:
                 w0 = w0[:, None].expand(shape)
             if tuple(w0.shape) != shape:
-                raise InputDataError(f"init latents must have shape {shape[1:]} per image, got {tuple(w0.shape[1:])}")
+                raise InputDataError(f"init latents must have shape {shape[1:]} per image, got "
+                                     f"{tuple(w0.shape[1:])}")
             u0 = ((w0 - self.w_avg_) / self.w_scale_).cpu()
         u = u0.clone().to(device).requires_grad_(True)
         params = [u]
@@ -442,7 +455,8 @@ class LatentProjector:
                       .requires_grad_(True) for c in gen.convs]
             params += noises
         elif self.optimize_noise:
-            noises = [torch.randn(b, 1, c.resolution, c.resolution, generator=rng).to(device, self.dtype_).requires_grad_(True)
+            noises = [torch.randn(b, 1, c.resolution, c.resolution, generator=rng).to(device,
+                                                                                      self.dtype_).requires_grad_(True)
                       for c in gen.convs]
             params += noises
         if self.paper:
@@ -477,7 +491,8 @@ class LatentProjector:
             finite = torch.isfinite(loss)
             failed |= active & ~finite
             active &= finite
-            with torch.no_grad():  # keep each image's best latent (the loss is that of the latent before the step)
+            # keep each image's best latent (the loss is that of the latent before the step)
+            with torch.no_grad():
                 better = active & (loss < best)
                 best = torch.where(better, loss.detach(), best)
                 best_u[better] = u.detach()[better]

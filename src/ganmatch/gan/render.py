@@ -1,4 +1,5 @@
-"""The one renderer: W or W+ latents -> uint8 images, for the pipeline, the demo simulator and the explorer."""
+"""The one renderer: W or W+ latents -> uint8 images, for the pipeline, the demo simulator and the
+explorer."""
 
 from __future__ import annotations
 

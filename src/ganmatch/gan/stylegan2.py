@@ -49,7 +49,8 @@ def resample_kernel(taps=RESAMPLE_TAPS) -> Tensor:
 
 
 def blur(x: Tensor, kernel: Tensor, pad: tuple[int, int, int, int], gain: float = 1.0) -> Tensor:
-    """Depthwise FIR filter after zero padding `pad` = (left, right, top, bottom); kernel is flipped as in upfirdn2d."""
+    """Depthwise FIR filter after zero padding `pad` = (left, right, top, bottom); kernel is flipped as in
+    upfirdn2d."""
     c = x.shape[1]
     k = (kernel * gain).flip([0, 1]).to(x.dtype)[None, None].expand(c, 1, *kernel.shape)
     return F.conv2d(F.pad(x, pad), k, groups=c)
@@ -83,14 +84,24 @@ class EqualLinear(nn.Module):
         return lrelu(x) if self.activation else x
 
     def extra_repr(self) -> str:
-        return f"{self.weight.shape[1]} -> {self.weight.shape[0]}, lr_mul={self.lr_mul}, lrelu={self.activation}"
+        return (
+            f"{self.weight.shape[1]} -> {self.weight.shape[0]}, lr_mul={self.lr_mul}, lrelu={self.activation}"
+        )
 
 
 class ModulatedConv2d(nn.Module):
-    """Convolution whose input channels are scaled by a style from w (and, with demodulation, renormalised)."""
+    """Convolution whose input channels are scaled by a style from w (and, with demodulation,
+    renormalised)."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, w_dim: int,
-                 demodulate: bool = True, upsample: bool = False):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        w_dim: int,
+        demodulate: bool = True,
+        upsample: bool = False,
+    ):
         super().__init__()
         self.affine = EqualLinear(w_dim, in_channels, bias_init=1.0)
         self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel_size, kernel_size))
@@ -125,8 +136,15 @@ class ModulatedConv2d(nn.Module):
 class StyledConv(nn.Module):
     """Modulated 3x3 conv + per-pixel noise with learned strength + bias + leaky ReLU (+ optional clamp)."""
 
-    def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int,
-                 upsample: bool = False, conv_clamp: float | None = None):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        w_dim: int,
+        resolution: int,
+        upsample: bool = False,
+        conv_clamp: float | None = None,
+    ):
         super().__init__()
         self.conv = ModulatedConv2d(in_channels, out_channels, 3, w_dim, demodulate=True, upsample=upsample)
         self.register_buffer("noise_const", torch.randn(resolution, resolution))
@@ -173,16 +191,32 @@ class Generator(nn.Module):
     `w_avg` (buffer) is the truncation centre; `make_generator` and the weight loaders fill it.
     """
 
-    def __init__(self, size: int, z_dim: int = 512, w_dim: int = 512, n_mlp: int = 8,
-                 channels: dict[int, int] | None = None, channel_max: int = 512, channel_base: int = 32768,
-                 lr_mlp: float = 0.01, conv_clamp: float | None = None):
+    def __init__(
+        self,
+        size: int,
+        z_dim: int = 512,
+        w_dim: int = 512,
+        n_mlp: int = 8,
+        channels: dict[int, int] | None = None,
+        channel_max: int = 512,
+        channel_base: int = 32768,
+        lr_mlp: float = 0.01,
+        conv_clamp: float | None = None,
+    ):
         super().__init__()
         if size < 4 or size & (size - 1):
             raise ValueError(f"Generator size must be a power of two >= 4, got {size}")
-        self.config = {"size": size, "z_dim": z_dim, "w_dim": w_dim, "n_mlp": n_mlp,
-                       "channels": None if channels is None else {int(k): int(v) for k, v in channels.items()},
-                       "channel_max": channel_max, "channel_base": channel_base, "lr_mlp": lr_mlp,
-                       "conv_clamp": conv_clamp}
+        self.config = {
+            "size": size,
+            "z_dim": z_dim,
+            "w_dim": w_dim,
+            "n_mlp": n_mlp,
+            "channels": None if channels is None else {int(k): int(v) for k, v in channels.items()},
+            "channel_max": channel_max,
+            "channel_base": channel_base,
+            "lr_mlp": lr_mlp,
+            "conv_clamp": conv_clamp,
+        }
         self.size, self.z_dim, self.w_dim = size, z_dim, w_dim
         self.log_size = int(math.log2(size))
         self.n_latent = n_latent_for(size)
@@ -194,7 +228,9 @@ class Generator(nn.Module):
             raise ValueError(f"every resolution needs >= 1 channel, got {self.channels}; raise channel_base")
 
         self.mlp = nn.ModuleList(
-            EqualLinear(z_dim if i == 0 else w_dim, w_dim, lr_mul=lr_mlp, activation=True) for i in range(n_mlp))
+            EqualLinear(z_dim if i == 0 else w_dim, w_dim, lr_mul=lr_mlp, activation=True)
+            for i in range(n_mlp)
+        )
         self.register_buffer("w_avg", torch.zeros(w_dim))
         self.const = nn.Parameter(torch.randn(self.channels[4], 4, 4))
         self.convs = nn.ModuleList()
@@ -219,7 +255,9 @@ class Generator(nn.Module):
         if ws.ndim == 2:
             ws = ws[:, None, :].expand(-1, self.n_latent, -1)
         if ws.ndim != 3 or ws.shape[1:] != (self.n_latent, self.w_dim):
-            raise ValueError(f"ws must be (N, {self.w_dim}) or (N, {self.n_latent}, {self.w_dim}), got {tuple(ws.shape)}")
+            raise ValueError(
+                f"ws must be (N, {self.w_dim}) or (N, {self.n_latent}, {self.w_dim}), got {tuple(ws.shape)}"
+            )
         return ws
 
     def synthesis(self, ws: Tensor, noise_mode: str = "const", noises: list[Tensor] | None = None) -> Tensor:
@@ -247,7 +285,8 @@ class Generator(nn.Module):
 
     @torch.no_grad()
     def mean_w(self, n: int = 10000, seed: int = 0) -> Tensor:
-        """Mean of the mapping over n seeded standard-normal z (`seeded_normal`: the same z on any CPU), (w_dim,)."""
+        """Mean of the mapping over n seeded standard-normal z (`seeded_normal`: the same z on any CPU),
+        (w_dim,)."""
         z = torch.from_numpy(seeded_normal(seed, (n, self.z_dim))).to(self.w_avg.device, self.const.dtype)
         return torch.cat([self.mapping(c) for c in z.split(4096)]).mean(0)
 
@@ -265,7 +304,8 @@ def seeded_normal(seed: int | list[int], shape) -> np.ndarray:
 
 @torch.no_grad()
 def seed_weights_(gen: Generator, seed: int) -> Generator:
-    """Redraw every random tensor of a fresh generator (mapping and conv weights, constant input, constant noise)
+    """Redraw every random tensor of a fresh generator (mapping and conv weights, constant input, constant
+    noise)
     from `seeded_normal`, in module order, with the same distributions as the constructors'."""
     stream = 0
     for module in gen.modules():
@@ -286,18 +326,22 @@ def seed_weights_(gen: Generator, seed: int) -> Generator:
 
 
 def float64_twin(gen: Generator) -> Generator:
-    """`gen` itself when it already computes in float64, else a float64 copy (the original is left as it is)."""
+    """`gen` itself when it already computes in float64, else a float64 copy (the original is left as it
+    is)."""
     return gen if gen.const.dtype == torch.float64 else copy.deepcopy(gen).double()
 
 
 def stable_scalar(x: float, digits: int = 9) -> float:
-    """`x` rounded to `digits` significant digits: a float64 result that may differ in its last bits between CPUs
+    """`x` rounded to `digits` significant digits: a float64 result that may differ in its last bits between
+    CPUs
     (BLAS, oneDNN kernels) becomes the same number everywhere, except within 1e-16 of a rounding boundary."""
     return float(f"{float(x):.{digits}g}")
 
 
 @torch.no_grad()
-def shape_random_prior_(gen: Generator, seed: int = 0, rgb_decay: float = 0.5, pixel_std: float = 0.5) -> Generator:
+def shape_random_prior_(
+    gen: Generator, seed: int = 0, rgb_decay: float = 0.5, pixel_std: float = 0.5
+) -> Generator:
     """Make an untrained generator's images smooth and in range: toRGB weight of level j scaled by
     rgb_decay**j (coarse levels dominate), then all rescaled so pixel std is `pixel_std`, mean 0.
 
@@ -317,9 +361,18 @@ def shape_random_prior_(gen: Generator, seed: int = 0, rgb_decay: float = 0.5, p
     return gen
 
 
-def make_generator(size: int, z_dim: int = 512, w_dim: int = 512, n_mlp: int = 8,
-                   channels: dict[int, int] | None = None, channel_base: int = 32768, channel_max: int = 512,
-                   seed: int = 0, lr_mlp: float = 0.01, random_prior: bool = True) -> Generator:
+def make_generator(
+    size: int,
+    z_dim: int = 512,
+    w_dim: int = 512,
+    n_mlp: int = 8,
+    channels: dict[int, int] | None = None,
+    channel_base: int = 32768,
+    channel_max: int = 512,
+    seed: int = 0,
+    lr_mlp: float = 0.01,
+    random_prior: bool = True,
+) -> Generator:
     """Seeded generator, in eval mode with `w_avg` filled: identical weights, byte for byte, for identical
     args on any CPU (numpy's draws, statistics in float64 and rounded; see docs/guarantees.md).
 

@@ -246,7 +246,8 @@ def is_tf_networks(data) -> bool:
 
 
 def flatten_record(record: PersistentRecord, prefix: str = "") -> dict[str, torch.Tensor]:
-    """State dict (dotted names -> tensors) of a record tree, from its `_parameters`, `_buffers`, `_modules`."""
+    """State dict (dotted names -> tensors) of a record tree, from its `_parameters`, `_buffers`,
+    `_modules`."""
     out = {}
     for key in ("_parameters", "_buffers"):
         for name, value in (record.state.get(key) or {}).items():
@@ -291,7 +292,8 @@ def generator_from_record(record: PersistentRecord, source: str = "<pickle>",
     _check_size(source, res, size)
     blocks = {int(m.group(1)) for k in flat if (m := re.match(r"synthesis\.b(\d+)\.", k))}
     if not isinstance(res, int) or res < 4 or res & (res - 1) or max(blocks, default=0) != res:
-        raise WeightsError(f"{source}: cannot read the resolution (img_resolution={res}, blocks={sorted(blocks)})")
+        raise WeightsError(f"{source}: cannot read the resolution (img_resolution={res}, "
+                           f"blocks={sorted(blocks)})")
     if st.get("c_dim", 0) or st.get("img_channels", 3) != 3:
         raise WeightsError(f"{source}: expected an unconditional RGB generator (c_dim=0, img_channels=3), "
                            f"found c_dim={st.get('c_dim')}, img_channels={st.get('img_channels')}")
@@ -299,7 +301,8 @@ def generator_from_record(record: PersistentRecord, source: str = "<pickle>",
     for r in sorted(blocks):
         arch = synth.state["_modules"][f"b{r}"].state.get("architecture", "skip")
         if arch != "skip":
-            raise WeightsError(f"{source}: expected the 'skip' synthesis architecture (config-f), block b{r} is {arch!r}")
+            raise WeightsError(f"{source}: expected the 'skip' synthesis architecture (config-f), block b{r} "
+                               f"is {arch!r}")
     mapping = st["_modules"]["mapping"]
     n_mlp = sum(1 for k in flat if re.fullmatch(r"mapping\.fc\d+\.weight", k))
     fc0 = mapping.state["_modules"]["fc0"].state
@@ -441,5 +444,6 @@ def load_official_pickle(path: str | os.PathLike, size: int | None = None, key: 
         return generator_from_tf_record(data[TF_KEYS[key]], source=str(path), size=size)
     record = data.get(key)
     if not isinstance(record, PersistentRecord):
-        raise WeightsError(f"{path}: expected key {key!r} holding a Generator; keys are {sorted(map(str, data))}")
+        raise WeightsError(f"{path}: expected key {key!r} holding a Generator; keys are "
+                           f"{sorted(map(str, data))}")
     return generator_from_record(record, source=str(path), size=size)

@@ -28,6 +28,7 @@ from ganmatch.matching.optimal import full_sets, optimal_sets
 __all__ = [
     "DISTANCES", "METHODS", "PAIR_COLUMNS", "REQUIRED", "DistanceMeasure",
     "MatchData", "MatchResult", "PropensityModel", "distance_measure", "fit_logistic_irls", "full_sets",
-    "greedy_pairs", "match", "match_greedy_constrained", "matched_weights", "method_parameters", "optimal_sets",
+    "greedy_pairs", "match", "match_greedy_constrained", "matched_weights", "method_parameters",
+    "optimal_sets",
     "propensity_scores",
 ]

@@ -1,11 +1,17 @@
-"""Cardinality matching (MatchIt's `method = "cardinality"`): the largest sample whose covariate means are balanced
+"""Cardinality matching (MatchIt's `method = "cardinality"`): the largest sample whose covariate means are
+balanced
 within tolerances, found exactly as a mixed-integer programme (scipy's HiGHS `milp`).
 
-The programme is MatchIt 4.7.2's (`cardinality_matchit`), term for term: one 0/1 variable per unit and a continuous
-size variable; the objective is the (sampling-weighted) number of units kept. For the ATT/ATC with a finite `ratio`
-the focal group keeps K units and the other ratio x K, and each covariate's mean difference between the two kept
-groups lies within +-tol; with `ratio=None` (MatchIt's `ratio = NA`) every focal unit is kept and the largest set
-of others whose means lie within +-tol of the focal means is chosen; for the ATE each kept group's means lie within
+The programme is MatchIt 4.7.2's (`cardinality_matchit`), term for term: one 0/1 variable per unit and a
+continuous
+size variable; the objective is the (sampling-weighted) number of units kept. For the ATT/ATC with a finite
+`ratio`
+the focal group keeps K units and the other ratio x K, and each covariate's mean difference between the two
+kept
+groups lies within +-tol; with `ratio=None` (MatchIt's `ratio = NA`) every focal unit is kept and the largest
+set
+of others whose means lie within +-tol of the focal means is chosen; for the ATE each kept group's means lie
+within
 +-tol/2 of the whole sample's (with a finite ratio, n_other = ratio x n_focal). Covariates are in units of the
 focal group's SD (the ATE: sqrt of the mean of the two groups' variances) when `std_tols`, as MatchIt.
 """
@@ -19,7 +25,8 @@ import numpy as np
 from ganmatch.errors import ConfigError, InputDataError
 
 SOLVERS = ("highs",)
-FREED = 300         # units at 0 and at 1 left free beside the relaxation's fractional ones (`_rounded_relaxation`)
+# units at 0 and at 1 left free beside the relaxation's fractional ones (`_rounded_relaxation`)
+FREED = 300
 
 
 def _wmean(X: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -27,7 +34,8 @@ def _wmean(X: np.ndarray, w: np.ndarray) -> np.ndarray:
 
 
 def _wvar(x: np.ndarray, w: np.ndarray) -> float:
-    """MatchIt's `wvar`: the weighted variance with the reliability-weights correction (var with n - 1 unweighted)."""
+    """MatchIt's `wvar`: the weighted variance with the reliability-weights correction (var with n - 1
+    unweighted)."""
     w = w / w.sum()
     m = float(np.sum(w * x))
     return float(np.sum(w * (x - m) ** 2) / (1.0 - np.sum(w ** 2)))
@@ -35,14 +43,16 @@ def _wvar(x: np.ndarray, w: np.ndarray) -> float:
 
 def tolerance_scale(X: np.ndarray, treated: np.ndarray, estimand: str, s_weights: np.ndarray | None = None
                     ) -> np.ndarray:
-    """The SD each covariate is divided by under `std_tols` (MatchIt): the focal group's weighted SD for the ATT/ATC,
+    """The SD each covariate is divided by under `std_tols` (MatchIt): the focal group's weighted SD for the
+    ATT/ATC,
     sqrt((var_treated + var_control) / 2) for the ATE; 1 where that SD is below 1e-10."""
     w = np.ones(len(X)) if s_weights is None else np.asarray(s_weights, np.float64)
     focal = 0 if estimand == "ATC" else 1
     out = np.ones(X.shape[1])
     for j in range(X.shape[1]):
         if estimand == "ATE":
-            sd = np.sqrt((_wvar(X[treated == 1, j], w[treated == 1]) + _wvar(X[treated == 0, j], w[treated == 0])) / 2)
+            sd = np.sqrt((_wvar(X[treated == 1, j], w[treated == 1]) + _wvar(X[treated == 0, j],
+                                                                             w[treated == 0])) / 2)
         else:
             sd = np.sqrt(_wvar(X[treated == focal, j], w[treated == focal]))
         if np.isfinite(sd) and sd >= 1e-10:
@@ -61,9 +71,11 @@ def _sum_to_n(w: np.ndarray, treated: np.ndarray) -> np.ndarray:
 
 
 def _rounded_relaxation(c, A, lo, hi, bounds, n_int: int, time: float):
-    """The LP relaxation (HiGHS), then the integer programme with the 0/1 variables the relaxation set to 0 or 1
+    """The LP relaxation (HiGHS), then the integer programme with the 0/1 variables the relaxation set to 0 or
+    1
     fixed there, except its fractional ones (at most as many as rows) and a spread of FREED at each value:
-    if that small programme reaches the relaxation's bound (rounded down where the objective is integral), it is an
+    if that small programme reaches the relaxation's bound (rounded down where the objective is integral), it
+    is an
     optimum of the whole programme; None otherwise (the caller then branches on everything). Far faster than
     branch and bound's heuristics at 30,000 units."""
     from scipy.optimize import Bounds, milp
@@ -77,7 +89,8 @@ def _rounded_relaxation(c, A, lo, hi, bounds, n_int: int, time: float):
     for value in (0.0, 1.0):        # free a spread of units at each value too, so the few can be traded
         at = np.flatnonzero(fixed & (np.round(z) == value))
         fixed[at[:: max(1, len(at) // FREED)]] = False
-    free = np.r_[~fixed, np.ones(len(c) - n_int, bool)]     # the sub-problem: free columns, the rest moved right
+    # the sub-problem: free columns, the rest moved right
+    free = np.r_[~fixed, np.ones(len(c) - n_int, bool)]
     x = lp.x.copy()
     x[:n_int][fixed] = np.round(z[fixed])
     A = A.tocsc()
@@ -103,7 +116,8 @@ def cardinality_weights(treated: np.ndarray, X: np.ndarray, estimand: str = "ATT
                         ratio: float | None = 1.0, s_weights: np.ndarray | None = None, time: float = 120.0
                         ) -> tuple[np.ndarray, dict]:
     """One stratum's cardinality matching: (matching weights, solver info). `X` is already scaled (see
-    `tolerance_scale`); `tols` a number or one per column. Weights are MatchIt's: the kept units 1, then every group
+    `tolerance_scale`); `tols` a number or one per column. Weights are MatchIt's: the kept units 1, then every
+    group
     other than the smallest rescaled so that its weights sum to the smallest group's (with `ratio=None`: the
     non-focal group to the focal group's)."""
     from scipy.optimize import Bounds, LinearConstraint, milp
@@ -202,11 +216,13 @@ def cardinality_weights(treated: np.ndarray, X: np.ndarray, estimand: str = "ATT
     if res.x is None:
         raise InputDataError(f"cardinality: the solver found no matched sample that meets the tolerances "
                              f"({res.message.strip()}); loosen tols or check the covariates.")
-    info = {"solver": "highs", "problem": kind, "how": "lp_rounding" if res.message.startswith("optimal (") else
+    info = {"solver": "highs", "problem": kind,
+            "how": "lp_rounding" if res.message.startswith("optimal (") else
             "branch_and_bound", "status": int(res.status), "optimal": res.status == 0,
             "objective": float(-res.fun), "mip_gap": float(getattr(res, "mip_gap", 0.0) or 0.0)}
     if res.status != 0:
-        msg = (f"cardinality: the solver stopped before proving its sample the largest ({res.message.strip()}); "
+        msg = ("cardinality: the solver stopped before proving its sample the largest "
+               f"({res.message.strip()}); "
                "the matched sample meets the tolerances but may not be optimal. Raise time.")
         warnings.warn(msg, stacklevel=3)
         info["warning"] = msg

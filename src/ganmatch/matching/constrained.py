@@ -70,7 +70,8 @@ class _References:
 
 
 def match_greedy_constrained(data: MatchData, embedding: str = "gan", metric: str = "euclidean",
-                             constraint_embedding: str | None = "facial", constraint_metric: str = "euclidean",
+                             constraint_embedding: str | None = "facial",
+                             constraint_metric: str = "euclidean",
                              threshold: float = 0.6, mode: str = "penalty", penalty: float = 1e6,
                              reference_embedding: str | None = "vgg", reference_metric: str = "euclidean",
                              reference_exclude: dict | None = None, reference_gap: tuple = (1e-2, 1e6),
@@ -106,20 +107,40 @@ def match_greedy_constrained(data: MatchData, embedding: str = "gan", metric: st
     if mode not in ("penalty", "hard"):
         raise ConfigError(f"greedy_constrained: mode must be 'penalty' or 'hard', got '{mode}'.")
     if semantics not in ("reference", "corrected"):
-        raise ConfigError(f"greedy_constrained: semantics must be 'reference' or 'corrected', got '{semantics}' "
+        raise ConfigError("greedy_constrained: semantics must be 'reference' or 'corrected', got "
+                          f"'{semantics}' "
                           "(config key matching.methods.<name>.semantics).")
     if data.identity is None:
-        raise InputDataError("greedy_constrained needs image identities (column identity of the image index).")
+        raise InputDataError(
+            "greedy_constrained needs image identities (column identity of the image index).")
     try:
         reference_gap = tuple(float(x) for x in reference_gap)
     except (TypeError, ValueError):
-        raise ConfigError(f"greedy_constrained: reference_gap must be two numbers [low, high], got {reference_gap!r} "
-                          "(config key matching.methods.<name>.reference_gap; YAML reads 1.0e6 as text, write 1.0e+6).") from None
+        raise ConfigError(
+            "greedy_constrained: reference_gap must be two numbers [low, high], got "
+            f"{reference_gap!r} "
+            "(config key matching.methods.<name>.reference_gap; YAML reads 1.0e6 as text, "
+            "write 1.0e+6)."
+        ) from None
     t_idx, c_idx = split_groups(data, "greedy_constrained")
     if isinstance(data.embeddings.get(embedding), DistanceMatrix):
-        return _on_matrices(data, embedding, constraint_embedding, reference_embedding, reference_exclude,
-                            semantics, mode, min_photos, caliper, threshold, penalty, skip_cost,
-                            reference_gap, n_pairs, k)
+        return _on_matrices(
+            data,
+            embedding,
+            constraint_embedding,
+            reference_embedding,
+            reference_exclude,
+            semantics,
+            mode,
+            min_photos,
+            caliper,
+            threshold,
+            penalty,
+            skip_cost,
+            reference_gap,
+            n_pairs,
+            k,
+        )
     X = data.embedding(embedding)
     F = data.embedding(constraint_embedding) if constraint_embedding else None
     R = data.embedding(reference_embedding) if reference_embedding else None
@@ -129,32 +150,84 @@ def match_greedy_constrained(data: MatchData, embedding: str = "gan", metric: st
     ref_ok, warn = reference_eligible(data, reference_exclude)
     if semantics == "reference":
         _check_reference_params(mode, R, min_photos, caliper)
-        run = reference_pairs(X, F, R, data.treated, codes, ref_ok, metric, constraint_metric, reference_metric,
-                              threshold, penalty, skip_cost, tuple(reference_gap), n_pairs, k)
-        return _reference_result(data, embedding, run, warn, n_pairs,
-                                 {"metric": metric, "k": k, "mode": mode, "threshold": threshold,
-                                  "semantics": semantics, "skip_cost": skip_cost})
+        run = reference_pairs(
+            X,
+            F,
+            R,
+            data.treated,
+            codes,
+            ref_ok,
+            metric,
+            constraint_metric,
+            reference_metric,
+            threshold,
+            penalty,
+            skip_cost,
+            tuple(reference_gap),
+            n_pairs,
+            k,
+        )
+        return _reference_result(
+            data,
+            embedding,
+            run,
+            warn,
+            n_pairs,
+            {
+                "metric": metric,
+                "k": k,
+                "mode": mode,
+                "threshold": threshold,
+                "semantics": semantics,
+                "skip_cost": skip_cost,
+            },
+        )
     selectable = selectable_images(codes, ref_ok, min_photos)
     refs = _References(codes, R, reference_metric, ref_ok, tuple(reference_gap))
     lists = CrossLists(X[t_idx], X[c_idx], metric, k)
     streams = threshold_streams(lists, F, t_idx, c_idx, selectable, constraint_metric, metric, threshold, k)
-    search = _ConstrainedHeap(lists, streams, refs, F, t_idx, c_idx, codes, selectable, constraint_metric, threshold,
-                              penalty if mode == "penalty" else None)
+    search = _ConstrainedHeap(
+        lists,
+        streams,
+        refs,
+        F,
+        t_idx,
+        c_idx,
+        codes,
+        selectable,
+        constraint_metric,
+        threshold,
+        penalty if mode == "penalty" else None,
+    )
     out = search.run(n_pairs, caliper)
-    info = {"caliper": search.cost_cap, "metric": metric, "k": k, "mode": mode, "threshold": threshold,
-            "semantics": semantics,
-            "n_selectable_treated": int(selectable[t_idx].sum()), "n_selectable_control": int(selectable[c_idx].sum()),
-            "n_penalised": int(sum(o[5] for o in out)), "n_refills": lists.n_refills, "warnings": warn}
+    info = {
+        "caliper": search.cost_cap,
+        "metric": metric,
+        "k": k,
+        "mode": mode,
+        "threshold": threshold,
+        "semantics": semantics,
+        "n_selectable_treated": int(selectable[t_idx].sum()),
+        "n_selectable_control": int(selectable[c_idx].sum()),
+        "n_penalised": int(sum(o[5] for o in out)),
+        "n_refills": lists.n_refills,
+        "warnings": warn,
+    }
     if n_pairs is not None and len(out) < n_pairs:
         warn.append(f"greedy_constrained: found {len(out)} admissible pairs of the {n_pairs} asked for.")
         warnings.warn(warn[-1], stacklevel=3)
     cols = list(zip(*out, strict=True)) if out else [[]] * 7
-    extra = {"treated_ref": data.ids[np.asarray(cols[3], np.int64)], "control_ref": data.ids[np.asarray(cols[4], np.int64)],
-             "penalised": np.asarray(cols[5], bool), "reference_gap": np.asarray(cols[6], np.float64)}
+    extra = {
+        "treated_ref": data.ids[np.asarray(cols[3], np.int64)],
+        "control_ref": data.ids[np.asarray(cols[4], np.int64)],
+        "penalised": np.asarray(cols[5], bool),
+        "reference_gap": np.asarray(cols[6], np.float64),
+    }
     return make_result(data, "greedy_constrained", embedding, cols[0], cols[1], cols[2], info, extra=extra)
 
 
-# ---------------------------------------------------------------- the parts: eligibility, candidate lists, heap
+# ---------------------------------------------------------------- the parts: eligibility, candidate lists,
+# heap
 
 
 def reference_eligible(data: MatchData, reference_exclude: dict | None) -> tuple[np.ndarray, list[str]]:
@@ -178,9 +251,17 @@ def selectable_images(codes: np.ndarray, ref_ok: np.ndarray, min_photos: int) ->
     return (np.bincount(codes)[codes] >= min_photos) & (same_group > 0)
 
 
-def threshold_streams(lists: CrossLists, F: np.ndarray | None, t_idx: np.ndarray, c_idx: np.ndarray,
-                      selectable: np.ndarray, constraint_metric: str, metric: str, threshold: float,
-                      k: int) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+def threshold_streams(
+    lists: CrossLists,
+    F: np.ndarray | None,
+    t_idx: np.ndarray,
+    c_idx: np.ndarray,
+    selectable: np.ndarray,
+    constraint_metric: str,
+    metric: str,
+    threshold: float,
+    k: int,
+) -> dict[int, tuple[np.ndarray, np.ndarray]]:
     """Per selectable treated position: the controls within the constraint threshold, sorted by (D, control).
 
     Found from the constraint embedding's own neighbour lists (complete when its k-th distance is still within
@@ -194,11 +275,11 @@ def threshold_streams(lists: CrossLists, F: np.ndarray | None, t_idx: np.ndarray
             continue
         cols, fd = fl.idx[t], fl.dist[t]
         if not fl.complete[t] and len(fd) and fd[-1] <= threshold:
-            fd = distances.pairwise(fl.Xt[t:t + 1], fl.Xc, constraint_metric, force=True)[0]
+            fd = distances.pairwise(fl.Xt[t : t + 1], fl.Xc, constraint_metric, force=True)[0]
             cols = np.arange(len(c_idx))
         cols = cols[fd <= threshold]
         if len(cols):
-            d = distances.pairwise(lists.Xt[t:t + 1], lists.Xc[cols], metric, force=True)[0]
+            d = distances.pairwise(lists.Xt[t : t + 1], lists.Xc[cols], metric, force=True)[0]
             o = np.lexsort((cols, d))
             streams[t] = (cols[o], d[o])
     return streams
@@ -208,8 +289,9 @@ class _ConstrainedHeap:
     """The corrected semantics' greedy search: one heap over two streams per treated image (controls within
     the threshold, and penalised or unconstrained ones), lazily advanced as identities are removed."""
 
-    def __init__(self, lists, streams, refs, F, t_idx, c_idx, codes, selectable, constraint_metric, threshold,
-                 penalty):
+    def __init__(
+        self, lists, streams, refs, F, t_idx, c_idx, codes, selectable, constraint_metric, threshold, penalty
+    ):
         self.lists, self.streams, self.refs = lists, streams, refs
         self.t_idx, self.c_idx, self.codes, self.selectable = t_idx, c_idx, codes, selectable
         self.F, self.threshold, self.constraint_metric = F, threshold, constraint_metric
@@ -235,7 +317,11 @@ class _ConstrainedHeap:
 
     def _violating(self, t: int, c: int) -> bool:
         if self.F is not None:
-            f = float(distances.pair_distances(self.Fp, self.Fp, self.t_idx[t], self.c_idx[c], self.constraint_metric)[0])
+            f = float(
+                distances.pair_distances(
+                    self.Fp, self.Fp, self.t_idx[t], self.c_idx[c], self.constraint_metric
+                )[0]
+            )
             if f <= self.threshold:
                 return False
         return self.admissible(t, c)
@@ -243,10 +329,13 @@ class _ConstrainedHeap:
     def push(self, t: int, stream: int) -> None:
         h = self._stream_head(t) if stream == 0 else self.lists.head(t, self.alive_c, self._violating)
         if h is not None:
-            heapq.heappush(self.heap, (h[0] + (self.extra_cost if stream == 1 else 0.0), t, h[1], stream, h[0]))
+            heapq.heappush(
+                self.heap, (h[0] + (self.extra_cost if stream == 1 else 0.0), t, h[1], stream, h[0])
+            )
 
     def run(self, n_pairs: int | None, caliper: float | None) -> list[tuple]:
-        """(treated, control, distance, treated_ref, control_ref, penalised, gap) per pair, in matching order."""
+        """(treated, control, distance, treated_ref, control_ref, penalised, gap) per pair, in matching
+        order."""
         self.cost_cap = np.inf if caliper is None else float(caliper)
         for t in range(len(self.t_idx)):
             if not self.selectable[self.t_idx[t]]:
@@ -277,15 +366,20 @@ class _ConstrainedHeap:
 
 
 def reference_semantics_problems(mode: str, has_reference: bool, min_photos: int, caliper) -> dict[str, str]:
-    """{parameter: why} for settings that have no meaning in the reference study's loop (semantics 'reference');
+    """{parameter: why} for settings that have no meaning in the reference study's loop (semantics
+    'reference');
     the start-up check (`ganmatch.settings.checks`) and the matcher both refuse them."""
     bad = {}
     if mode != "penalty":
         bad["mode"] = f"mode '{mode}' (the reference only penalises: mode: penalty)"
     if not has_reference:
-        bad["reference_embedding"] = "no reference_embedding (the reference always chooses references by a distance)"
+        bad["reference_embedding"] = (
+            "no reference_embedding (the reference always chooses references by a distance)"
+        )
     if min_photos != 2:
-        bad["min_photos"] = f"min_photos {min_photos} (the reference's rule is fixed: single-photo identities only)"
+        bad["min_photos"] = (
+            f"min_photos {min_photos} (the reference's rule is fixed: single-photo identities only)"
+        )
     if caliper is not None:
         bad["caliper"] = f"caliper {caliper} (the reference has none)"
     return bad
@@ -295,12 +389,22 @@ def _check_reference_params(mode: str, R, min_photos: int, caliper) -> None:
     """Settings that have no meaning in the reference study's loop stop the run instead of being ignored."""
     bad = reference_semantics_problems(mode, R is not None, min_photos, caliper)
     if bad:
-        raise ConfigError("greedy_constrained with semantics 'reference' cannot take " + "; ".join(bad.values())
-                          + " (config keys matching.methods.<name>.*); use semantics: corrected for these.")
+        raise ConfigError(
+            "greedy_constrained with semantics 'reference' cannot take "
+            + "; ".join(bad.values())
+            + " (config keys matching.methods.<name>.*); use semantics: corrected for these."
+        )
 
 
-def check_threshold_scale(F: np.ndarray, metric: str, codes: np.ndarray, threshold: float, name: str | None,
-                          n_sample: int = 4000, seed: int = 0) -> None:
+def check_threshold_scale(
+    F: np.ndarray,
+    metric: str,
+    codes: np.ndarray,
+    threshold: float,
+    name: str | None,
+    n_sample: int = 4000,
+    seed: int = 0,
+) -> None:
     """Stop when `threshold` lies outside the constraint embedding's distances (every sampled pair, same
     person or not, above it or below it): the value was meant for another embedding's scale."""
     n = len(F)
@@ -317,58 +421,120 @@ def check_threshold_scale(F: np.ndarray, metric: str, codes: np.ndarray, thresho
     d = distances.pair_distances(Fp, Fp, a, b, metric)
     lo, hi = float(d.min()), float(d.max())
     if not lo <= threshold <= hi:
-        raise ConfigError(f"greedy_constrained: threshold {threshold} is outside the scale of the constraint "
-                          f"embedding '{name}' ({metric} distances of sampled pairs span {lo:.4g} - {hi:.4g}); "
-                          "set matching.methods.<name>.threshold for this embedding (dlib: 0.6; FaceNet on "
-                          "unit vectors: about 1.1).")
+        raise ConfigError(
+            f"greedy_constrained: threshold {threshold} is outside the scale of the constraint "
+            f"embedding '{name}' ({metric} distances of sampled pairs span {lo:.4g} - "
+            f"{hi:.4g}); "
+            "set matching.methods.<name>.threshold for this embedding (dlib: 0.6; FaceNet on "
+            "unit vectors: about 1.1)."
+        )
 
 
 def _reference_result(data: MatchData, embedding: str, run: ReferenceRun, warn: list, n_pairs, info: dict):
     """Matches table and info of a reference-semantics run (skipped pairs listed in the info)."""
     ids = data.ids
-    info = {**info, "caliper": np.inf, "n_selectable_treated": run.n_selectable[0],
-            "n_selectable_control": run.n_selectable[1], "n_constant_rows": run.n_constant,
-            "n_penalised": int(sum(p[5] for p in run.pairs)), "n_skipped": len(run.skipped),
-            "iterations": run.iterations, "n_refills": run.n_refills,
-            "skipped": [(str(ids[t]), str(ids[c]), round(g, 6)) for t, c, g in run.skipped], "warnings": warn}
+    info = {
+        **info,
+        "caliper": np.inf,
+        "n_selectable_treated": run.n_selectable[0],
+        "n_selectable_control": run.n_selectable[1],
+        "n_constant_rows": run.n_constant,
+        "n_penalised": int(sum(p[5] for p in run.pairs)),
+        "n_skipped": len(run.skipped),
+        "iterations": run.iterations,
+        "n_refills": run.n_refills,
+        "skipped": [(str(ids[t]), str(ids[c]), round(g, 6)) for t, c, g in run.skipped],
+        "warnings": warn,
+    }
     if n_pairs is not None and len(run.pairs) < n_pairs:
-        warn.append(f"greedy_constrained (reference): {len(run.pairs)} pairs from {run.iterations} iterations "
-                    f"of the {n_pairs} allowed ({len(run.skipped)} skipped for their reference gap).")
+        warn.append(
+            f"greedy_constrained (reference): {len(run.pairs)} pairs from {run.iterations} "
+            "iterations "
+            f"of the {n_pairs} allowed ({len(run.skipped)} skipped for their reference gap)."
+        )
         warnings.warn(warn[-1], stacklevel=3)
     cols = list(zip(*run.pairs, strict=True)) if run.pairs else [[]] * 7
-    extra = {"treated_ref": ids[np.asarray(cols[2], np.int64)], "control_ref": ids[np.asarray(cols[3], np.int64)],
-             "penalised": np.asarray(cols[5], bool), "reference_gap": np.asarray(cols[6], np.float64)}
+    extra = {
+        "treated_ref": ids[np.asarray(cols[2], np.int64)],
+        "control_ref": ids[np.asarray(cols[3], np.int64)],
+        "penalised": np.asarray(cols[5], bool),
+        "reference_gap": np.asarray(cols[6], np.float64),
+    }
     return make_result(data, "greedy_constrained", embedding, cols[0], cols[1], cols[4], info, extra=extra)
 
 
-def _on_matrices(data: MatchData, embedding, constraint_embedding, reference_embedding, reference_exclude,
-                 semantics, mode, min_photos, caliper, threshold, penalty, skip_cost, reference_gap, n_pairs,
-                 k) -> MatchResult:
+def _on_matrices(
+    data: MatchData,
+    embedding,
+    constraint_embedding,
+    reference_embedding,
+    reference_exclude,
+    semantics,
+    mode,
+    min_photos,
+    caliper,
+    threshold,
+    penalty,
+    skip_cost,
+    reference_gap,
+    n_pairs,
+    k,
+) -> MatchResult:
     """The reference rules on released distance matrices (`matrix_rules`): every embedding the method names
     must then be a `DistanceMatrix`, and only the reference semantics are defined on them."""
     from ganmatch.matching.matrix_rules import matrix_reference_pairs
 
-    names = {"embedding": embedding, "constraint_embedding": constraint_embedding,
-             "reference_embedding": reference_embedding}
+    names = {
+        "embedding": embedding,
+        "constraint_embedding": constraint_embedding,
+        "reference_embedding": reference_embedding,
+    }
     mats = {}
     for key, name in names.items():
         if name is None:
             continue
         M = data.embeddings.get(name)
         if not isinstance(M, DistanceMatrix):
-            raise ConfigError(f"greedy_constrained: '{embedding}' is a distance matrix, so '{name}' (config "
-                              f"key matching.methods.<name>.{key}) must be one too (an embedding of kind "
-                              "matrix).")
+            raise ConfigError(
+                f"greedy_constrained: '{embedding}' is a distance matrix, so '{name}' (config "
+                f"key matching.methods.<name>.{key}) must be one too (an embedding of kind "
+                "matrix)."
+            )
         mats[key] = M
     if semantics != "reference":
-        raise ConfigError("greedy_constrained on distance matrices runs the reference study's rules only: "
-                          "set matching.methods.<name>.semantics: reference.")
+        raise ConfigError(
+            "greedy_constrained on distance matrices runs the reference study's rules only: "
+            "set matching.methods.<name>.semantics: reference."
+        )
     _check_reference_params(mode, mats.get("reference_embedding"), min_photos, caliper)
     ref_ok, warn = reference_eligible(data, reference_exclude)
     codes = pd.factorize(data.identity)[0]
-    run = matrix_reference_pairs(mats["embedding"], mats.get("constraint_embedding"),
-                                 mats["reference_embedding"], data.treated, codes, ref_ok, threshold, penalty,
-                                 skip_cost, tuple(reference_gap), n_pairs, k)
-    return _reference_result(data, embedding, run, warn, n_pairs,
-                             {"metric": "matrix", "k": k, "mode": mode, "threshold": threshold,
-                              "semantics": semantics, "skip_cost": skip_cost})
+    run = matrix_reference_pairs(
+        mats["embedding"],
+        mats.get("constraint_embedding"),
+        mats["reference_embedding"],
+        data.treated,
+        codes,
+        ref_ok,
+        threshold,
+        penalty,
+        skip_cost,
+        tuple(reference_gap),
+        n_pairs,
+        k,
+    )
+    return _reference_result(
+        data,
+        embedding,
+        run,
+        warn,
+        n_pairs,
+        {
+            "metric": "matrix",
+            "k": k,
+            "mode": mode,
+            "threshold": threshold,
+            "semantics": semantics,
+            "skip_cost": skip_cost,
+        },
+    )

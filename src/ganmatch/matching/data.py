@@ -1,5 +1,6 @@
 """The data every matcher reads (`MatchData`), the result it returns (`MatchResult`), and the helpers the
-matchers share: result assembly, group split, calipers, feature matrices and ATT weights of a matches table."""
+matchers share: result assembly, group split, calipers, feature matrices and ATT weights of a matches
+table."""
 
 from __future__ import annotations
 
@@ -47,7 +48,8 @@ class MatchData:
     def embedding(self, name: str) -> np.ndarray:
         """The named embedding as a float32 (n, d) matrix without NaN (W+ is flattened)."""
         if name not in self.embeddings:
-            raise ConfigError(f"matching: embedding '{name}' is not available; have {sorted(self.embeddings)} "
+            raise ConfigError(f"matching: embedding '{name}' is not available; have "
+                              f"{sorted(self.embeddings)} "
                               "(config key matching.methods.<name>.embedding).")
         return distances.as_matrix(self.embeddings[name], f"embedding '{name}'")
 
@@ -111,15 +113,18 @@ def split_groups(data: MatchData, method: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def one_caliper(caliper=None, caliper_sd=None, caliper_quantile=None) -> None:
-    """The one check that at most one caliper form is given (the engine's; the start-up checks say it per key)."""
-    given = [k for k, v in (("caliper", caliper), ("caliper_sd", caliper_sd), ("caliper_quantile", caliper_quantile))
+    """The one check that at most one caliper form is given (the engine's; the start-up checks say it per
+    key)."""
+    given = [k for k, v in (("caliper", caliper), ("caliper_sd", caliper_sd), ("caliper_quantile",
+                                                                               caliper_quantile))
              if v is not None]
     if len(given) > 1:
         raise ConfigError(f"give at most one of caliper, caliper_sd, caliper_quantile (got {given}).")
 
 
 def resolve_caliper(nearest: np.ndarray, caliper=None, caliper_sd=None, caliper_quantile=None) -> float:
-    """Absolute caliper from one of (see `one_caliper`): `caliper` (distance), `caliper_sd` (SDs of the treated
+    """Absolute caliper from one of (see `one_caliper`): `caliper` (distance), `caliper_sd` (SDs of the
+    treated
     units' nearest cross-group distances) or `caliper_quantile` (quantile of those distances); inf if none."""
     if caliper is not None:
         if caliper < 0:
@@ -148,7 +153,8 @@ def caliper_between(Xt: np.ndarray, Xc: np.ndarray, metric: str = "euclidean", c
     return resolve_caliper(nearest, caliper, caliper_sd, caliper_quantile)
 
 
-def set_weights(n: int, focal: np.ndarray, other: np.ndarray, pair_weight: np.ndarray | None = None) -> np.ndarray:
+def set_weights(n: int, focal: np.ndarray, other: np.ndarray,
+                pair_weight: np.ndarray | None = None) -> np.ndarray:
     """Weights of matched sets (MatchIt's `weights.matrix`): each focal unit with a match gets 1, each matched
     unit of the other group the sum of its pairs' weights (default 1 / (the set's matches)), rescaled so that
     the other group's weights sum to its number of matched units; unmatched units 0."""
@@ -174,9 +180,12 @@ def matched_weights(ids, pairs: pd.DataFrame) -> np.ndarray:
     if pairs is None or len(pairs) == 0:
         return np.zeros(len(ids))
     pos = pd.Series(np.arange(len(ids)), index=ids)
-    missing = ~pairs["treated_id"].astype(str).isin(pos.index) | ~pairs["control_id"].astype(str).isin(pos.index)
+    missing = (~pairs["treated_id"].astype(str).isin(pos.index)
+               | ~pairs["control_id"].astype(str).isin(pos.index))
     if missing.any():
-        raise InputDataError(f"matched_weights: {int(missing.sum())} pair(s) name ids that are not in the sample.")
+        raise InputDataError(
+            f"matched_weights: {int(missing.sum())} pair(s) name ids that are not in the sample."
+        )
     tpos = pos.loc[pairs["treated_id"].astype(str)].to_numpy()
     cpos = pos.loc[pairs["control_id"].astype(str)].to_numpy()
     pw = pairs["weight"].to_numpy(float) if "weight" in pairs else np.ones(len(pairs))

@@ -17,9 +17,11 @@ from ganmatch.errors import ConfigError, InputDataError
 from ganmatch.matching import reflapack
 from ganmatch.matching.data import MatchData
 
-LEARNED_PROPENSITY = ("lasso", "ridge", "elasticnet", "gbm", "randomforest")    # MatchIt's names, scikit-learn fits
+# MatchIt's names, scikit-learn fits
+LEARNED_PROPENSITY = ("lasso", "ridge", "elasticnet", "gbm", "randomforest")
 PROPENSITY_DISTANCES = ("propensity", *LEARNED_PROPENSITY)
-DISTANCES = ("embedding", *PROPENSITY_DISTANCES, "mahalanobis", "robust_mahalanobis", "scaled_euclidean", "euclidean",
+DISTANCES = ("embedding", *PROPENSITY_DISTANCES, "mahalanobis", "robust_mahalanobis", "scaled_euclidean",
+             "euclidean",
              "score")
 SCALAR_DISTANCES = (*PROPENSITY_DISTANCES, "score")
 COVARIATE_TRANSFORMS = ("mahalanobis", "scaled_euclidean", "euclidean", "robust_mahalanobis")
@@ -66,7 +68,8 @@ def fit_logistic_irls(Z: np.ndarray, y: np.ndarray, max_iter: int = 100, tol: fl
                       weights: np.ndarray | None = None):
     """Unpenalised logistic regression with an intercept by iteratively reweighted least squares, run to full
     convergence (R's glm stops at a relative deviance change of 1e-8; MatchIt's documented numbers need the
-    fully converged fit); `weights` are prior (sampling) weights, as glm's `weights` (MatchIt's s.weights, which
+    fully converged fit); `weights` are prior (sampling) weights, as glm's `weights` (MatchIt's s.weights,
+    which
     it fits by quasibinomial: the same coefficients). Returns (coefficients with the intercept first, linear
     predictor, converged)."""
     X = np.hstack([np.ones((len(Z), 1)), np.asarray(Z, np.float64)])
@@ -92,21 +95,28 @@ def fit_logistic_irls(Z: np.ndarray, y: np.ndarray, max_iter: int = 100, tol: fl
 
 class PropensityModel:
     """A propensity model of treatment on features (sklearn-style). `model` "propensity": logistic regression,
-    unpenalised IRLS as R's glm (`penalty="none"`, MatchIt's default) or L2-penalised with inverse strength `C` for
+    unpenalised IRLS as R's glm (`penalty="none"`, MatchIt's default) or L2-penalised with inverse strength
+    `C` for
     high-dimensional embeddings; MatchIt's other estimators by scikit-learn: "lasso", "ridge", "elasticnet"
-    (penalised logistic regression, inverse strength `C`, `l1_ratio` for elasticnet), "gbm" (gradient boosting of
-    depth-3 trees) and "randomforest" (`n_estimators` trees each), all seeded by `random_state`. `logit_` is the
-    linear predictor (for the forest the log-odds of its probability clipped to [1e-6, 1 - 1e-6]), `propensity_` the
+    (penalised logistic regression, inverse strength `C`, `l1_ratio` for elasticnet), "gbm" (gradient boosting
+    of
+    depth-3 trees) and "randomforest" (`n_estimators` trees each), all seeded by `random_state`. `logit_` is
+    the
+    linear predictor (for the forest the log-odds of its probability clipped to [1e-6, 1 - 1e-6]),
+    `propensity_` the
     fitted probability. `sample_weight`: sampling weights (MatchIt's s.weights) in the fit."""
 
-    def __init__(self, penalty: str = "none", C: float = 1.0, max_iter: int = 1000, random_state: int | None = 0,
+    def __init__(self, penalty: str = "none", C: float = 1.0, max_iter: int = 1000,
+                 random_state: int | None = 0,
                  model: str = "propensity", l1_ratio: float = 0.5, n_estimators: int = 500):
         self.penalty, self.C, self.max_iter, self.random_state = penalty, C, max_iter, random_state
         self.model, self.l1_ratio, self.n_estimators = model, l1_ratio, n_estimators
 
-    def fit(self, Z: np.ndarray, treated: np.ndarray, sample_weight: np.ndarray | None = None) -> PropensityModel:
+    def fit(self, Z: np.ndarray, treated: np.ndarray,
+            sample_weight: np.ndarray | None = None) -> PropensityModel:
         if self.model not in PROPENSITY_DISTANCES:
-            raise ConfigError(f"propensity model must be one of {list(PROPENSITY_DISTANCES)}, got '{self.model}'.")
+            raise ConfigError(f"propensity model must be one of {list(PROPENSITY_DISTANCES)}, got "
+                              f"'{self.model}'.")
         if self.model == "propensity" and self.penalty not in PENALTIES:
             raise ConfigError(f"propensity: penalty must be one of {PENALTIES}, got '{self.penalty}'.")
         if self.model == "propensity" and self.penalty == "none":
@@ -117,7 +127,8 @@ class PropensityModel:
 
             est = GradientBoostingClassifier(n_estimators=self.n_estimators, max_depth=3,
                                              random_state=self.random_state) if self.model == "gbm" else \
-                RandomForestClassifier(n_estimators=self.n_estimators, random_state=self.random_state, n_jobs=1)
+                RandomForestClassifier(n_estimators=self.n_estimators, random_state=self.random_state,
+                                       n_jobs=1)
             est.fit(Z, treated, sample_weight=sample_weight)
             self.converged_, self.coef_ = True, None
             if self.model == "gbm":
@@ -161,13 +172,15 @@ def covariate_matrix(data: MatchData, covariates: list[str] | None, who: str) ->
 
 
 def sampling_weights(data: MatchData, column: str | None, who: str) -> np.ndarray | None:
-    """MatchIt's `s.weights` named by a column of the covariate table: finite, >= 0, each group's sum > 0; None
+    """MatchIt's `s.weights` named by a column of the covariate table: finite, >= 0, each group's sum > 0;
+    None
     without one."""
     if column is None:
         return None
     w = covariate_matrix(data, [column], f"{who}: s_weights")[:, 0]
     if not np.isfinite(w).all() or (w < 0).any():
-        raise InputDataError(f"{who}: s_weights column '{column}' has negative or infinite values; sampling weights "
+        raise InputDataError(f"{who}: s_weights column '{column}' has negative or infinite values; sampling "
+                             "weights "
                              "must be finite and >= 0.")
     for g, name in ((1, "treated"), (0, "control")):
         if (data.treated == g).any() and w[data.treated == g].sum() <= 0:
@@ -197,7 +210,8 @@ def pooled_within_cov(Z: np.ndarray, treated: np.ndarray) -> np.ndarray:
 
 def pooled_within_sd(Z: np.ndarray, treated: np.ndarray) -> np.ndarray:
     """Per column, MatchIt's `pooled_sd` (the scaled-Euclidean scale): the within-group centred sum of squares
-    over n - 2 for continuous columns; for 0/1 columns sum_g s_g (1 - s_g / n_g) / n (s_g: the group's ones)."""
+    over n - 2 for continuous columns; for 0/1 columns sum_g s_g (1 - s_g / n_g) / n (s_g: the group's
+    ones)."""
     var = np.diag(pooled_within_cov(Z, treated)).copy()
     binary = np.all((Z == 0) | (Z == 1), axis=0)
     for j in np.flatnonzero(binary):
@@ -215,7 +229,8 @@ def mahalanobis_rows(Z: np.ndarray, S: np.ndarray) -> np.ndarray:
 
 
 def _rsum(x: np.ndarray) -> float:
-    """A sum as R's `sum`: accumulated in order in extended precision (C long double), then rounded to double, so
+    """A sum as R's `sum`: accumulated in order in extended precision (C long double), then rounded to double,
+    so
     that the transforms' last bits, and with them MatchIt's tie order, agree with R's."""
     x = np.asarray(x)
     return float(np.cumsum(x.astype(np.longdouble))[-1]) if len(x) else 0.0
@@ -234,7 +249,8 @@ def _rmean(x: np.ndarray) -> float:
 
 def _rmeans(Z: np.ndarray) -> np.ndarray:
     """R's `colMeans`: each column's long double sum over n."""
-    return np.array([float(np.cumsum(Z[:, j].astype(np.longdouble))[-1] / len(Z)) for j in range(Z.shape[1])]) \
+    return np.array([float(np.cumsum(Z[:,
+                                       j].astype(np.longdouble))[-1] / len(Z)) for j in range(Z.shape[1])]) \
         if len(Z) else np.zeros(Z.shape[1])
 
 
@@ -269,15 +285,22 @@ def _tcrossprod(X: np.ndarray, M: np.ndarray) -> np.ndarray:
 
 
 def matchit_pooled_sd(Z: np.ndarray, treated: np.ndarray) -> np.ndarray:
-    """MatchIt's `pooled_sd` column by column as R computes it: 0/1 columns sum_g s_g (1 - s_g / n_g) / n, other
+    """MatchIt's `pooled_sd` column by column as R computes it: 0/1 columns sum_g s_g (1 - s_g / n_g) / n,
+    other
     columns the within-group centred sum of squares over n - (number of groups)."""
     groups = [g for g in (0, 1) if (treated == g).any()]
     out = np.empty(Z.shape[1])
     for j in range(Z.shape[1]):
         x = Z[:, j].astype(np.float64)
         if np.all((x == 0) | (x == 1)):
-            out[j] = _rsum(np.array([_rsum(x[treated == g]) * (1 - _rsum(x[treated == g]) / (treated == g).sum())
-                                     / len(x) for g in groups]))
+            out[j] = _rsum(
+                np.array(
+                    [
+                        _rsum(x[treated == g]) * (1 - _rsum(x[treated == g]) / (treated == g).sum()) / len(x)
+                        for g in groups
+                    ]
+                )
+            )
         else:
             xc = x.copy()
             for g in groups:
@@ -287,20 +310,26 @@ def matchit_pooled_sd(Z: np.ndarray, treated: np.ndarray) -> np.ndarray:
 
 
 def matchit_rows(Z: np.ndarray, treated: np.ndarray, keep: np.ndarray, transform: str) -> np.ndarray:
-    """MatchIt 4.7's `transform_covariates`, step for step, so that nearest neighbour matching sees the same rows as
+    """MatchIt 4.7's `transform_covariates`, step for step, so that nearest neighbour matching sees the same
+    rows as
     MatchIt's C++ scan (its first column orders the scan; ties follow from it):
 
-    - `mahalanobis`: the columns standardised (R's `scale`), the pooled within-group covariance of the kept units
-      (`pooled_cov`), its inverse (a generalised inverse when the determinant is at most 1e-8), and the rows times the
+    - `mahalanobis`: the columns standardised (R's `scale`), the pooled within-group covariance of the kept
+    units
+      (`pooled_cov`), its inverse (a generalised inverse when the determinant is at most 1e-8), and the rows
+      times the
       pivoted Cholesky factor (LAPACK dpstrf, R's `chol(pivot = TRUE)`), columns in the variables' order;
     - `robust_mahalanobis`: Rosenbaum's rank-based version (ranks, their covariance with the ranks' SD on the
       diagonal);
     - `scaled_euclidean`: each column over its `pooled_sd`; `euclidean`: unchanged.
-    Constant columns are dropped first (all constant: the first column, Euclidean). Identical rows give identical
+    Constant columns are dropped first (all constant: the first column, Euclidean). Identical rows give
+    identical
     transformed rows (each distinct row is transformed once)."""
     Z = np.asarray(Z, np.float64)
     keep = np.asarray(keep, bool)
-    varying = np.abs(Z.max(axis=0) - Z.min(axis=0)) >= np.sqrt(np.finfo(float).eps) if len(Z) else np.ones(0, bool)
+    varying = (
+        np.abs(Z.max(axis=0) - Z.min(axis=0)) >= np.sqrt(np.finfo(float).eps) if len(Z) else np.ones(0, bool)
+    )
     if not varying.any():
         return Z[:, :1].copy()
     Z = Z[:, varying]
@@ -340,7 +369,7 @@ def matchit_rows(Z: np.ndarray, treated: np.ndarray, keep: np.ndarray, transform
             inv = reflapack.solve_identity(var) if small else np.linalg.solve(var, np.eye(len(var)))
         except (np.linalg.LinAlgError, ZeroDivisionError, FloatingPointError):
             inv = None
-    if inv is None:                                 # MatchIt's generalized_inverse (SVD, tolerance 1e-8)
+    if inv is None:  # MatchIt's generalized_inverse (SVD, tolerance 1e-8)
         u, dvals, vt = np.linalg.svd(var)
         pos = dvals > max(1e-8 * dvals[0], 0)
         inv = vt[pos].T @ ((1.0 / dvals[pos])[:, None] * u[:, pos].T)
@@ -359,12 +388,24 @@ def matchit_rows(Z: np.ndarray, treated: np.ndarray, keep: np.ndarray, transform
 # ---------------------------------------------------------------- the measure
 
 
-def distance_measure(data: MatchData, distance: str, embedding: str | None = None, metric: str = "euclidean",
-                     covariates: list[str] | None = None, link: str = "logit", penalty: str = "none",
-                     C: float = 1.0, standardize: bool = True, max_iter: int = 1000, score: str | None = None,
-                     random_state: int | None = 0, who: str = "matching",
-                     s_weights: np.ndarray | None = None, l1_ratio: float = 0.5, n_estimators: int = 500
-                     ) -> DistanceMeasure:
+def distance_measure(
+    data: MatchData,
+    distance: str,
+    embedding: str | None = None,
+    metric: str = "euclidean",
+    covariates: list[str] | None = None,
+    link: str = "logit",
+    penalty: str = "none",
+    C: float = 1.0,
+    standardize: bool = True,
+    max_iter: int = 1000,
+    score: str | None = None,
+    random_state: int | None = 0,
+    who: str = "matching",
+    s_weights: np.ndarray | None = None,
+    l1_ratio: float = 0.5,
+    n_estimators: int = 500,
+) -> DistanceMeasure:
     """The distance a method matches on (MatchIt's `distance` argument, with embeddings added):
 
     - `embedding`: `metric` distance (euclidean, cosine, l1) between the images' rows of `embedding`;
@@ -372,23 +413,33 @@ def distance_measure(data: MatchData, distance: str, embedding: str | None = Non
       `link` "logit" matches on the probability, "linear.logit" on the linear predictor; `lasso`, `ridge`,
       `elasticnet`, `gbm`, `randomforest`: MatchIt's other propensity estimators, by scikit-learn
       (`PropensityModel`); `s_weights` (sampling weights) weight every propensity fit, as MatchIt's s.weights;
-    - `mahalanobis` / `robust_mahalanobis` / `scaled_euclidean` / `euclidean`: on covariates and/or an embedding,
-      with the pooled within-group covariance / the ranks' covariance / SDs of all units (MatchIt's transforms,
+    - `mahalanobis` / `robust_mahalanobis` / `scaled_euclidean` / `euclidean`: on covariates and/or an
+    embedding,
+      with the pooled within-group covariance / the ranks' covariance / SDs of all units (MatchIt's
+      transforms,
       `matchit_rows`; common support, which needs a scalar distance, never applies to them);
-    - `score`: a precomputed scalar column of the covariate table named by `score` (MatchIt's numeric distance).
+    - `score`: a precomputed scalar column of the covariate table named by `score` (MatchIt's numeric
+    distance).
     """
     if distance not in DISTANCES:
         raise ConfigError(f"{who}: distance must be one of {list(DISTANCES)}, got '{distance}'.")
     treated = data.treated
-    keep = np.ones(len(data.ids), bool)  # discard needs a scalar distance, so every unit counts in a transform
+    # discard needs a scalar distance, so every unit counts in a transform
+    keep = np.ones(len(data.ids), bool)
     if distance == "embedding":
         if not embedding:
             raise ConfigError(f"{who}: distance 'embedding' needs the name of an embedding (key embedding).")
         if covariates:
-            raise ConfigError(f"{who}: distance 'embedding' takes no covariates; use distance mahalanobis, "
-                              "scaled_euclidean or propensity to combine them with an embedding.")
-        return DistanceMeasure("embedding", X=data.embedding(embedding), metric=metric,
-                               info={"embedding": embedding, "metric": metric})
+            raise ConfigError(
+                f"{who}: distance 'embedding' takes no covariates; use distance mahalanobis, "
+                "scaled_euclidean or propensity to combine them with an embedding."
+            )
+        return DistanceMeasure(
+            "embedding",
+            X=data.embedding(embedding),
+            metric=metric,
+            info={"embedding": embedding, "metric": metric},
+        )
     if distance == "score":
         if not score:
             raise ConfigError(f"{who}: distance 'score' needs the name of a precomputed column (key score).")
@@ -402,23 +453,38 @@ def distance_measure(data: MatchData, distance: str, embedding: str | None = Non
             sd = Z.std(axis=0)
             Z = (Z - Z.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
         model = PropensityModel(penalty, C, max_iter, random_state, distance, l1_ratio, n_estimators).fit(
-            Z, treated, sample_weight=s_weights)
+            Z, treated, sample_weight=s_weights
+        )
         s = model.propensity_ if link == "logit" else model.logit_
-        info = {"link": link, "penalty": penalty, "converged": bool(model.converged_),
-                "logit_sd": float(np.std(model.logit_, ddof=1))}
+        info = {
+            "link": link,
+            "penalty": penalty,
+            "converged": bool(model.converged_),
+            "logit_sd": float(np.std(model.logit_, ddof=1)),
+        }
         if distance != "propensity":
-            info = {"link": link, "model": distance, **{k: v for k, v in info.items() if k not in ("link", "penalty")}}
+            info = {
+                "link": link,
+                "model": distance,
+                **{k: v for k, v in info.items() if k not in ("link", "penalty")},
+            }
         if not model.converged_:
-            warnings.warn(f"{who}: the propensity model did not converge in {max_iter} iterations.", stacklevel=2)
+            warnings.warn(
+                f"{who}: the propensity model did not converge in {max_iter} iterations.", stacklevel=2
+            )
         return DistanceMeasure(distance, score=s, logit=model.logit_, propensity=model.propensity_, info=info)
     if s_weights is not None:
-        raise ConfigError(f"{who}: s_weights with distance {distance} is not offered (MatchIt weights the "
-                          "covariance of its transform by them); use a propensity distance or drop s_weights.")
+        raise ConfigError(
+            f"{who}: s_weights with distance {distance} is not offered (MatchIt weights the "
+            "covariance of its transform by them); use a propensity distance or drop s_weights."
+        )
     X = matchit_rows(Z, treated, keep, distance)
-    return DistanceMeasure(distance, X=np.asarray(X, np.float64), metric="euclidean",
-                           info={"transform": distance})
+    return DistanceMeasure(
+        distance, X=np.asarray(X, np.float64), metric="euclidean", info={"transform": distance}
+    )
 
 
 def propensity_scores(covariates: pd.DataFrame, treated) -> np.ndarray:
-    """P(treated | covariates) from an unpenalised logistic regression (MatchIt's default glm), no matching."""
+    """P(treated | covariates) from an unpenalised logistic regression (MatchIt's default glm), no
+    matching."""
     return PropensityModel().fit(covariates.to_numpy(np.float64), np.asarray(treated, int)).propensity_

@@ -24,7 +24,8 @@ class CrossLists:
         self.Xt, self.Xc, self.metric = Xt, Xc, metric
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            self.idx, self.dist = distances.knn(Xt, k, metric, Y=Xc, exclude_self=False, block_size=block_size)
+            self.idx, self.dist = distances.knn(Xt, k, metric, Y=Xc, exclude_self=False,
+                                                block_size=block_size)
         self.complete = np.full(len(Xt), self.idx.shape[1] >= len(Xc))
         self.pos = np.zeros(len(Xt), np.int64)
         self.extra: dict[int, tuple[np.ndarray, np.ndarray]] = {}
@@ -54,7 +55,8 @@ class CrossLists:
         return self.extra.get(t, (self.idx[t], self.dist[t]))
 
     def refill(self, t: int, alive: np.ndarray) -> bool:
-        """Search t's row again among the live controls with twice its list's length; False if none is live."""
+        """Search t's row again among the live controls with twice its list's length; False if none is
+        live."""
         live = np.flatnonzero(alive)
         self.n_refills += 1
         self.pos[t] = 0
@@ -78,7 +80,8 @@ def greedy_pairs(Xt: np.ndarray, Xc: np.ndarray, metric: str = "euclidean", cali
 
     Equal to the dense algorithm (argmin of the full matrix, mask row and column, repeat) because each
     heap entry is its treated row's nearest live control when pushed and is re-checked when popped.
-    `accept(t, c)` excludes pairs (e.g. per-covariate calipers). Returns treated positions, control positions and distances in matching order.
+    `accept(t, c)` excludes pairs (e.g. per-covariate calipers). Returns treated positions, control positions
+    and distances in matching order.
     """
     lists = lists or CrossLists(Xt, Xc, metric, k)
     alive = np.ones(len(Xc), bool)

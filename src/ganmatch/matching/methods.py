@@ -1,11 +1,14 @@
 """MatchIt's split of matching into a distance and a method, with its options on every method.
 
-`match(method, data, distance=..., **options)` computes the distance (`distance.distance_measure`), drops units
-outside common support (`discard`), then runs the method within each `exact` stratum: `nearest` (in `m_order`),
+`match(method, data, distance=..., **options)` computes the distance (`distance.distance_measure`), drops
+units
+outside common support (`discard`), then runs the method within each `exact` stratum: `nearest` (in
+`m_order`),
 `greedy` (globally closest pair first), `optimal` and `full` (assignment problems), `subclass` (quantiles of
 a scalar distance), `exact` and `cem` (no distance), or the reference study's `greedy_constrained`. Every
 result carries the pairs (where there are pairs) and a units table: weight, subclass, discarded, distance.
-`METHODS` lists each method's parameters and defaults; config/schema.yaml mirrors it (a test keeps them equal).
+`METHODS` lists each method's parameters and defaults; config/schema.yaml mirrors it (a test keeps them
+equal).
 """
 
 from __future__ import annotations
@@ -50,8 +53,10 @@ from ganmatch.matching.subclass import cem_subclasses, exact_subclasses, quantil
 
 REQUIRED = object()
 
-DISTANCE = {"distance": REQUIRED, "embedding": None, "metric": "euclidean", "covariates": None, "link": "logit",
-            "penalty": "none", "C": 1.0, "l1_ratio": 0.5, "n_estimators": 500, "standardize": True, "max_iter": 1000,
+DISTANCE = {"distance": REQUIRED, "embedding": None, "metric": "euclidean", "covariates": None,
+            "link": "logit",
+            "penalty": "none", "C": 1.0, "l1_ratio": 0.5, "n_estimators": 500, "standardize": True,
+            "max_iter": 1000,
             "score": None, "s_weights": None}
 CALIPER = {"caliper": None, "std_caliper": True, "caliper_sd": None, "caliper_quantile": None,
            "covariate_caliper": None}
@@ -71,7 +76,8 @@ class Method:
     description: str = ""
 
 
-# METHODS, the registry (each method's parameters and its runner), is at the end of this module, below the runners.
+# METHODS, the registry (each method's parameters and its runner), is at the end of this module, below the
+# runners.
 
 
 def method_parameters(method: str) -> dict:
@@ -112,7 +118,8 @@ def match(method: str, data: MatchData, **params) -> MatchResult:
     sw = sampling_weights(data, p.get("s_weights"), method)
     opt.check_estimand(p.get("estimand", "ATT"), METHODS[method].estimands, method)
     result = METHODS[method].run(data, p, sw)
-    if sw is not None:      # MatchIt's match.data: the output weights are the matching weights x the s.weights
+    # MatchIt's match.data: the output weights are the matching weights x the s.weights
+    if sw is not None:
         result.units["s_weight"] = sw
         result.units["weight"] = result.units["weight"].to_numpy(np.float64) * sw
         result.info["s_weights"] = p["s_weights"]
@@ -132,7 +139,8 @@ def _measure(method: str, data: MatchData, p: dict, sw: np.ndarray | None):
     """The distance step of every distance method: the measure and the units outside common support."""
     measure = distance_measure(data, p["distance"], p["embedding"], p["metric"], p["covariates"], p["link"],
                                p["penalty"], p["C"], p["standardize"], p["max_iter"], p["score"],
-                               random_state=p["random_state"], who=method, s_weights=sw, l1_ratio=p["l1_ratio"],
+                               random_state=p["random_state"], who=method, s_weights=sw,
+                               l1_ratio=p["l1_ratio"],
                                n_estimators=p["n_estimators"])
     return measure, opt.common_support(measure.score, data.treated, p["discard"])
 
@@ -143,7 +151,8 @@ def _measure(method: str, data: MatchData, p: dict, sw: np.ndarray | None):
 @dataclass
 class PairContext:
     """What a pair method's per-stratum solver reads: the rows it matches on, their metric, the caliper on the
-    distance (`cal`, and `dcal` the one on the matched rows: none when mahvars carries it in the rule), the pair
+    distance (`cal`, and `dcal` the one on the matched rows: none when mahvars carries it in the rule), the
+    pair
     rule, the mahvars rows, the method's parameters, and the run's info (solvers add to it)."""
 
     measure: DistanceMeasure
@@ -159,9 +168,12 @@ class PairContext:
 
 @dataclass(frozen=True)
 class PairKind:
-    """A pair method: `solve(ctx, f, o, accept)` matches the focal positions f to the others o of one stratum and
-    returns (focal indices, other indices, distances, subclass per edge or None); `order(F, OT, D, p, n_strata)`
-    orders the merged strata's pairs; `subclasses`: the result is a partition (full matching), not matched sets."""
+    """A pair method: `solve(ctx, f, o, accept)` matches the focal positions f to the others o of one stratum
+    and
+    returns (focal indices, other indices, distances, subclass per edge or None); `order(F, OT, D, p,
+    n_strata)`
+    orders the merged strata's pairs; `subclasses`: the result is a partition (full matching), not matched
+    sets."""
 
     name: str
     solve: Callable
@@ -170,13 +182,15 @@ class PairKind:
 
 
 def _solve_nearest(ctx: PairContext, f, o, accept):
-    return (*_nearest(ctx.measure, ctx.X, f, o, ctx.cal, accept, ctx.p, ctx.p["random_state"], ctx.rule, ctx.mah),
+    return (*_nearest(ctx.measure, ctx.X, f, o, ctx.cal, accept, ctx.p, ctx.p["random_state"], ctx.rule,
+                      ctx.mah),
             None)
 
 
 def _solve_greedy(ctx: PairContext, f, o, accept):
     lists = CrossLists(ctx.X[f], ctx.X[o], ctx.metric, ctx.p["k"])
-    fi, oi, d = greedy_pairs(ctx.X[f], ctx.X[o], ctx.metric, ctx.dcal, ctx.p["n_pairs"], ctx.p["k"], lists=lists,
+    fi, oi, d = greedy_pairs(ctx.X[f], ctx.X[o], ctx.metric, ctx.dcal, ctx.p["n_pairs"], ctx.p["k"],
+                             lists=lists,
                              accept=accept)
     ctx.info["n_refills"] = ctx.info.get("n_refills", 0) + lists.n_refills
     return fi, oi, d, None
@@ -223,7 +237,8 @@ PAIR_KINDS = {k.name: k for k in (
 
 
 def _run_pairs(data: MatchData, p: dict, sw: np.ndarray | None = None, *, kind: PairKind) -> MatchResult:
-    """A pair method (nearest, greedy, optimal, full): the distance step, then `kind` within each exact stratum."""
+    """A pair method (nearest, greedy, optimal, full): the distance step, then `kind` within each exact
+    stratum."""
     measure, discarded = _measure(kind.name, data, p, sw)
     return _pair_method(kind, data, measure, discarded, p)
 
@@ -241,14 +256,18 @@ def _pair_method(kind: PairKind, data: MatchData, measure: DistanceMeasure, disc
     X = measure.features()
     metric = measure.metric
     mah = None
-    if p.get("mahvars"):            # MatchIt's mahvars: the score orders, calipers and discards; these rows match
+    # MatchIt's mahvars: the score orders, calipers and discards; these rows match
+    if p.get("mahvars"):
         if p.get("s_weights") is not None:
-            raise ConfigError("mahvars with s_weights is not offered (MatchIt weights the Mahalanobis transform by "
+            raise ConfigError("mahvars with s_weights is not offered (MatchIt weights the Mahalanobis "
+                              "transform by "
                               "them); drop one.")
         if not measure.scalar:
-            raise ConfigError("mahvars needs a scalar distance (propensity or score) to order and caliper by, as "
+            raise ConfigError("mahvars needs a scalar distance (propensity or score) to order and caliper "
+                              "by, as "
                               "MatchIt; with another distance list the columns in covariates instead.")
-        mah = matchit_rows(covariate_matrix(data, p["mahvars"], method), data.treated, ~discarded, "mahalanobis")
+        mah = matchit_rows(covariate_matrix(data, p["mahvars"], method), data.treated, ~discarded,
+                           "mahalanobis")
         X, metric = mah, "euclidean"
     rule = opt.PairRule(len(data.ids), covcal, opt.antiexact_codes(data, p.get("antiexact")),
                         measure.score if mah is not None else None, cal if mah is not None else np.inf)
@@ -266,23 +285,50 @@ def _pair_method(kind: PairKind, data: MatchData, measure: DistanceMeasure, disc
     t_pos, c_pos = (F, OT) if focal_val == 1 else (OT, F)
     if kind.subclasses:
         unit_sub = _unit_subclass(len(data.ids), F, OT, S)
-        units = _units(data, opt.subclass_weights(unit_sub, data.treated, p["estimand"]), unit_sub, discarded, measure)
-        # each treated unit's controls share its weight (1 / its controls; a control's several treated get 1 each)
-        pair_w = 1.0 / pd.Series(t_pos).map(pd.Series(t_pos).value_counts()).to_numpy(np.float64) if len(F) else None
+        units = _units(data, opt.subclass_weights(unit_sub, data.treated, p["estimand"]), unit_sub, discarded,
+                       measure)
+        # each treated unit's controls share its weight (1 / its controls; a control's several treated get 1
+        # each)
+        per_treated = pd.Series(t_pos).map(pd.Series(t_pos).value_counts()).to_numpy(np.float64)
+        pair_w = 1.0 / per_treated if len(F) else None
         subclass = S + 1 if len(F) else None
     else:
         pair_w, subclass = _set_columns(F)
         units = _set_units(data, F, OT, not p.get("replace"), discarded, measure)
-    info.update({"caliper": cal, "metric": metric, "distance": measure.name, "estimand": p["estimand"],
-                 "total_distance": float(np.sum(D)), "k": p["k"],
-                 "n_discarded": int(discarded.sum()), **measure.info})
+    info.update(
+        {
+            "caliper": cal,
+            "metric": metric,
+            "distance": measure.name,
+            "estimand": p["estimand"],
+            "total_distance": float(np.sum(D)),
+            "k": p["k"],
+            "n_discarded": int(discarded.sum()),
+            **measure.info,
+        }
+    )
     for key in ("ratio", "replace", "m_order", "ties", "exact", "antiexact", "mahvars", "discard"):
         if key in p:
             info[key] = p[key]
-    result = make_result(data, method, p["embedding"] or "", t_pos, c_pos, D, info, weight=pair_w,
-                         subclass=subclass, extra=_score_columns(measure, t_pos, c_pos))
-    note = ratio_shortfall(method, int(p.get("ratio") or 1), F, n_other=len(o_all), focal="treated" if focal_val == 1
-                           else "control")
+    result = make_result(
+        data,
+        method,
+        p["embedding"] or "",
+        t_pos,
+        c_pos,
+        D,
+        info,
+        weight=pair_w,
+        subclass=subclass,
+        extra=_score_columns(measure, t_pos, c_pos),
+    )
+    note = ratio_shortfall(
+        method,
+        int(p.get("ratio") or 1),
+        F,
+        n_other=len(o_all),
+        focal="treated" if focal_val == 1 else "control",
+    )
     if note:
         warnings.warn(note, stacklevel=3)
         result.info["warnings"].append(note)
@@ -292,7 +338,8 @@ def _pair_method(kind: PairKind, data: MatchData, measure: DistanceMeasure, disc
 
 
 def ratio_shortfall(method: str, ratio: int, focal_positions, n_other: int, focal: str = "treated") -> str:
-    """'' when every matched focal unit got `ratio` matches; else one sentence saying the ratio was not met (how
+    """'' when every matched focal unit got `ratio` matches; else one sentence saying the ratio was not met
+    (how
     many matched focal units got fewer, and how many units the other group had), e.g. ratio 100000 with 72
     controls. MatchIt warns likewise ("Fewer control units than treated units...")."""
     if ratio <= 1 or len(focal_positions) == 0:
@@ -302,41 +349,68 @@ def ratio_shortfall(method: str, ratio: int, focal_positions, n_other: int, foca
     if short == 0:
         return ""
     other = "control" if focal == "treated" else "treated"
-    return (f"{method}: ratio {ratio} not met: {short} of {len(counts)} matched {focal} units got fewer than {ratio} "
-            f"matches (the {other} group has {n_other} units within reach); the matched sample is smaller than "
-            "asked.")
+    return (
+        f"{method}: ratio {ratio} not met: {short} of {len(counts)} matched {focal} units got fewer than "
+        f"{ratio} "
+        f"matches (the {other} group has {n_other} units within reach); the matched sample is smaller "
+        "than "
+        "asked."
+    )
 
 
 def _nearest(measure, X, f, o, cal, accept, p, rng_state, rule=None, mah=None):
-    m_order = p["m_order"] or ("largest" if measure.scalar and p["estimand"] == "ATT" else
-                               "smallest" if measure.scalar else "data")
-    if m_order == "closest" and (mah is not None or measure.scalar or measure.name in COVARIATE_TRANSFORMS) \
-            and p.get("ties", "matchit") == "matchit":
-        pass                        # MatchIt's closest-first list on its own scans (below)
+    m_order = p["m_order"] or (
+        "largest" if measure.scalar and p["estimand"] == "ATT" else "smallest" if measure.scalar else "data"
+    )
+    if (
+        m_order == "closest"
+        and (mah is not None or measure.scalar or measure.name in COVARIATE_TRANSFORMS)
+        and p.get("ties", "matchit") == "matchit"
+    ):
+        pass  # MatchIt's closest-first list on its own scans (below)
     elif m_order == "closest":
         if int(p["ratio"]) != 1 or p["replace"]:
-            raise ConfigError("nearest: m_order 'closest' is the greedy method (1:1 without replacement); "
-                              "use method: greedy or another m_order.")
+            raise ConfigError(
+                "nearest: m_order 'closest' is the greedy method (1:1 without replacement); "
+                "use method: greedy or another m_order."
+            )
         if mah is not None:
             return greedy_pairs(mah[f], mah[o], "euclidean", np.inf, None, p["k"], accept=accept)
         return greedy_pairs(X[f], X[o], measure.metric, cal, None, p["k"], accept=accept)
     order = focal_order(m_order, len(f), measure.score[f] if measure.scalar else None, rng_state)
     if p.get("ties", "matchit") not in ("matchit", "index"):
         raise ConfigError(f"nearest: ties must be matchit or index, got '{p['ties']}'.")
-    if p.get("ties") == "index" and mah is None:     # ganmatch's earlier order: lower score, then lower row
+    if p.get("ties") == "index" and mah is None:  # ganmatch's earlier order: lower score, then lower row
         if measure.scalar:
-            return line_sets(measure.score[f], measure.score[o], order, int(p["ratio"]), bool(p["replace"]), cal,
-                             accept)
-        return feature_sets(X[f], X[o], measure.metric, order, int(p["ratio"]), bool(p["replace"]), cal, accept,
-                            p["k"])
-    if mah is not None:             # MatchIt's scan on the mahvars rows, the score's caliper in the rule
-        return covariate_sets(mah, f, o, order, int(p["ratio"]), bool(p["replace"]), np.inf, rule, mahvars=True)
+            return line_sets(
+                measure.score[f], measure.score[o], order, int(p["ratio"]), bool(p["replace"]), cal, accept
+            )
+        return feature_sets(
+            X[f], X[o], measure.metric, order, int(p["ratio"]), bool(p["replace"]), cal, accept, p["k"]
+        )
+    if mah is not None:  # MatchIt's scan on the mahvars rows, the score's caliper in the rule
+        return covariate_sets(
+            mah, f, o, order, int(p["ratio"]), bool(p["replace"]), np.inf, rule, mahvars=True
+        )
     if measure.scalar:
-        return line_sets(measure.score[f], measure.score[o], order, int(p["ratio"]), bool(p["replace"]), cal, accept,
-                         f, o, places(measure.score))
-    if measure.name in COVARIATE_TRANSFORMS:        # MatchIt's C++ scan on the transformed covariates, ties included
+        return line_sets(
+            measure.score[f],
+            measure.score[o],
+            order,
+            int(p["ratio"]),
+            bool(p["replace"]),
+            cal,
+            accept,
+            f,
+            o,
+            places(measure.score),
+        )
+    # MatchIt's C++ scan on the transformed covariates, ties included
+    if measure.name in COVARIATE_TRANSFORMS:
         return covariate_sets(X, f, o, order, int(p["ratio"]), bool(p["replace"]), cal, rule)
-    return feature_sets(X[f], X[o], measure.metric, order, int(p["ratio"]), bool(p["replace"]), cal, accept, p["k"])
+    return feature_sets(
+        X[f], X[o], measure.metric, order, int(p["ratio"]), bool(p["replace"]), cal, accept, p["k"]
+    )
 
 
 def _distance_caliper(measure: DistanceMeasure, discarded, f_all, o_all, p) -> float:
@@ -348,14 +422,21 @@ def _distance_caliper(measure: DistanceMeasure, discarded, f_all, o_all, p) -> f
         if measure.scalar:
             return opt.score_caliper(measure.score, discarded, p["caliper"], p["std_caliper"])
         if p["std_caliper"]:
-            raise ConfigError("a caliper on an embedding or covariate distance is absolute: set std_caliper: false, "
-                              "or use caliper_sd / caliper_quantile (MatchIt refuses std.caliper for such distances).")
+            raise ConfigError(
+                "a caliper on an embedding or covariate distance is absolute: set std_caliper: "
+                "false, "
+                "or use caliper_sd / caliper_quantile (MatchIt refuses std.caliper for such "
+                "distances)."
+            )
     X = measure.features()
-    return caliper_between(X[f_all], X[o_all], measure.metric, p["caliper"], p["caliper_sd"], p["caliper_quantile"])
+    return caliper_between(
+        X[f_all], X[o_all], measure.metric, p["caliper"], p["caliper_sd"], p["caliper_quantile"]
+    )
 
 
 def _merge(found, kind: PairKind, p):
-    """The strata's pairs in one list, in the kind's order; subclasses renumbered across strata (full matching)."""
+    """The strata's pairs in one list, in the kind's order; subclasses renumbered across strata (full
+    matching)."""
     if not found:
         z = np.zeros(0, np.int64)
         return z, z, np.zeros(0), z
@@ -368,7 +449,8 @@ def _merge(found, kind: PairKind, p):
 
 
 def _set_columns(F):
-    """Pair weights 1 / (matches of the focal unit) and subclasses numbered by focal unit in matching order."""
+    """Pair weights 1 / (matches of the focal unit) and subclasses numbered by focal unit in matching
+    order."""
     if len(F) == 0:
         return None, None
     counts = pd.Series(F).value_counts()
@@ -399,21 +481,32 @@ def _run_subclass(data: MatchData, p: dict, sw: np.ndarray | None = None) -> Mat
     measure, discarded = _measure("subclass", data, p, sw)
     if not measure.scalar:
         raise ConfigError("subclass needs a scalar distance (distance: propensity or score), as MatchIt.")
-    code, cuts = quantile_subclasses(measure.score, data.treated, discarded, p["subclass"], int(p["min_n"]),
-                                     p["estimand"])
-    info = {"distance": measure.name, "n_subclasses": int(code.max()) + 1 if (code >= 0).any() else 0,
-            "cuts": [float(c) for c in cuts], "n_discarded": int(discarded.sum()), **measure.info}
+    code, cuts = quantile_subclasses(
+        measure.score, data.treated, discarded, p["subclass"], int(p["min_n"]), p["estimand"]
+    )
+    info = {
+        "distance": measure.name,
+        "n_subclasses": int(code.max()) + 1 if (code >= 0).any() else 0,
+        "cuts": [float(c) for c in cuts],
+        "n_discarded": int(discarded.sum()),
+        **measure.info,
+    }
     return _set_result("subclass", data, code, discarded, measure, p, info)
 
 
 def _run_strata(data: MatchData, p: dict, sw: np.ndarray | None = None, *, method: str) -> MatchResult:
     """exact and cem: subclasses of the covariates' (coarsened) values, no distance."""
     if data.covariates is None or any(c not in data.covariates for c in p["covariates"]):
-        raise ConfigError(f"{method}: covariates {p['covariates']} are not all columns of the attributes table.")
+        raise ConfigError(
+            f"{method}: covariates {p['covariates']} are not all columns of the attributes table."
+        )
     split_groups(data, method)
     cov = data.covariates[list(p["covariates"])]
-    code = exact_subclasses(cov, data.treated) if method == "exact" else \
-        cem_subclasses(cov, data.treated, p["cutpoints"])
+    code = (
+        exact_subclasses(cov, data.treated)
+        if method == "exact"
+        else cem_subclasses(cov, data.treated, p["cutpoints"])
+    )
     info = {"n_subclasses": int(code.max()) + 1, "covariates": list(p["covariates"])}
     return _set_result(method, data, code, np.zeros(len(data.ids), bool), None, p, info)
 
@@ -424,8 +517,11 @@ def cardinality_tolerances(tols, covariates: list[str]) -> np.ndarray:
         missing = [c for c in covariates if c not in tols]
         extra = [c for c in tols if c not in covariates]
         if missing or extra:
-            raise ConfigError(f"cardinality: tols must name every covariate and nothing else (missing {missing}, "
-                              f"not covariates {extra}).")
+            raise ConfigError(
+                "cardinality: tols must name every covariate and nothing else (missing "
+                f"{missing}, "
+                f"not covariates {extra})."
+            )
         out = np.array([float(tols[c]) for c in covariates])
     else:
         out = np.full(len(covariates), float(tols))
@@ -437,7 +533,9 @@ def cardinality_tolerances(tols, covariates: list[str]) -> np.ndarray:
 def _run_cardinality(data: MatchData, p: dict, sw: np.ndarray | None = None) -> MatchResult:
     """MatchIt's cardinality matching within each `exact` stratum (`cardinality.cardinality_weights`)."""
     if p["solver"] not in SOLVERS:
-        raise ConfigError(f"cardinality: solver must be one of {list(SOLVERS)} (scipy's HiGHS), got '{p['solver']}'.")
+        raise ConfigError(
+            f"cardinality: solver must be one of {list(SOLVERS)} (scipy's HiGHS), got '{p['solver']}'."
+        )
     split_groups(data, "cardinality")
     X = covariate_matrix(data, p["covariates"], "cardinality")
     tols = cardinality_tolerances(p["tols"], list(p["covariates"]))
@@ -451,14 +549,22 @@ def _run_cardinality(data: MatchData, p: dict, sw: np.ndarray | None = None) -> 
         t = data.treated[rows]
         if (t == 0).all() or (t == 1).all():
             continue
-        w[rows], info = cardinality_weights(t, X[rows], p["estimand"], tols, p["ratio"],
-                                            None if sw is None else sw[rows], p["time"])
+        w[rows], info = cardinality_weights(
+            t, X[rows], p["estimand"], tols, p["ratio"], None if sw is None else sw[rows], p["time"]
+        )
         infos.append(info)
     code = np.full(len(data.ids), -1, np.int64)
-    info = {"covariates": list(p["covariates"]), "tols": [float(x) for x in tols], "std_tols": bool(p["std_tols"]),
-            "ratio": p["ratio"], "solver": "highs", "optimal": all(i["optimal"] for i in infos),
-            "objective": float(sum(i["objective"] for i in infos)), "n_subclasses": 0,
-            "how": ", ".join(sorted({i["how"] for i in infos}))}
+    info = {
+        "covariates": list(p["covariates"]),
+        "tols": [float(x) for x in tols],
+        "std_tols": bool(p["std_tols"]),
+        "ratio": p["ratio"],
+        "solver": "highs",
+        "optimal": all(i["optimal"] for i in infos),
+        "objective": float(sum(i["objective"] for i in infos)),
+        "n_subclasses": 0,
+        "how": ", ".join(sorted({i["how"] for i in infos})),
+    }
     result = _set_result("cardinality", data, code, np.zeros(len(data.ids), bool), None, p, info, weights=w)
     for i in infos:
         if "warning" in i:
@@ -469,10 +575,17 @@ def _run_cardinality(data: MatchData, p: dict, sw: np.ndarray | None = None) -> 
 def _set_result(method, data, code, discarded, measure, p, info, weights=None):
     w = opt.subclass_weights(code, data.treated, p["estimand"]) if weights is None else weights
     units = _units(data, w, code, discarded, measure)
-    info = {"method": method, "estimand": p["estimand"], "n_treated": int(data.treated.sum()),
-            "n_control": int((data.treated == 0).sum()), "n_matched": 0,
-            "n_treated_matched": int(((w > 0) & (data.treated == 1)).sum()),
-            "n_control_matched": int(((w > 0) & (data.treated == 0)).sum()), "warnings": [], **info}
+    info = {
+        "method": method,
+        "estimand": p["estimand"],
+        "n_treated": int(data.treated.sum()),
+        "n_control": int((data.treated == 0).sum()),
+        "n_matched": 0,
+        "n_treated_matched": int(((w > 0) & (data.treated == 1)).sum()),
+        "n_control_matched": int(((w > 0) & (data.treated == 0)).sum()),
+        "warnings": [],
+        **info,
+    }
     if info["n_treated_matched"] == 0 or info["n_control_matched"] == 0:
         msg = f"{method}: no subclass holds both groups; nothing was matched."
         warnings.warn(msg, stacklevel=3)
@@ -488,22 +601,32 @@ def _units(data: MatchData, weight, subclass, discarded, measure: DistanceMeasur
     propensity model's logit and probability (NaN for other distances)."""
     n = len(data.ids)
     nan = np.full(n, np.nan)
-    sub = pd.array(np.where(subclass >= 0, subclass + 1, 0) if subclass is not None else np.zeros(n, int),
-                   dtype="Int64")
+    sub = pd.array(
+        np.where(subclass >= 0, subclass + 1, 0) if subclass is not None else np.zeros(n, int), dtype="Int64"
+    )
     if subclass is None:
         sub[:] = pd.NA
     else:
         sub[subclass < 0] = pd.NA
-    return pd.DataFrame({
-        "image_id": data.ids, "treated": data.treated.astype(np.int64), "weight": np.asarray(weight, np.float64),
-        "subclass": sub, "discarded": np.asarray(discarded, bool),
-        "distance": measure.score.astype(np.float64) if measure is not None and measure.scalar else nan,
-        "logit": measure.logit if measure is not None and measure.logit is not None else nan,
-        "propensity": measure.propensity if measure is not None and measure.propensity is not None else nan,
-    })
+    return pd.DataFrame(
+        {
+            "image_id": data.ids,
+            "treated": data.treated.astype(np.int64),
+            "weight": np.asarray(weight, np.float64),
+            "subclass": sub,
+            "discarded": np.asarray(discarded, bool),
+            "distance": measure.score.astype(np.float64) if measure is not None and measure.scalar else nan,
+            "logit": measure.logit if measure is not None and measure.logit is not None else nan,
+            "propensity": measure.propensity
+            if measure is not None and measure.propensity is not None
+            else nan,
+        }
+    )
 
 
-def _set_units(data: MatchData, F, OT, numbered: bool, discarded, measure: DistanceMeasure | None) -> pd.DataFrame:
+def _set_units(
+    data: MatchData, F, OT, numbered: bool, discarded, measure: DistanceMeasure | None
+) -> pd.DataFrame:
     """The units table of matched sets (focal positions F, their matches OT): MatchIt's set weights and, when
     `numbered` (no replacement), one subclass per focal unit's set."""
     sub = None
@@ -523,46 +646,114 @@ def units_from_pairs(data: MatchData, pairs: pd.DataFrame) -> pd.DataFrame:
 
 # ---------------------------------------------------------------- the registry
 
-METHODS: dict[str, Method] = {m.name: m for m in (
-    Method("nearest", run=partial(_run_pairs, kind=PAIR_KINDS["nearest"]),
-           params={**DISTANCE, **CALIPER, **COMMON, "ratio": 1, "replace": False, "m_order": None,
-                   "ties": "matchit", "k": 100},
-           description="each focal unit in m_order takes its nearest available units (MatchIt's nearest)"),
-    Method("greedy", run=partial(_run_pairs, kind=PAIR_KINDS["greedy"]),
-           params={**DISTANCE, **CALIPER, **COMMON, "n_pairs": None, "k": 100},
-           description="globally closest (focal, other) pair first, 1:1 without replacement"),
-    Method("optimal", run=partial(_run_pairs, kind=PAIR_KINDS["optimal"]),
-           params={**DISTANCE, **CALIPER, **COMMON, "ratio": 1, "k": 100},
-           description="ratio:1 matching minimising the total distance (MatchIt's optimal)"),
-    Method("full", run=partial(_run_pairs, kind=PAIR_KINDS["full"]),
-           params={**DISTANCE, **CALIPER, **COMMON, "k": 100}, estimands=("ATT", "ATC", "ATE"),
-           description="optimal full matching: subclasses of one unit and one or more of the other group"),
-    Method("subclass", run=_run_subclass,
-           params={**DISTANCE, "discard": "none", "estimand": "ATT", "random_state": None, "subclass": 6,
-                   "min_n": 1},
-           estimands=("ATT", "ATC", "ATE"),
-           description="subclasses between quantiles of a scalar distance (MatchIt's subclass)"),
-    Method("exact", run=partial(_run_strata, method="exact"),
-           params={"covariates": REQUIRED, "estimand": "ATT", "random_state": None, "s_weights": None},
-           estimands=("ATT", "ATC", "ATE"), description="one subclass per combination of the covariates' values"),
-    Method("cem", run=partial(_run_strata, method="cem"),
-           params={"covariates": REQUIRED, "cutpoints": None, "estimand": "ATT", "random_state": None,
-                   "s_weights": None},
-           estimands=("ATT", "ATC", "ATE"), description="coarsened exact matching (numeric covariates binned)"),
-    Method("cardinality", run=_run_cardinality,
-           params={"covariates": REQUIRED, "tols": 0.05, "std_tols": True, "ratio": 1, "exact": None,
-                   "estimand": "ATT", "solver": "highs", "time": 120.0, "random_state": None, "s_weights": None},
-           estimands=("ATT", "ATC", "ATE"),
-           description="the largest sample with covariate means balanced within tols (MatchIt's cardinality)"),
-)}
+METHODS: dict[str, Method] = {
+    m.name: m
+    for m in (
+        Method(
+            "nearest",
+            run=partial(_run_pairs, kind=PAIR_KINDS["nearest"]),
+            params={
+                **DISTANCE,
+                **CALIPER,
+                **COMMON,
+                "ratio": 1,
+                "replace": False,
+                "m_order": None,
+                "ties": "matchit",
+                "k": 100,
+            },
+            description="each focal unit in m_order takes its nearest available units (MatchIt's nearest)",
+        ),
+        Method(
+            "greedy",
+            run=partial(_run_pairs, kind=PAIR_KINDS["greedy"]),
+            params={**DISTANCE, **CALIPER, **COMMON, "n_pairs": None, "k": 100},
+            description="globally closest (focal, other) pair first, 1:1 without replacement",
+        ),
+        Method(
+            "optimal",
+            run=partial(_run_pairs, kind=PAIR_KINDS["optimal"]),
+            params={**DISTANCE, **CALIPER, **COMMON, "ratio": 1, "k": 100},
+            description="ratio:1 matching minimising the total distance (MatchIt's optimal)",
+        ),
+        Method(
+            "full",
+            run=partial(_run_pairs, kind=PAIR_KINDS["full"]),
+            params={**DISTANCE, **CALIPER, **COMMON, "k": 100},
+            estimands=("ATT", "ATC", "ATE"),
+            description="optimal full matching: subclasses of one unit and one or more of the other group",
+        ),
+        Method(
+            "subclass",
+            run=_run_subclass,
+            params={
+                **DISTANCE,
+                "discard": "none",
+                "estimand": "ATT",
+                "random_state": None,
+                "subclass": 6,
+                "min_n": 1,
+            },
+            estimands=("ATT", "ATC", "ATE"),
+            description="subclasses between quantiles of a scalar distance (MatchIt's subclass)",
+        ),
+        Method(
+            "exact",
+            run=partial(_run_strata, method="exact"),
+            params={"covariates": REQUIRED, "estimand": "ATT", "random_state": None, "s_weights": None},
+            estimands=("ATT", "ATC", "ATE"),
+            description="one subclass per combination of the covariates' values",
+        ),
+        Method(
+            "cem",
+            run=partial(_run_strata, method="cem"),
+            params={
+                "covariates": REQUIRED,
+                "cutpoints": None,
+                "estimand": "ATT",
+                "random_state": None,
+                "s_weights": None,
+            },
+            estimands=("ATT", "ATC", "ATE"),
+            description="coarsened exact matching (numeric covariates binned)",
+        ),
+        Method(
+            "cardinality",
+            run=_run_cardinality,
+            params={
+                "covariates": REQUIRED,
+                "tols": 0.05,
+                "std_tols": True,
+                "ratio": 1,
+                "exact": None,
+                "estimand": "ATT",
+                "solver": "highs",
+                "time": 120.0,
+                "random_state": None,
+                "s_weights": None,
+            },
+            estimands=("ATT", "ATC", "ATE"),
+            description="the largest sample with covariate means balanced within tols "
+                        "(MatchIt's cardinality)",
+        ),
+    )
+}
 
 
 def _constrained_params() -> dict:
     import inspect
 
-    return {k: (REQUIRED if p.default is inspect.Parameter.empty else p.default)
-            for k, p in inspect.signature(match_greedy_constrained).parameters.items() if k != "data"}
+    return {
+        k: (REQUIRED if p.default is inspect.Parameter.empty else p.default)
+        for k, p in inspect.signature(match_greedy_constrained).parameters.items()
+        if k != "data"
+    }
 
 
-METHODS["greedy_constrained"] = Method("greedy_constrained", _constrained_params(), _run_constrained, ("ATT",),
-                                       description="the reference study's constrained greedy matching")
+METHODS["greedy_constrained"] = Method(
+    "greedy_constrained",
+    _constrained_params(),
+    _run_constrained,
+    ("ATT",),
+    description="the reference study's constrained greedy matching",
+)

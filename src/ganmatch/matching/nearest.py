@@ -1,4 +1,5 @@
-"""Nearest-neighbour matching in an order (MatchIt's `method = "nearest"`): focal units, in `m_order`, each take
+"""Nearest-neighbour matching in an order (MatchIt's `method = "nearest"`): focal units, in `m_order`, each
+take
 their closest available unit of the other group; `ratio` controls each, in rounds (every focal unit's first
 match, then every second, as MatchIt) without replacement, or all at once with replacement."""
 
@@ -15,7 +16,8 @@ ORDERS = ("largest", "smallest", "random", "data", "closest", "farthest", "refer
 
 
 class DistanceOrder:
-    """The order of MatchIt's m.order = "farthest" (or, with `closest`, "closest") for `n` focal units: decided
+    """The order of MatchIt's m.order = "farthest" (or, with `closest`, "closest") for `n` focal units:
+    decided
     while matching (`_distance_order_rounds`)."""
 
     def __init__(self, n: int, closest: bool = False):
@@ -23,7 +25,8 @@ class DistanceOrder:
 
 
 def focal_order(m_order: str, n: int, score_f: np.ndarray | None, random_state: int | None) -> np.ndarray:
-    """Positions 0..n_f-1 in the order focal units pick: by score (largest/smallest first, ties in data order),
+    """Positions 0..n_f-1 in the order focal units pick: by score (largest/smallest first, ties in data
+    order),
     a seeded random permutation, data order, or "reference" (numpy's legacy seeded permutation, the reference
     study's propensity matching)."""
     if m_order in ("largest", "smallest"):
@@ -43,16 +46,23 @@ def focal_order(m_order: str, n: int, score_f: np.ndarray | None, random_state: 
 
 def line_sets(score_f: np.ndarray, score_o: np.ndarray, order: np.ndarray, ratio: int, replace: bool,
               caliper: float, accept: Callable[[int, int], bool] | None = None,
-              idx_f: np.ndarray | None = None, idx_o: np.ndarray | None = None, place: np.ndarray | None = None):
-    """Nearest neighbour on a scalar score. Each focal unit (in `order`) takes the closest available admissible
+              idx_f: np.ndarray | None = None, idx_o: np.ndarray | None = None,
+              place: np.ndarray | None = None):
+    """Nearest neighbour on a scalar score. Each focal unit (in `order`) takes the closest available
+    admissible
     unit by |score difference| within `caliper`. Ties as MatchIt's outward scan over the units sorted by
     (score, index): equal differences go to the lower score, equal scores to the one met first (on the lower
     side the higher index, on the upper side the lower). Without replacement used units are skipped through
-    path-compressed left/right pointers. `idx_f`, `idx_o` (the units' rows in the data) place units of equal score
-    as MatchIt's sort does, the focal unit included: an equal-score unit before it in the data lies on its lower
-    side; a tie between the two sides goes to the unit fewer places away among all the units sorted (`place`: each
-    data row's rank by (score, row) among all units of MatchIt's call, which spans every exact stratum; MatchIt's
-    scan meets that unit first), the lower side at equal places. Returns focal positions, other positions and distances in
+    path-compressed left/right pointers. `idx_f`, `idx_o` (the units' rows in the data) place units of equal
+    score
+    as MatchIt's sort does, the focal unit included: an equal-score unit before it in the data lies on its
+    lower
+    side; a tie between the two sides goes to the unit fewer places away among all the units sorted (`place`:
+    each
+    data row's rank by (score, row) among all units of MatchIt's call, which spans every exact stratum;
+    MatchIt's
+    scan meets that unit first), the lower side at equal places. Returns focal positions, other positions and
+    distances in
     matching order."""
     idx_o = np.arange(len(score_o)) if idx_o is None else np.asarray(idx_o)
     srt = np.lexsort((idx_o, score_o))
@@ -78,8 +88,10 @@ def line_sets(score_f: np.ndarray, score_o: np.ndarray, order: np.ndarray, ratio
         return i
 
     def several(t: int, m: int) -> list[tuple[int, float]]:
-        """With replacement, `m` at once as MatchIt's find_control_vec: outwards alternately, each side keeping
-        up to m admissible units (a side stops past the caliper or once m kept units are strictly closer), then
+        """With replacement, `m` at once as MatchIt's find_control_vec: outwards alternately, each side
+        keeping
+        up to m admissible units (a side stops past the caliper or once m kept units are strictly closer),
+        then
         the m closest by C++'s partial_sort (`_heap_select`), whose order among equal distances is its own."""
         x, pf = score_f[t], place_f[t]
         pos = int(np.searchsorted(place_o, pf))          # others sorted by place: left of pos lie below
@@ -125,7 +137,8 @@ def line_sets(score_f: np.ndarray, score_o: np.ndarray, order: np.ndarray, ratio
         if m > 1 and idx_f is not None:
             return several(t, m)
         x = score_f[t]
-        if idx_f is not None:         # MatchIt starts its scan outside the focal unit's earlier (or lost) matches
+        # MatchIt starts its scan outside the focal unit's earlier (or lost) matches
+        if idx_f is not None:
             origin_l = min([place_f[t], *(place_o[j] for j in starts)])
             origin_r = max([place_f[t], *(place_o[j] for j in starts)])
         pos = int(np.searchsorted(vals, x))
@@ -155,14 +168,17 @@ def line_sets(score_f: np.ndarray, score_o: np.ndarray, order: np.ndarray, ratio
 
 
 def _heap_select(dist: list[float], m: int) -> list[int]:
-    """The first m of std::partial_sort(ind, ind + m, ind + n, by dist) as libstdc++ computes it: a max-heap of the
-    first m (make_heap), each later one replacing the top when strictly closer (pop_heap), the heap sorted last."""
+    """The first m of std::partial_sort(ind, ind + m, ind + n, by dist) as libstdc++ computes it: a max-heap
+    of the
+    first m (make_heap), each later one replacing the top when strictly closer (pop_heap), the heap sorted
+    last."""
     ind = list(range(len(dist)))
 
     def less(a: int, b: int) -> bool:
         return dist[a] < dist[b]
 
-    def adjust(first: int, hole: int, length: int, value: int) -> None:     # std::__adjust_heap on ind[first:]
+    # std::__adjust_heap on ind[first:]
+    def adjust(first: int, hole: int, length: int, value: int) -> None:
         top, child = hole, hole
         while child < (length - 1) // 2:
             child = 2 * (child + 1)
@@ -231,11 +247,16 @@ def feature_sets(Xf: np.ndarray, Xo: np.ndarray, metric: str, order: np.ndarray,
 
 def _distance_order_rounds(n_focal, ratio, nearest, consume, position, closest: bool = False):
     """MatchIt 4.7's m.order = "farthest" (nn_matchC_*_closest with closest = FALSE; `closest`: "closest"), in
-    rounds of one match per focal unit: every eligible focal unit's nearest available unit (data order), the list
-    ordered by that distance, largest first (smallest for closest; ties in data order); down the list a focal unit
-    whose unit is still free takes it; one whose unit was taken finds its next nearest and moves to that distance's
-    place in the rest of the list (found by C++'s lower_bound, as MatchIt, even though the list's older entries may
-    be out of date); a focal unit without a match is out of later rounds. `nearest` may return (unit, distance,
+    rounds of one match per focal unit: every eligible focal unit's nearest available unit (data order), the
+    list
+    ordered by that distance, largest first (smallest for closest; ties in data order); down the list a focal
+    unit
+    whose unit is still free takes it; one whose unit was taken finds its next nearest and moves to that
+    distance's
+    place in the rest of the list (found by C++'s lower_bound, as MatchIt, even though the list's older
+    entries may
+    be out of date); a focal unit without a match is out of later rounds. `nearest` may return (unit,
+    distance,
     key) with the key MatchIt orders by (the squared distance on covariates)."""
     out_f, out_o, out_d = [], [], []
     eligible = np.ones(n_focal, bool)
@@ -316,12 +337,14 @@ def _rounds(order, ratio, replace, nearest, consume, position):
     return np.array(out_f, np.int64), np.array(out_o, np.int64), np.array(out_d, np.float64)
 
 
-# ---------------------------------------------------------------- MatchIt's covariate scan (nn_matchC_mahcovs)
+# ---------------------------------------------------------------- MatchIt's covariate scan
+# (nn_matchC_mahcovs)
 
 
 def scan_order_column(M: np.ndarray, cal_cols: np.ndarray | None) -> np.ndarray:
     """The column MatchIt's scan sorts units by: the first column of the transformed covariates, unless a
-    covariate with a caliper is an affine function of one of them (then the first such column, in column order)."""
+    covariate with a caliper is an affine function of one of them (then the first such column, in column
+    order)."""
     if cal_cols is not None and cal_cols.shape[1]:
         for mci in range(M.shape[1]):
             for cci in range(cal_cols.shape[1]):
@@ -348,7 +371,8 @@ def _scan_kernel():
 
     @njit(cache=True, nogil=True)
     def scan(M, mv, srt, pos_of, is_other, eligible, t, ratio, cal2, C, widths, A, sc, sc_cal, out_j, out_d):
-        """One focal unit's matches as MatchIt 4.7's find_control_mahcovs: outward from the focal unit's place in
+        """One focal unit's matches as MatchIt 4.7's find_control_mahcovs: outward from the focal unit's place
+        in
         the units sorted by the scan column, alternately left and right; a side stops once its scan-column gap
         alone exceeds the worst kept distance; a candidate at a distance equal to the kept one replaces it
         (ratio 1) or goes before it (ratio > 1), so the unit met last wins a tie."""
@@ -452,9 +476,12 @@ _SCAN = []
 def covariate_sets(M: np.ndarray, f: np.ndarray, o: np.ndarray, order: np.ndarray, ratio: int, replace: bool,
                    caliper: float, rule=None, mahvars: bool = False):
     """Nearest neighbour on transformed covariates (Mahalanobis, scaled Euclidean, Euclidean rows of
-    `distance.matchit_rows`) exactly as MatchIt 4.7's C++ scan, ties included: the units of the call (`f` focal
-    and `o` other positions into M, one exact stratum) sorted by the scan column (`scan_order_column`, ties in data
-    order); each focal unit in `order` scans outwards from its place (see the kernel). A single transformed column
+    `distance.matchit_rows`) exactly as MatchIt 4.7's C++ scan, ties included: the units of the call (`f`
+    focal
+    and `o` other positions into M, one exact stratum) sorted by the scan column (`scan_order_column`, ties in
+    data
+    order); each focal unit in `order` scans outwards from its place (see the kernel). A single transformed
+    column
     is matched as a scalar distance (`line_sets`), as MatchIt does (not with `mahvars`). `rule`
     (`options.PairRule`): per-covariate calipers, antiexact columns, a caliper on the propensity score (with
     `mahvars`). Returns focal positions, other positions and distances in matching order, as `line_sets`."""

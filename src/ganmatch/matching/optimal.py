@@ -1,7 +1,9 @@
 """Optimal matching: pair matching (each focal unit `ratio` controls, minimising the total distance; MatchIt's
-`method = "optimal"`) and full matching (every unit in a subclass of one focal and several others or the reverse,
+`method = "optimal"`) and full matching (every unit in a subclass of one focal and several others or the
+reverse,
 minimising the total within-subclass distance; MatchIt's `method = "full"`). Both solve dense assignment
-problems when small and sparse ones on exact k-nearest-neighbour graphs (k doubled until provably enough) when large.
+problems when small and sparse ones on exact k-nearest-neighbour graphs (k doubled until provably enough) when
+large.
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ def _knn_edges(Xf, Xo, metric, k, caliper, admissible: Admissible):
         idx, dist = distances.knn(Xf, k, metric, Y=Xo, exclude_self=False)
     rows = np.repeat(np.arange(len(Xf)), idx.shape[1])
     cols, d = idx.ravel(), dist.ravel().astype(np.float64)
-    if Xf.shape[1] == 1 and metric in ("euclidean", "l1"):     # a scalar: the exact |difference|, not float32's
+    # a scalar: the exact |difference|, not float32's
+    if Xf.shape[1] == 1 and metric in ("euclidean", "l1"):
         d = np.abs(np.asarray(Xf, np.float64)[rows, 0] - np.asarray(Xo, np.float64)[cols, 0])
     ok = d <= caliper
     if admissible is not None and len(rows):
@@ -41,11 +44,15 @@ def _knn_edges(Xf, Xo, metric, k, caliper, admissible: Admissible):
 
 def optimal_sets(Xf: np.ndarray, Xo: np.ndarray, metric: str = "euclidean", caliper: float = np.inf,
                  ratio: int = 1, k: int = 100, admissible: Admissible = None, dense_limit: int = 4_000_000):
-    """Optimal ratio:1 matching without replacement: each focal unit gets up to `ratio` others (each focal unit
-    repeated `ratio` times in an assignment problem) so that as many as possible are matched within the caliper
-    and admissible, at the least total distance. With too few others for `ratio` each, as MatchIt 4.7 (which then
+    """Optimal ratio:1 matching without replacement: each focal unit gets up to `ratio` others (each focal
+    unit
+    repeated `ratio` times in an assignment problem) so that as many as possible are matched within the
+    caliper
+    and admissible, at the least total distance. With too few others for `ratio` each, as MatchIt 4.7 (which
+    then
     asks optmatch for `mean.controls` = n_other / n_focal): between 1 and n_other / n_focal others are too few
-    for one each, so 1:1; otherwise every focal unit gets at least floor(n_other / n_focal) and at most `ratio`,
+    for one each, so 1:1; otherwise every focal unit gets at least floor(n_other / n_focal) and at most
+    `ratio`,
     and every other unit is used. Returns focal positions, other positions, distances, dense?"""
     from scipy.optimize import linear_sum_assignment
     from scipy.sparse import csr_matrix
@@ -61,7 +68,8 @@ def optimal_sets(Xf: np.ndarray, Xo: np.ndarray, metric: str = "euclidean", cali
         D, ok = _dense(Xf, Xo, metric, caliper, admissible)
         big = (np.nanmax(D[ok]) + 1.0) * (min(nf * ratio, no) + 1) if ok.any() else 1.0
         cost = np.where(ok, D, big)[rep]
-        if at_least < ratio:                                  # variable ratio: the floor first, whatever it costs
+        # variable ratio: the floor first, whatever it costs
+        if at_least < ratio:
             cost -= big * (nf * ratio + 1) * forced[:, None]
         r, c = linear_sum_assignment(cost)
         keep = ok[rep[r], c]
@@ -74,7 +82,8 @@ def optimal_sets(Xf: np.ndarray, Xo: np.ndarray, metric: str = "euclidean", cali
         copies = np.arange(nf * ratio)
         per = np.searchsorted(rows[ok], np.arange(nf + 1))
         R = np.concatenate([np.repeat(copies, np.diff(per)[rep]), copies])
-        src = np.concatenate([np.arange(per[f], per[f + 1]) for f in rep]) if len(rep) else np.zeros(0, np.int64)
+        src = np.concatenate([np.arange(per[f], per[f + 1]) for f in rep]) if len(rep) else np.zeros(0,
+                                                                                                     np.int64)
         C = np.concatenate([cols[ok][src], no + copies])
         unmatched = np.where(forced & (at_least < ratio), big * (nf * ratio + 2), big)
         V = np.concatenate([d[ok][src] + 1.0, unmatched])  # +1: explicit zeros are not edges
@@ -92,26 +101,35 @@ def optimal_sets(Xf: np.ndarray, Xo: np.ndarray, metric: str = "euclidean", cali
 
 def line_applies(Xf: np.ndarray, Xo: np.ndarray, metric: str, caliper: float, admissible: Admissible,
                  dense_limit: int = 4_000_000, line: bool | None = None) -> bool:
-    """Whether full matching goes to the exact one-dimensional solver (`line_full`): a scalar distance (one column,
-    so every metric is |x - y|), no caliper and no per-pair admissibility (calipers on covariates, which break the
+    """Whether full matching goes to the exact one-dimensional solver (`line_full`): a scalar distance (one
+    column,
+    so every metric is |x - y|), no caliper and no per-pair admissibility (calipers on covariates, which break
+    the
     line's structure), and either asked for (`line=True`) or too large for the dense solver."""
-    scalar = Xf.shape[1] == 1 and metric in ("euclidean", "l1") and not np.isfinite(caliper) and admissible is None
+    scalar = Xf.shape[1] == 1 and metric in ("euclidean",
+                                             "l1") and not np.isfinite(caliper) and admissible is None
     return scalar and (line if line is not None else len(Xf) * len(Xo) > dense_limit)
 
 
 def line_full(xf: np.ndarray, xo: np.ndarray):
-    """Optimal full matching of points on a line, exactly, in O(n log n): the minimum edge cover of the complete
+    """Optimal full matching of points on a line, exactly, in O(n log n): the minimum edge cover of the
+    complete
     (focal, other) graph with costs |x_f - x_o|.
 
-    An edge cover gives every unit a degree d >= 1, and its cost is at least the cost of moving d units of "flow"
-    from each focal unit to the others on the line, which is sum_k gap_k |F_k| with F_k the net flow across the k-th
-    gap between consecutive units in sorted order (one-dimensional transport). Conversely every flow with F_0 = 0,
+    An edge cover gives every unit a degree d >= 1, and its cost is at least the cost of moving d units of
+    "flow"
+    from each focal unit to the others on the line, which is sum_k gap_k |F_k| with F_k the net flow across
+    the k-th
+    gap between consecutive units in sorted order (one-dimensional transport). Conversely every flow with F_0
+    = 0,
     F rising by at least 1 at each focal unit, falling by at least 1 at each other unit and ending at 0 is met
     exactly by the monotone coupling (the i-th unit of focal supply with the i-th of demand, in sorted order),
-    whose distinct edges cover every unit. So the minimum edge cover is min sum_k gap_k |F_k| over such integer
+    whose distinct edges cover every unit. So the minimum edge cover is min sum_k gap_k |F_k| over such
+    integer
     sequences: a convex piecewise-linear dynamic programme, solved by slope trick (two heaps of weighted
     breakpoints; a focal unit takes the prefix minimum and shifts by one, an other unit the suffix minimum and
-    shifts back, each gap adds gap |F|), then traced back from F = 0. Returns focal positions, other positions and
+    shifts back, each gap adds gap |F|), then traced back from F = 0. Returns focal positions, other positions
+    and
     distances of the cover's edges (before `_stars` prunes zero-length redundancies) and the objective."""
     import heapq
     import math
@@ -187,13 +205,15 @@ def line_full(xf: np.ndarray, xo: np.ndarray):
 
 
 def full_sets(Xf: np.ndarray, Xo: np.ndarray, metric: str = "euclidean", caliper: float = np.inf,
-              k: int = 100, admissible: Admissible = None, dense_limit: int = 4_000_000, line: bool | None = None):
+              k: int = 100, admissible: Admissible = None, dense_limit: int = 4_000_000,
+              line: bool | None = None):
     """Optimal full matching: the minimum-weight edge cover of the admissible (focal, other) graph, every unit
     with an admissible edge covered. A minimum edge cover is a set of stars, i.e. subclasses of one unit and
     one or more of the other group, of least total distance (Rosenbaum 1991; Hansen 2004's network problem
     without ratio limits). Solved exactly through the classic reduction: with mu(v) each unit's smallest edge,
     a maximum-weight matching on gains mu(u) + mu(v) - d(u, v), completed by every unmatched unit's smallest
-    edge. On a scalar distance without calipers, large problems (or `line=True`) go to the exact one-dimensional
+    edge. On a scalar distance without calipers, large problems (or `line=True`) go to the exact
+    one-dimensional
     solver `line_full` instead (the same optimum, in O(n log n)). Returns focal positions, other positions,
     distances and a subclass number per edge, and dense?"""
     from scipy.optimize import linear_sum_assignment
@@ -209,7 +229,8 @@ def full_sets(Xf: np.ndarray, Xo: np.ndarray, metric: str = "euclidean", caliper
         Dm = np.where(ok, D, np.inf)
         mu_f, mu_o = Dm.min(axis=1, initial=np.inf), Dm.min(axis=0, initial=np.inf)
         gain = np.where(ok, mu_f[:, None] + mu_o[None, :] - D, 0.0)
-        gain[~np.isfinite(gain) | (gain < 0)] = 0.0        # a forced assignment must not displace a gainful one
+        # a forced assignment must not displace a gainful one
+        gain[~np.isfinite(gain) | (gain < 0)] = 0.0
         r, c = linear_sum_assignment(gain, maximize=True)
         m = gain[r, c] > 0
         arg_f = np.argmin(Dm, axis=1) if no else np.zeros(nf, np.int64)
@@ -223,7 +244,8 @@ def full_sets(Xf: np.ndarray, Xo: np.ndarray, metric: str = "euclidean", caliper
         np.minimum.at(mu_f, rows, d)
         # the others' smallest edges come from their own nearest focal units
         o_rows, o_cols, o_d, o_ok, _ = _knn_edges(Xo, Xf, metric, min(kk, nf), caliper,
-                                                  None if admissible is None else (lambda a, b: admissible(b, a)))
+                                                  None if admissible is None else (lambda a, b: admissible(b,
+                                                                                                           a)))
         mu_o = np.full(no, np.inf)
         np.minimum.at(mu_o, o_rows[o_ok], o_d[o_ok])
         bound = mu_f + np.max(mu_o[np.isfinite(mu_o)], initial=0.0)
@@ -256,11 +278,15 @@ def _argmin_edges(rows, cols, d, n):
 
 
 def _cover(mf, mo, mu_f, mu_o, arg_f, arg_o, dist):
-    """The matching's edges plus each unmatched unit's smallest edge, made a forest of stars, one subclass each.
+    """The matching's edges plus each unmatched unit's smallest edge, made a forest of stars, one subclass
+    each.
 
-    Without ties a minimum edge cover is a set of stars; with ties (equal scores, distance 0) it may chain units.
-    Dropping, longest first, every edge whose two ends are both covered by other edges keeps a cover of the same
-    cost (only zero-length edges can be dropped from a minimum cover) and leaves stars, as optmatch's subclasses."""
+    Without ties a minimum edge cover is a set of stars; with ties (equal scores, distance 0) it may chain
+    units.
+    Dropping, longest first, every edge whose two ends are both covered by other edges keeps a cover of the
+    same
+    cost (only zero-length edges can be dropped from a minimum cover) and leaves stars, as optmatch's
+    subclasses."""
     nf, no = len(mu_f), len(mu_o)
     free_f = np.setdiff1d(np.flatnonzero(np.isfinite(mu_f)), mf)
     free_o = np.setdiff1d(np.flatnonzero(np.isfinite(mu_o)), mo)

@@ -1,6 +1,7 @@
 """MatchIt's options shared by the methods: estimand (which group is matched to which), common-support
 discard, exact strata, calipers on the distance and on covariates, and the weights of matched sets and
-subclasses. Semantics follow MatchIt 4.5 (`discard`, `process.caliper`, `weights.matrix`, `weights.subclass`)."""
+subclasses. Semantics follow MatchIt 4.5 (`discard`, `process.caliper`, `weights.matrix`,
+`weights.subclass`)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ DISCARDS = ("none", "treated", "control", "both")
 
 def check_estimand(estimand: str, allowed: tuple[str, ...], method: str) -> str:
     if estimand not in allowed:
-        raise ConfigError(f"{method}: estimand must be one of {list(allowed)} for this method, got '{estimand}' "
+        raise ConfigError(f"{method}: estimand must be one of {list(allowed)} for this method, got "
+                          f"'{estimand}' "
                           "(MatchIt: nearest, greedy and optimal matching estimate the ATT or the ATC).")
     return estimand
 
@@ -33,7 +35,8 @@ def common_support(score: np.ndarray | None, treated: np.ndarray, discard: str) 
     if discard == "none":
         return np.zeros(len(treated), bool)
     if score is None:
-        raise ConfigError("discard needs a scalar distance (propensity or score): common support is a range of it.")
+        raise ConfigError("discard needs a scalar distance (propensity or score): common support is a range "
+                          "of it.")
     s1, s0 = score[treated == 1], score[treated == 0]
     if discard == "both":
         return (score < max(s0.min(), s1.min())) | (score > min(s0.max(), s1.max()))
@@ -48,10 +51,14 @@ def strata(data: MatchData, exact: list[str] | None) -> np.ndarray:
         return np.zeros(len(data.ids), np.int64)
     if data.covariates is None or any(c not in data.covariates for c in exact):
         raise ConfigError(f"exact columns {exact} are not all in the attributes table.")
-    return pd.factorize(pd.MultiIndex.from_frame(data.covariates[list(exact)].astype(str)))[0].astype(np.int64)
+    return pd.factorize(pd.MultiIndex.from_frame(data.covariates[list(exact)].astype(str)))[0].astype(
+        np.int64
+    )
 
 
-def score_caliper(score: np.ndarray, discarded: np.ndarray, caliper: float | None, std_caliper: bool) -> float:
+def score_caliper(
+    score: np.ndarray, discarded: np.ndarray, caliper: float | None, std_caliper: bool
+) -> float:
     """The caliper on a scalar distance: `caliper` SDs of the score over the kept units (std_caliper), else
     absolute; inf without a caliper."""
     if caliper is None:
@@ -62,7 +69,8 @@ def score_caliper(score: np.ndarray, discarded: np.ndarray, caliper: float | Non
 
 
 class CovariateCaliper:
-    """Per-covariate calipers (MatchIt's named `caliper` entries): a pair is admissible only if it differs by at
+    """Per-covariate calipers (MatchIt's named `caliper` entries): a pair is admissible only if it differs by
+    at
     most the width on every named covariate; widths are in SDs of the kept units when `std_caliper`."""
 
     def __init__(self, data: MatchData, widths: dict | None, std_caliper: bool, discarded: np.ndarray):
@@ -71,14 +79,18 @@ class CovariateCaliper:
             self.C = None
             return
         if data.covariates is None or any(c not in data.covariates for c in self.names):
-            raise ConfigError(f"covariate_caliper names {self.names}, not all columns of the attributes table.")
+            raise ConfigError(
+                f"covariate_caliper names {self.names}, not all columns of the attributes table."
+            )
         C = data.covariates[self.names].apply(pd.to_numeric, errors="coerce").to_numpy(np.float64)
         if np.isnan(C).any():
             raise InputDataError(f"covariate_caliper: {self.names} have missing or non-numeric values.")
         binary = [n for j, n in enumerate(self.names) if len(np.unique(C[:, j])) <= 2]
         if binary:
-            raise ConfigError(f"covariate_caliper: calipers cannot be used with binary variables ({binary}); "
-                              "use exact instead (as MatchIt).")
+            raise ConfigError(
+                f"covariate_caliper: calipers cannot be used with binary variables ({binary}); "
+                "use exact instead (as MatchIt)."
+            )
         w = np.array([float(widths[n]) for n in self.names])
         if std_caliper:
             w = w * C[~discarded].std(axis=0, ddof=1)
@@ -96,7 +108,8 @@ class CovariateCaliper:
 
 def subclass_weights(subclass: np.ndarray, treated: np.ndarray, estimand: str) -> np.ndarray:
     """Weights of subclasses (MatchIt's `weights.subclass`): for the ATT treated 1 and controls
-    n_treated / n_control of their subclass, rescaled to sum to the number of matched controls (ATC the mirror;
+    n_treated / n_control of their subclass, rescaled to sum to the number of matched controls (ATC the
+    mirror;
     ATE both groups n_total / n_group, each rescaled). `subclass` < 0: unmatched, weight 0."""
     w = np.zeros(len(subclass))
     m = subclass >= 0
@@ -128,19 +141,31 @@ def antiexact_codes(data: MatchData, antiexact: list[str] | None) -> np.ndarray 
         return None
     if data.covariates is None or any(c not in data.covariates for c in antiexact):
         raise ConfigError(f"antiexact columns {antiexact} are not all in the attributes table.")
-    return np.column_stack([pd.factorize(data.covariates[c].astype(str))[0] for c in antiexact]).astype(np.int64)
+    return np.column_stack([pd.factorize(data.covariates[c].astype(str))[0] for c in antiexact]).astype(
+        np.int64
+    )
 
 
 class PairRule:
-    """Which (focal, other) pairs may be matched, beyond the distance's caliper: per-covariate calipers, MatchIt's
-    antiexact columns (the two units must differ on each), and a caliper on a scalar score when matching on other
+    """Which (focal, other) pairs may be matched, beyond the distance's caliper: per-covariate calipers,
+    MatchIt's
+    antiexact columns (the two units must differ on each), and a caliper on a scalar score when matching on
+    other
     rows (MatchIt's caliper on the propensity score with `mahvars`). Positions are rows of the data."""
 
-    def __init__(self, n: int, covcal: CovariateCaliper | None = None, antiexact: np.ndarray | None = None,
-                 score: np.ndarray | None = None, score_caliper: float = np.inf):
+    def __init__(
+        self,
+        n: int,
+        covcal: CovariateCaliper | None = None,
+        antiexact: np.ndarray | None = None,
+        score: np.ndarray | None = None,
+        score_caliper: float = np.inf,
+    ):
         self.covcal = covcal if covcal else None
         self.antiexact = antiexact
-        self.score = None if score is None or not np.isfinite(score_caliper) else np.asarray(score, np.float64)
+        self.score = (
+            None if score is None or not np.isfinite(score_caliper) else np.asarray(score, np.float64)
+        )
         self.score_caliper = float(score_caliper)
         self.C = self.covcal.C if self.covcal else np.zeros((n, 0))
         self.widths = np.asarray(self.covcal.widths, np.float64) if self.covcal else np.zeros(0)

@@ -1,6 +1,7 @@
 """The reference study's greedy constrained matching rules (`semantics: reference`), pair for pair.
 
-What csinva/matching-with-gans (`matching_benchmarking/matching.py`: `get_idxs_satisfying_reference_constraints`,
+What csinva/matching-with-gans (`matching_benchmarking/matching.py`:
+`get_idxs_satisfying_reference_constraints`,
 `get_matches`; run by `scripts/02_calc_matches.py`) does, quirks included, re-expressed twice:
 `reference_pairs` (heap + neighbour lists, scales to 30k) and `dense_reference_pairs` (full matrices, the
 rules read literally; the tests hold the heap version to it). Rows of the cost matrix are the control
@@ -82,7 +83,8 @@ class _Costs:
         self.Xp, self.metric = distances.prepare(X, metric, "embedding"), metric
         self.Fp = None if F is None else distances.prepare(F, constraint_metric, "constraint_embedding")
         self.cmetric, self.threshold, self.penalty = constraint_metric, threshold, float(penalty)
-        self.Rp, self.rmetric = distances.prepare(R, reference_metric, "reference_embedding"), reference_metric
+        self.Rp, self.rmetric = distances.prepare(R, reference_metric,
+                                                  "reference_embedding"), reference_metric
 
     def violates(self, i, j) -> np.ndarray:
         if self.Fp is None:
@@ -137,7 +139,8 @@ def _threshold_streams(lists: CrossLists, Fr, Fc, metric: str, threshold: float,
     r_all = np.concatenate([rr, *r_parts]).astype(np.int64)
     c_all = np.concatenate([fl.idx[rr, jj], *c_parts]).astype(np.int64)
     Xr, Xc = distances.prepare(lists.Xt, lists.metric), distances.prepare(lists.Xc, lists.metric)
-    d = distances.pair_distances(Xr, Xc, r_all, c_all, lists.metric) if len(r_all) else np.zeros(0, np.float32)
+    d = distances.pair_distances(Xr, Xc, r_all, c_all, lists.metric) if len(r_all) else np.zeros(0,
+                                                                                                 np.float32)
     o = np.lexsort((c_all, d, r_all))
     r_all, c_all, d = r_all[o], c_all[o], d[o]
     bounds = np.flatnonzero(np.diff(r_all)) + 1
@@ -271,7 +274,8 @@ def dense_reference_pairs(X, F, R, treated, codes, ref_ok, metric="euclidean", c
     Rm = distances.pairwise(R, R, reference_metric, force=True).astype(np.float64)
     off = ~np.eye(n, dtype=bool)
     constant = np.array([np.all(A[i, off[i]] == A[i, off[i]][0]) if n > 1 else True
-                         for i in range(n) for A in (M, Rm)]).reshape(n, 2).any(axis=1) if n else np.zeros(0, bool)
+                         for i in range(n) for A in (M, Rm)]).reshape(n, 2).any(axis=1) if n else np.zeros(0,
+                                                                                                           bool)
     sel = ~constant
     for ident in np.unique(codes):
         d = (codes == ident) & ~constant

@@ -1,6 +1,7 @@
 """Methods that form subclasses instead of pairs: subclassification on a scalar distance (MatchIt's
 `method = "subclass"`), exact matching on covariates (`"exact"`) and coarsened exact matching (`"cem"`).
-Each returns a subclass code per unit (-1: unmatched); weights follow from the subclasses (options.subclass_weights)."""
+Each returns a subclass code per unit (-1: unmatched); weights follow from the subclasses
+(options.subclass_weights)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from ganmatch.errors import ConfigError, InputDataError
 
 def quantile_subclasses(score: np.ndarray, treated: np.ndarray, discarded: np.ndarray, subclass=6,
                         min_n: int = 1, estimand: str = "ATT") -> tuple[np.ndarray, np.ndarray]:
-    """Subclasses between quantiles of the score of the estimand's group (treated for the ATT, controls for the
+    """Subclasses between quantiles of the score of the estimand's group (treated for the ATT, controls for
+    the
     ATC, everyone for the ATE); `subclass` is a number of subclasses or a list of inner quantiles. Subclasses
     lacking a group get units "scooted" from their neighbours until each has `min_n` of each group (MatchIt's
     subclass_scoot); with min_n 0 such subclasses are dropped instead. Returns (codes 0.., -1 for discarded
@@ -31,7 +33,8 @@ def quantile_subclasses(score: np.ndarray, treated: np.ndarray, discarded: np.nd
     cuts = np.quantile(ref, probs)                      # R's type 7, numpy's default
     code = np.full(len(score), -1, np.int64)
     keep = ~discarded
-    code[keep] = np.clip(np.searchsorted(cuts, score[keep], side="right"), 1, n_sub) - 1   # findInterval, all.inside
+    # findInterval, all.inside
+    code[keep] = np.clip(np.searchsorted(cuts, score[keep], side="right"), 1, n_sub) - 1
     if min_n == 0:
         both = np.intersect1d(code[keep & (treated == 1)], code[keep & (treated == 0)])
         code[keep & ~np.isin(code, both)] = -1
@@ -44,8 +47,10 @@ def quantile_subclasses(score: np.ndarray, treated: np.ndarray, discarded: np.nd
 
 
 def scoot(code: np.ndarray, treated: np.ndarray, x: np.ndarray, n_sub: int, min_n: int) -> np.ndarray:
-    """Give every subclass `min_n` units of each group by moving the nearest units from neighbouring subclasses:
-    an empty subclass takes, from the closest non-empty subclass on the side with more units to spare (weighted
+    """Give every subclass `min_n` units of each group by moving the nearest units from neighbouring
+    subclasses:
+    an empty subclass takes, from the closest non-empty subclass on the side with more units to spare
+    (weighted
     by closeness), its unit whose score is nearest the gap (MatchIt 4.5's subclass_scoot)."""
     code = code.copy()
     present = np.unique(code)
@@ -94,7 +99,8 @@ def exact_subclasses(covariates: pd.DataFrame, treated: np.ndarray) -> np.ndarra
         raise InputDataError("exact: no combination of the covariates' values occurs in both groups.")
     code = np.full(len(key), -1, np.int64)
     first = pd.unique(key[np.isin(key, both)])      # numbered in order of first appearance
-    code[np.isin(key, both)] = pd.Series(np.arange(len(first)), index=first).reindex(key[np.isin(key, both)]).to_numpy()
+    code[np.isin(key, both)] = pd.Series(np.arange(len(first)), index=first).reindex(key[np.isin(key,
+                                                                                                 both)]).to_numpy()
     return code
 
 
@@ -127,7 +133,8 @@ def coarsen(x: np.ndarray, cut) -> np.ndarray:
     return np.searchsorted(np.r_[-np.inf, np.unique(np.asarray(cut, float)), np.inf], x, side="right")
 
 
-def cem_subclasses(covariates: pd.DataFrame, treated: np.ndarray, cutpoints: dict | None = None) -> np.ndarray:
+def cem_subclasses(covariates: pd.DataFrame, treated: np.ndarray,
+                   cutpoints: dict | None = None) -> np.ndarray:
     """Coarsened exact matching: numeric columns binned (`coarsen`, default Sturges), then exact matching on
     the bins (MatchIt's cem without k2k)."""
     cutpoints = cutpoints or {}

@@ -45,7 +45,8 @@ def method_styles(methods) -> dict[str, dict]:
     """
     styles = {"naive": {"color": BEFORE_COLOUR, "marker": "o"}}
     for i, name in enumerate(sorted({str(m) for m in methods} - {"naive"})):
-        styles[name] = {"color": METHOD_PALETTE[i % len(METHOD_PALETTE)], "marker": METHOD_MARKERS[i % len(METHOD_MARKERS)]}
+        styles[name] = {"color": METHOD_PALETTE[i % len(METHOD_PALETTE)],
+                        "marker": METHOD_MARKERS[i % len(METHOD_MARKERS)]}
     return styles
 
 
@@ -55,7 +56,8 @@ def pretty(name: str) -> str:
 
 
 def wrap(name: str, width: int = 18) -> str:
-    """`pretty(name)` broken into lines of at most `width` characters, so long names stay within their panel."""
+    """`pretty(name)` broken into lines of at most `width` characters, so long names stay within their
+    panel."""
     import textwrap
 
     return "\n".join(textwrap.wrap(pretty(name), width)) or pretty(name)
@@ -104,7 +106,8 @@ def histogram(values, bins, weights=None) -> np.ndarray:
     w = np.ones(len(values)) if weights is None else np.asarray(weights, float)
     counts, _ = np.histogram(values, bins=bins, weights=w)
     total = counts.sum() * np.diff(bins)
-    return np.divide(counts, counts.sum() * np.diff(bins), out=np.zeros_like(counts, dtype=float), where=total > 0)
+    return np.divide(counts, counts.sum() * np.diff(bins), out=np.zeros_like(counts, dtype=float),
+                     where=total > 0)
 
 
 def panel_columns(n: int, max_cols: int = 3) -> int:
@@ -170,7 +173,8 @@ def _shown_texts(fig) -> list[tuple[str, object, object]]:
 
 
 def _tick_labels_collide(a, b) -> bool:
-    """Two rotated tick labels of one axis collide when their parallel baselines are closer than a line of text."""
+    """Two rotated tick labels of one axis collide when their parallel baselines are closer than a line of
+    text."""
     import math
 
     angle = math.radians(a[1].get_rotation())
@@ -203,7 +207,8 @@ def text_overlaps(fig, pad: float = 0.5) -> list[tuple[str, str]]:
 
 
 def _data_boxes(ax) -> list:
-    """Display-space boxes of the data an axes draws: bars and steps (one box per bin), points, line vertices."""
+    """Display-space boxes of the data an axes draws: bars and steps (one box per bin), points, line
+    vertices."""
     from matplotlib.patches import Rectangle, StepPatch
     from matplotlib.transforms import Bbox
 

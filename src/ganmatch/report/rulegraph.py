@@ -1,7 +1,9 @@
 """The workflow's rule graph from a finished run's Snakemake log.
 
-`snakemake --rulegraph` cannot see past the `index_images` checkpoint (the shard rules and everything fed by them
-are missing), so docs/rulegraph.png is drawn from what a run did: each job's rule, inputs and outputs as the log
+`snakemake --rulegraph` cannot see past the `index_images` checkpoint (the shard rules and everything fed by
+them
+are missing), so docs/rulegraph.png is drawn from what a run did: each job's rule, inputs and outputs as the
+log
 lists them, an edge wherever one rule's output is another's input, transitive edges left out.
 """
 
@@ -42,7 +44,9 @@ def rule_edges(jobs: list[dict], skip: tuple[str, ...] = ("all",)) -> set[tuple[
         if j["rule"] in skip:
             continue
         for path in j["input"]:
-            rule = producer.get(path) or next((r for o, r in producer.items() if path.startswith(o.rstrip("/") + "/")), None)
+            rule = producer.get(path) or next((r for o,
+                                               r in producer.items() if path.startswith(o.rstrip("/") + "/")),
+                                              None)
             if rule and rule != j["rule"] and rule not in skip:
                 edges.add((rule, j["rule"]))
     reach = {a: {b for x, b in edges if x == a} for a, _ in edges}

@@ -42,7 +42,8 @@ def demo_generator_path(config: dict) -> str:
 
 
 def written_paths(config: dict) -> dict[str, str]:
-    """Config key -> path for every path a rule writes: downloads, their lock file, fetched CelebA-HQ images."""
+    """Config key -> path for every path a rule writes: downloads, their lock file, fetched CelebA-HQ
+    images."""
     out = {}
     downloads = config.get("downloads") or {}
     for name, entry in (downloads.get("files") or {}).items():
@@ -69,7 +70,8 @@ def read_paths(config: dict) -> dict[str, str]:
         out[key] = path
     if config.get("source") == "celeba_hq":
         celeba = config.get("celeba_hq") or {}
-        out.update({f"celeba_hq.{k}": celeba[k] for k in ("mapping", "identities", "attributes", "partition", "local_dir")
+        out.update({f"celeba_hq.{k}": celeba[k] for k in ("mapping", "identities", "attributes", "partition",
+                                                          "local_dir")
                     if celeba.get(k)})
     return out
 
@@ -84,34 +86,47 @@ def path_problems(config: dict, cwd: str | os.PathLike | None = None) -> list[st
         if not _within(_absolute(path, cwd), resources):
             problems.append(f"'{key}' is '{path}': a download writes there, but a run writes only under "
                             f"resources/{config['dataset']}/ and results/{config['dataset']}/. Put it under "
-                            f"resources/{config['dataset']}/ (e.g. resources/{config['dataset']}/{Path(path).name}).")
+                            f"resources/{config['dataset']}/ (e.g. "
+                            f"resources/{config['dataset']}/{Path(path).name}).")
     if config.get("source") == "demo":
         weights = (config.get("project") or {}).get("weights")
         expected = demo_generator_path(config)
         if weights and _absolute(weights, cwd) != _absolute(expected, cwd):
-            problems.append(f"'project.weights' is '{weights}', but source demo renders its own generator to {expected} "
-                            "(and would overwrite the file you name). Remove project.weights from the config, or set it "
+            problems.append(f"'project.weights' is '{weights}', but source demo renders its own generator to "
+                            f"{expected} "
+                            "(and would overwrite the file you name). Remove project.weights from the "
+                            "config, or set it "
                             f"to {expected}.")
     written_abs = {key: _absolute(p, cwd) for key, p in written.items()}
     for key, path in read_paths(config).items():
         target = _absolute(path, cwd)
         if _within(target, results):
-            problems.append(f"'{key}' is '{path}', inside results/{config['dataset']}/, which the run writes: keep your "
+            problems.append(f"'{key}' is '{path}', inside results/{config['dataset']}/, which the run "
+                            "writes: keep your "
                             "files elsewhere.")
             continue
         made_by = [k for k, w in written_abs.items() if w == target]
         if made_by:
             continue  # a download rule makes (and verifies) this file: it is the download's own target
         if any(_within(target, w) or _within(w, target) for w in written_abs.values()):
-            problems.append(f"'{key}' is '{path}', which overlaps a folder the run writes "
-                            f"({', '.join(k for k, w in written_abs.items() if _within(target, w) or _within(w, target))}); "
-                            "keep your files elsewhere.")
+            problems.append(
+                f"'{key}' is '{path}', which overlaps a folder the run writes "
+                f"({', '.join(k for k, w in written_abs.items() if _within(target, w) or _within(w, target))}); "  # noqa: E501
+                "keep your files elsewhere."
+            )
         elif config.get("source") == "demo" and _within(target, resources):
-            problems.append(f"'{key}' is '{path}', inside resources/{config['dataset']}/, which the demo writes; keep your "
-                            "files elsewhere.")
-        elif key != "project.weights" and not target.exists():  # missing GAN weights skip the GAN stage instead
-            problems.append(f"'{key}' is '{path}', which does not exist (relative paths start at {Path(cwd or Path.cwd())}); "
-                            "fix the path, or add a downloads.files entry with this path to fetch it.")
+            problems.append(
+                f"'{key}' is '{path}', inside resources/{config['dataset']}/, which the demo "
+                "writes; keep your "
+                "files elsewhere."
+            )
+        # missing GAN weights skip the GAN stage instead
+        elif key != "project.weights" and not target.exists():
+            problems.append(
+                f"'{key}' is '{path}', which does not exist (relative paths start at "
+                f"{Path(cwd or Path.cwd())}); "
+                "fix the path, or add a downloads.files entry with this path to fetch it."
+            )
     return problems
 
 
@@ -119,11 +134,15 @@ def path_problems(config: dict, cwd: str | os.PathLike | None = None) -> list[st
 
 
 def _model_columns(config: dict) -> tuple[set[str], list[str]]:
-    """Columns the face models will predict (face_attributes.activate; FairFace's `black` with its weights)."""
+    """Columns the face models will predict (face_attributes.activate; FairFace's `black` with its
+    weights)."""
     face = config.get("face_attributes") or {}
     if not face.get("activate"):
         return set(), []
-    columns, where = set(FACE_PROXIES), [f"the face models' predictions ({', '.join(FACE_PROXIES)}; face_attributes.activate)"]
+    columns, where = (
+        set(FACE_PROXIES),
+        [f"the face models' predictions ({', '.join(FACE_PROXIES)}; face_attributes.activate)"],
+    )
     if face.get("fairface_weights"):
         columns.add("black")
         where.append("FairFace's black (face_attributes.fairface_weights)")
@@ -131,19 +150,31 @@ def _model_columns(config: dict) -> tuple[set[str], list[str]]:
 
 
 def available_columns(config: dict) -> tuple[set[str] | None, str]:
-    """(columns the treatment and covariates may name, where they come from); None when unknown at start-up."""
+    """(columns the treatment and covariates may name, where they come from); None when unknown at
+    start-up."""
     source = config.get("source")
     models, model_where = _model_columns(config)
     if source == "demo":
         from ganmatch.simulate.demo import PLANTED
 
-        return {"male", *PLANTED, "outcome"}, "the demo's labels (ganmatch.simulate.demo.PLANTED, male, outcome)"
+        return {
+            "male",
+            *PLANTED,
+            "outcome",
+        }, "the demo's labels (ganmatch.simulate.demo.PLANTED, male, outcome)"
     if source == "celeba_hq":
         from ganmatch.data.celeba import ATTRIBUTE_ALIASES, CELEBA_ATTRIBUTES
 
-        return ({a.lower() for a in CELEBA_ATTRIBUTES} | set(ATTRIBUTE_ALIASES) | models,
-                " or ".join(["CelebA's 40 attribute columns (any case) and the aliases of ganmatch.data.celeba.ATTRIBUTE_ALIASES",
-                             *model_where]))
+        return (
+            {a.lower() for a in CELEBA_ATTRIBUTES} | set(ATTRIBUTE_ALIASES) | models,
+            " or ".join(
+                [
+                    "CelebA's 40 attribute columns (any case) and the aliases of "
+                    "ganmatch.data.celeba.ATTRIBUTE_ALIASES",
+                    *model_where,
+                ]
+            ),
+        )
     if source == "paper_cache":
         return _paper_cache_columns(config)
     folder = config.get("folder") or {}
@@ -152,8 +183,9 @@ def available_columns(config: dict) -> tuple[set[str] | None, str]:
         with open(folder["labels"], newline="") as fh:
             columns |= set(next(csv.reader(fh), []))
         where.append(f"the columns of folder.labels ({folder['labels']})")
-    return columns | models, " or ".join(where + model_where) or \
-        "nothing: folder.labels is unset and face_attributes.activate is false"
+    return columns | models, " or ".join(
+        where + model_where
+    ) or "nothing: folder.labels is unset and face_attributes.activate is false"
 
 
 def _paper_cache_columns(config: dict) -> tuple[set[str] | None, str]:
@@ -170,13 +202,17 @@ def _paper_cache_columns(config: dict) -> tuple[set[str] | None, str]:
     columns = header | set(DERIVED)
     if pc.get("treatment_column") in header:
         columns.add(config.get("treatment"))
-    return columns, (f"the columns of paper_cache.annotations ({path}), black (race4_pred == Black) and the "
-                     "treatment (paper_cache.treatment_column)")
+    return columns, (
+        f"the columns of paper_cache.annotations ({path}), black (race4_pred == Black) and the "
+        "treatment (paper_cache.treatment_column)"
+    )
 
 
 PAPER_CACHE_KINDS = ("matrix", "paper_latents")
-NO_ENTRY = ("is no downloads.files entry's path: add one (urls, or urls: [] to place it by hand) so that "
-            "it is verified before use.")
+NO_ENTRY = (
+    "is no downloads.files entry's path: add one (urls, or urls: [] to place it by hand) so that "
+    "it is verified before use."
+)
 
 
 def paper_cache_problems(config: dict) -> list[str]:
@@ -193,41 +229,56 @@ def paper_cache_problems(config: dict) -> list[str]:
             continue
         key = f"embeddings.{name}"
         if source != "paper_cache":
-            problems.append(f"'{key}.kind' is {spec['kind']}: released matrices and latents are read with "
-                            "source: paper_cache only (config/paper_cache.yaml).")
+            problems.append(
+                f"'{key}.kind' is {spec['kind']}: released matrices and latents are read with "
+                "source: paper_cache only (config/paper_cache.yaml)."
+            )
         elif not spec.get("path"):
-            problems.append(f"'{key}.path' is missing: name the released file (a downloads.files entry's "
-                            "path).")
+            problems.append(
+                f"'{key}.path' is missing: name the released file (a downloads.files entry's path)."
+            )
         elif spec["path"] not in entries:
             problems.append(f"'{key}.path' ({spec['path']}) {NO_ENTRY}")
     matrices = {n for n, spec in embeddings.items() if spec.get("kind") == "matrix"}
     for m, spec in methods.items():
-        used = [k for k in ("embedding", "constraint_embedding", "reference_embedding")
-                if spec.get(k) in matrices]
-        paper_rules = spec.get("method") == "greedy_constrained" and \
-            spec.get("semantics", "reference") == "reference"
+        used = [
+            k for k in ("embedding", "constraint_embedding", "reference_embedding") if spec.get(k) in matrices
+        ]
+        paper_rules = (
+            spec.get("method") == "greedy_constrained" and spec.get("semantics", "reference") == "reference"
+        )
         if used and not paper_rules:
-            problems.append(f"'matching.methods.{m}.{used[0]}' is the distance matrix '{spec[used[0]]}': a "
-                            "released matrix drives only method greedy_constrained with semantics: reference "
-                            "(use an embedding of kind paper_latents for the other methods).")
+            problems.append(
+                f"'matching.methods.{m}.{used[0]}' is the distance matrix '{spec[used[0]]}': a "
+                "released matrix drives only method greedy_constrained with semantics: reference "
+                "(use an embedding of kind paper_latents for the other methods)."
+            )
     if (config.get("attributes") or {}).get("embedding") in matrices:
-        problems.append(f"'attributes.embedding' is the distance matrix "
-                        f"'{config['attributes']['embedding']}': the attribute models need feature rows (an embedding of kind paper_latents).")
+        problems.append(
+            f"'attributes.embedding' is the distance matrix "
+            f"'{config['attributes']['embedding']}': the attribute models need feature rows (an "
+            "embedding of kind paper_latents)."
+        )
     if source != "paper_cache":
         return problems
     pc = config.get("paper_cache") or {}
     released = pc.get("released") or {}
-    for key, path in [("paper_cache.annotations", pc.get("annotations")),
-                      *[(f"paper_cache.released.{m}", p) for m, p in released.items()]]:
+    for key, path in [
+        ("paper_cache.annotations", pc.get("annotations")),
+        *[(f"paper_cache.released.{m}", p) for m, p in released.items()],
+    ]:
         if path not in entries:
             problems.append(f"'{key}' ({path}) {NO_ENTRY}")
     for m in released:
         if m not in methods:
-            problems.append(f"'paper_cache.released.{m}' names no matching method; have "
-                            f"{', '.join(methods)}.")
+            problems.append(
+                f"'paper_cache.released.{m}' names no matching method; have {', '.join(methods)}."
+            )
     if config.get("project", {}).get("activate") or config.get("face_attributes", {}).get("activate"):
-        problems.append("'project.activate' and 'face_attributes.activate' must be false with source "
-                        "paper_cache: it reads no image (the latents and predicted attributes are released).")
+        problems.append(
+            "'project.activate' and 'face_attributes.activate' must be false with source "
+            "paper_cache: it reads no image (the latents and predicted attributes are released)."
+        )
     return problems
 
 
@@ -242,15 +293,22 @@ def column_problems(config: dict) -> list[str]:
     treatment, covariates = config.get("treatment"), list(config.get("covariates") or [])
     outcomes = list(config.get("outcomes") or [])
     if treatment in covariates:
-        problems.append(f"'treatment' ({treatment}) is also listed in 'covariates': a covariate cannot be the treatment "
-                        "(its SMD would be infinite); remove it from covariates.")
+        problems.append(
+            f"'treatment' ({treatment}) is also listed in 'covariates': a covariate cannot be "
+            "the treatment "
+            "(its SMD would be infinite); remove it from covariates."
+        )
     seen: set = set()
-    dups = sorted({c for c in covariates if c in seen or seen.add(c)}, key=str)  # linear, not covariates.count
+    # linear, not covariates.count
+    dups = sorted({c for c in covariates if c in seen or seen.add(c)}, key=str)
     if dups:
         problems.append(f"'covariates' lists {dups} more than once.")
     for name in outcomes:
         if name == treatment or name in covariates:
-            problems.append(f"'outcomes' lists '{name}', which is the treatment or a covariate; an outcome must be another column.")
+            problems.append(
+                f"'outcomes' lists '{name}', which is the treatment or a covariate; an outcome "
+                "must be another column."
+            )
     available, where = available_columns(config)
     if available is not None:
         choices = sorted(available)
@@ -259,10 +317,14 @@ def column_problems(config: dict) -> list[str]:
             for name in missing[:HINTED]:
                 hint = difflib.get_close_matches(name, choices, n=1)
                 did = f" Did you mean '{hint[0]}'?" if hint else ""
-                problems.append(f"'{key}' names '{name}', which the run will not have: it comes from {where}.{did}")
+                problems.append(
+                    f"'{key}' names '{name}', which the run will not have: it comes from {where}.{did}"
+                )
             if len(missing) > HINTED:  # one line for the rest: a huge list costs linear time and one line
-                problems.append(f"'{key}' names {len(missing) - HINTED:,} more columns the run will not have "
-                                f"({', '.join(map(str, missing[HINTED:HINTED + 10]))}, ...).")
+                problems.append(
+                    f"'{key}' names {len(missing) - HINTED:,} more columns the run will not have "
+                    f"({', '.join(map(str, missing[HINTED : HINTED + 10]))}, ...)."
+                )
     return problems
 
 
@@ -273,8 +335,9 @@ HINTED = 10  # unknown column names listed one by one, each with a "did you mean
 
 
 LEGACY_METHODS = {
-    "propensity": "method: nearest with distance: propensity (add link: linear.logit to match on the logit, as "
-                  "before; the fit is now unpenalised unless penalty: l2)",
+    "propensity": "method: nearest with distance: propensity (add link: linear.logit to match on the logit, "
+    "as "
+    "before; the fit is now unpenalised unless penalty: l2)",
     "mahalanobis": "method: greedy (or nearest) with distance: mahalanobis",
 }
 
@@ -284,21 +347,28 @@ def legacy_method_problems(config: dict) -> list[str]:
     problems = []
     matching = config.get("matching")
     methods = matching.get("methods") if isinstance(matching, dict) else None
-    for name, spec in (methods.items() if isinstance(methods, dict) else []):
+    for name, spec in methods.items() if isinstance(methods, dict) else []:
         if not isinstance(spec, dict):
             continue
         method = spec.get("method")
         if method in LEGACY_METHODS:
-            problems.append(f"'matching.methods.{name}.method' is '{method}', which is now {LEGACY_METHODS[method]} "
-                            "(docs/matching.md).")
+            problems.append(
+                f"'matching.methods.{name}.method' is '{method}', which is now "
+                f"{LEGACY_METHODS[method]} "
+                "(docs/matching.md)."
+            )
         elif method in ("greedy", "optimal") and "distance" not in spec and spec.get("embedding"):
-            problems.append(f"'matching.methods.{name}' has no 'distance': add distance: embedding (matching on "
-                            f"'{spec['embedding']}' as before; docs/matching.md).")
+            problems.append(
+                f"'matching.methods.{name}' has no 'distance': add distance: embedding (matching "
+                "on "
+                f"'{spec['embedding']}' as before; docs/matching.md)."
+            )
     return problems
 
 
 def _names(names, limit: int = 20) -> str:
-    """Sorted names, comma-separated; past `limit` names, the count (messages stay short for any config size)."""
+    """Sorted names, comma-separated; past `limit` names, the count (messages stay short for any config
+    size)."""
     names = sorted(names)
     more = f", ... ({len(names):,} in all)" if len(names) > limit else ""
     return ", ".join(names[:limit]) + more
@@ -308,8 +378,11 @@ def _given(spec: dict, key: str) -> bool:
     return spec.get(key) is not None
 
 
-def distance_problems(key: str, method: str, spec: dict, covariates: set, given: set | None = None) -> list[str]:
-    """The distance and the options that depend on it, as MatchIt refuses them. `spec` has its defaults filled;
+def distance_problems(
+    key: str, method: str, spec: dict, covariates: set, given: set | None = None
+) -> list[str]:
+    """The distance and the options that depend on it, as MatchIt refuses them. `spec` has its defaults
+    filled;
     `given` are the keys the config itself wrote (default: all of spec's)."""
     from ganmatch.matching import METHODS
     from ganmatch.matching.distance import (
@@ -329,57 +402,88 @@ def distance_problems(key: str, method: str, spec: dict, covariates: set, given:
         if not _given(spec, "embedding"):
             problems.append(f"'{key}': distance embedding needs 'embedding' (the embedding to match in).")
         if _given(spec, "covariates"):
-            problems.append(f"'{key}.covariates': distance embedding takes no covariates; use distance mahalanobis, "
-                            "scaled_euclidean or propensity to combine covariates with an embedding.")
+            problems.append(
+                f"'{key}.covariates': distance embedding takes no covariates; use distance "
+                "mahalanobis, "
+                "scaled_euclidean or propensity to combine covariates with an embedding."
+            )
     elif dist == "score":
         if not _given(spec, "score"):
             problems.append(f"'{key}': distance score needs 'score', the precomputed column to match on.")
         elif spec["score"] not in covariates:
-            problems.append(f"'{key}.score' is '{spec['score']}', which is not among 'covariates' "
-                            f"({_names(covariates)}): the matching stage reads only those columns.")
+            problems.append(
+                f"'{key}.score' is '{spec['score']}', which is not among 'covariates' "
+                f"({_names(covariates)}): the matching stage reads only those columns."
+            )
     elif not has_design:
         problems.append(f"'{key}': distance {dist} needs covariates and/or an embedding to compute it from.")
     if dist == "propensity" and _given(spec, "embedding") and spec["penalty"] == "none":
-        problems.append(f"'{key}.penalty': a propensity model on the embedding '{spec['embedding']}' needs an explicit "
-                        "penalty (penalty: l2 with C): an unpenalised fit on hundreds of latent dimensions separates "
-                        "the groups.")
+        problems.append(
+            f"'{key}.penalty': a propensity model on the embedding '{spec['embedding']}' needs "
+            "an explicit "
+            "penalty (penalty: l2 with C): an unpenalised fit on hundreds of latent dimensions "
+            "separates "
+            "the groups."
+        )
     own = PROPENSITY_OPTIONS.get(dist, ())
     for opt in PROPENSITY_ONLY:
         if opt in given and opt not in own:
             users = [d for d, opts in PROPENSITY_OPTIONS.items() if opt in opts]
-            problems.append(f"'{key}.{opt}' applies only to distance: {' / '.join(users)} (this method's "
-                            f"distance is {dist}).")
+            problems.append(
+                f"'{key}.{opt}' applies only to distance: {' / '.join(users)} (this method's "
+                f"distance is {dist})."
+            )
     if _given(spec, "s_weights") and (dist in COVARIATE_TRANSFORMS or _given(spec, "mahvars")):
-        problems.append(f"'{key}.s_weights' with distance {dist}{' and mahvars' if _given(spec, 'mahvars') else ''}"
-                        " is not offered (MatchIt weights the covariate transform by them); use a propensity "
-                        "distance or drop s_weights.")
+        problems.append(
+            f"'{key}.s_weights' with distance "
+            f"{dist}{' and mahvars' if _given(spec, 'mahvars') else ''}"
+            " is not offered (MatchIt weights the covariate transform by them); use a propensity "
+            "distance or drop s_weights."
+        )
     scalar = dist in SCALAR_DISTANCES
     if not scalar:
         if spec["discard"] != "none":
-            problems.append(f"'{key}.discard' needs a scalar distance (propensity or score): common support is a "
-                            "range of it (MatchIt refuses discard otherwise).")
+            problems.append(
+                f"'{key}.discard' needs a scalar distance (propensity or score): common support "
+                "is a "
+                "range of it (MatchIt refuses discard otherwise)."
+            )
         if spec.get("m_order") in ("largest", "smallest"):
-            problems.append(f"'{key}.m_order' {spec['m_order']} orders by a scalar distance; distance {dist} has "
-                            "none (use data, random, closest or farthest).")
+            problems.append(
+                f"'{key}.m_order' {spec['m_order']} orders by a scalar distance; distance {dist} "
+                "has "
+                "none (use data, random, closest or farthest)."
+            )
         if _given(spec, "mahvars"):
-            problems.append(f"'{key}.mahvars' needs a scalar distance (propensity or score) to order, caliper and "
-                            f"discard by (MatchIt); with distance {dist} list the columns in covariates instead.")
+            problems.append(
+                f"'{key}.mahvars' needs a scalar distance (propensity or score) to order, "
+                "caliper and "
+                f"discard by (MatchIt); with distance {dist} list the columns in covariates "
+                "instead."
+            )
         if _given(spec, "caliper") and spec["std_caliper"]:
-            problems.append(f"'{key}.caliper' on distance {dist} is absolute: set std_caliper: false, or use "
-                            "caliper_sd / caliper_quantile (MatchIt refuses std.caliper for such distances).")
+            problems.append(
+                f"'{key}.caliper' on distance {dist} is absolute: set std_caliper: false, or use "
+                "caliper_sd / caliper_quantile (MatchIt refuses std.caliper for such distances)."
+            )
         if method == "subclass":
             problems.append(f"'{key}.distance': subclass needs a scalar distance (propensity or score).")
     estimand = spec["estimand"]
     if estimand not in METHODS[method].estimands:
-        problems.append(f"'{key}.estimand' is {estimand}; method {method} estimates "
-                        f"{' or '.join(METHODS[method].estimands)} (as MatchIt).")
+        problems.append(
+            f"'{key}.estimand' is {estimand}; method {method} estimates "
+            f"{' or '.join(METHODS[method].estimands)} (as MatchIt)."
+        )
     if spec.get("m_order") == "closest" and (spec.get("ratio") not in (None, 1) or spec.get("replace")):
-        problems.append(f"'{key}.m_order' closest is the greedy method, 1:1 without replacement; drop ratio/replace.")
+        problems.append(
+            f"'{key}.m_order' closest is the greedy method, 1:1 without replacement; drop ratio/replace."
+        )
     return problems
 
 
 def method_problems(config: dict, given: dict | None = None) -> list[str]:
-    """Each method's parameters against its list (`matching.METHODS`), the columns and embeddings it names, and
+    """Each method's parameters against its list (`matching.METHODS`), the columns and embeddings it names,
+    and
     the distance/method/option combinations MatchIt refuses. `config` has its defaults filled; `given` is the
     config as written (default: `config`), for the checks of what a method was given."""
     from ganmatch.matching import METHODS
@@ -398,34 +502,53 @@ def method_problems(config: dict, given: dict | None = None) -> list[str]:
         for param in sorted(keys - accepted - {"method"}):
             hint = difflib.get_close_matches(param, sorted(accepted), n=1)
             did = f" Did you mean '{hint[0]}'?" if hint else ""
-            problems.append(f"'{key}.{param}': method {method} takes no such parameter.{did} "
-                            f"It takes: {', '.join(sorted(accepted))}.")
+            problems.append(
+                f"'{key}.{param}': method {method} takes no such parameter.{did} "
+                f"It takes: {', '.join(sorted(accepted))}."
+            )
         for param in ("covariates", "exact", "antiexact", "mahvars"):
             unknown = [c for c in spec.get(param) or [] if c not in covariates]
             if unknown:
-                problems.append(f"'{key}.{param}' names {unknown}, which are not among 'covariates' "
-                                f"({_names(covariates)}); only those are in the attributes table.")
+                problems.append(
+                    f"'{key}.{param}' names {unknown}, which are not among 'covariates' "
+                    f"({_names(covariates)}); only those are in the attributes table."
+                )
         if _given(spec, "s_weights") and spec["s_weights"] not in covariates:
-            problems.append(f"'{key}.s_weights' is '{spec['s_weights']}', which is not among 'covariates' "
-                            f"({_names(covariates)}): the matching stage reads only those columns.")
+            problems.append(
+                f"'{key}.s_weights' is '{spec['s_weights']}', which is not among 'covariates' "
+                f"({_names(covariates)}): the matching stage reads only those columns."
+            )
         for param in ("covariate_caliper", "cutpoints"):
-            unknown = [c for c in spec.get(param) or {} if c not in (covariates if param == "covariate_caliper"
-                                                                      else set(spec.get("covariates") or []))]
+            unknown = [
+                c
+                for c in spec.get(param) or {}
+                if c
+                not in (covariates if param == "covariate_caliper" else set(spec.get("covariates") or []))
+            ]
             if unknown:
-                problems.append(f"'{key}.{param}' names {unknown}, which are not among this method's "
-                                f"{'covariates' if param == 'cutpoints' else 'config covariates'}.")
+                problems.append(
+                    f"'{key}.{param}' names {unknown}, which are not among this method's "
+                    f"{'covariates' if param == 'cutpoints' else 'config covariates'}."
+                )
         if method == "cardinality" and isinstance(spec.get("tols"), dict):
             names, own = set(spec["tols"]), set(spec.get("covariates") or [])
             if names != own:
-                problems.append(f"'{key}.tols' names {sorted(names)}; as a mapping it must name each of this "
-                                f"method's covariates ({_names(own)}) once, or be one number for all.")
+                problems.append(
+                    f"'{key}.tols' names {sorted(names)}; as a mapping it must name each of this "
+                    f"method's covariates ({_names(own)}) once, or be one number for all."
+                )
         for param in ("embedding", "constraint_embedding", "reference_embedding"):
             emb = spec.get(param)
             if emb is not None and emb not in embeddings:
-                problems.append(f"'{key}.{param}' is '{emb}', which is not among embeddings: {_names(embeddings)}.")
+                problems.append(
+                    f"'{key}.{param}' is '{emb}', which is not among embeddings: {_names(embeddings)}."
+                )
         calipers = [p for p in ("caliper", "caliper_sd", "caliper_quantile") if spec.get(p) is not None]
         if len(calipers) > 1:
-            problems.append(f"'{key}': give at most one of caliper, caliper_sd and caliper_quantile (got {', '.join(calipers)}).")
+            problems.append(
+                f"'{key}': give at most one of caliper, caliper_sd and caliper_quantile (got "
+                f"{', '.join(calipers)})."
+            )
         problems += distance_problems(key, method, spec, covariates, keys)
         gap = spec.get("reference_gap")
         if gap is not None and len(gap) == 2 and gap[0] > gap[1]:
@@ -442,39 +565,56 @@ def reference_problems(config: dict) -> list[str]:
     embeddings = set(config.get("embeddings") or {})
     att = (config.get("attributes") or {}).get("embedding")
     if att is not None and att not in embeddings:
-        problems.append(f"'attributes.embedding' is '{att}', which is not among embeddings: {_names(embeddings)}.")
-    for name in ((config.get("matching") or {}).get("methods") or {}):
+        problems.append(
+            f"'attributes.embedding' is '{att}', which is not among embeddings: {_names(embeddings)}."
+        )
+    for name in (config.get("matching") or {}).get("methods") or {}:
         if name in RESERVED_METHOD_NAMES:
-            problems.append(f"'matching.methods.{name}': this name is reserved for the balance outputs; rename the method.")
+            problems.append(
+                f"'matching.methods.{name}': this name is reserved for the balance outputs; "
+                "rename the method."
+            )
     if config.get("source") == "demo":
         demo = config.get("demo") or {}
         if demo.get("resolution") and demo["resolution"] != config["align"]["output_size"]:
-            problems.append(f"'align.output_size' is {config['align']['output_size']} but 'demo.resolution' is "
-                            f"{demo['resolution']}; they must be equal.")
+            problems.append(
+                f"'align.output_size' is {config['align']['output_size']} but 'demo.resolution' "
+                "is "
+                f"{demo['resolution']}; they must be equal."
+            )
     return problems
 
 
 def constrained_semantics_problems(config: dict) -> list[str]:
     """greedy_constrained with semantics 'reference' (its default) refuses settings the reference loop has no
-    place for (`matching.constrained.reference_semantics_problems`), at start-up rather than in the matching job."""
+    place for (`matching.constrained.reference_semantics_problems`), at start-up rather than in the matching
+    job."""
     from ganmatch.matching.constrained import reference_semantics_problems
 
     problems = []
     for name, spec in ((config.get("matching") or {}).get("methods") or {}).items():
         if spec.get("method") != "greedy_constrained" or spec["semantics"] != "reference":
             continue
-        bad = reference_semantics_problems(spec["mode"], spec.get("reference_embedding") is not None,
-                                           spec["min_photos"], spec.get("caliper"))
-        problems += [f"'matching.methods.{name}.{param}': semantics 'reference' cannot take {why}. Or set "
-                     "semantics: corrected." for param, why in bad.items()]
+        bad = reference_semantics_problems(
+            spec["mode"], spec.get("reference_embedding") is not None, spec["min_photos"], spec.get("caliper")
+        )
+        problems += [
+            f"'matching.methods.{name}.{param}': semantics 'reference' cannot take {why}. Or set "
+            "semantics: corrected."
+            for param, why in bad.items()
+        ]
     return problems
 
 
 def precomputed_problems(config: dict) -> list[str]:
     """An embedding of kind precomputed reads its rows from `path`, which must name a .npy file."""
-    return [f"'embeddings.{name}.path' must name the .npy file of a precomputed embedding (its ids in the .parquet "
-            "beside it)." for name, spec in (config.get("embeddings") or {}).items()
-            if spec.get("kind") == "precomputed" and not str(spec.get("path")).endswith(".npy")]
+    return [
+        f"'embeddings.{name}.path' must name the .npy file of a precomputed embedding (its ids in the "
+        ".parquet "
+        "beside it)."
+        for name, spec in (config.get("embeddings") or {}).items()
+        if spec.get("kind") == "precomputed" and not str(spec.get("path")).endswith(".npy")
+    ]
 
 
 def edit_problems(config: dict) -> list[str]:
@@ -486,16 +626,25 @@ def edit_problems(config: dict) -> list[str]:
     for key, block in (("images", images), ("interpolation", edit.get("interpolation") or {})):
         for name in block.get("methods") or []:
             if name not in methods:
-                problems.append(f"'edit.{key}.methods' names '{name}', which is not among matching.methods: {_names(methods)}.")
+                problems.append(
+                    f"'edit.{key}.methods' names '{name}', which is not among matching.methods: "
+                    f"{_names(methods)}."
+                )
     if edit["activate"] and not (
-            images["ids"] or images["per_group"] > 0 or (images["methods"] and images["max_pairs"] > 0)):
-        problems.append("'edit.images' chooses no image: list ids, set per_group > 0, or name matching methods with max_pairs > 0.")
+        images["ids"] or images["per_group"] > 0 or (images["methods"] and images["max_pairs"] > 0)
+    ):
+        problems.append(
+            "'edit.images' chooses no image: list ids, set per_group > 0, or name matching "
+            "methods with max_pairs > 0."
+        )
     known = set(edit["attributes"] or [config["treatment"], *config["covariates"]])
     for target, condition in (edit.get("conditional") or {}).items():
         unknown = [a for a in [target, *condition] if a not in known]
         if unknown:
-            problems.append(f"'edit.conditional.{target}' uses {', '.join(unknown)}, which get no direction; "
-                            f"use attributes among: {_names(map(str, known))}.")
+            problems.append(
+                f"'edit.conditional.{target}' uses {', '.join(unknown)}, which get no direction; "
+                f"use attributes among: {_names(map(str, known))}."
+            )
     return problems
 
 
@@ -511,8 +660,11 @@ def _folder_files(config: dict) -> list[str] | None:
     if config.get("source") != "folder" or not folder or not Path(folder).is_dir():
         return None
     root = Path(folder)
-    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*")
-                  if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    return sorted(
+        p.relative_to(root).as_posix()
+        for p in root.rglob("*")
+        if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+    )
 
 
 def label_file_problems(config: dict) -> list[str]:
@@ -528,18 +680,26 @@ def label_file_problems(config: dict) -> list[str]:
         import warnings
 
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # rows dropped under labels.allow_unmatched are logged by the index job
-            read_labels(labels, files, [c for c in columns if isinstance(c, str)],
-                        bool((config.get("labels") or {}).get("allow_unmatched")))
+            # rows dropped under labels.allow_unmatched are logged by the index job
+            warnings.simplefilter("ignore")
+            read_labels(
+                labels,
+                files,
+                [c for c in columns if isinstance(c, str)],
+                bool((config.get("labels") or {}).get("allow_unmatched")),
+            )
     except InputDataError as exc:
         return [f"'folder.labels': {exc}"]
     return []
 
 
 def known_image_ids(config: dict) -> tuple[set[str] | None, str]:
-    """(the image ids a run will have, where they come from), known at start-up: the photo folder's listing, the
-    demo's draws (`demo.demo_image_ids`, nothing rendered) or the CelebA-HQ mapping's rows; (None, '') when the
-    folder or mapping is missing (other checks name it). An index left by an earlier run is not used: it may be stale."""
+    """(the image ids a run will have, where they come from), known at start-up: the photo folder's listing,
+    the
+    demo's draws (`demo.demo_image_ids`, nothing rendered) or the CelebA-HQ mapping's rows; (None, '') when
+    the
+    folder or mapping is missing (other checks name it). An index left by an earlier run is not used: it may
+    be stale."""
     if config.get("source") == "demo":
         from ganmatch.simulate.demo import demo_image_ids
 
@@ -560,7 +720,8 @@ def known_image_ids(config: dict) -> tuple[set[str] | None, str]:
 
 
 def edit_id_problems(config: dict) -> list[str]:
-    """edit.images.ids that name no image (found before the first job, not by select_edit_images after 23 jobs)."""
+    """edit.images.ids that name no image (found before the first job, not by select_edit_images after 23
+    jobs)."""
     edit = config.get("edit") or {}
     ids = (edit.get("images") or {}).get("ids") or []
     if not ids or not edit["activate"]:
@@ -575,10 +736,14 @@ def edit_id_problems(config: dict) -> list[str]:
     for name in missing[:5]:
         near = difflib.get_close_matches(name, sorted(known), n=1) if len(known) < 100_000 else []
         hints.append(f"'{name}'" + (f" (did you mean '{near[0]}'?)" if near else ""))
-    return [f"'edit.images.ids' names {len(missing)} image(s) that {where} does not have: {', '.join(hints)}"
-            f"{', ...' if len(missing) > 5 else ''}. Image ids are file paths relative to the folder without their "
-            "suffix, '/' as '__' for a photo folder, img00000... for the demo, 00000... (the HQ index) for CelebA-HQ "
-            "(results/<dataset>/images.parquet lists them)."]
+    return [
+        f"'edit.images.ids' names {len(missing)} image(s) that {where} does not have: {', '.join(hints)}"
+        f"{', ...' if len(missing) > 5 else ''}. Image ids are file paths relative to the folder without "
+        "their "
+        "suffix, '/' as '__' for a photo folder, img00000... for the demo, 00000... (the HQ index) for "
+        "CelebA-HQ "
+        "(results/<dataset>/images.parquet lists them)."
+    ]
 
 
 def weights_problems(config: dict) -> list[str]:
@@ -588,17 +753,26 @@ def weights_problems(config: dict) -> list[str]:
     project = config.get("project") or {}
     path = project.get("weights")
     downloads = _download_paths(config)
-    if config.get("source") == "demo" or not project.get("activate") or not path or not Path(path).is_file() \
-            or path in downloads:
-        return []  # the demo renders its own; a missing file skips the GAN stage (or a download makes it, verified)
+    if (
+        config.get("source") == "demo"
+        or not project.get("activate")
+        or not path
+        or not Path(path).is_file()
+        or path in downloads
+    ):
+        # the demo renders its own; a missing file skips the GAN stage (or a download makes it, verified)
+        return []
     from ganmatch.errors import WeightsError
     from ganmatch.gan.weights import load_generator
 
     try:
         load_generator(path)
     except WeightsError as exc:
-        return [f"'project.weights': {exc}. Give a ganmatch generator (ganmatch.gan.weights.save_generator) or an "
-                "official stylegan2-ada-pytorch or TensorFlow StyleGAN2 .pkl."]
+        return [
+            f"'project.weights': {exc}. Give a ganmatch generator (ganmatch.gan.weights.save_generator) "
+            "or an "
+            "official stylegan2-ada-pytorch or TensorFlow StyleGAN2 .pkl."
+        ]
     except Exception as exc:  # noqa: BLE001 - any other failure of a user's file is reported, never raised
         return [f"'project.weights': {path} cannot be read as generator weights ({type(exc).__name__})."]
     return []
@@ -622,32 +796,45 @@ def objective_problems(config: dict) -> list[str]:
     paper = project.get("paper") or {}
     problems = []
     if project.get("space") != "w+":
-        problems.append(f"'project.space' is {project.get('space')!r}, but objective paper is the "
-                        "reference's W+ projector (its mean-deviation term acts on the W+ rows); set project.space: w+")
+        problems.append(
+            f"'project.space' is {project.get('space')!r}, but objective paper is the "
+            "reference's W+ projector (its mean-deviation term acts on the W+ rows); set "
+            "project.space: w+"
+        )
     if project.get("perceptual") is not None:
-        problems.append(f"'project.perceptual' is {project['perceptual']!r}, which objective paper does not "
-                        "use (it measures the learned LPIPS-VGG); set project.perceptual: null")
+        problems.append(
+            f"'project.perceptual' is {project['perceptual']!r}, which objective paper does not "
+            "use (it measures the learned LPIPS-VGG); set project.perceptual: null"
+        )
     if not paper.get("allow_random"):
         from ganmatch.gan.lpips import LPIPS_URL, VGG16_URL
 
         for key, url in (("vgg_weights", VGG16_URL), ("lpips_weights", LPIPS_URL)):
             if not paper.get(key):
-                problems.append(f"'project.paper.{key}' is not set, and objective paper needs it: give the "
-                                f"file's path and a downloads.files entry that fetches it from {url}")
+                problems.append(
+                    f"'project.paper.{key}' is not set, and objective paper needs it: give the "
+                    f"file's path and a downloads.files entry that fetches it from {url}"
+                )
     return problems
 
 
 def _download_paths(config: dict) -> set:
-    """Paths that `downloads.files` fetches and verifies by checksum (the start-up checks leave them to the fetch)."""
+    """Paths that `downloads.files` fetches and verifies by checksum (the start-up checks leave them to the
+    fetch)."""
     return {e.get("path") for e in ((config.get("downloads") or {}).get("files") or {}).values()}
 
 
-CELEBA_READERS = {"mapping": "read_hq_mapping", "identities": "read_identities",
-                  "attributes": "read_celeba_attributes", "partition": "read_eval_partition"}
+CELEBA_READERS = {
+    "mapping": "read_hq_mapping",
+    "identities": "read_identities",
+    "attributes": "read_celeba_attributes",
+    "partition": "read_eval_partition",
+}
 
 
 def celeba_label_problems(config: dict) -> list[str]:
-    """The CelebA-HQ metadata files a run reads (mapping, identities, attributes, partition), each present one read as
+    """The CelebA-HQ metadata files a run reads (mapping, identities, attributes, partition), each present one
+    read as
     the index reads it, before the first job; download targets are verified by their checksum instead."""
     if config.get("source") != "celeba_hq":
         return []
@@ -669,13 +856,18 @@ def celeba_label_problems(config: dict) -> list[str]:
 
 def model_weights_problems(config: dict) -> list[str]:
     """Weights files the user names for face embeddings (`embeddings.<name>.weights`) and FairFace
-    (`face_attributes.fairface_weights`): each one present must load as tensors only (never running code from the
-    file), before the first job. Download targets are skipped: their checksum is verified when they are fetched."""
+    (`face_attributes.fairface_weights`): each one present must load as tensors only (never running code from
+    the
+    file), before the first job. Download targets are skipped: their checksum is verified when they are
+    fetched."""
     from ganmatch.data.tensors import read_tensor_file
     from ganmatch.errors import WeightsError
 
     downloads = _download_paths(config)
-    named = [(f"embeddings.{name}.weights", spec.get("weights")) for name, spec in (config.get("embeddings") or {}).items()]
+    named = [
+        (f"embeddings.{name}.weights", spec.get("weights"))
+        for name, spec in (config.get("embeddings") or {}).items()
+    ]
     face = config.get("face_attributes") or {}
     if face.get("activate"):
         named.append(("face_attributes.fairface_weights", face.get("fairface_weights")))
@@ -691,18 +883,37 @@ def model_weights_problems(config: dict) -> list[str]:
     return problems
 
 
-CHECKS = ("reference_problems", "path_problems", "column_problems", "method_problems",
-          "constrained_semantics_problems", "precomputed_problems", "paper_cache_problems", "edit_problems", "label_file_problems",
-          "edit_id_problems", "weights_problems", "model_weights_problems", "celeba_label_problems",
-          "objective_problems")
+CHECKS = (
+    "reference_problems",
+    "path_problems",
+    "column_problems",
+    "method_problems",
+    "constrained_semantics_problems",
+    "precomputed_problems",
+    "paper_cache_problems",
+    "edit_problems",
+    "label_file_problems",
+    "edit_id_problems",
+    "weights_problems",
+    "model_weights_problems",
+    "celeba_label_problems",
+    "objective_problems",
+)
 WITH_CWD = ("path_problems",)
-USER_FILE_CHECKS = ("label_file_problems", "edit_id_problems", "weights_problems", "model_weights_problems",
-                    "celeba_label_problems")  # they read the user's files
+USER_FILE_CHECKS = (
+    "label_file_problems",
+    "edit_id_problems",
+    "weights_problems",
+    "model_weights_problems",
+    "celeba_label_problems",
+)  # they read the user's files
 
 
-def cross_field_problems(config: dict, cwd: str | os.PathLike | None = None, user_files: bool = True,
-                         given: dict | None = None) -> list[str]:
-    """Every path, column, method and edit problem of a config with its defaults filled (`fill_defaults`, so no
+def cross_field_problems(
+    config: dict, cwd: str | os.PathLike | None = None, user_files: bool = True, given: dict | None = None
+) -> list[str]:
+    """Every path, column, method and edit problem of a config with its defaults filled (`fill_defaults`, so
+    no
     check repeats a default), one line each; `given` is the config as written (what a method was given). Runs
     beside the schema's checks (so a run shows all its problems at once): a check that a malformed value trips
     over adds nothing, the schema's line names that value. `user_files=False` leaves out the checks that read
@@ -724,7 +935,8 @@ def cross_field_problems(config: dict, cwd: str | os.PathLike | None = None, use
 
 
 def check_config(config: dict, schema: dict, cwd: str | os.PathLike | None = None) -> None:
-    """Raise one ConfigError listing every path, column and method problem of a schema-valid config (its defaults
+    """Raise one ConfigError listing every path, column and method problem of a schema-valid config (its
+    defaults
     filled from `schema` first)."""
     from ganmatch.settings.config import fill_defaults, format_problems  # settings.config imports this module
 

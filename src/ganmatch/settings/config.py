@@ -32,10 +32,12 @@ def shorten(value, limit: int = SHORT) -> str:
 
 
 def _full_pattern(validator, pattern, instance, schema):
-    """JSON schema's `pattern`, as a full match: `$` also matches before a final newline, so 'demo\\n' would pass
+    """JSON schema's `pattern`, as a full match: `$` also matches before a final newline, so 'demo\\n' would
+    pass
     `^[a-z]+$` under re.search; re.fullmatch refuses it."""
     if validator.is_type(instance, "string") and not re.fullmatch(pattern, instance):
-        yield jsonschema.ValidationError(f"{shorten(instance)} does not match {pattern!r} (the whole value must match)")
+        yield jsonschema.ValidationError(f"{shorten(instance)} does not match {pattern!r} (the whole value "
+                                         "must match)")
 
 
 # The schema validator of every config: Draft 2020-12 with full-match patterns.
@@ -49,7 +51,8 @@ def nonfinite_problems(value, where: str = "") -> list[str]:
             return [f"'{where or '<top level>'}' is {value}: it must be a finite number."]
         return []
     if isinstance(value, dict):
-        return [p for k, v in value.items() for p in nonfinite_problems(v, f"{where}.{k}" if where else str(k))]
+        return [p for k, v in value.items() for p in nonfinite_problems(v,
+                                                                        f"{where}.{k}" if where else str(k))]
     if isinstance(value, list):
         return [p for i, v in enumerate(value) for p in nonfinite_problems(v, f"{where}.{i}")]
     return []
@@ -86,9 +89,11 @@ def _describe(error: jsonschema.ValidationError, schema: dict) -> str:
             lines.append(f"unknown key '{full}'.{did} Allowed keys here: {', '.join(allowed)}.")
         return "\n".join(lines)
     if error.validator == "enum":
-        return f"'{where}' is {shorten(error.instance)}; allowed values: {', '.join(map(str, error.validator_value))}."
+        allowed = ", ".join(map(str, error.validator_value))
+        return f"'{where}' is {shorten(error.instance)}; allowed values: {allowed}."
     if error.validator == "type":
-        return f"'{where}' is {shorten(error.instance)} ({type(error.instance).__name__}); expected type {error.validator_value}."
+        kind = type(error.instance).__name__
+        return f"'{where}' is {shorten(error.instance)} ({kind}); expected type {error.validator_value}."
     if error.validator == "const":
         return f"'{where}' is {shorten(error.instance)}; expected {error.validator_value!r}."
     if error.validator == "anyOf" and all("required" in s for s in error.validator_value):
@@ -96,7 +101,8 @@ def _describe(error: jsonschema.ValidationError, schema: dict) -> str:
         return f"'{where}': give {need}."
     message = error.message
     if isinstance(error.instance, (str, list, dict)) and len(message) > 2 * SHORT:
-        message = message.replace(repr(error.instance), shorten(error.instance))  # e.g. maxLength quotes the value
+        # e.g. maxLength quotes the value
+        message = message.replace(repr(error.instance), shorten(error.instance))
     return f"'{where}': {message}."
 
 
@@ -112,7 +118,10 @@ def _resolve_ref(node: dict, schema: dict) -> dict:
 
 def _has_defaults(node: dict, schema: dict) -> bool:
     node = _resolve_ref(node, schema)
-    return any("default" in _resolve_ref(p, schema) or _has_defaults(p, schema) for p in node.get("properties", {}).values())
+    return any(
+        "default" in _resolve_ref(p, schema) or _has_defaults(p, schema)
+        for p in node.get("properties", {}).values()
+    )
 
 
 def _fill(instance, node: dict, schema: dict):
@@ -148,15 +157,21 @@ def fill_defaults(config: dict, schema: dict | str | Path) -> dict:
 
 
 def config_problems(config, schema: dict | str | Path, cwd=None, user_files: bool = True) -> list[str]:
-    """Every problem of `config` in one pass, one line each naming its key: legacy method spellings, the schema's
-    rules, NaN/inf values and the cross-field checks of `ganmatch.settings.checks` (the latter on the config with
-    its defaults filled, on whatever the schema left checkable: a check that a malformed block trips over is left
+    """Every problem of `config` in one pass, one line each naming its key: legacy method spellings, the
+    schema's
+    rules, NaN/inf values and the cross-field checks of `ganmatch.settings.checks` (the latter on the config
+    with
+    its defaults filled, on whatever the schema left checkable: a check that a malformed block trips over is
+    left
     to that block's schema error)."""
     if not isinstance(schema, dict):
         schema = load_schema(schema)
     if not isinstance(config, dict):
-        return [f"the config is a {type(config).__name__}, not a mapping of keys to values (e.g. 'dataset: demo'); "
-                "config/config.yaml shows the layout."]
+        return [
+            f"the config is a {type(config).__name__}, not a mapping of keys to values (e.g. 'dataset: "
+            "demo'); "
+            "config/config.yaml shows the layout."
+        ]
     from ganmatch.settings.checks import cross_field_problems, legacy_method_problems
 
     problems = legacy_method_problems(config)
@@ -166,16 +181,22 @@ def config_problems(config, schema: dict | str | Path, cwd=None, user_files: boo
     problems = list(dict.fromkeys(problems))  # one line per problem, however many schema branches found it
     named = {m.group(1) for p in problems if (m := KEY.match(p))}
     filled = fill_defaults(config, schema)  # defaults first: the checks read every key without a fallback
-    return problems + [p for p in cross_field_problems(filled, cwd, user_files, given=config)
-                       if not ((m := KEY.match(p)) and m.group(1) in named)]  # a key the schema named: not twice
+    return problems + [
+        p
+        for p in cross_field_problems(filled, cwd, user_files, given=config)
+        # a key the schema named: not twice
+        if not ((m := KEY.match(p)) and m.group(1) in named)
+    ]
 
 
 KEY = re.compile(r"(?:unknown key )?'([^']*)'")  # the key a problem line starts with
 
 
-def validate_config(config: dict, schema: dict | str | Path, source: str = "config", cwd=None,
-                    user_files: bool = True) -> dict:
-    """Raise one ConfigError listing every problem in `config` (`config_problems`: schema and cross-field checks
+def validate_config(
+    config: dict, schema: dict | str | Path, source: str = "config", cwd=None, user_files: bool = True
+) -> dict:
+    """Raise one ConfigError listing every problem in `config` (`config_problems`: schema and cross-field
+    checks
     together), each naming its key and the allowed values; return the config with every default of the schema
     filled in (`fill_defaults`). `user_files=False` skips reading the user's labels, photo folder and weights
     (done once by the run's main process, not again by each job process)."""
@@ -192,13 +213,21 @@ MAX_LINE = 2000  # characters of one problem (a check quoting a huge value is cu
 
 
 def _cut(problem: str) -> str:
-    return problem if len(problem) <= MAX_LINE else f"{problem[:MAX_LINE]}... ({len(problem):,} characters in all)"
+    return (
+        problem
+        if len(problem) <= MAX_LINE
+        else f"{problem[:MAX_LINE]}... ({len(problem):,} characters in all)"
+    )
 
 
 def format_problems(problems: list[str], source: str = "config") -> str:
-    """The ConfigError message: one bullet per problem (at most MAX_LISTED, the rest counted), then the fix."""
+    """The ConfigError message: one bullet per problem (at most MAX_LISTED, the rest counted), then the
+    fix."""
     lines = [f"  - {_cut(p)}" for p in problems[:MAX_LISTED]]
     if len(problems) > MAX_LISTED:
         lines.append(f"  - ... and {len(problems) - MAX_LISTED:,} more problems of the same kinds")
-    return (f"invalid configuration ({source}), {len(problems)} problem{'s' * (len(problems) != 1)}:\n"
-            + "\n".join(lines) + "\nFix the key(s) above; config/schema.yaml documents every key.")
+    return (
+        f"invalid configuration ({source}), {len(problems)} problem{'s' * (len(problems) != 1)}:\n"
+        + "\n".join(lines)
+        + "\nFix the key(s) above; config/schema.yaml documents every key."
+    )

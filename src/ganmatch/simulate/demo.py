@@ -33,10 +33,12 @@ OUTCOME_WEIGHTS = {"young": 0.8, "smiling": 0.6, "makeup": -0.7}  # confounded t
 
 
 # The simulated face recogniser (an identity-level descriptor standing in for dlib's, same threshold).
-FACE_THRESHOLD = 0.6        # same person when the L2 distance of two descriptors is at most this (dlib's rule)
+# same person when the L2 distance of two descriptors is at most this (dlib's rule)
+FACE_THRESHOLD = 0.6
 FACE_DIM = 64               # descriptor length (unit vectors)
 FACE_NOISE = 0.038         # typical per-photo noise per coordinate: same-person distances ~0.4, ~6% above 0.6
-FACE_NOISE_SPREAD = 0.35    # log-SD of the per-photo noise level: some photos are much worse (false rejections)
+# log-SD of the per-photo noise level: some photos are much worse (false rejections)
+FACE_NOISE_SPREAD = 0.35
 FACE_GLASSES_NOISE = 1.4    # glasses multiply a photo's noise level (recognisers do worse on them)
 FACE_LOOKALIKES = 0.25      # share of people with a look-alike: another person within the threshold's reach
 
@@ -58,7 +60,8 @@ class DemoData:
 
 def planted_group_means() -> dict:
     """The covariate means per group that the planted confounding implies in the population (enumerating the
-    independent covariates and the treatment's logistic model), in the layout of resources/paper/reported.json:
+    independent covariates and the treatment's logistic model), in the layout of
+    resources/paper/reported.json:
     unmatched [control, treated]; matched: the target of matching for the treated (ATT), the treated means
     for both groups."""
     import itertools
@@ -73,12 +76,18 @@ def planted_group_means() -> dict:
     control = (p_combo * (1 - p_male)) @ combos / (p_combo * (1 - p_male)).sum()
     treated, control = ([stable_scalar(v, 12) for v in x] for x in (treated, control))  # the same on any CPU
     # the source names the module's old place: truth.json is part of the demo world's checked bytes
-    return {"source": "planted: ganmatch.data.demo.PLANTED base rates and treatment model (population values)",
-            "group_means": {"unmatched": {c: [float(control[j]), float(treated[j])] for j, c in enumerate(names)},
-                            "matched": {c: [float(treated[j]), float(treated[j])] for j, c in enumerate(names)}}}
+    return {
+        "source": "planted: ganmatch.data.demo.PLANTED base rates and treatment model (population values)",
+        "group_means": {
+            "unmatched": {c: [float(control[j]), float(treated[j])] for j, c in enumerate(names)},
+            "matched": {c: [float(treated[j]), float(treated[j])] for j, c in enumerate(names)},
+        },
+    }
 
 
-def face_descriptors(owner: np.ndarray, glasses: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
+def face_descriptors(
+    owner: np.ndarray, glasses: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, dict]:
     """A simulated face recogniser: identity-level unit descriptors (FACE_DIM) with per-photo noise.
 
     Each person gets a random code; FACE_LOOKALIKES of them are paired with another person (any gender)
@@ -104,16 +113,20 @@ def face_descriptors(owner: np.ndarray, glasses: np.ndarray, rng: np.random.Gene
     desc = code[owner] + level[:, None] * rng.standard_normal((len(owner), FACE_DIM))
     desc = (desc / np.linalg.norm(desc, axis=1, keepdims=True)).astype(np.float32)
     same_err, same_n, diff_err, diff_n = pair_error_counts(desc, owner, FACE_THRESHOLD)
-    truth = {"threshold": FACE_THRESHOLD, "dim": FACE_DIM,
-             "lookalike_pairs": [[f"id{a:04d}", f"id{b:04d}"] for a, b in pairs],
-             "false_non_match_rate": same_err / same_n if same_n else float("nan"),
-             "false_match_rate": diff_err / diff_n if diff_n else float("nan")}
+    truth = {
+        "threshold": FACE_THRESHOLD,
+        "dim": FACE_DIM,
+        "lookalike_pairs": [[f"id{a:04d}", f"id{b:04d}"] for a, b in pairs],
+        "false_non_match_rate": same_err / same_n if same_n else float("nan"),
+        "false_match_rate": diff_err / diff_n if diff_n else float("nan"),
+    }
     return desc, truth
 
 
 def pair_error_counts(desc: np.ndarray, owner: np.ndarray, threshold: float, block: int = 1024):
     """Over all photo pairs: (same-person pairs farther than `threshold`, same-person pairs, different-person
-    pairs within it, different-person pairs), in row blocks so memory stays linear (30,000 photos: 4.5e8 pairs).
+    pairs within it, different-person pairs), in row blocks so memory stays linear (30,000 photos: 4.5e8
+    pairs).
     """
     x = desc.astype(np.float64)
     n = len(x)
@@ -178,18 +191,24 @@ def _basis(directions: np.ndarray) -> np.ndarray:
 
 
 def draw_people(rng: np.random.Generator, cfg: dict, w_dim: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The people of the demo, the first draws of `simulate`'s stream: latent coordinates (n_identities, w_dim) in
-    the basis whose first axes are the treatment and the covariates, the treatment, and each person's photo count."""
+    """The people of the demo, the first draws of `simulate`'s stream: latent coordinates (n_identities,
+    w_dim) in
+    the basis whose first axes are the treatment and the covariates, the treatment, and each person's photo
+    count."""
     names = list(PLANTED)
     n_sem = 1 + len(names)
     n_id = cfg["n_identities"]
     lo, hi = cfg["photos_per_identity"]
     has = np.stack([rng.random(n_id) < PLANTED[c][0] for c in names], axis=1).astype(float)
     coords = cfg["nuisance_scale"] * rng.standard_normal((n_id, w_dim))
-    coords[:, 1:n_sem] = (2 * has - 1) * cfg["separation"] + cfg["attribute_noise"] * rng.standard_normal((n_id, n_sem - 1))
+    coords[:, 1:n_sem] = (2 * has - 1) * cfg["separation"] + cfg["attribute_noise"] * rng.standard_normal(
+        (n_id, n_sem - 1)
+    )
     logit = TREATMENT_INTERCEPT + has @ np.array([PLANTED[c][1] for c in names])
     treated = (rng.random(n_id) < 1.0 / (1.0 + np.exp(-logit))).astype(int)
-    coords[:, 0] = (2 * treated - 1) * TREATMENT_SEPARATION + cfg["attribute_noise"] * rng.standard_normal(n_id)
+    coords[:, 0] = (2 * treated - 1) * TREATMENT_SEPARATION + cfg["attribute_noise"] * rng.standard_normal(
+        n_id
+    )
     return coords, treated, rng.integers(lo, hi + 1, size=n_id)
 
 
@@ -211,7 +230,8 @@ def simulate(generator, cfg: dict, seed: int) -> DemoData:
     rng = np.random.default_rng(seed)
     names = list(PLANTED)
     n_sem = 1 + len(names)  # treatment direction first
-    twin = float64_twin(generator)  # the world is computed in float64, then rounded: the same bytes on any CPU
+    # the world is computed in float64, then rounded: the same bytes on any CPU
+    twin = float64_twin(generator)
     dirs = semantic_directions(twin, n_sem, seed=seed)
     basis = _basis(dirs)
     w_dim = basis.shape[0]
@@ -223,29 +243,42 @@ def simulate(generator, cfg: dict, seed: int) -> DemoData:
     n_id = cfg["n_identities"]
     coords, treated, n_photos = draw_people(rng, cfg, w_dim)
     owner = np.repeat(np.arange(n_id), n_photos)
-    photo = coords[owner] + cfg["photo_spread"] * rng.standard_normal((len(owner), w_dim)) * np.r_[0.0, np.ones(w_dim - 1)]
+    photo = (
+        coords[owner]
+        + cfg["photo_spread"] * rng.standard_normal((len(owner), w_dim)) * np.r_[0.0, np.ones(w_dim - 1)]
+    )
     latents = (w_avg + w_scale * photo @ basis.T).astype(np.float32)
 
-    labels = pd.DataFrame({
-        "image_id": [f"img{i:05d}" for i in range(len(owner))],
-        "identity": [f"id{k:04d}" for k in owner],
-        "male": treated[owner],
-    })
+    labels = pd.DataFrame(
+        {
+            "image_id": [f"img{i:05d}" for i in range(len(owner))],
+            "identity": [f"id{k:04d}" for k in owner],
+            "male": treated[owner],
+        }
+    )
     for j, c in enumerate(names):
         labels[c] = (photo[:, 1 + j] > 0).astype(int)
     test_ids = rng.random(n_id) < cfg["test_fraction"]
     labels["split"] = np.where(test_ids[owner], "test", "train")
     noise = rng.standard_normal(len(owner))
-    labels["outcome"] = cfg["effect"] * labels["male"] + sum(w * labels[c] for c, w in OUTCOME_WEIGHTS.items()) + 0.5 * noise
+    labels["outcome"] = (
+        cfg["effect"] * labels["male"] + sum(w * labels[c] for c, w in OUTCOME_WEIGHTS.items()) + 0.5 * noise
+    )
 
     photos, marks = render_misaligned(twin, latents, cfg, rng)
     landmarks = pd.DataFrame(marks.reshape(len(owner), 10), columns=list(LANDMARK_COLUMNS))
     landmarks.insert(0, "image_id", labels["image_id"])
     directions = pd.DataFrame(dirs.astype(np.float32), index=["male", *names]).reset_index(names="attribute")
-    latent_truth = {"w_avg": w_avg.tolist(), "w_scale": w_scale, "effect": float(cfg["effect"]),
-                    "separation": {"male": TREATMENT_SEPARATION, **{c: float(cfg["separation"]) for c in names}},
-                    "outcome_weights": dict(OUTCOME_WEIGHTS)}
-    faces, face_truth = face_descriptors(owner, labels["eyeglasses"].to_numpy(), np.random.default_rng([seed, 15]))
+    latent_truth = {
+        "w_avg": w_avg.tolist(),
+        "w_scale": w_scale,
+        "effect": float(cfg["effect"]),
+        "separation": {"male": TREATMENT_SEPARATION, **{c: float(cfg["separation"]) for c in names}},
+        "outcome_weights": dict(OUTCOME_WEIGHTS),
+    }
+    faces, face_truth = face_descriptors(
+        owner, labels["eyeglasses"].to_numpy(), np.random.default_rng([seed, 15])
+    )
     return DemoData(labels, latents, landmarks, photos, directions, latent_truth, faces, face_truth)
 
 
@@ -258,12 +291,21 @@ def planted_coordinates(W: np.ndarray, directions: pd.DataFrame, latent_truth: d
     W = np.asarray(W, np.float64)
     W = W.mean(axis=1) if W.ndim == 3 else W
     centred = (W - np.asarray(latent_truth["w_avg"])) / latent_truth["w_scale"]
-    return pd.DataFrame({r.attribute: centred @ np.asarray(r[1:], np.float64) / (2 * latent_truth["separation"][r.attribute])
-                         for r in directions.itertuples(index=False)})
+    return pd.DataFrame(
+        {
+            r.attribute: centred
+            @ np.asarray(r[1:], np.float64)
+            / (2 * latent_truth["separation"][r.attribute])
+            for r in directions.itertuples(index=False)
+        }
+    )
 
 
-def planted_outcome(W: np.ndarray, directions: pd.DataFrame, latent_truth: dict, treatment: str = "male") -> np.ndarray:
-    """The demo outcome as a function of the latent, without its noise: effect * treated + weighted covariates."""
+def planted_outcome(
+    W: np.ndarray, directions: pd.DataFrame, latent_truth: dict, treatment: str = "male"
+) -> np.ndarray:
+    """The demo outcome as a function of the latent, without its noise: effect * treated + weighted
+    covariates."""
     present = planted_coordinates(W, directions, latent_truth) > 0
     out = latent_truth["effect"] * present[treatment].to_numpy(float)
     for name, weight in latent_truth["outcome_weights"].items():
@@ -271,11 +313,19 @@ def planted_outcome(W: np.ndarray, directions: pd.DataFrame, latent_truth: dict,
     return out
 
 
-def edit_truth(originals: np.ndarray, edited: np.ndarray, directions: pd.DataFrame, latent_truth: dict,
-               outcomes: list[str], treatment: str = "male") -> dict[str, np.ndarray]:
-    """The demo's truth about edits, as columns for the edit table (`ganmatch.gan.edits.summarise`): per planted
+def edit_truth(
+    originals: np.ndarray,
+    edited: np.ndarray,
+    directions: pd.DataFrame,
+    latent_truth: dict,
+    outcomes: list[str],
+    treatment: str = "male",
+) -> dict[str, np.ndarray]:
+    """The demo's truth about edits, as columns for the edit table (`ganmatch.gan.edits.summarise`): per
+    planted
     attribute `true_delta_<a>` (change of its coordinate, `planted_coordinates`) and `true_flip_<a>`, and per
-    outcome `outcome_before_<o>` / `outcome_<o>` (`planted_outcome`). `originals` are repeated to the edits' rows."""
+    outcome `outcome_before_<o>` / `outcome_<o>` (`planted_outcome`). `originals` are repeated to the edits'
+    rows."""
     before = planted_coordinates(originals, directions, latent_truth)
     after = planted_coordinates(edited, directions, latent_truth)
     columns = {}

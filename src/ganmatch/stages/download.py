@@ -28,21 +28,25 @@ def download_configured(path: str, entry: dict, downloads: dict, **kwargs) -> Pa
     lock file, retries and timeout."""
     entries = [entry] if entry and entry.get("path") == str(path) else []
     if not entries:
-        raise DownloadError(f"no downloads.files entry has path {path}; add one with its urls and sha256 (or sha256: null).")
+        raise DownloadError(f"no downloads.files entry has path {path}; add one with its urls and sha256 (or "
+                            "sha256: null).")
     if not entries[0].get("urls"):   # e.g. the reference study's Google Drive folder: no direct file URL
         from ganmatch.data.paper_cache import placement_hint
 
         raise DownloadError(f"{path} is not there and no URL is configured for it (urls: []). "
                             + placement_hint(entries[0]))
-    return download_entry(entries[0], lock=downloads["lock"], retries=downloads["retries"], timeout=downloads["timeout"],
+    return download_entry(entries[0], lock=downloads["lock"], retries=downloads["retries"],
+                          timeout=downloads["timeout"],
                           **kwargs)
 
 
 def link_local_images(names: list[str], local_dir: str | os.PathLike, image_dir: str | os.PathLike) -> int:
-    """Symlink every `names` file of `local_dir` into `image_dir` (absent ones are left for the fetch); return the count."""
+    """Symlink every `names` file of `local_dir` into `image_dir` (absent ones are left for the fetch); return
+    the count."""
     local_dir, image_dir = Path(local_dir).resolve(), Path(image_dir)
     if not local_dir.is_dir():
-        raise DownloadError(f"celeba_hq.local_dir {local_dir} is not a folder; point it at your CelebA-HQ images or set it to null.")
+        raise DownloadError(f"celeba_hq.local_dir {local_dir} is not a folder; point it at your CelebA-HQ "
+                            "images or set it to null.")
     image_dir.mkdir(parents=True, exist_ok=True)
     linked = 0
     for name in names:
@@ -62,7 +66,8 @@ def image_check(verify: str):
         try:
             if verify == "final_md5":
                 if not entry.get("final_md5"):
-                    raise DownloadError(f"{path}: no final_md5 in its manifest entry, so it cannot be verified; "
+                    raise DownloadError(f"{path}: no final_md5 in its manifest entry, so it cannot be "
+                                        "verified; "
                                         "use verify: decode (or sha256) for this source.")
                 celeba.check_final_md5(path, entry["final_md5"])
             elif verify == "decode":
@@ -71,7 +76,8 @@ def image_check(verify: str):
                 with Image.open(path) as im:
                     im.load()
                     if im.size != (HQ_SIZE, HQ_SIZE):
-                        raise DownloadError(f"{path}: {im.size[0]} x {im.size[1]} px, CelebA-HQ images are {HQ_SIZE} x {HQ_SIZE}.")
+                        raise DownloadError(f"{path}: {im.size[0]} x {im.size[1]} px, CelebA-HQ images are "
+                                            f"{HQ_SIZE} x {HQ_SIZE}.")
         except DownloadError:
             raise
         except Exception as err:  # noqa: BLE001 - an unreadable image is a row of the table, not a crash
@@ -80,8 +86,10 @@ def image_check(verify: str):
     return check
 
 
-def fetch_celeba_hq_images(cfg: dict, retries: int, timeout: float, report: str | os.PathLike) -> pd.DataFrame:
-    """Link `local_dir` and/or fetch from `sources` every CelebA-HQ image into `image_dir`; write the fetch table.
+def fetch_celeba_hq_images(cfg: dict, retries: int, timeout: float,
+                           report: str | os.PathLike) -> pd.DataFrame:
+    """Link `local_dir` and/or fetch from `sources` every CelebA-HQ image into `image_dir`; write the fetch
+    table.
 
     The table (`path, status (ok|present|failed), reason, idx`) goes to `report`, its failures also to
     `<report stem>.failed.tsv` (kept when the job fails). DownloadError when too many images failed.
@@ -105,10 +113,13 @@ def fetch_celeba_hq_images(cfg: dict, retries: int, timeout: float, report: str 
     if share > cfg["max_failed_fraction"]:
         where = f"from {', '.join(cfg['sources'])}" if cfg["sources"] else "(no celeba_hq.sources configured)"
         raise DownloadError(
-            f"{len(failed)} of {len(table)} CelebA-HQ images are missing or failed verification {where}; the first: "
+            f"{len(failed)} of {len(table)} CelebA-HQ images are missing or failed verification {where}; the "
+            "first: "
             f"{failed['reason'].iloc[0]} The list is in {failed_path}. Put the images, named like "
-            f"{entries[0]['path']} (celeba_hq.file_pattern), in {cfg['image_dir']} by hand, or set celeba_hq.local_dir "
-            f"to a folder that holds them, or raise celeba_hq.max_failed_fraction (now {cfg['max_failed_fraction']}) "
+            f"{entries[0]['path']} (celeba_hq.file_pattern), in {cfg['image_dir']} by hand, or set "
+            "celeba_hq.local_dir "
+            "to a folder that holds them, or raise celeba_hq.max_failed_fraction (now "
+            f"{cfg['max_failed_fraction']}) "
             "to go on without them. See docs/downloads.md.")
     write_parquet(table, report)
     return table
@@ -131,8 +142,10 @@ def demo_outputs(folder: str | os.PathLike, weights: str | os.PathLike | None = 
     from types import SimpleNamespace
 
     f = Path(folder)
-    return SimpleNamespace(images=f / "images", labels=f / "labels.parquet", landmarks=f / "landmarks.parquet",
-                           latents=f / "true_latents.npy", directions=f / "directions.parquet", truth=f / "truth.json",
+    return SimpleNamespace(images=f / "images", labels=f / "labels.parquet",
+                           landmarks=f / "landmarks.parquet",
+                           latents=f / "true_latents.npy", directions=f / "directions.parquet",
+                           truth=f / "truth.json",
                            faces=f / "face_descriptors.npy", face_ids=f / "face_descriptors.parquet",
                            weights=Path(weights) if weights else f / "generator.pt")
 
@@ -145,10 +158,12 @@ def download_demo_job(out, params) -> None:
     from ganmatch.simulate import demo
 
     cfg, seed = params.demo, params.seed
-    generator = make_generator(size=cfg["resolution"], z_dim=cfg["z_dim"], w_dim=cfg["w_dim"], n_mlp=cfg["n_mlp"],
+    generator = make_generator(size=cfg["resolution"], z_dim=cfg["z_dim"], w_dim=cfg["w_dim"],
+                               n_mlp=cfg["n_mlp"],
                                channels={r: cfg["channels"] for r in (4, 8, 16, 32, 64, 128, 256)}, seed=seed)
     data = demo.simulate(generator, cfg, seed=seed)
-    log.info("demo: %d photos, %d identities, treated share %.2f", len(data.labels), data.labels.identity.nunique(),
+    log.info("demo: %d photos, %d identities, treated share %.2f", len(data.labels),
+             data.labels.identity.nunique(),
              data.labels.male.mean())
     for image_id, photo in zip(data.labels["image_id"], data.photos, strict=True):
         io.write_png(photo, f"{out.images}/{image_id}.png", portable=True)

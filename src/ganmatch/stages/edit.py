@@ -31,7 +31,8 @@ def edit_directions_job(inp, out, params) -> None:
 def select_edit_images_job(inp, out, params) -> None:
     """The select_edit_images rule: the projected images the edit stage edits."""
     matches = {Path(f).stem: f for f in inp.matches}
-    selection = edits.select_images(read_parquet(inp.index), read_parquet(inp.attributes), inp.tables, matches,
+    selection = edits.select_images(read_parquet(inp.index), read_parquet(inp.attributes), inp.tables,
+                                    matches,
                                     params.treatment, params.images, seed=params.seed)
     log.info("editing %d images (%s)", len(selection), selection["source"].value_counts().to_dict())
     write_parquet(selection, out[0])
@@ -42,7 +43,8 @@ def edit_shard_job(inp, out, params, shard: int, threads: int | None = None) -> 
     Path(out.images).mkdir(parents=True, exist_ok=True)
     latents, table = edits.edit_shard(
         read_parquet(inp.selection), shard, read_parquet(inp.table), read_npy(inp.latents),
-        read_parquet(inp.directions), read_npy(inp.array), inp.weights, params.edit, params.embeddings, out.images,
+        read_parquet(inp.directions), read_npy(inp.array), inp.weights, params.edit, params.embeddings,
+        out.images,
         threads=threads, image_models=params.image_models)
     log.info("%d edits rendered", len(table))
     write_npy(latents, out.latents)
@@ -54,7 +56,8 @@ def interpolate_latents_job(inp, out, params) -> None:
     cfg = params.interpolation
     Path(out.images).mkdir(parents=True, exist_ok=True)
     projected = set(edits.latent_rows([read_parquet(t) for t in inp.tables], [])[0]["image_id"])
-    ends = edits.interpolation_pairs({Path(f).stem: f for f in inp.matches}, read_parquet(inp.index), projected,
+    ends = edits.interpolation_pairs({Path(f).stem: f for f in inp.matches}, read_parquet(inp.index),
+                                     projected,
                                      cfg["n_pairs"], cfg["n_identities"], seed=params.seed)
     latents, table = edits.interpolate(ends, inp.tables, inp.arrays, inp.weights, cfg["steps"], out.images,
                                        batch_size=params.edit["batch_size"], device=params.edit["device"])
@@ -72,9 +75,11 @@ def edit_summary_job(inp, out, params) -> None:
         truth = functools.partial(demo.edit_truth, directions=read_parquet(inp.planted),
                                   latent_truth=json.loads(Path(inp.truth).read_text())["latent"],
                                   outcomes=params.outcomes, treatment=params.treatment)
-    files = {e: (f"{inp.embeddings[2 * i]}", f"{inp.embeddings[2 * i + 1]}") for i, e in enumerate(params.embeddings)}
+    files = {e: (f"{inp.embeddings[2 * i]}", f"{inp.embeddings[2 * i + 1]}") for i,
+             e in enumerate(params.embeddings)}
     table, leakage = edits.summarise(
-        [read_parquet(f) for f in inp.edit_tables], [read_npy(f) for f in inp.edit_arrays], read_parquet(inp.index),
+        [read_parquet(f) for f in inp.edit_tables], [read_npy(f) for f in inp.edit_arrays],
+        read_parquet(inp.index),
         files, params.thresholds, truth_columns=truth,
         selection_latents=edits.latent_rows(*latent_shards(inp.tables, inp.arrays)))
     log.info("%d edits; leakage rows %d", len(table), len(leakage))
@@ -83,14 +88,16 @@ def edit_summary_job(inp, out, params) -> None:
 
 
 def edit_transects_job(inp, out, params) -> None:
-    """The edit_transects rule: outcomes along the treatment edit and the experimental effect with bootstrap CIs,
+    """The edit_transects rule: outcomes along the treatment edit and the experimental effect with bootstrap
+    CIs,
     beside the observational matched estimates."""
     table = read_parquet(inp.edits)
     truth = {}
     if "truth" in inp.keys():
         truth = {k: v for k, v in json.loads(Path(inp.truth).read_text()).items() if k != "latent"}
     outcomes = edit_metrics.measured_attributes(table, "outcome_before_")
-    transects = edit_metrics.transects(table, params.direction, outcomes, n_boot=params.n_boot, alpha=params.alpha,
+    transects = edit_metrics.transects(table, params.direction, outcomes, n_boot=params.n_boot,
+                                       alpha=params.alpha,
                                        random_state=params.seed, truth=truth)
     if inp.outcomes:
         transects = edit_metrics.with_observational(transects, read_parquet(inp.outcomes[0]))
@@ -120,5 +127,6 @@ def transects_figure_job(inp, out, params=None) -> None:
     constant by construction."""
     edits = read_parquet(inp.edits) if getattr(inp, "edits", None) else None
     boot = {"n_boot": params.n_boot, "alpha": params.alpha, "random_state": params.seed} if params else {}
-    write_parquet(edit_figures.transects_figure(read_parquet(inp.transects), out.pdf, out.png, edits=edits, **boot),
+    write_parquet(edit_figures.transects_figure(read_parquet(inp.transects), out.pdf, out.png, edits=edits,
+                                                **boot),
                   out.data)

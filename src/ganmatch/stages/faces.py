@@ -3,7 +3,8 @@
 One row per accepted (status "ok") face of the aligned shard tables. Besides the raw predictions
 (`ganmatch.faces.face_attributes.ATTRIBUTE_COLUMNS`, each with its confidence where the model gives one), the
 table carries binary proxies in the form `ganmatch.analysis.attributes.attributes_table` reads as predictions:
-`<name>_prob` for `male`, `young` and `frontal`, and `<name>_confidence` for the two model-based ones. They are noisy proxies; dataset
+`<name>_prob` for `male`, `young` and `frontal`, and `<name>_confidence` for the two model-based ones. They
+are noisy proxies; dataset
 labels, where present, take precedence in the attributes table.
 """
 
@@ -44,7 +45,8 @@ def proxy_columns(pred: pd.DataFrame, young_prob: np.ndarray, frontal_within: fl
 
 
 def race_columns(paths: list, weights: str, races: int = 7) -> pd.DataFrame:
-    """FairFace's race, race_prob, black_prob (+ black_confidence, the form the attributes stage reads) per face."""
+    """FairFace's race, race_prob, black_prob (+ black_confidence, the form the attributes stage reads) per
+    face."""
     from ganmatch.faces.fairface import predict_race
 
     table = predict_race(paths, weights=weights, races=races)
@@ -72,7 +74,8 @@ def face_attribute_table(shard_tables: Sequence[str], params: dict) -> pd.DataFr
 
         years = float(params["young_below"])
         pred = map_in_chunks(
-            lambda rows: predict_face_attributes([paths[i] for i in rows], raw_landmarks5=raw[rows], age_below=years),
+            lambda rows: predict_face_attributes([paths[i] for i in rows], raw_landmarks5=raw[rows],
+                                                 age_below=years),
             np.arange(len(paths)), Progress(len(paths), "face attributes"))
         young = pred.pop("age_below_prob").to_numpy()
     proxies = proxy_columns(pred, young, float(params["frontal_within"]))

@@ -42,8 +42,10 @@ def love_plot_job(inp, out, params=None) -> None:
 
 
 def propensity_overlap_job(inp, out, params) -> None:
-    """Overlap of the score the configured `propensity` method matched on (as it wrote it while matching); without
-    such a method, of a logistic regression of the treatment on the covariates. Every panel shows the same score."""
+    """Overlap of the score the configured `propensity` method matched on (as it wrote it while matching);
+    without
+    such a method, of a logistic regression of the treatment on the covariates. Every panel shows the same
+    score."""
     index, attributes = read_parquet(inp.index), read_parquet(inp.attributes)
     treated = with_treatment(index, attributes, params.treatment).set_index("image_id")[params.treatment]
     name, spec = params.score_method or None, params.score_spec
@@ -56,14 +58,16 @@ def propensity_overlap_job(inp, out, params) -> None:
         log.info("score: %s on %d images", label, len(scores))
     else:
         label = "P(treated | covariates), logistic regression"
-    data = figures.propensity_overlap(attributes, treated, params.covariates, read_named_parquets(inp.units), out.pdf,
+    data = figures.propensity_overlap(attributes, treated, params.covariates, read_named_parquets(inp.units),
+                                      out.pdf,
                                       out.png, treatment=params.treatment, scores=scores, score_label=label)
     write_parquet(data, out.data)
 
 
 def matched_pairs_job(inp, out, params) -> None:
     matches = pd.concat([read_parquet(f) for f in inp.matches], ignore_index=True)
-    data = figures.matched_pairs(matches, _aligned_paths(inp.aligned), out.pdf, out.png, treatment=params.treatment)
+    data = figures.matched_pairs(matches, _aligned_paths(inp.aligned), out.pdf, out.png,
+                                 treatment=params.treatment)
     write_parquet(data, out.data)
 
 
@@ -71,7 +75,8 @@ def distance_distributions_job(inp, out, params) -> None:
     identity = read_parquet(inp.index).set_index("image_id")["identity"]
     data = figures.distance_distributions(read_named_parquets(inp.neighbours), identity, out.pdf, out.png,
                                           thresholds=params.thresholds,
-                                          matching=figures.constraint_thresholds(getattr(params, "methods", {})))
+                                          matching=figures.constraint_thresholds(getattr(params, "methods",
+                                                                                         {})))
     write_parquet(data, out.data)
 
 
@@ -88,7 +93,8 @@ def projection_examples(table: pd.DataFrame, latents, aligned_paths: dict[str, s
                         n: int = 8) -> tuple[list[str], np.ndarray, np.ndarray]:
     """`n` projected images spread over PSNR (worst to best): their ids, originals and re-rendered latents.
 
-    `table`/`latents` are the concatenated latent shard tables and their latents in the same row order (an array,
+    `table`/`latents` are the concatenated latent shard tables and their latents in the same row order (an
+    array,
     or `embeddings.StackedRows` over the memory-mapped shards, so only the chosen rows are read).
     """
     from ganmatch.gan.render import render  # torch: only this figure's job needs the generator
@@ -106,17 +112,21 @@ def projection_examples(table: pd.DataFrame, latents, aligned_paths: dict[str, s
 def projection_quality_job(inp, out, params) -> None:
     tables, arrays = embeddings.latent_shards(inp.tables, inp.latents)
     table = pd.concat(tables, ignore_index=True)
-    ids, originals, recons = projection_examples(table, embeddings.StackedRows(arrays), _aligned_paths(inp.aligned),
+    ids, originals, recons = projection_examples(table, embeddings.StackedRows(arrays),
+                                                 _aligned_paths(inp.aligned),
                                                  inp.weights, n=params.n_examples)
-    label = figures.projection_loss_label(recons.shape[1], getattr(params, "perceptual", None))  # generator side
-    write_parquet(figures.projection_quality(table, ids, originals, recons, out.pdf, out.png, loss_label=label),
+    # generator side
+    label = figures.projection_loss_label(recons.shape[1], getattr(params, "perceptual", None))
+    write_parquet(figures.projection_quality(table, ids, originals, recons, out.pdf, out.png,
+                                             loss_label=label),
                   out.data)
 
 
 def outcomes_job(inp, out, params=None) -> None:
     """The forest plot; each method's units table gives its treated, controls and subclasses."""
     units = read_named_parquets(inp.units) if getattr(inp, "units", None) else None
-    write_parquet(figures.outcomes_forest(read_parquet(inp.outcomes), out.pdf, out.png, units=units), out.data)
+    write_parquet(figures.outcomes_forest(read_parquet(inp.outcomes), out.pdf, out.png, units=units),
+                  out.data)
 
 
 def _balance_flag(inp, method: str) -> str:
@@ -141,7 +151,8 @@ def released_matrices(index_path: str, matrices: dict | None) -> dict | None:
 
 
 def paper_comparison_job(inp, out, params) -> None:
-    """This run next to the paper's reported numbers (or the demo's planted truth): covariate means and nearest
+    """This run next to the paper's reported numbers (or the demo's planted truth): covariate means and
+    nearest
     neighbours of the compared method."""
     from ganmatch.report import paper_comparison
     from ganmatch.stages.matching import load_embeddings

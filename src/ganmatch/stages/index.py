@@ -60,7 +60,8 @@ def image_index(source: str, treatment: str, covariates: list[str], shard_size: 
         index = celeba_hq_index(spec["celeba_hq"], treatment, covariates, spec["seed"])
         where = "the CelebA-HQ index (celeba_hq block)"
     dataset.check_index(index, treatment, covariates, source=str(where),
-                        partial_labels=source == "folder")  # photos: the attributes stage predicts missing labels
+                        # photos: the attributes stage predicts missing labels
+                        partial_labels=source == "folder")
     return dataset.assign_shards(index, shard_size), rejected[REJECTED_COLUMNS].astype(str)
 
 
@@ -68,8 +69,10 @@ def index_images_job(inp, out, params) -> None:
     """The index_images checkpoint: the checked, sharded image index, and the files it leaves out with why."""
     from ganmatch.data.io import write_parquet
 
-    index, rejected = image_index(params.source, params.treatment, params.covariates, params.shard_size, params.spec,
+    index, rejected = image_index(params.source, params.treatment, params.covariates, params.shard_size,
+                                  params.spec,
                                   labels=inp.get("labels"), images=inp.get("images"))
-    log.info("%d images in %d shards; %d file(s) left out", len(index), index["shard"].max() + 1, len(rejected))
+    log.info("%d images in %d shards; %d file(s) left out", len(index), index["shard"].max() + 1,
+             len(rejected))
     write_parquet(rejected, out.rejected)
     write_parquet(index, out.index)

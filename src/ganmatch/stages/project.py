@@ -22,7 +22,8 @@ def train_encoder(weights: str, params: dict, seed: int = 0, threads: int | None
     if threads:
         torch.set_num_threads(threads)
     # the schema's project.encoder keys are LatentEncoder's parameters
-    return LatentEncoder(load_generator(weights), space=params["space"], random_state=seed, **params["encoder"]).fit()
+    return LatentEncoder(load_generator(weights), space=params["space"], random_state=seed,
+                         **params["encoder"]).fit()
 
 
 def objective_kwargs(params: dict) -> dict:
@@ -43,7 +44,8 @@ def project_shard(aligned: pd.DataFrame, weights: str, params: dict, seed: int =
                   threads: int | None = None, encoder: str | None = None) -> tuple[np.ndarray, pd.DataFrame]:
     """Latents (rows = the returned table's rows) and the per-image table for the accepted images.
 
-    With an `encoder` file (project.init: encoder) the projection starts from its predictions, else from mean w.
+    With an `encoder` file (project.init: encoder) the projection starts from its predictions, else from mean
+    w.
     """
     import torch
 
@@ -79,7 +81,8 @@ def project_shard_job(inp, out, params, threads: int | None = None) -> None:
 
     latents, table = project_shard(read_parquet(inp.table), inp.weights, params.project, seed=params.seed,
                                    threads=threads, encoder=inp.get("encoder"))
-    log.info("projected %d images, median PSNR %.1f dB", len(table), table["psnr"].median() if len(table) else float("nan"))
+    log.info("projected %d images, median PSNR %.1f dB", len(table),
+             table["psnr"].median() if len(table) else float("nan"))
     write_npy(latents, out.latents)
     write_parquet(table, out.table)
 
