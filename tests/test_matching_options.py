@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import ROOT
+from helpers import ROOT
 
 from ganmatch.errors import ConfigError
 from ganmatch.matching import MatchData, match

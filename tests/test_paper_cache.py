@@ -372,7 +372,7 @@ def test_placed_files_are_verified_and_a_missing_one_says_where_from(tmp_path):
 def test_paper_cache_workflow_on_synthetic_released_files(tmp_path):
     """The paper_cache config end to end with Snakemake on ~60 images, every file placed by hand."""
     import yaml
-    from conftest import copy_workflow, snakemake
+    from helpers import copy_workflow, snakemake
 
     work = copy_workflow(tmp_path / "work")
     rel = synthetic_release(work / "resources/paper_cache")
@@ -438,7 +438,7 @@ def test_paper_cache_workflow_on_synthetic_released_files(tmp_path):
 
 def test_start_up_checks_name_the_key():
     import yaml
-    from conftest import ROOT
+    from helpers import ROOT
 
     from ganmatch.settings.checks import paper_cache_problems
     from ganmatch.settings.config import fill_defaults
@@ -476,7 +476,7 @@ def test_smallest_k_is_exact_with_many_ties():
 def test_benchmark_runs_small_and_deletes_its_matrix(tmp_path):
     import sys
 
-    from conftest import ROOT
+    from helpers import ROOT
 
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import paper_cache as bench

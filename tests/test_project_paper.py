@@ -277,7 +277,7 @@ def test_paper_projection_lowers_the_distance(gen, targets):
 # ------------------------------------------------------------------------------ config and stage plumbing
 
 def test_schema_defaults_are_the_reference_values_and_reach_the_projector():
-    from conftest import schema_block
+    from helpers import schema_block
 
     from ganmatch.stages.project import objective_kwargs
 
@@ -297,7 +297,7 @@ def test_schema_defaults_are_the_reference_values_and_reach_the_projector():
 
 def test_shard_stage_projects_with_the_paper_objective(gen, targets, tmp_path):
     import pandas as pd
-    from conftest import schema_block
+    from helpers import schema_block
 
     from ganmatch.data import io
     from ganmatch.gan.weights import save_generator
