@@ -29,6 +29,10 @@ BIAS_COLUMNS = ["sample", "stat", "group", "value", "ci_low", "ci_high", "n", "p
 # ----------------------------------------------------------------------------------------------------------
 # small helpers
 
+# a difference row's numbers, in the order of its columns
+DIFFERENCE_FIELDS = ("estimate", "n_pairs", "ci_low", "ci_high", "p_value")
+
+
 def outcome_kind(y) -> str:
     """'binary' if every non-missing value is 0 or 1 (or a bool), else 'numeric'."""
     values = pd.Series(y).dropna()
@@ -608,16 +612,7 @@ def verification_bias(
                     else np.where(np.isnan(y), np.nan, (y < threshold).astype(float))
                 )
                 res = weighted_estimate(yy, t, w, cl, str(u["estimand"].iloc[0]), n_boot, alpha, random_state)
-                add(
-                    name,
-                    stat,
-                    "difference",
-                    res["estimate"],
-                    res["n_pairs"],
-                    res["ci_low"],
-                    res["ci_high"],
-                    res["p_value"],
-                )
+                add(name, stat, "difference", *(res[k] for k in DIFFERENCE_FIELDS))
             continue
         y_t, y_c, w, cl = paired_outcomes(pairs, distance)
         _distribution_rows(add, name, "treated", y_t, w, threshold)
@@ -630,16 +625,7 @@ def verification_bias(
                 else ((y_t < threshold).astype(float), (y_c < threshold).astype(float))
             )
             res = matched_estimate(a, b, w, cl, kind, n_boot=n_boot, alpha=alpha, random_state=random_state)
-            add(
-                name,
-                stat,
-                "difference",
-                res["estimate"],
-                res["n_pairs"],
-                res["ci_low"],
-                res["ci_high"],
-                res["p_value"],
-            )
+            add(name, stat, "difference", *(res[k] for k in DIFFERENCE_FIELDS))
     return pd.DataFrame(rows, columns=BIAS_COLUMNS)
 
 
