@@ -696,7 +696,7 @@ def test_neighbour_quality_measures_attribute_mismatch_as_the_paper_table(tmp_pa
     """The attribute mismatch the paper's table (and paper_comparison's) reports is among all images: the
     figure
     draws exactly those numbers, labelled so, beside the other-group mismatch."""
-    from ganmatch.analysis.distances import retrieval_quality_table
+    from ganmatch.analysis.retrieval import retrieval_quality_table
     from ganmatch.report.paper_comparison import neighbour_comparison
 
     nb = {"gan": _neighbours(sample, 1.0)}

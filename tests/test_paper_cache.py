@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from test_matching_reference import random_case
 
-from ganmatch.analysis import distances
+from ganmatch.analysis import distances, neighbours
 from ganmatch.analysis.matrices import DistanceMatrix, matrix_knn, matrix_neighbour_table, open_matrix
 from ganmatch.errors import InputDataError
 from ganmatch.matching import MatchData, match
@@ -74,7 +74,7 @@ def test_matrix_neighbours_equal_the_embedding_neighbours(tmp_path, block_bytes)
     X[7] = X[3]  # ties
     treated = (rng.random(60) < 0.4).astype(int)
     ids = np.array([f"{i:05d}" for i in range(60)])
-    want = distances.neighbour_table(ids, X, k=5, treated=treated)
+    want = neighbours.neighbour_table(ids, X, k=5, treated=treated)
     got = matrix_neighbour_table(
         ids, mapped(save_matrix(tmp_path / "m.npy", X)), k=5, treated=treated, block_bytes=block_bytes
     )
@@ -406,7 +406,7 @@ def test_paper_cache_workflow_on_synthetic_released_files(tmp_path):
     assert ours["penalised"].tolist() == [p[5] for p in rel["run"].pairs]
     # kNN read from the memory-mapped matrix equals the kNN of the embedding the matrix was made from
     ids = np.array([f"{i:05d}" for i in range(rel["n"])])
-    want = distances.neighbour_table(ids, rel["X"], k=10, treated=rel["gender"])
+    want = neighbours.neighbour_table(ids, rel["X"], k=10, treated=rel["gender"])
     got = pd.read_parquet(res / "neighbours/gan.parquet")
     assert got[["query", "neighbour", "rank", "scope"]].equals(want[["query", "neighbour", "rank", "scope"]])
     lock = (work / "resources/paper_cache/downloads.lock.json").read_text()

@@ -172,7 +172,7 @@ def matrix_knn(
 def matrix_neighbour_table(
     ids, D: DistanceMatrix, k: int, treated: np.ndarray | None = None, block_bytes: int = BLOCK_BYTES
 ) -> pd.DataFrame:
-    """The neighbours table (`ganmatch.analysis.distances.neighbour_table`'s columns: query, neighbour,
+    """The neighbours table (`ganmatch.analysis.neighbours.neighbour_table`'s columns: query, neighbour,
     distance float32, rank, scope all/cross) of a precomputed matrix instead of an embedding, in one pass
     over its rows."""
     ids = np.asarray(ids).astype(str)

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ganmatch.data.safe_pickle import RestrictedUnpickler
 from ganmatch.errors import DownloadError, InputDataError
 
 DERIVED = {"black": ("race4_pred", "Black")}
@@ -158,7 +159,7 @@ def read_latents(path: str | os.PathLike, n: int, reduce: str | None = "mean") -
     return out
 
 
-class _ReleasedUnpickler(pickle.Unpickler):
+class _ReleasedUnpickler(RestrictedUnpickler):
     """Unpickles only what the released match files hold (pandas frames and indexes, numpy arrays and
     scalars): any other class named in the file is refused, so a tampered file cannot run code."""
 
@@ -195,7 +196,7 @@ class _ReleasedUnpickler(pickle.Unpickler):
             raise pickle.UnpicklingError(f"refused to load {module}.{name}")
         if module == "numpy.core.multiarray" and hasattr(np, "_core"):
             module = "numpy._core.multiarray"
-        return super().find_class(module, name)
+        return self.resolve(module, name)
 
 
 def read_released_pickle(path: str | os.PathLike):

@@ -82,7 +82,7 @@ def load_lpips_vgg(vgg_weights: str | None, lpips_weights: str | None, allow_ran
 
     Without files, `allow_random=True` gives seeded random weights of the same architecture (tests, timing).
     """
-    from ganmatch.gan.weights import load_state_dict_file
+    from ganmatch.data.tensors import load_state_dict_file
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(random_state)

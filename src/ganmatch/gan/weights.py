@@ -15,7 +15,6 @@ from __future__ import annotations
 import collections
 import io
 import os
-import pickle
 import re
 import zipfile
 from pathlib import Path
@@ -24,6 +23,7 @@ import numpy as np
 import torch
 
 from ganmatch.data.io import atomic_path
+from ganmatch.data.safe_pickle import RestrictedUnpickler
 from ganmatch.data.tensors import read_checkpoint
 from ganmatch.errors import WeightsError
 from ganmatch.gan.stylegan2 import Generator
@@ -208,7 +208,7 @@ SAFE_GLOBALS = {
 }
 
 
-class OfficialUnpickler(pickle.Unpickler):
+class OfficialUnpickler(RestrictedUnpickler):
     """Unpickler that resolves only `SAFE_GLOBALS` (plus torch dtypes) and refuses everything else."""
 
     def find_class(self, module: str, name: str):
