@@ -181,7 +181,7 @@ def test_download_rules_and_index_against_a_local_server(tmp_path, server):
     shutil.copy(tmp_path / "list_attr_celeba.txt", www)
     (www / "gen.pkl").write_bytes(b"not really a generator")
     (www / "facenet.pt").write_bytes(b"not really facenet")
-    for name in ("casia.pt", "vgg16.pth", "fairface.pt"):  # the paper's other weights (issue 15)
+    for name in ("casia.pt", "vgg16.pth", "fairface.pt", "lpips.pth"):  # the paper's other weights
         (www / name).write_bytes(f"not really {name}".encode())
     for i in range(N):
         shutil.copy(tmp_path / "png" / f"{i:05d}.png", www)
@@ -191,7 +191,8 @@ def test_download_rules_and_index_against_a_local_server(tmp_path, server):
                       "sources": [url]},
         "downloads": {"retries": 1, "timeout": 5, "files": {
             "celeba_attributes": {"urls": [f"{url}/list_attr_celeba.txt"], "md5": attr_md5},
-            "stylegan2_ffhq256": {"urls": [f"{url}/gen.pkl"]},
+            "stylegan2_ffhq_config_f": {"urls": [f"{url}/gen.pkl"]},
+            "lpips_vgg": {"urls": [f"{url}/lpips.pth"], "sha256": None},  # stand-in bytes, not the real hash
             "facenet_vggface2": {"urls": [f"{url}/facenet.pt"]},
             "facenet_casia": {"urls": [f"{url}/casia.pt"]},
             "vgg16": {"urls": [f"{url}/vgg16.pth"]},
@@ -203,11 +204,12 @@ def test_download_rules_and_index_against_a_local_server(tmp_path, server):
               "results/celeba_hq/images.parquet")
     raw = work / "resources/celeba_hq"
     assert hashlib.md5((raw / "list_attr_celeba.txt").read_bytes()).hexdigest() == attr_md5
-    weights = work / "resources/celeba_hq/weights/stylegan2-ada-ffhq256.pkl"
+    weights = work / "resources/celeba_hq/weights/stylegan2-ffhq-config-f.pkl"
     assert weights.read_bytes() == b"not really a generator"
     lock = (work / "resources/celeba_hq/downloads.lock.json").read_text()
-    assert "weights/stylegan2-ada-ffhq256.pkl" in lock and "weights/20180402-114759-vggface2.pt" in lock
-    for name in ("20180408-102900-casia-webface.pt", "vgg16-397923af.pth", "fairface_alldata_20191111.pt"):
+    assert "weights/stylegan2-ffhq-config-f.pkl" in lock and "weights/20180402-114759-vggface2.pt" in lock
+    for name in ("20180408-102900-casia-webface.pt", "vgg16-397923af.pth", "fairface_alldata_20191111.pt",
+                 "lpips-v0.1-vgg.pth"):
         assert f"weights/{name}" in lock, name
     fetch = pd.read_parquet(raw / "images_fetch.parquet")
     assert (fetch["status"] == "ok").all() and len(fetch) == N

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import ast
 import copy
 import re
 import shutil
@@ -124,10 +125,15 @@ def test_rules_and_stages_have_no_fallback_defaults():
 
 
 def test_every_script_is_one_call_into_a_stage_adapter():
+    """After its docstring and imports, a script is `script_logging(snakemake)` and one `<stage>_job(...)`."""
     for path in sorted((ROOT / "workflow/scripts").glob("*.py")):
-        code = [line for line in path.read_text().splitlines() if line and not line.startswith(("#", '"""'))]
-        calls = [line for line in code if not line.startswith(("from ", "import ", "script_logging("))]
-        assert len(calls) == 1 and re.match(r"\w+_job\(", calls[0]), (path.name, calls)
+        body = ast.parse(path.read_text()).body
+        rest = [node for node in body if not isinstance(node, (ast.Import, ast.ImportFrom))
+                and not (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant))]
+        names = [ast.unparse(node.value.func) if isinstance(node, ast.Expr)
+                 and isinstance(node.value, ast.Call) else ast.unparse(node) for node in rest]
+        calls = [name for name in names if name != "script_logging"]
+        assert len(calls) == 1 and re.fullmatch(r"\w+_job", calls[0]), (path.name, names)
 
 
 def test_ganmatch_plan_prints_the_run_plan_and_names_bad_keys(capsys, monkeypatch, tmp_path):

@@ -1,5 +1,4 @@
-"""Download one configured file (CelebA annotations, GAN or face-recognition weights): resumable, retried,
-verified."""
+"""Download one configured file (annotations or weights): resumable, retried, verified."""
 
 from ganmatch.logs import script_logging
 from ganmatch.stages.download import download_file_job

@@ -1,5 +1,4 @@
-"""|Mean difference| (cobalt's: standardised, or raw for binary covariates) per covariate before and after
-every method."""
+"""|Mean difference| (cobalt's: standardised, or raw if binary) per covariate before and after each method."""
 
 from ganmatch.logs import script_logging
 from ganmatch.stages.figures import love_plot_job

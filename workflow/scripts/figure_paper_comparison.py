@@ -1,5 +1,4 @@
-"""This run next to the paper's reported numbers (or the demo's planted truth): covariate means and nearest
-neighbours."""
+"""This run next to the paper's numbers (or the demo's planted truth): covariate means and neighbours."""
 
 from ganmatch.logs import script_logging
 from ganmatch.stages.figures import paper_comparison_job
