@@ -135,7 +135,7 @@ def test_corrected_semantics_differs_where_documented():
 
 def test_reference_settings_that_do_not_exist_there_are_refused():
     data = quirk_case()
-    for kw in ({"mode": "hard"}, {"caliper": 1.0}, {"min_photos": 3}, {"reference_embedding": None}):
+    for kw in ({"mode": "hard"}, {"max_cost": 1.0}, {"min_photos": 3}, {"reference_embedding": None}):
         with pytest.raises(ConfigError, match="semantics 'reference'"):
             run(data, **kw)
     with pytest.raises(ConfigError, match="semantics must be"):

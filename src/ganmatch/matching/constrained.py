@@ -75,7 +75,7 @@ def match_greedy_constrained(data: MatchData, embedding: str = "gan", metric: st
                              threshold: float = 0.6, mode: str = "penalty", penalty: float = 1e6,
                              reference_embedding: str | None = "vgg", reference_metric: str = "euclidean",
                              reference_exclude: dict | None = None, reference_gap: tuple = (1e-2, 1e6),
-                             min_photos: int = 2, n_pairs: int | None = 1200, caliper: float | None = None,
+                             min_photos: int = 2, n_pairs: int | None = 1200, max_cost: float | None = None,
                              k: int = 100, random_state: int | None = None, semantics: str = "reference",
                              skip_cost: float = 1e5) -> MatchResult:
     """The reference study's greedy constrained matching, driven by neighbour lists and a heap.
@@ -85,7 +85,7 @@ def match_greedy_constrained(data: MatchData, embedding: str = "gan", metric: st
     reference, references among all other photos, a pair whose closest reference gap falls outside
     `reference_gap` skipped for that iteration and demoted to `skip_cost`, `n_pairs` iterations at most,
     ties row-major over (controls x treated). It needs mode "penalty", a reference embedding, `min_photos`
-    2 and no caliper.
+    2 and no `max_cost`.
 
     `semantics="corrected"` is the cleaned-up reading below (references must pass `reference_exclude`, a
     pair without admissible references is never matched, skips do not use up the `n_pairs` budget, ties go
@@ -101,7 +101,8 @@ def match_greedy_constrained(data: MatchData, embedding: str = "gan", metric: st
       (ties: lower positions). `reference_embedding=None` takes the first reference of each side.
     - repeat: take the admissible pair of live images with the smallest cost (ties: lower treated, then
       control position); record it; remove every image of both identities. Stop after `n_pairs` pairs,
-      when the cost exceeds `caliper`, or when no admissible pair is left.
+      when the cost (D plus any penalty) exceeds `max_cost`, or when no admissible pair is left. `max_cost`
+      caps that cost, not a distance as MatchIt's caliper does, hence its own name.
     Pairs whose constraint distance exceeds the threshold are flagged `penalised`; `distance` is D.
     """
     if mode not in ("penalty", "hard"):
@@ -133,7 +134,7 @@ def match_greedy_constrained(data: MatchData, embedding: str = "gan", metric: st
             semantics,
             mode,
             min_photos,
-            caliper,
+            max_cost,
             threshold,
             penalty,
             skip_cost,
@@ -149,7 +150,7 @@ def match_greedy_constrained(data: MatchData, embedding: str = "gan", metric: st
         check_threshold_scale(F, constraint_metric, codes, threshold, constraint_embedding)
     ref_ok, warn = reference_eligible(data, reference_exclude)
     if semantics == "reference":
-        _check_reference_params(mode, R, min_photos, caliper)
+        _check_reference_params(mode, R, min_photos, max_cost)
         run = reference_pairs(
             X,
             F,
@@ -199,9 +200,9 @@ def match_greedy_constrained(data: MatchData, embedding: str = "gan", metric: st
         threshold,
         penalty if mode == "penalty" else None,
     )
-    out = search.run(n_pairs, caliper)
+    out = search.run(n_pairs, max_cost)
     info = {
-        "caliper": search.cost_cap,
+        "max_cost": search.cost_cap,
         "metric": metric,
         "k": k,
         "mode": mode,
@@ -333,10 +334,10 @@ class _ConstrainedHeap:
                 self.heap, (h[0] + (self.extra_cost if stream == 1 else 0.0), t, h[1], stream, h[0])
             )
 
-    def run(self, n_pairs: int | None, caliper: float | None) -> list[tuple]:
+    def run(self, n_pairs: int | None, max_cost: float | None) -> list[tuple]:
         """(treated, control, distance, treated_ref, control_ref, penalised, gap) per pair, in matching
         order."""
-        self.cost_cap = np.inf if caliper is None else float(caliper)
+        self.cost_cap = np.inf if max_cost is None else float(max_cost)
         for t in range(len(self.t_idx)):
             if not self.selectable[self.t_idx[t]]:
                 continue
@@ -365,7 +366,7 @@ class _ConstrainedHeap:
         return out
 
 
-def reference_semantics_problems(mode: str, has_reference: bool, min_photos: int, caliper) -> dict[str, str]:
+def reference_semantics_problems(mode: str, has_reference: bool, min_photos: int, max_cost) -> dict[str, str]:
     """{parameter: why} for settings that have no meaning in the reference study's loop (semantics
     'reference');
     the start-up check (`ganmatch.settings.checks`) and the matcher both refuse them."""
@@ -380,14 +381,14 @@ def reference_semantics_problems(mode: str, has_reference: bool, min_photos: int
         bad["min_photos"] = (
             f"min_photos {min_photos} (the reference's rule is fixed: single-photo identities only)"
         )
-    if caliper is not None:
-        bad["caliper"] = f"caliper {caliper} (the reference has none)"
+    if max_cost is not None:
+        bad["max_cost"] = f"max_cost {max_cost} (the reference has no cost cap)"
     return bad
 
 
-def _check_reference_params(mode: str, R, min_photos: int, caliper) -> None:
+def _check_reference_params(mode: str, R, min_photos: int, max_cost) -> None:
     """Settings that have no meaning in the reference study's loop stop the run instead of being ignored."""
-    bad = reference_semantics_problems(mode, R is not None, min_photos, caliper)
+    bad = reference_semantics_problems(mode, R is not None, min_photos, max_cost)
     if bad:
         raise ConfigError(
             "greedy_constrained with semantics 'reference' cannot take "
@@ -435,7 +436,7 @@ def _reference_result(data: MatchData, embedding: str, run: ReferenceRun, warn: 
     ids = data.ids
     info = {
         **info,
-        "caliper": np.inf,
+        "max_cost": np.inf,
         "n_selectable_treated": run.n_selectable[0],
         "n_selectable_control": run.n_selectable[1],
         "n_constant_rows": run.n_constant,
@@ -472,7 +473,7 @@ def _on_matrices(
     semantics,
     mode,
     min_photos,
-    caliper,
+    max_cost,
     threshold,
     penalty,
     skip_cost,
@@ -506,7 +507,7 @@ def _on_matrices(
             "greedy_constrained on distance matrices runs the reference study's rules only: "
             "set matching.methods.<name>.semantics: reference."
         )
-    _check_reference_params(mode, mats.get("reference_embedding"), min_photos, caliper)
+    _check_reference_params(mode, mats.get("reference_embedding"), min_photos, max_cost)
     ref_ok, warn = reference_eligible(data, reference_exclude)
     codes = pd.factorize(data.identity)[0]
     run = matrix_reference_pairs(

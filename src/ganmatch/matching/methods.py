@@ -53,6 +53,10 @@ from ganmatch.matching.subclass import cem_subclasses, exact_subclasses, quantil
 
 REQUIRED = object()
 
+# parameters renamed, per method: old spelling -> new name (refused with the new name, at start-up and here).
+# greedy_constrained's cap is on its cost (distance + penalty), not on a distance as MatchIt's caliper.
+RENAMED = {"greedy_constrained": {"caliper": "max_cost"}}
+
 DISTANCE = {"distance": REQUIRED, "embedding": None, "metric": "euclidean", "covariates": None,
             "link": "logit",
             "penalty": "none", "C": 1.0, "l1_ratio": 0.5, "n_estimators": 500, "standardize": True,
@@ -109,6 +113,10 @@ def match(method: str, data: MatchData, **params) -> MatchResult:
     """Run `method` on `data` with its parameters (a config block minus `method`): MatchIt's matchit()."""
     accepted = method_parameters(method)
     unknown = sorted(set(params) - set(accepted))
+    renamed = {k: v for k, v in RENAMED.get(method, {}).items() if k in unknown}
+    if renamed:
+        raise ConfigError(f"matching method '{method}': " + "; ".join(
+            f"'{old}' is now '{new}'" for old, new in renamed.items()) + ".")
     if unknown:
         raise ConfigError(f"matching method '{method}' does not take {unknown}; it takes {sorted(accepted)}.")
     missing = sorted(k for k, v in accepted.items() if v is REQUIRED and params.get(k) is None)
