@@ -14,6 +14,7 @@ from test_matching_reference import random_case
 
 from ganmatch.analysis import distances
 from ganmatch.analysis.matrices import DistanceMatrix, matrix_knn, matrix_neighbour_table, open_matrix
+from ganmatch.analysis.neighbours import neighbour_table
 from ganmatch.errors import InputDataError
 from ganmatch.matching import MatchData, match
 from ganmatch.matching.matrix_rules import matrix_reference_pairs
@@ -74,7 +75,7 @@ def test_matrix_neighbours_equal_the_embedding_neighbours(tmp_path, block_bytes)
     X[7] = X[3]  # ties
     treated = (rng.random(60) < 0.4).astype(int)
     ids = np.array([f"{i:05d}" for i in range(60)])
-    want = distances.neighbour_table(ids, X, k=5, treated=treated)
+    want = neighbour_table(ids, X, k=5, treated=treated)
     got = matrix_neighbour_table(
         ids, mapped(save_matrix(tmp_path / "m.npy", X)), k=5, treated=treated, block_bytes=block_bytes
     )
@@ -372,7 +373,7 @@ def test_placed_files_are_verified_and_a_missing_one_says_where_from(tmp_path):
 def test_paper_cache_workflow_on_synthetic_released_files(tmp_path):
     """The paper_cache config end to end with Snakemake on ~60 images, every file placed by hand."""
     import yaml
-    from conftest import copy_workflow, snakemake
+    from helpers import copy_workflow, snakemake
 
     work = copy_workflow(tmp_path / "work")
     rel = synthetic_release(work / "resources/paper_cache")
@@ -406,7 +407,7 @@ def test_paper_cache_workflow_on_synthetic_released_files(tmp_path):
     assert ours["penalised"].tolist() == [p[5] for p in rel["run"].pairs]
     # kNN read from the memory-mapped matrix equals the kNN of the embedding the matrix was made from
     ids = np.array([f"{i:05d}" for i in range(rel["n"])])
-    want = distances.neighbour_table(ids, rel["X"], k=10, treated=rel["gender"])
+    want = neighbour_table(ids, rel["X"], k=10, treated=rel["gender"])
     got = pd.read_parquet(res / "neighbours/gan.parquet")
     assert got[["query", "neighbour", "rank", "scope"]].equals(want[["query", "neighbour", "rank", "scope"]])
     lock = (work / "resources/paper_cache/downloads.lock.json").read_text()
@@ -438,7 +439,7 @@ def test_paper_cache_workflow_on_synthetic_released_files(tmp_path):
 
 def test_start_up_checks_name_the_key():
     import yaml
-    from conftest import ROOT
+    from helpers import ROOT
 
     from ganmatch.settings.checks import paper_cache_problems
     from ganmatch.settings.config import fill_defaults
@@ -476,7 +477,7 @@ def test_smallest_k_is_exact_with_many_ties():
 def test_benchmark_runs_small_and_deletes_its_matrix(tmp_path):
     import sys
 
-    from conftest import ROOT
+    from helpers import ROOT
 
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import paper_cache as bench
