@@ -12,7 +12,7 @@ import pandas as pd
 from ganmatch.analysis import distances
 from ganmatch.analysis.matrices import DistanceMatrix
 from ganmatch.errors import ConfigError, InputDataError
-from ganmatch.matching.data import MatchData, MatchResult, make_result, split_groups
+from ganmatch.matching.data import MatchData, MatchResult, PairRecord, make_result, split_groups
 from ganmatch.matching.greedy import CrossLists
 from ganmatch.matching.reference_rules import ReferenceRun, reference_pairs
 
@@ -210,21 +210,14 @@ def match_greedy_constrained(data: MatchData, embedding: str = "gan", metric: st
         "semantics": semantics,
         "n_selectable_treated": int(selectable[t_idx].sum()),
         "n_selectable_control": int(selectable[c_idx].sum()),
-        "n_penalised": int(sum(o[5] for o in out)),
+        "n_penalised": int(sum(o.penalised for o in out)),
         "n_refills": lists.n_refills,
         "warnings": warn,
     }
     if n_pairs is not None and len(out) < n_pairs:
         warn.append(f"greedy_constrained: found {len(out)} admissible pairs of the {n_pairs} asked for.")
         warnings.warn(warn[-1], stacklevel=3)
-    cols = list(zip(*out, strict=True)) if out else [[]] * 7
-    extra = {
-        "treated_ref": data.ids[np.asarray(cols[3], np.int64)],
-        "control_ref": data.ids[np.asarray(cols[4], np.int64)],
-        "penalised": np.asarray(cols[5], bool),
-        "reference_gap": np.asarray(cols[6], np.float64),
-    }
-    return make_result(data, "greedy_constrained", embedding, cols[0], cols[1], cols[2], info, extra=extra)
+    return _pairs_result(data, embedding, out, info)
 
 
 # ---------------------------------------------------------------- the parts: eligibility, candidate lists,
@@ -334,9 +327,8 @@ class _ConstrainedHeap:
                 self.heap, (h[0] + (self.extra_cost if stream == 1 else 0.0), t, h[1], stream, h[0])
             )
 
-    def run(self, n_pairs: int | None, max_cost: float | None) -> list[tuple]:
-        """(treated, control, distance, treated_ref, control_ref, penalised, gap) per pair, in matching
-        order."""
+    def run(self, n_pairs: int | None, max_cost: float | None) -> list[PairRecord]:
+        """The pairs in matching order."""
         self.cost_cap = np.inf if max_cost is None else float(max_cost)
         for t in range(len(self.t_idx)):
             if not self.selectable[self.t_idx[t]]:
@@ -359,7 +351,9 @@ class _ConstrainedHeap:
                 self.push(t, stream)
                 continue
             rt, rc, gap = self.refs.pair(int(self.t_idx[t]), int(self.c_idx[c]))
-            out.append((self.t_idx[t], self.c_idx[c], d, rt, rc, stream == 1 and self.F is not None, gap))
+            out.append(PairRecord(treated=self.t_idx[t], control=self.c_idx[c], distance=d, treated_ref=rt,
+                                  control_ref=rc, penalised=stream == 1 and self.F is not None,
+                                  reference_gap=gap))
             for g in (self.codes[self.t_idx[t]], self.codes[self.c_idx[c]]):
                 self.id_alive[g] = False
             self.alive_c &= self.id_alive[c_codes]
@@ -440,7 +434,7 @@ def _reference_result(data: MatchData, embedding: str, run: ReferenceRun, warn: 
         "n_selectable_treated": run.n_selectable[0],
         "n_selectable_control": run.n_selectable[1],
         "n_constant_rows": run.n_constant,
-        "n_penalised": int(sum(p[5] for p in run.pairs)),
+        "n_penalised": int(sum(p.penalised for p in run.pairs)),
         "n_skipped": len(run.skipped),
         "iterations": run.iterations,
         "n_refills": run.n_refills,
@@ -454,14 +448,24 @@ def _reference_result(data: MatchData, embedding: str, run: ReferenceRun, warn: 
             f"of the {n_pairs} allowed ({len(run.skipped)} skipped for their reference gap)."
         )
         warnings.warn(warn[-1], stacklevel=3)
-    cols = list(zip(*run.pairs, strict=True)) if run.pairs else [[]] * 7
+    return _pairs_result(data, embedding, run.pairs, info)
+
+
+def _pairs_result(data: MatchData, embedding: str, pairs: list[PairRecord], info: dict) -> MatchResult:
+    """The matches table of the constrained matchers' pairs, in matching order."""
+    ids = data.ids
+
+    def col(name: str, dtype):
+        return np.asarray([getattr(p, name) for p in pairs], dtype)
+
     extra = {
-        "treated_ref": ids[np.asarray(cols[2], np.int64)],
-        "control_ref": ids[np.asarray(cols[3], np.int64)],
-        "penalised": np.asarray(cols[5], bool),
-        "reference_gap": np.asarray(cols[6], np.float64),
+        "treated_ref": ids[col("treated_ref", np.int64)],
+        "control_ref": ids[col("control_ref", np.int64)],
+        "penalised": col("penalised", bool),
+        "reference_gap": col("reference_gap", np.float64),
     }
-    return make_result(data, "greedy_constrained", embedding, cols[0], cols[1], cols[4], info, extra=extra)
+    return make_result(data, "greedy_constrained", embedding, col("treated", np.int64),
+                       col("control", np.int64), col("distance", np.float64), info, extra=extra)
 
 
 def _on_matrices(
