@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import heapq
 import warnings
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -15,6 +16,9 @@ from ganmatch.errors import ConfigError, InputDataError
 from ganmatch.matching.data import MatchData, MatchResult, PairRecord, make_result, split_groups
 from ganmatch.matching.greedy import CrossLists
 from ganmatch.matching.reference_rules import ReferenceRun, reference_pairs
+
+if TYPE_CHECKING:
+    from ganmatch.matching.distance import DistanceMeasure
 
 
 class _References:
@@ -77,7 +81,8 @@ def match_greedy_constrained(data: MatchData, embedding: str = "gan", metric: st
                              reference_exclude: dict | None = None, reference_gap: tuple = (1e-2, 1e6),
                              min_photos: int = 2, n_pairs: int | None = 1200, max_cost: float | None = None,
                              k: int = 100, random_state: int | None = None, semantics: str = "reference",
-                             skip_cost: float = 1e5) -> MatchResult:
+                             skip_cost: float = 1e5, *,
+                             measure: DistanceMeasure | None = None) -> MatchResult:
     """The reference study's greedy constrained matching, driven by neighbour lists and a heap.
 
     `semantics="reference"` (default) reproduces csinva/matching-with-gans pair for pair, quirks included
@@ -104,6 +109,8 @@ def match_greedy_constrained(data: MatchData, embedding: str = "gan", metric: st
       when the cost (D plus any penalty) exceeds `max_cost`, or when no admissible pair is left. `max_cost`
       caps that cost, not a distance as MatchIt's caliper does, hence its own name.
     Pairs whose constraint distance exceeds the threshold are flagged `penalised`; `distance` is D.
+    `measure`: the distance step's result for `embedding` (`distance.distance_measure`, as every distance
+    method's); None reads the embedding's rows here (a released distance matrix is read as it is).
     """
     if mode not in ("penalty", "hard"):
         raise ConfigError(f"greedy_constrained: mode must be 'penalty' or 'hard', got '{mode}'.")
@@ -142,7 +149,10 @@ def match_greedy_constrained(data: MatchData, embedding: str = "gan", metric: st
             n_pairs,
             k,
         )
-    X = data.embedding(embedding)
+    if measure is not None:
+        X, metric = measure.features(), measure.metric
+    else:
+        X = data.embedding(embedding)
     F = data.embedding(constraint_embedding) if constraint_embedding else None
     R = data.embedding(reference_embedding) if reference_embedding else None
     codes = pd.factorize(data.identity)[0]
