@@ -222,7 +222,7 @@ def case_dense(n: int, n_pairs: int) -> dict:
         warnings.simplefilter("ignore")
         res = match("greedy_constrained", data, n_pairs=n_pairs, semantics="reference")
     sec = time.perf_counter() - t
-    want = [(ids[p[0]], ids[p[1]], ids[p[2]], ids[p[3]]) for p in ref.pairs]
+    want = [(ids[p.treated], ids[p.control], ids[p.treated_ref], ids[p.control_ref]) for p in ref.pairs]
     got = list(zip(res.pairs.treated_id, res.pairs.control_id, res.pairs.treated_ref, res.pairs.control_ref,
                    strict=True))
     return {"case": "dense_reference", "n": n, "dim": "512/128/256", "seconds": sec_dense,

@@ -85,7 +85,7 @@ def run_case(case: str, path: str, meta: str) -> dict:
         run = matrix_reference_pairs(D, D, D, treated, codes, ~glasses, threshold=thr, n_pairs=1200, k=100)
         out.update(
             pairs=len(run.pairs),
-            penalised=int(sum(p[5] for p in run.pairs)),
+            penalised=int(sum(p.penalised for p in run.pairs)),
             skipped=len(run.skipped),
             refills=run.n_refills,
             threshold=round(thr, 4),

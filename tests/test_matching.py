@@ -195,6 +195,36 @@ def test_greedy_constrained_known_answer():
     assert ("i0", "i2") not in pairs_of(res)
 
 
+def test_greedy_constrained_max_cost_caps_the_cost_not_the_distance():
+    data = constrained_case()
+    kw = {"semantics": "corrected", "threshold": 0.6, "n_pairs": 5, "reference_gap": (0.0, 10.0)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        # (i5, i8) has distance 0.1 but cost 0.1 + 1e6 (penalised): a cap of 1 on the cost drops it
+        capped = match("greedy_constrained", data, max_cost=1.0, **kw)
+    assert pairs_of(capped) == [("i0", "i2")] and capped.info["max_cost"] == 1.0
+    assert pairs_of(match("greedy_constrained", data, max_cost=2e6, **kw)) == [("i0", "i2"), ("i5", "i8")]
+    with pytest.raises(ConfigError, match="'caliper' is now 'max_cost'"):
+        match("greedy_constrained", data, caliper=1.0, **kw)
+
+
+def test_greedy_constrained_goes_through_the_distance_step():
+    from ganmatch.matching.constrained import match_greedy_constrained
+    from ganmatch.matching.distance import distance_measure
+
+    data = constrained_case()
+    kw = {"semantics": "corrected", "threshold": 0.6, "n_pairs": 5, "reference_gap": (0.0, 10.0)}
+    res = match("greedy_constrained", data, **kw)
+    # the distance step ran (nothing discarded on an embedding distance) and its rows are what is matched on
+    assert res.info["n_discarded"] == 0 and not res.units["discarded"].any() and res.info["estimand"] == "ATT"
+    measure = distance_measure(data, "embedding", "gan", "euclidean", who="test")
+    direct = match_greedy_constrained(data, **kw, measure=measure)
+    assert direct.pairs.equals(res.pairs)
+    shifted = distance_measure(data, "embedding", "gan", "euclidean", who="test")
+    shifted.X = shifted.X[::-1].copy()  # other rows: other pairs, so the matcher reads the measure's rows
+    assert not match_greedy_constrained(data, **kw, measure=shifted).pairs.equals(res.pairs)
+
+
 @pytest.mark.parametrize("seed,mode", [(0, "penalty"), (1, "hard"), (2, "penalty"), (3, "hard"), (4,
                                                                                                   "penalty")])
 def test_greedy_constrained_equals_dense(seed, mode):

@@ -135,7 +135,7 @@ def test_corrected_semantics_differs_where_documented():
 
 def test_reference_settings_that_do_not_exist_there_are_refused():
     data = quirk_case()
-    for kw in ({"mode": "hard"}, {"caliper": 1.0}, {"min_photos": 3}, {"reference_embedding": None}):
+    for kw in ({"mode": "hard"}, {"max_cost": 1.0}, {"min_photos": 3}, {"reference_embedding": None}):
         with pytest.raises(ConfigError, match="semantics 'reference'"):
             run(data, **kw)
     with pytest.raises(ConfigError, match="semantics must be"):
@@ -191,7 +191,7 @@ def test_heap_equals_dense_reference(seed, n_id, n_pairs, extra):
         # the non-penalised pairs ran out and a demoted pair came back: the rest of the budget is spent on it
         assert got.iterations == n_pairs and len(got.pairs) + len(got.skipped) < n_pairs
     if extra.get("skip_cost") == 1e7 or "penalty" in extra:
-        assert any(p[5] for p in got.pairs)
+        assert any(p.penalised for p in got.pairs)
 
 
 def test_match_entry_point_runs_the_heap_rules():
@@ -200,8 +200,11 @@ def test_match_entry_point_runs_the_heap_rules():
     res = run(data, threshold=thr, n_pairs=40, k=5)
     want = dense_reference_pairs(X, F, R, treated, codes, glasses == 0, threshold=thr, n_pairs=40)
     ids = data.ids
-    assert rows(res) == [(ids[t], ids[c], ids[rt], ids[rc], bool(p)) for t, c, rt, rc, _, p, _ in want.pairs]
-    assert np.allclose(res.pairs["distance"], [p[4] for p in want.pairs])
+    assert rows(res) == [
+        (ids[p.treated], ids[p.control], ids[p.treated_ref], ids[p.control_ref], bool(p.penalised))
+        for p in want.pairs
+    ]
+    assert np.allclose(res.pairs["distance"], [p.distance for p in want.pairs])
     assert res.info["semantics"] == "reference" and res.info["iterations"] == want.iterations
 
 

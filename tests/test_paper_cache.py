@@ -12,8 +12,9 @@ import pandas as pd
 import pytest
 from test_matching_reference import random_case
 
-from ganmatch.analysis import distances, neighbours
+from ganmatch.analysis import distances
 from ganmatch.analysis.matrices import DistanceMatrix, matrix_knn, matrix_neighbour_table, open_matrix
+from ganmatch.analysis.neighbours import neighbour_table
 from ganmatch.errors import InputDataError
 from ganmatch.matching import MatchData, match
 from ganmatch.matching.matrix_rules import matrix_reference_pairs
@@ -74,7 +75,7 @@ def test_matrix_neighbours_equal_the_embedding_neighbours(tmp_path, block_bytes)
     X[7] = X[3]  # ties
     treated = (rng.random(60) < 0.4).astype(int)
     ids = np.array([f"{i:05d}" for i in range(60)])
-    want = neighbours.neighbour_table(ids, X, k=5, treated=treated)
+    want = neighbour_table(ids, X, k=5, treated=treated)
     got = matrix_neighbour_table(
         ids, mapped(save_matrix(tmp_path / "m.npy", X)), k=5, treated=treated, block_bytes=block_bytes
     )
@@ -159,7 +160,7 @@ def test_constant_rows_of_a_released_matrix_are_not_selectable(tmp_path):
         )
 
     got = run_with(vgg_row=5.0)
-    assert got.n_constant == 1 and victim not in [p[1] for p in got.pairs]
+    assert got.n_constant == 1 and victim not in [p.control for p in got.pairs]
     assert run_with(gan_row=7.0).n_constant == 0  # the facial penalty still varies along the row
     assert run_with(vgg_row=5.0, diagonal=0.0).n_constant == 0  # not constant once the diagonal differs
 
@@ -201,8 +202,9 @@ def test_match_entry_point_takes_distance_matrices(tmp_path):
             strict=True,
         )
     )
-    assert got == [(ids[t], ids[c], ids[rt], ids[rc], bool(p)) for t, c, rt, rc, _, p, _ in want.pairs]
-    assert np.allclose(res.pairs["distance"], [p[4] for p in want.pairs])
+    assert got == [(ids[p.treated], ids[p.control], ids[p.treated_ref], ids[p.control_ref], bool(p.penalised))
+                   for p in want.pairs]
+    assert np.allclose(res.pairs["distance"], [p.distance for p in want.pairs])
     assert res.units["weight"].sum() == 2 * len(res.pairs)
 
 
@@ -265,13 +267,13 @@ def synthetic_release(root, seed: int = 0, n_id: int = 30, layers: int = 18, wid
     Dr = distances.pairwise(R, R, force=True)
     pd.DataFrame(
         {
-            "gender_0": [p[1] for p in run.pairs],
-            "gender_1": [p[0] for p in run.pairs],
-            "gender_0_ref": [p[3] for p in run.pairs],
-            "gender_1_ref": [p[2] for p in run.pairs],
-            "dist": [p[4] + 1e6 * p[5] for p in run.pairs],
-            "dist_ref0": [float(Dr[p[1], p[3]]) for p in run.pairs],
-            "dist_ref1": [float(Dr[p[0], p[2]]) for p in run.pairs],
+            "gender_0": [p.control for p in run.pairs],
+            "gender_1": [p.treated for p in run.pairs],
+            "gender_0_ref": [p.control_ref for p in run.pairs],
+            "gender_1_ref": [p.treated_ref for p in run.pairs],
+            "dist": [p.distance + 1e6 * p.penalised for p in run.pairs],
+            "dist_ref0": [float(Dr[p.control, p.control_ref]) for p in run.pairs],
+            "dist_ref1": [float(Dr[p.treated, p.treated_ref]) for p in run.pairs],
         }
     ).to_pickle(root / "matches_gender_num=1200_facerecthresh=0.6.pkl")
     # the released propensity matches: notebook 07's loop on the layer-averaged latents
@@ -322,7 +324,7 @@ def test_annotations_latents_and_released_matches_are_read_in_their_formats(tmp_
     table = paper_cache.released_matches(obj, rel["gender"])
     assert list(
         zip(table.treated_pos, table.control_pos, table.treated_ref, table.control_ref, strict=True)
-    ) == [(p[0], p[1], p[2], p[3]) for p in rel["run"].pairs]
+    ) == [(p.treated, p.control, p.treated_ref, p.control_ref) for p in rel["run"].pairs]
     prop = paper_cache.released_matches(
         paper_cache.read_released_pickle(tmp_path / "matches_propensity_caliper=0.1_matches=605.pkl"),
         rel["gender"],
@@ -403,10 +405,10 @@ def test_paper_cache_workflow_on_synthetic_released_files(tmp_path):
     assert pd.read_csv(res / "paper_matches/summary.csv")["n_same_position"].tolist() == \
         summary["n_same_position"].tolist()
     ours = pd.read_parquet(res / "matches/gan_constrained.parquet")
-    assert ours["penalised"].tolist() == [p[5] for p in rel["run"].pairs]
+    assert ours["penalised"].tolist() == [p.penalised for p in rel["run"].pairs]
     # kNN read from the memory-mapped matrix equals the kNN of the embedding the matrix was made from
     ids = np.array([f"{i:05d}" for i in range(rel["n"])])
-    want = neighbours.neighbour_table(ids, rel["X"], k=10, treated=rel["gender"])
+    want = neighbour_table(ids, rel["X"], k=10, treated=rel["gender"])
     got = pd.read_parquet(res / "neighbours/gan.parquet")
     assert got[["query", "neighbour", "rank", "scope"]].equals(want[["query", "neighbour", "rank", "scope"]])
     lock = (work / "resources/paper_cache/downloads.lock.json").read_text()

@@ -131,6 +131,17 @@ def test_method_parameters_are_checked_at_start_up(patch, expected):
     assert expected in _problems(config)
 
 
+def test_greedy_constrained_caliper_is_refused_naming_max_cost():
+    config = _demo()
+    config["matching"]["methods"]["gan_constrained"]["caliper"] = 0.5
+    msg = _problems(config)
+    assert "'matching.methods.gan_constrained.caliper' is now 'max_cost'" in msg
+    assert "unknown key 'matching.methods.gan_constrained.caliper'" not in msg  # one line, the helpful one
+    config = _demo()
+    config["matching"]["methods"]["gan_constrained"].update({"max_cost": 0.5, "semantics": "corrected"})
+    validate_config(config, SCHEMA)
+
+
 def test_propensity_and_column_problems_name_their_keys():
     config = _demo()
     config["matching"]["methods"]["propensity"]["covariates"] = ["young", "wrinkles"]

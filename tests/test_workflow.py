@@ -253,7 +253,7 @@ def test_paper_method_runs_in_the_demo_against_its_truth(demo_run):
     )
     assert list(
         zip(pairs.treated_id, pairs.control_id, pairs.treated_ref, pairs.control_ref, strict=True)
-    ) == [(ids[t], ids[c], ids[rt], ids[rc]) for t, c, rt, rc, *_ in want.pairs]
+    ) == [(ids[p.treated], ids[p.control], ids[p.treated_ref], ids[p.control_ref]) for p in want.pairs]
     pos = pd.Series(np.arange(len(ids)), index=ids)
     fd = d[pos.loc[pairs.treated_id], pos.loc[pairs.control_id]]
     assert (pairs["penalised"].to_numpy() == (fd > 0.6)).all()

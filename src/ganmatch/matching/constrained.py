@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import heapq
 import warnings
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -12,9 +13,12 @@ import pandas as pd
 from ganmatch.analysis import distances
 from ganmatch.analysis.matrices import DistanceMatrix
 from ganmatch.errors import ConfigError, InputDataError
-from ganmatch.matching.data import MatchData, MatchResult, make_result, split_groups
+from ganmatch.matching.data import MatchData, MatchResult, PairRecord, make_result, split_groups
 from ganmatch.matching.greedy import CrossLists
 from ganmatch.matching.reference_rules import ReferenceRun, reference_pairs
+
+if TYPE_CHECKING:
+    from ganmatch.matching.distance import DistanceMeasure
 
 
 class _References:
@@ -75,9 +79,10 @@ def match_greedy_constrained(data: MatchData, embedding: str = "gan", metric: st
                              threshold: float = 0.6, mode: str = "penalty", penalty: float = 1e6,
                              reference_embedding: str | None = "vgg", reference_metric: str = "euclidean",
                              reference_exclude: dict | None = None, reference_gap: tuple = (1e-2, 1e6),
-                             min_photos: int = 2, n_pairs: int | None = 1200, caliper: float | None = None,
+                             min_photos: int = 2, n_pairs: int | None = 1200, max_cost: float | None = None,
                              k: int = 100, random_state: int | None = None, semantics: str = "reference",
-                             skip_cost: float = 1e5) -> MatchResult:
+                             skip_cost: float = 1e5, *,
+                             measure: DistanceMeasure | None = None) -> MatchResult:
     """The reference study's greedy constrained matching, driven by neighbour lists and a heap.
 
     `semantics="reference"` (default) reproduces csinva/matching-with-gans pair for pair, quirks included
@@ -85,7 +90,7 @@ def match_greedy_constrained(data: MatchData, embedding: str = "gan", metric: st
     reference, references among all other photos, a pair whose closest reference gap falls outside
     `reference_gap` skipped for that iteration and demoted to `skip_cost`, `n_pairs` iterations at most,
     ties row-major over (controls x treated). It needs mode "penalty", a reference embedding, `min_photos`
-    2 and no caliper.
+    2 and no `max_cost`.
 
     `semantics="corrected"` is the cleaned-up reading below (references must pass `reference_exclude`, a
     pair without admissible references is never matched, skips do not use up the `n_pairs` budget, ties go
@@ -101,8 +106,11 @@ def match_greedy_constrained(data: MatchData, embedding: str = "gan", metric: st
       (ties: lower positions). `reference_embedding=None` takes the first reference of each side.
     - repeat: take the admissible pair of live images with the smallest cost (ties: lower treated, then
       control position); record it; remove every image of both identities. Stop after `n_pairs` pairs,
-      when the cost exceeds `caliper`, or when no admissible pair is left.
+      when the cost (D plus any penalty) exceeds `max_cost`, or when no admissible pair is left. `max_cost`
+      caps that cost, not a distance as MatchIt's caliper does, hence its own name.
     Pairs whose constraint distance exceeds the threshold are flagged `penalised`; `distance` is D.
+    `measure`: the distance step's result for `embedding` (`distance.distance_measure`, as every distance
+    method's); None reads the embedding's rows here (a released distance matrix is read as it is).
     """
     if mode not in ("penalty", "hard"):
         raise ConfigError(f"greedy_constrained: mode must be 'penalty' or 'hard', got '{mode}'.")
@@ -133,7 +141,7 @@ def match_greedy_constrained(data: MatchData, embedding: str = "gan", metric: st
             semantics,
             mode,
             min_photos,
-            caliper,
+            max_cost,
             threshold,
             penalty,
             skip_cost,
@@ -141,7 +149,10 @@ def match_greedy_constrained(data: MatchData, embedding: str = "gan", metric: st
             n_pairs,
             k,
         )
-    X = data.embedding(embedding)
+    if measure is not None:
+        X, metric = measure.features(), measure.metric
+    else:
+        X = data.embedding(embedding)
     F = data.embedding(constraint_embedding) if constraint_embedding else None
     R = data.embedding(reference_embedding) if reference_embedding else None
     codes = pd.factorize(data.identity)[0]
@@ -149,7 +160,7 @@ def match_greedy_constrained(data: MatchData, embedding: str = "gan", metric: st
         check_threshold_scale(F, constraint_metric, codes, threshold, constraint_embedding)
     ref_ok, warn = reference_eligible(data, reference_exclude)
     if semantics == "reference":
-        _check_reference_params(mode, R, min_photos, caliper)
+        _check_reference_params(mode, R, min_photos, max_cost)
         run = reference_pairs(
             X,
             F,
@@ -199,9 +210,9 @@ def match_greedy_constrained(data: MatchData, embedding: str = "gan", metric: st
         threshold,
         penalty if mode == "penalty" else None,
     )
-    out = search.run(n_pairs, caliper)
+    out = search.run(n_pairs, max_cost)
     info = {
-        "caliper": search.cost_cap,
+        "max_cost": search.cost_cap,
         "metric": metric,
         "k": k,
         "mode": mode,
@@ -209,21 +220,14 @@ def match_greedy_constrained(data: MatchData, embedding: str = "gan", metric: st
         "semantics": semantics,
         "n_selectable_treated": int(selectable[t_idx].sum()),
         "n_selectable_control": int(selectable[c_idx].sum()),
-        "n_penalised": int(sum(o[5] for o in out)),
+        "n_penalised": int(sum(o.penalised for o in out)),
         "n_refills": lists.n_refills,
         "warnings": warn,
     }
     if n_pairs is not None and len(out) < n_pairs:
         warn.append(f"greedy_constrained: found {len(out)} admissible pairs of the {n_pairs} asked for.")
         warnings.warn(warn[-1], stacklevel=3)
-    cols = list(zip(*out, strict=True)) if out else [[]] * 7
-    extra = {
-        "treated_ref": data.ids[np.asarray(cols[3], np.int64)],
-        "control_ref": data.ids[np.asarray(cols[4], np.int64)],
-        "penalised": np.asarray(cols[5], bool),
-        "reference_gap": np.asarray(cols[6], np.float64),
-    }
-    return make_result(data, "greedy_constrained", embedding, cols[0], cols[1], cols[2], info, extra=extra)
+    return _pairs_result(data, embedding, out, info)
 
 
 # ---------------------------------------------------------------- the parts: eligibility, candidate lists,
@@ -333,10 +337,9 @@ class _ConstrainedHeap:
                 self.heap, (h[0] + (self.extra_cost if stream == 1 else 0.0), t, h[1], stream, h[0])
             )
 
-    def run(self, n_pairs: int | None, caliper: float | None) -> list[tuple]:
-        """(treated, control, distance, treated_ref, control_ref, penalised, gap) per pair, in matching
-        order."""
-        self.cost_cap = np.inf if caliper is None else float(caliper)
+    def run(self, n_pairs: int | None, max_cost: float | None) -> list[PairRecord]:
+        """The pairs in matching order."""
+        self.cost_cap = np.inf if max_cost is None else float(max_cost)
         for t in range(len(self.t_idx)):
             if not self.selectable[self.t_idx[t]]:
                 continue
@@ -358,14 +361,16 @@ class _ConstrainedHeap:
                 self.push(t, stream)
                 continue
             rt, rc, gap = self.refs.pair(int(self.t_idx[t]), int(self.c_idx[c]))
-            out.append((self.t_idx[t], self.c_idx[c], d, rt, rc, stream == 1 and self.F is not None, gap))
+            out.append(PairRecord(treated=self.t_idx[t], control=self.c_idx[c], distance=d, treated_ref=rt,
+                                  control_ref=rc, penalised=stream == 1 and self.F is not None,
+                                  reference_gap=gap))
             for g in (self.codes[self.t_idx[t]], self.codes[self.c_idx[c]]):
                 self.id_alive[g] = False
             self.alive_c &= self.id_alive[c_codes]
         return out
 
 
-def reference_semantics_problems(mode: str, has_reference: bool, min_photos: int, caliper) -> dict[str, str]:
+def reference_semantics_problems(mode: str, has_reference: bool, min_photos: int, max_cost) -> dict[str, str]:
     """{parameter: why} for settings that have no meaning in the reference study's loop (semantics
     'reference');
     the start-up check (`ganmatch.settings.checks`) and the matcher both refuse them."""
@@ -380,14 +385,14 @@ def reference_semantics_problems(mode: str, has_reference: bool, min_photos: int
         bad["min_photos"] = (
             f"min_photos {min_photos} (the reference's rule is fixed: single-photo identities only)"
         )
-    if caliper is not None:
-        bad["caliper"] = f"caliper {caliper} (the reference has none)"
+    if max_cost is not None:
+        bad["max_cost"] = f"max_cost {max_cost} (the reference has no cost cap)"
     return bad
 
 
-def _check_reference_params(mode: str, R, min_photos: int, caliper) -> None:
+def _check_reference_params(mode: str, R, min_photos: int, max_cost) -> None:
     """Settings that have no meaning in the reference study's loop stop the run instead of being ignored."""
-    bad = reference_semantics_problems(mode, R is not None, min_photos, caliper)
+    bad = reference_semantics_problems(mode, R is not None, min_photos, max_cost)
     if bad:
         raise ConfigError(
             "greedy_constrained with semantics 'reference' cannot take "
@@ -435,11 +440,11 @@ def _reference_result(data: MatchData, embedding: str, run: ReferenceRun, warn: 
     ids = data.ids
     info = {
         **info,
-        "caliper": np.inf,
+        "max_cost": np.inf,
         "n_selectable_treated": run.n_selectable[0],
         "n_selectable_control": run.n_selectable[1],
         "n_constant_rows": run.n_constant,
-        "n_penalised": int(sum(p[5] for p in run.pairs)),
+        "n_penalised": int(sum(p.penalised for p in run.pairs)),
         "n_skipped": len(run.skipped),
         "iterations": run.iterations,
         "n_refills": run.n_refills,
@@ -453,14 +458,24 @@ def _reference_result(data: MatchData, embedding: str, run: ReferenceRun, warn: 
             f"of the {n_pairs} allowed ({len(run.skipped)} skipped for their reference gap)."
         )
         warnings.warn(warn[-1], stacklevel=3)
-    cols = list(zip(*run.pairs, strict=True)) if run.pairs else [[]] * 7
+    return _pairs_result(data, embedding, run.pairs, info)
+
+
+def _pairs_result(data: MatchData, embedding: str, pairs: list[PairRecord], info: dict) -> MatchResult:
+    """The matches table of the constrained matchers' pairs, in matching order."""
+    ids = data.ids
+
+    def col(name: str, dtype):
+        return np.asarray([getattr(p, name) for p in pairs], dtype)
+
     extra = {
-        "treated_ref": ids[np.asarray(cols[2], np.int64)],
-        "control_ref": ids[np.asarray(cols[3], np.int64)],
-        "penalised": np.asarray(cols[5], bool),
-        "reference_gap": np.asarray(cols[6], np.float64),
+        "treated_ref": ids[col("treated_ref", np.int64)],
+        "control_ref": ids[col("control_ref", np.int64)],
+        "penalised": col("penalised", bool),
+        "reference_gap": col("reference_gap", np.float64),
     }
-    return make_result(data, "greedy_constrained", embedding, cols[0], cols[1], cols[4], info, extra=extra)
+    return make_result(data, "greedy_constrained", embedding, col("treated", np.int64),
+                       col("control", np.int64), col("distance", np.float64), info, extra=extra)
 
 
 def _on_matrices(
@@ -472,7 +487,7 @@ def _on_matrices(
     semantics,
     mode,
     min_photos,
-    caliper,
+    max_cost,
     threshold,
     penalty,
     skip_cost,
@@ -506,7 +521,7 @@ def _on_matrices(
             "greedy_constrained on distance matrices runs the reference study's rules only: "
             "set matching.methods.<name>.semantics: reference."
         )
-    _check_reference_params(mode, mats.get("reference_embedding"), min_photos, caliper)
+    _check_reference_params(mode, mats.get("reference_embedding"), min_photos, max_cost)
     ref_ok, warn = reference_eligible(data, reference_exclude)
     codes = pd.factorize(data.identity)[0]
     run = matrix_reference_pairs(

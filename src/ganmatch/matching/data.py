@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -15,6 +16,20 @@ from ganmatch.data.dataset import treatment_vector
 from ganmatch.errors import ConfigError, InputDataError
 
 PAIR_COLUMNS = ["treated_id", "control_id", "distance", "weight", "subclass", "method", "embedding"]
+
+
+class PairRecord(NamedTuple):
+    """One pair of the constrained matchers (both semantics, embeddings or matrices), as positions into the
+    analysed images: the pair, its match distance (without the penalty), its references, whether it carries
+    the constraint's penalty, and its references' distance gap."""
+
+    treated: int
+    control: int
+    distance: float
+    treated_ref: int
+    control_ref: int
+    penalised: bool
+    reference_gap: float
 
 
 @dataclass

@@ -24,6 +24,7 @@ import heapq
 import numpy as np
 
 from ganmatch.analysis.matrices import BLOCK_BYTES, DistanceMatrix, block_rows, smallest_k
+from ganmatch.matching.data import PairRecord
 from ganmatch.matching.reference_rules import ReferenceRun, _members, selectable
 
 
@@ -171,7 +172,8 @@ def matrix_reference_pairs(
             push(r)
             continue
         d = float(G.pairs(ci, ti))
-        run.pairs.append((ti, ci, rt, rc, d, bool(costs.violates(ci, ti)), g))
+        run.pairs.append(PairRecord(treated=ti, control=ci, distance=d, treated_ref=rt, control_ref=rc,
+                                    penalised=bool(costs.violates(ci, ti)), reference_gap=g))
         id_alive[codes[ci]] = id_alive[codes[ti]] = False
         row_alive &= id_alive[row_codes]
         col_alive &= id_alive[col_codes]

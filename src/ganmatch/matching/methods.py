@@ -21,6 +21,7 @@ from functools import partial
 import numpy as np
 import pandas as pd
 
+from ganmatch.analysis.matrices import DistanceMatrix
 from ganmatch.errors import ConfigError
 from ganmatch.matching import options as opt
 from ganmatch.matching.cardinality import SOLVERS, cardinality_weights, tolerance_scale
@@ -52,6 +53,10 @@ from ganmatch.matching.optimal import full_sets, line_applies, optimal_sets
 from ganmatch.matching.subclass import cem_subclasses, exact_subclasses, quantile_subclasses
 
 REQUIRED = object()
+
+# parameters renamed, per method: old spelling -> new name (refused with the new name, at start-up and here).
+# greedy_constrained's cap is on its cost (distance + penalty), not on a distance as MatchIt's caliper.
+RENAMED = {"greedy_constrained": {"caliper": "max_cost"}}
 
 DISTANCE = {"distance": REQUIRED, "embedding": None, "metric": "euclidean", "covariates": None,
             "link": "logit",
@@ -109,6 +114,10 @@ def match(method: str, data: MatchData, **params) -> MatchResult:
     """Run `method` on `data` with its parameters (a config block minus `method`): MatchIt's matchit()."""
     accepted = method_parameters(method)
     unknown = sorted(set(params) - set(accepted))
+    renamed = {k: v for k, v in RENAMED.get(method, {}).items() if k in unknown}
+    if renamed:
+        raise ConfigError(f"matching method '{method}': " + "; ".join(
+            f"'{old}' is now '{new}'" for old, new in renamed.items()) + ".")
     if unknown:
         raise ConfigError(f"matching method '{method}' does not take {unknown}; it takes {sorted(accepted)}.")
     missing = sorted(k for k, v in accepted.items() if v is REQUIRED and params.get(k) is None)
@@ -128,10 +137,18 @@ def match(method: str, data: MatchData, **params) -> MatchResult:
 
 
 def _run_constrained(data: MatchData, p: dict, sw: np.ndarray | None = None) -> MatchResult:
-    """The reference study's matcher (its own candidate rules; ATT pairs, units from them)."""
-    result = match_greedy_constrained(data, **p)
+    """The reference study's matcher: the distance step on its embedding (as every distance method; an
+    embedding distance has no common support, so nothing is discarded), then its own candidate rules (ATT
+    pairs, units from them). A released distance matrix is the distance itself and is read as it is."""
+    measure = None
+    if not isinstance(data.embeddings.get(p["embedding"]), DistanceMatrix):
+        measure = distance_measure(data, "embedding", p["embedding"], p["metric"], who="greedy_constrained",
+                                   random_state=p["random_state"])
+    discarded = opt.common_support(None, data.treated, "none")
+    result = match_greedy_constrained(data, **p, measure=measure)
     result.info["estimand"] = "ATT"
-    result.units = units_from_pairs(data, result.pairs)
+    result.info["n_discarded"] = int(discarded.sum())
+    result.units = units_from_pairs(data, result.pairs, discarded, measure)
     return result
 
 
@@ -636,12 +653,14 @@ def _set_units(
     return _units(data, set_weights(len(data.ids), F, OT), sub, discarded, measure)
 
 
-def units_from_pairs(data: MatchData, pairs: pd.DataFrame) -> pd.DataFrame:
+def units_from_pairs(data: MatchData, pairs: pd.DataFrame, discarded: np.ndarray | None = None,
+                     measure: DistanceMeasure | None = None) -> pd.DataFrame:
     """The units table of an ATT pairs table without replacement (the reference study's matcher's)."""
     pos = pd.Series(np.arange(len(data.ids)), index=data.ids)
     T = pos.reindex(pairs["treated_id"].astype(str)).to_numpy(np.int64)
     C = pos.reindex(pairs["control_id"].astype(str)).to_numpy(np.int64)
-    return _set_units(data, T, C, True, np.zeros(len(data.ids), bool), None)
+    keep_all = np.zeros(len(data.ids), bool) if discarded is None else discarded
+    return _set_units(data, T, C, True, keep_all, measure)
 
 
 # ---------------------------------------------------------------- the registry
@@ -746,7 +765,7 @@ def _constrained_params() -> dict:
     return {
         k: (REQUIRED if p.default is inspect.Parameter.empty else p.default)
         for k, p in inspect.signature(match_greedy_constrained).parameters.items()
-        if k != "data"
+        if k != "data" and p.kind is not p.KEYWORD_ONLY  # keyword-only: given by the runner, not the config
     }
 
 

@@ -30,15 +30,16 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ganmatch.analysis import distances
+from ganmatch.matching.data import PairRecord
 from ganmatch.matching.greedy import CrossLists
 
 
 @dataclass
 class ReferenceRun:
-    """Matches in order as (treated, control, treated_ref, control_ref, distance, penalised, gap) positions,
-    the skipped (treated, control, gap) in order, and the iterations used (matches + skips + re-picks)."""
+    """Matches in order (`PairRecord`s), the skipped (treated, control, gap) in order, and the iterations
+    used (matches + skips + re-picks)."""
 
-    pairs: list = field(default_factory=list)
+    pairs: list[PairRecord] = field(default_factory=list)
     skipped: list = field(default_factory=list)
     iterations: int = 0
     n_selectable: tuple[int, int] = (0, 0)
@@ -250,7 +251,8 @@ def reference_pairs(X, F, R, treated, codes, ref_ok, metric="euclidean", constra
             heapq.heappush(heap, (float(skip_cost), r, c, 2, d))
             push(r, stream)
             continue
-        run.pairs.append((int(cols[c]), int(rows[r]), rt, rc, d, stream == 1 and F is not None, g))
+        run.pairs.append(PairRecord(treated=int(cols[c]), control=int(rows[r]), distance=d, treated_ref=rt,
+                                    control_ref=rc, penalised=stream == 1 and F is not None, reference_gap=g))
         id_alive[codes[rows[r]]] = id_alive[codes[cols[c]]] = False
         row_alive &= id_alive[row_codes]
         col_alive &= id_alive[col_codes]
@@ -310,7 +312,9 @@ def dense_reference_pairs(X, F, R, treated, codes, ref_ok, metric="euclidean", c
             marked[i0, i1] = True
             continue
         ra, rb = divmod(j, len(r1))
-        run.pairs.append((i1, i0, int(r1[rb]), int(r0[ra]), float(D[i0, i1]), bool(viol[i0, i1]), g))
+        run.pairs.append(PairRecord(treated=i1, control=i0, distance=float(D[i0, i1]),
+                                    treated_ref=int(r1[rb]), control_ref=int(r0[ra]),
+                                    penalised=bool(viol[i0, i1]), reference_gap=g))
         dead = np.isin(codes, [codes[i0], codes[i1]])
         g0 &= ~dead
         g1 &= ~dead

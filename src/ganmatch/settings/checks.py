@@ -343,7 +343,10 @@ LEGACY_METHODS = {
 
 
 def legacy_method_problems(config: dict) -> list[str]:
-    """Methods written in the form before MatchIt's distance x method split, each with its new spelling."""
+    """Methods written in the form before MatchIt's distance x method split, and parameters since renamed
+    (`matching.methods.RENAMED`), each with its new spelling."""
+    from ganmatch.matching.methods import RENAMED
+
     problems = []
     matching = config.get("matching")
     methods = matching.get("methods") if isinstance(matching, dict) else None
@@ -351,6 +354,12 @@ def legacy_method_problems(config: dict) -> list[str]:
         if not isinstance(spec, dict):
             continue
         method = spec.get("method")
+        for param, new_name in RENAMED.get(method, {}).items() if isinstance(method, str) else []:
+            if param in spec:
+                problems.append(
+                    f"'matching.methods.{name}.{param}' is now '{new_name}' for method {method} (it caps "
+                    "the pair cost, distance plus penalty, unlike MatchIt's caliper); rename the key."
+                )
         if method in LEGACY_METHODS:
             problems.append(
                 f"'matching.methods.{name}.method' is '{method}', which is now "
@@ -596,7 +605,7 @@ def constrained_semantics_problems(config: dict) -> list[str]:
         if spec.get("method") != "greedy_constrained" or spec["semantics"] != "reference":
             continue
         bad = reference_semantics_problems(
-            spec["mode"], spec.get("reference_embedding") is not None, spec["min_photos"], spec.get("caliper")
+            spec["mode"], spec.get("reference_embedding") is not None, spec["min_photos"], spec["max_cost"]
         )
         problems += [
             f"'matching.methods.{name}.{param}': semantics 'reference' cannot take {why}. Or set "

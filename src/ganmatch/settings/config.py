@@ -175,8 +175,15 @@ def config_problems(config, schema: dict | str | Path, cwd=None, user_files: boo
     from ganmatch.settings.checks import cross_field_problems, legacy_method_problems
 
     problems = legacy_method_problems(config)
+    renamed = {m.group(1) for p in problems if (m := KEY.match(p)) and " is now '" in p}
     errors = sorted(Validator(schema).iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path])
-    problems += [line for e in errors for line in _describe(e, schema).splitlines()]
+    problems += [
+        line
+        for e in errors
+        for line in _describe(e, schema).splitlines()
+        # a renamed key: its legacy line names the new spelling, the schema's 'unknown key' adds nothing
+        if not ((m := KEY.match(line)) and m.group(1) in renamed)
+    ]
     problems += nonfinite_problems(config)
     problems = list(dict.fromkeys(problems))  # one line per problem, however many schema branches found it
     named = {m.group(1) for p in problems if (m := KEY.match(p))}
