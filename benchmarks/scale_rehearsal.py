@@ -163,11 +163,11 @@ def run(args) -> int:
     return 0
 
 
-def output_sizes(dataset: str) -> dict[str, int]:
+def output_sizes(dataset: str, root: Path = ROOT) -> dict[str, int]:
     """Bytes under results/<dataset>/ and resources/<dataset>/ per top-level subfolder."""
     out = {}
     for top in ("resources", "results"):
-        base = ROOT / top / dataset
+        base = root / top / dataset
         if not base.exists():
             continue
         for sub in sorted(base.iterdir()):
@@ -202,8 +202,16 @@ def summarise(args) -> str:
         extra = ", ".join(f"{k} {v:.1f}" if isinstance(v, float) else f"{k} {v}"
                           for k, v in ev.items() if k not in ("time", "kind"))
         lines.append(f"- {stamp} UTC {ev['kind']}: {extra}")
+    log = state / "snakemake.out"
+    steps = re.findall(r"(\d+) of (\d+) steps", log.read_text(errors="replace")) if log.exists() else []
+    if steps:
+        done, total = steps[-1]
+        lines.append(f"- Snakemake's progress at the last record: {done} of {total} steps")
+    commit = subprocess.run(["git", "-C", str(args.workdir), "rev-parse", "--short", "HEAD"],
+                            capture_output=True, text=True).stdout.strip()
+    lines.append(f"- code measured: commit {commit or 'unknown'} (the run's own checkout, {args.workdir})")
     lines += ["", "## Output sizes", "", "| folder | MB |", "|---|---:|"]
-    for name, size in output_sizes(args.dataset).items():
+    for name, size in output_sizes(args.dataset, Path(args.workdir)).items():
         lines.append(f"| {name} | {size / 1e6:.1f} |")
     return "\n".join(lines) + "\n"
 
@@ -216,6 +224,7 @@ def main(argv=None) -> int:
     ap.add_argument("--interval", type=float, default=0.25)
     ap.add_argument("--state", default=str(ROOT / "benchmarks" / "out" / "scale_rehearsal"))
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "scale_rehearsal.md"))
+    ap.add_argument("--workdir", default=str(ROOT), help="the checkout the run used (output sizes, commit)")
     ap.add_argument("--summarise", action="store_true", help="write the table from the records; run nothing")
     args = ap.parse_args(argv)
     rc = 0 if args.summarise else run(args)
