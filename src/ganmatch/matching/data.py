@@ -130,11 +130,11 @@ def split_groups(data: MatchData, method: str) -> tuple[np.ndarray, np.ndarray]:
 def one_caliper(caliper=None, caliper_sd=None, caliper_quantile=None) -> None:
     """The one check that at most one caliper form is given (the engine's; the start-up checks say it per
     key)."""
-    given = [k for k, v in (("caliper", caliper), ("caliper_sd", caliper_sd), ("caliper_quantile",
-                                                                               caliper_quantile))
-             if v is not None]
+    forms = {"caliper": caliper, "caliper_sd": caliper_sd, "caliper_quantile": caliper_quantile}
+    given = [k for k, v in forms.items() if v is not None]
     if len(given) > 1:
-        raise ConfigError(f"give at most one of caliper, caliper_sd, caliper_quantile (got {given}).")
+        raise ConfigError(f"give at most one of caliper, caliper_sd and caliper_quantile (got "
+                          f"{', '.join(given)}).")
 
 
 def resolve_caliper(nearest: np.ndarray, caliper=None, caliper_sd=None, caliper_quantile=None) -> float:

@@ -496,6 +496,7 @@ def method_problems(config: dict, given: dict | None = None) -> list[str]:
     the distance/method/option combinations MatchIt refuses. `config` has its defaults filled; `given` is the
     config as written (default: `config`), for the checks of what a method was given."""
     from ganmatch.matching import METHODS
+    from ganmatch.matching.data import one_caliper
 
     problems = []
     covariates = set(config.get("covariates") or [])
@@ -552,12 +553,10 @@ def method_problems(config: dict, given: dict | None = None) -> list[str]:
                 problems.append(
                     f"'{key}.{param}' is '{emb}', which is not among embeddings: {_names(embeddings)}."
                 )
-        calipers = [p for p in ("caliper", "caliper_sd", "caliper_quantile") if spec.get(p) is not None]
-        if len(calipers) > 1:
-            problems.append(
-                f"'{key}': give at most one of caliper, caliper_sd and caliper_quantile (got "
-                f"{', '.join(calipers)})."
-            )
+        try:  # the engine's own check, said per key
+            one_caliper(spec.get("caliper"), spec.get("caliper_sd"), spec.get("caliper_quantile"))
+        except ConfigError as exc:
+            problems.append(f"'{key}': {exc}")
         problems += distance_problems(key, method, spec, covariates, keys)
         gap = spec.get("reference_gap")
         if gap is not None and len(gap) == 2 and gap[0] > gap[1]:
