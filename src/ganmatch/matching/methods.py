@@ -49,7 +49,7 @@ from ganmatch.matching.distance import (
 )
 from ganmatch.matching.greedy import CrossLists, greedy_pairs
 from ganmatch.matching.nearest import covariate_sets, feature_sets, focal_order, line_sets, places
-from ganmatch.matching.optimal import full_sets, line_applies, optimal_sets
+from ganmatch.matching.optimal import full_sets, line_applies, optimal_line_applies, optimal_sets
 from ganmatch.matching.subclass import cem_subclasses, exact_subclasses, quantile_subclasses
 
 REQUIRED = object()
@@ -216,7 +216,8 @@ def _solve_greedy(ctx: PairContext, f, o, accept):
 def _solve_optimal(ctx: PairContext, f, o, accept):
     ratio = min(int(ctx.p["ratio"]), len(o))  # more copies of a focal unit than others cannot be filled
     fi, oi, d, dense = optimal_sets(ctx.X[f], ctx.X[o], ctx.metric, ctx.dcal, ratio, ctx.p["k"], accept)
-    ctx.info["solver"] = "dense" if dense else "sparse_knn"
+    line = optimal_line_applies(ctx.X[f], ctx.X[o], ctx.metric, ctx.dcal, accept, ratio)
+    ctx.info["solver"] = "dense" if dense else "line" if line else "sparse_knn"
     return fi, oi, d, None
 
 

@@ -164,7 +164,91 @@ def line_sets(score_f: np.ndarray, score_o: np.ndarray, order: np.ndarray, ratio
                 taken.append((j, float(d)))
         return taken
 
+    if accept is None and idx_f is not None and not replace and not isinstance(order, DistanceOrder):
+        # the same scan, compiled: MatchIt's common case (no exact/antiexact rule, without replacement)
+        if not _LINE:
+            _LINE.append(_line_rounds_kernel())
+        f, j, d = _LINE[0](np.asarray(score_f, np.float64), np.asarray(vals, np.float64), ids,
+                           idx_f.astype(np.int64), place_f.astype(np.int64), place_o.astype(np.int64),
+                           np.asarray(order, np.int64), int(ratio), float(caliper))
+        return f, srt[j].astype(np.int64), d
     return _rounds(order, ratio, replace, nearest, lambda j: live.__setitem__(j, False), lambda j: srt[j])
+
+
+_LINE: list = []
+
+
+def _line_rounds_kernel():
+    """`line_sets`' rounds without replacement and without a per-pair rule, compiled: the same outward scan
+    over the others sorted by (score, row), the same ties by place, the same skip pointers."""
+    from numba import njit
+
+    @njit(cache=True, nogil=True)
+    def find(ptr, live, i, nc):
+        root = i
+        while 0 <= root < nc and not live[root]:
+            root = ptr[root]
+        while 0 <= i < nc and not live[i]:           # path compression
+            nxt = ptr[i]
+            ptr[i] = root
+            i = nxt
+        return root
+
+    @njit(cache=True, nogil=True)
+    def rounds(score_f, vals, ids, idx_f, place_f, place_o, order, ratio, caliper):
+        nc = len(vals)
+        left = np.arange(nc) - 1
+        right = np.arange(nc) + 1
+        live = np.ones(nc, np.bool_)
+        nmax = 0
+        for t in order:
+            nmax = max(nmax, t + 1)
+        eligible = np.ones(nmax, np.bool_)
+        lo_place = place_f.copy()                    # the scan's origin: outside earlier matches
+        hi_place = place_f.copy()
+        cap = len(order) * ratio
+        out_f = np.empty(cap, np.int64)
+        out_j = np.empty(cap, np.int64)
+        out_d = np.empty(cap)
+        n = 0
+        for r in range(ratio):
+            for t in order:
+                if not eligible[t]:
+                    continue
+                x = score_f[t]
+                pos = np.searchsorted(vals, x)
+                end = np.searchsorted(vals, x, side="right")
+                pos += np.searchsorted(ids[pos:end], idx_f[t])
+                lo = find(left, live, pos - 1, nc)
+                hi = find(right, live, pos, nc)
+                got = -1
+                dgot = 0.0
+                if lo >= 0 or hi < nc:
+                    dl = x - vals[lo] if lo >= 0 else np.inf
+                    dh = vals[hi] - x if hi < nc else np.inf
+                    if dl == dh and np.isfinite(dl):
+                        take_left = lo_place[t] - place_o[lo] <= place_o[hi] - hi_place[t]
+                    else:
+                        take_left = dl <= dh
+                    if take_left:
+                        got, dgot = lo, dl
+                    else:
+                        got, dgot = hi, dh
+                    if dgot > caliper:
+                        got = -1
+                if got < 0:
+                    eligible[t] = r > 0
+                    continue
+                live[got] = False
+                lo_place[t] = min(lo_place[t], place_o[got])
+                hi_place[t] = max(hi_place[t], place_o[got])
+                out_f[n] = t
+                out_j[n] = got
+                out_d[n] = dgot
+                n += 1
+        return out_f[:n], out_j[:n], out_d[:n]
+
+    return rounds
 
 
 def _heap_select(dist: list[float], m: int) -> list[int]:

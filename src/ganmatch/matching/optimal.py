@@ -14,6 +14,8 @@ from collections.abc import Callable
 import numpy as np
 
 from ganmatch.analysis import distances
+from ganmatch.matching.line_pairs import MAX_CELLS, line_pairs
+from ganmatch.matching.line_pairs import cells as line_cells
 
 Admissible = Callable[[np.ndarray, np.ndarray], np.ndarray] | None
 
@@ -43,7 +45,8 @@ def _knn_edges(Xf, Xo, metric, k, caliper, admissible: Admissible):
 
 
 def optimal_sets(Xf: np.ndarray, Xo: np.ndarray, metric: str = "euclidean", caliper: float = np.inf,
-                 ratio: int = 1, k: int = 100, admissible: Admissible = None, dense_limit: int = 4_000_000):
+                 ratio: int = 1, k: int = 100, admissible: Admissible = None, dense_limit: int = 4_000_000,
+                 line: bool | None = None):
     """Optimal ratio:1 matching without replacement: each focal unit gets up to `ratio` others (each focal
     unit
     repeated `ratio` times in an assignment problem) so that as many as possible are matched within the
@@ -53,7 +56,9 @@ def optimal_sets(Xf: np.ndarray, Xo: np.ndarray, metric: str = "euclidean", cali
     asks optmatch for `mean.controls` = n_other / n_focal): between 1 and n_other / n_focal others are too few
     for one each, so 1:1; otherwise every focal unit gets at least floor(n_other / n_focal) and at most
     `ratio`,
-    and every other unit is used. Returns focal positions, other positions, distances, dense?"""
+    and every other unit is used. On a scalar distance without per-pair admissibility and with a fixed ratio,
+    large problems (or `line=True`) go to the exact one-dimensional programme `line_pairs` (the same optimum).
+    Returns focal positions, other positions, distances, dense?"""
     from scipy.optimize import linear_sum_assignment
     from scipy.sparse import csr_matrix
     from scipy.sparse.csgraph import min_weight_full_bipartite_matching
@@ -64,6 +69,8 @@ def optimal_sets(Xf: np.ndarray, Xo: np.ndarray, metric: str = "euclidean", cali
     at_least = min(ratio, no // nf) if nf and ratio > 1 else ratio
     rep = np.repeat(np.arange(nf), ratio)
     forced = np.tile(np.arange(ratio), nf) < at_least        # copies every focal unit must fill
+    if nf and no and optimal_line_applies(Xf, Xo, metric, caliper, admissible, ratio, dense_limit, line):
+        return (*line_pairs(Xf[:, 0], Xo[:, 0], ratio, caliper), False)
     if nf * no * ratio <= dense_limit:
         D, ok = _dense(Xf, Xo, metric, caliper, admissible)
         big = (np.nanmax(D[ok]) + 1.0) * (min(nf * ratio, no) + 1) if ok.any() else 1.0
@@ -97,6 +104,20 @@ def optimal_sets(Xf: np.ndarray, Xo: np.ndarray, metric: str = "euclidean", cali
             Xp, Yp = distances.prepare(Xf, metric), distances.prepare(Xo, metric)
             return f, o, distances.pair_distances(Xp, Yp, f, o, metric).astype(np.float64), False
         kk = min(no, 2 * kk)
+
+
+def optimal_line_applies(Xf: np.ndarray, Xo: np.ndarray, metric: str, caliper: float, admissible: Admissible,
+                         ratio: int, dense_limit: int = 4_000_000, line: bool | None = None) -> bool:
+    """Whether pair matching goes to `line_pairs`: a scalar distance, no per-pair admissibility, a fixed ratio
+    (enough others for every copy, or 1:1) and a trace-back that fits, and either asked for or too large for
+    the dense solver."""
+    nf, no = len(Xf), len(Xo)
+    ratio = 1 if ratio > 1 and no < nf else ratio           # as optimal_sets
+    scalar = Xf.shape[1] == 1 and metric in ("euclidean", "l1") and admissible is None
+    fixed = ratio == 1 or no >= nf * ratio
+    fits = line_cells(nf * ratio, no, caliper) <= MAX_CELLS if nf * ratio <= no else \
+        line_cells(no, nf, caliper) <= MAX_CELLS
+    return scalar and fixed and fits and (line if line is not None else nf * no * ratio > dense_limit)
 
 
 def line_applies(Xf: np.ndarray, Xo: np.ndarray, metric: str, caliper: float, admissible: Admissible,
