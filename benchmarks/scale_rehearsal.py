@@ -10,7 +10,7 @@ The run is resumable: the poller appends one JSON line per finished job to ``job
 jobs' records, so a run cut off by a session's end goes on in the next. ``--summarise`` writes the table
 from what is recorded without running anything.
 
-    python benchmarks/scale_rehearsal.py --identities 12000 --cores 2
+    python benchmarks/scale_rehearsal.py --identities 12000 --cores 2 --set project.precision=float32
     python benchmarks/scale_rehearsal.py --summarise
 """
 
@@ -47,11 +47,21 @@ def script_rules(root: Path) -> dict[str, str]:
     return out
 
 
-def write_config(root: Path, dest: Path, identities: int, dataset: str) -> Path:
-    """The default config with more identities and its own dataset folder."""
+def write_config(root: Path, dest: Path, identities: int, dataset: str, overrides: list[str] = ()) -> Path:
+    """The default config with more identities, its own dataset folder and `overrides` ("project.precision=
+    float32": a dotted key, a YAML value)."""
     cfg = yaml.safe_load((root / "config" / "config.yaml").read_text())
     cfg["dataset"] = dataset
     cfg["demo"]["n_identities"] = identities
+    for item in overrides:
+        key, _, value = item.partition("=")
+        *path, last = key.split(".")
+        node = cfg
+        for part in path:
+            node = node[part]
+        if last not in node:
+            raise SystemExit(f"--set {key}: the default config has no such key")
+        node[last] = yaml.safe_load(value)
     for emb in cfg["embeddings"].values():
         if "path" in emb:
             emb["path"] = emb["path"].replace("resources/demo/", f"resources/{dataset}/")
@@ -117,7 +127,7 @@ def timed(cmd: list[str], cwd: Path, env: dict) -> tuple[float, int, str]:
 def run(args) -> int:
     state = Path(args.state)
     state.mkdir(parents=True, exist_ok=True)
-    cfg = write_config(ROOT, state / "config.yaml", args.identities, args.dataset)
+    cfg = write_config(ROOT, state / "config.yaml", args.identities, args.dataset, args.set)
     env = dict(os.environ)
     snake = [sys.executable, "-m", "snakemake", "--configfile", str(cfg)]
     events = state / "events.jsonl"
@@ -190,6 +200,8 @@ def summarise(args) -> str:
              "Measured by `benchmarks/scale_rehearsal.py` (a poller samples each job's process tree every "
              f"{args.interval} s; jobs shorter than that may be missed). Wall time: sum over jobs and span "
              "(first start to last end); peak RSS of the largest job of the rule.", "",
+             "Settings other than the default config's: " + (", ".join(f"`{x}`" for x in args.set) or "none")
+             + ".", "",
              "| rule | jobs | wall sum (s) | span (s) | peak RSS (MB) |", "|---|---:|---:|---:|---:|"]
     for rule, js in sorted(by_rule.items(), key=lambda kv: min(j["start"] for j in kv[1])):
         wall = sum(j["end"] - j["start"] for j in js)
@@ -225,6 +237,8 @@ def main(argv=None) -> int:
     ap.add_argument("--state", default=str(ROOT / "benchmarks" / "out" / "scale_rehearsal"))
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "scale_rehearsal.md"))
     ap.add_argument("--workdir", default=str(ROOT), help="the checkout the run used (output sizes, commit)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override one setting of the default config (dotted key, YAML value); repeatable")
     ap.add_argument("--summarise", action="store_true", help="write the table from the records; run nothing")
     args = ap.parse_args(argv)
     rc = 0 if args.summarise else run(args)
