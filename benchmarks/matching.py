@@ -405,7 +405,7 @@ def case_matchit(tool: str, method: str, n: int) -> dict:
     sub = pd.to_numeric(pd.Series(np.asarray(sub, dtype=object)), errors="coerce").to_numpy(np.float64)
     if method in OBJECTIVE_METHODS:
         row["objective"] = subclass_objective(frame, sub)
-    row["runs"] = runs
+    row["calls"] = runs
     row["n_matched"] = int((np.asarray(weights, np.float64) > 0).sum())
     row["max_abs_smd"] = max_abs_smd(frame, weights)
     row["peak_gb"] = _peak_gb()

@@ -192,19 +192,24 @@ def summarise(args) -> str:
         if (state / "jobs.jsonl").exists() else []
     events = [json.loads(x) for x in (state / "events.jsonl").read_text().splitlines()] \
         if (state / "events.jsonl").exists() else []
+    # the run stopped (SIGSTOP) while something else was measured: those seconds are not the jobs'
+    pauses = [(e["start"], e["end"]) for e in events if e["kind"] == "paused"]
     by_rule: dict[str, list] = {}
     for job in jobs:
-        by_rule.setdefault(job["rule"], []).append(job)
+        paused = sum(max(0.0, min(job["end"], b) - max(job["start"], a)) for a, b in pauses)
+        by_rule.setdefault(job["rule"], []).append({**job, "wall": job["end"] - job["start"] - paused})
     lines = [f"# Scale rehearsal: the default demo at {args.identities:,} identities, `--cores {args.cores}`",
              "",
              "Measured by `benchmarks/scale_rehearsal.py` (a poller samples each job's process tree every "
              f"{args.interval} s; jobs shorter than that may be missed). Wall time: sum over jobs and span "
-             "(first start to last end); peak RSS of the largest job of the rule.", "",
+             "(first start to last end); peak RSS of the largest job of the rule. Where the run was paused "
+             "(SIGSTOP, events `paused`) to measure something else on a quiet machine, the pause is taken "
+             "out of every job's wall time (not out of the spans).", "",
              "Settings other than the default config's: " + (", ".join(f"`{x}`" for x in args.set) or "none")
              + ".", "",
              "| rule | jobs | wall sum (s) | span (s) | peak RSS (MB) |", "|---|---:|---:|---:|---:|"]
     for rule, js in sorted(by_rule.items(), key=lambda kv: min(j["start"] for j in kv[1])):
-        wall = sum(j["end"] - j["start"] for j in js)
+        wall = sum(j["wall"] for j in js)
         span = max(j["end"] for j in js) - min(j["start"] for j in js)
         lines.append(f"| {rule} | {len(js)} | {wall:.0f} | {span:.0f} | "
                      f"{max(j['max_rss'] for j in js) / 1e6:.0f} |")

@@ -14,7 +14,7 @@ from helpers import ROOT
 
 from ganmatch.analysis import distances
 from ganmatch.analysis.outcomes import weighted_estimate
-from ganmatch.errors import ConfigError
+from ganmatch.errors import ConfigError, InputDataError
 from ganmatch.matching import MatchData, fit_logistic_irls, full_sets, match, optimal_sets
 from ganmatch.matching import options as opt
 from ganmatch.matching.subclass import coarsen, quantile_subclasses
@@ -590,3 +590,35 @@ def test_compiled_nearest_scan_equals_the_python_scan_ties_and_rounds_included(s
         slow = line_sets(score[f], score[o], order, ratio, False, cal, lambda a, b: True, f, o, places(score))
         for a, b in zip(fast, slow, strict=True):
             assert np.array_equal(a, b)
+
+
+def test_exact_subclasses_number_value_combinations_in_order_of_first_appearance():
+    """Integer keys per column (no text keys): the same subclasses as one key per combination of the values'
+    text, numbered by first appearance, NaN and None a value of their own; -0.0 and 0.0 one value, as R's
+    factor makes them."""
+    from ganmatch.matching.subclass import exact_subclasses
+
+    def by_text(frame, treated):
+        key = pd.factorize(pd.MultiIndex.from_frame(frame.astype(str)))[0]
+        both = np.intersect1d(key[treated == 1], key[treated == 0])
+        first = pd.unique(key[np.isin(key, both)])
+        out = np.full(len(key), -1, np.int64)
+        out[np.isin(key, both)] = pd.Series(np.arange(len(first)), index=first).reindex(
+            key[np.isin(key, both)]).to_numpy()
+        return out
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        n = int(rng.integers(2, 60))
+        frame = pd.DataFrame({"a": rng.integers(0, 3, n), "b": rng.choice(["x", "y", None], n),
+                              "c": np.round(rng.normal(size=n), 0) + 0.0, "d": rng.random(n) < 0.5})
+        frame.loc[rng.random(n) < 0.1, "c"] = np.nan
+        treated = (rng.random(n) < 0.4).astype(int)
+        want = by_text(frame, treated)
+        if (want == -1).all():
+            with pytest.raises(InputDataError, match="no combination"):
+                exact_subclasses(frame, treated)
+        else:
+            assert np.array_equal(exact_subclasses(frame, treated), want)
+    signed = pd.DataFrame({"z": [-0.0, 0.0]})
+    assert exact_subclasses(signed, np.array([1, 0])).tolist() == [0, 0]

@@ -47,6 +47,8 @@ class MatchData:
         n = len(self.ids)
         if len(np.unique(self.ids)) != n:
             raise InputDataError("MatchData: image ids are not unique.")
+        # pandas' string array of the ids, built once: every result table takes from it
+        self.id_strings = pd.array(self.ids, dtype="str")
         self.treated = treatment_vector(self.treated, n).astype(np.int64)
         for name, X in self.embeddings.items():
             if len(X) != n:
@@ -102,7 +104,7 @@ def make_result(data: MatchData, method: str, embedding: str, t_pos, c_pos, dist
                               for k, v in (extra or {}).items()})
     else:
         pairs = pd.DataFrame({
-            "treated_id": data.ids[t_pos], "control_id": data.ids[c_pos],
+            "treated_id": data.id_strings.take(t_pos), "control_id": data.id_strings.take(c_pos),
             "distance": np.asarray(dist, np.float64),
             "weight": np.ones(len(t_pos)) if weight is None else np.asarray(weight, np.float64),
             "subclass": np.arange(1, len(t_pos) + 1) if subclass is None else np.asarray(subclass, np.int64),
@@ -112,8 +114,8 @@ def make_result(data: MatchData, method: str, embedding: str, t_pos, c_pos, dist
             pairs[k] = v
     info = {"method": method, "embedding": embedding, "n_treated": int(data.treated.sum()),
             "n_control": int((data.treated == 0).sum()), "n_matched": int(len(pairs)),
-            "n_treated_matched": int(pairs["treated_id"].nunique()),
-            "n_control_matched": int(pairs["control_id"].nunique()), **info}
+            "n_treated_matched": int(np.count_nonzero(np.bincount(t_pos))),
+            "n_control_matched": int(np.count_nonzero(np.bincount(c_pos))), **info}
     info.setdefault("warnings", [])
     return MatchResult(pairs=pairs, info=info)
 
@@ -177,10 +179,10 @@ def set_weights(n: int, focal: np.ndarray, other: np.ndarray,
     if len(focal) == 0:
         return w
     if pair_weight is None:
-        pair_weight = 1.0 / pd.Series(focal).map(pd.Series(focal).value_counts()).to_numpy(np.float64)
-    w[np.unique(focal)] = 1.0
+        pair_weight = 1.0 / np.bincount(focal, minlength=n)[focal].astype(np.float64)
+    w[np.bincount(focal, minlength=n) > 0] = 1.0
     wo = np.bincount(other, weights=pair_weight, minlength=n)
-    matched = np.unique(other)
+    matched = np.flatnonzero(np.bincount(other, minlength=n))
     if wo[matched].sum() > 0:
         w[matched] += wo[matched] * len(matched) / wo[matched].sum()
     return w

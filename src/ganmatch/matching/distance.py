@@ -165,7 +165,11 @@ def covariate_matrix(data: MatchData, covariates: list[str] | None, who: str) ->
     missing = [c for c in covariates if c not in data.covariates]
     if missing:
         raise ConfigError(f"{who}: covariates {missing} are not columns of the attributes table.")
-    C = data.covariates[list(covariates)].apply(pd.to_numeric, errors="coerce").to_numpy(np.float64)
+    columns = [data.covariates[c] for c in covariates]
+    if all(pd.api.types.is_float_dtype(x) or pd.api.types.is_integer_dtype(x) for x in columns):
+        C = np.column_stack([x.to_numpy(np.float64, na_value=np.nan) for x in columns])   # no parse needed
+    else:
+        C = data.covariates[list(covariates)].apply(pd.to_numeric, errors="coerce").to_numpy(np.float64)
     if np.isnan(C).any():
         raise InputDataError(f"{who}: covariates {covariates} have missing or non-numeric values.")
     return C

@@ -471,10 +471,10 @@ def _set_columns(F):
     order."""
     if len(F) == 0:
         return None, None
-    counts = pd.Series(F).value_counts()
-    first: dict[int, int] = {}
-    sub = np.array([first.setdefault(int(t), len(first) + 1) for t in F], np.int64)
-    return 1.0 / counts.reindex(F).to_numpy(np.float64), sub
+    _, first, inverse = np.unique(F, return_index=True, return_inverse=True)
+    rank = np.empty(len(first), np.int64)
+    rank[np.argsort(first, kind="stable")] = np.arange(1, len(first) + 1)
+    return 1.0 / np.bincount(inverse)[inverse].astype(np.float64), rank[inverse]
 
 
 def _unit_subclass(n, F, OT, S):
@@ -628,7 +628,7 @@ def _units(data: MatchData, weight, subclass, discarded, measure: DistanceMeasur
         sub[subclass < 0] = pd.NA
     return pd.DataFrame(
         {
-            "image_id": data.ids,
+            "image_id": data.id_strings,
             "treated": data.treated.astype(np.int64),
             "weight": np.asarray(weight, np.float64),
             "subclass": sub,

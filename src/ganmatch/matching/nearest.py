@@ -65,7 +65,8 @@ def line_sets(score_f: np.ndarray, score_o: np.ndarray, order: np.ndarray, ratio
     distances in
     matching order."""
     idx_o = np.arange(len(score_o)) if idx_o is None else np.asarray(idx_o)
-    srt = np.lexsort((idx_o, score_o))
+    increasing = len(idx_o) < 2 or bool(np.all(idx_o[1:] > idx_o[:-1]))
+    srt = np.argsort(score_o, kind="stable") if increasing else np.lexsort((idx_o, score_o))
     vals = score_o[srt]
     ids = idx_o[srt]
     nc = len(vals)
@@ -303,7 +304,7 @@ def _heap_select(dist: list[float], m: int) -> list[int]:
 def places(score: np.ndarray) -> np.ndarray:
     """Each row's rank by (score, row): its place in MatchIt's sort of all units."""
     out = np.empty(len(score), np.int64)
-    out[np.lexsort((np.arange(len(score)), score))] = np.arange(len(score))
+    out[np.argsort(score, kind="stable")] = np.arange(len(score))           # ties in row order
     return out
 
 

@@ -92,16 +92,28 @@ def scoot(code: np.ndarray, treated: np.ndarray, x: np.ndarray, n_sub: int, min_
 
 
 def exact_subclasses(covariates: pd.DataFrame, treated: np.ndarray) -> np.ndarray:
-    """One subclass per combination of the covariates' values that occurs in both groups (-1: the rest)."""
-    key = pd.factorize(pd.MultiIndex.from_frame(covariates.astype(str)))[0]
-    both = np.intersect1d(key[treated == 1], key[treated == 0])
-    if len(both) == 0:
+    """One subclass per combination of the covariates' values that occurs in both groups (-1: the rest),
+    numbered in order of first appearance. Numeric columns compare by value, others by their text."""
+    key = np.zeros(len(covariates), np.int64)
+    radix = 1
+    for col in covariates.columns:
+        x = covariates[col]
+        numeric = pd.api.types.is_numeric_dtype(x) or pd.api.types.is_bool_dtype(x)
+        codes, uniques = pd.factorize(x if numeric else x.astype(str), use_na_sentinel=False)
+        if radix * max(len(uniques), 1) >= 2**62:                       # too many cells: renumber first
+            key = pd.factorize(key)[0].astype(np.int64)
+            radix = int(key.max()) + 1 if len(key) else 1
+        key = key * max(len(uniques), 1) + codes
+        radix *= max(len(uniques), 1)
+    key = pd.factorize(key)[0]                          # 0.. in order of first appearance
+    n_keys = int(key.max()) + 1 if len(key) else 0
+    both = (np.bincount(key[treated == 1], minlength=n_keys) > 0) & \
+        (np.bincount(key[treated == 0], minlength=n_keys) > 0)
+    if not both.any():
         raise InputDataError("exact: no combination of the covariates' values occurs in both groups.")
-    code = np.full(len(key), -1, np.int64)
-    first = pd.unique(key[np.isin(key, both)])      # numbered in order of first appearance
-    code[np.isin(key, both)] = pd.Series(np.arange(len(first)), index=first).reindex(key[np.isin(key,
-                                                                                                 both)]).to_numpy()
-    return code
+    renumber = np.full(n_keys, -1, np.int64)
+    renumber[both] = np.arange(int(both.sum()))
+    return renumber[key]
 
 
 def coarsen(x: np.ndarray, cut) -> np.ndarray:
