@@ -2,11 +2,10 @@
 benchmarks/results/editing.{csv,md}).
 
 One edited image = moving a latent along a direction (`ganmatch.gan.editing.apply_edits`) and rendering it
-with the
-generator in batches (`ganmatch.gan.render.render`, what the edit_shard rule runs per shard); PNG writing is
-left out. Each time is the fastest of `repeats` runs of `n_images` images after a warm-up. Presets as in
-benchmarks/projection.py: "demo" (32 px) and "ffhq256" (the official 256 px architecture, random weights: same
-compute as the real one).
+with the generator in batches (`ganmatch.gan.render.render`, what the edit_shard rule runs per shard); PNG
+writing is left out. Each time is the fastest of `repeats` runs of `n_images` images after a warm-up. Presets
+as in benchmarks/projection.py: "demo" (32 px) and "ffhq256" (the official 256 px architecture, random
+weights: same compute as the real one).
 
     PYTHONPATH=src python benchmarks/editing.py --preset demo --device cpu
     PYTHONPATH=src python benchmarks/editing.py --preset ffhq256 --device cuda --batch-sizes 1,2,4,8,16,32,64

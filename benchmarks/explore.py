@@ -4,10 +4,9 @@
 Writes a synthetic results folder (tests/explore_synthetic.py: 30,000 images in shards of 100, three methods
 of 1,200 pairs and a full matching (40 treated, 80 controls), a 512-d face embedding, edit directions) under
 benchmarks/out/explore/, starts the real server (`python -m ganmatch.cli explore ... --port 0`, loopback, its
-own process) and times each URL over HTTP from this process: the median and the worst of `--repeats`
-requests after one warm-up request.
-The editor uses resources/demo/generator.pt when a demo run made it (else the synthetic folder's generator,
-the same architecture). Writes benchmarks/results/explore.csv and explore.md.
+own process) and times each URL over HTTP from this process: the median and the worst of `--repeats` requests
+after one warm-up request. The editor uses resources/demo/generator.pt when a demo run made it (else the
+synthetic folder's generator, the same architecture). Writes benchmarks/results/explore.csv and explore.md.
 
     python benchmarks/explore.py              # 30,000 images, 1,200 pairs (about 3 minutes on 2 cores)
     python benchmarks/explore.py --n 3000 --pairs 200 --no-write   # a quick check

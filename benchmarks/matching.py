@@ -256,8 +256,7 @@ TREATED_SHARE = 8_693 / 30_000        # the issue's 30,000 units with 8,693 trea
 
 def synthetic_scores(n: int, seed: int = 0):
     """n units, a share of 8,693 / 30,000 treated chosen by a confounded logistic model of two covariates, and
-    the
-    model's propensity score as a precomputed distance (MatchIt's numeric `distance`)."""
+    the model's propensity score as a precomputed distance (MatchIt's numeric `distance`)."""
     import numpy as np
     import pandas as pd
 
@@ -274,8 +273,7 @@ def synthetic_scores(n: int, seed: int = 0):
 
 def subclass_objective(frame, subclass) -> float:
     """The total within-set distance on the score: every (treated, control) pair of a matched set summed
-    (pairs,
-    k:1 sets and full matching's stars alike)."""
+    (pairs, k:1 sets and full matching's stars alike)."""
     import numpy as np
     import pandas as pd
 
@@ -433,10 +431,8 @@ def _has_r_matchit() -> bool:
 
 def matchit_plan(sizes=(5_000, 30_000), r_full_max: int | None = None, only_tools: set | None = None) -> list:
     """The MatchIt comparison's runs: each method at each size with ganmatch, pymatchit-causal (when
-    installed)
-    and R's MatchIt (when present; with `r_full_max`, R's full matching above that size is recorded as a
-    timeout
-    without running it)."""
+    installed) and R's MatchIt (when present; with `r_full_max`, R's full matching above that size is recorded
+    as a timeout without running it)."""
     import importlib.util
 
     tools = ["ganmatch"]

@@ -3,18 +3,15 @@ settings.
 
 MatchIt and optmatch run through Rscript from the R library named by `R_LIBS` (default /opt/r-peers, where the
 project's R installer puts MatchIt 4.7.2 and optmatch 0.10.8; Debian's r-cran-matchit 4.5.1 has the caliper
-bug
-of kosukeimai/MatchIt#163 and is refused). So that propensity-fit differences cannot hide algorithm
-differences,
-MatchIt's own fitted score (glm, logit) is passed to both as a precomputed distance (`distance = ps` in R,
-`distance: score` here). Nearest, exact, subclass and cem are compared on identity (the same pairs or the same
-subclass partition, weights to 1e-9); optimal and full, whose optimal solutions are not unique, on their
-objective (the total within-set distance on the shared score: ganmatch must be no worse) and on balance (the
-largest absolute standardised mean difference after matching, cobalt's, over the model's covariates).
+bug of kosukeimai/MatchIt#163 and is refused). So that propensity-fit differences cannot hide algorithm
+differences, MatchIt's own fitted score (glm, logit) is passed to both as a precomputed distance (`distance =
+ps` in R, `distance: score` here). Nearest, exact, subclass and cem are compared on identity (the same pairs
+or the same subclass partition, weights to 1e-9); optimal and full, whose optimal solutions are not unique, on
+their objective (the total within-set distance on the shared score: ganmatch must be no worse) and on balance
+(the largest absolute standardised mean difference after matching, cobalt's, over the model's covariates).
 
 Data: MatchIt's lalonde (614 units) and the offline demo's binary covariates (`--demo`, simulated here with
-the
-demo's planted label model).
+the demo's planted label model).
 
     R_LIBS=/opt/r-peers python benchmarks/matchit_parity.py   # writes
     benchmarks/results/matchit_parity.{csv,md}
@@ -293,13 +290,10 @@ def dense_nearest(D: np.ndarray, order, ratio: int = 1, replace: bool = False, c
                   ok: np.ndarray | None = None, tie: np.ndarray | None = None):
     """MatchIt's nearest-neighbour algorithm written out on a full (focal x other) distance matrix, as the
     reference ganmatch is held to: focal units in `order`; without replacement `ratio` rounds of one match
-    each
-    (no first match: out of later rounds), with replacement the `ratio` nearest at once; within `caliper` and
-    `ok`. Ties by `tie` (a per-(focal, other) rank; default the other's index), or by `tie(t, earlier)`, the
-    rank
-    row of focal unit t given its earlier matches (MatchIt's scalar scan starts outside them). Returns a set
-    of
-    pairs."""
+    each (no first match: out of later rounds), with replacement the `ratio` nearest at once; within `caliper`
+    and `ok`. Ties by `tie` (a per-(focal, other) rank; default the other's index), or by `tie(t, earlier)`,
+    the rank row of focal unit t given its earlier matches (MatchIt's scalar scan starts outside them).
+    Returns a set of pairs."""
     D = np.where(ok if ok is not None else True, D, np.inf)
     tie = np.broadcast_to(np.arange(D.shape[1]), D.shape) if tie is None else tie
     used = np.zeros(D.shape[1], bool)
@@ -323,12 +317,11 @@ def dense_nearest(D: np.ndarray, order, ratio: int = 1, replace: bool = False, c
 
 def scalar_ties(score: np.ndarray, f: np.ndarray, o: np.ndarray):
     """MatchIt 4.7's tie order on a scalar score (nn_matchC_vec): all units sorted by (score, row), the focal
-    unit
-    included; the scan goes outwards, alternately one step left and one right, and the unit met first wins a
+    unit included; the scan goes outwards, alternately one step left and one right, and the unit met first
+    wins a
     tie:
     the fewest places from the focal unit, the left at equal places. Returns `rank(t, earlier)`, focal unit
-    t's
-    rank row (lowest first) given its earlier matches."""
+    t's rank row (lowest first) given its earlier matches."""
     place = np.empty(len(score), np.int64)
     place[np.lexsort((np.arange(len(score)), score))] = np.arange(len(score))
     po = place[o]
@@ -346,11 +339,9 @@ def scalar_ties(score: np.ndarray, f: np.ndarray, o: np.ndarray):
 def scan_ties(column: np.ndarray, f: np.ndarray, o: np.ndarray, strata: np.ndarray) -> np.ndarray:
     """MatchIt 4.7's tie order on transformed covariates (nn_matchC_mahcovs): the units of one call (one exact
     stratum) sorted by the first transformed column, ties in data order; a focal unit scans outwards,
-    alternately
-    one step left and one right, and among candidates at the same distance the one met last wins: the largest
-    offset from the focal unit's place, the right side at equal offsets. Returns a (focal x other) rank,
-    lowest
-    first."""
+    alternately one step left and one right, and among candidates at the same distance the one met last wins:
+    the largest offset from the focal unit's place, the right side at equal offsets. Returns a (focal x other)
+    rank, lowest first."""
     tie = np.zeros((len(f), len(o)), np.int64)
     for s in np.unique(strata[np.r_[f, o]]):
         units = np.sort(np.r_[f[strata[f] == s], o[strata[o] == s]])

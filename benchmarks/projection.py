@@ -2,13 +2,12 @@
 benchmarks/results/projection.{csv,md}).
 
 Per-step time is (T(2k steps) - T(k steps)) / k, each T the fastest of 3 runs, so the one-off setup (w
-statistics, model transfer) cancels.
-Presets: "demo" is the demo's random generator (32 px, 32 channels, 32-d latents); "ffhq256" is the
-official 256 px architecture (paper256: channel_base 16384, 512-d, 8-layer mapping) with random weights,
-which costs the same per step as the real one; "ffhq1024" likewise the official 1024 px one (channel_base
-32768). `--perceptual vgg` times the VGG loss with random
-VGG weights (same compute as the pretrained one). The official projector optimises one image at a time,
-so batch size 1 is its throughput and the speed-up column is relative to it.
+statistics, model transfer) cancels. Presets: "demo" is the demo's random generator (32 px, 32 channels, 32-d
+latents); "ffhq256" is the official 256 px architecture (paper256: channel_base 16384, 512-d, 8-layer mapping)
+with random weights, which costs the same per step as the real one; "ffhq1024" likewise the official 1024 px
+one (channel_base 32768). `--perceptual vgg` times the VGG loss with random VGG weights (same compute as the
+pretrained one). The official projector optimises one image at a time, so batch size 1 is its throughput and
+the speed-up column is relative to it.
 
     PYTHONPATH=src python benchmarks/projection.py --preset demo --device cpu --threads 1
     PYTHONPATH=src python benchmarks/projection.py --preset ffhq256 --device cuda --perceptual vgg

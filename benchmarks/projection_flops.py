@@ -3,8 +3,7 @@
 One step = synthesis of the latent, the loss against the targets (VGG features of the targets are computed
 once per batch, not per step) and the backward pass. Counted with torch's `FlopCounterMode` as the difference
 of a 2-step and a 1-step projection of one image, so the one-off work (w statistics, target features, the
-final
-render) cancels. Random weights cost the same as the official ones (presets as in `projection.py`).
+final render) cancels. Random weights cost the same as the official ones (presets as in `projection.py`).
 
     PYTHONPATH=src python benchmarks/projection_flops.py --presets ffhq256,ffhq1024
 """

@@ -209,8 +209,7 @@ DEMO_COLUMNS = ("pairs", "max_diff", "estimate", "ci", "seeds")
 
 def demo_table_rows(readme: str) -> list[tuple[str, list[str]]]:
     """(method, cells) of each row of the README's demo table: rows whose first cell is `naive` or a
-    backquoted
-    method name followed by a colon, up to the table's end."""
+    backquoted method name followed by a colon, up to the table's end."""
     rows = []
     for line in readme.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
@@ -222,10 +221,8 @@ def demo_table_rows(readme: str) -> list[tuple[str, list[str]]]:
 
 def check_demo_table(readme: str, summary: pd.DataFrame) -> list[str]:
     """Each number of the README's demo table against benchmarks/results/reproducibility_summary.csv: the
-    reference
-    run's value (default kernels, seed 0), the same under every kernel setting (the README says so), and the
-    seeds'
-    range of the estimate."""
+    reference run's value (default kernels, seed 0), the same under every kernel setting (the README says so),
+    and the seeds' range of the estimate."""
     table = summary.set_index("quantity")
     problems, rows = [], demo_table_rows(readme)
     if len(rows) < 5:

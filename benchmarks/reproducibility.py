@@ -3,10 +3,9 @@ number.
 
 Each run is a fresh copy of the workflow in benchmarks/out/reproducibility/<setting>_seed<k>, run with
 `snakemake` under one kernel setting (environment variables that make numpy's OpenBLAS, torch's oneDNN, MKL
-and
-ATen pick other CPU kernels, or one thread) and `--config seed=<k>`. The numbers the README quotes come from
-`ganmatch.analysis.headline.headline_numbers`; the demo's world (resources/demo) is hashed per run, so the
-table also shows that it is the same bytes under every setting.
+and ATen pick other CPU kernels, or one thread) and `--config seed=<k>`. The numbers the README quotes come
+from `ganmatch.analysis.headline.headline_numbers`; the demo's world (resources/demo) is hashed per run, so
+the table also shows that it is the same bytes under every setting.
 
     python benchmarks/reproducibility.py                 # 3 settings on seed 0, 3 seeds on the default (5
     runs)
@@ -60,8 +59,7 @@ def copy_workflow(dest: Path) -> None:
 
 def run_demo(setting: str, seed: int, reuse: bool = False) -> tuple[pd.DataFrame, str, float]:
     """One fresh demo run: (headline numbers, sha256 of the world's manifest, wall seconds); with `reuse`, a
-    run
-    that an earlier invocation finished in the same folder is read instead of repeated."""
+    run that an earlier invocation finished in the same folder is read instead of repeated."""
     env_extra, cores = SETTINGS[setting]
     work = OUT / f"{setting}_seed{seed}"
     env = dict(os.environ, PYTHONPATH=str(work / "src"), **env_extra)
@@ -95,8 +93,7 @@ def default_demo_config() -> dict:
 
 def write_world_manifest(path: Path) -> str:
     """Generate the default demo's world in a temporary folder and write its sha256 manifest, keyed by the
-    demo
-    block and seed (`provenance.demo_world_key`), to `path`."""
+    demo block and seed (`provenance.demo_world_key`), to `path`."""
     import tempfile
     from types import SimpleNamespace
 
@@ -150,8 +147,7 @@ def markdown(long: pd.DataFrame, runs: pd.DataFrame, summary: pd.DataFrame) -> s
 
 def write_tables(frames, runs, args, divergence: bool = False) -> None:
     """The long table, the per-quantity summary and the markdown page (with the stage divergence between the
-    first
-    two settings of the first seed when `divergence`)."""
+    first two settings of the first seed when `divergence`)."""
     from ganmatch.analysis.headline import stage_divergence
 
     long = pd.concat(frames)[["setting", "seed", "quantity", "value"]]

@@ -3,10 +3,10 @@ same jobs run again uninterrupted.
 
 The scale rehearsal (`scale_rehearsal.py`) is killed (SIGKILL to its whole process group) once in projection
 and once in matching and then resumed; Snakemake reruns the jobs its `.snakemake/incomplete` markers name.
-This script takes those jobs' outputs, keeps a copy (with its times), runs the jobs again with
-`snakemake --force` on the same config, and compares the bytes; the resumed run's files (and their times) are
-put back, so the folder is as the run left it.
-It writes a table of file, size, the two sha256 sums and whether they agree.
+This script takes those jobs' outputs, keeps a copy (with its times), runs the jobs again with `snakemake
+--force` on the same config, and compares the bytes; the resumed run's files (and their times) are put back,
+so the folder is as the run left it. It writes a table of file, size, the two sha256 sums and whether they
+agree.
 
     python benchmarks/scale_interruption.py --workdir /work/scale \
         --configfile /work/scale/benchmarks/out/scale_rehearsal/config.yaml \

@@ -3,11 +3,10 @@
 Run (needs a SLURM that answers `sinfo`, e.g. `sudo bash tests/slurm/start_slurm.sh`, the one-node cluster):
 `PYTHONPATH=src python benchmarks/slurm_overhead.py [--cases local slurm slurm_grouped]`. Each case runs the
 whole default demo DAG from scratch in a temporary copy of the repository: `local` with `--profile
-profiles/local
---cores 2`, `slurm` with the shipped `--profile profiles/slurm` unchanged (the cluster's default partition, no
-account), `slurm_grouped` the same plus the grouping of docs/cluster.md (`GROUPS`: the short rules after
-matching
-in one SLURM job each, `group_args`). Writes benchmarks/results/slurm_overhead.csv and .md.
+profiles/local --cores 2`, `slurm` with the shipped `--profile profiles/slurm` unchanged (the cluster's
+default partition, no account), `slurm_grouped` the same plus the grouping of docs/cluster.md (`GROUPS`: the
+short rules after matching in one SLURM job each, `group_args`). Writes benchmarks/results/slurm_overhead.csv
+and .md.
 
 `--from-logs local=LOG slurm=LOG` builds the table from finished runs' Snakemake logs (`.snakemake/log/*.log`:
 its "Elapsed time", steps and sbatch submissions) instead, e.g. those of tests/test_slurm.py, which runs its
@@ -46,9 +45,8 @@ GROUPS = {
 
 def group_args(cores: int, groups: dict[str, list[str]] = GROUPS) -> list[str]:
     """Arguments that put each group's jobs into one SLURM job (`--groups`, `--group-components`). A group job
-    asks
-    for the summed cores and memory of its members that could run side by side; `--cores` of one node makes
-    Snakemake stack them in series instead, so that the group job fits the node."""
+    asks for the summed cores and memory of its members that could run side by side; `--cores` of one node
+    makes Snakemake stack them in series instead, so that the group job fits the node."""
     assignments = [f"{rule}={group}" for group, rules in groups.items() for rule in rules]
     return ["--groups", *assignments, "--group-components", *[f"{group}=1000" for group in groups],
             "--cores", str(cores)]

@@ -263,8 +263,7 @@ def write_directions(
     fitted on its projected latents and its attributes table (labels; the treatment included).
 
     Stands in for the edit stage where it has not run (tests, screenshots); writes only under
-    `results/edits/`.
-    A covariate without both classes gets a skipped row with its reason.
+    `results/edits/`. A covariate without both classes gets a skipped row with its reason.
     """
     from ganmatch.analysis.embeddings import gather_latents
 

@@ -51,8 +51,7 @@ AVX2_KERNELS = {"ONEDNN_MAX_CPU_ISA": "AVX2", "OPENBLAS_CORETYPE": "Haswell",
 def snakemake(workdir: Path, *args: str, check: bool = True, timeout: int = 900,
               env: dict | None = None) -> subprocess.CompletedProcess:
     """Run the real Snakemake CLI in `workdir` with the test interpreter's environment (never in `make
-    test-fast`);
-    `env` adds variables (e.g. AVX2_KERNELS)."""
+    test-fast`); `env` adds variables (e.g. AVX2_KERNELS)."""
     if os.environ.get("GANMATCH_FAST_TESTS"):
         raise AssertionError("a test that runs Snakemake must be marked @pytest.mark.slow (make test-fast "
                              "runs none)")

@@ -242,12 +242,9 @@ LALONDE = Path(__file__).parent / "data" / "lalonde.csv"
 
 def lalonde_nearest():
     """MatchIt's `matchit(treat ~ age + educ + race + married + nodegree + re74 + re75, data = lalonde)`
-    through
-    ganmatch's engine: an unpenalised logistic propensity score (distance propensity, link logit), then 1:1
-    nearest
-    neighbour without replacement, treated units largest score first (MatchIt's defaults). Returns covariates
-    (race
-    as dummies, as cobalt splits it), treatment, weights."""
+    through ganmatch's engine: an unpenalised logistic propensity score (distance propensity, link logit),
+    then 1:1 nearest neighbour without replacement, treated units largest score first (MatchIt's defaults).
+    Returns covariates (race as dummies, as cobalt splits it), treatment, weights."""
     from ganmatch.matching import MatchData, match
 
     df = pd.read_csv(LALONDE)
@@ -263,8 +260,7 @@ def lalonde_nearest():
 
 def test_lalonde_matches_cobalts_documented_bal_tab():
     """cobalt's README prints `bal.tab(m.out, thresholds = c(m = .1), un = TRUE)` for MatchIt's lalonde
-    example;
-    every Diff.Un and Diff.Adj agrees to its 4 decimals (ATT: treated SD; binary covariates raw)."""
+    example; every Diff.Un and Diff.Adj agrees to its 4 decimals (ATT: treated SD; binary covariates raw)."""
     X, t, w = lalonde_nearest()
     documented = {  # covariate: (Type, Diff.Un, Diff.Adj)
         "distance": ("Contin.", 1.7941, 0.9739), "age": ("Contin.", -0.3094, 0.0718),

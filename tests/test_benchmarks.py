@@ -100,8 +100,7 @@ def test_matching_benchmark_knn_cases_run_side_by_side(monkeypatch):
 
 def test_matching_benchmark_matchit_rows_run_and_agree_on_the_objective():
     """The MatchIt rows of benchmarks/matching.py at a tiny size: ganmatch's four methods run, and
-    pymatchit-causal
-    (where installed) reaches the same full-matching objective. No timing is asserted."""
+    pymatchit-causal (where installed) reaches the same full-matching objective. No timing is asserted."""
     path = Path(__file__).parents[1] / "benchmarks" / "matching.py"
     spec = importlib.util.spec_from_file_location("bench_matching_matchit", path)
     bench = importlib.util.module_from_spec(spec)

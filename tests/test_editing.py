@@ -159,8 +159,7 @@ def test_select_images_takes_ids_groups_and_matched_pairs_of_projected_images(tm
 
 def _conditional_edits():
     """Edits of 3 images along a plain direction 'a' and the conditional 'a|b' (b projected out): the latent
-    model
-    of b cannot move along 'a|b' (delta_b = 0, p_b constant), while the planted b coordinate does."""
+    model of b cannot move along 'a|b' (delta_b = 0, p_b constant), while the planted b coordinate does."""
     rows = []
     for d, cond in (("a", ""), ("a|b", "b")):
         for k, img in enumerate("xyz"):

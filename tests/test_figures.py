@@ -561,8 +561,7 @@ def test_matched_pairs_labels_propensity_gaps_subclasses_and_drops_empty_referen
 ):
     """Propensity pairs show their logit difference (not 'd = 0.00' of the subclass distance); a full-matching
     method shows treated, controls and subclasses and each link's subclass and weight; a method that never
-    records
-    reference photos gets no grey 'missing' tiles, while one that does keeps them."""
+    records reference photos gets no grey 'missing' tiles, while one that does keeps them."""
     ids = [f"i{k}" for k in range(12)]
     images = _pairs_images(tmp_path, ids)
     greedy = pd.DataFrame(
@@ -694,8 +693,7 @@ def test_projection_quality_axis_says_what_the_loss_is(tmp_path, monkeypatch):
 
 def test_neighbour_quality_measures_attribute_mismatch_as_the_paper_table(tmp_path, sample, monkeypatch):
     """The attribute mismatch the paper's table (and paper_comparison's) reports is among all images: the
-    figure
-    draws exactly those numbers, labelled so, beside the other-group mismatch."""
+    figure draws exactly those numbers, labelled so, beside the other-group mismatch."""
     from ganmatch.analysis.retrieval import retrieval_quality_table
     from ganmatch.report.paper_comparison import neighbour_comparison
 

@@ -113,10 +113,8 @@ def test_optimal_ratio_two_is_the_cheapest_assignment():
 @pytest.mark.parametrize("seed", range(3))
 def test_optimal_with_too_few_controls_for_the_ratio_is_variable_ratio_as_matchit(seed):
     """4 focal units, 6 others, ratio 2: as MatchIt 4.7 (optmatch's mean.controls = 1.5) every focal unit gets
-    1
-    or 2 others and all 6 are used, at the least total distance (brute force over every assignment); with
-    fewer
-    others than focal units, 1:1."""
+    1 or 2 others and all 6 are used, at the least total distance (brute force over every assignment); with
+    fewer others than focal units, 1:1."""
     rng = np.random.default_rng(seed)
     Xf, Xo = rng.normal(size=(4, 2)), rng.normal(size=(6, 2))
     D = distances.pairwise(Xf, Xo, force=True).astype(np.float64)
@@ -177,8 +175,8 @@ def test_full_matching_with_tied_scores_still_forms_stars_and_both_analyses_agre
 @pytest.mark.parametrize("seed", range(40))
 def test_line_full_matching_has_the_general_solvers_objective(seed):
     """The one-dimensional solver against the general one (a maximum-gain assignment plus nearest edges) on
-    random
-    scores, half of them rounded so that ties abound: the same total distance, every unit covered, stars."""
+    random scores, half of them rounded so that ties abound: the same total distance, every unit covered,
+    stars."""
     from ganmatch.matching.optimal import line_full
 
     rng = np.random.default_rng(seed)
@@ -216,8 +214,7 @@ def test_line_full_matching_equals_brute_force_on_tiny_problems(seed):
 
 def test_large_full_matching_on_a_score_takes_the_line_solver():
     """Past the dense solver's size a scalar distance without calipers goes to the line solver: everyone
-    matched,
-    its objective, stars; with a caliper it stays with the general solver."""
+    matched, its objective, stars; with a caliper it stays with the general solver."""
     from ganmatch.matching.optimal import line_full
 
     rng = np.random.default_rng(3)
@@ -352,8 +349,8 @@ def test_weighted_estimate_is_the_subclass_weighted_difference():
 
 def test_ties_index_keeps_the_earlier_order_lower_score_then_lower_row():
     """`ties: index` (the demo's propensity method): equal distances to the lower score, equal scores to the
-    lower
-    row, whatever the focal unit's own row; the default follows MatchIt's scan and differs on such data."""
+    lower row, whatever the focal unit's own row; the default follows MatchIt's scan and differs on such data.
+    """
     data = study(seed=11, ties=True)
     data.covariates["ps"] = np.round(data.covariates["ps"], 1)
     params = {"distance": "score", "score": "ps", "m_order": "random", "random_state": 3, "caliper": 0.5}
@@ -407,8 +404,7 @@ def test_antiexact_pairs_differ_on_every_antiexact_column(method):
 @pytest.mark.parametrize("distance", ["score", "mahalanobis"])
 def test_closest_first_is_the_global_greedy_in_double_precision(distance):
     """m_order closest on a score or covariates (MatchIt's closest-first list): without ties, the pair closest
-    in
-    double precision first, then the closest among the rest, as a dense greedy."""
+    in double precision first, then the closest among the rest, as a dense greedy."""
     from ganmatch.matching.distance import matchit_rows
 
     data = study(seed=8)
@@ -461,8 +457,7 @@ int main() { int T; if (scanf("%d", &T) != 1) return 1; while (T--) { int n, m; 
                                                                       "std::partial_sort")
 def test_heap_select_is_cpps_partial_sort_ties_included(tmp_path):
     """MatchIt keeps a focal unit's closest candidates with std::partial_sort; ganmatch's `_heap_select` must
-    pick
-    (and order) the same ones when distances tie."""
+    pick (and order) the same ones when distances tie."""
     import subprocess
 
     from ganmatch.matching.nearest import _heap_select

@@ -1,6 +1,5 @@
 """MatchIt 4.7 options added by issue 27: cardinality matching (checked by brute force: R's cardinality needs
-a MILP
-solver package that the R peer library lacks), sampling weights and scikit-learn propensity models."""
+a MILP solver package that the R peer library lacks), sampling weights and scikit-learn propensity models."""
 
 import copy
 

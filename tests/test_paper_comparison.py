@@ -126,8 +126,7 @@ def _nn():
 
 def test_demo_retrieval_errors_are_not_drawn_on_the_papers_axis(tmp_path, monkeypatch):
     """Demo identities are latent clusters, the paper's are people in CelebA-HQ: separate axes, each titled
-    with
-    its data, and the demo's says it is not comparable; a CelebA-HQ run's does not."""
+    with its data, and the demo's says it is not comparable; a CelebA-HQ run's does not."""
     reported, nn = _nn()
     table = paper_comparison.means_comparison(toy_means(), reported, "gan_constrained")
     assert paper_comparison.run_data("demo")[1] is False and paper_comparison.run_data("photos")[1] is False

@@ -1,6 +1,5 @@
 """Same results on every machine: the demo's world is the same bytes under any CPU kernels (checked against
-the
-committed manifest), its conclusions do not depend on the CPU, and every run records its provenance."""
+the committed manifest), its conclusions do not depend on the CPU, and every run records its provenance."""
 
 from __future__ import annotations
 
@@ -137,8 +136,7 @@ SMALL = {k: v for k, v in TINY.items() if k not in ("shard_size", "demo", "proje
 def test_demo_conclusions_do_not_depend_on_the_cpu(tmp_path):
     """Deliverable 6: the default demo (403 photos) under the default and the AVX2 kernels: the same world
     bytes; under both, every GAN method's interval covers the planted effect and the naive one does not; pair
-    counts
-    within 10% (they are in fact equal, as every table: benchmarks/results/reproducibility.md)."""
+    counts within 10% (they are in fact equal, as every table: benchmarks/results/reproducibility.md)."""
     works = []
     for name, env in [("default", {}), ("avx2", AVX2_KERNELS)]:
         work = copy_workflow(tmp_path / name)
@@ -185,8 +183,7 @@ np.save(sys.argv[1], result.latents)
 @pytest.mark.parametrize("precision", ["float64"])
 def test_float64_projection_gives_the_same_latents_under_other_kernels(tmp_path, precision):
     """project.precision float64 (the demo's): the latents are the same bytes under the AVX2 kernels; float32
-    Adam
-    would turn last-bit differences of its gradients into steps."""
+    Adam would turn last-bit differences of its gradients into steps."""
     import os
 
     out = []

@@ -256,8 +256,7 @@ def test_combinations_matchit_refuses_stop_at_start_up_naming_the_key(method, pa
 
 def test_matchits_further_options_pass_the_start_up_checks():
     """antiexact, mahvars, m_order farthest and distance robust_mahalanobis, under MatchIt's names, are
-    accepted
-    where MatchIt takes them."""
+    accepted where MatchIt takes them."""
     config = _demo()
     methods = config["matching"]["methods"]
     methods["propensity"].update(

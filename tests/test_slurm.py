@@ -104,8 +104,7 @@ def query_cluster() -> Cluster:
 
 def site_profile(shipped: str, partition: str | None, account: str | None) -> str:
     """profiles/slurm/config.yaml as a user sets it up: the commented `slurm_partition` of default-resources
-    and
-    `slurm_account` (or, without one, `slurm-no-account: true`) uncommented with their values; nothing
+    and `slurm_account` (or, without one, `slurm-no-account: true`) uncommented with their values; nothing
     else."""
     out = []
     in_defaults = False
@@ -238,8 +237,7 @@ def assert_same_tables(got: dict, expected: dict) -> None:
 
 def reset_projection(src: Path, dest: Path) -> tuple[Path, list[str]]:
     """A copy of a finished run without its projections, and the projection outputs to ask for again (the
-    fault
-    tests run only the project_shard jobs: few SLURM jobs, so they stay short on a one-node cluster)."""
+    fault tests run only the project_shard jobs: few SLURM jobs, so they stay short on a one-node cluster)."""
 
     def slurm_logs(folder, names):  # logs/slurm: the SLURM logs of the first run
         return ["slurm"] if Path(folder).name == "logs" and "slurm" in names else []
@@ -398,8 +396,7 @@ def test_cancelled_job_is_redone_by_the_retries(slurm_run, local_run, tmp_path):
 @pytest.mark.slow
 def test_sigterm_cancels_the_submitted_jobs_and_the_restart_finishes(slurm_run, local_run, tmp_path):
     """SIGTERM to `snakemake --profile profiles/slurm` while jobs are queued: every submitted job is
-    cancelled,
-    the process exits, and the same command again completes with the same tables."""
+    cancelled, the process exits, and the same command again completes with the same tables."""
     work, targets = reset_projection(slurm_run[0], tmp_path / "work")
     log = tmp_path / "first.log"
     proc = start_run(work, log, *targets)

@@ -118,8 +118,7 @@ FAKE_TOOLS = {  # a one-node cluster without accounting, as in issue 20; sbatch 
 def test_the_shipped_profile_on_a_small_cluster_says_what_it_adapted_and_sigterm_cancels_jobs(tmp_path):
     """The workflow's start-up (onstart) with profiles/slurm unchanged, against fake SLURM commands: squeue
     instead of a broken sacct, threads, memory and GPUs capped to the node with one message each, and a
-    SIGTERM cancels (scancel)
-    the submitted job and ends the run instead of waiting for it."""
+    SIGTERM cancels (scancel) the submitted job and ends the run instead of waiting for it."""
     import os
     import signal
     import subprocess

@@ -484,8 +484,7 @@ def test_user_named_model_weights_and_celeba_files_are_checked_at_start_up(tmp_p
 
 def test_slurm_no_account_silences_the_guess_and_a_stop_counts_the_cancelled_jobs(monkeypatch):
     """snakemake-executor-plugin-slurm 2.8.0 declares slurm-no-account but never reads it (every run printed
-    "No
-    account was given, not able to get a SLURM account via sacct..."); after SIGTERM no line said what was
+    "No account was given, not able to get a SLURM account via sacct..."); after SIGTERM no line said what was
     cancelled. ganmatch.slurm.patch_executor fixes both on the plugin's Executor class (here a subclass)."""
     import logging
     from types import SimpleNamespace

@@ -179,8 +179,7 @@ def test_report_gathers_every_figure(demo_run):
 
 def test_explorer_serves_every_page_of_the_run(demo_run, tmp_path):
     """`ganmatch explore` on the run's own folder (a copy, with edit directions beside its latents when the
-    run
-    has none): every page answers and the editor renders the run's latents with its generator."""
+    run has none): every page answers and the editor renders the run's latents with its generator."""
     import shutil
 
     from explore_synthetic import write_directions
@@ -290,8 +289,7 @@ def test_paper_method_runs_in_the_demo_against_its_truth(demo_run):
 
 def test_edit_stage_recovers_the_planted_directions_and_effect(demo_run):
     """Deliverable 7 on the tiny demo: recovered directions, a near ceteris-paribus conditional edit that
-    crosses
-    the treatment threshold, and an experimental effect whose interval covers the planted one."""
+    crosses the treatment threshold, and an experimental effect whose interval covers the planted one."""
     work, _, _ = demo_run
     res = work / "results/demo/edits"
     directions = pd.read_parquet(res / "directions.parquet")

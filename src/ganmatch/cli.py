@@ -90,8 +90,7 @@ def describe_plan(plan, config: dict) -> str:
 
 def read_config_file(path: str, what: str = "--configfile") -> dict:
     """A YAML config file as a mapping; a ConfigError naming the file and the fix when it is missing,
-    unreadable,
-    not YAML, or not a mapping of keys to values."""
+    unreadable, not YAML, or not a mapping of keys to values."""
     import yaml
 
     from ganmatch.errors import ConfigError

@@ -1,6 +1,5 @@
 """Logging for Snakemake scripts: everything a job prints goes to its log file, inputs first; a failure's
-reason
-also reaches the terminal, and a failed or terminated job leaves no temporary file behind."""
+reason also reaches the terminal, and a failed or terminated job leaves no temporary file behind."""
 
 from __future__ import annotations
 

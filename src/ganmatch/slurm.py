@@ -1,13 +1,12 @@
 """SLURM preflight at start-up: a cluster run that cannot hang on job states or sit PENDING for ever.
 
 Three ways a SLURM run never finishes: (1) the cluster has no accounting database, `sacct` fails, and
-Snakemake
-never learns that jobs finished; (2) a rule asks for more cores or memory than any node of the partition has,
-and
-its jobs stay `PENDING (PartitionConfig)` without a message; (3) a rule asks for a GPU in a partition without
-GPUs, and sbatch refuses every one of its jobs ("Invalid generic resource (gres) specification"). `preflight`
-decides from the text of `sinfo` and `sacct` (pure, unit-tested); `apply_preflight` is the thin start-up call
-that acts on it when the slurm executor is in use (`workflow/rules/common.smk`).
+Snakemake never learns that jobs finished; (2) a rule asks for more cores or memory than any node of the
+partition has, and its jobs stay `PENDING (PartitionConfig)` without a message; (3) a rule asks for a GPU in a
+partition without GPUs, and sbatch refuses every one of its jobs ("Invalid generic resource (gres)
+specification"). `preflight` decides from the text of `sinfo` and `sacct` (pure, unit-tested);
+`apply_preflight` is the thin start-up call that acts on it when the slurm executor is in use
+(`workflow/rules/common.smk`).
 """
 
 from __future__ import annotations
@@ -212,8 +211,7 @@ def patch_executor(executor_cls, no_account: bool, report=None) -> None:
     `slurm-no-account: true`: the plugin declares the option but never reads it, so every run still guessed an
     account with sacct and printed "No account was given, not able to get a SLURM account via sacct...". With
     the option set, a job without a `slurm_account` resource is submitted with no account and nothing is
-    guessed
-    (a `slurm_account` resource is still used, and checked, as before).
+    guessed (a `slurm_account` resource is still used, and checked, as before).
 
     A stop (Ctrl-C, SIGTERM) cancels the queued and running jobs with scancel; it now says how many:
     "ganmatch: SLURM: cancelled N job(s)" (`report`, default stderr)."""

@@ -35,8 +35,8 @@ class LatentAttributeModel:
     """One linear classifier per attribute on an embedding; `directions_` holds their unit normals.
 
     `isotropic=True` scales all coordinates by one number (for editing directions: per-coordinate
-    standardising
-    tilts the normal away from the attribute's direction in W, e.g. cosine 0.84 instead of 0.99 on the demo).
+    standardising tilts the normal away from the attribute's direction in W, e.g. cosine 0.84 instead of 0.99
+    on the demo).
     """
 
     def __init__(self, C: float = 1.0, cv_folds: int = 5, random_state: int = 0, isotropic: bool = False):

@@ -5,8 +5,7 @@ statistic's function, label and default threshold, and `balance_table` is a long
 Mean differences follow cobalt's `bal.tab`: continuous covariates are standardised, binary ones (two distinct
 values, or constant) are raw differences in proportions unless `binary="std"`; the SD in the denominator
 (`s_d_denom`: the treated group's for the ATT, the controls' for the ATC, pooled for the ATE, or set
-explicitly)
-is computed in the *unadjusted* sample, so the before/after values share one scale.
+explicitly) is computed in the *unadjusted* sample, so the before/after values share one scale.
 """
 
 from __future__ import annotations
@@ -105,10 +104,9 @@ def sd_denominator(
     """(SD, denominator used) of one covariate in the unadjusted sample, as cobalt's `col_w_smd`.
 
     treated / control: that group's SD; pooled: sqrt((var_treated + var_control) / 2); all: the whole
-    sample's.
-    Binary variances are p (1 - p). A zero or undefined SD falls back to the whole sample's (cobalt), and the
-    second value then says 'all'. `s_weights` (sampling weights) weight the variances, as cobalt and MatchIt's
-    summary do.
+    sample's. Binary variances are p (1 - p). A zero or undefined SD falls back to the whole sample's
+    (cobalt), and the second value then says 'all'. `s_weights` (sampling weights) weight the variances, as
+    cobalt and MatchIt's summary do.
     """
     binary = is_binary(x) if binary is None else binary
     (x1, w1), (x0, w0) = _split(x, treated, s_weights)
@@ -203,9 +201,8 @@ TYPES = {True: "Binary", False: "Contin."}  # cobalt's Type column
 
 def balance_columns() -> list[str]:
     """Columns of the long balance table. `type` is cobalt's Binary/Contin.; on the `smd` rows `diff_type`
-    says
-    whether the difference is standardised ('std') or raw ('raw') and `s_d_denom` which group's SD divided it
-    (treated, control, pooled, all; '' when raw); both are '' on the other statistics' rows."""
+    says whether the difference is standardised ('std') or raw ('raw') and `s_d_denom` which group's SD
+    divided it (treated, control, pooled, all; '' when raw); both are '' on the other statistics' rows."""
     return [
         "covariate",
         "type",
@@ -282,15 +279,12 @@ def balance_table(
     """Long balance table (see `balance_columns`), unmatched and, when `weights` are given, matched.
 
     `s_weights` (MatchIt's sampling weights): the unmatched sample and the SDs are weighted by them (the
-    matched
-    `weights` already include them, as MatchIt's match.data weights).
+    matched `weights` already include them, as MatchIt's match.data weights).
 
     Mean differences (stat 'smd') follow cobalt's `bal.tab`: continuous covariates are standardised, binary
-    ones
-    raw differences in proportions unless `binary='std'`; the SD is `s_d_denom`'s ('auto': treated for the
-    ATT,
-    control for the ATC, pooled for the ATE), computed in the unmatched sample for both samples. Binary
-    covariates with values other than 0/1 are read as indicators of their larger value.
+    ones raw differences in proportions unless `binary='std'`; the SD is `s_d_denom`'s ('auto': treated for
+    the ATT, control for the ATC, pooled for the ATE), computed in the unmatched sample for both samples.
+    Binary covariates with values other than 0/1 are read as indicators of their larger value.
 
     A matched sample with fewer than `min_pairs` matched treated units is judged by nobody: its rows get
     balanced = NA and status 'too few pairs (n < min)'; a statistic that cannot be computed (NaN) is
@@ -358,8 +352,8 @@ SD_WORDS = {
 
 def difference_axis_label(smd: pd.DataFrame) -> str:
     """The love plot's x label, as cobalt's: standardised, raw, or mixed mean differences (binary covariates
-    raw),
-    naming the SD the standardised ones were divided by (the table's diff_type and s_d_denom columns)."""
+    raw), naming the SD the standardised ones were divided by (the table's diff_type and s_d_denom columns).
+    """
     if "diff_type" not in smd:
         return "Absolute standardised mean difference"
     kinds = set(smd["diff_type"])

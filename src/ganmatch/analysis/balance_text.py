@@ -3,8 +3,7 @@ thresholds = c(m = .1)))` as fixed-width plain text, rendered from the long tabl
 
 Blocks as cobalt's: Balance Measures (Type, Diff.Un, V.Ratio.Un, KS.Un, Diff.Adj, M.Threshold, V.Ratio.Adj,
 KS.Adj; 4 decimals, '.' where a statistic does not apply, 'N/A' where it is infinite), the balance tally and
-the
-covariate with the greatest mean difference, and Sample sizes (All, Matched (ESS), Matched (Unweighted),
+the covariate with the greatest mean difference, and Sample sizes (All, Matched (ESS), Matched (Unweighted),
 Unmatched; the two Matched rows are one when they agree). A heading names the estimand and what divided each
 mean difference, which cobalt leaves to its call.
 """
@@ -24,8 +23,7 @@ DENOM_WORDS = {"treated": "the treated group's SD", "control": "the control grou
 
 def format_column(values, digits: int = DIGITS) -> list[str]:
     """Numbers as R's `format(round(x, digits))` prints a column: one number of decimals for all (the fewest
-    that
-    show every rounded value), '-0' kept for small negatives, '.' for NaN and 'N/A' for infinities."""
+    that show every rounded value), '-0' kept for small negatives, '.' for NaN and 'N/A' for infinities."""
     v = np.asarray(values, np.float64)
     finite = np.isfinite(v)
     r = np.round(np.where(finite, v, 0.0), digits)
@@ -140,9 +138,8 @@ def tally_blocks(table: pd.DataFrame) -> list[str]:
 
 def sample_size_block(sizes: pd.DataFrame, adjusted: bool = True) -> str:
     """Sample sizes (columns Control, Treated) from `balance.sample_sizes`: All, and when `adjusted` Matched
-    (ESS),
-    Matched (Unweighted), Unmatched; Matched is one row when the effective and unweighted sizes agree, as
-    cobalt."""
+    (ESS), Matched (Unweighted), Unmatched; Matched is one row when the effective and unweighted sizes agree,
+    as cobalt."""
     s = sizes.set_index("group")
     groups = ["control", "treated"]
     rows = {"All": s.loc[groups, "all"].to_numpy(float)}
@@ -161,8 +158,7 @@ def sample_size_block(sizes: pd.DataFrame, adjusted: bool = True) -> str:
 def balance_text(table: pd.DataFrame, sizes: pd.DataFrame | None, estimand: str, s_d_denom: str, binary: str,
                  title: str = "", stats=("smd", "var_ratio", "ks_max")) -> str:
     """The whole cobalt-style report of one balance table (one method), ending in a newline; `stats` as
-    cobalt's
-    (mean differences, variance ratios, KS statistics)."""
+    cobalt's (mean differences, variance ratios, KS statistics)."""
     table = table.reset_index(drop=True)
     blocks = ([title] if title else []) + [textwrap.fill(difference_note(table, estimand, s_d_denom, binary),
                                                          100)]

@@ -622,8 +622,7 @@ def _candidates_faiss(ctx: _Bound, kk: int, available: int, self_ex: bool, block
 
 def _candidates_torch(ctx: _Bound, kk: int, available: int, self_ex: bool, block_size: int, device: str):
     """(rows, candidates) from a blocked float32 product and top-k in torch on `device` (the GPU path; the
-    same
-    chunked products as numpy, so `err` holds; TF32 is switched off while it runs)."""
+    same chunked products as numpy, so `err` holds; TF32 is switched off while it runs)."""
     import torch
 
     dev = torch.device(device)

@@ -32,11 +32,9 @@ def measured_attributes(edits: pd.DataFrame, prefix: str) -> list[str]:
 
 def leakage_table(edits: pd.DataFrame) -> pd.DataFrame:
     """Per edited direction, strength and measured attribute: the mean (and mean absolute) change and the
-    share
-    of images whose class flipped, from the latent models (`model`, change in SDs of the attribute's score),
-    on
-    real photos from the image attribute models on the rendered faces (`image`, probability points; age in
-    years) and, on the demo, from the planted truth (`truth`, change in units of the attribute's
+    share of images whose class flipped, from the latent models (`model`, change in SDs of the attribute's
+    score), on real photos from the image attribute models on the rendered faces (`image`, probability points;
+    age in years) and, on the demo, from the planted truth (`truth`, change in units of the attribute's
     separation)."""
     keys = ["direction", "attribute", "conditional_on", "strength"]
     parts = []
@@ -65,10 +63,8 @@ def transects(edits: pd.DataFrame, direction: str, outcomes: list[str], n_boot: 
     """Experimental effect of moving along `direction` on each outcome evaluated on the edited latent/image.
 
     Per strength s: mean over images of outcome(edit s) - outcome(original) (kind `transect`). The
-    experimental
-    treatment effect (kind `experimental`, strength = the largest one) is the mean of outcome(+S) -
-    outcome(-S):
-    each face's treated version minus its control version. Bootstrap intervals resample images.
+    experimental treatment effect (kind `experimental`, strength = the largest one) is the mean of outcome(+S)
+    - outcome(-S): each face's treated version minus its control version. Bootstrap intervals resample images.
     """
     from ganmatch.analysis.outcomes import (
         paired_bootstrap_ci,  # scipy.stats: only the jobs that need it pay for it
@@ -125,8 +121,7 @@ def change_transects(
 ) -> pd.DataFrame:
     """Mean of per-edit change columns along `direction`, per strength, with bootstrap intervals over images
     (kind `transect`, as `transects`): `columns` maps an outcome name to a column that already holds the
-    change
-    from the original (`true_delta_<a>`: planted truth; `image_delta_<a>`: image models on the rendered
+    change from the original (`true_delta_<a>`: planted truth; `image_delta_<a>`: image models on the rendered
     faces)."""
     from ganmatch.analysis.outcomes import paired_bootstrap_ci
 
@@ -182,12 +177,10 @@ def demo_acceptance(
     """The demo's checks of the edit stage against its planted truth, as numbers.
 
     `min_planted_cosine` over the plain directions of the treatment and covariates; for the treatment's
-    conditional
-    edit at the largest strength, `max_covariate_shift` (largest mean |true change| of a covariate, in units
-    of its
-    separation) and `share_crossed` (images pushed towards the other group whose planted treatment changed
-    sides);
-    and the experimental effect on `outcome` with its interval and whether it covers the planted effect.
+    conditional edit at the largest strength, `max_covariate_shift` (largest mean |true change| of a
+    covariate, in units of its separation) and `share_crossed` (images pushed towards the other group whose
+    planted treatment changed sides); and the experimental effect on `outcome` with its interval and whether
+    it covers the planted effect.
     """
     plain = directions[
         (directions["conditional_on"] == "") & directions["attribute"].isin([treatment, *covariates])

@@ -73,8 +73,7 @@ def aligned_images(shard_tables: Sequence[str]) -> pd.DataFrame:
 
 def precomputed_rows(image_ids: Sequence[str], path: str) -> np.ndarray:
     """Rows of a precomputed embedding (`path`: float32 .npy, its ids in the sibling .parquet, column
-    image_id)
-    in the order of `image_ids`; every image must have a row."""
+    image_id) in the order of `image_ids`; every image must have a row."""
     ids_path = str(path)[: -len(".npy")] + ".parquet" if str(path).endswith(".npy") else None
     if ids_path is None:
         raise InputDataError(f"embeddings: precomputed path '{path}' must be a .npy file (its ids in a "
@@ -91,8 +90,8 @@ def precomputed_rows(image_ids: Sequence[str], path: str) -> np.ndarray:
 
 def compute_embedding(kind: str, aligned: pd.DataFrame, params: dict) -> np.ndarray:
     """Embedding of the aligned images by kind (pixel, dlib, facenet, hog, vgg; see
-    ganmatch.faces.face_embeddings),
-    or the rows of a precomputed one (kind precomputed: e.g. the demo's simulated face recogniser).
+    ganmatch.faces.face_embeddings), or the rows of a precomputed one (kind precomputed: e.g. the demo's
+    simulated face recogniser).
 
     Computed in chunks of images (progress lines in the job log; one chunk of decoded crops in memory at a
     time).

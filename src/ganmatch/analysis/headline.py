@@ -16,8 +16,7 @@ def _rows(prefix: str, values: dict) -> list[tuple[str, float]]:
 
 def matching_numbers(results: Path, outcome: str = "outcome") -> list[tuple[str, float]]:
     """Per method: matched treated units, max |balance statistic| after matching, the effect estimate, its CI
-    and
-    whether it covers the truth; the naive estimate; the paper's method's penalised pairs."""
+    and whether it covers the truth; the naive estimate; the paper's method's penalised pairs."""
     out = []
     summary = pd.read_parquet(results / "balance/summary.parquet")
     smd = summary[summary["stat"] == "smd"].assign(value=lambda d: d["value"].abs())
@@ -39,9 +38,8 @@ def matching_numbers(results: Path, outcome: str = "outcome") -> list[tuple[str,
 
 def edit_numbers(results: Path, treatment: str, covariates: list[str]) -> list[tuple[str, float]]:
     """The edit stage against the planted truth (`edit_metrics.demo_acceptance`): each direction's cosine with
-    its
-    planted one, the conditional edit's largest covariate shift, the share of faces crossing, the experimental
-    effect."""
+    its planted one, the conditional edit's largest covariate shift, the share of faces crossing, the
+    experimental effect."""
     from ganmatch.analysis.edit_metrics import demo_acceptance
 
     edits_dir = results / "edits"
@@ -67,10 +65,9 @@ def headline_numbers(results: str | os.PathLike, treatment: str, covariates: lis
 
 def summarise_runs(long: pd.DataFrame, reference: dict) -> pd.DataFrame:
     """Per quantity over runs (`long`: setting, seed, quantity, value): min, median, max, the number of
-    distinct
-    values, and the value of the `reference` run ({"setting": ..., "seed": ...}); also the spread across
-    settings within each seed (`kernel_spread`: max over seeds of max - min), which is 0 where the CPU does
-    not matter."""
+    distinct values, and the value of the `reference` run ({"setting": ..., "seed": ...}); also the spread
+    across settings within each seed (`kernel_spread`: max over seeds of max - min), which is 0 where the CPU
+    does not matter."""
     groups = long.groupby("quantity")["value"]
     table = pd.DataFrame({"min": groups.min(), "median": groups.median(), "max": groups.max(),
                           "distinct": groups.apply(lambda v: int(v.round(12).nunique()))})
@@ -93,9 +90,8 @@ def _array_gap(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
 def stage_divergence(a: str | os.PathLike, b: str | os.PathLike) -> pd.DataFrame:
     """How far two runs of one config (e.g. under other CPU kernels) differ, stage by stage: per file group of
     results/<dataset>, the largest absolute difference and the share of entries (pixels, array entries, table
-    cells,
-    pairs) that differ. Groups: aligned photos, latents, embeddings, attributes, neighbours, matches, balance,
-    outcomes, edits."""
+    cells, pairs) that differ. Groups: aligned photos, latents, embeddings, attributes, neighbours, matches,
+    balance, outcomes, edits."""
     from PIL import Image
 
     a, b = Path(a), Path(b)

@@ -219,8 +219,8 @@ def finish_rows(r0, r1, bv, bc, cnt, keep, outv, outc):
 @njit(nogil=True, cache=True, fastmath={"reassoc", "contract"})
 def pair_dots(X, Y, rows, cols, width, lo, hi, out):
     """out[r, t] = X[rows[r]] . Y[cols[r, t]] in float64 for r in lo..hi, t < width[r]: float32 products are
-    exact in float64
-    and the sum's rounding is bounded for any order, so the reassociated (vectorised) sum is safe.
+    exact in float64 and the sum's rounding is bounded for any order, so the reassociated (vectorised) sum is
+    safe.
 
     The pairs are visited grouped by blocks of about 2 MB of Y (a counting sort), so that the gathered
     rows come from the cache rather than from memory: twice as fast at 30,000 x 512.

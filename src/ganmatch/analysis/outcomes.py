@@ -161,9 +161,8 @@ def paired_bootstrap_ci(y_t, y_c, weights=None, cluster=None, n_boot: int = 2000
     given).
 
     Clusters keep a treated unit's k controls together in k:1 matching. Vectorised: one (n_boot, n) index
-    draw.
-    Reused controls (matching with replacement) are treated as independent, which makes the interval somewhat
-    narrow (Abadie & Imbens 2008); prefer 1:1 without replacement when intervals matter.
+    draw. Reused controls (matching with replacement) are treated as independent, which makes the interval
+    somewhat narrow (Abadie & Imbens 2008); prefer 1:1 without replacement when intervals matter.
     """
     d = _as_float(y_t) - _as_float(y_c)
     w = _weights(d, weights)
@@ -354,11 +353,9 @@ def weighted_estimate(y, treated, weights, cluster, estimand: str = "ATT", n_boo
 
 def uses_pairs(pairs: pd.DataFrame | None, units: pd.DataFrame | None) -> bool:
     """Pair-level analysis (paired bootstrap over treated units, tests, Rosenbaum bounds) for methods that
-    give
-    each treated unit its own matched set and estimate the ATT; the weighted analysis of the units table, with
-    subclasses as the bootstrap's clusters, otherwise (subclass, exact, cem, full matching where several
-    treated
-    units share a subclass, or the ATC/ATE)."""
+    give each treated unit its own matched set and estimate the ATT; the weighted analysis of the units table,
+    with subclasses as the bootstrap's clusters, otherwise (subclass, exact, cem, full matching where several
+    treated units share a subclass, or the ATC/ATE)."""
     if units is None:
         return True
     estimand = str(units["estimand"].iloc[0]) if "estimand" in units.columns and len(units) else "ATT"
@@ -410,14 +407,13 @@ def estimate_outcomes(outcomes: pd.DataFrame, treated, matches: dict[str, pd.Dat
     """The outcomes table: per outcome, the naive difference and each matching's ATT, in one tidy frame.
 
     outcomes: `image_id` plus outcome columns (all non-id columns except the treatment when `columns` is
-    None).
-    treated: 0/1 Series indexed by image_id, or the name of a column of `outcomes`.
-    matches: name -> matches table (`treated_id`, `control_id`, optional `weight`, `embedding`).
-    units: name -> units table (image_id, treated, weight, subclass, estimand); methods without pairs, or
-    estimating the ATC or ATE, are estimated from it (`weighted_estimate`), the others pair by pair.
-    truth: outcome -> true effect (the demo's planted one); adds `truth`, `error` (estimate - truth) and
-    `covers` (truth inside the interval). Columns: TABLE_COLUMNS. Naive rows have no n_pairs and no gamma.
-    `status` is 'ok', 'too few pairs (n < min_pairs)' or 'not estimable (...)' (no estimate or no interval).
+    None). treated: 0/1 Series indexed by image_id, or the name of a column of `outcomes`. matches: name ->
+    matches table (`treated_id`, `control_id`, optional `weight`, `embedding`). units: name -> units table
+    (image_id, treated, weight, subclass, estimand); methods without pairs, or estimating the ATC or ATE, are
+    estimated from it (`weighted_estimate`), the others pair by pair. truth: outcome -> true effect (the
+    demo's planted one); adds `truth`, `error` (estimate - truth) and `covers` (truth inside the interval).
+    Columns: TABLE_COLUMNS. Naive rows have no n_pairs and no gamma. `status` is 'ok', 'too few pairs (n <
+    min_pairs)' or 'not estimable (...)' (no estimate or no interval).
     """
     if "image_id" not in outcomes.columns:
         raise InputDataError("outcome table lacks column 'image_id'")

@@ -286,8 +286,7 @@ def _image_header(path: str) -> tuple | None:
 
 def _pixel_digest(path: str) -> str | None:
     """A digest of the decoded pixels (mode, size, bytes): the same photo under any name or container; None
-    when
-    the file cannot be decoded (alignment rejects it with its reason)."""
+    when the file cannot be decoded (alignment rejects it with its reason)."""
     import hashlib
 
     from PIL import Image
@@ -302,8 +301,7 @@ def _pixel_digest(path: str) -> str | None:
 
 def pixel_digests(paths) -> list[str | None]:
     """Each file's pixel digest, decoding only files that share their (mode, size) header with another one
-    (only
-    those can be duplicates) and are at most MAX_HASHED_PIXELS; None for the others."""
+    (only those can be duplicates) and are at most MAX_HASHED_PIXELS; None for the others."""
     headers = [_image_header(p) for p in paths]
     counts = pd.Series([h for h in headers if h is not None], dtype=object).value_counts()
     shared = {h for h, n in counts.items() if n > 1 and h[1][0] * h[1][1] <= MAX_HASHED_PIXELS}
@@ -354,11 +352,9 @@ def resolve_duplicates(
     """Photos with the same pixels under different names (same decoded image): (index, rejected rows, groups).
 
     Each group keeps its first file (sorted order). `drop` (the default) removes the copies from the index,
-    each
-    a rejected row naming the photo it copies; `identity` keeps them but gives every copy the first one's
-    identity,
-    so they can never be matched to each other (one person, one treatment value: identities.mixed_treatment).
-    Either way two copies never form a pair at distance 0."""
+    each a rejected row naming the photo it copies; `identity` keeps them but gives every copy the first one's
+    identity, so they can never be matched to each other (one person, one treatment value:
+    identities.mixed_treatment). Either way two copies never form a pair at distance 0."""
     if policy not in DUPLICATE_POLICIES:
         raise InputDataError(f"folder.duplicates is '{policy}'; use one of {', '.join(DUPLICATE_POLICIES)}.")
     digests = pd.Series(pixel_digests(list(index["path"])), index=index.index, dtype=object)

@@ -222,8 +222,7 @@ def _progress_bar(name: str, total: int | None, initial: int):
 
 def _refuse_web_page(part: Path, dest: Path) -> None:
     """A server that answers with a web page (a sign-in or "too large to scan" page of a file host) has not
-    sent
-    the file: refuse it before its hash could be recorded as the file's."""
+    sent the file: refuse it before its hash could be recorded as the file's."""
     if dest.suffix.lower() in (".html", ".htm", ".txt", ".csv", ".tsv", ".json"):
         return
     with open(part, "rb") as fh:

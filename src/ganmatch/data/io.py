@@ -72,8 +72,7 @@ def read_npy(path: str | os.PathLike, mmap: bool = False) -> np.ndarray:
 def read_embedding(npy: str | os.PathLike, ids: str | os.PathLike | None = None) -> tuple[np.ndarray,
                                                                                           np.ndarray]:
     """An embedding as (ids, X): `<name>.npy` and its row ids `<name>.parquet` (column image_id), checked to
-    be
-    one unique id per row. The one reader of the embedding file pair."""
+    be one unique id per row. The one reader of the embedding file pair."""
     from ganmatch.errors import InputDataError
 
     npy = str(npy)

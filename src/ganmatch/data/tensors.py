@@ -28,8 +28,8 @@ def read_checkpoint(path, fmt: str, writer: str, map_location="cpu") -> dict:
 
 def torch_load_reason(exc: Exception) -> str:
     """Why torch.load(weights_only=True) refused a file, without torch's advice to retry with
-    weights_only=False
-    (which would run the file's code: never to be shown to a user about an untrusted file)."""
+    weights_only=False (which would run the file's code: never to be shown to a user about an untrusted file).
+    """
     text = str(exc)
     if "weights_only" not in text and "Weights only load failed" not in text:
         return text.strip().splitlines()[0][:300] if text.strip() else type(exc).__name__
@@ -43,8 +43,7 @@ def torch_load_reason(exc: Exception) -> str:
 
 def read_tensor_file(path: str | Path):
     """A torch file's content loaded as tensors and plain data only (weights_only); WeightsError naming the
-    file and
-    why otherwise, without torch's advice to load it unsafely."""
+    file and why otherwise, without torch's advice to load it unsafely."""
     try:
         return torch.load(Path(path), map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unpickling failure means a bad file

@@ -13,8 +13,8 @@ Head pose is solved from the five landmarks with cv2.solvePnP against a generic 
 well determined; pitch is not: with five points it is confounded with the face's vertical proportions (a nose
 10% of the eye-mouth distance longer than the generic face reads as ~11 degrees of pitch), so frontal faces of
 real people spread over tens of degrees of pitch. Pitch is reported as such and nothing downstream relies on
-it; quality proxies
-are the variance of the Laplacian (sharpness), mean luma (brightness) and the FFHQ quad side (face size).
+it; quality proxies are the variance of the Laplacian (sharpness), mean luma (brightness) and the FFHQ quad
+side (face size).
 """
 
 from __future__ import annotations

@@ -3,9 +3,9 @@
 FairFace (Karkkainen and Joo, 2021) is a torchvision ResNet-34 whose last layer gives 18 logits: 7 race
 classes (or 4 in the race-4 model), 2 gender and 9 age groups; each head is a softmax. Input as the reference
 ran it (matching_benchmarking/scripts/00_predict_race.py): a face chip resized to 224 x 224,
-ImageNet-normalised.
-Here the chip is cut from the aligned crop around its landmarks with dlib's padding 0.25. The paper's
-"Race=Black" covariate is FairFace's argmax race being Black; `black_prob` is that class's probability.
+ImageNet-normalised. Here the chip is cut from the aligned crop around its landmarks with dlib's padding 0.25.
+The paper's "Race=Black" covariate is FairFace's argmax race being Black; `black_prob` is that class's
+probability.
 """
 
 from __future__ import annotations

@@ -2,9 +2,9 @@
 
 A direction is the unit normal of a latent linear attribute model (InterFaceGAN); a conditional direction has
 the chosen attributes' directions projected out, so moving along it leaves their scores unchanged. An edit
-moves
-a latent by `strength` standard deviations of the data's score along the direction (score = w . direction).
-In W+ one shared direction is fitted on the layer mean and added to every layer (see docs/architecture.md).
+moves a latent by `strength` standard deviations of the data's score along the direction (score = w .
+direction). In W+ one shared direction is fitted on the layer mean and added to every layer (see
+docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -40,13 +40,11 @@ def fit_directions(W: np.ndarray, labels: pd.DataFrame, conditionals: dict[str, 
     The models are logistic regressions on W scaled by one number (geometry kept, see `IsotropicScaler`).
 
     An attribute with fewer than `min_positives` positives (or negatives) is a row with its `skipped` reason
-    and
-    `row == -1`; a conditional direction whose target or conditions were skipped is skipped too. `norm` is the
-    classifier normal's length in W (its logit is `norm * score + intercept`); for a conditional direction it
-    is
-    the length left after projecting out the conditions (1 = already orthogonal, near 0 = almost collinear).
-    Score statistics (`score_*`) are of `W @ direction` over all rows: an edit of strength s moves s *
-    score_sd.
+    and `row == -1`; a conditional direction whose target or conditions were skipped is skipped too. `norm` is
+    the classifier normal's length in W (its logit is `norm * score + intercept`); for a conditional direction
+    it is the length left after projecting out the conditions (1 = already orthogonal, near 0 = almost
+    collinear). Score statistics (`score_*`) are of `W @ direction` over all rows: an edit of strength s moves
+    s * score_sd.
     """
     W = layer_mean(W)
     if not np.isfinite(W).all():

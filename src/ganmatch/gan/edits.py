@@ -84,9 +84,8 @@ def select_images(index: pd.DataFrame, attributes: pd.DataFrame, shard_tables: l
                   match_files: dict[str, str],
                   treatment: str, spec: dict, seed: int = 0) -> pd.DataFrame:
     """The images to edit (image_id, treated, source, shard): listed ids, `per_group` random ones of each
-    group,
-    and the first `max_pairs` pairs (closest first) of each named matching method; only successfully projected
-    ones."""
+    group, and the first `max_pairs` pairs (closest first) of each named matching method; only successfully
+    projected ones."""
     rows, _ = latent_rows([read_parquet(p) for p in shard_tables], [])
     treated = with_treatment(index, attributes,
                              treatment).astype({"image_id": str}).set_index("image_id")[treatment]
@@ -163,13 +162,11 @@ def edit_shard(selection: pd.DataFrame, shard: int, latent_table: pd.DataFrame, 
 
     Returns the edited latents (rows = table rows) and the edit table: image_id, direction, attribute,
     conditional_on, conditional, strength, step (W units), path (PNG), score_before/after (the target model's
-    logit), then per
-    plain attribute `delta_<a>` (score change in SDs of its score) and `flip_<a>` (predicted class changed),
-    and
-    per embedding `drift_<e>` (distance of the rendered edit from the rendered original). With `image_models`
-    (the face attribute models' young_below, on real photos) also `image_delta_<a>` / `image_flip_<a>`:
-    leakage
-    re-predicted on the rendered faces by the image attribute models (`image_model_columns`).
+    logit), then per plain attribute `delta_<a>` (score change in SDs of its score) and `flip_<a>` (predicted
+    class changed), and per embedding `drift_<e>` (distance of the rendered edit from the rendered original).
+    With `image_models` (the face attribute models' young_below, on real photos) also `image_delta_<a>` /
+    `image_flip_<a>`: leakage re-predicted on the rendered faces by the image attribute models
+    (`image_model_columns`).
     """
     import torch  # torch and the generator only for the jobs that render, not for every edit job
 
@@ -240,10 +237,9 @@ def summarise(tables: list[pd.DataFrame], arrays: list[np.ndarray], index: pd.Da
               selection_latents: tuple[pd.DataFrame, list[np.ndarray]] | None = None
               ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """All edits in one table with identity drift over each embedding's same-person threshold
-    (`drift_<e>_ratio`),
-    the outcomes evaluated on the edited latents (`outcome_<o>`, `outcome_before_<o>`: the latent models'
-    probabilities `p_<a>`, each face recogniser's distance to the original `verify_<e>`), and the leakage
-    table.
+    (`drift_<e>_ratio`), the outcomes evaluated on the edited latents (`outcome_<o>`, `outcome_before_<o>`:
+    the latent models' probabilities `p_<a>`, each face recogniser's distance to the original `verify_<e>`),
+    and the leakage table.
 
     `truth_columns(originals, edited)` (a world whose truth is a function of the latent: the demo's
     `ganmatch.simulate.demo.edit_truth`) adds its columns, e.g. the planted outcome and `true_delta_<a>`;
@@ -283,8 +279,7 @@ def summarise(tables: list[pd.DataFrame], arrays: list[np.ndarray], index: pd.Da
 def interpolation_pairs(match_files: dict[str, str], index: pd.DataFrame, projected: set, n_pairs: int,
                         n_identities: int, seed: int = 0) -> pd.DataFrame:
     """Endpoints of the strips: each method's first `n_pairs` (closest) treated/control pairs, and two photos
-    of
-    each of `n_identities` random identities (kind `identity`)."""
+    of each of `n_identities` random identities (kind `identity`)."""
     rows = []
     for method, path in match_files.items():
         pairs = read_parquet(path).sort_values("distance", kind="stable")

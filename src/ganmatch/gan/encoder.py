@@ -74,8 +74,7 @@ class EncoderNet(nn.Module):
 
 def onednn_avx2_only() -> bool:
     """True when oneDNN is limited to AVX2 kernels: an ONEDNN_MAX_CPU_ISA / DNNL_MAX_CPU_ISA cap at or below
-    AVX2, or
-    a CPU without AVX-512."""
+    AVX2, or a CPU without AVX-512."""
     import os
 
     cap = (os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "").upper()
@@ -95,10 +94,9 @@ class LatentEncoder:
     `space`: "w" predicts (N, w_dim), "w+" (N, n_latent, w_dim). `input_size`: images are resized to
     min(input_size, generator size) before encoding, which bounds the cost for large generators.
     `truncation_psi` < 1 draws training latents nearer the mean; `latent_jitter` adds isotropic noise (in
-    units
-    of w's spread) so latents off the mapping's distribution, as projections of real photos are, are covered.
-    Fitted attributes: `net_`, `w_mean_` and `w_scale_` (mean and spread of the mapping's w: the units of
-    the targets and of `latent_error`), `history_` (mean training loss per epoch), `fit_seconds_`.
+    units of w's spread) so latents off the mapping's distribution, as projections of real photos are, are
+    covered. Fitted attributes: `net_`, `w_mean_` and `w_scale_` (mean and spread of the mapping's w: the
+    units of the targets and of `latent_error`), `history_` (mean training loss per epoch), `fit_seconds_`.
     """
 
     def __init__(self, generator=None, space: str = "w", n_train: int = 4000, epochs: int = 8,
@@ -170,8 +168,7 @@ class LatentEncoder:
         unused).
 
         Where oneDNN runs its AVX2 kernels, training uses torch's own convolutions: oneDNN's AVX2 backward
-        pass
-        crashed (segmentation fault) on this network, reproduced with ONEDNN_MAX_CPU_ISA=AVX2."""
+        pass crashed (segmentation fault) on this network, reproduced with ONEDNN_MAX_CPU_ISA=AVX2."""
         with torch.backends.mkldnn.flags(enabled=not onednn_avx2_only()):
             return self._fit()
 

@@ -86,8 +86,7 @@ def resolve_device(name: str = "auto") -> torch.device:
 @torch.no_grad()
 def w_statistics(generator, seed: int = 0, n: int = 10000) -> tuple[Tensor, float]:
     """Mean w and the spread of w (RMS over coordinates) of the mapping from n seeded z, on the generator's
-    device;
-    the projector optimises in these units and the encoder predicts in them."""
+    device; the projector optimises in these units and the encoder predicts in them."""
     from ganmatch.gan.stylegan2 import float64_twin, seeded_normal, stable_scalar
 
     z = torch.from_numpy(seeded_normal(int(seed), (n, generator.z_dim))).to(generator.w_avg.device,
@@ -287,13 +286,12 @@ class TFAdam:
 class LatentProjector:
     """Project images into a generator's W or W+ space by batched Adam (see module docstring).
 
-    `early_stop_tol`: an image stops once its best loss improved by less than this fraction over the
-    last `patience` steps. `optimize_noise`: also fit per-image noise maps (regularised by `noise_weight`);
-    otherwise the generator's constant noise is used. `latent_noise`: scale (in w spreads) of the
-    exploration noise added to w early on, decaying to zero at 75% of the steps, as in the official
-    projector. `mixed_precision`: autocast the generator on CUDA. `precision`: float32, or float64 for latents
-    that
-    do not depend on the CPU's kernels (Adam turns last-bit differences of float32 gradients into steps).
+    `early_stop_tol`: an image stops once its best loss improved by less than this fraction over the last
+    `patience` steps. `optimize_noise`: also fit per-image noise maps (regularised by `noise_weight`);
+    otherwise the generator's constant noise is used. `latent_noise`: scale (in w spreads) of the exploration
+    noise added to w early on, decaying to zero at 75% of the steps, as in the official projector.
+    `mixed_precision`: autocast the generator on CUDA. `precision`: float32, or float64 for latents that do
+    not depend on the CPU's kernels (Adam turns last-bit differences of float32 gradients into steps).
     `objective="paper"`: the paper's projector (module docstring); `lr` is then in w units, noise maps are
     optimised with `noise_weight`, `latent_noise`, `perceptual` and mixed precision are not used, and the
     LPIPS weights come from `vgg_weights` and `lpips_weights` (or are random with `lpips_allow_random`).

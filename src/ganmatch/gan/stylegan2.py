@@ -305,8 +305,7 @@ def seeded_normal(seed: int | list[int], shape) -> np.ndarray:
 @torch.no_grad()
 def seed_weights_(gen: Generator, seed: int) -> Generator:
     """Redraw every random tensor of a fresh generator (mapping and conv weights, constant input, constant
-    noise)
-    from `seeded_normal`, in module order, with the same distributions as the constructors'."""
+    noise) from `seeded_normal`, in module order, with the same distributions as the constructors'."""
     stream = 0
     for module in gen.modules():
         targets = []
@@ -333,8 +332,8 @@ def float64_twin(gen: Generator) -> Generator:
 
 def stable_scalar(x: float, digits: int = 9) -> float:
     """`x` rounded to `digits` significant digits: a float64 result that may differ in its last bits between
-    CPUs
-    (BLAS, oneDNN kernels) becomes the same number everywhere, except within 1e-16 of a rounding boundary."""
+    CPUs (BLAS, oneDNN kernels) becomes the same number everywhere, except within 1e-16 of a rounding
+    boundary."""
     return float(f"{float(x):.{digits}g}")
 
 

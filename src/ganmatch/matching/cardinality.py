@@ -1,19 +1,14 @@
 """Cardinality matching (MatchIt's `method = "cardinality"`): the largest sample whose covariate means are
-balanced
-within tolerances, found exactly as a mixed-integer programme (scipy's HiGHS `milp`).
+balanced within tolerances, found exactly as a mixed-integer programme (scipy's HiGHS `milp`).
 
 The programme is MatchIt 4.7.2's (`cardinality_matchit`), term for term: one 0/1 variable per unit and a
-continuous
-size variable; the objective is the (sampling-weighted) number of units kept. For the ATT/ATC with a finite
-`ratio`
-the focal group keeps K units and the other ratio x K, and each covariate's mean difference between the two
-kept
-groups lies within +-tol; with `ratio=None` (MatchIt's `ratio = NA`) every focal unit is kept and the largest
-set
-of others whose means lie within +-tol of the focal means is chosen; for the ATE each kept group's means lie
-within
-+-tol/2 of the whole sample's (with a finite ratio, n_other = ratio x n_focal). Covariates are in units of the
-focal group's SD (the ATE: sqrt of the mean of the two groups' variances) when `std_tols`, as MatchIt.
+continuous size variable; the objective is the (sampling-weighted) number of units kept. For the ATT/ATC with
+a finite `ratio` the focal group keeps K units and the other ratio x K, and each covariate's mean difference
+between the two kept groups lies within +-tol; with `ratio=None` (MatchIt's `ratio = NA`) every focal unit is
+kept and the largest set of others whose means lie within +-tol of the focal means is chosen; for the ATE each
+kept group's means lie within +-tol/2 of the whole sample's (with a finite ratio, n_other = ratio x n_focal).
+Covariates are in units of the focal group's SD (the ATE: sqrt of the mean of the two groups' variances) when
+`std_tols`, as MatchIt.
 """
 
 from __future__ import annotations
@@ -44,8 +39,7 @@ def _wvar(x: np.ndarray, w: np.ndarray) -> float:
 def tolerance_scale(X: np.ndarray, treated: np.ndarray, estimand: str, s_weights: np.ndarray | None = None
                     ) -> np.ndarray:
     """The SD each covariate is divided by under `std_tols` (MatchIt): the focal group's weighted SD for the
-    ATT/ATC,
-    sqrt((var_treated + var_control) / 2) for the ATE; 1 where that SD is below 1e-10."""
+    ATT/ATC, sqrt((var_treated + var_control) / 2) for the ATE; 1 where that SD is below 1e-10."""
     w = np.ones(len(X)) if s_weights is None else np.asarray(s_weights, np.float64)
     focal = 0 if estimand == "ATC" else 1
     out = np.ones(X.shape[1])
@@ -72,12 +66,10 @@ def _sum_to_n(w: np.ndarray, treated: np.ndarray) -> np.ndarray:
 
 def _rounded_relaxation(c, A, lo, hi, bounds, n_int: int, time: float):
     """The LP relaxation (HiGHS), then the integer programme with the 0/1 variables the relaxation set to 0 or
-    1
-    fixed there, except its fractional ones (at most as many as rows) and a spread of FREED at each value:
+    1 fixed there, except its fractional ones (at most as many as rows) and a spread of FREED at each value:
     if that small programme reaches the relaxation's bound (rounded down where the objective is integral), it
-    is an
-    optimum of the whole programme; None otherwise (the caller then branches on everything). Far faster than
-    branch and bound's heuristics at 30,000 units."""
+    is an optimum of the whole programme; None otherwise (the caller then branches on everything). Far faster
+    than branch and bound's heuristics at 30,000 units."""
     from scipy.optimize import Bounds, milp
 
     lp = milp(-c, constraints=(A, lo, hi), bounds=bounds, options={"time_limit": time, "disp": False,
@@ -117,9 +109,8 @@ def cardinality_weights(treated: np.ndarray, X: np.ndarray, estimand: str = "ATT
                         ) -> tuple[np.ndarray, dict]:
     """One stratum's cardinality matching: (matching weights, solver info). `X` is already scaled (see
     `tolerance_scale`); `tols` a number or one per column. Weights are MatchIt's: the kept units 1, then every
-    group
-    other than the smallest rescaled so that its weights sum to the smallest group's (with `ratio=None`: the
-    non-focal group to the focal group's)."""
+    group other than the smallest rescaled so that its weights sum to the smallest group's (with `ratio=None`:
+    the non-focal group to the focal group's)."""
     from scipy.optimize import Bounds, LinearConstraint, milp
     from scipy.sparse import csr_matrix, hstack
 

@@ -372,8 +372,7 @@ class _ConstrainedHeap:
 
 def reference_semantics_problems(mode: str, has_reference: bool, min_photos: int, max_cost) -> dict[str, str]:
     """{parameter: why} for settings that have no meaning in the reference study's loop (semantics
-    'reference');
-    the start-up check (`ganmatch.settings.checks`) and the matcher both refuse them."""
+    'reference'); the start-up check (`ganmatch.settings.checks`) and the matcher both refuse them."""
     bad = {}
     if mode != "penalty":
         bad["mode"] = f"mode '{mode}' (the reference only penalises: mode: penalty)"

@@ -141,8 +141,8 @@ def one_caliper(caliper=None, caliper_sd=None, caliper_quantile=None) -> None:
 
 def resolve_caliper(nearest: np.ndarray, caliper=None, caliper_sd=None, caliper_quantile=None) -> float:
     """Absolute caliper from one of (see `one_caliper`): `caliper` (distance), `caliper_sd` (SDs of the
-    treated
-    units' nearest cross-group distances) or `caliper_quantile` (quantile of those distances); inf if none."""
+    treated units' nearest cross-group distances) or `caliper_quantile` (quantile of those distances); inf if
+    none."""
     if caliper is not None:
         if caliper < 0:
             raise ConfigError(f"matching: caliper must be >= 0, got {caliper}.")

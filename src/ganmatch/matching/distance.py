@@ -69,9 +69,8 @@ def fit_logistic_irls(Z: np.ndarray, y: np.ndarray, max_iter: int = 100, tol: fl
     """Unpenalised logistic regression with an intercept by iteratively reweighted least squares, run to full
     convergence (R's glm stops at a relative deviance change of 1e-8; MatchIt's documented numbers need the
     fully converged fit); `weights` are prior (sampling) weights, as glm's `weights` (MatchIt's s.weights,
-    which
-    it fits by quasibinomial: the same coefficients). Returns (coefficients with the intercept first, linear
-    predictor, converged)."""
+    which it fits by quasibinomial: the same coefficients). Returns (coefficients with the intercept first,
+    linear predictor, converged)."""
     X = np.hstack([np.ones((len(Z), 1)), np.asarray(Z, np.float64)])
     y = np.asarray(y, np.float64)
     prior = np.ones(len(y)) if weights is None else np.asarray(weights, np.float64)
@@ -96,15 +95,12 @@ def fit_logistic_irls(Z: np.ndarray, y: np.ndarray, max_iter: int = 100, tol: fl
 class PropensityModel:
     """A propensity model of treatment on features (sklearn-style). `model` "propensity": logistic regression,
     unpenalised IRLS as R's glm (`penalty="none"`, MatchIt's default) or L2-penalised with inverse strength
-    `C` for
-    high-dimensional embeddings; MatchIt's other estimators by scikit-learn: "lasso", "ridge", "elasticnet"
-    (penalised logistic regression, inverse strength `C`, `l1_ratio` for elasticnet), "gbm" (gradient boosting
-    of
-    depth-3 trees) and "randomforest" (`n_estimators` trees each), all seeded by `random_state`. `logit_` is
-    the
-    linear predictor (for the forest the log-odds of its probability clipped to [1e-6, 1 - 1e-6]),
-    `propensity_` the
-    fitted probability. `sample_weight`: sampling weights (MatchIt's s.weights) in the fit."""
+    `C` for high-dimensional embeddings; MatchIt's other estimators by scikit-learn: "lasso", "ridge",
+    "elasticnet" (penalised logistic regression, inverse strength `C`, `l1_ratio` for elasticnet), "gbm"
+    (gradient boosting of depth-3 trees) and "randomforest" (`n_estimators` trees each), all seeded by
+    `random_state`. `logit_` is the linear predictor (for the forest the log-odds of its probability clipped
+    to [1e-6, 1 - 1e-6]), `propensity_` the fitted probability. `sample_weight`: sampling weights (MatchIt's
+    s.weights) in the fit."""
 
     def __init__(self, penalty: str = "none", C: float = 1.0, max_iter: int = 1000,
                  random_state: int | None = 0,
@@ -177,8 +173,7 @@ def covariate_matrix(data: MatchData, covariates: list[str] | None, who: str) ->
 
 def sampling_weights(data: MatchData, column: str | None, who: str) -> np.ndarray | None:
     """MatchIt's `s.weights` named by a column of the covariate table: finite, >= 0, each group's sum > 0;
-    None
-    without one."""
+    None without one."""
     if column is None:
         return None
     w = covariate_matrix(data, [column], f"{who}: s_weights")[:, 0]
@@ -234,8 +229,7 @@ def mahalanobis_rows(Z: np.ndarray, S: np.ndarray) -> np.ndarray:
 
 def _rsum(x: np.ndarray) -> float:
     """A sum as R's `sum`: accumulated in order in extended precision (C long double), then rounded to double,
-    so
-    that the transforms' last bits, and with them MatchIt's tie order, agree with R's."""
+    so that the transforms' last bits, and with them MatchIt's tie order, agree with R's."""
     x = np.asarray(x)
     return float(np.cumsum(x.astype(np.longdouble))[-1]) if len(x) else 0.0
 
@@ -290,8 +284,7 @@ def _tcrossprod(X: np.ndarray, M: np.ndarray) -> np.ndarray:
 
 def matchit_pooled_sd(Z: np.ndarray, treated: np.ndarray) -> np.ndarray:
     """MatchIt's `pooled_sd` column by column as R computes it: 0/1 columns sum_g s_g (1 - s_g / n_g) / n,
-    other
-    columns the within-group centred sum of squares over n - (number of groups)."""
+    other columns the within-group centred sum of squares over n - (number of groups)."""
     groups = [g for g in (0, 1) if (treated == g).any()]
     out = np.empty(Z.shape[1])
     for j in range(Z.shape[1]):
@@ -315,8 +308,7 @@ def matchit_pooled_sd(Z: np.ndarray, treated: np.ndarray) -> np.ndarray:
 
 def matchit_rows(Z: np.ndarray, treated: np.ndarray, keep: np.ndarray, transform: str) -> np.ndarray:
     """MatchIt 4.7's `transform_covariates`, step for step, so that nearest neighbour matching sees the same
-    rows as
-    MatchIt's C++ scan (its first column orders the scan; ties follow from it):
+    rows as MatchIt's C++ scan (its first column orders the scan; ties follow from it):
 
     - `mahalanobis`: the columns standardised (R's `scale`), the pooled within-group covariance of the kept
     units
@@ -327,8 +319,7 @@ def matchit_rows(Z: np.ndarray, treated: np.ndarray, keep: np.ndarray, transform
       diagonal);
     - `scaled_euclidean`: each column over its `pooled_sd`; `euclidean`: unchanged.
     Constant columns are dropped first (all constant: the first column, Euclidean). Identical rows give
-    identical
-    transformed rows (each distinct row is transformed once)."""
+    identical transformed rows (each distinct row is transformed once)."""
     Z = np.asarray(Z, np.float64)
     keep = np.asarray(keep, bool)
     varying = (

@@ -1,14 +1,12 @@
 """MatchIt's split of matching into a distance and a method, with its options on every method.
 
 `match(method, data, distance=..., **options)` computes the distance (`distance.distance_measure`), drops
-units
-outside common support (`discard`), then runs the method within each `exact` stratum: `nearest` (in
-`m_order`),
-`greedy` (globally closest pair first), `optimal` and `full` (assignment problems), `subclass` (quantiles of
-a scalar distance), `exact` and `cem` (no distance), or the reference study's `greedy_constrained`. Every
-result carries the pairs (where there are pairs) and a units table: weight, subclass, discarded, distance.
-`METHODS` lists each method's parameters and defaults; config/schema.yaml mirrors it (a test keeps them
-equal).
+units outside common support (`discard`), then runs the method within each `exact` stratum: `nearest` (in
+`m_order`), `greedy` (globally closest pair first), `optimal` and `full` (assignment problems), `subclass`
+(quantiles of a scalar distance), `exact` and `cem` (no distance), or the reference study's
+`greedy_constrained`. Every result carries the pairs (where there are pairs) and a units table: weight,
+subclass, discarded, distance. `METHODS` lists each method's parameters and defaults; config/schema.yaml
+mirrors it (a test keeps them equal).
 """
 
 from __future__ import annotations
@@ -169,8 +167,7 @@ def _measure(method: str, data: MatchData, p: dict, sw: np.ndarray | None):
 class PairContext:
     """What a pair method's per-stratum solver reads: the rows it matches on, their metric, the caliper on the
     distance (`cal`, and `dcal` the one on the matched rows: none when mahvars carries it in the rule), the
-    pair
-    rule, the mahvars rows, the method's parameters, and the run's info (solvers add to it)."""
+    pair rule, the mahvars rows, the method's parameters, and the run's info (solvers add to it)."""
 
     measure: DistanceMeasure
     X: np.ndarray
@@ -186,11 +183,9 @@ class PairContext:
 @dataclass(frozen=True)
 class PairKind:
     """A pair method: `solve(ctx, f, o, accept)` matches the focal positions f to the others o of one stratum
-    and
-    returns (focal indices, other indices, distances, subclass per edge or None); `order(F, OT, D, p,
-    n_strata)`
-    orders the merged strata's pairs; `subclasses`: the result is a partition (full matching), not matched
-    sets."""
+    and returns (focal indices, other indices, distances, subclass per edge or None); `order(F, OT, D, p,
+    n_strata)` orders the merged strata's pairs; `subclasses`: the result is a partition (full matching), not
+    matched sets."""
 
     name: str
     solve: Callable
@@ -357,9 +352,8 @@ def _pair_method(kind: PairKind, data: MatchData, measure: DistanceMeasure, disc
 
 def ratio_shortfall(method: str, ratio: int, focal_positions, n_other: int, focal: str = "treated") -> str:
     """'' when every matched focal unit got `ratio` matches; else one sentence saying the ratio was not met
-    (how
-    many matched focal units got fewer, and how many units the other group had), e.g. ratio 100000 with 72
-    controls. MatchIt warns likewise ("Fewer control units than treated units...")."""
+    (how many matched focal units got fewer, and how many units the other group had), e.g. ratio 100000 with
+    72 controls. MatchIt warns likewise ("Fewer control units than treated units...")."""
     if ratio <= 1 or len(focal_positions) == 0:
         return ""
     counts = np.unique(np.asarray(focal_positions), return_counts=True)[1]

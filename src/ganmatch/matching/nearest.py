@@ -1,7 +1,6 @@
 """Nearest-neighbour matching in an order (MatchIt's `method = "nearest"`): focal units, in `m_order`, each
-take
-their closest available unit of the other group; `ratio` controls each, in rounds (every focal unit's first
-match, then every second, as MatchIt) without replacement, or all at once with replacement."""
+take their closest available unit of the other group; `ratio` controls each, in rounds (every focal unit's
+first match, then every second, as MatchIt) without replacement, or all at once with replacement."""
 
 from __future__ import annotations
 
@@ -17,8 +16,7 @@ ORDERS = ("largest", "smallest", "random", "data", "closest", "farthest", "refer
 
 class DistanceOrder:
     """The order of MatchIt's m.order = "farthest" (or, with `closest`, "closest") for `n` focal units:
-    decided
-    while matching (`_distance_order_rounds`)."""
+    decided while matching (`_distance_order_rounds`)."""
 
     def __init__(self, n: int, closest: bool = False):
         self.n, self.closest = n, closest
@@ -26,9 +24,8 @@ class DistanceOrder:
 
 def focal_order(m_order: str, n: int, score_f: np.ndarray | None, random_state: int | None) -> np.ndarray:
     """Positions 0..n_f-1 in the order focal units pick: by score (largest/smallest first, ties in data
-    order),
-    a seeded random permutation, data order, or "reference" (numpy's legacy seeded permutation, the reference
-    study's propensity matching)."""
+    order), a seeded random permutation, data order, or "reference" (numpy's legacy seeded permutation, the
+    reference study's propensity matching)."""
     if m_order in ("largest", "smallest"):
         if score_f is None:
             raise ConfigError(f"m_order '{m_order}' needs a scalar distance (propensity or score).")
@@ -49,21 +46,15 @@ def line_sets(score_f: np.ndarray, score_o: np.ndarray, order: np.ndarray, ratio
               idx_f: np.ndarray | None = None, idx_o: np.ndarray | None = None,
               place: np.ndarray | None = None):
     """Nearest neighbour on a scalar score. Each focal unit (in `order`) takes the closest available
-    admissible
-    unit by |score difference| within `caliper`. Ties as MatchIt's outward scan over the units sorted by
-    (score, index): equal differences go to the lower score, equal scores to the one met first (on the lower
-    side the higher index, on the upper side the lower). Without replacement used units are skipped through
-    path-compressed left/right pointers. `idx_f`, `idx_o` (the units' rows in the data) place units of equal
-    score
-    as MatchIt's sort does, the focal unit included: an equal-score unit before it in the data lies on its
-    lower
-    side; a tie between the two sides goes to the unit fewer places away among all the units sorted (`place`:
-    each
-    data row's rank by (score, row) among all units of MatchIt's call, which spans every exact stratum;
-    MatchIt's
-    scan meets that unit first), the lower side at equal places. Returns focal positions, other positions and
-    distances in
-    matching order."""
+    admissible unit by |score difference| within `caliper`. Ties as MatchIt's outward scan over the units
+    sorted by (score, index): equal differences go to the lower score, equal scores to the one met first (on
+    the lower side the higher index, on the upper side the lower). Without replacement used units are skipped
+    through path-compressed left/right pointers. `idx_f`, `idx_o` (the units' rows in the data) place units of
+    equal score as MatchIt's sort does, the focal unit included: an equal-score unit before it in the data
+    lies on its lower side; a tie between the two sides goes to the unit fewer places away among all the units
+    sorted (`place`: each data row's rank by (score, row) among all units of MatchIt's call, which spans every
+    exact stratum; MatchIt's scan meets that unit first), the lower side at equal places. Returns focal
+    positions, other positions and distances in matching order."""
     idx_o = np.arange(len(score_o)) if idx_o is None else np.asarray(idx_o)
     increasing = len(idx_o) < 2 or bool(np.all(idx_o[1:] > idx_o[:-1]))
     srt = np.argsort(score_o, kind="stable") if increasing else np.lexsort((idx_o, score_o))
@@ -90,10 +81,9 @@ def line_sets(score_f: np.ndarray, score_o: np.ndarray, order: np.ndarray, ratio
 
     def several(t: int, m: int) -> list[tuple[int, float]]:
         """With replacement, `m` at once as MatchIt's find_control_vec: outwards alternately, each side
-        keeping
-        up to m admissible units (a side stops past the caliper or once m kept units are strictly closer),
-        then
-        the m closest by C++'s partial_sort (`_heap_select`), whose order among equal distances is its own."""
+        keeping up to m admissible units (a side stops past the caliper or once m kept units are strictly
+        closer), then the m closest by C++'s partial_sort (`_heap_select`), whose order among equal distances
+        is its own."""
         x, pf = score_f[t], place_f[t]
         pos = int(np.searchsorted(place_o, pf))          # others sorted by place: left of pos lie below
         li, ri = pos - 1, pos
@@ -254,9 +244,8 @@ def _line_rounds_kernel():
 
 def _heap_select(dist: list[float], m: int) -> list[int]:
     """The first m of std::partial_sort(ind, ind + m, ind + n, by dist) as libstdc++ computes it: a max-heap
-    of the
-    first m (make_heap), each later one replacing the top when strictly closer (pop_heap), the heap sorted
-    last."""
+    of the first m (make_heap), each later one replacing the top when strictly closer (pop_heap), the heap
+    sorted last."""
     ind = list(range(len(dist)))
 
     def less(a: int, b: int) -> bool:
@@ -333,16 +322,11 @@ def feature_sets(Xf: np.ndarray, Xo: np.ndarray, metric: str, order: np.ndarray,
 def _distance_order_rounds(n_focal, ratio, nearest, consume, position, closest: bool = False):
     """MatchIt 4.7's m.order = "farthest" (nn_matchC_*_closest with closest = FALSE; `closest`: "closest"), in
     rounds of one match per focal unit: every eligible focal unit's nearest available unit (data order), the
-    list
-    ordered by that distance, largest first (smallest for closest; ties in data order); down the list a focal
-    unit
-    whose unit is still free takes it; one whose unit was taken finds its next nearest and moves to that
-    distance's
-    place in the rest of the list (found by C++'s lower_bound, as MatchIt, even though the list's older
-    entries may
-    be out of date); a focal unit without a match is out of later rounds. `nearest` may return (unit,
-    distance,
-    key) with the key MatchIt orders by (the squared distance on covariates)."""
+    list ordered by that distance, largest first (smallest for closest; ties in data order); down the list a
+    focal unit whose unit is still free takes it; one whose unit was taken finds its next nearest and moves to
+    that distance's place in the rest of the list (found by C++'s lower_bound, as MatchIt, even though the
+    list's older entries may be out of date); a focal unit without a match is out of later rounds. `nearest`
+    may return (unit, distance, key) with the key MatchIt orders by (the squared distance on covariates)."""
     out_f, out_o, out_d = [], [], []
     eligible = np.ones(n_focal, bool)
     used: set[int] = set()
@@ -457,9 +441,8 @@ def _scan_kernel():
     @njit(cache=True, nogil=True)
     def scan(M, mv, srt, pos_of, is_other, eligible, t, ratio, cal2, C, widths, A, sc, sc_cal, out_j, out_d):
         """One focal unit's matches as MatchIt 4.7's find_control_mahcovs: outward from the focal unit's place
-        in
-        the units sorted by the scan column, alternately left and right; a side stops once its scan-column gap
-        alone exceeds the worst kept distance; a candidate at a distance equal to the kept one replaces it
+        in the units sorted by the scan column, alternately left and right; a side stops once its scan-column
+        gap alone exceeds the worst kept distance; a candidate at a distance equal to the kept one replaces it
         (ratio 1) or goes before it (ratio > 1), so the unit met last wins a tie."""
         nu = len(srt)
         ii = pos_of[t]
@@ -562,14 +545,12 @@ def covariate_sets(M: np.ndarray, f: np.ndarray, o: np.ndarray, order: np.ndarra
                    caliper: float, rule=None, mahvars: bool = False):
     """Nearest neighbour on transformed covariates (Mahalanobis, scaled Euclidean, Euclidean rows of
     `distance.matchit_rows`) exactly as MatchIt 4.7's C++ scan, ties included: the units of the call (`f`
-    focal
-    and `o` other positions into M, one exact stratum) sorted by the scan column (`scan_order_column`, ties in
-    data
-    order); each focal unit in `order` scans outwards from its place (see the kernel). A single transformed
-    column
-    is matched as a scalar distance (`line_sets`), as MatchIt does (not with `mahvars`). `rule`
-    (`options.PairRule`): per-covariate calipers, antiexact columns, a caliper on the propensity score (with
-    `mahvars`). Returns focal positions, other positions and distances in matching order, as `line_sets`."""
+    focal and `o` other positions into M, one exact stratum) sorted by the scan column (`scan_order_column`,
+    ties in data order); each focal unit in `order` scans outwards from its place (see the kernel). A single
+    transformed column is matched as a scalar distance (`line_sets`), as MatchIt does (not with `mahvars`).
+    `rule` (`options.PairRule`): per-covariate calipers, antiexact columns, a caliper on the propensity score
+    (with `mahvars`). Returns focal positions, other positions and distances in matching order, as
+    `line_sets`."""
     units = np.sort(np.r_[f, o])
     local = {int(u): i for i, u in enumerate(units)}
     fl = np.array([local[int(u)] for u in f], np.int64)

@@ -1,9 +1,8 @@
 """Optimal matching: pair matching (each focal unit `ratio` controls, minimising the total distance; MatchIt's
 `method = "optimal"`) and full matching (every unit in a subclass of one focal and several others or the
-reverse,
-minimising the total within-subclass distance; MatchIt's `method = "full"`). Both solve dense assignment
-problems when small and sparse ones on exact k-nearest-neighbour graphs (k doubled until provably enough) when
-large.
+reverse, minimising the total within-subclass distance; MatchIt's `method = "full"`). Both solve dense
+assignment problems when small and sparse ones on exact k-nearest-neighbour graphs (k doubled until provably
+enough) when large.
 """
 
 from __future__ import annotations
@@ -48,17 +47,13 @@ def optimal_sets(Xf: np.ndarray, Xo: np.ndarray, metric: str = "euclidean", cali
                  ratio: int = 1, k: int = 100, admissible: Admissible = None, dense_limit: int = 4_000_000,
                  line: bool | None = None):
     """Optimal ratio:1 matching without replacement: each focal unit gets up to `ratio` others (each focal
-    unit
-    repeated `ratio` times in an assignment problem) so that as many as possible are matched within the
-    caliper
-    and admissible, at the least total distance. With too few others for `ratio` each, as MatchIt 4.7 (which
-    then
-    asks optmatch for `mean.controls` = n_other / n_focal): between 1 and n_other / n_focal others are too few
-    for one each, so 1:1; otherwise every focal unit gets at least floor(n_other / n_focal) and at most
-    `ratio`,
-    and every other unit is used. On a scalar distance without per-pair admissibility and with a fixed ratio,
-    large problems (or `line=True`) go to the exact one-dimensional programme `line_pairs` (the same optimum).
-    Returns focal positions, other positions, distances, dense?"""
+    unit repeated `ratio` times in an assignment problem) so that as many as possible are matched within the
+    caliper and admissible, at the least total distance. With too few others for `ratio` each, as MatchIt 4.7
+    (which then asks optmatch for `mean.controls` = n_other / n_focal): between 1 and n_other / n_focal others
+    are too few for one each, so 1:1; otherwise every focal unit gets at least floor(n_other / n_focal) and at
+    most `ratio`, and every other unit is used. On a scalar distance without per-pair admissibility and with a
+    fixed ratio, large problems (or `line=True`) go to the exact one-dimensional programme `line_pairs` (the
+    same optimum). Returns focal positions, other positions, distances, dense?"""
     from scipy.optimize import linear_sum_assignment
     from scipy.sparse import csr_matrix
     from scipy.sparse.csgraph import min_weight_full_bipartite_matching
@@ -123,10 +118,9 @@ def optimal_line_applies(Xf: np.ndarray, Xo: np.ndarray, metric: str, caliper: f
 def line_applies(Xf: np.ndarray, Xo: np.ndarray, metric: str, caliper: float, admissible: Admissible,
                  dense_limit: int = 4_000_000, line: bool | None = None) -> bool:
     """Whether full matching goes to the exact one-dimensional solver (`line_full`): a scalar distance (one
-    column,
-    so every metric is |x - y|), no caliper and no per-pair admissibility (calipers on covariates, which break
-    the
-    line's structure), and either asked for (`line=True`) or too large for the dense solver."""
+    column, so every metric is |x - y|), no caliper and no per-pair admissibility (calipers on covariates,
+    which break the line's structure), and either asked for (`line=True`) or too large for the dense solver.
+    """
     scalar = Xf.shape[1] == 1 and metric in ("euclidean",
                                              "l1") and not np.isfinite(caliper) and admissible is None
     return scalar and (line if line is not None else len(Xf) * len(Xo) > dense_limit)
@@ -134,24 +128,19 @@ def line_applies(Xf: np.ndarray, Xo: np.ndarray, metric: str, caliper: float, ad
 
 def line_full(xf: np.ndarray, xo: np.ndarray):
     """Optimal full matching of points on a line, exactly, in O(n log n): the minimum edge cover of the
-    complete
-    (focal, other) graph with costs |x_f - x_o|.
+    complete (focal, other) graph with costs |x_f - x_o|.
 
     An edge cover gives every unit a degree d >= 1, and its cost is at least the cost of moving d units of
-    "flow"
-    from each focal unit to the others on the line, which is sum_k gap_k |F_k| with F_k the net flow across
-    the k-th
-    gap between consecutive units in sorted order (one-dimensional transport). Conversely every flow with F_0
-    = 0,
-    F rising by at least 1 at each focal unit, falling by at least 1 at each other unit and ending at 0 is met
-    exactly by the monotone coupling (the i-th unit of focal supply with the i-th of demand, in sorted order),
-    whose distinct edges cover every unit. So the minimum edge cover is min sum_k gap_k |F_k| over such
-    integer
-    sequences: a convex piecewise-linear dynamic programme, solved by slope trick (two heaps of weighted
-    breakpoints; a focal unit takes the prefix minimum and shifts by one, an other unit the suffix minimum and
-    shifts back, each gap adds gap |F|), then traced back from F = 0. Returns focal positions, other positions
-    and
-    distances of the cover's edges (before `_stars` prunes zero-length redundancies) and the objective."""
+    "flow" from each focal unit to the others on the line, which is sum_k gap_k |F_k| with F_k the net flow
+    across the k-th gap between consecutive units in sorted order (one-dimensional transport). Conversely
+    every flow with F_0 = 0, F rising by at least 1 at each focal unit, falling by at least 1 at each other
+    unit and ending at 0 is met exactly by the monotone coupling (the i-th unit of focal supply with the i-th
+    of demand, in sorted order), whose distinct edges cover every unit. So the minimum edge cover is min sum_k
+    gap_k |F_k| over such integer sequences: a convex piecewise-linear dynamic programme, solved by slope
+    trick (two heaps of weighted breakpoints; a focal unit takes the prefix minimum and shifts by one, an
+    other unit the suffix minimum and shifts back, each gap adds gap |F|), then traced back from F = 0.
+    Returns focal positions, other positions and distances of the cover's edges (before `_stars` prunes
+    zero-length redundancies) and the objective."""
     import heapq
     import math
 
@@ -234,9 +223,8 @@ def full_sets(Xf: np.ndarray, Xo: np.ndarray, metric: str = "euclidean", caliper
     without ratio limits). Solved exactly through the classic reduction: with mu(v) each unit's smallest edge,
     a maximum-weight matching on gains mu(u) + mu(v) - d(u, v), completed by every unmatched unit's smallest
     edge. On a scalar distance without calipers, large problems (or `line=True`) go to the exact
-    one-dimensional
-    solver `line_full` instead (the same optimum, in O(n log n)). Returns focal positions, other positions,
-    distances and a subclass number per edge, and dense?"""
+    one-dimensional solver `line_full` instead (the same optimum, in O(n log n)). Returns focal positions,
+    other positions, distances and a subclass number per edge, and dense?"""
     from scipy.optimize import linear_sum_assignment
     from scipy.sparse import csr_matrix
     from scipy.sparse.csgraph import min_weight_full_bipartite_matching
@@ -303,10 +291,8 @@ def _cover(mf, mo, mu_f, mu_o, arg_f, arg_o, dist):
     each.
 
     Without ties a minimum edge cover is a set of stars; with ties (equal scores, distance 0) it may chain
-    units.
-    Dropping, longest first, every edge whose two ends are both covered by other edges keeps a cover of the
-    same
-    cost (only zero-length edges can be dropped from a minimum cover) and leaves stars, as optmatch's
+    units. Dropping, longest first, every edge whose two ends are both covered by other edges keeps a cover of
+    the same cost (only zero-length edges can be dropped from a minimum cover) and leaves stars, as optmatch's
     subclasses."""
     nf, no = len(mu_f), len(mu_o)
     free_f = np.setdiff1d(np.flatnonzero(np.isfinite(mu_f)), mf)

@@ -70,8 +70,7 @@ def score_caliper(
 
 class CovariateCaliper:
     """Per-covariate calipers (MatchIt's named `caliper` entries): a pair is admissible only if it differs by
-    at
-    most the width on every named covariate; widths are in SDs of the kept units when `std_caliper`."""
+    at most the width on every named covariate; widths are in SDs of the kept units when `std_caliper`."""
 
     def __init__(self, data: MatchData, widths: dict | None, std_caliper: bool, discarded: np.ndarray):
         self.names = sorted(widths or {})
@@ -107,10 +106,9 @@ class CovariateCaliper:
 
 
 def subclass_weights(subclass: np.ndarray, treated: np.ndarray, estimand: str) -> np.ndarray:
-    """Weights of subclasses (MatchIt's `weights.subclass`): for the ATT treated 1 and controls
-    n_treated / n_control of their subclass, rescaled to sum to the number of matched controls (ATC the
-    mirror;
-    ATE both groups n_total / n_group, each rescaled). `subclass` < 0: unmatched, weight 0."""
+    """Weights of subclasses (MatchIt's `weights.subclass`): for the ATT treated 1 and controls n_treated /
+    n_control of their subclass, rescaled to sum to the number of matched controls (ATC the mirror; ATE both
+    groups n_total / n_group, each rescaled). `subclass` < 0: unmatched, weight 0."""
     w = np.zeros(len(subclass))
     m = subclass >= 0
     if not m.any():
@@ -148,10 +146,9 @@ def antiexact_codes(data: MatchData, antiexact: list[str] | None) -> np.ndarray 
 
 class PairRule:
     """Which (focal, other) pairs may be matched, beyond the distance's caliper: per-covariate calipers,
-    MatchIt's
-    antiexact columns (the two units must differ on each), and a caliper on a scalar score when matching on
-    other
-    rows (MatchIt's caliper on the propensity score with `mahvars`). Positions are rows of the data."""
+    MatchIt's antiexact columns (the two units must differ on each), and a caliper on a scalar score when
+    matching on other rows (MatchIt's caliper on the propensity score with `mahvars`). Positions are rows of
+    the data."""
 
     def __init__(
         self,

@@ -1,11 +1,11 @@
 """The reference study's greedy constrained matching rules (`semantics: reference`), pair for pair.
 
 What csinva/matching-with-gans (`matching_benchmarking/matching.py`:
-`get_idxs_satisfying_reference_constraints`,
-`get_matches`; run by `scripts/02_calc_matches.py`) does, quirks included, re-expressed twice:
-`reference_pairs` (heap + neighbour lists, scales to 30k) and `dense_reference_pairs` (full matrices, the
-rules read literally; the tests hold the heap version to it). Rows of the cost matrix are the control
-group (the reference's `gender_0`), columns the treated group, so ties go to the lower control, then treated.
+`get_idxs_satisfying_reference_constraints`, `get_matches`; run by `scripts/02_calc_matches.py`) does, quirks
+included, re-expressed twice: `reference_pairs` (heap + neighbour lists, scales to 30k) and
+`dense_reference_pairs` (full matrices, the rules read literally; the tests hold the heap version to it). Rows
+of the cost matrix are the control group (the reference's `gender_0`), columns the treated group, so ties go
+to the lower control, then treated.
 
 1. Selectable images: drop an image whose match-cost row or reference-distance row (to every other image)
    is constant (the reference's code for a missing distance); then per identity, among the remaining photos:

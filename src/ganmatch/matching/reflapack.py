@@ -1,10 +1,8 @@
 """The reference LAPACK/BLAS routines R runs for MatchIt's Mahalanobis transform (Debian's R links the
-reference
-libraries), written out loop for loop for small matrices: `solve` (dgesv: dgetrf2's recursive LU, dgetrs) and
-`chol(pivot = TRUE)` (dpstf2, the unblocked pivoted Cholesky dpstrf uses below its block size). Optimised
-libraries (OpenBLAS) round differently in the last bits, and those bits decide MatchIt's ties between
-candidates
-at mathematically equal distances (ages 23 and 27 around 25)."""
+reference libraries), written out loop for loop for small matrices: `solve` (dgesv: dgetrf2's recursive LU,
+dgetrs) and `chol(pivot = TRUE)` (dpstf2, the unblocked pivoted Cholesky dpstrf uses below its block size).
+Optimised libraries (OpenBLAS) round differently in the last bits, and those bits decide MatchIt's ties
+between candidates at mathematically equal distances (ages 23 and 27 around 25)."""
 
 from __future__ import annotations
 

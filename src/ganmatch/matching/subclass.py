@@ -14,11 +14,10 @@ from ganmatch.errors import ConfigError, InputDataError
 def quantile_subclasses(score: np.ndarray, treated: np.ndarray, discarded: np.ndarray, subclass=6,
                         min_n: int = 1, estimand: str = "ATT") -> tuple[np.ndarray, np.ndarray]:
     """Subclasses between quantiles of the score of the estimand's group (treated for the ATT, controls for
-    the
-    ATC, everyone for the ATE); `subclass` is a number of subclasses or a list of inner quantiles. Subclasses
-    lacking a group get units "scooted" from their neighbours until each has `min_n` of each group (MatchIt's
-    subclass_scoot); with min_n 0 such subclasses are dropped instead. Returns (codes 0.., -1 for discarded
-    or dropped units; the cut points)."""
+    the ATC, everyone for the ATE); `subclass` is a number of subclasses or a list of inner quantiles.
+    Subclasses lacking a group get units "scooted" from their neighbours until each has `min_n` of each group
+    (MatchIt's subclass_scoot); with min_n 0 such subclasses are dropped instead. Returns (codes 0.., -1 for
+    discarded or dropped units; the cut points)."""
     if isinstance(subclass, (list, tuple)):
         probs = sorted(float(p) for p in subclass)
         if any(p < 0 or p > 1 for p in probs):
@@ -50,8 +49,7 @@ def scoot(code: np.ndarray, treated: np.ndarray, x: np.ndarray, n_sub: int, min_
     """Give every subclass `min_n` units of each group by moving the nearest units from neighbouring
     subclasses:
     an empty subclass takes, from the closest non-empty subclass on the side with more units to spare
-    (weighted
-    by closeness), its unit whose score is nearest the gap (MatchIt 4.5's subclass_scoot)."""
+    (weighted by closeness), its unit whose score is nearest the gap (MatchIt 4.5's subclass_scoot)."""
     code = code.copy()
     present = np.unique(code)
     code = np.searchsorted(present, code)           # renumber the occupied subclasses 0..n-1

@@ -1,8 +1,7 @@
 """Figures of the edit stage: edited images per strength, interpolation strips, leakage heatmaps, transects.
 
 Like `ganmatch.report.figures`, each function draws from the stage's tables, writes PDF/PNG and returns the
-numbers
-(or image paths) it drew.
+numbers (or image paths) it drew.
 """
 
 from __future__ import annotations
@@ -104,14 +103,10 @@ def interpolation_strips(table: pd.DataFrame, pdf: str, png: str | None = None) 
 
 def leakage_heatmap(leakage: pd.DataFrame, pdf: str, png: str | None = None) -> pd.DataFrame:
     """Mean change of every measured attribute (columns) when editing along each direction (rows) at the
-    largest
-    positive strength; one panel per source (latent models; planted truth on the demo; image models on
-    photos),
-    plain and conditional rows. The latent-model cells of a conditional row for the attributes projected out
-    of
-    its direction are 0 by construction: they are greyed and marked "≡0" (`by_construction` in the returned
-    rows),
-    pointing to the panels that measure them."""
+    largest positive strength; one panel per source (latent models; planted truth on the demo; image models on
+    photos), plain and conditional rows. The latent-model cells of a conditional row for the attributes
+    projected out of its direction are 0 by construction: they are greyed and marked "≡0" (`by_construction`
+    in the returned rows), pointing to the panels that measure them."""
     top = leakage["strength"].max()
     data = leakage[leakage["strength"] == top].copy()
     sources = list(dict.fromkeys(data["source"]))
@@ -218,11 +213,9 @@ def constant_by_construction(
     random_state: int = 0,
 ) -> tuple[set[str], pd.DataFrame]:
     """The transect outcomes that are constant by construction along the table's direction (`p_<a>`, the
-    latent
-    model of an attribute projected out of it), and in their stead the planted truth (`true_delta_<a>`, demo)
-    or
-    the image models (`image_delta_<a>`, photos) from `edits` (`edit_metrics.change_transects`, outcome named
-    `<a>`, `source` truth/image); rows empty when the edit table has neither."""
+    latent model of an attribute projected out of it), and in their stead the planted truth (`true_delta_<a>`,
+    demo) or the image models (`image_delta_<a>`, photos) from `edits` (`edit_metrics.change_transects`,
+    outcome named `<a>`, `source` truth/image); rows empty when the edit table has neither."""
     line = table[table["kind"] == "transect"]
     direction = str(line["direction"].iloc[0]) if len(line) else ""
     fixed = {f"p_{a}" for a in conditioned_on(direction)} & set(line["outcome"])
@@ -255,13 +248,11 @@ def transects_figure(
 ) -> pd.DataFrame:
     """Per outcome, its mean change along the edit strength (95% band); last panel: the experimental effect of
     the treatment against the observational (naive and matched) estimates of the same outcomes. An outcome
-    that is
-    constant by construction (the latent model of an attribute projected out of the direction) is drawn as
-    what
-    measures it, the planted truth (demo) or the image models (photos) from `edits`
-    (`constant_by_construction`),
-    or marked as constant by construction when neither exists. Returns the table with `source` (model, truth,
-    image) and `by_construction` columns, plus the rows drawn in those panels' stead."""
+    that is constant by construction (the latent model of an attribute projected out of the direction) is
+    drawn as what measures it, the planted truth (demo) or the image models (photos) from `edits`
+    (`constant_by_construction`), or marked as constant by construction when neither exists. Returns the table
+    with `source` (model, truth, image) and `by_construction` columns, plus the rows drawn in those panels'
+    stead."""
     fixed, measured = constant_by_construction(table, edits, n_boot, alpha, random_state)
     line = table[table["kind"] == "transect"]
     outcomes = list(dict.fromkeys(line["outcome"]))

@@ -60,11 +60,10 @@ def covariate_means(means: pd.DataFrame, pdf: str, png: str | None = None, treat
                     summary: pd.DataFrame | None = None) -> pd.DataFrame:
     """Covariate means per group, before (unmatched) and after (matched) matching, with 95% intervals.
 
-    One panel per matching method, as in the paper's main figure; `means` is balance.group_means output
-    (group "control"/"treated" or 0/1) with a `method` column; its intervals for proportions are Wilson
-    intervals, so they stay inside the [0, 1] axis. A method the balance table (`summary`) marks "too few
-    pairs"
-    is marked as in the love plot: hollow markers after matching and the status in its panel's title.
+    One panel per matching method, as in the paper's main figure; `means` is balance.group_means output (group
+    "control"/"treated" or 0/1) with a `method` column; its intervals for proportions are Wilson intervals, so
+    they stay inside the [0, 1] axis. A method the balance table (`summary`) marks "too few pairs" is marked
+    as in the love plot: hollow markers after matching and the status in its panel's title.
     """
     _need(means, ["covariate", "group", "sample", "mean", "ci_low", "ci_high", "method"], "covariate_means")
     flags = method_flags(summary[summary["stat"] == "smd"]) if summary is not None else {}
@@ -124,8 +123,7 @@ def love_plot(
     summary: pd.DataFrame, pdf: str, png: str | None = None, threshold: float | None = None
 ) -> pd.DataFrame:
     """|Mean difference| per covariate before and after matching, one marker per method, with the balance
-    threshold
-    line; the x axis says whether the differences are standardised (by which SD) or raw
+    threshold line; the x axis says whether the differences are standardised (by which SD) or raw
     (`difference_axis_label`).
 
     `summary` is balance/summary.parquet (long, with `method`); `threshold` defaults to the table's `smd`
@@ -246,14 +244,11 @@ def propensity_overlap(
     """Propensity-score distributions of the two groups before matching and after each method (mirrored).
 
     The score is `scores` (propensity by image_id; the workflow passes the ones its `propensity` method
-    matched
-    on, as it wrote them to matches/units/<name>.parquet; images without one are not drawn), else fitted here
-    on the
-    `covariates` (`matching.propensity_scores`). Every panel shows the same score (described by `score_label`
-    in the title);
-    matched samples are weighted by each method's units table (its `weight` per image_id; a pairs table is
-    weighted as in the ATT, `matching.matched_weights`). Returns image_id, group, propensity, sample, weight
-    (rows with weight > 0 and a score).
+    matched on, as it wrote them to matches/units/<name>.parquet; images without one are not drawn), else
+    fitted here on the `covariates` (`matching.propensity_scores`). Every panel shows the same score
+    (described by `score_label` in the title); matched samples are weighted by each method's units table (its
+    `weight` per image_id; a pairs table is weighted as in the ATT, `matching.matched_weights`). Returns
+    image_id, group, propensity, sample, weight (rows with weight > 0 and a score).
     """
     _need(attributes, ["image_id", *([] if scores is not None else covariates)], "propensity_overlap")
     ids = attributes["image_id"].astype(str).to_numpy()
@@ -338,9 +333,9 @@ def matched_counts(table: pd.DataFrame) -> dict:
 
     `table` is the method's units table (image_id, treated, weight, subclass: MatchIt's per-unit output) or,
     lacking one, its pairs table (treated_id, control_id, subclass, weight). The sample is 1:1 pairs when
-    every
-    subclass holds one treated and one control image, all with weight 1; full matching, subclassification and
-    k:1 or with-replacement matching are not, and are counted as treated, controls and subclasses.
+    every subclass holds one treated and one control image, all with weight 1; full matching,
+    subclassification and k:1 or with-replacement matching are not, and are counted as treated, controls and
+    subclasses.
     """
     if {"treated", "weight"} <= set(table.columns):
         m = table[table["weight"].to_numpy(float) > 0]
@@ -392,8 +387,7 @@ def _load(images: Mapping, image_id) -> np.ndarray | None:
 def _pair_gap(sub: pd.DataFrame) -> tuple[np.ndarray, str]:
     """The gap a pair is labelled with: |logit difference| for propensity pairs (whose `distance` may be the
     subclass's, 0 within a full-matching subclass), else the matching distance; name '' when the method's
-    pairs
-    carry no meaningful distance (all NaN), so the label shows none."""
+    pairs carry no meaningful distance (all NaN), so the label shows none."""
     if {"treated_logit", "control_logit"} <= set(sub.columns) and sub["treated_logit"].notna().any():
         return (sub["treated_logit"] - sub["control_logit"]).abs().to_numpy(float), "|Δlogit|"
     d = sub["distance"].to_numpy(float)
@@ -423,17 +417,13 @@ def matched_pairs(
     treatment: str = "treated",
 ) -> pd.DataFrame:
     """A grid of matched treated/control images (and their reference photos for the methods that record them
-    in
-    treated_ref/control_ref), `n_pairs` per method spread from the closest to the farthest pair.
+    in treated_ref/control_ref), `n_pairs` per method spread from the closest to the farthest pair.
 
     Each pair is labelled with its gap (propensity methods: |logit difference|; else the matching distance;
-    none
-    when the distance is NaN) and rank; each method's header gives its sample (`counts_label`: pairs, or
-    treated,
-    controls and subclasses for full matching and other weighted methods, whose rows are treated-control links
-    within a subclass, labelled with the subclass and the control's weight). `images` maps image_id -> image
-    path
-    or uint8 array. Returns the pairs shown with their gap, its name and rank.
+    none when the distance is NaN) and rank; each method's header gives its sample (`counts_label`: pairs, or
+    treated, controls and subclasses for full matching and other weighted methods, whose rows are
+    treated-control links within a subclass, labelled with the subclass and the control's weight). `images`
+    maps image_id -> image path or uint8 array. Returns the pairs shown with their gap, its name and rank.
     """
     _need(matches, ["treated_id", "control_id", "distance", "method"], "matched_pairs")
     labels = group_labels(treatment)
@@ -594,9 +584,9 @@ def distance_distributions(
     """Per embedding, the distribution of distances between an image and its k nearest neighbours (scope
     "all"), split into same identity and different identity; a threshold line per embedding in `thresholds`
     (verification, e.g. dlib's 0.6) and in `matching` (embedding -> {method: threshold},
-    `constraint_thresholds`:
-    the face threshold a constrained matching applies). Returns the histograms: embedding, relation, bin_left,
-    bin_right, count, density, n, median, and `thresholds` (the lines drawn on that panel, e.g. "0.6").
+    `constraint_thresholds`: the face threshold a constrained matching applies). Returns the histograms:
+    embedding, relation, bin_left, bin_right, count, density, n, median, and `thresholds` (the lines drawn on
+    that panel, e.g. "0.6").
     """
     thresholds = dict(thresholds or {})
     matching = dict(matching or {})
@@ -665,10 +655,8 @@ def distance_distributions(
 def neighbour_quality(table: pd.DataFrame, pdf: str, png: str | None = None) -> pd.DataFrame:
     """The paper's nearest-neighbour table as a figure: identity retrieval error at top-k and the attribute
     mismatch between an image and its nearest neighbour, both among all images (scope "all", as the paper's
-    table
-    and the `paper_comparison` figure's table measure them), and the attribute mismatch to the nearest image
-    of
-    the other group (scope "cross": what matching across groups sees). `table` is
+    table and the `paper_comparison` figure's table measure them), and the attribute mismatch to the nearest
+    image of the other group (scope "cross": what matching across groups sees). `table` is
     `retrieval.retrieval_quality_table` output; it is returned unchanged.
     """
     _need(table, ["embedding", "scope"], "neighbour_quality")
@@ -835,11 +823,10 @@ def projection_quality(
 def outcomes_forest(
     outcomes: pd.DataFrame, pdf: str, png: str | None = None, units: Mapping[str, pd.DataFrame] | None = None
 ) -> pd.DataFrame:
-    """Forest plot: per outcome, one row per method (naive first) with its estimate and 95% interval;
-    the true effect is marked where the table has one (the demo). Each row names its sample: pairs for 1:1
-    matching, else treated and controls (and subclasses, from the method's units table in `units`, name ->
-    table)
-    for full matching and other weighted methods. Returns the rows drawn, with the `sample_size` label shown.
+    """Forest plot: per outcome, one row per method (naive first) with its estimate and 95% interval; the true
+    effect is marked where the table has one (the demo). Each row names its sample: pairs for 1:1 matching,
+    else treated and controls (and subclasses, from the method's units table in `units`, name -> table) for
+    full matching and other weighted methods. Returns the rows drawn, with the `sample_size` label shown.
     """
     _need(outcomes, ["outcome", "method", "estimate", "ci_low", "ci_high"], "outcomes_forest")
     counts = {str(m): matched_counts(t) for m, t in (units or {}).items()}

@@ -103,10 +103,8 @@ def constrained_neighbours(ids, X: np.ndarray, F: np.ndarray, threshold: float, 
 
 def neighbour_comparison(run: pd.DataFrame, reported: list | None) -> pd.DataFrame:
     """The run's nearest-neighbour rows and the paper's rows, one table with a `source` column. Both measure
-    the
-    nearest images among all images (`scope` "all": the paper's table, whose gender mismatch only exists
-    there),
-    as the `neighbour_quality` figure's identity and "among all images" panels do."""
+    the nearest images among all images (`scope` "all": the paper's table, whose gender mismatch only exists
+    there), as the `neighbour_quality` figure's identity and "among all images" panels do."""
     ours = run[run["scope"] == "all"].assign(source="this run")
     paper = pd.DataFrame(reported or []).assign(source="paper", scope="all")
     out = pd.concat([ours, paper], ignore_index=True)
@@ -132,11 +130,9 @@ def paper_comparison(means: pd.DataFrame, nn: pd.DataFrame, pdf: str, png: str |
     """Left: each covariate's mean per group, before and after matching, this run (dots with 95% intervals)
     beside the reference (crosses); a method the balance stage did not judge (`flag`, e.g. 'too few pairs (3 <
     10)') is marked as in the love plot (hollow squares after matching, the status in the title). Right:
-    identity
-    retrieval error at top-1/5/10 per embedding, this run's rows and the paper's (CelebA-HQ) rows on separate
-    axes, each titled with its data (`run_label`); unless `comparable`, the run's panel says that its
-    identities
-    are not the paper's kind. Returns `means` (the drawn numbers of the left panel)."""
+    identity retrieval error at top-1/5/10 per embedding, this run's rows and the paper's (CelebA-HQ) rows on
+    separate axes, each titled with its data (`run_label`); unless `comparable`, the run's panel says that its
+    identities are not the paper's kind. Returns `means` (the drawn numbers of the left panel)."""
     covs = list(dict.fromkeys(means["covariate"]))
     err_cols = [c for c in ("err_top1", "err_top5", "err_top10") if c in nn.columns]
     rows = nn.reset_index(drop=True)

@@ -1,8 +1,8 @@
 """Provenance of a run: code, packages, numerical libraries, CPU and GPU, threads, config and seed.
 
 A user whose numbers differ from the README's sees at a glance what differs
-(results/<dataset>/provenance.json,
-summarised in provenance.txt and the report). The demo's world is also checked against the committed manifest.
+(results/<dataset>/provenance.json, summarised in provenance.txt and the report). The demo's world is also
+checked against the committed manifest.
 """
 
 from __future__ import annotations

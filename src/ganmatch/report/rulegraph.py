@@ -1,10 +1,8 @@
 """The workflow's rule graph from a finished run's Snakemake log.
 
 `snakemake --rulegraph` cannot see past the `index_images` checkpoint (the shard rules and everything fed by
-them
-are missing), so docs/rulegraph.png is drawn from what a run did: each job's rule, inputs and outputs as the
-log
-lists them, an edge wherever one rule's output is another's input, transitive edges left out.
+them are missing), so docs/rulegraph.png is drawn from what a run did: each job's rule, inputs and outputs as
+the log lists them, an edge wherever one rule's output is another's input, transitive edges left out.
 """
 
 from __future__ import annotations

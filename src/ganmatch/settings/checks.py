@@ -391,8 +391,7 @@ def distance_problems(
     key: str, method: str, spec: dict, covariates: set, given: set | None = None
 ) -> list[str]:
     """The distance and the options that depend on it, as MatchIt refuses them. `spec` has its defaults
-    filled;
-    `given` are the keys the config itself wrote (default: all of spec's)."""
+    filled; `given` are the keys the config itself wrote (default: all of spec's)."""
     from ganmatch.matching import METHODS
     from ganmatch.matching.distance import (
         COVARIATE_TRANSFORMS,
@@ -492,9 +491,8 @@ def distance_problems(
 
 def method_problems(config: dict, given: dict | None = None) -> list[str]:
     """Each method's parameters against its list (`matching.METHODS`), the columns and embeddings it names,
-    and
-    the distance/method/option combinations MatchIt refuses. `config` has its defaults filled; `given` is the
-    config as written (default: `config`), for the checks of what a method was given."""
+    and the distance/method/option combinations MatchIt refuses. `config` has its defaults filled; `given` is
+    the config as written (default: `config`), for the checks of what a method was given."""
     from ganmatch.matching import METHODS
     from ganmatch.matching.data import one_caliper
 
@@ -703,11 +701,9 @@ def label_file_problems(config: dict) -> list[str]:
 
 def known_image_ids(config: dict) -> tuple[set[str] | None, str]:
     """(the image ids a run will have, where they come from), known at start-up: the photo folder's listing,
-    the
-    demo's draws (`demo.demo_image_ids`, nothing rendered) or the CelebA-HQ mapping's rows; (None, '') when
-    the
-    folder or mapping is missing (other checks name it). An index left by an earlier run is not used: it may
-    be stale."""
+    the demo's draws (`demo.demo_image_ids`, nothing rendered) or the CelebA-HQ mapping's rows; (None, '')
+    when the folder or mapping is missing (other checks name it). An index left by an earlier run is not used:
+    it may be stale."""
     if config.get("source") == "demo":
         from ganmatch.simulate.demo import demo_image_ids
 
@@ -842,8 +838,8 @@ CELEBA_READERS = {
 
 def celeba_label_problems(config: dict) -> list[str]:
     """The CelebA-HQ metadata files a run reads (mapping, identities, attributes, partition), each present one
-    read as
-    the index reads it, before the first job; download targets are verified by their checksum instead."""
+    read as the index reads it, before the first job; download targets are verified by their checksum instead.
+    """
     if config.get("source") != "celeba_hq":
         return []
     from ganmatch.data import celeba
@@ -865,8 +861,7 @@ def celeba_label_problems(config: dict) -> list[str]:
 def model_weights_problems(config: dict) -> list[str]:
     """Weights files the user names for face embeddings (`embeddings.<name>.weights`) and FairFace
     (`face_attributes.fairface_weights`): each one present must load as tensors only (never running code from
-    the
-    file), before the first job. Download targets are skipped: their checksum is verified when they are
+    the file), before the first job. Download targets are skipped: their checksum is verified when they are
     fetched."""
     from ganmatch.data.tensors import read_tensor_file
     from ganmatch.errors import WeightsError
@@ -921,12 +916,11 @@ def cross_field_problems(
     config: dict, cwd: str | os.PathLike | None = None, user_files: bool = True, given: dict | None = None
 ) -> list[str]:
     """Every path, column, method and edit problem of a config with its defaults filled (`fill_defaults`, so
-    no
-    check repeats a default), one line each; `given` is the config as written (what a method was given). Runs
-    beside the schema's checks (so a run shows all its problems at once): a check that a malformed value trips
-    over adds nothing, the schema's line names that value. `user_files=False` leaves out the checks that read
-    the user's files (labels CSV, photo folder, generator weights): a job process of a run (e.g. on a SLURM
-    node) whose start-up did them."""
+    no check repeats a default), one line each; `given` is the config as written (what a method was given).
+    Runs beside the schema's checks (so a run shows all its problems at once): a check that a malformed value
+    trips over adds nothing, the schema's line names that value. `user_files=False` leaves out the checks that
+    read the user's files (labels CSV, photo folder, generator weights): a job process of a run (e.g. on a
+    SLURM node) whose start-up did them."""
     problems = []
     for name in CHECKS:
         if not user_files and name in USER_FILE_CHECKS:
@@ -944,8 +938,7 @@ def cross_field_problems(
 
 def check_config(config: dict, schema: dict, cwd: str | os.PathLike | None = None) -> None:
     """Raise one ConfigError listing every path, column and method problem of a schema-valid config (its
-    defaults
-    filled from `schema` first)."""
+    defaults filled from `schema` first)."""
     from ganmatch.settings.config import fill_defaults, format_problems  # settings.config imports this module
 
     problems = cross_field_problems(fill_defaults(config, schema), cwd, given=config)

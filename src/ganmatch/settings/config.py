@@ -33,8 +33,7 @@ def shorten(value, limit: int = SHORT) -> str:
 
 def _full_pattern(validator, pattern, instance, schema):
     """JSON schema's `pattern`, as a full match: `$` also matches before a final newline, so 'demo\\n' would
-    pass
-    `^[a-z]+$` under re.search; re.fullmatch refuses it."""
+    pass `^[a-z]+$` under re.search; re.fullmatch refuses it."""
     if validator.is_type(instance, "string") and not re.fullmatch(pattern, instance):
         yield jsonschema.ValidationError(f"{shorten(instance)} does not match {pattern!r} (the whole value "
                                          "must match)")
@@ -158,12 +157,9 @@ def fill_defaults(config: dict, schema: dict | str | Path) -> dict:
 
 def config_problems(config, schema: dict | str | Path, cwd=None, user_files: bool = True) -> list[str]:
     """Every problem of `config` in one pass, one line each naming its key: legacy method spellings, the
-    schema's
-    rules, NaN/inf values and the cross-field checks of `ganmatch.settings.checks` (the latter on the config
-    with
-    its defaults filled, on whatever the schema left checkable: a check that a malformed block trips over is
-    left
-    to that block's schema error)."""
+    schema's rules, NaN/inf values and the cross-field checks of `ganmatch.settings.checks` (the latter on the
+    config with its defaults filled, on whatever the schema left checkable: a check that a malformed block
+    trips over is left to that block's schema error)."""
     if not isinstance(schema, dict):
         schema = load_schema(schema)
     if not isinstance(config, dict):
@@ -203,10 +199,9 @@ def validate_config(
     config: dict, schema: dict | str | Path, source: str = "config", cwd=None, user_files: bool = True
 ) -> dict:
     """Raise one ConfigError listing every problem in `config` (`config_problems`: schema and cross-field
-    checks
-    together), each naming its key and the allowed values; return the config with every default of the schema
-    filled in (`fill_defaults`). `user_files=False` skips reading the user's labels, photo folder and weights
-    (done once by the run's main process, not again by each job process)."""
+    checks together), each naming its key and the allowed values; return the config with every default of the
+    schema filled in (`fill_defaults`). `user_files=False` skips reading the user's labels, photo folder and
+    weights (done once by the run's main process, not again by each job process)."""
     if not isinstance(schema, dict):
         schema = load_schema(schema)
     problems = config_problems(config, schema, cwd, user_files)

@@ -101,8 +101,7 @@ def missing_downloads(
     exists: Callable[[str], bool] = os.path.exists,
 ) -> dict[str, str]:
     """Every download this run needs that is not on disk yet, name -> path: the downloads.files entries it
-    reads
-    (CelebA metadata, the generator and objective paper's LPIPS weights when the GAN stage runs,
+    reads (CelebA metadata, the generator and objective paper's LPIPS weights when the GAN stage runs,
     face-embedding weights) and the CelebA-HQ images."""
     used = {generator} if generator else set()
     paper = config["project"].get("paper") or {}

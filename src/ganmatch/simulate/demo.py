@@ -61,9 +61,8 @@ class DemoData:
 def planted_group_means() -> dict:
     """The covariate means per group that the planted confounding implies in the population (enumerating the
     independent covariates and the treatment's logistic model), in the layout of
-    resources/paper/reported.json:
-    unmatched [control, treated]; matched: the target of matching for the treated (ATT), the treated means
-    for both groups."""
+    resources/paper/reported.json: unmatched [control, treated]; matched: the target of matching for the
+    treated (ATT), the treated means for both groups."""
     import itertools
 
     names = list(PLANTED)
@@ -192,9 +191,8 @@ def _basis(directions: np.ndarray) -> np.ndarray:
 
 def draw_people(rng: np.random.Generator, cfg: dict, w_dim: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The people of the demo, the first draws of `simulate`'s stream: latent coordinates (n_identities,
-    w_dim) in
-    the basis whose first axes are the treatment and the covariates, the treatment, and each person's photo
-    count."""
+    w_dim) in the basis whose first axes are the treatment and the covariates, the treatment, and each
+    person's photo count."""
     names = list(PLANTED)
     n_sem = 1 + len(names)
     n_id = cfg["n_identities"]
@@ -322,10 +320,9 @@ def edit_truth(
     treatment: str = "male",
 ) -> dict[str, np.ndarray]:
     """The demo's truth about edits, as columns for the edit table (`ganmatch.gan.edits.summarise`): per
-    planted
-    attribute `true_delta_<a>` (change of its coordinate, `planted_coordinates`) and `true_flip_<a>`, and per
-    outcome `outcome_before_<o>` / `outcome_<o>` (`planted_outcome`). `originals` are repeated to the edits'
-    rows."""
+    planted attribute `true_delta_<a>` (change of its coordinate, `planted_coordinates`) and `true_flip_<a>`,
+    and per outcome `outcome_before_<o>` / `outcome_<o>` (`planted_outcome`). `originals` are repeated to the
+    edits' rows."""
     before = planted_coordinates(originals, directions, latent_truth)
     after = planted_coordinates(edited, directions, latent_truth)
     columns = {}

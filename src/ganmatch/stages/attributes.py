@@ -22,8 +22,7 @@ def apply_identity_policy(table: pd.DataFrame, index: pd.DataFrame, treatment: s
     stop: raise, listing them; majority: every photo takes the identity's majority value (ties leave the
     analysis); drop: their photos leave the analysis; allow: keep them (matching may then pair two photos of
     one person; the matches flag such pairs `same_identity`). The attributes table defines the analysed
-    images,
-    so dropping a row here removes the photo from matching, balance and outcomes alike.
+    images, so dropping a row here removes the photo from matching, balance and outcomes alike.
     """
     ids = table["image_id"].astype(str).to_numpy()
     rows = index.astype({"image_id": str}).set_index("image_id").loc[ids]

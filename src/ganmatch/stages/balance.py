@@ -27,8 +27,7 @@ DEFAULT_ESTIMAND = "ATT"
 
 def table_estimand(table: pd.DataFrame) -> str:
     """The estimand a method's matching result targets: its column `estimand` (one value for the whole table)
-    when
-    present, else the ATT. The one place the balance stage learns it."""
+    when present, else the ATT. The one place the balance stage learns it."""
     if "estimand" not in table.columns or len(table) == 0:
         return DEFAULT_ESTIMAND
     values = sorted(set(table["estimand"].astype(str)))

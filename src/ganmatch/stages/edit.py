@@ -89,8 +89,7 @@ def edit_summary_job(inp, out, params) -> None:
 
 def edit_transects_job(inp, out, params) -> None:
     """The edit_transects rule: outcomes along the treatment edit and the experimental effect with bootstrap
-    CIs,
-    beside the observational matched estimates."""
+    CIs, beside the observational matched estimates."""
     table = read_parquet(inp.edits)
     truth = {}
     if "truth" in inp.keys():

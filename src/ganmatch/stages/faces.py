@@ -4,8 +4,7 @@ One row per accepted (status "ok") face of the aligned shard tables. Besides the
 (`ganmatch.faces.face_attributes.ATTRIBUTE_COLUMNS`, each with its confidence where the model gives one), the
 table carries binary proxies in the form `ganmatch.analysis.attributes.attributes_table` reads as predictions:
 `<name>_prob` for `male`, `young` and `frontal`, and `<name>_confidence` for the two model-based ones. They
-are noisy proxies; dataset
-labels, where present, take precedence in the attributes table.
+are noisy proxies; dataset labels, where present, take precedence in the attributes table.
 """
 
 from __future__ import annotations

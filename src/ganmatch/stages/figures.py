@@ -43,9 +43,8 @@ def love_plot_job(inp, out, params=None) -> None:
 
 def propensity_overlap_job(inp, out, params) -> None:
     """Overlap of the score the configured `propensity` method matched on (as it wrote it while matching);
-    without
-    such a method, of a logistic regression of the treatment on the covariates. Every panel shows the same
-    score."""
+    without such a method, of a logistic regression of the treatment on the covariates. Every panel shows the
+    same score."""
     index, attributes = read_parquet(inp.index), read_parquet(inp.attributes)
     treated = with_treatment(index, attributes, params.treatment).set_index("image_id")[params.treatment]
     name, spec = params.score_method or None, params.score_spec
@@ -94,8 +93,7 @@ def projection_examples(table: pd.DataFrame, latents, aligned_paths: dict[str, s
     """`n` projected images spread over PSNR (worst to best): their ids, originals and re-rendered latents.
 
     `table`/`latents` are the concatenated latent shard tables and their latents in the same row order (an
-    array,
-    or `embeddings.StackedRows` over the memory-mapped shards, so only the chosen rows are read).
+    array, or `embeddings.StackedRows` over the memory-mapped shards, so only the chosen rows are read).
     """
     from ganmatch.gan.render import render  # torch: only this figure's job needs the generator
     from ganmatch.gan.weights import load_generator
@@ -152,8 +150,7 @@ def released_matrices(index_path: str, matrices: dict | None) -> dict | None:
 
 def paper_comparison_job(inp, out, params) -> None:
     """This run next to the paper's reported numbers (or the demo's planted truth): covariate means and
-    nearest
-    neighbours of the compared method."""
+    nearest neighbours of the compared method."""
     from ganmatch.report import paper_comparison
     from ganmatch.stages.matching import load_embeddings
 

@@ -10,8 +10,7 @@ from ganmatch.report.provenance import demo_world_key, provenance, summary_html,
 
 def write_provenance_job(inp, out, params, root) -> None:
     """The provenance rule: provenance.json and its summary for the report; for the demo, its world (the
-    folder of
-    the input truth.json) checked against the committed manifest (resources/demo_world.sha256 under
+    folder of the input truth.json) checked against the committed manifest (resources/demo_world.sha256 under
     `root`)."""
     world = None
     if params.config["source"] == "demo" and len(inp.world):
