@@ -231,8 +231,7 @@ def case_dense(n: int, n_pairs: int) -> dict:
             "peak_gb": _peak_gb(), "extra_gb": _peak_gb() - base, "warmup_seconds": warm}
 
 
-# ---------------------------------------------------------------- MatchIt's methods: ganmatch,
-# pymatchit-causal, R
+# ----------------------------------------------------------- MatchIt's methods: ganmatch, pymatchit-causal, R
 
 SCORE = {"distance": "score", "score": "ps"}
 # name -> (ganmatch method and options, pymatchit options, R options; caliper in score SDs)

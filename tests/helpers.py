@@ -40,9 +40,8 @@ def copy_workflow(dest: Path) -> Path:
 
 
 # Environment variables that make numpy's OpenBLAS, torch's oneDNN and ATen kernels, and MKL pick their AVX2
-# code on
-# an AVX-512 machine: "another CPU" for the reproducibility tests (DEVELOPERS: numbers must hold on other
-# machines).
+# code on an AVX-512 machine: "another CPU" for the reproducibility tests (DEVELOPERS: numbers must hold on
+# other machines).
 AVX2_KERNELS = {"ONEDNN_MAX_CPU_ISA": "AVX2", "OPENBLAS_CORETYPE": "Haswell",
                 "MKL_ENABLE_INSTRUCTIONS": "AVX2",
                 "ATEN_CPU_CAPABILITY": "avx2"}

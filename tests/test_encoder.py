@@ -144,8 +144,7 @@ def test_shard_stage_starts_from_the_encoder_file(gen, encoder, held_out, tmp_pa
     assert trained.arch_["space"] == "w+" and trained.n_train == 16
 
 
-# ---------------------------------------------------------------- the workflow: train_encoder before the
-# shards
+# -------------------------------------------------------------- the workflow: train_encoder before the shards
 
 def _overlay(tmp_path, project):
     from helpers import TINY

@@ -281,9 +281,8 @@ def test_propensity_reference_setting_matches_the_reference_loop():
 
 def test_references_come_from_all_photos_glasses_included():
     # A: a0, a1 (treated); H: h0, h1 (glasses), h2 (controls). h0-a0 is the closest pair; the closest
-    # reference
-    # gap is with h1 (|1.5 - 1| = 0.5 against |3 - 1| = 2 for h2): the reference takes h1 despite its glasses,
-    # the corrected reading only the glasses-free h2
+    # reference gap is with h1 (|1.5 - 1| = 0.5 against |3 - 1| = 2 for h2): the reference takes h1 despite
+    # its glasses, the corrected reading only the glasses-free h2
     ident = ["A", "A", "H", "H", "H"]
     data = data_of([0.0, 50.0, 0.1, 60.0, 70.0], [0.0, 0.0, 0.1, 0.1, 5.0], [0.0, 1.0, 0.0, 1.5, 3.0],
                    [1, 1, 0, 0, 0], ident, [0, 0, 0, 1, 0])

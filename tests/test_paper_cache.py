@@ -91,8 +91,7 @@ def test_matrix_knn_on_a_subset_of_rows(tmp_path):
     assert (idx == want_idx).all() and np.allclose(dist, want_dist)
 
 
-# ---------------------------------------------------------------- the paper's constrained matching on
-# matrices
+# --------------------------------------------------------------- the paper's constrained matching on matrices
 
 
 @pytest.mark.parametrize(
@@ -126,9 +125,8 @@ def test_matrix_rules_equal_the_dense_reference(tmp_path, seed, n_id, n_pairs, e
 
 def test_constant_rows_of_a_released_matrix_are_not_selectable(tmp_path):
     # the reference's code for a missing distance is a constant row, diagonal included: np.all(d[i] == d[i,
-    # 0]),
-    # of the reference matrix or of the match cost (gan + 1e6 * [facial > 0.6], so a constant gan row alone
-    # is not)
+    # 0]), of the reference matrix or of the match cost (gan + 1e6 * [facial > 0.6], so a constant gan row
+    # alone is not)
     X, F, R, treated, codes, glasses, thr = random_case(7, 60)
     matched = dense_reference_pairs(
         X, F, R, treated, codes, glasses == 0, threshold=thr, gap=(1e-2, 1e6), n_pairs=30

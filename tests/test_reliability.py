@@ -23,9 +23,8 @@ import pandas as pd
 import pytest
 from helpers import ROOT, TINY_ARGS, snakemake, tiny_workdir
 
-# The README's recovery commands after a crash, a kill or a power loss (run in the same directory):
-#   snakemake --unlock
-#   snakemake --cores 2 --rerun-incomplete
+# The README's recovery commands after a crash, a kill or a power loss (run in the same directory): snakemake
+# --unlock snakemake --cores 2 --rerun-incomplete
 UNLOCK = ("--unlock",)
 RESUME = ("--rerun-incomplete",)
 CONFIG = TINY_ARGS  # the demo config shrunk by an overlay (helpers.TINY)
@@ -145,8 +144,8 @@ def test_sigkill_mid_job_leaves_no_partial_output_and_resume_completes(interrupt
     assert not interrupted["unreadable"]
     locked = interrupted["locked"].stdout + interrupted["locked"].stderr
     # a plain rerun is refused, naming the recovery flag it needs: the stale lock (--unlock) or, when
-    # Snakemake
-    # checks first for the killed job's outputs, --rerun-incomplete; the README's recovery gives both
+    # Snakemake checks first for the killed job's outputs, --rerun-incomplete; the README's recovery gives
+    # both
     assert interrupted["locked"].returncode != 0
     assert "--unlock" in locked or "--rerun-incomplete" in locked
     work = interrupted["work"]

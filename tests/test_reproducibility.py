@@ -126,9 +126,8 @@ def test_provenance_records_code_libraries_cpu_and_the_world(tmp_path):
 
 
 # The tiny demo's world (about 100 photos) is too small for its naive estimate to miss the planted effect, and
-# 40
-# projection steps move the GAN matches off the truth; this overlay is the default demo with the tiny demo's
-# smaller neighbour lists and edit selection.
+# 40 projection steps move the GAN matches off the truth; this overlay is the default demo with the tiny
+# demo's smaller neighbour lists and edit selection.
 SMALL = {k: v for k, v in TINY.items() if k not in ("shard_size", "demo", "project")}
 
 

@@ -45,8 +45,7 @@ def _problems(config: dict, cwd=None) -> str:
     return str(err.value)
 
 
-# ---------------------------------------------------------------- 1. paths: the run writes only its own
-# folders
+# -------------------------------------------------------------- 1. paths: the run writes only its own folders
 
 
 @pytest.mark.slow
@@ -110,8 +109,7 @@ def test_shipped_configs_pass_the_start_up_checks(tmp_path, monkeypatch):
     check_config(photos, SCHEMA, tmp_path)
 
 
-# ---------------------------------------------------------------- 2. every setting checked before the first
-# job
+# -------------------------------------------------------------- 2. every setting checked before the first job
 
 
 @pytest.mark.parametrize(("patch", "expected"), [
@@ -451,8 +449,7 @@ def test_allowed_same_identity_pairs_are_flagged():
     assert same["i0"] and same["i3"] and not same["i5"]
 
 
-# ---------------------------------------------------------------- 5. degenerate results are flagged, never
-# "balanced"
+# -------------------------------------------------------- 5. degenerate results are flagged, never "balanced"
 
 
 def test_one_pair_is_too_few_pairs_not_balanced():
@@ -501,8 +498,7 @@ def test_love_plot_marks_methods_with_too_few_pairs(tmp_path):
     assert _method_flags(summary[summary["stat"] == "smd"]) == {"tiny": "too few pairs (1 < 5)"}
 
 
-# ---------------------------------------------------------------- 6. a failed job: its reason on the
-# terminal, no temporary file
+# --------------------------------------------- 6. a failed job: its reason on the terminal, no temporary file
 
 
 JOB = """
@@ -559,8 +555,7 @@ def test_snakemake_shows_the_failing_jobs_reason(tmp_path):
     (work / "photos").mkdir()
     (work / "photos/hopper.jpg").write_bytes(b"x")
     # the labels are valid (the start-up check reads them), but the photo is not an image: alignment rejects
-    # it, and
-    # matching then has no image to work on, a problem only a job can see
+    # it, and matching then has no image to work on, a problem only a job can see
     (work / "labels.csv").write_text("file,male\nhopper.jpg,1\n")
     photos = copy.deepcopy(yaml.safe_load((ROOT / "config/photos.yaml").read_text()))
     photos["folder"] = {"path": "photos", "labels": "labels.csv"}

@@ -478,8 +478,7 @@ def test_user_named_model_weights_and_celeba_files_are_checked_at_start_up(tmp_p
         validate_config(celeba, SCHEMA, cwd=ROOT)
 
 
-# ---------------------------------------------------------------- 9. SLURM: no account guess, a stop says
-# what it cancelled
+# -------------------------------------------------- 9. SLURM: no account guess, a stop says what it cancelled
 
 
 def test_slurm_no_account_silences_the_guess_and_a_stop_counts_the_cancelled_jobs(monkeypatch):

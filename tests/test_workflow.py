@@ -279,10 +279,9 @@ def test_paper_method_runs_in_the_demo_against_its_truth(demo_run):
     assert "gan + face constraint" in set(nn.embedding) and "gan + facial constraint" in set(nn.embedding)
     ours = nn[nn.source == "this run"].set_index("embedding")
     # What the recogniser's truth guarantees on any machine (not a comparison with "gan", whose error depends
-    # on the
-    # world): a constrained nearest neighbour is another person only if every photo of the query's own person
-    # fails
-    # the threshold (at most the false non-match rate) or another person passes it (false matches per query).
+    # on the world): a constrained nearest neighbour is another person only if every photo of the query's own
+    # person fails the threshold (at most the false non-match rate) or another person passes it (false matches
+    # per query).
     bound = face["false_non_match_rate"] + face["false_match_rate"] * (len(ids) - 1)
     assert ours.loc["gan + face constraint", "err_top1"] <= bound, (ours.loc["gan + face constraint"], bound)
 

@@ -568,8 +568,7 @@ def _rounds(n_blocks: int) -> list[list[tuple[int, int]]]:
 
 
 # rows per product slab (512 x 2048 float32: 4 MB per thread, merged right after it is computed); 128-row
-# slabs
-# fit a core's cache but made the single-threaded BLAS calls slower than the cache saved
+# slabs fit a core's cache but made the single-threaded BLAS calls slower than the cache saved
 _SLAB = 512
 
 

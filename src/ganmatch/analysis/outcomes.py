@@ -26,8 +26,7 @@ TABLE_COLUMNS = [
 BIAS_COLUMNS = ["sample", "stat", "group", "value", "ci_low", "ci_high", "n", "p_value"]
 
 
-# ----------------------------------------------------------------------------------------------------------
-# small helpers
+# ---------------------------------------------------------------------------------------------- small helpers
 
 # a difference row's numbers, in the order of its columns
 DIFFERENCE_FIELDS = ("estimate", "n_pairs", "ci_low", "ci_high", "p_value")
@@ -54,8 +53,7 @@ def _as_float(a) -> np.ndarray:
     return np.asarray(a, dtype=np.float64).ravel()
 
 
-# ----------------------------------------------------------------------------------------------------------
-# naive (unmatched) comparison
+# ------------------------------------------------------------------------------- naive (unmatched) comparison
 
 def naive_difference(y, treated, kind: str | None = None, alpha: float = 0.05) -> dict:
     """Treated-minus-control difference of means on the unmatched data, with a (1 - alpha) interval.
@@ -99,8 +97,7 @@ def naive_difference(y, treated, kind: str | None = None, alpha: float = 0.05) -
     return out
 
 
-# ----------------------------------------------------------------------------------------------------------
-# matched pairs
+# ---------------------------------------------------------------------------------------------- matched pairs
 
 def paired_outcomes(pairs: pd.DataFrame, outcome: pd.Series):
     """Pair-level outcomes of a matches table: (y_treated, y_control, weight, cluster) as numpy arrays.
@@ -206,8 +203,7 @@ def _one_sample_t(d: np.ndarray) -> float:
     return float(2 * stats.t.sf(abs(d.mean()) / (sd / np.sqrt(len(d))), len(d) - 1))
 
 
-# ----------------------------------------------------------------------------------------------------------
-# Rosenbaum bounds
+# ------------------------------------------------------------------------------------------- Rosenbaum bounds
 
 def _signed_rank_parts(d: np.ndarray):
     d = d[d != 0]
@@ -286,8 +282,7 @@ def rosenbaum_gamma(y_t, y_c, kind: str = "numeric", alpha: float = 0.05, gamma_
     return float(np.exp(optimize.brentq(excess, 0.0, np.log(gamma_max), xtol=1e-9)))
 
 
-# ----------------------------------------------------------------------------------------------------------
-# one outcome, one sample
+# ------------------------------------------------------------------------------------ one outcome, one sample
 
 def matched_estimate(y_t, y_c, weights, cluster, kind: str, n_boot: int = 2000, alpha: float = 0.05,
                      random_state: int = 0) -> dict:
@@ -396,8 +391,7 @@ def _treated_series(treated, outcomes: pd.DataFrame) -> pd.Series:
     return treated
 
 
-# ----------------------------------------------------------------------------------------------------------
-# the tidy table
+# --------------------------------------------------------------------------------------------- the tidy table
 
 def estimate_outcomes(outcomes: pd.DataFrame, treated, matches: dict[str, pd.DataFrame], columns=None,
                       truth: dict | None = None, kinds: dict | None = None, n_boot: int = 2000,
@@ -476,8 +470,7 @@ def estimate_status(row, min_pairs: int = 1) -> str:
     return "ok"
 
 
-# ----------------------------------------------------------------------------------------------------------
-# face-recognition bias
+# -------------------------------------------------------------------------------------- face-recognition bias
 
 
 def reference_distances(

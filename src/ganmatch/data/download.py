@@ -69,8 +69,7 @@ def verify_file(path: str | os.PathLike, sha256: str | None = None, md5: str | N
                                     f"{expected.lower()}.")
 
 
-# ---------------------------------------------------------------- lock file (hashes recorded on first
-# download)
+# -------------------------------------------------------------- lock file (hashes recorded on first download)
 
 
 def _lock_key(dest: Path, lock: Path) -> str:

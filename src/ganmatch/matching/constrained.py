@@ -230,8 +230,7 @@ def match_greedy_constrained(data: MatchData, embedding: str = "gan", metric: st
     return _pairs_result(data, embedding, out, info)
 
 
-# ---------------------------------------------------------------- the parts: eligibility, candidate lists,
-# heap
+# -------------------------------------------------------------- the parts: eligibility, candidate lists, heap
 
 
 def reference_eligible(data: MatchData, reference_exclude: dict | None) -> tuple[np.ndarray, list[str]]:

@@ -406,8 +406,7 @@ def _rounds(order, ratio, replace, nearest, consume, position):
     return np.array(out_f, np.int64), np.array(out_o, np.int64), np.array(out_d, np.float64)
 
 
-# ---------------------------------------------------------------- MatchIt's covariate scan
-# (nn_matchC_mahcovs)
+# --------------------------------------------------------------- MatchIt's covariate scan (nn_matchC_mahcovs)
 
 
 def scan_order_column(M: np.ndarray, cal_cols: np.ndarray | None) -> np.ndarray:

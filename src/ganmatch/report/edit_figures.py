@@ -119,8 +119,7 @@ def leakage_heatmap(leakage: pd.DataFrame, pdf: str, png: str | None = None) -> 
     directions = list(dict.fromkeys(data.sort_values("conditional", kind="stable")["direction"]))
     measured = list(dict.fromkeys(data["measured"]))
     # a conditional direction is orthogonal to the latent models of the attributes it projects out: their
-    # change is
-    # 0 by construction, not a measurement (the planted truth or the image models measure it)
+    # change is 0 by construction, not a measurement (the planted truth or the image models measure it)
     data["by_construction"] = (data["source"] == "model").to_numpy() & np.array(
         [m in conditioned_on(str(d)) for d, m in zip(data["direction"], data["measured"], strict=True)], bool
     )
