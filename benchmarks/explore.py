@@ -100,26 +100,34 @@ def rss_mb(pid: int) -> float:
         return next(int(line.split()[1]) for line in fh if line.startswith("VmHWM")) / 1024
 
 
-def run(n: int = 30000, pairs: int = 1200, repeats: int = 10) -> tuple[list[dict], dict]:
-    """Time every URL; returns (rows, facts about the run)."""
+def run(n: int = 30000, pairs: int = 1200, repeats: int = 10, folder: Path | None = None,
+        weights: Path | None = None, method: str = "constrained") -> tuple[list[dict], dict]:
+    """Time every URL on the synthetic folder, or on a real run's results `folder` (its `method` standing in
+    for the synthetic "constrained"); returns (rows, facts about the run)."""
     import pandas as pd
 
-    res = build_folder(n, pairs)
-    demo = ROOT / "resources" / "demo" / "generator.pt"
-    weights = demo if demo.is_file() else None
+    res = folder or build_folder(n, pairs)
+    if weights is None:
+        demo = ROOT / "resources" / "demo" / "generator.pt"
+        weights = demo if demo.is_file() else None
+    if folder is not None:
+        pairs = len(pd.read_parquet(res / "matches" / f"{method}.parquet"))
+        n = len(pd.read_parquet(res / "images.parquet"))
     proc, base, startup = start_server(res, weights)
     rows = []
-    shard = pd.read_parquet(res / "latents" / f"shard_{n // 200}.parquet")  # an image in the middle shard
+    shards = sorted((res / "latents").glob("shard_*.parquet"))
+    shard = pd.read_parquet(shards[len(shards) // 2])                     # an image in the middle shard
     sizes = {"last": -(-pairs // 50), "mid": pairs // 2, "img": shard.loc[shard["status"] == "ok",
                                                                           "image_id"].iloc[0]}
     try:
         for what, url in URLS:
-            url = url.format(**sizes)
+            url = url.replace("method=constrained", f"method={method}").format(**sizes)
             fetch(base + url)  # warm-up
             times, size = zip(*(fetch(base + url) for _ in range(repeats)), strict=True)
             rows.append({"request": what, "url": url, "median_ms": 1000 * statistics.median(times),
                          "max_ms": 1000 * max(times), "bytes": size[0]})
         for what, template in RENDERS:
+            template = template.replace("method=constrained", f"method={method}")
             fetch(base + template.format(v=0.01, t=0.001, p=1, **sizes))  # warm-up
             times, size = zip(*(fetch(base + template.format(v=round(0.1 * (i + 1), 2),
                                                              t=round(0.05 * (i + 1), 3), p=i + 2, **sizes))
@@ -127,8 +135,7 @@ def run(n: int = 30000, pairs: int = 1200, repeats: int = 10) -> tuple[list[dict
             rows.append({"request": what, "url": template, "median_ms": 1000 * statistics.median(times),
                          "max_ms": 1000 * max(times), "bytes": size[0]})
         facts = {"startup_s": startup, "server_peak_mb": rss_mb(proc.pid), "load_avg": os.getloadavg()[0],
-                 "generator": str(weights.relative_to(ROOT)) if weights else "synthetic folder's (demo "
-                                                                             "architecture)",
+                 "generator": str(weights) if weights else "synthetic folder's (demo architecture)",
                  "n_images": n, "pairs_per_method": pairs,
                  "n_methods": len(pd.read_parquet(res / "balance" / "summary.parquet")["method"].unique())}
     finally:
@@ -167,20 +174,52 @@ Generator: {facts['generator']}.
     (RESULTS / "explore.md").write_text(text)
 
 
+def write_run(rows: list[dict], facts: dict, folder: Path, method: str, note: str = "") -> None:
+    """The real run's section of explore.md (after the synthetic benchmark's), replaced on every run."""
+    import pandas as pd
+
+    df = pd.DataFrame(rows)
+    pages = df[~df["request"].str.startswith(("api:", "aligned"))]
+    renders = df[df["request"].isin(["api: render, 2 edits", "api: interpolate"])]
+    table = df[["request", "median_ms", "max_ms", "bytes"]].round(1).to_markdown(index=False)
+    marker = "\n## On a real run's results folder\n"
+    text = (RESULTS / "explore.md").read_text().split(marker)[0]
+    section = (f"{marker}\n`python benchmarks/explore.py --folder {folder} --method {method}` "
+               f"({facts['n_images']:,} images, {facts['n_methods']} methods; `{method}` has "
+               f"{facts['pairs_per_method']:,} pairs and stands in for the synthetic folder's `constrained`; "
+               f"{machine()}, 1-minute load average {facts['load_avg']:.1f} at the end; "
+               f"{datetime.date.today().isoformat()}). {note}\n\n"
+               f"- worst page request: {pages['max_ms'].max():.0f} ms; worst single-frame render: "
+               f"{renders['max_ms'].max():.0f} ms\n"
+               f"- start-up (until the server answers): {facts['startup_s']:.1f} s\n"
+               f"- server peak memory (VmHWM): {facts['server_peak_mb']:.0f} MB\n\n{table}\n")
+    (RESULTS / "explore.md").write_text(text.rstrip("\n") + "\n" + section)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=30000, help="images (default 30,000)")
     parser.add_argument("--pairs", type=int, default=1200, help="pairs per method (default 1,200)")
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--no-write", action="store_true", help="print only; leave benchmarks/results alone")
+    parser.add_argument("--folder", type=Path, help="a real run's results folder (not the synthetic)")
+    parser.add_argument("--weights", type=Path, help="its generator (default: the demo's)")
+    parser.add_argument("--method", default="constrained",
+                        help="the method with reference photos and facial distances (the demo's: "
+                             "gan_constrained)")
+    parser.add_argument("--note", default="", help="a sentence for the real run's section")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT / "src"))
-    rows, facts = run(args.n, args.pairs, args.repeats)
+    rows, facts = run(args.n, args.pairs, args.repeats, args.folder, args.weights, args.method)
     import pandas as pd
 
     print(pd.DataFrame(rows)[["request", "median_ms", "max_ms", "bytes"]].round(1).to_string(index=False))
     print(facts)
-    if not args.no_write:
+    if args.no_write:
+        return
+    if args.folder is not None:
+        write_run(rows, facts, args.folder, args.method, args.note)
+    else:
         write(rows, facts)
 
 
