@@ -170,6 +170,10 @@ def run(args) -> int:
     secs, rc, _ = timed(snake + ["--cores", str(args.cores), "--forcerun", "figure_love_plot", target], ROOT,
                         env)
     event(kind="one_figure", seconds=secs, rc=rc, target=target)
+    report = f"results/{args.dataset}/report.html"
+    secs, rc, _ = timed(snake + ["--report", report], ROOT, env)
+    size = (ROOT / report).stat().st_size / 1e6 if (ROOT / report).exists() else float("nan")
+    event(kind="report", seconds=secs, rc=rc, target=report, mb=size)
     return 0
 
 
