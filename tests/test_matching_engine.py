@@ -617,3 +617,27 @@ def test_exact_subclasses_number_value_combinations_in_order_of_first_appearance
             assert np.array_equal(exact_subclasses(frame, treated), want)
     signed = pd.DataFrame({"z": [-0.0, 0.0]})
     assert exact_subclasses(signed, np.array([1, 0])).tolist() == [0, 0]
+
+
+def test_sparse_optimal_with_a_caliper_widens_only_lists_that_may_miss_admissible_others(monkeypatch):
+    """With a caliper the sparse solver reaches the dense optimum (as many matched, the same total) without
+    widening every list to all the others: a list whose k-th distance is past the caliper already holds every
+    admissible other (the old rule doubled k for everyone while an unmatched unit had an edge)."""
+    from ganmatch.matching import optimal
+
+    asked = []
+    real = optimal._knn_edges
+    monkeypatch.setattr(optimal, "_knn_edges",
+                        lambda Xf, *a, **k: asked.append((len(Xf), a[2])) or real(Xf, *a, **k))
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        Xf = rng.normal(size=(300, 16)).astype(np.float32) + 0.3
+        Xo = rng.normal(size=(500, 16)).astype(np.float32)
+        nn = distances.knn(Xf, 1, Y=Xo, exclude_self=False)[1][:, 0]
+        cal = float(np.quantile(nn, 0.6))
+        fd, _, dd, dense = optimal_sets(Xf, Xo, caliper=cal)
+        asked.clear()
+        fs, _, ds, dense_s = optimal_sets(Xf, Xo, caliper=cal, k=5, dense_limit=0)
+        assert dense and not dense_s
+        assert len(fs) == len(fd) and np.isclose(ds.sum(), dd.sum(), rtol=1e-6)
+        assert max(k for _, k in asked) < 500        # no list widened to every other

@@ -77,8 +77,9 @@ def optimal_sets(Xf: np.ndarray, Xo: np.ndarray, metric: str = "euclidean", cali
         keep = ok[rep[r], c]
         return rep[r][keep], c[keep], D[rep[r], c][keep], True
     kk = min(k * ratio, no)
+    rows, cols, d, ok, kth = _knn_edges(Xf, Xo, metric, kk, caliper, admissible)
+    k_of = np.full(nf, kk)
     while True:
-        rows, cols, d, ok, _ = _knn_edges(Xf, Xo, metric, kk, caliper, admissible)
         big = (d[ok].max() + 1.0) * (nf * ratio + 1) if ok.any() else 1.0
         # each copy of focal f gets f's edges; one expensive "unmatched" column per copy
         copies = np.arange(nf * ratio)
@@ -92,13 +93,24 @@ def optimal_sets(Xf: np.ndarray, Xo: np.ndarray, metric: str = "euclidean", cali
         G = csr_matrix((V, (R, C)), shape=(len(copies), no + len(copies)))
         r, c = min_weight_full_bipartite_matching(G)
         real = c < no
-        has_edge = np.diff(per)[rep] > 0
-        stuck = (~real) & has_edge
-        if not stuck.any() or kk >= no or real.sum() >= min(nf * ratio, no):
+        # a list whose k-th distance is past the caliper holds every admissible other: the rows whose lists
+        # may miss some are the only ones to widen, and with none left the graph is the whole admissible one
+        incomplete = (kth <= caliper) & (k_of < no)
+        could = (~real) & ((np.diff(per)[rep] > 0) | incomplete[rep])    # unmatched, maybe matchable
+        if not could.any() or not incomplete.any() or real.sum() >= min(nf * ratio, no):
             f, o = rep[r[real]], c[real]
             Xp, Yp = distances.prepare(Xf, metric), distances.prepare(Xo, metric)
             return f, o, distances.pair_distances(Xp, Yp, f, o, metric).astype(np.float64), False
-        kk = min(no, 2 * kk)
+        grow = np.flatnonzero(incomplete)
+        wider = min(no, 2 * int(k_of[grow].max()))
+        sub_ok = None if admissible is None else (lambda a, b, g=grow: admissible(g[a], b))
+        r2, c2, d2, ok2, kth2 = _knn_edges(Xf[grow], Xo, metric, wider, caliper, sub_ok)
+        keep = ~incomplete[rows]
+        rows = np.concatenate([rows[keep], grow[r2]])
+        order = np.argsort(rows, kind="stable")
+        rows, cols = rows[order], np.concatenate([cols[keep], c2])[order]
+        d, ok = np.concatenate([d[keep], d2])[order], np.concatenate([ok[keep], ok2])[order]
+        kth[grow], k_of[grow] = kth2, wider
 
 
 def optimal_line_applies(Xf: np.ndarray, Xo: np.ndarray, metric: str, caliper: float, admissible: Admissible,
