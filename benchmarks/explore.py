@@ -88,10 +88,28 @@ def start_server(res: Path, weights: Path | None) -> tuple[subprocess.Popen, str
     raise RuntimeError(f"the server exited ({proc.wait()}) before serving")
 
 
+def _for_method(url: str, method: str, columns: set | None) -> str:
+    """A synthetic-folder URL for a real run's `method`: its name, and its sort and filter columns where the
+    synthetic ones (dist_facial, penalised) are not in its table."""
+    url = url.replace("method=constrained", f"method={method}")
+    if columns is not None:
+        if "dist_facial" not in columns:
+            url = url.replace("sort=dist_facial", "sort=" + ("reference_gap" if "reference_gap" in columns
+                                                             else "distance"))
+        if "penalised" not in columns:
+            url = url.replace("&penalised=no", "")
+    return url
+
+
 def fetch(url: str) -> tuple[float, int]:
+    import urllib.error
+
     t = time.perf_counter()
-    with urllib.request.urlopen(url, timeout=60) as resp:
-        size = len(resp.read())
+    try:
+        with urllib.request.urlopen(url, timeout=60) as resp:
+            size = len(resp.read())
+    except urllib.error.HTTPError as exc:
+        raise RuntimeError(f"{url}: HTTP {exc.code}: {exc.read()[:300]!r}") from None
     return time.perf_counter() - t, size
 
 
@@ -110,8 +128,10 @@ def run(n: int = 30000, pairs: int = 1200, repeats: int = 10, folder: Path | Non
     if weights is None:
         demo = ROOT / "resources" / "demo" / "generator.pt"
         weights = demo if demo.is_file() else None
+    columns = None
     if folder is not None:
-        pairs = len(pd.read_parquet(res / "matches" / f"{method}.parquet"))
+        table = pd.read_parquet(res / "matches" / f"{method}.parquet")
+        pairs, columns = len(table), set(table.columns)
         n = len(pd.read_parquet(res / "images.parquet"))
     proc, base, startup = start_server(res, weights)
     rows = []
@@ -121,7 +141,7 @@ def run(n: int = 30000, pairs: int = 1200, repeats: int = 10, folder: Path | Non
                                                                           "image_id"].iloc[0]}
     try:
         for what, url in URLS:
-            url = url.replace("method=constrained", f"method={method}").format(**sizes)
+            url = _for_method(url, method, columns).format(**sizes)
             fetch(base + url)  # warm-up
             times, size = zip(*(fetch(base + url) for _ in range(repeats)), strict=True)
             rows.append({"request": what, "url": url, "median_ms": 1000 * statistics.median(times),
