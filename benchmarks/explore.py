@@ -23,6 +23,8 @@ import statistics
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -101,8 +103,6 @@ def _for_method(url: str, method: str, columns: set | None) -> str:
 
 
 def fetch(url: str) -> tuple[float, int]:
-    import urllib.error
-
     t = time.perf_counter()
     try:
         with urllib.request.urlopen(url, timeout=60) as resp:
