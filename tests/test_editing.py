@@ -124,6 +124,29 @@ def test_edit_shard_renders_every_edit_and_measures_drift(tmp_path):
     assert (cond["delta_a"] > 0).all() and (cond["score_after"] > cond["score_before"]).all()
 
 
+def test_an_edit_shard_without_selected_images_neither_imports_torch_nor_reads_the_generator(tmp_path):
+    """At 30,000 photos most of the 300 edit shard jobs hold none of the few selected images: such a job
+    writes its empty outputs without importing torch (most of its time) or reading the weights."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np, pandas as pd\n"
+        "from ganmatch.gan import edits\n"
+        "sel = pd.DataFrame({'image_id': ['i0'], 'shard': 0})\n"
+        "table = pd.DataFrame({'image_id': ['j0', 'j1'], 'status': 'ok'})\n"
+        "dirs = pd.DataFrame({'row': [0], 'direction': ['a'], 'attribute': ['a'], 'conditional_on': [''],"
+        " 'conditional': [False]})\n"
+        "W, out = edits.edit_shard(sel, 3, table, np.zeros((2, 8), np.float32), dirs, np.ones((1, 8)),"
+        " 'no-such-generator.pt', {'strengths': [1.0], 'bound': False, 'batch_size': 4, 'device': 'cpu'},"
+        " {}, 'img')\n"
+        "print(len(out), W.shape, 'torch' in sys.modules)\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ["0", "(0,", "8)", "False"]
+
+
 def test_select_images_takes_ids_groups_and_matched_pairs_of_projected_images(tmp_path):
     from ganmatch.errors import ConfigError
     from ganmatch.gan import edits

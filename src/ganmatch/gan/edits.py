@@ -168,13 +168,6 @@ def edit_shard(selection: pd.DataFrame, shard: int, latent_table: pd.DataFrame, 
     `image_flip_<a>`: leakage re-predicted on the rendered faces by the image attribute models
     (`image_model_columns`).
     """
-    import torch  # torch and the generator only for the jobs that render, not for every edit job
-
-    from ganmatch.gan.render import render
-    from ganmatch.gan.weights import load_generator
-
-    if threads:
-        torch.set_num_threads(threads)
     strengths = [float(s) for s in edit_cfg["strengths"]]
     kept = directions[directions["row"] >= 0].reset_index(drop=True)
     dirs = array[kept["row"].to_numpy()]
@@ -187,6 +180,15 @@ def edit_shard(selection: pd.DataFrame, shard: int, latent_table: pd.DataFrame, 
         shape = (0, *np.asarray(latents).shape[1:])
         return np.zeros(shape, np.float32), pd.DataFrame(columns=["image_id", "direction", "strength",
                                                                   "path"])
+    # torch and the generator only for the shards with selected images: at 30,000 photos most of the 300
+    # shard jobs have none, and importing torch was most of their time
+    import torch
+
+    from ganmatch.gan.render import render
+    from ganmatch.gan.weights import load_generator
+
+    if threads:
+        torch.set_num_threads(threads)
     scores = editing.layer_mean(W).astype(np.float64) @ dirs.T.astype(np.float64)
     steps = editing.edit_steps(kept, strengths, scores, bound=bool(edit_cfg["bound"]))
     edited = editing.apply_edits(W, dirs, steps).reshape(n * nd * ns, *W.shape[1:])
