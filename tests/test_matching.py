@@ -128,6 +128,25 @@ def test_greedy_refills_when_lists_run_out():
     assert pairs_of(res) == [(f"i{a}", f"i{200 + b}") for a, b in ref]
 
 
+def test_greedy_with_a_caliper_does_not_refill_lists_already_past_it():
+    """A used-up list whose last distance is past the caliper is not searched again (every control beyond it
+    is farther). On a line: treated t1 at 0 keeps c0 (0.9) and c2 (1.5), which tA and tB take first; with
+    caliper 1 its list ends past the caliper, so no refill; the pairs are the dense algorithm's."""
+    from ganmatch.matching.greedy import CrossLists, greedy_pairs
+
+    Xt = np.array([[0.0], [0.95], [-1.5]], np.float32)             # t1, tA, tB
+    Xc = np.array([[0.9], [3.0], [-1.5]], np.float32)              # c0, c3, c2
+    lists = CrossLists(Xt, Xc, "euclidean", 2)
+    t, c, _ = greedy_pairs(Xt, Xc, caliper=1.0, lists=lists)
+    assert list(zip(t.tolist(), c.tolist(), strict=True)) == [(2, 2), (1, 0)] and lists.n_refills == 0
+    rng = np.random.default_rng(6)
+    X = rng.normal(size=(600, 6)).astype(np.float32)
+    data = make_data(X, np.r_[np.ones(300, int), np.zeros(300, int)])
+    capped = match("greedy", data, distance="embedding", embedding="e", k=2, caliper_quantile=0.5)
+    ref = dense_greedy(X[:300], X[300:], capped.info["caliper"])
+    assert pairs_of(capped) == [(f"i{a}", f"i{300 + b}") for a, b in ref]
+
+
 def test_caliper_leaving_nobody_gives_empty_result_with_warning():
     data = make_data([0, 10, 1, 9.5], [1, 1, 0, 0])
     with pytest.warns(UserWarning, match="no pair"):

@@ -35,8 +35,11 @@ class CrossLists:
         """Each treated row's nearest control distance (before any matching)."""
         return self.dist[:, 0].astype(np.float64) if self.dist.shape[1] else np.full(len(self.Xt), np.inf)
 
-    def head(self, t: int, alive: np.ndarray, accept: Callable[[int, int], bool] | None = None):
-        """(distance, control) of t's first live control that `accept(t, c)` allows, or None."""
+    def head(self, t: int, alive: np.ndarray, accept: Callable[[int, int], bool] | None = None,
+             bound: float = np.inf):
+        """(distance, control) of t's first live control that `accept(t, c)` allows, or None; None also when
+        t's list is used up and already reached past `bound` (a caliper): every control beyond it is farther,
+        so searching again could only find pairs the caliper refuses."""
         while True:
             cols, dist = self.stream(t)
             p = int(self.pos[t])
@@ -45,7 +48,7 @@ class CrossLists:
             self.pos[t] = p
             if p < len(cols):
                 return float(dist[p]), int(cols[p])
-            if self.complete[t]:
+            if self.complete[t] or (len(dist) and float(dist[-1]) > bound):
                 return None
             if not self.refill(t, alive):
                 return None
@@ -87,7 +90,7 @@ def greedy_pairs(Xt: np.ndarray, Xc: np.ndarray, metric: str = "euclidean", cali
     alive = np.ones(len(Xc), bool)
     heap = []
     for t in range(len(Xt)):
-        h = lists.head(t, alive, accept)
+        h = lists.head(t, alive, accept, caliper)
         if h is not None:
             heap.append((h[0], t, h[1]))
     heapq.heapify(heap)
@@ -98,7 +101,7 @@ def greedy_pairs(Xt: np.ndarray, Xc: np.ndarray, metric: str = "euclidean", cali
         if d > caliper:
             break
         if not alive[c]:
-            h = lists.head(t, alive, accept)
+            h = lists.head(t, alive, accept, caliper)
             if h is None:
                 heapq.heappop(heap)
             else:
