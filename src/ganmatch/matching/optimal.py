@@ -113,6 +113,11 @@ def optimal_sets(Xf: np.ndarray, Xo: np.ndarray, metric: str = "euclidean", cali
         kth[grow], k_of[grow] = kth2, wider
 
 
+def _on_a_line(Xf: np.ndarray, metric: str, admissible: Admissible) -> bool:
+    """A scalar distance (one column, so every metric is |x - y|) without per-pair admissibility."""
+    return Xf.shape[1] == 1 and metric in ("euclidean", "l1") and admissible is None
+
+
 def optimal_line_applies(Xf: np.ndarray, Xo: np.ndarray, metric: str, caliper: float, admissible: Admissible,
                          ratio: int, dense_limit: int = 4_000_000, line: bool | None = None) -> bool:
     """Whether pair matching goes to `line_pairs`: a scalar distance, no per-pair admissibility, a fixed ratio
@@ -120,7 +125,7 @@ def optimal_line_applies(Xf: np.ndarray, Xo: np.ndarray, metric: str, caliper: f
     the dense solver."""
     nf, no = len(Xf), len(Xo)
     ratio = 1 if ratio > 1 and no < nf else ratio           # as optimal_sets
-    scalar = Xf.shape[1] == 1 and metric in ("euclidean", "l1") and admissible is None
+    scalar = _on_a_line(Xf, metric, admissible)
     fixed = ratio == 1 or no >= nf * ratio
     fits = line_cells(nf * ratio, no, caliper) <= MAX_CELLS if nf * ratio <= no else \
         line_cells(no, nf, caliper) <= MAX_CELLS
@@ -133,8 +138,7 @@ def line_applies(Xf: np.ndarray, Xo: np.ndarray, metric: str, caliper: float, ad
     column, so every metric is |x - y|), no caliper and no per-pair admissibility (calipers on covariates,
     which break the line's structure), and either asked for (`line=True`) or too large for the dense solver.
     """
-    scalar = Xf.shape[1] == 1 and metric in ("euclidean",
-                                             "l1") and not np.isfinite(caliper) and admissible is None
+    scalar = _on_a_line(Xf, metric, admissible) and not np.isfinite(caliper)
     return scalar and (line if line is not None else len(Xf) * len(Xo) > dense_limit)
 
 
