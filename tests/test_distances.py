@@ -162,3 +162,23 @@ def test_pairwise_memmap_equals_in_memory(tmp_path):
     assert isinstance(mapped, np.memmap) and mapped.dtype == np.float32
     assert np.array_equal(np.asarray(mapped), dense)
     assert [p.name for p in tmp_path.iterdir()] == ["d.npy"]  # no temporary left behind
+
+
+@pytest.mark.parametrize("metric,d", [("euclidean", 7), ("cosine", 7), ("l1", 7), ("euclidean", 768)])
+def test_row_search_equals_knn_on_the_chosen_rows(metric, d):
+    """A refill's search (one row among a subset, prepared once) gives knn's indices and float32 distances,
+    ties by index included (duplicated rows)."""
+    rng = np.random.default_rng(11)
+    X = (rng.normal(size=(20, d)) + 2).astype(np.float32)
+    Y = (rng.normal(size=(300, d)) + 2).astype(np.float32)
+    Y[50:60] = Y[40]
+    X[3] = Y[40]
+    search = distances.RowSearch(X, Y, metric)
+    for row in range(len(X)):
+        cols = np.flatnonzero(rng.random(len(Y)) < 0.6)
+        for k in (1, 5, 12, len(cols) + 3):
+            got = search.nearest(row, cols, k)
+            idx, dist = brute(X[row:row + 1], k, metric, Y=Y[cols], exclude_self=False)
+            assert got[0].tolist() == cols[idx[0]].tolist() and np.array_equal(got[1], dist[0])
+    with pytest.raises(InputDataError, match="features"):
+        distances.RowSearch(X, Y[:, :3], metric)

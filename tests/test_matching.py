@@ -147,6 +147,36 @@ def test_greedy_with_a_caliper_does_not_refill_lists_already_past_it():
     assert pairs_of(capped) == [(f"i{a}", f"i{300 + b}") for a, b in ref]
 
 
+def test_greedy_refill_reads_the_live_controls_without_copying_them():
+    """At 30,000 photos pixel_greedy made 1,746 refills, each copying the live controls (64 MB) and
+    re-validating them. A refill now allocates O(live controls), not O(live controls x features): its peak
+    is a small fraction of the control matrix, at 1x and 2x the controls alike, and its lists equal a dense
+    sort of the live controls."""
+    import tracemalloc
+
+    from ganmatch.matching.greedy import CrossLists
+
+    rng = np.random.default_rng(8)
+    for m in (4000, 8000):
+        Xt = rng.normal(size=(5, 768)).astype(np.float32)
+        Xc = rng.normal(size=(m, 768)).astype(np.float32)
+        lists = CrossLists(Xt, Xc, "euclidean", 2)
+        alive = rng.random(m) < 0.7
+        lists.refill(0, alive)                                  # the first refill prepares the rows once
+        tracemalloc.start()
+        try:
+            assert lists.refill(1, alive)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < Xc.nbytes / 20, (m, peak, Xc.nbytes)
+        live = np.flatnonzero(alive)
+        dense = distances.pairwise(Xt[1:2], Xc[live])[0]
+        order = np.lexsort((live, dense))[:4]
+        assert lists.stream(1)[0].tolist() == live[order].tolist()
+        assert np.array_equal(lists.stream(1)[1], dense[order])
+
+
 def test_caliper_leaving_nobody_gives_empty_result_with_warning():
     data = make_data([0, 10, 1, 9.5], [1, 1, 0, 0])
     with pytest.warns(UserWarning, match="no pair"):

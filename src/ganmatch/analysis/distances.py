@@ -188,6 +188,45 @@ def pair_distances(Xp: np.ndarray, Yp: np.ndarray, rows, cols, metric: str = "eu
     return spec["finish"](_refine(Xp, Yp, rows, cols[:, None], kernel=_kernel(spec)))[:, 0]
 
 
+class RowSearch:
+    """Exact nearest rows of Y, among a chosen subset, for one row of X at a time: a matcher's refills.
+
+    X and Y are validated, prepared and their norms taken once, so a search costs one pass over the chosen
+    rows of Y (O(len(cols) d), no copy of Y), where `knn` on Y[cols] would copy, centre and re-validate
+    them each time. Results equal `knn`'s for the same rows: the same float32 distances, ties by index.
+    """
+
+    def __init__(self, X, Y, metric: str = "euclidean"):
+        self.spec = _metric(metric)
+        self.Xp = self.spec["prepare"](as_matrix(X, "X"))
+        self.Yp = self.spec["prepare"](as_matrix(Y, "Y"))
+        if self.Xp.shape[1] != self.Yp.shape[1]:
+            raise InputDataError(f"X has {self.Xp.shape[1]} features but Y has {self.Yp.shape[1]}.")
+        self.l1 = self.spec.get("kernel") == "l1"
+        self.nxp = self.nyp = None
+        if not self.l1:
+            self.nxp = np.einsum("ij,ij->i", self.Xp, self.Xp, dtype=np.float64)
+            self.nyp = np.einsum("ij,ij->i", self.Yp, self.Yp, dtype=np.float64)
+
+    def nearest(self, row: int, cols: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The min(k, len(cols)) entries of `cols` (ascending indices into Y) nearest to X[row], as (indices,
+        float32 distances) in (distance, index) order."""
+        cols = np.asarray(cols, np.int64)
+        q = np.array([row], np.int64)
+        finish = self.spec["finish"]
+        if self.l1:
+            dist = finish(_refine(self.Xp, self.Yp, q, cols[None, :], kernel=_pair_l1))[0]
+        else:
+            sq = _refine_certified(self.Xp, self.Yp, q, cols[None, :], finish, self.nxp, self.nyp)
+            dist = finish(sq)[0]
+        k = min(int(k), len(cols))
+        if k < len(cols):  # every entry tied with the k-th smallest stays in, then (distance, index) decides
+            keep = np.flatnonzero(dist <= np.partition(dist, k - 1)[k - 1])
+            cols, dist = cols[keep], dist[keep]
+        order = np.lexsort((cols, dist))[:k]
+        return cols[order], dist[order]
+
+
 # ---------------------------------------------------------------- kNN
 
 

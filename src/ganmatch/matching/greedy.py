@@ -30,6 +30,7 @@ class CrossLists:
         self.pos = np.zeros(len(Xt), np.int64)
         self.extra: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self.n_refills = 0
+        self.search: distances.RowSearch | None = None
 
     def nearest(self) -> np.ndarray:
         """Each treated row's nearest control distance (before any matching)."""
@@ -59,7 +60,7 @@ class CrossLists:
 
     def refill(self, t: int, alive: np.ndarray) -> bool:
         """Search t's row again among the live controls with twice its list's length; False if none is
-        live."""
+        live. One pass over the live controls' rows, prepared once (`distances.RowSearch`)."""
         live = np.flatnonzero(alive)
         self.n_refills += 1
         self.pos[t] = 0
@@ -68,10 +69,9 @@ class CrossLists:
         if kk == 0:
             self.extra[t] = (live, np.zeros(0, np.float32))
             return False
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            i, d = distances.knn(self.Xt[t:t + 1], kk, self.metric, Y=self.Xc[live], exclude_self=False)
-        self.extra[t] = (live[i[0]], d[0])
+        if self.search is None:
+            self.search = distances.RowSearch(self.Xt, self.Xc, self.metric)
+        self.extra[t] = self.search.nearest(t, live, kk)
         return True
 
 
