@@ -30,6 +30,7 @@ MEASURED = {  # the columns that hold measurements (the others describe the case
     "projection_objectives": ["gflop_per_image_step", "seconds_per_image_step", "gflop_vs_fast_vgg",
                               "seconds_vs_fast_vgg"],
     "slurm_overhead": ["jobs", "slurm_jobs", "wall_s"],
+    "greedy_refills": ["lists_s", "greedy_s", "ms_per_refill"],
     "reproducibility_summary": ["min", "median", "max", "reference"],
 }
 TABLES = tuple(MEASURED)
