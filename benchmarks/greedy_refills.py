@@ -32,20 +32,11 @@ OUT = Path(__file__).resolve().parent / "results"
 class CopyingLists(CrossLists):
     """The refill before the fix: `knn` on a copy of the live controls, validated and centred each time."""
 
-    def refill(self, t: int, alive: np.ndarray) -> bool:
-        live = np.flatnonzero(alive)
-        self.n_refills += 1
-        self.pos[t] = 0
-        kk = min(len(live), 2 * max(len(self.stream(t)[0]), 1))
-        self.complete[t] = kk >= len(live)
-        if kk == 0:
-            self.extra[t] = (live, np.zeros(0, np.float32))
-            return False
+    def search_live(self, t: int, live: np.ndarray, kk: int) -> tuple[np.ndarray, np.ndarray]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             i, d = distances.knn(self.Xt[t:t + 1], kk, self.metric, Y=self.Xc[live], exclude_self=False)
-        self.extra[t] = (live[i[0]], d[0])
-        return True
+        return live[i[0]], d[0]
 
 
 def draw(n: int, share: float, d: int, seed: int, spread: float = 0.3) -> tuple[np.ndarray, np.ndarray]:

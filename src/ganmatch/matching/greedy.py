@@ -69,10 +69,14 @@ class CrossLists:
         if kk == 0:
             self.extra[t] = (live, np.zeros(0, np.float32))
             return False
+        self.extra[t] = self.search_live(t, live, kk)
+        return True
+
+    def search_live(self, t: int, live: np.ndarray, kk: int) -> tuple[np.ndarray, np.ndarray]:
+        """t's kk nearest among the `live` controls, as (controls, distances) in (distance, control) order."""
         if self.search is None:
             self.search = distances.RowSearch(self.Xt, self.Xc, self.metric)
-        self.extra[t] = self.search.nearest(t, live, kk)
-        return True
+        return self.search.nearest(t, live, kk)
 
 
 def greedy_pairs(Xt: np.ndarray, Xc: np.ndarray, metric: str = "euclidean", caliper: float = np.inf,
