@@ -132,7 +132,7 @@ def intermediate_outputs():
     files += [f for e in PLAN.embeddings for f in embedding_files(e)]
     files += METHOD_MATCHES + [f"{RES}/balance/{m}.parquet" for m in PLAN.methods]
     if PLAN.edit_active:
-        files += [f"{RES}/edits/selection.parquet"] + [f"{RES}/edits/shard_{k}.npy" for k in shards]
+        files += [f"{RES}/edits/selection.parquet"] + [f"{RES}/edits/shard_{k}.npy" for k in edit_shards()]
         if "interpolations" in PLAN.figures:
             files.append(f"{RES}/edits/interpolations.npy")
     return files

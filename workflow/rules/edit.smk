@@ -28,8 +28,9 @@ rule edit_directions:
         f"{SCRIPTS}/edit_directions.py"
 
 
-rule select_edit_images:
-    """The projected images to edit: listed ids, N per group, the closest pairs of chosen matching methods."""
+checkpoint select_edit_images:
+    """The projected images to edit: listed ids, N per group, the closest pairs of chosen matching methods. A
+    checkpoint: edit jobs run only for the projection shards that hold selected images (edit_shards)."""
     input:
         index=f"{RES}/images.parquet",
         attributes=f"{RES}/attributes.parquet",
@@ -87,8 +88,11 @@ rule edit_summary:
     input:
         unpack(demo_truth_inputs),
         unpack(latent_shard_inputs),
-        edit_tables=shard_outputs(f"{RES}/edits/shard_{{shard}}.parquet"),
-        edit_arrays=shard_outputs(f"{RES}/edits/shard_{{shard}}.npy"),
+        # A direct input of the checkpoint: Snakemake re-reads only its direct dependants' inputs when it reruns
+        # (a changed selection on an existing run), so the edit tables follow the new selection.
+        selection=f"{RES}/edits/selection.parquet",
+        edit_tables=edit_shard_outputs(f"{RES}/edits/shard_{{shard}}.parquet"),
+        edit_arrays=edit_shard_outputs(f"{RES}/edits/shard_{{shard}}.npy"),
         index=f"{RES}/images.parquet",
         embeddings=lambda wildcards: [f for e in PLAN.drift_embeddings for f in embedding_files(e)],
     output:

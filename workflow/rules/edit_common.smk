@@ -18,6 +18,23 @@ def latent_shard_inputs(wildcards):
     }
 
 
+def edit_shards():
+    """The projection shards that hold selected images, known once the selection checkpoint has run: at 30,000
+    photos 4 of 300 shards, so the other 296 edit jobs (each a Python start, a GPU request on a cluster) are not
+    made at all."""
+    selection = checkpoints.select_edit_images.get().output[0]
+    return sorted(int(k) for k in pd.read_parquet(selection, columns=["shard"])["shard"].unique())
+
+
+def edit_shard_outputs(pattern):
+    """Input function: `pattern` formatted for every shard with selected images (edit_shards)."""
+
+    def inner(wildcards):
+        return [pattern.format(shard=k) for k in edit_shards()]
+
+    return inner
+
+
 def demo_truth_inputs(wildcards):
     """The demo's planted directions and latent truth, against which the edits are checked."""
     return (

@@ -236,8 +236,8 @@ def edit_shard(selection: pd.DataFrame, shard: int, latent_table: pd.DataFrame, 
 def summarise(tables: list[pd.DataFrame], arrays: list[np.ndarray], index: pd.DataFrame,
               embedding_files: dict,
               thresholds: dict, truth_columns: Callable[[np.ndarray, np.ndarray], dict] | None = None,
-              selection_latents: tuple[pd.DataFrame, list[np.ndarray]] | None = None
-              ) -> tuple[pd.DataFrame, pd.DataFrame]:
+              selection_latents: tuple[pd.DataFrame, list[np.ndarray]] | None = None,
+              shards: list[int] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """All edits in one table with identity drift over each embedding's same-person threshold
     (`drift_<e>_ratio`), the outcomes evaluated on the edited latents (`outcome_<o>`, `outcome_before_<o>`:
     the latent models' probabilities `p_<a>`, each face recogniser's distance to the original `verify_<e>`),
@@ -245,10 +245,12 @@ def summarise(tables: list[pd.DataFrame], arrays: list[np.ndarray], index: pd.Da
 
     `truth_columns(originals, edited)` (a world whose truth is a function of the latent: the demo's
     `ganmatch.simulate.demo.edit_truth`) adds its columns, e.g. the planted outcome and `true_delta_<a>`;
-    `selection_latents` (rows, arrays of `latent_rows`) give the originals' latents for it.
+    `selection_latents` (rows, arrays of `latent_rows`) give the originals' latents for it. `shards`: the
+    projection shard of each table (default 0, 1, ...; the pipeline edits only shards with selected images).
     """
     parts, lat = [], []
-    for k, (t, a) in enumerate(zip(tables, arrays, strict=True)):
+    shards = list(range(len(tables))) if shards is None else [int(k) for k in shards]
+    for k, t, a in zip(shards, tables, arrays, strict=True):
         if len(t):
             parts.append(t.assign(shard=k, pos=np.arange(len(t))))
             lat.append(np.asarray(a))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import re
 from pathlib import Path
 
 from ganmatch.analysis import edit_metrics
@@ -66,6 +67,15 @@ def interpolate_latents_job(inp, out, params) -> None:
     write_parquet(table, out.table)
 
 
+def shard_of(path) -> int:
+    """The shard number in a shard file's name (`.../shard_<k>.<ext>`): the edit jobs made are those of the
+    shards with selected images, so the k-th input is not shard k."""
+    found = re.fullmatch(r"shard_(\d+)", Path(str(path)).name.split(".")[0])
+    if found is None:
+        raise ValueError(f"{path}: not a shard file (shard_<k>.<ext>)")
+    return int(found.group(1))
+
+
 def edit_summary_job(inp, out, params) -> None:
     """The edit_summary rule: ceteris-paribus metrics of every edit (leakage, drift, truth on the demo)."""
     truth = None
@@ -81,7 +91,8 @@ def edit_summary_job(inp, out, params) -> None:
         [read_parquet(f) for f in inp.edit_tables], [read_npy(f) for f in inp.edit_arrays],
         read_parquet(inp.index),
         files, params.thresholds, truth_columns=truth,
-        selection_latents=edits.latent_rows(*latent_shards(inp.tables, inp.arrays)))
+        selection_latents=edits.latent_rows(*latent_shards(inp.tables, inp.arrays)),
+        shards=[shard_of(f) for f in inp.edit_tables])
     log.info("%d edits; leakage rows %d", len(table), len(leakage))
     write_parquet(table, out.edits)
     write_parquet(leakage, out.leakage)
