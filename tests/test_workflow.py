@@ -290,7 +290,7 @@ def test_paper_method_runs_in_the_demo_against_its_truth(demo_run):
 
 
 def test_edit_jobs_run_only_for_the_shards_that_hold_selected_images(demo_run, tmp_path):
-    """At 30,000 photos 296 of 300 edit jobs had no selected image. The selection is a checkpoint: selecting
+    """At 30,000 photos 272 of 300 edit jobs had no selected image. The selection is a checkpoint: selecting
     one photo of shard 1 runs one edit job (shard 0's is not made), and the edit table names shard 1."""
     work, _, args = demo_run
     copy = tmp_path / "run"

@@ -20,7 +20,7 @@ def latent_shard_inputs(wildcards):
 
 def edit_shards():
     """The projection shards that hold selected images, known once the selection checkpoint has run: at 30,000
-    photos 4 of 300 shards, so the other 296 edit jobs (each a Python start, a GPU request on a cluster) are not
+    photos 28 of 300 shards, so the other 272 edit jobs (each a Python start, a GPU request on a cluster) are not
     made at all."""
     selection = checkpoints.select_edit_images.get().output[0]
     return sorted(int(k) for k in pd.read_parquet(selection, columns=["shard"])["shard"].unique())
