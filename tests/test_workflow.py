@@ -306,8 +306,8 @@ def test_edit_jobs_run_only_for_the_shards_that_hold_selected_images(demo_run, t
     assert not (copy / "results/demo/edits/shard_0.npy").exists()
     edits = pd.read_parquet(copy / "results/demo/edits/edits.parquet")
     assert set(edits["image_id"].astype(str)) == {one} and (edits["shard"] == 1).all()
-    # The selection moves to shard 0 on this run: the summary's inputs are re-read after the checkpoint, so shard
-    # 0 is edited (its file was missing) and summarised, not the stale shard 1 list.
+    # The selection moves to shard 0 on this run: the summary's inputs are re-read after the checkpoint, so
+    # shard 0 is edited (its file was missing) and summarised, not the stale shard 1 list.
     other = str(index.loc[index["shard"] == 0, "image_id"].iloc[0])
     (copy / "one.yaml").write_text(yaml.safe_dump({"edit": {"images": {"ids": [other], "per_group": 0,
                                                                         "methods": []}}}))
