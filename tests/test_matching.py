@@ -403,7 +403,7 @@ def test_optimal_4x4():
     treated = np.r_[np.ones(15, int), np.zeros(25, int)]
     ti, ci, d, dense = matching.optimal_sets(X[:15], X[15:])
     ts, cs, ds, dense2 = matching.optimal_sets(X[:15], X[15:], k=2, dense_limit=0)
-    assert dense and not dense2
+    assert dense == "dense" and dense2 == "sparse_knn"
     assert len(ti) == len(ts) == 15
     assert np.isclose(d.sum(), ds.sum(), rtol=1e-6)
     res = match("optimal", make_data(X, treated), distance="embedding", embedding="e")

@@ -105,9 +105,9 @@ def test_optimal_ratio_two_is_the_cheapest_assignment():
     D = distances.pairwise(Xf, Xo, force=True).astype(np.float64)
     best = min(sum(D[i // 2, c] for i, c in enumerate(p)) for p in itertools.permutations(range(7), 6))
     f, o, d, dense = optimal_sets(Xf, Xo, ratio=2)
-    assert dense and np.isclose(d.sum(), best) and np.bincount(f).tolist() == [2, 2, 2]
+    assert dense == "dense" and np.isclose(d.sum(), best) and np.bincount(f).tolist() == [2, 2, 2]
     f2, o2, d2, dense2 = optimal_sets(Xf, Xo, ratio=2, k=2, dense_limit=0)
-    assert not dense2 and np.isclose(d2.sum(), best, rtol=1e-5)
+    assert dense2 == "sparse_knn" and np.isclose(d2.sum(), best, rtol=1e-5)
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -145,7 +145,7 @@ def test_full_matching_is_the_minimum_edge_cover(seed):
     Xf, Xo = rng.normal(size=(3, 2)), rng.normal(size=(4, 2))
     D = distances.pairwise(Xf, Xo, force=True).astype(np.float64)
     f, o, d, sub, dense = full_sets(Xf, Xo)
-    assert dense and np.isclose(d.sum(), _min_edge_cover(D))
+    assert dense == "dense" and np.isclose(d.sum(), _min_edge_cover(D))
     assert set(f) == {0, 1, 2} and set(o) == {0, 1, 2, 3}
     for s in np.unique(sub):                                   # subclasses are stars: one side has one unit
         assert min(len(set(f[sub == s])), len(set(o[sub == s]))) == 1
@@ -188,7 +188,7 @@ def test_line_full_matching_has_the_general_solvers_objective(seed):
         xf, xo = rng.normal(size=nf), rng.normal(0.4, 1.2, size=no)
     general = full_sets(xf[:, None], xo[:, None], line=False)
     f, o, d, sub, dense = full_sets(xf[:, None], xo[:, None], line=True)
-    assert general[4] and not dense
+    assert general[4] == "dense" and dense == "line"
     general_cost = np.abs(xf[general[0]] - xo[general[1]]).sum()          # its cover's cost in float64
     if seed % 2:
         assert d.sum() == general_cost
@@ -261,7 +261,7 @@ def test_full_matching_dense_and_sparse_reach_the_lp_optimum_and_weights_flow():
     best = _edge_cover_lp(distances.pairwise(Xf, Xo, force=True).astype(np.float64))
     assert np.isclose(full_sets(Xf, Xo)[2].sum(), best, rtol=1e-6)
     f, o, d, sub, dense = full_sets(Xf, Xo, k=2, dense_limit=0)
-    assert not dense and np.isclose(d.sum(), best, rtol=1e-5)
+    assert dense == "sparse_knn" and np.isclose(d.sum(), best, rtol=1e-5)
     data = study(200, 3)
     for estimand in ("ATT", "ATC", "ATE"):
         res = match("full", data, distance="score", score="ps", estimand=estimand)
@@ -553,7 +553,7 @@ def test_optimal_sets_on_a_large_scalar_uses_the_line_programme_with_the_dense_o
     for ratio, cal in ((1, np.inf), (2, np.inf), (1, 0.05)):
         fd, od, dd, dense = optimal_sets(Xf, Xo, ratio=ratio, caliper=cal)
         fl, ol, dl, dense_l = optimal_sets(Xf, Xo, ratio=ratio, caliper=cal, line=True)
-        assert dense and not dense_l
+        assert dense == "dense" and dense_l == "line"
         # the dense solver's distances are float32's; the line's exact
         assert len(fl) == len(fd) and np.isclose(dl.sum(), dd.sum(), rtol=1e-6)
     # 1,500 x 3,000 pairs: past the dense solver's 4,000,000
@@ -638,6 +638,6 @@ def test_sparse_optimal_with_a_caliper_widens_only_lists_that_may_miss_admissibl
         fd, _, dd, dense = optimal_sets(Xf, Xo, caliper=cal)
         asked.clear()
         fs, _, ds, dense_s = optimal_sets(Xf, Xo, caliper=cal, k=5, dense_limit=0)
-        assert dense and not dense_s
+        assert dense == "dense" and dense_s == "sparse_knn"
         assert len(fs) == len(fd) and np.isclose(ds.sum(), dd.sum(), rtol=1e-6)
         assert max(k for _, k in asked) < 500        # no list widened to every other

@@ -47,7 +47,7 @@ from ganmatch.matching.distance import (
 )
 from ganmatch.matching.greedy import CrossLists, greedy_pairs
 from ganmatch.matching.nearest import covariate_sets, feature_sets, focal_order, line_sets, places
-from ganmatch.matching.optimal import full_sets, line_applies, optimal_line_applies, optimal_sets
+from ganmatch.matching.optimal import full_sets, optimal_sets
 from ganmatch.matching.subclass import cem_subclasses, exact_subclasses, quantile_subclasses
 
 REQUIRED = object()
@@ -210,17 +210,14 @@ def _solve_greedy(ctx: PairContext, f, o, accept):
 
 def _solve_optimal(ctx: PairContext, f, o, accept):
     ratio = min(int(ctx.p["ratio"]), len(o))  # more copies of a focal unit than others cannot be filled
-    fi, oi, d, dense = optimal_sets(ctx.X[f], ctx.X[o], ctx.metric, ctx.dcal, ratio, ctx.p["k"], accept)
-    line = optimal_line_applies(ctx.X[f], ctx.X[o], ctx.metric, ctx.dcal, accept, ratio)
-    ctx.info["solver"] = "dense" if dense else "line" if line else "sparse_knn"
+    fi, oi, d, ctx.info["solver"] = optimal_sets(ctx.X[f], ctx.X[o], ctx.metric, ctx.dcal, ratio, ctx.p["k"],
+                                                 accept)
     return fi, oi, d, None
 
 
 def _solve_full(ctx: PairContext, f, o, accept):
-    X, metric, dcal = ctx.X, ctx.metric, ctx.dcal
-    fi, oi, d, sub, dense = full_sets(X[f], X[o], metric, dcal, ctx.p["k"], accept)
-    ctx.info["solver"] = "dense" if dense else \
-        "line" if line_applies(X[f], X[o], metric, dcal, accept) else "sparse_knn"
+    fi, oi, d, sub, ctx.info["solver"] = full_sets(ctx.X[f], ctx.X[o], ctx.metric, ctx.dcal, ctx.p["k"],
+                                                   accept)
     return fi, oi, d, sub
 
 

@@ -53,7 +53,8 @@ def optimal_sets(Xf: np.ndarray, Xo: np.ndarray, metric: str = "euclidean", cali
     are too few for one each, so 1:1; otherwise every focal unit gets at least floor(n_other / n_focal) and at
     most `ratio`, and every other unit is used. On a scalar distance without per-pair admissibility and with a
     fixed ratio, large problems (or `line=True`) go to the exact one-dimensional programme `line_pairs` (the
-    same optimum). Returns focal positions, other positions, distances, dense?"""
+    same optimum). Returns focal positions, other positions, distances and the solver that ran (`dense`,
+    `line` or `sparse_knn`)."""
     from scipy.optimize import linear_sum_assignment
     from scipy.sparse import csr_matrix
     from scipy.sparse.csgraph import min_weight_full_bipartite_matching
@@ -65,7 +66,7 @@ def optimal_sets(Xf: np.ndarray, Xo: np.ndarray, metric: str = "euclidean", cali
     rep = np.repeat(np.arange(nf), ratio)
     forced = np.tile(np.arange(ratio), nf) < at_least        # copies every focal unit must fill
     if nf and no and optimal_line_applies(Xf, Xo, metric, caliper, admissible, ratio, dense_limit, line):
-        return (*line_pairs(Xf[:, 0], Xo[:, 0], ratio, caliper), False)
+        return (*line_pairs(Xf[:, 0], Xo[:, 0], ratio, caliper), "line")
     if nf * no * ratio <= dense_limit:
         D, ok = _dense(Xf, Xo, metric, caliper, admissible)
         big = (np.nanmax(D[ok]) + 1.0) * (min(nf * ratio, no) + 1) if ok.any() else 1.0
@@ -75,7 +76,7 @@ def optimal_sets(Xf: np.ndarray, Xo: np.ndarray, metric: str = "euclidean", cali
             cost -= big * (nf * ratio + 1) * forced[:, None]
         r, c = linear_sum_assignment(cost)
         keep = ok[rep[r], c]
-        return rep[r][keep], c[keep], D[rep[r], c][keep], True
+        return rep[r][keep], c[keep], D[rep[r], c][keep], "dense"
     kk = min(k * ratio, no)
     rows, cols, d, ok, kth = _knn_edges(Xf, Xo, metric, kk, caliper, admissible)
     k_of = np.full(nf, kk)
@@ -100,7 +101,7 @@ def optimal_sets(Xf: np.ndarray, Xo: np.ndarray, metric: str = "euclidean", cali
         if not could.any() or not incomplete.any() or real.sum() >= min(nf * ratio, no):
             f, o = rep[r[real]], c[real]
             Xp, Yp = distances.prepare(Xf, metric), distances.prepare(Xo, metric)
-            return f, o, distances.pair_distances(Xp, Yp, f, o, metric).astype(np.float64), False
+            return f, o, distances.pair_distances(Xp, Yp, f, o, metric).astype(np.float64), "sparse_knn"
         grow = np.flatnonzero(incomplete)
         wider = min(no, 2 * int(k_of[grow].max()))
         sub_ok = None if admissible is None else (lambda a, b, g=grow: admissible(g[a], b))
@@ -240,7 +241,8 @@ def full_sets(Xf: np.ndarray, Xo: np.ndarray, metric: str = "euclidean", caliper
     a maximum-weight matching on gains mu(u) + mu(v) - d(u, v), completed by every unmatched unit's smallest
     edge. On a scalar distance without calipers, large problems (or `line=True`) go to the exact
     one-dimensional solver `line_full` instead (the same optimum, in O(n log n)). Returns focal positions,
-    other positions, distances and a subclass number per edge, and dense?"""
+    other positions, distances and a subclass number per edge, and the solver that ran (`dense`, `line`
+    or `sparse_knn`)."""
     from scipy.optimize import linear_sum_assignment
     from scipy.sparse import csr_matrix
     from scipy.sparse.csgraph import min_weight_full_bipartite_matching
@@ -248,7 +250,7 @@ def full_sets(Xf: np.ndarray, Xo: np.ndarray, metric: str = "euclidean", caliper
     nf, no = len(Xf), len(Xo)
     if nf and no and line_applies(Xf, Xo, metric, caliper, admissible, dense_limit, line):
         ef, eo, d, _ = line_full(Xf[:, 0], Xo[:, 0])
-        return _stars(ef, eo, lambda f, o: np.abs(Xf[f, 0] - Xo[o, 0]).astype(np.float64), nf, no) + (False,)
+        return _stars(ef, eo, lambda f, o: np.abs(Xf[f, 0] - Xo[o, 0]).astype(np.float64), nf, no) + ("line",)
     if nf * no <= dense_limit:
         D, ok = _dense(Xf, Xo, metric, caliper, admissible)
         Dm = np.where(ok, D, np.inf)
@@ -260,7 +262,7 @@ def full_sets(Xf: np.ndarray, Xo: np.ndarray, metric: str = "euclidean", caliper
         m = gain[r, c] > 0
         arg_f = np.argmin(Dm, axis=1) if no else np.zeros(nf, np.int64)
         arg_o = np.argmin(Dm, axis=0) if nf else np.zeros(no, np.int64)
-        return _cover(r[m], c[m], mu_f, mu_o, arg_f, arg_o, lambda f, o: D[f, o]) + (True,)
+        return _cover(r[m], c[m], mu_f, mu_o, arg_f, arg_o, lambda f, o: D[f, o]) + ("dense",)
     kk = min(k, no)
     while True:
         rows, cols, d, ok, kth = _knn_edges(Xf, Xo, metric, kk, caliper, admissible)
@@ -289,8 +291,11 @@ def full_sets(Xf: np.ndarray, Xo: np.ndarray, metric: str = "euclidean", caliper
     best_f = _argmin_edges(rows, cols, d, nf)
     best_o = _argmin_edges(o_rows[o_ok], o_cols[o_ok], o_d[o_ok], no)
     Xp, Yp = distances.prepare(Xf, metric), distances.prepare(Xo, metric)
-    return _cover(r[real], c[real], mu_f, mu_o, best_f, best_o,
-                  lambda f, o: distances.pair_distances(Xp, Yp, f, o, metric).astype(np.float64)) + (False,)
+
+    def pair_d(f, o):
+        return distances.pair_distances(Xp, Yp, f, o, metric).astype(np.float64)
+
+    return _cover(r[real], c[real], mu_f, mu_o, best_f, best_o, pair_d) + ("sparse_knn",)
 
 
 def _argmin_edges(rows, cols, d, n):
