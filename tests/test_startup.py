@@ -355,6 +355,9 @@ def _planned_rules(work, args) -> set[str]:
             {"align_shard", "project_shard", "index_images", "predict_attributes"},
         ),
         ("images_rejected.parquet", {"index_images"}, set()),
+        # the edit selection is a checkpoint too; an edit shard's file is an input only while it holds images
+        ("edits/selection.parquet", {"select_edit_images"}, {"match_groups", "project_shard"}),
+        ("edits/shard_1.npy", {"edit_shard", "edit_summary"}, {"select_edit_images", "match_groups"}),
     ],
 )
 def test_a_deleted_output_is_rebuilt_with_only_what_depends_on_it(demo_run, deleted, rebuilt, not_rebuilt):
