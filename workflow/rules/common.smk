@@ -56,11 +56,12 @@ def n_shards():
     return max(1, math.ceil(len(pd.read_parquet(index, columns=["image_id"])) / config["shard_size"]))
 
 
-def shard_outputs(pattern):
-    """Input function: `pattern` formatted for every shard of the index."""
+def shard_outputs(pattern, shards=None):
+    """Input function: `pattern` formatted for every shard of the index, or for those `shards()` names (e.g.
+    edit_shards: the shards with selected images)."""
 
     def inner(wildcards):
-        return [pattern.format(shard=k) for k in range(n_shards())]
+        return [pattern.format(shard=k) for k in (range(n_shards()) if shards is None else shards())]
 
     return inner
 

@@ -91,8 +91,8 @@ rule edit_summary:
         # A direct input of the checkpoint: Snakemake re-reads only its direct dependants' inputs when it reruns
         # (a changed selection on an existing run), so the edit tables follow the new selection.
         selection=f"{RES}/edits/selection.parquet",
-        edit_tables=edit_shard_outputs(f"{RES}/edits/shard_{{shard}}.parquet"),
-        edit_arrays=edit_shard_outputs(f"{RES}/edits/shard_{{shard}}.npy"),
+        edit_tables=shard_outputs(f"{RES}/edits/shard_{{shard}}.parquet", edit_shards),
+        edit_arrays=shard_outputs(f"{RES}/edits/shard_{{shard}}.npy", edit_shards),
         index=f"{RES}/images.parquet",
         embeddings=lambda wildcards: [f for e in PLAN.drift_embeddings for f in embedding_files(e)],
     output:

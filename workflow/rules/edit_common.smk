@@ -26,15 +26,6 @@ def edit_shards():
     return sorted(int(k) for k in pd.read_parquet(selection, columns=["shard"])["shard"].unique())
 
 
-def edit_shard_outputs(pattern):
-    """Input function: `pattern` formatted for every shard with selected images (edit_shards)."""
-
-    def inner(wildcards):
-        return [pattern.format(shard=k) for k in edit_shards()]
-
-    return inner
-
-
 def demo_truth_inputs(wildcards):
     """The demo's planted directions and latent truth, against which the edits are checked."""
     return (
